@@ -1,0 +1,102 @@
+//! Response shapes shared by several areas. Request shapes live beside their
+//! handlers; all of them refuse unknown fields, so nothing smuggled in applies.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use steward_domain::*;
+use steward_store as store;
+use utoipa::ToSchema;
+
+#[derive(Serialize, ToSchema)]
+pub struct UserDto {
+    pub id: UserId,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::User> for UserDto {
+    fn from(u: store::User) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            name: u.name,
+            role: u.role,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OrganizationDto {
+    pub id: OrgId,
+    pub name: String,
+    pub tier: Tier,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::Organization> for OrganizationDto {
+    fn from(o: store::Organization) -> Self {
+        Self {
+            id: o.id,
+            name: o.name,
+            tier: o.tier,
+            created_at: o.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatbotDto {
+    pub id: ChatbotId,
+    pub name: String,
+    pub system_prompt: String,
+    pub temperature: f64,
+    /// Null: the platform's default model.
+    pub model: Option<String>,
+    pub status: ChatbotStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<store::Chatbot> for ChatbotDto {
+    fn from(c: store::Chatbot) -> Self {
+        Self {
+            id: c.id,
+            name: c.name,
+            system_prompt: c.system_prompt,
+            temperature: c.temperature,
+            model: c.model,
+            status: c.status,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageDto {
+    pub id: MessageId,
+    pub conversation_id: ConversationId,
+    pub role: MessageRole,
+    pub text: String,
+    pub channel: String,
+    /// For a reply: the last user message it answered.
+    pub answers: Option<MessageId>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::Message> for MessageDto {
+    fn from(m: store::Message) -> Self {
+        Self {
+            id: m.id,
+            conversation_id: m.conversation_id,
+            role: m.role,
+            text: m.text,
+            channel: m.channel,
+            answers: m.answers,
+            created_at: m.created_at,
+        }
+    }
+}

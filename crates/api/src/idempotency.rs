@@ -1,0 +1,191 @@
+//! `Idempotency-Key` on POST: the first request with a key runs and its
+//! response is kept; a repeat with the same body gets that response again
+//! (marked `Idempotent-Replayed: true`) and changes nothing; a repeat with
+//! another body is 422. Repeats that arrive while the first still runs wait
+//! for it. Keys belong to the caller (user, API key, or anonymous) and last 24 h.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use steward_store::{IdempotencyKey, IdempotencyStart, StoredResponse, now};
+
+use crate::auth::authenticate;
+use crate::error::ApiError;
+use crate::state::SharedState;
+
+pub const HEADER: &str = "idempotency-key";
+const REPLAYED: &str = "idempotent-replayed";
+/// A claim older than this belongs to a request that died (longer than any request may run).
+const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
+const KEPT_FOR: chrono::Duration = chrono::Duration::hours(24);
+/// How long a repeat waits for the first request to finish.
+const WAIT_FOR_FIRST: Duration = Duration::from_secs(30);
+/// Responses larger than this are not kept (none of ours come close).
+const MAX_KEPT_RESPONSE: usize = 4 * 1024 * 1024;
+
+pub async fn layer(State(state): State<SharedState>, request: Request, next: Next) -> Response {
+    if request.method() != Method::POST {
+        return next.run(request).await;
+    }
+    let Some(raw_key) = request.headers().get(HEADER) else {
+        return next.run(request).await;
+    };
+    match run(&state, raw_key.clone(), request, next).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+async fn run(
+    state: &SharedState,
+    raw_key: HeaderValue,
+    request: Request,
+    next: Next,
+) -> Result<Response, Response> {
+    let key = parse_key(&raw_key).map_err(IntoResponse::into_response)?;
+    let (mut parts, body) = request.into_parts();
+    let principal = authenticate(state, &parts.headers)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let body = read_body(body, state.config.http.body_limit_bytes)
+        .await
+        .map_err(IntoResponse::into_response)?;
+
+    let mut hasher = Sha256::new();
+    hasher.update(parts.method.as_str());
+    hasher.update([0]);
+    hasher.update(
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/"),
+    );
+    hasher.update([0]);
+    hasher.update(&body);
+    let request_hash = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let claim = IdempotencyKey {
+        caller: principal
+            .as_ref()
+            .map(|p| p.actor().to_string())
+            .unwrap_or_else(|| "anonymous".into()),
+        key,
+        org_id: principal.as_ref().map(|p| p.org_id()),
+        request_hash,
+    };
+    if let Some(principal) = principal {
+        parts.extensions.insert(principal);
+    }
+
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
+    loop {
+        let moment = now();
+        let started = state
+            .store
+            .idempotency_start(&claim, moment - STALE_AFTER, moment - KEPT_FOR)
+            .await;
+        match started.map_err(|e| ApiError::from(e).into_response())? {
+            IdempotencyStart::Started => break,
+            IdempotencyStart::Replay(stored) => return Ok(replay(stored)),
+            IdempotencyStart::Mismatch => {
+                return Err(ApiError::unprocessable(
+                    "idempotency_key_reused",
+                    "this Idempotency-Key was used for a different request",
+                )
+                .into_response());
+            }
+            IdempotencyStart::InProgress if tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::Conflict {
+                    code: "idempotency_in_progress",
+                    message:
+                        "a request with this Idempotency-Key is still being processed; retry later"
+                            .into(),
+                }
+                .into_response());
+            }
+            IdempotencyStart::InProgress => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    if response.status().is_server_error() {
+        // Not an answer to keep: let a retry run the request again.
+        let _ = state.store.idempotency_abandon(&claim).await;
+        return Ok(response);
+    }
+    let (parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_KEPT_RESPONSE).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let _ = state.store.idempotency_abandon(&claim).await;
+            return Err(
+                ApiError::Internal(format!("response not kept for idempotency: {e}"))
+                    .into_response(),
+            );
+        }
+    };
+    let stored = StoredResponse {
+        status: parts.status.as_u16(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: bytes.to_vec(),
+    };
+    if let Err(e) = state.store.idempotency_complete(&claim, &stored).await {
+        tracing::warn!(error = %e, "could not keep an idempotent response; a repeat will wait, then run again");
+    }
+    Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// 1 to 255 visible ASCII characters.
+fn parse_key(raw: &HeaderValue) -> Result<String, ApiError> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    };
+    let key = raw.to_str().map_err(|_| invalid())?;
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(invalid());
+    }
+    Ok(key.to_owned())
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let too_large =
+            std::iter::successors(Some(&e as &dyn std::error::Error), |err| err.source())
+                .any(|err| err.is::<http_body_util::LengthLimitError>());
+        if too_large {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::bad_request("unreadable_body", "the request body could not be read")
+        }
+    })
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    if let Some(value) = stored
+        .content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+        .headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}

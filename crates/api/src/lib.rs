@@ -1,0 +1,184 @@
+//! Steward's HTTP surface: the management API under `/api/v1`, health,
+//! readiness and metrics. Only this crate knows HTTP; handlers reach data
+//! through the store with the caller's tenant scope.
+
+pub mod auth;
+mod dto;
+pub mod error;
+mod extract;
+mod idempotency;
+pub mod metrics;
+pub mod ratelimit;
+mod routes;
+pub mod server;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Router, middleware};
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::{ApiError, error_response};
+pub use server::{ServeOptions, bind, serve};
+pub use state::{AppState, SharedState};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Steward API", description = "Manage organizations, chatbots, knowledge and conversations."),
+    modifiers(&BearerAuth),
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT or API key")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route, with its documentation.
+fn compose(state: &SharedState) -> OpenApiRouter<SharedState> {
+    let api = routes::api()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .routes(routes!(routes::ops::openapi_json));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::ops::router())
+        .nest("/api/v1", api)
+}
+
+/// The whole application, with its middleware.
+pub fn router(state: SharedState) -> Router {
+    let (routes, openapi) = compose(&state).split_for_parts();
+    let doc = routes::ops::OpenApiJson(Arc::new(
+        openapi.to_json().expect("the OpenAPI document serializes"),
+    ));
+    let http = &state.config.http;
+
+    let mut app = routes
+        .merge(routes::webhooks::router(&state))
+        .layer(Extension(doc))
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method".into(),
+            )
+        })
+        .with_state(state.clone())
+        .layer(DefaultBodyLimit::max(http.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(http.request_timeout_secs),
+        ))
+        .layer(middleware::map_response(json_for_bare_errors));
+    if !http.cors_allowed_origins.is_empty() {
+        let origins = http
+            .cors_allowed_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok());
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([
+                    Method::GET,
+                    Method::POST,
+                    Method::PUT,
+                    Method::PATCH,
+                    Method::DELETE,
+                ])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static(idempotency::HEADER),
+                ])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    if http.behind_tls {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+        ));
+    }
+    app.layer(SetResponseHeaderLayer::if_not_present(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::X_FRAME_OPTIONS,
+        HeaderValue::from_static("DENY"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    ))
+    .layer(SetResponseHeaderLayer::if_not_present(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    ))
+    .layer(middleware::from_fn_with_state(state, metrics::track_http))
+    .layer(TraceLayer::new_for_http())
+}
+
+/// Errors raised by layers (timeouts, limits) come without a body: give them
+/// the standard one.
+async fn json_for_bare_errors(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let code = match status {
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        _ if status.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    let mut replaced = error_response(status, code, message);
+    for (name, value) in response.headers() {
+        if name != header::CONTENT_LENGTH {
+            replaced.headers_mut().entry(name).or_insert(value.clone());
+        }
+    }
+    replaced.into_response()
+}
+
+/// Serves the application on `listener` until `shutdown` completes.
+pub async fn run(state: SharedState, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let options = ServeOptions {
+        header_read_timeout: Duration::from_secs(state.config.http.header_read_timeout_secs),
+        shutdown_grace: Duration::from_secs(state.config.http.shutdown_grace_secs),
+    };
+    serve(listener, router(state), options, shutdown).await
+}

@@ -1,0 +1,207 @@
+//! Prometheus metrics: one recorder per process, histograms with explicit
+//! buckets, HTTP metrics labelled by route template (bounded cardinality).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use steward_domain::{JobKind, JobState};
+use steward_store::QueueStat;
+
+use crate::state::SharedState;
+
+const HTTP_DURATION: &str = "steward_http_request_duration_seconds";
+const HTTP_REQUESTS: &str = "steward_http_requests_total";
+const DB_CONNECTIONS: &str = "steward_db_connections_active";
+const IN_FLIGHT: &str = "steward_http_requests_in_flight";
+const QUEUE_DEPTH: &str = "steward_queue_depth";
+const QUEUE_OLDEST_AGE: &str = "steward_queue_oldest_age_seconds";
+
+/// The process-wide recorder's handle, installing it on first use.
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = |builder: PrometheusBuilder, name: &str, values: &[f64]| {
+                builder
+                    .set_buckets_for_metric(Matcher::Full(name.into()), values)
+                    .expect("buckets are not empty")
+            };
+            let builder = buckets(
+                PrometheusBuilder::new(),
+                HTTP_DURATION,
+                &[
+                    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0,
+                ],
+            );
+            let builder = buckets(
+                builder,
+                "steward_message_processing_duration_seconds",
+                &[5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 45.0, 60.0, 120.0],
+            );
+            let builder = buckets(
+                builder,
+                "steward_llm_request_duration_seconds",
+                &[1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0],
+            );
+            let builder = buckets(
+                builder,
+                "steward_job_duration_seconds",
+                &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0],
+            );
+            let handle = match builder.install_recorder() {
+                Ok(handle) => handle,
+                // Another recorder is installed (an embedding program's): keep ours local.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            metrics::describe_histogram!(
+                HTTP_DURATION,
+                metrics::Unit::Seconds,
+                "HTTP request latency by method, route and status."
+            );
+            metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route and status.");
+            metrics::describe_gauge!(DB_CONNECTIONS, "Database connections in use.");
+            metrics::describe_gauge!(IN_FLIGHT, "HTTP requests being handled.");
+            metrics::describe_gauge!(QUEUE_DEPTH, "Jobs by kind and state.");
+            metrics::describe_gauge!(
+                QUEUE_OLDEST_AGE,
+                metrics::Unit::Seconds,
+                "How long the oldest runnable job of each kind has waited."
+            );
+            metrics::describe_counter!("steward_jobs_total", "Job attempts by kind and outcome.");
+            metrics::describe_counter!(
+                "steward_channel_messages_total",
+                "Messages received (inbound) and reply parts sent (outbound), by channel kind."
+            );
+            metrics::describe_gauge!(
+                "steward_channel_connection_status",
+                "By channel kind: 1 while no channel of the kind is failing, else 0."
+            );
+            metrics::describe_gauge!(
+                "steward_channels_failing",
+                "By channel kind: channels whose latest exchange with the provider failed."
+            );
+            metrics::describe_counter!(
+                "steward_webhook_rejected_total",
+                "Webhooks refused, by channel kind and reason (signature, rate_limited)."
+            );
+            metrics::describe_counter!(
+                "steward_channel_send_errors_total",
+                "Failed attempts to send a reply part, by channel kind."
+            );
+            metrics::describe_counter!(
+                "steward_rate_limit_errors_total",
+                "Webhook rate checks that could not reach Redis (the request was let through)."
+            );
+            metrics::describe_histogram!(
+                "steward_job_duration_seconds",
+                metrics::Unit::Seconds,
+                "Job attempt duration by kind."
+            );
+            handle
+        })
+        .clone()
+}
+
+/// Records every request under its route template, or `unmatched`.
+pub async fn track_http(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _in_flight = state.request_started();
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let response = next.run(request).await;
+    let labels = [
+        ("method", method),
+        ("route", route),
+        ("status", response.status().as_u16().to_string()),
+    ];
+    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+    metrics::histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Queue depth per kind and state, and how long the oldest runnable job of each
+/// kind has waited: the signals that scale the worker tier. Every kind and
+/// state is set, to 0 when absent, so a drained queue reads 0, not stale.
+fn record_queue(stats: &[QueueStat]) {
+    let now = steward_store::now();
+    for kind in JobKind::ALL {
+        for queue_state in [
+            JobState::Queued,
+            JobState::Running,
+            JobState::Failed,
+            JobState::Dead,
+        ] {
+            let count = stats
+                .iter()
+                .find(|s| s.kind == *kind && s.state == queue_state)
+                .map_or(0, |s| s.count);
+            metrics::gauge!(QUEUE_DEPTH, "kind" => kind.as_str(), "state" => queue_state.as_str())
+                .set(count as f64);
+        }
+        let oldest = stats
+            .iter()
+            .filter(|s| s.kind == *kind && matches!(s.state, JobState::Queued | JobState::Failed))
+            .filter_map(|s| s.oldest_run_at)
+            .min();
+        let age = oldest.map_or(0.0, |at| {
+            (now - at).num_milliseconds().max(0) as f64 / 1000.0
+        });
+        metrics::gauge!(QUEUE_OLDEST_AGE, "kind" => kind.as_str()).set(age);
+    }
+}
+
+/// Per channel kind, from the store (so every API replica reports the same):
+/// `steward_channel_connection_status{channel}` is 1 while no channel of that
+/// kind is failing, else 0; `steward_channels_failing{channel}` counts the
+/// failing ones. Channel ids stay out of metrics, which are not scoped to an
+/// organization; the API shows each channel's own health.
+fn record_channels(channels: &[steward_store::Channel]) {
+    for kind in steward_domain::ChannelKind::ALL {
+        let failing = channels
+            .iter()
+            .filter(|c| {
+                c.kind == *kind && c.health.status() == steward_domain::ChannelStatus::Failing
+            })
+            .count();
+        let up = if failing == 0 { 1.0 } else { 0.0 };
+        metrics::gauge!("steward_channel_connection_status", "channel" => kind.as_str()).set(up);
+        metrics::gauge!("steward_channels_failing", "channel" => kind.as_str()).set(failing as f64);
+    }
+}
+
+/// The Prometheus text exposition, with gauges sampled now.
+pub async fn render(
+    State(state): State<SharedState>,
+) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    metrics::gauge!(DB_CONNECTIONS).set(f64::from(state.store.connections_active()));
+    metrics::gauge!(IN_FLIGHT).set(state.requests_in_flight() as f64);
+    match state.store.queue_stats().await {
+        Ok(stats) => record_queue(&stats),
+        Err(e) => tracing::warn!(error = %e, "queue metrics unavailable"),
+    }
+    match state.store.all_channels(None).await {
+        Ok(channels) => record_channels(&channels),
+        Err(e) => tracing::warn!(error = %e, "channel metrics unavailable"),
+    }
+    state.metrics.run_upkeep();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,185 @@
+//! Registration, login and the caller's identity.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use steward_config::Registration;
+use steward_domain::{Email, OrganizationName, Password, PersonName, Role, Tier};
+use steward_store::{Actor, NewOrganization, NewUser};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Auth, ClientIp};
+use crate::dto::{OrganizationDto, UserDto};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Json;
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(register))
+        .routes(routes!(login))
+        .routes(routes!(me))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    email: String,
+    password: String,
+    organization_name: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    email: String,
+    password: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    token: String,
+    expires_at: DateTime<Utc>,
+    user: UserDto,
+    organization: OrganizationDto,
+}
+
+/// Create an organization and its owner; returns a session for the owner.
+#[utoipa::path(post, path = "/auth/register", tag = "auth",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, body = SessionResponse),
+        (status = 403, description = "registration is closed", body = ErrorBody),
+        (status = 409, description = "email taken", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+async fn register(
+    State(state): State<SharedState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<RegisterRequest>,
+) -> ApiResult<(StatusCode, axum::Json<SessionResponse>)> {
+    if state.config.auth.registration == Registration::Closed {
+        return Err(ApiError::Forbidden {
+            code: "registration_closed",
+            message: "registration is closed; ask the operator for an account",
+        });
+    }
+    state.login_limiter.check(ip, None)?;
+    let email = Email::parse("email", &body.email)?;
+    let password = Password::parse("password", body.password)?;
+    let org_name = OrganizationName::parse("organization_name", body.organization_name)?;
+    let name = body
+        .name
+        .map(|n| PersonName::parse("name", n))
+        .transpose()?;
+    let password_hash = state
+        .hasher
+        .hash(&password)
+        .await
+        .map_err(ApiError::Internal)?;
+    let (organization, user) = state
+        .store
+        .create_organization(
+            NewOrganization {
+                name: org_name,
+                tier: Tier::Free,
+            },
+            NewUser {
+                email,
+                name,
+                role: Role::Owner,
+                password_hash,
+            },
+        )
+        .await?;
+    let (token, expires_at) = state.tokens.issue(user.id, organization.id);
+    tracing::info!(org_id = %organization.id, user_id = %user.id, "organization registered");
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(SessionResponse {
+            token,
+            expires_at,
+            user: user.into(),
+            organization: organization.into(),
+        }),
+    ))
+}
+
+/// Exchange email and password for a session token.
+#[utoipa::path(post, path = "/auth/login", tag = "auth",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = SessionResponse),
+        (status = 401, description = "wrong email or password", body = ErrorBody),
+        (status = 429, description = "too many attempts; see Retry-After", body = ErrorBody),
+    ))]
+async fn login(
+    State(state): State<SharedState>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<LoginRequest>,
+) -> ApiResult<axum::Json<SessionResponse>> {
+    let account = body.email.trim().to_lowercase();
+    state.login_limiter.check(ip, Some(&account))?;
+    let wrong = ApiError::Unauthorized {
+        message: "wrong email or password",
+    };
+    let found = match Email::parse("email", &account) {
+        Ok(email) => state.store.find_login(&email).await?,
+        Err(_) => None,
+    };
+    let (user, hash) = match found {
+        Some((user, hash)) => (Some(user), Some(hash)),
+        None => (None, None),
+    };
+    // Unknown accounts cost a hash too, so timing does not reveal which emails exist.
+    if !state.hasher.verify(&body.password, hash.as_deref()).await {
+        return Err(wrong);
+    }
+    let user = user.ok_or(wrong)?;
+    let organization = state
+        .store
+        .organization(&steward_store::TenantScope::for_operator(user.org_id))
+        .await?;
+    let (token, expires_at) = state.tokens.issue(user.id, organization.id);
+    Ok(axum::Json(SessionResponse {
+        token,
+        expires_at,
+        user: user.into(),
+        organization: organization.into(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MeResponse {
+    /// Null when the caller is an API key.
+    user: Option<UserDto>,
+    /// Set when the caller is an API key.
+    api_key_id: Option<uuid::Uuid>,
+    role: Role,
+    organization: OrganizationDto,
+}
+
+/// Who the caller is.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
+async fn me(State(state): State<SharedState>, auth: Auth) -> ApiResult<axum::Json<MeResponse>> {
+    let principal = auth.0;
+    let organization = state.store.organization(&principal.scope()).await?;
+    let (user, api_key_id) = match principal.actor() {
+        Actor::User(id) => (state.store.find_user(id).await?.map(UserDto::from), None),
+        Actor::ApiKey(id) => (None, Some(id.as_uuid())),
+        Actor::Operator | Actor::Worker | Actor::Channel(_) => (None, None),
+    };
+    Ok(axum::Json(MeResponse {
+        user,
+        api_key_id,
+        role: principal.role(),
+        organization: organization.into(),
+    }))
+}

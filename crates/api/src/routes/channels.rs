@@ -1,0 +1,171 @@
+//! A chatbot's channels: connect, list with health, remove (owners and admins).
+//! Secrets sent in `config` are sealed at rest and never shown again.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use steward_channels::{ChannelConfig, ConfigureError};
+use steward_domain::{ChannelKind, ChannelStatus};
+use steward_store::Channel;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path};
+use crate::state::{AppState, SharedState};
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_channels, create_channel))
+        .routes(routes!(delete_channel))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChannelHealthDto {
+    status: ChannelStatus,
+    last_inbound_at: Option<DateTime<Utc>>,
+    last_outbound_at: Option<DateTime<Utc>>,
+    /// Errors talking to the provider in the current hour-long window.
+    recent_errors: i64,
+    last_error: Option<String>,
+    last_error_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChannelDto {
+    id: uuid::Uuid,
+    chatbot_id: uuid::Uuid,
+    kind: ChannelKind,
+    name: String,
+    /// Paste this into the provider's console. Absolute when `http.public_url`
+    /// is configured; none for email, whose mailbox Steward reads itself.
+    webhook_url: Option<String>,
+    /// The configuration without its secrets.
+    #[schema(value_type = Object)]
+    settings: Value,
+    /// The names of the secrets stored (sealed; never shown).
+    secrets: Vec<&'static str>,
+    health: ChannelHealthDto,
+    created_at: DateTime<Utc>,
+}
+
+impl ChannelDto {
+    pub fn new(channel: Channel, state: &AppState) -> Self {
+        let health = &channel.health;
+        let webhook_url = steward_channels::webhook_path(channel.kind, channel.id).map(|path| {
+            match &state.config.http.public_url {
+                Some(base) => format!("{base}{path}"),
+                None => path,
+            }
+        });
+        Self {
+            id: channel.id.as_uuid(),
+            chatbot_id: channel.chatbot_id.as_uuid(),
+            kind: channel.kind,
+            webhook_url,
+            secrets: ChannelConfig::secret_fields(channel.kind).to_vec(),
+            health: ChannelHealthDto {
+                status: health.status(),
+                last_inbound_at: health.last_inbound_at,
+                last_outbound_at: health.last_outbound_at,
+                recent_errors: health.recent_errors(Utc::now()),
+                last_error: health.last_error.clone(),
+                last_error_at: health.last_error_at,
+            },
+            name: channel.name,
+            settings: channel.settings,
+            created_at: channel.created_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChannelList {
+    channels: Vec<ChannelDto>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannel {
+    kind: ChannelKind,
+    /// 1 to 100 characters, unique on the chatbot.
+    name: String,
+    /// The kind's settings and secrets; see docs/channels.md.
+    #[schema(value_type = Object)]
+    config: Value,
+}
+
+/// A chatbot's channels with their health, oldest first.
+#[utoipa::path(get, path = "/chatbots/{id}/channels", tag = "channels", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ChannelList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_channels(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<axum::Json<ChannelList>> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    // An unknown chatbot is 404, not an empty list.
+    state.store.chatbot(&scope, id.into()).await?;
+    let channels = state.store.list_channels(&scope, id.into()).await?;
+    Ok(axum::Json(ChannelList {
+        channels: channels
+            .into_iter()
+            .map(|c| ChannelDto::new(c, &state))
+            .collect(),
+    }))
+}
+
+/// Connect a chatbot to a channel (owners and admins).
+#[utoipa::path(post, path = "/chatbots/{id}/channels", tag = "channels", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = CreateChannel,
+    responses((status = 201, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the name is taken on this chatbot", body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_channel(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+    Json(body): Json<CreateChannel>,
+) -> ApiResult<(StatusCode, axum::Json<ChannelDto>)> {
+    auth.require_admin()?;
+    let channel = steward_channels::configure(
+        state.store.as_ref(),
+        &state.sealer,
+        &auth.0.scope(),
+        id.into(),
+        body.kind,
+        &body.name,
+        body.config,
+    )
+    .await
+    .map_err(|e| match e {
+        ConfigureError::Invalid(message) => ApiError::unprocessable("validation_failed", message),
+        ConfigureError::Store(e) => e.into(),
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(ChannelDto::new(channel, &state)),
+    ))
+}
+
+/// Remove a channel. Its conversations stay in the history.
+#[utoipa::path(delete, path = "/chatbots/{id}/channels/{channel_id}", tag = "channels", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ("channel_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_channel(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path((id, channel_id)): Path<(uuid::Uuid, uuid::Uuid)>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    state
+        .store
+        .delete_channel(&auth.0.scope(), id.into(), channel_id.into())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

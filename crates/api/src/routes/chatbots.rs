@@ -1,0 +1,208 @@
+//! Chatbots: create, list, read, tune, delete.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer, Serialize};
+use steward_domain::{ChatbotName, ChatbotStatus, ModelName, SystemPrompt, Temperature};
+use steward_store::{ChatbotPatch, NewChatbot};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::dto::ChatbotDto;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_chatbots, create_chatbot))
+        .routes(routes!(get_chatbot, update_chatbot, delete_chatbot))
+}
+
+const DEFAULT_TEMPERATURE: f64 = 0.7;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// 1 to 200; default 50.
+    limit: Option<u32>,
+    /// How many to skip; default 0.
+    offset: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChatbotList {
+    chatbots: Vec<ChatbotDto>,
+    total: u64,
+    limit: u32,
+    offset: u64,
+}
+
+/// The organization's chatbots, oldest first.
+#[utoipa::path(get, path = "/chatbots", tag = "chatbots", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, body = ChatbotList), (status = 400, body = ErrorBody)))]
+async fn list_chatbots(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<ChatbotList>> {
+    let limit = crate::routes::page_limit(query.limit)?;
+    let offset = query.offset.unwrap_or(0);
+    let (chatbots, total) = state
+        .store
+        .list_chatbots(&auth.0.scope(), limit, offset)
+        .await?;
+    Ok(axum::Json(ChatbotList {
+        chatbots: chatbots.into_iter().map(Into::into).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChatbot {
+    /// 1 to 100 characters.
+    name: String,
+    /// Up to 20,000 characters; default empty.
+    system_prompt: Option<String>,
+    /// 0.0 to 2.0; default 0.7.
+    temperature: Option<f64>,
+    /// Default: the platform's model.
+    model: Option<String>,
+    status: Option<ChatbotStatus>,
+}
+
+/// Create a chatbot (owners and admins).
+#[utoipa::path(post, path = "/chatbots", tag = "chatbots", security(("bearer" = [])),
+    request_body = CreateChatbot,
+    responses((status = 201, body = ChatbotDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_chatbot(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Json(body): Json<CreateChatbot>,
+) -> ApiResult<(StatusCode, axum::Json<ChatbotDto>)> {
+    auth.require_admin()?;
+    let chatbot = NewChatbot {
+        name: ChatbotName::parse("name", body.name)?,
+        system_prompt: SystemPrompt::parse(
+            "system_prompt",
+            body.system_prompt.unwrap_or_default(),
+        )?,
+        temperature: Temperature::parse(
+            "temperature",
+            body.temperature.unwrap_or(DEFAULT_TEMPERATURE),
+        )?,
+        model: body
+            .model
+            .map(|m| ModelName::parse("model", m))
+            .transpose()?,
+        status: body.status.unwrap_or(ChatbotStatus::Active),
+    };
+    let created = state.store.create_chatbot(&auth.0.scope(), chatbot).await?;
+    Ok((StatusCode::CREATED, axum::Json(created.into())))
+}
+
+/// One chatbot.
+#[utoipa::path(get, path = "/chatbots/{id}", tag = "chatbots", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = ChatbotDto), (status = 404, body = ErrorBody)))]
+async fn get_chatbot(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<axum::Json<ChatbotDto>> {
+    Ok(axum::Json(
+        state
+            .store
+            .chatbot(&auth.0.scope(), id.into())
+            .await?
+            .into(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateChatbot {
+    name: Option<String>,
+    system_prompt: Option<String>,
+    temperature: Option<f64>,
+    /// A model name, or null for the platform's default.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    model: Option<Option<String>>,
+    status: Option<ChatbotStatus>,
+}
+
+/// Tells a field sent as null (`Some(None)`) from a field left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Change some of a chatbot's settings (owners and admins).
+#[utoipa::path(patch, path = "/chatbots/{id}", tag = "chatbots", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = UpdateChatbot,
+    responses((status = 200, body = ChatbotDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_chatbot(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+    Json(body): Json<UpdateChatbot>,
+) -> ApiResult<axum::Json<ChatbotDto>> {
+    auth.require_admin()?;
+    let patch = ChatbotPatch {
+        name: body
+            .name
+            .map(|n| ChatbotName::parse("name", n))
+            .transpose()?,
+        system_prompt: body
+            .system_prompt
+            .map(|p| SystemPrompt::parse("system_prompt", p))
+            .transpose()?,
+        temperature: body
+            .temperature
+            .map(|t| Temperature::parse("temperature", t))
+            .transpose()?,
+        model: body
+            .model
+            .map(|m| m.map(|m| ModelName::parse("model", m)).transpose())
+            .transpose()?,
+        status: body.status,
+    };
+    if patch.is_empty() {
+        return Err(ApiError::unprocessable(
+            "validation_failed",
+            "nothing to change: send at least one field",
+        ));
+    }
+    Ok(axum::Json(
+        state
+            .store
+            .update_chatbot(&auth.0.scope(), id.into(), patch)
+            .await?
+            .into(),
+    ))
+}
+
+/// Delete a chatbot with its conversations (owners and admins).
+#[utoipa::path(delete, path = "/chatbots/{id}", tag = "chatbots", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_chatbot(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    state
+        .store
+        .delete_chatbot(&auth.0.scope(), id.into())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

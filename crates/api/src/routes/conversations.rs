@@ -1,0 +1,279 @@
+//! Conversation history and chat intake. Advisors see neither.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use steward_auth::Signer;
+use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
+use steward_store::{ConversationChoice, HistoryPosition, HistoryQuery, NewJob, NewMessage};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::dto::MessageDto;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(history))
+        .routes(routes!(message_thread))
+        .routes(routes!(post_message))
+}
+
+/// Messages either side of one in its thread view.
+const THREAD_CONTEXT: u32 = 10;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// 1 to 200; default 50.
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// RFC 3339; messages at or after it.
+    from: Option<String>,
+    /// RFC 3339; messages before it.
+    to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct HistoryPage {
+    /// Newest first.
+    messages: Vec<MessageDto>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    next_cursor: Option<String>,
+}
+
+fn parse_time(field: &str, raw: Option<String>) -> ApiResult<Option<DateTime<Utc>>> {
+    raw.map(|raw| {
+        DateTime::parse_from_rfc3339(&raw)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_query",
+                    format!("{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z"),
+                )
+            })
+    })
+    .transpose()
+}
+
+/// A cursor names the chatbot it belongs to and the last message shown, sealed
+/// so it cannot be forged or used for another chatbot.
+fn seal_cursor(signer: &Signer, chatbot: ChatbotId, position: HistoryPosition) -> String {
+    let mut payload = Vec::with_capacity(40);
+    payload.extend_from_slice(chatbot.as_uuid().as_bytes());
+    payload.extend_from_slice(&position.created_at.timestamp_micros().to_be_bytes());
+    payload.extend_from_slice(position.id.as_uuid().as_bytes());
+    signer.seal(&payload)
+}
+
+fn open_cursor(signer: &Signer, chatbot: ChatbotId, cursor: &str) -> ApiResult<HistoryPosition> {
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not one this chatbot's history returned",
+        )
+    };
+    let payload = signer
+        .open(cursor)
+        .filter(|p| p.len() == 40)
+        .ok_or_else(invalid)?;
+    let (bot, rest) = payload.split_at(16);
+    let (micros, id) = rest.split_at(8);
+    if Uuid::from_slice(bot).map_err(|_| invalid())? != chatbot.as_uuid() {
+        return Err(invalid());
+    }
+    let micros = i64::from_be_bytes(micros.try_into().map_err(|_| invalid())?);
+    Ok(HistoryPosition {
+        created_at: DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?,
+        id: MessageId::from_uuid(Uuid::from_slice(id).map_err(|_| invalid())?),
+    })
+}
+
+/// A chatbot's messages across its conversations, newest first, by cursor.
+#[utoipa::path(get, path = "/chatbots/{id}/history", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path), HistoryParams),
+    responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn history(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Query(params): Query<HistoryParams>,
+) -> ApiResult<axum::Json<HistoryPage>> {
+    auth.require_conversations()?;
+    let chatbot = ChatbotId::from(id);
+    let limit = crate::routes::page_limit(params.limit)?;
+    let before = params
+        .cursor
+        .as_deref()
+        .map(|c| open_cursor(&state.cursors, chatbot, c))
+        .transpose()?;
+    let from = parse_time("from", params.from)?;
+    let to = parse_time("to", params.to)?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "from must not be after to",
+        ));
+    }
+    let scope = auth.0.scope();
+    state.store.chatbot(&scope, chatbot).await?;
+    // One more than asked tells whether another page follows.
+    let query = HistoryQuery {
+        chatbot_id: chatbot,
+        limit: limit + 1,
+        before,
+        from,
+        to,
+    };
+    let mut messages = state.store.history(&scope, &query).await?;
+    let next_cursor = if messages.len() > limit as usize {
+        messages.truncate(limit as usize);
+        messages.last().map(|m| {
+            seal_cursor(
+                &state.cursors,
+                chatbot,
+                HistoryPosition {
+                    created_at: m.created_at,
+                    id: m.id,
+                },
+            )
+        })
+    } else {
+        None
+    };
+    Ok(axum::Json(HistoryPage {
+        messages: messages.into_iter().map(Into::into).collect(),
+        next_cursor,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MessageThread {
+    message: MessageDto,
+    /// The message with up to ten turns either side of it, oldest first.
+    thread: Vec<MessageDto>,
+}
+
+/// One message and the turns around it in its conversation.
+#[utoipa::path(get, path = "/chatbots/{id}/history/{message_id}", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("message_id" = Uuid, Path)),
+    responses((status = 200, body = MessageThread), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn message_thread(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path((id, message_id)): Path<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<MessageThread>> {
+    auth.require_conversations()?;
+    let (message, thread) = state
+        .store
+        .message_thread(
+            &auth.0.scope(),
+            id.into(),
+            message_id.into(),
+            THREAD_CONTEXT,
+        )
+        .await?;
+    Ok(axum::Json(MessageThread {
+        message: message.into(),
+        thread: thread.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PostMessage {
+    /// 1 to 32,000 characters.
+    text: String,
+    /// Continue this conversation; omit to start a new one.
+    conversation_id: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PostedMessage {
+    conversation_id: ConversationId,
+    message_id: MessageId,
+}
+
+/// Send a message to a chatbot as the signed-in user.
+#[utoipa::path(post, path = "/chatbots/{id}/messages", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = PostMessage,
+    responses((status = 201, body = PostedMessage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the chatbot is paused", body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn post_message(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PostMessage>,
+) -> ApiResult<(StatusCode, axum::Json<PostedMessage>)> {
+    auth.require_conversations()?;
+    let conversation = match body.conversation_id {
+        Some(existing) => ConversationChoice::Existing(existing.into()),
+        None => ConversationChoice::Start(ConversationId::new()),
+    };
+    let chatbot = ChatbotId::from(id);
+    let message = NewMessage {
+        id: MessageId::new(),
+        chatbot_id: chatbot,
+        conversation,
+        role: MessageRole::User,
+        text: MessageText::parse("text", body.text)?,
+        channel: "api".into(),
+        external_id: None,
+        answers: None,
+        channel_id: None,
+        meta: None,
+        tokens: 0,
+        then: Some(NewJob::respond(
+            auth.0.org_id(),
+            chatbot,
+            conversation.id(),
+            state.config.jobs.max_attempts,
+        )),
+    };
+    let stored = state.store.add_message(&auth.0.scope(), message).await?;
+    // A permit is kept if no worker waits right now, so the signal is not lost.
+    state.jobs_enqueued.notify_one();
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(PostedMessage {
+            conversation_id: stored.conversation_id,
+            message_id: stored.id,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_open_only_for_their_own_chatbot_and_unchanged() {
+        let signer = Signer::derive(b"secret", "history-cursor");
+        let chatbot = ChatbotId::new();
+        let position = HistoryPosition {
+            created_at: steward_store::now(),
+            id: MessageId::new(),
+        };
+        let cursor = seal_cursor(&signer, chatbot, position);
+        assert_eq!(open_cursor(&signer, chatbot, &cursor).unwrap(), position);
+        assert!(open_cursor(&signer, ChatbotId::new(), &cursor).is_err());
+        assert!(open_cursor(&signer, chatbot, &cursor[1..]).is_err());
+        assert!(open_cursor(&signer, chatbot, "AAAA").is_err());
+        assert!(
+            open_cursor(
+                &Signer::derive(b"other", "history-cursor"),
+                chatbot,
+                &cursor
+            )
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! Following a conversation live, as Server-Sent Events: its new messages
+//! (`message`, with the message id as event id), and each reply as it is
+//! written (`reply_started`, then `delta` pieces). A client that reconnects
+//! with `Last-Event-ID` gets every message after that one: nothing is lost,
+//! nothing sent twice. Pieces of a reply are not stored; the reply itself is.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use steward_domain::{ConversationId, MessageId};
+use steward_store::{LiveKind, Message, TenantScope};
+use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::Auth;
+use crate::dto::MessageDto;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Path;
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new().routes(routes!(events))
+}
+
+/// Stored messages are read again this often even without a notification, in
+/// case one was missed (a listener reconnecting).
+const REREAD_EVERY: Duration = Duration::from_secs(2);
+const PAGE: u32 = 100;
+
+fn message_event(message: Message) -> Event {
+    let id = message.id.to_string();
+    Event::default()
+        .event("message")
+        .id(id)
+        .json_data(MessageDto::from(message))
+        .expect("messages serialize")
+}
+
+/// Follow a conversation: its new messages, and replies as they are written.
+#[utoipa::path(get, path = "/conversations/{id}/events", tag = "conversations", security(("bearer" = [])),
+    params(
+        ("id" = Uuid, Path),
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last message received: messages after it are sent first."),
+    ),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta", body = String),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    ))]
+async fn events(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    auth.require_conversations()?;
+    let scope = auth.0.scope();
+    let conversation = ConversationId::from(id);
+    let resume = match headers.get("last-event-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| Uuid::parse_str(v.trim()).ok())
+                .map(MessageId::from)
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_last_event_id",
+                        "Last-Event-ID must be a message id",
+                    )
+                })?,
+        ),
+    };
+    // Subscribe before reading, so that nothing falls between the two.
+    let mut live = state.store.subscribe_live();
+    let latest = state
+        .store
+        .conversation_messages(&scope, conversation, 1)
+        .await?;
+    let Some(latest) = latest.last() else {
+        return Err(ApiError::NotFound);
+    };
+    let after = match resume {
+        Some(id) => match state
+            .store
+            .conversation_messages_after(&scope, conversation, Some(id), 0)
+            .await
+        {
+            Ok(_) => Some(id),
+            Err(steward_store::StoreError::NotFound) => {
+                return Err(ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID names no message of this conversation",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        },
+        // A new follower starts from now; the history endpoint has the past.
+        None => Some(latest.id),
+    };
+
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(64);
+    let store = state.store.clone();
+    tokio::spawn(async move {
+        let mut after = after;
+        let mut reread = resume.is_some();
+        loop {
+            if reread {
+                reread = false;
+                match read_after(&*store, &scope, conversation, after).await {
+                    Ok(messages) => {
+                        for message in messages {
+                            after = Some(message.id);
+                            if sender.send(message_event(message)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "live events: could not read messages"),
+                }
+            }
+            let event = tokio::select! {
+                received = live.recv() => match received {
+                    Ok(event) if event.conversation_id == conversation && event.org_id == scope.org_id() => match event.kind {
+                        LiveKind::Message { .. } => {
+                            reread = true;
+                            continue;
+                        }
+                        LiveKind::ReplyStarted => Event::default().event("reply_started").data("{}"),
+                        LiveKind::Delta { text } => {
+                            Event::default().event("delta").json_data(serde_json::json!({ "text": text })).expect("text serializes")
+                        }
+                    },
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        reread = true;
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                },
+                () = tokio::time::sleep(REREAD_EVERY) => {
+                    reread = true;
+                    continue;
+                }
+                () = sender.closed() => return,
+            };
+            if sender.send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.recv().await.map(|event| (Ok(event), receiver))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Every stored message after `after`, page by page.
+async fn read_after(
+    store: &dyn steward_store::Store,
+    scope: &TenantScope,
+    conversation: ConversationId,
+    mut after: Option<MessageId>,
+) -> steward_store::StoreResult<Vec<Message>> {
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .conversation_messages_after(scope, conversation, after, PAGE)
+            .await?;
+        let full = page.len() == PAGE as usize;
+        after = page.last().map(|m| m.id).or(after);
+        all.extend(page);
+        if !full {
+            return Ok(all);
+        }
+    }
+}

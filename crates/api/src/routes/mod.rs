@@ -1,0 +1,48 @@
+//! Routers per area. Each handler's `#[utoipa::path]` feeds the OpenAPI
+//! document, so the document covers exactly the routes that exist.
+
+mod api_keys;
+mod auth;
+mod channels;
+mod chatbots;
+mod conversations;
+mod integrations;
+mod jobs;
+mod live;
+pub mod ops;
+mod organizations;
+pub mod webhooks;
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::SharedState;
+
+/// Everything under `/api/v1`.
+pub fn api() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(api_keys::router())
+        .merge(organizations::router())
+        .merge(chatbots::router())
+        .merge(channels::router())
+        .merge(conversations::router())
+        .merge(integrations::router())
+        .merge(jobs::router())
+        .merge(live::router())
+}
+
+pub const DEFAULT_PAGE: u32 = 50;
+pub const MAX_PAGE: u32 = 200;
+
+/// `limit` for list endpoints: 1 to 200, default 50.
+pub fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
+    match limit {
+        None => Ok(DEFAULT_PAGE),
+        Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}

@@ -1,0 +1,276 @@
+//! The caller's organization: usage against its tier, billing, members, audit log.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use steward_domain::{Email, Password, PersonName, Role, Tier, UserId};
+use steward_store::{NewUser, usage_period};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::dto::{OrganizationDto, UserDto};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(usage))
+        .routes(routes!(set_billing))
+        .routes(routes!(list_members, add_member))
+        .routes(routes!(change_member, remove_member))
+        .routes(routes!(audit_log))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UsageResponse {
+    /// The month counted, e.g. 2026-11 (UTC).
+    period: String,
+    messages_used: i64,
+    messages_limit: i64,
+    tokens_used: i64,
+    tokens_limit: i64,
+    current_tier: Tier,
+}
+
+/// This month's use against the tier's limits.
+#[utoipa::path(get, path = "/organizations/usage", tag = "organization", security(("bearer" = [])),
+    responses((status = 200, body = UsageResponse), (status = 401, body = ErrorBody)))]
+async fn usage(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<UsageResponse>> {
+    let scope = auth.0.scope();
+    let organization = state.store.organization(&scope).await?;
+    let used = state
+        .store
+        .usage(&scope, &usage_period(steward_store::now()))
+        .await?;
+    let limits = state.config.tiers.limits(organization.tier);
+    Ok(axum::Json(UsageResponse {
+        period: used.period,
+        messages_used: used.messages,
+        messages_limit: limits.messages_per_month,
+        tokens_used: used.tokens,
+        tokens_limit: limits.tokens_per_month,
+        current_tier: organization.tier,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BillingRequest {
+    tier: Tier,
+}
+
+/// Change the organization's tier (owners and admins).
+#[utoipa::path(put, path = "/organizations/billing", tag = "organization", security(("bearer" = [])),
+    request_body = BillingRequest,
+    responses((status = 200, body = OrganizationDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_billing(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Json(body): Json<BillingRequest>,
+) -> ApiResult<axum::Json<OrganizationDto>> {
+    auth.require_admin()?;
+    let organization = state.store.set_tier(&auth.0.scope(), body.tier).await?;
+    Ok(axum::Json(organization.into()))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemberList {
+    members: Vec<UserDto>,
+}
+
+/// The organization's members.
+#[utoipa::path(get, path = "/organizations/members", tag = "organization", security(("bearer" = [])),
+    responses((status = 200, body = MemberList)))]
+async fn list_members(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<MemberList>> {
+    let members = state.store.list_members(&auth.0.scope()).await?;
+    Ok(axum::Json(MemberList {
+        members: members.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InviteMember {
+    email: String,
+    role: Role,
+    name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct InvitedMember {
+    user: UserDto,
+    /// Shown this once; give it to the person to sign in with.
+    temporary_password: String,
+}
+
+/// Only an owner may make, change or remove an owner.
+fn check_owner_rule(auth: &Auth, role_involved: Role) -> ApiResult<()> {
+    if role_involved == Role::Owner && auth.0.role() != Role::Owner {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: "only an owner may grant, change or remove the owner role",
+        });
+    }
+    Ok(())
+}
+
+/// Add a member with a one-time password (owners and admins).
+#[utoipa::path(post, path = "/organizations/members", tag = "organization", security(("bearer" = [])),
+    request_body = InviteMember,
+    responses((status = 201, body = InvitedMember), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_member(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Json(body): Json<InviteMember>,
+) -> ApiResult<(StatusCode, axum::Json<InvitedMember>)> {
+    auth.require_admin()?;
+    check_owner_rule(&auth, body.role)?;
+    let email = Email::parse("email", &body.email)?;
+    let name = body
+        .name
+        .map(|n| PersonName::parse("name", n))
+        .transpose()?;
+    let temporary_password = steward_auth::generate_password();
+    let password_hash = state
+        .hasher
+        .hash(&Password::parse("password", temporary_password.clone())?)
+        .await
+        .map_err(ApiError::Internal)?;
+    let user = state
+        .store
+        .add_member(
+            &auth.0.scope(),
+            NewUser {
+                email,
+                name,
+                role: body.role,
+                password_hash,
+            },
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(InvitedMember {
+            user: user.into(),
+            temporary_password,
+        }),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeMember {
+    role: Role,
+}
+
+/// Change a member's role (owners and admins; owners only for the owner role).
+#[utoipa::path(patch, path = "/organizations/members/{user_id}", tag = "organization", security(("bearer" = [])),
+    params(("user_id" = uuid::Uuid, Path)), request_body = ChangeMember,
+    responses((status = 200, body = UserDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the last owner", body = ErrorBody)))]
+async fn change_member(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(user_id): Path<uuid::Uuid>,
+    Json(body): Json<ChangeMember>,
+) -> ApiResult<axum::Json<UserDto>> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let current = current_role(&state, &auth, user_id.into()).await?;
+    check_owner_rule(&auth, current)?;
+    check_owner_rule(&auth, body.role)?;
+    let user = state
+        .store
+        .set_member_role(&scope, user_id.into(), body.role)
+        .await?;
+    Ok(axum::Json(user.into()))
+}
+
+/// Remove a member (owners and admins; owners only to remove an owner).
+#[utoipa::path(delete, path = "/organizations/members/{user_id}", tag = "organization", security(("bearer" = [])),
+    params(("user_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the last owner", body = ErrorBody)))]
+async fn remove_member(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(user_id): Path<uuid::Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    let current = current_role(&state, &auth, user_id.into()).await?;
+    check_owner_rule(&auth, current)?;
+    state
+        .store
+        .remove_member(&auth.0.scope(), user_id.into())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A member's role in the caller's organization; another organization's user is not found.
+async fn current_role(state: &SharedState, auth: &Auth, user: UserId) -> ApiResult<Role> {
+    let found = state
+        .store
+        .find_user(user)
+        .await?
+        .filter(|u| u.org_id == auth.0.org_id());
+    found.map(|u| u.role).ok_or(ApiError::NotFound)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// 1 to 200; default 50.
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntryDto {
+    id: uuid::Uuid,
+    actor: String,
+    action: String,
+    target: String,
+    #[schema(value_type = Object)]
+    details: Value,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditLog {
+    entries: Vec<AuditEntryDto>,
+}
+
+/// Recent admin actions, newest first (owners and admins).
+#[utoipa::path(get, path = "/organizations/audit-log", tag = "organization", security(("bearer" = [])),
+    params(AuditQuery),
+    responses((status = 200, body = AuditLog), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn audit_log(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<axum::Json<AuditLog>> {
+    auth.require_admin()?;
+    let limit = crate::routes::page_limit(query.limit)?;
+    let entries = state.store.list_audit(&auth.0.scope(), limit).await?;
+    Ok(axum::Json(AuditLog {
+        entries: entries
+            .into_iter()
+            .map(|e| AuditEntryDto {
+                id: e.id.as_uuid(),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                details: e.details,
+                created_at: e.created_at,
+            })
+            .collect(),
+    }))
+}

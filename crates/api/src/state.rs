@@ -1,0 +1,101 @@
+//! What every handler shares: the store, credentials, configuration, limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::Duration;
+use metrics_exporter_prometheus::PrometheusHandle;
+use steward_auth::{HashingParams, PasswordHasher, Sealer, Signer, Tokens};
+use steward_config::Config;
+use steward_store::Store;
+
+use crate::auth::LoginLimiter;
+use crate::ratelimit::WebhookLimiter;
+
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    pub tokens: Tokens,
+    pub hasher: PasswordHasher,
+    /// Seals history cursors so clients cannot forge or move them.
+    pub cursors: Signer,
+    pub login_limiter: LoginLimiter,
+    pub webhook_limiter: WebhookLimiter,
+    /// Opens and seals channel secrets (the master key).
+    pub sealer: Arc<Sealer>,
+    pub metrics: PrometheusHandle,
+    /// Requests being handled now: what a graceful shutdown waits for.
+    in_flight: AtomicI64,
+    /// Signalled after a request enqueues a job, so that a worker in this
+    /// process starts it at once instead of at its next poll.
+    pub jobs_enqueued: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    /// `config` must have its secrets filled in (`steward_config::ensure_secrets`).
+    pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Arc<Self>, String> {
+        let jwt_secret = config
+            .auth
+            .jwt_secret
+            .as_ref()
+            .ok_or("auth.jwt_secret is not set")?
+            .expose()
+            .as_bytes()
+            .to_vec();
+        let ttl = Duration::seconds(
+            i64::try_from(config.auth.token_ttl_secs).map_err(|e| e.to_string())?,
+        );
+        let hasher = PasswordHasher::new(HashingParams {
+            memory_kib: config.auth.argon2_memory_kib,
+            iterations: config.auth.argon2_iterations,
+            concurrency: config.auth.hash_concurrency,
+        })?;
+        let login_limiter = LoginLimiter::new(
+            config.auth.login_attempts_per_minute_per_ip,
+            config.auth.login_attempts_per_minute_per_account,
+        )?;
+        let master_key = steward_config::master_key_bytes(&config).map_err(|e| e.to_string())?;
+        let channels = &config.channels;
+        let webhook_limiter = WebhookLimiter::new(
+            channels.webhook_requests_per_second,
+            channels.webhook_burst,
+            config.redis.url.as_ref().map(|u| u.expose()),
+        )?;
+        Ok(Arc::new(Self {
+            webhook_limiter,
+            sealer: Arc::new(Sealer::new(&master_key)),
+            tokens: Tokens::new(&jwt_secret, ttl),
+            cursors: Signer::derive(&jwt_secret, "history-cursor"),
+            hasher,
+            login_limiter,
+            metrics: crate::metrics::handle(),
+            in_flight: AtomicI64::new(0),
+            jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
+            store,
+            config,
+        }))
+    }
+}
+
+impl AppState {
+    pub fn requests_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request until the returned guard is dropped (also when the
+    /// request is cancelled).
+    pub(crate) fn request_started(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+pub(crate) struct InFlight(Arc<AppState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub type SharedState = Arc<AppState>;

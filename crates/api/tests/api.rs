@@ -1,0 +1,17 @@
+//! Black-box tests: Steward on port 0, spoken to over HTTP. They run on SQLite,
+//! or on PostgreSQL when STEWARD_TEST_POSTGRES_URL is set.
+
+#[path = "api/auth.rs"]
+mod auth;
+#[path = "api/bad_input.rs"]
+mod bad_input;
+#[path = "api/idempotency.rs"]
+mod idempotency;
+#[path = "api/management.rs"]
+mod management;
+#[path = "api/ops.rs"]
+mod ops;
+#[path = "api/tenancy.rs"]
+mod tenancy;
+#[path = "api/webhook_limits.rs"]
+mod webhook_limits;

@@ -1,0 +1,451 @@
+//! Registration, login, tokens, API keys and roles.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use steward_testkit::app::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn registering_creates_an_owner_who_can_log_in_and_see_themselves() {
+    let app = spawn_app().await;
+    let owner = app.register("Ada@Example.org", "Analytical Engines").await;
+
+    let me = app.get("/api/v1/auth/me", &owner.token).await;
+    assert_eq!(me.status, StatusCode::OK, "{}", me.text);
+    assert_eq!(me.body["user"]["email"], "ada@example.org");
+    assert_eq!(me.body["role"], "owner");
+    assert_eq!(me.body["organization"]["name"], "Analytical Engines");
+    assert_eq!(me.body["organization"]["tier"], "free");
+
+    let login = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "ADA@example.org", "password": "Correct-Horse-9"})),
+        )
+        .await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+    assert_eq!(login.body["user"]["id"], owner.user_id.as_str());
+    assert_eq!(login.body["organization"]["id"], owner.org_id.as_str());
+    assert!(login.body["token"].as_str().unwrap().len() > 20);
+}
+
+#[tokio::test]
+async fn wrong_passwords_and_unknown_accounts_get_the_same_401() {
+    let app = spawn_app().await;
+    app.register("ada@example.org", "Acme").await;
+    for body in [
+        json!({"email": "ada@example.org", "password": "Wrong-Horse-9"}),
+        json!({"email": "nobody@example.org", "password": "Correct-Horse-9"}),
+        json!({"email": "not an email", "password": "Correct-Horse-9"}),
+    ] {
+        let reply = app
+            .call(Method::POST, "/api/v1/auth/login", None, Some(body))
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.body["error"]["message"], "wrong email or password");
+    }
+}
+
+#[tokio::test]
+async fn a_taken_email_and_a_weak_password_are_refused() {
+    let app = spawn_app().await;
+    app.register("ada@example.org", "Acme").await;
+    let taken = app
+        .call(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": "ADA@example.org", "password": "Correct-Horse-9", "organization_name": "Other"})))
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT);
+    assert_eq!(taken.code(), "email_taken");
+    for password in ["short1A", "alllowercase", "12345678901"] {
+        let weak = app
+            .call(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": "b@example.org", "password": password, "organization_name": "B"})))
+            .await;
+        assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY, "{password}");
+        assert!(
+            weak.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("password")
+        );
+    }
+}
+
+#[tokio::test]
+async fn registration_can_be_closed_by_configuration() {
+    let app = spawn_app_with(|c| c.auth.registration = steward_config::Registration::Closed).await;
+    let reply = app
+        .call(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": "a@example.org", "password": "Correct-Horse-9", "organization_name": "A"})))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.code(), "registration_closed");
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_account_with_retry_after() {
+    let app = spawn_app_with(|c| c.auth.login_attempts_per_minute_per_account = 3).await;
+    app.register("ada@example.org", "Acme").await;
+    let attempt = || {
+        app.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "ada@example.org", "password": "Wrong-Horse-9"})),
+        )
+    };
+    for _ in 0..3 {
+        assert_eq!(attempt().await.status, StatusCode::UNAUTHORIZED);
+    }
+    let limited = attempt().await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let retry_after: u64 = limited.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after));
+    // Even the right password waits: the limit is on attempts.
+    let right = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "ada@example.org", "password": "Correct-Horse-9"})),
+        )
+        .await;
+    assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_address() {
+    let app = spawn_app_with(|c| c.auth.login_attempts_per_minute_per_ip = 2).await;
+    for i in 0..2 {
+        let reply = app
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": format!("u{i}@example.org"), "password": "Whatever-1"})),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    }
+    let reply = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"email": "u9@example.org", "password": "Whatever-1"})),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+}
+
+#[tokio::test]
+async fn missing_expired_tampered_and_unsigned_tokens_are_refused() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let me = |token: Option<String>| {
+        let app = &app;
+        async move {
+            app.call(Method::GET, "/api/v1/auth/me", token.as_deref(), None)
+                .await
+        }
+    };
+
+    let none = me(None).await;
+    assert_eq!(none.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(none.headers["www-authenticate"], "Bearer");
+
+    let parts: Vec<&str> = owner.token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let encode = |v: &serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+
+    claims["exp"] = json!(1);
+    let tampered = format!("{}.{}.{}", parts[0], encode(&claims), parts[2]);
+    assert_eq!(me(Some(tampered)).await.status, StatusCode::UNAUTHORIZED);
+
+    let none_alg = format!(
+        "{}.{}.",
+        encode(&json!({"alg": "none", "typ": "JWT"})),
+        parts[1]
+    );
+    assert_eq!(me(Some(none_alg)).await.status, StatusCode::UNAUTHORIZED);
+
+    let expired_signer = steward_auth::Tokens::new(
+        b"test-secret-test-secret-test-secret-1234",
+        chrono::Duration::seconds(-10),
+    );
+    let (expired, _) = expired_signer.issue(
+        owner.user_id.parse().unwrap(),
+        owner.org_id.parse().unwrap(),
+    );
+    let reply = me(Some(expired)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        reply.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+
+    for garbage in ["garbage", "a.b.c", "stw_notakey"] {
+        assert_eq!(
+            me(Some(garbage.into())).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{garbage}"
+        );
+    }
+    let basic = app
+        .client
+        .get(app.url("/api/v1/auth/me"))
+        .header("authorization", "Basic YTpi")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(me(Some(owner.token.clone())).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn api_keys_work_until_revoked_and_are_shown_once() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let created = app
+        .post(
+            "/api/v1/api-keys",
+            &owner.token,
+            json!({"name": "deploy bot", "role": "member"}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let id = created.body["api_key"]["id"].as_str().unwrap().to_owned();
+
+    let me = app.get("/api/v1/auth/me", &key).await;
+    assert_eq!(me.status, StatusCode::OK);
+    assert_eq!(me.body["role"], "member");
+    assert_eq!(me.body["api_key_id"], id.as_str());
+    assert_eq!(me.body["user"], serde_json::Value::Null);
+    // A member key cannot do admin work.
+    assert_eq!(
+        app.post("/api/v1/chatbots", &key, json!({"name": "x"}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+
+    let listed = app.get("/api/v1/api-keys", &owner.token).await;
+    assert!(!listed.text.contains(&key), "the secret is never listed");
+    assert_eq!(listed.body["api_keys"][0]["prefix"], &key[..12]);
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/api-keys/{id}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let revoked = app.get("/api/v1/auth/me", &key).await;
+    assert_eq!(revoked.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.delete(&format!("/api/v1/api-keys/{id}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let owner_key = app
+        .post(
+            "/api/v1/api-keys",
+            &owner.token,
+            json!({"name": "root", "role": "owner"}),
+        )
+        .await;
+    assert_eq!(owner_key.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn members_cannot_administer_and_advisors_cannot_read_conversations() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/v1/chatbots".to_owned(),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/chatbots/{bot}"),
+            Some(json!({"name": "x"})),
+        ),
+        (Method::DELETE, format!("/api/v1/chatbots/{bot}"), None),
+        (
+            Method::PUT,
+            "/api/v1/organizations/billing".to_owned(),
+            Some(json!({"tier": "pro"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/organizations/members".to_owned(),
+            Some(json!({"email": "x@example.org", "role": "member"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/integrations/enable".to_owned(),
+            Some(json!({"integration_id": "lead-capture"})),
+        ),
+        (
+            Method::POST,
+            "/api/v1/api-keys".to_owned(),
+            Some(json!({"name": "k"})),
+        ),
+        (
+            Method::GET,
+            "/api/v1/organizations/audit-log".to_owned(),
+            None,
+        ),
+    ] {
+        let reply = app
+            .call(method.clone(), &path, Some(&member.token), body)
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(reply.code(), "forbidden");
+    }
+    assert_eq!(
+        app.get(&format!("/api/v1/chatbots/{bot}"), &owner.token)
+            .await
+            .body["name"],
+        "Helper",
+        "nothing changed"
+    );
+
+    // Members talk to chatbots and read history; advisors do neither.
+    let sent = app
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &member.token,
+            json!({"text": "hello"}),
+        )
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED);
+    assert_eq!(
+        app.get(&format!("/api/v1/chatbots/{bot}/history"), &member.token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let message = sent.body["message_id"].as_str().unwrap();
+    for path in [
+        format!("/api/v1/chatbots/{bot}/history"),
+        format!("/api/v1/chatbots/{bot}/history/{message}"),
+    ] {
+        assert_eq!(
+            app.get(&path, &advisor.token).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let advisor_post = app
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &advisor.token,
+            json!({"text": "hi"}),
+        )
+        .await;
+    assert_eq!(advisor_post.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn role_changes_and_removals_apply_at_once() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let admin = app.member(&owner, "admin@example.org", "admin").await;
+    assert_eq!(
+        app.post("/api/v1/chatbots", &admin.token, json!({"name": "ok"}))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    let demoted = app
+        .patch(
+            &format!("/api/v1/organizations/members/{}", admin.user_id),
+            &owner.token,
+            json!({"role": "member"}),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK);
+    assert_eq!(
+        app.post("/api/v1/chatbots", &admin.token, json!({"name": "no"}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "the old token carries the new role"
+    );
+
+    assert_eq!(
+        app.delete(
+            &format!("/api/v1/organizations/members/{}", admin.user_id),
+            &owner.token
+        )
+        .await
+        .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &admin.token).await.status,
+        StatusCode::UNAUTHORIZED,
+        "a removed member's token stops working"
+    );
+}
+
+#[tokio::test]
+async fn only_owners_touch_the_owner_role_and_the_last_owner_stays() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let admin = app.member(&owner, "admin@example.org", "admin").await;
+
+    let grab = app
+        .patch(
+            &format!("/api/v1/organizations/members/{}", admin.user_id),
+            &admin.token,
+            json!({"role": "owner"}),
+        )
+        .await;
+    assert_eq!(grab.status, StatusCode::FORBIDDEN);
+    let demote_owner = app
+        .patch(
+            &format!("/api/v1/organizations/members/{}", owner.user_id),
+            &admin.token,
+            json!({"role": "member"}),
+        )
+        .await;
+    assert_eq!(demote_owner.status, StatusCode::FORBIDDEN);
+    let remove_owner = app
+        .delete(
+            &format!("/api/v1/organizations/members/{}", owner.user_id),
+            &admin.token,
+        )
+        .await;
+    assert_eq!(remove_owner.status, StatusCode::FORBIDDEN);
+
+    let last = app
+        .patch(
+            &format!("/api/v1/organizations/members/{}", owner.user_id),
+            &owner.token,
+            json!({"role": "admin"}),
+        )
+        .await;
+    assert_eq!(last.status, StatusCode::CONFLICT);
+    assert_eq!(last.code(), "last_owner");
+    let members = app.get("/api/v1/organizations/members", &owner.token).await;
+    assert_eq!(members.body["members"].as_array().unwrap().len(), 2);
+}

@@ -1,0 +1,480 @@
+//! Chatbots, history, chat intake, usage and billing, members, integrations
+//! and the audit log, as an organization's admins use them.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use steward_testkit::app::spawn_app;
+
+#[tokio::test]
+async fn chatbots_are_created_listed_tuned_and_deleted() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let created = app
+        .post("/api/v1/chatbots", &owner.token, json!({"name": "Sales", "system_prompt": "Sell kindly.", "temperature": 0.3, "model": "claude-sonnet-4-5"}))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    for field in [
+        "id",
+        "name",
+        "system_prompt",
+        "temperature",
+        "model",
+        "status",
+        "created_at",
+    ] {
+        assert!(created.body.get(field).is_some(), "missing {field}");
+    }
+    assert_eq!(created.body["status"], "active");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    for i in 0..4 {
+        app.chatbot(&owner, &format!("Bot {i}")).await;
+    }
+
+    let page = app
+        .get("/api/v1/chatbots?limit=2&offset=1", &owner.token)
+        .await;
+    assert_eq!(page.body["total"], 5);
+    let names: Vec<&str> = page.body["chatbots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Bot 0", "Bot 1"]);
+    assert_eq!(
+        app.get("/api/v1/chatbots", &owner.token).await.body["limit"],
+        50
+    );
+
+    let patched = app
+        .patch(
+            &format!("/api/v1/chatbots/{id}"),
+            &owner.token,
+            json!({"temperature": 1.2, "status": "paused"}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK);
+    assert_eq!(patched.body["temperature"], 1.2);
+    assert_eq!(patched.body["name"], "Sales");
+    assert_eq!(patched.body["model"], "claude-sonnet-4-5");
+    let cleared = app
+        .patch(
+            &format!("/api/v1/chatbots/{id}"),
+            &owner.token,
+            json!({"model": null}),
+        )
+        .await;
+    assert_eq!(cleared.body["model"], Value::Null);
+    assert_eq!(cleared.body["status"], "paused");
+
+    let paused = app
+        .post(
+            &format!("/api/v1/chatbots/{id}/messages"),
+            &owner.token,
+            json!({"text": "anyone?"}),
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::CONFLICT);
+    assert_eq!(paused.code(), "chatbot_paused");
+
+    assert_eq!(
+        app.delete(&format!("/api/v1/chatbots/{id}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/chatbots/{id}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/chatbots", &owner.token).await.body["total"],
+        4
+    );
+}
+
+#[tokio::test]
+async fn history_pages_walk_every_message_newest_first_and_end_with_a_null_cursor() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let mut conversation: Option<String> = None;
+    let mut sent = Vec::new();
+    for i in 0..7 {
+        let mut body = json!({"text": format!("message {i}")});
+        if let Some(c) = &conversation {
+            body["conversation_id"] = json!(c);
+        }
+        let reply = app
+            .post(
+                &format!("/api/v1/chatbots/{bot}/messages"),
+                &owner.token,
+                body,
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+        conversation = Some(reply.body["conversation_id"].as_str().unwrap().to_owned());
+        sent.push(reply.body["message_id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/chatbots/{bot}/history?limit=3&cursor={c}"),
+            None => format!("/api/v1/chatbots/{bot}/history?limit=3"),
+        };
+        let page = app.get(&path, &owner.token).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        seen.extend(
+            page.body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned()),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    sent.reverse();
+    assert_eq!(seen, sent);
+
+    let exact = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/history?limit=7"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(
+        exact.body["next_cursor"],
+        Value::Null,
+        "no cursor when the page holds the rest"
+    );
+
+    let middle = &sent[3];
+    let thread = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/history/{middle}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(thread.status, StatusCode::OK);
+    assert_eq!(thread.body["message"]["id"], middle.as_str());
+    assert_eq!(
+        thread.body["thread"].as_array().unwrap().len(),
+        7,
+        "the whole short conversation"
+    );
+    assert_eq!(
+        thread.body["thread"][0]["text"], "message 0",
+        "oldest first"
+    );
+
+    let future = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/history?from=2999-01-01T00:00:00Z"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(future.body["messages"].as_array().unwrap().len(), 0);
+    let past = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/history?to=2000-01-01T00:00:00%2B01:00"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(past.body["messages"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn usage_counts_messages_against_the_tier_and_billing_changes_it() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    for _ in 0..3 {
+        app.post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &owner.token,
+            json!({"text": "hi"}),
+        )
+        .await;
+    }
+    let usage = app.get("/api/v1/organizations/usage", &owner.token).await;
+    assert_eq!(usage.body["messages_used"], 3);
+    assert_eq!(usage.body["messages_limit"], 1000);
+    assert_eq!(usage.body["tokens_used"], 0);
+    assert_eq!(usage.body["tokens_limit"], 1_000_000);
+    assert_eq!(usage.body["current_tier"], "free");
+
+    let billed = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/organizations/billing",
+            Some(&owner.token),
+            Some(json!({"tier": "pro"})),
+        )
+        .await;
+    assert_eq!(billed.status, StatusCode::OK, "{}", billed.text);
+    assert_eq!(billed.body["tier"], "pro");
+    let usage = app.get("/api/v1/organizations/usage", &owner.token).await;
+    assert_eq!(usage.body["current_tier"], "pro");
+    assert_eq!(usage.body["messages_limit"], 20_000);
+    let unknown = app
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/organizations/billing",
+            Some(&owner.token),
+            Some(json!({"tier": "platinum"})),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn integrations_are_listed_enabled_reconfigured_and_disabled() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let member = app.member(&owner, "m@example.org", "member").await;
+    let listed = app
+        .get("/api/v1/integrations/available", &owner.token)
+        .await;
+    let ids: Vec<&str> = listed.body["integrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["pricing-calculator", "lead-capture", "contact-owner"]);
+
+    let enabled = app
+        .post(
+            "/api/v1/integrations/enable",
+            &owner.token,
+            json!({"integration_id": "lead-capture", "config": {"notify": "sales@example.org"}}),
+        )
+        .await;
+    assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text);
+    assert_eq!(enabled.body["enabled"], true);
+    assert_eq!(enabled.body["config"]["notify"], "sales@example.org");
+
+    let seen_by_member = app
+        .get("/api/v1/integrations/available", &member.token)
+        .await;
+    let lead = &seen_by_member.body["integrations"][1];
+    assert_eq!(lead["enabled"], true);
+    assert_eq!(lead["config"], Value::Null, "members do not see settings");
+
+    assert_eq!(
+        app.delete("/api/v1/integrations/lead-capture", &owner.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/api/v1/integrations/lead-capture", &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn admin_actions_are_written_to_the_audit_log() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    app.call(
+        reqwest::Method::PUT,
+        "/api/v1/organizations/billing",
+        Some(&owner.token),
+        Some(json!({"tier": "enterprise"})),
+    )
+    .await;
+    let member = app.member(&owner, "m@example.org", "member").await;
+    app.patch(
+        &format!("/api/v1/organizations/members/{}", member.user_id),
+        &owner.token,
+        json!({"role": "admin"}),
+    )
+    .await;
+    app.post("/api/v1/api-keys", &owner.token, json!({"name": "ci"}))
+        .await;
+    app.post(
+        "/api/v1/integrations/enable",
+        &owner.token,
+        json!({"integration_id": "contact-owner"}),
+    )
+    .await;
+
+    let log = app
+        .get("/api/v1/organizations/audit-log", &owner.token)
+        .await;
+    let actions: Vec<&str> = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "billing.tier_changed",
+            "member.added",
+            "member.role_changed",
+            "api_key.created",
+            "integration.enabled"
+        ]
+    );
+    assert!(
+        log.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["actor"] == format!("user:{}", owner.user_id))
+    );
+    assert!(!log.text.contains("Correct-Horse"), "no secrets in the log");
+    let limited = app
+        .get("/api/v1/organizations/audit-log?limit=2", &owner.token)
+        .await;
+    assert_eq!(limited.body["entries"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn members_are_invited_with_a_one_time_password_and_listed() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let invited = app
+        .post(
+            "/api/v1/organizations/members",
+            &owner.token,
+            json!({"email": "Grace@Example.org", "role": "admin", "name": "Grace"}),
+        )
+        .await;
+    assert_eq!(invited.status, StatusCode::CREATED);
+    assert_eq!(invited.body["user"]["email"], "grace@example.org");
+    assert!(invited.body["temporary_password"].as_str().unwrap().len() >= 20);
+    let again = app
+        .post(
+            "/api/v1/organizations/members",
+            &owner.token,
+            json!({"email": "grace@example.org", "role": "member"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    let members = app.get("/api/v1/organizations/members", &owner.token).await;
+    let emails: Vec<&str> = members.body["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails, ["ada@example.org", "grace@example.org"]);
+    assert!(
+        !members.text.contains("password"),
+        "hashes never leave the server"
+    );
+}
+
+#[tokio::test]
+async fn dead_jobs_are_listed_retried_and_discarded_by_admins() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let first = steward_testkit::app::dead_job(&app, &owner).await;
+    let second = steward_testkit::app::dead_job(&app, &owner).await;
+    let member = app.member(&owner, "m@example.org", "member").await;
+
+    let dead = app.get("/api/v1/jobs?state=dead", &owner.token).await;
+    assert_eq!(dead.status, StatusCode::OK, "{}", dead.text);
+    let jobs = dead.body["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(jobs[0]["state"], "dead");
+    assert_eq!(jobs[0]["kind"], "deliver");
+    assert_eq!(jobs[0]["last_error"], "410 Gone from the channel");
+    assert_eq!(
+        app.get("/api/v1/jobs?state=queued", &owner.token)
+            .await
+            .body["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(
+        app.get("/api/v1/jobs?state=buried", &owner.token)
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/api/v1/jobs", &member.token).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.post(
+            &format!("/api/v1/jobs/{first}/retry"),
+            &member.token,
+            json!({})
+        )
+        .await
+        .status,
+        StatusCode::FORBIDDEN
+    );
+
+    let retried = app
+        .post(
+            &format!("/api/v1/jobs/{first}/retry"),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.text);
+    assert_eq!(retried.body["state"], "queued");
+    assert_eq!(retried.body["attempts"], 0);
+    let again = app
+        .post(
+            &format!("/api/v1/jobs/{first}/retry"),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::NOT_FOUND,
+        "only dead jobs are retried"
+    );
+
+    let discarded = app
+        .post(
+            &format!("/api/v1/jobs/{second}/discard"),
+            &owner.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(discarded.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(&format!("/api/v1/jobs/{second}"), &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/jobs/{first}"), &owner.token)
+            .await
+            .body["state"],
+        "queued"
+    );
+
+    let log = app
+        .get("/api/v1/organizations/audit-log", &owner.token)
+        .await;
+    let actions: Vec<&str> = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"job.retried") && actions.contains(&"job.discarded"));
+}

@@ -1,0 +1,224 @@
+//! The tenancy walk: every route of the OpenAPI document, called by another
+//! organization with this organization's ids, answers 404 and changes nothing.
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use steward_testkit::app::{Session, TestApp, spawn_app};
+
+/// What org A owns, by the path parameter that names it.
+struct Owned {
+    job: String,
+    chatbot: String,
+    message: String,
+    member: String,
+    api_key: String,
+    channel: String,
+}
+
+/// The state of A that B must not be able to change, read as A.
+async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
+    let mut seen = Vec::new();
+    for path in [
+        format!("/api/v1/chatbots/{}", owned.chatbot),
+        format!("/api/v1/chatbots/{}/history", owned.chatbot),
+        format!("/api/v1/chatbots/{}/channels", owned.chatbot),
+        format!(
+            "/api/v1/chatbots/{}/history/{}",
+            owned.chatbot, owned.message
+        ),
+        "/api/v1/chatbots".into(),
+        "/api/v1/organizations/members".into(),
+        "/api/v1/organizations/usage".into(),
+        "/api/v1/organizations/audit-log".into(),
+        "/api/v1/api-keys".into(),
+        "/api/v1/integrations/available".into(),
+        format!("/api/v1/jobs/{}", owned.job),
+        "/api/v1/jobs".into(),
+    ] {
+        let reply = app.get(&path, &a.token).await;
+        assert_eq!(reply.status, StatusCode::OK, "{path}: {}", reply.text);
+        seen.push(reply.body);
+    }
+    seen
+}
+
+/// A valid body for each operation that takes one, so that only tenancy decides.
+fn body_for(method: &Method, path: &str) -> Option<Value> {
+    match (method.as_str(), path) {
+        ("POST", "/api/v1/auth/register") => Some(
+            json!({"email": "walker@example.org", "password": "Correct-Horse-9", "organization_name": "Walker"}),
+        ),
+        ("POST", "/api/v1/auth/login") => {
+            Some(json!({"email": "b@example.org", "password": "Correct-Horse-9"}))
+        }
+        ("POST", "/api/v1/chatbots") => Some(json!({"name": "B's bot"})),
+        ("PATCH", "/api/v1/chatbots/{id}") => Some(json!({"name": "hijacked", "temperature": 2.0})),
+        ("POST", "/api/v1/chatbots/{id}/messages") => Some(json!({"text": "injected"})),
+        ("POST", "/api/v1/chatbots/{id}/channels") => Some(generic_channel("b-hook")),
+        ("POST", "/api/v1/api-keys") => Some(json!({"name": "b key"})),
+        ("POST", "/api/v1/organizations/members") => {
+            Some(json!({"email": "b-member@example.org", "role": "member"}))
+        }
+        ("PATCH", "/api/v1/organizations/members/{user_id}") => Some(json!({"role": "advisor"})),
+        ("PUT", "/api/v1/organizations/billing") => Some(json!({"tier": "enterprise"})),
+        ("POST", "/api/v1/integrations/enable") => {
+            Some(json!({"integration_id": "pricing-calculator", "config": {}}))
+        }
+        ("POST", "/api/v1/jobs/{id}/retry" | "/api/v1/jobs/{id}/discard") => None,
+        (_, _) if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
+            panic!("the tenancy walk has no body for {method} {path}: add one")
+        }
+        _ => None,
+    }
+}
+
+fn generic_channel(name: &str) -> Value {
+    json!({
+        "kind": "generic",
+        "name": name,
+        "config": {"signing_secret": "s3cret", "reply_url": "https://replies.example.org/hook"},
+    })
+}
+
+#[tokio::test]
+async fn every_route_answers_another_organizations_ids_with_404_and_changes_nothing() {
+    let app = spawn_app().await;
+    let a = app.register("a@example.org", "Alpha").await;
+    let b = app.register("b@example.org", "Beta").await;
+
+    let chatbot = app.chatbot(&a, "Alpha bot").await;
+    let sent = app
+        .post(
+            &format!("/api/v1/chatbots/{chatbot}/messages"),
+            &a.token,
+            json!({"text": "private"}),
+        )
+        .await;
+    let message = sent.body["message_id"].as_str().unwrap().to_owned();
+    let conversation = sent.body["conversation_id"].as_str().unwrap().to_owned();
+    let member = app
+        .member(&a, "a-member@example.org", "member")
+        .await
+        .user_id;
+    let key = app
+        .post("/api/v1/api-keys", &a.token, json!({"name": "a key"}))
+        .await;
+    let api_key = key.body["api_key"]["id"].as_str().unwrap().to_owned();
+    let a_key_secret = key.body["key"].as_str().unwrap().to_owned();
+    app.post(
+        "/api/v1/integrations/enable",
+        &a.token,
+        json!({"integration_id": "lead-capture", "config": {"to": "sales@alpha.example.org"}}),
+    )
+    .await;
+    let channel = app
+        .post(
+            &format!("/api/v1/chatbots/{chatbot}/channels"),
+            &a.token,
+            generic_channel("a-hook"),
+        )
+        .await;
+    assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
+    let channel = channel.body["id"].as_str().unwrap().to_owned();
+    let job = steward_testkit::app::dead_job(&app, &a).await;
+    let owned = Owned {
+        channel,
+        job,
+        chatbot,
+        message,
+        member,
+        api_key,
+    };
+    let before = snapshot(&app, &a, &owned).await;
+    let a_ids = [
+        &owned.job,
+        &owned.chatbot,
+        &owned.message,
+        &owned.member,
+        &owned.api_key,
+        &owned.channel,
+        &conversation,
+        &a.org_id,
+        &a.user_id,
+    ];
+
+    let doc = app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await
+        .body;
+    let mut walked = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, _) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let concrete = path
+                .replace(
+                    "{id}/history/{message_id}",
+                    &format!("{}/history/{}", owned.chatbot, owned.message),
+                )
+                .replace("/chatbots/{id}", &format!("/chatbots/{}", owned.chatbot))
+                .replace(
+                    "/channels/{channel_id}",
+                    &format!("/channels/{}", owned.channel),
+                )
+                .replace("/api-keys/{id}", &format!("/api-keys/{}", owned.api_key))
+                .replace("/members/{user_id}", &format!("/members/{}", owned.member))
+                .replace("/integrations/{id}", "/integrations/lead-capture")
+                .replace("/jobs/{id}", &format!("/jobs/{}", owned.job))
+                .replace(
+                    "/conversations/{id}",
+                    &format!("/conversations/{conversation}"),
+                );
+            assert!(
+                !concrete.contains('{'),
+                "the tenancy walk does not know the parameters of {path}: add them"
+            );
+            let body = body_for(&method, path);
+            let reply = app
+                .call(method.clone(), &concrete, Some(&b.token), body)
+                .await;
+            if concrete != *path {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::NOT_FOUND,
+                    "{method} {path} as another org: {}",
+                    reply.text
+                );
+                assert_eq!(reply.code(), "not_found");
+            } else {
+                assert!(reply.status.is_success(), "{method} {path}: {}", reply.text);
+            }
+            for id in a_ids {
+                assert!(
+                    !reply.text.contains(id.as_str()),
+                    "{method} {path} leaked an id of another org"
+                );
+            }
+            walked.insert(format!("{method} {path}"));
+        }
+    }
+    assert!(walked.len() >= 29, "walked only {walked:?}");
+
+    assert_eq!(
+        snapshot(&app, &a, &owned).await,
+        before,
+        "nothing of the other org changed"
+    );
+    assert_eq!(
+        app.get("/api/v1/auth/me", &a_key_secret).await.status,
+        StatusCode::OK,
+        "its API key still works"
+    );
+
+    // A conversation of A cannot be continued by B, even through B's own chatbot.
+    let b_bot = app.chatbot(&b, "Beta bot").await;
+    let hijack = app
+        .post(
+            &format!("/api/v1/chatbots/{b_bot}/messages"),
+            &b.token,
+            json!({"text": "x", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(hijack.status, StatusCode::NOT_FOUND);
+}

@@ -1,0 +1,30 @@
+//! Channels: where a chatbot's people talk to it. Per provider: the
+//! configuration (secrets sealed at rest), the webhook's signature and payload,
+//! and the API that takes replies. Plus the `deliver` job and the mailbox
+//! poller. HTTP routing lives in the API crate; this crate has no server.
+
+pub mod config;
+mod deliver;
+pub mod email;
+pub mod inbound;
+mod manage;
+mod receive;
+pub mod send;
+pub mod split;
+pub mod verify;
+
+pub use config::{ChannelConfig, ConfigError};
+pub use deliver::Deliver;
+pub use email::PollMailboxes;
+pub use inbound::{Inbound, InboundMessage, Malformed};
+pub use manage::{ConfigureError, MAX_NAME_CHARS, configure, webhook_path};
+pub use receive::{Received, receive};
+pub use send::{SendError, Sender};
+pub use verify::Unauthorized;
+
+/// `steward_channel_messages_total{channel, direction}`: messages received
+/// (`inbound`) and reply parts sent (`outbound`).
+fn count_message(kind: steward_domain::ChannelKind, direction: &'static str) {
+    metrics::counter!("steward_channel_messages_total", "channel" => kind.as_str(), "direction" => direction)
+        .increment(1);
+}

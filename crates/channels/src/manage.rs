@@ -1,0 +1,62 @@
+//! Adding a channel, shared by the API and the CLI.
+
+use serde_json::Value;
+use steward_auth::Sealer;
+use steward_domain::{ChannelId, ChannelKind, ChatbotId};
+use steward_store::{Channel, NewChannel, Store, StoreError, TenantScope};
+
+use crate::config::ChannelConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigureError {
+    /// The name or configuration is not acceptable; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// Validates the configuration, seals its secrets and stores the channel.
+pub async fn configure(
+    store: &dyn Store,
+    sealer: &Sealer,
+    scope: &TenantScope,
+    chatbot: ChatbotId,
+    kind: ChannelKind,
+    name: &str,
+    config: Value,
+) -> Result<Channel, ConfigureError> {
+    let name = name.trim();
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
+    {
+        return Err(ConfigureError::Invalid(format!(
+            "name must be 1 to {MAX_NAME_CHARS} characters, without control characters"
+        )));
+    }
+    let config =
+        ChannelConfig::parse(kind, config).map_err(|e| ConfigureError::Invalid(e.message))?;
+    let id = ChannelId::new();
+    let (settings, sealed_secrets) = config.seal(sealer, id);
+    let channel = NewChannel {
+        id,
+        chatbot_id: chatbot,
+        kind,
+        name: name.to_owned(),
+        settings,
+        sealed_secrets,
+    };
+    Ok(store.create_channel(scope, channel).await?)
+}
+
+/// Where the provider sends events for this channel, below the public URL.
+/// Email has none: Steward reads the mailbox itself.
+pub fn webhook_path(kind: ChannelKind, id: ChannelId) -> Option<String> {
+    match kind {
+        ChannelKind::Email => None,
+        _ => Some(format!("/webhooks/{kind}/{id}")),
+    }
+}

@@ -1,0 +1,91 @@
+//! Storing an inbound message: its conversation, the message and its
+//! `respond` job in one transaction, unique per channel by the provider's id.
+
+use steward_domain::{MessageId, MessageRole, MessageText};
+use steward_store::{
+    Channel, ChannelEvent, ConversationChoice, NewJob, NewMessage, Store, StoreError, StoreResult,
+    TenantScope, now,
+};
+
+use crate::inbound::InboundMessage;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    Stored(MessageId),
+    /// Seen before (a provider's retry): nothing new stored.
+    Duplicate,
+    /// The chatbot is paused or the message is empty: acknowledged, not stored.
+    Skipped(&'static str),
+}
+
+pub async fn receive(
+    store: &dyn Store,
+    channel: &Channel,
+    message: InboundMessage,
+    max_attempts: i32,
+) -> StoreResult<Received> {
+    let scope = TenantScope::for_channel(channel);
+    // A message longer than Steward keeps is cut, not lost.
+    let text: String = message
+        .text
+        .trim()
+        .chars()
+        .take(MessageText::MAX_CHARS)
+        .collect();
+    let Ok(text) = MessageText::parse("text", text) else {
+        return Ok(Received::Skipped("empty message"));
+    };
+    let conversation = store
+        .channel_conversation(&scope, channel, &message.conversation_key)
+        .await?;
+    let new = NewMessage {
+        id: MessageId::new(),
+        chatbot_id: channel.chatbot_id,
+        conversation: ConversationChoice::Existing(conversation),
+        role: MessageRole::User,
+        text,
+        channel: channel.kind.as_str().into(),
+        external_id: Some(message.external_id),
+        answers: None,
+        channel_id: Some(channel.id),
+        meta: Some(message.meta),
+        tokens: 0,
+        then: Some(NewJob::respond(
+            channel.org_id,
+            channel.chatbot_id,
+            conversation,
+            max_attempts,
+        )),
+    };
+    let id = new.id;
+    match store.add_message(&scope, new).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict {
+            code: "duplicate_message",
+            ..
+        }) => return Ok(Received::Duplicate),
+        Err(StoreError::Conflict {
+            code: "chatbot_paused",
+            ..
+        }) => {
+            return Ok(Received::Skipped("the chatbot is paused"));
+        }
+        Err(e) => return Err(e),
+    }
+    crate::count_message(channel.kind, "inbound");
+    // Health is informative: a second-old time is fresh enough, which spares
+    // the single SQLite writer one write per webhook under load, and a failure
+    // to record it must not fail the webhook.
+    let fresh = channel
+        .health
+        .last_inbound_at
+        .is_some_and(|at| now() - at < chrono::Duration::seconds(1));
+    if !fresh
+        && let Err(e) = store
+            .record_channel_event(channel.id, ChannelEvent::Inbound)
+            .await
+    {
+        tracing::warn!(channel = %channel.id, error = %e, "could not record channel health");
+    }
+    Ok(Received::Stored(id))
+}

@@ -1,0 +1,287 @@
+//! One documented line per configuration key, in the order `config example`
+//! prints them. A test checks that every key of [`Config`] is here.
+
+use crate::Config;
+
+pub struct KeyDoc {
+    pub key: &'static str,
+    pub doc: &'static str,
+}
+
+const fn k(key: &'static str, doc: &'static str) -> KeyDoc {
+    KeyDoc { key, doc }
+}
+
+pub const KEYS: &[KeyDoc] = &[
+    k(
+        "env",
+        "development or production. Production logs JSON and refuses to start without explicit secrets.",
+    ),
+    k(
+        "listen",
+        "Address the HTTP server listens on (flag --listen).",
+    ),
+    k(
+        "data_dir",
+        "Folder for the SQLite database, generated secrets and local blobs (flag --data-dir).",
+    ),
+    k(
+        "database.url",
+        "sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB. Unset: steward.db in the data dir.",
+    ),
+    k(
+        "database.max_connections",
+        "Connection pool size (PostgreSQL) or reader connections (SQLite).",
+    ),
+    k(
+        "http.body_limit_bytes",
+        "Largest request body accepted; larger ones get 413.",
+    ),
+    k(
+        "http.request_timeout_secs",
+        "A request that takes longer is answered 408.",
+    ),
+    k(
+        "http.header_read_timeout_secs",
+        "A client that takes longer to send its headers is disconnected.",
+    ),
+    k(
+        "http.shutdown_grace_secs",
+        "On SIGTERM, how long in-flight requests and running jobs may finish before exit.",
+    ),
+    k(
+        "http.cors_allowed_origins",
+        "Browser origins allowed to call the API, e.g. [\"https://app.example.org\"]. Empty: none.",
+    ),
+    k(
+        "http.trusted_proxies",
+        "Proxy addresses whose X-Forwarded-For is believed, e.g. [\"127.0.0.1\"].",
+    ),
+    k(
+        "http.behind_tls",
+        "Whether clients reach Steward over HTTPS (a TLS proxy in front); enables HSTS.",
+    ),
+    k(
+        "http.public_url",
+        "Where providers and people reach Steward, e.g. https://steward.example.org: the base of channel webhook URLs.",
+    ),
+    k(
+        "auth.jwt_secret",
+        "Key that signs login tokens (32+ characters). Unset outside production: generated into the data dir.",
+    ),
+    k("auth.token_ttl_secs", "How long a login token stays valid."),
+    k(
+        "auth.registration",
+        "open: anyone may register an organization; closed: only the operator creates them (steward org create).",
+    ),
+    k(
+        "auth.login_attempts_per_minute_per_ip",
+        "Login attempts allowed per client address per minute before 429.",
+    ),
+    k(
+        "auth.login_attempts_per_minute_per_account",
+        "Login attempts allowed per email per minute before 429.",
+    ),
+    k(
+        "auth.argon2_memory_kib",
+        "Memory per password hash (argon2id).",
+    ),
+    k(
+        "auth.argon2_iterations",
+        "Passes per password hash (argon2id).",
+    ),
+    k(
+        "auth.hash_concurrency",
+        "Password hashes computed at once; each holds argon2_memory_kib.",
+    ),
+    k(
+        "secrets.master_key",
+        "Base64 of 32 bytes that encrypts stored secrets (openssl rand -base64 32). Unset outside production: generated.",
+    ),
+    k(
+        "tiers.free.messages_per_month",
+        "Messages an organization on the free tier may receive per month.",
+    ),
+    k(
+        "tiers.free.tokens_per_month",
+        "Model tokens an organization on the free tier may use per month.",
+    ),
+    k(
+        "tiers.pro.messages_per_month",
+        "Messages per month on the pro tier.",
+    ),
+    k(
+        "tiers.pro.tokens_per_month",
+        "Model tokens per month on the pro tier.",
+    ),
+    k(
+        "tiers.enterprise.messages_per_month",
+        "Messages per month on the enterprise tier.",
+    ),
+    k(
+        "tiers.enterprise.tokens_per_month",
+        "Model tokens per month on the enterprise tier.",
+    ),
+    k("jobs.concurrency", "Jobs one worker process runs at once."),
+    k(
+        "jobs.kind_concurrency",
+        "Per job kind, at most this many at once, e.g. { respond = 6, ingest = 2 }. Kinds: respond, deliver, ingest, crawl, classify, export, digest, backup, maintenance.",
+    ),
+    k(
+        "jobs.lease_secs",
+        "How long a claimed job stays a worker's without a heartbeat; after that another worker takes it over.",
+    ),
+    k(
+        "jobs.max_attempts",
+        "Attempts before a failing job goes to the dead-letter list.",
+    ),
+    k(
+        "jobs.backoff_base_secs",
+        "Wait before the first retry; it doubles with each attempt, with jitter, up to an hour.",
+    ),
+    k(
+        "jobs.poll_interval_ms",
+        "How often an idle worker looks for jobs when nothing wakes it.",
+    ),
+    k(
+        "jobs.keep_finished_hours",
+        "Succeeded and dead jobs older than this are deleted by the maintenance job.",
+    ),
+    k(
+        "scheduler.maintenance_cron",
+        "When the maintenance job runs: a cron pattern in UTC (5 fields, or 6 with seconds first).",
+    ),
+    k(
+        "scheduler.mailbox_poll_cron",
+        "When email channels' mailboxes are checked for new mail: a cron pattern in UTC (6 fields: seconds first).",
+    ),
+    k(
+        "scheduler.lease_secs",
+        "How long scheduler leadership outlives a leader that stopped (SQLite; PostgreSQL notices at once).",
+    ),
+    k(
+        "scheduler.catch_up_secs",
+        "A new leader enqueues firings it finds missed up to this far back; each firing is enqueued once.",
+    ),
+    k(
+        "channels.webhook_body_limit_bytes",
+        "Largest webhook body accepted; larger ones are refused with 413.",
+    ),
+    k(
+        "channels.webhook_requests_per_second",
+        "Webhook requests each channel may make per second, on average (429 above it).",
+    ),
+    k(
+        "channels.webhook_burst",
+        "Webhook requests a channel may make at once before the per-second limit applies.",
+    ),
+    k(
+        "channels.send_timeout_secs",
+        "A call to a provider's API (or SMTP/IMAP server) that takes longer fails and is retried.",
+    ),
+    k(
+        "redis.url",
+        "redis://HOST:PORT/DB. Set it to share webhook rate limits across API replicas; unset, each process keeps its own.",
+    ),
+    k(
+        "llm.enabled",
+        "The kill switch: false answers every message without calling any model, saying so.",
+    ),
+    k(
+        "llm.max_tokens",
+        "The longest reply a model may write, in tokens.",
+    ),
+    k(
+        "llm.history_turns",
+        "How many turns of the conversation are sent with each request.",
+    ),
+    k(
+        "llm.primary.kind",
+        "The model provider: anthropic, or openai for any OpenAI-compatible server (OpenAI, Ollama, vLLM, llama.cpp).",
+    ),
+    k(
+        "llm.primary.base_url",
+        "The API's address; default the vendor's public API (Ollama: http://localhost:11434/v1).",
+    ),
+    k(
+        "llm.primary.api_key",
+        "The provider's API key (optional for local OpenAI-compatible servers).",
+    ),
+    k(
+        "llm.primary.model",
+        "The model to use unless a chatbot names its own, e.g. claude-sonnet-4-5.",
+    ),
+    k(
+        "llm.primary.timeout_secs",
+        "A model call that takes longer fails (and falls back).",
+    ),
+    k(
+        "llm.fallback.kind",
+        "The provider used when the primary fails transiently (connection errors, timeouts, 429, 5xx): anthropic, or openai for any OpenAI-compatible server (OpenAI, Ollama, vLLM, llama.cpp).",
+    ),
+    k(
+        "llm.fallback.base_url",
+        "The API's address; default the vendor's public API (Ollama: http://localhost:11434/v1).",
+    ),
+    k(
+        "llm.fallback.api_key",
+        "The provider's API key (optional for local OpenAI-compatible servers).",
+    ),
+    k(
+        "llm.fallback.model",
+        "The model to use unless a chatbot names its own, e.g. claude-sonnet-4-5.",
+    ),
+    k(
+        "llm.fallback.timeout_secs",
+        "A model call that takes longer fails (and falls back).",
+    ),
+    k(
+        "log.level",
+        "Log filter, e.g. info or steward_api=debug,info (RUST_LOG overrides).",
+    ),
+    k(
+        "log.format",
+        "auto (JSON in production, text otherwise), json or text.",
+    ),
+];
+
+impl KeyDoc {
+    /// `database.url` → `STEWARD_DATABASE__URL`.
+    pub fn env_name(&self) -> String {
+        format!("STEWARD_{}", self.key.to_uppercase().replace('.', "__"))
+    }
+}
+
+/// A commented TOML file holding every key with its default.
+pub fn example() -> String {
+    let defaults = toml::Value::try_from(Config::default()).expect("the defaults serialize");
+    let mut out = String::from(
+        "# Steward configuration. Every key is optional; the values shown are the defaults.\n\
+         # Precedence: defaults < this file (--config) < environment < command-line flags.\n\
+         # Each key's environment variable is named beside it.\n",
+    );
+    let mut section = "";
+    for doc in KEYS {
+        let (table, name) = doc.key.rsplit_once('.').unwrap_or(("", doc.key));
+        if table != section {
+            // A table absent by default (an optional provider) is shown commented out.
+            let shown = if lookup(&defaults, table).is_some() {
+                ""
+            } else {
+                "# "
+            };
+            out.push_str(&format!("\n{shown}[{table}]\n"));
+            section = table;
+        }
+        out.push_str(&format!("\n# {}\n# env: {}\n", doc.doc, doc.env_name()));
+        match lookup(&defaults, doc.key) {
+            Some(value) => out.push_str(&format!("{name} = {value}\n")),
+            None => out.push_str(&format!("# {name} = \"\"\n")),
+        }
+    }
+    out
+}
+
+pub(crate) fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted.split('.').try_fold(value, |v, part| v.get(part))
+}

@@ -1,0 +1,577 @@
+//! Steward's configuration: defaults, then a TOML file, then `STEWARD_*`
+//! environment variables (`STEWARD_SECTION__KEY`), then command-line flags.
+//! Loaded and validated once at start and passed on as a value.
+//!
+//! [`KEYS`] documents every key; `steward config example` prints it.
+
+mod docs;
+mod secrets;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use steward_domain::Tier;
+
+pub use docs::{KEYS, KeyDoc, example};
+pub use secrets::{Secret, SecretsError, ensure_secrets, master_key_bytes};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub env: Environment,
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub auth: AuthConfig,
+    pub secrets: SecretsConfig,
+    pub tiers: TiersConfig,
+    pub jobs: JobsConfig,
+    pub scheduler: SchedulerConfig,
+    pub llm: LlmConfig,
+    pub channels: ChannelsConfig,
+    pub redis: RedisConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://…` or `postgres://…`; unset: `steward.db` in the data dir.
+    pub url: Option<Secret>,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    pub body_limit_bytes: usize,
+    pub request_timeout_secs: u64,
+    pub header_read_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    pub cors_allowed_origins: Vec<String>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub behind_tls: bool,
+    /// Where people and providers reach Steward, e.g. `https://steward.example.org`:
+    /// the base of the webhook URLs shown for channels.
+    pub public_url: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelsConfig {
+    pub webhook_body_limit_bytes: usize,
+    pub webhook_requests_per_second: u32,
+    pub webhook_burst: u32,
+    pub send_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://HOST:PORT/DB`; unset: limits are kept in each process.
+    pub url: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    Open,
+    Closed,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub jwt_secret: Option<Secret>,
+    pub token_ttl_secs: u64,
+    pub registration: Registration,
+    pub login_attempts_per_minute_per_ip: u32,
+    pub login_attempts_per_minute_per_account: u32,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub hash_concurrency: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub master_key: Option<Secret>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierLimits {
+    pub messages_per_month: i64,
+    pub tokens_per_month: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TiersConfig {
+    pub free: TierLimits,
+    pub pro: TierLimits,
+    pub enterprise: TierLimits,
+}
+
+impl TiersConfig {
+    pub fn limits(&self, tier: Tier) -> TierLimits {
+        match tier {
+            Tier::Free => self.free,
+            Tier::Pro => self.pro,
+            Tier::Enterprise => self.enterprise,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    pub concurrency: usize,
+    /// Per job kind, at most this many at once (within `concurrency`).
+    pub kind_concurrency: std::collections::BTreeMap<String, usize>,
+    pub lease_secs: u64,
+    pub max_attempts: i32,
+    pub backoff_base_secs: f64,
+    pub poll_interval_ms: u64,
+    pub keep_finished_hours: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// When to run the `maintenance` job (cron, UTC; seconds optional).
+    pub maintenance_cron: String,
+    /// When to check email channels' mailboxes (a `poll` job).
+    pub mailbox_poll_cron: String,
+    /// How long leadership outlives a scheduler that stopped renewing it (SQLite).
+    pub lease_secs: u64,
+    /// After a hand-over, firings this far back are enqueued if missed.
+    pub catch_up_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LlmConfig {
+    /// The kill switch: false answers without any model call.
+    pub enabled: bool,
+    pub max_tokens: u32,
+    /// Turns of the conversation sent with each request.
+    pub history_turns: u32,
+    pub primary: Option<ProviderConfig>,
+    pub fallback: Option<ProviderConfig>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Anthropic,
+    /// Any OpenAI-compatible Chat Completions server.
+    Openai,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// Default: the provider's public API.
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub model: String,
+    #[serde(default = "default_llm_timeout")]
+    pub timeout_secs: u64,
+}
+
+fn default_llm_timeout() -> u64 {
+    60
+}
+
+impl ProviderConfig {
+    pub fn base_url(&self) -> &str {
+        match (&self.base_url, self.kind) {
+            (Some(url), _) => url,
+            (None, ProviderKind::Anthropic) => "https://api.anthropic.com",
+            (None, ProviderKind::Openai) => "https://api.openai.com/v1",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON in production, text otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            env: Environment::Development,
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./steward-data"),
+            database: DatabaseConfig {
+                url: None,
+                max_connections: 16,
+            },
+            http: HttpConfig {
+                body_limit_bytes: 1024 * 1024,
+                request_timeout_secs: 30,
+                header_read_timeout_secs: 10,
+                shutdown_grace_secs: 10,
+                cors_allowed_origins: Vec::new(),
+                trusted_proxies: Vec::new(),
+                behind_tls: false,
+                public_url: None,
+            },
+            channels: ChannelsConfig {
+                webhook_body_limit_bytes: 256 * 1024,
+                webhook_requests_per_second: 50,
+                webhook_burst: 100,
+                send_timeout_secs: 15,
+            },
+            redis: RedisConfig::default(),
+            auth: AuthConfig {
+                jwt_secret: None,
+                token_ttl_secs: 24 * 3600,
+                registration: Registration::Open,
+                login_attempts_per_minute_per_ip: 20,
+                login_attempts_per_minute_per_account: 5,
+                argon2_memory_kib: 19 * 1024,
+                argon2_iterations: 2,
+                hash_concurrency: 2,
+            },
+            secrets: SecretsConfig::default(),
+            tiers: TiersConfig {
+                free: TierLimits {
+                    messages_per_month: 1_000,
+                    tokens_per_month: 1_000_000,
+                },
+                pro: TierLimits {
+                    messages_per_month: 20_000,
+                    tokens_per_month: 20_000_000,
+                },
+                enterprise: TierLimits {
+                    messages_per_month: 500_000,
+                    tokens_per_month: 500_000_000,
+                },
+            },
+            jobs: JobsConfig {
+                concurrency: 8,
+                kind_concurrency: Default::default(),
+                lease_secs: 60,
+                max_attempts: 5,
+                backoff_base_secs: 2.0,
+                poll_interval_ms: 1000,
+                keep_finished_hours: 168,
+            },
+            llm: LlmConfig {
+                enabled: true,
+                max_tokens: 1024,
+                history_turns: 20,
+                primary: None,
+                fallback: None,
+            },
+            scheduler: SchedulerConfig {
+                maintenance_cron: "17 * * * *".into(),
+                mailbox_poll_cron: "*/30 * * * * *".into(),
+                lease_secs: 15,
+                catch_up_secs: 300,
+            },
+            log: LogConfig {
+                level: "info".into(),
+                format: LogFormat::Auto,
+            },
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Config::default().database
+    }
+}
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Config::default().http
+    }
+}
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Config::default().channels
+    }
+}
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Config::default().auth
+    }
+}
+impl Default for TiersConfig {
+    fn default() -> Self {
+        Config::default().tiers
+    }
+}
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Config::default().jobs
+    }
+}
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Config::default().scheduler
+    }
+}
+impl LlmConfig {
+    /// With no provider configured, `ANTHROPIC_API_KEY` or else `OPENAI_API_KEY`
+    /// configures one with that vendor's public API and a current model.
+    fn pick_up_conventional_keys(&mut self, env: impl Fn(&str) -> Option<String>) {
+        if self.primary.is_some() {
+            return;
+        }
+        let (kind, key, model) = if let Some(key) = env("ANTHROPIC_API_KEY") {
+            (ProviderKind::Anthropic, key, "claude-sonnet-4-5")
+        } else if let Some(key) = env("OPENAI_API_KEY") {
+            (ProviderKind::Openai, key, "gpt-4o-mini")
+        } else {
+            return;
+        };
+        self.primary = Some(ProviderConfig {
+            kind,
+            base_url: None,
+            api_key: Some(Secret::new(key)),
+            model: model.into(),
+            timeout_secs: default_llm_timeout(),
+        });
+    }
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Config::default().llm
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        Config::default().log
+    }
+}
+
+/// Values given as command-line flags: the last word.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The top-level keys of the configuration: environment variables set these
+/// only, so other `STEWARD_*` variables (the test suite's, say) are not read as
+/// configuration. Derived from [`Config`] itself, so a new section is never missed.
+fn sections() -> Vec<String> {
+    match toml::Value::try_from(Config::default()) {
+        Ok(toml::Value::Table(table)) => table.keys().cloned().collect(),
+        _ => unreachable!("the default configuration serializes to a table"),
+    }
+}
+
+impl Config {
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        Self::load_from(file, overrides, Env::prefixed("STEWARD_"))
+    }
+
+    fn load_from(
+        file: Option<&Path>,
+        overrides: &Overrides,
+        env: Env,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_owned()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        // The filter sees the raw name (`DATABASE__URL`), before it is split.
+        let sections = sections();
+        let env = env
+            .filter(move |key| {
+                let top = key
+                    .as_str()
+                    .split("__")
+                    .next()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                sections.contains(&top)
+            })
+            .split("__");
+        let config: Config = figment
+            .merge(env)
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let mut config = config;
+        config
+            .llm
+            .pick_up_conventional_keys(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return invalid(format!(
+                "listen: '{}' is not an address like 127.0.0.1:8080",
+                self.listen
+            ));
+        }
+        if self.http.body_limit_bytes == 0 {
+            return invalid("http.body_limit_bytes must be above 0".into());
+        }
+        if self.http.request_timeout_secs == 0 || self.http.header_read_timeout_secs == 0 {
+            return invalid("http timeouts must be above 0 seconds".into());
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return invalid("auth.token_ttl_secs must be above 0".into());
+        }
+        if self.auth.login_attempts_per_minute_per_ip == 0
+            || self.auth.login_attempts_per_minute_per_account == 0
+        {
+            return invalid("auth login attempt limits must be above 0".into());
+        }
+        for origin in &self.http.cors_allowed_origins {
+            if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                || origin.ends_with('/')
+            {
+                return invalid(format!(
+                    "http.cors_allowed_origins: '{origin}' must be an origin like https://app.example.org"
+                ));
+            }
+        }
+        if let Some(url) = &self.http.public_url
+            && (!(url.starts_with("https://") || url.starts_with("http://")) || url.ends_with('/'))
+        {
+            return invalid(format!(
+                "http.public_url: '{url}' must be an address like https://steward.example.org"
+            ));
+        }
+        let channels = &self.channels;
+        if channels.webhook_body_limit_bytes == 0
+            || channels.webhook_requests_per_second == 0
+            || channels.webhook_burst == 0
+            || channels.send_timeout_secs == 0
+        {
+            return invalid("channels: limits and timeouts must be above 0".into());
+        }
+        for (name, limits) in [
+            ("free", self.tiers.free),
+            ("pro", self.tiers.pro),
+            ("enterprise", self.tiers.enterprise),
+        ] {
+            if limits.messages_per_month < 0 || limits.tokens_per_month < 0 {
+                return invalid(format!("tiers.{name}: limits must not be negative"));
+            }
+        }
+        let jobs = &self.jobs;
+        if jobs.concurrency == 0
+            || jobs.lease_secs < 3
+            || jobs.max_attempts < 1
+            || jobs.poll_interval_ms == 0
+        {
+            return invalid("jobs: concurrency and max_attempts must be at least 1, lease_secs at least 3, poll_interval_ms above 0".into());
+        }
+        if !(jobs.backoff_base_secs.is_finite() && jobs.backoff_base_secs > 0.0) {
+            return invalid("jobs.backoff_base_secs must be above 0".into());
+        }
+        for kind in jobs.kind_concurrency.keys() {
+            if kind.parse::<steward_domain::JobKind>().is_err() {
+                return invalid(format!("jobs.kind_concurrency: unknown job kind '{kind}'"));
+            }
+        }
+        for (name, provider) in [
+            ("llm.primary", &self.llm.primary),
+            ("llm.fallback", &self.llm.fallback),
+        ] {
+            let Some(provider) = provider else { continue };
+            if provider.model.trim().is_empty() || provider.timeout_secs == 0 {
+                return invalid(format!(
+                    "{name}: model must be named and timeout_secs above 0"
+                ));
+            }
+            if provider.kind == ProviderKind::Anthropic && provider.api_key.is_none() {
+                return invalid(format!("{name}: Anthropic needs api_key"));
+            }
+            let url = provider.base_url();
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid(format!("{name}.base_url must be an http(s) URL"));
+            }
+        }
+        if self.llm.fallback.is_some() && self.llm.primary.is_none() {
+            return invalid("llm.fallback is set but llm.primary is not".into());
+        }
+        if self.llm.max_tokens == 0 || self.llm.history_turns == 0 {
+            return invalid("llm.max_tokens and llm.history_turns must be above 0".into());
+        }
+        if self.scheduler.lease_secs < 2 {
+            return invalid("scheduler.lease_secs must be at least 2".into());
+        }
+        if let Some(url) = &self.database.url {
+            let url = url.expose();
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return invalid(
+                    "database.url must start with sqlite:, postgres:// or postgresql://".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated at load")
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+
+    /// The database URL, defaulting to a SQLite file in the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database.url {
+            Some(url) => url.expose().to_owned(),
+            None => format!("sqlite://{}", self.data_dir.join("steward.db").display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

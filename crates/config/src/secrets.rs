@@ -1,0 +1,144 @@
+//! Secrets: redacted when printed; generated once into the data dir for
+//! development, required explicitly in production.
+
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rand::RngCore;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::Config;
+
+/// A configured secret. `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("{key} is required when STEWARD_ENV=production: set it in the config file or as {env}")]
+    Missing {
+        key: &'static str,
+        env: &'static str,
+    },
+    #[error("{key} is invalid: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("cannot keep secrets in {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+const JWT_MIN_BYTES: usize = 32;
+
+/// Fills in missing secrets (from, or newly into, `<data_dir>/secrets/`) and
+/// checks the given ones.
+pub fn ensure_secrets(config: &mut Config) -> Result<(), SecretsError> {
+    let dir = config.data_dir.join("secrets");
+    if config.auth.jwt_secret.is_none() {
+        if config.is_production() {
+            return Err(SecretsError::Missing {
+                key: "auth.jwt_secret",
+                env: "STEWARD_AUTH__JWT_SECRET",
+            });
+        }
+        config.auth.jwt_secret = Some(load_or_create(&dir, "jwt_secret")?);
+    }
+    if config.secrets.master_key.is_none() {
+        if config.is_production() {
+            return Err(SecretsError::Missing {
+                key: "secrets.master_key",
+                env: "STEWARD_SECRETS__MASTER_KEY",
+            });
+        }
+        config.secrets.master_key = Some(load_or_create(&dir, "master_key")?);
+    }
+    let jwt = config.auth.jwt_secret.as_ref().expect("filled in above");
+    if jwt.expose().len() < JWT_MIN_BYTES {
+        return Err(SecretsError::Invalid {
+            key: "auth.jwt_secret",
+            reason: format!("must be at least {JWT_MIN_BYTES} characters"),
+        });
+    }
+    master_key_bytes(config)?;
+    Ok(())
+}
+
+/// The 32-byte master encryption key (configured as base64).
+pub fn master_key_bytes(config: &Config) -> Result<[u8; 32], SecretsError> {
+    let invalid = |reason: &str| SecretsError::Invalid {
+        key: "secrets.master_key",
+        reason: reason.into(),
+    };
+    let key = config
+        .secrets
+        .master_key
+        .as_ref()
+        .ok_or_else(|| invalid("not set"))?;
+    let bytes = STANDARD
+        .decode(key.expose().trim())
+        .map_err(|_| invalid("must be base64 (openssl rand -base64 32)"))?;
+    bytes
+        .try_into()
+        .map_err(|_| invalid("must decode to exactly 32 bytes (openssl rand -base64 32)"))
+}
+
+/// 32 random bytes, base64, kept in a file only its owner can read.
+fn load_or_create(dir: &Path, name: &str) -> Result<Secret, SecretsError> {
+    let path = dir.join(name);
+    let io = |source| SecretsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if path.exists() {
+        return Ok(Secret(
+            fs::read_to_string(&path).map_err(io)?.trim().to_owned(),
+        ));
+    }
+    fs::create_dir_all(dir).map_err(io)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let value = STANDARD.encode(bytes);
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    file.write_all(value.as_bytes()).map_err(io)?;
+    Ok(Secret(value))
+}

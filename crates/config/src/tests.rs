@@ -1,0 +1,297 @@
+// figment::Jail closures return figment::Error, which is large; that is its API.
+#![allow(clippy::result_large_err)]
+
+use std::collections::BTreeSet;
+
+use figment::Jail;
+
+use super::*;
+use crate::docs::lookup;
+
+/// Keys whose value is a table of the operator's choosing count as one key.
+const MAP_KEYS: &[&str] = &["jobs.kind_concurrency"];
+
+fn leaves(value: &toml::Value, prefix: &str, out: &mut BTreeSet<String>) {
+    match value {
+        toml::Value::Table(table) if !MAP_KEYS.contains(&prefix) => {
+            for (key, value) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaves(value, &path, out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned());
+        }
+    }
+}
+
+#[test]
+fn every_key_is_documented_and_every_documented_key_exists() {
+    let mut full = Config::default();
+    full.database.url = Some(Secret::new("sqlite://x"));
+    full.auth.jwt_secret = Some(Secret::new("s"));
+    full.secrets.master_key = Some(Secret::new("k"));
+    full.http.public_url = Some("https://steward.example.org".into());
+    full.redis.url = Some(Secret::new("redis://localhost"));
+    let provider = ProviderConfig {
+        kind: ProviderKind::Openai,
+        base_url: Some("http://localhost:11434/v1".into()),
+        api_key: Some(Secret::new("k")),
+        model: "m".into(),
+        timeout_secs: 5,
+    };
+    full.llm.primary = Some(provider.clone());
+    full.llm.fallback = Some(provider);
+    let mut keys = BTreeSet::new();
+    leaves(&toml::Value::try_from(full).unwrap(), "", &mut keys);
+    let documented: BTreeSet<String> = KEYS.iter().map(|k| k.key.to_owned()).collect();
+    assert_eq!(keys, documented);
+}
+
+#[test]
+fn the_example_is_valid_configuration_with_the_defaults() {
+    let example = example();
+    let parsed: Config = toml::from_str(&example).expect("example parses as a config file");
+    assert_eq!(parsed.listen, "127.0.0.1:8080");
+    assert!(example.contains("# env: STEWARD_DATABASE__URL"));
+    let defaults = toml::Value::try_from(Config::default()).unwrap();
+    assert_eq!(
+        lookup(&defaults, "tiers.pro.messages_per_month")
+            .unwrap()
+            .as_integer(),
+        Some(20_000)
+    );
+}
+
+#[test]
+fn precedence_is_defaults_file_environment_flags() {
+    Jail::expect_with(|jail| {
+        jail.create_file("steward.toml", "listen = \"127.0.0.1:9000\"\n[database]\nurl = \"sqlite://file.db\"\nmax_connections = 3\n")?;
+        jail.set_env("STEWARD_DATABASE__URL", "postgres://env@localhost/db");
+        jail.set_env("STEWARD_AUTH__REGISTRATION", "closed");
+        jail.set_env("STEWARD_TEST_POSTGRES_URL", "not configuration, ignored");
+        let file = Some(Path::new("steward.toml"));
+        let config = Config::load(file, &Overrides::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000", "file over default");
+        assert_eq!(config.database.max_connections, 3);
+        assert_eq!(
+            config.database_url(),
+            "postgres://env@localhost/db",
+            "environment over file"
+        );
+        assert_eq!(config.auth.registration, Registration::Closed);
+
+        let flags = Overrides {
+            listen: Some("0.0.0.0:7000".into()),
+            data_dir: Some("/srv/steward".into()),
+        };
+        let config = Config::load(file, &flags).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:7000", "flags over everything");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/steward"));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_default_database_is_sqlite_in_the_data_dir() {
+    Jail::expect_with(|jail| {
+        jail.set_env("STEWARD_DATA_DIR", "/var/lib/steward");
+        let config = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(
+            config.database_url(),
+            "sqlite:///var/lib/steward/steward.db"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_configuration_is_refused_with_the_key_named() {
+    Jail::expect_with(|jail| {
+        let missing =
+            Config::load(Some(Path::new("nope.toml")), &Overrides::default()).unwrap_err();
+        assert!(missing.to_string().contains("nope.toml"));
+
+        jail.create_file("typo.toml", "[http]\nbody_limit = 5\n")?;
+        let typo = Config::load(Some(Path::new("typo.toml")), &Overrides::default()).unwrap_err();
+        assert!(typo.to_string().contains("body_limit"), "{typo}");
+
+        let bad_listen = Config::load(
+            None,
+            &Overrides {
+                listen: Some("nowhere".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(bad_listen.to_string().contains("listen"), "{bad_listen}");
+
+        jail.set_env("STEWARD_DATABASE__URL", "mysql://x");
+        assert!(
+            Config::load(None, &Overrides::default())
+                .unwrap_err()
+                .to_string()
+                .contains("database.url")
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_are_generated_once_with_owner_only_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    ensure_secrets(&mut config).unwrap();
+    let jwt = config.auth.jwt_secret.clone().unwrap();
+    let file = dir.path().join("secrets/jwt_secret");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(dir.path().join("secrets"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+    assert_eq!(secrets::master_key_bytes(&config).unwrap().len(), 32);
+
+    let mut again = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    ensure_secrets(&mut again).unwrap();
+    assert_eq!(
+        again.auth.jwt_secret,
+        Some(jwt),
+        "the same secret on the next start"
+    );
+    assert_eq!(format!("{:?}", again.auth.jwt_secret), "Some(Secret(***))");
+}
+
+#[test]
+fn production_refuses_to_start_without_secrets_and_names_the_missing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config {
+        env: Environment::Production,
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let err = ensure_secrets(&mut config).unwrap_err().to_string();
+    assert!(
+        err.contains("auth.jwt_secret") && err.contains("STEWARD_AUTH__JWT_SECRET"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("secrets").exists(),
+        "nothing generated in production"
+    );
+
+    config.auth.jwt_secret = Some(Secret::new("x".repeat(40)));
+    let err = ensure_secrets(&mut config).unwrap_err().to_string();
+    assert!(err.contains("secrets.master_key"), "{err}");
+
+    config.secrets.master_key = Some(Secret::new("too short"));
+    assert!(
+        ensure_secrets(&mut config)
+            .unwrap_err()
+            .to_string()
+            .contains("base64")
+    );
+}
+
+#[test]
+fn the_configuration_reference_in_docs_is_current() {
+    let reference = include_str!("../../../docs/configuration.md");
+    assert!(
+        reference.contains(&example()),
+        "docs/configuration.md is stale: run scripts/update-config-reference"
+    );
+}
+
+#[test]
+fn every_section_can_be_set_from_the_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("STEWARD_JOBS__LEASE_SECS", "45");
+        jail.set_env("STEWARD_SCHEDULER__MAINTENANCE_CRON", "* * * * * *");
+        jail.set_env("STEWARD_LOG__FORMAT", "json");
+        jail.set_env(
+            "STEWARD_HTTP__CORS_ALLOWED_ORIGINS",
+            "[\"https://app.example.org\"]",
+        );
+        jail.set_env("STEWARD_TIERS__PRO__MESSAGES_PER_MONTH", "7");
+        let config = Config::load(None, &Overrides::default()).unwrap();
+        assert_eq!(config.jobs.lease_secs, 45);
+        assert_eq!(config.scheduler.maintenance_cron, "* * * * * *");
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(
+            config.http.cors_allowed_origins,
+            ["https://app.example.org"]
+        );
+        assert_eq!(config.tiers.pro.messages_per_month, 7);
+        Ok(())
+    });
+}
+
+#[test]
+fn conventional_api_keys_configure_a_provider_when_none_is_set() {
+    Jail::expect_with(|jail| {
+        jail.set_env("OPENAI_API_KEY", "sk-openai");
+        let config = Config::load(None, &Overrides::default()).unwrap();
+        let primary = config.llm.primary.unwrap();
+        assert_eq!(
+            (primary.kind, primary.base_url()),
+            (ProviderKind::Openai, "https://api.openai.com/v1")
+        );
+        assert_eq!(primary.api_key.unwrap().expose(), "sk-openai");
+
+        jail.set_env("ANTHROPIC_API_KEY", "sk-ant");
+        assert_eq!(
+            Config::load(None, &Overrides::default())
+                .unwrap()
+                .llm
+                .primary
+                .unwrap()
+                .kind,
+            ProviderKind::Anthropic
+        );
+
+        jail.set_env("STEWARD_LLM__PRIMARY__KIND", "openai");
+        jail.set_env("STEWARD_LLM__PRIMARY__MODEL", "llama3.1");
+        jail.set_env(
+            "STEWARD_LLM__PRIMARY__BASE_URL",
+            "http://localhost:11434/v1",
+        );
+        let explicit = Config::load(None, &Overrides::default())
+            .unwrap()
+            .llm
+            .primary
+            .unwrap();
+        assert_eq!(
+            (explicit.model.as_str(), explicit.api_key),
+            ("llama3.1", None),
+            "explicit configuration wins"
+        );
+
+        jail.set_env("STEWARD_LLM__FALLBACK__KIND", "anthropic");
+        jail.set_env("STEWARD_LLM__FALLBACK__MODEL", "claude-haiku-4-5");
+        let err = Config::load(None, &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("llm.fallback") && err.contains("api_key"),
+            "{err}"
+        );
+        Ok(())
+    });
+}

@@ -1,0 +1,138 @@
+//! Closed sets of named states: roles, tiers, chatbot status, message role.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! named_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),* }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+
+            pub const fn as_str(&self) -> &'static str {
+                match self { $($name::$variant => $text),* }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)*
+                    other => Err(format!(
+                        "unknown {} '{}': expected one of {}",
+                        stringify!($name).to_lowercase(),
+                        other,
+                        [$($text),*].join(", ")
+                    )),
+                }
+            }
+        }
+    };
+}
+
+named_enum!(
+    /// What a member of an organization may do.
+    Role { Owner = "owner", Admin = "admin", Member = "member", Advisor = "advisor" }
+);
+
+impl Role {
+    /// Owners and admins configure the organization; members and advisors do not.
+    pub const fn can_administer(&self) -> bool {
+        matches!(self, Role::Owner | Role::Admin)
+    }
+
+    /// Advisors see aggregated patterns only, never a conversation.
+    pub const fn can_read_conversations(&self) -> bool {
+        !matches!(self, Role::Advisor)
+    }
+}
+
+named_enum!(
+    /// The billing tier; its limits come from configuration.
+    Tier { Free = "free", Pro = "pro", Enterprise = "enterprise" }
+);
+
+named_enum!(
+    /// Whether a chatbot answers.
+    ChatbotStatus { Active = "active", Paused = "paused" }
+);
+
+named_enum!(
+    /// Who wrote a message.
+    MessageRole { User = "user", Assistant = "assistant" }
+);
+
+named_enum!(
+    /// What a background job does.
+    JobKind {
+        Respond = "respond",
+        Deliver = "deliver",
+        Ingest = "ingest",
+        Crawl = "crawl",
+        Classify = "classify",
+        Export = "export",
+        Digest = "digest",
+        Backup = "backup",
+        Maintenance = "maintenance",
+        Poll = "poll",
+    }
+);
+
+named_enum!(
+    /// Where a chatbot's people talk to it. `api` messages have no channel.
+    ChannelKind {
+        Whatsapp = "whatsapp",
+        Slack = "slack",
+        Telegram = "telegram",
+        Email = "email",
+        Generic = "generic",
+    }
+);
+
+named_enum!(
+    /// How a channel is doing: `waiting` (nothing received or sent yet), `ok`
+    /// (the last exchange with the provider worked), `failing` (it did not).
+    ChannelStatus { Waiting = "waiting", Ok = "ok", Failing = "failing" }
+);
+
+named_enum!(
+    /// Where a job is in its life: queued → running → succeeded, or failed
+    /// (to be retried) → … → dead (out of attempts, or a permanent error).
+    JobState { Queued = "queued", Running = "running", Succeeded = "succeeded", Failed = "failed", Dead = "dead" }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_are_refused() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), *role);
+        }
+        let err = "root".parse::<Role>().unwrap_err();
+        assert!(err.contains("owner, admin, member, advisor"), "{err}");
+        assert!("Free".parse::<Tier>().is_err(), "names are case-sensitive");
+    }
+
+    #[test]
+    fn only_owners_and_admins_administer_and_advisors_never_read_conversations() {
+        assert!(Role::Owner.can_administer() && Role::Admin.can_administer());
+        assert!(!Role::Member.can_administer() && !Role::Advisor.can_administer());
+        assert!(Role::Member.can_read_conversations());
+        assert!(!Role::Advisor.can_read_conversations());
+    }
+}

@@ -1,0 +1,17 @@
+//! The vocabulary of Steward: typed ids, validated values and the small enums
+//! (roles, tiers, states) that every other crate speaks. Nothing here does IO.
+
+mod ids;
+mod kinds;
+mod values;
+
+pub use ids::{
+    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, JobId, MessageId, OrgId, UserId,
+};
+pub use kinds::{
+    ChannelKind, ChannelStatus, ChatbotStatus, JobKind, JobState, MessageRole, Role, Tier,
+};
+pub use values::{
+    ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,
+    SystemPrompt, Temperature, ValidationError,
+};

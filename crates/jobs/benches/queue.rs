@@ -1,0 +1,161 @@
+//! Queue throughput and latency through the real worker.
+//!
+//!   STEWARD_TEST_POSTGRES_URL=$(scripts/postgres16) cargo bench -p steward-jobs --bench queue
+//!
+//! Throughput: STEWARD_BENCH_JOBS (default 3000) no-op jobs are enqueued, then
+//! one worker at concurrency 1, 8 and 32 runs them all; jobs/s is jobs over the
+//! time from the worker's start to the last completion. Latency: with the
+//! worker idle and polling every 10 ms, 500 jobs are enqueued 2 ms apart and the
+//! time from enqueue to the handler starting is recorded.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use steward_domain::JobKind;
+use steward_jobs::{JobError, JobHandler, Worker, WorkerSettings};
+use steward_store::{Job, NewJob, Store};
+use steward_testkit::{DbGuard, postgres_store, sqlite_store};
+
+#[derive(Clone, Default)]
+struct Noop {
+    done: Arc<AtomicUsize>,
+    waits: Arc<Mutex<Vec<f64>>>,
+}
+
+#[async_trait]
+impl JobHandler for Noop {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let waited = steward_store::now() - job.created_at;
+        self.waits
+            .lock()
+            .unwrap()
+            .push(waited.num_microseconds().unwrap_or(0) as f64 / 1000.0);
+        self.done.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+fn settings(concurrency: usize, poll: Duration) -> WorkerSettings {
+    WorkerSettings {
+        concurrency,
+        kind_concurrency: HashMap::new(),
+        lease: Duration::from_secs(30),
+        backoff_base: Duration::from_millis(10),
+        poll_interval: poll,
+        shutdown_grace: Duration::from_secs(5),
+    }
+}
+
+async fn fresh(backend: &str) -> (Arc<dyn Store>, DbGuard) {
+    match backend {
+        "PostgreSQL" => postgres_store()
+            .await
+            .expect("STEWARD_TEST_POSTGRES_URL is set"),
+        _ => sqlite_store().await.unwrap(),
+    }
+}
+
+async fn run_until(worker: Worker, noop: &Noop, total: usize) -> Duration {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let task = tokio::spawn(worker.run(async {
+        let _ = stopped.await;
+    }));
+    while noop.done.load(Ordering::SeqCst) < total {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = started.elapsed();
+    let _ = stop.send(());
+    task.await.unwrap();
+    took
+}
+
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() {
+    let total: usize = std::env::var("STEWARD_BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let mut backends = vec!["SQLite"];
+    if std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty()) {
+        backends.push("PostgreSQL");
+    }
+    println!("| backend | concurrency | jobs | enqueue (jobs/s, one at a time) | run (jobs/s) |");
+    println!("|---|---:|---:|---:|---:|");
+    for backend in &backends {
+        for concurrency in [1, 8, 32] {
+            let (store, _db) = fresh(backend).await;
+            let enqueue_started = Instant::now();
+            for n in 0..total {
+                store
+                    .enqueue(NewJob::new(
+                        JobKind::Classify,
+                        serde_json::json!({ "n": n }),
+                        3,
+                    ))
+                    .await
+                    .unwrap();
+            }
+            let enqueue_rate = total as f64 / enqueue_started.elapsed().as_secs_f64();
+            let noop = Noop::default();
+            let worker = Worker::new(
+                store.clone(),
+                settings(concurrency, Duration::from_millis(10)),
+            )
+            .handle(JobKind::Classify, noop.clone());
+            let took = run_until(worker, &noop, total).await;
+            println!(
+                "| {backend} | {concurrency} | {total} | {enqueue_rate:.0} | {:.0} |",
+                total as f64 / took.as_secs_f64()
+            );
+        }
+    }
+
+    println!();
+    println!("| backend | poll interval | jobs | enqueue-to-start p50 (ms) | p99 (ms) |");
+    println!("|---|---:|---:|---:|---:|");
+    for backend in &backends {
+        for poll in [Duration::from_millis(10), Duration::from_millis(1000)] {
+            let (store, _db) = fresh(backend).await;
+            let noop = Noop::default();
+            let worker = Worker::new(store.clone(), settings(8, poll))
+                .handle(JobKind::Classify, noop.clone());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(worker.run(async {
+                let _ = stopped.await;
+            }));
+            let jobs = 500;
+            for n in 0..jobs {
+                store
+                    .enqueue(NewJob::new(
+                        JobKind::Classify,
+                        serde_json::json!({ "n": n }),
+                        3,
+                    ))
+                    .await
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            while noop.done.load(Ordering::SeqCst) < jobs {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            let _ = stop.send(());
+            task.await.unwrap();
+            let mut waits = noop.waits.lock().unwrap().clone();
+            waits.sort_by(f64::total_cmp);
+            println!(
+                "| {backend} | {} ms | {jobs} | {:.1} | {:.1} |",
+                poll.as_millis(),
+                percentile(&waits, 50),
+                percentile(&waits, 99)
+            );
+        }
+    }
+}

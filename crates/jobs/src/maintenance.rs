@@ -1,0 +1,30 @@
+//! The `maintenance` job: housekeeping the scheduler enqueues on a schedule.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use steward_store::{Job, Store};
+
+use crate::{JobError, JobHandler};
+
+/// Deletes succeeded and dead jobs older than `keep_finished`.
+pub struct Maintenance {
+    pub store: Arc<dyn Store>,
+    pub keep_finished: Duration,
+}
+
+#[async_trait]
+impl JobHandler for Maintenance {
+    async fn run(&self, _job: &Job) -> Result<(), JobError> {
+        let keep = chrono::Duration::from_std(self.keep_finished)
+            .map_err(|e| JobError::Permanent(e.to_string()))?;
+        let pruned = self
+            .store
+            .prune_finished_jobs(steward_store::now() - keep)
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        tracing::info!(pruned, "maintenance: pruned finished jobs");
+        Ok(())
+    }
+}

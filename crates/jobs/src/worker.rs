@@ -1,0 +1,294 @@
+//! The worker loop. It claims only as many jobs as it has free slots (overall
+//! and per kind), runs each in a task of its own beside a heartbeat that keeps
+//! the lease, and records the outcome. It also sweeps expired leases, so a job
+//! whose worker died is taken over by another. On shutdown it stops claiming,
+//! lets running jobs finish within a grace period, and gives back the rest.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use steward_domain::{JobId, JobKind, JobState};
+use steward_store::{Job, JobFailure, Store};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::retry_delay;
+
+/// Why a job's attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobError {
+    /// Worth another attempt later (a timeout, a 503, a 429).
+    Retryable(String),
+    /// Worth another attempt, but not before this long (a 429's `retry-after`).
+    RetryableAfter(String, Duration),
+    /// Another attempt would fail the same way (bad payload, 4xx): dead at once.
+    Permanent(String),
+}
+
+/// Runs jobs of one kind. Jobs are delivered at least once: a handler must make
+/// its side effects idempotent (by a key derived from the job).
+#[async_trait]
+pub trait JobHandler: Send + Sync + 'static {
+    async fn run(&self, job: &Job) -> Result<(), JobError>;
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerSettings {
+    pub concurrency: usize,
+    pub kind_concurrency: HashMap<JobKind, usize>,
+    pub lease: Duration,
+    pub backoff_base: Duration,
+    pub poll_interval: Duration,
+    /// How long running jobs may finish after shutdown is asked for.
+    pub shutdown_grace: Duration,
+}
+
+pub struct Worker {
+    id: String,
+    store: Arc<dyn Store>,
+    handlers: HashMap<JobKind, Arc<dyn JobHandler>>,
+    settings: WorkerSettings,
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    pub fn new(store: Arc<dyn Store>, settings: WorkerSettings) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
+        let id = format!(
+            "{host}-{}-{}",
+            std::process::id(),
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
+        Self {
+            id,
+            store,
+            handlers: HashMap::new(),
+            settings,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Runs jobs of `kind` with `handler`.
+    pub fn handle(mut self, kind: JobKind, handler: impl JobHandler) -> Self {
+        self.handlers.insert(kind, Arc::new(handler));
+        self
+    }
+
+    /// Looks for jobs at once whenever `signal` is notified (an enqueue in this process).
+    pub fn wake_on(mut self, signal: Arc<Notify>) -> Self {
+        self.wake = signal;
+        self
+    }
+
+    /// Runs until `shutdown` completes, then drains.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let lease = chrono::Duration::from_std(self.settings.lease)
+            .unwrap_or(chrono::Duration::seconds(60));
+        let mut running: JoinSet<()> = JoinSet::new();
+        let mut by_task: HashMap<tokio::task::Id, (JobId, JobKind)> = HashMap::new();
+        let mut per_kind: HashMap<JobKind, usize> = HashMap::new();
+        let mut sweep = tokio::time::interval(self.settings.lease / 2);
+        // Other processes' enqueues wake this worker too, where the store can tell.
+        let store = self.store.clone();
+        let wake = self.wake.clone();
+        let watcher = tokio::spawn(async move { store.watch_enqueued(wake).await });
+        tracing::info!(worker = %self.id, kinds = ?self.handlers.keys().collect::<Vec<_>>(), "worker started");
+
+        loop {
+            self.claim_into(&mut running, &mut by_task, &mut per_kind, lease)
+                .await;
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    // Gather every job that has finished too, so that under load one
+                    // claim fills several slots instead of one claim per job.
+                    let mut finished = vec![done];
+                    while let Some(more) = running.try_join_next_with_id() {
+                        finished.push(more);
+                    }
+                    for done in finished {
+                        let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
+                        if let Some((_, kind)) = by_task.remove(&id) {
+                            *per_kind.entry(kind).or_default() -= 1;
+                        }
+                    }
+                }
+                _ = sweep.tick() => match self.store.requeue_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(jobs = n, "requeued jobs whose worker stopped"),
+                    Err(e) => tracing::warn!(error = %e, "could not sweep expired leases"),
+                },
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+
+        watcher.abort();
+        tracing::info!(worker = %self.id, running = running.len(), "worker stopping: no new jobs; finishing running ones");
+        let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
+            while let Some(done) = running.join_next_with_id().await {
+                let id = match done {
+                    Ok((id, ())) => id,
+                    Err(e) => e.id(),
+                };
+                by_task.remove(&id);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            running.abort_all();
+            for (job, _) in by_task.values() {
+                match self.store.release(*job, &self.id).await {
+                    Ok(true) => {
+                        tracing::warn!(job_id = %job, "gave back a job that did not finish in time")
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(job_id = %job, error = %e, "could not give back a job; its lease will expire")
+                    }
+                }
+            }
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// Claims jobs for the free slots, kind by kind, and starts them.
+    async fn claim_into(
+        &self,
+        running: &mut JoinSet<()>,
+        by_task: &mut HashMap<tokio::task::Id, (JobId, JobKind)>,
+        per_kind: &mut HashMap<JobKind, usize>,
+        lease: chrono::Duration,
+    ) {
+        for (&kind, handler) in &self.handlers {
+            let free_overall = self.settings.concurrency.saturating_sub(running.len());
+            let kind_limit = self
+                .settings
+                .kind_concurrency
+                .get(&kind)
+                .copied()
+                .unwrap_or(self.settings.concurrency);
+            let free = free_overall
+                .min(kind_limit.saturating_sub(per_kind.get(&kind).copied().unwrap_or(0)));
+            if free == 0 {
+                continue;
+            }
+            let jobs = match self
+                .store
+                .claim(&self.id, &[kind], free as u32, lease)
+                .await
+            {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, kind = %kind, "could not claim jobs");
+                    continue;
+                }
+            };
+            for job in jobs {
+                let task = Execution {
+                    store: self.store.clone(),
+                    worker: self.id.clone(),
+                    handler: handler.clone(),
+                    lease: self.settings.lease,
+                    backoff_base: self.settings.backoff_base,
+                };
+                let job_id = job.id;
+                let org = job.org_id.map(|o| o.to_string()).unwrap_or_default();
+                let span = tracing::info_span!("job", job_id = %job.id, kind = %kind, org_id = %org, attempt = job.attempts);
+                let handle = running.spawn(task.run(job).instrument(span));
+                by_task.insert(handle.id(), (job_id, kind));
+                *per_kind.entry(kind).or_default() += 1;
+            }
+        }
+    }
+}
+
+/// One attempt at one job.
+struct Execution {
+    store: Arc<dyn Store>,
+    worker: String,
+    handler: Arc<dyn JobHandler>,
+    lease: Duration,
+    backoff_base: Duration,
+}
+
+impl Execution {
+    async fn run(self, job: Job) {
+        let started = Instant::now();
+        let outcome = tokio::select! {
+            result = self.handler.run(&job) => Some(result),
+            () = self.keep_lease(&job) => None,
+        };
+        let outcome_label = match outcome {
+            None => {
+                tracing::warn!("lease lost: another worker may run this job; stopped");
+                "lease_lost"
+            }
+            Some(Ok(())) => match self.store.complete(job.id, &self.worker).await {
+                Ok(true) => "succeeded",
+                Ok(false) => "lease_lost",
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not mark the job done; it may run again");
+                    "store_error"
+                }
+            },
+            Some(Err(error)) => {
+                let retry_at = |at_least: Duration| {
+                    let delay = retry_delay(self.backoff_base, job.attempts).max(at_least);
+                    JobFailure::Retry {
+                        at: steward_store::now()
+                            + chrono::Duration::from_std(delay).unwrap_or_default(),
+                    }
+                };
+                let (message, failure) = match &error {
+                    JobError::Retryable(message) => (message, retry_at(Duration::ZERO)),
+                    JobError::RetryableAfter(message, hint) => (message, retry_at(*hint)),
+                    JobError::Permanent(message) => (message, JobFailure::Permanent),
+                };
+                match self
+                    .store
+                    .fail(job.id, &self.worker, message, failure)
+                    .await
+                {
+                    Ok(Some(JobState::Dead)) => {
+                        tracing::error!(error = %message, "job is dead: moved to the dead-letter list");
+                        "dead"
+                    }
+                    Ok(Some(_)) => {
+                        tracing::warn!(error = %message, "job failed; will retry");
+                        "retried"
+                    }
+                    Ok(None) => "lease_lost",
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not record the failure; the lease will expire");
+                        "store_error"
+                    }
+                }
+            }
+        };
+        let kind = job.kind.as_str();
+        metrics::counter!("steward_jobs_total", "kind" => kind, "outcome" => outcome_label)
+            .increment(1);
+        metrics::histogram!("steward_job_duration_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    /// Renews the lease every third of it; returns only when the lease is lost.
+    async fn keep_lease(&self, job: &Job) {
+        let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
+        loop {
+            tokio::time::sleep(self.lease / 3).await;
+            match self.store.heartbeat(job.id, &self.worker, lease).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                // A passing database error: keep working; the next beat may succeed.
+                Err(e) => tracing::warn!(job_id = %job.id, error = %e, "heartbeat failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The `respond` job: answers a conversation's unanswered messages in one
+//! reply. Jobs of one conversation run one at a time (ordering key), so replies
+//! come in order; a reply records the last user message it answered, so
+//! messages that arrived meanwhile are answered by the next reply, and a retried
+//! job whose reply was already stored finds nothing left to answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use steward_config::TiersConfig;
+use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
+use steward_jobs::{JobError, JobHandler};
+use steward_llm::{ChatMessage, ChatRequest, DeltaSink, LlmError, Provider, Role};
+use steward_store::{
+    ConversationChoice, Job, LiveEvent, LiveKind, Message, NewJob, NewMessage, Store, StoreError,
+    TenantScope, usage_period,
+};
+
+/// What answers when there is no model to ask. It never pretends to be one.
+pub const NO_MODEL_REPLY: &str = "No AI model is configured for this assistant yet, so it cannot answer. \
+An administrator can configure one (see the llm section of Steward's configuration).";
+pub const OVER_LIMIT_REPLY: &str = "This organization has used all the messages its plan includes this month, \
+so the assistant cannot answer now. An administrator can change the plan, or it resets next month.";
+pub const APOLOGY_REPLY: &str =
+    "Sorry, the assistant could not answer just now. Please try again in a little while.";
+
+/// Who writes the replies.
+pub enum Responder {
+    /// A model (or a chain of them with fallback).
+    Model(Arc<dyn Provider>),
+    /// No model configured, or the kill switch is off.
+    NoModel,
+}
+
+pub struct Respond {
+    pub store: Arc<dyn Store>,
+    pub responder: Responder,
+    pub tiers: TiersConfig,
+    pub history_turns: u32,
+    pub max_tokens: u32,
+    /// Attempts for the `deliver` jobs of replies on channels.
+    pub deliver_attempts: i32,
+}
+
+/// The user messages still waiting for an answer: those after the user message
+/// the latest reply answered (or after the latest reply, if it names none).
+fn unanswered(turns: &[Message]) -> &[Message] {
+    let start = match turns.iter().rposition(|m| m.role == MessageRole::Assistant) {
+        None => 0,
+        Some(reply) => match turns[reply]
+            .answers
+            .and_then(|answered| turns.iter().position(|m| m.id == answered))
+        {
+            Some(answered) => answered + 1,
+            None => reply + 1,
+        },
+    };
+    &turns[start.min(turns.len())..]
+}
+
+impl Respond {
+    async fn reply(
+        &self,
+        scope: &TenantScope,
+        to: &Message,
+        text: &str,
+        tokens: i64,
+    ) -> Result<(), JobError> {
+        // Replies longer than a message may be are cut, never refused.
+        let text: String = text.chars().take(MessageText::MAX_CHARS).collect();
+        let text =
+            MessageText::parse("reply", text).map_err(|e| JobError::Permanent(e.to_string()))?;
+        let id = MessageId::new();
+        let reply = NewMessage {
+            id,
+            chatbot_id: to.chatbot_id,
+            conversation: ConversationChoice::Existing(to.conversation_id),
+            role: MessageRole::Assistant,
+            text,
+            channel: to.channel.clone(),
+            external_id: None,
+            answers: Some(to.id),
+            channel_id: to.channel_id,
+            meta: None,
+            tokens,
+            // A reply on a channel is sent by a `deliver` job, stored with it; a
+            // reply to the API's chat is read from history and the live stream.
+            then: to.channel_id.map(|_| {
+                NewJob::deliver(
+                    scope.org_id(),
+                    to.conversation_id,
+                    id,
+                    self.deliver_attempts,
+                )
+            }),
+        };
+        self.store
+            .add_message(scope, reply)
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Whether the organization is over its plan's monthly messages or tokens.
+    async fn over_limit(&self, scope: &TenantScope) -> Result<bool, JobError> {
+        let retryable = |e: StoreError| JobError::Retryable(e.to_string());
+        let organization = self.store.organization(scope).await.map_err(retryable)?;
+        let usage = self
+            .store
+            .usage(scope, &usage_period(steward_store::now()))
+            .await
+            .map_err(retryable)?;
+        let limits = self.tiers.limits(organization.tier);
+        Ok(usage.messages > limits.messages_per_month || usage.tokens >= limits.tokens_per_month)
+    }
+}
+
+impl Respond {
+    /// Asks the model, publishing the reply's pieces to the conversation's live
+    /// followers as they come; returns the whole reply.
+    async fn stream_reply(
+        &self,
+        provider: &dyn Provider,
+        request: &ChatRequest,
+        scope: &TenantScope,
+        to: &Message,
+    ) -> Result<steward_llm::ChatResponse, LlmError> {
+        let event = |kind| LiveEvent {
+            org_id: scope.org_id(),
+            conversation_id: to.conversation_id,
+            kind,
+        };
+        // Live delivery is best effort: the stored reply is what counts.
+        let _ = self.store.publish_live(event(LiveKind::ReplyStarted)).await;
+        let (pieces, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let sink = DeltaSink::new(pieces);
+        let store = self.store.clone();
+        let template = event(LiveKind::ReplyStarted);
+        let publisher = tokio::spawn(async move {
+            while let Some(text) = received.recv().await {
+                let _ = store
+                    .publish_live(LiveEvent {
+                        kind: LiveKind::Delta { text },
+                        ..template.clone()
+                    })
+                    .await;
+            }
+        });
+        let outcome = provider.stream(request, &sink).await;
+        drop(sink);
+        let _ = publisher.await;
+        outcome
+    }
+}
+
+#[async_trait]
+impl JobHandler for Respond {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let started = Instant::now();
+        let org = job
+            .org_id
+            .ok_or_else(|| JobError::Permanent("a respond job names no organization".into()))?;
+        let id = |field: &str| {
+            job.payload[field]
+                .as_str()
+                .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                .ok_or_else(|| JobError::Permanent(format!("payload has no {field}")))
+        };
+        let (chatbot_id, conversation) = (
+            ChatbotId::from(id("chatbot_id")?),
+            ConversationId::from(id("conversation_id")?),
+        );
+        let scope = TenantScope::for_job(org);
+
+        let chatbot = match self.store.chatbot(&scope, chatbot_id).await {
+            Ok(chatbot) => chatbot,
+            // Deleted since: its conversations went with it; nothing to answer.
+            Err(StoreError::NotFound) => return Ok(()),
+            Err(e) => return Err(JobError::Retryable(e.to_string())),
+        };
+        let turns = self
+            .store
+            .conversation_messages(&scope, conversation, self.history_turns)
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        let waiting = unanswered(&turns);
+        let Some(last) = waiting.iter().rev().find(|m| m.role == MessageRole::User) else {
+            return Ok(()); // answered already, by this job's earlier attempt or a previous reply
+        };
+
+        if self.over_limit(&scope).await? {
+            return self.reply(&scope, last, OVER_LIMIT_REPLY, 0).await;
+        }
+        let provider = match &self.responder {
+            Responder::NoModel => return self.reply(&scope, last, NO_MODEL_REPLY, 0).await,
+            Responder::Model(provider) => provider,
+        };
+        let request = ChatRequest {
+            model: chatbot.model.clone(),
+            system: chatbot.system_prompt.clone(),
+            messages: turns
+                .iter()
+                .map(|m| ChatMessage {
+                    role: if m.role == MessageRole::User {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    content: m.text.clone(),
+                })
+                .collect(),
+            temperature: chatbot.temperature,
+            max_tokens: self.max_tokens,
+        };
+        match self
+            .stream_reply(provider.as_ref(), &request, &scope, last)
+            .await
+        {
+            Ok(answer) => {
+                let tokens =
+                    i64::try_from(answer.input_tokens + answer.output_tokens).unwrap_or(i64::MAX);
+                self.reply(&scope, last, &answer.text, tokens).await?;
+                let waited = steward_store::now() - waiting[0].created_at;
+                metrics::histogram!("steward_message_processing_duration_seconds")
+                    .record(waited.num_milliseconds().max(0) as f64 / 1000.0);
+                tracing::info!(provider = %answer.provider, model = %answer.model, took_ms = started.elapsed().as_millis() as u64, "replied");
+                Ok(())
+            }
+            Err(error) => {
+                let last_attempt = job.attempts >= job.max_attempts || !error.is_transient();
+                if last_attempt {
+                    // The user hears something rather than nothing; the job is dead for the operator.
+                    self.reply(&scope, last, APOLOGY_REPLY, 0).await?;
+                }
+                match error {
+                    // The provider said when to come back: not before then.
+                    LlmError::Transient {
+                        retry_after: Some(after),
+                        ..
+                    } if !last_attempt => Err(JobError::RetryableAfter(error.to_string(), after)),
+                    LlmError::Transient { .. } if !last_attempt => {
+                        Err(JobError::Retryable(error.to_string()))
+                    }
+                    LlmError::Transient { .. } => {
+                        Err(JobError::Retryable(format!("gave up: {error}")))
+                    }
+                    LlmError::Permanent { .. } => Err(JobError::Permanent(error.to_string())),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use steward_domain::OrgId;
+
+    use super::*;
+
+    fn message(role: MessageRole, answers: Option<MessageId>) -> Message {
+        Message {
+            id: MessageId::new(),
+            org_id: OrgId::new(),
+            chatbot_id: ChatbotId::new(),
+            conversation_id: ConversationId::new(),
+            role,
+            text: "x".into(),
+            channel: "api".into(),
+            external_id: None,
+            answers,
+            channel_id: None,
+            meta: None,
+            created_at: steward_store::now(),
+        }
+    }
+
+    #[test]
+    fn messages_after_the_last_answered_one_are_waiting() {
+        let u1 = message(MessageRole::User, None);
+        let u2 = message(MessageRole::User, None);
+        assert_eq!(
+            unanswered(&[u1.clone(), u2.clone()]).len(),
+            2,
+            "nothing answered yet"
+        );
+
+        // A reply to u1 was stored after u2 arrived: u2 still waits.
+        let reply = message(MessageRole::Assistant, Some(u1.id));
+        let turns = [u1.clone(), u2.clone(), reply.clone()];
+        let waiting = unanswered(&turns);
+        assert_eq!(
+            waiting
+                .iter()
+                .filter(|m| m.role == MessageRole::User)
+                .map(|m| m.id)
+                .collect::<Vec<_>>(),
+            vec![u2.id]
+        );
+
+        let answered = [
+            u1.clone(),
+            u2.clone(),
+            message(MessageRole::Assistant, Some(u2.id)),
+        ];
+        assert!(
+            unanswered(&answered)
+                .iter()
+                .all(|m| m.role != MessageRole::User)
+        );
+        assert!(unanswered(&[]).is_empty());
+        // A reply whose answered message fell out of the window counts from the reply.
+        let old = [
+            message(MessageRole::Assistant, Some(MessageId::new())),
+            u2.clone(),
+        ];
+        assert_eq!(unanswered(&old).len(), 1);
+    }
+}

@@ -1,0 +1,197 @@
+//! The operator's one-off commands: organizations, jobs and channels.
+
+use anyhow::{Context, Result, bail};
+use steward_auth::{HashingParams, PasswordHasher, generate_password};
+use steward_config::Config;
+use steward_domain::{
+    ChannelId, ChannelKind, ChatbotId, Email, JobId, JobState, OrganizationName, Password, Role,
+    Tier,
+};
+use steward_store::{NewOrganization, NewUser, Organization, Store, StoreError, TenantScope};
+
+use crate::cli::{ChannelCommand, JobsCommand};
+use crate::open_store;
+
+pub async fn jobs(config: &Config, command: JobsCommand) -> Result<()> {
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    match command {
+        JobsCommand::List { org, state, limit } => {
+            let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+            let state = state
+                .map(|s| s.parse::<JobState>())
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            if !(1..=200).contains(&limit) {
+                bail!("--limit must be between 1 and 200");
+            }
+            println!(
+                "{:<36}  {:<11}  {:<9}  {:>8}  last error",
+                "id", "kind", "state", "attempts"
+            );
+            for job in store.list_jobs(&scope, state, limit).await? {
+                let error = job.last_error.unwrap_or_default().replace('\n', " ");
+                let attempts = format!("{}/{}", job.attempts, job.max_attempts);
+                println!(
+                    "{:<36}  {:<11}  {:<9}  {attempts:>8}  {error}",
+                    job.id, job.kind, job.state
+                );
+            }
+        }
+        JobsCommand::Retry { org, id } => {
+            let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+            let id: JobId = id.parse().context("the job id is not a UUID")?;
+            match store.retry_dead_job(&scope, id).await {
+                Ok(job) => println!("job {} is queued again", job.id),
+                Err(StoreError::NotFound) => bail!("no dead job {id} in this organization"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        JobsCommand::Discard { org, id } => {
+            let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+            let id: JobId = id.parse().context("the job id is not a UUID")?;
+            match store.discard_dead_job(&scope, id).await {
+                Ok(()) => println!("job {id} discarded"),
+                Err(StoreError::NotFound) => bail!("no dead job {id} in this organization"),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()> {
+    steward_config::ensure_secrets(&mut config)?;
+    let sealer = steward_auth::Sealer::new(&steward_config::master_key_bytes(&config)?);
+    let store = open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    match command {
+        ChannelCommand::Configure {
+            org,
+            chatbot,
+            kind,
+            name,
+            channel_config: raw,
+        } => {
+            let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+            let chatbot: ChatbotId = chatbot.parse().context("the chatbot id is not a UUID")?;
+            let kind: ChannelKind = kind.parse().map_err(anyhow::Error::msg)?;
+            let raw = match raw.strip_prefix('@') {
+                Some(path) => {
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+                }
+                None => raw,
+            };
+            let settings =
+                serde_json::from_str(&raw).context("--channel-config is not valid JSON")?;
+            let channel = match steward_channels::configure(
+                &*store, &sealer, &scope, chatbot, kind, &name, settings,
+            )
+            .await
+            {
+                Ok(channel) => channel,
+                Err(steward_channels::ConfigureError::Store(StoreError::NotFound)) => {
+                    bail!("no chatbot {chatbot} in this organization")
+                }
+                Err(e) => bail!("{e}"),
+            };
+            println!("channel {} ({}) configured", channel.id, channel.kind);
+            match steward_channels::webhook_path(channel.kind, channel.id) {
+                Some(path) => match &config.http.public_url {
+                    Some(base) => println!("webhook URL: {base}{path}"),
+                    None => println!("webhook path: {path} (set http.public_url for the full URL)"),
+                },
+                None => println!("Steward reads this mailbox itself; no webhook to set up"),
+            }
+        }
+        ChannelCommand::List { org, chatbot } => {
+            let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+            let chatbot: ChatbotId = chatbot.parse().context("the chatbot id is not a UUID")?;
+            store.chatbot(&scope, chatbot).await.map_err(|e| match e {
+                StoreError::NotFound => {
+                    anyhow::anyhow!("no chatbot {chatbot} in this organization")
+                }
+                other => other.into(),
+            })?;
+            println!(
+                "{:<36}  {:<8}  {:<7}  {:>6}  name",
+                "id", "kind", "status", "errors"
+            );
+            let now = steward_store::now();
+            for channel in store.list_channels(&scope, chatbot).await? {
+                println!(
+                    "{:<36}  {:<8}  {:<7}  {:>6}  {}",
+                    channel.id,
+                    channel.kind,
+                    channel.health.status(),
+                    channel.health.recent_errors(now),
+                    channel.name
+                );
+            }
+        }
+        ChannelCommand::Remove { org, chatbot, id } => {
+            let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+            let chatbot: ChatbotId = chatbot.parse().context("the chatbot id is not a UUID")?;
+            let id: ChannelId = id.parse().context("the channel id is not a UUID")?;
+            match store.delete_channel(&scope, chatbot, id).await {
+                Ok(()) => println!("channel {id} removed"),
+                Err(StoreError::NotFound) => {
+                    bail!("no channel {id} on chatbot {chatbot} in this organization")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// The one organization `id_or_name` names.
+pub async fn find_org(store: &dyn Store, id_or_name: &str) -> Result<Organization> {
+    match store.find_organizations(id_or_name).await?.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("no organization has the id or name '{id_or_name}'"),
+        _ => bail!("several organizations are named '{id_or_name}': use the id"),
+    }
+}
+
+pub async fn create_org(config: &Config, name: &str, owner_email: &str) -> Result<()> {
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let name = OrganizationName::parse("--name", name)?;
+    let email = Email::parse("--owner-email", owner_email)?;
+    let password = generate_password();
+    let password_hash = hasher(config)?
+        .hash(&Password::parse("password", password.clone())?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let (organization, owner) = store
+        .create_organization(
+            NewOrganization {
+                name,
+                tier: Tier::Free,
+            },
+            NewUser {
+                email,
+                name: None,
+                role: Role::Owner,
+                password_hash,
+            },
+        )
+        .await
+        .context("creating the organization")?;
+    println!("organization: {} ({})", organization.name, organization.id);
+    println!("owner:        {}", owner.email);
+    println!("password:     {password}");
+    println!("This password is shown once. Sign in with it at POST /api/v1/auth/login.");
+    Ok(())
+}
+
+pub fn hasher(config: &Config) -> Result<PasswordHasher> {
+    PasswordHasher::new(HashingParams {
+        memory_kib: config.auth.argon2_memory_kib,
+        iterations: config.auth.argon2_iterations,
+        concurrency: config.auth.hash_concurrency,
+    })
+    .map_err(anyhow::Error::msg)
+}

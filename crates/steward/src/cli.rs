@@ -1,0 +1,180 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Steward: a self-hosted AI assistant platform in one binary.
+///
+/// Configuration comes from defaults, then --config FILE, then STEWARD_* environment
+/// variables (STEWARD_SECTION__KEY), then flags. `steward config example` lists every key.
+#[derive(Parser)]
+#[command(name = "steward", version)]
+pub struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "STEWARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Folder for the SQLite database, generated secrets and local files [env: STEWARD_DATA_DIR] [default: ./steward-data]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run every role in one process: the HTTP API, a worker and the scheduler.
+    /// Applies pending migrations first.
+    Serve(ServeFlags),
+    /// Run only the HTTP API (stateless; run several behind a load balancer).
+    Api(ServeFlags),
+    /// Run only a worker: claims background jobs and runs them (run as many as the
+    /// queue needs). Stops claiming on SIGTERM and lets running jobs finish.
+    Worker,
+    /// Run only the scheduler: turns cron schedules into jobs. Run two or more for
+    /// availability: one leads, and each firing is enqueued once.
+    Scheduler,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// People in an organization.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// A chatbot's channels: WhatsApp, Slack, Telegram, email, signed webhooks.
+    Channel {
+        #[command(subcommand)]
+        command: ChannelCommand,
+    },
+    /// An organization's background jobs and its dead-letter list.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first; `--state dead` shows the dead-letter list.
+    List {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// queued, running, succeeded, failed or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// At most this many (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Put a dead job back in the queue with fresh attempts.
+    Retry {
+        #[arg(long)]
+        org: String,
+        /// The job's id.
+        id: String,
+    },
+    /// Delete a dead job.
+    Discard {
+        #[arg(long)]
+        org: String,
+        /// The job's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ChannelCommand {
+    /// Connect a chatbot to a channel. Secrets in the configuration are sealed
+    /// at rest and never printed; prints the channel's id and webhook path.
+    Configure {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// The chatbot's id.
+        #[arg(long)]
+        chatbot: String,
+        /// whatsapp, slack, telegram, email or generic.
+        #[arg(long)]
+        kind: String,
+        /// A name for the channel, unique on the chatbot.
+        #[arg(long)]
+        name: String,
+        /// The configuration as a JSON object, or @FILE to read it from a file
+        /// (keeps secrets out of the shell history). See docs/channels.md.
+        /// (The global --config names Steward's own configuration file.)
+        #[arg(long, value_name = "JSON|@FILE")]
+        channel_config: String,
+    },
+    /// List a chatbot's channels with their health.
+    List {
+        #[arg(long)]
+        org: String,
+        /// The chatbot's id.
+        #[arg(long)]
+        chatbot: String,
+    },
+    /// Remove a channel; its conversations stay in the history.
+    Remove {
+        #[arg(long)]
+        org: String,
+        /// The chatbot's id.
+        #[arg(long)]
+        chatbot: String,
+        /// The channel's id.
+        id: String,
+    },
+}
+
+#[derive(Args)]
+pub struct ServeFlags {
+    /// Address to listen on [env: STEWARD_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print every configuration key with its default, its environment variable and what it does.
+    Example,
+}
+
+#[derive(Subcommand)]
+pub enum OrgCommand {
+    /// Create an organization and its owner; prints the owner's one-time password.
+    Create {
+        /// The organization's name.
+        #[arg(long)]
+        name: String,
+        /// The owner's email address.
+        #[arg(long, value_name = "EMAIL")]
+        owner_email: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Add people from a CSV file of `email,role[,name]` (a header row is optional).
+    /// Prints `email,role,temporary_password` for each person added; rows with errors are
+    /// reported on stderr and skipped, the others imported. Exits 1 if any row failed.
+    Import {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// The CSV file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+    },
+}

@@ -1,0 +1,230 @@
+//! The long-running roles: `serve`, `api`, `worker`, `scheduler`, wired from
+//! the configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use steward_config::Config;
+use steward_domain::JobKind;
+use steward_store::Store;
+use tokio::sync::watch;
+
+use crate::{describe_database, open_store};
+
+/// The API role; with `all_roles` (serve), a worker and the scheduler beside it.
+pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
+    steward_config::ensure_secrets(&mut config)?;
+    let store = open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let listener = steward_api::bind(config.listen_addr()).await?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = %describe_database(&config),
+        env = ?config.env,
+        "steward is listening"
+    );
+    let shutdown = shutdown_channel();
+    let background = if all_roles {
+        Some((
+            worker(&config, store.clone())?,
+            scheduler(&config, store.clone())?,
+        ))
+    } else {
+        None
+    };
+    let state = steward_api::AppState::new(config, store.clone()).map_err(anyhow::Error::msg)?;
+    let background = background
+        .map(|(worker, scheduler)| (worker.wake_on(state.jobs_enqueued.clone()), scheduler));
+    let api = steward_api::run(state, listener, stopped(shutdown.clone()));
+    match background {
+        Some((worker, scheduler)) => {
+            tokio::join!(
+                api,
+                worker.run(stopped(shutdown.clone())),
+                scheduler.run(stopped(shutdown))
+            );
+        }
+        None => api.await,
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// A worker with a handler for every job kind built so far.
+fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker> {
+    let jobs = &config.jobs;
+    let settings = steward_jobs::WorkerSettings {
+        concurrency: jobs.concurrency,
+        kind_concurrency: jobs
+            .kind_concurrency
+            .iter()
+            .map(|(kind, limit)| (kind.parse().expect("validated at load"), *limit))
+            .collect(),
+        lease: Duration::from_secs(jobs.lease_secs),
+        backoff_base: Duration::from_secs_f64(jobs.backoff_base_secs),
+        poll_interval: Duration::from_millis(jobs.poll_interval_ms),
+        shutdown_grace: Duration::from_secs(config.http.shutdown_grace_secs),
+    };
+    let maintenance = steward_jobs::Maintenance {
+        store: store.clone(),
+        keep_finished: Duration::from_secs(jobs.keep_finished_hours * 3600),
+    };
+    let respond = steward_pipeline::Respond {
+        store: store.clone(),
+        responder: responder(config),
+        tiers: config.tiers.clone(),
+        history_turns: config.llm.history_turns,
+        max_tokens: config.llm.max_tokens,
+        deliver_attempts: config.jobs.max_attempts,
+    };
+    let master_key = steward_config::master_key_bytes(config)?;
+    let sealer = Arc::new(steward_auth::Sealer::new(&master_key));
+    let send_timeout = Duration::from_secs(config.channels.send_timeout_secs);
+    let deliver = steward_channels::Deliver {
+        store: store.clone(),
+        sealer: sealer.clone(),
+        sender: steward_channels::Sender::new(send_timeout),
+    };
+    let poll = steward_channels::PollMailboxes {
+        store: store.clone(),
+        sealer,
+        timeout: send_timeout,
+        max_attempts: config.jobs.max_attempts,
+    };
+    Ok(steward_jobs::Worker::new(store, settings)
+        .handle(JobKind::Maintenance, maintenance)
+        .handle(JobKind::Respond, respond)
+        .handle(JobKind::Deliver, deliver)
+        .handle(JobKind::Poll, poll))
+}
+
+/// The configured model providers, primary first, or the honest no-model reply.
+fn responder(config: &Config) -> steward_pipeline::Responder {
+    use steward_config::ProviderKind;
+    let llm = &config.llm;
+    if !llm.enabled || llm.primary.is_none() {
+        tracing::warn!(
+            enabled = llm.enabled,
+            "no model in use: replies will say that no model is configured"
+        );
+        return steward_pipeline::Responder::NoModel;
+    }
+    // One client for every provider: connection pools are shared, redirects are not followed.
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    let providers: Vec<Arc<dyn steward_llm::Provider>> = [&llm.primary, &llm.fallback]
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let key = p.api_key.as_ref().map(|k| k.expose().to_owned());
+            let timeout = Duration::from_secs(p.timeout_secs);
+            let provider: Arc<dyn steward_llm::Provider> = match p.kind {
+                ProviderKind::Anthropic => Arc::new(steward_llm::Anthropic::new(
+                    client.clone(),
+                    p.base_url(),
+                    key.unwrap_or_default(),
+                    &p.model,
+                    timeout,
+                )),
+                ProviderKind::Openai => Arc::new(steward_llm::OpenAiCompatible::new(
+                    client.clone(),
+                    p.base_url(),
+                    key,
+                    &p.model,
+                    timeout,
+                )),
+            };
+            provider
+        })
+        .collect();
+    steward_pipeline::Responder::Model(Arc::new(steward_llm::Fallback::new(providers)))
+}
+
+/// The scheduler with the schedules configured so far.
+fn scheduler(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Scheduler> {
+    let maintenance = steward_jobs::Schedule::new(
+        "maintenance",
+        &config.scheduler.maintenance_cron,
+        JobKind::Maintenance,
+    )
+    .map_err(|e| anyhow::anyhow!("scheduler.maintenance_cron: {e}"))?;
+    let mailboxes = steward_jobs::Schedule::new(
+        "mailboxes",
+        &config.scheduler.mailbox_poll_cron,
+        JobKind::Poll,
+    )
+    .map_err(|e| anyhow::anyhow!("scheduler.mailbox_poll_cron: {e}"))?;
+    let settings = steward_jobs::SchedulerSettings {
+        lease: Duration::from_secs(config.scheduler.lease_secs),
+        tick: Duration::from_secs(1),
+        catch_up: Duration::from_secs(config.scheduler.catch_up_secs),
+        max_attempts: config.jobs.max_attempts,
+    };
+    Ok(steward_jobs::Scheduler::new(
+        store,
+        vec![maintenance, mailboxes],
+        settings,
+    ))
+}
+
+/// Flips to true once, on SIGTERM or Ctrl-C; every role watches it.
+fn shutdown_channel() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = sender.send(true);
+    });
+    receiver
+}
+
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+/// `steward worker`: only the worker, until SIGTERM.
+pub async fn run_worker(mut config: Config) -> Result<()> {
+    // The worker opens channel secrets with the master key.
+    steward_config::ensure_secrets(&mut config)?;
+    let store = open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    worker(&config, store.clone())?
+        .run(stopped(shutdown_channel()))
+        .await;
+    store.close().await;
+    Ok(())
+}
+
+/// `steward scheduler`: only the scheduler, until SIGTERM.
+pub async fn run_scheduler(config: Config) -> Result<()> {
+    let store = open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    scheduler(&config, store.clone())?
+        .run(stopped(shutdown_channel()))
+        .await;
+    store.close().await;
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! The scaled-out store: PostgreSQL 16. Same behaviour as the SQLite store,
+//! checked by the same conformance suite; where PostgreSQL runs transactions
+//! side by side, the rows a rule depends on are locked first.
+
+mod channels;
+mod leader;
+mod live;
+mod queue;
+mod rows;
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use steward_store::{StoreError, StoreResult};
+
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Live events as this process's listener receives them from PostgreSQL.
+    live: tokio::sync::broadcast::Sender<steward_store::LiveEvent>,
+    /// Whether the listener feeding `live` has been started.
+    listening: std::sync::atomic::AtomicBool,
+}
+
+impl PostgresStore {
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("steward");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        Ok(Self::with_pool(pool))
+    }
+
+    /// Connects on first use, so that a process can start (and report itself
+    /// not ready) while the database is still down.
+    pub fn connect_lazy(url: &str, max_connections: u32) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("steward");
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        Ok(Self::with_pool(pool))
+    }
+
+    fn with_pool(pool: PgPool) -> Self {
+        let (live, _) = tokio::sync::broadcast::channel(steward_store::LIVE_BUFFER);
+        Self {
+            pool,
+            live,
+            listening: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => StoreError::Unavailable(err.to_string()),
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::conflict("duplicate", db.message().to_string())
+        }
+        // 57P01 admin shutdown, 53300 too many connections, 40001 serialization failure.
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| matches!(&*c, "57P01" | "53300" | "40001")) =>
+        {
+            StoreError::Unavailable(db.message().to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}

@@ -1,0 +1,315 @@
+//! Channels, their conversations and health, and delivered reply parts.
+
+use serde_json::json;
+use steward_domain::*;
+
+use super::*;
+
+fn channel_input(chatbot: ChatbotId, name: &str) -> NewChannel {
+    NewChannel {
+        id: ChannelId::new(),
+        chatbot_id: chatbot,
+        kind: ChannelKind::Telegram,
+        name: name.into(),
+        settings: json!({ "api_base_url": "https://api.telegram.org" }),
+        sealed_secrets: vec![1, 2, 3, 0, 255],
+    }
+}
+
+pub(super) async fn new_channel(
+    store: &S,
+    scope: &TenantScope,
+    chatbot: ChatbotId,
+    name: &str,
+) -> Channel {
+    store
+        .create_channel(scope, channel_input(chatbot, name))
+        .await
+        .unwrap()
+}
+
+pub async fn channels_are_created_listed_found_and_deleted_within_their_org(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let theirs = store
+        .create_chatbot(&other, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+
+    let created = new_channel(&store, &scope, bot.id, "Support").await;
+    assert_eq!(created.sealed_secrets, vec![1, 2, 3, 0, 255]);
+    assert_eq!(created.health.status(), ChannelStatus::Waiting);
+    let read = store.channel(&scope, created.id).await.unwrap();
+    assert_eq!(read.settings, created.settings);
+    assert_eq!(read.sealed_secrets, created.sealed_secrets);
+    assert_eq!(read.kind, ChannelKind::Telegram);
+    assert_eq!(
+        store.find_channel(created.id).await.unwrap().unwrap().id,
+        created.id
+    );
+    assert!(
+        store
+            .find_channel(ChannelId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let taken = store
+        .create_channel(&scope, channel_input(bot.id, "Support"))
+        .await;
+    assert_conflict(taken, "channel_name_taken");
+    // Another organization's chatbot, channel or listing is not found.
+    let foreign = store
+        .create_channel(&scope, channel_input(theirs.id, "x"))
+        .await;
+    assert_not_found(foreign, "a channel on another org's chatbot");
+    assert_not_found(
+        store.channel(&other, created.id).await,
+        "another org's channel",
+    );
+    assert!(
+        store
+            .list_channels(&other, bot.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_not_found(
+        store.delete_channel(&other, bot.id, created.id).await,
+        "deleting another org's channel",
+    );
+
+    let second = new_channel(&store, &scope, bot.id, "Sales").await;
+    let listed: Vec<_> = store
+        .list_channels(&scope, bot.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, vec![created.id, second.id]);
+    assert_eq!(
+        store
+            .all_channels(Some(ChannelKind::Telegram))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        store
+            .all_channels(Some(ChannelKind::Email))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    store
+        .delete_channel(&scope, bot.id, created.id)
+        .await
+        .unwrap();
+    assert_not_found(store.channel(&scope, created.id).await, "a deleted channel");
+    let audit = store.list_audit(&scope, 10).await.unwrap();
+    assert!(audit.iter().any(|a| a.action == "channel.create"));
+    assert!(audit.iter().any(|a| a.action == "channel.delete"));
+}
+
+pub async fn each_external_user_has_one_conversation_per_channel(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let one = new_channel(&store, &scope, bot.id, "one").await;
+    let two = new_channel(&store, &scope, bot.id, "two").await;
+
+    // Concurrent first messages agree on one conversation.
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let (store, one) = (store.clone(), one.clone());
+        calls.spawn(async move {
+            store
+                .channel_conversation(&scope, &one, "user-1")
+                .await
+                .unwrap()
+        });
+    }
+    let ids: std::collections::HashSet<_> = calls.join_all().await.into_iter().collect();
+    assert_eq!(ids.len(), 1);
+    let first = *ids.iter().next().unwrap();
+    assert_eq!(
+        store
+            .channel_conversation(&scope, &one, "user-1")
+            .await
+            .unwrap(),
+        first
+    );
+    assert_ne!(
+        store
+            .channel_conversation(&scope, &one, "user-2")
+            .await
+            .unwrap(),
+        first
+    );
+    assert_ne!(
+        store
+            .channel_conversation(&scope, &two, "user-1")
+            .await
+            .unwrap(),
+        first
+    );
+
+    // The same provider id on two channels is two messages; on one, a duplicate.
+    let convo_two = store
+        .channel_conversation(&scope, &two, "user-1")
+        .await
+        .unwrap();
+    for (channel, conversation) in [(&one, first), (&two, convo_two)] {
+        let mut message = user_message(bot.id, Some(conversation), "hello");
+        message.external_id = Some("update-1".into());
+        message.channel_id = Some(channel.id);
+        message.meta = Some(json!({ "chat_id": 42 }));
+        let stored = store.add_message(&scope, message).await.unwrap();
+        let read = store.message(&scope, stored.id).await.unwrap();
+        assert_eq!(read.channel_id, Some(channel.id));
+        assert_eq!(read.meta, Some(json!({ "chat_id": 42 })));
+    }
+    let mut again = user_message(bot.id, Some(first), "hello");
+    again.external_id = Some("update-1".into());
+    again.channel_id = Some(one.id);
+    assert_conflict(store.add_message(&scope, again).await, "duplicate_message");
+
+    // Removing a channel keeps its conversations, without it.
+    store.delete_channel(&scope, bot.id, one.id).await.unwrap();
+    let kept = store
+        .conversation_messages(&scope, first, 10)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].channel_id, None);
+}
+
+pub async fn channel_health_counts_errors_in_a_window(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let line = new_channel(&store, &scope, bot.id, "line").await;
+
+    store
+        .record_channel_event(line.id, ChannelEvent::Inbound)
+        .await
+        .unwrap();
+    let health = store.channel(&scope, line.id).await.unwrap().health;
+    assert!(health.last_inbound_at.is_some());
+    assert_eq!(health.status(), ChannelStatus::Ok);
+
+    for n in 0..3 {
+        let long = format!("HTTP 401: invalid token {n} {}", "x".repeat(5000));
+        store
+            .record_channel_event(line.id, ChannelEvent::Error(long))
+            .await
+            .unwrap();
+    }
+    let health = store.channel(&scope, line.id).await.unwrap().health;
+    assert_eq!(health.status(), ChannelStatus::Failing);
+    assert_eq!(health.recent_errors(now()), 3);
+    assert_eq!(
+        health.recent_errors(now() + ERROR_WINDOW),
+        0,
+        "the window ends"
+    );
+    let error = health.last_error.unwrap();
+    assert!(error.starts_with("HTTP 401: invalid token 2"));
+    assert!(error.chars().count() <= 500, "errors are kept short");
+
+    store
+        .record_channel_event(line.id, ChannelEvent::Outbound)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .channel(&scope, line.id)
+            .await
+            .unwrap()
+            .health
+            .status(),
+        ChannelStatus::Ok
+    );
+
+    store
+        .set_channel_cursor(&scope, line.id, json!({ "uid": 41 }))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.channel(&scope, line.id).await.unwrap().cursor,
+        Some(json!({ "uid": 41 }))
+    );
+    let (other, _) = org(&store, "Other").await;
+    assert_not_found(
+        store.set_channel_cursor(&other, line.id, json!({})).await,
+        "another org's cursor",
+    );
+}
+
+pub async fn delivered_parts_are_recorded_once_per_org(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let reply = store
+        .add_message(&scope, user_message(bot.id, None, "a reply"))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .delivered_parts(&scope, reply.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store
+        .record_delivery(&scope, reply.id, 1, Some("m-2".into()))
+        .await
+        .unwrap();
+    store
+        .record_delivery(&scope, reply.id, 0, None)
+        .await
+        .unwrap();
+    store
+        .record_delivery(&scope, reply.id, 1, Some("again".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delivered_parts(&scope, reply.id).await.unwrap(),
+        vec![0, 1]
+    );
+    // Another organization neither sees nor records parts of this reply.
+    store
+        .record_delivery(&other, reply.id, 2, None)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .delivered_parts(&other, reply.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.delivered_parts(&scope, reply.id).await.unwrap(),
+        vec![0, 1]
+    );
+    assert_not_found(
+        store.message(&other, reply.id).await,
+        "another org's message",
+    );
+}

@@ -1,0 +1,493 @@
+//! Messages, history, threads, and the jobs messages cause.
+
+use chrono::Duration;
+use serde_json::json;
+use steward_domain::*;
+
+use super::*;
+
+pub async fn messages_open_conversations_and_count_usage(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let other = store
+        .create_chatbot(&scope, new_chatbot("Other"))
+        .await
+        .unwrap();
+
+    let first = store
+        .add_message(&scope, user_message(bot.id, None, "one"))
+        .await
+        .unwrap();
+    let second = store
+        .add_message(
+            &scope,
+            user_message(bot.id, Some(first.conversation_id), "two"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.conversation_id, first.conversation_id);
+    let fresh = store
+        .add_message(&scope, user_message(bot.id, None, "three"))
+        .await
+        .unwrap();
+    assert_ne!(fresh.conversation_id, first.conversation_id);
+
+    assert_not_found(
+        store
+            .add_message(
+                &scope,
+                user_message(other.id, Some(first.conversation_id), "x"),
+            )
+            .await,
+        "conversation of another chatbot",
+    );
+    assert_not_found(
+        store
+            .add_message(
+                &scope,
+                user_message(bot.id, Some(ConversationId::new()), "x"),
+            )
+            .await,
+        "unknown conversation",
+    );
+
+    let mut reply = user_message(bot.id, Some(first.conversation_id), "an answer");
+    reply.role = MessageRole::Assistant;
+    store.add_message(&scope, reply).await.unwrap();
+
+    let usage = store.usage(&scope, &usage_period(now())).await.unwrap();
+    assert_eq!(usage.messages, 3, "user messages count; replies do not");
+    assert_eq!(store.usage(&scope, "1999-01").await.unwrap().messages, 0);
+
+    let line = new_channel(&store, &scope, bot.id, "line").await;
+    let mut external = user_message(bot.id, Some(first.conversation_id), "from a channel");
+    external.external_id = Some("wamid.1".into());
+    external.channel = "whatsapp".into();
+    external.channel_id = Some(line.id);
+    store.add_message(&scope, external.clone()).await.unwrap();
+    external.id = MessageId::new();
+    assert_conflict(
+        store.add_message(&scope, external).await,
+        "duplicate_message",
+    );
+    assert_eq!(
+        store
+            .usage(&scope, &usage_period(now()))
+            .await
+            .unwrap()
+            .messages,
+        4,
+        "the duplicate was not counted"
+    );
+
+    store
+        .update_chatbot(
+            &scope,
+            bot.id,
+            ChatbotPatch {
+                status: Some(ChatbotStatus::Paused),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .add_message(&scope, user_message(bot.id, None, "anyone?"))
+            .await,
+        "chatbot_paused",
+    );
+}
+
+pub async fn history_pages_are_newest_first_without_gaps_or_overlap(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let other = store
+        .create_chatbot(&scope, new_chatbot("Other"))
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    let mut conversation = None;
+    for i in 0..25 {
+        let message = store
+            .add_message(&scope, user_message(bot.id, conversation, &format!("m{i}")))
+            .await
+            .unwrap();
+        conversation = Some(message.conversation_id);
+        store
+            .add_message(&scope, user_message(other.id, None, "noise"))
+            .await
+            .unwrap();
+        sent.push(message);
+    }
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .history(
+                &scope,
+                &HistoryQuery {
+                    chatbot_id: bot.id,
+                    limit: 10,
+                    before,
+                    from: None,
+                    to: None,
+                },
+            )
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        let last = page.last().unwrap();
+        before = Some(HistoryPosition {
+            created_at: last.created_at,
+            id: last.id,
+        });
+        seen.extend(page);
+    }
+    sent.reverse();
+    assert_eq!(seen, sent, "every message once, newest first");
+}
+
+pub async fn history_is_filtered_by_time_range(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        sent.push(
+            store
+                .add_message(&scope, user_message(bot.id, None, &format!("m{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let query = |from, to| HistoryQuery {
+        chatbot_id: bot.id,
+        limit: 50,
+        before: None,
+        from,
+        to,
+    };
+    let all = store.history(&scope, &query(None, None)).await.unwrap();
+    assert_eq!(all.len(), 6);
+
+    // `from` is inclusive, `to` exclusive.
+    let from = sent[2].created_at;
+    let to = sent[4].created_at;
+    let window = store
+        .history(&scope, &query(Some(from), Some(to)))
+        .await
+        .unwrap();
+    assert!(
+        window
+            .iter()
+            .all(|m| m.created_at >= from && m.created_at < to)
+    );
+    assert!(window.iter().any(|m| m.id == sent[2].id));
+    assert!(!window.iter().any(|m| m.id == sent[4].id));
+
+    let future = now() + Duration::days(1);
+    assert!(
+        store
+            .history(&scope, &query(Some(future), None))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn a_message_thread_holds_its_neighbours_in_order(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let mut conversation = None;
+    let mut sent = Vec::new();
+    for i in 0..9 {
+        let message = store
+            .add_message(&scope, user_message(bot.id, conversation, &format!("m{i}")))
+            .await
+            .unwrap();
+        conversation = Some(message.conversation_id);
+        sent.push(message);
+    }
+    store
+        .add_message(&scope, user_message(bot.id, None, "another conversation"))
+        .await
+        .unwrap();
+
+    let (message, thread) = store
+        .message_thread(&scope, bot.id, sent[4].id, 2)
+        .await
+        .unwrap();
+    assert_eq!(message, sent[4]);
+    assert_eq!(thread, sent[2..7].to_vec());
+    let (_, edge) = store
+        .message_thread(&scope, bot.id, sent[0].id, 3)
+        .await
+        .unwrap();
+    assert_eq!(edge, sent[0..4].to_vec());
+    let other = store
+        .create_chatbot(&scope, new_chatbot("Other"))
+        .await
+        .unwrap();
+    assert_not_found(
+        store.message_thread(&scope, other.id, sent[4].id, 2).await,
+        "message of another chatbot",
+    );
+}
+
+pub async fn text_round_trips_exactly(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let name = "مساعد 🤖 Ünïcødé";
+    let mut chatbot = new_chatbot(name);
+    chatbot.system_prompt = SystemPrompt::parse(
+        "p",
+        "שלום\n\t👋🏽 \"quotes\" and 'apostrophes'; DROP TABLE users; --",
+    )
+    .unwrap();
+    let bot = store.create_chatbot(&scope, chatbot).await.unwrap();
+    let fetched = store.chatbot(&scope, bot.id).await.unwrap();
+    assert_eq!(fetched, bot);
+    assert_eq!(fetched.name, name);
+    let message = store
+        .add_message(&scope, user_message(bot.id, None, "emoji 👩‍👩‍👧 and عربى"))
+        .await
+        .unwrap();
+    let (found, _) = store
+        .message_thread(&scope, bot.id, message.id, 0)
+        .await
+        .unwrap();
+    assert_eq!(found, message, "including created_at to the microsecond");
+}
+
+// --- Messages that cause jobs ---
+
+pub async fn a_message_and_the_job_it_causes_are_stored_together(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let respond = |key: &str| NewJob {
+        org_id: Some(scope.org_id()),
+        ordering_key: Some(key.into()),
+        ..NewJob::new(JobKind::Respond, json!({}), 3)
+    };
+    let mut first = user_message(bot.id, None, "hello");
+    first.then = Some(respond("c1"));
+    let stored = store.add_message(&scope, first).await.unwrap();
+    let jobs = store.list_jobs(&scope, None, 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(
+        (jobs[0].kind, jobs[0].ordering_key.as_deref()),
+        (JobKind::Respond, Some("c1"))
+    );
+
+    // A message refused (a duplicate) leaves no job behind.
+    let line = new_channel(&store, &scope, bot.id, "line").await;
+    let mut duplicate = user_message(bot.id, Some(stored.conversation_id), "again");
+    duplicate.external_id = Some("ext-1".into());
+    duplicate.channel_id = Some(line.id);
+    store.add_message(&scope, duplicate.clone()).await.unwrap();
+    duplicate.id = MessageId::new();
+    duplicate.then = Some(respond("c1"));
+    assert_conflict(
+        store.add_message(&scope, duplicate).await,
+        "duplicate_message",
+    );
+    assert_eq!(store.list_jobs(&scope, None, 10).await.unwrap().len(), 1);
+
+    // A reply's tokens count toward the month; the reply does not count as a message.
+    let mut reply = user_message(bot.id, Some(stored.conversation_id), "hi there");
+    reply.role = MessageRole::Assistant;
+    reply.tokens = 120;
+    reply.answers = Some(stored.id);
+    let reply = store.add_message(&scope, reply).await.unwrap();
+    let (read_back, _) = store
+        .message_thread(&scope, bot.id, reply.id, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        read_back.answers,
+        Some(stored.id),
+        "a reply names what it answered"
+    );
+    let usage = store.usage(&scope, &usage_period(now())).await.unwrap();
+    assert_eq!((usage.messages, usage.tokens), (2, 120));
+}
+
+pub async fn a_conversation_reads_back_its_latest_turns_in_order(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let mut conversation = None;
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let message = store
+            .add_message(&scope, user_message(bot.id, conversation, &format!("m{i}")))
+            .await
+            .unwrap();
+        conversation = Some(message.conversation_id);
+        sent.push(message);
+    }
+    let conversation = conversation.unwrap();
+    assert_eq!(
+        store
+            .conversation_messages(&scope, conversation, 4)
+            .await
+            .unwrap(),
+        sent[2..].to_vec(),
+        "the latest four, oldest first"
+    );
+    assert_eq!(
+        store
+            .conversation_messages(&scope, conversation, 100)
+            .await
+            .unwrap(),
+        sent
+    );
+    assert!(
+        store
+            .conversation_messages(&other, conversation, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "another org sees nothing"
+    );
+}
+
+pub async fn messages_after_a_position_and_live_events_reach_subscribers(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let first = store
+        .add_message(&scope, user_message(bot.id, None, "one"))
+        .await
+        .unwrap();
+    let conversation = first.conversation_id;
+    let second = store
+        .add_message(&scope, user_message(bot.id, Some(conversation), "two"))
+        .await
+        .unwrap();
+    let third = store
+        .add_message(&scope, user_message(bot.id, Some(conversation), "three"))
+        .await
+        .unwrap();
+
+    let all = store
+        .conversation_messages_after(&scope, conversation, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all, vec![first.clone(), second.clone(), third.clone()]);
+    let after = store
+        .conversation_messages_after(&scope, conversation, Some(first.id), 10)
+        .await
+        .unwrap();
+    assert_eq!(after, vec![second.clone(), third.clone()]);
+    assert_eq!(
+        store
+            .conversation_messages_after(&scope, conversation, Some(first.id), 1)
+            .await
+            .unwrap(),
+        vec![second]
+    );
+    assert!(
+        store
+            .conversation_messages_after(&scope, conversation, Some(third.id), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .conversation_messages_after(&other, conversation, Some(first.id), 10)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .conversation_messages_after(&other, conversation, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        store
+            .conversation_messages_after(&scope, conversation, Some(MessageId::new()), 10)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+
+    // A subscriber sees published events (once its listener is up) and stored messages.
+    let mut events = store.subscribe_live();
+    let probe = LiveEvent {
+        org_id: scope.org_id(),
+        conversation_id: conversation,
+        kind: LiveKind::ReplyStarted,
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        store.publish_live(probe.clone()).await.unwrap();
+        match tokio::time::timeout(std::time::Duration::from_millis(200), events.recv()).await {
+            Ok(Ok(event)) if event == probe => break,
+            _ => assert!(
+                tokio::time::Instant::now() < deadline,
+                "no live event arrived"
+            ),
+        }
+    }
+    while events.try_recv().is_ok() {}
+    let delta = LiveEvent {
+        kind: LiveKind::Delta { text: "Hel".into() },
+        ..probe.clone()
+    };
+    store.publish_live(delta.clone()).await.unwrap();
+    let stored = store
+        .add_message(&scope, user_message(bot.id, Some(conversation), "four"))
+        .await
+        .unwrap();
+    // Late copies of the probe may still arrive: skip them.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = next_event(&mut events).await;
+        if event != probe {
+            seen.push(event);
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            delta,
+            LiveEvent {
+                kind: LiveKind::Message {
+                    message_id: stored.id
+                },
+                ..probe
+            }
+        ],
+        "in the order they happened"
+    );
+}
+
+async fn next_event(events: &mut tokio::sync::broadcast::Receiver<LiveEvent>) -> LiveEvent {
+    let received = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await;
+    received.expect("an event in time").expect("not lagged")
+}

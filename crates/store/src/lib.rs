@@ -1,0 +1,24 @@
+//! What Steward stores and how it is reached: the [`Store`] trait every backend
+//! implements, its records and errors, and the [`TenantScope`] that every
+//! tenant-owned call takes. SQL lives in the backend crates, never here.
+
+mod channels;
+mod error;
+mod leader;
+mod live;
+mod queue;
+mod records;
+mod scope;
+mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
+pub use error::{StoreError, StoreResult};
+pub use leader::Leadership;
+pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
+pub use queue::{Job, JobFailure, JobQueue, NewJob, QueueStat};
+pub use records::*;
+pub use scope::{Actor, Principal, TenantScope};
+pub use store::{Backend, Store};

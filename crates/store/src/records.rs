@@ -1,0 +1,342 @@
+//! Rows as the rest of Steward sees them, and the inputs that create them.
+//! Inputs carry validated domain values, so backends store them as they are.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use steward_domain::*;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Organization {
+    pub id: OrgId,
+    pub name: String,
+    pub tier: Tier,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub org_id: OrgId,
+    pub email: String,
+    pub name: Option<String>,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new person: the owner at registration, or a member added later.
+#[derive(Clone, Debug)]
+pub struct NewUser {
+    pub email: Email,
+    pub name: Option<PersonName>,
+    pub role: Role,
+    /// An argon2id PHC string.
+    pub password_hash: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewOrganization {
+    pub name: OrganizationName,
+    pub tier: Tier,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKey {
+    pub id: ApiKeyId,
+    pub org_id: OrgId,
+    pub name: String,
+    /// The first characters of the key, shown so people can tell keys apart.
+    pub prefix: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewApiKey {
+    pub name: String,
+    pub prefix: String,
+    pub role: Role,
+    /// SHA-256 of the whole key, hex. The key itself is never stored.
+    pub key_hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chatbot {
+    pub id: ChatbotId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub system_prompt: String,
+    pub temperature: f64,
+    /// None: the platform's default model.
+    pub model: Option<String>,
+    pub status: ChatbotStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewChatbot {
+    pub name: ChatbotName,
+    pub system_prompt: SystemPrompt,
+    pub temperature: Temperature,
+    pub model: Option<ModelName>,
+    pub status: ChatbotStatus,
+}
+
+/// A partial update: `None` leaves a field as it is; `model: Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct ChatbotPatch {
+    pub name: Option<ChatbotName>,
+    pub system_prompt: Option<SystemPrompt>,
+    pub temperature: Option<Temperature>,
+    pub model: Option<Option<ModelName>>,
+    pub status: Option<ChatbotStatus>,
+}
+
+impl ChatbotPatch {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.system_prompt.is_none()
+            && self.temperature.is_none()
+            && self.model.is_none()
+            && self.status.is_none()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    pub id: MessageId,
+    pub org_id: OrgId,
+    pub chatbot_id: ChatbotId,
+    pub conversation_id: ConversationId,
+    pub role: MessageRole,
+    pub text: String,
+    /// Where it came from or went: `api`, `web`, `whatsapp`, …
+    pub channel: String,
+    /// The channel's own id for the message, unique per channel when present.
+    pub external_id: Option<String>,
+    /// For a reply: the last user message it answered.
+    pub answers: Option<MessageId>,
+    /// The configured channel it came in on or goes out to (None for the API).
+    pub channel_id: Option<ChannelId>,
+    /// What a reply needs to find its way back on the channel (a thread, a
+    /// chat, a Message-ID).
+    pub meta: Option<Value>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which conversation a new message belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConversationChoice {
+    /// One that exists; another chatbot's or organization's is `NotFound`.
+    Existing(ConversationId),
+    /// A new one with this id, chosen by the caller so that jobs can name it.
+    Start(ConversationId),
+}
+
+impl ConversationChoice {
+    pub fn id(&self) -> ConversationId {
+        match self {
+            Self::Existing(id) | Self::Start(id) => *id,
+        }
+    }
+}
+
+/// A message to store.
+#[derive(Clone, Debug)]
+pub struct NewMessage {
+    /// Chosen by the caller, so that the job it causes can name it.
+    pub id: MessageId,
+    pub chatbot_id: ChatbotId,
+    pub conversation: ConversationChoice,
+    pub role: MessageRole,
+    pub text: MessageText,
+    pub channel: String,
+    pub external_id: Option<String>,
+    /// For a reply: the last user message it answered.
+    pub answers: Option<MessageId>,
+    pub channel_id: Option<ChannelId>,
+    pub meta: Option<Value>,
+    /// Model tokens this message cost (replies); added to the month's usage.
+    pub tokens: i64,
+    /// A job this message causes (a reply to write), enqueued in the same
+    /// transaction: the message and its job are stored together or not at all.
+    pub then: Option<crate::NewJob>,
+}
+
+/// A point in a chatbot's history, newest first: pages continue strictly
+/// before it. (created_at, id) is unique because ids are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryPosition {
+    pub created_at: DateTime<Utc>,
+    pub id: MessageId,
+}
+
+#[derive(Clone, Debug)]
+pub struct HistoryQuery {
+    pub chatbot_id: ChatbotId,
+    pub limit: u32,
+    pub before: Option<HistoryPosition>,
+    /// Inclusive lower bound on created_at.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive upper bound on created_at.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Use within one calendar month (UTC), e.g. period "2026-11".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Usage {
+    pub period: String,
+    pub messages: i64,
+    pub tokens: i64,
+}
+
+/// The month a moment falls in, as usage counters name it.
+pub fn usage_period(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m").to_string()
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Integration {
+    /// A stable slug such as `lead-capture`.
+    pub id: String,
+    pub name: String,
+    pub description: String,
+}
+
+/// An integration of the catalogue as one organization sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntegrationState {
+    pub integration: Integration,
+    pub enabled: bool,
+    pub config: Option<Value>,
+    pub enabled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    pub id: AuditId,
+    pub org_id: OrgId,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub details: Value,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Identifies one idempotent request: who sent it and under which key.
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey {
+    /// The caller: `user:<id>`, `api_key:<id>` or `anonymous`.
+    pub caller: String,
+    pub key: String,
+    pub org_id: Option<OrgId>,
+    /// SHA-256 over method, path and body: the same key with another request is refused.
+    pub request_hash: String,
+}
+
+/// A response kept to be replayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// A key's row as stored: whose request it was and, once finished, its response.
+#[derive(Clone, Debug)]
+pub struct StoredClaim {
+    pub request_hash: String,
+    /// None while the first request is still running.
+    pub response: Option<StoredResponse>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl IdempotencyKey {
+    /// What a request with this key gets, given the stored claim; `None` means
+    /// the claim is free to take (its request died, or its response expired).
+    pub fn decide(
+        &self,
+        claim: StoredClaim,
+        stale_before: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> Option<IdempotencyStart> {
+        let reclaim = match claim.response {
+            None => claim.created_at < stale_before,
+            Some(_) => claim.created_at < expired_before,
+        };
+        if reclaim {
+            None
+        } else if claim.request_hash != self.request_hash {
+            Some(IdempotencyStart::Mismatch)
+        } else {
+            Some(
+                claim
+                    .response
+                    .map_or(IdempotencyStart::InProgress, IdempotencyStart::Replay),
+            )
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyStart {
+    /// First sight of this key: run the request, then complete or abandon it.
+    Started,
+    /// Done before: replay this.
+    Replay(StoredResponse),
+    /// Another request with this key is still running.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// The current time at the precision both backends keep (microseconds), so a
+/// record reads back exactly as it was written.
+pub fn now() -> DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Bounds that stand for "no bound": both backends store them without overflow.
+fn end_of_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(253_402_300_799, 0).expect("9999-12-31 is representable")
+}
+
+fn start_of_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01 is representable")
+}
+
+impl HistoryQuery {
+    /// The page lies strictly before the returned position and at or after the
+    /// returned time. Folding the cursor and `to` into one position keeps the
+    /// query a single index range on (created_at, id).
+    pub fn bounds(&self) -> (HistoryPosition, DateTime<Utc>) {
+        let mut upper = HistoryPosition {
+            created_at: end_of_time(),
+            id: MessageId::from_uuid(uuid::Uuid::max()),
+        };
+        if let Some(to) = self.to {
+            // created_at < to  ⇔  (created_at, id) < (to, nil)
+            let to = HistoryPosition {
+                created_at: to,
+                id: MessageId::from_uuid(uuid::Uuid::nil()),
+            };
+            upper = to.min_position(upper);
+        }
+        if let Some(before) = self.before {
+            upper = before.min_position(upper);
+        }
+        (upper, self.from.unwrap_or_else(start_of_time))
+    }
+}
+
+impl HistoryPosition {
+    fn min_position(self, other: Self) -> Self {
+        if (self.created_at, self.id) <= (other.created_at, other.id) {
+            self
+        } else {
+            other
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The channel providers that cannot run here (WhatsApp Cloud API, Slack Web
+//! API, Telegram Bot API) and a generic reply endpoint, as one local server
+//! speaking each one's wire format for sending a message. It records every
+//! request it gets, and can be told to answer the next ones with a failure.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// One request a provider received.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    /// `whatsapp`, `slack`, `telegram` or `generic`.
+    pub provider: &'static str,
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub raw: Bytes,
+    pub body: Value,
+}
+
+/// A scripted answer instead of the normal one.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub status: u16,
+    pub body: Value,
+    pub retry_after: Option<u64>,
+}
+
+/// The answers due next: a failure, or None for the normal answer.
+type Script = VecDeque<Option<Failure>>;
+
+#[derive(Clone, Default)]
+pub struct FakeProviders {
+    sent: Arc<Mutex<Vec<Sent>>>,
+    /// Per provider, what the next requests get.
+    script: Arc<Mutex<HashMap<&'static str, Script>>>,
+    /// `http://127.0.0.1:PORT`.
+    pub base_url: String,
+}
+
+impl FakeProviders {
+    pub async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let fake = FakeProviders {
+            base_url: format!("http://{}", listener.local_addr().unwrap()),
+            ..Default::default()
+        };
+        let app = Router::new()
+            .route("/whatsapp/{version}/{phone}/messages", post(whatsapp))
+            .route("/slack/api/chat.postMessage", post(slack))
+            .route("/telegram/{method_path}/sendMessage", post(telegram))
+            .route("/generic/reply", post(generic))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        fake
+    }
+
+    /// `api_base_url` for a WhatsApp channel.
+    pub fn whatsapp_api(&self) -> String {
+        format!("{}/whatsapp/v21.0", self.base_url)
+    }
+    pub fn slack_api(&self) -> String {
+        format!("{}/slack/api", self.base_url)
+    }
+    pub fn telegram_api(&self) -> String {
+        format!("{}/telegram", self.base_url)
+    }
+    /// `reply_url` for a generic channel.
+    pub fn generic_reply_url(&self) -> String {
+        format!("{}/generic/reply", self.base_url)
+    }
+
+    /// Everything received so far by one provider, in order.
+    pub fn sent(&self, provider: &str) -> Vec<Sent> {
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .filter(|s| s.provider == provider)
+            .cloned()
+            .collect()
+    }
+
+    /// The next requests to `provider` get these failures, one each, in order.
+    pub fn fail_next(&self, provider: &'static str, failures: impl IntoIterator<Item = Failure>) {
+        self.script(provider, failures.into_iter().map(Some));
+    }
+
+    /// The next requests to `provider` get these answers in order: a failure,
+    /// or None for the normal answer.
+    pub fn script(
+        &self,
+        provider: &'static str,
+        answers: impl IntoIterator<Item = Option<Failure>>,
+    ) {
+        let mut all = self.script.lock().unwrap();
+        all.entry(provider).or_default().extend(answers);
+    }
+
+    /// Waits until `provider` received `count` requests (or panics after 20 s).
+    pub async fn wait_for(&self, provider: &str, count: usize) -> Vec<Sent> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let sent = self.sent(provider);
+            if sent.len() >= count {
+                return sent;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{provider} received {} of {count} requests: {sent:?}",
+                sent.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Records the request; a scripted failure, if one is due, answers it.
+    fn record(
+        &self,
+        provider: &'static str,
+        path: String,
+        headers: &HeaderMap,
+        raw: Bytes,
+    ) -> Option<Response> {
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+            .collect();
+        self.sent.lock().unwrap().push(Sent {
+            provider,
+            path,
+            headers,
+            raw,
+            body,
+        });
+        let failure = self
+            .script
+            .lock()
+            .unwrap()
+            .get_mut(provider)
+            .and_then(VecDeque::pop_front)??;
+        let mut response = (
+            StatusCode::from_u16(failure.status).unwrap(),
+            axum::Json(failure.body),
+        )
+            .into_response();
+        if let Some(secs) = failure.retry_after {
+            response
+                .headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        Some(response)
+    }
+
+    fn count(&self, provider: &str) -> usize {
+        self.sent(provider).len()
+    }
+}
+
+async fn whatsapp(
+    State(fake): State<FakeProviders>,
+    Path((version, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = format!("/{version}/{phone}/messages");
+    if let Some(failure) = fake.record("whatsapp", path, &headers, raw.clone()) {
+        return failure;
+    }
+    let body: Value = serde_json::from_slice(&raw).unwrap_or_default();
+    // Meta's documented success answer for a sent message.
+    axum::Json(json!({
+        "messaging_product": "whatsapp",
+        "contacts": [{ "input": body["to"], "wa_id": body["to"] }],
+        "messages": [{ "id": format!("wamid.fake{}", fake.count("whatsapp")) }],
+    }))
+    .into_response()
+}
+
+async fn slack(State(fake): State<FakeProviders>, headers: HeaderMap, raw: Bytes) -> Response {
+    if let Some(failure) = fake.record(
+        "slack",
+        "/api/chat.postMessage".into(),
+        &headers,
+        raw.clone(),
+    ) {
+        return failure;
+    }
+    let body: Value = serde_json::from_slice(&raw).unwrap_or_default();
+    axum::Json(json!({
+        "ok": true,
+        "channel": body["channel"],
+        "ts": format!("1700000000.{:06}", fake.count("slack")),
+        "message": { "text": body["text"], "thread_ts": body["thread_ts"] },
+    }))
+    .into_response()
+}
+
+async fn telegram(
+    State(fake): State<FakeProviders>,
+    Path(method_path): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let path = format!("/{method_path}/sendMessage");
+    if let Some(failure) = fake.record("telegram", path, &headers, raw.clone()) {
+        return failure;
+    }
+    let body: Value = serde_json::from_slice(&raw).unwrap_or_default();
+    axum::Json(json!({
+        "ok": true,
+        "result": {
+            "message_id": 1000 + fake.count("telegram"),
+            "chat": { "id": body["chat_id"] },
+            "text": body["text"],
+        },
+    }))
+    .into_response()
+}
+
+async fn generic(State(fake): State<FakeProviders>, headers: HeaderMap, raw: Bytes) -> Response {
+    if let Some(failure) = fake.record("generic", "/generic/reply".into(), &headers, raw) {
+        return failure;
+    }
+    axum::Json(json!({ "received": true })).into_response()
+}
