@@ -555,7 +555,11 @@ async fn events_reach_a_follower_on_another_replica() {
     worker.stop().await;
     assert!(
         events.iter().any(|e| e.name == "delta"),
-        "pieces crossed replicas too"
+        "pieces crossed replicas too: {:?}",
+        events
+            .iter()
+            .map(|e| (&e.name, &e.data))
+            .collect::<Vec<_>>()
     );
     assert_eq!(
         events.last().unwrap().data["text"],

@@ -21,6 +21,8 @@ pub struct PostgresStore {
     live: tokio::sync::broadcast::Sender<steward_store::LiveEvent>,
     /// Whether the listener feeding `live` has been started.
     listening: std::sync::atomic::AtomicBool,
+    /// Whether that listener is connected and listening right now.
+    listener_ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl PostgresStore {
@@ -56,6 +58,7 @@ impl PostgresStore {
             pool,
             live,
             listening: std::sync::atomic::AtomicBool::new(false),
+            listener_ready: tokio::sync::watch::Sender::new(false),
         }
     }
 }

@@ -72,11 +72,13 @@ impl PostgresStore {
             return;
         }
         let (pool, live) = (self.pool.clone(), self.live.clone());
+        let ready = self.listener_ready.clone();
         tokio::spawn(async move {
             loop {
                 let listened: Result<(), sqlx::Error> = async {
                     let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
                     listener.listen(CHANNEL).await?;
+                    ready.send_replace(true);
                     loop {
                         let notification = listener.recv().await?;
                         match serde_json::from_str::<LiveEvent>(notification.payload()) {
@@ -88,12 +90,24 @@ impl PostgresStore {
                     }
                 }
                 .await;
+                ready.send_replace(false);
                 if let Err(e) = listened {
                     tracing::warn!(error = %e, "lost live events; reconnecting");
                 }
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             }
         });
+    }
+}
+
+impl PostgresStore {
+    /// Waits until the listener is listening, for at most a few seconds: if
+    /// the database is down, subscribers still get stored messages by
+    /// re-reading, so waiting longer would only delay them.
+    pub(crate) async fn wait_listening(&self) {
+        let mut ready = self.listener_ready.subscribe();
+        let wait = ready.wait_for(|listening| *listening);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
     }
 }
 

@@ -821,9 +821,11 @@ impl Store for PostgresStore {
         crate::live::notify(&self.pool, &event).await
     }
 
-    fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+    async fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
         self.ensure_listening();
-        self.live.subscribe()
+        let receiver = self.live.subscribe();
+        self.wait_listening().await;
+        receiver
     }
 
     async fn history(

@@ -813,7 +813,7 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
+    async fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<LiveEvent> {
         self.live.subscribe()
     }
 

@@ -184,8 +184,10 @@ pub trait Store: JobQueue + crate::ChannelStore + Send + Sync + 'static {
     /// `add_message` itself, in its transaction.
     async fn publish_live(&self, event: crate::LiveEvent) -> StoreResult<()>;
 
-    /// Live events from now on.
-    fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<crate::LiveEvent>;
+    /// Live events from now on. On PostgreSQL this waits (briefly) until the
+    /// process's listener is listening, so that no event published after the
+    /// call returns is missed.
+    async fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<crate::LiveEvent>;
 
     /// A page of a chatbot's messages, newest first.
     async fn history(&self, scope: &TenantScope, query: &HistoryQuery)

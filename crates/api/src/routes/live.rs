@@ -78,7 +78,7 @@ async fn events(
         ),
     };
     // Subscribe before reading, so that nothing falls between the two.
-    let mut live = state.store.subscribe_live();
+    let mut live = state.store.subscribe_live().await;
     let latest = state
         .store
         .conversation_messages(&scope, conversation, 1)
@@ -110,15 +110,23 @@ async fn events(
     tokio::spawn(async move {
         let mut after = after;
         let mut reread = resume.is_some();
+        // A stored message's announcement re-reads only up to that message:
+        // later ones (a reply whose pieces are still queued behind it) wait
+        // for their own, so that pieces never follow their finished reply.
+        let mut upto: Option<MessageId> = None;
         loop {
             if reread {
                 reread = false;
                 match read_after(&*store, &scope, conversation, after).await {
                     Ok(messages) => {
                         for message in messages {
-                            after = Some(message.id);
+                            let id = message.id;
+                            after = Some(id);
                             if sender.send(message_event(message)).await.is_err() {
                                 return;
+                            }
+                            if upto == Some(id) {
+                                break;
                             }
                         }
                     }
@@ -128,8 +136,8 @@ async fn events(
             let event = tokio::select! {
                 received = live.recv() => match received {
                     Ok(event) if event.conversation_id == conversation && event.org_id == scope.org_id() => match event.kind {
-                        LiveKind::Message { .. } => {
-                            reread = true;
+                        LiveKind::Message { message_id } => {
+                            (reread, upto) = (true, Some(message_id));
                             continue;
                         }
                         LiveKind::ReplyStarted => Event::default().event("reply_started").data("{}"),
@@ -139,13 +147,13 @@ async fn events(
                     },
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {
-                        reread = true;
+                        (reread, upto) = (true, None);
                         continue;
                     }
                     Err(RecvError::Closed) => return,
                 },
                 () = tokio::time::sleep(REREAD_EVERY) => {
-                    reread = true;
+                    (reread, upto) = (true, None);
                     continue;
                 }
                 () = sender.closed() => return,

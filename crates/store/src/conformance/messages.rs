@@ -437,7 +437,7 @@ pub async fn messages_after_a_position_and_live_events_reach_subscribers(store: 
     ));
 
     // A subscriber sees published events (once its listener is up) and stored messages.
-    let mut events = store.subscribe_live();
+    let mut events = store.subscribe_live().await;
     let probe = LiveEvent {
         org_id: scope.org_id(),
         conversation_id: conversation,
