@@ -71,4 +71,7 @@ id_type!(
     JobId,
     /// A chatbot's connection to WhatsApp, Slack, Telegram, a mailbox or a webhook.
     ChannelId,
+    /// A piece of knowledge: an uploaded file, a fetched URL, a crawled page,
+    /// or an organization's strategic context.
+    DocumentId,
 );

@@ -109,6 +109,17 @@ named_enum!(
 );
 
 named_enum!(
+    /// Where a document is in ingestion: `failed` carries a reason.
+    DocumentStatus { Queued = "queued", Processing = "processing", Ready = "ready", Failed = "failed" }
+);
+
+named_enum!(
+    /// Where a document came from. `context` documents belong to the
+    /// organization and ground every one of its chatbots.
+    DocumentSource { Upload = "upload", Url = "url", Crawl = "crawl", Context = "context" }
+);
+
+named_enum!(
     /// Where a job is in its life: queued → running → succeeded, or failed
     /// (to be retried) → … → dead (out of attempts, or a permanent error).
     JobState { Queued = "queued", Running = "running", Succeeded = "succeeded", Failed = "failed", Dead = "dead" }

@@ -6,10 +6,12 @@ mod kinds;
 mod values;
 
 pub use ids::{
-    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, JobId, MessageId, OrgId, UserId,
+    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, DocumentId, JobId, MessageId, OrgId,
+    UserId,
 };
 pub use kinds::{
-    ChannelKind, ChannelStatus, ChatbotStatus, JobKind, JobState, MessageRole, Role, Tier,
+    ChannelKind, ChannelStatus, ChatbotStatus, DocumentSource, DocumentStatus, JobKind, JobState,
+    MessageRole, Role, Tier,
 };
 pub use values::{
     ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,

@@ -3,6 +3,7 @@
 //! side by side, the rows a rule depends on are locked first.
 
 mod channels;
+mod knowledge;
 mod leader;
 mod live;
 mod queue;

@@ -4,6 +4,7 @@
 //! and never wait for writers.
 
 mod channels;
+mod knowledge;
 mod leader;
 mod queue;
 mod rows;

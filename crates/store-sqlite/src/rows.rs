@@ -66,6 +66,38 @@ pub fn channel(row: &SqliteRow) -> StoreResult<Channel> {
     })
 }
 
+pub fn document(row: &SqliteRow) -> StoreResult<Document> {
+    Ok(Document {
+        id: id(row, "id")?,
+        org_id: id(row, "org_id")?,
+        chatbot_id: get::<Option<Uuid>>(row, "chatbot_id")?.map(Into::into),
+        source: parsed(row, "source")?,
+        label: get(row, "label")?,
+        url: get(row, "url")?,
+        blob_key: get(row, "blob_key")?,
+        bytes: get(row, "bytes")?,
+        content_type: get(row, "content_type")?,
+        content_hash: get(row, "content_hash")?,
+        status: parsed(row, "status")?,
+        error: get(row, "error")?,
+        chunk_count: get(row, "chunk_count")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
+pub fn chunk_hit(row: &SqliteRow) -> StoreResult<ChunkHit> {
+    Ok(ChunkHit {
+        document_id: id(row, "document_id")?,
+        ordinal: get(row, "ordinal")?,
+        label: get(row, "label")?,
+        url: get(row, "url")?,
+        heading: get(row, "heading")?,
+        text: get(row, "text")?,
+        score: get(row, "score")?,
+    })
+}
+
 pub fn organization(row: &SqliteRow) -> StoreResult<Organization> {
     Ok(Organization {
         id: id(row, "id")?,

@@ -4,6 +4,7 @@
 
 mod channels;
 mod error;
+mod knowledge;
 mod leader;
 mod live;
 mod queue;
@@ -16,6 +17,10 @@ pub mod conformance;
 
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
 pub use error::{StoreError, StoreResult};
+pub use knowledge::{
+    ChunkHit, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk, NewDocument,
+    search_terms,
+};
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
 pub use queue::{Job, JobFailure, JobQueue, NewJob, QueueStat};

@@ -8,7 +8,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use steward_domain::{ChatbotId, ConversationId, JobId, JobKind, JobState, MessageId, OrgId};
+use steward_domain::{
+    ChatbotId, ConversationId, DocumentId, JobId, JobKind, JobState, MessageId, OrgId,
+};
 
 use crate::{StoreResult, TenantScope};
 
@@ -80,6 +82,20 @@ impl NewJob {
             ..Self::new(
                 JobKind::Respond,
                 serde_json::json!({ "chatbot_id": chatbot, "conversation_id": conversation }),
+                max_attempts,
+            )
+        }
+    }
+
+    /// Read a document, cut it into chunks and index them. One document is
+    /// ingested at a time, so a re-queued URL never races its earlier run.
+    pub fn ingest(org: OrgId, document: DocumentId, max_attempts: i32) -> Self {
+        Self {
+            org_id: Some(org),
+            ordering_key: Some(format!("document:{document}")),
+            ..Self::new(
+                JobKind::Ingest,
+                serde_json::json!({ "document_id": document }),
                 max_attempts,
             )
         }

@@ -21,7 +21,9 @@ pub enum Backend {
 }
 
 #[async_trait]
-pub trait Store: JobQueue + crate::ChannelStore + Send + Sync + 'static {
+pub trait Store:
+    JobQueue + crate::ChannelStore + crate::KnowledgeStore + Send + Sync + 'static
+{
     fn backend(&self) -> Backend;
 
     /// Applies pending migrations; safe to call on every start.

@@ -10,12 +10,14 @@ use crate::*;
 
 mod accounts;
 mod channels;
+mod knowledge;
 mod messages;
 mod queue;
 
 pub use accounts::*;
 use channels::new_channel;
 pub use channels::*;
+pub use knowledge::*;
 pub use messages::*;
 pub use queue::*;
 
@@ -59,6 +61,10 @@ macro_rules! conformance_tests {
             each_external_user_has_one_conversation_per_channel,
             channel_health_counts_errors_in_a_window,
             delivered_parts_are_recorded_once_per_org,
+            documents_are_queued_ingested_listed_and_deleted,
+            search_finds_stemmed_words_ranks_and_cites,
+            reingesting_replaces_chunks_atomically,
+            knowledge_stays_within_its_org_and_chatbot,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

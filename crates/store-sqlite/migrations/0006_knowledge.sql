@@ -1,0 +1,52 @@
+-- Knowledge. A document belongs to one chatbot, or (chatbot_id NULL) to the
+-- whole organization as its strategic context. `blob_key` names the original
+-- in the blob store; the label is for people and is never used as a path.
+CREATE TABLE documents (
+    id            BLOB PRIMARY KEY,
+    org_id        BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    chatbot_id    BLOB REFERENCES chatbots (id) ON DELETE CASCADE,
+    source        TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    url           TEXT,
+    blob_key      TEXT,
+    bytes         INTEGER NOT NULL DEFAULT 0,
+    content_type  TEXT,
+    content_hash  TEXT,
+    status        TEXT NOT NULL,
+    error         TEXT,
+    chunk_count   INTEGER NOT NULL DEFAULT 0,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX documents_org ON documents (org_id, chatbot_id, created_at);
+-- Adding a URL again re-ingests the same document.
+CREATE UNIQUE INDEX documents_url ON documents (chatbot_id, url) WHERE source = 'url';
+
+-- `seq` is the full-text index's rowid: an INTEGER PRIMARY KEY, so that
+-- VACUUM never renumbers it under the index.
+CREATE TABLE chunks (
+    seq          INTEGER PRIMARY KEY,
+    org_id       BLOB NOT NULL,
+    chatbot_id   BLOB,
+    document_id  BLOB NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+    ordinal      INTEGER NOT NULL,
+    heading      TEXT NOT NULL,
+    text         TEXT NOT NULL,
+    UNIQUE (document_id, ordinal)
+) STRICT;
+CREATE INDEX chunks_scope ON chunks (org_id, chatbot_id);
+
+-- Full text over headings and passages, kept in step by triggers. Porter
+-- stemming, so that "refunds" finds "refund" (as PostgreSQL's `english` does).
+CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+    heading, text,
+    content = 'chunks', content_rowid = 'seq',
+    tokenize = 'porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, heading, text) VALUES (new.seq, new.heading, new.text);
+END;
+CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, heading, text)
+    VALUES ('delete', old.seq, old.heading, old.text);
+END;

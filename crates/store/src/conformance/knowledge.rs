@@ -1,0 +1,397 @@
+//! Documents, their chunks and full-text search.
+
+use steward_domain::*;
+
+use super::*;
+
+fn upload(chatbot: Option<ChatbotId>, label: &str) -> NewDocument {
+    let id = DocumentId::new();
+    NewDocument {
+        id,
+        chatbot_id: chatbot,
+        source: if chatbot.is_some() {
+            DocumentSource::Upload
+        } else {
+            DocumentSource::Context
+        },
+        label: label.into(),
+        url: None,
+        blob_key: Some(format!("documents/{id}")),
+        bytes: 42,
+    }
+}
+
+fn chunks(texts: &[&str]) -> Ingested {
+    Ingested {
+        content_type: "text/plain".into(),
+        content_hash: "ab".repeat(32),
+        chunks: texts
+            .iter()
+            .map(|t| NewChunk {
+                heading: "Policies".into(),
+                text: (*t).into(),
+            })
+            .collect(),
+    }
+}
+
+async fn search(store: &S, scope: &TenantScope, chatbot: ChatbotId, query: &str) -> Vec<ChunkHit> {
+    store
+        .search_text(scope, chatbot, &search_terms(query), 10)
+        .await
+        .unwrap()
+}
+
+pub async fn documents_are_queued_ingested_listed_and_deleted(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let added = store
+        .add_document(&scope, upload(Some(bot.id), "refunds.md"), 3)
+        .await
+        .unwrap();
+    assert_eq!(added.status, DocumentStatus::Queued);
+    assert_eq!(added.label, "refunds.md");
+    assert_eq!(added.chunk_count, 0);
+
+    // The ingest job was stored with the document.
+    let jobs = store
+        .claim("w", &[JobKind::Ingest], 10, chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].org_id, Some(scope.org_id()));
+    assert_eq!(jobs[0].payload["document_id"], added.id.to_string());
+
+    store.start_ingest(&scope, added.id).await.unwrap();
+    assert_eq!(
+        store.document(&scope, added.id).await.unwrap().status,
+        DocumentStatus::Processing
+    );
+    store
+        .finish_ingest(
+            &scope,
+            added.id,
+            chunks(&["Refunds take five days.", "Returns are free."]),
+        )
+        .await
+        .unwrap();
+    let ready = store.document(&scope, added.id).await.unwrap();
+    assert_eq!(ready.status, DocumentStatus::Ready);
+    assert_eq!(ready.chunk_count, 2);
+    assert_eq!(ready.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(ready.error, None);
+
+    let second = store
+        .add_document(&scope, upload(Some(bot.id), "b.txt"), 3)
+        .await
+        .unwrap();
+    let listed = store.documents(&scope, Some(bot.id)).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![second.id, added.id],
+        "newest first"
+    );
+    assert!(
+        store.documents(&scope, None).await.unwrap().is_empty(),
+        "no context yet"
+    );
+
+    store
+        .fail_ingest(&scope, second.id, &"x".repeat(2000))
+        .await
+        .unwrap();
+    let failed = store.document(&scope, second.id).await.unwrap();
+    assert_eq!(failed.status, DocumentStatus::Failed);
+    assert_eq!(
+        failed.error.unwrap().chars().count(),
+        500,
+        "long reasons are cut"
+    );
+
+    let deleted = store.delete_document(&scope, added.id).await.unwrap();
+    assert_eq!(
+        deleted.blob_key, added.blob_key,
+        "the caller learns which blob to delete"
+    );
+    assert!(matches!(
+        store.document(&scope, added.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        search(&store, &scope, bot.id, "refunds").await.is_empty(),
+        "chunks went too"
+    );
+    assert!(matches!(
+        store.delete_document(&scope, added.id).await,
+        Err(StoreError::NotFound)
+    ));
+    let actions: Vec<String> = store
+        .list_audit(&scope, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(actions.contains(&"document.create".to_string()));
+    assert!(actions.contains(&"document.delete".to_string()));
+}
+
+pub async fn search_finds_stemmed_words_ranks_and_cites(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let doc = store
+        .add_document(&scope, upload(Some(bot.id), "policies.md"), 3)
+        .await
+        .unwrap();
+    store
+        .finish_ingest(
+            &scope,
+            doc.id,
+            chunks(&[
+                "Shipping is free above fifty euros.",
+                "A refund is paid within five days of the returned parcel arriving. Refunds go to the original card.",
+                "Our office dog is called Biscuit.",
+            ]),
+        )
+        .await
+        .unwrap();
+
+    let hits = search(&store, &scope, bot.id, "How long do REFUNDS take?").await;
+    assert!(!hits.is_empty());
+    assert_eq!(hits[0].ordinal, 1, "the refund passage first: {hits:?}");
+    assert_eq!(hits[0].label, "policies.md");
+    assert_eq!(hits[0].document_id, doc.id);
+    assert_eq!(hits[0].heading, "Policies");
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(
+        hits.iter().all(|h| h.ordinal != 2),
+        "the dog does not match"
+    );
+
+    // Syntax in a query is only words.
+    for hostile in [
+        "refund\" OR \"",
+        "NEAR(refund dog)",
+        "*",
+        "' OR 1=1 --",
+        "refund & !dog | (",
+        "",
+    ] {
+        let _ = search(&store, &scope, bot.id, hostile).await;
+    }
+    assert!(search(&store, &scope, bot.id, "").await.is_empty());
+    assert!(search(&store, &scope, bot.id, "zebra").await.is_empty());
+}
+
+pub async fn reingesting_replaces_chunks_atomically(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let page = NewDocument {
+        source: DocumentSource::Url,
+        url: Some("https://example.org/faq".into()),
+        blob_key: None,
+        ..upload(Some(bot.id), "https://example.org/faq")
+    };
+    let first = store.add_document(&scope, page.clone(), 3).await.unwrap();
+    store
+        .finish_ingest(
+            &scope,
+            first.id,
+            chunks(&["The old opening hours are nine to five."]),
+        )
+        .await
+        .unwrap();
+
+    // The same URL again: the same document, queued again, its chunks still found.
+    let again = store
+        .add_document(
+            &scope,
+            NewDocument {
+                id: DocumentId::new(),
+                ..page
+            },
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.status, DocumentStatus::Queued);
+    assert_eq!(
+        store.documents(&scope, Some(bot.id)).await.unwrap().len(),
+        1
+    );
+    assert_eq!(search(&store, &scope, bot.id, "opening").await.len(), 1);
+    let jobs = store
+        .claim("w", &[JobKind::Ingest], 10, chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one at a time: the two runs share an ordering key"
+    );
+
+    store.start_ingest(&scope, first.id).await.unwrap();
+    assert_eq!(
+        search(&store, &scope, bot.id, "opening").await.len(),
+        1,
+        "still found while processing"
+    );
+    store
+        .finish_ingest(
+            &scope,
+            first.id,
+            chunks(&["New opening hours: eight to six.", "Closed on Sundays."]),
+        )
+        .await
+        .unwrap();
+    let hits = search(&store, &scope, bot.id, "opening hours sundays").await;
+    assert_eq!(hits.len(), 2);
+    assert!(
+        hits.iter().all(|h| !h.text.contains("nine")),
+        "the old chunks are gone"
+    );
+    assert_eq!(
+        store.document(&scope, first.id).await.unwrap().chunk_count,
+        2
+    );
+}
+
+pub async fn knowledge_stays_within_its_org_and_chatbot(store: S) {
+    let (acme, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let desk = store
+        .create_chatbot(&acme, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let sales = store
+        .create_chatbot(&acme, new_chatbot("Sales"))
+        .await
+        .unwrap();
+    let theirs = store
+        .create_chatbot(&other, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+
+    let ingest = |scope: TenantScope, doc: NewDocument, text: &'static str| {
+        let store = store.clone();
+        async move {
+            let added = store.add_document(&scope, doc, 3).await.unwrap();
+            store
+                .finish_ingest(&scope, added.id, chunks(&[text]))
+                .await
+                .unwrap();
+            added
+        }
+    };
+    let desk_doc = ingest(
+        acme,
+        upload(Some(desk.id), "desk.txt"),
+        "The secret launch codeword is marmalade.",
+    )
+    .await;
+    ingest(
+        acme,
+        upload(None, "strategy.md"),
+        "Our strategy: marmalade for everyone by 2030.",
+    )
+    .await;
+    ingest(
+        other,
+        upload(Some(theirs.id), "theirs.txt"),
+        "Their marmalade recipe is private.",
+    )
+    .await;
+
+    let labels = |hits: Vec<ChunkHit>| {
+        let mut labels: Vec<String> = hits.into_iter().map(|h| h.label).collect();
+        labels.sort();
+        labels
+    };
+    assert_eq!(
+        labels(search(&store, &acme, desk.id, "marmalade").await),
+        vec!["desk.txt", "strategy.md"],
+        "the chatbot's own documents and its organization's context"
+    );
+    assert_eq!(
+        labels(search(&store, &acme, sales.id, "marmalade").await),
+        vec!["strategy.md"],
+        "another chatbot sees the context only"
+    );
+    assert_eq!(
+        labels(search(&store, &other, theirs.id, "marmalade").await),
+        vec!["theirs.txt"]
+    );
+    // Another organization's chatbot id, under this org's scope, finds only
+    // this org's context, never that chatbot's documents.
+    assert_eq!(
+        labels(search(&store, &acme, theirs.id, "marmalade").await),
+        vec!["strategy.md"]
+    );
+    assert_eq!(
+        store.documents(&acme, None).await.unwrap().len(),
+        1,
+        "context is listed apart"
+    );
+
+    // Another org cannot read, ingest into, or delete this org's document.
+    assert!(matches!(
+        store.document(&other, desk_doc.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete_document(&other, desk_doc.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.start_ingest(&other, desk_doc.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .finish_ingest(&other, desk_doc.id, chunks(&["overwritten"]))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store
+            .add_document(&other, upload(Some(desk.id), "x.txt"), 3)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        store
+            .documents(&other, Some(desk.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .document(&acme, desk_doc.id)
+            .await
+            .unwrap()
+            .chunk_count,
+        1
+    );
+
+    // Deleting a chatbot deletes its documents and their chunks.
+    store.delete_chatbot(&acme, desk.id).await.unwrap();
+    assert!(matches!(
+        store.document(&acme, desk_doc.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(
+        labels(search(&store, &acme, desk.id, "marmalade").await),
+        vec!["strategy.md"]
+    );
+}

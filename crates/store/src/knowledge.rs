@@ -1,0 +1,181 @@
+//! Knowledge: documents (uploads, URLs, crawled pages, an organization's
+//! strategic context), the chunks they are cut into, and full-text search over
+//! those chunks.
+//!
+//! Rule: search takes a chatbot and a tenant scope and returns only chunks of
+//! that organization's documents for that chatbot or for the whole
+//! organization (its context). No call searches across organizations.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use steward_domain::{ChatbotId, DocumentId, DocumentSource, DocumentStatus, OrgId};
+
+use crate::{StoreResult, TenantScope};
+
+/// At most this many words of a query are searched for.
+pub const MAX_SEARCH_TERMS: usize = 32;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Document {
+    pub id: DocumentId,
+    pub org_id: OrgId,
+    /// None: organization context, used by every chatbot of the organization.
+    pub chatbot_id: Option<ChatbotId>,
+    pub source: DocumentSource,
+    /// What people see: a file's name, a page's URL or title. Never a path.
+    pub label: String,
+    /// The address of a URL or crawled document.
+    pub url: Option<String>,
+    /// Where the original is kept in the blob store.
+    pub blob_key: Option<String>,
+    pub bytes: i64,
+    /// The type found by looking at the content (`text/markdown`, …), once known.
+    pub content_type: Option<String>,
+    /// SHA-256 of the original, hex, once known.
+    pub content_hash: Option<String>,
+    pub status: DocumentStatus,
+    /// Why ingestion failed, in words for the person who gave the document.
+    pub error: Option<String>,
+    pub chunk_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewDocument {
+    /// Chosen by the caller: the original is stored under it before the row is.
+    pub id: DocumentId,
+    pub chatbot_id: Option<ChatbotId>,
+    pub source: DocumentSource,
+    pub label: String,
+    pub url: Option<String>,
+    pub blob_key: Option<String>,
+    pub bytes: i64,
+}
+
+/// A passage of a document, as ingestion cut it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewChunk {
+    /// The headings above the passage, outermost first, joined by " › ".
+    pub heading: String,
+    pub text: String,
+}
+
+/// What ingestion found, written in one transaction with the chunks.
+#[derive(Clone, Debug)]
+pub struct Ingested {
+    pub content_type: String,
+    pub content_hash: String,
+    pub chunks: Vec<NewChunk>,
+}
+
+/// A chunk found by a search, with what is needed to cite it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChunkHit {
+    pub document_id: DocumentId,
+    /// Position of the chunk in its document, from 0.
+    pub ordinal: i32,
+    pub label: String,
+    pub url: Option<String>,
+    pub heading: String,
+    pub text: String,
+    /// Higher is better; comparable only within one search.
+    pub score: f64,
+}
+
+#[async_trait]
+pub trait KnowledgeStore: Send + Sync {
+    /// Stores a new document (queued) and its ingest job in one transaction.
+    /// A chatbot must be the scope's; a document with the same URL for the
+    /// same chatbot is queued again instead (its chunks stay searchable until
+    /// the new ones replace them), and that document is returned.
+    async fn add_document(
+        &self,
+        scope: &TenantScope,
+        new: NewDocument,
+        ingest_attempts: i32,
+    ) -> StoreResult<Document>;
+
+    /// A chatbot's documents (None: the organization's context), newest first.
+    async fn documents(
+        &self,
+        scope: &TenantScope,
+        chatbot: Option<ChatbotId>,
+    ) -> StoreResult<Vec<Document>>;
+
+    async fn document(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<Document>;
+
+    /// Marks a document as being ingested.
+    async fn start_ingest(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<()>;
+
+    /// Replaces the document's chunks with `ingested`'s, atomically, and marks
+    /// it ready.
+    async fn finish_ingest(
+        &self,
+        scope: &TenantScope,
+        id: DocumentId,
+        ingested: Ingested,
+    ) -> StoreResult<()>;
+
+    /// Marks the document failed with a reason; chunks it had stay.
+    async fn fail_ingest(
+        &self,
+        scope: &TenantScope,
+        id: DocumentId,
+        reason: &str,
+    ) -> StoreResult<()>;
+
+    /// Deletes the document and its chunks; returns it, so that the caller
+    /// can delete its original from the blob store.
+    async fn delete_document(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<Document>;
+
+    /// Chunks of the chatbot's and the organization's context documents that
+    /// match any of `terms` (see [`search_terms`]), best first.
+    async fn search_text(
+        &self,
+        scope: &TenantScope,
+        chatbot: ChatbotId,
+        terms: &[String],
+        limit: u32,
+    ) -> StoreResult<Vec<ChunkHit>>;
+}
+
+/// The words of a query, lowercased, each letters and digits only (so that
+/// no backend's query syntax can be reached through them), without repeats,
+/// at most [`MAX_SEARCH_TERMS`].
+pub fn search_terms(query: &str) -> Vec<String> {
+    let mut terms: Vec<String> = Vec::new();
+    for word in query.split(|c: char| !c.is_alphanumeric()) {
+        if word.is_empty() || word.chars().count() > 64 {
+            continue;
+        }
+        let word = word.to_lowercase();
+        if !terms.contains(&word) {
+            terms.push(word);
+        }
+        if terms.len() == MAX_SEARCH_TERMS {
+            break;
+        }
+    }
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_syntax_never_reaches_the_backend() {
+        assert_eq!(
+            search_terms("Refund \"policy\" OR x* NEAR(a b) -- ; DROP TABLE 'é'"),
+            vec![
+                "refund", "policy", "or", "x", "near", "a", "b", "drop", "table", "é"
+            ]
+        );
+        assert!(search_terms("  !!! ?? ").is_empty());
+        assert_eq!(search_terms("a a A").len(), 1);
+        assert_eq!(search_terms(&"w ".repeat(100)).len(), 1);
+        let many: String = (0..100).map(|i| format!("w{i} ")).collect();
+        assert_eq!(search_terms(&many).len(), MAX_SEARCH_TERMS);
+    }
+}
