@@ -180,6 +180,38 @@ pub const KEYS: &[KeyDoc] = &[
         "A call to a provider's API (or SMTP/IMAP server) that takes longer fails and is retried.",
     ),
     k(
+        "storage.url",
+        "Where uploaded originals are kept: file:///PATH. Unset: blobs/ in the data dir. (s3:// is not built yet.)",
+    ),
+    k(
+        "knowledge.max_file_bytes",
+        "Largest file accepted by a knowledge upload; larger ones are refused with 413.",
+    ),
+    k(
+        "knowledge.max_files_per_upload",
+        "Most files in one upload request.",
+    ),
+    k(
+        "knowledge.max_text_bytes",
+        "Most text taken from one document after extraction and decompression; more fails the document.",
+    ),
+    k(
+        "knowledge.chunk_chars",
+        "Longest passage (in characters) documents are cut into for search.",
+    ),
+    k(
+        "knowledge.chunk_overlap_chars",
+        "Characters a passage repeats from the end of the one before it, so no sentence loses its context.",
+    ),
+    k(
+        "knowledge.passages_per_answer",
+        "Passages of knowledge put into each answer's prompt (and quoted by the retrieval-only responder).",
+    ),
+    k(
+        "knowledge.ingest_attempts",
+        "Attempts at ingesting a document when its original cannot be read (a malformed file fails at once).",
+    ),
+    k(
         "redis.url",
         "redis://HOST:PORT/DB. Set it to share webhook rate limits across API replicas; unset, each process keeps its own.",
     ),

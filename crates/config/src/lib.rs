@@ -33,6 +33,8 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     pub llm: LlmConfig,
     pub channels: ChannelsConfig,
+    pub storage: StorageConfig,
+    pub knowledge: KnowledgeConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
 }
@@ -74,6 +76,28 @@ pub struct ChannelsConfig {
     pub webhook_requests_per_second: u32,
     pub webhook_burst: u32,
     pub send_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where originals (uploads) are kept: `file:///PATH`, or `s3://BUCKET/PREFIX`
+    /// (not built yet). Unset: `blobs/` in the data dir.
+    pub url: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KnowledgeConfig {
+    pub max_file_bytes: usize,
+    pub max_files_per_upload: usize,
+    /// Text extracted from one document, at most (after decompression).
+    pub max_text_bytes: usize,
+    pub chunk_chars: usize,
+    pub chunk_overlap_chars: usize,
+    /// Passages put into each answer's prompt.
+    pub passages_per_answer: u32,
+    pub ingest_attempts: i32,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -248,6 +272,16 @@ impl Default for Config {
                 webhook_burst: 100,
                 send_timeout_secs: 15,
             },
+            storage: StorageConfig::default(),
+            knowledge: KnowledgeConfig {
+                max_file_bytes: 20 * 1024 * 1024,
+                max_files_per_upload: 20,
+                max_text_bytes: 20 * 1024 * 1024,
+                chunk_chars: 1200,
+                chunk_overlap_chars: 200,
+                passages_per_answer: 5,
+                ingest_attempts: 3,
+            },
             redis: RedisConfig::default(),
             auth: AuthConfig {
                 jwt_secret: None,
@@ -317,6 +351,11 @@ impl Default for HttpConfig {
 impl Default for ChannelsConfig {
     fn default() -> Self {
         Config::default().channels
+    }
+}
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Config::default().knowledge
     }
 }
 impl Default for AuthConfig {
@@ -457,6 +496,27 @@ impl Config {
         }
         if self.http.request_timeout_secs == 0 || self.http.header_read_timeout_secs == 0 {
             return invalid("http timeouts must be above 0 seconds".into());
+        }
+        let knowledge = &self.knowledge;
+        if knowledge.max_file_bytes == 0
+            || knowledge.max_files_per_upload == 0
+            || knowledge.max_text_bytes == 0
+            || knowledge.ingest_attempts < 1
+        {
+            return invalid("knowledge limits must be above 0".into());
+        }
+        if knowledge.chunk_chars < 200 || knowledge.chunk_overlap_chars * 2 > knowledge.chunk_chars
+        {
+            return invalid(
+                "knowledge.chunk_chars must be at least 200, and chunk_overlap_chars at most half of it".into(),
+            );
+        }
+        if let Some(url) = &self.storage.url
+            && !url.starts_with("file:///")
+        {
+            return invalid(format!(
+                "storage.url: '{url}' is not supported yet; use file:///PATH (S3 is not built yet)"
+            ));
         }
         if self.auth.token_ttl_secs == 0 {
             return invalid("auth.token_ttl_secs must be above 0".into());

@@ -37,6 +37,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.secrets.master_key = Some(Secret::new("k"));
     full.http.public_url = Some("https://steward.example.org".into());
     full.redis.url = Some(Secret::new("redis://localhost"));
+    full.storage.url = Some("file:///var/lib/steward/blobs".into());
     let provider = ProviderConfig {
         kind: ProviderKind::Openai,
         base_url: Some("http://localhost:11434/v1".into()),

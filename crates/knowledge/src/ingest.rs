@@ -1,0 +1,146 @@
+//! The `ingest` job: a document's original → format → text → passages →
+//! indexed. A document that cannot be read ends `failed` with a reason for
+//! the person who gave it; the job itself succeeds, because retrying would
+//! read the same bytes the same way. Only an unreachable blob store is retried.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use steward_config::KnowledgeConfig;
+use steward_domain::DocumentId;
+use steward_jobs::{JobError, JobHandler};
+use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
+
+use crate::blobs::{BlobError, Blobs};
+use crate::chunk::chunk;
+use crate::extract::extract;
+use crate::sniff::sniff;
+
+pub struct Ingest {
+    pub store: Arc<dyn Store>,
+    pub blobs: Blobs,
+    pub limits: KnowledgeConfig,
+}
+
+/// Reads a document's bytes into passages, or says why it cannot.
+pub fn prepare(bytes: &[u8], limits: &KnowledgeConfig) -> Result<Ingested, String> {
+    let format = sniff(bytes)?;
+    let extracted = extract(format, bytes, limits.max_text_bytes)?;
+    let chunks = chunk(
+        &extracted.pieces,
+        limits.chunk_chars,
+        limits.chunk_overlap_chars,
+    );
+    if chunks.is_empty() {
+        return Err("the document holds no text".into());
+    }
+    Ok(Ingested {
+        content_type: format.media_type().to_owned(),
+        content_hash: hex(&Sha256::digest(bytes)),
+        chunks,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn retryable(e: StoreError) -> JobError {
+    JobError::Retryable(e.to_string())
+}
+
+#[async_trait]
+impl JobHandler for Ingest {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let org = job
+            .org_id
+            .ok_or_else(|| JobError::Permanent("an ingest job names no organization".into()))?;
+        let id = job.payload["document_id"]
+            .as_str()
+            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+            .map(DocumentId::from)
+            .ok_or_else(|| JobError::Permanent("payload has no document_id".into()))?;
+        let scope = TenantScope::for_job(org);
+        let document = match self.store.document(&scope, id).await {
+            Ok(document) => document,
+            Err(StoreError::NotFound) => return Ok(()), // deleted meanwhile
+            Err(e) => return Err(retryable(e)),
+        };
+        self.store
+            .start_ingest(&scope, id)
+            .await
+            .map_err(retryable)?;
+        let fail = |reason: String| async move {
+            metrics::counter!("steward_knowledge_documents_total", "status" => "failed")
+                .increment(1);
+            tracing::info!(document = %id, %reason, "document failed");
+            match self.store.fail_ingest(&scope, id, &reason).await {
+                Ok(()) | Err(StoreError::NotFound) => Ok(()),
+                Err(e) => Err(retryable(e)),
+            }
+        };
+
+        let Some(key) = document.blob_key.clone() else {
+            return fail(
+                "this document has no original to read (fetching URLs is not built yet)".into(),
+            )
+            .await;
+        };
+        let bytes = match self.blobs.get(&key).await {
+            Ok(bytes) => bytes,
+            Err(BlobError::NotFound) => {
+                return fail("the original file is missing from storage".into()).await;
+            }
+            Err(BlobError::Unavailable(e)) if job.attempts < job.max_attempts => {
+                return Err(JobError::Retryable(format!("blob store: {e}")));
+            }
+            Err(BlobError::Unavailable(e)) => {
+                fail("the original file could not be read from storage".into()).await?;
+                return Err(JobError::Permanent(format!("blob store: {e}")));
+            }
+        };
+
+        // Parsing is CPU work on untrusted bytes: off the async threads, and a
+        // panic in a parser fails the document, not the worker.
+        let limits = self.limits.clone();
+        let prepared = tokio::task::spawn_blocking(move || prepare(&bytes, &limits))
+            .await
+            .unwrap_or_else(|_| Err("the document could not be read (its parser failed)".into()));
+        match prepared {
+            Ok(ingested) => {
+                let chunks = ingested.chunks.len() as u64;
+                match self.store.finish_ingest(&scope, id, ingested).await {
+                    Ok(()) | Err(StoreError::NotFound) => {}
+                    Err(e) => return Err(retryable(e)),
+                }
+                metrics::counter!("steward_knowledge_documents_total", "status" => "ready")
+                    .increment(1);
+                metrics::counter!("steward_knowledge_chunks_total").increment(chunks);
+                tracing::info!(document = %id, chunks, "document ready");
+                Ok(())
+            }
+            Err(reason) => fail(reason).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepare_gives_typed_hashed_passages_or_a_reason() {
+        let limits = KnowledgeConfig::default();
+        let ready = prepare(b"# Hours\n\nOpen nine to five.", &limits).unwrap();
+        assert_eq!(ready.content_type, "text/markdown");
+        assert_eq!(ready.content_hash.len(), 64);
+        assert_eq!(ready.chunks[0].heading, "Hours");
+        assert_eq!(ready.chunks[0].text, "Open nine to five.");
+        assert!(
+            prepare(b"\x89PNG\r\n\x1a\n\0\0", &limits)
+                .unwrap_err()
+                .contains("binary")
+        );
+    }
+}

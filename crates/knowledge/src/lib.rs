@@ -1,0 +1,16 @@
+//! Knowledge: what a chatbot knows. Originals go to the blob store
+//! ([`blobs`]); the `ingest` job sniffs their format ([`sniff`]), extracts
+//! their text with its structure ([`extract`]), cuts it into passages
+//! ([`chunk`]) and indexes them in the store; [`retrieve`] finds the passages
+//! that answer a question.
+
+pub mod blobs;
+pub mod chunk;
+pub mod extract;
+pub mod ingest;
+pub mod retrieve;
+pub mod sniff;
+
+pub use blobs::{BlobError, Blobs};
+pub use ingest::Ingest;
+pub use retrieve::{Passage, Retriever, Source};
