@@ -84,12 +84,24 @@ pub struct MessageDto {
     pub channel: String,
     /// For a reply: the last user message it answered.
     pub answers: Option<MessageId>,
+    /// For a reply: the knowledge it was grounded in
+    /// (`{document_id, label, url, heading}` each); absent when none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub sources: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
 impl From<store::Message> for MessageDto {
     fn from(m: store::Message) -> Self {
+        // Only a reply's own meta holds sources; a user message's meta is
+        // its channel's routing, which is not shown.
+        let sources = match (&m.role, &m.meta) {
+            (MessageRole::Assistant, Some(meta)) => meta.get("sources").cloned(),
+            _ => None,
+        };
         Self {
+            sources,
             id: m.id,
             conversation_id: m.conversation_id,
             role: m.role,

@@ -61,7 +61,7 @@ impl Modify for BearerAuth {
 
 /// Every route, with its documentation.
 fn compose(state: &SharedState) -> OpenApiRouter<SharedState> {
-    let api = routes::api()
+    let api = routes::api(state)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,

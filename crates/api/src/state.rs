@@ -7,6 +7,7 @@ use chrono::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use steward_auth::{HashingParams, PasswordHasher, Sealer, Signer, Tokens};
 use steward_config::Config;
+use steward_knowledge::{Blobs, Retriever};
 use steward_store::Store;
 
 use crate::auth::LoginLimiter;
@@ -24,6 +25,9 @@ pub struct AppState {
     /// Opens and seals channel secrets (the master key).
     pub sealer: Arc<Sealer>,
     pub metrics: PrometheusHandle,
+    /// Where uploaded originals are kept.
+    pub blobs: Blobs,
+    pub retriever: Retriever,
     /// Requests being handled now: what a graceful shutdown waits for.
     in_flight: AtomicI64,
     /// Signalled after a request enqueues a job, so that a worker in this
@@ -61,8 +65,12 @@ impl AppState {
             channels.webhook_burst,
             config.redis.url.as_ref().map(|u| u.expose()),
         )?;
+        let blobs = Blobs::from_config(config.storage.url.as_deref(), &config.data_dir)
+            .map_err(|e| e.to_string())?;
         Ok(Arc::new(Self {
             webhook_limiter,
+            blobs,
+            retriever: Retriever::new(store.clone()),
             sealer: Arc::new(Sealer::new(&master_key)),
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),

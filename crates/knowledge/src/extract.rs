@@ -46,8 +46,8 @@ impl Collector {
         self.bytes += text.len();
         if self.bytes > self.max_bytes {
             return Err(format!(
-                "the document holds more than {} MB of text",
-                self.max_bytes / (1024 * 1024).max(1)
+                "the document holds more than {} of text",
+                size(self.max_bytes)
             ));
         }
         self.pieces.push(piece);
@@ -327,6 +327,15 @@ fn nesting(html: &str) -> usize {
         }
     }
     deepest
+}
+
+/// A size for people: whole megabytes or kilobytes.
+fn size(bytes: usize) -> String {
+    if bytes >= 1024 * 1024 {
+        format!("{} MB", bytes / (1024 * 1024))
+    } else {
+        format!("{} KB", bytes.div_ceil(1024))
+    }
 }
 
 /// Runs of whitespace as one space, trimmed.

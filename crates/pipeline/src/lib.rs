@@ -3,6 +3,11 @@
 //! come in order; a reply records the last user message it answered, so
 //! messages that arrived meanwhile are answered by the next reply, and a retried
 //! job whose reply was already stored finds nothing left to answer.
+//!
+//! Every answer is grounded in the chatbot's knowledge: the passages that
+//! match the waiting messages go into the prompt as reference material, and
+//! the reply keeps their sources (`meta.sources`). With no model, the
+//! retrieval-only responder answers with the passages themselves.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,6 +16,7 @@ use async_trait::async_trait;
 use steward_config::TiersConfig;
 use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
 use steward_jobs::{JobError, JobHandler};
+use steward_knowledge::{Passage, Retriever, Source};
 use steward_llm::{ChatMessage, ChatRequest, DeltaSink, LlmError, Provider, Role};
 use steward_store::{
     ConversationChoice, Job, LiveEvent, LiveKind, Message, NewJob, NewMessage, Store, StoreError,
@@ -29,8 +35,10 @@ pub const APOLOGY_REPLY: &str =
 pub enum Responder {
     /// A model (or a chain of them with fallback).
     Model(Arc<dyn Provider>),
-    /// No model configured, or the kill switch is off.
-    NoModel,
+    /// No model configured, or the kill switch is off: the matching passages
+    /// of the chatbot's knowledge, quoted with their sources, or when none
+    /// match, [`NO_MODEL_REPLY`].
+    RetrievalOnly,
 }
 
 pub struct Respond {
@@ -41,6 +49,9 @@ pub struct Respond {
     pub max_tokens: u32,
     /// Attempts for the `deliver` jobs of replies on channels.
     pub deliver_attempts: i32,
+    pub retriever: Retriever,
+    /// Passages of knowledge put into each answer.
+    pub passages: u32,
 }
 
 /// The user messages still waiting for an answer: those after the user message
@@ -66,6 +77,7 @@ impl Respond {
         to: &Message,
         text: &str,
         tokens: i64,
+        grounded_in: &[Passage],
     ) -> Result<(), JobError> {
         // Replies longer than a message may be are cut, never refused.
         let text: String = text.chars().take(MessageText::MAX_CHARS).collect();
@@ -82,7 +94,10 @@ impl Respond {
             external_id: None,
             answers: Some(to.id),
             channel_id: to.channel_id,
-            meta: None,
+            meta: (!grounded_in.is_empty()).then(|| {
+                let sources: Vec<Source> = grounded_in.iter().map(Passage::source).collect();
+                serde_json::json!({ "sources": sources })
+            }),
             tokens,
             // A reply on a channel is sent by a `deliver` job, stored with it; a
             // reply to the API's chat is read from history and the live stream.
@@ -190,15 +205,36 @@ impl JobHandler for Respond {
         };
 
         if self.over_limit(&scope).await? {
-            return self.reply(&scope, last, OVER_LIMIT_REPLY, 0).await;
+            return self.reply(&scope, last, OVER_LIMIT_REPLY, 0, &[]).await;
         }
+        let question: Vec<&str> = waiting
+            .iter()
+            .filter(|m| m.role == MessageRole::User)
+            .map(|m| m.text.as_str())
+            .collect();
+        let passages = self
+            .retriever
+            .retrieve(&scope, chatbot_id, &question.join("\n"), self.passages)
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
         let provider = match &self.responder {
-            Responder::NoModel => return self.reply(&scope, last, NO_MODEL_REPLY, 0).await,
+            Responder::RetrievalOnly if passages.is_empty() => {
+                return self.reply(&scope, last, NO_MODEL_REPLY, 0, &[]).await;
+            }
+            Responder::RetrievalOnly => {
+                let answer = steward_knowledge::retrieve::quoted_answer(&passages);
+                return self.reply(&scope, last, &answer, 0, &passages).await;
+            }
             Responder::Model(provider) => provider,
         };
+        let mut system = chatbot.system_prompt.clone();
+        if !passages.is_empty() {
+            system.push_str("\n\n");
+            system.push_str(&steward_knowledge::retrieve::prompt_block(&passages));
+        }
         let request = ChatRequest {
             model: chatbot.model.clone(),
-            system: chatbot.system_prompt.clone(),
+            system,
             messages: turns
                 .iter()
                 .map(|m| ChatMessage {
@@ -220,7 +256,8 @@ impl JobHandler for Respond {
             Ok(answer) => {
                 let tokens =
                     i64::try_from(answer.input_tokens + answer.output_tokens).unwrap_or(i64::MAX);
-                self.reply(&scope, last, &answer.text, tokens).await?;
+                self.reply(&scope, last, &answer.text, tokens, &passages)
+                    .await?;
                 let waited = steward_store::now() - waiting[0].created_at;
                 metrics::histogram!("steward_message_processing_duration_seconds")
                     .record(waited.num_milliseconds().max(0) as f64 / 1000.0);
@@ -231,7 +268,7 @@ impl JobHandler for Respond {
                 let last_attempt = job.attempts >= job.max_attempts || !error.is_transient();
                 if last_attempt {
                     // The user hears something rather than nothing; the job is dead for the operator.
-                    self.reply(&scope, last, APOLOGY_REPLY, 0).await?;
+                    self.reply(&scope, last, APOLOGY_REPLY, 0, &[]).await?;
                 }
                 match error {
                     // The provider said when to come back: not before then.

@@ -29,6 +29,8 @@ fn start_worker(app: &TestApp, responder: Responder) -> Running {
         history_turns: 20,
         max_tokens: 256,
         deliver_attempts: 3,
+        retriever: steward_knowledge::Retriever::new(app.store.clone()),
+        passages: 5,
     };
     let settings = WorkerSettings {
         concurrency: 4,
@@ -213,7 +215,7 @@ async fn a_burst_is_answered_in_order_with_none_left_and_none_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_model_the_reply_says_so_plainly() {
     let app = spawn_app_with(|_| {}).await;
-    let worker = start_worker(&app, Responder::NoModel);
+    let worker = start_worker(&app, Responder::RetrievalOnly);
     let owner = app.register("ada@example.org", "Acme").await;
     let bot = app.chatbot(&owner, "Helper").await;
     let (_, message) = send(&app, &owner, &bot, "are you there?", None).await;

@@ -78,6 +78,16 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         history_turns: config.llm.history_turns,
         max_tokens: config.llm.max_tokens,
         deliver_attempts: config.jobs.max_attempts,
+        retriever: steward_knowledge::Retriever::new(store.clone()),
+        passages: config.knowledge.passages_per_answer,
+    };
+    let ingest = steward_knowledge::Ingest {
+        store: store.clone(),
+        blobs: steward_knowledge::Blobs::from_config(
+            config.storage.url.as_deref(),
+            &config.data_dir,
+        )?,
+        limits: config.knowledge.clone(),
     };
     let master_key = steward_config::master_key_bytes(config)?;
     let sealer = Arc::new(steward_auth::Sealer::new(&master_key));
@@ -96,6 +106,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
     Ok(steward_jobs::Worker::new(store, settings)
         .handle(JobKind::Maintenance, maintenance)
         .handle(JobKind::Respond, respond)
+        .handle(JobKind::Ingest, ingest)
         .handle(JobKind::Deliver, deliver)
         .handle(JobKind::Poll, poll))
 }
@@ -107,9 +118,9 @@ fn responder(config: &Config) -> steward_pipeline::Responder {
     if !llm.enabled || llm.primary.is_none() {
         tracing::warn!(
             enabled = llm.enabled,
-            "no model in use: replies will say that no model is configured"
+            "no model in use: replies quote the matching knowledge, or say that no model is configured"
         );
-        return steward_pipeline::Responder::NoModel;
+        return steward_pipeline::Responder::RetrievalOnly;
     }
     // One client for every provider: connection pools are shared, redirects are not followed.
     let client = reqwest::Client::builder()

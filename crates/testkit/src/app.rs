@@ -158,6 +158,22 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
+    /// Uploads `files` (name, bytes) to a chatbot's knowledge as one
+    /// multipart request.
+    pub async fn upload(&self, session: &Session, chatbot: &str, files: &[(&str, &[u8])]) -> Reply {
+        let (content_type, body) = multipart(files);
+        let response = self
+            .client
+            .post(self.url(&format!("/api/v1/chatbots/{chatbot}/knowledge/upload")))
+            .bearer_auth(&session.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("request sent");
+        Self::read(response).await
+    }
+
     /// Registers a new organization and signs in as its owner.
     pub async fn register(&self, email: &str, organization: &str) -> Session {
         let body = json!({ "email": email, "password": "Correct-Horse-9", "organization_name": organization });
@@ -245,6 +261,25 @@ impl Drop for TestApp {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// A `multipart/form-data` body with one `file` part per (name, bytes): its
+/// content type and bytes.
+pub fn multipart(files: &[(&str, &[u8])]) -> (String, Vec<u8>) {
+    const BOUNDARY: &str = "steward-test-boundary-7d1f";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend_from_slice(
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }
 
 /// A job of the session's organization that has failed for good: the

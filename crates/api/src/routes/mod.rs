@@ -8,6 +8,7 @@ mod chatbots;
 mod conversations;
 mod integrations;
 mod jobs;
+mod knowledge;
 mod live;
 pub mod ops;
 mod organizations;
@@ -19,7 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::SharedState;
 
 /// Everything under `/api/v1`.
-pub fn api() -> OpenApiRouter<SharedState> {
+pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .merge(auth::router())
         .merge(api_keys::router())
@@ -30,6 +31,7 @@ pub fn api() -> OpenApiRouter<SharedState> {
         .merge(integrations::router())
         .merge(jobs::router())
         .merge(live::router())
+        .merge(knowledge::router(state))
 }
 
 pub const DEFAULT_PAGE: u32 = 50;

@@ -15,6 +15,8 @@ struct Owned {
     member: String,
     api_key: String,
     channel: String,
+    document: String,
+    context: String,
 }
 
 /// The state of A that B must not be able to change, read as A.
@@ -24,6 +26,8 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         format!("/api/v1/chatbots/{}", owned.chatbot),
         format!("/api/v1/chatbots/{}/history", owned.chatbot),
         format!("/api/v1/chatbots/{}/channels", owned.chatbot),
+        format!("/api/v1/chatbots/{}/knowledge", owned.chatbot),
+        "/api/v1/organizations/context".into(),
         format!(
             "/api/v1/chatbots/{}/history/{}",
             owned.chatbot, owned.message
@@ -58,6 +62,11 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/chatbots/{id}/messages") => Some(json!({"text": "injected"})),
         ("POST", "/api/v1/chatbots/{id}/channels") => Some(generic_channel("b-hook")),
         ("POST", "/api/v1/api-keys") => Some(json!({"name": "b key"})),
+        // Not multipart: whose chatbot it is must decide before the body does.
+        ("POST", "/api/v1/chatbots/{id}/knowledge/upload") => Some(json!({"file": "x"})),
+        ("POST", "/api/v1/organizations/context") => {
+            Some(json!({"title": "B's strategy", "text": "Grow."}))
+        }
         ("POST", "/api/v1/organizations/members") => {
             Some(json!({"email": "b-member@example.org", "role": "member"}))
         }
@@ -123,7 +132,30 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
     assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
     let channel = channel.body["id"].as_str().unwrap().to_owned();
     let job = steward_testkit::app::dead_job(&app, &a).await;
+    let uploaded = app
+        .upload(
+            &a,
+            &chatbot,
+            &[("private.md", b"# Private\n\nAlpha's secret.")],
+        )
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.text);
+    let document = uploaded.body["documents"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let context = app
+        .post(
+            "/api/v1/organizations/context",
+            &a.token,
+            json!({"title": "Alpha strategy", "text": "Alpha's plans."}),
+        )
+        .await;
+    assert_eq!(context.status, StatusCode::CREATED, "{}", context.text);
+    let context = context.body["id"].as_str().unwrap().to_owned();
     let owned = Owned {
+        document,
+        context,
         channel,
         job,
         chatbot,
@@ -139,6 +171,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &owned.member,
         &owned.api_key,
         &owned.channel,
+        &owned.document,
+        &owned.context,
         &conversation,
         &a.org_id,
         &a.user_id,
@@ -162,6 +196,11 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                     "/channels/{channel_id}",
                     &format!("/channels/{}", owned.channel),
                 )
+                .replace(
+                    "/knowledge/{doc_id}",
+                    &format!("/knowledge/{}", owned.document),
+                )
+                .replace("/context/{doc_id}", &format!("/context/{}", owned.context))
                 .replace("/api-keys/{id}", &format!("/api-keys/{}", owned.api_key))
                 .replace("/members/{user_id}", &format!("/members/{}", owned.member))
                 .replace("/integrations/{id}", "/integrations/lead-capture")
@@ -198,7 +237,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             walked.insert(format!("{method} {path}"));
         }
     }
-    assert!(walked.len() >= 29, "walked only {walked:?}");
+    assert!(walked.len() >= 36, "walked only {walked:?}");
 
     assert_eq!(
         snapshot(&app, &a, &owned).await,

@@ -85,6 +85,8 @@ impl Harness {
             history_turns: 20,
             max_tokens: 256,
             deliver_attempts: 3,
+            retriever: steward_knowledge::Retriever::new(store.clone()),
+            passages: 5,
         };
         let deliver = Deliver {
             store: store.clone(),

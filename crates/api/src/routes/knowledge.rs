@@ -1,0 +1,455 @@
+//! Knowledge (owners and admins): a chatbot's documents — upload, list,
+//! delete, and a look at what retrieval returns — and the organization's
+//! strategic context, which grounds every one of its chatbots.
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use steward_domain::{ChatbotId, DocumentId, DocumentSource, DocumentStatus};
+use steward_knowledge::{Blobs, Passage};
+use steward_store::{Document, NewDocument, TenantScope};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::state::SharedState;
+
+pub fn router(state: &SharedState) -> OpenApiRouter<SharedState> {
+    let limits = &state.config.knowledge;
+    // Room for every file at its largest, plus the multipart framing.
+    let upload_limit = limits
+        .max_file_bytes
+        .saturating_mul(limits.max_files_per_upload)
+        .saturating_add(64 * 1024);
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(upload))
+        .layer(DefaultBodyLimit::max(upload_limit));
+    OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(list_documents))
+        .routes(routes!(delete_document))
+        .routes(routes!(search))
+        .routes(routes!(list_context, add_context))
+        .routes(routes!(delete_context))
+}
+
+/// How retrieval searches: `full_text` until an embedder is configured.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetrievalMode {
+    FullText,
+    Hybrid,
+}
+
+fn retrieval_mode(state: &SharedState) -> RetrievalMode {
+    if state.retriever.uses_vectors() {
+        RetrievalMode::Hybrid
+    } else {
+        RetrievalMode::FullText
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DocumentDto {
+    id: uuid::Uuid,
+    /// None for the organization's context.
+    chatbot_id: Option<uuid::Uuid>,
+    source: DocumentSource,
+    /// The file's name or the page's address, as given; only a label.
+    label: String,
+    url: Option<String>,
+    /// The format found from the content, once ingestion has looked.
+    content_type: Option<String>,
+    bytes: i64,
+    status: DocumentStatus,
+    /// Why ingestion failed.
+    error: Option<String>,
+    chunk_count: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Document> for DocumentDto {
+    fn from(d: Document) -> Self {
+        Self {
+            id: d.id.as_uuid(),
+            chatbot_id: d.chatbot_id.map(|c| c.as_uuid()),
+            source: d.source,
+            label: d.label,
+            url: d.url,
+            content_type: d.content_type,
+            bytes: d.bytes,
+            status: d.status,
+            error: d.error,
+            chunk_count: d.chunk_count,
+            created_at: d.created_at,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DocumentList {
+    documents: Vec<DocumentDto>,
+    retrieval: RetrievalMode,
+}
+
+/// A file's name as a label: no folders, no control characters, at most 200
+/// characters. It is never used as a path.
+fn label_from(name: Option<&str>) -> String {
+    let base = name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    match clean.trim() {
+        "" | "." | ".." => "upload".to_owned(),
+        label => label.to_owned(),
+    }
+}
+
+/// Stores originals and their documents; on a refused file, nothing is kept.
+async fn store_documents(
+    state: &SharedState,
+    scope: &TenantScope,
+    chatbot: Option<ChatbotId>,
+    files: Vec<(String, Bytes)>,
+    source: DocumentSource,
+) -> ApiResult<Vec<Document>> {
+    let mut stored = Vec::new();
+    for (label, bytes) in files {
+        let id = DocumentId::new();
+        let key = Blobs::document_key(scope.org_id(), id);
+        let size = bytes.len() as i64;
+        if let Err(e) = state.blobs.put(&key, bytes).await {
+            return Err(ApiError::Unavailable(format!("the blob store: {e}")));
+        }
+        let new = NewDocument {
+            id,
+            chatbot_id: chatbot,
+            source,
+            label,
+            url: None,
+            blob_key: Some(key.clone()),
+            bytes: size,
+        };
+        match state
+            .store
+            .add_document(scope, new, state.config.knowledge.ingest_attempts)
+            .await
+        {
+            Ok(document) => stored.push(document),
+            Err(e) => {
+                if let Err(e) = state.blobs.delete(&key).await {
+                    tracing::warn!(error = %e, key, "could not delete an unused blob");
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    state.jobs_enqueued.notify_one();
+    Ok(stored)
+}
+
+/// Upload files to a chatbot's knowledge (multipart, one or many parts).
+/// Text, Markdown, HTML, CSV and JSON are read; the format is found from the
+/// content. Each file becomes a document that is ingested in the background:
+/// watch its `status`. A file too large, or too many files, refuses the whole
+/// upload and keeps nothing. (An `Idempotency-Key` limits the request to
+/// `http.body_limit_bytes`.)
+#[utoipa::path(post, path = "/chatbots/{id}/knowledge/upload", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    request_body(content_type = "multipart/form-data", description = "one or more file parts"),
+    responses((status = 201, body = DocumentList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
+async fn upload(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<(StatusCode, axum::Json<DocumentList>)> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let chatbot = ChatbotId::from(id);
+    // Whose chatbot it is decides before what the body is.
+    state.store.chatbot(&scope, chatbot).await?;
+    let mut multipart =
+        multipart.map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+    let limits = &state.config.knowledge;
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::bad_request("invalid_multipart", e.body_text())
+        }
+    };
+    let mut files = Vec::new();
+    while let Some(mut field) = multipart.next_field().await.map_err(malformed)? {
+        if files.len() == limits.max_files_per_upload {
+            return Err(ApiError::unprocessable(
+                "too_many_files",
+                format!("at most {} files per upload", limits.max_files_per_upload),
+            ));
+        }
+        let label = label_from(field.file_name().or(field.name()));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            if bytes.len() + chunk.len() > limits.max_file_bytes {
+                return Err(ApiError::PayloadTooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if bytes.is_empty() {
+            return Err(ApiError::unprocessable(
+                "empty_file",
+                format!("'{label}' is empty"),
+            ));
+        }
+        files.push((label, Bytes::from(bytes)));
+    }
+    if files.is_empty() {
+        return Err(ApiError::bad_request(
+            "no_files",
+            "the upload holds no file parts",
+        ));
+    }
+    let documents =
+        store_documents(&state, &scope, Some(chatbot), files, DocumentSource::Upload).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(DocumentList {
+            documents: documents.into_iter().map(Into::into).collect(),
+            retrieval: retrieval_mode(&state),
+        }),
+    ))
+}
+
+/// A chatbot's documents with their ingestion status, newest first.
+#[utoipa::path(get, path = "/chatbots/{id}/knowledge", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = DocumentList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn list_documents(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<axum::Json<DocumentList>> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    state.store.chatbot(&scope, id.into()).await?;
+    let documents = state.store.documents(&scope, Some(id.into())).await?;
+    Ok(axum::Json(DocumentList {
+        documents: documents.into_iter().map(Into::into).collect(),
+        retrieval: retrieval_mode(&state),
+    }))
+}
+
+/// Deletes a document, its passages and its original.
+async fn remove(
+    state: &SharedState,
+    scope: &TenantScope,
+    document: Document,
+) -> ApiResult<StatusCode> {
+    let deleted = state.store.delete_document(scope, document.id).await?;
+    if let Some(key) = deleted.blob_key {
+        // The document is gone either way; an orphaned blob is only space.
+        if let Err(e) = state.blobs.delete(&key).await {
+            tracing::warn!(error = %e, key, "could not delete a deleted document's original");
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Remove a document from a chatbot's knowledge, with its passages and original.
+#[utoipa::path(delete, path = "/chatbots/{id}/knowledge/{doc_id}", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), ("doc_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_document(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path((id, doc_id)): Path<(uuid::Uuid, uuid::Uuid)>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let document = state.store.document(&scope, doc_id.into()).await?;
+    if document.chatbot_id != Some(id.into()) {
+        return Err(ApiError::NotFound);
+    }
+    remove(&state, &scope, document).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// The question, as a user would ask it (1 to 1000 characters).
+    q: Option<String>,
+    /// Passages to return: 1 to 50, default the number put into answers.
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PassageDto {
+    document_id: uuid::Uuid,
+    label: String,
+    url: Option<String>,
+    heading: String,
+    text: String,
+    /// Fused rank score: higher is better; comparable within one search only.
+    score: f64,
+}
+
+impl From<Passage> for PassageDto {
+    fn from(p: Passage) -> Self {
+        Self {
+            document_id: p.document_id.as_uuid(),
+            label: p.label,
+            url: p.url,
+            heading: p.heading,
+            text: p.text,
+            score: p.score,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    retrieval: RetrievalMode,
+    passages: Vec<PassageDto>,
+}
+
+/// What retrieval returns for a question: the passages an answer would be
+/// grounded in (the chatbot's documents and the organization's context).
+#[utoipa::path(get, path = "/chatbots/{id}/knowledge/search", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path), SearchQuery),
+    responses((status = 200, body = SearchResults), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn search(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+    Query(query): Query<SearchQuery>,
+) -> ApiResult<axum::Json<SearchResults>> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    state.store.chatbot(&scope, id.into()).await?;
+    let q = query.q.unwrap_or_default();
+    if q.trim().is_empty() || q.chars().count() > 1000 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must hold 1 to 1000 characters",
+        ));
+    }
+    let limit = match query.limit {
+        None => state.config.knowledge.passages_per_answer,
+        Some(n) if (1..=50).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "limit must be between 1 and 50",
+            ));
+        }
+    };
+    let passages = state
+        .retriever
+        .retrieve(&scope, id.into(), &q, limit)
+        .await?;
+    Ok(axum::Json(SearchResults {
+        retrieval: retrieval_mode(&state),
+        passages: passages.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddContext {
+    /// 1 to 200 characters: how the document is cited.
+    title: String,
+    /// The context itself: plain text or Markdown.
+    text: String,
+}
+
+/// The organization's strategic context documents, newest first.
+#[utoipa::path(get, path = "/organizations/context", tag = "knowledge", security(("bearer" = [])),
+    responses((status = 200, body = DocumentList), (status = 403, body = ErrorBody)))]
+async fn list_context(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<DocumentList>> {
+    auth.require_admin()?;
+    let documents = state.store.documents(&auth.0.scope(), None).await?;
+    Ok(axum::Json(DocumentList {
+        documents: documents.into_iter().map(Into::into).collect(),
+        retrieval: retrieval_mode(&state),
+    }))
+}
+
+/// Add a strategic context document (mission, priorities, policies): every
+/// chatbot of the organization draws on it. Ingested in the background.
+#[utoipa::path(post, path = "/organizations/context", tag = "knowledge", security(("bearer" = [])),
+    request_body = AddContext,
+    responses((status = 201, body = DocumentDto), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn add_context(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Json(body): Json<AddContext>,
+) -> ApiResult<(StatusCode, axum::Json<DocumentDto>)> {
+    auth.require_admin()?;
+    let title = body.title.trim();
+    if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+        return Err(ApiError::unprocessable(
+            "invalid_title",
+            "title must hold 1 to 200 characters, without control characters",
+        ));
+    }
+    if body.text.trim().is_empty() {
+        return Err(ApiError::unprocessable("empty_text", "text is empty"));
+    }
+    let documents = store_documents(
+        &state,
+        &auth.0.scope(),
+        None,
+        vec![(title.to_owned(), Bytes::from(body.text))],
+        DocumentSource::Context,
+    )
+    .await?;
+    let document = documents.into_iter().next().expect("one document stored");
+    Ok((StatusCode::CREATED, axum::Json(document.into())))
+}
+
+/// Remove a strategic context document.
+#[utoipa::path(delete, path = "/organizations/context/{doc_id}", tag = "knowledge", security(("bearer" = [])),
+    params(("doc_id" = uuid::Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_context(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(doc_id): Path<uuid::Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let document = state.store.document(&scope, doc_id.into()).await?;
+    if document.chatbot_id.is_some() {
+        return Err(ApiError::NotFound);
+    }
+    remove(&state, &scope, document).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_labels_never_paths() {
+        assert_eq!(label_from(Some("../../etc/passwd")), "passwd");
+        assert_eq!(label_from(Some("C:\\Users\\x\\notes.md")), "notes.md");
+        assert_eq!(label_from(Some("..")), "upload");
+        assert_eq!(label_from(None), "upload");
+        assert_eq!(label_from(Some("a\u{0}b\nc.txt")), "abc.txt");
+        assert_eq!(label_from(Some(&"x".repeat(500))).len(), 200);
+    }
+}
