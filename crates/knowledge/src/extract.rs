@@ -58,6 +58,11 @@ impl Collector {
 /// Extracts a text format's pieces. PDF and zip formats are refused here
 /// (see [`crate::ingest`]).
 pub fn extract(format: Format, bytes: &[u8], max_bytes: usize) -> Result<Extracted, String> {
+    match format {
+        Format::Pdf => return Err("PDF documents cannot be read yet".into()),
+        Format::Zip => return Err("DOCX and other zip-based documents cannot be read yet".into()),
+        _ => {}
+    }
     let text = as_text(bytes).ok_or("the file is not readable text")?;
     let mut out = Collector::new(max_bytes);
     let title = match format {
@@ -78,8 +83,7 @@ pub fn extract(format: Format, bytes: &[u8], max_bytes: usize) -> Result<Extract
             json(text, &mut out)?;
             None
         }
-        Format::Pdf => return Err("PDF documents cannot be read yet".into()),
-        Format::Zip => return Err("DOCX and other zip-based documents cannot be read yet".into()),
+        Format::Pdf | Format::Zip => unreachable!("refused above"),
     };
     if out.pieces.is_empty() {
         return Err("the document holds no text".into());

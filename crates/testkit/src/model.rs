@@ -1,6 +1,7 @@
 //! A model provider that cannot run here, replaced by a local server speaking
 //! the OpenAI Chat Completions wire format: it echoes the last user message,
-//! or fails with a chosen status, and counts the calls it gets.
+//! or fails with a chosen status, counts the calls it gets and keeps the last
+//! request (to check what a prompt held).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
@@ -16,6 +17,7 @@ pub struct FakeModel {
     failing_with: Arc<AtomicU16>,
     /// This many next calls never answer (a provider that hangs).
     hanging: Arc<AtomicUsize>,
+    last_request: Arc<std::sync::Mutex<Option<Value>>>,
     /// The base URL, e.g. `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
 }
@@ -40,6 +42,11 @@ impl FakeModel {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// The body of the last request received.
+    pub fn last_request(&self) -> Option<Value> {
+        self.last_request.lock().unwrap().clone()
+    }
+
     /// The next `calls` calls get no answer at all.
     pub fn hang_next(&self, calls: usize) {
         self.hanging.store(calls, Ordering::SeqCst);
@@ -57,6 +64,7 @@ async fn complete(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     fake.calls.fetch_add(1, Ordering::SeqCst);
+    *fake.last_request.lock().unwrap() = Some(body.clone());
     if fake
         .hanging
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
