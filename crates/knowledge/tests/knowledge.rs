@@ -297,7 +297,11 @@ async fn malformed_files_fail_with_a_reason_and_the_worker_lives_on() {
         status("notes.txt")
     );
     assert!(status("report.pdf").1.contains("PDF"));
-    assert!(status("letter.docx").1.contains("DOCX"), "{:?}", status("letter.docx"));
+    assert!(
+        status("letter.docx").1.contains("DOCX"),
+        "{:?}",
+        status("letter.docx")
+    );
     // Broken JSON is still text: it is read as text, not refused.
     assert_eq!(status("broken.json").0, "ready");
     assert!(

@@ -1,4 +1,4 @@
-//! The operator's one-off commands: organizations, jobs and channels.
+//! The operator's one-off commands: organizations, jobs, channels and context.
 
 use anyhow::{Context, Result, bail};
 use steward_auth::{HashingParams, PasswordHasher, generate_password};
@@ -9,7 +9,7 @@ use steward_domain::{
 };
 use steward_store::{NewOrganization, NewUser, Organization, Store, StoreError, TenantScope};
 
-use crate::cli::{ChannelCommand, JobsCommand};
+use crate::cli::{ChannelCommand, ContextCommand, JobsCommand};
 use crate::open_store;
 
 pub async fn jobs(config: &Config, command: JobsCommand) -> Result<()> {
@@ -147,6 +147,59 @@ pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()>
 }
 
 /// The one organization `id_or_name` names.
+pub async fn context(config: &Config, command: ContextCommand) -> Result<()> {
+    let ContextCommand::Import { org, file, title } = command;
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
+    let limits = &config.knowledge;
+    let size = std::fs::metadata(&file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if size > limits.max_file_bytes as u64 {
+        bail!(
+            "{} is larger than knowledge.max_file_bytes ({} bytes)",
+            file.display(),
+            limits.max_file_bytes
+        );
+    }
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    if steward_knowledge::sniff::as_text(&bytes).is_none_or(|t| t.trim().is_empty()) {
+        bail!(
+            "{} is not text: context documents are text or Markdown",
+            file.display()
+        );
+    }
+    let label = match title {
+        Some(title) if !title.trim().is_empty() && title.chars().count() <= 200 => {
+            title.trim().to_owned()
+        }
+        Some(_) => bail!("--title must hold 1 to 200 characters"),
+        None => steward_knowledge::label_from(file.file_name().and_then(|n| n.to_str())),
+    };
+    let blobs =
+        steward_knowledge::Blobs::from_config(config.storage.url.as_deref(), &config.data_dir)?;
+    let original = steward_knowledge::Original {
+        label,
+        bytes: bytes.into(),
+    };
+    let document = steward_knowledge::add_original(
+        &*store,
+        &blobs,
+        &scope,
+        None,
+        steward_domain::DocumentSource::Context,
+        original,
+        limits.ingest_attempts,
+    )
+    .await?;
+    println!(
+        "context document {} ('{}') queued: a worker ingests it",
+        document.id, document.label
+    );
+    Ok(())
+}
+
 pub async fn find_org(store: &dyn Store, id_or_name: &str) -> Result<Organization> {
     match store.find_organizations(id_or_name).await?.as_slice() {
         [one] => Ok(one.clone()),

@@ -63,6 +63,29 @@ pub enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// An organization's strategic context, which grounds every one of its chatbots.
+    Context {
+        #[command(subcommand)]
+        command: ContextCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ContextCommand {
+    /// Add a strategic context document (text or Markdown: mission, priorities,
+    /// policies). A worker ingests it; `GET /api/v1/organizations/context` shows
+    /// its status.
+    Import {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// The document.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// How answers cite it [default: the file's name].
+        #[arg(long)]
+        title: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -94,6 +94,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Jobs { command } => admin::jobs(&config, command).await?,
         Command::Channel { command } => admin::channels(config, command).await?,
+        Command::Context { command } => admin::context(&config, command).await?,
         Command::Worker => roles::run_worker(config).await?,
         Command::Scheduler => roles::run_scheduler(config).await?,
         Command::Config { .. } => unreachable!("handled above"),

@@ -245,6 +245,7 @@ fn every_command_explains_itself() {
         vec!["channel", "configure", "--help"],
         vec!["channel", "list", "--help"],
         vec!["channel", "remove", "--help"],
+        vec!["context", "import", "--help"],
     ] {
         let output = run(steward(dir.path()).args(&args));
         assert!(output.status.success(), "{args:?}");
@@ -906,4 +907,71 @@ async fn channels_are_configured_listed_and_removed_from_the_command_line() {
         &id,
     ]));
     assert!(!again.status.success());
+}
+
+#[tokio::test]
+async fn context_import_queues_a_document_for_every_chatbot_of_the_org() {
+    use steward_store::{KnowledgeStore, Store, TenantScope};
+    let dir = tempfile::tempdir().unwrap();
+    let org = create_acme(dir.path());
+    let file = dir.path().join("strategy.md");
+    std::fs::write(&file, "# Priorities\n\nOpen the Lisbon office in spring.").unwrap();
+    let imported = run(steward(dir.path())
+        .args(["context", "import", "--org", "Acme", "--file"])
+        .arg(&file));
+    assert!(imported.status.success(), "{}", text(&imported.stderr));
+    assert!(
+        text(&imported.stdout).contains("('strategy.md') queued"),
+        "{}",
+        text(&imported.stdout)
+    );
+    let titled = run(steward(dir.path())
+        .args([
+            "context",
+            "import",
+            "--org",
+            "Acme",
+            "--title",
+            "Strategy 2027",
+            "--file",
+        ])
+        .arg(&file));
+    assert!(titled.status.success());
+
+    let binary = dir.path().join("logo.md");
+    std::fs::write(&binary, b"\x89PNG\r\n\x1a\n\0\0\0").unwrap();
+    let refused = run(steward(dir.path())
+        .args(["context", "import", "--org", "Acme", "--file"])
+        .arg(&binary));
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("is not text"),
+        "{}",
+        text(&refused.stderr)
+    );
+    let nobody = run(steward(dir.path())
+        .args(["context", "import", "--org", "Nobody", "--file"])
+        .arg(&file));
+    assert!(!nobody.status.success());
+
+    let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
+        .await
+        .unwrap();
+    let documents = store
+        .documents(&TenantScope::for_operator(org), None)
+        .await
+        .unwrap();
+    let labels: Vec<&str> = documents.iter().map(|d| d.label.as_str()).collect();
+    assert_eq!(labels, vec!["Strategy 2027", "strategy.md"]);
+    assert!(
+        documents
+            .iter()
+            .all(|d| d.status == steward_domain::DocumentStatus::Queued)
+    );
+    let key = documents[0].blob_key.as_ref().unwrap();
+    assert!(
+        dir.path().join("blobs").join(key).is_file(),
+        "the original is kept"
+    );
+    store.close().await;
 }

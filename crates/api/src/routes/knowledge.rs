@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use steward_domain::{ChatbotId, DocumentId, DocumentSource, DocumentStatus};
-use steward_knowledge::{Blobs, Passage};
-use steward_store::{Document, NewDocument, TenantScope};
+use steward_domain::{ChatbotId, DocumentSource, DocumentStatus};
+use steward_knowledge::{AddError, Original, Passage, add_original, label_from};
+use steward_store::{Document, TenantScope};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -100,22 +100,7 @@ pub struct DocumentList {
     retrieval: RetrievalMode,
 }
 
-/// A file's name as a label: no folders, no control characters, at most 200
-/// characters. It is never used as a path.
-fn label_from(name: Option<&str>) -> String {
-    let base = name
-        .unwrap_or_default()
-        .rsplit(['/', '\\'])
-        .next()
-        .unwrap_or_default();
-    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
-    match clean.trim() {
-        "" | "." | ".." => "upload".to_owned(),
-        label => label.to_owned(),
-    }
-}
-
-/// Stores originals and their documents; on a refused file, nothing is kept.
+/// Stores originals and their documents.
 async fn store_documents(
     state: &SharedState,
     scope: &TenantScope,
@@ -125,34 +110,22 @@ async fn store_documents(
 ) -> ApiResult<Vec<Document>> {
     let mut stored = Vec::new();
     for (label, bytes) in files {
-        let id = DocumentId::new();
-        let key = Blobs::document_key(scope.org_id(), id);
-        let size = bytes.len() as i64;
-        if let Err(e) = state.blobs.put(&key, bytes).await {
-            return Err(ApiError::Unavailable(format!("the blob store: {e}")));
-        }
-        let new = NewDocument {
-            id,
-            chatbot_id: chatbot,
+        let original = Original { label, bytes };
+        let document = add_original(
+            state.store.as_ref(),
+            &state.blobs,
+            scope,
+            chatbot,
             source,
-            label,
-            url: None,
-            blob_key: Some(key.clone()),
-            bytes: size,
-        };
-        match state
-            .store
-            .add_document(scope, new, state.config.knowledge.ingest_attempts)
-            .await
-        {
-            Ok(document) => stored.push(document),
-            Err(e) => {
-                if let Err(e) = state.blobs.delete(&key).await {
-                    tracing::warn!(error = %e, key, "could not delete an unused blob");
-                }
-                return Err(e.into());
-            }
-        }
+            original,
+            state.config.knowledge.ingest_attempts,
+        )
+        .await
+        .map_err(|e| match e {
+            AddError::Blobs(e) => ApiError::Unavailable(format!("the blob store: {e}")),
+            AddError::Store(e) => e.into(),
+        })?;
+        stored.push(document);
     }
     state.jobs_enqueued.notify_one();
     Ok(stored)
@@ -437,19 +410,4 @@ async fn delete_context(
         return Err(ApiError::NotFound);
     }
     remove(&state, &scope, document).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_become_labels_never_paths() {
-        assert_eq!(label_from(Some("../../etc/passwd")), "passwd");
-        assert_eq!(label_from(Some("C:\\Users\\x\\notes.md")), "notes.md");
-        assert_eq!(label_from(Some("..")), "upload");
-        assert_eq!(label_from(None), "upload");
-        assert_eq!(label_from(Some("a\u{0}b\nc.txt")), "abc.txt");
-        assert_eq!(label_from(Some(&"x".repeat(500))).len(), 200);
-    }
 }

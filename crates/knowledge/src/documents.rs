@@ -1,0 +1,86 @@
+//! Adding a document with its original: the original goes to the blob store
+//! first, then the document and its ingest job in one transaction; if that
+//! fails, the original is deleted again.
+
+use bytes::Bytes;
+use steward_domain::{ChatbotId, DocumentId, DocumentSource};
+use steward_store::{Document, NewDocument, Store, StoreError, TenantScope};
+
+use crate::blobs::{BlobError, Blobs};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error(transparent)]
+    Blobs(#[from] BlobError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Original {
+    /// What people see: a file name, a title. Never used as a path.
+    pub label: String,
+    pub bytes: Bytes,
+}
+
+pub async fn add_original(
+    store: &dyn Store,
+    blobs: &Blobs,
+    scope: &TenantScope,
+    chatbot: Option<ChatbotId>,
+    source: DocumentSource,
+    original: Original,
+    ingest_attempts: i32,
+) -> Result<Document, AddError> {
+    let id = DocumentId::new();
+    let key = Blobs::document_key(scope.org_id(), id);
+    let bytes = original.bytes.len() as i64;
+    blobs.put(&key, original.bytes).await?;
+    let new = NewDocument {
+        id,
+        chatbot_id: chatbot,
+        source,
+        label: original.label,
+        url: None,
+        blob_key: Some(key.clone()),
+        bytes,
+    };
+    match store.add_document(scope, new, ingest_attempts).await {
+        Ok(document) => Ok(document),
+        Err(e) => {
+            if let Err(e) = blobs.delete(&key).await {
+                tracing::warn!(error = %e, key, "could not delete an unused original");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// A file's name as a label: no folders, no control characters, at most 200
+/// characters.
+pub fn label_from(name: Option<&str>) -> String {
+    let base = name
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let clean: String = base.chars().filter(|c| !c.is_control()).take(200).collect();
+    match clean.trim() {
+        "" | "." | ".." => "upload".to_owned(),
+        label => label.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_labels_never_paths() {
+        assert_eq!(label_from(Some("../../etc/passwd")), "passwd");
+        assert_eq!(label_from(Some("C:\\Users\\x\\notes.md")), "notes.md");
+        assert_eq!(label_from(Some("..")), "upload");
+        assert_eq!(label_from(None), "upload");
+        assert_eq!(label_from(Some("a\u{0}b\nc.txt")), "abc.txt");
+        assert_eq!(label_from(Some(&"x".repeat(500))).len(), 200);
+    }
+}
