@@ -7,7 +7,7 @@ use chrono::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use steward_auth::{HashingParams, PasswordHasher, Sealer, Signer, Tokens};
 use steward_config::Config;
-use steward_knowledge::{Blobs, Retriever};
+use steward_knowledge::{Blobs, FetchPolicy, Fetcher, Retriever};
 use steward_store::Store;
 
 use crate::auth::LoginLimiter;
@@ -27,6 +27,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Where uploaded originals are kept.
     pub blobs: Blobs,
+    /// Checks URLs people give before they are queued for fetching.
+    pub fetcher: Fetcher,
     pub retriever: Retriever,
     /// Requests being handled now: what a graceful shutdown waits for.
     in_flight: AtomicI64,
@@ -70,6 +72,7 @@ impl AppState {
         Ok(Arc::new(Self {
             webhook_limiter,
             blobs,
+            fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge)),
             retriever: Retriever::new(store.clone()),
             sealer: Arc::new(Sealer::new(&master_key)),
             tokens: Tokens::new(&jwt_secret, ttl),

@@ -212,6 +212,18 @@ pub const KEYS: &[KeyDoc] = &[
         "Attempts at ingesting a document when its original cannot be read (a malformed file fails at once).",
     ),
     k(
+        "knowledge.allow_private_networks",
+        "Let URL and crawl fetches reach loopback and private networks (for intranets and tests). Link-local and metadata addresses stay refused.",
+    ),
+    k(
+        "knowledge.fetch_timeout_secs",
+        "Longest a URL fetch may take, redirects included.",
+    ),
+    k(
+        "knowledge.fetch_max_redirects",
+        "Most redirects a URL fetch follows; each hop's address is checked again.",
+    ),
+    k(
         "redis.url",
         "redis://HOST:PORT/DB. Set it to share webhook rate limits across API replicas; unset, each process keeps its own.",
     ),

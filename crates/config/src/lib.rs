@@ -98,6 +98,10 @@ pub struct KnowledgeConfig {
     /// Passages put into each answer's prompt.
     pub passages_per_answer: u32,
     pub ingest_attempts: i32,
+    /// Let URL fetches reach loopback and private networks (tests, intranets).
+    pub allow_private_networks: bool,
+    pub fetch_timeout_secs: u64,
+    pub fetch_max_redirects: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -281,6 +285,9 @@ impl Default for Config {
                 chunk_overlap_chars: 200,
                 passages_per_answer: 5,
                 ingest_attempts: 3,
+                allow_private_networks: false,
+                fetch_timeout_secs: 30,
+                fetch_max_redirects: 5,
             },
             redis: RedisConfig::default(),
             auth: AuthConfig {
@@ -502,6 +509,7 @@ impl Config {
             || knowledge.max_files_per_upload == 0
             || knowledge.max_text_bytes == 0
             || knowledge.ingest_attempts < 1
+            || knowledge.fetch_timeout_secs == 0
         {
             return invalid("knowledge limits must be above 0".into());
         }

@@ -55,6 +55,28 @@ pub async fn add_original(
     }
 }
 
+/// Adds a page by its URL (checked already, see [`crate::fetch::Fetcher::check_url`]);
+/// the ingest job fetches it. The same URL again re-queues its document.
+pub async fn add_url(
+    store: &dyn Store,
+    scope: &TenantScope,
+    chatbot: ChatbotId,
+    url: &reqwest::Url,
+    ingest_attempts: i32,
+) -> Result<Document, StoreError> {
+    let id = DocumentId::new();
+    let new = NewDocument {
+        id,
+        chatbot_id: Some(chatbot),
+        source: DocumentSource::Url,
+        label: url.to_string(),
+        url: Some(url.to_string()),
+        blob_key: Some(Blobs::document_key(scope.org_id(), id)),
+        bytes: 0,
+    };
+    store.add_document(scope, new, ingest_attempts).await
+}
+
 /// A file's name as a label: no folders, no control characters, at most 200
 /// characters.
 pub fn label_from(name: Option<&str>) -> String {

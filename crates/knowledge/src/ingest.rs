@@ -1,7 +1,9 @@
 //! The `ingest` job: a document's original → format → text → passages →
 //! indexed. A document that cannot be read ends `failed` with a reason for
 //! the person who gave it; the job itself succeeds, because retrying would
-//! read the same bytes the same way. Only an unreachable blob store is retried.
+//! read the same bytes the same way. Only an unreachable blob store or site is
+//! retried. A URL's page is fetched (see [`crate::fetch`]) and kept as its
+//! original, so that what was indexed can be looked at later.
 
 use std::sync::Arc;
 
@@ -15,11 +17,13 @@ use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
 use crate::blobs::{BlobError, Blobs};
 use crate::chunk::chunk;
 use crate::extract::extract;
+use crate::fetch::{FetchError, Fetcher};
 use crate::sniff::sniff;
 
 pub struct Ingest {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
+    pub fetcher: Fetcher,
     pub limits: KnowledgeConfig,
 }
 
@@ -36,6 +40,7 @@ pub fn prepare(bytes: &[u8], limits: &KnowledgeConfig) -> Result<Ingested, Strin
         return Err("the document holds no text".into());
     }
     Ok(Ingested {
+        bytes: bytes.len() as i64,
         content_type: format.media_type().to_owned(),
         content_hash: hex(&Sha256::digest(bytes)),
         chunks,
@@ -82,11 +87,22 @@ impl JobHandler for Ingest {
         };
 
         let Some(key) = document.blob_key.clone() else {
-            return fail(
-                "this document has no original to read (fetching URLs is not built yet)".into(),
-            )
-            .await;
+            return fail("this document has no original to read".into()).await;
         };
+        if let Some(url) = &document.url {
+            // A page is fetched on every ingest: adding a URL again refreshes it.
+            match self.fetcher.fetch(url).await {
+                Ok(page) => {
+                    if let Err(e) = self.blobs.put(&key, page.bytes).await {
+                        return Err(JobError::Retryable(format!("blob store: {e}")));
+                    }
+                }
+                Err(FetchError::Failed(why)) if job.attempts < job.max_attempts => {
+                    return Err(JobError::Retryable(why));
+                }
+                Err(e) => return fail(e.to_string()).await,
+            }
+        }
         let bytes = match self.blobs.get(&key).await {
             Ok(bytes) => bytes,
             Err(BlobError::NotFound) => {

@@ -8,11 +8,13 @@ pub mod blobs;
 pub mod chunk;
 pub mod documents;
 pub mod extract;
+pub mod fetch;
 pub mod ingest;
 pub mod retrieve;
 pub mod sniff;
 
 pub use blobs::{BlobError, Blobs};
-pub use documents::{AddError, Original, add_original, label_from};
+pub use documents::{AddError, Original, add_original, add_url, label_from};
+pub use fetch::{FetchError, FetchPolicy, Fetcher};
 pub use ingest::Ingest;
 pub use retrieve::{Passage, Retriever, Source};

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
-use steward_knowledge::{Blobs, Ingest, Retriever};
+use steward_knowledge::{Blobs, FetchPolicy, Fetcher, Ingest, Retriever};
 use steward_llm::OpenAiCompatible;
 use steward_pipeline::{Respond, Responder};
 use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
@@ -31,10 +31,17 @@ impl Running {
 
 /// A worker that ingests documents and answers messages with `responder`.
 fn start_worker(app: &TestApp, responder: Responder) -> Running {
+    let fetcher = Fetcher::new(FetchPolicy::from_config(&app.state.config.knowledge));
+    start_worker_fetching(app, responder, fetcher)
+}
+
+/// The same, with a fetcher of the test's choosing.
+fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) -> Running {
     let config = &app.state.config;
     let ingest = Ingest {
         store: app.store.clone(),
         blobs: Blobs::from_config(config.storage.url.as_deref(), &config.data_dir).unwrap(),
+        fetcher,
         limits: config.knowledge.clone(),
     };
     let respond = Respond {
@@ -607,6 +614,277 @@ async fn organization_context_grounds_every_chatbot_and_no_other_organization() 
     assert_eq!(
         labels(search(acme.token.clone(), sales.clone()).await),
         Vec::<String>::new()
+    );
+    worker.stop().await;
+}
+
+/// A site on "the internet" (127.0.0.2, which the test's fetcher counts as
+/// public) and a private service on loopback that must never be reached.
+struct Sites {
+    docs: std::net::SocketAddr,
+    private: std::net::SocketAddr,
+    page: Arc<std::sync::Mutex<String>>,
+    private_hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn sites() -> Sites {
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    use futures::StreamExt;
+    let private_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let hits = private_hits.clone();
+    let private_app = axum::Router::new().route(
+        "/secret",
+        get(move || {
+            hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async {
+                (
+                    [("content-type", "text/plain")],
+                    "TOP SECRET metadata credentials",
+                )
+            }
+        }),
+    );
+    let private_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let private = private_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(private_listener, private_app).await });
+
+    let page = Arc::new(std::sync::Mutex::new(String::new()));
+    let current = page.clone();
+    let docs_app = axum::Router::new()
+        .route(
+            "/faq",
+            get(move || {
+                let html = current.lock().unwrap().clone();
+                async move { ([("content-type", "text/html; charset=utf-8")], html) }
+            }),
+        )
+        .route(
+            "/to-private",
+            get(move || async move {
+                (
+                    StatusCode::FOUND,
+                    [("location", format!("http://{private}/secret"))],
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/to-evil",
+            get(move || async move {
+                (
+                    StatusCode::MOVED_PERMANENTLY,
+                    [(
+                        "location",
+                        format!("http://evil.test:{}/secret", private.port()),
+                    )],
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/loop",
+            get(|| async { (StatusCode::FOUND, [("location", "/loop")]).into_response() }),
+        )
+        .route(
+            "/image",
+            get(|| async { ([("content-type", "image/png")], vec![0u8; 10]).into_response() }),
+        )
+        .route(
+            "/huge",
+            get(|| async {
+                // A page without end: a gigabyte if nothing stopped it.
+                let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
+                let body = futures::StreamExt::map(
+                    futures::stream::repeat(chunk).take(16 * 1024),
+                    Ok::<_, std::io::Error>,
+                );
+                (
+                    [("content-type", "text/plain")],
+                    axum::body::Body::from_stream(body),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/never",
+            get(|| async {
+                let first = futures::stream::once(async {
+                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"<html><p>start"))
+                });
+                let body = futures::StreamExt::chain(first, futures::stream::pending());
+                (
+                    [("content-type", "text/html")],
+                    axum::body::Body::from_stream(body),
+                )
+                    .into_response()
+            }),
+        );
+    let docs_listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let docs = docs_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(docs_listener, docs_app).await });
+    Sites {
+        docs,
+        private,
+        page,
+        private_hits,
+    }
+}
+
+fn test_fetcher(sites: &Sites) -> Fetcher {
+    let policy = FetchPolicy {
+        allow_private_networks: false,
+        max_bytes: 256 * 1024,
+        timeout: Duration::from_secs(2),
+        max_redirects: 3,
+    };
+    let hosts = HashMap::from([
+        ("docs.test".to_owned(), sites.docs.ip()),
+        ("evil.test".to_owned(), sites.private.ip()),
+    ]);
+    Fetcher::with_hosts(policy, hosts, vec![sites.docs.ip()])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_are_fetched_refreshed_and_every_unsafe_or_endless_fetch_is_refused() {
+    let sites = sites().await;
+    let app = spawn_app_with(|c| c.knowledge.ingest_attempts = 1).await;
+    let worker = start_worker_fetching(&app, Responder::RetrievalOnly, test_fetcher(&sites));
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let add = |url: String| {
+        let (app, owner, bot) = (&app, &owner, &bot);
+        async move {
+            app.post(
+                &format!("/api/v1/chatbots/{bot}/knowledge/url"),
+                &owner.token,
+                json!({ "url": url }),
+            )
+            .await
+        }
+    };
+
+    *sites.page.lock().unwrap() = "<html><head><title>FAQ</title></head><body><h1>Delivery</h1><p>Parcels arrive in three days.</p></body></html>".into();
+    let port = sites.docs.port();
+    let faq = add(format!("http://docs.test:{port}/faq")).await;
+    assert_eq!(faq.status, StatusCode::CREATED, "{}", faq.text);
+    assert_eq!(faq.body["source"], "url");
+    for path in ["to-private", "to-evil", "loop", "image", "huge", "never"] {
+        let added = add(format!("http://docs.test:{port}/{path}")).await;
+        assert_eq!(added.status, StatusCode::CREATED, "{path}: {}", added.text);
+    }
+    let evil = add(format!("http://evil.test:{}/secret", sites.private.port())).await;
+    assert_eq!(
+        evil.status,
+        StatusCode::CREATED,
+        "a name is checked when it is resolved"
+    );
+
+    let documents = settled(&app, &owner, &bot).await;
+    let outcome = |suffix: &str| {
+        let d = documents
+            .iter()
+            .find(|d| d["url"].as_str().unwrap().ends_with(suffix))
+            .unwrap();
+        format!(
+            "{} {}",
+            d["status"].as_str().unwrap(),
+            d["error"].as_str().unwrap_or("")
+        )
+    };
+    assert_eq!(outcome("/faq").trim(), "ready");
+    assert!(
+        outcome("/to-private").contains("refused: the address 127.0.0.1 is a loopback address"),
+        "{}",
+        outcome("/to-private")
+    );
+    assert!(
+        outcome(&format!("evil.test:{}/secret", sites.private.port()))
+            .contains("refused: evil.test resolves to 127.0.0.1"),
+        "{}",
+        outcome("/secret")
+    );
+    assert!(
+        outcome("/loop").contains("more than 3 redirects"),
+        "{}",
+        outcome("/loop")
+    );
+    assert!(
+        outcome("/image").contains("image/png"),
+        "{}",
+        outcome("/image")
+    );
+    assert!(
+        outcome("/huge").contains("larger than"),
+        "{}",
+        outcome("/huge")
+    );
+    assert!(
+        outcome("/never").contains("longer than 2 s"),
+        "{}",
+        outcome("/never")
+    );
+    assert_eq!(
+        sites.private_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the private service was never reached"
+    );
+
+    let search = |q: &'static str| {
+        let (app, owner, bot) = (&app, &owner, &bot);
+        async move {
+            app.get(
+                &format!("/api/v1/chatbots/{bot}/knowledge/search?q={q}"),
+                &owner.token,
+            )
+            .await
+            .body["passages"]
+                .clone()
+        }
+    };
+    assert_eq!(
+        search("parcels").await[0]["url"],
+        format!("http://docs.test:{port}/faq")
+    );
+
+    // The page changed: adding it again refreshes the same document.
+    *sites.page.lock().unwrap() =
+        "<html><body><h1>Delivery</h1><p>Parcels now arrive the next day.</p></body></html>".into();
+    let again = add(format!("http://docs.test:{port}/faq")).await;
+    assert_eq!(again.body["id"], faq.body["id"]);
+    settled(&app, &owner, &bot).await;
+    let passages = search("parcels").await;
+    assert_eq!(passages.as_array().unwrap().len(), 1);
+    assert!(passages[0]["text"].as_str().unwrap().contains("next day"));
+
+    // Addresses that are never fetched are refused before anything is queued.
+    for url in [
+        "http://127.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://2130706433/",
+        "http://0x7f.1/",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "file:///etc/passwd",
+        "ftp://example.org/",
+    ] {
+        let refused = add(url.to_owned()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            refused.text
+        );
+        assert_eq!(refused.code(), "url_refused");
+    }
+    let listed = app
+        .get(&format!("/api/v1/chatbots/{bot}/knowledge"), &owner.token)
+        .await;
+    assert_eq!(
+        listed.body["documents"].as_array().unwrap().len(),
+        8,
+        "refused URLs were not queued"
     );
     worker.stop().await;
 }

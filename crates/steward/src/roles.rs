@@ -87,6 +87,9 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
             config.storage.url.as_deref(),
             &config.data_dir,
         )?,
+        fetcher: steward_knowledge::Fetcher::new(steward_knowledge::FetchPolicy::from_config(
+            &config.knowledge,
+        )),
         limits: config.knowledge.clone(),
     };
     let master_key = steward_config::master_key_bytes(config)?;

@@ -206,7 +206,7 @@ impl KnowledgeStore for PostgresStore {
         .map_err(map_err)?;
         sqlx::query(
             "UPDATE documents SET status = 'ready', error = NULL, content_type = $1, content_hash = $2,
-                 chunk_count = $3, updated_at = $4
+                 chunk_count = $3, updated_at = $4, bytes = $7
              WHERE id = $5 AND org_id = $6",
         )
         .bind(&ingested.content_type)
@@ -215,6 +215,7 @@ impl KnowledgeStore for PostgresStore {
         .bind(now())
         .bind(id.as_uuid())
         .bind(scope.org_id().as_uuid())
+        .bind(ingested.bytes)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;

@@ -201,13 +201,14 @@ impl KnowledgeStore for SqliteStore {
         }
         sqlx::query(
             "UPDATE documents SET status = 'ready', error = NULL, content_type = ?, content_hash = ?,
-                 chunk_count = ?, updated_at = ?
+                 chunk_count = ?, updated_at = ?, bytes = ?
              WHERE id = ? AND org_id = ?",
         )
         .bind(&ingested.content_type)
         .bind(&ingested.content_hash)
         .bind(ingested.chunks.len() as i64)
         .bind(to_micros(now()))
+        .bind(ingested.bytes)
         .bind(id.as_uuid())
         .bind(scope.org_id().as_uuid())
         .execute(&mut *tx)

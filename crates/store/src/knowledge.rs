@@ -64,6 +64,8 @@ pub struct NewChunk {
 /// What ingestion found, written in one transaction with the chunks.
 #[derive(Clone, Debug)]
 pub struct Ingested {
+    /// Size of the original read (a fetched page's size is known only now).
+    pub bytes: i64,
     pub content_type: String,
     pub content_hash: String,
     pub chunks: Vec<NewChunk>,

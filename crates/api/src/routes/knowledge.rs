@@ -32,6 +32,7 @@ pub fn router(state: &SharedState) -> OpenApiRouter<SharedState> {
         .layer(DefaultBodyLimit::max(upload_limit));
     OpenApiRouter::new()
         .merge(uploads)
+        .routes(routes!(add_url))
         .routes(routes!(list_documents))
         .routes(routes!(delete_document))
         .routes(routes!(search))
@@ -202,6 +203,53 @@ async fn upload(
             retrieval: retrieval_mode(&state),
         }),
     ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddUrl {
+    /// An http(s) address on the public internet (private networks only when
+    /// `knowledge.allow_private_networks` is set).
+    url: String,
+}
+
+/// Add a web page to a chatbot's knowledge. It is fetched and ingested in
+/// the background; adding the same URL again fetches it again and replaces
+/// its passages once the new ones are ready.
+#[utoipa::path(post, path = "/chatbots/{id}/knowledge/url", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = AddUrl,
+    responses((status = 201, body = DocumentDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "not an http(s) URL, or an address that is never fetched", body = ErrorBody)))]
+async fn add_url(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+    Json(body): Json<AddUrl>,
+) -> ApiResult<(StatusCode, axum::Json<DocumentDto>)> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let chatbot = ChatbotId::from(id);
+    state.store.chatbot(&scope, chatbot).await?;
+    if body.url.len() > 2048 {
+        return Err(ApiError::unprocessable(
+            "url_refused",
+            "the URL is longer than 2048 characters",
+        ));
+    }
+    let url = state
+        .fetcher
+        .check_url(&body.url)
+        .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))?;
+    let document = steward_knowledge::add_url(
+        state.store.as_ref(),
+        &scope,
+        chatbot,
+        &url,
+        state.config.knowledge.ingest_attempts,
+    )
+    .await?;
+    state.jobs_enqueued.notify_one();
+    Ok((StatusCode::CREATED, axum::Json(document.into())))
 }
 
 /// A chatbot's documents with their ingestion status, newest first.

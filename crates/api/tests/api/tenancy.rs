@@ -64,6 +64,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/api-keys") => Some(json!({"name": "b key"})),
         // Not multipart: whose chatbot it is must decide before the body does.
         ("POST", "/api/v1/chatbots/{id}/knowledge/upload") => Some(json!({"file": "x"})),
+        ("POST", "/api/v1/chatbots/{id}/knowledge/url") => {
+            Some(json!({"url": "https://example.org/faq"}))
+        }
         ("POST", "/api/v1/organizations/context") => {
             Some(json!({"title": "B's strategy", "text": "Grow."}))
         }
@@ -237,7 +240,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             walked.insert(format!("{method} {path}"));
         }
     }
-    assert!(walked.len() >= 36, "walked only {walked:?}");
+    assert!(walked.len() >= 37, "walked only {walked:?}");
 
     assert_eq!(
         snapshot(&app, &a, &owned).await,

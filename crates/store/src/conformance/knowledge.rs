@@ -23,6 +23,7 @@ fn upload(chatbot: Option<ChatbotId>, label: &str) -> NewDocument {
 
 fn chunks(texts: &[&str]) -> Ingested {
     Ingested {
+        bytes: 42,
         content_type: "text/plain".into(),
         content_hash: "ab".repeat(32),
         chunks: texts
