@@ -74,4 +74,6 @@ id_type!(
     /// A piece of knowledge: an uploaded file, a fetched URL, a crawled page,
     /// or an organization's strategic context.
     DocumentId,
+    /// A crawl of a web site for a chatbot's knowledge.
+    CrawlId,
 );

@@ -114,6 +114,11 @@ named_enum!(
 );
 
 named_enum!(
+    /// Where a crawl is: `done` also when it stopped at one of its bounds.
+    CrawlStatus { Queued = "queued", Running = "running", Done = "done", Failed = "failed" }
+);
+
+named_enum!(
     /// Where a document came from. `context` documents belong to the
     /// organization and ground every one of its chatbots.
     DocumentSource { Upload = "upload", Url = "url", Crawl = "crawl", Context = "context" }

@@ -6,12 +6,12 @@ mod kinds;
 mod values;
 
 pub use ids::{
-    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, DocumentId, JobId, MessageId, OrgId,
-    UserId,
+    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, MessageId,
+    OrgId, UserId,
 };
 pub use kinds::{
-    ChannelKind, ChannelStatus, ChatbotStatus, DocumentSource, DocumentStatus, JobKind, JobState,
-    MessageRole, Role, Tier,
+    ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
+    JobKind, JobState, MessageRole, Role, Tier,
 };
 pub use values::{
     ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,

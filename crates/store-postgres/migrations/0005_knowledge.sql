@@ -19,8 +19,29 @@ CREATE TABLE documents (
     updated_at    timestamptz NOT NULL
 );
 CREATE INDEX documents_org ON documents (org_id, chatbot_id, created_at);
--- Adding a URL again re-ingests the same document.
-CREATE UNIQUE INDEX documents_url ON documents (chatbot_id, url) WHERE source = 'url';
+-- Adding a URL again (or crawling it again) re-ingests the same document.
+CREATE UNIQUE INDEX documents_url ON documents (chatbot_id, url) WHERE url IS NOT NULL;
+
+-- A crawl of a site. `state` is the crawler's frontier and what it has seen,
+-- saved after every page so that a crawl survives restarts.
+CREATE TABLE crawls (
+    id            uuid PRIMARY KEY,
+    org_id        uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    chatbot_id    uuid NOT NULL REFERENCES chatbots (id) ON DELETE CASCADE,
+    root_url      text NOT NULL,
+    max_pages     integer NOT NULL,
+    max_depth     integer NOT NULL,
+    status        text NOT NULL,
+    pages_done    integer NOT NULL DEFAULT 0,
+    pages_failed  integer NOT NULL DEFAULT 0,
+    pages_queued  integer NOT NULL DEFAULT 0,
+    bytes         bigint NOT NULL DEFAULT 0,
+    note          text,
+    state         jsonb NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL
+);
+CREATE INDEX crawls_org ON crawls (org_id, chatbot_id, created_at);
 
 -- Full text over headings (weighted higher) and passages, with the `english`
 -- configuration's stemming, as SQLite's porter tokenizer does.

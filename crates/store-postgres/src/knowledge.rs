@@ -1,8 +1,9 @@
 //! `KnowledgeStore` for PostgreSQL: documents, chunks and `tsvector` search.
 
 use async_trait::async_trait;
+use serde_json::Value;
 use serde_json::json;
-use steward_domain::{ChatbotId, DocumentId, DocumentSource, DocumentStatus};
+use steward_domain::{ChatbotId, CrawlId, CrawlStatus, DocumentId, DocumentStatus};
 use steward_store::*;
 
 use crate::queue::insert_job;
@@ -73,9 +74,9 @@ impl KnowledgeStore for PostgresStore {
                 .map_err(map_err)?
                 .ok_or(StoreError::NotFound)?;
         }
-        let existing = match (&new.url, new.source) {
-            (Some(url), DocumentSource::Url) => sqlx::query_scalar::<_, uuid::Uuid>(
-                "SELECT id FROM documents WHERE org_id = $1 AND chatbot_id IS NOT DISTINCT FROM $2 AND url = $3 AND source = 'url'",
+        let existing = match &new.url {
+            Some(url) => sqlx::query_scalar::<_, uuid::Uuid>(
+                "SELECT id FROM documents WHERE org_id = $1 AND chatbot_id IS NOT DISTINCT FROM $2 AND url = $3",
             )
             .bind(org)
             .bind(new.chatbot_id.map(|c| c.as_uuid()))
@@ -252,6 +253,112 @@ impl KnowledgeStore for PostgresStore {
         .await?;
         commit(tx).await?;
         Ok(document)
+    }
+
+    async fn add_crawl(
+        &self,
+        scope: &TenantScope,
+        new: NewCrawl,
+        attempts: i32,
+    ) -> StoreResult<Crawl> {
+        let org = scope.org_id().as_uuid();
+        let at = now();
+        let mut tx = self.write().await?;
+        sqlx::query_scalar::<_, i32>("SELECT 1 FROM chatbots WHERE id = $1 AND org_id = $2")
+            .bind(new.chatbot_id.as_uuid())
+            .bind(org)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?
+            .ok_or(StoreError::NotFound)?;
+        sqlx::query(
+            "INSERT INTO crawls (id, org_id, chatbot_id, root_url, max_pages, max_depth, status, state, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, 'queued', '{}', $7, $7)",
+        )
+        .bind(new.id.as_uuid())
+        .bind(org)
+        .bind(new.chatbot_id.as_uuid())
+        .bind(&new.root_url)
+        .bind(new.max_pages)
+        .bind(new.max_depth)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        audit(
+            &mut tx,
+            scope,
+            "crawl.create",
+            &format!("crawl:{}", new.id),
+            json!({ "chatbot_id": new.chatbot_id, "url": new.root_url }),
+        )
+        .await?;
+        insert_job(
+            &mut tx,
+            &NewJob::crawl(scope.org_id(), new.id, None, attempts),
+        )
+        .await?;
+        commit(tx).await?;
+        self.crawl(scope, new.id).await
+    }
+
+    async fn crawls(&self, scope: &TenantScope, chatbot: ChatbotId) -> StoreResult<Vec<Crawl>> {
+        let found = sqlx::query(
+            "SELECT * FROM crawls WHERE org_id = $1 AND chatbot_id = $2 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(scope.org_id().as_uuid())
+        .bind(chatbot.as_uuid())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        found.iter().map(rows::crawl).collect()
+    }
+
+    async fn crawl(&self, scope: &TenantScope, id: CrawlId) -> StoreResult<Crawl> {
+        let found = sqlx::query("SELECT * FROM crawls WHERE id = $1 AND org_id = $2")
+            .bind(id.as_uuid())
+            .bind(scope.org_id().as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows::crawl(&found.ok_or(StoreError::NotFound)?)
+    }
+
+    async fn save_crawl(
+        &self,
+        scope: &TenantScope,
+        id: CrawlId,
+        status: CrawlStatus,
+        progress: &CrawlProgress,
+        state: &Value,
+        next: Option<NewJob>,
+    ) -> StoreResult<()> {
+        let mut tx = self.write().await?;
+        let updated = sqlx::query(
+            "UPDATE crawls SET status = $1, pages_done = $2, pages_failed = $3, pages_queued = $4, bytes = $5,
+                 note = $6, state = $7, updated_at = $8
+             WHERE id = $9 AND org_id = $10",
+        )
+        .bind(status.as_str())
+        .bind(progress.pages_done)
+        .bind(progress.pages_failed)
+        .bind(progress.pages_queued)
+        .bind(progress.bytes)
+        .bind(progress.note.as_ref().map(|n| n.chars().take(MAX_REASON_CHARS).collect::<String>()))
+        .bind(state)
+        .bind(now())
+        .bind(id.as_uuid())
+        .bind(scope.org_id().as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        if let Some(next) = next {
+            insert_job(&mut tx, &next).await?;
+        }
+        commit(tx).await
     }
 
     async fn search_text(

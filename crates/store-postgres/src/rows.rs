@@ -77,6 +77,28 @@ pub fn document(row: &PgRow) -> StoreResult<Document> {
     })
 }
 
+pub fn crawl(row: &PgRow) -> StoreResult<Crawl> {
+    Ok(Crawl {
+        id: id(row, "id")?,
+        org_id: id(row, "org_id")?,
+        chatbot_id: id(row, "chatbot_id")?,
+        root_url: get(row, "root_url")?,
+        max_pages: get(row, "max_pages")?,
+        max_depth: get(row, "max_depth")?,
+        status: parsed(row, "status")?,
+        progress: CrawlProgress {
+            pages_done: get(row, "pages_done")?,
+            pages_failed: get(row, "pages_failed")?,
+            pages_queued: get(row, "pages_queued")?,
+            bytes: get(row, "bytes")?,
+            note: get(row, "note")?,
+        },
+        state: get(row, "state")?,
+        created_at: time(row, "created_at")?,
+        updated_at: time(row, "updated_at")?,
+    })
+}
+
 pub fn chunk_hit(row: &PgRow) -> StoreResult<ChunkHit> {
     Ok(ChunkHit {
         document_id: id(row, "document_id")?,

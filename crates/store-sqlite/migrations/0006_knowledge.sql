@@ -19,8 +19,29 @@ CREATE TABLE documents (
     updated_at    INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX documents_org ON documents (org_id, chatbot_id, created_at);
--- Adding a URL again re-ingests the same document.
-CREATE UNIQUE INDEX documents_url ON documents (chatbot_id, url) WHERE source = 'url';
+-- Adding a URL again (or crawling it again) re-ingests the same document.
+CREATE UNIQUE INDEX documents_url ON documents (chatbot_id, url) WHERE url IS NOT NULL;
+
+-- A crawl of a site. `state` is the crawler's frontier and what it has seen,
+-- saved after every page so that a crawl survives restarts.
+CREATE TABLE crawls (
+    id            BLOB PRIMARY KEY,
+    org_id        BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    chatbot_id    BLOB NOT NULL REFERENCES chatbots (id) ON DELETE CASCADE,
+    root_url      TEXT NOT NULL,
+    max_pages     INTEGER NOT NULL,
+    max_depth     INTEGER NOT NULL,
+    status        TEXT NOT NULL,
+    pages_done    INTEGER NOT NULL DEFAULT 0,
+    pages_failed  INTEGER NOT NULL DEFAULT 0,
+    pages_queued  INTEGER NOT NULL DEFAULT 0,
+    bytes         INTEGER NOT NULL DEFAULT 0,
+    note          TEXT,
+    state         TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX crawls_org ON crawls (org_id, chatbot_id, created_at);
 
 -- `seq` is the full-text index's rowid: an INTEGER PRIMARY KEY, so that
 -- VACUUM never renumbers it under the index.

@@ -8,9 +8,12 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use steward_domain::{ChatbotId, DocumentId, DocumentSource, DocumentStatus, OrgId};
+use serde_json::Value;
+use steward_domain::{
+    ChatbotId, CrawlId, CrawlStatus, DocumentId, DocumentSource, DocumentStatus, OrgId,
+};
 
-use crate::{StoreResult, TenantScope};
+use crate::{NewJob, StoreResult, TenantScope};
 
 /// At most this many words of a query are searched for.
 pub const MAX_SEARCH_TERMS: usize = 32;
@@ -85,11 +88,51 @@ pub struct ChunkHit {
     pub score: f64,
 }
 
+/// A crawl of a site: its bounds, its progress, and where it is (`state`,
+/// the crawler's own record of its frontier, kept so that a crawl survives
+/// restarts).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crawl {
+    pub id: CrawlId,
+    pub org_id: OrgId,
+    pub chatbot_id: ChatbotId,
+    pub root_url: String,
+    pub max_pages: i32,
+    pub max_depth: i32,
+    pub status: CrawlStatus,
+    pub progress: CrawlProgress,
+    pub state: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrawlProgress {
+    /// Pages fetched and added as documents.
+    pub pages_done: i32,
+    /// Pages that could not be fetched or used.
+    pub pages_failed: i32,
+    /// Pages waiting to be fetched.
+    pub pages_queued: i32,
+    pub bytes: i64,
+    /// Why the crawl failed, or where it stopped (a bound reached).
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewCrawl {
+    pub id: CrawlId,
+    pub chatbot_id: ChatbotId,
+    pub root_url: String,
+    pub max_pages: i32,
+    pub max_depth: i32,
+}
+
 #[async_trait]
 pub trait KnowledgeStore: Send + Sync {
     /// Stores a new document (queued) and its ingest job in one transaction.
-    /// A chatbot must be the scope's; a document with the same URL for the
-    /// same chatbot is queued again instead (its chunks stay searchable until
+    /// A chatbot must be the scope's; a document with the same URL (fetched
+    /// or crawled) for the same chatbot is queued again instead (its chunks stay searchable until
     /// the new ones replace them), and that document is returned.
     async fn add_document(
         &self,
@@ -130,6 +173,31 @@ pub trait KnowledgeStore: Send + Sync {
     /// Deletes the document and its chunks; returns it, so that the caller
     /// can delete its original from the blob store.
     async fn delete_document(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<Document>;
+
+    /// Stores a crawl (queued) and its first `crawl` job in one transaction.
+    async fn add_crawl(
+        &self,
+        scope: &TenantScope,
+        new: NewCrawl,
+        attempts: i32,
+    ) -> StoreResult<Crawl>;
+
+    /// A chatbot's crawls, newest first.
+    async fn crawls(&self, scope: &TenantScope, chatbot: ChatbotId) -> StoreResult<Vec<Crawl>>;
+
+    async fn crawl(&self, scope: &TenantScope, id: CrawlId) -> StoreResult<Crawl>;
+
+    /// Records a crawl's progress and state, and enqueues its next step (if
+    /// any) in the same transaction.
+    async fn save_crawl(
+        &self,
+        scope: &TenantScope,
+        id: CrawlId,
+        status: CrawlStatus,
+        progress: &CrawlProgress,
+        state: &Value,
+        next: Option<NewJob>,
+    ) -> StoreResult<()>;
 
     /// Chunks of the chatbot's and the organization's context documents that
     /// match any of `terms` (see [`search_terms`]), best first.

@@ -18,8 +18,8 @@ pub mod conformance;
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
 pub use error::{StoreError, StoreResult};
 pub use knowledge::{
-    ChunkHit, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk, NewDocument,
-    search_terms,
+    ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,
+    NewCrawl, NewDocument, search_terms,
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use steward_domain::{
-    ChatbotId, ConversationId, DocumentId, JobId, JobKind, JobState, MessageId, OrgId,
+    ChatbotId, ConversationId, CrawlId, DocumentId, JobId, JobKind, JobState, MessageId, OrgId,
 };
 
 use crate::{StoreResult, TenantScope};
@@ -96,6 +96,26 @@ impl NewJob {
             ..Self::new(
                 JobKind::Ingest,
                 serde_json::json!({ "document_id": document }),
+                max_attempts,
+            )
+        }
+    }
+
+    /// The next step of a crawl, at `run_at` (politeness between requests).
+    /// One step of a crawl runs at a time.
+    pub fn crawl(
+        org: OrgId,
+        crawl: CrawlId,
+        run_at: Option<DateTime<Utc>>,
+        max_attempts: i32,
+    ) -> Self {
+        Self {
+            org_id: Some(org),
+            run_at,
+            ordering_key: Some(format!("crawl:{crawl}")),
+            ..Self::new(
+                JobKind::Crawl,
+                serde_json::json!({ "crawl_id": crawl }),
                 max_attempts,
             )
         }

@@ -396,3 +396,105 @@ pub async fn knowledge_stays_within_its_org_and_chatbot(store: S) {
         vec!["strategy.md"]
     );
 }
+
+pub async fn crawls_keep_their_progress_and_state_and_chain_their_steps(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let new = NewCrawl {
+        id: CrawlId::new(),
+        chatbot_id: bot.id,
+        root_url: "https://example.org/".into(),
+        max_pages: 20,
+        max_depth: 2,
+    };
+    let crawl = store.add_crawl(&scope, new.clone(), 3).await.unwrap();
+    assert_eq!(crawl.status, CrawlStatus::Queued);
+    assert_eq!(crawl.progress, CrawlProgress::default());
+    assert!(matches!(
+        store
+            .add_crawl(
+                &other,
+                NewCrawl {
+                    id: CrawlId::new(),
+                    ..new.clone()
+                },
+                3
+            )
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let lease = chrono::Duration::seconds(30);
+    let first = store
+        .claim("w", &[JobKind::Crawl], 10, lease)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].payload["crawl_id"], crawl.id.to_string());
+
+    let progress = CrawlProgress {
+        pages_done: 3,
+        pages_failed: 1,
+        pages_queued: 7,
+        bytes: 12_345,
+        note: None,
+    };
+    let state = serde_json::json!({"frontier": [["https://example.org/a", 1]], "seen": ["https://example.org/"]});
+    let later = now() + chrono::Duration::milliseconds(200);
+    store
+        .save_crawl(
+            &scope,
+            crawl.id,
+            CrawlStatus::Running,
+            &progress,
+            &state,
+            Some(NewJob::crawl(scope.org_id(), crawl.id, Some(later), 3)),
+        )
+        .await
+        .unwrap();
+    let read = store.crawl(&scope, crawl.id).await.unwrap();
+    assert_eq!(
+        (read.status, &read.progress, &read.state),
+        (CrawlStatus::Running, &progress, &state)
+    );
+    assert!(
+        store
+            .claim("w", &[JobKind::Crawl], 10, lease)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the next step waits for this one (same ordering key) and for its time"
+    );
+    assert!(store.complete(first[0].id, "w").await.unwrap());
+    assert!(matches!(
+        store
+            .save_crawl(&other, crawl.id, CrawlStatus::Done, &progress, &state, None)
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.crawl(&other, crawl.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(store.crawls(&other, bot.id).await.unwrap().is_empty());
+    assert_eq!(store.crawls(&scope, bot.id).await.unwrap().len(), 1);
+
+    // A crawled page with the URL of a document already added is that document.
+    let page = |source| NewDocument {
+        source,
+        url: Some("https://example.org/a".into()),
+        ..upload(Some(bot.id), "https://example.org/a")
+    };
+    let by_url = store
+        .add_document(&scope, page(DocumentSource::Url), 3)
+        .await
+        .unwrap();
+    let crawled = store
+        .add_document(&scope, page(DocumentSource::Crawl), 3)
+        .await
+        .unwrap();
+    assert_eq!(crawled.id, by_url.id);
+}

@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             search_finds_stemmed_words_ranks_and_cites,
             reingesting_replaces_chunks_atomically,
             knowledge_stays_within_its_org_and_chatbot,
+            crawls_keep_their_progress_and_state_and_chain_their_steps,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(
