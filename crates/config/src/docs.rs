@@ -224,6 +224,26 @@ pub const KEYS: &[KeyDoc] = &[
         "Most redirects a URL fetch follows; each hop's address is checked again.",
     ),
     k(
+        "knowledge.crawl_delay_ms",
+        "Least time between two requests of one crawl; a site's robots.txt Crawl-delay may ask for more (up to 60 s).",
+    ),
+    k(
+        "knowledge.crawl_max_pages",
+        "The most pages one crawl may ask for.",
+    ),
+    k(
+        "knowledge.crawl_max_depth",
+        "The deepest link depth one crawl may ask for (the root is depth 0).",
+    ),
+    k(
+        "knowledge.crawl_max_secs",
+        "A crawl stops after this long, whatever is left.",
+    ),
+    k(
+        "knowledge.crawl_max_bytes",
+        "A crawl stops after fetching this much.",
+    ),
+    k(
         "redis.url",
         "redis://HOST:PORT/DB. Set it to share webhook rate limits across API replicas; unset, each process keeps its own.",
     ),

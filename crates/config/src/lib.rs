@@ -102,6 +102,13 @@ pub struct KnowledgeConfig {
     pub allow_private_networks: bool,
     pub fetch_timeout_secs: u64,
     pub fetch_max_redirects: usize,
+    /// Least time between two requests of a crawl (a site's Crawl-delay may ask for more).
+    pub crawl_delay_ms: u64,
+    /// The most a crawl request may ask for.
+    pub crawl_max_pages: i32,
+    pub crawl_max_depth: i32,
+    pub crawl_max_secs: u64,
+    pub crawl_max_bytes: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -288,6 +295,11 @@ impl Default for Config {
                 allow_private_networks: false,
                 fetch_timeout_secs: 30,
                 fetch_max_redirects: 5,
+                crawl_delay_ms: 1000,
+                crawl_max_pages: 500,
+                crawl_max_depth: 10,
+                crawl_max_secs: 3600,
+                crawl_max_bytes: 200 * 1024 * 1024,
             },
             redis: RedisConfig::default(),
             auth: AuthConfig {
@@ -510,6 +522,10 @@ impl Config {
             || knowledge.max_text_bytes == 0
             || knowledge.ingest_attempts < 1
             || knowledge.fetch_timeout_secs == 0
+            || knowledge.crawl_max_pages < 1
+            || knowledge.crawl_max_depth < 0
+            || knowledge.crawl_max_secs == 0
+            || knowledge.crawl_max_bytes == 0
         {
             return invalid("knowledge limits must be above 0".into());
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use steward_config::KnowledgeConfig;
-use steward_domain::DocumentId;
+use steward_domain::{DocumentId, DocumentSource};
 use steward_jobs::{JobError, JobHandler};
 use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
 
@@ -89,8 +89,9 @@ impl JobHandler for Ingest {
         let Some(key) = document.blob_key.clone() else {
             return fail("this document has no original to read".into()).await;
         };
-        if let Some(url) = &document.url {
+        if let (DocumentSource::Url, Some(url)) = (document.source, &document.url) {
             // A page is fetched on every ingest: adding a URL again refreshes it.
+            // (A crawled page was fetched by its crawl.)
             match self.fetcher.fetch(url).await {
                 Ok(page) => {
                     if let Err(e) = self.blobs.put(&key, page.bytes).await {

@@ -6,6 +6,7 @@
 
 pub mod blobs;
 pub mod chunk;
+pub mod crawl;
 pub mod documents;
 pub mod extract;
 pub mod fetch;
@@ -14,6 +15,7 @@ pub mod retrieve;
 pub mod sniff;
 
 pub use blobs::{BlobError, Blobs};
+pub use crawl::CrawlStep;
 pub use documents::{AddError, Original, add_original, add_url, label_from};
 pub use fetch::{FetchError, FetchPolicy, Fetcher};
 pub use ingest::Ingest;

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
-use steward_knowledge::{Blobs, FetchPolicy, Fetcher, Ingest, Retriever};
+use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest, Retriever};
 use steward_llm::OpenAiCompatible;
 use steward_pipeline::{Respond, Responder};
 use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
@@ -62,8 +62,15 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         poll_interval: Duration::from_millis(10),
         shutdown_grace: Duration::from_secs(5),
     };
+    let crawl = CrawlStep {
+        store: app.store.clone(),
+        blobs: Blobs::from_config(config.storage.url.as_deref(), &config.data_dir).unwrap(),
+        fetcher: ingest.fetcher.clone(),
+        limits: config.knowledge.clone(),
+    };
     let worker = Worker::new(app.store.clone(), settings)
         .handle(JobKind::Ingest, ingest)
+        .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Respond, respond);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(worker.run(async {
@@ -886,5 +893,291 @@ async fn pages_are_fetched_refreshed_and_every_unsafe_or_endless_fetch_is_refuse
         8,
         "refused URLs were not queued"
     );
+    worker.stop().await;
+}
+
+/// A site with the usual traps, on 127.0.0.2 ("site.test"), counting hits per
+/// path; and an off-site host on loopback ("other.test") that must never be
+/// visited.
+type Hits = Arc<std::sync::Mutex<HashMap<String, usize>>>;
+
+struct TrapSite {
+    addr: std::net::SocketAddr,
+    hits: Hits,
+    other_hits: Arc<std::sync::atomic::AtomicUsize>,
+    other: std::net::SocketAddr,
+}
+
+impl TrapSite {
+    fn hits(&self, path_and_query: &str) -> usize {
+        self.hits
+            .lock()
+            .unwrap()
+            .get(path_and_query)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+async fn trap_site() -> TrapSite {
+    use axum::extract::{OriginalUri, State as AxState};
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+
+    let other_hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = other_hits.clone();
+    let other_app = axum::Router::new().fallback(move || {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async { ([("content-type", "text/html")], "<p>elsewhere</p>") }
+    });
+    let other_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let other = other_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(other_listener, other_app).await });
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits: Hits = Arc::default();
+    let base = format!("http://site.test:{}", addr.port());
+    let off_site = format!("http://other.test:{}", other.port());
+    async fn page(
+        AxState((hits, base, off_site)): AxState<(Hits, String, String)>,
+        OriginalUri(uri): OriginalUri,
+    ) -> axum::response::Response {
+        let html = |body: String| ([("content-type", "text/html")], body).into_response();
+        let key = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        *hits.lock().unwrap().entry(key).or_default() += 1;
+        match uri.path() {
+            "/robots.txt" => ([("content-type", "text/plain")], format!("User-agent: *\nDisallow: /private\n\nSitemap: {base}/sitemap.xml\n")).into_response(),
+            "/sitemap.xml" => ([("content-type", "application/xml")], format!("<urlset><url><loc>{base}/from-sitemap</loc></url><url><loc>{off_site}/x</loc></url></urlset>")).into_response(),
+            "/" => html(format!(
+                "<html><head><title>Home</title></head><body><h1>Welcome</h1><p>Our home page about oranges.</p>\
+                 <a href=\"/a\">a</a> <a href=\"/b\">b</a> <a href=\"/a?utm_source=news#top\">a again</a>\
+                 <a href=\"/calendar?month=0\">calendar</a> <a href=\"/private/secret\">private</a>\
+                 <a href=\"{off_site}/x\">elsewhere</a> <a href=\"/loop\">loop</a> <a href=\"/huge\">huge</a>\
+                 <a href=\"mailto:x@example.org\">mail</a></body></html>"
+            )),
+            "/a" | "/b" => html("<html><body><p>Identical text about apples.</p></body></html>".into()),
+            "/from-sitemap" => html("<html><body><p>A page only the sitemap knows, about bananas.</p></body></html>".into()),
+            "/calendar" => {
+                let month: u64 = uri.query().and_then(|q| q.strip_prefix("month=")).and_then(|m| m.parse().ok()).unwrap_or(0);
+                html(format!("<html><body><p>Events of month {month}.</p><a href=\"/calendar?month={}\">next</a></body></html>", month + 1))
+            }
+            "/loop" => (StatusCode::FOUND, [("location", "/loop")]).into_response(),
+            "/huge" => {
+                let chunk = bytes::Bytes::from(vec![b'a'; 64 * 1024]);
+                let body = futures::stream::repeat(chunk).take(16 * 1024).map(Ok::<_, std::io::Error>);
+                ([("content-type", "text/html")], axum::body::Body::from_stream(body)).into_response()
+            }
+            path if path.starts_with("/chain/") => {
+                let n: u32 = path["/chain/".len()..].parse().unwrap_or(0);
+                html(format!("<html><body><p>Chain page {n} about pears.</p><a href=\"/chain/{}\">next</a></body></html>", n + 1))
+            }
+            _ => (StatusCode::NOT_FOUND, "no such page").into_response(),
+        }
+    }
+    let app = axum::Router::new()
+        .fallback(page)
+        .with_state((hits.clone(), base, off_site));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    TrapSite {
+        addr,
+        hits,
+        other_hits,
+        other,
+    }
+}
+
+fn site_fetcher(site: &TrapSite) -> Fetcher {
+    let policy = FetchPolicy {
+        allow_private_networks: false,
+        max_bytes: 256 * 1024,
+        timeout: Duration::from_secs(2),
+        max_redirects: 3,
+    };
+    let hosts = HashMap::from([
+        ("site.test".to_owned(), site.addr.ip()),
+        ("other.test".to_owned(), site.other.ip()),
+    ]);
+    // Only the site counts as public: the off-site host is on loopback, so
+    // even a crawler that wandered off could not reach it.
+    Fetcher::with_hosts(policy, hosts, vec![site.addr.ip()])
+}
+
+async fn crawl_done(app: &TestApp, owner: &Session, chatbot: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = app
+            .get(
+                &format!("/api/v1/chatbots/{chatbot}/knowledge"),
+                &owner.token,
+            )
+            .await;
+        let crawl = listed.body["crawls"][0].clone();
+        if crawl["status"] == "done" || crawl["status"] == "failed" {
+            return crawl;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the crawl did not finish: {crawl}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_stays_on_the_site_honours_robots_and_is_bounded_by_its_traps() {
+    let site = trap_site().await;
+    let app = spawn_app_with(|c| c.knowledge.crawl_delay_ms = 0).await;
+    let worker = start_worker_fetching(&app, Responder::RetrievalOnly, site_fetcher(&site));
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let root = format!("http://site.test:{}/", site.addr.port());
+
+    let path = format!("/api/v1/chatbots/{bot}/knowledge/crawl");
+    for (body, code) in [
+        (json!({"url": root, "max_pages": 0}), "invalid_max_pages"),
+        (
+            json!({"url": root, "max_pages": 100_000}),
+            "invalid_max_pages",
+        ),
+        (json!({"url": root, "max_depth": 11}), "invalid_max_depth"),
+        (json!({"url": "http://169.254.169.254/"}), "url_refused"),
+    ] {
+        assert_eq!(app.post(&path, &owner.token, body).await.code(), code);
+    }
+    let started = app
+        .post(
+            &path,
+            &owner.token,
+            json!({"url": root, "max_pages": 20, "max_depth": 3}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    assert_eq!(started.body["status"], "queued");
+
+    let crawl = crawl_done(&app, &owner, &bot).await;
+    assert_eq!(crawl["status"], "done", "{crawl}");
+    let documents = settled(&app, &owner, &bot).await;
+    let mut urls: Vec<String> = documents
+        .iter()
+        .map(|d| {
+            d["url"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches(&root)
+                .to_owned()
+        })
+        .collect();
+    urls.sort();
+    assert!(
+        documents
+            .iter()
+            .all(|d| d["source"] == "crawl" && d["status"] == "ready"),
+        "{documents:?}"
+    );
+    assert_eq!(
+        urls,
+        vec![
+            "",
+            "a",
+            "calendar?month=0",
+            "calendar?month=1",
+            "calendar?month=2",
+            "from-sitemap"
+        ],
+        "the endless calendar stops at depth 3; /b is /a's content again; the utm link is /a"
+    );
+    assert_eq!(crawl["pages_done"], 6, "{crawl}");
+    assert_eq!(
+        crawl["pages_failed"], 2,
+        "the redirect loop and the endless page: {crawl}"
+    );
+    assert_eq!(site.hits("/private/secret"), 0, "robots.txt is honoured");
+    assert_eq!(
+        site.other_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the crawl stays on the site"
+    );
+    assert_eq!(site.hits("/"), 1, "each page is fetched once");
+    assert_eq!(site.hits("/a"), 1);
+    let home = documents
+        .iter()
+        .find(|d| d["url"] == root.as_str())
+        .unwrap();
+    assert_eq!(home["label"], "Home", "a page is labelled by its title");
+
+    let found = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/knowledge/search?q=bananas"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(
+        found.body["passages"][0]["url"],
+        format!("{root}from-sitemap")
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_survives_a_restart_and_stops_at_its_page_limit() {
+    let site = trap_site().await;
+    let app = spawn_app_with(|c| c.knowledge.crawl_delay_ms = 150).await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let worker = start_worker_fetching(&app, Responder::RetrievalOnly, site_fetcher(&site));
+    let start = format!("http://site.test:{}/chain/0", site.addr.port());
+    let started = app
+        .post(
+            &format!("/api/v1/chatbots/{bot}/knowledge/crawl"),
+            &owner.token,
+            json!({"url": start, "max_pages": 8, "max_depth": 10}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+
+    // Stop the worker part-way, as a deploy would.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = app
+            .get(&format!("/api/v1/chatbots/{bot}/knowledge"), &owner.token)
+            .await;
+        if listed.body["crawls"][0]["pages_done"].as_i64().unwrap() >= 2 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.stop().await;
+    let paused = app
+        .get(&format!("/api/v1/chatbots/{bot}/knowledge"), &owner.token)
+        .await
+        .body["crawls"][0]
+        .clone();
+    assert_eq!(paused["status"], "running", "{paused}");
+    assert!(paused["pages_done"].as_i64().unwrap() < 8);
+
+    let worker = start_worker_fetching(&app, Responder::RetrievalOnly, site_fetcher(&site));
+    let crawl = crawl_done(&app, &owner, &bot).await;
+    assert_eq!(crawl["status"], "done");
+    assert_eq!(crawl["pages_done"], 8, "{crawl}");
+    assert!(
+        crawl["note"].as_str().unwrap().contains("limit of 8 pages"),
+        "{crawl}"
+    );
+    // Eight pages: the sitemap's page and the chain's first seven.
+    assert_eq!(site.hits("/from-sitemap"), 1);
+    for n in 0..7 {
+        assert_eq!(
+            site.hits(&format!("/chain/{n}")),
+            1,
+            "page {n} fetched once across the restart"
+        );
+    }
+    assert_eq!(site.hits("/chain/7"), 0, "the limit is kept");
+    assert_eq!(settled(&app, &owner, &bot).await.len(), 8);
     worker.stop().await;
 }

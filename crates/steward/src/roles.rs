@@ -81,15 +81,21 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         retriever: steward_knowledge::Retriever::new(store.clone()),
         passages: config.knowledge.passages_per_answer,
     };
+    let blobs =
+        steward_knowledge::Blobs::from_config(config.storage.url.as_deref(), &config.data_dir)?;
+    let fetcher = steward_knowledge::Fetcher::new(steward_knowledge::FetchPolicy::from_config(
+        &config.knowledge,
+    ));
     let ingest = steward_knowledge::Ingest {
         store: store.clone(),
-        blobs: steward_knowledge::Blobs::from_config(
-            config.storage.url.as_deref(),
-            &config.data_dir,
-        )?,
-        fetcher: steward_knowledge::Fetcher::new(steward_knowledge::FetchPolicy::from_config(
-            &config.knowledge,
-        )),
+        blobs: blobs.clone(),
+        fetcher: fetcher.clone(),
+        limits: config.knowledge.clone(),
+    };
+    let crawl = steward_knowledge::CrawlStep {
+        store: store.clone(),
+        blobs,
+        fetcher,
         limits: config.knowledge.clone(),
     };
     let master_key = steward_config::master_key_bytes(config)?;
@@ -110,6 +116,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         .handle(JobKind::Maintenance, maintenance)
         .handle(JobKind::Respond, respond)
         .handle(JobKind::Ingest, ingest)
+        .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Deliver, deliver)
         .handle(JobKind::Poll, poll))
 }

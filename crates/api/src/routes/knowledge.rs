@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use steward_domain::{ChatbotId, DocumentSource, DocumentStatus};
+use steward_domain::{ChatbotId, CrawlId, CrawlStatus, DocumentSource, DocumentStatus};
 use steward_knowledge::{AddError, Original, Passage, add_original, label_from};
-use steward_store::{Document, TenantScope};
+use steward_store::{Crawl, Document, NewCrawl, TenantScope};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -33,6 +33,7 @@ pub fn router(state: &SharedState) -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .merge(uploads)
         .routes(routes!(add_url))
+        .routes(routes!(start_crawl))
         .routes(routes!(list_documents))
         .routes(routes!(delete_document))
         .routes(routes!(search))
@@ -98,7 +99,46 @@ impl From<Document> for DocumentDto {
 #[derive(Serialize, ToSchema)]
 pub struct DocumentList {
     documents: Vec<DocumentDto>,
+    /// The chatbot's crawls and their progress, newest first (none for context).
+    crawls: Vec<CrawlDto>,
     retrieval: RetrievalMode,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CrawlDto {
+    id: uuid::Uuid,
+    url: String,
+    max_pages: i32,
+    max_depth: i32,
+    status: CrawlStatus,
+    /// Pages fetched and added as documents (each is ingested on its own).
+    pages_done: i32,
+    pages_failed: i32,
+    pages_queued: i32,
+    bytes: i64,
+    /// Why it failed, or where it stopped.
+    note: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Crawl> for CrawlDto {
+    fn from(c: Crawl) -> Self {
+        Self {
+            id: c.id.as_uuid(),
+            url: c.root_url,
+            max_pages: c.max_pages,
+            max_depth: c.max_depth,
+            status: c.status,
+            pages_done: c.progress.pages_done,
+            pages_failed: c.progress.pages_failed,
+            pages_queued: c.progress.pages_queued,
+            bytes: c.progress.bytes,
+            note: c.progress.note,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
 }
 
 /// Stores originals and their documents.
@@ -200,6 +240,7 @@ async fn upload(
         StatusCode::CREATED,
         axum::Json(DocumentList {
             documents: documents.into_iter().map(Into::into).collect(),
+            crawls: Vec::new(),
             retrieval: retrieval_mode(&state),
         }),
     ))
@@ -252,6 +293,74 @@ async fn add_url(
     Ok((StatusCode::CREATED, axum::Json(document.into())))
 }
 
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartCrawl {
+    /// Where the crawl starts; it stays on this host.
+    url: String,
+    /// Pages to fetch at most: 1 to `knowledge.crawl_max_pages` (default 50).
+    max_pages: Option<i32>,
+    /// Links to follow from the start page at most: 0 to
+    /// `knowledge.crawl_max_depth` (default 3).
+    max_depth: Option<i32>,
+}
+
+/// Crawl a site into a chatbot's knowledge: in the background, one page at a
+/// time, honouring robots.txt and reading sitemap.xml. Each page becomes a
+/// document; `GET …/knowledge` shows the crawl's progress.
+#[utoipa::path(post, path = "/chatbots/{id}/knowledge/crawl", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path)), request_body = StartCrawl,
+    responses((status = 201, body = CrawlDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn start_crawl(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<uuid::Uuid>,
+    Json(body): Json<StartCrawl>,
+) -> ApiResult<(StatusCode, axum::Json<CrawlDto>)> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let chatbot = ChatbotId::from(id);
+    state.store.chatbot(&scope, chatbot).await?;
+    let limits = &state.config.knowledge;
+    let max_pages = body.max_pages.unwrap_or(50.min(limits.crawl_max_pages));
+    let max_depth = body.max_depth.unwrap_or(3.min(limits.crawl_max_depth));
+    if !(1..=limits.crawl_max_pages).contains(&max_pages) {
+        return Err(ApiError::unprocessable(
+            "invalid_max_pages",
+            format!("max_pages must be between 1 and {}", limits.crawl_max_pages),
+        ));
+    }
+    if !(0..=limits.crawl_max_depth).contains(&max_depth) {
+        return Err(ApiError::unprocessable(
+            "invalid_max_depth",
+            format!("max_depth must be between 0 and {}", limits.crawl_max_depth),
+        ));
+    }
+    if body.url.len() > 2048 {
+        return Err(ApiError::unprocessable(
+            "url_refused",
+            "the URL is longer than 2048 characters",
+        ));
+    }
+    let url = state
+        .fetcher
+        .check_url(&body.url)
+        .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))?;
+    let new = NewCrawl {
+        id: CrawlId::new(),
+        chatbot_id: chatbot,
+        root_url: steward_knowledge::crawl::canonical(&url).to_string(),
+        max_pages,
+        max_depth,
+    };
+    let crawl = state
+        .store
+        .add_crawl(&scope, new, limits.ingest_attempts.max(3))
+        .await?;
+    state.jobs_enqueued.notify_one();
+    Ok((StatusCode::CREATED, axum::Json(crawl.into())))
+}
+
 /// A chatbot's documents with their ingestion status, newest first.
 #[utoipa::path(get, path = "/chatbots/{id}/knowledge", tag = "knowledge", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
@@ -265,8 +374,10 @@ async fn list_documents(
     let scope = auth.0.scope();
     state.store.chatbot(&scope, id.into()).await?;
     let documents = state.store.documents(&scope, Some(id.into())).await?;
+    let crawls = state.store.crawls(&scope, id.into()).await?;
     Ok(axum::Json(DocumentList {
         documents: documents.into_iter().map(Into::into).collect(),
+        crawls: crawls.into_iter().map(Into::into).collect(),
         retrieval: retrieval_mode(&state),
     }))
 }
@@ -405,6 +516,7 @@ async fn list_context(
     let documents = state.store.documents(&auth.0.scope(), None).await?;
     Ok(axum::Json(DocumentList {
         documents: documents.into_iter().map(Into::into).collect(),
+        crawls: Vec::new(),
         retrieval: retrieval_mode(&state),
     }))
 }
