@@ -244,6 +244,27 @@ pub const KEYS: &[KeyDoc] = &[
         "A crawl stops after fetching this much.",
     ),
     k(
+        "embeddings.base_url",
+        "An OpenAI-compatible embeddings API (…/v1). Set it for hybrid retrieval (full text + vectors); unset, retrieval is full text only.",
+    ),
+    k(
+        "embeddings.api_key",
+        "The embeddings API's key, if it needs one.",
+    ),
+    k(
+        "embeddings.model",
+        "The embedding model's name, as the API knows it.",
+    ),
+    k(
+        "embeddings.dimensions",
+        "The length of the model's vectors (1536 for text-embedding-3-small, 384 for all-MiniLM-L6-v2).",
+    ),
+    k("embeddings.batch_size", "Passages embedded per request."),
+    k(
+        "embeddings.timeout_secs",
+        "An embeddings request that takes longer fails and is retried.",
+    ),
+    k(
         "redis.url",
         "redis://HOST:PORT/DB. Set it to share webhook rate limits across API replicas; unset, each process keeps its own.",
     ),

@@ -35,6 +35,7 @@ pub struct Config {
     pub channels: ChannelsConfig,
     pub storage: StorageConfig,
     pub knowledge: KnowledgeConfig,
+    pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
 }
@@ -109,6 +110,23 @@ pub struct KnowledgeConfig {
     pub crawl_max_depth: i32,
     pub crawl_max_secs: u64,
     pub crawl_max_bytes: usize,
+}
+
+/// An OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM,
+/// llama.cpp, text-embeddings-inference…).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    /// The base URL, e.g. `https://api.openai.com/v1`. Unset: no embeddings,
+    /// and retrieval is full text only.
+    pub base_url: Option<String>,
+    pub api_key: Option<Secret>,
+    pub model: String,
+    /// The length of the model's vectors; every vector is checked against it.
+    pub dimensions: usize,
+    /// Texts per request.
+    pub batch_size: usize,
+    pub timeout_secs: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -301,6 +319,14 @@ impl Default for Config {
                 crawl_max_secs: 3600,
                 crawl_max_bytes: 200 * 1024 * 1024,
             },
+            embeddings: EmbeddingsConfig {
+                base_url: None,
+                api_key: None,
+                model: "text-embedding-3-small".into(),
+                dimensions: 1536,
+                batch_size: 64,
+                timeout_secs: 30,
+            },
             redis: RedisConfig::default(),
             auth: AuthConfig {
                 jwt_secret: None,
@@ -375,6 +401,11 @@ impl Default for ChannelsConfig {
 impl Default for KnowledgeConfig {
     fn default() -> Self {
         Config::default().knowledge
+    }
+}
+impl Default for EmbeddingsConfig {
+    fn default() -> Self {
+        Config::default().embeddings
     }
 }
 impl Default for AuthConfig {
@@ -533,6 +564,17 @@ impl Config {
         {
             return invalid(
                 "knowledge.chunk_chars must be at least 200, and chunk_overlap_chars at most half of it".into(),
+            );
+        }
+        let embeddings = &self.embeddings;
+        if embeddings.base_url.is_some()
+            && (!(1..=4096).contains(&embeddings.dimensions)
+                || embeddings.batch_size == 0
+                || embeddings.timeout_secs == 0)
+        {
+            return invalid(
+                "embeddings.dimensions must be 1 to 4096, and batch_size and timeout_secs above 0"
+                    .into(),
             );
         }
         if let Some(url) = &self.storage.url

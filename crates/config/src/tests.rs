@@ -38,6 +38,8 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.http.public_url = Some("https://steward.example.org".into());
     full.redis.url = Some(Secret::new("redis://localhost"));
     full.storage.url = Some("file:///var/lib/steward/blobs".into());
+    full.embeddings.base_url = Some("http://localhost:11434/v1".into());
+    full.embeddings.api_key = Some(Secret::new("k"));
     let provider = ProviderConfig {
         kind: ProviderKind::Openai,
         base_url: Some("http://localhost:11434/v1".into()),

@@ -73,6 +73,7 @@ fn flush(chunks: &mut Vec<NewChunk>, current: &mut String, carried: usize, headi
         chunks.push(NewChunk {
             heading: heading.to_owned(),
             text,
+            embedding: None,
         });
     }
 }

@@ -8,6 +8,7 @@
 //! in `LlmError::Transient` for the caller to wait on (the respond job does).
 
 mod anthropic;
+mod embeddings;
 mod fallback;
 mod openai;
 mod sse;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 pub use anthropic::Anthropic;
+pub use embeddings::Embeddings;
 pub use fallback::Fallback;
 pub use openai::OpenAiCompatible;
 

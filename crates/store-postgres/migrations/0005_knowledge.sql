@@ -44,7 +44,10 @@ CREATE TABLE crawls (
 CREATE INDEX crawls_org ON crawls (org_id, chatbot_id, created_at);
 
 -- Full text over headings (weighted higher) and passages, with the `english`
--- configuration's stemming, as SQLite's porter tokenizer does.
+-- configuration's stemming, as SQLite's porter tokenizer does. Vectors are of
+-- any length (the embedder decides); an HNSW index per length is created when
+-- an embedder is configured (see `prepare_vectors`).
+CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE chunks (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     org_id       uuid NOT NULL,
@@ -56,6 +59,8 @@ CREATE TABLE chunks (
     search       tsvector GENERATED ALWAYS AS (
         setweight(to_tsvector('english', heading), 'A') || to_tsvector('english', text)
     ) STORED,
+    embedding    vector,
+    embedding_dims integer GENERATED ALWAYS AS (vector_dims(embedding)) STORED,
     UNIQUE (document_id, ordinal)
 );
 CREATE INDEX chunks_scope ON chunks (org_id, chatbot_id);

@@ -192,9 +192,15 @@ impl KnowledgeStore for PostgresStore {
             .iter()
             .map(|c| (c.heading.as_str(), c.text.as_str()))
             .unzip();
+        let vectors: Vec<Option<String>> = ingested
+            .chunks
+            .iter()
+            .map(|c| c.embedding.as_deref().map(vector_literal))
+            .collect();
         sqlx::query(
-            "INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text)
-             SELECT $1, $2, $3, * FROM UNNEST($4::int[], $5::text[], $6::text[])",
+            "INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text, embedding)
+             SELECT $1, $2, $3, o, h, t, e::vector
+             FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[]) AS u (o, h, t, e)",
         )
         .bind(scope.org_id().as_uuid())
         .bind(document.chatbot_id.map(|c| c.as_uuid()))
@@ -202,6 +208,7 @@ impl KnowledgeStore for PostgresStore {
         .bind(&ordinals)
         .bind(&headings)
         .bind(&texts)
+        .bind(&vectors)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
@@ -359,6 +366,73 @@ impl KnowledgeStore for PostgresStore {
             insert_job(&mut tx, &next).await?;
         }
         commit(tx).await
+    }
+
+    async fn prepare_vectors(&self, dimensions: usize) -> StoreResult<()> {
+        // One index per vector length: pgvector indexes only typed columns.
+        // Only an integer is formatted into the statement.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE INDEX IF NOT EXISTS chunks_embedding_{dimensions} ON chunks
+             USING hnsw ((embedding::vector({dimensions})) vector_cosine_ops)
+             WHERE embedding_dims = {dimensions}"
+        )))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn search_vector(
+        &self,
+        scope: &TenantScope,
+        chatbot: ChatbotId,
+        vector: &[f32],
+        limit: u32,
+    ) -> StoreResult<Vec<ChunkHit>> {
+        let dims = vector.len();
+        // The HNSW index finds the nearest vectors of every tenant and the
+        // filter keeps this one's; when that leaves too few (a small tenant
+        // among large ones), the same query runs exactly (`+ 0` keeps the
+        // planner off the index) over this tenant's rows.
+        // Only an integer and a constant are formatted into the statement.
+        let query = |exact: bool| {
+            sqlx::AssertSqlSafe(format!(
+                "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
+                        (1 - (c.embedding::vector({dims}) <=> $1::vector({dims})))::float8 AS score
+                 FROM chunks c JOIN documents d ON d.id = c.document_id
+                 WHERE c.embedding_dims = {dims} AND c.org_id = $2
+                   AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
+                 ORDER BY (c.embedding::vector({dims}) <=> $1::vector({dims})){}
+                 LIMIT $4",
+                if exact { " + 0" } else { "" }
+            ))
+        };
+        let literal = vector_literal(vector);
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("SET LOCAL hnsw.ef_search = 200")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let mut found = sqlx::query(query(false))
+            .bind(&literal)
+            .bind(scope.org_id().as_uuid())
+            .bind(chatbot.as_uuid())
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if found.len() < limit as usize {
+            found = sqlx::query(query(true))
+                .bind(&literal)
+                .bind(scope.org_id().as_uuid())
+                .bind(chatbot.as_uuid())
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        found.iter().map(rows::chunk_hit).collect()
     }
 
     async fn search_text(

@@ -53,6 +53,8 @@ CREATE TABLE chunks (
     ordinal      INTEGER NOT NULL,
     heading      TEXT NOT NULL,
     text         TEXT NOT NULL,
+    -- little-endian f32s, when an embedder is configured; searched exactly
+    embedding    BLOB,
     UNIQUE (document_id, ordinal)
 ) STRICT;
 CREATE INDEX chunks_scope ON chunks (org_id, chatbot_id);

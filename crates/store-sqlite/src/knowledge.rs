@@ -187,8 +187,8 @@ impl KnowledgeStore for SqliteStore {
             .map_err(map_err)?;
         for (ordinal, chunk) in ingested.chunks.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text, embedding)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(scope.org_id().as_uuid())
             .bind(document.chatbot_id.map(|c| c.as_uuid()))
@@ -196,6 +196,7 @@ impl KnowledgeStore for SqliteStore {
             .bind(ordinal as i64)
             .bind(&chunk.heading)
             .bind(&chunk.text)
+            .bind(chunk.embedding.as_deref().map(vector_bytes))
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
@@ -355,6 +356,58 @@ impl KnowledgeStore for SqliteStore {
             insert_job(&mut tx, &next).await?;
         }
         commit(tx).await
+    }
+
+    async fn prepare_vectors(&self, _dimensions: usize) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn search_vector(
+        &self,
+        scope: &TenantScope,
+        chatbot: ChatbotId,
+        vector: &[f32],
+        limit: u32,
+    ) -> StoreResult<Vec<ChunkHit>> {
+        // Exact: every vector of the scope, compared. Fine for the embedded
+        // store's sizes (see docs/PERFORMANCE.md); PostgreSQL uses HNSW.
+        let found = sqlx::query(
+            "SELECT c.seq, c.embedding FROM chunks c
+             WHERE c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
+               AND length(c.embedding) = ?",
+        )
+        .bind(scope.org_id().as_uuid())
+        .bind(chatbot.as_uuid())
+        .bind((vector.len() * 4) as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        let mut scored: Vec<(f64, i64)> = found
+            .iter()
+            .filter_map(|row| {
+                let seq: i64 = sqlx::Row::try_get(row, "seq").ok()?;
+                let bytes: Vec<u8> = sqlx::Row::try_get(row, "embedding").ok()?;
+                Some((cosine(vector, &vector_from_bytes(&bytes)?), seq))
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        scored.truncate(limit as usize);
+        let mut hits = Vec::with_capacity(scored.len());
+        for (score, seq) in scored {
+            let row = sqlx::query(
+                "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text, ? AS score
+                 FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.seq = ?",
+            )
+            .bind(score)
+            .bind(seq)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_err)?;
+            if let Some(row) = row {
+                hits.push(rows::chunk_hit(&row)?);
+            }
+        }
+        Ok(hits)
     }
 
     async fn search_text(

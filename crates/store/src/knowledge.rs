@@ -62,6 +62,8 @@ pub struct NewChunk {
     /// The headings above the passage, outermost first, joined by " › ".
     pub heading: String,
     pub text: String,
+    /// The passage's vector, when an embedder is configured.
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// What ingestion found, written in one transaction with the chunks.
@@ -199,6 +201,21 @@ pub trait KnowledgeStore: Send + Sync {
         next: Option<NewJob>,
     ) -> StoreResult<()>;
 
+    /// Makes vectors of this length searchable quickly (PostgreSQL: an HNSW
+    /// index for them; SQLite searches exactly and needs nothing). Idempotent.
+    async fn prepare_vectors(&self, dimensions: usize) -> StoreResult<()>;
+
+    /// Chunks of the chatbot's and the organization's context documents whose
+    /// vectors are nearest to `vector` (cosine), best first; score = cosine
+    /// similarity.
+    async fn search_vector(
+        &self,
+        scope: &TenantScope,
+        chatbot: ChatbotId,
+        vector: &[f32],
+        limit: u32,
+    ) -> StoreResult<Vec<ChunkHit>>;
+
     /// Chunks of the chatbot's and the organization's context documents that
     /// match any of `terms` (see [`search_terms`]), best first.
     async fn search_text(
@@ -208,6 +225,43 @@ pub trait KnowledgeStore: Send + Sync {
         terms: &[String],
         limit: u32,
     ) -> StoreResult<Vec<ChunkHit>>;
+}
+
+/// A vector as bytes (little-endian f32s), as SQLite keeps it.
+pub fn vector_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Bytes back into a vector; None when they are not whole f32s.
+pub fn vector_from_bytes(bytes: &[u8]) -> Option<Vec<f32>> {
+    (bytes.len() % 4 == 0).then(|| {
+        bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect()
+    })
+}
+
+/// Cosine similarity; 0 for a zero vector.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(*x), f64::from(*y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    if na == 0.0 || nb == 0.0 {
+        0.0
+    } else {
+        dot / (na.sqrt() * nb.sqrt())
+    }
+}
+
+/// A vector as pgvector's text form, `[1,2,3]`.
+pub fn vector_literal(vector: &[f32]) -> String {
+    let parts: Vec<String> = vector.iter().map(|x| x.to_string()).collect();
+    format!("[{}]", parts.join(","))
 }
 
 /// The words of a query, lowercased, each letters and digits only (so that

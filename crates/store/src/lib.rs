@@ -19,7 +19,7 @@ pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WIN
 pub use error::{StoreError, StoreResult};
 pub use knowledge::{
     ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,
-    NewCrawl, NewDocument, search_terms,
+    NewCrawl, NewDocument, cosine, search_terms, vector_bytes, vector_from_bytes, vector_literal,
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};

@@ -31,6 +31,7 @@ fn chunks(texts: &[&str]) -> Ingested {
             .map(|t| NewChunk {
                 heading: "Policies".into(),
                 text: (*t).into(),
+                embedding: None,
             })
             .collect(),
     }
@@ -497,4 +498,117 @@ pub async fn crawls_keep_their_progress_and_state_and_chain_their_steps(store: S
         .await
         .unwrap();
     assert_eq!(crawled.id, by_url.id);
+}
+
+pub async fn vector_search_finds_the_nearest_passages_of_its_scope_only(store: S) {
+    store.prepare_vectors(3).await.unwrap();
+    store.prepare_vectors(3).await.unwrap(); // idempotent
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let sales = store
+        .create_chatbot(&scope, new_chatbot("Sales"))
+        .await
+        .unwrap();
+    let theirs = store
+        .create_chatbot(&other, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+    let with_vectors = |items: &[(&str, Option<Vec<f32>>)]| Ingested {
+        bytes: 1,
+        content_type: "text/plain".into(),
+        content_hash: "00".repeat(32),
+        chunks: items
+            .iter()
+            .map(|(text, embedding)| NewChunk {
+                heading: String::new(),
+                text: (*text).into(),
+                embedding: embedding.clone(),
+            })
+            .collect(),
+    };
+    let add = |scope: TenantScope, chatbot: Option<ChatbotId>, ingested: Ingested| {
+        let store = store.clone();
+        async move {
+            let doc = store
+                .add_document(&scope, upload(chatbot, "v.txt"), 3)
+                .await
+                .unwrap();
+            store.finish_ingest(&scope, doc.id, ingested).await.unwrap();
+            doc
+        }
+    };
+    add(
+        scope,
+        Some(bot.id),
+        with_vectors(&[
+            ("east", Some(vec![1.0, 0.0, 0.0])),
+            ("north", Some(vec![0.0, 1.0, 0.0])),
+            ("north-east", Some(vec![0.7, 0.7, 0.0])),
+            ("no vector", None),
+            ("other length", Some(vec![1.0, 0.0])),
+        ]),
+    )
+    .await;
+    add(
+        scope,
+        Some(sales.id),
+        with_vectors(&[("sales east", Some(vec![1.0, 0.0, 0.0]))]),
+    )
+    .await;
+    add(
+        scope,
+        None,
+        with_vectors(&[("context up", Some(vec![0.0, 0.0, 1.0]))]),
+    )
+    .await;
+    add(
+        other,
+        Some(theirs.id),
+        with_vectors(&[("their east", Some(vec![1.0, 0.0, 0.0]))]),
+    )
+    .await;
+
+    let hits = store
+        .search_vector(&scope, bot.id, &[0.9, 0.1, 0.0], 10)
+        .await
+        .unwrap();
+    let texts: Vec<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts, vec!["east", "north-east", "north", "context up"]);
+    assert!(
+        (hits[0].score - 0.9939).abs() < 0.001,
+        "cosine similarity: {}",
+        hits[0].score
+    );
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(
+        store
+            .search_vector(&scope, bot.id, &[0.9, 0.1, 0.0], 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let theirs_hits = store
+        .search_vector(&other, theirs.id, &[1.0, 0.0, 0.0], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs_hits
+            .iter()
+            .map(|h| h.text.as_str())
+            .collect::<Vec<_>>(),
+        vec!["their east"]
+    );
+    let cross = store
+        .search_vector(&scope, theirs.id, &[1.0, 0.0, 0.0], 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        cross.iter().map(|h| h.text.as_str()).collect::<Vec<_>>(),
+        vec!["context up"]
+    );
 }

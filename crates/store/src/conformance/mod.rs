@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             reingesting_replaces_chunks_atomically,
             knowledge_stays_within_its_org_and_chatbot,
             crawls_keep_their_progress_and_state_and_chain_their_steps,
+            vector_search_finds_the_nearest_passages_of_its_scope_only,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(
