@@ -73,7 +73,10 @@ impl AppState {
             webhook_limiter,
             blobs,
             fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge)),
-            retriever: Retriever::new(store.clone()),
+            retriever: Retriever::new(
+                store.clone(),
+                steward_knowledge::embedder_from_config(&config.embeddings),
+            ),
             sealer: Arc::new(Sealer::new(&master_key)),
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),

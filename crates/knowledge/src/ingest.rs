@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use steward_config::KnowledgeConfig;
 use steward_domain::{DocumentId, DocumentSource};
 use steward_jobs::{JobError, JobHandler};
+use steward_llm::Embeddings;
 use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
 
 use crate::blobs::{BlobError, Blobs};
@@ -24,6 +25,8 @@ pub struct Ingest {
     pub store: Arc<dyn Store>,
     pub blobs: Blobs,
     pub fetcher: Fetcher,
+    /// Vectors for the passages, when configured.
+    pub embedder: Option<Arc<Embeddings>>,
     pub limits: KnowledgeConfig,
 }
 
@@ -125,7 +128,10 @@ impl JobHandler for Ingest {
             .await
             .unwrap_or_else(|_| Err("the document could not be read (its parser failed)".into()));
         match prepared {
-            Ok(ingested) => {
+            Ok(mut ingested) => {
+                if let Some(embedder) = &self.embedder {
+                    self.embed(embedder, job, &mut ingested).await?;
+                }
                 let chunks = ingested.chunks.len() as u64;
                 match self.store.finish_ingest(&scope, id, ingested).await {
                     Ok(()) | Err(StoreError::NotFound) => {}
@@ -138,6 +144,46 @@ impl JobHandler for Ingest {
                 Ok(())
             }
             Err(reason) => fail(reason).await,
+        }
+    }
+}
+
+impl Ingest {
+    /// Adds vectors to the passages. While the embedder fails, the job is
+    /// retried; on its last attempt the document is indexed for full text
+    /// alone rather than not at all.
+    async fn embed(
+        &self,
+        embedder: &Embeddings,
+        job: &Job,
+        ingested: &mut Ingested,
+    ) -> Result<(), JobError> {
+        let texts: Vec<String> = ingested
+            .chunks
+            .iter()
+            .map(|c| {
+                if c.heading.is_empty() {
+                    c.text.clone()
+                } else {
+                    format!("{}\n{}", c.heading, c.text)
+                }
+            })
+            .collect();
+        match embedder.embed(&texts).await {
+            Ok(vectors) => {
+                for (chunk, vector) in ingested.chunks.iter_mut().zip(vectors) {
+                    chunk.embedding = Some(vector);
+                }
+                Ok(())
+            }
+            Err(e) if e.is_transient() && job.attempts < job.max_attempts => {
+                Err(JobError::Retryable(e.to_string()))
+            }
+            Err(e) => {
+                metrics::counter!("steward_embedding_errors_total").increment(1);
+                tracing::warn!(error = %e, "document indexed for full text only: the embedder failed");
+                Ok(())
+            }
         }
     }
 }

@@ -19,4 +19,4 @@ pub use crawl::CrawlStep;
 pub use documents::{AddError, Original, add_original, add_url, label_from};
 pub use fetch::{FetchError, FetchPolicy, Fetcher};
 pub use ingest::Ingest;
-pub use retrieve::{Passage, Retriever, Source};
+pub use retrieve::{Passage, Retriever, Source, embedder_from_config};

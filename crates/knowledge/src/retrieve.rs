@@ -3,13 +3,14 @@
 //!
 //! Result lists are fused by reciprocal rank fusion, so that full-text and
 //! vector rankings, whose scores cannot be compared, combine by rank alone.
-//! Only full-text search exists so far; vector search is to join it here.
+//! Without an embedder (or while it is down), full text alone answers.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
 use steward_domain::{ChatbotId, DocumentId};
+use steward_llm::Embeddings;
 use steward_store::{ChunkHit, Store, StoreResult, TenantScope, search_terms};
 
 /// The usual constant of reciprocal rank fusion: ranks matter, but the first
@@ -62,16 +63,17 @@ impl Passage {
 #[derive(Clone)]
 pub struct Retriever {
     store: Arc<dyn Store>,
+    embedder: Option<Arc<Embeddings>>,
 }
 
 impl Retriever {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, embedder: Option<Arc<Embeddings>>) -> Self {
+        Self { store, embedder }
     }
 
-    /// Whether vector search takes part (it does not yet: full text only).
+    /// Whether vector search takes part.
     pub fn uses_vectors(&self) -> bool {
-        false
+        self.embedder.is_some()
     }
 
     pub async fn retrieve(
@@ -85,12 +87,47 @@ impl Retriever {
         if terms.is_empty() || limit == 0 {
             return Ok(Vec::new());
         }
+        let depth = limit.saturating_mul(DEPTH);
         let text = self
             .store
-            .search_text(scope, chatbot, &terms, limit.saturating_mul(DEPTH))
+            .search_text(scope, chatbot, &terms, depth)
             .await?;
-        Ok(fuse(&[text], limit as usize))
+        let Some(embedder) = &self.embedder else {
+            return Ok(fuse(&[text], limit as usize));
+        };
+        let vector = match embedder.embed(&[question.to_owned()]).await {
+            Ok(mut vectors) => vectors.pop().expect("one vector per text"),
+            Err(e) => {
+                // Answers go on with full text while the embedder is down.
+                tracing::warn!(error = %e, "retrieval without vectors: the embedder failed");
+                metrics::counter!("steward_embedding_errors_total").increment(1);
+                return Ok(fuse(&[text], limit as usize));
+            }
+        };
+        let near = self
+            .store
+            .search_vector(scope, chatbot, &vector, depth)
+            .await?;
+        Ok(fuse(&[text, near], limit as usize))
     }
+}
+
+/// The embedder `embeddings.*` configures, if any.
+pub fn embedder_from_config(config: &steward_config::EmbeddingsConfig) -> Option<Arc<Embeddings>> {
+    let base_url = config.base_url.as_deref()?;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client");
+    Some(Arc::new(Embeddings::new(
+        client,
+        base_url,
+        config.api_key.as_ref().map(|k| k.expose().to_owned()),
+        &config.model,
+        config.dimensions,
+        config.batch_size,
+        std::time::Duration::from_secs(config.timeout_secs),
+    )))
 }
 
 /// Reciprocal rank fusion of ranked lists: each hit scores Σ 1/(k + rank).

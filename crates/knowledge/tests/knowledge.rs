@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
-use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest, Retriever};
+use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest};
 use steward_llm::OpenAiCompatible;
 use steward_pipeline::{Respond, Responder};
 use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
@@ -42,6 +42,7 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         store: app.store.clone(),
         blobs: Blobs::from_config(config.storage.url.as_deref(), &config.data_dir).unwrap(),
         fetcher,
+        embedder: steward_knowledge::embedder_from_config(&config.embeddings),
         limits: config.knowledge.clone(),
     };
     let respond = Respond {
@@ -51,7 +52,7 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         history_turns: 20,
         max_tokens: 256,
         deliver_attempts: 3,
-        retriever: Retriever::new(app.store.clone()),
+        retriever: app.state.retriever.clone(),
         passages: config.knowledge.passages_per_answer,
     };
     let settings = WorkerSettings {
@@ -1179,5 +1180,78 @@ async fn a_crawl_survives_a_restart_and_stops_at_its_page_limit() {
     }
     assert_eq!(site.hits("/chain/7"), 0, "the limit is kept");
     assert_eq!(settled(&app, &owner, &bot).await.len(), 8);
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_embedder_retrieval_is_hybrid_and_survives_the_embedder_failing() {
+    use steward_testkit::embedder::{DIMENSIONS, FakeEmbedder};
+    let embedder = FakeEmbedder::start().await;
+    let base_url = embedder.base_url.clone();
+    let app = spawn_app_with(move |c| {
+        c.embeddings.base_url = Some(base_url);
+        c.embeddings.dimensions = DIMENSIONS;
+        c.embeddings.batch_size = 2;
+        c.knowledge.ingest_attempts = 2;
+    })
+    .await;
+    app.store.prepare_vectors(DIMENSIONS).await.unwrap();
+    let worker = start_worker(&app, Responder::RetrievalOnly);
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+
+    let uploaded = app
+        .upload(&owner, &bot, &[("policies.md", REFUNDS.as_bytes())])
+        .await;
+    assert_eq!(uploaded.body["retrieval"], "hybrid");
+    settled(&app, &owner, &bot).await;
+    assert!(embedder.calls() >= 1, "the passages were embedded");
+    let scope = steward_store::TenantScope::for_operator(owner.org_id.parse().unwrap());
+    let near = app
+        .store
+        .search_vector(
+            &scope,
+            bot.parse().unwrap(),
+            &steward_testkit::embedder::vector("refunds original card"),
+            5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(near.len(), 2, "both passages carry vectors");
+    assert!(near[0].text.contains("original card"), "{near:?}");
+
+    let found = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/knowledge/search?q=refunds+card"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(found.body["retrieval"], "hybrid");
+    assert_eq!(found.body["passages"][0]["heading"], "Returns › Refunds");
+
+    // The embedder goes down: questions are still answered from full text,
+    // and new documents are still indexed (for full text) after their attempts.
+    embedder.fail_with(503);
+    let reply = ask(&app, &owner, &bot, "How long do refunds take?").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("five working days")
+    );
+    app.upload(&owner, &bot, &[("hours.txt", b"The shop opens at nine.")])
+        .await;
+    let documents = settled(&app, &owner, &bot).await;
+    assert!(
+        documents.iter().all(|d| d["status"] == "ready"),
+        "{documents:?}"
+    );
+    let found = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/knowledge/search?q=shop"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(found.body["passages"][0]["label"], "hours.txt");
     worker.stop().await;
 }

@@ -86,6 +86,7 @@ async fn serve(answers: Vec<Answer>) -> (String, Fake) {
     let app = axum::Router::new()
         .route("/v1/chat/completions", axum::routing::post(answer))
         .route("/v1/messages", axum::routing::post(answer))
+        .route("/v1/embeddings", axum::routing::post(answer))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -485,4 +486,73 @@ async fn a_stream_that_fails_before_its_first_piece_moves_to_the_fallback() {
         outcome.unwrap_err().is_transient(),
         "an overloaded event mid-stream is transient"
     );
+}
+
+fn embeddings(base: &str) -> steward_llm::Embeddings {
+    steward_llm::Embeddings::new(
+        reqwest::Client::new(),
+        &format!("{base}/v1"),
+        Some("key-e".into()),
+        "embed-test",
+        3,
+        2,
+        Duration::from_secs(5),
+    )
+}
+
+fn vectors(items: Value) -> Answer {
+    Answer::Reply(
+        200,
+        json!({"object": "list", "data": items}).to_string(),
+        vec![],
+    )
+}
+
+#[tokio::test]
+async fn embeddings_come_back_in_order_in_batches_and_bad_answers_are_refused() {
+    let (base, fake) = serve(vec![
+        // Items answered out of order, named by index.
+        vectors(
+            json!([{"index": 1, "embedding": [0, 1, 0]}, {"index": 0, "embedding": [1, 0, 0]}]),
+        ),
+        vectors(json!([{"index": 0, "embedding": [0, 0, 1]}])),
+    ])
+    .await;
+    let texts: Vec<String> = ["a", "b", "c"].iter().map(|t| t.to_string()).collect();
+    let got = embeddings(&base).embed(&texts).await.unwrap();
+    assert_eq!(
+        got,
+        vec![
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 1.0, 0.0],
+            vec![0.0, 0.0, 1.0]
+        ]
+    );
+    let received = fake.received.lock().unwrap().clone();
+    assert_eq!(received.len(), 2, "batches of two");
+    assert_eq!(
+        received[0].1,
+        json!({"model": "embed-test", "input": ["a", "b"]})
+    );
+    assert_eq!(received[0].0["authorization"], "Bearer key-e");
+
+    for (answer, transient) in [
+        (vectors(json!([{"index": 0, "embedding": [1, 0]}])), false), // wrong length: configuration
+        (vectors(json!([])), true),                                   // too few
+        (vectors(json!([{"index": 5, "embedding": [1, 0, 0]}])), true), // index out of range
+        (
+            vectors(json!([{"index": 0, "embedding": ["x", 0, 0]}])),
+            true,
+        ),
+        (Answer::Reply(200, "not json".into(), vec![]), true),
+        (error(429, json!({"error": {"message": "slow down"}})), true),
+        (error(401, json!({"error": {"message": "bad key"}})), false),
+    ] {
+        let (base, _) = serve(vec![answer]).await;
+        let failed = embeddings(&base)
+            .embed(&["a".to_string()])
+            .await
+            .unwrap_err();
+        assert_eq!(failed.is_transient(), transient, "{failed}");
+    }
 }

@@ -82,7 +82,7 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, rate: u64, secon
         history_turns: 20,
         max_tokens: 256,
         deliver_attempts: 3,
-        retriever: steward_knowledge::Retriever::new(store.clone()),
+        retriever: steward_knowledge::Retriever::new(store.clone(), None),
         passages: 5,
     };
     let settings = WorkerSettings {

@@ -29,7 +29,7 @@ fn start_worker(app: &TestApp, responder: Responder) -> Running {
         history_turns: 20,
         max_tokens: 256,
         deliver_attempts: 3,
-        retriever: steward_knowledge::Retriever::new(app.store.clone()),
+        retriever: steward_knowledge::Retriever::new(app.store.clone(), None),
         passages: 5,
     };
     let settings = WorkerSettings {

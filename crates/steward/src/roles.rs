@@ -17,6 +17,7 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
+    prepare_vectors(&config, store.as_ref()).await?;
     let listener = steward_api::bind(config.listen_addr()).await?;
     tracing::info!(
         address = %listener.local_addr()?,
@@ -52,6 +53,17 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     Ok(())
 }
 
+/// With an embedder configured, makes its vectors quickly searchable.
+async fn prepare_vectors(config: &Config, store: &dyn Store) -> Result<()> {
+    if config.embeddings.base_url.is_some() {
+        store
+            .prepare_vectors(config.embeddings.dimensions)
+            .await
+            .context("preparing the vector index")?;
+    }
+    Ok(())
+}
+
 /// A worker with a handler for every job kind built so far.
 fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker> {
     let jobs = &config.jobs;
@@ -71,6 +83,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         store: store.clone(),
         keep_finished: Duration::from_secs(jobs.keep_finished_hours * 3600),
     };
+    let embedder = steward_knowledge::embedder_from_config(&config.embeddings);
     let respond = steward_pipeline::Respond {
         store: store.clone(),
         responder: responder(config),
@@ -78,7 +91,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         history_turns: config.llm.history_turns,
         max_tokens: config.llm.max_tokens,
         deliver_attempts: config.jobs.max_attempts,
-        retriever: steward_knowledge::Retriever::new(store.clone()),
+        retriever: steward_knowledge::Retriever::new(store.clone(), embedder.clone()),
         passages: config.knowledge.passages_per_answer,
     };
     let blobs =
@@ -90,6 +103,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         store: store.clone(),
         blobs: blobs.clone(),
         fetcher: fetcher.clone(),
+        embedder,
         limits: config.knowledge.clone(),
     };
     let crawl = steward_knowledge::CrawlStep {
@@ -232,6 +246,7 @@ pub async fn run_worker(mut config: Config) -> Result<()> {
     steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
+    prepare_vectors(&config, store.as_ref()).await?;
     worker(&config, store.clone())?
         .run(stopped(shutdown_channel()))
         .await;

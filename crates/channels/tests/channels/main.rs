@@ -85,7 +85,7 @@ impl Harness {
             history_turns: 20,
             max_tokens: 256,
             deliver_attempts: 3,
-            retriever: steward_knowledge::Retriever::new(store.clone()),
+            retriever: steward_knowledge::Retriever::new(store.clone(), None),
             passages: 5,
         };
         let deliver = Deliver {
