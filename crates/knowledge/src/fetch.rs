@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use reqwest::Url;
+pub use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

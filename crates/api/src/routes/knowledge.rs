@@ -246,6 +246,20 @@ async fn upload(
     ))
 }
 
+/// A URL a user gave, if it may be fetched at all (scheme, address as written).
+fn checked_url(state: &SharedState, url: &str) -> ApiResult<steward_knowledge::fetch::Url> {
+    if url.len() > 2048 {
+        return Err(ApiError::unprocessable(
+            "url_refused",
+            "the URL is longer than 2048 characters",
+        ));
+    }
+    state
+        .fetcher
+        .check_url(url)
+        .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddUrl {
@@ -271,16 +285,7 @@ async fn add_url(
     let scope = auth.0.scope();
     let chatbot = ChatbotId::from(id);
     state.store.chatbot(&scope, chatbot).await?;
-    if body.url.len() > 2048 {
-        return Err(ApiError::unprocessable(
-            "url_refused",
-            "the URL is longer than 2048 characters",
-        ));
-    }
-    let url = state
-        .fetcher
-        .check_url(&body.url)
-        .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))?;
+    let url = checked_url(&state, &body.url)?;
     let document = steward_knowledge::add_url(
         state.store.as_ref(),
         &scope,
@@ -336,16 +341,7 @@ async fn start_crawl(
             format!("max_depth must be between 0 and {}", limits.crawl_max_depth),
         ));
     }
-    if body.url.len() > 2048 {
-        return Err(ApiError::unprocessable(
-            "url_refused",
-            "the URL is longer than 2048 characters",
-        ));
-    }
-    let url = state
-        .fetcher
-        .check_url(&body.url)
-        .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))?;
+    let url = checked_url(&state, &body.url)?;
     let new = NewCrawl {
         id: CrawlId::new(),
         chatbot_id: chatbot,
