@@ -61,15 +61,23 @@ CREATE INDEX chunks_scope ON chunks (org_id, chatbot_id);
 
 -- Full text over headings and passages, kept in step by triggers. Porter
 -- stemming, so that "refunds" finds "refund" (as PostgreSQL's `english` does).
+-- `scope` holds tokens naming the passage's organization (`o` + id) and its
+-- chatbot (`b` + id, or `context`), so that a search matches only its own
+-- tenant's passages inside the index: with a common word, filtering after
+-- the match would score every tenant's passages first.
 CREATE VIRTUAL TABLE chunks_fts USING fts5 (
-    heading, text,
-    content = 'chunks', content_rowid = 'seq',
+    heading, text, scope,
+    content = '',
+    contentless_delete = 1,
     tokenize = 'porter unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER chunks_fts_insert AFTER INSERT ON chunks BEGIN
-    INSERT INTO chunks_fts (rowid, heading, text) VALUES (new.seq, new.heading, new.text);
+    INSERT INTO chunks_fts (rowid, heading, text, scope) VALUES (
+        new.seq, new.heading, new.text,
+        'o' || lower(hex(new.org_id)) || ' ' ||
+            CASE WHEN new.chatbot_id IS NULL THEN 'context' ELSE 'b' || lower(hex(new.chatbot_id)) END
+    );
 END;
 CREATE TRIGGER chunks_fts_delete AFTER DELETE ON chunks BEGIN
-    INSERT INTO chunks_fts (chunks_fts, rowid, heading, text)
-    VALUES ('delete', old.seq, old.heading, old.text);
+    DELETE FROM chunks_fts WHERE rowid = old.seq;
 END;

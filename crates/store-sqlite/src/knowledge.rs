@@ -420,27 +420,37 @@ impl KnowledgeStore for SqliteStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // Each term quoted (terms are letters and digits only), any may match.
-        let query = terms
+        // Each term quoted (terms are letters and digits only), any may match,
+        // within this organization's passages for this chatbot or its context.
+        let terms = terms
             .iter()
             .map(|t| format!("\"{t}\""))
             .collect::<Vec<_>>()
             .join(" OR ");
-        // Headings weigh twice as much as passages.
+        let query = format!(
+            "scope : \"o{}\" AND (scope : \"b{}\" OR scope : \"context\") AND {{heading text}} : ({terms})",
+            scope.org_id().as_uuid().simple(),
+            chatbot.as_uuid().simple()
+        );
+        // The index finds and ranks; headings weigh twice as much as passages.
+        // The org filter again after it is a second line of defence.
         let found = sqlx::query(
-            "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
-                    -bm25(chunks_fts, 2.0, 1.0) AS score
-             FROM chunks_fts
-             JOIN chunks c ON c.seq = chunks_fts.rowid
+            "WITH hits AS MATERIALIZED (
+                 SELECT rowid AS seq, -bm25(chunks_fts, 2.0, 1.0, 0.0) AS score
+                 FROM chunks_fts WHERE chunks_fts MATCH ?
+                 ORDER BY score DESC LIMIT ?
+             )
+             SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text, hits.score
+             FROM hits
+             JOIN chunks c ON c.seq = hits.seq
              JOIN documents d ON d.id = c.document_id
-             WHERE chunks_fts MATCH ? AND c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
-             ORDER BY score DESC, c.seq
-             LIMIT ?",
+             WHERE c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
+             ORDER BY hits.score DESC, c.seq",
         )
         .bind(query)
+        .bind(i64::from(limit))
         .bind(scope.org_id().as_uuid())
         .bind(chatbot.as_uuid())
-        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
