@@ -98,6 +98,9 @@ impl JobHandler for CrawlStep {
 
         if !state.started {
             self.start(&root, &crawl, &mut state).await;
+            if state.frontier.is_empty() {
+                progress.note = Some("robots.txt disallows the start page".into());
+            }
         } else if let Some(stop) = self.bound_reached(&crawl, &progress, &state) {
             progress.note = Some(stop);
             progress.pages_queued = 0;
@@ -170,6 +173,9 @@ impl CrawlStep {
         }
         let root = canonical(root);
         state.seen.insert(root.to_string());
+        if !state.robots.allows(root.path()) {
+            return; // nothing queued: the crawl ends, saying so
+        }
         state.frontier.push_back((root.to_string(), 0));
         if crawl.max_depth < 1 {
             return;

@@ -1110,6 +1110,20 @@ async fn a_crawl_stays_on_the_site_honours_robots_and_is_bounded_by_its_traps() 
         .unwrap();
     assert_eq!(home["label"], "Home", "a page is labelled by its title");
 
+    // A start page that robots.txt disallows ends the crawl at once.
+    let other_bot = app.chatbot(&owner, "Other").await;
+    let disallowed = app
+        .post(
+            &format!("/api/v1/chatbots/{other_bot}/knowledge/crawl"),
+            &owner.token,
+            json!({"url": format!("{root}private/secret")}),
+        )
+        .await;
+    assert_eq!(disallowed.status, StatusCode::CREATED);
+    let ended = crawl_done(&app, &owner, &other_bot).await;
+    assert_eq!(ended["note"], "robots.txt disallows the start page");
+    assert_eq!(site.hits("/private/secret"), 0);
+
     let found = app
         .get(
             &format!("/api/v1/chatbots/{bot}/knowledge/search?q=bananas"),
