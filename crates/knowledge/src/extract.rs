@@ -55,12 +55,12 @@ impl Collector {
     }
 }
 
-/// Extracts a text format's pieces. PDF and zip formats are refused here
-/// (see [`crate::ingest`]).
+/// Extracts a document's pieces. PDF is refused (not read yet); a zip is
+/// read as DOCX (see [`crate::docx`]).
 pub fn extract(format: Format, bytes: &[u8], max_bytes: usize) -> Result<Extracted, String> {
     match format {
         Format::Pdf => return Err("PDF documents cannot be read yet".into()),
-        Format::Zip => return Err("DOCX and other zip-based documents cannot be read yet".into()),
+        Format::Zip => return crate::docx::docx(bytes, max_bytes),
         _ => {}
     }
     let text = as_text(bytes).ok_or("the file is not readable text")?;
@@ -83,7 +83,7 @@ pub fn extract(format: Format, bytes: &[u8], max_bytes: usize) -> Result<Extract
             json(text, &mut out)?;
             None
         }
-        Format::Pdf | Format::Zip => unreachable!("refused above"),
+        Format::Pdf | Format::Zip => unreachable!("handled above"),
     };
     if out.pieces.is_empty() {
         return Err("the document holds no text".into());

@@ -8,6 +8,7 @@ pub mod blobs;
 pub mod chunk;
 pub mod crawl;
 pub mod documents;
+pub mod docx;
 pub mod extract;
 pub mod fetch;
 pub mod ingest;

@@ -11,7 +11,7 @@ pub enum Format {
     Csv,
     Json,
     Pdf,
-    /// A zip archive (a DOCX is one).
+    /// A zip archive: read as DOCX.
     Zip,
 }
 
@@ -24,7 +24,10 @@ impl Format {
             Format::Csv => "text/csv",
             Format::Json => "application/json",
             Format::Pdf => "application/pdf",
-            Format::Zip => "application/zip",
+            // The only zip Steward reads; another fails at extraction.
+            Format::Zip => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
         }
     }
 }
