@@ -27,7 +27,8 @@ use steward_store::{
 };
 
 use crate::blobs::Blobs;
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::Fetcher;
+use crate::ingest::retryable;
 
 /// Longest URL the crawler follows; longer ones are traps or tracking.
 const MAX_URL_CHARS: usize = 2048;
@@ -56,10 +57,6 @@ pub struct CrawlStep {
     pub limits: KnowledgeConfig,
 }
 
-fn retryable(e: StoreError) -> JobError {
-    JobError::Retryable(e.to_string())
-}
-
 fn now_secs() -> i64 {
     steward_store::now().timestamp()
 }
@@ -70,10 +67,9 @@ impl JobHandler for CrawlStep {
         let org = job
             .org_id
             .ok_or_else(|| JobError::Permanent("a crawl job names no organization".into()))?;
-        let id = job.payload["crawl_id"]
+        let id: CrawlId = job.payload["crawl_id"]
             .as_str()
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .map(CrawlId::from)
+            .and_then(|id| id.parse().ok())
             .ok_or_else(|| JobError::Permanent("payload has no crawl_id".into()))?;
         let scope = TenantScope::for_job(org);
         let crawl = match self.store.crawl(&scope, id).await {
@@ -238,9 +234,6 @@ impl CrawlStep {
             Err(e) => {
                 progress.pages_failed += 1;
                 tracing::info!(crawl = %crawl.id, %url, error = %e, "crawl: page failed");
-                if matches!(e, FetchError::Refused(_)) {
-                    state.seen.insert(url);
-                }
                 return Ok(());
             }
         };
@@ -251,7 +244,7 @@ impl CrawlStep {
             progress.pages_failed += 1;
             return Ok(());
         }
-        let hash = hex(&Sha256::digest(&page.bytes));
+        let hash = hex::encode(Sha256::digest(&page.bytes));
         if !state.hashes.insert(hash)
             || (landed.as_str() != url && !state.seen.insert(landed.to_string()))
         {
@@ -338,10 +331,6 @@ impl CrawlStep {
             state.frontier.push_back((url.to_string(), depth));
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Same host and port (http and https on their default ports both count),

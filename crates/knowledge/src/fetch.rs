@@ -115,10 +115,6 @@ impl Fetcher {
         }
     }
 
-    pub fn policy(&self) -> &FetchPolicy {
-        &self.policy
-    }
-
     /// Checks a URL as given, before anything is fetched: its scheme, and its
     /// address when it is one.
     pub fn check_url(&self, url: &str) -> Result<Url, FetchError> {

@@ -45,16 +45,12 @@ pub fn prepare(bytes: &[u8], limits: &KnowledgeConfig) -> Result<Ingested, Strin
     Ok(Ingested {
         bytes: bytes.len() as i64,
         content_type: format.media_type().to_owned(),
-        content_hash: hex(&Sha256::digest(bytes)),
+        content_hash: hex::encode(Sha256::digest(bytes)),
         chunks,
     })
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn retryable(e: StoreError) -> JobError {
+pub(crate) fn retryable(e: StoreError) -> JobError {
     JobError::Retryable(e.to_string())
 }
 
@@ -64,10 +60,9 @@ impl JobHandler for Ingest {
         let org = job
             .org_id
             .ok_or_else(|| JobError::Permanent("an ingest job names no organization".into()))?;
-        let id = job.payload["document_id"]
+        let id: DocumentId = job.payload["document_id"]
             .as_str()
-            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-            .map(DocumentId::from)
+            .and_then(|id| id.parse().ok())
             .ok_or_else(|| JobError::Permanent("payload has no document_id".into()))?;
         let scope = TenantScope::for_job(org);
         let document = match self.store.document(&scope, id).await {

@@ -20,7 +20,7 @@ const RRF_K: f64 = 60.0;
 /// Each list is searched this many times deeper than the passages wanted.
 const DEPTH: u32 = 4;
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Passage {
     pub document_id: DocumentId,
     pub ordinal: i32,
@@ -88,14 +88,15 @@ impl Retriever {
             return Ok(Vec::new());
         }
         let depth = limit.saturating_mul(DEPTH);
-        let text = self
-            .store
-            .search_text(scope, chatbot, &terms, depth)
-            .await?;
+        let search_text = self.store.search_text(scope, chatbot, &terms, depth);
         let Some(embedder) = &self.embedder else {
-            return Ok(fuse(&[text], limit as usize));
+            return Ok(fuse(&[search_text.await?], limit as usize));
         };
-        let vector = match embedder.embed(&[question.to_owned()]).await {
+        // The question's embedding (a network call) and the text search run together.
+        let question = [question.to_owned()];
+        let (text, embedded) = tokio::join!(search_text, embedder.embed(&question));
+        let text = text?;
+        let vector = match embedded {
             Ok(mut vectors) => vectors.pop().expect("one vector per text"),
             Err(e) => {
                 // Answers go on with full text while the embedder is down.

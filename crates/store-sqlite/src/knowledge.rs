@@ -392,22 +392,30 @@ impl KnowledgeStore for SqliteStore {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         scored.truncate(limit as usize);
-        let mut hits = Vec::with_capacity(scored.len());
-        for (score, seq) in scored {
-            let row = sqlx::query(
-                "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text, ? AS score
-                 FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.seq = ?",
+        // The winners' details in one query, handed over as [[seq, score], …].
+        let found = sqlx::query(
+            "WITH hits AS (
+                 SELECT value ->> 0 AS seq, value ->> 1 AS score FROM json_each(?)
+             )
+             SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text, hits.score
+             FROM hits
+             JOIN chunks c ON c.seq = hits.seq
+             JOIN documents d ON d.id = c.document_id
+             ORDER BY hits.score DESC, c.seq",
+        )
+        .bind(
+            json!(
+                scored
+                    .iter()
+                    .map(|(score, seq)| json!([seq, score]))
+                    .collect::<Vec<_>>()
             )
-            .bind(score)
-            .bind(seq)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_err)?;
-            if let Some(row) = row {
-                hits.push(rows::chunk_hit(&row)?);
-            }
-        }
-        Ok(hits)
+            .to_string(),
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        found.iter().map(rows::chunk_hit).collect()
     }
 
     async fn search_text(

@@ -57,6 +57,16 @@ fn retrieval_mode(state: &SharedState) -> RetrievalMode {
     }
 }
 
+impl DocumentList {
+    fn new(state: &SharedState, documents: Vec<Document>, crawls: Vec<Crawl>) -> Self {
+        Self {
+            documents: documents.into_iter().map(Into::into).collect(),
+            crawls: crawls.into_iter().map(Into::into).collect(),
+            retrieval: retrieval_mode(state),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct DocumentDto {
     id: uuid::Uuid,
@@ -238,11 +248,7 @@ async fn upload(
         store_documents(&state, &scope, Some(chatbot), files, DocumentSource::Upload).await?;
     Ok((
         StatusCode::CREATED,
-        axum::Json(DocumentList {
-            documents: documents.into_iter().map(Into::into).collect(),
-            crawls: Vec::new(),
-            retrieval: retrieval_mode(&state),
-        }),
+        axum::Json(DocumentList::new(&state, documents, Vec::new())),
     ))
 }
 
@@ -371,11 +377,7 @@ async fn list_documents(
     state.store.chatbot(&scope, id.into()).await?;
     let documents = state.store.documents(&scope, Some(id.into())).await?;
     let crawls = state.store.crawls(&scope, id.into()).await?;
-    Ok(axum::Json(DocumentList {
-        documents: documents.into_iter().map(Into::into).collect(),
-        crawls: crawls.into_iter().map(Into::into).collect(),
-        retrieval: retrieval_mode(&state),
-    }))
+    Ok(axum::Json(DocumentList::new(&state, documents, crawls)))
 }
 
 /// Deletes a document, its passages and its original.
@@ -510,11 +512,7 @@ async fn list_context(
 ) -> ApiResult<axum::Json<DocumentList>> {
     auth.require_admin()?;
     let documents = state.store.documents(&auth.0.scope(), None).await?;
-    Ok(axum::Json(DocumentList {
-        documents: documents.into_iter().map(Into::into).collect(),
-        crawls: Vec::new(),
-        retrieval: retrieval_mode(&state),
-    }))
+    Ok(axum::Json(DocumentList::new(&state, documents, Vec::new())))
 }
 
 /// Add a strategic context document (mission, priorities, policies): every
