@@ -19,13 +19,14 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     store.migrate().await.context("applying migrations")?;
     prepare_vectors(&config, store.as_ref()).await?;
     let listener = steward_api::bind(config.listen_addr()).await?;
+    // Before saying it listens: from then on, SIGTERM means a graceful stop.
+    let shutdown = shutdown_channel();
     tracing::info!(
         address = %listener.local_addr()?,
         database = %describe_database(&config),
         env = ?config.env,
         "steward is listening"
     );
-    let shutdown = shutdown_channel();
     let background = if all_roles {
         Some((
             worker(&config, store.clone())?,
@@ -208,9 +209,13 @@ fn scheduler(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Sch
 
 /// Flips to true once, on SIGTERM or Ctrl-C; every role watches it.
 fn shutdown_channel() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{SignalKind, signal};
     let (sender, receiver) = watch::channel(false);
+    // Registered here, not when the task first runs: a SIGTERM that comes
+    // right after start-up must not meet the default action (exit at once).
+    let signals = [SignalKind::terminate(), SignalKind::interrupt()].map(|kind| signal(kind).ok());
     tokio::spawn(async move {
-        shutdown_signal().await;
+        shutdown_signal(signals).await;
         let _ = sender.send(true);
     });
     receiver
@@ -220,22 +225,19 @@ async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
+/// Completes on SIGTERM or Ctrl-C (SIGINT).
+async fn shutdown_signal([term, interrupt]: [Option<tokio::signal::unix::Signal>; 2]) {
+    async fn received(signal: Option<tokio::signal::unix::Signal>) {
+        match signal {
+            Some(mut signal) => {
                 signal.recv().await;
             }
-            Err(_) => std::future::pending::<()>().await,
+            None => std::future::pending::<()>().await,
         }
-    };
+    }
     tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        () = received(term) => {},
+        () = received(interrupt) => {},
     }
     tracing::info!("shutdown requested");
 }
