@@ -244,6 +244,18 @@ pub const KEYS: &[KeyDoc] = &[
         "A crawl stops after fetching this much.",
     ),
     k(
+        "knowledge.pdf_max_pages",
+        "A PDF with more pages fails with a reason rather than being read.",
+    ),
+    k(
+        "knowledge.pdf_memory_mb",
+        "Memory (address space, at least 64) of the child process that reads one PDF; a PDF needing more fails.",
+    ),
+    k(
+        "knowledge.pdf_timeout_secs",
+        "Longest the child process may take to read one PDF; a slower PDF fails.",
+    ),
+    k(
         "embeddings.base_url",
         "An OpenAI-compatible embeddings API (…/v1). Set it for hybrid retrieval (full text + vectors); unset, retrieval is full text only.",
     ),

@@ -110,6 +110,12 @@ pub struct KnowledgeConfig {
     pub crawl_max_depth: i32,
     pub crawl_max_secs: u64,
     pub crawl_max_bytes: usize,
+    /// A PDF with more pages is refused.
+    pub pdf_max_pages: usize,
+    /// Address space of the child process that reads a PDF.
+    pub pdf_memory_mb: u64,
+    /// Longest a PDF may take to read.
+    pub pdf_timeout_secs: u64,
 }
 
 /// An OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM,
@@ -318,6 +324,9 @@ impl Default for Config {
                 crawl_max_depth: 10,
                 crawl_max_secs: 3600,
                 crawl_max_bytes: 200 * 1024 * 1024,
+                pdf_max_pages: 2000,
+                pdf_memory_mb: 1024,
+                pdf_timeout_secs: 60,
             },
             embeddings: EmbeddingsConfig {
                 base_url: None,
@@ -557,6 +566,9 @@ impl Config {
             || knowledge.crawl_max_depth < 0
             || knowledge.crawl_max_secs == 0
             || knowledge.crawl_max_bytes == 0
+            || knowledge.pdf_max_pages == 0
+            || knowledge.pdf_memory_mb < 64
+            || knowledge.pdf_timeout_secs == 0
         {
             return invalid("knowledge limits must be above 0".into());
         }

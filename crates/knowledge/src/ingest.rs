@@ -19,7 +19,8 @@ use crate::blobs::{BlobError, Blobs};
 use crate::chunk::chunk;
 use crate::extract::extract;
 use crate::fetch::{FetchError, Fetcher};
-use crate::sniff::sniff;
+use crate::pdf::{PdfReader, ReadError, pieces};
+use crate::sniff::{Format, sniff};
 
 pub struct Ingest {
     pub store: Arc<dyn Store>,
@@ -27,13 +28,40 @@ pub struct Ingest {
     pub fetcher: Fetcher,
     /// Vectors for the passages, when configured.
     pub embedder: Option<Arc<Embeddings>>,
+    pub pdf: PdfReader,
     pub limits: KnowledgeConfig,
 }
 
-/// Reads a document's bytes into passages, or says why it cannot.
-pub fn prepare(bytes: &[u8], limits: &KnowledgeConfig) -> Result<Ingested, String> {
-    let format = sniff(bytes)?;
-    let extracted = extract(format, bytes, limits.max_text_bytes)?;
+/// Reads a document's bytes into passages, or says why it cannot. Parsing
+/// is CPU work on untrusted bytes: PDF in a child process, the rest off the
+/// async threads, where a panic in a parser fails the document, not the worker.
+pub async fn prepare(
+    bytes: bytes::Bytes,
+    limits: &KnowledgeConfig,
+    pdf: &PdfReader,
+) -> Result<Ingested, ReadError> {
+    let format = sniff(&bytes).map_err(ReadError::Unreadable)?;
+    if format == Format::Pdf {
+        let pages = pdf.read(&bytes).await?;
+        let extracted = pieces(&pages, limits.max_text_bytes).map_err(ReadError::Unreadable)?;
+        return passages(&bytes, format, extracted, limits).map_err(ReadError::Unreadable);
+    }
+    let limits = limits.clone();
+    tokio::task::spawn_blocking(move || {
+        let extracted = extract(format, &bytes, limits.max_text_bytes)?;
+        passages(&bytes, format, extracted, &limits)
+    })
+    .await
+    .unwrap_or_else(|_| Err("the document could not be read (its parser failed)".into()))
+    .map_err(ReadError::Unreadable)
+}
+
+fn passages(
+    bytes: &[u8],
+    format: Format,
+    extracted: crate::extract::Extracted,
+    limits: &KnowledgeConfig,
+) -> Result<Ingested, String> {
     let chunks = chunk(
         &extracted.pieces,
         limits.chunk_chars,
@@ -116,13 +144,7 @@ impl JobHandler for Ingest {
             }
         };
 
-        // Parsing is CPU work on untrusted bytes: off the async threads, and a
-        // panic in a parser fails the document, not the worker.
-        let limits = self.limits.clone();
-        let prepared = tokio::task::spawn_blocking(move || prepare(&bytes, &limits))
-            .await
-            .unwrap_or_else(|_| Err("the document could not be read (its parser failed)".into()));
-        match prepared {
+        match prepare(bytes, &self.limits, &self.pdf).await {
             Ok(mut ingested) => {
                 if let Some(embedder) = &self.embedder {
                     self.embed(embedder, job, &mut ingested).await?;
@@ -138,7 +160,10 @@ impl JobHandler for Ingest {
                 tracing::info!(document = %id, chunks, "document ready");
                 Ok(())
             }
-            Err(reason) => fail(reason).await,
+            Err(ReadError::Retry(why)) if job.attempts < job.max_attempts => {
+                Err(JobError::Retryable(why))
+            }
+            Err(ReadError::Retry(why) | ReadError::Unreadable(why)) => fail(why).await,
         }
     }
 }
@@ -187,18 +212,34 @@ impl Ingest {
 mod tests {
     use super::*;
 
-    #[test]
-    fn prepare_gives_typed_hashed_passages_or_a_reason() {
+    #[tokio::test]
+    async fn prepare_gives_typed_hashed_passages_or_a_reason() {
         let limits = KnowledgeConfig::default();
-        let ready = prepare(b"# Hours\n\nOpen nine to five.", &limits).unwrap();
+        // Never started: only PDF goes to the child.
+        let pdf = PdfReader::new(
+            "/nonexistent",
+            [""; 0],
+            crate::pdf::PdfLimits::from_config(&limits),
+        );
+        let ready = prepare(
+            bytes::Bytes::from_static(b"# Hours\n\nOpen nine to five."),
+            &limits,
+            &pdf,
+        )
+        .await
+        .unwrap();
         assert_eq!(ready.content_type, "text/markdown");
         assert_eq!(ready.content_hash.len(), 64);
         assert_eq!(ready.chunks[0].heading, "Hours");
         assert_eq!(ready.chunks[0].text, "Open nine to five.");
-        assert!(
-            prepare(b"\x89PNG\r\n\x1a\n\0\0", &limits)
-                .unwrap_err()
-                .contains("binary")
-        );
+        let binary = prepare(
+            bytes::Bytes::from_static(b"\x89PNG\r\n\x1a\n\0\0"),
+            &limits,
+            &pdf,
+        )
+        .await;
+        assert!(matches!(binary, Err(ReadError::Unreadable(why)) if why.contains("binary")));
+        let no_reader = prepare(bytes::Bytes::from_static(b"%PDF-1.4\n"), &limits, &pdf).await;
+        assert!(matches!(no_reader, Err(ReadError::Retry(why)) if why.contains("could not start")));
     }
 }

@@ -10,7 +10,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
-use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest};
+use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest, PdfLimits, PdfReader};
 use steward_llm::OpenAiCompatible;
 use steward_pipeline::{Respond, Responder};
 use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
@@ -43,6 +43,12 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         blobs: Blobs::from_config(config.storage.url.as_deref(), &config.data_dir).unwrap(),
         fetcher,
         embedder: steward_knowledge::embedder_from_config(&config.embeddings),
+        // PDF reading needs the steward binary: it is tested in that crate.
+        pdf: PdfReader::new(
+            "/nonexistent/steward",
+            ["pdf-text"],
+            PdfLimits::from_config(&config.knowledge),
+        ),
         limits: config.knowledge.clone(),
     };
     let respond = Respond {

@@ -68,6 +68,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ContextCommand,
     },
+    /// Internal: reads one PDF from stdin in a limited child process of a worker.
+    #[command(hide = true)]
+    PdfText {
+        /// MAX_PAGES MEMORY_MB CPU_SECS
+        limits: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]

@@ -19,6 +19,10 @@ use cli::{Cli, Command, ConfigCommand, OrgCommand, UsersCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if let Command::PdfText { limits } = &cli.command {
+        // A worker's child: no runtime, no configuration, limits of its own.
+        return steward_knowledge::pdf::child_main(limits);
+    }
     return_large_allocations_to_the_os();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,7 +101,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Context { command } => admin::context(&config, command).await?,
         Command::Worker => roles::run_worker(config).await?,
         Command::Scheduler => roles::run_scheduler(config).await?,
-        Command::Config { .. } => unreachable!("handled above"),
+        Command::Config { .. } | Command::PdfText { .. } => unreachable!("handled above"),
     }
     Ok(std::process::ExitCode::SUCCESS)
 }

@@ -105,6 +105,10 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         blobs: blobs.clone(),
         fetcher: fetcher.clone(),
         embedder,
+        pdf: steward_knowledge::PdfReader::this_executable(
+            steward_knowledge::PdfLimits::from_config(&config.knowledge),
+        )
+        .context("finding this executable, which reads PDFs")?,
         limits: config.knowledge.clone(),
     };
     let crawl = steward_knowledge::CrawlStep {

@@ -975,3 +975,122 @@ async fn context_import_queues_a_document_for_every_chatbot_of_the_org() {
     );
     store.close().await;
 }
+
+/// `steward serve`'s worker reads PDFs in a limited child process (`steward
+/// pdf-text`): a good PDF's pages become passages citing their page; a
+/// damaged PDF, one with too many pages and one that inflates past the
+/// memory limit each fail with a reason, and the worker reads on.
+#[tokio::test]
+async fn pdfs_are_read_in_a_limited_child_and_hostile_ones_fail_with_a_reason() {
+    use steward_testkit::pdf;
+
+    let dir = tempfile::tempdir().unwrap();
+    let created = run(steward(dir.path()).args([
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner-email",
+        "owner@example.org",
+    ]));
+    let password = text(&created.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("password:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let good = pdf::document(&[
+        "Returns\nRefunds take five working days.",
+        "Opening hours\nNine to five.",
+    ]);
+    let truncated = good[..good.len() / 2].to_vec();
+    let pages: Vec<String> = (0..1500).map(|i| format!("Page text {i}")).collect();
+    let long = pdf::document(&pages.iter().map(String::as_str).collect::<Vec<_>>());
+    let bomb = pdf::deflate_bomb(256 << 20);
+    let files: [(&str, &[u8]); 5] = [
+        ("policy.pdf", &good),
+        ("truncated.pdf", &truncated),
+        ("long.pdf", &long),
+        ("bomb.pdf", &bomb),
+        (
+            "after.txt",
+            b"The worker still reads files after hostile PDFs.",
+        ),
+    ];
+    let mut command = steward(dir.path());
+    command
+        .env("STEWARD_KNOWLEDGE__PDF_MEMORY_MB", "64")
+        .env("STEWARD_KNOWLEDGE__PDF_MAX_PAGES", "1000");
+    let mut server = Server::start(command);
+    server.wait_until_healthy().await;
+    let api = Api::sign_in(&server.base, &password).await;
+    let bot = api.chatbot().await;
+
+    let (content_type, body) = steward_testkit::app::multipart(&files);
+    let uploaded = api
+        .client
+        .post(format!(
+            "{}/api/v1/chatbots/{bot}/knowledge/upload",
+            server.base
+        ))
+        .bearer_auth(&api.token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), 201, "{}", uploaded.text().await.unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let documents = loop {
+        let listed = api.get(&format!("/api/v1/chatbots/{bot}/knowledge")).await;
+        let documents = listed["documents"].as_array().unwrap().clone();
+        if documents
+            .iter()
+            .all(|d| d["status"] == "ready" || d["status"] == "failed")
+        {
+            break documents;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "documents still pending: {documents:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_name = |name: &str| {
+        documents
+            .iter()
+            .find(|d| d["label"] == name)
+            .unwrap_or_else(|| panic!("{name} in {documents:?}"))
+    };
+    assert_eq!(by_name("policy.pdf")["status"], "ready", "{documents:?}");
+    assert_eq!(by_name("after.txt")["status"], "ready", "{documents:?}");
+    for (name, reason) in [
+        ("truncated.pdf", "damaged"),
+        ("long.pdf", "1500 pages"),
+        ("bomb.pdf", "more than 64 MB of memory"),
+    ] {
+        let document = by_name(name);
+        assert_eq!(document["status"], "failed", "{document}");
+        let error = document["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{name}: {error}");
+    }
+
+    let found = api
+        .get(&format!(
+            "/api/v1/chatbots/{bot}/knowledge/search?q=refunds"
+        ))
+        .await;
+    let first = &found["passages"][0];
+    assert!(
+        first["text"]
+            .as_str()
+            .unwrap()
+            .contains("five working days"),
+        "{found}"
+    );
+    assert_eq!(first["heading"], "Page 1", "{found}");
+
+    let (status, _, stderr) = server.terminate();
+    assert!(status.success(), "{stderr}");
+}

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod embedder;
 pub mod model;
+pub mod pdf;
 pub mod providers;
 
 use std::sync::Arc;

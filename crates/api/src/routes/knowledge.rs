@@ -183,7 +183,7 @@ async fn store_documents(
 }
 
 /// Upload files to a chatbot's knowledge (multipart, one or many parts).
-/// Text, Markdown, HTML, CSV, JSON and DOCX are read (PDF not yet); the format is found from the
+/// Text, Markdown, HTML, CSV, JSON, PDF and DOCX are read; the format is found from the
 /// content. Each file becomes a document that is ingested in the background:
 /// watch its `status`. A file too large, or too many files, refuses the whole
 /// upload and keeps nothing. (An `Idempotency-Key` limits the request to
