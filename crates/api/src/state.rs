@@ -67,8 +67,8 @@ impl AppState {
             channels.webhook_burst,
             config.redis.url.as_ref().map(|u| u.expose()),
         )?;
-        let blobs = Blobs::from_config(config.storage.url.as_deref(), &config.data_dir)
-            .map_err(|e| e.to_string())?;
+        let blobs =
+            Blobs::from_config(&config.storage, &config.data_dir).map_err(|e| e.to_string())?;
         Ok(Arc::new(Self {
             webhook_limiter,
             blobs,

@@ -181,7 +181,23 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     k(
         "storage.url",
-        "Where uploaded originals are kept: file:///PATH. Unset: blobs/ in the data dir. (s3:// is not built yet.)",
+        "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
+    ),
+    k(
+        "storage.s3_endpoint",
+        "An S3-compatible endpoint such as http://minio:9000. Unset: AWS (or the AWS_ENDPOINT variable).",
+    ),
+    k(
+        "storage.s3_region",
+        "The bucket's region. Unset: AWS_REGION, else us-east-1.",
+    ),
+    k(
+        "storage.s3_access_key_id",
+        "S3 access key id. Unset: AWS_ACCESS_KEY_ID, else the instance's or pod's role.",
+    ),
+    k(
+        "storage.s3_secret_access_key",
+        "S3 secret access key. Unset: AWS_SECRET_ACCESS_KEY.",
     ),
     k(
         "knowledge.max_file_bytes",

@@ -82,9 +82,16 @@ pub struct ChannelsConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// Where originals (uploads) are kept: `file:///PATH`, or `s3://BUCKET/PREFIX`
-    /// (not built yet). Unset: `blobs/` in the data dir.
+    /// Where originals (uploads) are kept: `file:///PATH`, or
+    /// `s3://BUCKET[/PREFIX]`. Unset: `blobs/` in the data dir.
     pub url: Option<String>,
+    /// An S3-compatible endpoint (MinIO, Ceph, R2…). Unset: AWS, or `AWS_ENDPOINT`.
+    pub s3_endpoint: Option<String>,
+    /// Unset: `AWS_REGION`, else `us-east-1`.
+    pub s3_region: Option<String>,
+    /// Unset: `AWS_ACCESS_KEY_ID` (or the instance's or pod's role).
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -589,11 +596,21 @@ impl Config {
                     .into(),
             );
         }
-        if let Some(url) = &self.storage.url
-            && !url.starts_with("file:///")
+        if let Some(url) = &self.storage.url {
+            let bucket = url
+                .strip_prefix("s3://")
+                .map(|rest| rest.split('/').next().unwrap_or(""));
+            if !url.starts_with("file:///") && bucket.is_none_or(str::is_empty) {
+                return invalid(format!(
+                    "storage.url: '{url}' is not supported; use file:///PATH or s3://BUCKET[/PREFIX]"
+                ));
+            }
+        }
+        if let Some(endpoint) = &self.storage.s3_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
             return invalid(format!(
-                "storage.url: '{url}' is not supported yet; use file:///PATH (S3 is not built yet)"
+                "storage.s3_endpoint: '{endpoint}' must start with http:// or https://"
             ));
         }
         if self.auth.token_ttl_secs == 0 {

@@ -38,6 +38,10 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.http.public_url = Some("https://steward.example.org".into());
     full.redis.url = Some(Secret::new("redis://localhost"));
     full.storage.url = Some("file:///var/lib/steward/blobs".into());
+    full.storage.s3_endpoint = Some("http://minio:9000".into());
+    full.storage.s3_region = Some("eu-west-1".into());
+    full.storage.s3_access_key_id = Some("steward".into());
+    full.storage.s3_secret_access_key = Some(Secret::new("s3-secret"));
     full.embeddings.base_url = Some("http://localhost:11434/v1".into());
     full.embeddings.api_key = Some(Secret::new("k"));
     let provider = ProviderConfig {

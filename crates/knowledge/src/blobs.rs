@@ -4,11 +4,15 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as Key;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::prefix::PrefixStore;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+use steward_config::StorageConfig;
 use steward_domain::{DocumentId, OrgId};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,17 +48,67 @@ impl Blobs {
         })
     }
 
-    /// From `storage.url` (`file:///PATH`), or `blobs/` in the data dir when unset.
-    pub fn from_config(url: Option<&str>, data_dir: &Path) -> Result<Self, BlobError> {
-        match url {
-            None => Self::local(&data_dir.join("blobs")),
-            Some(url) => match url.strip_prefix("file://") {
-                Some(path) if path.starts_with('/') => Self::local(Path::new(path)),
-                _ => Err(BlobError::Unavailable(format!(
-                    "storage.url '{url}' is not supported: use file:///PATH"
-                ))),
-            },
+    /// From `storage.url`: `file:///PATH`, `s3://BUCKET[/PREFIX]`, or
+    /// `blobs/` in the data dir when unset.
+    pub fn from_config(storage: &StorageConfig, data_dir: &Path) -> Result<Self, BlobError> {
+        let Some(url) = storage.url.as_deref() else {
+            return Self::local(&data_dir.join("blobs"));
+        };
+        if let Some(path) = url.strip_prefix("file://")
+            && path.starts_with('/')
+        {
+            return Self::local(Path::new(path));
         }
+        match url
+            .strip_prefix("s3://")
+            .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
+        {
+            Some((bucket, prefix)) if !bucket.is_empty() => Self::s3(storage, bucket, prefix),
+            _ => Err(BlobError::Unavailable(format!(
+                "storage.url '{url}' is not supported: use file:///PATH or s3://BUCKET[/PREFIX]"
+            ))),
+        }
+    }
+
+    /// An S3 bucket (or an S3-compatible one at `s3_endpoint`). Settings
+    /// left unset come from the usual `AWS_*` variables, then the instance's
+    /// or pod's role. Requests give up within seconds rather than the
+    /// client's default minutes: an upload waits on them.
+    fn s3(storage: &StorageConfig, bucket: &str, prefix: &str) -> Result<Self, BlobError> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                max_retries: 3,
+                retry_timeout: Duration::from_secs(20),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60)),
+            );
+        if let Some(endpoint) = &storage.s3_endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        if let Some(region) = &storage.s3_region {
+            builder = builder.with_region(region);
+        }
+        if let Some(key) = &storage.s3_access_key_id {
+            builder = builder.with_access_key_id(key);
+        }
+        if let Some(secret) = &storage.s3_secret_access_key {
+            builder = builder.with_secret_access_key(secret.expose());
+        }
+        let s3 = builder.build()?;
+        let prefix = prefix.trim_matches('/');
+        let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(PrefixStore::new(s3, prefix))
+        };
+        Ok(Self { store })
     }
 
     /// Where a document's original is kept.
@@ -89,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn blobs_round_trip_and_deleting_twice_is_fine() {
         let dir = tempfile::tempdir().unwrap();
-        let blobs = Blobs::from_config(None, dir.path()).unwrap();
+        let blobs = Blobs::from_config(&StorageConfig::default(), dir.path()).unwrap();
         let key = Blobs::document_key(OrgId::new(), DocumentId::new());
         blobs
             .put(&key, Bytes::from_static(b"\x00binary\xff"))
@@ -100,7 +154,12 @@ mod tests {
         blobs.delete(&key).await.unwrap();
         blobs.delete(&key).await.unwrap();
         assert!(matches!(blobs.get(&key).await, Err(BlobError::NotFound)));
-        assert!(Blobs::from_config(Some("s3://bucket"), dir.path()).is_err());
-        assert!(Blobs::from_config(Some("file://relative"), dir.path()).is_err());
+        for url in ["file://relative", "s3://", "gs://bucket"] {
+            let storage = StorageConfig {
+                url: Some(url.into()),
+                ..StorageConfig::default()
+            };
+            assert!(Blobs::from_config(&storage, dir.path()).is_err(), "{url}");
+        }
     }
 }

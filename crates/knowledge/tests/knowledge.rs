@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use steward_config::{Secret, StorageConfig};
 use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
 use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest, PdfLimits, PdfReader};
@@ -40,7 +41,7 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
     let config = &app.state.config;
     let ingest = Ingest {
         store: app.store.clone(),
-        blobs: Blobs::from_config(config.storage.url.as_deref(), &config.data_dir).unwrap(),
+        blobs: Blobs::from_config(&config.storage, &config.data_dir).unwrap(),
         fetcher,
         embedder: steward_knowledge::embedder_from_config(&config.embeddings),
         // PDF reading needs the steward binary: it is tested in that crate.
@@ -71,7 +72,7 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
     };
     let crawl = CrawlStep {
         store: app.store.clone(),
-        blobs: Blobs::from_config(config.storage.url.as_deref(), &config.data_dir).unwrap(),
+        blobs: Blobs::from_config(&config.storage, &config.data_dir).unwrap(),
         fetcher: ingest.fetcher.clone(),
         limits: config.knowledge.clone(),
     };
@@ -533,6 +534,110 @@ async fn deleting_a_document_removes_its_passages_and_original() {
         .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     worker.stop().await;
+}
+
+/// The bucket of the S3 test server (`scripts/s3-server`), under `prefix`.
+fn s3_storage(prefix: &str) -> Option<StorageConfig> {
+    let endpoint = std::env::var("STEWARD_TEST_S3_ENDPOINT").ok()?;
+    Some(StorageConfig {
+        url: Some(format!("s3://steward-test/{prefix}")),
+        s3_endpoint: Some(endpoint),
+        s3_region: Some("us-east-1".into()),
+        s3_access_key_id: Some("steward".into()),
+        s3_secret_access_key: Some(Secret::new("steward-secret")),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_s3_storage_originals_live_in_the_bucket_and_leave_with_their_documents() {
+    let prefix = format!("run-{}", steward_domain::DocumentId::new());
+    let Some(storage) = s3_storage(&prefix) else {
+        eprintln!(
+            "skipped: backend not configured (STEWARD_TEST_S3_ENDPOINT: run scripts/s3-server)"
+        );
+        return;
+    };
+    let app = spawn_app_with({
+        let storage = storage.clone();
+        move |c| c.storage = storage
+    })
+    .await;
+    let worker = start_worker(&app, Responder::RetrievalOnly);
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let uploaded = app
+        .upload(&owner, &bot, &[("policies.md", REFUNDS.as_bytes())])
+        .await;
+    assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.text);
+    let id = uploaded.body["documents"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let documents = settled(&app, &owner, &bot).await;
+    assert_eq!(documents[0]["status"], "ready", "{documents:?}");
+    let reply = ask(&app, &owner, &bot, "How long do refunds take?").await;
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains("five working days")
+    );
+
+    // The original is in the bucket, under the configured prefix; nothing local.
+    let bucket = Blobs::from_config(
+        &StorageConfig {
+            url: Some("s3://steward-test".into()),
+            ..storage
+        },
+        &app.state.config.data_dir,
+    )
+    .unwrap();
+    let key = format!("{prefix}/orgs/{}/documents/{id}", owner.org_id);
+    assert_eq!(&bucket.get(&key).await.unwrap()[..], REFUNDS.as_bytes());
+    assert!(!app.state.config.data_dir.join("blobs").exists());
+
+    let deleted = app
+        .delete(
+            &format!("/api/v1/chatbots/{bot}/knowledge/{id}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(matches!(
+        bucket.get(&key).await,
+        Err(steward_knowledge::BlobError::NotFound)
+    ));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_blob_store_refuses_uploads_with_503_and_keeps_nothing() {
+    let app = spawn_app_with(|c| {
+        c.storage = StorageConfig {
+            url: Some("s3://steward-test".into()),
+            // Nothing listens on port 1.
+            s3_endpoint: Some("http://127.0.0.1:1".into()),
+            s3_region: Some("us-east-1".into()),
+            s3_access_key_id: Some("steward".into()),
+            s3_secret_access_key: Some(Secret::new("steward-secret")),
+        }
+    })
+    .await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let uploaded = app
+        .upload(&owner, &bot, &[("policies.md", REFUNDS.as_bytes())])
+        .await;
+    assert_eq!(
+        uploaded.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        uploaded.text
+    );
+    let listed = app
+        .get(&format!("/api/v1/chatbots/{bot}/knowledge"), &owner.token)
+        .await;
+    assert_eq!(listed.body["documents"], json!([]), "nothing half-kept");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -177,8 +177,7 @@ pub async fn context(config: &Config, command: ContextCommand) -> Result<()> {
         Some(_) => bail!("--title must hold 1 to 200 characters"),
         None => steward_knowledge::label_from(file.file_name().and_then(|n| n.to_str())),
     };
-    let blobs =
-        steward_knowledge::Blobs::from_config(config.storage.url.as_deref(), &config.data_dir)?;
+    let blobs = steward_knowledge::Blobs::from_config(&config.storage, &config.data_dir)?;
     let original = steward_knowledge::Original {
         label,
         bytes: bytes.into(),

@@ -95,8 +95,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         retriever: steward_knowledge::Retriever::new(store.clone(), embedder.clone()),
         passages: config.knowledge.passages_per_answer,
     };
-    let blobs =
-        steward_knowledge::Blobs::from_config(config.storage.url.as_deref(), &config.data_dir)?;
+    let blobs = steward_knowledge::Blobs::from_config(&config.storage, &config.data_dir)?;
     let fetcher = steward_knowledge::Fetcher::new(steward_knowledge::FetchPolicy::from_config(
         &config.knowledge,
     ));
