@@ -1407,3 +1407,135 @@ async fn with_an_embedder_retrieval_is_hybrid_and_survives_the_embedder_failing(
     assert_eq!(found.body["passages"][0]["label"], "hours.txt");
     worker.stop().await;
 }
+
+/// Retrieval quality on a public question-answering set: each SQuAD
+/// paragraph is uploaded as a document (its article's title as heading), and
+/// each question is searched through the API; what counts is the rank of the
+/// paragraph that answers it.
+#[derive(serde::Deserialize)]
+struct QaSet {
+    passages: Vec<QaPassage>,
+    questions: Vec<QaQuestion>,
+}
+
+#[derive(serde::Deserialize)]
+struct QaPassage {
+    id: String,
+    title: String,
+    text: String,
+}
+
+#[derive(serde::Deserialize)]
+struct QaQuestion {
+    passage: String,
+    question: String,
+}
+
+#[derive(Debug)]
+struct Quality {
+    questions: usize,
+    recall_at_1: f64,
+    recall_at_5: f64,
+    /// Mean reciprocal rank of the answering paragraph in the top 10.
+    mrr: f64,
+}
+
+async fn retrieval_quality(embeddings_url: Option<String>) -> Quality {
+    let set: QaSet =
+        serde_json::from_str(include_str!("data/squad-subset.json")).expect("the QA set");
+    let app = spawn_app_with(|c| {
+        if let Some(url) = embeddings_url {
+            c.embeddings.base_url = Some(url);
+            c.embeddings.model = "all-MiniLM-L6-v2".into();
+            c.embeddings.dimensions = 384;
+        }
+    })
+    .await;
+    let worker = start_worker(&app, Responder::RetrievalOnly);
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let files: Vec<(String, String)> = set
+        .passages
+        .iter()
+        .map(|p| {
+            (
+                format!("{}.md", p.id),
+                format!("# {}\n\n{}\n", p.title, p.text),
+            )
+        })
+        .collect();
+    let parts: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.as_bytes()))
+        .collect();
+    for batch in parts.chunks(10) {
+        let uploaded = app.upload(&owner, &bot, batch).await;
+        assert_eq!(uploaded.status, StatusCode::CREATED, "{}", uploaded.text);
+    }
+    let documents = settled(&app, &owner, &bot).await;
+    assert!(
+        documents.iter().all(|d| d["status"] == "ready"),
+        "{documents:?}"
+    );
+
+    let (mut at_1, mut at_5, mut reciprocal) = (0, 0, 0.0);
+    for question in &set.questions {
+        let q: String =
+            url::form_urlencoded::byte_serialize(question.question.as_bytes()).collect();
+        let found = app
+            .get(
+                &format!("/api/v1/chatbots/{bot}/knowledge/search?q={q}&limit=10"),
+                &owner.token,
+            )
+            .await;
+        assert_eq!(found.status, StatusCode::OK, "{}", found.text);
+        let expected = format!("{}.md", question.passage);
+        let rank = found.body["passages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|p| p["label"] == expected.as_str());
+        if let Some(rank) = rank {
+            at_1 += usize::from(rank == 0);
+            at_5 += usize::from(rank < 5);
+            reciprocal += 1.0 / (rank + 1) as f64;
+        }
+    }
+    worker.stop().await;
+    let n = set.questions.len();
+    Quality {
+        questions: n,
+        recall_at_1: at_1 as f64 / n as f64,
+        recall_at_5: at_5 as f64 / n as f64,
+        mrr: reciprocal / n as f64,
+    }
+}
+
+/// Full text always; hybrid too when STEWARD_EMBEDDINGS_URL names a real
+/// embedding model (`scripts/embedder`: all-MiniLM-L6-v2). The floors sit a
+/// little under what was measured (docs/PERFORMANCE.md), so that a change
+/// that makes retrieval worse fails here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrieval_quality_on_a_public_qa_set_stays_above_its_floor() {
+    let report = |mode: &str, q: &Quality| {
+        eprintln!(
+            "| {mode} | {} | {:.3} | {:.3} | {:.3} |",
+            q.questions, q.recall_at_1, q.recall_at_5, q.mrr
+        )
+    };
+    let full_text = retrieval_quality(None).await;
+    report("full text", &full_text);
+    assert!(full_text.recall_at_5 >= 0.90, "{full_text:?}");
+    assert!(full_text.mrr >= 0.85, "{full_text:?}");
+
+    let Ok(url) = std::env::var("STEWARD_EMBEDDINGS_URL") else {
+        eprintln!(
+            "skipped: backend not configured (STEWARD_EMBEDDINGS_URL: run scripts/embedder) for the hybrid half"
+        );
+        return;
+    };
+    let hybrid = retrieval_quality(Some(url)).await;
+    report("hybrid (all-MiniLM-L6-v2)", &hybrid);
+    assert!(hybrid.recall_at_5 >= 0.93, "{hybrid:?}");
+    assert!(hybrid.mrr >= 0.86, "{hybrid:?}");
+}

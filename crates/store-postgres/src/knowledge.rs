@@ -445,28 +445,79 @@ impl KnowledgeStore for PostgresStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // Terms are letters and digits only, so they are safe in tsquery
-        // syntax; any may match.
-        let query = terms.join(" | ");
-        // ts_rank_cd rewards terms close together; headings weigh more
-        // (weight A) through the vector itself.
-        let found = sqlx::query(
-            "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
-                    ts_rank_cd(c.search, q)::float8 AS score
-             FROM chunks c
-             JOIN documents d ON d.id = c.document_id,
-                  to_tsquery('english', $1) q
-             WHERE c.search @@ q AND c.org_id = $2 AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
-             ORDER BY score DESC, c.id
-             LIMIT $4",
+        // PostgreSQL's ranking has no notion of how rare a word is, and an
+        // OR of common words matches (and ranks) most passages. So: the
+        // question's lexemes, how many of this chatbot's passages hold each
+        // (counted up to COMMON), passages found by the uncommon ones only,
+        // and each lexeme's rank weighted by its inverse document frequency
+        // (as BM25 weighs it), with length normalisation. Terms are letters
+        // and digits only (`search_terms`), so lexemes need no quoting.
+        const COMMON: i64 = 1000;
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let stats: Vec<(String, i64, i64)> = sqlx::query_as(
+            "WITH lexemes AS (
+                 SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1))) AS lexeme
+             )
+             SELECT l.lexeme,
+                    (SELECT count(*) FROM (
+                         SELECT 1 FROM chunks c
+                         WHERE c.search @@ to_tsquery('simple', l.lexeme)
+                           AND c.org_id = $2 AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
+                         LIMIT $4) held) AS df,
+                    (SELECT coalesce(sum(chunk_count), 0)::bigint FROM documents
+                     WHERE org_id = $2 AND (chatbot_id = $3 OR chatbot_id IS NULL)) AS total
+             FROM lexemes l",
         )
-        .bind(query)
+        .bind(terms.join(" "))
         .bind(scope.org_id().as_uuid())
         .bind(chatbot.as_uuid())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .bind(COMMON)
+        .fetch_all(&mut *conn)
         .await
         .map_err(map_err)?;
+        let mut lexemes = Vec::new();
+        let mut weights = Vec::new();
+        let mut uncommon = Vec::new();
+        for (lexeme, df, total) in stats {
+            if df == 0 {
+                continue;
+            }
+            let (n, df) = (total.max(df) as f64, df as f64);
+            weights.push((1.0 + (n - df + 0.5) / (df + 0.5)).ln());
+            if df < COMMON as f64 {
+                uncommon.push(lexeme.clone());
+            }
+            lexemes.push(lexeme);
+        }
+        if lexemes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only common words in the question: they must find the passages.
+        let finding = if uncommon.is_empty() { &lexemes } else { &uncommon };
+        let score: Vec<String> = (1..=lexemes.len())
+            .map(|i| format!("$6[{i}] * ts_rank(c.search, to_tsquery('simple', $5[{i}]), 1)"))
+            .collect();
+        let sql = format!(
+            "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
+                    ({})::float8 AS score
+             FROM chunks c
+             JOIN documents d ON d.id = c.document_id
+             WHERE c.search @@ to_tsquery('simple', $1)
+               AND c.org_id = $2 AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
+             ORDER BY score DESC, c.id
+             LIMIT $4",
+            score.join(" + ")
+        );
+        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(finding.join(" | "))
+            .bind(scope.org_id().as_uuid())
+            .bind(chatbot.as_uuid())
+            .bind(i64::from(limit))
+            .bind(&lexemes)
+            .bind(&weights)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(map_err)?;
         found.iter().map(rows::chunk_hit).collect()
     }
 }
