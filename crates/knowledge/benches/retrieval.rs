@@ -39,9 +39,9 @@ async fn main() {
         .collect();
     let queries: usize = env("STEWARD_BENCH_QUERIES").map_or(200, |n| n.parse().expect("a count"));
     println!(
-        "| backend | passages (this org) | write chunks/s | full text p50 / p95 (ms) | vector p50 / p95 (ms) | fused p50 / p95 (ms) |"
+        "| backend | passages (this org) | write chunks/s | full text p50 / p95 (ms) | first vector search (ms) | vector p50 / p95 (ms) | fused p50 / p95 (ms) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for size in sizes {
         if let Some(backend) = sqlite_store().await {
             run("SQLite", backend, size, queries).await;
@@ -180,6 +180,14 @@ async fn run(name: &str, (store, _guard): (Arc<dyn Store>, DbGuard), size: usize
     fill(&store, &scopes[1].0, scopes[1].1, size, &mut rng).await;
     let (scope, chatbot) = scopes[0];
     let questions: Vec<String> = (0..queries).map(|_| rng.sentence(8)).collect();
+    // The first vector search after passages change pays for what the store
+    // prepares (SQLite builds its in-memory codes).
+    let started = Instant::now();
+    store
+        .search_vector(&scope, chatbot, &embed(&questions[0]), 20)
+        .await
+        .unwrap();
+    let first_vector = started.elapsed();
     let (mut text_times, mut vector_times, mut fused_times) = (Vec::new(), Vec::new(), Vec::new());
     for question in &questions {
         let started = Instant::now();
@@ -209,9 +217,10 @@ async fn run(name: &str, (store, _guard): (Arc<dyn Store>, DbGuard), size: usize
         assert!(!text.is_empty() || !near.is_empty());
     }
     println!(
-        "| {name} | {size} | {:.0} | {} | {} | {} |",
+        "| {name} | {size} | {:.0} | {} | {:.0} | {} | {} |",
         size as f64 / written.as_secs_f64(),
         percentiles(text_times),
+        first_vector.as_secs_f64() * 1000.0,
         percentiles(vector_times),
         percentiles(fused_times)
     );

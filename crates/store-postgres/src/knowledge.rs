@@ -493,7 +493,11 @@ impl KnowledgeStore for PostgresStore {
             return Ok(Vec::new());
         }
         // Only common words in the question: they must find the passages.
-        let finding = if uncommon.is_empty() { &lexemes } else { &uncommon };
+        let finding = if uncommon.is_empty() {
+            &lexemes
+        } else {
+            &uncommon
+        };
         let score: Vec<String> = (1..=lexemes.len())
             .map(|i| format!("$6[{i}] * ts_rank(c.search, to_tsquery('simple', $5[{i}]), 1)"))
             .collect();

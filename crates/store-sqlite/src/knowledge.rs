@@ -8,7 +8,11 @@ use steward_store::*;
 
 use crate::queue::insert_job;
 use crate::store::{Tx, audit, commit};
+use crate::vectors::{Codes, Key, Stamp};
 use crate::{SqliteStore, map_err, rows, to_micros};
+
+/// Candidates re-scored exactly per passage wanted.
+const RESCORE: usize = 4;
 
 /// Reasons are for people to read: long ones are cut.
 const MAX_REASON_CHARS: usize = 500;
@@ -216,7 +220,9 @@ impl KnowledgeStore for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        commit(tx).await
+        commit(tx).await?;
+        self.vectors.changed();
+        Ok(())
     }
 
     async fn fail_ingest(
@@ -248,6 +254,7 @@ impl KnowledgeStore for SqliteStore {
         )
         .await?;
         commit(tx).await?;
+        self.vectors.changed();
         Ok(document)
     }
 
@@ -369,53 +376,84 @@ impl KnowledgeStore for SqliteStore {
         vector: &[f32],
         limit: u32,
     ) -> StoreResult<Vec<ChunkHit>> {
-        // Exact: every vector of the scope, compared. Fine for the embedded
-        // store's sizes (see docs/PERFORMANCE.md); PostgreSQL uses HNSW.
-        let found = sqlx::query(
-            "SELECT c.seq, c.embedding FROM chunks c
-             WHERE c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
-               AND length(c.embedding) = ?",
+        let org = scope.org_id().as_uuid();
+        let key = Key {
+            org,
+            chatbot: chatbot.as_uuid(),
+            dims: vector.len(),
+        };
+        let generation = self.vectors.generation();
+        let (documents, passages, last_change): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(chunk_count), 0), coalesce(max(updated_at), 0)
+             FROM documents WHERE org_id = ? AND (chatbot_id = ? OR chatbot_id IS NULL)",
         )
-        .bind(scope.org_id().as_uuid())
+        .bind(org)
         .bind(chatbot.as_uuid())
-        .bind((vector.len() * 4) as i64)
-        .fetch_all(&self.reader)
+        .fetch_one(&self.reader)
         .await
         .map_err(map_err)?;
-        let mut scored: Vec<(f64, i64)> = found
-            .iter()
-            .filter_map(|row| {
-                let seq: i64 = sqlx::Row::try_get(row, "seq").ok()?;
-                let bytes: Vec<u8> = sqlx::Row::try_get(row, "embedding").ok()?;
-                Some((cosine(vector, &vector_from_bytes(&bytes)?), seq))
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        scored.truncate(limit as usize);
-        // The winners' details in one query, handed over as [[seq, score], …].
+        let stamp = Stamp {
+            generation,
+            documents,
+            passages,
+            last_change,
+        };
+        let codes = match self.vectors.get(&key, &stamp) {
+            Some(codes) => codes,
+            None => {
+                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT c.seq, c.embedding FROM chunks c
+                     WHERE c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
+                       AND length(c.embedding) = ?",
+                )
+                .bind(org)
+                .bind(chatbot.as_uuid())
+                .bind((vector.len() * 4) as i64)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_err)?;
+                let mut codes = Codes::new(vector.len());
+                for (seq, bytes) in rows {
+                    if let Some(stored) = vector_from_bytes(&bytes) {
+                        codes.push(seq, &stored);
+                    }
+                }
+                let codes = std::sync::Arc::new(codes);
+                self.vectors.put(key, stamp, codes.clone());
+                codes
+            }
+        };
+        // The codes pick candidates; their stored vectors decide the order.
+        let candidates = codes.nearest(vector, limit as usize * RESCORE);
         let found = sqlx::query(
-            "WITH hits AS (
-                 SELECT value ->> 0 AS seq, value ->> 1 AS score FROM json_each(?)
-             )
-             SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text, hits.score
+            "WITH hits AS (SELECT value AS seq FROM json_each(?))
+             SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
+                    c.embedding, c.seq, 0.0 AS score
              FROM hits
              JOIN chunks c ON c.seq = hits.seq
              JOIN documents d ON d.id = c.document_id
-             ORDER BY hits.score DESC, c.seq",
+             WHERE c.org_id = ?",
         )
-        .bind(
-            json!(
-                scored
-                    .iter()
-                    .map(|(score, seq)| json!([seq, score]))
-                    .collect::<Vec<_>>()
-            )
-            .to_string(),
-        )
+        .bind(json!(candidates.iter().map(|(_, seq)| *seq).collect::<Vec<_>>()).to_string())
+        .bind(org)
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        found.iter().map(rows::chunk_hit).collect()
+        let mut scored = Vec::with_capacity(found.len());
+        for row in &found {
+            let bytes: Vec<u8> = sqlx::Row::try_get(row, "embedding").map_err(map_err)?;
+            let seq: i64 = sqlx::Row::try_get(row, "seq").map_err(map_err)?;
+            let score = vector_from_bytes(&bytes).map_or(0.0, |stored| cosine(vector, &stored));
+            let mut hit = rows::chunk_hit(row)?;
+            hit.score = score;
+            scored.push((hit, seq));
+        }
+        scored.sort_by(|a, b| b.0.score.total_cmp(&a.0.score).then(a.1.cmp(&b.1)));
+        Ok(scored
+            .into_iter()
+            .take(limit as usize)
+            .map(|(hit, _)| hit)
+            .collect())
     }
 
     async fn search_text(

@@ -9,6 +9,7 @@ mod leader;
 mod queue;
 mod rows;
 mod store;
+mod vectors;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,6 +26,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     /// Live events: one process holds every subscriber of a SQLite store.
     live: tokio::sync::broadcast::Sender<steward_store::LiveEvent>,
+    vectors: std::sync::Arc<vectors::VectorCache>,
 }
 
 impl SqliteStore {
@@ -64,6 +66,7 @@ impl SqliteStore {
             writer,
             reader,
             live,
+            vectors: Default::default(),
         })
     }
 }

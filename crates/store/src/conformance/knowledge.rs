@@ -611,4 +611,44 @@ pub async fn vector_search_finds_the_nearest_passages_of_its_scope_only(store: S
         cross.iter().map(|h| h.text.as_str()).collect::<Vec<_>>(),
         vec!["context up"]
     );
+
+    // What a search saw is never served after the passages change: a
+    // re-ingested document answers with its new vectors, a deleted one not at all.
+    let search = |vector: [f32; 3]| {
+        let store = store.clone();
+        async move {
+            store
+                .search_vector(&scope, sales.id, &vector, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.text)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(search([1.0, 0.0, 0.0]).await, ["sales east", "context up"]);
+    let doc = add(
+        scope,
+        Some(sales.id),
+        with_vectors(&[("sales west", Some(vec![-1.0, 0.0, 0.0]))]),
+    )
+    .await;
+    assert_eq!(
+        search([-1.0, 0.0, 0.0]).await,
+        ["sales west", "context up", "sales east"]
+    );
+    store
+        .finish_ingest(
+            &scope,
+            doc.id,
+            with_vectors(&[("sales down", Some(vec![0.0, 0.0, -1.0]))]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        search([0.0, 0.0, -1.0]).await,
+        ["sales down", "sales east", "context up"]
+    );
+    store.delete_document(&scope, doc.id).await.unwrap();
+    assert_eq!(search([0.0, 0.0, -1.0]).await, ["sales east", "context up"]);
 }
