@@ -13,7 +13,7 @@ use object_store::path::Path as Key;
 use object_store::prefix::PrefixStore;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 use steward_config::StorageConfig;
-use steward_domain::{DocumentId, OrgId};
+use steward_domain::{ChatbotId, DocumentId, OrgId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -111,9 +111,18 @@ impl Blobs {
         Ok(Self { store })
     }
 
-    /// Where a document's original is kept.
+    /// Where an uploaded document's original is kept.
     pub fn document_key(org: OrgId, document: DocumentId) -> String {
         format!("orgs/{org}/documents/{document}")
+    }
+
+    /// Where a web page's latest copy is kept: one key per chatbot and URL,
+    /// as there is one document per chatbot and URL, so that whoever fetches
+    /// the page (a crawl, or adding the URL) writes where its document reads.
+    pub fn page_key(org: OrgId, chatbot: ChatbotId, url: &str) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = hex::encode(Sha256::digest(url.as_bytes()));
+        format!("orgs/{org}/pages/{chatbot}/{digest}")
     }
 
     pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), BlobError> {

@@ -64,6 +64,46 @@ fn now_secs() -> i64 {
 #[async_trait]
 impl JobHandler for CrawlStep {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let result = self.step(job).await;
+        if let Err(JobError::Retryable(why)) = &result
+            && job.attempts >= job.max_attempts
+        {
+            self.give_up(job, why).await;
+        }
+        result
+    }
+}
+
+impl CrawlStep {
+    /// The step's last attempt failed (the site, blob store or database was
+    /// out of reach each time): the crawl ends `failed`, saying why, rather
+    /// than showing `running` for ever. If the database is what failed, this
+    /// fails too, and the dead-letter list is where the crawl shows.
+    async fn give_up(&self, job: &Job, why: &str) {
+        let (Some(org), Some(id)) = (
+            job.org_id,
+            job.payload["crawl_id"]
+                .as_str()
+                .and_then(|id| id.parse::<CrawlId>().ok()),
+        ) else {
+            return;
+        };
+        let scope = TenantScope::for_job(org);
+        let Ok(crawl) = self.store.crawl(&scope, id).await else {
+            return;
+        };
+        let state: CrawlState = serde_json::from_value(crawl.state.clone()).unwrap_or_default();
+        let mut progress = crawl.progress.clone();
+        progress.note = Some(format!("stopped: its last attempt failed: {why}"));
+        if let Err(e) = self
+            .save(&scope, &crawl, CrawlStatus::Failed, &progress, &state, None)
+            .await
+        {
+            tracing::warn!(crawl = %id, error = ?e, "could not mark a stopped crawl failed");
+        }
+    }
+
+    async fn step(&self, job: &Job) -> Result<(), JobError> {
         let org = job
             .org_id
             .ok_or_else(|| JobError::Permanent("a crawl job names no organization".into()))?;
@@ -134,9 +174,7 @@ impl JobHandler for CrawlStep {
         )
         .await
     }
-}
 
-impl CrawlStep {
     async fn save(
         &self,
         scope: &TenantScope,
@@ -269,15 +307,15 @@ impl CrawlStep {
             return Ok(());
         }
 
-        let id = DocumentId::new();
-        let key = Blobs::document_key(scope.org_id(), id);
-        let blob_error = |e: crate::BlobError| JobError::Retryable(format!("blob store: {e}"));
+        // The page is written before its document is added (or refreshed),
+        // so the ingest job that adding queues reads this copy, never an older one.
+        let key = Blobs::page_key(scope.org_id(), crawl.chatbot_id, landed.as_str());
         self.blobs
-            .put(&key, page.bytes.clone())
+            .put(&key, page.bytes)
             .await
-            .map_err(blob_error)?;
+            .map_err(|e| JobError::Retryable(format!("blob store: {e}")))?;
         let document = NewDocument {
-            id,
+            id: DocumentId::new(),
             chatbot_id: Some(crawl.chatbot_id),
             source: DocumentSource::Crawl,
             label: title
@@ -286,25 +324,13 @@ impl CrawlStep {
                 .take(200)
                 .collect(),
             url: Some(landed.to_string()),
-            blob_key: Some(key.clone()),
+            blob_key: Some(key),
             bytes: 0,
         };
-        let added = self
-            .store
+        self.store
             .add_document(scope, document, self.limits.ingest_attempts)
             .await
             .map_err(retryable)?;
-        if added.id != id {
-            // A document of this URL exists: it takes the new content under
-            // its own key (its ingest job, queued again, reads it there).
-            if let Some(existing) = &added.blob_key {
-                self.blobs
-                    .put(existing, page.bytes)
-                    .await
-                    .map_err(blob_error)?;
-            }
-            let _ = self.blobs.delete(&key).await;
-        }
         progress.pages_done += 1;
         if depth < crawl.max_depth {
             for link in links {

@@ -71,7 +71,7 @@ pub async fn add_url(
         source: DocumentSource::Url,
         label: url.to_string(),
         url: Some(url.to_string()),
-        blob_key: Some(Blobs::document_key(scope.org_id(), id)),
+        blob_key: Some(Blobs::page_key(scope.org_id(), chatbot, url.as_str())),
         bytes: 0,
     };
     store.add_document(scope, new, ingest_attempts).await

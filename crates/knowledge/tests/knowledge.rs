@@ -1276,6 +1276,43 @@ async fn a_crawl_stays_on_the_site_honours_robots_and_is_bounded_by_its_traps() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_whose_step_runs_out_of_attempts_ends_failed_saying_why() {
+    let site = trap_site().await;
+    let app = spawn_app_with(|c| {
+        c.knowledge.ingest_attempts = 1;
+        c.knowledge.crawl_delay_ms = 0;
+        // Pages cannot be kept: nothing listens on port 1.
+        c.storage = StorageConfig {
+            url: Some("s3://steward-test".into()),
+            s3_endpoint: Some("http://127.0.0.1:1".into()),
+            s3_region: Some("us-east-1".into()),
+            s3_access_key_id: Some("steward".into()),
+            s3_secret_access_key: Some(Secret::new("steward-secret")),
+        };
+    })
+    .await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let worker = start_worker_fetching(&app, Responder::RetrievalOnly, site_fetcher(&site));
+    let started = app
+        .post(
+            &format!("/api/v1/chatbots/{bot}/knowledge/crawl"),
+            &owner.token,
+            json!({"url": format!("http://site.test:{}/chain/0", site.addr.port()), "max_pages": 5, "max_depth": 3}),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+    let crawl = crawl_done(&app, &owner, &bot).await;
+    assert_eq!(crawl["status"], "failed", "{crawl}");
+    let note = crawl["note"].as_str().unwrap();
+    assert!(
+        note.contains("last attempt failed") && note.contains("blob store"),
+        "{note}"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crawl_survives_a_restart_and_stops_at_its_page_limit() {
     let site = trap_site().await;
     let app = spawn_app_with(|c| c.knowledge.crawl_delay_ms = 150).await;

@@ -94,6 +94,14 @@ impl KnowledgeStore for SqliteStore {
             Some(id) => {
                 let id = DocumentId::from(id);
                 set_status(&mut tx, scope, id, DocumentStatus::Queued, None).await?;
+                // The caller may have written the new original already.
+                sqlx::query("UPDATE documents SET blob_key = coalesce(?, blob_key) WHERE id = ? AND org_id = ?")
+                    .bind(&new.blob_key)
+                    .bind(id.as_uuid())
+                    .bind(org)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                 audit(
                     &mut tx,
                     scope,

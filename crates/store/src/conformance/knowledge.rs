@@ -213,8 +213,24 @@ pub async fn reingesting_replaces_chunks_atomically(store: S) {
         .await
         .unwrap();
 
-    // The same URL again: the same document, queued again, its chunks still found.
+    // The same URL again: the same document, queued again, its chunks still
+    // found; an original written for the new one becomes the document's.
     let again = store
+        .add_document(
+            &scope,
+            NewDocument {
+                id: DocumentId::new(),
+                blob_key: Some("pages/faq".into()),
+                ..page.clone()
+            },
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    assert_eq!(again.status, DocumentStatus::Queued);
+    assert_eq!(again.blob_key.as_deref(), Some("pages/faq"));
+    let unchanged = store
         .add_document(
             &scope,
             NewDocument {
@@ -225,8 +241,11 @@ pub async fn reingesting_replaces_chunks_atomically(store: S) {
         )
         .await
         .unwrap();
-    assert_eq!(again.id, first.id);
-    assert_eq!(again.status, DocumentStatus::Queued);
+    assert_eq!(
+        unchanged.blob_key.as_deref(),
+        Some("pages/faq"),
+        "no key given: kept"
+    );
     assert_eq!(
         store.documents(&scope, Some(bot.id)).await.unwrap().len(),
         1
