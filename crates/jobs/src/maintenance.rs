@@ -8,7 +8,8 @@ use steward_store::{Job, Store};
 
 use crate::{JobError, JobHandler};
 
-/// Deletes succeeded and dead jobs older than `keep_finished`.
+/// Deletes succeeded and dead jobs older than `keep_finished`, then
+/// refreshes the database's planner statistics.
 pub struct Maintenance {
     pub store: Arc<dyn Store>,
     pub keep_finished: Duration,
@@ -25,6 +26,10 @@ impl JobHandler for Maintenance {
             .await
             .map_err(|e| JobError::Retryable(e.to_string()))?;
         tracing::info!(pruned, "maintenance: pruned finished jobs");
+        self.store
+            .analyze()
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
         Ok(())
     }
 }

@@ -1514,6 +1514,8 @@ async fn retrieval_quality(embeddings_url: Option<String>) -> Quality {
         documents.iter().all(|d| d["status"] == "ready"),
         "{documents:?}"
     );
+    // As the maintenance job does: PostgreSQL's ranking reads word statistics.
+    app.store.analyze().await.unwrap();
 
     let (mut at_1, mut at_5, mut reciprocal) = (0, 0, 0.0);
     for question in &set.questions {

@@ -453,58 +453,32 @@ impl KnowledgeStore for PostgresStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // PostgreSQL's ranking has no notion of how rare a word is, and an
-        // OR of common words matches (and ranks) most passages. So: the
-        // question's lexemes, how many of this chatbot's passages hold each
-        // (counted up to COMMON), passages found by the uncommon ones only,
-        // and each lexeme's rank weighted by its inverse document frequency
-        // (as BM25 weighs it), with length normalisation. Terms are letters
-        // and digits only (`search_terms`), so lexemes need no quoting.
-        const COMMON: i64 = 1000;
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
-        let stats: Vec<(String, i64, i64)> = sqlx::query_as(
-            "WITH lexemes AS (
-                 SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1))) AS lexeme
-             )
-             SELECT l.lexeme,
-                    (SELECT count(*) FROM (
-                         SELECT 1 FROM chunks c
-                         WHERE c.search @@ to_tsquery('simple', l.lexeme)
-                           AND c.org_id = $2 AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
-                         LIMIT $4) held) AS df,
-                    (SELECT coalesce(sum(chunk_count), 0)::bigint FROM documents
-                     WHERE org_id = $2 AND (chatbot_id = $3 OR chatbot_id IS NULL)) AS total
-             FROM lexemes l",
+        // Each of the question's lexemes weighted by how rare it is (see
+        // `lexemes.rs`); passages are found by the uncommon ones, so that an
+        // OR of common words neither floods the ranking nor slows it. Terms
+        // are letters and digits only (`search_terms`): no quoting needed.
+        let frequencies = self.lexemes.get(&self.pool).await;
+        let lexemes: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1)))",
         )
         .bind(terms.join(" "))
-        .bind(scope.org_id().as_uuid())
-        .bind(chatbot.as_uuid())
-        .bind(COMMON)
-        .fetch_all(&mut *conn)
+        .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        let mut lexemes = Vec::new();
-        let mut weights = Vec::new();
-        let mut uncommon = Vec::new();
-        for (lexeme, df, total) in stats {
-            if df == 0 {
-                continue;
-            }
-            let (n, df) = (total.max(df) as f64, df as f64);
-            weights.push((1.0 + (n - df + 0.5) / (df + 0.5)).ln());
-            if df < COMMON as f64 {
-                uncommon.push(lexeme.clone());
-            }
-            lexemes.push(lexeme);
-        }
         if lexemes.is_empty() {
             return Ok(Vec::new());
         }
+        let weights: Vec<f64> = lexemes.iter().map(|l| frequencies.weight(l)).collect();
+        let uncommon: Vec<&str> = lexemes
+            .iter()
+            .filter(|l| !frequencies.common(l))
+            .map(String::as_str)
+            .collect();
         // Only common words in the question: they must find the passages.
         let finding = if uncommon.is_empty() {
-            &lexemes
+            lexemes.iter().map(String::as_str).collect()
         } else {
-            &uncommon
+            uncommon
         };
         let score: Vec<String> = (1..=lexemes.len())
             .map(|i| format!("$6[{i}] * ts_rank(c.search, to_tsquery('simple', $5[{i}]), 1)"))
@@ -527,7 +501,7 @@ impl KnowledgeStore for PostgresStore {
             .bind(i64::from(limit))
             .bind(&lexemes)
             .bind(&weights)
-            .fetch_all(&mut *conn)
+            .fetch_all(&self.pool)
             .await
             .map_err(map_err)?;
         found.iter().map(rows::chunk_hit).collect()

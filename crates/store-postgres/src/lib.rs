@@ -5,6 +5,7 @@
 mod channels;
 mod knowledge;
 mod leader;
+mod lexemes;
 mod live;
 mod queue;
 mod rows;
@@ -24,6 +25,7 @@ pub struct PostgresStore {
     listening: std::sync::atomic::AtomicBool,
     /// Whether that listener is connected and listening right now.
     listener_ready: tokio::sync::watch::Sender<bool>,
+    lexemes: lexemes::LexemeStats,
 }
 
 impl PostgresStore {
@@ -60,6 +62,7 @@ impl PostgresStore {
             live,
             listening: std::sync::atomic::AtomicBool::new(false),
             listener_ready: tokio::sync::watch::Sender::new(false),
+            lexemes: Default::default(),
         }
     }
 }

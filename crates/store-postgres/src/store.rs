@@ -152,6 +152,14 @@ impl Store for PostgresStore {
         self.pool.size().saturating_sub(self.pool.num_idle() as u32)
     }
 
+    async fn analyze(&self) -> StoreResult<()> {
+        sqlx::query("ANALYZE")
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn create_organization(
         &self,
         org: NewOrganization,

@@ -434,11 +434,13 @@ impl KnowledgeStore for SqliteStore {
         // The codes pick candidates; their stored vectors decide the order.
         let candidates = codes.nearest(vector, limit as usize * RESCORE);
         let found = sqlx::query(
-            "WITH hits AS (SELECT value AS seq FROM json_each(?))
-             SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
+            // CROSS JOIN keeps the candidates as the outer loop: otherwise
+            // SQLite may walk the organization's chunks and look each up in
+            // the JSON (92 ms instead of 2 at 10,000 passages).
+            "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
                     c.embedding, c.seq, 0.0 AS score
-             FROM hits
-             JOIN chunks c ON c.seq = hits.seq
+             FROM json_each(?) AS hits
+             CROSS JOIN chunks c ON c.seq = hits.value
              JOIN documents d ON d.id = c.document_id
              WHERE c.org_id = ?",
         )

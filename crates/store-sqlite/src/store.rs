@@ -147,6 +147,14 @@ impl Store for SqliteStore {
         busy(&self.writer) + busy(&self.reader)
     }
 
+    async fn analyze(&self) -> StoreResult<()> {
+        sqlx::query("PRAGMA optimize")
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
     async fn create_organization(
         &self,
         org: NewOrganization,

@@ -35,6 +35,11 @@ pub trait Store:
     /// Connections in use right now, for the `steward_db_connections_active` gauge.
     fn connections_active(&self) -> u32;
 
+    /// Refreshes the query planner's statistics (PostgreSQL `ANALYZE`, which
+    /// full-text ranking also reads; SQLite `PRAGMA optimize`). The
+    /// maintenance job runs it; autovacuum does too as PostgreSQL tables grow.
+    async fn analyze(&self) -> StoreResult<()>;
+
     /// Closes the connections gracefully (SQLite checkpoints its WAL).
     async fn close(&self);
 
