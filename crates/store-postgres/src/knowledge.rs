@@ -453,57 +453,28 @@ impl KnowledgeStore for PostgresStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // Each of the question's lexemes weighted by how rare it is (see
-        // `lexemes.rs`); passages are found by the uncommon ones, so that an
-        // OR of common words neither floods the ranking nor slows it. Terms
-        // are letters and digits only (`search_terms`): no quoting needed.
-        let frequencies = self.lexemes.get(&self.pool).await;
-        let lexemes: Vec<String> = sqlx::query_scalar(
-            "SELECT DISTINCT unnest(tsvector_to_array(to_tsvector('english', $1)))",
+        // Terms are letters and digits only, so they are safe in tsquery
+        // syntax; any may match.
+        let query = terms.join(" | ");
+        // ts_rank_cd rewards terms close together; headings weigh more
+        // (weight A) through the vector itself.
+        let found = sqlx::query(
+            "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
+                    ts_rank_cd(c.search, q)::float8 AS score
+             FROM chunks c
+             JOIN documents d ON d.id = c.document_id,
+                  to_tsquery('english', $1) q
+             WHERE c.search @@ q AND c.org_id = $2 AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
+             ORDER BY score DESC, c.id
+             LIMIT $4",
         )
-        .bind(terms.join(" "))
+        .bind(query)
+        .bind(scope.org_id().as_uuid())
+        .bind(chatbot.as_uuid())
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;
-        if lexemes.is_empty() {
-            return Ok(Vec::new());
-        }
-        let weights: Vec<f64> = lexemes.iter().map(|l| frequencies.weight(l)).collect();
-        let uncommon: Vec<&str> = lexemes
-            .iter()
-            .filter(|l| !frequencies.common(l))
-            .map(String::as_str)
-            .collect();
-        // Only common words in the question: they must find the passages.
-        let finding = if uncommon.is_empty() {
-            lexemes.iter().map(String::as_str).collect()
-        } else {
-            uncommon
-        };
-        let score: Vec<String> = (1..=lexemes.len())
-            .map(|i| format!("$6[{i}] * ts_rank(c.search, to_tsquery('simple', $5[{i}]), 1)"))
-            .collect();
-        let sql = format!(
-            "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
-                    ({})::float8 AS score
-             FROM chunks c
-             JOIN documents d ON d.id = c.document_id
-             WHERE c.search @@ to_tsquery('simple', $1)
-               AND c.org_id = $2 AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
-             ORDER BY score DESC, c.id
-             LIMIT $4",
-            score.join(" + ")
-        );
-        let found = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(finding.join(" | "))
-            .bind(scope.org_id().as_uuid())
-            .bind(chatbot.as_uuid())
-            .bind(i64::from(limit))
-            .bind(&lexemes)
-            .bind(&weights)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
         found.iter().map(rows::chunk_hit).collect()
     }
 }

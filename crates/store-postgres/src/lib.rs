@@ -5,7 +5,6 @@
 mod channels;
 mod knowledge;
 mod leader;
-mod lexemes;
 mod live;
 mod queue;
 mod rows;
@@ -25,7 +24,6 @@ pub struct PostgresStore {
     listening: std::sync::atomic::AtomicBool,
     /// Whether that listener is connected and listening right now.
     listener_ready: tokio::sync::watch::Sender<bool>,
-    lexemes: lexemes::LexemeStats,
 }
 
 impl PostgresStore {
@@ -62,7 +60,6 @@ impl PostgresStore {
             live,
             listening: std::sync::atomic::AtomicBool::new(false),
             listener_ready: tokio::sync::watch::Sender::new(false),
-            lexemes: Default::default(),
         }
     }
 }
