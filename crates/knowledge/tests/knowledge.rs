@@ -536,16 +536,26 @@ async fn deleting_a_document_removes_its_passages_and_original() {
     worker.stop().await;
 }
 
-/// The bucket of the S3 test server (`scripts/s3-server`), under `prefix`.
-fn s3_storage(prefix: &str) -> Option<StorageConfig> {
-    let endpoint = std::env::var("STEWARD_TEST_S3_ENDPOINT").ok()?;
-    Some(StorageConfig {
+/// The bucket `steward-test` at `endpoint`, under `prefix`.
+fn s3_at(endpoint: &str, prefix: &str) -> StorageConfig {
+    StorageConfig {
         url: Some(format!("s3://steward-test/{prefix}")),
-        s3_endpoint: Some(endpoint),
+        s3_endpoint: Some(endpoint.into()),
         s3_region: Some("us-east-1".into()),
         s3_access_key_id: Some("steward".into()),
         s3_secret_access_key: Some(Secret::new("steward-secret")),
-    })
+    }
+}
+
+/// The S3 test server (`scripts/s3-server`), when it runs.
+fn s3_storage(prefix: &str) -> Option<StorageConfig> {
+    let endpoint = std::env::var("STEWARD_TEST_S3_ENDPOINT").ok()?;
+    Some(s3_at(&endpoint, prefix))
+}
+
+/// An S3 endpoint where nothing listens (port 1).
+fn unreachable_s3() -> StorageConfig {
+    s3_at("http://127.0.0.1:1", "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -612,17 +622,7 @@ async fn with_s3_storage_originals_live_in_the_bucket_and_leave_with_their_docum
 
 #[tokio::test]
 async fn an_unreachable_blob_store_refuses_uploads_with_503_and_keeps_nothing() {
-    let app = spawn_app_with(|c| {
-        c.storage = StorageConfig {
-            url: Some("s3://steward-test".into()),
-            // Nothing listens on port 1.
-            s3_endpoint: Some("http://127.0.0.1:1".into()),
-            s3_region: Some("us-east-1".into()),
-            s3_access_key_id: Some("steward".into()),
-            s3_secret_access_key: Some(Secret::new("steward-secret")),
-        }
-    })
-    .await;
+    let app = spawn_app_with(|c| c.storage = unreachable_s3()).await;
     let owner = app.register("ada@example.org", "Acme").await;
     let bot = app.chatbot(&owner, "Helper").await;
     let uploaded = app
@@ -1281,14 +1281,8 @@ async fn a_crawl_whose_step_runs_out_of_attempts_ends_failed_saying_why() {
     let app = spawn_app_with(|c| {
         c.knowledge.ingest_attempts = 1;
         c.knowledge.crawl_delay_ms = 0;
-        // Pages cannot be kept: nothing listens on port 1.
-        c.storage = StorageConfig {
-            url: Some("s3://steward-test".into()),
-            s3_endpoint: Some("http://127.0.0.1:1".into()),
-            s3_region: Some("us-east-1".into()),
-            s3_access_key_id: Some("steward".into()),
-            s3_secret_access_key: Some(Secret::new("steward-secret")),
-        };
+        // Pages cannot be kept.
+        c.storage = unreachable_s3();
     })
     .await;
     let owner = app.register("ada@example.org", "Acme").await;

@@ -47,6 +47,25 @@ fn create_acme(data_dir: &Path) -> steward_domain::OrgId {
         .unwrap()
 }
 
+/// `steward org create` for "Acme"; its owner's password.
+fn create_acme_with_password(data_dir: &Path) -> String {
+    let created = run(steward(data_dir).args([
+        "org",
+        "create",
+        "--name",
+        "Acme",
+        "--owner-email",
+        "owner@example.org",
+    ]));
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    text(&created.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("password:"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -330,21 +349,7 @@ async fn serve_answers_the_operators_owner_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let migrated = run(steward(dir.path()).arg("migrate"));
     assert!(migrated.status.success(), "{}", text(&migrated.stderr));
-    let created = run(steward(dir.path()).args([
-        "org",
-        "create",
-        "--name",
-        "Acme",
-        "--owner-email",
-        "owner@example.org",
-    ]));
-    let stdout = text(&created.stdout);
-    let password = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("password:"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let password = create_acme_with_password(dir.path());
 
     let mut server = Server::start(steward(dir.path()));
     server.wait_until_healthy().await;
@@ -985,20 +990,7 @@ async fn pdfs_are_read_in_a_limited_child_and_hostile_ones_fail_with_a_reason() 
     use steward_testkit::pdf;
 
     let dir = tempfile::tempdir().unwrap();
-    let created = run(steward(dir.path()).args([
-        "org",
-        "create",
-        "--name",
-        "Acme",
-        "--owner-email",
-        "owner@example.org",
-    ]));
-    let password = text(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("password:"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let password = create_acme_with_password(dir.path());
     let good = pdf::document(&[
         "Returns\nRefunds take five working days.",
         "Opening hours\nNine to five.",
