@@ -16,6 +16,7 @@ use crate::state::SharedState;
 const HTTP_DURATION: &str = "steward_http_request_duration_seconds";
 const HTTP_REQUESTS: &str = "steward_http_requests_total";
 const DB_CONNECTIONS: &str = "steward_db_connections_active";
+const DB_CONNECTIONS_MAX: &str = "steward_db_connections_max";
 const IN_FLIGHT: &str = "steward_http_requests_in_flight";
 const QUEUE_DEPTH: &str = "steward_queue_depth";
 const QUEUE_OLDEST_AGE: &str = "steward_queue_oldest_age_seconds";
@@ -65,6 +66,10 @@ pub fn handle() -> PrometheusHandle {
             );
             metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route and status.");
             metrics::describe_gauge!(DB_CONNECTIONS, "Database connections in use.");
+            metrics::describe_gauge!(
+                DB_CONNECTIONS_MAX,
+                "The most database connections this process may open."
+            );
             metrics::describe_gauge!(IN_FLIGHT, "HTTP requests being handled.");
             metrics::describe_gauge!(QUEUE_DEPTH, "Jobs by kind and state.");
             metrics::describe_gauge!(
@@ -187,6 +192,7 @@ pub async fn render(
     State(state): State<SharedState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     metrics::gauge!(DB_CONNECTIONS).set(f64::from(state.store.connections_active()));
+    metrics::gauge!(DB_CONNECTIONS_MAX).set(f64::from(state.store.connections_max()));
     metrics::gauge!(IN_FLIGHT).set(state.requests_in_flight() as f64);
     match state.store.queue_stats().await {
         Ok(stats) => record_queue(&stats),

@@ -38,6 +38,9 @@ pub enum Command {
     Scheduler,
     /// Apply pending database migrations, then exit.
     Migrate,
+    /// Exit 0 if the Steward listening at the configured address answers
+    /// /health, else 1 (for container health checks).
+    Healthcheck,
     /// Configuration.
     Config {
         #[command(subcommand)]

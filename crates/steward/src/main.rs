@@ -76,6 +76,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve(_) => roles::serve(config, true).await?,
         Command::Api(_) => roles::serve(config, false).await?,
+        Command::Healthcheck => return Ok(healthcheck(&config.listen).await),
         Command::Migrate => {
             let store = open_store(&config).await?;
             store.migrate().await.context("applying migrations")?;
@@ -104,6 +105,29 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Config { .. } | Command::PdfText { .. } => unreachable!("handled above"),
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Asks this machine's Steward at `listen` (0.0.0.0 means this host) for /health.
+async fn healthcheck(listen: &str) -> std::process::ExitCode {
+    let address = listen
+        .replacen("0.0.0.0:", "127.0.0.1:", 1)
+        .replacen("[::]:", "[::1]:", 1);
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .no_proxy()
+        .build()
+        .expect("an HTTP client");
+    match client.get(format!("http://{address}/health")).send().await {
+        Ok(response) if response.status().is_success() => std::process::ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: /health answered {}", response.status());
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {address}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// Opens the store the database URL names: SQLite (the default) or PostgreSQL.

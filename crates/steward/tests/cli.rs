@@ -81,8 +81,11 @@ struct Server {
 }
 
 impl Server {
-    fn start(mut command: Command) -> Self {
-        let port = free_port();
+    fn start(command: Command) -> Self {
+        Self::start_on(command, free_port())
+    }
+
+    fn start_on(mut command: Command, port: u16) -> Self {
         let child = command
             .arg("serve")
             .arg("--listen")
@@ -351,8 +354,23 @@ async fn serve_answers_the_operators_owner_and_stops_cleanly_on_sigterm() {
     assert!(migrated.status.success(), "{}", text(&migrated.stderr));
     let password = create_acme_with_password(dir.path());
 
-    let mut server = Server::start(steward(dir.path()));
+    let port = free_port();
+    let healthcheck = |port: u16| {
+        run(steward(dir.path())
+            .env("STEWARD_LISTEN", format!("0.0.0.0:{port}"))
+            .arg("healthcheck"))
+    };
+    let down = healthcheck(port);
+    assert!(!down.status.success(), "nothing listens yet");
+    assert!(
+        text(&down.stderr).contains("unhealthy"),
+        "{}",
+        text(&down.stderr)
+    );
+    let mut server = Server::start_on(steward(dir.path()), port);
     server.wait_until_healthy().await;
+    let up = healthcheck(port);
+    assert!(up.status.success(), "{}", text(&up.stderr));
     let api = Api::sign_in(&server.base, &password).await;
     let ready = api
         .client

@@ -152,6 +152,10 @@ impl Store for PostgresStore {
         self.pool.size().saturating_sub(self.pool.num_idle() as u32)
     }
 
+    fn connections_max(&self) -> u32 {
+        self.pool.options().get_max_connections()
+    }
+
     async fn analyze(&self) -> StoreResult<()> {
         sqlx::query("ANALYZE")
             .execute(&self.pool)

@@ -147,6 +147,10 @@ impl Store for SqliteStore {
         busy(&self.writer) + busy(&self.reader)
     }
 
+    fn connections_max(&self) -> u32 {
+        self.writer.options().get_max_connections() + self.reader.options().get_max_connections()
+    }
+
     async fn analyze(&self) -> StoreResult<()> {
         sqlx::query("PRAGMA optimize")
             .execute(&self.writer)

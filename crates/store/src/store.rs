@@ -35,6 +35,9 @@ pub trait Store:
     /// Connections in use right now, for the `steward_db_connections_active` gauge.
     fn connections_active(&self) -> u32;
 
+    /// The most connections this process may open (`steward_db_connections_max`).
+    fn connections_max(&self) -> u32;
+
     /// Refreshes the query planner's statistics (PostgreSQL `ANALYZE`, which
     /// full-text ranking also reads; SQLite `PRAGMA optimize`). The
     /// maintenance job runs it; autovacuum does too as PostgreSQL tables grow.

@@ -83,6 +83,11 @@ async fn metrics_count_requests_by_route_template() {
         "histograms have buckets"
     );
     assert!(text.contains("steward_db_connections_active"));
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("steward_db_connections_max ") && !l.ends_with(" 0")),
+        "{text}"
+    );
     assert!(!text.contains(&bot), "ids never become labels");
     assert!(
         text.contains(r#"steward_queue_depth{kind="respond",state="queued"}"#),

@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# Steward in a small image: one static-ish binary on Debian slim, run as uid
+# 1001, data in /var/lib/steward. Build: docker build -t steward .
+# Not built where Steward is tested (no Docker engine runs there): see docs/operations.md.
+
+FROM rust:1.95-slim-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends mold pkg-config \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY crates crates
+ENV RUSTFLAGS="-C link-arg=-fuse-ld=mold"
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p steward \
+ && cp target/release/steward /usr/local/bin/steward
+
+FROM debian:bookworm-slim
+# ca-certificates: TLS to model providers and channel APIs.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 1001 --user-group --no-create-home --home-dir /var/lib/steward --shell /usr/sbin/nologin steward \
+ && install -d -o 1001 -g 1001 -m 0700 /var/lib/steward
+COPY --from=build /usr/local/bin/steward /usr/local/bin/steward
+USER 1001:1001
+ENV STEWARD_DATA_DIR=/var/lib/steward \
+    STEWARD_LISTEN=0.0.0.0:8080 \
+    STEWARD_LOG__FORMAT=json
+VOLUME ["/var/lib/steward"]
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["steward", "healthcheck"]
+ENTRYPOINT ["steward"]
+CMD ["serve"]
