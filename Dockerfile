@@ -1,9 +1,13 @@
 # syntax=docker/dockerfile:1
 # Steward in a small image: one static-ish binary on Debian slim, run as uid
 # 1001, data in /var/lib/steward. Build: docker build -t steward .
-# Not built where Steward is tested (no Docker engine runs there): see docs/operations.md.
+# Linted in CI with hadolint (scripts/check-deploy); not built there, as no
+# Docker engine runs where Steward is tested: see docs/operations.md.
 
 FROM rust:1.95-slim-bookworm AS build
+# Debian's security updates replace package versions, so pinned versions
+# would stop building; the base image's tag pins the release.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends mold pkg-config \
  && rm -rf /var/lib/apt/lists/*
@@ -18,6 +22,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM debian:bookworm-slim
 # ca-certificates: TLS to model providers and channel APIs.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
