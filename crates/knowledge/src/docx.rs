@@ -164,24 +164,12 @@ fn unescape(text: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::io::Write;
+mod tests {
+    use steward_testkit::docx::archive;
 
     use super::*;
 
-    /// A DOCX (or any zip) with these entries, deflated.
-    pub(crate) fn archive(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-        let options = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
-        for (name, bytes) in entries {
-            zip.start_file(*name, options).unwrap();
-            zip.write_all(bytes).unwrap();
-        }
-        zip.finish().unwrap().into_inner()
-    }
-
-    pub(crate) const DOCUMENT: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
+    const DOCUMENT: &str = r#"<?xml version="1.0" encoding="UTF-8" standalone="yes"?>
 <w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main"><w:body>
 <w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Returns &amp; refunds</w:t></w:r></w:p>
 <w:p><w:r><w:t xml:space="preserve">Refunds take </w:t></w:r><w:r><w:rPr><w:b/></w:rPr><w:t>five</w:t></w:r><w:r><w:t xml:space="preserve"> days.</w:t></w:r></w:p>

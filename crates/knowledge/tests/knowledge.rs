@@ -97,19 +97,6 @@ fn model(fake: &FakeModel) -> Responder {
     )))
 }
 
-/// A zip archive with these entries, deflated, as a DOCX is.
-fn docx_file(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    use std::io::Write;
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, bytes) in entries {
-        zip.start_file(*name, options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
-}
-
 /// Polls until every listed document has left `queued` and `processing`.
 async fn settled(app: &TestApp, owner: &Session, chatbot: &str) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -304,12 +291,13 @@ async fn malformed_files_fail_with_a_reason_and_the_worker_lives_on() {
 
     let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01";
     let nested = format!("<html><body>{}x</body></html>", "<div>".repeat(100_000));
-    let handbook = docx_file(&[(
+    let handbook = steward_testkit::docx::archive(&[(
         "word/document.xml",
         br#"<w:document><w:body><w:p><w:pPr><w:pStyle w:val="Heading1"/></w:pPr><w:r><w:t>Holidays</w:t></w:r></w:p><w:p><w:r><w:t>Staff take 25 days of holiday.</w:t></w:r></w:p></w:body></w:document>"#,
     )]);
     // 30 MB of spaces, deflated to a few kilobytes: more than max_text_bytes once inflated.
-    let bomb = docx_file(&[("word/document.xml", &vec![b' '; 30 * 1024 * 1024])]);
+    let bomb =
+        steward_testkit::docx::archive(&[("word/document.xml", &vec![b' '; 30 * 1024 * 1024])]);
     let files: Vec<(&str, &[u8])> = vec![
         ("notes.txt", png),
         ("report.pdf", b"%PDF-1.7\n1 0 obj <</Type /Catalog"),

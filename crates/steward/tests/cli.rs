@@ -27,8 +27,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// `steward org create` for "Acme"; its id.
-fn create_acme(data_dir: &Path) -> steward_domain::OrgId {
+/// `steward org create` for "Acme": its id and its owner's password.
+fn create_acme(data_dir: &Path) -> (steward_domain::OrgId, String) {
     let created = run(steward(data_dir).args([
         "org",
         "create",
@@ -38,32 +38,20 @@ fn create_acme(data_dir: &Path) -> steward_domain::OrgId {
         "owner@example.org",
     ]));
     assert!(created.status.success(), "{}", text(&created.stderr));
-    text(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("organization: Acme ("))
-        .unwrap()
+    let stdout = text(&created.stdout);
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no '{prefix}' in {stdout}"))
+            .trim()
+            .to_owned()
+    };
+    let id = line("organization: Acme (")
         .trim_end_matches(')')
         .parse()
-        .unwrap()
-}
-
-/// `steward org create` for "Acme"; its owner's password.
-fn create_acme_with_password(data_dir: &Path) -> String {
-    let created = run(steward(data_dir).args([
-        "org",
-        "create",
-        "--name",
-        "Acme",
-        "--owner-email",
-        "owner@example.org",
-    ]));
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    text(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("password:"))
-        .unwrap()
-        .trim()
-        .to_owned()
+        .unwrap();
+    (id, line("password:"))
 }
 
 fn free_port() -> u16 {
@@ -352,7 +340,7 @@ async fn serve_answers_the_operators_owner_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let migrated = run(steward(dir.path()).arg("migrate"));
     assert!(migrated.status.success(), "{}", text(&migrated.stderr));
-    let password = create_acme_with_password(dir.path());
+    let (_, password) = create_acme(dir.path());
 
     let port = free_port();
     let healthcheck = |port: u16| {
@@ -502,7 +490,7 @@ async fn the_worker_role_runs_until_sigterm() {
 async fn dead_jobs_are_listed_retried_and_discarded_from_the_command_line() {
     use steward_store::{JobFailure, JobQueue, NewJob, Store};
     let dir = tempfile::tempdir().unwrap();
-    let org = create_acme(dir.path());
+    let (org, _) = create_acme(dir.path());
 
     let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
         .await
@@ -790,7 +778,7 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
 async fn channels_are_configured_listed_and_removed_from_the_command_line() {
     use steward_store::{NewChatbot, Store, TenantScope};
     let dir = tempfile::tempdir().unwrap();
-    let org = create_acme(dir.path());
+    let (org, _) = create_acme(dir.path());
     let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
         .await
         .unwrap();
@@ -936,7 +924,7 @@ async fn channels_are_configured_listed_and_removed_from_the_command_line() {
 async fn context_import_queues_a_document_for_every_chatbot_of_the_org() {
     use steward_store::{KnowledgeStore, Store, TenantScope};
     let dir = tempfile::tempdir().unwrap();
-    let org = create_acme(dir.path());
+    let (org, _) = create_acme(dir.path());
     let file = dir.path().join("strategy.md");
     std::fs::write(&file, "# Priorities\n\nOpen the Lisbon office in spring.").unwrap();
     let imported = run(steward(dir.path())
@@ -1008,7 +996,7 @@ async fn pdfs_are_read_in_a_limited_child_and_hostile_ones_fail_with_a_reason() 
     use steward_testkit::pdf;
 
     let dir = tempfile::tempdir().unwrap();
-    let password = create_acme_with_password(dir.path());
+    let (_, password) = create_acme(dir.path());
     let good = pdf::document(&[
         "Returns\nRefunds take five working days.",
         "Opening hours\nNine to five.",

@@ -385,52 +385,7 @@ impl KnowledgeStore for SqliteStore {
         limit: u32,
     ) -> StoreResult<Vec<ChunkHit>> {
         let org = scope.org_id().as_uuid();
-        let key = Key {
-            org,
-            chatbot: chatbot.as_uuid(),
-            dims: vector.len(),
-        };
-        let generation = self.vectors.generation();
-        let (documents, passages, last_change): (i64, i64, i64) = sqlx::query_as(
-            "SELECT count(*), coalesce(sum(chunk_count), 0), coalesce(max(updated_at), 0)
-             FROM documents WHERE org_id = ? AND (chatbot_id = ? OR chatbot_id IS NULL)",
-        )
-        .bind(org)
-        .bind(chatbot.as_uuid())
-        .fetch_one(&self.reader)
-        .await
-        .map_err(map_err)?;
-        let stamp = Stamp {
-            generation,
-            documents,
-            passages,
-            last_change,
-        };
-        let codes = match self.vectors.get(&key, &stamp) {
-            Some(codes) => codes,
-            None => {
-                let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
-                    "SELECT c.seq, c.embedding FROM chunks c
-                     WHERE c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
-                       AND length(c.embedding) = ?",
-                )
-                .bind(org)
-                .bind(chatbot.as_uuid())
-                .bind((vector.len() * 4) as i64)
-                .fetch_all(&self.reader)
-                .await
-                .map_err(map_err)?;
-                let mut codes = Codes::new(vector.len());
-                for (seq, bytes) in rows {
-                    if let Some(stored) = vector_from_bytes(&bytes) {
-                        codes.push(seq, &stored);
-                    }
-                }
-                let codes = std::sync::Arc::new(codes);
-                self.vectors.put(key, stamp, codes.clone());
-                codes
-            }
-        };
+        let codes = self.vector_codes(org, chatbot, vector.len()).await?;
         // The codes pick candidates; their stored vectors decide the order.
         let candidates = codes.nearest(vector, limit as usize * RESCORE);
         let found = sqlx::query(
@@ -511,5 +466,62 @@ impl KnowledgeStore for SqliteStore {
         .await
         .map_err(map_err)?;
         found.iter().map(rows::chunk_hit).collect()
+    }
+}
+
+impl SqliteStore {
+    /// The 8-bit codes of a chatbot's vectors of `dims` values (its own and
+    /// its organization's context), from the cache while its documents are
+    /// unchanged (see `vectors.rs`), else read and kept.
+    async fn vector_codes(
+        &self,
+        org: uuid::Uuid,
+        chatbot: ChatbotId,
+        dims: usize,
+    ) -> StoreResult<std::sync::Arc<Codes>> {
+        let key = Key {
+            org,
+            chatbot: chatbot.as_uuid(),
+            dims,
+        };
+        let generation = self.vectors.generation();
+        let (documents, passages, last_change): (i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(chunk_count), 0), coalesce(max(updated_at), 0)
+             FROM documents WHERE org_id = ? AND (chatbot_id = ? OR chatbot_id IS NULL)",
+        )
+        .bind(org)
+        .bind(chatbot.as_uuid())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_err)?;
+        let stamp = Stamp {
+            generation,
+            documents,
+            passages,
+            last_change,
+        };
+        if let Some(codes) = self.vectors.get(&key, &stamp) {
+            return Ok(codes);
+        }
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT c.seq, c.embedding FROM chunks c
+             WHERE c.org_id = ? AND (c.chatbot_id = ? OR c.chatbot_id IS NULL)
+               AND length(c.embedding) = ?",
+        )
+        .bind(org)
+        .bind(chatbot.as_uuid())
+        .bind((dims * 4) as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)?;
+        let mut codes = Codes::new(dims);
+        for (seq, bytes) in rows {
+            if let Some(stored) = vector_from_bytes(&bytes) {
+                codes.push(seq, &stored);
+            }
+        }
+        let codes = std::sync::Arc::new(codes);
+        self.vectors.put(key, stamp, codes.clone());
+        Ok(codes)
     }
 }
