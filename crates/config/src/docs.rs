@@ -156,6 +156,10 @@ pub const KEYS: &[KeyDoc] = &[
         "When email channels' mailboxes are checked for new mail: a cron pattern in UTC (6 fields: seconds first).",
     ),
     k(
+        "scheduler.backup_cron",
+        "When the backup job runs: a cron pattern in UTC. Empty: no scheduled backups (a Kubernetes CronJob may run them instead).",
+    ),
+    k(
         "scheduler.lease_secs",
         "How long scheduler leadership outlives a leader that stopped (SQLite; PostgreSQL notices at once).",
     ),
@@ -198,6 +202,30 @@ pub const KEYS: &[KeyDoc] = &[
     k(
         "storage.s3_secret_access_key",
         "S3 secret access key. Unset: AWS_SECRET_ACCESS_KEY.",
+    ),
+    k(
+        "backup.dir",
+        "The local folder backups are written to. Unset: backups/ in the data dir.",
+    ),
+    k(
+        "backup.s3_url",
+        "Also copy each backup to s3://BUCKET[/PREFIX], using the storage.s3_* settings. Keep it apart from storage.url.",
+    ),
+    k(
+        "backup.keep_count",
+        "After a successful backup, keep at most this many (locally, and in S3).",
+    ),
+    k(
+        "backup.keep_days",
+        "After a successful backup, delete backups older than this many days; the newest is always kept.",
+    ),
+    k(
+        "backup.pg_dump",
+        "The pg_dump program that backs up PostgreSQL: a name on PATH or a path. Its major version must be at least the server's.",
+    ),
+    k(
+        "backup.pg_restore",
+        "The pg_restore program that restores and verifies PostgreSQL backups.",
     ),
     k(
         "knowledge.max_file_bytes",

@@ -34,6 +34,7 @@ pub struct Config {
     pub llm: LlmConfig,
     pub channels: ChannelsConfig,
     pub storage: StorageConfig,
+    pub backup: BackupConfig,
     pub knowledge: KnowledgeConfig,
     pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
@@ -92,6 +93,25 @@ pub struct StorageConfig {
     /// Unset: `AWS_ACCESS_KEY_ID` (or the instance's or pod's role).
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<Secret>,
+}
+
+/// `steward backup` and the nightly `backup` job.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The local folder backups are written to. Unset: `backups/` in the data dir.
+    pub dir: Option<PathBuf>,
+    /// A copy of each backup also goes to `s3://BUCKET[/PREFIX]`, with the
+    /// `storage.s3_*` settings.
+    pub s3_url: Option<String>,
+    /// Keep at most this many backups (in each place) ...
+    pub keep_count: u32,
+    /// ... and none older than this, though never fewer than one.
+    pub keep_days: u32,
+    /// The `pg_dump` and `pg_restore` programs: a name found on PATH, or a path.
+    /// Their major version must be at least the server's.
+    pub pg_dump: String,
+    pub pg_restore: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -220,6 +240,8 @@ pub struct SchedulerConfig {
     pub maintenance_cron: String,
     /// When to check email channels' mailboxes (a `poll` job).
     pub mailbox_poll_cron: String,
+    /// When to run the `backup` job; empty turns the nightly backup off.
+    pub backup_cron: String,
     /// How long leadership outlives a scheduler that stopped renewing it (SQLite).
     pub lease_secs: u64,
     /// After a hand-over, firings this far back are enqueued if missed.
@@ -315,6 +337,14 @@ impl Default for Config {
                 send_timeout_secs: 15,
             },
             storage: StorageConfig::default(),
+            backup: BackupConfig {
+                dir: None,
+                s3_url: None,
+                keep_count: 7,
+                keep_days: 30,
+                pg_dump: "pg_dump".into(),
+                pg_restore: "pg_restore".into(),
+            },
             knowledge: KnowledgeConfig {
                 max_file_bytes: 20 * 1024 * 1024,
                 max_files_per_upload: 20,
@@ -388,6 +418,7 @@ impl Default for Config {
             scheduler: SchedulerConfig {
                 maintenance_cron: "17 * * * *".into(),
                 mailbox_poll_cron: "*/30 * * * * *".into(),
+                backup_cron: "40 2 * * *".into(),
                 lease_secs: 15,
                 catch_up_secs: 300,
             },
@@ -412,6 +443,11 @@ impl Default for HttpConfig {
 impl Default for ChannelsConfig {
     fn default() -> Self {
         Config::default().channels
+    }
+}
+impl Default for BackupConfig {
+    fn default() -> Self {
+        Config::default().backup
     }
 }
 impl Default for KnowledgeConfig {
@@ -605,6 +641,19 @@ impl Config {
                     "storage.url: '{url}' is not supported; use file:///PATH or s3://BUCKET[/PREFIX]"
                 ));
             }
+        }
+        if let Some(url) = &self.backup.s3_url
+            && url
+                .strip_prefix("s3://")
+                .and_then(|rest| rest.split('/').next())
+                .is_none_or(str::is_empty)
+        {
+            return invalid(format!(
+                "backup.s3_url: '{url}' is not supported; use s3://BUCKET[/PREFIX]"
+            ));
+        }
+        if self.backup.keep_count == 0 {
+            return invalid("backup.keep_count must be at least 1".into());
         }
         if let Some(endpoint) = &self.storage.s3_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))

@@ -38,6 +38,8 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.http.public_url = Some("https://steward.example.org".into());
     full.redis.url = Some(Secret::new("redis://localhost"));
     full.storage.url = Some("file:///var/lib/steward/blobs".into());
+    full.backup.dir = Some("/var/lib/steward/backups".into());
+    full.backup.s3_url = Some("s3://steward-backups/nightly".into());
     full.storage.s3_endpoint = Some("http://minio:9000".into());
     full.storage.s3_region = Some("eu-west-1".into());
     full.storage.s3_access_key_id = Some("steward".into());

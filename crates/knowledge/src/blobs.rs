@@ -51,9 +51,15 @@ impl Blobs {
     /// From `storage.url`: `file:///PATH`, `s3://BUCKET[/PREFIX]`, or
     /// `blobs/` in the data dir when unset.
     pub fn from_config(storage: &StorageConfig, data_dir: &Path) -> Result<Self, BlobError> {
-        let Some(url) = storage.url.as_deref() else {
-            return Self::local(&data_dir.join("blobs"));
-        };
+        match storage.url.as_deref() {
+            Some(url) => Self::at(url, storage),
+            None => Self::local(&data_dir.join("blobs")),
+        }
+    }
+
+    /// The store `url` names (`file:///PATH` or `s3://BUCKET[/PREFIX]`), with
+    /// the `storage.s3_*` settings for S3.
+    pub fn at(url: &str, storage: &StorageConfig) -> Result<Self, BlobError> {
         if let Some(path) = url.strip_prefix("file://")
             && path.starts_with('/')
         {
@@ -134,6 +140,52 @@ impl Blobs {
 
     pub async fn get(&self, key: &str) -> Result<Bytes, BlobError> {
         Ok(self.store.get(&Key::from(key)).await?.bytes().await?)
+    }
+
+    /// Every key under `prefix` (all when empty), sorted.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
+        use futures::TryStreamExt;
+        let prefix = (!prefix.is_empty()).then(|| Key::from(prefix));
+        let mut keys: Vec<String> = self
+            .store
+            .list(prefix.as_ref())
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Streams a local file to `key` in parts, so a large file never sits in
+    /// memory. Nothing is left at `key` when it fails.
+    pub async fn put_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
+        use tokio::io::AsyncWriteExt;
+        let io = |e: std::io::Error| BlobError::Unavailable(format!("{}: {e}", file.display()));
+        let mut source = tokio::fs::File::open(file).await.map_err(io)?;
+        let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), Key::from(key));
+        if let Err(e) = tokio::io::copy(&mut source, &mut writer).await {
+            let _ = writer.abort().await;
+            return Err(BlobError::Unavailable(format!("uploading {key}: {e}")));
+        }
+        // A failed completion leaves no object: S3 assembles parts only then.
+        writer
+            .shutdown()
+            .await
+            .map_err(|e| BlobError::Unavailable(format!("uploading {key}: {e}")))
+    }
+
+    /// Streams `key` into a new local file.
+    pub async fn get_to_file(&self, key: &str, file: &Path) -> Result<(), BlobError> {
+        use futures::TryStreamExt;
+        use tokio::io::AsyncWriteExt;
+        let io = |e: std::io::Error| BlobError::Unavailable(format!("{}: {e}", file.display()));
+        let mut stream = self.store.get(&Key::from(key)).await?.into_stream();
+        let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+        while let Some(chunk) = stream.try_next().await? {
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.sync_all().await.map_err(io)?;
+        Ok(())
     }
 
     /// Deletes a blob; one already gone is not an error.

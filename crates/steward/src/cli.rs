@@ -71,12 +71,67 @@ pub enum Command {
         #[command(subcommand)]
         command: ContextCommand,
     },
+    /// Backups of the database and the blob store: make, list, verify, restore.
+    Backup {
+        #[command(subcommand)]
+        command: BackupCommand,
+    },
     /// Internal: reads one PDF from stdin in a limited child process of a worker.
     #[command(hide = true)]
     PdfText {
         /// MAX_PAGES MEMORY_MB CPU_SECS
         limits: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum BackupCommand {
+    /// Make a backup now: the database and the blob store, compressed, with a
+    /// manifest of SHA-256 checksums, into backup.dir (and backup.s3_url).
+    /// Then deletes backups beyond backup.keep_count or older than backup.keep_days.
+    Create,
+    /// List the backups here and in S3, oldest first.
+    List,
+    /// Check a backup's checksums, restore it into a scratch database and read
+    /// every table, and read its blob archive to the end.
+    Verify {
+        #[command(flatten)]
+        pick: PickBackup,
+        /// A PostgreSQL backup: the database to restore into for the trial (its
+        /// contents are replaced) [default: one created and dropped on the
+        /// configured database's server]
+        #[arg(long, value_name = "URL")]
+        scratch: Option<String>,
+    },
+    /// Restore a backup: its database into --into, its blobs into the configured
+    /// blob store. A damaged backup, or one of another backend or a newer
+    /// schema, is refused before anything is written.
+    Restore {
+        #[command(flatten)]
+        pick: PickBackup,
+        /// The database to restore into: sqlite://PATH or postgres://…
+        #[arg(long, value_name = "URL")]
+        into: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// Replace a database that holds data (stop Steward first).
+        #[arg(long)]
+        force: bool,
+        /// Restore the database only, leaving the blob store as it is.
+        #[arg(long)]
+        no_blobs: bool,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct PickBackup {
+    /// The backup's id, as `backup list` shows it.
+    pub id: Option<String>,
+    /// The newest backup.
+    #[arg(long)]
+    pub latest: bool,
 }
 
 #[derive(Subcommand)]

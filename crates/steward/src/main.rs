@@ -2,6 +2,7 @@
 //! store and the API together; the logic lives in the library crates.
 
 mod admin;
+mod backup;
 mod cli;
 mod import;
 mod roles;
@@ -100,6 +101,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Jobs { command } => admin::jobs(&config, command).await?,
         Command::Channel { command } => admin::channels(config, command).await?,
         Command::Context { command } => admin::context(&config, command).await?,
+        Command::Backup { command } => return backup::run(&config, command).await,
         Command::Worker => roles::run_worker(config).await?,
         Command::Scheduler => roles::run_scheduler(config).await?,
         Command::Config { .. } | Command::PdfText { .. } => unreachable!("handled above"),

@@ -110,6 +110,12 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         .context("finding this executable, which reads PDFs")?,
         limits: config.knowledge.clone(),
     };
+    let backup = steward_backup::BackupJob {
+        backups: Arc::new(steward_backup::Backups::from_config(config)?),
+        store: store.clone(),
+        database_url: config.database_url(),
+        blobs: blobs.clone(),
+    };
     let crawl = steward_knowledge::CrawlStep {
         store: store.clone(),
         blobs,
@@ -136,7 +142,8 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         .handle(JobKind::Ingest, ingest)
         .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Deliver, deliver)
-        .handle(JobKind::Poll, poll))
+        .handle(JobKind::Poll, poll)
+        .handle(JobKind::Backup, backup))
 }
 
 /// The configured model providers, primary first, or the honest no-model reply.
@@ -197,17 +204,20 @@ fn scheduler(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Sch
         JobKind::Poll,
     )
     .map_err(|e| anyhow::anyhow!("scheduler.mailbox_poll_cron: {e}"))?;
+    let mut schedules = vec![maintenance, mailboxes];
+    if !config.scheduler.backup_cron.trim().is_empty() {
+        schedules.push(
+            steward_jobs::Schedule::new("backup", &config.scheduler.backup_cron, JobKind::Backup)
+                .map_err(|e| anyhow::anyhow!("scheduler.backup_cron: {e}"))?,
+        );
+    }
     let settings = steward_jobs::SchedulerSettings {
         lease: Duration::from_secs(config.scheduler.lease_secs),
         tick: Duration::from_secs(1),
         catch_up: Duration::from_secs(config.scheduler.catch_up_secs),
         max_attempts: config.jobs.max_attempts,
     };
-    Ok(steward_jobs::Scheduler::new(
-        store,
-        vec![maintenance, mailboxes],
-        settings,
-    ))
+    Ok(steward_jobs::Scheduler::new(store, schedules, settings))
 }
 
 /// Flips to true once, on SIGTERM or Ctrl-C; every role watches it.

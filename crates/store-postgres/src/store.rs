@@ -112,11 +112,11 @@ async fn owner_count(tx: &mut Tx, scope: &TenantScope) -> StoreResult<i64> {
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
-        Backend::Sqlite
+        Backend::Postgres
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations")
+        crate::ops::MIGRATOR
             .run(&self.pool)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))

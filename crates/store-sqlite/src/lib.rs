@@ -6,6 +6,7 @@
 mod channels;
 mod knowledge;
 mod leader;
+mod ops;
 mod queue;
 mod rows;
 mod store;

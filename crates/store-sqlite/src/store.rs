@@ -112,7 +112,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        sqlx::migrate!("./migrations")
+        crate::ops::MIGRATOR
             .run(&self.writer)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))

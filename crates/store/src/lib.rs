@@ -7,6 +7,7 @@ mod error;
 mod knowledge;
 mod leader;
 mod live;
+mod ops;
 mod queue;
 mod records;
 mod scope;
@@ -23,6 +24,7 @@ pub use knowledge::{
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
+pub use ops::{BackupRun, BackupStatus, OpsStore, TableSize};
 pub use queue::{Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};

@@ -22,7 +22,7 @@ pub enum Backend {
 
 #[async_trait]
 pub trait Store:
-    JobQueue + crate::ChannelStore + crate::KnowledgeStore + Send + Sync + 'static
+    JobQueue + crate::ChannelStore + crate::KnowledgeStore + crate::OpsStore + Send + Sync + 'static
 {
     fn backend(&self) -> Backend;
 

@@ -431,7 +431,7 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
     assert_eq!(store.organization(&scope).await.unwrap().tier, Tier::Pro);
 }
 
-fn idem(key: &str, hash: &str) -> IdempotencyKey {
+pub(super) fn idem(key: &str, hash: &str) -> IdempotencyKey {
     IdempotencyKey {
         caller: "user:test".into(),
         key: key.into(),

@@ -12,6 +12,7 @@ mod accounts;
 mod channels;
 mod knowledge;
 mod messages;
+mod ops;
 mod queue;
 
 pub use accounts::*;
@@ -19,6 +20,7 @@ use channels::new_channel;
 pub use channels::*;
 pub use knowledge::*;
 pub use messages::*;
+pub use ops::*;
 pub use queue::*;
 
 /// Generates one `#[tokio::test]` per scenario. `$factory` is an async fn
@@ -67,6 +69,9 @@ macro_rules! conformance_tests {
             knowledge_stays_within_its_org_and_chatbot,
             crawls_keep_their_progress_and_state_and_chain_their_steps,
             vector_search_finds_the_nearest_passages_of_its_scope_only,
+            backup_runs_report_the_latest_success_and_failure,
+            expired_idempotency_keys_are_pruned,
+            schema_version_table_sizes_and_whether_data_is_held,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

@@ -1,0 +1,612 @@
+//! Backups end to end on both stores: a round trip gives back exactly the
+//! rows and blobs there were; damaged backups are refused before anything is
+//! written; a full disk fails a backup and keeps the earlier ones; retention;
+//! and the S3 copy. PostgreSQL runs when `STEWARD_TEST_POSTGRES_URL` is set,
+//! with `pg_dump`/`pg_restore` from `STEWARD_TEST_PG_BIN` (else PATH).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use steward_backup::{BackupError, Backups, Pick};
+use steward_config::{Config, Secret, StorageConfig};
+use steward_domain::*;
+use steward_knowledge::Blobs;
+use steward_store::*;
+use steward_store_postgres::PostgresStore;
+use steward_store_sqlite::SqliteStore;
+use steward_testkit::digest::database_digest;
+use steward_testkit::{DbGuard, PostgresDatabase};
+
+/// A migrated database with its URL.
+struct Db {
+    store: Arc<dyn Store>,
+    url: String,
+    _guard: DbGuard,
+}
+
+async fn database(backend: Backend) -> Option<Db> {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("steward.db").display());
+            let store = SqliteStore::connect(&url, 2).await.unwrap();
+            store.migrate().await.unwrap();
+            Some(Db {
+                store: Arc::new(store),
+                url,
+                _guard: DbGuard::Sqlite(dir),
+            })
+        }
+        Backend::Postgres => {
+            let db = PostgresDatabase::create().await?;
+            let store = PostgresStore::connect(&db.url, 4).await.unwrap();
+            store.migrate().await.unwrap();
+            Some(Db {
+                store: Arc::new(store),
+                url: db.url.clone(),
+                _guard: DbGuard::Postgres(db),
+            })
+        }
+    }
+}
+
+/// Where a restore may go: a path that does not exist yet, or an empty database.
+async fn empty_target(backend: Backend) -> (String, DbGuard) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("restored.db").display());
+            (url, DbGuard::Sqlite(dir))
+        }
+        Backend::Postgres => {
+            let db = PostgresDatabase::create().await.expect("configured");
+            (db.url.clone(), DbGuard::Postgres(db))
+        }
+    }
+}
+
+fn pg_tool(name: &str) -> String {
+    match std::env::var("STEWARD_TEST_PG_BIN") {
+        Ok(bin) if !bin.is_empty() => format!("{bin}/{name}"),
+        _ => name.to_owned(),
+    }
+}
+
+fn config(data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_owned(),
+        ..Config::default()
+    };
+    config.backup.pg_dump = pg_tool("pg_dump");
+    config.backup.pg_restore = pg_tool("pg_restore");
+    config
+}
+
+/// An organization with a chatbot, a conversation, an ingested document with
+/// its original, and a web page's copy.
+async fn seed(store: &dyn Store, blobs: &Blobs) {
+    let (org, owner) = store
+        .create_organization(
+            NewOrganization {
+                name: OrganizationName::parse("name", "Acme Ünïcode").unwrap(),
+                tier: Tier::Pro,
+            },
+            NewUser {
+                email: Email::parse("email", "owner@acme.example.org").unwrap(),
+                name: Some(PersonName::parse("name", "Zoë Owner").unwrap()),
+                role: Role::Owner,
+                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let scope = Principal::verified(org.id, Actor::User(owner.id), Role::Owner).scope();
+    let bot = store
+        .create_chatbot(
+            &scope,
+            NewChatbot {
+                name: ChatbotName::parse("name", "Desk").unwrap(),
+                system_prompt: SystemPrompt::parse("system_prompt", "Be brief.").unwrap(),
+                temperature: Temperature::parse("temperature", 0.7).unwrap(),
+                model: None,
+                status: ChatbotStatus::Active,
+            },
+        )
+        .await
+        .unwrap();
+    let conversation = ConversationId::new();
+    for (i, text) in [
+        "Wie lange dauern Erstattungen? 🧾",
+        "Vierzehn Tage.\n\"quoted\"",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .add_message(
+                &scope,
+                NewMessage {
+                    id: MessageId::new(),
+                    chatbot_id: bot.id,
+                    conversation: if i == 0 {
+                        ConversationChoice::Start(conversation)
+                    } else {
+                        ConversationChoice::Existing(conversation)
+                    },
+                    role: if i == 0 {
+                        MessageRole::User
+                    } else {
+                        MessageRole::Assistant
+                    },
+                    text: MessageText::parse("text", text).unwrap(),
+                    channel: "api".into(),
+                    external_id: None,
+                    answers: None,
+                    channel_id: None,
+                    meta: None,
+                    tokens: 12,
+                    then: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let id = DocumentId::new();
+    let key = Blobs::document_key(org.id, id);
+    let original: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+    blobs.put(&key, original.into()).await.unwrap();
+    store
+        .add_document(
+            &scope,
+            NewDocument {
+                id,
+                chatbot_id: Some(bot.id),
+                source: DocumentSource::Upload,
+                label: "refunds.md".into(),
+                url: None,
+                blob_key: Some(key),
+                bytes: 10_000,
+            },
+            3,
+        )
+        .await
+        .unwrap();
+    store.start_ingest(&scope, id).await.unwrap();
+    store
+        .finish_ingest(
+            &scope,
+            id,
+            Ingested {
+                bytes: 10_000,
+                content_type: "text/markdown".into(),
+                content_hash: "d1g3st".into(),
+                chunks: vec![NewChunk {
+                    heading: "Refunds".into(),
+                    text: "Refunds take fourteen days.".into(),
+                    embedding: None,
+                }],
+            },
+        )
+        .await
+        .unwrap();
+    let page = Blobs::page_key(org.id, bot.id, "https://acme.example.org/faq");
+    blobs
+        .put(&page, "<html>FAQ</html>".as_bytes().to_vec().into())
+        .await
+        .unwrap();
+}
+
+async fn all_blobs(blobs: &Blobs) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for key in blobs.keys("").await.unwrap() {
+        out.insert(key.clone(), blobs.get(&key).await.unwrap().to_vec());
+    }
+    out
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(steward_store::Backend::Sqlite).await;
+            }
+        )*}
+        mod postgres {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if std::env::var(steward_testkit::POSTGRES_URL_ENV).is_err() {
+                    eprintln!("skipped: backend not configured");
+                    return;
+                }
+                super::$name(steward_store::Backend::Postgres).await;
+            }
+        )*}
+    };
+}
+
+on_both_stores!(
+    a_restored_backup_holds_exactly_the_rows_and_blobs_there_were,
+    damaged_backups_are_refused_before_anything_is_written,
+);
+
+async fn a_restored_backup_holds_exactly_the_rows_and_blobs_there_were(backend: Backend) {
+    let source = database(backend).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    seed(source.store.as_ref(), &blobs).await;
+    let rows_before = database_digest(&source.url).await;
+    let blobs_before = all_blobs(&blobs).await;
+    assert!(rows_before["messages"].starts_with("2:"), "{rows_before:?}");
+
+    let backups = Backups::from_config(&config(data.path())).unwrap();
+    let manifest = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap();
+    assert_eq!(manifest.blob_count, 2);
+    assert_eq!(
+        manifest.schema_version,
+        source.store.latest_schema_version()
+    );
+    let status = source.store.backup_status().await.unwrap();
+    assert_eq!(status.last_success.unwrap().backup_id, manifest.id);
+
+    let verified = backups
+        .verify(&Pick::Latest, &source.url, None)
+        .await
+        .unwrap();
+    let organizations = verified
+        .tables
+        .iter()
+        .find(|t| t.table == "organizations")
+        .unwrap();
+    assert_eq!(organizations.rows, 1);
+    assert_eq!(verified.blobs.count, 2);
+
+    let (target, _target_guard) = empty_target(backend).await;
+    let restored_blobs_dir = tempfile::tempdir().unwrap();
+    let restored_blobs = Blobs::local(restored_blobs_dir.path()).unwrap();
+    let mut asked = false;
+    backups
+        .restore(
+            &Pick::Id(manifest.id.clone()),
+            &target,
+            Some(&restored_blobs),
+            false,
+            |plan| {
+                asked = true;
+                assert!(!plan.target_holds_data);
+                true
+            },
+        )
+        .await
+        .unwrap();
+    assert!(asked, "the operator is asked");
+    assert_eq!(database_digest(&target).await, rows_before);
+    assert_eq!(all_blobs(&restored_blobs).await, blobs_before);
+
+    // The target now holds data: refused without --force, and declining
+    // the confirmation changes nothing.
+    let again = backups
+        .restore(&Pick::Latest, &target, None, false, |_| true)
+        .await;
+    assert!(matches!(again, Err(BackupError::Refused(_))), "{again:?}");
+    let declined = backups
+        .restore(&Pick::Latest, &target, None, true, |plan| {
+            assert!(plan.target_holds_data);
+            false
+        })
+        .await;
+    assert!(
+        matches!(declined, Err(BackupError::Cancelled)),
+        "{declined:?}"
+    );
+    backups
+        .restore(&Pick::Latest, &target, None, true, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(database_digest(&target).await, rows_before);
+
+    // A backup restores into the backend it was made from only.
+    let other = match backend {
+        Backend::Sqlite => "postgres://steward@127.0.0.1:1/steward".to_owned(),
+        Backend::Postgres => format!("sqlite://{}/other.db", data.path().display()),
+    };
+    let crossed = backups
+        .restore(&Pick::Latest, &other, None, false, |_| true)
+        .await;
+    assert!(
+        matches!(crossed, Err(BackupError::Mismatch(_))),
+        "{crossed:?}"
+    );
+}
+
+/// Copies backup `id` to a new id in the same folder and damages one file.
+fn damaged_copy(dir: &Path, id: &str, new_id: &str, file: &str, damage: fn(&mut Vec<u8>)) {
+    let from = dir.join(id);
+    let to = dir.join(new_id);
+    std::fs::create_dir(&to).unwrap();
+    for entry in std::fs::read_dir(&from).unwrap() {
+        let entry = entry.unwrap();
+        let mut bytes = std::fs::read(entry.path()).unwrap();
+        if entry.file_name() == file {
+            damage(&mut bytes);
+        }
+        std::fs::write(to.join(entry.file_name()), bytes).unwrap();
+    }
+}
+
+async fn damaged_backups_are_refused_before_anything_is_written(backend: Backend) {
+    let source = database(backend).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    seed(source.store.as_ref(), &blobs).await;
+    let backups = Backups::from_config(&config(data.path())).unwrap();
+    let manifest = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap();
+    let database_file = &manifest.files[0].name;
+    let dir = backups.dir().to_owned();
+    let flip = |bytes: &mut Vec<u8>| {
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+    };
+    let truncate = |bytes: &mut Vec<u8>| bytes.truncate(bytes.len() - 100);
+    type Damage = fn(&mut Vec<u8>);
+    let cases: [(&str, &str, Damage); 4] = [
+        ("20200101T000000.000Z", database_file.as_str(), flip),
+        ("20200101T000001.000Z", "blobs.tar.gz", truncate),
+        ("20200101T000002.000Z", "manifest.json", flip),
+        ("20200101T000003.000Z", database_file.as_str(), truncate),
+    ];
+    for (id, file, damage) in cases {
+        damaged_copy(&dir, &manifest.id, id, file, damage);
+        let pick = Pick::Id(id.into());
+        let verified = backups.verify(&pick, &source.url, None).await;
+        assert!(
+            matches!(verified, Err(BackupError::Corrupt(_))),
+            "{file} damaged: verify said {verified:?}"
+        );
+        let (target, _guard) = empty_target(backend).await;
+        let restored_blobs_dir = tempfile::tempdir().unwrap();
+        let restored_blobs = Blobs::local(restored_blobs_dir.path()).unwrap();
+        let restored = backups
+            .restore(&pick, &target, Some(&restored_blobs), true, |_| {
+                panic!("a damaged backup must be refused before the operator is asked")
+            })
+            .await;
+        assert!(
+            matches!(restored, Err(BackupError::Corrupt(_))),
+            "{file} damaged: restore said {restored:?}"
+        );
+        match backend {
+            Backend::Sqlite => assert!(!Path::new(target.trim_start_matches("sqlite://")).exists()),
+            Backend::Postgres => assert!(database_digest(&target).await.is_empty()),
+        }
+        assert!(restored_blobs.keys("").await.unwrap().is_empty());
+    }
+    // The sound backup is still sound.
+    backups
+        .verify(&Pick::Id(manifest.id), &source.url, None)
+        .await
+        .unwrap();
+}
+
+/// A tmpfs of `megabytes`, unmounted when dropped.
+struct Tmpfs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(megabytes: u32) -> Result<Self, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        Ok(Self(dir.path().to_owned(), dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Bytes that do not compress.
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
+    let disk = match Tmpfs::mount(2) {
+        Ok(disk) => disk,
+        Err(e) => {
+            eprintln!("skipped: backend not configured (tmpfs: mounting needs root: {e})");
+            return;
+        }
+    };
+    let source = database(Backend::Sqlite).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    seed(source.store.as_ref(), &blobs).await;
+    let mut settings = config(data.path());
+    settings.backup.dir = Some(disk.0.clone());
+    let backups = Backups::from_config(&settings).unwrap();
+    let first = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap();
+
+    blobs
+        .put("orgs/big/documents/scan", noise(3 * 1024 * 1024).into())
+        .await
+        .unwrap();
+    let failed = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await;
+    let error = failed.unwrap_err().to_string();
+    assert!(error.contains("No space left on device"), "{error}");
+
+    let names: Vec<String> = std::fs::read_dir(&disk.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, [first.id.as_str()], "nothing half-made is left");
+    backups
+        .verify(&Pick::Latest, &source.url, None)
+        .await
+        .unwrap();
+    let status = source.store.backup_status().await.unwrap();
+    assert_eq!(status.last_success.unwrap().backup_id, first.id);
+    let failure = status.last_failure.unwrap();
+    assert!(failure.error.unwrap().contains("No space left"));
+    assert!(failure.finished_at >= failure.started_at);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_by_count_and_by_age() {
+    let source = database(Backend::Sqlite).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    seed(source.store.as_ref(), &blobs).await;
+    let mut settings = config(data.path());
+    settings.backup.keep_count = 2;
+    let two = Backups::from_config(&settings).unwrap();
+    let mut made = Vec::new();
+    for _ in 0..3 {
+        made.push(
+            two.create(source.store.as_ref(), &source.url, &blobs)
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let listed: Vec<String> = two
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(listed, made[1..], "the two newest stay");
+
+    // By age: a backup older than keep_days goes, whatever the count.
+    let old = "20200101T000000.000Z";
+    damaged_copy(two.dir(), &made[2], old, "", |_| {});
+    settings.backup.keep_count = 10;
+    let by_age = Backups::from_config(&settings).unwrap();
+    let newest = by_age
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap()
+        .id;
+    let listed: Vec<String> = by_age
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect();
+    assert_eq!(listed, [made[1].clone(), made[2].clone(), newest]);
+}
+
+/// The S3 test server's settings (moto takes any credentials).
+fn s3_at(endpoint: &str) -> StorageConfig {
+    StorageConfig {
+        url: None,
+        s3_endpoint: Some(endpoint.into()),
+        s3_region: Some("us-east-1".into()),
+        s3_access_key_id: Some("steward".into()),
+        s3_secret_access_key: Some(Secret::new("steward-secret")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_are_copied_to_s3_and_restored_from_there() {
+    let Ok(endpoint) = std::env::var("STEWARD_TEST_S3_ENDPOINT") else {
+        eprintln!(
+            "skipped: backend not configured (STEWARD_TEST_S3_ENDPOINT: run scripts/s3-server)"
+        );
+        return;
+    };
+    let source = database(Backend::Sqlite).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    seed(source.store.as_ref(), &blobs).await;
+    let rows_before = database_digest(&source.url).await;
+    let mut settings = config(data.path());
+    settings.storage = s3_at(&endpoint);
+    settings.backup.s3_url = Some(format!("s3://steward-test/backups-{}", uuid_like()));
+    let backups = Backups::from_config(&settings).unwrap();
+    let manifest = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap();
+    let listed = backups.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].local && listed[0].remote);
+
+    // The machine is lost: only the S3 copy is left.
+    std::fs::remove_dir_all(backups.dir()).unwrap();
+    let listed = backups.list().await.unwrap();
+    assert!(!listed[0].local && listed[0].remote);
+    assert_eq!(listed[0].manifest.as_ref().unwrap().id, manifest.id);
+    let (target, _guard) = empty_target(Backend::Sqlite).await;
+    backups
+        .restore(&Pick::Latest, &target, None, false, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(database_digest(&target).await, rows_before);
+
+    // S3 down: the run fails and says so; the local copy is complete and kept.
+    settings.storage = s3_at("http://127.0.0.1:1");
+    let unreachable = Backups::from_config(&settings).unwrap();
+    let failed = unreachable
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await;
+    assert!(matches!(failed, Err(BackupError::Remote(_))), "{failed:?}");
+    let local: Vec<_> = std::fs::read_dir(unreachable.dir()).unwrap().collect();
+    assert_eq!(local.len(), 2, "the fetched copy and the new local one");
+    let status = source.store.backup_status().await.unwrap();
+    assert!(status.last_failure.unwrap().error.unwrap().contains("S3"));
+}
+
+fn uuid_like() -> String {
+    DocumentId::new().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_pg_dump_fails_clearly_and_leaves_nothing() {
+    let Some(source) = database(Backend::Postgres).await else {
+        eprintln!("skipped: backend not configured");
+        return;
+    };
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    let mut settings = config(data.path());
+    settings.backup.pg_dump = "/nonexistent/pg_dump".into();
+    let backups = Backups::from_config(&settings).unwrap();
+    let error = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("backup.pg_dump"), "{error}");
+    assert_eq!(std::fs::read_dir(backups.dir()).unwrap().count(), 0);
+}

@@ -1,0 +1,124 @@
+//! `steward backup`: the operator's side of `steward-backup`.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use steward_backup::{Backups, Pick, RestorePlan};
+use steward_config::Config;
+use steward_knowledge::Blobs;
+
+use crate::cli::{BackupCommand, PickBackup};
+use crate::open_store;
+
+pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
+    let backups = Backups::from_config(config)?;
+    match command {
+        BackupCommand::Create => {
+            let store = open_store(config).await?;
+            store.migrate().await.context("applying migrations")?;
+            let blobs = Blobs::from_config(&config.storage, &config.data_dir)?;
+            let made = backups
+                .create(store.as_ref(), &config.database_url(), &blobs)
+                .await;
+            store.close().await;
+            let manifest = made?;
+            println!(
+                "backup {} made in {}: {} bytes, {} blobs",
+                manifest.id,
+                backups.dir().join(&manifest.id).display(),
+                manifest.total_bytes(),
+                manifest.blob_count
+            );
+        }
+        BackupCommand::List => {
+            println!(
+                "{:<20}  {:<8}  {:>6}  {:>12}  {:>7}  where",
+                "id", "backend", "schema", "bytes", "blobs"
+            );
+            for listed in backups.list().await? {
+                let place = match (listed.local, listed.remote) {
+                    (true, true) => "local, s3",
+                    (true, false) => "local",
+                    _ => "s3",
+                };
+                match &listed.manifest {
+                    Ok(m) => println!(
+                        "{:<20}  {:<8}  {:>6}  {:>12}  {:>7}  {place}",
+                        listed.id,
+                        m.backend,
+                        m.schema_version,
+                        m.total_bytes(),
+                        m.blob_count
+                    ),
+                    Err(e) => println!("{:<20}  damaged: {e}  ({place})", listed.id),
+                }
+            }
+        }
+        BackupCommand::Verify { pick, scratch } => {
+            let verified = backups
+                .verify(&pick_of(pick), &config.database_url(), scratch.as_deref())
+                .await?;
+            let rows: u64 = verified.tables.iter().map(|t| t.rows).sum();
+            println!(
+                "backup {} is sound: checksums match; the trial restore read {} tables ({rows} rows); {} blobs ({} bytes)",
+                verified.manifest.id,
+                verified.tables.len(),
+                verified.blobs.count,
+                verified.blobs.bytes
+            );
+        }
+        BackupCommand::Restore {
+            pick,
+            into,
+            yes,
+            force,
+            no_blobs,
+        } => {
+            let blobs = if no_blobs {
+                None
+            } else {
+                Some(Blobs::from_config(&config.storage, &config.data_dir)?)
+            };
+            let plan = backups
+                .restore(&pick_of(pick), &into, blobs.as_ref(), force, |plan| {
+                    yes || confirm(plan)
+                })
+                .await?;
+            println!(
+                "backup {} restored into {}{}",
+                plan.manifest.id,
+                plan.target,
+                if plan.restores_blobs {
+                    format!(" with its {} blobs", plan.manifest.blob_count)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn pick_of(pick: PickBackup) -> Pick {
+    match pick.id {
+        Some(id) if !pick.latest => Pick::Id(id),
+        _ => Pick::Latest,
+    }
+}
+
+/// Asks on the terminal; anything but "yes" declines.
+fn confirm(plan: &RestorePlan) -> bool {
+    let m = &plan.manifest;
+    eprintln!(
+        "Restore backup {} ({} database, made {}, {} blobs) into {}?",
+        m.id, m.backend, m.created_at, m.blob_count, plan.target
+    );
+    if plan.target_holds_data {
+        eprintln!("The data in {} will be replaced.", plan.target);
+    }
+    eprint!("Type yes to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+}

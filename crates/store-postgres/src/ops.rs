@@ -1,0 +1,169 @@
+//! `OpsStore` for PostgreSQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use steward_store::{BackupRun, BackupStatus, OpsStore, StoreError, StoreResult, TableSize};
+
+use crate::{PostgresStore, map_err};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl PostgresStore {
+    /// Runs one statement that cannot run in a transaction (`CREATE
+    /// DATABASE`, `DROP DATABASE`), for the operator's tools. The statement is
+    /// theirs, built from names they generate.
+    pub async fn execute_admin(&self, statement: &str) -> StoreResult<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_owned()))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    /// The tables of the schema Steward uses (the connection's current one).
+    async fn table_names(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+             ORDER BY c.relname",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn latest_run(&self, succeeded: bool) -> StoreResult<Option<BackupRun>> {
+        let row = sqlx::query(
+            "SELECT * FROM backup_runs WHERE succeeded = $1 ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(succeeded)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(row.map(|row| BackupRun {
+            backup_id: row.get("backup_id"),
+            started_at: row.get("started_at"),
+            finished_at: row.get("finished_at"),
+            succeeded,
+            bytes: row.get::<i64, _>("bytes").max(0) as u64,
+            error: row.get("error"),
+        }))
+    }
+}
+
+/// Table names come from the database's own catalogue, never from input.
+fn quoted(table: &str) -> String {
+    format!("\"{}\"", table.replace('"', "\"\""))
+}
+
+#[async_trait]
+impl OpsStore for PostgresStore {
+    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO backup_runs (backup_id, started_at, finished_at, succeeded, bytes, error)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&run.backup_id)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .bind(run.succeeded)
+        .bind(i64::try_from(run.bytes).unwrap_or(i64::MAX))
+        .bind(&run.error)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn backup_status(&self) -> StoreResult<BackupStatus> {
+        Ok(BackupStatus {
+            last_success: self.latest_run(true).await?,
+            last_failure: self.latest_run(false).await?,
+        })
+    }
+
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn table_sizes(&self) -> StoreResult<Vec<TableSize>> {
+        // reltuples is -1 until the table is first analyzed or vacuumed.
+        let rows = sqlx::query(
+            "SELECT c.relname::text AS name, greatest(c.reltuples, 0)::bigint AS rows,
+                    pg_total_relation_size(c.oid) AS bytes
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+             ORDER BY c.relname",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|row| TableSize {
+                table: row.get("name"),
+                rows: row.get::<i64, _>("rows").max(0) as u64,
+                bytes: row.get::<i64, _>("bytes").max(0) as u64,
+            })
+            .collect())
+    }
+
+    async fn schema_version(&self) -> StoreResult<i64> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        if !exists {
+            return Ok(0);
+        }
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    fn latest_schema_version(&self) -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    async fn holds_data(&self) -> StoreResult<bool> {
+        if !self
+            .table_names()
+            .await?
+            .iter()
+            .any(|t| t == "organizations")
+        {
+            return Ok(false);
+        }
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn snapshot_to(&self, _path: &std::path::Path) -> StoreResult<()> {
+        Err(StoreError::Internal(
+            "a PostgreSQL database is copied with pg_dump, not by the store".into(),
+        ))
+    }
+
+    async fn check_integrity(&self) -> StoreResult<()> {
+        // Counting reads every heap page: a damaged one fails the count.
+        for table in self.table_names().await? {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {}",
+                quoted(&table)
+            )))
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,178 @@
+//! `OpsStore` for SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use steward_store::{BackupRun, BackupStatus, OpsStore, StoreError, StoreResult, TableSize};
+
+use crate::{SqliteStore, from_micros, map_err, to_micros};
+
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+impl SqliteStore {
+    /// Steward's tables (not SQLite's own, nor full-text shadow tables).
+    async fn table_names(&self) -> StoreResult<Vec<String>> {
+        sqlx::query_scalar(
+            "SELECT name FROM pragma_table_list
+             WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%'
+             ORDER BY name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_err)
+    }
+
+    async fn latest_run(&self, succeeded: bool) -> StoreResult<Option<BackupRun>> {
+        let row = sqlx::query(
+            "SELECT * FROM backup_runs WHERE succeeded = ? ORDER BY finished_at DESC, id DESC LIMIT 1",
+        )
+        .bind(succeeded)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_err)?;
+        row.map(|row| {
+            Ok(BackupRun {
+                backup_id: row.get("backup_id"),
+                started_at: from_micros(row.get("started_at"))?,
+                finished_at: from_micros(row.get("finished_at"))?,
+                succeeded,
+                bytes: row.get::<i64, _>("bytes").max(0) as u64,
+                error: row.get("error"),
+            })
+        })
+        .transpose()
+    }
+}
+
+/// Table names come from the database's own catalogue, never from input.
+fn quoted(table: &str) -> String {
+    format!("\"{}\"", table.replace('"', "\"\""))
+}
+
+#[async_trait]
+impl OpsStore for SqliteStore {
+    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO backup_runs (backup_id, started_at, finished_at, succeeded, bytes, error)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&run.backup_id)
+        .bind(to_micros(run.started_at))
+        .bind(to_micros(run.finished_at))
+        .bind(run.succeeded)
+        .bind(i64::try_from(run.bytes).unwrap_or(i64::MAX))
+        .bind(&run.error)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn backup_status(&self) -> StoreResult<BackupStatus> {
+        Ok(BackupStatus {
+            last_success: self.latest_run(true).await?,
+            last_failure: self.latest_run(false).await?,
+        })
+    }
+
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < ?")
+            .bind(to_micros(before))
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn table_sizes(&self) -> StoreResult<Vec<TableSize>> {
+        let mut sizes = Vec::new();
+        for table in self.table_names().await? {
+            let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {}",
+                quoted(&table)
+            )))
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+            // The table's pages and its indexes' pages (dbstat is built into
+            // the bundled SQLite).
+            let bytes: i64 = sqlx::query_scalar(
+                "SELECT coalesce(sum(pgsize), 0) FROM dbstat
+                 WHERE name = ?1 OR name IN (SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ?1)",
+            )
+            .bind(&table)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)?;
+            sizes.push(TableSize {
+                table,
+                rows: rows.max(0) as u64,
+                bytes: bytes.max(0) as u64,
+            });
+        }
+        Ok(sizes)
+    }
+
+    async fn schema_version(&self) -> StoreResult<i64> {
+        let exists: bool = sqlx::query_scalar(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_err)?;
+        if !exists {
+            return Ok(0);
+        }
+        sqlx::query_scalar("SELECT coalesce(max(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)
+    }
+
+    fn latest_schema_version(&self) -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    async fn holds_data(&self) -> StoreResult<bool> {
+        if !self
+            .table_names()
+            .await?
+            .iter()
+            .any(|t| t == "organizations")
+        {
+            return Ok(false);
+        }
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn snapshot_to(&self, path: &std::path::Path) -> StoreResult<()> {
+        let path = path
+            .to_str()
+            .ok_or_else(|| StoreError::Internal(format!("{} is not UTF-8", path.display())))?;
+        // A read transaction: a consistent copy while writers carry on.
+        sqlx::query("VACUUM INTO ?")
+            .bind(path)
+            .execute(&self.reader)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn check_integrity(&self) -> StoreResult<()> {
+        let findings: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_err)?;
+        if findings == ["ok"] {
+            Ok(())
+        } else {
+            Err(StoreError::Internal(format!(
+                "the database is damaged: {}",
+                findings.join("; ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,93 @@
+use chrono::{DateTime, Duration};
+
+use super::*;
+
+pub async fn backup_runs_report_the_latest_success_and_failure(store: S) {
+    assert_eq!(
+        store.backup_status().await.unwrap(),
+        BackupStatus::default()
+    );
+    let at = |minutes: i64| {
+        // Whole microseconds: both backends keep that precision.
+        let t = now() - Duration::minutes(minutes);
+        DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap()
+    };
+    let run = |id: &str, finished: i64, succeeded: bool| BackupRun {
+        backup_id: id.into(),
+        started_at: at(finished + 1),
+        finished_at: at(finished),
+        succeeded,
+        bytes: if succeeded { 1234 } else { 0 },
+        error: (!succeeded).then(|| "No space left on device".to_owned()),
+    };
+    let older = run("20261122T010000Z", 30, true);
+    let newer = run("20261122T020000Z", 20, true);
+    let failed = run("20261122T030000Z", 10, false);
+    for r in [&newer, &failed, &older] {
+        store.record_backup_run(r).await.unwrap();
+    }
+    let status = store.backup_status().await.unwrap();
+    assert_eq!(
+        status.last_success,
+        Some(newer),
+        "the newest success, whatever the insert order"
+    );
+    assert_eq!(status.last_failure, Some(failed));
+}
+
+pub async fn expired_idempotency_keys_are_pruned(store: S) {
+    let key = super::accounts::idem("k-prune", "hash");
+    store
+        .idempotency_start(&key, now() - Duration::hours(1), now() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .prune_idempotency_keys(now() - Duration::hours(1))
+            .await
+            .unwrap(),
+        0,
+        "too recent"
+    );
+    assert_eq!(
+        store
+            .prune_idempotency_keys(now() + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .idempotency_start(&key, now() - Duration::hours(1), now() - Duration::days(1))
+            .await
+            .unwrap(),
+        IdempotencyStart::Started,
+        "a pruned key is claimed afresh"
+    );
+}
+
+pub async fn schema_version_table_sizes_and_whether_data_is_held(store: S) {
+    let latest = store.latest_schema_version();
+    assert!(latest > 0);
+    assert_eq!(store.schema_version().await.unwrap(), latest);
+    assert!(
+        !store.holds_data().await.unwrap(),
+        "a fresh store holds no data"
+    );
+    store.check_integrity().await.unwrap();
+
+    org(&store, "Sized").await;
+    assert!(store.holds_data().await.unwrap());
+    store.analyze().await.unwrap();
+    let sizes = store.table_sizes().await.unwrap();
+    let organizations = sizes.iter().find(|t| t.table == "organizations").unwrap();
+    assert_eq!(organizations.rows, 1);
+    assert!(organizations.bytes > 0);
+    for table in ["users", "messages", "jobs", "chunks", "backup_runs"] {
+        assert!(
+            sizes.iter().any(|t| t.table == table),
+            "{table} is reported"
+        );
+    }
+    store.check_integrity().await.unwrap();
+}

@@ -1,0 +1,72 @@
+//! What the operator's tools ask of a store: backup runs (which the metrics
+//! report), housekeeping, table sizes, and the schema's version.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::StoreResult;
+
+/// One attempt at `steward backup create`, recorded whether it worked or not,
+/// so that every API replica can report the latest of each in its metrics.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackupRun {
+    /// The backup's id (its UTC start time); a failed run's would-be id.
+    pub backup_id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub succeeded: bool,
+    /// The backup's compressed size; 0 for a failed run.
+    pub bytes: u64,
+    pub error: Option<String>,
+}
+
+/// The latest successful and the latest failed backup run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackupStatus {
+    pub last_success: Option<BackupRun>,
+    pub last_failure: Option<BackupRun>,
+}
+
+/// One table's size. `rows` is exact on SQLite and the planner's estimate on
+/// PostgreSQL (counting a large table there is a full scan).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableSize {
+    pub table: String,
+    pub rows: u64,
+    /// On disk, indexes included.
+    pub bytes: u64,
+}
+
+#[async_trait]
+pub trait OpsStore: Send + Sync {
+    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()>;
+
+    async fn backup_status(&self) -> StoreResult<BackupStatus>;
+
+    /// Deletes idempotency keys created before `before` (requests older than
+    /// a key's lifetime can no longer be replayed anyway).
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Every table of Steward's schema, by name.
+    async fn table_sizes(&self) -> StoreResult<Vec<TableSize>>;
+
+    /// The newest migration applied to this database (0 when none is).
+    async fn schema_version(&self) -> StoreResult<i64>;
+
+    /// The newest migration this build knows.
+    fn latest_schema_version(&self) -> i64;
+
+    /// SQLite: writes a consistent copy of the whole database to `path` while
+    /// others keep writing (`VACUUM INTO`). PostgreSQL is copied by `pg_dump`
+    /// instead and answers `Unsupported`.
+    async fn snapshot_to(&self, path: &std::path::Path) -> StoreResult<()>;
+
+    /// Reads every page (SQLite `PRAGMA integrity_check`; PostgreSQL counts
+    /// every table) and fails on damage.
+    async fn check_integrity(&self) -> StoreResult<()>;
+
+    /// Whether the database holds an organization (every tenant's row hangs
+    /// off one; migrations seed only catalogues): restoring or copying into
+    /// such a database needs the operator's explicit consent.
+    async fn holds_data(&self) -> StoreResult<bool>;
+}
