@@ -4,7 +4,7 @@
 # Linted in CI with hadolint (scripts/check-deploy); not built there, as no
 # Docker engine runs where Steward is tested: see docs/operations.md.
 
-FROM rust:1.95-slim-bookworm AS build
+FROM rust:1.95-slim-trixie AS build
 # Debian's security updates replace package versions, so pinned versions
 # would stop building; the base image's tag pins the release.
 # hadolint ignore=DL3008
@@ -20,11 +20,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p steward \
  && cp target/release/steward /usr/local/bin/steward
 
-FROM debian:bookworm-slim
+FROM debian:trixie-slim
 # ca-certificates: TLS to model providers and channel APIs.
+# postgresql-client: pg_dump and pg_restore for `steward backup` (Debian 13
+# ships version 17, which backs up PostgreSQL 16 and 17 servers).
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates \
+ && apt-get install -y --no-install-recommends ca-certificates postgresql-client \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 1001 --user-group --no-create-home --home-dir /var/lib/steward --shell /usr/sbin/nologin steward \
  && install -d -o 1001 -g 1001 -m 0700 /var/lib/steward

@@ -22,7 +22,6 @@ pub const HEADER: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
 /// A claim older than this belongs to a request that died (longer than any request may run).
 const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
-const KEPT_FOR: chrono::Duration = chrono::Duration::hours(24);
 /// How long a repeat waits for the first request to finish.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(30);
 /// Responses larger than this are not kept (none of ours come close).
@@ -90,7 +89,11 @@ async fn run(
         let moment = now();
         let started = state
             .store
-            .idempotency_start(&claim, moment - STALE_AFTER, moment - KEPT_FOR)
+            .idempotency_start(
+                &claim,
+                moment - STALE_AFTER,
+                moment - steward_store::IDEMPOTENCY_KEY_LIFETIME,
+            )
             .await;
         match started.map_err(|e| ApiError::from(e).into_response())? {
             IdempotencyStart::Started => break,

@@ -20,6 +20,13 @@ const DB_CONNECTIONS_MAX: &str = "steward_db_connections_max";
 const IN_FLIGHT: &str = "steward_http_requests_in_flight";
 const QUEUE_DEPTH: &str = "steward_queue_depth";
 const QUEUE_OLDEST_AGE: &str = "steward_queue_oldest_age_seconds";
+const BACKUP_LAST_SUCCESS: &str = "steward_backup_last_success_timestamp_seconds";
+const BACKUP_LAST_FAILURE: &str = "steward_backup_last_failure_timestamp_seconds";
+const BACKUP_LAST_SIZE: &str = "steward_backup_last_size_bytes";
+const TABLE_ROWS: &str = "steward_table_rows";
+const TABLE_BYTES: &str = "steward_table_bytes";
+/// How often table sizes are sampled.
+const TABLES_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The process-wide recorder's handle, installing it on first use.
 pub fn handle() -> PrometheusHandle {
@@ -76,6 +83,30 @@ pub fn handle() -> PrometheusHandle {
                 QUEUE_OLDEST_AGE,
                 metrics::Unit::Seconds,
                 "How long the oldest runnable job of each kind has waited."
+            );
+            metrics::describe_gauge!(
+                BACKUP_LAST_SUCCESS,
+                metrics::Unit::Seconds,
+                "When the latest successful backup finished (Unix time; 0 if none has)."
+            );
+            metrics::describe_gauge!(
+                BACKUP_LAST_FAILURE,
+                metrics::Unit::Seconds,
+                "When the latest failed backup run finished (Unix time; 0 if none has)."
+            );
+            metrics::describe_gauge!(
+                BACKUP_LAST_SIZE,
+                metrics::Unit::Bytes,
+                "The latest successful backup's size."
+            );
+            metrics::describe_gauge!(
+                TABLE_ROWS,
+                "Rows per table (PostgreSQL: the planner's estimate), sampled every 5 minutes."
+            );
+            metrics::describe_gauge!(
+                TABLE_BYTES,
+                metrics::Unit::Bytes,
+                "Bytes on disk per table, indexes included, sampled every 5 minutes."
             );
             metrics::describe_counter!("steward_jobs_total", "Job attempts by kind and outcome.");
             metrics::describe_counter!(
@@ -187,20 +218,62 @@ fn record_channels(channels: &[steward_store::Channel]) {
     }
 }
 
+/// The latest backup runs, from the store (whichever process made them).
+fn record_backups(status: &steward_store::BackupStatus) {
+    let at = |run: &Option<steward_store::BackupRun>| {
+        run.as_ref()
+            .map_or(0.0, |r| r.finished_at.timestamp_millis() as f64 / 1000.0)
+    };
+    metrics::gauge!(BACKUP_LAST_SUCCESS).set(at(&status.last_success));
+    metrics::gauge!(BACKUP_LAST_FAILURE).set(at(&status.last_failure));
+    let size = status.last_success.as_ref().map_or(0, |r| r.bytes);
+    metrics::gauge!(BACKUP_LAST_SIZE).set(size as f64);
+}
+
+/// Table sizes, unless sampled within `TABLES_EVERY`.
+async fn record_tables(state: &SharedState) {
+    {
+        let mut sampled = state.tables_sampled.lock().expect("not poisoned");
+        if sampled.is_some_and(|at| at.elapsed() < TABLES_EVERY) {
+            return;
+        }
+        *sampled = Some(Instant::now());
+    }
+    match state.store.table_sizes().await {
+        Ok(tables) => {
+            for t in tables {
+                metrics::gauge!(TABLE_ROWS, "table" => t.table.clone()).set(t.rows as f64);
+                metrics::gauge!(TABLE_BYTES, "table" => t.table).set(t.bytes as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "table size metrics unavailable"),
+    }
+}
+
 /// The Prometheus text exposition, with gauges sampled now.
 pub async fn render(
     State(state): State<SharedState>,
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    // Read first, then set every gauge and render at once: the recorder is
+    // the process's, and this keeps the window for another render short.
+    record_tables(&state).await;
+    let queue = state.store.queue_stats().await;
+    let channels = state.store.all_channels(None).await;
+    let backups = state.store.backup_status().await;
     metrics::gauge!(DB_CONNECTIONS).set(f64::from(state.store.connections_active()));
     metrics::gauge!(DB_CONNECTIONS_MAX).set(f64::from(state.store.connections_max()));
     metrics::gauge!(IN_FLIGHT).set(state.requests_in_flight() as f64);
-    match state.store.queue_stats().await {
+    match queue {
         Ok(stats) => record_queue(&stats),
         Err(e) => tracing::warn!(error = %e, "queue metrics unavailable"),
     }
-    match state.store.all_channels(None).await {
+    match channels {
         Ok(channels) => record_channels(&channels),
         Err(e) => tracing::warn!(error = %e, "channel metrics unavailable"),
+    }
+    match backups {
+        Ok(status) => record_backups(&status),
+        Err(e) => tracing::warn!(error = %e, "backup metrics unavailable"),
     }
     state.metrics.run_upkeep();
     (
@@ -210,4 +283,49 @@ pub async fn render(
         )],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders what `record` sets, on a recorder of its own.
+    fn rendered(record: impl FnOnce()) -> String {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, record);
+        handle.render()
+    }
+
+    #[test]
+    fn backup_gauges_come_from_the_latest_runs_and_read_0_when_there_are_none() {
+        let finished = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let run = |succeeded: bool, finished_at| steward_store::BackupRun {
+            backup_id: "20261122T024000.000Z".into(),
+            started_at: finished_at - chrono::Duration::seconds(30),
+            finished_at,
+            succeeded,
+            bytes: if succeeded { 123_456 } else { 0 },
+            error: None,
+        };
+        let text = rendered(|| {
+            record_backups(&steward_store::BackupStatus {
+                last_success: Some(run(true, finished)),
+                last_failure: Some(run(false, finished + chrono::Duration::hours(24))),
+            })
+        });
+        for line in [
+            "steward_backup_last_success_timestamp_seconds 1795000000",
+            "steward_backup_last_failure_timestamp_seconds 1795086400",
+            "steward_backup_last_size_bytes 123456",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+        let none = rendered(|| record_backups(&Default::default()));
+        assert!(
+            none.lines()
+                .any(|l| l == "steward_backup_last_success_timestamp_seconds 0"),
+            "{none}"
+        );
+    }
 }

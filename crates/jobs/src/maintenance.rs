@@ -8,8 +8,10 @@ use steward_store::{Job, Store};
 
 use crate::{JobError, JobHandler};
 
-/// Deletes succeeded and dead jobs older than `keep_finished`, then
-/// refreshes the database's planner statistics.
+/// Deletes succeeded and dead jobs older than `keep_finished` and
+/// idempotency keys past their lifetime, then refreshes the database's
+/// planner statistics. (User data exports, which it is also to delete after
+/// 24 hours, do not exist yet.)
 pub struct Maintenance {
     pub store: Arc<dyn Store>,
     pub keep_finished: Duration,
@@ -25,7 +27,16 @@ impl JobHandler for Maintenance {
             .prune_finished_jobs(steward_store::now() - keep)
             .await
             .map_err(|e| JobError::Retryable(e.to_string()))?;
-        tracing::info!(pruned, "maintenance: pruned finished jobs");
+        let keys = self
+            .store
+            .prune_idempotency_keys(steward_store::now() - steward_store::IDEMPOTENCY_KEY_LIFETIME)
+            .await
+            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        tracing::info!(
+            jobs = pruned,
+            idempotency_keys = keys,
+            "maintenance: pruned finished jobs and expired idempotency keys"
+        );
         self.store
             .analyze()
             .await

@@ -3,7 +3,7 @@
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use steward_backup::{Backups, Pick, RestorePlan};
 use steward_config::Config;
 use steward_knowledge::Blobs;
@@ -15,8 +15,9 @@ pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
     let backups = Backups::from_config(config)?;
     match command {
         BackupCommand::Create => {
+            // No migrations: a backup copies the database as it is, even
+            // while an older or newer Steward runs against it.
             let store = open_store(config).await?;
-            store.migrate().await.context("applying migrations")?;
             let blobs = Blobs::from_config(&config.storage, &config.data_dir)?;
             let made = backups
                 .create(store.as_ref(), &config.database_url(), &blobs)

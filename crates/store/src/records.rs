@@ -224,6 +224,10 @@ pub struct AuditEntry {
     pub created_at: DateTime<Utc>,
 }
 
+/// How long a completed request's response is replayed for its key; the
+/// maintenance job deletes keys older than this.
+pub const IDEMPOTENCY_KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
 /// Identifies one idempotent request: who sent it and under which key.
 #[derive(Clone, Debug)]
 pub struct IdempotencyKey {

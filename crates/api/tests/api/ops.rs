@@ -94,6 +94,21 @@ async fn metrics_count_requests_by_route_template() {
         "queue depth for every kind"
     );
     assert!(text.contains(r#"steward_queue_oldest_age_seconds{kind="deliver"}"#));
+    // Rows are PostgreSQL's estimate, 0 until it first analyzes a table.
+    assert!(text.contains(r#"steward_table_rows{table="organizations"}"#));
+    assert!(text.contains(r#"steward_table_bytes{table="messages"}"#));
+    // Their values are checked by the unit tests of `metrics`: the recorder
+    // is the process's, shared with tests running beside this one.
+    for name in [
+        "steward_backup_last_success_timestamp_seconds ",
+        "steward_backup_last_failure_timestamp_seconds ",
+        "steward_backup_last_size_bytes ",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} in {text}"
+        );
+    }
     let ready = app.call(Method::GET, "/health/ready", None, None).await;
     assert!(
         ready.body["queue_backlog_seconds"].as_f64().is_some(),
