@@ -11,6 +11,7 @@
 //! manifest last. Retention runs after each successful backup only.
 
 mod archive;
+pub mod copy;
 mod manifest;
 mod postgres;
 

@@ -16,6 +16,7 @@ use steward_store::*;
 use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 use steward_testkit::digest::database_digest;
+use steward_testkit::seed::seed;
 use steward_testkit::{DbGuard, PostgresDatabase};
 
 /// A migrated database with its URL.
@@ -83,120 +84,6 @@ fn config(data_dir: &Path) -> Config {
     config
 }
 
-/// An organization with a chatbot, a conversation, an ingested document with
-/// its original, and a web page's copy.
-async fn seed(store: &dyn Store, blobs: &Blobs) {
-    let (org, owner) = store
-        .create_organization(
-            NewOrganization {
-                name: OrganizationName::parse("name", "Acme Ünïcode").unwrap(),
-                tier: Tier::Pro,
-            },
-            NewUser {
-                email: Email::parse("email", "owner@acme.example.org").unwrap(),
-                name: Some(PersonName::parse("name", "Zoë Owner").unwrap()),
-                role: Role::Owner,
-                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let scope = Principal::verified(org.id, Actor::User(owner.id), Role::Owner).scope();
-    let bot = store
-        .create_chatbot(
-            &scope,
-            NewChatbot {
-                name: ChatbotName::parse("name", "Desk").unwrap(),
-                system_prompt: SystemPrompt::parse("system_prompt", "Be brief.").unwrap(),
-                temperature: Temperature::parse("temperature", 0.7).unwrap(),
-                model: None,
-                status: ChatbotStatus::Active,
-            },
-        )
-        .await
-        .unwrap();
-    let conversation = ConversationId::new();
-    for (i, text) in [
-        "Wie lange dauern Erstattungen? 🧾",
-        "Vierzehn Tage.\n\"quoted\"",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        store
-            .add_message(
-                &scope,
-                NewMessage {
-                    id: MessageId::new(),
-                    chatbot_id: bot.id,
-                    conversation: if i == 0 {
-                        ConversationChoice::Start(conversation)
-                    } else {
-                        ConversationChoice::Existing(conversation)
-                    },
-                    role: if i == 0 {
-                        MessageRole::User
-                    } else {
-                        MessageRole::Assistant
-                    },
-                    text: MessageText::parse("text", text).unwrap(),
-                    channel: "api".into(),
-                    external_id: None,
-                    answers: None,
-                    channel_id: None,
-                    meta: None,
-                    tokens: 12,
-                    then: None,
-                },
-            )
-            .await
-            .unwrap();
-    }
-    let id = DocumentId::new();
-    let key = Blobs::document_key(org.id, id);
-    let original: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-    blobs.put(&key, original.into()).await.unwrap();
-    store
-        .add_document(
-            &scope,
-            NewDocument {
-                id,
-                chatbot_id: Some(bot.id),
-                source: DocumentSource::Upload,
-                label: "refunds.md".into(),
-                url: None,
-                blob_key: Some(key),
-                bytes: 10_000,
-            },
-            3,
-        )
-        .await
-        .unwrap();
-    store.start_ingest(&scope, id).await.unwrap();
-    store
-        .finish_ingest(
-            &scope,
-            id,
-            Ingested {
-                bytes: 10_000,
-                content_type: "text/markdown".into(),
-                content_hash: "d1g3st".into(),
-                chunks: vec![NewChunk {
-                    heading: "Refunds".into(),
-                    text: "Refunds take fourteen days.".into(),
-                    embedding: None,
-                }],
-            },
-        )
-        .await
-        .unwrap();
-    let page = Blobs::page_key(org.id, bot.id, "https://acme.example.org/faq");
-    blobs
-        .put(&page, "<html>FAQ</html>".as_bytes().to_vec().into())
-        .await
-        .unwrap();
-}
-
 async fn all_blobs(blobs: &Blobs) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for key in blobs.keys("").await.unwrap() {
@@ -235,7 +122,7 @@ async fn a_restored_backup_holds_exactly_the_rows_and_blobs_there_were(backend: 
     let source = database(backend).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
-    seed(source.store.as_ref(), &blobs).await;
+    seed(source.store.as_ref(), &blobs, 0).await;
     let rows_before = database_digest(&source.url).await;
     let blobs_before = all_blobs(&blobs).await;
     assert!(rows_before["messages"].starts_with("2:"), "{rows_before:?}");
@@ -342,7 +229,7 @@ async fn damaged_backups_are_refused_before_anything_is_written(backend: Backend
     let source = database(backend).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
-    seed(source.store.as_ref(), &blobs).await;
+    seed(source.store.as_ref(), &blobs, 0).await;
     let backups = Backups::from_config(&config(data.path())).unwrap();
     let manifest = backups
         .create(source.store.as_ref(), &source.url, &blobs)
@@ -444,7 +331,7 @@ async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
     let source = database(Backend::Sqlite).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
-    seed(source.store.as_ref(), &blobs).await;
+    seed(source.store.as_ref(), &blobs, 0).await;
     let mut settings = config(data.path());
     settings.backup.dir = Some(disk.0.clone());
     let backups = Backups::from_config(&settings).unwrap();
@@ -484,7 +371,7 @@ async fn retention_keeps_the_newest_by_count_and_by_age() {
     let source = database(Backend::Sqlite).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
-    seed(source.store.as_ref(), &blobs).await;
+    seed(source.store.as_ref(), &blobs, 0).await;
     let mut settings = config(data.path());
     settings.backup.keep_count = 2;
     let two = Backups::from_config(&settings).unwrap();
@@ -548,7 +435,7 @@ async fn backups_are_copied_to_s3_and_restored_from_there() {
     let source = database(Backend::Sqlite).await.unwrap();
     let data = tempfile::tempdir().unwrap();
     let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
-    seed(source.store.as_ref(), &blobs).await;
+    seed(source.store.as_ref(), &blobs, 0).await;
     let rows_before = database_digest(&source.url).await;
     let mut settings = config(data.path());
     settings.storage = s3_at(&endpoint);

@@ -76,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// The database itself: copy SQLite into PostgreSQL.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
     /// Internal: reads one PDF from stdin in a limited child process of a worker.
     #[command(hide = true)]
     PdfText {
@@ -121,6 +126,25 @@ pub enum BackupCommand {
         /// Restore the database only, leaving the blob store as it is.
         #[arg(long)]
         no_blobs: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum DbCommand {
+    /// Copy every table of a SQLite database into an empty PostgreSQL database,
+    /// then check each table's row count and checksum. Stop Steward first. An
+    /// interrupted copy resumes when run again. Blobs stay where storage.url
+    /// points. See docs/operations.md, "From SQLite to PostgreSQL".
+    Copy {
+        /// The SQLite database: sqlite://PATH.
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// The PostgreSQL database: postgres://… (migrated here if new).
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
     },
 }
 

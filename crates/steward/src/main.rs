@@ -16,7 +16,7 @@ use steward_store::Store;
 use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 
-use cli::{Cli, Command, ConfigCommand, OrgCommand, UsersCommand};
+use cli::{Cli, Command, ConfigCommand, DbCommand, OrgCommand, UsersCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -102,6 +102,19 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Channel { command } => admin::channels(config, command).await?,
         Command::Context { command } => admin::context(&config, command).await?,
         Command::Backup { command } => return backup::run(&config, command).await,
+        Command::Db {
+            command: DbCommand::Copy { from, to, batch },
+        } => {
+            let tables = steward_backup::copy::copy(&from, &to, batch).await?;
+            println!("{:<20}  {:>10}  checksum", "table", "rows");
+            for t in &tables {
+                println!("{:<20}  {:>10}  {}", t.table, t.rows, t.checksum);
+            }
+            println!(
+                "copied {} tables; every row count and checksum matches",
+                tables.len()
+            );
+        }
         Command::Worker => roles::run_worker(config).await?,
         Command::Scheduler => roles::run_scheduler(config).await?,
         Command::Config { .. } | Command::PdfText { .. } => unreachable!("handled above"),

@@ -12,6 +12,7 @@ pub mod embedder;
 pub mod model;
 pub mod pdf;
 pub mod providers;
+pub mod seed;
 
 use std::sync::Arc;
 
