@@ -25,8 +25,16 @@ const BACKUP_LAST_FAILURE: &str = "steward_backup_last_failure_timestamp_seconds
 const BACKUP_LAST_SIZE: &str = "steward_backup_last_size_bytes";
 const TABLE_ROWS: &str = "steward_table_rows";
 const TABLE_BYTES: &str = "steward_table_bytes";
-/// How often table sizes are sampled.
-const TABLES_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
+const ORG_MEMBERS: &str = "steward_org_members";
+const ORG_WEEK_CONVERSATIONS: &str = "steward_org_week_active_conversations";
+const ORG_WEEK_MESSAGES: &str = "steward_org_week_messages";
+const ORG_MONTH_MESSAGES: &str = "steward_org_month_messages";
+const ORG_MONTH_MESSAGES_LIMIT: &str = "steward_org_month_messages_limit";
+const ORG_MONTH_TOKENS: &str = "steward_org_month_tokens";
+const ORG_MONTH_TOKENS_LIMIT: &str = "steward_org_month_tokens_limit";
+const AUDIT_DAY: &str = "steward_audit_events_day";
+/// How often table sizes and activity are sampled: they read whole tables.
+const SAMPLED_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The process-wide recorder's handle, installing it on first use.
 pub fn handle() -> PrometheusHandle {
@@ -108,6 +116,20 @@ pub fn handle() -> PrometheusHandle {
                 metrics::Unit::Bytes,
                 "Bytes on disk per table, indexes included, sampled every 5 minutes."
             );
+            metrics::describe_gauge!(ORG_MEMBERS, "Members per organization (sampled every 5 minutes, like every steward_org_* gauge).");
+            metrics::describe_gauge!(
+                ORG_WEEK_CONVERSATIONS,
+                "Conversations with a message from a person in the last 7 days, per organization (on a channel, one per person)."
+            );
+            metrics::describe_gauge!(
+                ORG_WEEK_MESSAGES,
+                "Messages in the last 7 days per organization, by role: user (people) or assistant (replies)."
+            );
+            metrics::describe_gauge!(ORG_MONTH_MESSAGES, "This month's counted messages per organization.");
+            metrics::describe_gauge!(ORG_MONTH_MESSAGES_LIMIT, "The organization's tier's monthly message limit.");
+            metrics::describe_gauge!(ORG_MONTH_TOKENS, "This month's model tokens per organization.");
+            metrics::describe_gauge!(ORG_MONTH_TOKENS_LIMIT, "The organization's tier's monthly token limit.");
+            metrics::describe_gauge!(AUDIT_DAY, "Audit log entries in the last 24 hours, by action.");
             metrics::describe_counter!("steward_jobs_total", "Job attempts by kind and outcome.");
             metrics::describe_counter!(
                 "steward_channel_messages_total",
@@ -230,11 +252,11 @@ fn record_backups(status: &steward_store::BackupStatus) {
     metrics::gauge!(BACKUP_LAST_SIZE).set(size as f64);
 }
 
-/// Table sizes, unless sampled within `TABLES_EVERY`.
-async fn record_tables(state: &SharedState) {
+/// Table sizes and activity, unless sampled within `SAMPLED_EVERY`.
+async fn record_sampled(state: &SharedState) {
     {
         let mut sampled = state.tables_sampled.lock().expect("not poisoned");
-        if sampled.is_some_and(|at| at.elapsed() < TABLES_EVERY) {
+        if sampled.is_some_and(|at| at.elapsed() < SAMPLED_EVERY) {
             return;
         }
         *sampled = Some(Instant::now());
@@ -248,6 +270,53 @@ async fn record_tables(state: &SharedState) {
         }
         Err(e) => tracing::warn!(error = %e, "table size metrics unavailable"),
     }
+    let now = steward_store::now();
+    let week = state
+        .store
+        .activity(
+            now - chrono::Duration::days(7),
+            &steward_store::usage_period(now),
+        )
+        .await;
+    let day = state
+        .store
+        .activity(now - chrono::Duration::days(1), "")
+        .await;
+    match (week, day) {
+        (Ok(week), Ok(day)) => record_activity(&week, &day, &state.config.tiers),
+        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "activity metrics unavailable"),
+    }
+}
+
+/// Per organization (labelled by id and name: the operator's view of every
+/// tenant), and audit entries by action. Organizations are few; chatbots,
+/// channels and people never become labels.
+fn record_activity(
+    week: &steward_store::Activity,
+    day: &steward_store::Activity,
+    tiers: &steward_config::TiersConfig,
+) {
+    for org in &week.orgs {
+        let labels = [
+            ("org_id", org.org_id.to_string()),
+            ("org", org.name.clone()),
+        ];
+        let limits = tiers.limits(org.tier);
+        metrics::gauge!(ORG_MEMBERS, &labels).set(org.members as f64);
+        metrics::gauge!(ORG_WEEK_CONVERSATIONS, &labels).set(org.active_conversations as f64);
+        for (role, count) in [("user", org.user_messages), ("assistant", org.replies)] {
+            let mut with_role = labels.to_vec();
+            with_role.push(("role", role.to_owned()));
+            metrics::gauge!(ORG_WEEK_MESSAGES, &with_role).set(count as f64);
+        }
+        metrics::gauge!(ORG_MONTH_MESSAGES, &labels).set(org.month_messages as f64);
+        metrics::gauge!(ORG_MONTH_TOKENS, &labels).set(org.month_tokens as f64);
+        metrics::gauge!(ORG_MONTH_MESSAGES_LIMIT, &labels).set(limits.messages_per_month as f64);
+        metrics::gauge!(ORG_MONTH_TOKENS_LIMIT, &labels).set(limits.tokens_per_month as f64);
+    }
+    for (action, count) in &day.audit_actions {
+        metrics::gauge!(AUDIT_DAY, "action" => action.clone()).set(*count as f64);
+    }
 }
 
 /// The Prometheus text exposition, with gauges sampled now.
@@ -256,7 +325,7 @@ pub async fn render(
 ) -> ([(axum::http::HeaderName, &'static str); 1], String) {
     // Read first, then set every gauge and render at once: the recorder is
     // the process's, and this keeps the window for another render short.
-    record_tables(&state).await;
+    record_sampled(&state).await;
     let queue = state.store.queue_stats().await;
     let channels = state.store.all_channels(None).await;
     let backups = state.store.backup_status().await;
@@ -327,5 +396,46 @@ mod tests {
                 .any(|l| l == "steward_backup_last_success_timestamp_seconds 0"),
             "{none}"
         );
+    }
+
+    #[test]
+    fn activity_gauges_are_labelled_by_organization_with_its_tier_limits() {
+        let org_id = steward_domain::OrgId::new();
+        let org = steward_store::OrgActivity {
+            org_id,
+            name: "Acme".into(),
+            tier: steward_domain::Tier::Pro,
+            members: 3,
+            active_conversations: 5,
+            user_messages: 40,
+            replies: 39,
+            month_messages: 120,
+            month_tokens: 9000,
+        };
+        let week = steward_store::Activity {
+            orgs: vec![org],
+            audit_actions: vec![],
+        };
+        let day = steward_store::Activity {
+            orgs: vec![],
+            audit_actions: vec![("billing.tier_changed".into(), 2)],
+        };
+        let tiers = steward_config::TiersConfig::default();
+        let text = rendered(|| record_activity(&week, &day, &tiers));
+        let labels = format!(r#"org_id="{org_id}",org="Acme""#);
+        for line in [
+            format!("steward_org_members{{{labels}}} 3"),
+            format!("steward_org_week_active_conversations{{{labels}}} 5"),
+            format!(r#"steward_org_week_messages{{{labels},role="user"}} 40"#),
+            format!(r#"steward_org_week_messages{{{labels},role="assistant"}} 39"#),
+            format!("steward_org_month_messages{{{labels}}} 120"),
+            format!(
+                "steward_org_month_messages_limit{{{labels}}} {}",
+                tiers.pro.messages_per_month
+            ),
+            r#"steward_audit_events_day{action="billing.tier_changed"} 2"#.to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

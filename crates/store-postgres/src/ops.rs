@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
-use steward_store::{BackupRun, BackupStatus, OpsStore, StoreError, StoreResult, TableSize};
+use steward_domain::OrgId;
+use steward_store::{
+    Activity, BackupRun, BackupStatus, OpsStore, OrgActivity, StoreError, StoreResult, TableSize,
+};
 
 use crate::{PostgresStore, map_err};
 
@@ -52,6 +55,21 @@ impl PostgresStore {
     }
 }
 
+/// Per organization: members, and its people's messages and replies since
+/// $1, and the usage of period $2.
+const ACTIVITY_POSTGRES: &str = "
+    SELECT o.id, o.name, o.tier,
+        (SELECT count(*) FROM users u WHERE u.org_id = o.id) AS members,
+        (SELECT count(DISTINCT m.conversation_id) FROM messages m
+            WHERE m.org_id = o.id AND m.role = 'user' AND m.created_at >= $1) AS active_conversations,
+        (SELECT count(*) FROM messages m
+            WHERE m.org_id = o.id AND m.role = 'user' AND m.created_at >= $1) AS user_messages,
+        (SELECT count(*) FROM messages m
+            WHERE m.org_id = o.id AND m.role = 'assistant' AND m.created_at >= $1) AS replies,
+        coalesce((SELECT messages FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)::bigint AS month_messages,
+        coalesce((SELECT tokens FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)::bigint AS month_tokens
+    FROM organizations o ORDER BY o.name, o.id";
+
 /// Table names come from the database's own catalogue, never from input.
 fn quoted(table: &str) -> String {
     format!("\"{}\"", table.replace('"', "\"\""))
@@ -90,6 +108,46 @@ impl OpsStore for PostgresStore {
             .await
             .map_err(map_err)?;
         Ok(done.rows_affected())
+    }
+
+    async fn activity(&self, since: DateTime<Utc>, period: &str) -> StoreResult<Activity> {
+        let rows = sqlx::query(ACTIVITY_POSTGRES)
+            .bind(since)
+            .bind(period)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        let mut orgs = Vec::new();
+        for row in rows {
+            let id: uuid::Uuid = row.get("id");
+            let tier: String = row.get("tier");
+            let count = |name: &str| row.get::<i64, _>(name).max(0) as u64;
+            orgs.push(OrgActivity {
+                org_id: OrgId::from(id),
+                name: row.get("name"),
+                tier: tier.parse().map_err(StoreError::Internal)?,
+                members: count("members"),
+                active_conversations: count("active_conversations"),
+                user_messages: count("user_messages"),
+                replies: count("replies"),
+                month_messages: count("month_messages"),
+                month_tokens: count("month_tokens"),
+            });
+        }
+        let audit_actions: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT action, count(*) FROM audit_log WHERE created_at >= $1 GROUP BY action ORDER BY action",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(Activity {
+            orgs,
+            audit_actions: audit_actions
+                .into_iter()
+                .map(|(action, n)| (action, n.max(0) as u64))
+                .collect(),
+        })
     }
 
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>> {

@@ -37,6 +37,32 @@ pub struct TableSize {
     pub bytes: u64,
 }
 
+/// One organization's activity, for the Business dashboard.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgActivity {
+    pub org_id: steward_domain::OrgId,
+    pub name: String,
+    pub tier: steward_domain::Tier,
+    pub members: u64,
+    /// Conversations with a message from a person in the window: on a
+    /// channel that is one per person; on the API and web chat, per session.
+    pub active_conversations: u64,
+    /// Messages people sent, and replies written, in the window.
+    pub user_messages: u64,
+    pub replies: u64,
+    /// This month's usage counters (what billing tiers limit).
+    pub month_messages: u64,
+    pub month_tokens: u64,
+}
+
+/// What the Business and Privacy dashboards read, over a window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Activity {
+    pub orgs: Vec<OrgActivity>,
+    /// Audit log entries in the window, by action, across organizations.
+    pub audit_actions: Vec<(String, u64)>,
+}
+
 #[async_trait]
 pub trait OpsStore: Send + Sync {
     async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()>;
@@ -46,6 +72,10 @@ pub trait OpsStore: Send + Sync {
     /// Deletes idempotency keys created before `before` (requests older than
     /// a key's lifetime can no longer be replayed anyway).
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Each organization's activity since `since` (and in the usage `period`,
+    /// e.g. "2026-11"), and audit log entries since `since`.
+    async fn activity(&self, since: DateTime<Utc>, period: &str) -> StoreResult<Activity>;
 
     /// Every table of Steward's schema, by name.
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>>;

@@ -72,6 +72,7 @@ macro_rules! conformance_tests {
             backup_runs_report_the_latest_success_and_failure,
             expired_idempotency_keys_are_pruned,
             schema_version_table_sizes_and_whether_data_is_held,
+            activity_counts_people_messages_replies_and_audit_per_org,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

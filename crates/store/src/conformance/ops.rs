@@ -91,3 +91,88 @@ pub async fn schema_version_table_sizes_and_whether_data_is_held(store: S) {
     }
     store.check_integrity().await.unwrap();
 }
+
+pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S) {
+    let (acme, _) = org(&store, "Acme").await;
+    let (_quiet, _) = org(&store, "Quiet").await;
+    let bot = store
+        .create_chatbot(&acme, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let first = store
+        .add_message(&acme, user_message(bot.id, None, "hello"))
+        .await
+        .unwrap();
+    store
+        .add_message(
+            &acme,
+            user_message(bot.id, Some(first.conversation_id), "again"),
+        )
+        .await
+        .unwrap();
+    let mut reply = user_message(bot.id, Some(first.conversation_id), "hi");
+    reply.role = MessageRole::Assistant;
+    reply.tokens = 42;
+    store.add_message(&acme, reply).await.unwrap();
+    store
+        .add_message(&acme, user_message(bot.id, None, "another person"))
+        .await
+        .unwrap();
+    store.set_tier(&acme, Tier::Pro).await.unwrap();
+
+    let period = usage_period(now());
+    let activity = store
+        .activity(now() - Duration::days(7), &period)
+        .await
+        .unwrap();
+    assert_eq!(
+        activity
+            .orgs
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>(),
+        ["Acme", "Quiet"]
+    );
+    let a = &activity.orgs[0];
+    let usage = store.usage(&acme, &period).await.unwrap();
+    assert_eq!(
+        (
+            a.org_id,
+            a.tier,
+            a.members,
+            a.active_conversations,
+            a.user_messages,
+            a.replies
+        ),
+        (acme.org_id(), Tier::Pro, 1, 2, 3, 1)
+    );
+    assert_eq!(
+        (a.month_messages, a.month_tokens),
+        (usage.messages as u64, usage.tokens as u64)
+    );
+    assert!(a.month_tokens >= 42);
+    let q = &activity.orgs[1];
+    assert_eq!(
+        (
+            q.active_conversations,
+            q.user_messages,
+            q.replies,
+            q.month_messages
+        ),
+        (0, 0, 0, 0)
+    );
+    assert!(
+        activity
+            .audit_actions
+            .contains(&("billing.tier_changed".to_owned(), 1)),
+        "{:?}",
+        activity.audit_actions
+    );
+
+    let later = store
+        .activity(now() + Duration::seconds(1), &period)
+        .await
+        .unwrap();
+    assert_eq!(later.orgs[0].user_messages, 0, "only the window counts");
+    assert!(later.audit_actions.is_empty());
+}
