@@ -71,6 +71,14 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+fn column_list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| quoted(n))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Copies the SQLite database at `from` into the PostgreSQL database at
 /// `to`; `batch` rows per transaction. Refuses a target that holds data,
 /// unless it holds an unfinished copy of the same source.
@@ -324,12 +332,7 @@ async fn copy_table(
     let batch = batch.clamp(1, MAX_PARAMETERS / table.columns.len().max(1));
     let select = format!(
         "SELECT rowid AS steward_rowid, {} FROM {} WHERE rowid > ? ORDER BY rowid LIMIT ?",
-        table
-            .source_columns
-            .iter()
-            .map(|c| quoted(c))
-            .collect::<Vec<_>>()
-            .join(", "),
+        column_list(&table.source_columns),
         quoted(&table.name)
     );
     let mut copied = 0u64;
@@ -537,12 +540,7 @@ async fn check_table(
     let mut from = Checksum::default();
     let select = format!(
         "SELECT {} FROM {}",
-        table
-            .source_columns
-            .iter()
-            .map(|c| quoted(c))
-            .collect::<Vec<_>>()
-            .join(", "),
+        column_list(&table.source_columns),
         quoted(&table.name)
     );
     {

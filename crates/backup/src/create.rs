@@ -244,9 +244,8 @@ impl Backups {
         match self.remote_ids().await {
             Ok(ids) => {
                 for id in doomed(ids) {
-                    let keys = remote.keys(&id).await.unwrap_or_default();
+                    let mut keys = remote.keys(&id).await.unwrap_or_default();
                     // The digest first: a half-deleted copy is then unlisted.
-                    let mut keys: Vec<_> = keys.into_iter().collect();
                     keys.sort_by_key(|k| !k.ends_with(manifest::MANIFEST_DIGEST));
                     for key in keys {
                         if let Err(e) = remote.delete(&key).await {

@@ -15,7 +15,8 @@ use crate::{
 };
 
 impl Backups {
-    /// Every backup, local and in S3, oldest first. Unfinished runs are not listed.
+    /// Every backup, local and in S3, oldest first. Unfinished runs are not
+    /// listed; with S3 unreachable, the local ones are (and a warning logged).
     pub async fn list(&self) -> Result<Vec<Listed>, BackupError> {
         let mut found: std::collections::BTreeMap<String, Listed> = Default::default();
         for id in self.local_ids()? {
@@ -30,7 +31,11 @@ impl Backups {
                 },
             );
         }
-        for id in self.remote_ids().await? {
+        let remote = self.remote_ids().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "backups in S3 are not listed");
+            Vec::new()
+        });
+        for id in remote {
             if let Some(listed) = found.get_mut(&id) {
                 listed.remote = true;
                 continue;

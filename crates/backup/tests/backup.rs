@@ -366,6 +366,16 @@ async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
     assert!(failure.finished_at >= failure.started_at);
 }
 
+async fn ids(backups: &Backups) -> Vec<String> {
+    backups
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.id)
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_keeps_the_newest_by_count_and_by_age() {
     let source = database(Backend::Sqlite).await.unwrap();
@@ -384,13 +394,7 @@ async fn retention_keeps_the_newest_by_count_and_by_age() {
                 .id,
         );
     }
-    let listed: Vec<String> = two
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.id)
-        .collect();
+    let listed = ids(&two).await;
     assert_eq!(listed, made[1..], "the two newest stay");
 
     // By age: a backup older than keep_days goes, whatever the count.
@@ -403,13 +407,7 @@ async fn retention_keeps_the_newest_by_count_and_by_age() {
         .await
         .unwrap()
         .id;
-    let listed: Vec<String> = by_age
-        .list()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|l| l.id)
-        .collect();
+    let listed = ids(&by_age).await;
     assert_eq!(listed, [made[1].clone(), made[2].clone(), newest]);
 }
 

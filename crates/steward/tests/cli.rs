@@ -471,23 +471,11 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
             .stderr(Stdio::null());
         command.spawn().unwrap()
     };
-    let created = run(steward(dir.path())
-        .env("STEWARD_DATABASE__URL", &database_url)
-        .args([
-            "org",
-            "create",
-            "--name",
-            "Acme",
-            "--owner-email",
-            "owner@example.org",
-        ]));
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    let password = text(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("password:"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (_, password) = create_acme_with({
+        let mut command = steward(dir.path());
+        command.env("STEWARD_DATABASE__URL", &database_url);
+        command
+    });
 
     let port = free_port();
     let api = Server {

@@ -167,23 +167,11 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
         .arg("migrate")
         .env("STEWARD_DATABASE__URL", &url));
     assert!(migrated.status.success(), "{}", text(&migrated.stderr));
-    let created = run(steward(dir.path())
-        .env("STEWARD_DATABASE__URL", &url)
-        .args([
-            "org",
-            "create",
-            "--name",
-            "Acme",
-            "--owner-email",
-            "owner@example.org",
-        ]));
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    let password = text(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("password:"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    let (_, password) = create_acme_with({
+        let mut command = steward(dir.path());
+        command.env("STEWARD_DATABASE__URL", &url);
+        command
+    });
 
     let (p1, p2, front) = (free_port(), free_port(), free_port());
     let mut api1 = api_on(p1);

@@ -31,7 +31,12 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// `steward org create` for "Acme": its id and its owner's password.
 pub fn create_acme(data_dir: &Path) -> (steward_domain::OrgId, String) {
-    let created = run(steward(data_dir).args([
+    create_acme_with(steward(data_dir))
+}
+
+/// The same, with `command` (`steward` with its environment) run for it.
+pub fn create_acme_with(mut command: Command) -> (steward_domain::OrgId, String) {
+    let created = run(command.args([
         "org",
         "create",
         "--name",
