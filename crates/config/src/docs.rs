@@ -293,7 +293,7 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     k(
         "knowledge.pdf_memory_mb",
-        "Memory (address space, at least 64) of the child process that reads one PDF; a PDF needing more fails.",
+        "Memory (address space, at least 64) the child process that reads one PDF may take beyond its own executable; a PDF needing more fails.",
     ),
     k(
         "knowledge.pdf_timeout_secs",

@@ -274,8 +274,24 @@ fn limit_self(memory_mb: u64, cpu_secs: u64) -> std::io::Result<()> {
             Err(std::io::Error::last_os_error())
         }
     };
-    set(libc::RLIMIT_AS, memory_mb.saturating_mul(1024 * 1024))?;
+    // On top of what is mapped already (the executable itself, larger in a
+    // debug build): the budget is the parser's, whatever the binary's size.
+    let budget = memory_mb.saturating_mul(1024 * 1024);
+    set(libc::RLIMIT_AS, mapped_bytes()?.saturating_add(budget))?;
     set(libc::RLIMIT_CPU, cpu_secs)
+}
+
+/// This process's address space now (the first field of /proc/self/statm, in pages).
+fn mapped_bytes() -> std::io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("unreadable /proc/self/statm: {statm}")))?;
+    // SAFETY: sysconf only reads a system constant.
+    let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Ok(pages.saturating_mul(u64::try_from(page_size).unwrap_or(4096)))
 }
 
 #[cfg(test)]
