@@ -25,15 +25,8 @@ const BACKUP_LAST_FAILURE: &str = "steward_backup_last_failure_timestamp_seconds
 const BACKUP_LAST_SIZE: &str = "steward_backup_last_size_bytes";
 const TABLE_ROWS: &str = "steward_table_rows";
 const TABLE_BYTES: &str = "steward_table_bytes";
-const ORG_MEMBERS: &str = "steward_org_members";
-const ORG_WEEK_CONVERSATIONS: &str = "steward_org_week_active_conversations";
-const ORG_WEEK_MESSAGES: &str = "steward_org_week_messages";
-const ORG_MONTH_MESSAGES: &str = "steward_org_month_messages";
-const ORG_MONTH_MESSAGES_LIMIT: &str = "steward_org_month_messages_limit";
-const ORG_MONTH_TOKENS: &str = "steward_org_month_tokens";
-const ORG_MONTH_TOKENS_LIMIT: &str = "steward_org_month_tokens_limit";
 const AUDIT_DAY: &str = "steward_audit_events_day";
-/// How often table sizes and activity are sampled: they read whole tables.
+/// How often table sizes and audit volume are sampled: they read whole tables.
 const SAMPLED_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The process-wide recorder's handle, installing it on first use.
@@ -116,20 +109,10 @@ pub fn handle() -> PrometheusHandle {
                 metrics::Unit::Bytes,
                 "Bytes on disk per table, indexes included, sampled every 5 minutes."
             );
-            metrics::describe_gauge!(ORG_MEMBERS, "Members per organization (sampled every 5 minutes, like every steward_org_* gauge).");
             metrics::describe_gauge!(
-                ORG_WEEK_CONVERSATIONS,
-                "Conversations with a message from a person in the last 7 days, per organization (on a channel, one per person)."
+                AUDIT_DAY,
+                "Audit log entries in the last 24 hours, by action."
             );
-            metrics::describe_gauge!(
-                ORG_WEEK_MESSAGES,
-                "Messages in the last 7 days per organization, by role: user (people) or assistant (replies)."
-            );
-            metrics::describe_gauge!(ORG_MONTH_MESSAGES, "This month's counted messages per organization.");
-            metrics::describe_gauge!(ORG_MONTH_MESSAGES_LIMIT, "The organization's tier's monthly message limit.");
-            metrics::describe_gauge!(ORG_MONTH_TOKENS, "This month's model tokens per organization.");
-            metrics::describe_gauge!(ORG_MONTH_TOKENS_LIMIT, "The organization's tier's monthly token limit.");
-            metrics::describe_gauge!(AUDIT_DAY, "Audit log entries in the last 24 hours, by action.");
             metrics::describe_counter!("steward_jobs_total", "Job attempts by kind and outcome.");
             metrics::describe_counter!(
                 "steward_channel_messages_total",
@@ -252,7 +235,7 @@ fn record_backups(status: &steward_store::BackupStatus) {
     metrics::gauge!(BACKUP_LAST_SIZE).set(size as f64);
 }
 
-/// Table sizes and activity, unless sampled within `SAMPLED_EVERY`.
+/// Table sizes and audit volume, unless sampled within `SAMPLED_EVERY`.
 async fn record_sampled(state: &SharedState) {
     {
         let mut sampled = state.tables_sampled.lock().expect("not poisoned");
@@ -270,6 +253,24 @@ async fn record_sampled(state: &SharedState) {
         }
         Err(e) => tracing::warn!(error = %e, "table size metrics unavailable"),
     }
+    let since = steward_store::now() - chrono::Duration::days(1);
+    match state.store.activity(since, "").await {
+        Ok(day) => {
+            for (action, count) in &day.audit_actions {
+                metrics::gauge!(AUDIT_DAY, "action" => action.clone()).set(*count as f64);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "audit metrics unavailable"),
+    }
+}
+
+/// `GET /metrics/organizations`: per organization (labelled by id and name),
+/// members, conversations and messages of the last 7 days, and this month's
+/// usage against the tier's limits. Rendered here rather than by the
+/// process's recorder, because it names tenants: `/metrics` never does.
+pub async fn render_organizations(
+    state: &SharedState,
+) -> Result<String, steward_store::StoreError> {
     let now = steward_store::now();
     let week = state
         .store
@@ -277,46 +278,91 @@ async fn record_sampled(state: &SharedState) {
             now - chrono::Duration::days(7),
             &steward_store::usage_period(now),
         )
-        .await;
-    let day = state
-        .store
-        .activity(now - chrono::Duration::days(1), "")
-        .await;
-    match (week, day) {
-        (Ok(week), Ok(day)) => record_activity(&week, &day, &state.config.tiers),
-        (Err(e), _) | (_, Err(e)) => tracing::warn!(error = %e, "activity metrics unavailable"),
-    }
+        .await?;
+    Ok(organizations_text(&week.orgs, &state.config.tiers))
 }
 
-/// Per organization (labelled by id and name: the operator's view of every
-/// tenant), and audit entries by action. Organizations are few; chatbots,
-/// channels and people never become labels.
-fn record_activity(
-    week: &steward_store::Activity,
-    day: &steward_store::Activity,
+fn organizations_text(
+    orgs: &[steward_store::OrgActivity],
     tiers: &steward_config::TiersConfig,
-) {
-    for org in &week.orgs {
-        let labels = [
-            ("org_id", org.org_id.to_string()),
-            ("org", org.name.clone()),
-        ];
-        let limits = tiers.limits(org.tier);
-        metrics::gauge!(ORG_MEMBERS, &labels).set(org.members as f64);
-        metrics::gauge!(ORG_WEEK_CONVERSATIONS, &labels).set(org.active_conversations as f64);
-        for (role, count) in [("user", org.user_messages), ("assistant", org.replies)] {
-            let mut with_role = labels.to_vec();
-            with_role.push(("role", role.to_owned()));
-            metrics::gauge!(ORG_WEEK_MESSAGES, &with_role).set(count as f64);
+) -> String {
+    use std::fmt::Write;
+    type Value = fn(&steward_store::OrgActivity, &steward_config::TiersConfig) -> u64;
+    let series: [(&str, &str, &str, Value); 8] = [
+        (
+            "steward_org_members",
+            "Members per organization.",
+            "",
+            |o, _| o.members,
+        ),
+        (
+            "steward_org_week_active_conversations",
+            "Conversations with a message from a person in the last 7 days (on a channel, one per person).",
+            "",
+            |o, _| o.active_conversations,
+        ),
+        (
+            "steward_org_week_messages",
+            "Messages in the last 7 days, by role: user (people) or assistant (replies).",
+            "user",
+            |o, _| o.user_messages,
+        ),
+        ("steward_org_week_messages", "", "assistant", |o, _| {
+            o.replies
+        }),
+        (
+            "steward_org_month_messages",
+            "This month's counted messages.",
+            "",
+            |o, _| o.month_messages,
+        ),
+        (
+            "steward_org_month_messages_limit",
+            "The tier's monthly message limit.",
+            "",
+            |o, t| t.limits(o.tier).messages_per_month.max(0) as u64,
+        ),
+        (
+            "steward_org_month_tokens",
+            "This month's model tokens.",
+            "",
+            |o, _| o.month_tokens,
+        ),
+        (
+            "steward_org_month_tokens_limit",
+            "The tier's monthly token limit.",
+            "",
+            |o, t| t.limits(o.tier).tokens_per_month.max(0) as u64,
+        ),
+    ];
+    let mut out = String::new();
+    for (name, help, role, value) in series {
+        if !help.is_empty() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         }
-        metrics::gauge!(ORG_MONTH_MESSAGES, &labels).set(org.month_messages as f64);
-        metrics::gauge!(ORG_MONTH_TOKENS, &labels).set(org.month_tokens as f64);
-        metrics::gauge!(ORG_MONTH_MESSAGES_LIMIT, &labels).set(limits.messages_per_month as f64);
-        metrics::gauge!(ORG_MONTH_TOKENS_LIMIT, &labels).set(limits.tokens_per_month as f64);
+        for org in orgs {
+            let role = if role.is_empty() {
+                String::new()
+            } else {
+                format!(",role=\"{role}\"")
+            };
+            let _ = writeln!(
+                out,
+                "{name}{{org_id=\"{}\",org=\"{}\"{role}}} {}",
+                org.org_id,
+                label_value(&org.name),
+                value(org, tiers)
+            );
+        }
     }
-    for (action, count) in &day.audit_actions {
-        metrics::gauge!(AUDIT_DAY, "action" => action.clone()).set(*count as f64);
-    }
+    out
+}
+
+/// A label value as the text format wants it: backslash, quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// The Prometheus text exposition, with gauges sampled now.
@@ -399,11 +445,11 @@ mod tests {
     }
 
     #[test]
-    fn activity_gauges_are_labelled_by_organization_with_its_tier_limits() {
+    fn organizations_are_labelled_by_id_and_escaped_name_with_their_tier_limits() {
         let org_id = steward_domain::OrgId::new();
         let org = steward_store::OrgActivity {
             org_id,
-            name: "Acme".into(),
+            name: "Acme \"North\"\\".into(),
             tier: steward_domain::Tier::Pro,
             members: 3,
             active_conversations: 5,
@@ -412,17 +458,9 @@ mod tests {
             month_messages: 120,
             month_tokens: 9000,
         };
-        let week = steward_store::Activity {
-            orgs: vec![org],
-            audit_actions: vec![],
-        };
-        let day = steward_store::Activity {
-            orgs: vec![],
-            audit_actions: vec![("billing.tier_changed".into(), 2)],
-        };
         let tiers = steward_config::TiersConfig::default();
-        let text = rendered(|| record_activity(&week, &day, &tiers));
-        let labels = format!(r#"org_id="{org_id}",org="Acme""#);
+        let text = organizations_text(&[org], &tiers);
+        let labels = format!(r#"org_id="{org_id}",org="Acme \"North\"\\""#);
         for line in [
             format!("steward_org_members{{{labels}}} 3"),
             format!("steward_org_week_active_conversations{{{labels}}} 5"),
@@ -433,9 +471,15 @@ mod tests {
                 "steward_org_month_messages_limit{{{labels}}} {}",
                 tiers.pro.messages_per_month
             ),
-            r#"steward_audit_events_day{action="billing.tier_changed"} 2"#.to_owned(),
+            format!("steward_org_month_tokens{{{labels}}} 9000"),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }
+        assert_eq!(
+            text.matches("# TYPE steward_org_week_messages gauge")
+                .count(),
+            1,
+            "one TYPE line per metric"
+        );
     }
 }

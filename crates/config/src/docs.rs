@@ -66,6 +66,10 @@ pub const KEYS: &[KeyDoc] = &[
         "Where providers and people reach Steward, e.g. https://steward.example.org: the base of channel webhook URLs.",
     ),
     k(
+        "http.metrics_token",
+        "A bearer token that opens GET /metrics/organizations (per-organization activity and usage, for the operator's Business dashboard). Unset: that endpoint answers 404.",
+    ),
+    k(
         "auth.jwt_secret",
         "Key that signs login tokens (32+ characters). Unset outside production: generated into the data dir.",
     ),

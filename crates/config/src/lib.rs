@@ -69,6 +69,10 @@ pub struct HttpConfig {
     /// Where people and providers reach Steward, e.g. `https://steward.example.org`:
     /// the base of the webhook URLs shown for channels.
     pub public_url: Option<String>,
+    /// Opens `GET /metrics/organizations` (per-organization usage, for the
+    /// Business dashboard) to a scraper presenting it as a bearer token.
+    /// Unset: that endpoint answers 404.
+    pub metrics_token: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -329,6 +333,7 @@ impl Default for Config {
                 trusted_proxies: Vec::new(),
                 behind_tls: false,
                 public_url: None,
+                metrics_token: None,
             },
             channels: ChannelsConfig {
                 webhook_body_limit_bytes: 256 * 1024,

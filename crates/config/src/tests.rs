@@ -36,6 +36,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.auth.jwt_secret = Some(Secret::new("s"));
     full.secrets.master_key = Some(Secret::new("k"));
     full.http.public_url = Some("https://steward.example.org".into());
+    full.http.metrics_token = Some(Secret::new("m"));
     full.redis.url = Some(Secret::new("redis://localhost"));
     full.storage.url = Some("file:///var/lib/steward/blobs".into());
     full.backup.dir = Some("/var/lib/steward/backups".into());

@@ -1,16 +1,18 @@
-//! Health, readiness, metrics and the OpenAPI document: unauthenticated.
+//! Health, readiness, metrics and the OpenAPI document: unauthenticated,
+//! except the per-organization metrics (the operator's token).
 
 use std::sync::Arc;
 
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::error::{ApiError, ErrorBody};
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -18,6 +20,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(health))
         .routes(routes!(ready))
         .routes(routes!(metrics))
+        .routes(routes!(organization_metrics))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -121,6 +124,40 @@ async fn ready(State(state): State<SharedState>) -> Response {
     responses((status = 200, content_type = "text/plain", body = String)))]
 async fn metrics(state: State<SharedState>) -> impl IntoResponse {
     crate::metrics::render(state).await
+}
+
+/// Per-organization activity and usage in Prometheus text, for the
+/// operator's Business dashboard: only to a scraper presenting
+/// `http.metrics_token`; anyone else (a tenant's token included), and
+/// everyone when no token is configured, gets 404.
+#[utoipa::path(get, path = "/metrics/organizations", tag = "ops", security(("metrics_token" = [])),
+    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+async fn organization_metrics(State(state): State<SharedState>, headers: HeaderMap) -> Response {
+    use subtle::ConstantTimeEq;
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = match (&state.config.http.metrics_token, presented) {
+        (Some(token), Some(presented)) => {
+            bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes()))
+        }
+        _ => false,
+    };
+    if !allowed {
+        return ApiError::NotFound.into_response();
+    }
+    match crate::metrics::render_organizations(&state).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 /// The OpenAPI document, serialized once at start.

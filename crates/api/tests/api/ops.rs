@@ -118,6 +118,71 @@ async fn metrics_count_requests_by_route_template() {
 }
 
 #[tokio::test]
+async fn organization_metrics_open_only_to_the_operators_token() {
+    let closed = spawn_app().await;
+    let owner = closed.register("ada@example.org", "Acme").await;
+    let reply = closed
+        .call(
+            Method::GET,
+            "/metrics/organizations",
+            Some(&owner.token),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "no token configured");
+
+    let app = spawn_app_with(|c| {
+        c.http.metrics_token = Some(steward_config::Secret::new("scrape-me-0123456789"))
+    })
+    .await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    app.post(
+        &format!("/api/v1/chatbots/{bot}/messages"),
+        &owner.token,
+        serde_json::json!({"text": "hello"}),
+    )
+    .await;
+    for token in [
+        owner.token.as_str(),
+        "scrape-me-012345678",
+        "scrape-me-0123456789x",
+    ] {
+        let reply = app
+            .call(Method::GET, "/metrics/organizations", Some(token), None)
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{token}");
+    }
+    let reply = app
+        .call(
+            Method::GET,
+            "/metrics/organizations",
+            Some("scrape-me-0123456789"),
+            None,
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let org = &owner.org_id;
+    for line in [
+        format!(r#"steward_org_members{{org_id="{org}",org="Acme"}} 1"#),
+        format!(r#"steward_org_week_active_conversations{{org_id="{org}",org="Acme"}} 1"#),
+        format!(r#"steward_org_week_messages{{org_id="{org}",org="Acme",role="user"}} 1"#),
+    ] {
+        assert!(
+            reply.text.lines().any(|l| l == line),
+            "{line} in {}",
+            reply.text
+        );
+    }
+    // The tenant-wide /metrics names no organization.
+    let text = app.call(Method::GET, "/metrics", None, None).await.text;
+    assert!(
+        !text.contains(org.as_str()) && !text.contains("Acme"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_describes_every_route_with_its_security() {
     let app = spawn_app().await;
     let doc = app
@@ -152,6 +217,7 @@ async fn the_openapi_document_describes_every_route_with_its_security() {
         ("/health", vec!["get"]),
         ("/health/ready", vec!["get"]),
         ("/metrics", vec!["get"]),
+        ("/metrics/organizations", vec!["get"]),
         ("/api/v1/openapi.json", vec!["get"]),
     ] {
         for method in methods {

@@ -1,0 +1,177 @@
+//! Backups and the SQLite → PostgreSQL copy at a size worth timing: a SQLite
+//! database of STEWARD_BENCH_MESSAGES messages (default 100,000, in
+//! conversations of 10) and STEWARD_BENCH_BLOBS originals of 256 KB (default
+//! 100). Times `backup create`, `backup verify` and `backup restore` into a
+//! new file, and, when STEWARD_TEST_POSTGRES_URL is set, `db copy` into a new
+//! PostgreSQL database. Reports seconds, sizes and rows/s.
+//!
+//!   cargo bench -p steward-backup --bench backup
+
+use std::time::Instant;
+
+use steward_backup::{Backups, Pick};
+use steward_config::Config;
+use steward_domain::*;
+use steward_knowledge::Blobs;
+use steward_store::*;
+use steward_store_sqlite::SqliteStore;
+
+fn count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .map_or(default, |n| n.parse().expect("a count"))
+}
+
+/// Bytes that do not compress, like the PDFs and images people upload.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = count("STEWARD_BENCH_MESSAGES", 100_000);
+    let originals = count("STEWARD_BENCH_BLOBS", 100);
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("steward.db").display());
+    let store = SqliteStore::connect(&url, 2).await.unwrap();
+    store.migrate().await.unwrap();
+    let blobs = Blobs::local(&dir.path().join("blobs")).unwrap();
+
+    let filling = Instant::now();
+    let (org, owner) = store
+        .create_organization(
+            NewOrganization {
+                name: OrganizationName::parse("name", "Bench").unwrap(),
+                tier: Tier::Enterprise,
+            },
+            NewUser {
+                email: Email::parse("email", "owner@bench.example.org").unwrap(),
+                name: None,
+                role: Role::Owner,
+                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+            },
+        )
+        .await
+        .unwrap();
+    let scope = Principal::verified(org.id, Actor::User(owner.id), Role::Owner).scope();
+    let bot = store
+        .create_chatbot(
+            &scope,
+            NewChatbot {
+                name: ChatbotName::parse("name", "Desk").unwrap(),
+                system_prompt: SystemPrompt::parse("system_prompt", "Be brief.").unwrap(),
+                temperature: Temperature::parse("temperature", 0.7).unwrap(),
+                model: None,
+                status: ChatbotStatus::Active,
+            },
+        )
+        .await
+        .unwrap();
+    let mut conversation = ConversationId::new();
+    for n in 0..messages {
+        let start = n % 10 == 0;
+        if start {
+            conversation = ConversationId::new();
+        }
+        store
+            .add_message(
+                &scope,
+                NewMessage {
+                    id: MessageId::new(),
+                    chatbot_id: bot.id,
+                    conversation: if start {
+                        ConversationChoice::Start(conversation)
+                    } else {
+                        ConversationChoice::Existing(conversation)
+                    },
+                    role: if n % 2 == 0 {
+                        MessageRole::User
+                    } else {
+                        MessageRole::Assistant
+                    },
+                    text: MessageText::parse(
+                        "text",
+                        format!(
+                            "Message {n}: how long do refunds take for order {}?",
+                            n * 7919
+                        ),
+                    )
+                    .unwrap(),
+                    channel: "api".into(),
+                    external_id: None,
+                    answers: None,
+                    channel_id: None,
+                    meta: None,
+                    tokens: 25,
+                    then: None,
+                },
+            )
+            .await
+            .unwrap();
+    }
+    for n in 0..originals {
+        let key = Blobs::document_key(org.id, DocumentId::new());
+        blobs
+            .put(&key, noise(256 * 1024, n as u64).into())
+            .await
+            .unwrap();
+    }
+    let database_bytes = std::fs::metadata(dir.path().join("steward.db"))
+        .unwrap()
+        .len();
+    println!(
+        "filled: {messages} messages, {originals} blobs of 256 KB, database {:.1} MB, in {:.1} s",
+        database_bytes as f64 / 1e6,
+        filling.elapsed().as_secs_f64()
+    );
+
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let backups = Backups::from_config(&config).unwrap();
+    let started = Instant::now();
+    let manifest = backups.create(&store, &url, &blobs).await.unwrap();
+    println!(
+        "backup create: {:.2} s, {:.1} MB written",
+        started.elapsed().as_secs_f64(),
+        manifest.total_bytes() as f64 / 1e6
+    );
+    let started = Instant::now();
+    backups.verify(&Pick::Latest, &url, None).await.unwrap();
+    println!("backup verify: {:.2} s", started.elapsed().as_secs_f64());
+    let target = format!("sqlite://{}", dir.path().join("restored.db").display());
+    let restored_blobs = Blobs::local(&dir.path().join("restored-blobs")).unwrap();
+    let started = Instant::now();
+    backups
+        .restore(&Pick::Latest, &target, Some(&restored_blobs), false, |_| {
+            true
+        })
+        .await
+        .unwrap();
+    println!("backup restore: {:.2} s", started.elapsed().as_secs_f64());
+    store.close().await;
+
+    let Some(postgres) = steward_testkit::PostgresDatabase::create().await else {
+        println!("db copy: skipped (set STEWARD_TEST_POSTGRES_URL)");
+        return;
+    };
+    let started = Instant::now();
+    let tables = steward_backup::copy::copy(&url, &postgres.url, 1000)
+        .await
+        .unwrap();
+    let rows: u64 = tables.iter().map(|t| t.rows).sum();
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "db copy: {rows} rows in {seconds:.2} s ({:.0} rows/s), counted and checksummed",
+        rows as f64 / seconds
+    );
+}
