@@ -34,7 +34,7 @@ pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
         }
         BackupCommand::List => {
             println!(
-                "{:<20}  {:<8}  {:>6}  {:>12}  {:>7}  where",
+                "{:<24}  {:<8}  {:>6}  {:>12}  {:>7}  where",
                 "id", "backend", "schema", "bytes", "blobs"
             );
             for listed in backups.list().await? {
@@ -45,14 +45,14 @@ pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
                 };
                 match &listed.manifest {
                     Ok(m) => println!(
-                        "{:<20}  {:<8}  {:>6}  {:>12}  {:>7}  {place}",
+                        "{:<24}  {:<8}  {:>6}  {:>12}  {:>7}  {place}",
                         listed.id,
                         m.backend,
                         m.schema_version,
                         m.total_bytes(),
                         m.blob_count
                     ),
-                    Err(e) => println!("{:<20}  damaged: {e}  ({place})", listed.id),
+                    Err(e) => println!("{:<24}  damaged: {e}  ({place})", listed.id),
                 }
             }
         }
