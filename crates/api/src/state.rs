@@ -64,6 +64,8 @@ impl AppState {
             config.auth.login_attempts_per_minute_per_account,
         )?;
         let master_key = steward_config::master_key_bytes(&config).map_err(|e| e.to_string())?;
+        let previous_key =
+            steward_config::previous_master_key_bytes(&config).map_err(|e| e.to_string())?;
         let channels = &config.channels;
         let webhook_limiter = WebhookLimiter::new(
             channels.webhook_requests_per_second,
@@ -80,7 +82,7 @@ impl AppState {
                 store.clone(),
                 steward_knowledge::embedder_from_config(&config.embeddings),
             ),
-            sealer: Arc::new(Sealer::new(&master_key)),
+            sealer: Arc::new(Sealer::new(&master_key).with_previous(previous_key.as_ref())),
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),
             hasher,

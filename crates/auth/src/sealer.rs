@@ -6,6 +6,9 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, NONCE_LEN, Nonce, RandomizedNonceKey};
 
 pub struct Sealer {
     key: RandomizedNonceKey,
+    /// During a master-key rotation, the key being replaced: tried second
+    /// when opening, never used to seal.
+    previous: Option<RandomizedNonceKey>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -15,8 +18,15 @@ pub struct SealError;
 impl Sealer {
     pub fn new(master_key: &[u8; 32]) -> Self {
         Self {
-            key: RandomizedNonceKey::new(&AES_256_GCM, master_key).expect("a 32-byte AES key"),
+            key: aes_key(master_key),
+            previous: None,
         }
+    }
+
+    /// Also opens what `previous` sealed (a rotation under way).
+    pub fn with_previous(mut self, previous: Option<&[u8; 32]>) -> Self {
+        self.previous = previous.map(aes_key);
+        self
     }
 
     /// nonce ‖ ciphertext ‖ tag.
@@ -32,19 +42,39 @@ impl Sealer {
         out
     }
 
+    /// Opens with the master key, or else the previous one.
     pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
-        if sealed.len() < NONCE_LEN {
-            return Err(SealError);
-        }
-        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError)?;
-        let mut buffer = ciphertext.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(context), &mut buffer)
-            .map_err(|_| SealError)?;
-        Ok(plain.to_vec())
+        open_with(&self.key, sealed, context).or_else(|e| match &self.previous {
+            Some(previous) => open_with(previous, sealed, context),
+            None => Err(e),
+        })
     }
+
+    /// Whether `sealed` opens with the master key itself (not the previous one).
+    pub fn is_current(&self, sealed: &[u8], context: &[u8]) -> bool {
+        open_with(&self.key, sealed, context).is_ok()
+    }
+}
+
+fn aes_key(key: &[u8; 32]) -> RandomizedNonceKey {
+    RandomizedNonceKey::new(&AES_256_GCM, key).expect("a 32-byte AES key")
+}
+
+fn open_with(
+    key: &RandomizedNonceKey,
+    sealed: &[u8],
+    context: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    if sealed.len() < NONCE_LEN {
+        return Err(SealError);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError)?;
+    let mut buffer = ciphertext.to_vec();
+    let plain = key
+        .open_in_place(nonce, Aad::from(context), &mut buffer)
+        .map_err(|_| SealError)?;
+    Ok(plain.to_vec())
 }
 
 #[cfg(test)]
@@ -69,5 +99,27 @@ mod tests {
     fn the_same_secret_seals_differently_each_time() {
         let sealer = Sealer::new(&[7; 32]);
         assert_ne!(sealer.seal(b"s", b"c"), sealer.seal(b"s", b"c"));
+    }
+
+    #[test]
+    fn during_a_rotation_the_previous_key_opens_but_never_seals() {
+        let old = Sealer::new(&[7; 32]);
+        let sealed_before = old.seal(b"xoxb-token", b"channel-1");
+        let rotating = Sealer::new(&[8; 32]).with_previous(Some(&[7; 32]));
+        assert_eq!(
+            rotating.open(&sealed_before, b"channel-1").unwrap(),
+            b"xoxb-token"
+        );
+        assert!(!rotating.is_current(&sealed_before, b"channel-1"));
+        let resealed = rotating.seal(b"xoxb-token", b"channel-1");
+        assert!(rotating.is_current(&resealed, b"channel-1"));
+        assert!(
+            old.open(&resealed, b"channel-1").is_err(),
+            "sealed with the new key"
+        );
+        assert!(
+            rotating.open(&sealed_before, b"channel-2").is_err(),
+            "the context still binds"
+        );
     }
 }

@@ -17,7 +17,7 @@ pub use config::{ChannelConfig, ConfigError};
 pub use deliver::Deliver;
 pub use email::PollMailboxes;
 pub use inbound::{Inbound, InboundMessage, Malformed};
-pub use manage::{ConfigureError, MAX_NAME_CHARS, configure, webhook_path};
+pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use receive::{Received, receive};
 pub use send::{SendError, Sender};
 pub use verify::Unauthorized;

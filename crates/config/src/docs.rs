@@ -103,6 +103,10 @@ pub const KEYS: &[KeyDoc] = &[
         "Base64 of 32 bytes that encrypts stored secrets (openssl rand -base64 32). Unset outside production: generated.",
     ),
     k(
+        "secrets.previous_master_key",
+        "During a rotation, the master key being replaced: it still opens what it sealed, never seals. Remove it once `steward secrets reseal` has run.",
+    ),
+    k(
         "tiers.free.messages_per_month",
         "Messages an organization on the free tier may receive per month.",
     ),

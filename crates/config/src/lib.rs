@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use steward_domain::Tier;
 
 pub use docs::{KEYS, KeyDoc, example};
-pub use secrets::{Secret, SecretsError, ensure_secrets, master_key_bytes};
+pub use secrets::{
+    Secret, SecretsError, ensure_secrets, master_key_bytes, previous_master_key_bytes,
+};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -197,6 +199,9 @@ pub struct AuthConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SecretsConfig {
     pub master_key: Option<Secret>,
+    /// During a rotation, the key being replaced: still opens what it
+    /// sealed, never seals. Unset once `steward secrets reseal` has run.
+    pub previous_master_key: Option<Secret>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

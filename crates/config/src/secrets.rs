@@ -94,20 +94,38 @@ pub fn ensure_secrets(config: &mut Config) -> Result<(), SecretsError> {
         });
     }
     master_key_bytes(config)?;
+    previous_master_key_bytes(config)?;
     Ok(())
 }
 
 /// The 32-byte master encryption key (configured as base64).
 pub fn master_key_bytes(config: &Config) -> Result<[u8; 32], SecretsError> {
-    let invalid = |reason: &str| SecretsError::Invalid {
-        key: "secrets.master_key",
-        reason: reason.into(),
-    };
     let key = config
         .secrets
         .master_key
         .as_ref()
-        .ok_or_else(|| invalid("not set"))?;
+        .ok_or(SecretsError::Invalid {
+            key: "secrets.master_key",
+            reason: "not set".into(),
+        })?;
+    key_bytes("secrets.master_key", key)
+}
+
+/// The key a rotation replaces, when one is under way.
+pub fn previous_master_key_bytes(config: &Config) -> Result<Option<[u8; 32]>, SecretsError> {
+    config
+        .secrets
+        .previous_master_key
+        .as_ref()
+        .map(|key| key_bytes("secrets.previous_master_key", key))
+        .transpose()
+}
+
+fn key_bytes(name: &'static str, key: &Secret) -> Result<[u8; 32], SecretsError> {
+    let invalid = |reason: &str| SecretsError::Invalid {
+        key: name,
+        reason: reason.into(),
+    };
     let bytes = STANDARD
         .decode(key.expose().trim())
         .map_err(|_| invalid("must be base64 (openssl rand -base64 32)"))?;

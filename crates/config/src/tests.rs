@@ -35,6 +35,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.database.url = Some(Secret::new("sqlite://x"));
     full.auth.jwt_secret = Some(Secret::new("s"));
     full.secrets.master_key = Some(Secret::new("k"));
+    full.secrets.previous_master_key = Some(Secret::new("p"));
     full.http.public_url = Some("https://steward.example.org".into());
     full.http.metrics_token = Some(Secret::new("m"));
     full.redis.url = Some(Secret::new("redis://localhost"));

@@ -60,9 +60,36 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> Result<()> {
     Ok(())
 }
 
+/// `steward secrets reseal`: every channel's secrets under the current master key.
+pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
+    steward_config::ensure_secrets(&mut config)?;
+    if config.secrets.previous_master_key.is_none() {
+        eprintln!(
+            "note: secrets.previous_master_key is not set: only secrets already under the master key will open"
+        );
+    }
+    let sealer = crate::sealer(&config)?;
+    let store = open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let done = steward_channels::reseal(store.as_ref(), &sealer).await;
+    store.close().await;
+    let done = done?;
+    println!(
+        "channels: {} sealed again under the master key, {} already under it, {} reconfigured meanwhile (left as they are)",
+        done.resealed, done.current, done.changed
+    );
+    if done.unreadable.is_empty() {
+        return Ok(std::process::ExitCode::SUCCESS);
+    }
+    for id in &done.unreadable {
+        eprintln!("channel {id}: its secrets open with neither key; configure it again");
+    }
+    Ok(std::process::ExitCode::FAILURE)
+}
+
 pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()> {
     steward_config::ensure_secrets(&mut config)?;
-    let sealer = steward_auth::Sealer::new(&steward_config::master_key_bytes(&config)?);
+    let sealer = crate::sealer(&config)?;
     let store = open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
     match command {

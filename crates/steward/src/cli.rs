@@ -76,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         command: BackupCommand,
     },
+    /// Stored secrets: the second half of a master-key rotation.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// The database itself: copy SQLite into PostgreSQL.
     Db {
         #[command(subcommand)]
@@ -127,6 +132,15 @@ pub enum BackupCommand {
         #[arg(long)]
         no_blobs: bool,
     },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Seal every channel's secrets again under secrets.master_key, opening
+    /// them with it or with secrets.previous_master_key. Run it once every
+    /// process has restarted with both keys; then remove the previous key.
+    /// Exits 1 if a channel's secrets open with neither (configure it again).
+    Reseal,
 }
 
 #[derive(Subcommand)]

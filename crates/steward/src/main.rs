@@ -16,7 +16,7 @@ use steward_store::Store;
 use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 
-use cli::{Cli, Command, ConfigCommand, DbCommand, OrgCommand, UsersCommand};
+use cli::{Cli, Command, ConfigCommand, DbCommand, OrgCommand, SecretsCommand, UsersCommand};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -102,6 +102,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Channel { command } => admin::channels(config, command).await?,
         Command::Context { command } => admin::context(&config, command).await?,
         Command::Backup { command } => return backup::run(&config, command).await,
+        Command::Secrets {
+            command: SecretsCommand::Reseal,
+        } => return admin::reseal(config).await,
         Command::Db {
             command: DbCommand::Copy { from, to, batch },
         } => {
@@ -170,6 +173,16 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     } else {
         bail!("database.url must start with sqlite:, postgres:// or postgresql://")
     }
+}
+
+/// Seals and opens stored secrets: the master key, and during a rotation the
+/// previous one (which opens, never seals).
+fn sealer(config: &Config) -> Result<steward_auth::Sealer> {
+    let previous = steward_config::previous_master_key_bytes(config)?;
+    Ok(
+        steward_auth::Sealer::new(&steward_config::master_key_bytes(config)?)
+            .with_previous(previous.as_ref()),
+    )
 }
 
 /// The database, named without its password.

@@ -122,8 +122,7 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         fetcher,
         limits: config.knowledge.clone(),
     };
-    let master_key = steward_config::master_key_bytes(config)?;
-    let sealer = Arc::new(steward_auth::Sealer::new(&master_key));
+    let sealer = Arc::new(crate::sealer(config)?);
     let send_timeout = Duration::from_secs(config.channels.send_timeout_secs);
     let deliver = steward_channels::Deliver {
         store: store.clone(),

@@ -39,6 +39,10 @@ fn every_command_explains_itself() {
         vec!["channel", "list", "--help"],
         vec!["channel", "remove", "--help"],
         vec!["context", "import", "--help"],
+        vec!["backup", "create", "--help"],
+        vec!["backup", "restore", "--help"],
+        vec!["db", "copy", "--help"],
+        vec!["secrets", "reseal", "--help"],
     ] {
         let output = run(steward(dir.path()).args(&args));
         assert!(output.status.success(), "{args:?}");
@@ -610,6 +614,37 @@ async fn channels_are_configured_listed_and_removed_from_the_command_line() {
     assert!(
         table.contains(&id) && table.contains("telegram") && table.contains("waiting"),
         "{table}"
+    );
+
+    // Rotating the master key: every process gets the new key and the old
+    // one, then `secrets reseal` moves the channel's secrets to the new key.
+    let old_key = std::fs::read_to_string(dir.path().join("secrets/master_key")).unwrap();
+    let new_key = "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=";
+    let resealed = run(steward(dir.path())
+        .env("STEWARD_SECRETS__MASTER_KEY", new_key)
+        .env("STEWARD_SECRETS__PREVIOUS_MASTER_KEY", old_key.trim())
+        .args(["secrets", "reseal"]));
+    assert!(resealed.status.success(), "{}", text(&resealed.stderr));
+    assert!(
+        text(&resealed.stdout).contains("1 sealed again under the master key"),
+        "{}",
+        text(&resealed.stdout)
+    );
+    let again = run(steward(dir.path())
+        .env("STEWARD_SECRETS__MASTER_KEY", new_key)
+        .args(["secrets", "reseal"]));
+    assert!(
+        text(&again.stdout).contains("0 sealed again under the master key, 1 already under it"),
+        "{}",
+        text(&again.stdout)
+    );
+    // The old key alone no longer opens them, and says which channel.
+    let stale = run(steward(dir.path()).args(["secrets", "reseal"]));
+    assert!(!stale.status.success());
+    assert!(
+        text(&stale.stderr).contains(&format!("channel {id}: its secrets open with neither key")),
+        "{}",
+        text(&stale.stderr)
     );
 
     for bad in [

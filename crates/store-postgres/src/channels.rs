@@ -213,6 +213,23 @@ impl ChannelStore for PostgresStore {
         Ok(())
     }
 
+    async fn replace_channel_secrets(
+        &self,
+        id: ChannelId,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> StoreResult<bool> {
+        let updated =
+            sqlx::query("UPDATE channels SET secrets = $1 WHERE id = $2 AND secrets = $3")
+                .bind(sealed)
+                .bind(id.as_uuid())
+                .bind(expected)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     async fn set_channel_cursor(
         &self,
         scope: &TenantScope,

@@ -214,6 +214,22 @@ impl ChannelStore for SqliteStore {
         Ok(())
     }
 
+    async fn replace_channel_secrets(
+        &self,
+        id: ChannelId,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> StoreResult<bool> {
+        let updated = sqlx::query("UPDATE channels SET secrets = ? WHERE id = ? AND secrets = ?")
+            .bind(sealed)
+            .bind(id.as_uuid())
+            .bind(expected)
+            .execute(&self.writer)
+            .await
+            .map_err(map_err)?;
+        Ok(updated.rows_affected() == 1)
+    }
+
     async fn set_channel_cursor(
         &self,
         scope: &TenantScope,

@@ -116,6 +116,16 @@ pub trait ChannelStore: Send + Sync {
     /// the health metrics and the mailbox poller.
     async fn all_channels(&self, kind: Option<ChannelKind>) -> StoreResult<Vec<Channel>>;
 
+    /// Unscoped, for the operator's master-key rotation: replaces a
+    /// channel's sealed secrets if they are still `expected` (so a channel
+    /// reconfigured meanwhile keeps its new ones). False when they were not.
+    async fn replace_channel_secrets(
+        &self,
+        id: ChannelId,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> StoreResult<bool>;
+
     /// The conversation of one external user or thread on a channel, opened
     /// on first contact. Concurrent first messages agree on one.
     async fn channel_conversation(

@@ -5,6 +5,7 @@
 
 mod delivery;
 mod email;
+mod rotation;
 mod webhooks;
 
 use std::collections::HashMap;

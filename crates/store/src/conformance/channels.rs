@@ -313,3 +313,47 @@ pub async fn delivered_parts_are_recorded_once_per_org(store: S) {
         "another org's message",
     );
 }
+
+pub async fn channel_secrets_are_replaced_only_if_unchanged(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let channel = new_channel(&store, &scope, bot.id, "Support").await;
+    assert!(
+        store
+            .replace_channel_secrets(channel.id, &channel.sealed_secrets, &[9, 9, 9])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .channel(&scope, channel.id)
+            .await
+            .unwrap()
+            .sealed_secrets,
+        [9, 9, 9]
+    );
+    assert!(
+        !store
+            .replace_channel_secrets(channel.id, &channel.sealed_secrets, &[7])
+            .await
+            .unwrap(),
+        "changed meanwhile: left alone"
+    );
+    assert!(
+        !store
+            .replace_channel_secrets(ChannelId::new(), &[9, 9, 9], &[7])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .channel(&scope, channel.id)
+            .await
+            .unwrap()
+            .sealed_secrets,
+        [9, 9, 9]
+    );
+}

@@ -63,6 +63,7 @@ macro_rules! conformance_tests {
             each_external_user_has_one_conversation_per_channel,
             channel_health_counts_errors_in_a_window,
             delivered_parts_are_recorded_once_per_org,
+            channel_secrets_are_replaced_only_if_unchanged,
             documents_are_queued_ingested_listed_and_deleted,
             search_finds_stemmed_words_ranks_and_cites,
             reingesting_replaces_chunks_atomically,
