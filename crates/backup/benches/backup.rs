@@ -22,19 +22,6 @@ fn count(name: &str, default: usize) -> usize {
         .map_or(default, |n| n.parse().expect("a count"))
 }
 
-/// Bytes that do not compress, like the PDFs and images people upload.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[tokio::main]
 async fn main() {
     let messages = count("STEWARD_BENCH_MESSAGES", 100_000);
@@ -46,35 +33,8 @@ async fn main() {
     let blobs = Blobs::local(&dir.path().join("blobs")).unwrap();
 
     let filling = Instant::now();
-    let (org, owner) = store
-        .create_organization(
-            NewOrganization {
-                name: OrganizationName::parse("name", "Bench").unwrap(),
-                tier: Tier::Enterprise,
-            },
-            NewUser {
-                email: Email::parse("email", "owner@bench.example.org").unwrap(),
-                name: None,
-                role: Role::Owner,
-                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-            },
-        )
-        .await
-        .unwrap();
-    let scope = Principal::verified(org.id, Actor::User(owner.id), Role::Owner).scope();
-    let bot = store
-        .create_chatbot(
-            &scope,
-            NewChatbot {
-                name: ChatbotName::parse("name", "Desk").unwrap(),
-                system_prompt: SystemPrompt::parse("system_prompt", "Be brief.").unwrap(),
-                temperature: Temperature::parse("temperature", 0.7).unwrap(),
-                model: None,
-                status: ChatbotStatus::Active,
-            },
-        )
-        .await
-        .unwrap();
+    let (scope, bot) =
+        steward_testkit::seed::organization_with_chatbot(&store, "Bench", Tier::Enterprise).await;
     let mut conversation = ConversationId::new();
     for n in 0..messages {
         let start = n % 10 == 0;
@@ -118,9 +78,12 @@ async fn main() {
             .unwrap();
     }
     for n in 0..originals {
-        let key = Blobs::document_key(org.id, DocumentId::new());
+        let key = Blobs::document_key(scope.org_id(), DocumentId::new());
         blobs
-            .put(&key, noise(256 * 1024, n as u64).into())
+            .put(
+                &key,
+                steward_testkit::seed::incompressible(256 * 1024, n as u64).into(),
+            )
             .await
             .unwrap();
     }

@@ -306,19 +306,6 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Bytes that do not compress.
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
     let disk = match Tmpfs::mount(2) {
@@ -341,7 +328,10 @@ async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
         .unwrap();
 
     blobs
-        .put("orgs/big/documents/scan", noise(3 * 1024 * 1024).into())
+        .put(
+            "orgs/big/documents/scan",
+            steward_testkit::seed::incompressible(3 * 1024 * 1024, 1).into(),
+        )
         .await
         .unwrap();
     let failed = backups

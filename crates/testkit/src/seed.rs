@@ -6,16 +6,26 @@ use steward_domain::*;
 use steward_knowledge::Blobs;
 use steward_store::*;
 
-/// Seeds `store` and `blobs`; `more_messages` adds that many to the conversation.
-pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
+/// An organization named `name` with its owner and a chatbot "Desk":
+/// the owner's scope and the chatbot.
+pub async fn organization_with_chatbot(
+    store: &dyn Store,
+    name: &str,
+    tier: Tier,
+) -> (TenantScope, Chatbot) {
+    let domain = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect::<String>()
+        .to_lowercase();
     let (org, owner) = store
         .create_organization(
             NewOrganization {
-                name: OrganizationName::parse("name", "Acme Ünïcode").unwrap(),
-                tier: Tier::Pro,
+                name: OrganizationName::parse("name", name).unwrap(),
+                tier,
             },
             NewUser {
-                email: Email::parse("email", "owner@acme.example.org").unwrap(),
+                email: Email::parse("email", &format!("owner@{domain}.example.org")).unwrap(),
                 name: Some(PersonName::parse("name", "Zoë Owner").unwrap()),
                 role: Role::Owner,
                 password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
@@ -37,6 +47,26 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
         )
         .await
         .unwrap();
+    (scope, bot)
+}
+
+/// Bytes that do not compress, like the PDFs and images people upload.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Seeds `store` and `blobs`; `more_messages` adds that many to the conversation.
+pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
+    let (scope, bot) = organization_with_chatbot(store, "Acme Ünïcode", Tier::Pro).await;
+    let org = scope.org_id();
     let conversation = ConversationId::new();
     let texts = [
         "Wie lange dauern Erstattungen? 🧾",
@@ -76,7 +106,7 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
             .unwrap();
     }
     let id = DocumentId::new();
-    let key = Blobs::document_key(org.id, id);
+    let key = Blobs::document_key(org, id);
     let original: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
     blobs.put(&key, original.into()).await.unwrap();
     store
@@ -120,7 +150,7 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
         )
         .await
         .unwrap();
-    let page = Blobs::page_key(org.id, bot.id, "https://acme.example.org/faq");
+    let page = Blobs::page_key(org, bot.id, "https://acme.example.org/faq");
     blobs
         .put(&page, "<html>FAQ</html>".as_bytes().to_vec().into())
         .await
