@@ -238,7 +238,7 @@ fn record_backups(status: &steward_store::BackupStatus) {
 /// Table sizes and audit volume, unless sampled within `SAMPLED_EVERY`.
 async fn record_sampled(state: &SharedState) {
     {
-        let mut sampled = state.tables_sampled.lock().expect("not poisoned");
+        let mut sampled = state.sampled_at.lock().expect("not poisoned");
         if sampled.is_some_and(|at| at.elapsed() < SAMPLED_EVERY) {
             return;
         }
@@ -254,9 +254,9 @@ async fn record_sampled(state: &SharedState) {
         Err(e) => tracing::warn!(error = %e, "table size metrics unavailable"),
     }
     let since = steward_store::now() - chrono::Duration::days(1);
-    match state.store.activity(since, "").await {
-        Ok(day) => {
-            for (action, count) in &day.audit_actions {
+    match state.store.audit_actions(since).await {
+        Ok(actions) => {
+            for (action, count) in &actions {
                 metrics::gauge!(AUDIT_DAY, "action" => action.clone()).set(*count as f64);
             }
         }
@@ -272,14 +272,14 @@ pub async fn render_organizations(
     state: &SharedState,
 ) -> Result<String, steward_store::StoreError> {
     let now = steward_store::now();
-    let week = state
+    let orgs = state
         .store
-        .activity(
+        .org_activity(
             now - chrono::Duration::days(7),
             &steward_store::usage_period(now),
         )
         .await?;
-    Ok(organizations_text(&week.orgs, &state.config.tiers))
+    Ok(organizations_text(&orgs, &state.config.tiers))
 }
 
 fn organizations_text(

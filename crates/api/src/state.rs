@@ -35,9 +35,9 @@ pub struct AppState {
     /// Signalled after a request enqueues a job, so that a worker in this
     /// process starts it at once instead of at its next poll.
     pub jobs_enqueued: Arc<tokio::sync::Notify>,
-    /// When table sizes were last sampled for the metrics (counting rows
-    /// costs a scan on SQLite, so at most every few minutes).
-    pub(crate) tables_sampled: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When table sizes and audit volume were last sampled for the metrics
+    /// (counting rows costs a scan on SQLite, so at most every few minutes).
+    pub(crate) sampled_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl AppState {
@@ -90,7 +90,7 @@ impl AppState {
             metrics: crate::metrics::handle(),
             in_flight: AtomicI64::new(0),
             jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
-            tables_sampled: std::sync::Mutex::new(None),
+            sampled_at: std::sync::Mutex::new(None),
             store,
             config,
         }))

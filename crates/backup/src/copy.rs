@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, Row, SqliteConnection, ValueRef};
-use steward_store::{OpsStore, Store};
+use steward_store::{OpsStore, Store, quote_identifier};
 use steward_store_postgres::PostgresStore;
 
 use crate::BackupError;
@@ -67,14 +67,10 @@ fn err(e: impl std::fmt::Display) -> BackupError {
     BackupError::Invalid(e.to_string())
 }
 
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 fn column_list(names: &[String]) -> String {
     names
         .iter()
-        .map(|n| quoted(n))
+        .map(|n| quote_identifier(n))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -155,8 +151,8 @@ pub async fn copy(from: &str, to: &str, batch: usize) -> Result<Vec<CopiedTable>
         for column in table.columns.iter().filter(|c| c.identity) {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT setval(pg_get_serial_sequence($1, $2), coalesce((SELECT max({}) FROM {}), 0) + 1, false)",
-                quoted(&column.name),
-                quoted(&table.name)
+                quote_identifier(&column.name),
+                quote_identifier(&table.name)
             )))
             .bind(&table.name)
             .bind(&column.name)
@@ -333,7 +329,7 @@ async fn copy_table(
     let select = format!(
         "SELECT rowid AS steward_rowid, {} FROM {} WHERE rowid > ? ORDER BY rowid LIMIT ?",
         column_list(&table.source_columns),
-        quoted(&table.name)
+        quote_identifier(&table.name)
     );
     let mut copied = 0u64;
     loop {
@@ -393,7 +389,11 @@ async fn copy_table(
 }
 
 fn insert_statement(table: &Table, rows: usize) -> String {
-    let names: Vec<String> = table.columns.iter().map(|c| quoted(&c.name)).collect();
+    let names: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_identifier(&c.name))
+        .collect();
     let mut n = 0;
     let tuples: Vec<String> = (0..rows)
         .map(|_| {
@@ -404,7 +404,7 @@ fn insert_statement(table: &Table, rows: usize) -> String {
                     n += 1;
                     match c.udt.as_str() {
                         "bytea" => format!("decode(${n}, 'hex')"),
-                        udt => format!("${n}::{}", quoted(udt)),
+                        udt => format!("${n}::{}", quote_identifier(udt)),
                     }
                 })
                 .collect();
@@ -418,7 +418,7 @@ fn insert_statement(table: &Table, rows: usize) -> String {
     };
     format!(
         "INSERT INTO {} ({}){overriding} VALUES {} ON CONFLICT DO NOTHING",
-        quoted(&table.name),
+        quote_identifier(&table.name),
         names.join(", "),
         tuples.join(", ")
     )
@@ -541,7 +541,7 @@ async fn check_table(
     let select = format!(
         "SELECT {} FROM {}",
         column_list(&table.source_columns),
-        quoted(&table.name)
+        quote_identifier(&table.name)
     );
     {
         use futures::StreamExt;
@@ -563,7 +563,7 @@ async fn check_table(
             .columns
             .iter()
             .map(|c| {
-                let name = quoted(&c.name);
+                let name = quote_identifier(&c.name);
                 match c.udt.as_str() {
                     "timestamptz" => format!(
                         "to_char({name} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
@@ -574,7 +574,7 @@ async fn check_table(
             })
             .collect::<Vec<_>>()
             .join(", "),
-        quoted(&table.name)
+        quote_identifier(&table.name)
     );
     {
         use futures::StreamExt;

@@ -105,6 +105,35 @@ async fn wait_for(what: &str, within: Duration, mut ready: impl AsyncFnMut() -> 
     }
 }
 
+/// Whether a maintenance firing was enqueued after `at`.
+async fn fired_since(url: &str, at: chrono::DateTime<chrono::Utc>) -> bool {
+    use sqlx::Connection;
+    let mut db = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE kind = 'maintenance' AND created_at > $1)",
+    )
+    .bind(at)
+    .fetch_one(&mut db)
+    .await
+    .unwrap()
+}
+
+/// Messages the api on `port` has accepted, from its own metrics.
+async fn messages_served(port: u16) -> u64 {
+    let Ok(reply) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await else {
+        return 0;
+    };
+    let text = reply.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| {
+            l.starts_with(
+                r#"steward_http_requests_total{method="POST",route="/api/v1/chatbots/{id}/messages",status="201"}"#,
+            )
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 async fn healthy(port: u16) -> bool {
     reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
         .await
@@ -248,8 +277,12 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
     let set_phase = |phase: &'static str| stream.lock().unwrap().phase = phase;
     let accepted = || stream.lock().unwrap().accepted.len();
 
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(accepted() > 20, "the stream flows: {}", accepted());
+    let flows = |what: &'static str, beyond: usize| {
+        wait_for(what, Duration::from_secs(60), async move || {
+            accepted() > beyond
+        })
+    };
+    flows("the stream to flow", 20).await;
 
     // SIGKILL one of each role: no goodbye, no cleanup.
     set_phase("kills");
@@ -257,7 +290,16 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
         server.child.kill().unwrap();
         server.child.wait().unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    let killed_at = chrono::Utc::now();
+    // Messages keep being accepted while one of each role is down, and a
+    // scheduler fires after the killed one's lease (2 s) has run out.
+    flows("messages while processes are down", accepted() + 20).await;
+    wait_for(
+        "a firing after the lease",
+        Duration::from_secs(60),
+        async || fired_since(&url, killed_at + chrono::Duration::seconds(3)).await,
+    )
+    .await;
     let mut api1 = api_on(p1);
     let _worker3 = role(vec!["worker".into()]);
     let _scheduler3 = role(vec!["scheduler".into()]);
@@ -265,7 +307,14 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
         healthy(p1).await
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // One replica at a time: api2 goes only once nginx sends messages to the
+    // new api1 again (nginx benches a replica that refused it for a while).
+    wait_for(
+        "nginx to use the restarted api",
+        Duration::from_secs(60),
+        async || messages_served(p1).await > 0,
+    )
+    .await;
 
     // A rolling restart of api2: SIGTERM, then a new process on its port.
     set_phase("graceful");
@@ -277,10 +326,9 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
         healthy(p2).await
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(accepted() > before_restart + 20, "the stream kept flowing");
+    flows("the stream to keep flowing", before_restart + 20).await;
     set_phase("after");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    flows("messages after the restart", accepted() + 10).await;
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     sender.await.unwrap();
 

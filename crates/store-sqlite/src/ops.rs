@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 use steward_domain::OrgId;
 use steward_store::{
-    Activity, BackupRun, BackupStatus, OpsStore, OrgActivity, StoreError, StoreResult, TableSize,
+    BackupRun, BackupStatus, OpsStore, OrgActivity, StoreError, StoreResult, TableSize,
+    quote_identifier,
 };
 
 use crate::{SqliteStore, from_micros, map_err, to_micros};
@@ -62,11 +63,6 @@ const ACTIVITY_SQLITE: &str = "
         coalesce((SELECT tokens FROM usage_counters c WHERE c.org_id = o.id AND c.period = ?2), 0) AS month_tokens
     FROM organizations o ORDER BY o.name, o.id";
 
-/// Table names come from the database's own catalogue, never from input.
-fn quoted(table: &str) -> String {
-    format!("\"{}\"", table.replace('"', "\"\""))
-}
-
 #[async_trait]
 impl OpsStore for SqliteStore {
     async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
@@ -102,7 +98,11 @@ impl OpsStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn activity(&self, since: DateTime<Utc>, period: &str) -> StoreResult<Activity> {
+    async fn org_activity(
+        &self,
+        since: DateTime<Utc>,
+        period: &str,
+    ) -> StoreResult<Vec<OrgActivity>> {
         let rows = sqlx::query(ACTIVITY_SQLITE)
             .bind(to_micros(since))
             .bind(period)
@@ -126,20 +126,21 @@ impl OpsStore for SqliteStore {
                 month_tokens: count("month_tokens"),
             });
         }
-        let audit_actions: Vec<(String, i64)> = sqlx::query_as(
+        Ok(orgs)
+    }
+
+    async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>> {
+        let actions: Vec<(String, i64)> = sqlx::query_as(
             "SELECT action, count(*) FROM audit_log WHERE created_at >= ? GROUP BY action ORDER BY action",
         )
         .bind(to_micros(since))
         .fetch_all(&self.reader)
         .await
         .map_err(map_err)?;
-        Ok(Activity {
-            orgs,
-            audit_actions: audit_actions
-                .into_iter()
-                .map(|(action, n)| (action, n.max(0) as u64))
-                .collect(),
-        })
+        Ok(actions
+            .into_iter()
+            .map(|(action, n)| (action, n.max(0) as u64))
+            .collect())
     }
 
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>> {
@@ -147,7 +148,7 @@ impl OpsStore for SqliteStore {
         for table in self.table_names().await? {
             let rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*) FROM {}",
-                quoted(&table)
+                quote_identifier(&table)
             )))
             .fetch_one(&self.reader)
             .await

@@ -55,12 +55,11 @@ pub struct OrgActivity {
     pub month_tokens: u64,
 }
 
-/// What the Business and Privacy dashboards read, over a window.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Activity {
-    pub orgs: Vec<OrgActivity>,
-    /// Audit log entries in the window, by action, across organizations.
-    pub audit_actions: Vec<(String, u64)>,
+/// A table or column name as an SQL identifier, quoted the way both SQLite
+/// and PostgreSQL read it. For names from the database's own catalogue,
+/// never from input.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[async_trait]
@@ -73,9 +72,16 @@ pub trait OpsStore: Send + Sync {
     /// a key's lifetime can no longer be replayed anyway).
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
-    /// Each organization's activity since `since` (and in the usage `period`,
-    /// e.g. "2026-11"), and audit log entries since `since`.
-    async fn activity(&self, since: DateTime<Utc>, period: &str) -> StoreResult<Activity>;
+    /// Each organization's activity since `since`, and its usage in the
+    /// `period` (e.g. "2026-11"): the Business dashboard's figures.
+    async fn org_activity(
+        &self,
+        since: DateTime<Utc>,
+        period: &str,
+    ) -> StoreResult<Vec<OrgActivity>>;
+
+    /// Audit log entries since `since`, by action, across organizations.
+    async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>>;
 
     /// Every table of Steward's schema, by name.
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>>;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use sha2::Digest;
 use sqlx::{Connection, Row};
+use steward_store::quote_identifier;
 
 /// Per table: `rows:digest`, over every row in a canonical text form.
 pub async fn database_digest(url: &str) -> BTreeMap<String, String> {
@@ -13,10 +14,6 @@ pub async fn database_digest(url: &str) -> BTreeMap<String, String> {
     } else {
         sqlite(url).await
     }
-}
-
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 async fn postgres(url: &str) -> BTreeMap<String, String> {
@@ -33,7 +30,7 @@ async fn postgres(url: &str) -> BTreeMap<String, String> {
         let digest: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '')
              FROM {} t",
-            quoted(&table)
+            quote_identifier(&table)
         )))
         .fetch_one(&mut db)
         .await
@@ -63,12 +60,12 @@ async fn sqlite(url: &str) -> BTreeMap<String, String> {
         // quote() renders every value exactly, blobs as hex.
         let line = columns
             .iter()
-            .map(|c| format!("quote({})", quoted(c)))
+            .map(|c| format!("quote({})", quote_identifier(c)))
             .collect::<Vec<_>>()
             .join(" || ',' || ");
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {line} AS line FROM {} ORDER BY 1",
-            quoted(&table)
+            quote_identifier(&table)
         )))
         .fetch_all(&mut db)
         .await
