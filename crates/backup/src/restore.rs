@@ -390,11 +390,7 @@ impl Target {
     async fn inspect(&self) -> Result<(i64, bool), BackupError> {
         let store: Box<dyn Store> = match self {
             Target::Sqlite(path) if !path.exists() => {
-                // Nothing to look at: ask a throwaway in-memory store for the version.
-                let memory = SqliteStore::connect("sqlite::memory:", 1).await?;
-                let latest = memory.latest_schema_version();
-                Store::close(&memory).await;
-                return Ok((latest, false));
+                return Ok((SqliteStore::schema_version_of_this_build(), false));
             }
             Target::Sqlite(path) => Box::new(SqliteStore::open_file(path, 1).await?),
             Target::Postgres(url) => Box::new(PostgresStore::connect(url, 1).await?),

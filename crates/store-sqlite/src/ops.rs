@@ -14,6 +14,11 @@ use crate::{SqliteStore, from_micros, map_err, to_micros};
 pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl SqliteStore {
+    /// The newest migration this build knows, without a database to ask.
+    pub fn schema_version_of_this_build() -> i64 {
+        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
     /// Steward's tables (not SQLite's own, nor full-text shadow tables).
     async fn table_names(&self) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
@@ -189,7 +194,7 @@ impl OpsStore for SqliteStore {
     }
 
     fn latest_schema_version(&self) -> i64 {
-        MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+        Self::schema_version_of_this_build()
     }
 
     async fn holds_data(&self) -> StoreResult<bool> {
