@@ -3,6 +3,12 @@
 //! (marked `Idempotent-Replayed: true`) and changes nothing; a repeat with
 //! another body is 422. Repeats that arrive while the first still runs wait
 //! for it. Keys belong to the caller (user, API key, or anonymous) and last 24 h.
+//!
+//! The request runs as a `KeyedRequest`: its writes are fenced by its claim,
+//! and a handler that knows its answer before its write sets it with
+//! [`answer`], so the effect and the kept response commit together. A claim
+//! whose request died before any effect is taken over once the request can
+//! no longer be running (the request timeout has passed).
 
 use std::time::Duration;
 
@@ -11,8 +17,11 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
-use steward_store::{IdempotencyKey, IdempotencyStart, StoredResponse, now};
+use steward_store::{
+    IdempotencyKey, IdempotencyStart, KeyedRequest, StoredResponse, answer_keyed_request, now,
+};
 
 use crate::auth::authenticate;
 use crate::error::ApiError;
@@ -20,9 +29,12 @@ use crate::state::SharedState;
 
 pub const HEADER: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
-/// A claim older than this belongs to a request that died (longer than any request may run).
-const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
-/// How long a repeat waits for the first request to finish.
+const JSON: &str = "application/json";
+/// Beyond the request timeout, before a claim with no effect is taken over:
+/// room for a commit already under way when the timeout struck.
+const STALE_MARGIN: chrono::Duration = chrono::Duration::seconds(2);
+/// How long a repeat waits for the first request to finish, at most; never
+/// past half the request timeout, so the repeat is told why it waited.
 const WAIT_FOR_FIRST: Duration = Duration::from_secs(30);
 /// Responses larger than this are not kept (none of ours come close).
 const MAX_KEPT_RESPONSE: usize = 4 * 1024 * 1024;
@@ -84,25 +96,38 @@ async fn run(
         parts.extensions.insert(principal);
     }
 
-    let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
-    loop {
+    let stale_after = chrono::Duration::seconds(
+        i64::try_from(state.config.http.request_timeout_secs).unwrap_or(i64::MAX / 2_000_000),
+    ) + STALE_MARGIN;
+    let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST.min(timeout / 2);
+    let token = loop {
         let moment = now();
         let started = state
             .store
             .idempotency_start(
                 &claim,
-                moment - STALE_AFTER,
+                moment - stale_after,
                 moment - steward_store::IDEMPOTENCY_KEY_LIFETIME,
             )
             .await;
         match started.map_err(|e| ApiError::from(e).into_response())? {
-            IdempotencyStart::Started => break,
+            IdempotencyStart::Started(token) => break token,
             IdempotencyStart::Replay(stored) => return Ok(replay(stored)),
             IdempotencyStart::Mismatch => {
                 return Err(ApiError::unprocessable(
                     "idempotency_key_reused",
                     "this Idempotency-Key was used for a different request",
                 )
+                .into_response());
+            }
+            IdempotencyStart::ResponseLost => {
+                return Err(ApiError::Conflict {
+                    code: "idempotency_response_lost",
+                    message: "the request with this Idempotency-Key took effect, but its response \
+                              was lost when the server stopped; it will not run again"
+                        .into(),
+                }
                 .into_response());
             }
             IdempotencyStart::InProgress if tokio::time::Instant::now() >= deadline => {
@@ -116,19 +141,23 @@ async fn run(
             }
             IdempotencyStart::InProgress => tokio::time::sleep(Duration::from_millis(20)).await,
         }
-    }
+    };
 
-    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let keyed = KeyedRequest::new(&claim, token.clone());
+    let response = keyed
+        .run(next.run(Request::from_parts(parts, Body::from(body))))
+        .await;
     if response.status().is_server_error() {
-        // Not an answer to keep: let a retry run the request again.
-        let _ = state.store.idempotency_abandon(&claim).await;
+        // Not an answer to keep: let a retry run the request again, unless
+        // something of it committed.
+        let _ = state.store.idempotency_abandon(&claim, &token).await;
         return Ok(response);
     }
     let (parts, body) = response.into_parts();
     let bytes = match axum::body::to_bytes(body, MAX_KEPT_RESPONSE).await {
         Ok(bytes) => bytes,
         Err(e) => {
-            let _ = state.store.idempotency_abandon(&claim).await;
+            let _ = state.store.idempotency_abandon(&claim, &token).await;
             return Err(
                 ApiError::Internal(format!("response not kept for idempotency: {e}"))
                     .into_response(),
@@ -144,10 +173,37 @@ async fn run(
             .map(str::to_owned),
         body: bytes.to_vec(),
     };
-    if let Err(e) = state.store.idempotency_complete(&claim, &stored).await {
-        tracing::warn!(error = %e, "could not keep an idempotent response; a repeat will wait, then run again");
+    if let Err(e) = state
+        .store
+        .idempotency_complete(&claim, &token, &stored)
+        .await
+    {
+        tracing::warn!(error = %e, "could not keep an idempotent response; a repeat will be told it was lost");
     }
     Ok(Response::from_parts(parts, Body::from(bytes)))
+}
+
+/// The JSON response of a handler that knows it before its write: kept with
+/// the write when the request has an `Idempotency-Key`, so a crash between the
+/// two cannot leave an effect without its answer. Call it just before the write.
+pub fn answer<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    let json = match serde_json::to_vec(body) {
+        Ok(json) => json,
+        Err(e) => {
+            return ApiError::Internal(format!("response not serialized: {e}")).into_response();
+        }
+    };
+    answer_keyed_request(StoredResponse {
+        status: status.as_u16(),
+        content_type: Some(JSON.into()),
+        body: json.clone(),
+    });
+    let mut response = Response::new(Body::from(json));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    response
 }
 
 /// 1 to 255 visible ASCII characters.

@@ -213,6 +213,7 @@ pub fn stored_claim(row: &PgRow) -> StoreResult<StoredClaim> {
     Ok(StoredClaim {
         request_hash: get(row, "request_hash")?,
         response,
+        took_effect: get(row, "took_effect")?,
         created_at: time(row, "created_at")?,
     })
 }

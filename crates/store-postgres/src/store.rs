@@ -18,8 +18,44 @@ impl PostgresStore {
     }
 }
 
-pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {
+/// Every write transaction ends here, so a keyed request's writes are fenced
+/// by its claim (see `steward_store::KeyedRequest`).
+pub(crate) async fn commit(mut tx: Tx) -> StoreResult<()> {
+    if let Some(fence) = keyed_request_fence() {
+        pass_fence(&mut tx, &fence).await?;
+    }
     tx.commit().await.map_err(map_err)
+}
+
+/// Marks the claim as having taken effect (with its response, when set), if
+/// the claim still holds this request's token; otherwise the write is refused.
+/// The row lock it takes orders this commit against a takeover of the claim.
+async fn pass_fence(tx: &mut Tx, fence: &Fence) -> StoreResult<()> {
+    let held = match &fence.answer {
+        Some(answer) => sqlx::query(
+            "UPDATE idempotency_keys SET took_effect = true, status = $4, content_type = $5, body = $6
+             WHERE caller = $1 AND key = $2 AND token = $3",
+        )
+        .bind(&fence.caller)
+        .bind(&fence.key)
+        .bind(&fence.token)
+        .bind(i32::from(answer.status))
+        .bind(&answer.content_type)
+        .bind(&answer.body),
+        None => sqlx::query(
+            "UPDATE idempotency_keys SET took_effect = true WHERE caller = $1 AND key = $2 AND token = $3",
+        )
+        .bind(&fence.caller)
+        .bind(&fence.key)
+        .bind(&fence.token),
+    }
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if held.rows_affected() == 0 {
+        return Err(claim_lost());
+    }
+    Ok(())
 }
 
 pub(crate) async fn audit(
@@ -487,6 +523,7 @@ impl Store for PostgresStore {
         chatbot: NewChatbot,
     ) -> StoreResult<Chatbot> {
         let at = now();
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, model, status, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
@@ -500,9 +537,10 @@ impl Store for PostgresStore {
         .bind(chatbot.status.as_str())
         .bind(at)
         .bind(at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+        commit(tx).await?;
         rows::chatbot(&row)
     }
 
@@ -914,9 +952,10 @@ impl Store for PostgresStore {
         stale_before: DateTime<Utc>,
         expired_before: DateTime<Utc>,
     ) -> StoreResult<IdempotencyStart> {
+        let token = Uuid::now_v7().to_string();
         let mut tx = self.write().await?;
         let claimed = sqlx::query(
-            "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at, token) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (caller, key) DO NOTHING",
         )
         .bind(&key.caller)
@@ -924,13 +963,16 @@ impl Store for PostgresStore {
         .bind(key.org_id.map(|o| o.as_uuid()))
         .bind(&key.request_hash)
         .bind(now())
+        .bind(&token)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
         if claimed.rows_affected() == 1 {
-            commit(tx).await?;
-            return Ok(IdempotencyStart::Started);
+            tx.commit().await.map_err(map_err)?;
+            return Ok(IdempotencyStart::Started(token));
         }
+        // Locked, so a fenced write of the claim's holder commits either
+        // before this decision (and is seen) or after the takeover (and fails).
         let existing =
             sqlx::query("SELECT * FROM idempotency_keys WHERE caller = $1 AND key = $2 FOR UPDATE")
                 .bind(&key.caller)
@@ -946,50 +988,55 @@ impl Store for PostgresStore {
             return Ok(outcome);
         }
         sqlx::query(
-            "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at) VALUES ($1, $2, $3, $4, $5)
+            "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at, token) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (caller, key) DO UPDATE SET
                 org_id = excluded.org_id, request_hash = excluded.request_hash, status = NULL,
-                content_type = NULL, body = NULL, created_at = excluded.created_at",
+                content_type = NULL, body = NULL, created_at = excluded.created_at,
+                token = excluded.token, took_effect = false",
         )
         .bind(&key.caller)
         .bind(&key.key)
         .bind(key.org_id.map(|o| o.as_uuid()))
         .bind(&key.request_hash)
         .bind(now())
+        .bind(&token)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        commit(tx).await?;
-        Ok(IdempotencyStart::Started)
+        tx.commit().await.map_err(map_err)?;
+        Ok(IdempotencyStart::Started(token))
     }
 
     async fn idempotency_complete(
         &self,
         key: &IdempotencyKey,
+        token: &str,
         response: &StoredResponse,
     ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE idempotency_keys SET status = $1, content_type = $2, body = $3
-             WHERE caller = $4 AND key = $5 AND request_hash = $6",
+             WHERE caller = $4 AND key = $5 AND token = $6 AND status IS NULL",
         )
         .bind(i32::from(response.status))
         .bind(&response.content_type)
         .bind(&response.body)
         .bind(&key.caller)
         .bind(&key.key)
-        .bind(&key.request_hash)
+        .bind(token)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;
         Ok(())
     }
 
-    async fn idempotency_abandon(&self, key: &IdempotencyKey) -> StoreResult<()> {
+    async fn idempotency_abandon(&self, key: &IdempotencyKey, token: &str) -> StoreResult<()> {
         sqlx::query(
-            "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 AND status IS NULL",
+            "DELETE FROM idempotency_keys
+             WHERE caller = $1 AND key = $2 AND token = $3 AND status IS NULL AND NOT took_effect",
         )
         .bind(&key.caller)
         .bind(&key.key)
+        .bind(token)
         .execute(&self.pool)
         .await
         .map_err(map_err)?;

@@ -229,6 +229,7 @@ pub fn stored_claim(row: &SqliteRow) -> StoreResult<StoredClaim> {
     Ok(StoredClaim {
         request_hash: get(row, "request_hash")?,
         response,
+        took_effect: get::<i64>(row, "took_effect")? != 0,
         created_at: time(row, "created_at")?,
     })
 }

@@ -21,8 +21,40 @@ impl SqliteStore {
     }
 }
 
-pub(crate) async fn commit(tx: Tx) -> StoreResult<()> {
+/// Every write transaction ends here, so a keyed request's writes are fenced
+/// by its claim (see `steward_store::KeyedRequest`).
+pub(crate) async fn commit(mut tx: Tx) -> StoreResult<()> {
+    if let Some(fence) = keyed_request_fence() {
+        pass_fence(&mut tx, &fence).await?;
+    }
     tx.commit().await.map_err(map_err)
+}
+
+/// Marks the claim as having taken effect (with its response, when set), if
+/// the claim still holds this request's token; otherwise the write is refused.
+async fn pass_fence(tx: &mut Tx, fence: &Fence) -> StoreResult<()> {
+    let held = match &fence.answer {
+        Some(answer) => sqlx::query(
+            "UPDATE idempotency_keys SET took_effect = 1, status = ?, content_type = ?, body = ?
+             WHERE caller = ? AND key = ? AND token = ?",
+        )
+        .bind(i64::from(answer.status))
+        .bind(&answer.content_type)
+        .bind(&answer.body),
+        None => sqlx::query(
+            "UPDATE idempotency_keys SET took_effect = 1 WHERE caller = ? AND key = ? AND token = ?",
+        ),
+    }
+    .bind(&fence.caller)
+    .bind(&fence.key)
+    .bind(&fence.token)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if held.rows_affected() == 0 {
+        return Err(claim_lost());
+    }
+    Ok(())
 }
 
 pub(crate) async fn audit(
@@ -479,6 +511,7 @@ impl Store for SqliteStore {
         chatbot: NewChatbot,
     ) -> StoreResult<Chatbot> {
         let at = to_micros(now());
+        let mut tx = self.write().await?;
         let row = sqlx::query(
             "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, model, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -492,9 +525,10 @@ impl Store for SqliteStore {
         .bind(chatbot.status.as_str())
         .bind(at)
         .bind(at)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;
+        commit(tx).await?;
         rows::chatbot(&row)
     }
 
@@ -917,52 +951,60 @@ impl Store for SqliteStore {
         if let Some(outcome) = outcome {
             return Ok(outcome);
         }
+        let token = Uuid::now_v7().to_string();
         sqlx::query(
-            "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at) VALUES (?, ?, ?, ?, ?)
+            "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at, token) VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (caller, key) DO UPDATE SET
                 org_id = excluded.org_id, request_hash = excluded.request_hash, status = NULL,
-                content_type = NULL, body = NULL, created_at = excluded.created_at",
+                content_type = NULL, body = NULL, created_at = excluded.created_at,
+                token = excluded.token, took_effect = 0",
         )
         .bind(&key.caller)
         .bind(&key.key)
         .bind(key.org_id.map(|o| o.as_uuid()))
         .bind(&key.request_hash)
         .bind(to_micros(now()))
+        .bind(&token)
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
-        commit(tx).await?;
-        Ok(IdempotencyStart::Started)
+        tx.commit().await.map_err(map_err)?;
+        Ok(IdempotencyStart::Started(token))
     }
 
     async fn idempotency_complete(
         &self,
         key: &IdempotencyKey,
+        token: &str,
         response: &StoredResponse,
     ) -> StoreResult<()> {
         sqlx::query(
             "UPDATE idempotency_keys SET status = ?, content_type = ?, body = ?
-             WHERE caller = ? AND key = ? AND request_hash = ?",
+             WHERE caller = ? AND key = ? AND token = ? AND status IS NULL",
         )
         .bind(i64::from(response.status))
         .bind(&response.content_type)
         .bind(&response.body)
         .bind(&key.caller)
         .bind(&key.key)
-        .bind(&key.request_hash)
+        .bind(token)
         .execute(&self.writer)
         .await
         .map_err(map_err)?;
         Ok(())
     }
 
-    async fn idempotency_abandon(&self, key: &IdempotencyKey) -> StoreResult<()> {
-        sqlx::query("DELETE FROM idempotency_keys WHERE caller = ? AND key = ? AND status IS NULL")
-            .bind(&key.caller)
-            .bind(&key.key)
-            .execute(&self.writer)
-            .await
-            .map_err(map_err)?;
+    async fn idempotency_abandon(&self, key: &IdempotencyKey, token: &str) -> StoreResult<()> {
+        sqlx::query(
+            "DELETE FROM idempotency_keys
+             WHERE caller = ? AND key = ? AND token = ? AND status IS NULL AND took_effect = 0",
+        )
+        .bind(&key.caller)
+        .bind(&key.key)
+        .bind(token)
+        .execute(&self.writer)
+        .await
+        .map_err(map_err)?;
         Ok(())
     }
 }

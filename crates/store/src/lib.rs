@@ -4,6 +4,7 @@
 
 mod channels;
 mod error;
+mod idempotency;
 mod knowledge;
 mod leader;
 mod live;
@@ -18,6 +19,10 @@ pub mod conformance;
 
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
 pub use error::{StoreError, StoreResult};
+pub use idempotency::{
+    Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, KeyedRequest, StoredClaim,
+    StoredResponse, answer_keyed_request, claim_lost, keyed_request_fence,
+};
 pub use knowledge::{
     ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,
     NewCrawl, NewDocument, cosine, search_terms, vector_bytes, vector_from_bytes, vector_literal,

@@ -213,11 +213,12 @@ pub trait Store:
         around: u32,
     ) -> StoreResult<(Message, Vec<Message>)>;
 
-    // --- Idempotency keys ---
+    // --- Idempotency keys (see `idempotency.rs`) ---
 
-    /// Claims a key, or reports what became of it. A pending claim older than
-    /// `stale_before` is taken over (its request died); a completed one older
-    /// than `expired_before` is forgotten and claimed afresh.
+    /// Claims a key under a fresh token, or reports what became of it. A claim
+    /// with no effect older than `stale_before` is taken over (its request died
+    /// or timed out; it can no longer commit); a settled one older than
+    /// `expired_before` is forgotten and claimed afresh.
     async fn idempotency_start(
         &self,
         key: &IdempotencyKey,
@@ -225,12 +226,16 @@ pub trait Store:
         expired_before: DateTime<Utc>,
     ) -> StoreResult<IdempotencyStart>;
 
+    /// Records the response of the request holding `token`, unless one was
+    /// recorded with its effect.
     async fn idempotency_complete(
         &self,
         key: &IdempotencyKey,
+        token: &str,
         response: &StoredResponse,
     ) -> StoreResult<()>;
 
-    /// Releases a claim whose request failed unexpectedly, so a retry may run.
-    async fn idempotency_abandon(&self, key: &IdempotencyKey) -> StoreResult<()>;
+    /// Releases a claim whose request failed unexpectedly before any effect,
+    /// so a retry may run. A claim that took effect stays.
+    async fn idempotency_abandon(&self, key: &IdempotencyKey, token: &str) -> StoreResult<()>;
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_auth::Signer;
@@ -16,6 +17,7 @@ use crate::auth::Auth;
 use crate::dto::MessageDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -212,7 +214,7 @@ async fn post_message(
     auth: Auth,
     Path(id): Path<Uuid>,
     Json(body): Json<PostMessage>,
-) -> ApiResult<(StatusCode, axum::Json<PostedMessage>)> {
+) -> ApiResult<Response> {
     auth.require_conversations()?;
     let conversation = match body.conversation_id {
         Some(existing) => ConversationChoice::Existing(existing.into()),
@@ -238,16 +240,17 @@ async fn post_message(
             state.config.jobs.max_attempts,
         )),
     };
-    let stored = state.store.add_message(&auth.0.scope(), message).await?;
+    let response = idempotency::answer(
+        StatusCode::CREATED,
+        &PostedMessage {
+            conversation_id: conversation.id(),
+            message_id: message.id,
+        },
+    );
+    state.store.add_message(&auth.0.scope(), message).await?;
     // A permit is kept if no worker waits right now, so the signal is not lost.
     state.jobs_enqueued.notify_one();
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(PostedMessage {
-            conversation_id: stored.conversation_id,
-            message_id: stored.id,
-        }),
-    ))
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -431,6 +431,13 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
     assert_eq!(store.organization(&scope).await.unwrap().tier, Tier::Pro);
 }
 
+fn started(outcome: StoreResult<IdempotencyStart>) -> String {
+    match outcome.unwrap() {
+        IdempotencyStart::Started(token) => token,
+        other => panic!("expected the claim, got {other:?}"),
+    }
+}
+
 pub(super) fn idem(key: &str, hash: &str) -> IdempotencyKey {
     IdempotencyKey {
         caller: "user:test".into(),
@@ -444,13 +451,7 @@ pub async fn idempotency_keys_start_replay_and_refuse_other_requests(store: S) {
     let long_ago = now() - Duration::hours(1);
     let ancient = now() - Duration::days(2);
     let first = idem("k1", "hash-a");
-    assert_eq!(
-        store
-            .idempotency_start(&first, long_ago, ancient)
-            .await
-            .unwrap(),
-        IdempotencyStart::Started
-    );
+    let first_token = started(store.idempotency_start(&first, long_ago, ancient).await);
     assert_eq!(
         store
             .idempotency_start(&first, long_ago, ancient)
@@ -471,7 +472,10 @@ pub async fn idempotency_keys_start_replay_and_refuse_other_requests(store: S) {
         content_type: Some("application/json".into()),
         body: b"{\"ok\":true}".to_vec(),
     };
-    store.idempotency_complete(&first, &response).await.unwrap();
+    store
+        .idempotency_complete(&first, &first_token, &response)
+        .await
+        .unwrap();
     assert_eq!(
         store
             .idempotency_start(&first, long_ago, ancient)
@@ -492,48 +496,45 @@ pub async fn idempotency_keys_start_replay_and_refuse_other_requests(store: S) {
         caller: "user:other".into(),
         ..first.clone()
     };
-    assert_eq!(
+    assert!(matches!(
         store
             .idempotency_start(&other_caller, long_ago, ancient)
             .await
             .unwrap(),
-        IdempotencyStart::Started
-    );
+        IdempotencyStart::Started(_)
+    ));
 
     // An abandoned claim can be retried.
     let second = idem("k2", "hash-c");
-    assert_eq!(
+    let second_token = started(store.idempotency_start(&second, long_ago, ancient).await);
+    store
+        .idempotency_abandon(&second, &second_token)
+        .await
+        .unwrap();
+    assert!(matches!(
         store
             .idempotency_start(&second, long_ago, ancient)
             .await
             .unwrap(),
-        IdempotencyStart::Started
-    );
-    store.idempotency_abandon(&second).await.unwrap();
-    assert_eq!(
-        store
-            .idempotency_start(&second, long_ago, ancient)
-            .await
-            .unwrap(),
-        IdempotencyStart::Started
-    );
+        IdempotencyStart::Started(_)
+    ));
 
     // A claim whose request died is taken over once stale; an expired response is forgotten.
     let in_the_future = now() + Duration::hours(1);
-    assert_eq!(
+    assert!(matches!(
         store
             .idempotency_start(&second, in_the_future, ancient)
             .await
             .unwrap(),
-        IdempotencyStart::Started
-    );
-    assert_eq!(
+        IdempotencyStart::Started(_)
+    ));
+    assert!(matches!(
         store
             .idempotency_start(&first, long_ago, in_the_future)
             .await
             .unwrap(),
-        IdempotencyStart::Started
-    );
+        IdempotencyStart::Started(_)
+    ));
 }
 
 pub async fn idempotency_keys_are_claimed_once_under_concurrency(store: S) {
@@ -553,10 +554,114 @@ pub async fn idempotency_keys_are_claimed_once_under_concurrency(store: S) {
     let mut started = 0;
     for task in tasks {
         match task.await.unwrap() {
-            IdempotencyStart::Started => started += 1,
+            IdempotencyStart::Started(_) => started += 1,
             IdempotencyStart::InProgress => {}
             other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(started, 1);
+}
+
+/// The promise behind `Idempotency-Key` across crashes: a write of a keyed
+/// request commits only while its claim holds its token, marks the claim as
+/// having taken effect (with the answer set before it), and a claim that took
+/// effect is never run again.
+pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let long_ago = now() - Duration::hours(1);
+    let ancient = now() - Duration::days(2);
+    let in_the_future = now() + Duration::hours(1);
+    let chatbot = |name: &str| NewChatbot {
+        name: ChatbotName::parse("name", name).unwrap(),
+        system_prompt: SystemPrompt::parse("p", "").unwrap(),
+        temperature: Temperature::parse("t", 0.7).unwrap(),
+        model: None,
+        status: ChatbotStatus::Active,
+    };
+    let answer = StoredResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        body: b"{\"id\":1}".to_vec(),
+    };
+
+    // The answer set before the write commits with it: a replay needs no completion.
+    let key = idem("fenced", "h");
+    let token = started(store.idempotency_start(&key, long_ago, ancient).await);
+    let keyed = KeyedRequest::new(&key, token);
+    keyed
+        .run(async {
+            answer_keyed_request(answer.clone());
+            store.create_chatbot(&scope, chatbot("One")).await.unwrap();
+        })
+        .await;
+    assert_eq!(
+        store
+            .idempotency_start(&key, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::Replay(answer.clone())
+    );
+
+    // A request whose claim was taken over commits nothing.
+    let key = idem("taken-over", "h");
+    let old = started(store.idempotency_start(&key, long_ago, ancient).await);
+    let new = started(store.idempotency_start(&key, in_the_future, ancient).await);
+    assert_ne!(old, new);
+    let refused = KeyedRequest::new(&key, old)
+        .run(store.create_chatbot(&scope, chatbot("Two")))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Conflict {
+            code: "idempotency_claim_lost",
+            ..
+        })
+    ));
+    let (names, _) = store.list_chatbots(&scope, 10, 0).await.unwrap();
+    assert_eq!(
+        names.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["One"]
+    );
+
+    // An effect without its answer (the process stopped between them) is never
+    // taken over, however stale; completing it later keeps the first answer.
+    KeyedRequest::new(&key, new.clone())
+        .run(store.create_chatbot(&scope, chatbot("Three")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .idempotency_start(&key, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::ResponseLost
+    );
+    store.idempotency_abandon(&key, &new).await.unwrap();
+    assert_eq!(
+        store
+            .idempotency_start(&key, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::ResponseLost,
+        "abandoning a claim that took effect changes nothing"
+    );
+    store
+        .idempotency_complete(&key, &new, &answer)
+        .await
+        .unwrap();
+    let later = StoredResponse {
+        status: 500,
+        ..answer.clone()
+    };
+    store
+        .idempotency_complete(&key, &new, &later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .idempotency_start(&key, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::Replay(answer)
+    );
 }

@@ -44,6 +44,7 @@ macro_rules! conformance_tests {
             admin_actions_write_the_audit_log,
             idempotency_keys_start_replay_and_refuse_other_requests,
             idempotency_keys_are_claimed_once_under_concurrency,
+            keyed_writes_are_fenced_by_their_claim,
             text_round_trips_exactly,
             jobs_are_claimed_leased_and_completed_once,
             claims_follow_priority_time_and_kind,

@@ -1,0 +1,212 @@
+//! Exactly once through crashes: clients post messages with `Idempotency-Key`
+//! while `steward serve` is killed with SIGKILL at random moments and started
+//! again; every client retries until it has an answer. At the end each key has
+//! one message and one reply, and every answer a client got names that message.
+//! Runs on PostgreSQL when `STEWARD_TEST_POSTGRES_URL` is set, else on SQLite.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use support::*;
+
+const CLIENTS: usize = 16;
+const MESSAGES_PER_CLIENT: usize = 10;
+const KILLS: usize = 8;
+
+/// What the clients saw, for the test's report.
+#[derive(Default)]
+struct Seen {
+    retries: AtomicUsize,
+    replayed: AtomicUsize,
+    response_lost: AtomicUsize,
+}
+
+/// The message id a keyed post was answered with, or None when the server
+/// said the request took effect but its response was lost in the crash.
+async fn post_until_answered(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    bot: &str,
+    key: &str,
+    seen: &Seen,
+) -> Option<String> {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        assert!(Instant::now() < deadline, "{key} never got an answer");
+        let sent = client
+            .post(format!("{base}/api/v1/chatbots/{bot}/messages"))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&serde_json::json!({"text": format!("message {key}")}))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            let status = response.status().as_u16();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            match (status, body["error"]["code"].as_str()) {
+                (201, _) => {
+                    if replayed {
+                        seen.replayed.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Some(body["message_id"].as_str().unwrap().to_owned());
+                }
+                (409, Some("idempotency_response_lost")) => {
+                    seen.response_lost.fetch_add(1, Ordering::Relaxed);
+                    return None;
+                }
+                // Still claimed by a request the crash cut short, a request
+                // timed out, or a server starting up: retry, as a client would.
+                (409, Some("idempotency_in_progress" | "idempotency_claim_lost"))
+                | (408 | 503, _) => {}
+                other => panic!("{key}: unexpected answer {other:?}: {body}"),
+            }
+        }
+        seen.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_messages_take_effect_once_while_steward_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = steward_testkit::PostgresDatabase::create().await;
+    let database_url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
+    };
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            // A claim cut short by a kill is taken over once its request
+            // could no longer be running: the timeout plus a margin.
+            .env("STEWARD_HTTP__REQUEST_TIMEOUT_SECS", "2")
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+
+    let seen = Arc::new(Seen::default());
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (base, token, bot, seen) = (
+                server.base.clone(),
+                owner.token.clone(),
+                bot.clone(),
+                seen.clone(),
+            );
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut answers = Vec::new();
+                for n in 0..MESSAGES_PER_CLIENT {
+                    let key = format!("c{client}-m{n}");
+                    let answer = post_until_answered(&http, &base, &token, &bot, &key, &seen).await;
+                    answers.push((key, answer));
+                }
+                answers
+            })
+        })
+        .collect();
+
+    for _ in 0..KILLS {
+        let pause = rand::rng().random_range(100..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        server = Server::start_on(serve(), port);
+        server.wait_until_healthy().await;
+    }
+
+    let mut answered = HashMap::new();
+    for client in clients {
+        for (key, answer) in client.await.unwrap() {
+            answered.insert(format!("message {key}"), answer);
+        }
+    }
+    assert_eq!(answered.len(), CLIENTS * MESSAGES_PER_CLIENT);
+
+    // Wait until every message has its reply, then count.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let history = loop {
+        let history = whole_history(&owner, &bot).await;
+        let replies = history.iter().filter(|m| m["role"] == "assistant").count();
+        if replies >= answered.len() {
+            break history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{replies} replies for {} messages",
+            answered.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+    for message in history.iter().filter(|m| m["role"] == "user") {
+        stored
+            .entry(message["text"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(message["id"].as_str().unwrap().to_owned());
+    }
+    for (text, answer) in &answered {
+        let ids = stored.get(text).cloned().unwrap_or_default();
+        assert_eq!(ids.len(), 1, "{text} is stored {} times", ids.len());
+        if let Some(answer) = answer {
+            assert_eq!(answer, &ids[0], "{text}: the answer names another message");
+        }
+    }
+    assert_eq!(stored.len(), answered.len());
+    let mut replies_per_message: HashMap<&str, usize> = HashMap::new();
+    for reply in history.iter().filter(|m| m["role"] == "assistant") {
+        *replies_per_message
+            .entry(reply["answers"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    for ids in stored.values() {
+        assert_eq!(
+            replies_per_message.get(ids[0].as_str()),
+            Some(&1),
+            "message {} has not exactly one reply",
+            ids[0]
+        );
+    }
+    eprintln!(
+        "{} keys, {KILLS} kills: {} retries, {} replayed, {} effects whose response was lost",
+        answered.len(),
+        seen.retries.load(Ordering::Relaxed),
+        seen.replayed.load(Ordering::Relaxed),
+        seen.response_lost.load(Ordering::Relaxed),
+    );
+}
+
+/// Every message of the chatbot, through the history's pages.
+async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
+    let mut messages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(cursor) => format!("/api/v1/chatbots/{bot}/history?limit=200&cursor={cursor}"),
+            None => format!("/api/v1/chatbots/{bot}/history?limit=200"),
+        };
+        let page = owner.get(&path).await;
+        messages.extend(page["messages"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return messages,
+        }
+    }
+}

@@ -1,0 +1,4 @@
+-- A keyed request's claim carries the token of the run that holds it, and
+-- whether a write of that run has committed (see store/src/idempotency.rs).
+ALTER TABLE idempotency_keys ADD COLUMN token TEXT NOT NULL DEFAULT '';
+ALTER TABLE idempotency_keys ADD COLUMN took_effect INTEGER NOT NULL DEFAULT 0;
