@@ -77,7 +77,10 @@ impl AppState {
         Ok(Arc::new(Self {
             webhook_limiter,
             blobs,
-            fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge)),
+            fetcher: Fetcher::new(
+                FetchPolicy::from_config(&config.knowledge),
+                steward_outbound::Guard::new(config.outbound.allow_private_networks),
+            ),
             retriever: Retriever::new(
                 store.clone(),
                 steward_knowledge::embedder_from_config(&config.embeddings),

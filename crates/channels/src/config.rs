@@ -37,14 +37,6 @@ pub struct WhatsappConfig {
     pub access_token: SecretText,
     pub app_secret: SecretText,
     pub verify_token: SecretText,
-    #[serde(default = "WhatsappConfig::default_api")]
-    pub api_base_url: String,
-}
-
-impl WhatsappConfig {
-    fn default_api() -> String {
-        "https://graph.facebook.com/v21.0".into()
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -52,14 +44,6 @@ impl WhatsappConfig {
 pub struct SlackConfig {
     pub bot_token: SecretText,
     pub signing_secret: SecretText,
-    #[serde(default = "SlackConfig::default_api")]
-    pub api_base_url: String,
-}
-
-impl SlackConfig {
-    fn default_api() -> String {
-        "https://slack.com/api".into()
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,14 +51,6 @@ impl SlackConfig {
 pub struct TelegramConfig {
     pub bot_token: SecretText,
     pub secret_token: SecretText,
-    #[serde(default = "TelegramConfig::default_api")]
-    pub api_base_url: String,
-}
-
-impl TelegramConfig {
-    fn default_api() -> String {
-        "https://api.telegram.org".into()
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -206,12 +182,12 @@ impl ChannelConfig {
                 required("access_token", &c.access_token)?;
                 required("app_secret", &c.app_secret)?;
                 required("verify_token", &c.verify_token)?;
-                api_url("api_base_url", &c.api_base_url)
+                Ok(())
             }
             Self::Slack(c) => {
                 required("bot_token", &c.bot_token)?;
                 required("signing_secret", &c.signing_secret)?;
-                api_url("api_base_url", &c.api_base_url)
+                Ok(())
             }
             Self::Telegram(c) => {
                 required("bot_token", &c.bot_token)?;
@@ -227,7 +203,7 @@ impl ChannelConfig {
                         "config.secret_token must be 1 to 256 characters: A-Z, a-z, 0-9, _ and -",
                     ));
                 }
-                api_url("api_base_url", &c.api_base_url)
+                Ok(())
             }
             Self::Email(c) => {
                 for (name, host) in [("imap_host", &c.imap_host), ("smtp_host", &c.smtp_host)] {
@@ -387,7 +363,7 @@ mod tests {
     fn secrets_are_split_off_and_sealed_to_the_channel() {
         let config = ChannelConfig::parse(ChannelKind::Slack, slack()).unwrap();
         let (settings, secrets) = config.split();
-        assert_eq!(settings, json!({ "api_base_url": "https://slack.com/api" }));
+        assert_eq!(settings, json!({}));
         assert_eq!(
             secrets,
             json!({ "bot_token": "xoxb-1", "signing_secret": "s3cret" })
@@ -414,15 +390,16 @@ mod tests {
                 json!({ "bot_token": " ", "signing_secret": "y" }),
                 "bot_token",
             ),
+            // Provider API bases are the operator's configuration, not a tenant's.
             (
                 ChannelKind::Slack,
-                json!({ "bot_token": "x", "signing_secret": "y", "api_base_url": "http://slack.example" }),
-                "https",
+                json!({ "bot_token": "x", "signing_secret": "y", "api_base_url": "http://10.0.0.1/" }),
+                "api_base_url",
             ),
             (
-                ChannelKind::Slack,
-                json!({ "bot_token": "x", "signing_secret": "y", "api_base_url": "https://169.254.169.254/" }),
-                "address",
+                ChannelKind::Telegram,
+                json!({ "bot_token": "1:x", "secret_token": "t", "api_base_url": "http://127.0.0.1/" }),
+                "api_base_url",
             ),
             (
                 ChannelKind::Slack,

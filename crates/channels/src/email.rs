@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 use steward_auth::Sealer;
 use steward_domain::ChannelKind;
 use steward_jobs::{JobError, JobHandler};
+use steward_outbound::Guard;
 use steward_store::{Channel, ChannelEvent, Job, Store, TenantScope};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 
 use crate::config::{ChannelConfig, EmailConfig};
 use crate::inbound::InboundMessage;
@@ -41,6 +41,8 @@ const MAX_PER_POLL: usize = 100;
 pub struct PollMailboxes {
     pub store: Arc<dyn Store>,
     pub sealer: Arc<Sealer>,
+    /// Mail servers are the tenant's to name: connections go through the guard.
+    pub guard: Guard,
     /// For each network step (connect, log in, fetch).
     pub timeout: Duration,
     pub max_attempts: i32,
@@ -85,10 +87,12 @@ impl PollMailboxes {
         };
         let scope = TenantScope::for_channel(channel);
         let timeout = self.timeout;
-        let stream = imap(
+        let stream = connect(
+            &self.guard,
+            &config.imap_host,
+            config.imap_port,
+            config.tls,
             timeout,
-            "connect",
-            connect(&config.imap_host, config.imap_port, config.tls),
         )
         .await?;
         let mut client = async_imap::Client::new(stream);
@@ -188,10 +192,17 @@ async fn fetch(
 trait MailStream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> MailStream for T {}
 
-async fn connect(host: &str, port: u16, tls: bool) -> Result<Box<dyn MailStream>, String> {
-    let tcp = TcpStream::connect((host, port))
+async fn connect(
+    guard: &Guard,
+    host: &str,
+    port: u16,
+    tls: bool,
+    timeout: Duration,
+) -> Result<Box<dyn MailStream>, String> {
+    let tcp = guard
+        .connect(host, port, timeout)
         .await
-        .map_err(|e| format!("{host}:{port}: {e}"))?;
+        .map_err(|failure| format!("IMAP: {failure}"))?;
     if !tls {
         return Ok(Box::new(tcp));
     }
@@ -204,10 +215,11 @@ async fn connect(host: &str, port: u16, tls: bool) -> Result<Box<dyn MailStream>
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| format!("host {host}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
+    let stream = tokio::time::timeout(timeout, stream)
         .await
-        .map_err(|e| format!("TLS with {host}: {e}"))?;
+        .map_err(|_| format!("IMAP: {host}:{port} did not answer in time"))?
+        .map_err(|_| format!("IMAP: the TLS handshake with {host}:{port} failed"))?;
     Ok(Box::new(stream))
 }
 
@@ -302,6 +314,7 @@ pub async fn send(
     c: &EmailConfig,
     route: &Route,
     part: Part<'_>,
+    guard: &Guard,
     timeout: Duration,
 ) -> Result<Option<String>, SendError> {
     let permanent = |e: String| SendError::Permanent(e);
@@ -361,8 +374,17 @@ pub async fn send(
     let tls = || {
         TlsParameters::new(c.smtp_host.clone()).map_err(|e| permanent(format!("TLS setup: {e}")))
     };
+    // The connection goes to an address the guard checked; TLS still
+    // verifies the host's name.
+    let server = guard
+        .resolve(&c.smtp_host, c.smtp_port)
+        .await
+        .map_err(|failure| match failure.is_transient() {
+            true => retry(format!("SMTP: {failure}")),
+            false => permanent(format!("SMTP: {failure}")),
+        })?;
     let mut connection = AsyncSmtpConnection::connect_tokio1(
-        (c.smtp_host.as_str(), c.smtp_port),
+        server[0],
         Some(timeout),
         &hello,
         if implicit_tls { Some(tls()?) } else { None },
@@ -370,8 +392,9 @@ pub async fn send(
     )
     .await
     .map_err(|e| {
+        tracing::info!(error = %e, "SMTP connect failed");
         retry(format!(
-            "SMTP connect to {}:{}: {e}",
+            "SMTP: {}:{} could not be reached",
             c.smtp_host, c.smtp_port
         ))
     })?;

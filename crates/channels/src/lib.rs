@@ -19,7 +19,7 @@ pub use email::PollMailboxes;
 pub use inbound::{Inbound, InboundMessage, Malformed};
 pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use receive::{Received, receive};
-pub use send::{SendError, Sender};
+pub use send::{ProviderApis, SendError, Sender};
 pub use verify::Unauthorized;
 
 /// `steward_channel_messages_total{channel, direction}`: messages received

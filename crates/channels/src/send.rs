@@ -9,6 +9,8 @@ use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use steward_domain::{ChannelKind, MessageId};
 
+use steward_outbound::Guard;
+
 use crate::config::{ChannelConfig, GenericConfig, SlackConfig, TelegramConfig, WhatsappConfig};
 use crate::verify::generic_signature;
 
@@ -59,21 +61,41 @@ pub struct Part<'a> {
 /// Where the reply goes: the meta of the message it answers.
 pub type Route = Value;
 
+/// The providers' API bases: operator configuration (`channels.*_api_url`).
+#[derive(Clone, Debug)]
+pub struct ProviderApis {
+    pub whatsapp: String,
+    pub slack: String,
+    pub telegram: String,
+}
+
 #[derive(Clone)]
 pub struct Sender {
+    /// For the providers' APIs, which the operator configures.
     client: reqwest::Client,
+    /// For destinations a tenant sets (reply URLs): through the outbound guard.
+    guarded: reqwest::Client,
+    guard: Guard,
+    apis: ProviderApis,
     /// For each call to a provider (the HTTP client's, and SMTP's).
     timeout: Duration,
 }
 
 impl Sender {
-    pub fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration, apis: ProviderApis, guard: Guard) -> Self {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("an HTTP client");
-        Self { client, timeout }
+        let guarded = guard.http_client(reqwest::Client::builder().timeout(timeout));
+        Self {
+            client,
+            guarded,
+            guard,
+            apis,
+            timeout,
+        }
     }
 
     /// Sends `part` and returns the provider's id for it, when it gives one.
@@ -88,7 +110,9 @@ impl Sender {
             ChannelConfig::Slack(c) => self.slack(c, route, part).await,
             ChannelConfig::Telegram(c) => self.telegram(c, route, part).await,
             ChannelConfig::Generic(c) => self.generic(c, route, part).await,
-            ChannelConfig::Email(c) => crate::email::send(c, route, part, self.timeout).await,
+            ChannelConfig::Email(c) => {
+                crate::email::send(c, route, part, &self.guard, self.timeout).await
+            }
         }
     }
 
@@ -101,7 +125,7 @@ impl Sender {
         let to = field(route, "to")?;
         let url = format!(
             "{}/{}/messages",
-            c.api_base_url.trim_end_matches('/'),
+            self.apis.whatsapp.trim_end_matches('/'),
             c.phone_number_id
         );
         let body = json!({
@@ -131,7 +155,7 @@ impl Sender {
         if let Some(thread) = route["thread_ts"].as_str() {
             body["thread_ts"] = thread.into();
         }
-        let url = format!("{}/chat.postMessage", c.api_base_url.trim_end_matches('/'));
+        let url = format!("{}/chat.postMessage", self.apis.slack.trim_end_matches('/'));
         let answer = call(
             self.client
                 .post(url)
@@ -174,7 +198,7 @@ impl Sender {
         }
         let url = format!(
             "{}/bot{}/sendMessage",
-            c.api_base_url.trim_end_matches('/'),
+            self.apis.telegram.trim_end_matches('/'),
             c.bot_token.expose()
         );
         let answer = call(self.client.post(url).json(&body)).await?;
@@ -204,16 +228,46 @@ impl Sender {
         .to_string();
         let timestamp = Utc::now().timestamp().to_string();
         let signature = generic_signature(c.signing_secret.expose(), &timestamp, body.as_bytes());
+        let url = self
+            .guard
+            .check_url(&c.reply_url)
+            .map_err(|refused| SendError::Permanent(refused.to_string()))?;
+        let host = url.host_str().unwrap_or_default().to_owned();
         let request = self
-            .client
-            .post(&c.reply_url)
+            .guarded
+            .post(url)
             .header("content-type", "application/json")
             .header("x-steward-timestamp", timestamp)
             .header("x-steward-signature", signature)
             .header("idempotency-key", &id)
             .body(body);
-        call(request).await?;
-        Ok(Some(id))
+        // The tenant's server may be anyone's: its answer is not read back,
+        // only its status, and a failure is told in Steward's words.
+        let response = request.send().await.map_err(|e| {
+            let failure = Guard::describe(&host, &e);
+            tracing::info!(error = %e, "generic reply failed");
+            if failure.is_transient() {
+                retry(failure.to_string())
+            } else {
+                SendError::Permanent(failure.to_string())
+            }
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(Some(id));
+        }
+        let detail = format!("{host} answered HTTP {}", status.as_u16());
+        if status.is_server_error()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || status == StatusCode::REQUEST_TIMEOUT
+        {
+            Err(SendError::Retry {
+                reason: detail,
+                after: header_secs(&response).map(|d| d.min(MAX_RETRY_AFTER)),
+            })
+        } else {
+            Err(SendError::Permanent(detail))
+        }
     }
 }
 
@@ -237,7 +291,7 @@ async fn call(request: RequestBuilder) -> Result<Value, SendError> {
     if status.is_success() {
         return Ok(answer);
     }
-    let detail = describe(status, &answer, &text);
+    let detail = describe(status, &answer);
     if status == StatusCode::TOO_MANY_REQUESTS {
         // Telegram puts its hint in the body; others in Retry-After.
         let hinted = answer["parameters"]["retry_after"]
@@ -280,13 +334,19 @@ async fn response_text(mut response: Response) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// A short account of a failed call: the status and the provider's message.
-fn describe(status: StatusCode, answer: &Value, text: &str) -> String {
+/// A short account of a failed call: the status and the provider's own error
+/// message when its API gives one in its documented form; never a raw body.
+fn describe(status: StatusCode, answer: &Value) -> String {
     let message = answer["error"]["message"]
         .as_str()
         .or_else(|| answer["description"].as_str())
-        .or_else(|| answer["error"].as_str())
-        .map(str::to_owned)
-        .unwrap_or_else(|| text.chars().take(200).collect());
-    format!("HTTP {}: {message}", status.as_u16())
+        .or_else(|| answer["error"].as_str());
+    match message {
+        Some(message) => format!(
+            "HTTP {}: {}",
+            status.as_u16(),
+            message.chars().take(200).collect::<String>()
+        ),
+        None => format!("HTTP {}", status.as_u16()),
+    }
 }

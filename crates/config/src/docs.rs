@@ -192,6 +192,16 @@ pub const KEYS: &[KeyDoc] = &[
         "A call to a provider's API (or SMTP/IMAP server) that takes longer fails and is retried.",
     ),
     k(
+        "channels.whatsapp_api_url",
+        "WhatsApp Cloud API base. Provider API bases are the operator's, never a tenant's.",
+    ),
+    k("channels.slack_api_url", "Slack Web API base."),
+    k("channels.telegram_api_url", "Telegram Bot API base."),
+    k(
+        "outbound.allow_private_networks",
+        "Let destinations a tenant sets (knowledge URLs, reply URLs, mail servers) reach loopback and private networks: tests and local development only, refused in production. Link-local and metadata addresses stay refused.",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),
@@ -262,10 +272,6 @@ pub const KEYS: &[KeyDoc] = &[
     k(
         "knowledge.ingest_attempts",
         "Attempts at ingesting a document when its original cannot be read (a malformed file fails at once).",
-    ),
-    k(
-        "knowledge.allow_private_networks",
-        "Let URL and crawl fetches reach loopback and private networks (for intranets and tests). Link-local and metadata addresses stay refused.",
     ),
     k(
         "knowledge.fetch_timeout_secs",

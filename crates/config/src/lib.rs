@@ -38,6 +38,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub backup: BackupConfig,
     pub knowledge: KnowledgeConfig,
+    pub outbound: OutboundConfig,
     pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
@@ -84,6 +85,20 @@ pub struct ChannelsConfig {
     pub webhook_requests_per_second: u32,
     pub webhook_burst: u32,
     pub send_timeout_secs: u64,
+    /// The providers' API bases: the operator's to set (a test points them at
+    /// a local stand-in), never a tenant's.
+    pub whatsapp_api_url: String,
+    pub slack_api_url: String,
+    pub telegram_api_url: String,
+}
+
+/// Destinations a tenant sets (knowledge URLs, reply URLs, mail servers).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Let them reach loopback and private networks: tests and local
+    /// development only; refused in production.
+    pub allow_private_networks: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -132,8 +147,6 @@ pub struct KnowledgeConfig {
     /// Passages put into each answer's prompt.
     pub passages_per_answer: u32,
     pub ingest_attempts: i32,
-    /// Let URL fetches reach loopback and private networks (tests, intranets).
-    pub allow_private_networks: bool,
     pub fetch_timeout_secs: u64,
     pub fetch_max_redirects: usize,
     /// Least time between two requests of a crawl (a site's Crawl-delay may ask for more).
@@ -345,7 +358,11 @@ impl Default for Config {
                 webhook_requests_per_second: 50,
                 webhook_burst: 100,
                 send_timeout_secs: 15,
+                whatsapp_api_url: "https://graph.facebook.com/v21.0".into(),
+                slack_api_url: "https://slack.com/api".into(),
+                telegram_api_url: "https://api.telegram.org".into(),
             },
+            outbound: OutboundConfig::default(),
             storage: StorageConfig::default(),
             backup: BackupConfig {
                 dir: None,
@@ -363,7 +380,6 @@ impl Default for Config {
                 chunk_overlap_chars: 200,
                 passages_per_answer: 5,
                 ingest_attempts: 3,
-                allow_private_networks: false,
                 fetch_timeout_secs: 30,
                 fetch_max_redirects: 5,
                 crawl_delay_ms: 1000,
@@ -605,6 +621,21 @@ impl Config {
         }
         if self.http.body_limit_bytes == 0 {
             return invalid("http.body_limit_bytes must be above 0".into());
+        }
+        if self.is_production() && self.outbound.allow_private_networks {
+            return invalid(
+                "outbound.allow_private_networks is for tests and local development: production refuses it"
+                    .into(),
+            );
+        }
+        for (key, url) in [
+            ("channels.whatsapp_api_url", &self.channels.whatsapp_api_url),
+            ("channels.slack_api_url", &self.channels.slack_api_url),
+            ("channels.telegram_api_url", &self.channels.telegram_api_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return invalid(format!("{key} must be an http(s) URL"));
+            }
         }
         if self.http.request_timeout_secs == 0 || self.http.header_read_timeout_secs == 0 {
             return invalid("http timeouts must be above 0 seconds".into());

@@ -57,7 +57,10 @@ async fn main() {
     let ingest = Ingest {
         store: app.store.clone(),
         blobs: Blobs::from_config(&config.storage, &config.data_dir).unwrap(),
-        fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge)),
+        fetcher: Fetcher::new(
+            FetchPolicy::from_config(&config.knowledge),
+            steward_outbound::Guard::new(config.outbound.allow_private_networks),
+        ),
         embedder: steward_knowledge::embedder_from_config(&config.embeddings),
         // No PDFs here.
         pdf: PdfReader::new(

@@ -13,6 +13,7 @@ use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
 use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest, PdfLimits, PdfReader};
 use steward_llm::OpenAiCompatible;
+use steward_outbound::Guard;
 use steward_pipeline::{Respond, Responder};
 use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
 use steward_testkit::model::FakeModel;
@@ -32,7 +33,10 @@ impl Running {
 
 /// A worker that ingests documents and answers messages with `responder`.
 fn start_worker(app: &TestApp, responder: Responder) -> Running {
-    let fetcher = Fetcher::new(FetchPolicy::from_config(&app.state.config.knowledge));
+    let fetcher = Fetcher::new(
+        FetchPolicy::from_config(&app.state.config.knowledge),
+        Guard::new(app.state.config.outbound.allow_private_networks),
+    );
     start_worker_fetching(app, responder, fetcher)
 }
 
@@ -867,7 +871,6 @@ async fn sites() -> Sites {
 
 fn test_fetcher(sites: &Sites) -> Fetcher {
     let policy = FetchPolicy {
-        allow_private_networks: false,
         max_bytes: 256 * 1024,
         timeout: Duration::from_secs(2),
         max_redirects: 3,
@@ -876,7 +879,10 @@ fn test_fetcher(sites: &Sites) -> Fetcher {
         ("docs.test".to_owned(), sites.docs.ip()),
         ("evil.test".to_owned(), sites.private.ip()),
     ]);
-    Fetcher::with_hosts(policy, hosts, vec![sites.docs.ip()])
+    Fetcher::new(
+        policy,
+        Guard::with_hosts(false, hosts, vec![sites.docs.ip()]),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1119,7 +1125,6 @@ async fn trap_site() -> TrapSite {
 
 fn site_fetcher(site: &TrapSite) -> Fetcher {
     let policy = FetchPolicy {
-        allow_private_networks: false,
         max_bytes: 256 * 1024,
         timeout: Duration::from_secs(2),
         max_redirects: 3,
@@ -1130,7 +1135,10 @@ fn site_fetcher(site: &TrapSite) -> Fetcher {
     ]);
     // Only the site counts as public: the off-site host is on loopback, so
     // even a crawler that wandered off could not reach it.
-    Fetcher::with_hosts(policy, hosts, vec![site.addr.ip()])
+    Fetcher::new(
+        policy,
+        Guard::with_hosts(false, hosts, vec![site.addr.ip()]),
+    )
 }
 
 async fn crawl_done(app: &TestApp, owner: &Session, chatbot: &str) -> Value {

@@ -96,9 +96,11 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         passages: config.knowledge.passages_per_answer,
     };
     let blobs = steward_knowledge::Blobs::from_config(&config.storage, &config.data_dir)?;
-    let fetcher = steward_knowledge::Fetcher::new(steward_knowledge::FetchPolicy::from_config(
-        &config.knowledge,
-    ));
+    let guard = steward_outbound::Guard::new(config.outbound.allow_private_networks);
+    let fetcher = steward_knowledge::Fetcher::new(
+        steward_knowledge::FetchPolicy::from_config(&config.knowledge),
+        guard.clone(),
+    );
     let ingest = steward_knowledge::Ingest {
         store: store.clone(),
         blobs: blobs.clone(),
@@ -127,11 +129,20 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
     let deliver = steward_channels::Deliver {
         store: store.clone(),
         sealer: sealer.clone(),
-        sender: steward_channels::Sender::new(send_timeout),
+        sender: steward_channels::Sender::new(
+            send_timeout,
+            steward_channels::ProviderApis {
+                whatsapp: config.channels.whatsapp_api_url.clone(),
+                slack: config.channels.slack_api_url.clone(),
+                telegram: config.channels.telegram_api_url.clone(),
+            },
+            guard.clone(),
+        ),
     };
     let poll = steward_channels::PollMailboxes {
         store: store.clone(),
         sealer,
+        guard,
         timeout: send_timeout,
         max_attempts: config.jobs.max_attempts,
     };

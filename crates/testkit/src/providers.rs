@@ -65,7 +65,7 @@ impl FakeProviders {
         fake
     }
 
-    /// `api_base_url` for a WhatsApp channel.
+    /// `channels.whatsapp_api_url` for a WhatsApp channel.
     pub fn whatsapp_api(&self) -> String {
         format!("{}/whatsapp/v21.0", self.base_url)
     }

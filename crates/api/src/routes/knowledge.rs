@@ -270,7 +270,7 @@ fn checked_url(state: &SharedState, url: &str) -> ApiResult<steward_knowledge::f
 #[serde(deny_unknown_fields)]
 pub struct AddUrl {
     /// An http(s) address on the public internet (private networks only when
-    /// `knowledge.allow_private_networks` is set).
+    /// `outbound.allow_private_networks` is set).
     url: String,
 }
 

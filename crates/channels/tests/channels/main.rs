@@ -5,6 +5,7 @@
 
 mod delivery;
 mod email;
+mod outbound;
 mod rotation;
 mod webhooks;
 
@@ -15,11 +16,12 @@ use std::time::Duration;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use steward_channels::{Deliver, PollMailboxes, Sender, verify};
+use steward_channels::{Deliver, PollMailboxes, ProviderApis, Sender, verify};
 use steward_config::Config;
 use steward_domain::{ChatbotId, JobKind, JobState, MessageRole, OrgId};
 use steward_jobs::{Worker, WorkerSettings};
 use steward_llm::OpenAiCompatible;
+use steward_outbound::Guard;
 use steward_pipeline::{Respond, Responder};
 use steward_store::{HistoryQuery, Job, Message, TenantScope};
 use steward_testkit::app::{Reply, Session, TestApp, spawn_app_with};
@@ -92,11 +94,21 @@ impl Harness {
         let deliver = Deliver {
             store: store.clone(),
             sealer: self.app.state.sealer.clone(),
-            sender: Sender::new(Duration::from_secs(5)),
+            sender: Sender::new(
+                Duration::from_secs(5),
+                ProviderApis {
+                    whatsapp: self.providers.whatsapp_api(),
+                    slack: self.providers.slack_api(),
+                    telegram: self.providers.telegram_api(),
+                },
+                // The fake providers and mail servers listen on loopback.
+                Guard::new(true),
+            ),
         };
         let poll = PollMailboxes {
             store: store.clone(),
             sealer: self.app.state.sealer.clone(),
+            guard: Guard::new(true),
             timeout: Duration::from_secs(5),
             max_attempts: 3,
         };
@@ -152,7 +164,6 @@ impl Harness {
             "access_token": "EAAG-access-token",
             "app_secret": APP_SECRET,
             "verify_token": VERIFY_TOKEN,
-            "api_base_url": self.providers.whatsapp_api(),
         });
         self.channel("whatsapp", config).await.1
     }
@@ -161,7 +172,6 @@ impl Harness {
         let config = json!({
             "bot_token": "xoxb-test-token",
             "signing_secret": SLACK_SECRET,
-            "api_base_url": self.providers.slack_api(),
         });
         self.channel("slack", config).await.1
     }
@@ -170,7 +180,6 @@ impl Harness {
         let config = json!({
             "bot_token": "123456:ABC-DEF",
             "secret_token": TELEGRAM_SECRET,
-            "api_base_url": self.providers.telegram_api(),
         });
         self.channel("telegram", config).await.1
     }
