@@ -302,19 +302,25 @@ fn html(text: &str, out: &mut Collector) -> Result<Option<String>, String> {
 /// Deeper nesting than this is refused; real pages stay far below it.
 const MAX_HTML_NESTING: usize = 3_000;
 
-/// The deepest nesting of elements, counted from tags. Void elements,
-/// self-closing tags and elements whose end tag may be left out (`<p>`, `<li>`…)
-/// are not counted, so this never overstates real pages.
+/// The deepest nesting of elements, counted from tags as the parser would
+/// build them. Void elements, self-closing tags and elements whose end tag may
+/// be left out (`<p>`, `<li>`…) are not counted, so this never overstates real
+/// pages; an end tag closes its element and everything opened inside it, and an
+/// end tag with no open element of its name is ignored, as the parser ignores
+/// it (a stray `</x>` cannot hide nesting).
 fn nesting(html: &str) -> usize {
     const UNCOUNTED: &[&str] = &[
         "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead",
         "tbody", "tfoot", "colgroup", "rp", "rt", "caption", "!doctype", "!--",
     ];
-    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut open: Vec<String> = Vec::new();
+    // How many of each name are open, so that a stray end tag costs nothing.
+    let mut open_by_name: std::collections::HashMap<String, usize> = Default::default();
+    let mut deepest = 0usize;
     let mut rest = html;
-    while let Some(open) = rest.find('<') {
-        rest = &rest[open + 1..];
+    while let Some(at) = rest.find('<') {
+        rest = &rest[at + 1..];
         let closing = rest.starts_with('/');
         let name: String = rest
             .trim_start_matches('/')
@@ -328,10 +334,20 @@ fn nesting(html: &str) -> usize {
         }
         let self_closing = rest.find('>').is_some_and(|end| rest[..end].ends_with('/'));
         if closing {
-            depth = depth.saturating_sub(1);
+            if open_by_name.get(&name).is_some_and(|n| *n > 0) {
+                while let Some(top) = open.pop() {
+                    if let Some(n) = open_by_name.get_mut(&top) {
+                        *n -= 1;
+                    }
+                    if top == name {
+                        break;
+                    }
+                }
+            }
         } else if !self_closing {
-            depth += 1;
-            deepest = deepest.max(depth);
+            *open_by_name.entry(name.clone()).or_default() += 1;
+            open.push(name);
+            deepest = deepest.max(open.len());
         }
     }
     deepest
@@ -551,6 +567,17 @@ mod tests {
             "html and body; paragraphs close themselves"
         );
         assert_eq!(nesting("<a><b/><br><c></c></a><!-- <x> -->"), 2);
+        // Stray end tags do not close anything: the parser ignores them.
+        let stray = "<div></x>".repeat(60_000);
+        assert_eq!(nesting(&stray), 60_000);
+        assert!(
+            extract(Format::Html, stray.as_bytes(), MB)
+                .unwrap_err()
+                .contains("nests")
+        );
+        // An end tag closes what was opened inside its element.
+        assert_eq!(nesting("<a><b><c></a><d></d>"), 3);
+        assert_eq!(nesting(&"<span></div>".repeat(100_000)), 100_000);
     }
 
     #[test]
