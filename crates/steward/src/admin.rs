@@ -234,6 +234,18 @@ pub async fn find_org(store: &dyn Store, id_or_name: &str) -> Result<Organizatio
     }
 }
 
+pub async fn set_tier(config: &Config, org: &str, tier: Tier) -> Result<()> {
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let scope = TenantScope::for_operator(find_org(&*store, org).await?.id);
+    let organization = store.set_tier(&scope, tier).await?;
+    println!(
+        "organization: {} ({}) is now on the {} tier",
+        organization.name, organization.id, organization.tier
+    );
+    Ok(())
+}
+
 pub async fn create_org(config: &Config, name: &str, owner_email: &str) -> Result<()> {
     let store = open_store(config).await?;
     store.migrate().await.context("applying migrations")?;

@@ -287,6 +287,15 @@ pub enum OrgCommand {
         #[arg(long, value_name = "EMAIL")]
         owner_email: String,
     },
+    /// Set an organization's plan (free, pro or enterprise). Plans are the
+    /// operator's to set; an organization's admins can only request a change.
+    SetTier {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        tier: steward_domain::Tier,
+    },
 }
 
 #[derive(Subcommand)]

@@ -86,6 +86,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Org {
             command: OrgCommand::Create { name, owner_email },
         } => admin::create_org(&config, &name, &owner_email).await?,
+        Command::Org {
+            command: OrgCommand::SetTier { org, tier },
+        } => admin::set_tier(&config, &org, tier).await?,
         Command::Users {
             command: UsersCommand::Import { org, file },
         } => {

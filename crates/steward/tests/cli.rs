@@ -33,6 +33,7 @@ fn every_command_explains_itself() {
         vec!["api", "--help"],
         vec!["migrate", "--help"],
         vec!["org", "create", "--help"],
+        vec!["org", "set-tier", "--help"],
         vec!["users", "import", "--help"],
         vec!["config", "example", "--help"],
         vec!["channel", "configure", "--help"],
@@ -78,6 +79,25 @@ fn a_bad_config_file_is_refused_with_the_reason() {
         .arg("migrate"));
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("body_limt"));
+}
+
+#[test]
+fn the_operator_sets_an_organizations_tier() {
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _) = create_acme(dir.path());
+    let set = run(steward(dir.path()).args(["org", "set-tier", "--org", "Acme", "--tier", "pro"]));
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    assert!(
+        text(&set.stdout).contains(&format!("Acme ({org}) is now on the pro tier")),
+        "{}",
+        text(&set.stdout)
+    );
+    let unknown =
+        run(steward(dir.path()).args(["org", "set-tier", "--org", "Acme", "--tier", "platinum"]));
+    assert!(!unknown.status.success());
+    let nobody =
+        run(steward(dir.path()).args(["org", "set-tier", "--org", "Nobody", "--tier", "pro"]));
+    assert!(text(&nobody.stderr).contains("no organization"));
 }
 
 #[test]

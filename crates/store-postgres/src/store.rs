@@ -310,6 +310,28 @@ impl Store for PostgresStore {
         rows::organization(&row)
     }
 
+    async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query("SELECT * FROM organizations WHERE id = $1")
+            .bind(scope.org_id().as_uuid())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let organization = rows::organization(&row)?;
+        let details =
+            serde_json::json!({ "from": organization.tier.as_str(), "to": tier.as_str() });
+        audit(
+            &mut tx,
+            scope,
+            "billing.change_requested",
+            &format!("organization:{}", scope.org_id()),
+            details,
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(organization)
+    }
+
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage> {
         let row: Option<(i64, i64)> = sqlx::query_as(
             "SELECT messages, tokens FROM usage_counters WHERE org_id = $1 AND period = $2",

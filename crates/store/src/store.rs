@@ -87,8 +87,13 @@ pub trait Store:
 
     async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization>;
 
-    /// Changes the tier and writes the audit log.
+    /// Changes the tier and writes the audit log. The operator's call (the
+    /// CLI): an organization's admins only request a change.
     async fn set_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization>;
+
+    /// Records an admin's request for another tier in the audit log, for the
+    /// operator to act on; the tier stays as it is.
+    async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization>;
 
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage>;
 

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Auth;
-use crate::dto::{OrganizationDto, UserDto};
+use crate::dto::UserDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
 use crate::state::SharedState;
@@ -67,18 +67,35 @@ pub struct BillingRequest {
     tier: Tier,
 }
 
-/// Change the organization's tier (owners and admins).
+#[derive(Serialize, ToSchema)]
+pub struct TierRequested {
+    /// The tier in force, unchanged by the request.
+    current_tier: Tier,
+    requested_tier: Tier,
+    message: String,
+}
+
+/// Ask for another tier (owners and admins). Plans are set by the operator
+/// (`steward org set-tier`): the request is recorded in the audit log for
+/// them, and the tier in force does not change.
 #[utoipa::path(put, path = "/organizations/billing", tag = "organization", security(("bearer" = [])),
     request_body = BillingRequest,
-    responses((status = 200, body = OrganizationDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 202, body = TierRequested), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn set_billing(
     State(state): State<SharedState>,
     auth: Auth,
     Json(body): Json<BillingRequest>,
-) -> ApiResult<axum::Json<OrganizationDto>> {
+) -> ApiResult<(StatusCode, axum::Json<TierRequested>)> {
     auth.require_admin()?;
-    let organization = state.store.set_tier(&auth.0.scope(), body.tier).await?;
-    Ok(axum::Json(organization.into()))
+    let organization = state.store.request_tier(&auth.0.scope(), body.tier).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(TierRequested {
+            current_tier: organization.tier,
+            requested_tier: body.tier,
+            message: "plans are set by the operator: the request is recorded for them".into(),
+        }),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -3,6 +3,8 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use steward_domain::Tier;
+use steward_store::TenantScope;
 use steward_testkit::app::spawn_app;
 
 #[tokio::test]
@@ -190,7 +192,7 @@ async fn history_pages_walk_every_message_newest_first_and_end_with_a_null_curso
 }
 
 #[tokio::test]
-async fn usage_counts_messages_against_the_tier_and_billing_changes_it() {
+async fn usage_counts_messages_against_the_tier_which_only_the_operator_changes() {
     let app = spawn_app().await;
     let owner = app.register("ada@example.org", "Acme").await;
     let bot = app.chatbot(&owner, "Helper").await;
@@ -209,16 +211,33 @@ async fn usage_counts_messages_against_the_tier_and_billing_changes_it() {
     assert_eq!(usage.body["tokens_limit"], 1_000_000);
     assert_eq!(usage.body["current_tier"], "free");
 
-    let billed = app
+    // An admin may only ask: the request is recorded, the tier stays.
+    let requested = app
         .call(
             reqwest::Method::PUT,
             "/api/v1/organizations/billing",
             Some(&owner.token),
-            Some(json!({"tier": "pro"})),
+            Some(json!({"tier": "enterprise"})),
         )
         .await;
-    assert_eq!(billed.status, StatusCode::OK, "{}", billed.text);
-    assert_eq!(billed.body["tier"], "pro");
+    assert_eq!(requested.status, StatusCode::ACCEPTED, "{}", requested.text);
+    assert_eq!(requested.body["current_tier"], "free");
+    assert_eq!(requested.body["requested_tier"], "enterprise");
+    let usage = app.get("/api/v1/organizations/usage", &owner.token).await;
+    assert_eq!(usage.body["current_tier"], "free");
+    assert_eq!(usage.body["messages_limit"], 1000);
+    let log = app
+        .get("/api/v1/organizations/audit-log", &owner.token)
+        .await;
+    assert_eq!(log.body["entries"][0]["action"], "billing.change_requested");
+    assert_eq!(
+        log.body["entries"][0]["details"],
+        json!({"from": "free", "to": "enterprise"})
+    );
+
+    // The operator sets it (`steward org set-tier`).
+    let operator = TenantScope::for_operator(owner.org_id.parse().unwrap());
+    app.store.set_tier(&operator, Tier::Pro).await.unwrap();
     let usage = app.get("/api/v1/organizations/usage", &owner.token).await;
     assert_eq!(usage.body["current_tier"], "pro");
     assert_eq!(usage.body["messages_limit"], 20_000);
@@ -321,7 +340,7 @@ async fn admin_actions_are_written_to_the_audit_log() {
     assert_eq!(
         actions,
         [
-            "billing.tier_changed",
+            "billing.change_requested",
             "member.added",
             "member.role_changed",
             "api_key.created",

@@ -377,6 +377,9 @@ pub async fn integrations_are_enabled_per_organization(store: S) {
 
 pub async fn admin_actions_write_the_audit_log(store: S) {
     let (scope, owner) = org(&store, "Acme").await;
+    // A request leaves the tier as it is; the operator's change sets it.
+    let asked = store.request_tier(&scope, Tier::Enterprise).await.unwrap();
+    assert_eq!(asked.tier, Tier::Free);
     store.set_tier(&scope, Tier::Pro).await.unwrap();
     let member = store
         .add_member(&scope, new_user("m@acme.example.org", Role::Member))
@@ -413,6 +416,7 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
     assert_eq!(
         actions,
         [
+            "billing.change_requested",
             "billing.tier_changed",
             "member.added",
             "member.role_changed",
@@ -428,6 +432,11 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
         .find(|e| e.action == "billing.tier_changed")
         .unwrap();
     assert_eq!(tier.details, json!({"from": "free", "to": "pro"}));
+    let asked = log
+        .iter()
+        .find(|e| e.action == "billing.change_requested")
+        .unwrap();
+    assert_eq!(asked.details, json!({"from": "free", "to": "enterprise"}));
     assert_eq!(store.organization(&scope).await.unwrap().tier, Tier::Pro);
 }
 
