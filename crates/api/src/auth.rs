@@ -41,10 +41,26 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Op
             .ok_or(ApiError::Unauthorized {
                 message: "invalid or revoked API key",
             })?;
+        // A key acts with no more than its maker may do today, and not at
+        // all once they have left the organization.
+        let role = match key.created_by {
+            None => key.role,
+            Some(maker) => {
+                let maker = state
+                    .store
+                    .find_user(maker)
+                    .await?
+                    .filter(|user| user.org_id == key.org_id)
+                    .ok_or(ApiError::Unauthorized {
+                        message: "invalid or revoked API key",
+                    })?;
+                key.role.at_most(maker.role)
+            }
+        };
         return Ok(Some(Principal::verified(
             key.org_id,
             Actor::ApiKey(key.id),
-            key.role,
+            role,
         )));
     }
 

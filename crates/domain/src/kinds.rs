@@ -49,6 +49,27 @@ named_enum!(
 );
 
 impl Role {
+    /// Owner, admin, member, advisor: each may do less than the one before.
+    const fn rank(&self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Member => 1,
+            Role::Advisor => 0,
+        }
+    }
+
+    /// Whether this role may do more than `other`.
+    pub const fn outranks(&self, other: Role) -> bool {
+        self.rank() > other.rank()
+    }
+
+    /// This role, narrowed to what `holder` may do: an API key never acts
+    /// beyond the member who made it.
+    pub const fn at_most(self, holder: Role) -> Role {
+        if self.outranks(holder) { holder } else { self }
+    }
+
     /// Owners and admins configure the organization; members and advisors do not.
     pub const fn can_administer(&self) -> bool {
         matches!(self, Role::Owner | Role::Admin)

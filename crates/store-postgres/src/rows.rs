@@ -138,6 +138,7 @@ pub fn api_key(row: &PgRow) -> StoreResult<ApiKey> {
         name: get(row, "name")?,
         prefix: get(row, "prefix")?,
         role: parsed(row, "role")?,
+        created_by: get::<Option<Uuid>>(row, "created_by")?.map(Into::into),
         created_at: time(row, "created_at")?,
         revoked_at: get(row, "revoked_at")?,
     })

@@ -430,6 +430,16 @@ impl Store for PostgresStore {
                 "an organization keeps at least one owner",
             ));
         }
+        // Their keys die with their membership.
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = $1 WHERE org_id = $2 AND created_by = $3 AND revoked_at IS NULL",
+        )
+        .bind(now())
+        .bind(scope.org_id().as_uuid())
+        .bind(user.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         sqlx::query("DELETE FROM users WHERE id = $1 AND org_id = $2")
             .bind(user.as_uuid())
             .bind(scope.org_id().as_uuid())
@@ -450,8 +460,8 @@ impl Store for PostgresStore {
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+            "INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at, created_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         )
         .bind(ApiKeyId::new().as_uuid())
         .bind(scope.org_id().as_uuid())
@@ -460,6 +470,7 @@ impl Store for PostgresStore {
         .bind(key.role.as_str())
         .bind(&key.key_hash)
         .bind(now())
+        .bind(key.created_by.map(|u| u.as_uuid()))
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;

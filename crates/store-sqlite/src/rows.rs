@@ -147,6 +147,7 @@ pub fn api_key(row: &SqliteRow) -> StoreResult<ApiKey> {
         name: get(row, "name")?,
         prefix: get(row, "prefix")?,
         role: parsed(row, "role")?,
+        created_by: get::<Option<Uuid>>(row, "created_by")?.map(Into::into),
         created_at: time(row, "created_at")?,
         revoked_at: get::<Option<i64>>(row, "revoked_at")?
             .map(from_micros)

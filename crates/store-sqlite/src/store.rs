@@ -416,6 +416,16 @@ impl Store for SqliteStore {
                 "an organization keeps at least one owner",
             ));
         }
+        // Their keys die with their membership.
+        sqlx::query(
+            "UPDATE api_keys SET revoked_at = ? WHERE org_id = ? AND created_by = ? AND revoked_at IS NULL",
+        )
+        .bind(to_micros(now()))
+        .bind(scope.org_id().as_uuid())
+        .bind(user.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
         sqlx::query("DELETE FROM users WHERE id = ? AND org_id = ?")
             .bind(user.as_uuid())
             .bind(scope.org_id().as_uuid())
@@ -436,8 +446,8 @@ impl Store for SqliteStore {
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {
         let mut tx = self.write().await?;
         let row = sqlx::query(
-            "INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            "INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at, created_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
         )
         .bind(ApiKeyId::new().as_uuid())
         .bind(scope.org_id().as_uuid())
@@ -446,6 +456,7 @@ impl Store for SqliteStore {
         .bind(key.role.as_str())
         .bind(&key.key_hash)
         .bind(to_micros(now()))
+        .bind(key.created_by.map(|u| u.as_uuid()))
         .fetch_one(&mut *tx)
         .await
         .map_err(map_err)?;

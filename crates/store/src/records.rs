@@ -47,6 +47,9 @@ pub struct ApiKey {
     /// The first characters of the key, shown so people can tell keys apart.
     pub prefix: String,
     pub role: Role,
+    /// The member who made it (through a key of theirs, or signed in). None
+    /// for keys made before keys had owners.
+    pub created_by: Option<UserId>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
@@ -56,6 +59,7 @@ pub struct NewApiKey {
     pub name: String,
     pub prefix: String,
     pub role: Role,
+    pub created_by: Option<UserId>,
     /// SHA-256 of the whole key, hex. The key itself is never stored.
     pub key_hash: String,
 }

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use steward_domain::{ApiKeyId, Role};
-use steward_store::{ApiKey, NewApiKey};
+use steward_domain::{ApiKeyId, Role, UserId};
+use steward_store::{Actor, ApiKey, NewApiKey};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,6 +28,9 @@ pub struct ApiKeyDto {
     /// The key's first characters, to tell keys apart.
     prefix: String,
     role: Role,
+    /// The member the key belongs to: it never acts beyond their role, and
+    /// is revoked when they leave.
+    created_by: Option<UserId>,
     created_at: DateTime<Utc>,
     revoked_at: Option<DateTime<Utc>>,
 }
@@ -39,6 +42,7 @@ impl From<ApiKey> for ApiKeyDto {
             name: k.name,
             prefix: k.prefix,
             role: k.role,
+            created_by: k.created_by,
             created_at: k.created_at,
             revoked_at: k.revoked_at,
         }
@@ -55,7 +59,9 @@ pub struct ApiKeyList {
 pub struct CreateApiKey {
     /// 1 to 100 characters.
     name: String,
-    /// admin (default), member or advisor. Keys never carry the owner role.
+    /// admin (default when a person signed in makes it), member or advisor;
+    /// never above the maker's own role. Keys never carry the owner role, and
+    /// a key may make keys of member or advisor only (default: member).
     role: Option<Role>,
 }
 
@@ -91,12 +97,42 @@ async fn create_key(
 ) -> ApiResult<(StatusCode, axum::Json<CreatedApiKey>)> {
     auth.require_admin()?;
     let name = steward_domain::ChatbotName::parse("name", body.name)?.into_inner();
-    let role = body.role.unwrap_or(Role::Admin);
+    // The key belongs to the person behind the caller: the signed-in member,
+    // or the member who made the calling key.
+    let (maker, made_by_key) = match auth.0.actor() {
+        Actor::User(user) => (Some(user), false),
+        Actor::ApiKey(key) => {
+            let keys = state.store.list_api_keys(&auth.0.scope()).await?;
+            let maker = keys
+                .into_iter()
+                .find(|k| k.id == key)
+                .and_then(|k| k.created_by);
+            (maker, true)
+        }
+        _ => (None, false),
+    };
+    let role = body.role.unwrap_or(if made_by_key {
+        Role::Member
+    } else {
+        Role::Admin
+    });
     if role == Role::Owner {
         return Err(ApiError::unprocessable(
             "validation_failed",
             "role: API keys may be admin, member or advisor",
         ));
+    }
+    if role.outranks(auth.0.role()) {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: "a key cannot have a higher role than its maker",
+        });
+    }
+    if made_by_key && role == Role::Admin {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: "admin keys are made by a person signed in, not by another key",
+        });
     }
     let material = steward_auth::generate_api_key();
     let key = state
@@ -107,6 +143,7 @@ async fn create_key(
                 name,
                 prefix: material.prefix,
                 role,
+                created_by: maker,
                 key_hash: material.hash,
             },
         )

@@ -267,6 +267,101 @@ async fn api_keys_work_until_revoked_and_are_shown_once() {
     assert_eq!(owner_key.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
+/// A key belongs to the member who made it: it never acts beyond their role
+/// today, dies when they leave, and keys cannot breed admin keys.
+#[tokio::test]
+async fn api_keys_follow_the_member_who_made_them() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let admin = app.member(&owner, "admin@example.org", "admin").await;
+    let mint = |token: String, role: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/api/v1/api-keys",
+                &token,
+                json!({"name": format!("{role} key"), "role": role}),
+            )
+            .await
+        }
+    };
+    let made = mint(admin.token.clone(), "admin").await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    assert_eq!(made.body["api_key"]["created_by"], admin.user_id.as_str());
+    let admin_key = made.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/api/v1/api-keys", &admin_key).await.status,
+        StatusCode::OK
+    );
+
+    // A key makes no admin key, and no key above its own role.
+    assert_eq!(
+        mint(admin_key.clone(), "admin").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let member_key = mint(admin_key.clone(), "member").await;
+    assert_eq!(
+        member_key.status,
+        StatusCode::CREATED,
+        "{}",
+        member_key.text
+    );
+    assert_eq!(
+        member_key.body["api_key"]["created_by"],
+        admin.user_id.as_str()
+    );
+    let member_key = member_key.body["key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        mint(member_key.clone(), "member").await.status,
+        StatusCode::FORBIDDEN
+    );
+    // A person makes no key above their own role either.
+    let member = app.member(&owner, "member@example.org", "member").await;
+    assert_eq!(
+        mint(member.token.clone(), "member").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Demoted, the admin's key acts as a member.
+    let demoted = app
+        .patch(
+            &format!("/api/v1/organizations/members/{}", admin.user_id),
+            &owner.token,
+            json!({"role": "member"}),
+        )
+        .await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.text);
+    let me = app.get("/api/v1/auth/me", &admin_key).await;
+    assert_eq!(me.body["role"], "member");
+    assert_eq!(
+        app.get("/api/v1/api-keys", &admin_key).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Removed, every key they made stops working and is listed as revoked.
+    let removed = app
+        .delete(
+            &format!("/api/v1/organizations/members/{}", admin.user_id),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT, "{}", removed.text);
+    for key in [&admin_key, &member_key] {
+        assert_eq!(
+            app.get("/api/v1/auth/me", key).await.status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let listed = app.get("/api/v1/api-keys", &owner.token).await;
+    assert!(
+        listed.body["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| !k["revoked_at"].is_null())
+    );
+}
+
 #[tokio::test]
 async fn members_cannot_administer_and_advisors_cannot_read_conversations() {
     let app = spawn_app().await;

@@ -82,6 +82,7 @@ pub async fn another_organizations_rows_are_not_found(store: S) {
                 name: "ci".into(),
                 prefix: "stw_a".into(),
                 role: Role::Admin,
+                created_by: None,
                 key_hash: "h-a".into(),
             },
         )
@@ -283,7 +284,7 @@ pub async fn members_change_roles_but_the_last_owner_stays(store: S) {
 }
 
 pub async fn api_keys_are_found_by_hash_until_revoked(store: S) {
-    let (scope, _) = org(&store, "Acme").await;
+    let (scope, owner) = org(&store, "Acme").await;
     let key = store
         .create_api_key(
             &scope,
@@ -291,12 +292,14 @@ pub async fn api_keys_are_found_by_hash_until_revoked(store: S) {
                 name: "deploy".into(),
                 prefix: "stw_abc".into(),
                 role: Role::Member,
+                created_by: Some(owner.id),
                 key_hash: "hash-1".into(),
             },
         )
         .await
         .unwrap();
     assert_eq!(key.role, Role::Member);
+    assert_eq!(key.created_by, Some(owner.id));
     assert_eq!(key.revoked_at, None);
     assert_eq!(
         store.find_api_key_by_hash("hash-1").await.unwrap(),
@@ -313,6 +316,36 @@ pub async fn api_keys_are_found_by_hash_until_revoked(store: S) {
     let listed = store.list_api_keys(&scope).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert!(listed[0].revoked_at.is_some());
+
+    // A member's keys are revoked when the member is removed; others' stay.
+    let admin = store
+        .add_member(&scope, new_user("admin@acme.example.org", Role::Admin))
+        .await
+        .unwrap();
+    let theirs = |hash: &str, created_by| NewApiKey {
+        name: "k".into(),
+        prefix: "stw_k".into(),
+        role: Role::Admin,
+        created_by,
+        key_hash: hash.into(),
+    };
+    store
+        .create_api_key(&scope, theirs("admin-key", Some(admin.id)))
+        .await
+        .unwrap();
+    store
+        .create_api_key(&scope, theirs("owner-key", Some(owner.id)))
+        .await
+        .unwrap();
+    store.remove_member(&scope, admin.id).await.unwrap();
+    assert_eq!(store.find_api_key_by_hash("admin-key").await.unwrap(), None);
+    assert!(
+        store
+            .find_api_key_by_hash("owner-key")
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 pub async fn integrations_are_enabled_per_organization(store: S) {
@@ -396,6 +429,7 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
                 name: "k".into(),
                 prefix: "p".into(),
                 role: Role::Admin,
+                created_by: None,
                 key_hash: "h".into(),
             },
         )

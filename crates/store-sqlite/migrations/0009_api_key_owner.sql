@@ -1,0 +1,3 @@
+-- An API key belongs to the member who made it: it acts with no more than
+-- that member's role, and dies with their membership.
+ALTER TABLE api_keys ADD COLUMN created_by BLOB REFERENCES users (id) ON DELETE SET NULL;
