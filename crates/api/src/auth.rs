@@ -178,10 +178,20 @@ impl FromRequestParts<SharedState> for ClientIp {
 }
 
 /// Login attempts per client address and per account, in process.
+/// Login attempts, limited per address over all accounts, per account from
+/// one address, and per account from all addresses at a ceiling ten times
+/// higher. Someone guessing a password from one address is slowed long
+/// before the account itself is: the owner, signing in from elsewhere, is not
+/// locked out by them.
 pub struct LoginLimiter {
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
+    per_account_from_ip: DefaultKeyedRateLimiter<(String, IpAddr)>,
     per_account: DefaultKeyedRateLimiter<String>,
 }
+
+/// How many times more attempts an account takes from all addresses together
+/// than from one.
+const ACCOUNT_CEILING: u32 = 10;
 
 impl LoginLimiter {
     pub fn new(per_ip_per_minute: u32, per_account_per_minute: u32) -> Result<Self, String> {
@@ -192,7 +202,10 @@ impl LoginLimiter {
         };
         Ok(Self {
             per_ip: RateLimiter::keyed(quota(per_ip_per_minute)?),
-            per_account: RateLimiter::keyed(quota(per_account_per_minute)?),
+            per_account_from_ip: RateLimiter::keyed(quota(per_account_per_minute)?),
+            per_account: RateLimiter::keyed(quota(
+                per_account_per_minute.saturating_mul(ACCOUNT_CEILING),
+            )?),
         })
     }
 
@@ -205,15 +218,20 @@ impl LoginLimiter {
         if self.per_account.len() > 10_000 {
             self.per_account.retain_recent();
         }
+        if self.per_account_from_ip.len() > 10_000 {
+            self.per_account_from_ip.retain_recent();
+        }
         let now = DefaultClock::default().now();
         let wait = |not_until: governor::NotUntil<_>| ApiError::RateLimited {
             retry_after_secs: not_until.wait_time_from(now).as_secs().max(1),
         };
         self.per_ip.check_key(&ip).map_err(wait)?;
         if let Some(account) = account {
-            self.per_account
-                .check_key(&account.to_lowercase())
+            let account = account.to_lowercase();
+            self.per_account_from_ip
+                .check_key(&(account.clone(), ip))
                 .map_err(wait)?;
+            self.per_account.check_key(&account).map_err(wait)?;
         }
         Ok(())
     }
@@ -239,6 +257,20 @@ mod tests {
             limiter.check(ip, Some("b@example.org")).is_ok(),
             "other accounts are unaffected"
         );
+        let elsewhere: IpAddr = "198.51.100.7".parse().unwrap();
+        assert!(
+            limiter.check(elsewhere, Some("a@example.org")).is_ok(),
+            "the account is not locked for its owner elsewhere"
+        );
+        // From many addresses together, the account's own ceiling holds.
+        let spread = LoginLimiter::new(1000, 1).unwrap();
+        let refused = (0..=ACCOUNT_CEILING)
+            .filter(|i| {
+                let ip = IpAddr::from([203, 0, 113, *i as u8]);
+                spread.check(ip, Some("a@example.org")).is_err()
+            })
+            .count();
+        assert_eq!(refused, 1, "the eleventh address is refused");
 
         let limiter = LoginLimiter::new(1, 100).unwrap();
         assert!(limiter.check(ip, None).is_ok());

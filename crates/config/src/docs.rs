@@ -84,7 +84,7 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     k(
         "auth.login_attempts_per_minute_per_account",
-        "Login attempts allowed per email per minute before 429.",
+        "Login attempts allowed per email from one address per minute before 429; from all addresses together, ten times as many. Someone guessing from one address is slowed without locking the owner out.",
     ),
     k(
         "auth.argon2_memory_kib",

@@ -118,6 +118,46 @@ async fn login_attempts_are_limited_per_account_with_retry_after() {
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// Wrong passwords from one address slow that address only: the owner,
+/// signing in from another, is not locked out.
+#[tokio::test]
+async fn an_attacker_guessing_from_one_address_does_not_lock_the_owner_out() {
+    let app = spawn_app_with(|c| {
+        c.auth.login_attempts_per_minute_per_account = 3;
+        c.http.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    app.register("ada@example.org", "Acme").await;
+    let attempt = |from: &'static str, password: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/api/v1/auth/login"))
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": "ada@example.org", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            response.status()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            attempt("203.0.113.9", "Wrong-Horse-9").await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        attempt("203.0.113.9", "Wrong-Horse-9").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        attempt("198.51.100.4", "Correct-Horse-9").await,
+        StatusCode::OK
+    );
+}
+
 #[tokio::test]
 async fn login_attempts_are_limited_per_address() {
     let app = spawn_app_with(|c| c.auth.login_attempts_per_minute_per_ip = 2).await;
