@@ -10,17 +10,40 @@ use utoipa::ToSchema;
 #[derive(Serialize, ToSchema)]
 pub struct UserDto {
     pub id: UserId,
-    pub email: String,
+    /// Null when an advisor asks: advisors see aggregates, not people's addresses.
+    pub email: Option<String>,
     pub name: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+}
+
+impl UserDto {
+    /// The member as `viewer` may see them.
+    pub fn seen_by(user: store::User, viewer: Role) -> Self {
+        let mut dto = Self::from(user);
+        if !viewer.sees_details() {
+            dto.email = None;
+        }
+        dto
+    }
+}
+
+impl ChatbotDto {
+    /// The chatbot as `viewer` may see it.
+    pub fn seen_by(chatbot: store::Chatbot, viewer: Role) -> Self {
+        let mut dto = Self::from(chatbot);
+        if !viewer.sees_details() {
+            dto.system_prompt = None;
+        }
+        dto
+    }
 }
 
 impl From<store::User> for UserDto {
     fn from(u: store::User) -> Self {
         Self {
             id: u.id,
-            email: u.email,
+            email: Some(u.email),
             name: u.name,
             role: u.role,
             created_at: u.created_at,
@@ -51,7 +74,8 @@ impl From<store::Organization> for OrganizationDto {
 pub struct ChatbotDto {
     pub id: ChatbotId,
     pub name: String,
-    pub system_prompt: String,
+    /// Null when an advisor asks.
+    pub system_prompt: Option<String>,
     pub temperature: f64,
     /// Null: the platform's default model.
     pub model: Option<String>,
@@ -65,7 +89,7 @@ impl From<store::Chatbot> for ChatbotDto {
         Self {
             id: c.id,
             name: c.name,
-            system_prompt: c.system_prompt,
+            system_prompt: Some(c.system_prompt),
             temperature: c.temperature,
             model: c.model,
             status: c.status,

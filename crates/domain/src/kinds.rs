@@ -75,6 +75,11 @@ impl Role {
         matches!(self, Role::Owner | Role::Admin)
     }
 
+    /// Advisors see aggregates only: no member's email, no system prompt.
+    pub const fn sees_details(&self) -> bool {
+        !matches!(self, Role::Advisor)
+    }
+
     /// Advisors see aggregated patterns only, never a conversation.
     pub const fn can_read_conversations(&self) -> bool {
         !matches!(self, Role::Advisor)

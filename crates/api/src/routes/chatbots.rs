@@ -56,7 +56,10 @@ async fn list_chatbots(
         .list_chatbots(&auth.0.scope(), limit, offset)
         .await?;
     Ok(axum::Json(ChatbotList {
-        chatbots: chatbots.into_iter().map(Into::into).collect(),
+        chatbots: chatbots
+            .into_iter()
+            .map(|c| ChatbotDto::seen_by(c, auth.0.role()))
+            .collect(),
         total,
         limit,
         offset,
@@ -116,13 +119,8 @@ async fn get_chatbot(
     auth: Auth,
     Path(id): Path<uuid::Uuid>,
 ) -> ApiResult<axum::Json<ChatbotDto>> {
-    Ok(axum::Json(
-        state
-            .store
-            .chatbot(&auth.0.scope(), id.into())
-            .await?
-            .into(),
-    ))
+    let chatbot = state.store.chatbot(&auth.0.scope(), id.into()).await?;
+    Ok(axum::Json(ChatbotDto::seen_by(chatbot, auth.0.role())))
 }
 
 #[derive(Deserialize, ToSchema)]

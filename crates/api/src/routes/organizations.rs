@@ -111,8 +111,12 @@ async fn list_members(
     auth: Auth,
 ) -> ApiResult<axum::Json<MemberList>> {
     let members = state.store.list_members(&auth.0.scope()).await?;
+    let viewer = auth.0.role();
     Ok(axum::Json(MemberList {
-        members: members.into_iter().map(Into::into).collect(),
+        members: members
+            .into_iter()
+            .map(|m| UserDto::seen_by(m, viewer))
+            .collect(),
     }))
 }
 

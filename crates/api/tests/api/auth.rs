@@ -402,6 +402,52 @@ async fn api_keys_follow_the_member_who_made_them() {
     );
 }
 
+/// Advisors see aggregates: the member list without addresses, chatbots
+/// without their system prompts.
+#[tokio::test]
+async fn advisors_see_neither_member_emails_nor_system_prompts() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app
+        .post(
+            "/api/v1/chatbots",
+            &owner.token,
+            json!({"name": "Helper", "system_prompt": "Internal pricing rules: never below cost."}),
+        )
+        .await;
+    let bot = bot.body["id"].as_str().unwrap().to_owned();
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+
+    let members = app
+        .get("/api/v1/organizations/members", &advisor.token)
+        .await;
+    assert_eq!(members.status, StatusCode::OK);
+    assert!(!members.text.contains("@example.org"), "{}", members.text);
+    assert_eq!(members.body["members"].as_array().unwrap().len(), 3);
+    for path in [
+        "/api/v1/chatbots".to_owned(),
+        format!("/api/v1/chatbots/{bot}"),
+    ] {
+        let seen = app.get(&path, &advisor.token).await;
+        assert_eq!(seen.status, StatusCode::OK);
+        assert!(
+            !seen.text.contains("Internal pricing"),
+            "{path}: {}",
+            seen.text
+        );
+    }
+    // Members still see both.
+    let members = app
+        .get("/api/v1/organizations/members", &member.token)
+        .await;
+    assert!(members.text.contains("advisor@example.org"));
+    let seen = app
+        .get(&format!("/api/v1/chatbots/{bot}"), &member.token)
+        .await;
+    assert!(seen.text.contains("Internal pricing"));
+}
+
 #[tokio::test]
 async fn members_cannot_administer_and_advisors_cannot_read_conversations() {
     let app = spawn_app().await;
