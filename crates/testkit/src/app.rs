@@ -182,17 +182,26 @@ impl TestApp {
             .await;
         assert_eq!(
             reply.status,
-            StatusCode::CREATED,
+            StatusCode::ACCEPTED,
             "register: {}",
             reply.text
         );
+        let login = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({ "email": email, "password": "Correct-Horse-9" })),
+            )
+            .await;
+        assert_eq!(login.status, StatusCode::OK, "login: {}", login.text);
         Session {
-            token: reply.body["token"].as_str().unwrap().to_owned(),
-            org_id: reply.body["organization"]["id"]
+            token: login.body["token"].as_str().unwrap().to_owned(),
+            org_id: login.body["organization"]["id"]
                 .as_str()
                 .unwrap()
                 .to_owned(),
-            user_id: reply.body["user"]["id"].as_str().unwrap().to_owned(),
+            user_id: login.body["user"]["id"].as_str().unwrap().to_owned(),
             email: email.to_owned(),
         }
     }

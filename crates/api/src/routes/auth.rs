@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_config::Registration;
 use steward_domain::{Email, OrganizationName, Password, PersonName, Role, Tier};
-use steward_store::{Actor, NewOrganization, NewUser};
+use steward_store::{Actor, NewOrganization, NewUser, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -49,13 +49,22 @@ pub struct SessionResponse {
     organization: OrganizationDto,
 }
 
-/// Create an organization and its owner; returns a session for the owner.
+#[derive(Serialize, ToSchema)]
+pub struct RegistrationAccepted {
+    message: String,
+}
+
+const REGISTRATION_ACCEPTED: &str = "if this address can be registered, its organization and \
+    account are ready: sign in with POST /api/v1/auth/login";
+
+/// Create an organization and its owner, then sign in with `POST /auth/login`.
+/// The answer is the same whether or not the address already has an account,
+/// so registration tells no one which addresses do.
 #[utoipa::path(post, path = "/auth/register", tag = "auth",
     request_body = RegisterRequest,
     responses(
-        (status = 201, body = SessionResponse),
+        (status = 202, body = RegistrationAccepted),
         (status = 403, description = "registration is closed", body = ErrorBody),
-        (status = 409, description = "email taken", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody),
     ))]
@@ -63,7 +72,7 @@ async fn register(
     State(state): State<SharedState>,
     ClientIp(ip): ClientIp,
     Json(body): Json<RegisterRequest>,
-) -> ApiResult<(StatusCode, axum::Json<SessionResponse>)> {
+) -> ApiResult<(StatusCode, axum::Json<RegistrationAccepted>)> {
     if state.config.auth.registration == Registration::Closed {
         return Err(ApiError::Forbidden {
             code: "registration_closed",
@@ -78,12 +87,13 @@ async fn register(
         .name
         .map(|n| PersonName::parse("name", n))
         .transpose()?;
+    // Hashed whether or not the address is taken, so timing tells nothing either.
     let password_hash = state
         .hasher
         .hash(&password)
         .await
         .map_err(ApiError::Internal)?;
-    let (organization, user) = state
+    let created = state
         .store
         .create_organization(
             NewOrganization {
@@ -97,16 +107,25 @@ async fn register(
                 password_hash,
             },
         )
-        .await?;
-    let (token, expires_at) = state.tokens.issue(user.id, organization.id);
-    tracing::info!(org_id = %organization.id, user_id = %user.id, "organization registered");
+        .await;
+    match created {
+        Ok((organization, user)) => {
+            tracing::info!(org_id = %organization.id, user_id = %user.id, "organization registered");
+        }
+        Err(StoreError::Conflict {
+            code: "email_taken",
+            ..
+        }) => {
+            tracing::info!(
+                "registration for an address that already has an account: nothing created"
+            );
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok((
-        StatusCode::CREATED,
-        axum::Json(SessionResponse {
-            token,
-            expires_at,
-            user: user.into(),
-            organization: organization.into(),
+        StatusCode::ACCEPTED,
+        axum::Json(RegistrationAccepted {
+            message: REGISTRATION_ACCEPTED.into(),
         }),
     ))
 }
