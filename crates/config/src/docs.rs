@@ -136,6 +136,14 @@ pub const KEYS: &[KeyDoc] = &[
         "Per job kind, at most this many at once, e.g. { respond = 6, ingest = 2 }. Kinds: respond, deliver, ingest, crawl, classify, export, digest, backup, maintenance.",
     ),
     k(
+        "jobs.org_share",
+        "Most of a worker's slots one organization's jobs may hold at once, so that one tenant's flood cannot keep others waiting. Unset: half of jobs.concurrency.",
+    ),
+    k(
+        "jobs.reply_reserve",
+        "Slots only replies (respond, deliver) may take: ingestion, crawls and other background work never hold them. Unset: a quarter of jobs.concurrency.",
+    ),
+    k(
         "jobs.lease_secs",
         "How long a claimed job stays a worker's without a heartbeat; after that another worker takes it over.",
     ),

@@ -248,6 +248,10 @@ pub struct JobsConfig {
     pub concurrency: usize,
     /// Per job kind, at most this many at once (within `concurrency`).
     pub kind_concurrency: std::collections::BTreeMap<String, usize>,
+    /// Most of a worker's slots one organization may hold. Unset: half.
+    pub org_share: Option<usize>,
+    /// Slots only replies (respond, deliver) may take. Unset: a quarter.
+    pub reply_reserve: Option<usize>,
     pub lease_secs: u64,
     pub max_attempts: i32,
     pub backoff_base_secs: f64,
@@ -428,6 +432,8 @@ impl Default for Config {
             jobs: JobsConfig {
                 concurrency: 8,
                 kind_concurrency: Default::default(),
+                org_share: None,
+                reply_reserve: None,
                 lease_secs: 60,
                 max_attempts: 5,
                 backoff_base_secs: 2.0,
@@ -751,6 +757,15 @@ impl Config {
             || jobs.poll_interval_ms == 0
         {
             return invalid("jobs: concurrency and max_attempts must be at least 1, lease_secs at least 3, poll_interval_ms above 0".into());
+        }
+        if jobs.org_share == Some(0) {
+            return invalid("jobs.org_share must be at least 1".into());
+        }
+        if jobs.reply_reserve.is_some_and(|r| r >= jobs.concurrency) {
+            return invalid(
+                "jobs.reply_reserve must leave background work a slot: below jobs.concurrency"
+                    .into(),
+            );
         }
         if !(jobs.backoff_base_secs.is_finite() && jobs.backoff_base_secs > 0.0) {
             return invalid("jobs.backoff_base_secs must be above 0".into());

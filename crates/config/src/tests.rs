@@ -48,6 +48,8 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.storage.s3_secret_access_key = Some(Secret::new("s3-secret"));
     full.embeddings.base_url = Some("http://localhost:11434/v1".into());
     full.embeddings.api_key = Some(Secret::new("k"));
+    full.jobs.org_share = Some(4);
+    full.jobs.reply_reserve = Some(2);
     let provider = ProviderConfig {
         kind: ProviderKind::Openai,
         base_url: Some("http://localhost:11434/v1".into()),

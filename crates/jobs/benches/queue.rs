@@ -42,6 +42,9 @@ fn settings(concurrency: usize, poll: Duration) -> WorkerSettings {
     WorkerSettings {
         concurrency,
         kind_concurrency: HashMap::new(),
+        // The queue alone is measured: no fair-share limits.
+        org_share: usize::MAX,
+        reply_reserve: 0,
         lease: Duration::from_secs(30),
         backoff_base: Duration::from_millis(10),
         poll_interval: poll,

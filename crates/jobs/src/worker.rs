@@ -3,6 +3,11 @@
 //! the lease, and records the outcome. It also sweeps expired leases, so a job
 //! whose worker died is taken over by another. On shutdown it stops claiming,
 //! lets running jobs finish within a grace period, and gives back the rest.
+//!
+//! Slots are shared fairly: replies (`respond`, `deliver`) are claimed first
+//! and have slots of their own that background work never takes, and no
+//! organization's jobs hold more than its share of the slots, so one tenant's
+//! flood of ingestion or crawls cannot keep another's replies waiting.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -10,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use steward_domain::{JobId, JobKind, JobState};
+use steward_domain::{JobId, JobKind, JobState, OrgId};
 use steward_store::{Job, JobFailure, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -40,6 +45,11 @@ pub trait JobHandler: Send + Sync + 'static {
 pub struct WorkerSettings {
     pub concurrency: usize,
     pub kind_concurrency: HashMap<JobKind, usize>,
+    /// Most slots one organization's jobs may hold at once.
+    pub org_share: usize,
+    /// Slots kept for replies: other kinds together never hold more than
+    /// `concurrency - reply_reserve`.
+    pub reply_reserve: usize,
     pub lease: Duration,
     pub backoff_base: Duration,
     pub poll_interval: Duration,
@@ -53,6 +63,64 @@ pub struct Worker {
     handlers: HashMap<JobKind, Arc<dyn JobHandler>>,
     settings: WorkerSettings,
     wake: Arc<Notify>,
+}
+
+impl WorkerSettings {
+    /// The fair-share defaults for `concurrency` slots: half of them at most
+    /// for one organization, a quarter kept for replies.
+    pub fn fair_share(concurrency: usize) -> (usize, usize) {
+        (concurrency.div_ceil(2).max(1), concurrency / 4)
+    }
+}
+
+/// Replies: what a person is waiting for.
+fn is_reply(kind: JobKind) -> bool {
+    matches!(kind, JobKind::Respond | JobKind::Deliver)
+}
+
+/// What runs now: by task, and counted by kind and by organization.
+#[derive(Default)]
+struct Slots {
+    by_task: HashMap<tokio::task::Id, (JobId, JobKind, Option<OrgId>)>,
+    per_kind: HashMap<JobKind, usize>,
+    per_org: HashMap<OrgId, usize>,
+    background: usize,
+}
+
+impl Slots {
+    fn start(&mut self, task: tokio::task::Id, job: (JobId, JobKind, Option<OrgId>)) {
+        let (_, kind, org) = job;
+        self.by_task.insert(task, job);
+        *self.per_kind.entry(kind).or_default() += 1;
+        if let Some(org) = org {
+            *self.per_org.entry(org).or_default() += 1;
+        }
+        if !is_reply(kind) {
+            self.background += 1;
+        }
+    }
+
+    fn finish(&mut self, task: tokio::task::Id) {
+        let Some((_, kind, org)) = self.by_task.remove(&task) else {
+            return;
+        };
+        *self.per_kind.entry(kind).or_default() -= 1;
+        if let Some(org) = org
+            && let Some(n) = self.per_org.get_mut(&org)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.per_org.remove(&org);
+            }
+        }
+        if !is_reply(kind) {
+            self.background -= 1;
+        }
+    }
+
+    fn org_count(&self, org: Option<OrgId>) -> usize {
+        org.and_then(|o| self.per_org.get(&o).copied()).unwrap_or(0)
+    }
 }
 
 impl Worker {
@@ -90,8 +158,7 @@ impl Worker {
         let lease = chrono::Duration::from_std(self.settings.lease)
             .unwrap_or(chrono::Duration::seconds(60));
         let mut running: JoinSet<()> = JoinSet::new();
-        let mut by_task: HashMap<tokio::task::Id, (JobId, JobKind)> = HashMap::new();
-        let mut per_kind: HashMap<JobKind, usize> = HashMap::new();
+        let mut slots = Slots::default();
         let mut sweep = tokio::time::interval(self.settings.lease / 2);
         // Other processes' enqueues wake this worker too, where the store can tell.
         let store = self.store.clone();
@@ -100,8 +167,7 @@ impl Worker {
         tracing::info!(worker = %self.id, kinds = ?self.handlers.keys().collect::<Vec<_>>(), "worker started");
 
         loop {
-            self.claim_into(&mut running, &mut by_task, &mut per_kind, lease)
-                .await;
+            self.claim_into(&mut running, &mut slots, lease).await;
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
@@ -113,9 +179,7 @@ impl Worker {
                     }
                     for done in finished {
                         let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
-                        if let Some((_, kind)) = by_task.remove(&id) {
-                            *per_kind.entry(kind).or_default() -= 1;
-                        }
+                        slots.finish(id);
                     }
                 }
                 _ = sweep.tick() => match self.store.requeue_expired().await {
@@ -136,13 +200,13 @@ impl Worker {
                     Ok((id, ())) => id,
                     Err(e) => e.id(),
                 };
-                by_task.remove(&id);
+                slots.finish(id);
             }
         })
         .await;
         if drained.is_err() {
             running.abort_all();
-            for (job, _) in by_task.values() {
+            for (job, _, _) in slots.by_task.values() {
                 match self.store.release(*job, &self.id).await {
                     Ok(true) => {
                         tracing::warn!(job_id = %job, "gave back a job that did not finish in time")
@@ -157,30 +221,42 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
-    /// Claims jobs for the free slots, kind by kind, and starts them.
+    /// Claims jobs for the free slots, replies first, kind by kind, passing
+    /// over organizations at their share, and starts them.
     async fn claim_into(
         &self,
         running: &mut JoinSet<()>,
-        by_task: &mut HashMap<tokio::task::Id, (JobId, JobKind)>,
-        per_kind: &mut HashMap<JobKind, usize>,
+        slots: &mut Slots,
         lease: chrono::Duration,
     ) {
-        for (&kind, handler) in &self.handlers {
-            let free_overall = self.settings.concurrency.saturating_sub(running.len());
-            let kind_limit = self
-                .settings
+        let mut kinds: Vec<JobKind> = self.handlers.keys().copied().collect();
+        kinds.sort_by_key(|kind| (!is_reply(*kind), kind.as_str()));
+        let settings = &self.settings;
+        for kind in kinds {
+            let mut free = settings.concurrency.saturating_sub(running.len());
+            if !is_reply(kind) {
+                let background_slots = settings.concurrency.saturating_sub(settings.reply_reserve);
+                free = free.min(background_slots.saturating_sub(slots.background));
+            }
+            let kind_limit = settings
                 .kind_concurrency
                 .get(&kind)
                 .copied()
-                .unwrap_or(self.settings.concurrency);
-            let free = free_overall
-                .min(kind_limit.saturating_sub(per_kind.get(&kind).copied().unwrap_or(0)));
+                .unwrap_or(settings.concurrency);
+            free = free
+                .min(kind_limit.saturating_sub(slots.per_kind.get(&kind).copied().unwrap_or(0)));
             if free == 0 {
                 continue;
             }
+            let at_share: Vec<OrgId> = slots
+                .per_org
+                .iter()
+                .filter(|(_, n)| **n >= settings.org_share)
+                .map(|(org, _)| *org)
+                .collect();
             let jobs = match self
                 .store
-                .claim(&self.id, &[kind], free as u32, lease)
+                .claim_except(&self.id, &[kind], free as u32, lease, &at_share)
                 .await
             {
                 Ok(jobs) => jobs,
@@ -190,19 +266,26 @@ impl Worker {
                 }
             };
             for job in jobs {
+                // One claim may bring more of an organization's jobs than its
+                // share leaves room for: those go back, no attempt counted.
+                if job.org_id.is_some() && slots.org_count(job.org_id) >= settings.org_share {
+                    if let Err(e) = self.store.release(job.id, &self.id).await {
+                        tracing::warn!(job_id = %job.id, error = %e, "could not give back a job over its organization's share; its lease will expire");
+                    }
+                    continue;
+                }
                 let task = Execution {
                     store: self.store.clone(),
                     worker: self.id.clone(),
-                    handler: handler.clone(),
+                    handler: self.handlers[&kind].clone(),
                     lease: self.settings.lease,
                     backoff_base: self.settings.backoff_base,
                 };
-                let job_id = job.id;
                 let org = job.org_id.map(|o| o.to_string()).unwrap_or_default();
                 let span = tracing::info_span!("job", job_id = %job.id, kind = %kind, org_id = %org, attempt = job.attempts);
+                let started = (job.id, job.kind, job.org_id);
                 let handle = running.spawn(task.run(job).instrument(span));
-                by_task.insert(handle.id(), (job_id, kind));
-                *per_kind.entry(kind).or_default() += 1;
+                slots.start(handle.id(), started);
             }
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
-use steward_domain::{JobKind, JobState};
+use steward_domain::{JobKind, JobState, OrgId, Tier};
 use steward_jobs::{JobError, JobHandler, Worker, WorkerSettings};
 use steward_store::{Job, NewJob, Store};
 use steward_testkit::{DbGuard, any_store};
@@ -18,6 +18,8 @@ fn settings(concurrency: usize) -> WorkerSettings {
     WorkerSettings {
         concurrency,
         kind_concurrency: HashMap::new(),
+        org_share: WorkerSettings::fair_share(concurrency).0,
+        reply_reserve: WorkerSettings::fair_share(concurrency).1,
         lease: Duration::from_secs(3),
         backoff_base: Duration::from_millis(5),
         poll_interval: Duration::from_millis(10),
@@ -467,4 +469,127 @@ async fn a_retry_hint_delays_the_next_attempt_beyond_the_backoff() {
         waiting >= before + chrono::Duration::seconds(119),
         "retry at {waiting}, failed at {before}"
     );
+}
+
+/// Whose job started, and of which kind.
+type Started = Arc<Mutex<Vec<(Option<OrgId>, JobKind)>>>;
+
+/// Holds every job it starts until the test lets them go, noting whose it was.
+#[derive(Clone)]
+struct Held {
+    started: Started,
+    release: Arc<Semaphore>,
+}
+
+#[async_trait]
+impl JobHandler for Held {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        self.started.lock().unwrap().push((job.org_id, job.kind));
+        self.release.acquire().await.unwrap().forget();
+        Ok(())
+    }
+}
+
+/// The starvation the hostile test found: one organization queues a flood of
+/// slow ingestion and replies, and holds every slot. With fair shares it holds
+/// at most its share, background work never takes the slots kept for
+/// replies, and another organization's reply starts while the flood still runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_organizations_flood_leaves_room_for_another_organizations_reply() {
+    let (store, _db) = setup().await;
+    let (flood, _) =
+        steward_testkit::seed::organization_with_chatbot(&*store, "Flood", Tier::Free).await;
+    let (other, _) =
+        steward_testkit::seed::organization_with_chatbot(&*store, "Other", Tier::Free).await;
+    let enqueue_for = |org: OrgId, kind: JobKind, n: i64| {
+        let store = store.clone();
+        async move {
+            let job = NewJob {
+                org_id: Some(org),
+                ..NewJob::new(kind, json!({ "n": n }), 3)
+            };
+            store.enqueue(job).await.unwrap().unwrap();
+        }
+    };
+    for n in 0..20 {
+        enqueue_for(flood.org_id(), JobKind::Ingest, n).await;
+    }
+    for n in 0..6 {
+        enqueue_for(flood.org_id(), JobKind::Respond, 100 + n).await;
+    }
+    let held = Held {
+        started: Arc::default(),
+        release: Arc::new(Semaphore::new(0)),
+    };
+    let concurrency = 8;
+    let (share, _) = WorkerSettings::fair_share(concurrency);
+    let worker = start(
+        Worker::new(store.clone(), settings(concurrency))
+            .handle(JobKind::Ingest, held.clone())
+            .handle(JobKind::Respond, held.clone()),
+    );
+    let started = held.started.clone();
+    eventually("the flood fills its share", || {
+        started.lock().unwrap().len() == share
+    })
+    .await;
+
+    enqueue_for(other.org_id(), JobKind::Respond, 999).await;
+    eventually("the other organization's reply starts", || {
+        started
+            .lock()
+            .unwrap()
+            .contains(&(Some(other.org_id()), JobKind::Respond))
+    })
+    .await;
+    let flood_running = started
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(org, _)| *org == Some(flood.org_id()))
+        .count();
+    assert_eq!(
+        flood_running, share,
+        "the flood holds no more than its share"
+    );
+
+    held.release.add_permits(1000);
+    eventually("every job is done", || started.lock().unwrap().len() == 27).await;
+    worker.stop().await;
+}
+
+/// Background work alone never takes the slots kept for replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_leaves_the_reply_slots_free() {
+    let (store, _db) = setup().await;
+    let held = Held {
+        started: Arc::default(),
+        release: Arc::new(Semaphore::new(0)),
+    };
+    // Platform jobs (no organization): only the reply reserve limits them.
+    for n in 0..12 {
+        enqueue(&store, JobKind::Ingest, n, 3, None).await;
+    }
+    let mut settings = settings(8);
+    settings.org_share = 8;
+    settings.reply_reserve = 3;
+    let worker = start(
+        Worker::new(store.clone(), settings)
+            .handle(JobKind::Ingest, held.clone())
+            .handle(JobKind::Respond, held.clone()),
+    );
+    let started = held.started.clone();
+    eventually("background work fills its slots", || {
+        started.lock().unwrap().len() == 5
+    })
+    .await;
+    enqueue(&store, JobKind::Respond, 99, 3, None).await;
+    eventually("the reply starts", || started.lock().unwrap().len() == 6).await;
+    assert_eq!(
+        started.lock().unwrap().last(),
+        Some(&(None, JobKind::Respond))
+    );
+    held.release.add_permits(1000);
+    eventually("every job is done", || started.lock().unwrap().len() == 13).await;
+    worker.stop().await;
 }

@@ -73,6 +73,9 @@ async fn main() {
     let settings = WorkerSettings {
         concurrency: 4,
         kind_concurrency: HashMap::new(),
+        // The queue alone is measured: no fair-share limits.
+        org_share: usize::MAX,
+        reply_reserve: 0,
         lease: Duration::from_secs(60),
         backoff_base: Duration::from_millis(50),
         poll_interval: Duration::from_millis(10),

@@ -69,6 +69,8 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
     let settings = WorkerSettings {
         concurrency: 4,
         kind_concurrency: HashMap::new(),
+        org_share: WorkerSettings::fair_share(4).0,
+        reply_reserve: WorkerSettings::fair_share(4).1,
         lease: Duration::from_secs(30),
         backoff_base: Duration::from_millis(5),
         poll_interval: Duration::from_millis(10),

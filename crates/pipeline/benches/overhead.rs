@@ -88,6 +88,9 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, rate: u64, secon
     let settings = WorkerSettings {
         concurrency: 32,
         kind_concurrency: HashMap::new(),
+        // The queue alone is measured: no fair-share limits.
+        org_share: usize::MAX,
+        reply_reserve: 0,
         lease: Duration::from_secs(60),
         backoff_base: Duration::from_millis(50),
         poll_interval: Duration::from_millis(1000),

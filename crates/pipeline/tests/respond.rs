@@ -35,6 +35,8 @@ fn start_worker(app: &TestApp, responder: Responder) -> Running {
     let settings = WorkerSettings {
         concurrency: 4,
         kind_concurrency: HashMap::new(),
+        org_share: WorkerSettings::fair_share(4).0,
+        reply_reserve: WorkerSettings::fair_share(4).1,
         lease: Duration::from_secs(10),
         backoff_base: Duration::from_millis(5),
         poll_interval: Duration::from_millis(10),

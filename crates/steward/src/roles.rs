@@ -68,8 +68,11 @@ async fn prepare_vectors(config: &Config, store: &dyn Store) -> Result<()> {
 /// A worker with a handler for every job kind built so far.
 fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker> {
     let jobs = &config.jobs;
+    let (org_share, reply_reserve) = steward_jobs::WorkerSettings::fair_share(jobs.concurrency);
     let settings = steward_jobs::WorkerSettings {
         concurrency: jobs.concurrency,
+        org_share: jobs.org_share.unwrap_or(org_share),
+        reply_reserve: jobs.reply_reserve.unwrap_or(reply_reserve),
         kind_concurrency: jobs
             .kind_concurrency
             .iter()

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use steward_domain::{JobId, JobKind, JobState};
+use steward_domain::{JobId, JobKind, JobState, OrgId};
 use steward_store::*;
 
 use crate::store::{Tx, audit, commit};
@@ -21,12 +21,13 @@ impl JobQueue for PostgresStore {
         Ok(inserted)
     }
 
-    async fn claim(
+    async fn claim_except(
         &self,
         worker: &str,
         kinds: &[JobKind],
         limit: u32,
         lease: Duration,
+        except: &[OrgId],
     ) -> StoreResult<Vec<Job>> {
         let at = now();
         // Runnable, of the kinds asked for, and first in line for its ordering key:
@@ -36,6 +37,7 @@ impl JobQueue for PostgresStore {
                 SELECT j.id FROM jobs j
                 WHERE j.state IN ('queued', 'failed') AND j.run_at <= $1
                   AND j.kind = ANY($2)
+                  AND (j.org_id IS NULL OR NOT (j.org_id = ANY($6)))
                   AND (j.ordering_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM jobs o
                         WHERE o.ordering_key = j.ordering_key AND o.id <> j.id
@@ -53,6 +55,7 @@ impl JobQueue for PostgresStore {
         .bind(i64::from(limit))
         .bind(at + lease)
         .bind(worker)
+        .bind(except.iter().map(|o| o.as_uuid()).collect::<Vec<_>>())
         .fetch_all(&self.pool)
         .await
         .map_err(map_err)?;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use steward_domain::{JobId, JobKind, JobState};
+use steward_domain::{JobId, JobKind, JobState, OrgId};
 use steward_store::*;
 
 use crate::store::{Tx, audit, commit};
@@ -17,6 +17,16 @@ fn kinds_json(kinds: &[JobKind]) -> String {
     Value::from(kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>()).to_string()
 }
 
+/// Organization ids as JSON strings of SQLite's `hex()` of their 16-byte blobs.
+fn orgs_json(orgs: &[OrgId]) -> String {
+    Value::from(
+        orgs.iter()
+            .map(|o| o.as_uuid().simple().to_string().to_uppercase())
+            .collect::<Vec<_>>(),
+    )
+    .to_string()
+}
+
 #[async_trait]
 impl JobQueue for SqliteStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<Option<Job>> {
@@ -26,12 +36,13 @@ impl JobQueue for SqliteStore {
         Ok(inserted)
     }
 
-    async fn claim(
+    async fn claim_except(
         &self,
         worker: &str,
         kinds: &[JobKind],
         limit: u32,
         lease: Duration,
+        except: &[OrgId],
     ) -> StoreResult<Vec<Job>> {
         let at = now();
         // Runnable, of the kinds asked for, and first in line for its ordering key:
@@ -42,6 +53,7 @@ impl JobQueue for SqliteStore {
                 SELECT j.id FROM jobs j
                 WHERE j.state IN ('queued', 'failed') AND j.run_at <= ?
                   AND j.kind IN (SELECT value FROM json_each(?))
+                  AND (j.org_id IS NULL OR hex(j.org_id) NOT IN (SELECT value FROM json_each(?)))
                   AND (j.ordering_key IS NULL OR NOT EXISTS (
                         SELECT 1 FROM jobs o
                         WHERE o.ordering_key = j.ordering_key AND o.id <> j.id
@@ -56,6 +68,7 @@ impl JobQueue for SqliteStore {
         .bind(to_micros(at))
         .bind(to_micros(at))
         .bind(kinds_json(kinds))
+        .bind(orgs_json(except))
         .bind(limit)
         .fetch_all(&self.writer)
         .await

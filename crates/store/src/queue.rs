@@ -176,6 +176,19 @@ pub trait JobQueue: Send + Sync {
         kinds: &[JobKind],
         limit: u32,
         lease: Duration,
+    ) -> StoreResult<Vec<Job>> {
+        self.claim_except(worker, kinds, limit, lease, &[]).await
+    }
+
+    /// The same, passing over the jobs of `except` (organizations that hold
+    /// their share of the worker's slots already).
+    async fn claim_except(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        limit: u32,
+        lease: Duration,
+        except: &[OrgId],
     ) -> StoreResult<Vec<Job>>;
 
     /// Extends a lease; false when the job is no longer this worker's.

@@ -115,6 +115,8 @@ impl Harness {
         let settings = WorkerSettings {
             concurrency: 8,
             kind_concurrency: HashMap::new(),
+            org_share: WorkerSettings::fair_share(8).0,
+            reply_reserve: WorkerSettings::fair_share(8).1,
             lease: Duration::from_secs(10),
             backoff_base: Duration::from_millis(5),
             poll_interval: Duration::from_millis(10),
