@@ -62,10 +62,6 @@ async fn run(
     let principal = authenticate(state, &parts.headers)
         .await
         .map_err(IntoResponse::into_response)?;
-    let body = read_body(body, state.config.http.body_limit_bytes)
-        .await
-        .map_err(IntoResponse::into_response)?;
-
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update([0]);
@@ -77,7 +73,21 @@ async fn run(
             .unwrap_or("/"),
     );
     hasher.update([0]);
-    hasher.update(&body);
+    let http = &state.config.http;
+    // Uploads may be larger than other bodies: beyond what is kept in memory,
+    // they are spooled to disk as their digest is taken.
+    let at_most = if parts.uri.path().ends_with("/knowledge/upload") {
+        state
+            .config
+            .knowledge
+            .upload_limit_bytes()
+            .max(http.body_limit_bytes)
+    } else {
+        http.body_limit_bytes
+    };
+    let body = read_body(body, http.body_limit_bytes, at_most, &mut hasher)
+        .await
+        .map_err(IntoResponse::into_response)?;
     let request_hash = hasher
         .finalize()
         .iter()
@@ -145,7 +155,7 @@ async fn run(
 
     let keyed = KeyedRequest::new(&claim, token.clone());
     let response = keyed
-        .run(next.run(Request::from_parts(parts, Body::from(body))))
+        .run(next.run(Request::from_parts(parts, body.into_body())))
         .await;
     if response.status().is_server_error() {
         // Not an answer to keep: let a retry run the request again, unless
@@ -221,17 +231,89 @@ fn parse_key(raw: &HeaderValue) -> Result<String, ApiError> {
     Ok(key.to_owned())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large =
-            std::iter::successors(Some(&e as &dyn std::error::Error), |err| err.source())
-                .any(|err| err.is::<http_body_util::LengthLimitError>());
-        if too_large {
-            ApiError::PayloadTooLarge
-        } else {
-            ApiError::bad_request("unreadable_body", "the request body could not be read")
+/// A keyed request's body, read whole before its claim so that its digest is
+/// known: in memory up to `in_memory` bytes, the rest in an unnamed temporary
+/// file that is gone once the request is.
+enum KeptBody {
+    Memory(Bytes),
+    Spooled { head: Bytes, rest: tokio::fs::File },
+}
+
+async fn read_body(
+    mut body: Body,
+    in_memory: usize,
+    at_most: usize,
+    hasher: &mut Sha256,
+) -> Result<KeptBody, ApiError> {
+    use http_body_util::BodyExt;
+    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+
+    let unreadable =
+        || ApiError::bad_request("unreadable_body", "the request body could not be read");
+    let spool_failed =
+        |e: std::io::Error| ApiError::Internal(format!("spooling a keyed body: {e}"));
+    let mut head = bytes::BytesMut::new();
+    let mut rest: Option<tokio::fs::File> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(chunk) = frame.map_err(|_| unreadable())?.into_data() else {
+            continue; // trailers
+        };
+        total = total.saturating_add(chunk.len());
+        if total > at_most {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        hasher.update(&chunk);
+        match &mut rest {
+            Some(file) => file.write_all(&chunk).await.map_err(spool_failed)?,
+            None if head.len() + chunk.len() <= in_memory => head.extend_from_slice(&chunk),
+            None => {
+                let file = tempfile::tempfile().map_err(spool_failed)?;
+                let mut file = tokio::fs::File::from_std(file);
+                file.write_all(&chunk).await.map_err(spool_failed)?;
+                rest = Some(file);
+            }
+        }
+    }
+    Ok(match rest {
+        None => KeptBody::Memory(head.freeze()),
+        Some(mut file) => {
+            file.flush().await.map_err(spool_failed)?;
+            file.seek(std::io::SeekFrom::Start(0))
+                .await
+                .map_err(spool_failed)?;
+            KeptBody::Spooled {
+                head: head.freeze(),
+                rest: file,
+            }
         }
     })
+}
+
+impl KeptBody {
+    fn into_body(self) -> Body {
+        use futures::StreamExt;
+        use tokio::io::AsyncReadExt;
+
+        match self {
+            KeptBody::Memory(bytes) => Body::from(bytes),
+            KeptBody::Spooled { head, rest } => {
+                let rest = futures::stream::unfold(Some(rest), |file| async move {
+                    let mut file = file?;
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    match file.read(&mut buffer).await {
+                        Ok(0) => None,
+                        Ok(n) => {
+                            buffer.truncate(n);
+                            Some((Ok(Bytes::from(buffer)), Some(file)))
+                        }
+                        Err(e) => Some((Err(e), None)),
+                    }
+                });
+                Body::from_stream(futures::stream::once(async { Ok(head) }).chain(rest))
+            }
+        }
+    }
 }
 
 fn replay(stored: StoredResponse) -> Response {

@@ -164,6 +164,16 @@ pub struct KnowledgeConfig {
     pub pdf_timeout_secs: u64,
 }
 
+impl KnowledgeConfig {
+    /// The largest upload request: every file at its largest, plus the
+    /// multipart framing.
+    pub fn upload_limit_bytes(&self) -> usize {
+        self.max_file_bytes
+            .saturating_mul(self.max_files_per_upload)
+            .saturating_add(64 * 1024)
+    }
+}
+
 /// An OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM,
 /// llama.cpp, text-embeddings-inference…).
 #[derive(Clone, Debug, Serialize, Deserialize)]

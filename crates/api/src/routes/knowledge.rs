@@ -21,15 +21,11 @@ use crate::extract::{Json, Path, Query};
 use crate::state::SharedState;
 
 pub fn router(state: &SharedState) -> OpenApiRouter<SharedState> {
-    let limits = &state.config.knowledge;
-    // Room for every file at its largest, plus the multipart framing.
-    let upload_limit = limits
-        .max_file_bytes
-        .saturating_mul(limits.max_files_per_upload)
-        .saturating_add(64 * 1024);
     let uploads = OpenApiRouter::new()
         .routes(routes!(upload))
-        .layer(DefaultBodyLimit::max(upload_limit));
+        .layer(DefaultBodyLimit::max(
+            state.config.knowledge.upload_limit_bytes(),
+        ));
     OpenApiRouter::new()
         .merge(uploads)
         .routes(routes!(add_url))
@@ -186,8 +182,8 @@ async fn store_documents(
 /// Text, Markdown, HTML, CSV, JSON, PDF and DOCX are read; the format is found from the
 /// content. Each file becomes a document that is ingested in the background:
 /// watch its `status`. A file too large, or too many files, refuses the whole
-/// upload and keeps nothing. (An `Idempotency-Key` limits the request to
-/// `http.body_limit_bytes`.)
+/// upload and keeps nothing. With an `Idempotency-Key`, the upload takes
+/// effect once: its digest is taken as it streams in.
 #[utoipa::path(post, path = "/chatbots/{id}/knowledge/upload", tag = "knowledge", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
     request_body(content_type = "multipart/form-data", description = "one or more file parts"),

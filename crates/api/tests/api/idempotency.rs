@@ -196,3 +196,54 @@ async fn unauthenticated_posts_are_idempotent_and_bad_keys_refused() {
     let get = app.call(Method::GET, "/health", None, None).await;
     assert_eq!(get.status, StatusCode::OK);
 }
+
+/// An upload larger than `http.body_limit_bytes` (but within the upload
+/// limit) is idempotent too: its digest is taken as it streams in.
+#[tokio::test]
+async fn a_keyed_upload_above_the_body_limit_takes_effect_once() {
+    let app = steward_testkit::app::spawn_app_with(|c| c.http.body_limit_bytes = 64 * 1024).await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let big = "Steward keeps what it is given.\n".repeat(8 * 1024); // 256 KiB
+    let (content_type, body) = steward_testkit::app::multipart(&[("notes.txt", big.as_bytes())]);
+    let upload = |key: &'static str, body: Vec<u8>| {
+        let (app, content_type, bot, token) =
+            (&app, content_type.clone(), bot.clone(), owner.token.clone());
+        async move {
+            let response = app
+                .client
+                .post(app.url(&format!("/api/v1/chatbots/{bot}/knowledge/upload")))
+                .bearer_auth(token)
+                .header("idempotency-key", key)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            TestApp::read(response).await
+        }
+    };
+    let first = upload("upload-1", body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let again = upload("upload-1", body.clone()).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(again.body, first.body);
+    let listed = app
+        .get(&format!("/api/v1/chatbots/{bot}/knowledge"), &owner.token)
+        .await;
+    assert_eq!(
+        listed.body["documents"].as_array().unwrap().len(),
+        1,
+        "{}",
+        listed.text
+    );
+
+    // Another body under the same key is refused, however large.
+    let mut other = body.clone();
+    let at = other.len() / 2;
+    other[at] = b'X';
+    let refused = upload("upload-1", other).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(refused.code(), "idempotency_key_reused");
+}
