@@ -3,6 +3,7 @@
 //! through the store with the caller's tenant scope.
 
 pub mod auth;
+mod contract;
 mod dto;
 pub mod error;
 mod extract;
@@ -83,7 +84,9 @@ fn compose(state: &SharedState) -> OpenApiRouter<SharedState> {
 
 /// The whole application, with its middleware.
 pub fn router(state: SharedState) -> Router {
-    let (routes, openapi) = compose(&state).split_for_parts();
+    let (routes, mut openapi) = compose(&state).split_for_parts();
+    contract::declare_common_errors(&mut openapi);
+    contract::declare_exact_schemas(&mut openapi, &state.config.knowledge);
     let doc = routes::ops::OpenApiJson(Arc::new(
         openapi.to_json().expect("the OpenAPI document serializes"),
     ));

@@ -57,11 +57,17 @@ pub struct TelegramConfig {
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
     pub imap_host: String,
-    #[serde(default = "EmailConfig::default_imap_port")]
+    #[serde(
+        default = "EmailConfig::default_imap_port",
+        deserialize_with = "whole_port"
+    )]
     pub imap_port: u16,
     pub smtp_host: String,
     /// 465: TLS from the first byte; any other port: STARTTLS, required.
-    #[serde(default = "EmailConfig::default_smtp_port")]
+    #[serde(
+        default = "EmailConfig::default_smtp_port",
+        deserialize_with = "whole_port"
+    )]
     pub smtp_port: u16,
     pub username: String,
     pub password: SecretText,
@@ -73,6 +79,21 @@ pub struct EmailConfig {
     /// The IMAP folder read for new mail.
     #[serde(default = "EmailConfig::default_folder")]
     pub folder: String,
+}
+
+/// A port, which JSON may also spell as a whole float (`993.0`).
+fn whole_port<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        })
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a port number")))
 }
 
 impl EmailConfig {
@@ -173,6 +194,7 @@ impl ChannelConfig {
         match self {
             Self::Whatsapp(c) => {
                 if c.phone_number_id.is_empty()
+                    || c.phone_number_id.len() > 32
                     || !c.phone_number_id.chars().all(|ch| ch.is_ascii_digit())
                 {
                     return Err(invalid(
@@ -207,8 +229,11 @@ impl ChannelConfig {
             }
             Self::Email(c) => {
                 for (name, host) in [("imap_host", &c.imap_host), ("smtp_host", &c.smtp_host)] {
-                    if host.is_empty() || host.contains(['/', ' ', '@']) {
-                        return Err(invalid(format!("config.{name} must be a host name")));
+                    let host_chars = |ch: char| ch.is_ascii_alphanumeric() || ".-:[]".contains(ch);
+                    if host.is_empty() || host.len() > 253 || !host.chars().all(host_chars) {
+                        return Err(invalid(format!(
+                            "config.{name} must be a host name or address (at most 253 characters)"
+                        )));
                     }
                 }
                 if c.imap_port == 0 || c.smtp_port == 0 {
@@ -221,8 +246,13 @@ impl ChannelConfig {
                 }
                 required("password", &c.password)?;
                 Email::parse("config.address", &c.address).map_err(|e| invalid(e.to_string()))?;
-                if c.folder.is_empty() {
-                    return Err(invalid("config.folder is required"));
+                if c.folder.is_empty()
+                    || c.folder.chars().count() > 200
+                    || c.folder.chars().any(char::is_control)
+                {
+                    return Err(invalid(
+                        "config.folder must be 1 to 200 characters, without control characters",
+                    ));
                 }
                 let local = is_loopback_host(&c.imap_host) && is_loopback_host(&c.smtp_host);
                 if !c.tls && !local {

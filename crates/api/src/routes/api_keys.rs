@@ -58,10 +58,12 @@ pub struct ApiKeyList {
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKey {
     /// 1 to 100 characters.
+    #[schema(schema_with = crate::contract::chatbot_name)]
     name: String,
     /// admin (default when a person signed in makes it), member or advisor;
     /// never above the maker's own role. Keys never carry the owner role, and
     /// a key may make keys of member or advisor only (default: member).
+    #[schema(schema_with = crate::contract::optional_key_role)]
     role: Option<Role>,
 }
 

@@ -27,9 +27,14 @@ pub fn router() -> OpenApiRouter<SharedState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    #[schema(schema_with = crate::contract::email)]
     email: String,
+    /// 8 to 1024 characters.
+    #[schema(schema_with = crate::contract::password)]
     password: String,
+    #[schema(schema_with = crate::contract::display_name)]
     organization_name: String,
+    #[schema(schema_with = crate::contract::optional_display_name)]
     name: Option<String>,
 }
 

@@ -93,6 +93,7 @@ pub struct ChannelList {
 pub struct CreateChannel {
     kind: ChannelKind,
     /// 1 to 100 characters, unique on the chatbot.
+    #[schema(schema_with = crate::contract::chatbot_name)]
     name: String,
     /// The kind's settings and secrets; see docs/channels.md.
     #[schema(value_type = Object)]

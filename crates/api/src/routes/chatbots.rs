@@ -22,13 +22,17 @@ pub fn router() -> OpenApiRouter<SharedState> {
 }
 
 const DEFAULT_TEMPERATURE: f64 = 0.7;
+/// Far beyond any organization's chatbots, and within every integer type on the way.
+const MAX_OFFSET: u64 = 1_000_000_000;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// How many to skip; default 0.
+    #[param(minimum = 0, maximum = 1_000_000_000)] // MAX_OFFSET
     offset: Option<u64>,
 }
 
@@ -51,6 +55,12 @@ async fn list_chatbots(
 ) -> ApiResult<axum::Json<ChatbotList>> {
     let limit = crate::routes::page_limit(query.limit)?;
     let offset = query.offset.unwrap_or(0);
+    if offset > MAX_OFFSET {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("offset must be at most {MAX_OFFSET}"),
+        ));
+    }
     let (chatbots, total) = state
         .store
         .list_chatbots(&auth.0.scope(), limit, offset)
@@ -70,12 +80,16 @@ async fn list_chatbots(
 #[serde(deny_unknown_fields)]
 pub struct CreateChatbot {
     /// 1 to 100 characters.
+    #[schema(schema_with = crate::contract::chatbot_name)]
     name: String,
     /// Up to 20,000 characters; default empty.
+    #[schema(schema_with = crate::contract::optional_system_prompt)]
     system_prompt: Option<String>,
     /// 0.0 to 2.0; default 0.7.
+    #[schema(schema_with = crate::contract::optional_temperature)]
     temperature: Option<f64>,
     /// Default: the platform's model.
+    #[schema(schema_with = crate::contract::optional_model_name)]
     model: Option<String>,
     status: Option<ChatbotStatus>,
 }
@@ -126,12 +140,15 @@ async fn get_chatbot(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateChatbot {
+    #[schema(schema_with = crate::contract::optional_chatbot_name)]
     name: Option<String>,
+    #[schema(schema_with = crate::contract::optional_system_prompt)]
     system_prompt: Option<String>,
+    #[schema(schema_with = crate::contract::optional_temperature)]
     temperature: Option<f64>,
     /// A model name, or null for the platform's default.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = crate::contract::optional_model_name)]
     model: Option<Option<String>>,
     status: Option<ChatbotStatus>,
 }
@@ -174,10 +191,9 @@ async fn update_chatbot(
         status: body.status,
     };
     if patch.is_empty() {
-        return Err(ApiError::unprocessable(
-            "validation_failed",
-            "nothing to change: send at least one field",
-        ));
+        // Nothing to change: the chatbot as it is.
+        let chatbot = state.store.chatbot(&auth.0.scope(), id.into()).await?;
+        return Ok(axum::Json(ChatbotDto::seen_by(chatbot, auth.0.role())));
     }
     Ok(axum::Json(
         state

@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_auth::Signer;
 use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
-use steward_store::{ConversationChoice, HistoryPosition, HistoryQuery, NewJob, NewMessage};
+use steward_store::{
+    ConversationChoice, HistoryPosition, HistoryQuery, NewJob, NewMessage, StoreError,
+};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -34,12 +36,15 @@ const THREAD_CONTEXT: u32 = 10;
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// RFC 3339; messages at or after it.
+    #[param(value_type = Option<DateTime<Utc>>)]
     from: Option<String>,
     /// RFC 3339; messages before it.
+    #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
 }
 
@@ -111,10 +116,11 @@ async fn history(
     auth.require_conversations()?;
     let chatbot = ChatbotId::from(id);
     let limit = crate::routes::page_limit(params.limit)?;
+    // An empty cursor is an absent one (`?cursor=` from a form's first page).
     let before = params
         .cursor
-        .as_deref()
-        .map(|c| open_cursor(&state.cursors, chatbot, c))
+        .filter(|c| !c.is_empty())
+        .map(|c| open_cursor(&state.cursors, chatbot, &c))
         .transpose()?;
     let from = parse_time("from", params.from)?;
     let to = parse_time("to", params.to)?;
@@ -194,6 +200,7 @@ async fn message_thread(
 #[serde(deny_unknown_fields)]
 pub struct PostMessage {
     /// 1 to 32,000 characters.
+    #[schema(schema_with = crate::contract::message_text)]
     text: String,
     /// Continue this conversation; omit to start a new one.
     conversation_id: Option<Uuid>,
@@ -208,7 +215,7 @@ pub struct PostedMessage {
 /// Send a message to a chatbot as the signed-in user.
 #[utoipa::path(post, path = "/chatbots/{id}/messages", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PostMessage,
-    responses((status = 201, body = PostedMessage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the chatbot is paused", body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = PostedMessage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the chatbot is paused, or conversation_id names no conversation of it", body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn post_message(
     State(state): State<SharedState>,
     auth: Auth,
@@ -216,6 +223,7 @@ async fn post_message(
     Json(body): Json<PostMessage>,
 ) -> ApiResult<Response> {
     auth.require_conversations()?;
+    let body_conversation = body.conversation_id;
     let conversation = match body.conversation_id {
         Some(existing) => ConversationChoice::Existing(existing.into()),
         None => ConversationChoice::Start(ConversationId::new()),
@@ -247,7 +255,21 @@ async fn post_message(
             message_id: message.id,
         },
     );
-    state.store.add_message(&auth.0.scope(), message).await?;
+    match state.store.add_message(&auth.0.scope(), message).await {
+        Ok(_) => {}
+        // The chatbot is there but the conversation is not: a bad field, not a
+        // missing resource.
+        Err(StoreError::NotFound)
+            if body_conversation.is_some()
+                && state.store.chatbot(&auth.0.scope(), chatbot).await.is_ok() =>
+        {
+            return Err(ApiError::Conflict {
+                code: "unknown_conversation",
+                message: "conversation_id names no conversation of this chatbot".into(),
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     // A permit is kept if no worker waits right now, so the signal is not lost.
     state.jobs_enqueued.notify_one();
     Ok(response)

@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
 }
 
 /// An integration's settings are small; this keeps them so.
-const MAX_CONFIG_BYTES: usize = 16 * 1024;
+const MAX_CONFIG_BYTES: usize = 256 * 1024;
 
 #[derive(Serialize, ToSchema)]
 pub struct IntegrationDto {
@@ -76,9 +76,11 @@ async fn available(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnableIntegration {
+    #[schema(schema_with = crate::contract::integration_id)]
     integration_id: String,
-    /// A JSON object of the integration's settings; default `{}`.
-    #[schema(value_type = Option<Object>)]
+    /// A flat JSON object of the integration's settings (strings of at most
+    /// 256 characters, numbers, booleans); default `{}`.
+    #[schema(schema_with = crate::contract::integration_config)]
     config: Option<Value>,
 }
 
@@ -104,7 +106,24 @@ async fn enable(
     if config.to_string().len() > MAX_CONFIG_BYTES {
         return Err(ApiError::unprocessable(
             "validation_failed",
-            "config: must be at most 16 KiB",
+            "config: must be at most 256 KiB",
+        ));
+    }
+    let flat = config.as_object().is_some_and(|settings| {
+        settings.len() <= 32
+            && settings.iter().all(|(key, value)| {
+                (1..=64).contains(&key.chars().count())
+                    && match value {
+                        Value::String(text) => text.chars().count() <= 256,
+                        Value::Number(_) | Value::Bool(_) | Value::Null => true,
+                        Value::Array(_) | Value::Object(_) => false,
+                    }
+            })
+    });
+    if !flat {
+        return Err(ApiError::unprocessable(
+            "validation_failed",
+            "config: at most 32 settings, each named in 1 to 64 characters, holding a string of at most 256 characters, a number or a boolean",
         ));
     }
     if config.to_string().contains("\\u0000") {

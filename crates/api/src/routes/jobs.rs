@@ -63,6 +63,7 @@ pub struct JobsQuery {
     /// Only jobs in this state, e.g. `dead`.
     state: Option<JobState>,
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 

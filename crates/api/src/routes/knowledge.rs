@@ -178,6 +178,13 @@ async fn store_documents(
     Ok(stored)
 }
 
+/// The multipart form of an upload: every part is a file, whatever its name.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only: the handler reads the parts as they stream
+struct UploadForm {
+    file: Vec<Vec<u8>>,
+}
+
 /// Upload files to a chatbot's knowledge (multipart, one or many parts).
 /// Text, Markdown, HTML, CSV, JSON, PDF and DOCX are read; the format is found from the
 /// content. Each file becomes a document that is ingested in the background:
@@ -186,7 +193,7 @@ async fn store_documents(
 /// effect once: its digest is taken as it streams in.
 #[utoipa::path(post, path = "/chatbots/{id}/knowledge/upload", tag = "knowledge", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)),
-    request_body(content_type = "multipart/form-data", description = "one or more file parts"),
+    request_body(content = UploadForm, content_type = "multipart/form-data", description = "one or more file parts"),
     responses((status = 201, body = DocumentList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)))]
 async fn upload(
@@ -218,7 +225,16 @@ async fn upload(
                 format!("at most {} files per upload", limits.max_files_per_upload),
             ));
         }
-        let label = label_from(field.file_name().or(field.name()));
+        let Some(file_name) = field.file_name() else {
+            return Err(ApiError::unprocessable(
+                "not_a_file",
+                format!(
+                    "part '{}' is not a file: send files with a file name (curl -F 'file=@notes.pdf')",
+                    field.name().unwrap_or_default()
+                ),
+            ));
+        };
+        let label = label_from(Some(file_name));
         let mut bytes = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(malformed)? {
             if bytes.len() + chunk.len() > limits.max_file_bytes {
@@ -267,6 +283,7 @@ fn checked_url(state: &SharedState, url: &str) -> ApiResult<steward_knowledge::f
 pub struct AddUrl {
     /// An http(s) address on the public internet (private networks only when
     /// `outbound.allow_private_networks` is set).
+    #[schema(schema_with = crate::contract::web_url)]
     url: String,
 }
 
@@ -306,9 +323,11 @@ pub struct StartCrawl {
     /// Where the crawl starts; it stays on this host.
     url: String,
     /// Pages to fetch at most: 1 to `knowledge.crawl_max_pages` (default 50).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     max_pages: Option<i32>,
     /// Links to follow from the start page at most: 0 to
     /// `knowledge.crawl_max_depth` (default 3).
+    #[serde(default, deserialize_with = "crate::extract::whole_number")]
     max_depth: Option<i32>,
 }
 
@@ -414,8 +433,10 @@ async fn delete_document(
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
     /// The question, as a user would ask it (1 to 1000 characters).
+    #[param(required = true, min_length = 1, max_length = 1000)]
     q: Option<String>,
     /// Passages to return: 1 to 50, default the number put into answers.
+    #[param(minimum = 1, maximum = 50)]
     limit: Option<u32>,
 }
 
@@ -494,8 +515,10 @@ async fn search(
 #[serde(deny_unknown_fields)]
 pub struct AddContext {
     /// 1 to 200 characters: how the document is cited.
+    #[schema(schema_with = crate::contract::display_name)]
     title: String,
     /// The context itself: plain text or Markdown.
+    #[schema(schema_with = crate::contract::document_text)]
     text: String,
 }
 
@@ -531,6 +554,13 @@ async fn add_context(
     }
     if body.text.trim().is_empty() {
         return Err(ApiError::unprocessable("empty_text", "text is empty"));
+    }
+    let max = crate::contract::MAX_DOCUMENT_TEXT_CHARS;
+    if body.text.chars().count() > max {
+        return Err(ApiError::unprocessable(
+            "text_too_long",
+            format!("text must be at most {max} characters; upload a file for more"),
+        ));
     }
     let documents = store_documents(
         &state,

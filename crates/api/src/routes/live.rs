@@ -46,7 +46,7 @@ fn message_event(message: Message) -> Event {
 #[utoipa::path(get, path = "/conversations/{id}/events", tag = "conversations", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path),
-        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last message received: messages after it are sent first."),
+        ("Last-Event-ID" = Option<uuid::Uuid>, Header, nullable = false, description = "The id of the last message received: messages after it are sent first."),
     ),
     responses(
         (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta", body = String),
@@ -93,12 +93,9 @@ async fn events(
             .await
         {
             Ok(_) => Some(id),
-            Err(steward_store::StoreError::NotFound) => {
-                return Err(ApiError::bad_request(
-                    "invalid_last_event_id",
-                    "Last-Event-ID names no message of this conversation",
-                ));
-            }
+            // An id this conversation does not know: send everything, as a
+            // new reader of the whole conversation would get it.
+            Err(steward_store::StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         },
         // A new follower starts from now; the history endpoint has the past.

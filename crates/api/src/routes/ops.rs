@@ -128,17 +128,24 @@ async fn metrics(state: State<SharedState>) -> impl IntoResponse {
 
 /// Per-organization activity and usage in Prometheus text, for the
 /// operator's Business dashboard: only to a scraper presenting
-/// `http.metrics_token`; anyone else (a tenant's token included), and
-/// everyone when no token is configured, gets 404.
+/// `http.metrics_token`. A request without a bearer token gets 401; anyone
+/// presenting another (a tenant's token included), and everyone when no
+/// token is configured, gets 404.
 #[utoipa::path(get, path = "/metrics/organizations", tag = "ops", security(("metrics_token" = [])),
-    responses((status = 200, content_type = "text/plain", body = String), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "text/plain", body = String), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn organization_metrics(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     use subtle::ConstantTimeEq;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let allowed = match (&state.config.http.metrics_token, presented) {
+    let Some(presented) = presented else {
+        return ApiError::Unauthorized {
+            message: "expected Authorization: Bearer <http.metrics_token>",
+        }
+        .into_response();
+    };
+    let allowed = match (&state.config.http.metrics_token, Some(presented)) {
         (Some(token), Some(presented)) => {
             bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes()))
         }

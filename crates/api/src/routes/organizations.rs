@@ -123,8 +123,10 @@ async fn list_members(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteMember {
+    #[schema(schema_with = crate::contract::email)]
     email: String,
     role: Role,
+    #[schema(schema_with = crate::contract::optional_display_name)]
     name: Option<String>,
 }
 
@@ -250,6 +252,7 @@ async fn current_role(state: &SharedState, auth: &Auth, user: UserId) -> ApiResu
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
 }
 
@@ -259,7 +262,8 @@ pub struct AuditEntryDto {
     actor: String,
     action: String,
     target: String,
-    #[schema(value_type = Object)]
+    /// What changed; null when nothing more is recorded.
+    #[schema(value_type = Option<Object>)]
     details: Value,
     created_at: DateTime<Utc>,
 }

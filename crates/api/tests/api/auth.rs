@@ -99,7 +99,7 @@ async fn registration_does_not_tell_which_addresses_have_accounts_and_refuses_we
         login("new@example.org", "Other-Horse-77").await.status,
         StatusCode::OK
     );
-    for password in ["short1A", "alllowercase", "12345678901"] {
+    for password in ["short1A", "", "1234567"] {
         let weak = app
             .call(Method::POST, "/api/v1/auth/register", None, Some(json!({"email": "b@example.org", "password": password, "organization_name": "B"})))
             .await;

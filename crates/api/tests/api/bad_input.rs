@@ -442,7 +442,21 @@ async fn empty_or_invalid_messages_and_patches_are_refused() {
     let empty_patch = app
         .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({}))
         .await;
-    assert_eq!(empty_patch.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        empty_patch.status,
+        StatusCode::OK,
+        "an empty patch changes nothing"
+    );
+    assert_eq!(empty_patch.body["id"], bot.as_str());
+    let unknown_conversation = app
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &owner.token,
+            json!({"text": "hi", "conversation_id": "01a234cb-49d5-7046-bfce-05703d88cbc5"}),
+        )
+        .await;
+    assert_eq!(unknown_conversation.status, StatusCode::CONFLICT);
+    assert_eq!(unknown_conversation.code(), "unknown_conversation");
     let history = app
         .get(&format!("/api/v1/chatbots/{bot}/history"), &owner.token)
         .await;

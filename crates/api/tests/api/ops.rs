@@ -153,6 +153,10 @@ async fn organization_metrics_open_only_to_the_operators_token() {
             .await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{token}");
     }
+    let bare = app
+        .call(Method::GET, "/metrics/organizations", None, None)
+        .await;
+    assert_eq!(bare.status, StatusCode::UNAUTHORIZED, "no token at all");
     let reply = app
         .call(
             Method::GET,

@@ -263,7 +263,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         "its API key still works"
     );
 
-    // A conversation of A cannot be continued by B, even through B's own chatbot.
+    // A conversation of A cannot be continued by B, even through B's own
+    // chatbot: B is told what it would be told of an id that never existed.
     let b_bot = app.chatbot(&b, "Beta bot").await;
     let hijack = app
         .post(
@@ -272,5 +273,17 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             json!({"text": "x", "conversation_id": conversation}),
         )
         .await;
-    assert_eq!(hijack.status, StatusCode::NOT_FOUND);
+    assert_eq!(hijack.status, StatusCode::CONFLICT);
+    assert_eq!(hijack.code(), "unknown_conversation");
+    let never = app
+        .post(
+            &format!("/api/v1/chatbots/{b_bot}/messages"),
+            &b.token,
+            json!({"text": "x", "conversation_id": uuid::Uuid::now_v7()}),
+        )
+        .await;
+    assert_eq!(
+        never.body, hijack.body,
+        "indistinguishable from an unknown id"
+    );
 }

@@ -1,0 +1,428 @@
+//! The error answers every route can give, declared on every operation of the
+//! OpenAPI document from what the operation takes, so the document names each
+//! status a client may see (the contract test, schemathesis, holds it to that).
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
+    SchemaType, Type,
+};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
+
+/// Adds the statuses an operation can answer through the shared layers and
+/// extractors, where the handler's own list does not name them.
+pub fn declare_common_errors(openapi: &mut OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            (&mut item.get, false),
+            (&mut item.put, true),
+            (&mut item.post, true),
+            (&mut item.delete, false),
+            (&mut item.patch, true),
+        ];
+        for (operation, writes) in operations {
+            if let Some(operation) = operation {
+                declare(operation, writes);
+            }
+        }
+    }
+}
+
+fn declare(operation: &mut Operation, writes: bool) {
+    let mut statuses = vec![
+        (
+            "408",
+            "the request took longer than http.request_timeout_secs",
+        ),
+        (
+            "500",
+            "an unexpected failure; details are in the server's log",
+        ),
+        ("503", "a dependency (the database) is unavailable"),
+    ];
+    if operation.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
+        statuses.push(("400", "a malformed parameter"));
+        statuses.push(("404", "no such resource in this organization"));
+    }
+    if operation.request_body.is_some() {
+        statuses.push(("400", "a malformed body"));
+        statuses.push(("413", "the body is too large"));
+        statuses.push(("415", "the body is not of the declared content type"));
+        statuses.push(("422", "the body is well formed but not valid"));
+    }
+    if operation.security.as_ref().is_some_and(|s| !s.is_empty()) {
+        statuses.push(("401", "no valid bearer token or API key"));
+        statuses.push(("403", "the caller's role may not do this"));
+    }
+    if writes {
+        // The Idempotency-Key layer: a bad key, a key reused for another
+        // request, a repeat while the first runs or after its answer was lost.
+        statuses.push(("400", "a malformed Idempotency-Key"));
+        statuses.push((
+            "409",
+            "a request with this Idempotency-Key is running, or its answer was lost",
+        ));
+        statuses.push(("422", "the Idempotency-Key was used for another request"));
+    }
+    for (status, description) in statuses {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(error_response(description)));
+    }
+}
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+}
+
+// The domain's text rules (`steward_domain` values), as schemas for request
+// fields, so that a request valid by the schema is one Steward takes.
+
+/// Control characters (Unicode Cc) that no text may hold.
+const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+/// The same, less tab, line feed and carriage return, for multi-line text.
+const CONTROL_BUT_LINES: &str = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f";
+
+fn text(min: usize, max: usize, pattern: String) -> Object {
+    text_builder(min, max, pattern).build()
+}
+
+fn text_builder(min: usize, max: usize, pattern: String) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+}
+
+/// `schema`, or null: an optional field a client may also send as null.
+fn or_null(schema: Object) -> Object {
+    let mut schema = schema;
+    let own = std::mem::replace(&mut schema.schema_type, SchemaType::AnyValue);
+    schema.schema_type = match own {
+        SchemaType::Type(t) => SchemaType::from_iter([t, Type::Null]),
+        other => other,
+    };
+    schema
+}
+
+pub fn optional_chatbot_name() -> Object {
+    or_null(chatbot_name())
+}
+
+pub fn optional_display_name() -> Object {
+    or_null(display_name())
+}
+
+pub fn optional_system_prompt() -> Object {
+    or_null(system_prompt())
+}
+
+pub fn optional_model_name() -> Object {
+    or_null(model_name())
+}
+
+pub fn optional_temperature() -> Object {
+    or_null(temperature())
+}
+
+/// The roles an API key may carry (never owner).
+pub fn optional_key_role() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(
+            ["admin", "member", "advisor"]
+                .into_iter()
+                .map(Some)
+                .chain([None]),
+        ))
+        .build()
+}
+
+/// An upload: one or more file parts (each with a file name), non-empty.
+fn upload_form(max_files: usize) -> Object {
+    let files = ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(
+                    utoipa::openapi::KnownFormat::Binary,
+                )))
+                .min_length(Some(1)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(max_files));
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("file", files)
+        .required("file")
+        .build()
+}
+
+/// A URL Steward may be asked to fetch: http(s), a host name (addresses
+/// given as numbers are judged by the outbound guard, and refused when
+/// private), an optional port and path.
+pub fn web_url() -> Object {
+    text(
+        8,
+        2000,
+        r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/%-]*)?$"
+            .into(),
+    )
+}
+
+fn bounded_integer(min: i64, max: i64, nullable: bool) -> Object {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(min))
+        .maximum(Some(max))
+        .build();
+    if nullable { or_null(schema) } else { schema }
+}
+
+/// `POST …/knowledge/crawl`, with the operator's crawl bounds.
+fn start_crawl(max_pages: i32, max_depth: i32) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+        .property("url", web_url())
+        .required("url")
+        .property("max_pages", bounded_integer(1, max_pages.into(), true))
+        .property("max_depth", bounded_integer(0, max_depth.into(), true))
+        .build()
+}
+
+/// One line: no control characters, and not only spaces.
+fn single_line(max: usize) -> Object {
+    text(
+        1,
+        max,
+        format!("^[^{CONTROL}]*[^\\s{CONTROL}][^{CONTROL}]*$"),
+    )
+}
+
+/// A chatbot's (or an API key's) name.
+pub fn chatbot_name() -> Object {
+    single_line(100)
+}
+
+/// An organization's or a person's name, or a document's title.
+pub fn display_name() -> Object {
+    single_line(200)
+}
+
+/// A system prompt: may be empty, may span lines.
+pub fn system_prompt() -> Object {
+    text(0, 20_000, format!("^[^{CONTROL_BUT_LINES}]*$"))
+}
+
+/// What a user writes: not empty, may span lines.
+pub fn message_text() -> Object {
+    text(
+        1,
+        32_000,
+        format!("^[^{CONTROL_BUT_LINES}]*[^\\s{CONTROL}][^{CONTROL_BUT_LINES}]*$"),
+    )
+}
+
+/// Characters of a context document sent as text: at most, escaped in JSON
+/// in the longest way, it still fits the default body limit.
+pub const MAX_DOCUMENT_TEXT_CHARS: usize = 80_000;
+
+/// A document given as text: not only spaces.
+pub fn document_text() -> Object {
+    text(1, MAX_DOCUMENT_TEXT_CHARS, r"^[\s\S]*\S[\s\S]*$".into())
+}
+
+/// An integration's settings: a flat object of short values.
+pub fn integration_config() -> Object {
+    let value = OneOfBuilder::new()
+        .item(text_builder(0, 256, r"^[^\u0000]*$".into()))
+        .item(ObjectBuilder::new().schema_type(Type::Number))
+        .item(ObjectBuilder::new().schema_type(Type::Boolean))
+        .item(ObjectBuilder::new().schema_type(Type::Null));
+    or_null(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(32))
+            .property_names(Some(text(1, 64, r"^[^\u0000]*$".into())))
+            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::OneOf(
+                value.build(),
+            )))))
+            .build(),
+    )
+}
+
+/// An integration of the catalogue, by id.
+pub fn integration_id() -> Object {
+    text(1, 64, "^[a-z0-9-]+$".into())
+}
+
+/// A model's name: no spaces.
+pub fn model_name() -> Object {
+    text(1, 200, format!("^[^\\s{CONTROL}]+$"))
+}
+
+/// A password: the length is the rule.
+pub fn password() -> Object {
+    text(8, 1024, "^[^\\u0000]*$".into())
+}
+
+/// An email address in the plain form every mail system takes.
+pub fn email() -> Object {
+    text(
+        3,
+        254,
+        r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})+$".into(),
+    )
+}
+
+/// Sampling temperature.
+pub fn temperature() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Number)
+        .minimum(Some(0.0))
+        .maximum(Some(2.0))
+        .build()
+}
+
+/// A configuration field: its name, its schema, whether it is required.
+type Field = (&'static str, Object, bool);
+
+/// `POST /chatbots/{id}/channels`: one shape per kind, so that a body valid
+/// by the schema is one Steward configures (see docs/channels.md).
+fn create_channel() -> Schema {
+    let secret = || {
+        text(
+            1,
+            2048,
+            format!("^[^{CONTROL}]*[^\\s{CONTROL}][^{CONTROL}]*$"),
+        )
+    };
+    let host = || text(1, 253, r"^[A-Za-z0-9.:\[\]-]+$".into());
+    let port = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(65535))
+            .build()
+    };
+    let kinds: [(&str, Vec<Field>); 5] = [
+        (
+            "whatsapp",
+            vec![
+                ("phone_number_id", text(1, 32, "^[0-9]+$".into()), true),
+                ("access_token", secret(), true),
+                ("app_secret", secret(), true),
+                ("verify_token", secret(), true),
+            ],
+        ),
+        (
+            "slack",
+            vec![("bot_token", secret(), true), ("signing_secret", secret(), true)],
+        ),
+        (
+            "telegram",
+            vec![
+                ("bot_token", secret(), true),
+                ("secret_token", text(1, 256, "^[A-Za-z0-9_-]+$".into()), true),
+            ],
+        ),
+        (
+            "email",
+            vec![
+                ("imap_host", host(), true),
+                ("imap_port", port(), false),
+                ("smtp_host", host(), true),
+                ("smtp_port", port(), false),
+                ("username", secret(), true),
+                ("password", secret(), true),
+                ("address", email(), true),
+                // Plain connections are for mail servers on this machine only.
+                (
+                    "tls",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Boolean)
+                        .enum_values(Some([true]))
+                        .build(),
+                    false,
+                ),
+                ("folder", text(1, 200, format!("^[^{CONTROL}]+$")), false),
+            ],
+        ),
+        (
+            "generic",
+            vec![
+                ("signing_secret", secret(), true),
+                (
+                    "reply_url",
+                    text(
+                        9,
+                        2000,
+                        r"^https://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/%-]*)?$"
+                            .into(),
+                    ),
+                    true,
+                ),
+            ],
+        ),
+    ];
+    let mut one_of = OneOfBuilder::new();
+    for (kind, fields) in kinds {
+        let mut config = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        for (name, schema, required) in fields {
+            config = config.property(name, schema);
+            if required {
+                config = config.required(name);
+            }
+        }
+        let variant = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .property(
+                "kind",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([kind])),
+            )
+            .required("kind")
+            .property("name", chatbot_name())
+            .required("name")
+            .property("config", config)
+            .required("config");
+        one_of = one_of.item(variant);
+    }
+    Schema::OneOf(one_of.build())
+}
+
+/// Request schemas whose rules span fields or come from the configuration,
+/// written here rather than derived.
+pub fn declare_exact_schemas(openapi: &mut OpenApi, knowledge: &steward_config::KnowledgeConfig) {
+    if let Some(components) = openapi.components.as_mut() {
+        let schemas = &mut components.schemas;
+        schemas.insert("CreateChannel".into(), RefOr::T(create_channel()));
+        schemas.insert(
+            "UploadForm".into(),
+            RefOr::T(Schema::Object(upload_form(knowledge.max_files_per_upload))),
+        );
+        schemas.insert(
+            "StartCrawl".into(),
+            RefOr::T(Schema::Object(start_crawl(
+                knowledge.crawl_max_pages,
+                knowledge.crawl_max_depth,
+            ))),
+        );
+    }
+}
