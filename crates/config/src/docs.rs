@@ -133,7 +133,7 @@ pub const KEYS: &[KeyDoc] = &[
     k("jobs.concurrency", "Jobs one worker process runs at once."),
     k(
         "jobs.kind_concurrency",
-        "Per job kind, at most this many at once, e.g. { respond = 6, ingest = 2 }. Kinds: respond, deliver, ingest, crawl, classify, export, digest, backup, maintenance.",
+        "Per job kind, at most this many at once, e.g. { respond = 6, ingest = 2 }. Kinds: respond, deliver, ingest, crawl, classify, export, digest, backup, maintenance. Unset for ingest: one per CPU core but one (at least one), so extraction leaves replies a core.",
     ),
     k(
         "jobs.org_share",

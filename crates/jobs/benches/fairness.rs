@@ -7,9 +7,10 @@
 //! Each reply is one `respond` job of organization B, enqueued when the one
 //! before it is done; its latency runs from enqueue to done, and its work is
 //! 5 ms of CPU. Each ingest is one `ingest` job of organization A costing
-//! 200 ms of CPU on a blocking thread, as extraction does. Three runs: B's
-//! replies alone (the baseline), then with A's flood of 400 ingests queued
-//! first, with fair shares and without them (every slot free for anyone).
+//! 200 ms of CPU on a blocking thread, as extraction does. B's replies alone
+//! (the baseline), then with A's flood of 400 ingests queued first: with
+//! fair shares, with fair shares and ingestion limited to one job per core
+//! but one (`jobs.kind_concurrency`), and without shares.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,15 +48,28 @@ impl JobHandler for Work {
     }
 }
 
-fn settings(fair: bool) -> WorkerSettings {
-    let (org_share, reply_reserve) = if fair {
-        WorkerSettings::fair_share(CONCURRENCY)
-    } else {
-        (usize::MAX, 0)
+/// How the worker shares its slots in a run.
+#[derive(Clone, Copy)]
+enum Sharing {
+    None,
+    Fair,
+    /// Fair, and ingestion at most one job per core but one.
+    FairCoresForReplies,
+}
+
+fn settings(sharing: Sharing) -> WorkerSettings {
+    let (org_share, reply_reserve) = match sharing {
+        Sharing::None => (usize::MAX, 0),
+        _ => WorkerSettings::fair_share(CONCURRENCY),
     };
+    let mut kind_concurrency = HashMap::new();
+    if let Sharing::FairCoresForReplies = sharing {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        kind_concurrency.insert(JobKind::Ingest, cores.saturating_sub(1).max(1));
+    }
     WorkerSettings {
         concurrency: CONCURRENCY,
-        kind_concurrency: HashMap::new(),
+        kind_concurrency,
         org_share,
         reply_reserve,
         lease: Duration::from_secs(60),
@@ -84,7 +98,7 @@ async fn enqueue(store: &Arc<dyn Store>, org: OrgId, kind: JobKind) -> Job {
 
 /// B's reply latencies in milliseconds, sorted, with A's flood queued first
 /// when `flood` is set.
-async fn measure(backend: &str, fair: bool, flood: bool) -> Vec<f64> {
+async fn measure(backend: &str, sharing: Sharing, flood: bool) -> Vec<f64> {
     let (store, _db) = fresh(backend).await;
     let (a, _) = organization_with_chatbot(&*store, "Flood", Tier::Free).await;
     let (b, _) = organization_with_chatbot(&*store, "Other", Tier::Free).await;
@@ -93,7 +107,7 @@ async fn measure(backend: &str, fair: bool, flood: bool) -> Vec<f64> {
             enqueue(&store, a.org_id(), JobKind::Ingest).await;
         }
     }
-    let worker = Worker::new(store.clone(), settings(fair))
+    let worker = Worker::new(store.clone(), settings(sharing))
         .handle(
             JobKind::Ingest,
             Work {
@@ -114,13 +128,12 @@ async fn measure(backend: &str, fair: bool, flood: bool) -> Vec<f64> {
         // Let the flood take the slots it can before the first reply.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let scope = b.clone();
     let mut latencies = Vec::with_capacity(REPLIES);
     for _ in 0..REPLIES {
         let started = Instant::now();
         let job = enqueue(&store, b.org_id(), JobKind::Respond).await;
         loop {
-            let state = store.job(&scope, job.id).await.unwrap().state;
+            let state = store.job(&b, job.id).await.unwrap().state;
             if state == JobState::Succeeded {
                 break;
             }
@@ -150,12 +163,22 @@ async fn main() {
     println!("| store | run | p50 ms | p99 ms | p99 / baseline p99 |");
     println!("|---|---|---:|---:|---:|");
     for backend in backends {
-        let baseline = measure(backend, true, false).await;
+        let baseline = measure(backend, Sharing::Fair, false).await;
         let base_p99 = percentile(&baseline, 99);
         for (name, latencies) in [
             ("alone (baseline)", baseline.clone()),
-            ("flood, fair shares", measure(backend, true, true).await),
-            ("flood, no shares", measure(backend, false, true).await),
+            (
+                "flood, fair shares",
+                measure(backend, Sharing::Fair, true).await,
+            ),
+            (
+                "flood, fair shares, ingest ≤ cores − 1",
+                measure(backend, Sharing::FairCoresForReplies, true).await,
+            ),
+            (
+                "flood, no shares",
+                measure(backend, Sharing::None, true).await,
+            ),
         ] {
             let p99 = percentile(&latencies, 99);
             println!(

@@ -69,15 +69,22 @@ async fn prepare_vectors(config: &Config, store: &dyn Store) -> Result<()> {
 fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker> {
     let jobs = &config.jobs;
     let (org_share, reply_reserve) = steward_jobs::WorkerSettings::fair_share(jobs.concurrency);
+    let mut kind_concurrency: std::collections::HashMap<JobKind, usize> = jobs
+        .kind_concurrency
+        .iter()
+        .map(|(kind, limit)| (kind.parse().expect("validated at load"), *limit))
+        .collect();
+    // Extraction is CPU work: more of it at once than the cores but one
+    // leaves replies waiting for a core (benches/fairness.rs).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    kind_concurrency
+        .entry(JobKind::Ingest)
+        .or_insert(cores.saturating_sub(1).max(1));
     let settings = steward_jobs::WorkerSettings {
         concurrency: jobs.concurrency,
         org_share: jobs.org_share.unwrap_or(org_share),
         reply_reserve: jobs.reply_reserve.unwrap_or(reply_reserve),
-        kind_concurrency: jobs
-            .kind_concurrency
-            .iter()
-            .map(|(kind, limit)| (kind.parse().expect("validated at load"), *limit))
-            .collect(),
+        kind_concurrency,
         lease: Duration::from_secs(jobs.lease_secs),
         backoff_base: Duration::from_secs_f64(jobs.backoff_base_secs),
         poll_interval: Duration::from_millis(jobs.poll_interval_ms),
