@@ -106,10 +106,9 @@ async fn run(
         parts.extensions.insert(principal);
     }
 
-    let stale_after = chrono::Duration::seconds(
-        i64::try_from(state.config.http.request_timeout_secs).unwrap_or(i64::MAX / 2_000_000),
-    ) + STALE_MARGIN;
     let timeout = Duration::from_secs(state.config.http.request_timeout_secs);
+    let stale_after =
+        chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(1)) + STALE_MARGIN;
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST.min(timeout / 2);
     let token = loop {
         let moment = now();
