@@ -162,8 +162,11 @@ fn upload_form(max_files: usize) -> Object {
         )
         .min_items(Some(1))
         .max_items(Some(max_files));
+    // Every part is read as a file: a part of any other name is one too, and
+    // a part without a file name is refused.
     ObjectBuilder::new()
         .schema_type(Type::Object)
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)))
         .property("file", files)
         .required("file")
         .build()
