@@ -1,6 +1,6 @@
-//! The error answers every route can give, declared on every operation of the
-//! OpenAPI document from what the operation takes, so the document names each
-//! status a client may see (the contract test, schemathesis, holds it to that).
+//! What makes the OpenAPI document exact (`scripts/contract` holds it to
+//! that): the error answers every operation can give through the shared
+//! layers, and request schemas that state the server's own rules.
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{
@@ -13,22 +13,23 @@ use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 /// extractors, where the handler's own list does not name them.
 pub fn declare_common_errors(openapi: &mut OpenApi) {
     for item in openapi.paths.paths.values_mut() {
+        // Only POST passes the Idempotency-Key layer.
         let operations = [
             (&mut item.get, false),
-            (&mut item.put, true),
+            (&mut item.put, false),
             (&mut item.post, true),
             (&mut item.delete, false),
-            (&mut item.patch, true),
+            (&mut item.patch, false),
         ];
-        for (operation, writes) in operations {
+        for (operation, keyed) in operations {
             if let Some(operation) = operation {
-                declare(operation, writes);
+                declare(operation, keyed);
             }
         }
     }
 }
 
-fn declare(operation: &mut Operation, writes: bool) {
+fn declare(operation: &mut Operation, keyed: bool) {
     let mut statuses = vec![
         (
             "408",
@@ -54,7 +55,7 @@ fn declare(operation: &mut Operation, writes: bool) {
         statuses.push(("401", "no valid bearer token or API key"));
         statuses.push(("403", "the caller's role may not do this"));
     }
-    if writes {
+    if keyed {
         // The Idempotency-Key layer: a bad key, a key reused for another
         // request, a repeat while the first runs or after its answer was lost.
         statuses.push(("400", "a malformed Idempotency-Key"));

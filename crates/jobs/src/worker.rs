@@ -84,7 +84,6 @@ struct Slots {
     by_task: HashMap<tokio::task::Id, (JobId, JobKind, Option<OrgId>)>,
     per_kind: HashMap<JobKind, usize>,
     per_org: HashMap<OrgId, usize>,
-    background: usize,
 }
 
 impl Slots {
@@ -94,9 +93,6 @@ impl Slots {
         *self.per_kind.entry(kind).or_default() += 1;
         if let Some(org) = org {
             *self.per_org.entry(org).or_default() += 1;
-        }
-        if !is_reply(kind) {
-            self.background += 1;
         }
     }
 
@@ -113,9 +109,15 @@ impl Slots {
                 self.per_org.remove(&org);
             }
         }
-        if !is_reply(kind) {
-            self.background -= 1;
-        }
+    }
+
+    /// Running jobs that are not replies.
+    fn background(&self) -> usize {
+        self.per_kind
+            .iter()
+            .filter(|(kind, _)| !is_reply(**kind))
+            .map(|(_, n)| n)
+            .sum()
     }
 
     fn org_count(&self, org: Option<OrgId>) -> usize {
@@ -236,7 +238,7 @@ impl Worker {
             let mut free = settings.concurrency.saturating_sub(running.len());
             if !is_reply(kind) {
                 let background_slots = settings.concurrency.saturating_sub(settings.reply_reserve);
-                free = free.min(background_slots.saturating_sub(slots.background));
+                free = free.min(background_slots.saturating_sub(slots.background()));
             }
             let kind_limit = settings
                 .kind_concurrency

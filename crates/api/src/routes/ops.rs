@@ -145,12 +145,12 @@ async fn organization_metrics(State(state): State<SharedState>, headers: HeaderM
         }
         .into_response();
     };
-    let allowed = match (&state.config.http.metrics_token, Some(presented)) {
-        (Some(token), Some(presented)) => {
-            bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes()))
-        }
-        _ => false,
-    };
+    let allowed = state
+        .config
+        .http
+        .metrics_token
+        .as_ref()
+        .is_some_and(|token| bool::from(token.expose().as_bytes().ct_eq(presented.as_bytes())));
     if !allowed {
         return ApiError::NotFound.into_response();
     }

@@ -614,13 +614,6 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
     let long_ago = now() - Duration::hours(1);
     let ancient = now() - Duration::days(2);
     let in_the_future = now() + Duration::hours(1);
-    let chatbot = |name: &str| NewChatbot {
-        name: ChatbotName::parse("name", name).unwrap(),
-        system_prompt: SystemPrompt::parse("p", "").unwrap(),
-        temperature: Temperature::parse("t", 0.7).unwrap(),
-        model: None,
-        status: ChatbotStatus::Active,
-    };
     let answer = StoredResponse {
         status: 201,
         content_type: Some("application/json".into()),
@@ -634,7 +627,10 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
     keyed
         .run(async {
             answer_keyed_request(answer.clone());
-            store.create_chatbot(&scope, chatbot("One")).await.unwrap();
+            store
+                .create_chatbot(&scope, new_chatbot("One"))
+                .await
+                .unwrap();
         })
         .await;
     assert_eq!(
@@ -651,7 +647,7 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
     let new = started(store.idempotency_start(&key, in_the_future, ancient).await);
     assert_ne!(old, new);
     let refused = KeyedRequest::new(&key, old)
-        .run(store.create_chatbot(&scope, chatbot("Two")))
+        .run(store.create_chatbot(&scope, new_chatbot("Two")))
         .await;
     assert!(matches!(
         refused,
@@ -669,7 +665,7 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
     // An effect without its answer (the process stopped between them) is never
     // taken over, however stale; completing it later keeps the first answer.
     KeyedRequest::new(&key, new.clone())
-        .run(store.create_chatbot(&scope, chatbot("Three")))
+        .run(store.create_chatbot(&scope, new_chatbot("Three")))
         .await
         .unwrap();
     assert_eq!(
