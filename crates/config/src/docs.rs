@@ -322,6 +322,10 @@ pub const KEYS: &[KeyDoc] = &[
         "Longest the child process may take to read one PDF; a slower PDF fails.",
     ),
     k(
+        "knowledge.read_cpu_secs",
+        "CPU time reading one document's text may take (HTML, Markdown, DOCX, CSV, JSON, and a PDF's pages once its reader answers); a slower read fails the document, so that no upload holds a worker's slot for long.",
+    ),
+    k(
         "embeddings.base_url",
         "An OpenAI-compatible embeddings API (…/v1). Set it for hybrid retrieval (full text + vectors); unset, retrieval is full text only.",
     ),

@@ -162,6 +162,8 @@ pub struct KnowledgeConfig {
     pub pdf_memory_mb: u64,
     /// Longest a PDF may take to read.
     pub pdf_timeout_secs: u64,
+    /// CPU time reading one document's text may take (after a PDF's reader).
+    pub read_cpu_secs: u64,
 }
 
 impl KnowledgeConfig {
@@ -404,6 +406,7 @@ impl Default for Config {
                 pdf_max_pages: 2000,
                 pdf_memory_mb: 1024,
                 pdf_timeout_secs: 60,
+                read_cpu_secs: 10,
             },
             embeddings: EmbeddingsConfig {
                 base_url: None,
@@ -669,6 +672,7 @@ impl Config {
             || knowledge.pdf_max_pages == 0
             || knowledge.pdf_memory_mb < 64
             || knowledge.pdf_timeout_secs == 0
+            || knowledge.read_cpu_secs == 0
         {
             return invalid("knowledge limits must be above 0".into());
         }

@@ -6,13 +6,15 @@
 
 use std::io::Read;
 
-use crate::extract::{Extracted, Piece};
+use crate::extract::{Budget, Extracted, Limits, Piece};
 
 /// More entries than this is not a document but a trap.
 const MAX_ENTRIES: usize = 10_000;
 
 /// Reads a DOCX's text, at most `max_bytes` of XML after decompression.
-pub fn docx(bytes: &[u8], max_bytes: usize) -> Result<Extracted, String> {
+pub fn docx(bytes: &[u8], limits: Limits) -> Result<Extracted, String> {
+    let budget = Budget::new(limits.cpu);
+    let max_bytes = limits.max_bytes;
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
         .map_err(|_| "the file is not a readable zip archive (a DOCX is one)".to_owned())?;
     if archive.len() > MAX_ENTRIES {
@@ -35,7 +37,7 @@ pub fn docx(bytes: &[u8], max_bytes: usize) -> Result<Extracted, String> {
     }
     let xml =
         String::from_utf8(xml).map_err(|_| "the DOCX document is not UTF-8 XML".to_owned())?;
-    let pieces = paragraphs(&xml);
+    let pieces = paragraphs(&xml, budget)?;
     if pieces.is_empty() {
         return Err("the document holds no text".into());
     }
@@ -46,10 +48,11 @@ pub fn docx(bytes: &[u8], max_bytes: usize) -> Result<Extracted, String> {
 }
 
 /// The paragraphs of `word/document.xml`, headings by their style.
-fn paragraphs(xml: &str) -> Vec<Piece> {
+fn paragraphs(xml: &str, mut budget: Budget) -> Result<Vec<Piece>, String> {
     let mut pieces = Vec::new();
     let mut rest = xml;
     while let Some(start) = find_tag(rest, "w:p") {
+        budget.spend()?;
         let after = &rest[start..];
         let end = after
             .find("</w:p>")
@@ -66,7 +69,7 @@ fn paragraphs(xml: &str) -> Vec<Piece> {
             None => pieces.push(Piece::Block(text.to_owned())),
         }
     }
-    pieces
+    Ok(pieces)
 }
 
 /// Where the next `<name>` or `<name …>` tag starts (not `<name…` of a longer name).
@@ -179,13 +182,20 @@ mod tests {
 <w:proofErr w:type="spellStart"/><w:pict/>
 </w:body></w:document>"#;
 
+    fn limits(max_bytes: usize) -> Limits {
+        Limits {
+            max_bytes,
+            cpu: std::time::Duration::from_secs(60),
+        }
+    }
+
     #[test]
     fn paragraphs_headings_and_runs_are_read() {
         let file = archive(&[
             ("[Content_Types].xml", b"<Types/>"),
             ("word/document.xml", DOCUMENT.as_bytes()),
         ]);
-        let got = docx(&file, 1024 * 1024).unwrap();
+        let got = docx(&file, limits(1024 * 1024)).unwrap();
         assert_eq!(
             got.pieces,
             vec![
@@ -202,14 +212,14 @@ mod tests {
         let bomb = archive(&[("word/document.xml", &vec![b' '; 5 * 1024 * 1024])]);
         assert!(bomb.len() < 64 * 1024, "it compresses well: {}", bomb.len());
         assert!(
-            docx(&bomb, 1024 * 1024)
+            docx(&bomb, limits(1024 * 1024))
                 .unwrap_err()
                 .contains("decompresses to more than")
         );
         let other = archive(&[("photo.jpg", b"\xff\xd8")]);
-        assert!(docx(&other, 1024).unwrap_err().contains("not a DOCX"));
+        assert!(docx(&other, limits(1024)).unwrap_err().contains("not a DOCX"));
         assert!(
-            docx(b"PK\x03\x04truncated", 1024)
+            docx(b"PK\x03\x04truncated", limits(1024))
                 .unwrap_err()
                 .contains("not a readable zip")
         );
@@ -217,7 +227,7 @@ mod tests {
             "word/document.xml",
             b"<w:document><w:body><w:p/></w:body></w:document>",
         )]);
-        assert!(docx(&empty, 1024).unwrap_err().contains("no text"));
+        assert!(docx(&empty, limits(1024)).unwrap_err().contains("no text"));
         assert_eq!(
             unescape("a &amp;&bogus; &#65;&#x42; & b"),
             "a &&bogus; AB & b"

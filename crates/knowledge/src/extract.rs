@@ -1,6 +1,8 @@
 //! Text out of documents, keeping their structure: headings and the blocks of
 //! text under them, in order. Everything here is synchronous and bounded by
-//! `max_bytes` of extracted text.
+//! `max_bytes` of extracted text and by a budget of CPU time.
+
+use std::time::Duration;
 
 use crate::sniff::{Format, as_text};
 
@@ -20,23 +22,88 @@ pub struct Extracted {
     pub pieces: Vec<Piece>,
 }
 
-/// Collects pieces, refusing more than `max_bytes` of text.
+/// What reading one document may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Extracted text, at most.
+    pub max_bytes: usize,
+    /// CPU time of the reading thread, at most: parsers of hostile input can
+    /// be slow in ways no size limit foresees, and a slow read holds a slot
+    /// of the worker that other organizations' jobs need.
+    pub cpu: Duration,
+}
+
+/// The CPU time a read has left, counted on the thread that reads.
+pub(crate) struct Budget {
+    limit: Duration,
+    started: Duration,
+    calls: u32,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            started: thread_cpu_time(),
+            calls: 0,
+        }
+    }
+
+    /// Fails once the read has used up its time; looks at the clock on every
+    /// 64th call, so that a loop may call it for every step.
+    pub(crate) fn spend(&mut self) -> Result<(), String> {
+        self.calls = self.calls.wrapping_add(1);
+        if self.calls % 64 == 0 {
+            self.check()
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Fails if the read has used up its time.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if thread_cpu_time().saturating_sub(self.started) > self.limit {
+            return Err(format!(
+                "reading the document took more than {:?} of CPU time",
+                self.limit
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given; this clock
+    // exists on every Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Collects pieces, refusing more than `max_bytes` of text or a read past
+/// its CPU time.
 pub(crate) struct Collector {
     pieces: Vec<Piece>,
     bytes: usize,
     max_bytes: usize,
+    pub(crate) budget: Budget,
 }
 
 impl Collector {
-    pub(crate) fn new(max_bytes: usize) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Self {
             pieces: Vec::new(),
             bytes: 0,
-            max_bytes,
+            max_bytes: limits.max_bytes,
+            budget: Budget::new(limits.cpu),
         }
     }
 
     pub(crate) fn push(&mut self, piece: Piece) -> Result<(), String> {
+        self.budget.spend()?;
         let text = match &piece {
             Piece::Heading(_, t) | Piece::Block(t) => t,
         };
@@ -61,14 +128,14 @@ impl Collector {
 
 /// Extracts a document's pieces. A zip is read as DOCX (see [`crate::docx`]);
 /// PDF is read in a child process (see [`crate::pdf`]), never here.
-pub fn extract(format: Format, bytes: &[u8], max_bytes: usize) -> Result<Extracted, String> {
+pub fn extract(format: Format, bytes: &[u8], limits: Limits) -> Result<Extracted, String> {
     match format {
         Format::Pdf => return Err("a PDF is read by the PDF reader, not here".into()),
-        Format::Zip => return crate::docx::docx(bytes, max_bytes),
+        Format::Zip => return crate::docx::docx(bytes, limits),
         _ => {}
     }
     let text = as_text(bytes).ok_or("the file is not readable text")?;
-    let mut out = Collector::new(max_bytes);
+    let mut out = Collector::new(limits);
     let title = match format {
         Format::Text => {
             paragraphs(text, &mut out)?;
@@ -183,7 +250,7 @@ fn is_list_item(line: &str) -> bool {
 /// HTML's text by blocks. Scripts, styles, navigation and forms are skipped;
 /// when the page marks its `<main>` (or one `<article>`), only that is read.
 fn html(text: &str, out: &mut Collector) -> Result<Option<String>, String> {
-    use scraper::{ElementRef, Html, Node, Selector};
+    use scraper::{ElementRef, Node, Selector};
 
     // The HTML parser slows down with the square of nesting depth: a small
     // hostile page could hold a worker for minutes.
@@ -192,7 +259,7 @@ fn html(text: &str, out: &mut Collector) -> Result<Option<String>, String> {
             "the page nests its elements more than {MAX_HTML_NESTING} deep"
         ));
     }
-    let page = Html::parse_document(text);
+    let page = parse_html(text, &out.budget)?;
     let title = Selector::parse("title").ok().and_then(|s| {
         page.select(&s)
             .next()
@@ -255,6 +322,7 @@ fn html(text: &str, out: &mut Collector) -> Result<Option<String>, String> {
             return Ok(());
         }
         for child in element.children() {
+            out.budget.spend()?;
             match child.value() {
                 Node::Text(t) => buffer.push_str(t),
                 Node::Element(e) => {
@@ -297,6 +365,28 @@ fn html(text: &str, out: &mut Collector) -> Result<Option<String>, String> {
     walk(root, 0, &mut buffer, out)?;
     out.push(Piece::Block(collapse(&buffer)))?;
     Ok(title)
+}
+
+/// Parses a page a piece at a time, so that a parse past its budget stops.
+fn parse_html(text: &str, budget: &Budget) -> Result<scraper::Html, String> {
+    use html5ever::tendril::TendrilSink;
+
+    const PIECE: usize = 64 * 1024;
+    let mut parser = html5ever::driver::parse_document(
+        scraper::HtmlTreeSink::new(scraper::Html::new_document()),
+        Default::default(),
+    );
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(PIECE);
+        while !rest.is_char_boundary(end) {
+            end += 1;
+        }
+        parser.process(rest[..end].into());
+        rest = &rest[end..];
+        budget.check()?;
+    }
+    Ok(parser.finish())
 }
 
 /// Deeper nesting than this is refused; real pages stay far below it.
@@ -439,7 +529,10 @@ fn json(text: &str, out: &mut Collector) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    const MB: usize = 1024 * 1024;
+    const MB: Limits = Limits {
+        max_bytes: 1024 * 1024,
+        cpu: Duration::from_secs(60),
+    };
 
     fn blocks(pieces: &[Piece]) -> Vec<&str> {
         pieces
@@ -596,5 +689,27 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(blocks(&got.pieces), vec!["deep text"]);
+    }
+
+    #[test]
+    fn a_read_stops_when_its_cpu_time_is_spent() {
+        let page = format!(
+            "<html><body>{}</body></html>",
+            "<div><p>Opening hours are nine to five.</p></div>".repeat(20_000)
+        );
+        let markdown = "# Hours\n\nNine to five.\n\n".repeat(20_000);
+        let tight = Limits {
+            max_bytes: 10 * 1024 * 1024,
+            cpu: Duration::from_millis(1),
+        };
+        let ample = Limits {
+            cpu: Duration::from_secs(60),
+            ..tight
+        };
+        for (format, text) in [(Format::Html, &page), (Format::Markdown, &markdown)] {
+            assert!(extract(format, text.as_bytes(), ample).is_ok());
+            let error = extract(format, text.as_bytes(), tight).unwrap_err();
+            assert!(error.contains("CPU time"), "{format:?}: {error}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! original, so that what was indexed can be looked at later.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
@@ -17,7 +18,7 @@ use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
 
 use crate::blobs::{BlobError, Blobs};
 use crate::chunk::chunk;
-use crate::extract::extract;
+use crate::extract::{Limits, extract};
 use crate::fetch::{FetchError, Fetcher};
 use crate::pdf::{PdfReader, ReadError, pieces};
 use crate::sniff::{Format, sniff};
@@ -41,14 +42,20 @@ pub async fn prepare(
     pdf: &PdfReader,
 ) -> Result<Ingested, ReadError> {
     let format = sniff(&bytes).map_err(ReadError::Unreadable)?;
-    if format == Format::Pdf {
-        let pages = pdf.read(&bytes).await?;
-        let extracted = pieces(&pages, limits.max_text_bytes).map_err(ReadError::Unreadable)?;
-        return passages(&bytes, format, extracted, limits).map_err(ReadError::Unreadable);
-    }
+    let read = Limits {
+        max_bytes: limits.max_text_bytes,
+        cpu: Duration::from_secs(limits.read_cpu_secs),
+    };
     let limits = limits.clone();
+    let pages = match format {
+        Format::Pdf => Some(pdf.read(&bytes).await?),
+        _ => None,
+    };
     tokio::task::spawn_blocking(move || {
-        let extracted = extract(format, &bytes, limits.max_text_bytes)?;
+        let extracted = match pages {
+            Some(pages) => pieces(&pages, read)?,
+            None => extract(format, &bytes, read)?,
+        };
         passages(&bytes, format, extracted, &limits)
     })
     .await

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use steward_config::KnowledgeConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::extract::{Collector, Extracted, Piece, paragraphs};
+use crate::extract::{Collector, Extracted, Limits, Piece, paragraphs};
 
 /// What the child answers on its stdout.
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,8 +166,8 @@ pub enum ReadError {
 
 /// A PDF's pages as pieces: a "Page N" heading over each page's paragraphs,
 /// so that a passage's source names its page.
-pub fn pieces(pages: &[String], max_text_bytes: usize) -> Result<Extracted, String> {
-    let mut out = Collector::new(max_text_bytes);
+pub fn pieces(pages: &[String], limits: Limits) -> Result<Extracted, String> {
+    let mut out = Collector::new(limits);
     for (n, page) in pages.iter().enumerate() {
         if page.trim().is_empty() {
             continue;
@@ -309,6 +309,13 @@ mod tests {
         }
     }
 
+    fn text_limits(max_bytes: usize) -> Limits {
+        Limits {
+            max_bytes,
+            cpu: Duration::from_secs(60),
+        }
+    }
+
     /// A "PDF reader" that is a shell script (the real one, `steward
     /// pdf-text`, is tested from the steward crate).
     fn shell(script: &str, limits: PdfLimits) -> PdfReader {
@@ -327,7 +334,7 @@ mod tests {
         assert!(pages[0].contains("Refunds take five days."), "{pages:?}");
         assert!(pages[2].contains("Opening hours (weekdays)"), "{pages:?}");
 
-        let extracted = pieces(&pages, 1024).unwrap();
+        let extracted = pieces(&pages, text_limits(1024)).unwrap();
         assert_eq!(extracted.pieces[0], Piece::Heading(1, "Page 1".into()));
         let headings: Vec<_> = extracted
             .pieces
@@ -342,9 +349,9 @@ mod tests {
             ["Page 1", "Page 3"],
             "an empty page gives nothing"
         );
-        assert!(pieces(&pages, 10).unwrap_err().contains("more than"));
+        assert!(pieces(&pages, text_limits(10)).unwrap_err().contains("more than"));
         assert!(
-            pieces(&["".into(), " \n".into()], 1024)
+            pieces(&["".into(), " \n".into()], text_limits(1024))
                 .unwrap_err()
                 .contains("no text")
         );
