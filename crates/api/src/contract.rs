@@ -173,16 +173,9 @@ fn upload_form(max_files: usize) -> Object {
         .build()
 }
 
-/// A URL Steward may be asked to fetch: http(s), a host name (addresses
-/// given as numbers are judged by the outbound guard, and refused when
-/// private), an optional port and path.
+/// A URL Steward may be asked to fetch (see `steward_domain::WebUrl`).
 pub fn web_url() -> Object {
-    text(
-        8,
-        2000,
-        r"^https?://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/%-]*)?$"
-            .into(),
-    )
+    text(8, steward_domain::WebUrl::MAX_CHARS, steward_domain::WebUrl::PATTERN.into())
 }
 
 fn bounded_integer(min: i64, max: i64, nullable: bool) -> Object {
@@ -372,9 +365,8 @@ fn create_channel() -> Schema {
                     "reply_url",
                     text(
                         9,
-                        2000,
-                        r"^https://([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/%-]*)?$"
-                            .into(),
+                        steward_domain::WebUrl::MAX_CHARS,
+                        steward_domain::WebUrl::CALLBACK_PATTERN.into(),
                     ),
                     true,
                 ),

@@ -9,9 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use steward_auth::Sealer;
-use steward_domain::{ChannelId, ChannelKind, Email};
+use steward_domain::{ChannelId, ChannelKind, Email, WebUrl};
 use steward_store::Channel;
-use url::Url;
 
 /// A token or password: redacted wherever it is printed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -264,7 +263,9 @@ impl ChannelConfig {
             }
             Self::Generic(c) => {
                 required("signing_secret", &c.signing_secret)?;
-                api_url("reply_url", &c.reply_url)
+                WebUrl::parse_callback("config.reply_url", &c.reply_url)
+                    .map(drop)
+                    .map_err(|e| invalid(e.to_string()))
             }
         }
     }
@@ -333,40 +334,6 @@ impl ChannelConfig {
 fn required(name: &str, value: &SecretText) -> Result<(), ConfigError> {
     if value.expose().trim().is_empty() {
         return Err(invalid(format!("config.{name} is required")));
-    }
-    Ok(())
-}
-
-/// A provider API or reply URL: https, or http to this machine (local test
-/// servers). Literal link-local, multicast and unspecified addresses (cloud
-/// metadata endpoints among them) are refused.
-fn api_url(name: &str, value: &str) -> Result<(), ConfigError> {
-    let url = Url::parse(value).map_err(|e| invalid(format!("config.{name} is not a URL: {e}")))?;
-    let host = url
-        .host_str()
-        .ok_or_else(|| invalid(format!("config.{name} has no host")))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback_host(host) => {}
-        _ => {
-            return Err(invalid(format!(
-                "config.{name} must be an https URL (http only to localhost)"
-            )));
-        }
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(invalid(format!("config.{name} must not carry credentials")));
-    }
-    if let Ok(ip) = host.trim_matches(['[', ']']).parse::<IpAddr>() {
-        let link_local = match ip {
-            IpAddr::V4(v4) => v4.is_link_local(),
-            IpAddr::V6(v6) => v6.is_unicast_link_local(),
-        };
-        if link_local || ip.is_multicast() || ip.is_unspecified() {
-            return Err(invalid(format!(
-                "config.{name} points at an address Steward will not call"
-            )));
-        }
     }
     Ok(())
 }

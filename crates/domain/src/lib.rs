@@ -15,5 +15,5 @@ pub use kinds::{
 };
 pub use values::{
     ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,
-    SystemPrompt, Temperature, ValidationError,
+    SystemPrompt, Temperature, ValidationError, WebUrl,
 };

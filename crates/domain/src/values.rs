@@ -131,6 +131,98 @@ impl ModelName {
     }
 }
 
+/// A web address a tenant gives Steward to fetch or to call: http(s), a host
+/// named by its name, an optional port, path, query and fragment, in the
+/// plain characters of RFC 3986. An address given as numbers is refused: a
+/// site is reached by its name, and numeric spellings (`0x7f.1`,
+/// `2130706433`, `[::ffff:7f00:1]`) are the usual way around an address
+/// check. Names are still checked where they resolve, at every connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct WebUrl(String);
+
+/// The parts of [`WebUrl::PATTERN`], shared with [`WebUrl::CALLBACK_PATTERN`].
+macro_rules! web_url_rest {
+    () => {
+        concat!(
+            // a port, 1 to 65535
+            r"(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+            r"(/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*)?",
+            r"(\?[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?",
+            r"(#[A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?$"
+        )
+    };
+}
+/// A host name whose last label starts with a letter, so never an address.
+macro_rules! web_url_host {
+    () => {
+        r"([A-Za-z0-9-]+\.)*[A-Za-z][A-Za-z0-9-]*"
+    };
+}
+
+impl WebUrl {
+    pub const MAX_CHARS: usize = 2000;
+    /// The whole rule, as a regular expression (the API's schema says the same).
+    pub const PATTERN: &str = concat!(r"^https?://", web_url_host!(), web_url_rest!());
+    /// A URL Steward calls back with a tenant's data: https, or http to this
+    /// machine by the name `localhost` (local test servers).
+    pub const CALLBACK_PATTERN: &str = concat!(
+        r"^(https://",
+        web_url_host!(),
+        r"|http://localhost)",
+        web_url_rest!()
+    );
+
+    pub fn parse(field: &'static str, raw: impl Into<String>) -> Result<Self, ValidationError> {
+        static RULE: std::sync::LazyLock<regex::Regex> =
+            std::sync::LazyLock::new(|| regex::Regex::new(WebUrl::PATTERN).unwrap());
+        Self::matching(field, raw.into(), &RULE, "an http(s) URL")
+    }
+
+    /// A URL Steward calls back: see [`WebUrl::CALLBACK_PATTERN`].
+    pub fn parse_callback(
+        field: &'static str,
+        raw: impl Into<String>,
+    ) -> Result<Self, ValidationError> {
+        static RULE: std::sync::LazyLock<regex::Regex> =
+            std::sync::LazyLock::new(|| regex::Regex::new(WebUrl::CALLBACK_PATTERN).unwrap());
+        Self::matching(
+            field,
+            raw.into(),
+            &RULE,
+            "an https URL (http only to localhost)",
+        )
+    }
+
+    fn matching(
+        field: &'static str,
+        raw: String,
+        rule: &regex::Regex,
+        what: &str,
+    ) -> Result<Self, ValidationError> {
+        if raw.len() > Self::MAX_CHARS {
+            return Err(ValidationError::new(
+                field,
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        if !rule.is_match(&raw) {
+            return Err(ValidationError::new(
+                field,
+                format!(
+                    "must be {what} naming its host by name (not by address), \
+                     without credentials, spaces or characters a URL must escape"
+                ),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Sampling temperature, 0.0 to 2.0 inclusive.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(transparent)]
@@ -317,6 +409,43 @@ mod tests {
         assert!(ModelName::parse("model", "claude-sonnet-4-5").is_ok());
         assert!(ModelName::parse("model", "gpt 4").is_err());
         assert!(ModelName::parse("model", "").is_err());
+    }
+
+    #[test]
+    fn web_urls_name_their_host_and_escape_what_a_url_escapes() {
+        for url in [
+            "http://example.org",
+            "https://docs.example.org:8443/guide/a_b-c.html?page=2&x=%20#top",
+            "http://a",
+            "https://x--y.example:65535/",
+        ] {
+            assert!(WebUrl::parse("url", url).is_ok(), "{url}");
+        }
+        for url in [
+            "http://127.0.0.1/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://[::1]/",
+            "http://example.org.123/",
+            "http://user:pw@example.org/",
+            "ftp://example.org/",
+            "http://example.org:0/",
+            "http://example.org:65536/",
+            "http://example.org/a b",
+            " http://example.org/",
+            "http://example.org/\n",
+            "http://exa_mple.org/",
+            "http://example..org/",
+            "HTTP://example.org/",
+        ] {
+            assert!(WebUrl::parse("url", url).is_err(), "{url}");
+        }
+        assert!(WebUrl::parse_callback("url", "https://hooks.example.org/x").is_ok());
+        assert!(WebUrl::parse_callback("url", "http://localhost:8080/x").is_ok());
+        assert!(WebUrl::parse_callback("url", "http://example.org/x").is_err());
+        assert!(WebUrl::parse_callback("url", "http://localhost.example.org/").is_err());
+        let long = format!("http://example.org/{}", "a".repeat(WebUrl::MAX_CHARS));
+        assert!(WebUrl::parse("url", long).is_err());
     }
 }
 

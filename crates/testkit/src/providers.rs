@@ -75,9 +75,10 @@ impl FakeProviders {
     pub fn telegram_api(&self) -> String {
         format!("{}/telegram", self.base_url)
     }
-    /// `reply_url` for a generic channel.
+    /// `reply_url` for a generic channel (a tenant names hosts by name).
     pub fn generic_reply_url(&self) -> String {
-        format!("{}/generic/reply", self.base_url)
+        let port = self.base_url.rsplit(':').next().unwrap_or_default();
+        format!("http://localhost:{port}/generic/reply")
     }
 
     /// Everything received so far by one provider, in order.

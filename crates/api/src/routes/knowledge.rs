@@ -264,17 +264,14 @@ async fn upload(
     ))
 }
 
-/// A URL a user gave, if it may be fetched at all (scheme, address as written).
+/// A URL a user gave, if it may be fetched at all (its form, and its address
+/// when it is one).
 fn checked_url(state: &SharedState, url: &str) -> ApiResult<steward_knowledge::fetch::Url> {
-    if url.len() > 2048 {
-        return Err(ApiError::unprocessable(
-            "url_refused",
-            "the URL is longer than 2048 characters",
-        ));
-    }
+    let url = steward_domain::WebUrl::parse("url", url)
+        .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))?;
     state
         .fetcher
-        .check_url(url)
+        .check_url(url.as_str())
         .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))
 }
 

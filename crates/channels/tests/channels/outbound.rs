@@ -151,7 +151,7 @@ async fn a_failed_reply_shows_the_status_and_never_the_remote_body() {
     );
     let config = ChannelConfig::parse(
         ChannelKind::Generic,
-        json!({ "signing_secret": "s", "reply_url": format!("http://127.0.0.1:{port}/hook") }),
+        json!({ "signing_secret": "s", "reply_url": format!("http://localhost:{port}/hook") }),
     )
     .unwrap();
     let part = Part {
