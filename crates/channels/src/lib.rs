@@ -1,13 +1,14 @@
 //! Channels: where a chatbot's people talk to it. Per provider: the
 //! configuration (secrets sealed at rest), the webhook's signature and payload,
-//! and the API that takes replies. Plus the `deliver` job and the mailbox
-//! poller. HTTP routing lives in the API crate; this crate has no server.
+//! and the API that takes replies. Plus the `deliver` job, the mailbox
+//! poller, and the operator's notices to account holders. HTTP routing lives in the API crate; this crate has no server.
 
 pub mod config;
 mod deliver;
 pub mod email;
 pub mod inbound;
 mod manage;
+mod notice;
 mod receive;
 pub mod send;
 pub mod split;
@@ -17,6 +18,7 @@ pub use config::{ChannelConfig, ConfigError};
 pub use deliver::Deliver;
 pub use email::PollMailboxes;
 pub use inbound::{Inbound, InboundMessage, Malformed};
+pub use notice::{SendNotices, SmtpServer};
 pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use receive::{Received, receive};
 pub use send::{ProviderApis, SendError, Sender};

@@ -210,6 +210,18 @@ pub const KEYS: &[KeyDoc] = &[
         "Let destinations a tenant sets (knowledge URLs, reply URLs, mail servers) reach loopback and private networks: tests and local development only, refused in production. Link-local and metadata addresses stay refused.",
     ),
     k(
+        "mail.smtp_host",
+        "The operator's SMTP server for Steward's own notices (such as telling an address's owner that someone tried to register it). Empty: no notices are sent.",
+    ),
+    k("mail.smtp_port", "Its port: 587 for STARTTLS, 465 for TLS from the start."),
+    k("mail.username", "Its user name; empty: no login."),
+    k("mail.password", "Its password."),
+    k("mail.from", "The notices' sender address."),
+    k(
+        "mail.tls",
+        "Encrypt the connection (STARTTLS, or TLS on port 465). Off only for a server on this machine.",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),

@@ -39,6 +39,7 @@ pub struct Config {
     pub backup: BackupConfig,
     pub knowledge: KnowledgeConfig,
     pub outbound: OutboundConfig,
+    pub mail: MailConfig,
     pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
@@ -99,6 +100,42 @@ pub struct OutboundConfig {
     /// Let them reach loopback and private networks: tests and local
     /// development only; refused in production.
     pub allow_private_networks: bool,
+}
+
+/// The operator's SMTP server, for Steward's own notices to account holders
+/// (not a channel's mail, which each channel configures).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Empty: no notices are sent.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub username: String,
+    pub password: Option<Secret>,
+    /// The notices' sender address.
+    pub from: String,
+    /// STARTTLS, or TLS from the start on port 465. Off only for a server on
+    /// this machine.
+    pub tls: bool,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            smtp_host: String::new(),
+            smtp_port: 587,
+            username: String::new(),
+            password: None,
+            from: String::new(),
+            tls: true,
+        }
+    }
+}
+
+impl MailConfig {
+    pub fn is_configured(&self) -> bool {
+        !self.smtp_host.trim().is_empty()
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -379,6 +416,7 @@ impl Default for Config {
                 telegram_api_url: "https://api.telegram.org".into(),
             },
             outbound: OutboundConfig::default(),
+            mail: MailConfig::default(),
             storage: StorageConfig::default(),
             backup: BackupConfig {
                 dir: None,
@@ -646,6 +684,15 @@ impl Config {
                 "outbound.allow_private_networks is for tests and local development: production refuses it"
                     .into(),
             );
+        }
+        let mail = &self.mail;
+        if mail.is_configured() {
+            let local = matches!(mail.smtp_host.as_str(), "localhost" | "127.0.0.1" | "::1");
+            if mail.smtp_port == 0 || !mail.from.contains('@') || (!mail.tls && !local) {
+                return invalid(
+                    "mail: smtp_port above 0, a from address, and tls on unless the server is on this machine".into(),
+                );
+            }
         }
         for (key, url) in [
             ("channels.whatsapp_api_url", &self.channels.whatsapp_api_url),

@@ -50,6 +50,7 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.embeddings.api_key = Some(Secret::new("k"));
     full.jobs.org_share = Some(4);
     full.jobs.reply_reserve = Some(2);
+    full.mail.password = Some(Secret::new("smtp-secret"));
     let provider = ProviderConfig {
         kind: ProviderKind::Openai,
         base_url: Some("http://localhost:11434/v1".into()),
@@ -142,6 +143,14 @@ fn bad_configuration_is_refused_with_the_key_named() {
         )
         .unwrap_err();
         assert!(bad_listen.to_string().contains("listen"), "{bad_listen}");
+
+        // A plain connection to a mail server elsewhere would send its password in clear.
+        jail.create_file(
+            "mail.toml",
+            "[mail]\nsmtp_host = \"smtp.example.org\"\nfrom = \"steward@example.org\"\ntls = false\n",
+        )?;
+        let plain = Config::load(Some(Path::new("mail.toml")), &Overrides::default()).unwrap_err();
+        assert!(plain.to_string().contains("mail"), "{plain}");
 
         jail.set_env("STEWARD_DATABASE__URL", "mysql://x");
         assert!(

@@ -114,6 +114,7 @@ named_enum!(
         Backup = "backup",
         Maintenance = "maintenance",
         Poll = "poll",
+        Notice = "notice",
     }
 );
 

@@ -156,14 +156,36 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         timeout: send_timeout,
         max_attempts: config.jobs.max_attempts,
     };
-    Ok(steward_jobs::Worker::new(store, settings)
+    let worker = steward_jobs::Worker::new(store, settings)
         .handle(JobKind::Maintenance, maintenance)
         .handle(JobKind::Respond, respond)
         .handle(JobKind::Ingest, ingest)
         .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Deliver, deliver)
         .handle(JobKind::Poll, poll)
-        .handle(JobKind::Backup, backup))
+        .handle(JobKind::Backup, backup);
+    let mail = &config.mail;
+    if !mail.is_configured() {
+        return Ok(worker);
+    }
+    Ok(worker.handle(
+        JobKind::Notice,
+        steward_channels::SendNotices {
+            server: steward_channels::SmtpServer {
+                host: mail.smtp_host.clone(),
+                port: mail.smtp_port,
+                username: mail.username.clone(),
+                password: mail
+                    .password
+                    .as_ref()
+                    .map(|p| p.expose().to_owned())
+                    .unwrap_or_default(),
+                from: mail.from.clone(),
+                tls: mail.tls,
+            },
+            timeout: send_timeout,
+        },
+    ))
 }
 
 /// The configured model providers, primary first, or the honest no-model reply.

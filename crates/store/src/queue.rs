@@ -141,6 +141,30 @@ impl NewJob {
     }
 }
 
+/// A notice Steward mails to an account holder from the operator's SMTP
+/// server: the payload of a `notice` job.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notice {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+impl NewJob {
+    /// Mail a notice. `dedupe_key` keeps one notice from going out more than
+    /// once (for example, once per address per hour).
+    pub fn notice(notice: &Notice, dedupe_key: String, max_attempts: i32) -> Self {
+        Self {
+            dedupe_key: Some(dedupe_key),
+            ..Self::new(
+                JobKind::Notice,
+                serde_json::to_value(notice).expect("a notice serializes"),
+                max_attempts,
+            )
+        }
+    }
+}
+
 /// How an attempt failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobFailure {

@@ -62,6 +62,42 @@ pub struct RegistrationAccepted {
 const REGISTRATION_ACCEPTED: &str = "if this address can be registered, its organization and \
     account are ready: sign in with POST /api/v1/auth/login";
 
+/// Tells an address's owner that someone tried to register it, when the
+/// operator has a mail server: at most once an hour per address, so that
+/// registration cannot be used to flood someone's inbox.
+async fn tell_the_owner(state: &SharedState, email: &Email) -> ApiResult<()> {
+    if !state.config.mail.is_configured() {
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let notice = steward_store::Notice {
+        to: email.as_str().to_owned(),
+        subject: "Someone tried to register your address".into(),
+        text: format!(
+            "Someone asked to create a Steward account for {address} at {at} UTC.\n\n\
+             This address already has an account, so nothing was created or changed.\n\
+             If it was you, sign in as usual. If it was not, you need not do anything.\n",
+            address = email.as_str(),
+            at = now.format("%Y-%m-%d %H:%M"),
+        ),
+    };
+    let dedupe = format!(
+        "notice:registration:{}:{}",
+        email.as_str(),
+        now.format("%Y-%m-%dT%H")
+    );
+    state
+        .store
+        .enqueue(steward_store::NewJob::notice(
+            &notice,
+            dedupe,
+            state.config.jobs.max_attempts,
+        ))
+        .await?;
+    state.jobs_enqueued.notify_one();
+    Ok(())
+}
+
 /// Create an organization and its owner, then sign in with `POST /auth/login`.
 /// The answer is the same whether or not the address already has an account,
 /// so registration tells no one which addresses do.
@@ -106,7 +142,7 @@ async fn register(
                 tier: Tier::Free,
             },
             NewUser {
-                email,
+                email: email.clone(),
                 name,
                 role: Role::Owner,
                 password_hash,
@@ -124,6 +160,7 @@ async fn register(
             tracing::info!(
                 "registration for an address that already has an account: nothing created"
             );
+            tell_the_owner(&state, &email).await?;
         }
         Err(e) => return Err(e.into()),
     }

@@ -8,6 +8,7 @@ use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 use serde_json::json;
 use steward_domain::JobKind;
+use steward_jobs::JobHandler;
 use steward_store::NewJob;
 
 use crate::*;
@@ -311,4 +312,61 @@ async fn a_wrong_password_shows_on_the_channel_and_other_mailboxes_are_still_rea
         !listed.text.contains("wrong\""),
         "the password is never shown"
     );
+}
+
+/// Registration answers the same whether or not an address has an account;
+/// the address's owner hears of the attempt by mail, once an hour at most.
+#[tokio::test]
+async fn an_address_owner_hears_when_someone_registers_it_again() {
+    let Some(mail) = servers() else { return };
+    let smtp = mail.smtp.clone();
+    let h = Harness::start_with(|c| {
+        c.mail.smtp_host = smtp.0;
+        c.mail.smtp_port = smtp.1;
+        c.mail.from = "steward@example.test".into();
+        c.mail.tls = false;
+    })
+    .await;
+    h.app.register(&mail.alice, "Alice Co").await;
+    for organization in ["Impostor", "Impostor again"] {
+        let again = h
+            .app
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/register",
+                None,
+                Some(json!({ "email": mail.alice, "password": "Another-Pass-1", "organization_name": organization })),
+            )
+            .await;
+        assert_eq!(again.status, StatusCode::ACCEPTED, "{}", again.text);
+    }
+    // A new address gets its account and no notice.
+    h.app.register(&mail.bot, "Bot Co").await;
+
+    let jobs = h
+        .app
+        .store
+        .claim("test", &[JobKind::Notice], 10, chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 1, "one notice per address per hour: {jobs:?}");
+    let notices = steward_channels::SendNotices {
+        server: steward_channels::SmtpServer {
+            host: mail.smtp.0.clone(),
+            port: mail.smtp.1,
+            username: String::new(),
+            password: String::new(),
+            from: "steward@example.test".into(),
+            tls: false,
+        },
+        timeout: Duration::from_secs(10),
+    };
+    notices.run(&jobs[0]).await.unwrap();
+    let inbox = mail.wait_inbox(&mail.alice, 1).await;
+    assert_eq!(
+        header(&inbox[0], "Subject"),
+        Some("Someone tried to register your address")
+    );
+    assert!(inbox[0].contains("nothing was created"), "{}", inbox[0]);
+    assert!(mail.inbox(&mail.bot).await.is_empty());
 }
