@@ -175,7 +175,11 @@ fn upload_form(max_files: usize) -> Object {
 
 /// A URL Steward may be asked to fetch (see `steward_domain::WebUrl`).
 pub fn web_url() -> Object {
-    text(8, steward_domain::WebUrl::MAX_CHARS, steward_domain::WebUrl::PATTERN.into())
+    text(
+        8,
+        steward_domain::WebUrl::MAX_CHARS,
+        steward_domain::WebUrl::PATTERN.into(),
+    )
 }
 
 fn bounded_integer(min: i64, max: i64, nullable: bool) -> Object {
@@ -326,13 +330,20 @@ fn create_channel() -> Schema {
         ),
         (
             "slack",
-            vec![("bot_token", secret(), true), ("signing_secret", secret(), true)],
+            vec![
+                ("bot_token", secret(), true),
+                ("signing_secret", secret(), true),
+            ],
         ),
         (
             "telegram",
             vec![
                 ("bot_token", secret(), true),
-                ("secret_token", text(1, 256, "^[A-Za-z0-9_-]+$".into()), true),
+                (
+                    "secret_token",
+                    text(1, 256, "^[A-Za-z0-9_-]+$".into()),
+                    true,
+                ),
             ],
         ),
         (

@@ -41,11 +41,15 @@ impl JobHandler for SendNotices {
             .from
             .rsplit_once('@')
             .map_or("steward.invalid", |(_, d)| d);
-        let permanent = |what: &str, e: &dyn std::fmt::Display| {
-            JobError::Permanent(format!("{what}: {e}"))
-        };
+        let permanent =
+            |what: &str, e: &dyn std::fmt::Display| JobError::Permanent(format!("{what}: {e}"));
         let message = lettre::Message::builder()
-            .from(server.from.parse().map_err(|e| permanent("mail.from", &e))?)
+            .from(
+                server
+                    .from
+                    .parse()
+                    .map_err(|e| permanent("mail.from", &e))?,
+            )
             .to(notice
                 .to
                 .parse()

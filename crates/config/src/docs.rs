@@ -213,7 +213,10 @@ pub const KEYS: &[KeyDoc] = &[
         "mail.smtp_host",
         "The operator's SMTP server for Steward's own notices (such as telling an address's owner that someone tried to register it). Empty: no notices are sent.",
     ),
-    k("mail.smtp_port", "Its port: 587 for STARTTLS, 465 for TLS from the start."),
+    k(
+        "mail.smtp_port",
+        "Its port: 587 for STARTTLS, 465 for TLS from the start.",
+    ),
     k("mail.username", "Its user name; empty: no login."),
     k("mail.password", "Its password."),
     k("mail.from", "The notices' sender address."),

@@ -217,7 +217,11 @@ mod tests {
                 .contains("decompresses to more than")
         );
         let other = archive(&[("photo.jpg", b"\xff\xd8")]);
-        assert!(docx(&other, limits(1024)).unwrap_err().contains("not a DOCX"));
+        assert!(
+            docx(&other, limits(1024))
+                .unwrap_err()
+                .contains("not a DOCX")
+        );
         assert!(
             docx(b"PK\x03\x04truncated", limits(1024))
                 .unwrap_err()

@@ -53,7 +53,7 @@ impl Budget {
     /// 64th call, so that a loop may call it for every step.
     pub(crate) fn spend(&mut self) -> Result<(), String> {
         self.calls = self.calls.wrapping_add(1);
-        if self.calls % 64 == 0 {
+        if self.calls.is_multiple_of(64) {
             self.check()
         } else {
             Ok(())

@@ -349,7 +349,11 @@ mod tests {
             ["Page 1", "Page 3"],
             "an empty page gives nothing"
         );
-        assert!(pieces(&pages, text_limits(10)).unwrap_err().contains("more than"));
+        assert!(
+            pieces(&pages, text_limits(10))
+                .unwrap_err()
+                .contains("more than")
+        );
         assert!(
             pieces(&["".into(), " \n".into()], text_limits(1024))
                 .unwrap_err()

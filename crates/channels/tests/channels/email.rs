@@ -346,7 +346,12 @@ async fn an_address_owner_hears_when_someone_registers_it_again() {
     let jobs = h
         .app
         .store
-        .claim("test", &[JobKind::Notice], 10, chrono::Duration::seconds(60))
+        .claim(
+            "test",
+            &[JobKind::Notice],
+            10,
+            chrono::Duration::seconds(60),
+        )
         .await
         .unwrap();
     assert_eq!(jobs.len(), 1, "one notice per address per hour: {jobs:?}");
