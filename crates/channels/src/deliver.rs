@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use steward_auth::Sealer;
-use steward_domain::MessageId;
+use steward_domain::jobs::DeliverArgs;
 use steward_jobs::{JobError, JobHandler};
 use steward_store::{ChannelEvent, Job, Store, StoreError, TenantScope};
 
@@ -39,10 +39,7 @@ impl JobHandler for Deliver {
             JobError::Permanent("a deliver job belongs to an organization".into())
         })?;
         let scope = TenantScope::for_job(org);
-        let reply: MessageId = job.payload["message_id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| JobError::Permanent("payload has no message_id".into()))?;
+        let reply = job.args::<DeliverArgs>()?.message_id;
         let reply = self
             .store
             .message(&scope, reply)

@@ -10,8 +10,9 @@ use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use steward_domain::jobs::NoticeArgs;
 use steward_jobs::{JobError, JobHandler};
-use steward_store::{Job, Notice};
+use steward_store::Job;
 
 /// The operator's SMTP server.
 #[derive(Clone, Debug)]
@@ -34,8 +35,7 @@ pub struct SendNotices {
 #[async_trait]
 impl JobHandler for SendNotices {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
-        let notice: Notice = serde_json::from_value(job.payload.clone())
-            .map_err(|e| JobError::Permanent(format!("a notice job's payload: {e}")))?;
+        let notice = job.args::<NoticeArgs>()?;
         let server = &self.server;
         let domain = server
             .from

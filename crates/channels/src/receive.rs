@@ -1,6 +1,7 @@
 //! Storing an inbound message: its conversation, the message and its
 //! `respond` job in one transaction, unique per channel by the provider's id.
 
+use steward_domain::jobs::RespondArgs;
 use steward_domain::{MessageId, MessageRole, MessageText};
 use steward_store::{
     Channel, ChannelEvent, ConversationChoice, NewJob, NewMessage, Store, StoreError, StoreResult,
@@ -50,12 +51,16 @@ pub async fn receive(
         channel_id: Some(channel.id),
         meta: Some(message.meta),
         tokens: 0,
-        then: Some(NewJob::respond(
-            channel.org_id,
-            channel.chatbot_id,
-            conversation,
-            max_attempts,
-        )),
+        then: Some(
+            NewJob::of(
+                &RespondArgs {
+                    chatbot_id: channel.chatbot_id,
+                    conversation_id: conversation,
+                },
+                max_attempts,
+            )
+            .for_org(channel.org_id),
+        ),
     };
     let id = new.id;
     match store.add_message(&scope, new).await {

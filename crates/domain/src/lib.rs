@@ -2,6 +2,7 @@
 //! (roles, tiers, states) that every other crate speaks. Nothing here does IO.
 
 mod ids;
+pub mod jobs;
 mod kinds;
 mod values;
 
@@ -9,6 +10,7 @@ pub use ids::{
     ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, MessageId,
     OrgId, UserId,
 };
+pub use jobs::JobArgs;
 pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
     JobKind, JobState, MessageRole, Role, Tier,

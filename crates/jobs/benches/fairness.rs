@@ -91,7 +91,7 @@ async fn fresh(backend: &str) -> (Arc<dyn Store>, DbGuard) {
 async fn enqueue(store: &Arc<dyn Store>, org: OrgId, kind: JobKind) -> Job {
     let job = NewJob {
         org_id: Some(org),
-        ..NewJob::new(kind, serde_json::json!({}), 3)
+        ..NewJob::raw(kind, serde_json::json!({}), 3)
     };
     store.enqueue(job).await.unwrap().unwrap()
 }

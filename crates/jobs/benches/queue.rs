@@ -98,7 +98,7 @@ async fn main() {
             let enqueue_started = Instant::now();
             for n in 0..total {
                 store
-                    .enqueue(NewJob::new(
+                    .enqueue(NewJob::raw(
                         JobKind::Classify,
                         serde_json::json!({ "n": n }),
                         3,
@@ -137,7 +137,7 @@ async fn main() {
             let jobs = 500;
             for n in 0..jobs {
                 store
-                    .enqueue(NewJob::new(
+                    .enqueue(NewJob::raw(
                         JobKind::Classify,
                         serde_json::json!({ "n": n }),
                         3,

@@ -11,8 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use serde_json::Value;
-use steward_domain::JobKind;
+use steward_domain::JobArgs;
 use steward_store::{Leadership, NewJob, Store, now};
 
 /// The name scheduler processes compete to lead.
@@ -25,13 +24,13 @@ const MAX_FIRINGS_PER_TICK: usize = 1000;
 pub struct Schedule {
     pub name: String,
     pub cron: Cron,
-    pub kind: JobKind,
-    pub payload: Value,
+    /// The job of every firing, less its dedupe key and attempts.
+    job: NewJob,
 }
 
 impl Schedule {
     /// Parses `pattern` (UTC; five fields, or six with seconds first).
-    pub fn new(name: &str, pattern: &str, kind: JobKind) -> Result<Self, String> {
+    pub fn new<A: JobArgs>(name: &str, pattern: &str, args: &A) -> Result<Self, String> {
         let cron = CronParser::builder()
             .seconds(Seconds::Optional)
             .build()
@@ -40,8 +39,7 @@ impl Schedule {
         Ok(Self {
             name: name.to_owned(),
             cron,
-            kind,
-            payload: Value::Object(Default::default()),
+            job: NewJob::of(args, 1),
         })
     }
 
@@ -167,11 +165,8 @@ impl Scheduler {
                         schedule.name,
                         fire_at.to_rfc3339()
                     )),
-                    ..NewJob::new(
-                        schedule.kind,
-                        schedule.payload.clone(),
-                        self.settings.max_attempts,
-                    )
+                    max_attempts: self.settings.max_attempts,
+                    ..schedule.job.clone()
                 };
                 match self.store.enqueue(job).await {
                     Ok(Some(_)) => tracing::debug!(schedule = %schedule.name, %fire_at, "enqueued"),
@@ -194,7 +189,8 @@ mod tests {
 
     #[test]
     fn firings_are_every_match_in_the_window_oldest_first() {
-        let hourly = Schedule::new("m", "17 * * * *", JobKind::Maintenance).unwrap();
+        let hourly =
+            Schedule::new("m", "17 * * * *", &steward_domain::jobs::MaintenanceArgs {}).unwrap();
         let after = DateTime::parse_from_rfc3339("2026-11-22T06:00:00Z")
             .unwrap()
             .to_utc();
@@ -219,7 +215,12 @@ mod tests {
             hourly.firings(until, until).is_empty(),
             "the window's start is excluded"
         );
-        let every_second = Schedule::new("s", "* * * * * *", JobKind::Maintenance).unwrap();
+        let every_second = Schedule::new(
+            "s",
+            "* * * * * *",
+            &steward_domain::jobs::MaintenanceArgs {},
+        )
+        .unwrap();
         assert_eq!(
             every_second
                 .firings(after, after + chrono::Duration::hours(2))
@@ -230,11 +231,18 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused_with_the_schedule_named() {
-        let err = Schedule::new("maintenance", "every hour", JobKind::Maintenance).unwrap_err();
+        let err = Schedule::new(
+            "maintenance",
+            "every hour",
+            &steward_domain::jobs::MaintenanceArgs {},
+        )
+        .unwrap_err();
         assert!(
             err.contains("maintenance") && err.contains("every hour"),
             "{err}"
         );
-        assert!(Schedule::new("m", "61 * * * *", JobKind::Maintenance).is_err());
+        assert!(
+            Schedule::new("m", "61 * * * *", &steward_domain::jobs::MaintenanceArgs {}).is_err()
+        );
     }
 }

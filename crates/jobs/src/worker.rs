@@ -34,6 +34,13 @@ pub enum JobError {
     Permanent(String),
 }
 
+/// A payload that is not its kind's arguments will never read: dead at once.
+impl From<steward_store::ArgsError> for JobError {
+    fn from(e: steward_store::ArgsError) -> Self {
+        Self::Permanent(e.to_string())
+    }
+}
+
 /// Runs jobs of one kind. Jobs are delivered at least once: a handler must make
 /// its side effects idempotent (by a key derived from the job).
 #[async_trait]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use steward_domain::jobs::MaintenanceArgs;
 use steward_domain::{JobKind, JobState};
 use steward_jobs::{Schedule, Scheduler, SchedulerSettings};
 use steward_store::Store;
@@ -21,7 +22,7 @@ fn settings() -> SchedulerSettings {
 }
 
 fn scheduler(store: &Arc<dyn Store>) -> Scheduler {
-    let every_second = Schedule::new("tick", "* * * * * *", JobKind::Maintenance).unwrap();
+    let every_second = Schedule::new("tick", "* * * * * *", &MaintenanceArgs {}).unwrap();
     Scheduler::new(store.clone(), vec![every_second], settings())
 }
 

@@ -96,7 +96,7 @@ async fn enqueue(
 ) {
     let job = NewJob {
         ordering_key: ordering_key.map(str::to_owned),
-        ..NewJob::new(kind, json!({ "n": n }), max_attempts)
+        ..NewJob::raw(kind, json!({ "n": n }), max_attempts)
     };
     store.enqueue(job).await.unwrap().unwrap();
 }
@@ -506,7 +506,7 @@ async fn one_organizations_flood_leaves_room_for_another_organizations_reply() {
         async move {
             let job = NewJob {
                 org_id: Some(org),
-                ..NewJob::new(kind, json!({ "n": n }), 3)
+                ..NewJob::raw(kind, json!({ "n": n }), 3)
             };
             store.enqueue(job).await.unwrap().unwrap();
         }

@@ -20,7 +20,8 @@ use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use steward_config::KnowledgeConfig;
-use steward_domain::{CrawlId, CrawlStatus, DocumentId, DocumentSource};
+use steward_domain::jobs::CrawlArgs;
+use steward_domain::{CrawlStatus, DocumentId, DocumentSource};
 use steward_jobs::{JobError, JobHandler};
 use steward_store::{
     Crawl, CrawlProgress, Job, NewDocument, NewJob, Store, StoreError, TenantScope,
@@ -80,12 +81,7 @@ impl CrawlStep {
     /// than showing `running` for ever. If the database is what failed, this
     /// fails too, and the dead-letter list is where the crawl shows.
     async fn give_up(&self, job: &Job, why: &str) {
-        let (Some(org), Some(id)) = (
-            job.org_id,
-            job.payload["crawl_id"]
-                .as_str()
-                .and_then(|id| id.parse::<CrawlId>().ok()),
-        ) else {
+        let (Some(org), Ok(CrawlArgs { crawl_id: id })) = (job.org_id, job.args()) else {
             return;
         };
         let scope = TenantScope::for_job(org);
@@ -107,10 +103,7 @@ impl CrawlStep {
         let org = job
             .org_id
             .ok_or_else(|| JobError::Permanent("a crawl job names no organization".into()))?;
-        let id: CrawlId = job.payload["crawl_id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| JobError::Permanent("payload has no crawl_id".into()))?;
+        let id = job.args::<CrawlArgs>()?.crawl_id;
         let scope = TenantScope::for_job(org);
         let crawl = match self.store.crawl(&scope, id).await {
             Ok(crawl) => crawl,
@@ -163,7 +156,9 @@ impl CrawlStep {
             .max(self.limits.crawl_delay_ms)
             .min(60_000);
         let at = steward_store::now() + chrono::Duration::milliseconds(delay as i64);
-        let next = NewJob::crawl(org, crawl.id, Some(at), job.max_attempts);
+        let next = NewJob::of(&CrawlArgs { crawl_id: crawl.id }, job.max_attempts)
+            .for_org(org)
+            .at(at);
         self.save(
             &scope,
             &crawl,

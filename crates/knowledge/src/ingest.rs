@@ -11,7 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use steward_config::KnowledgeConfig;
-use steward_domain::{DocumentId, DocumentSource};
+use steward_domain::DocumentSource;
+use steward_domain::jobs::IngestArgs;
 use steward_jobs::{JobError, JobHandler};
 use steward_llm::Embeddings;
 use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
@@ -95,10 +96,7 @@ impl JobHandler for Ingest {
         let org = job
             .org_id
             .ok_or_else(|| JobError::Permanent("an ingest job names no organization".into()))?;
-        let id: DocumentId = job.payload["document_id"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| JobError::Permanent("payload has no document_id".into()))?;
+        let id = job.args::<IngestArgs>()?.document_id;
         let scope = TenantScope::for_job(org);
         let document = match self.store.document(&scope, id).await {
             Ok(document) => document,

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use steward_config::TiersConfig;
-use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
+use steward_domain::jobs::{DeliverArgs, RespondArgs};
+use steward_domain::{MessageId, MessageRole, MessageText};
 use steward_jobs::{JobError, JobHandler};
 use steward_knowledge::{Passage, Retriever, Source};
 use steward_llm::{ChatMessage, ChatRequest, DeltaSink, LlmError, Provider, Role};
@@ -102,12 +103,14 @@ impl Respond {
             // A reply on a channel is sent by a `deliver` job, stored with it; a
             // reply to the API's chat is read from history and the live stream.
             then: to.channel_id.map(|_| {
-                NewJob::deliver(
-                    scope.org_id(),
-                    to.conversation_id,
-                    id,
+                NewJob::of(
+                    &DeliverArgs {
+                        message_id: id,
+                        conversation_id: Some(to.conversation_id),
+                    },
                     self.deliver_attempts,
                 )
+                .for_org(scope.org_id())
             }),
         };
         self.store
@@ -176,16 +179,10 @@ impl JobHandler for Respond {
         let org = job
             .org_id
             .ok_or_else(|| JobError::Permanent("a respond job names no organization".into()))?;
-        let id = |field: &str| {
-            job.payload[field]
-                .as_str()
-                .and_then(|s| uuid::Uuid::parse_str(s).ok())
-                .ok_or_else(|| JobError::Permanent(format!("payload has no {field}")))
-        };
-        let (chatbot_id, conversation) = (
-            ChatbotId::from(id("chatbot_id")?),
-            ConversationId::from(id("conversation_id")?),
-        );
+        let RespondArgs {
+            chatbot_id,
+            conversation_id: conversation,
+        } = job.args()?;
         let scope = TenantScope::for_job(org);
 
         let chatbot = match self.store.chatbot(&scope, chatbot_id).await {
@@ -291,7 +288,7 @@ impl JobHandler for Respond {
 
 #[cfg(test)]
 mod tests {
-    use steward_domain::OrgId;
+    use steward_domain::{ChatbotId, ConversationId, OrgId};
 
     use super::*;
 

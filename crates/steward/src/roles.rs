@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use steward_config::Config;
 use steward_domain::JobKind;
+use steward_domain::jobs::{BackupArgs, MaintenanceArgs, PollArgs};
 use steward_store::Store;
 use tokio::sync::watch;
 
@@ -237,19 +238,19 @@ fn scheduler(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Sch
     let maintenance = steward_jobs::Schedule::new(
         "maintenance",
         &config.scheduler.maintenance_cron,
-        JobKind::Maintenance,
+        &MaintenanceArgs {},
     )
     .map_err(|e| anyhow::anyhow!("scheduler.maintenance_cron: {e}"))?;
     let mailboxes = steward_jobs::Schedule::new(
         "mailboxes",
         &config.scheduler.mailbox_poll_cron,
-        JobKind::Poll,
+        &PollArgs {},
     )
     .map_err(|e| anyhow::anyhow!("scheduler.mailbox_poll_cron: {e}"))?;
     let mut schedules = vec![maintenance, mailboxes];
     if !config.scheduler.backup_cron.trim().is_empty() {
         schedules.push(
-            steward_jobs::Schedule::new("backup", &config.scheduler.backup_cron, JobKind::Backup)
+            steward_jobs::Schedule::new("backup", &config.scheduler.backup_cron, &BackupArgs {})
                 .map_err(|e| anyhow::anyhow!("scheduler.backup_cron: {e}"))?,
         );
     }

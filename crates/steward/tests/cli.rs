@@ -307,7 +307,7 @@ async fn dead_jobs_are_listed_retried_and_discarded_from_the_command_line() {
         let kind = steward_domain::JobKind::Deliver;
         let job = NewJob {
             org_id: Some(org),
-            ..NewJob::new(kind, serde_json::json!({}), 1)
+            ..NewJob::raw(kind, serde_json::json!({}), 1)
         };
         let job = store.enqueue(job).await.unwrap().unwrap();
         store

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 use serde_json::json;
+use steward_domain::jobs::{CrawlArgs, IngestArgs};
 use steward_domain::{ChatbotId, CrawlId, CrawlStatus, DocumentId, DocumentStatus};
 use steward_store::*;
 
@@ -143,7 +144,7 @@ impl KnowledgeStore for SqliteStore {
         };
         insert_job(
             &mut tx,
-            &NewJob::ingest(scope.org_id(), id, ingest_attempts),
+            &NewJob::of(&IngestArgs { document_id: id }, ingest_attempts).for_org(scope.org_id()),
         )
         .await?;
         let document = self.document_in(&mut tx, scope, id).await?;
@@ -307,7 +308,7 @@ impl KnowledgeStore for SqliteStore {
         .await?;
         insert_job(
             &mut tx,
-            &NewJob::crawl(scope.org_id(), new.id, None, attempts),
+            &NewJob::of(&CrawlArgs { crawl_id: new.id }, attempts).for_org(scope.org_id()),
         )
         .await?;
         commit(tx).await?;

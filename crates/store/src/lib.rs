@@ -30,7 +30,7 @@ pub use knowledge::{
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
 pub use ops::{BackupRun, BackupStatus, OpsStore, OrgActivity, TableSize, quote_identifier};
-pub use queue::{Job, JobFailure, JobQueue, NewJob, Notice, QueueStat};
+pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
 pub use store::{Backend, Store};

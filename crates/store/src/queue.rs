@@ -8,9 +8,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use steward_domain::{
-    ChatbotId, ConversationId, CrawlId, DocumentId, JobId, JobKind, JobState, MessageId, OrgId,
-};
+use steward_domain::{JobArgs, JobId, JobKind, JobState, OrgId};
 
 use crate::{StoreResult, TenantScope};
 
@@ -53,7 +51,40 @@ pub struct NewJob {
 }
 
 impl NewJob {
-    pub fn new(kind: JobKind, payload: Value, max_attempts: i32) -> Self {
+    /// A job with these arguments: its kind, payload, ordering and unique
+    /// keys all come from them.
+    pub fn of<A: JobArgs>(args: &A, max_attempts: i32) -> Self {
+        Self {
+            org_id: None,
+            kind: A::KIND,
+            payload: serde_json::to_value(args).expect("job arguments serialize"),
+            priority: 0,
+            run_at: None,
+            max_attempts,
+            ordering_key: args.ordering_key(),
+            dedupe_key: args.unique_key(),
+        }
+    }
+
+    /// The job of an organization.
+    pub fn for_org(self, org: OrgId) -> Self {
+        Self {
+            org_id: Some(org),
+            ..self
+        }
+    }
+
+    /// Not run before `run_at`.
+    pub fn at(self, run_at: DateTime<Utc>) -> Self {
+        Self {
+            run_at: Some(run_at),
+            ..self
+        }
+    }
+
+    /// A job of any kind with any payload: for tests of the queue itself.
+    /// Everything else enqueues typed arguments ([`NewJob::of`]).
+    pub fn raw(kind: JobKind, payload: Value, max_attempts: i32) -> Self {
         Self {
             org_id: None,
             kind,
@@ -65,103 +96,29 @@ impl NewJob {
             dedupe_key: None,
         }
     }
-
-    /// Answer a conversation's unanswered messages. One conversation's
-    /// replies are written one at a time, in order; the payload names the
-    /// conversation, not a message, because one reply answers every message
-    /// still unanswered.
-    pub fn respond(
-        org: OrgId,
-        chatbot: ChatbotId,
-        conversation: ConversationId,
-        max_attempts: i32,
-    ) -> Self {
-        Self {
-            org_id: Some(org),
-            ordering_key: Some(format!("conversation:{conversation}")),
-            ..Self::new(
-                JobKind::Respond,
-                serde_json::json!({ "chatbot_id": chatbot, "conversation_id": conversation }),
-                max_attempts,
-            )
-        }
-    }
-
-    /// Read a document, cut it into chunks and index them. One document is
-    /// ingested at a time, so a re-queued URL never races its earlier run.
-    pub fn ingest(org: OrgId, document: DocumentId, max_attempts: i32) -> Self {
-        Self {
-            org_id: Some(org),
-            ordering_key: Some(format!("document:{document}")),
-            ..Self::new(
-                JobKind::Ingest,
-                serde_json::json!({ "document_id": document }),
-                max_attempts,
-            )
-        }
-    }
-
-    /// The next step of a crawl, at `run_at` (politeness between requests).
-    /// One step of a crawl runs at a time.
-    pub fn crawl(
-        org: OrgId,
-        crawl: CrawlId,
-        run_at: Option<DateTime<Utc>>,
-        max_attempts: i32,
-    ) -> Self {
-        Self {
-            org_id: Some(org),
-            run_at,
-            ordering_key: Some(format!("crawl:{crawl}")),
-            ..Self::new(
-                JobKind::Crawl,
-                serde_json::json!({ "crawl_id": crawl }),
-                max_attempts,
-            )
-        }
-    }
-
-    /// Send a stored reply through its channel. One conversation's replies
-    /// are sent one at a time, in order, apart from the writing of the next.
-    pub fn deliver(
-        org: OrgId,
-        conversation: ConversationId,
-        reply: MessageId,
-        max_attempts: i32,
-    ) -> Self {
-        Self {
-            org_id: Some(org),
-            ordering_key: Some(format!("deliver:{conversation}")),
-            ..Self::new(
-                JobKind::Deliver,
-                serde_json::json!({ "message_id": reply }),
-                max_attempts,
-            )
-        }
-    }
 }
 
-/// A notice Steward mails to an account holder from the operator's SMTP
-/// server: the payload of a `notice` job.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Notice {
-    pub to: String,
-    pub subject: String,
-    pub text: String,
+/// A job's payload that is not its kind's arguments.
+#[derive(Debug, thiserror::Error)]
+#[error("a {kind} job's arguments cannot be read: {reason}")]
+pub struct ArgsError {
+    pub kind: JobKind,
+    pub reason: String,
 }
 
-impl NewJob {
-    /// Mail a notice. `dedupe_key` keeps one notice from going out more than
-    /// once (for example, once per address per hour).
-    pub fn notice(notice: &Notice, dedupe_key: String, max_attempts: i32) -> Self {
-        Self {
-            dedupe_key: Some(dedupe_key),
-            ..Self::new(
-                JobKind::Notice,
-                serde_json::to_value(notice).expect("a notice serializes"),
-                max_attempts,
-            )
+impl Job {
+    /// The job's arguments, as the type its kind is enqueued with.
+    pub fn args<A: JobArgs>(&self) -> Result<A, ArgsError> {
+        if self.kind != A::KIND {
+            return Err(ArgsError {
+                kind: self.kind,
+                reason: format!("they are a {} job's", A::KIND),
+            });
         }
+        serde_json::from_value(self.payload.clone()).map_err(|e| ArgsError {
+            kind: self.kind,
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -261,4 +218,67 @@ pub trait JobQueue: Send + Sync {
 
     /// Deletes succeeded and dead jobs last updated before `before`.
     async fn prune_finished_jobs(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use steward_domain::jobs::{DeliverArgs, IngestArgs};
+    use steward_domain::{ConversationId, DocumentId, MessageId};
+
+    use super::*;
+
+    fn claimed(job: NewJob) -> Job {
+        Job {
+            id: JobId::new(),
+            org_id: job.org_id,
+            kind: job.kind,
+            payload: job.payload,
+            state: JobState::Running,
+            priority: job.priority,
+            run_at: crate::now(),
+            attempts: 1,
+            max_attempts: job.max_attempts,
+            lease_until: None,
+            locked_by: None,
+            last_error: None,
+            ordering_key: job.ordering_key,
+            dedupe_key: job.dedupe_key,
+            created_at: crate::now(),
+            updated_at: crate::now(),
+        }
+    }
+
+    #[test]
+    fn a_job_gives_back_the_arguments_it_was_enqueued_with_or_says_why_not() {
+        let args = DeliverArgs {
+            message_id: MessageId::new(),
+            conversation_id: Some(ConversationId::new()),
+        };
+        let job = NewJob::of(&args, 3).for_org(OrgId::new());
+        assert_eq!(
+            job.ordering_key,
+            Some(format!("deliver:{}", args.conversation_id.unwrap()))
+        );
+        let job = claimed(job);
+        assert_eq!(job.args::<DeliverArgs>().unwrap(), args);
+
+        let wrong_kind = job.args::<IngestArgs>().unwrap_err().to_string();
+        assert!(
+            wrong_kind.contains("deliver job") && wrong_kind.contains("ingest"),
+            "{wrong_kind}"
+        );
+        let garbled = claimed(NewJob::raw(JobKind::Ingest, json!({ "document": 7 }), 3));
+        let error = garbled.args::<IngestArgs>().unwrap_err().to_string();
+        assert!(error.contains("document_id"), "{error}");
+        let ingest = IngestArgs {
+            document_id: DocumentId::new(),
+        };
+        assert_eq!(
+            claimed(NewJob::of(&ingest, 3))
+                .args::<IngestArgs>()
+                .unwrap(),
+            ingest
+        );
+    }
 }

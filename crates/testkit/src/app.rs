@@ -299,7 +299,7 @@ pub async fn dead_job(app: &TestApp, session: &Session) -> String {
     let org: steward_domain::OrgId = session.org_id.parse().unwrap();
     let job = NewJob {
         org_id: Some(org),
-        ..NewJob::new(JobKind::Deliver, json!({"message": "reply"}), 3)
+        ..NewJob::raw(JobKind::Deliver, json!({"message": "reply"}), 3)
     };
     let job = app.store.enqueue(job).await.unwrap().unwrap();
     let claimed = app

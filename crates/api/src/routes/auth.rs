@@ -5,8 +5,9 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_config::Registration;
+use steward_domain::jobs::NoticeArgs;
 use steward_domain::{Email, OrganizationName, Password, PersonName, Role, Tier};
-use steward_store::{Actor, NewOrganization, NewUser, StoreError};
+use steward_store::{Actor, NewJob, NewOrganization, NewUser, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -70,7 +71,12 @@ async fn tell_the_owner(state: &SharedState, email: &Email) -> ApiResult<()> {
         return Ok(());
     }
     let now = chrono::Utc::now();
-    let notice = steward_store::Notice {
+    let notice = NoticeArgs {
+        key: format!(
+            "registration:{}:{}",
+            email.as_str(),
+            now.format("%Y-%m-%dT%H")
+        ),
         to: email.as_str().to_owned(),
         subject: "Someone tried to register your address".into(),
         text: format!(
@@ -81,18 +87,9 @@ async fn tell_the_owner(state: &SharedState, email: &Email) -> ApiResult<()> {
             at = now.format("%Y-%m-%d %H:%M"),
         ),
     };
-    let dedupe = format!(
-        "notice:registration:{}:{}",
-        email.as_str(),
-        now.format("%Y-%m-%dT%H")
-    );
     state
         .store
-        .enqueue(steward_store::NewJob::notice(
-            &notice,
-            dedupe,
-            state.config.jobs.max_attempts,
-        ))
+        .enqueue(NewJob::of(&notice, state.config.jobs.max_attempts))
         .await?;
     state.jobs_enqueued.notify_one();
     Ok(())

@@ -6,6 +6,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_auth::Signer;
+use steward_domain::jobs::RespondArgs;
 use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
 use steward_store::{
     ConversationChoice, HistoryPosition, HistoryQuery, NewJob, NewMessage, StoreError,
@@ -241,12 +242,16 @@ async fn post_message(
         channel_id: None,
         meta: None,
         tokens: 0,
-        then: Some(NewJob::respond(
-            auth.0.org_id(),
-            chatbot,
-            conversation.id(),
-            state.config.jobs.max_attempts,
-        )),
+        then: Some(
+            NewJob::of(
+                &RespondArgs {
+                    chatbot_id: chatbot,
+                    conversation_id: conversation.id(),
+                },
+                state.config.jobs.max_attempts,
+            )
+            .for_org(auth.0.org_id()),
+        ),
     };
     let response = idempotency::answer(
         StatusCode::CREATED,

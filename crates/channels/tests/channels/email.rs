@@ -128,7 +128,7 @@ impl Mail {
 async fn poll(h: &Harness) {
     h.app
         .store
-        .enqueue(NewJob::new(JobKind::Poll, json!({}), 1))
+        .enqueue(NewJob::of(&steward_domain::jobs::PollArgs {}, 1))
         .await
         .unwrap();
     h.app.state.jobs_enqueued.notify_one();

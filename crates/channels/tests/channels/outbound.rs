@@ -99,7 +99,7 @@ async fn reply_urls_and_mail_servers_at_forbidden_addresses_are_refused_before_c
     let job = h
         .app
         .store
-        .enqueue(NewJob::new(JobKind::Poll, json!({}), 1))
+        .enqueue(NewJob::of(&steward_domain::jobs::PollArgs {}, 1))
         .await
         .unwrap()
         .unwrap();

@@ -471,7 +471,11 @@ pub async fn crawls_keep_their_progress_and_state_and_chain_their_steps(store: S
             CrawlStatus::Running,
             &progress,
             &state,
-            Some(NewJob::crawl(scope.org_id(), crawl.id, Some(later), 3)),
+            Some(
+                NewJob::of(&jobs::CrawlArgs { crawl_id: crawl.id }, 3)
+                    .for_org(scope.org_id())
+                    .at(later),
+            ),
         )
         .await
         .unwrap();

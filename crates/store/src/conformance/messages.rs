@@ -283,7 +283,7 @@ pub async fn a_message_and_the_job_it_causes_are_stored_together(store: S) {
     let respond = |key: &str| NewJob {
         org_id: Some(scope.org_id()),
         ordering_key: Some(key.into()),
-        ..NewJob::new(JobKind::Respond, json!({}), 3)
+        ..NewJob::raw(JobKind::Respond, json!({}), 3)
     };
     let mut first = user_message(bot.id, None, "hello");
     first.then = Some(respond("c1"));

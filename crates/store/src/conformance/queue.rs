@@ -9,7 +9,7 @@ use super::*;
 // --- The job queue ---
 
 fn job(kind: JobKind) -> NewJob {
-    NewJob::new(kind, json!({"n": 1}), 3)
+    NewJob::raw(kind, json!({"n": 1}), 3)
 }
 
 const LEASE: Duration = Duration::seconds(30);
