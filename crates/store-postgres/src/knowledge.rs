@@ -65,7 +65,7 @@ impl KnowledgeStore for PostgresStore {
     ) -> StoreResult<Document> {
         let org = scope.org_id().as_uuid();
         let at = now();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(chatbot) = new.chatbot_id {
             sqlx::query_scalar::<_, i32>("SELECT 1 FROM chatbots WHERE id = $1 AND org_id = $2")
                 .bind(chatbot.as_uuid())
@@ -176,7 +176,7 @@ impl KnowledgeStore for PostgresStore {
     }
 
     async fn start_ingest(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         set_status(&mut tx, scope, id, DocumentStatus::Processing, None).await?;
         commit(tx).await
     }
@@ -187,7 +187,7 @@ impl KnowledgeStore for PostgresStore {
         id: DocumentId,
         ingested: Ingested,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let document = self.document_in(&mut tx, scope, id).await?;
         sqlx::query("DELETE FROM chunks WHERE document_id = $1")
             .bind(id.as_uuid())
@@ -245,13 +245,13 @@ impl KnowledgeStore for PostgresStore {
         id: DocumentId,
         reason: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         set_status(&mut tx, scope, id, DocumentStatus::Failed, Some(reason)).await?;
         commit(tx).await
     }
 
     async fn delete_document(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<Document> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let document = self.document_in(&mut tx, scope, id).await?;
         sqlx::query("DELETE FROM documents WHERE id = $1 AND org_id = $2")
             .bind(id.as_uuid())
@@ -279,7 +279,7 @@ impl KnowledgeStore for PostgresStore {
     ) -> StoreResult<Crawl> {
         let org = scope.org_id().as_uuid();
         let at = now();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query_scalar::<_, i32>("SELECT 1 FROM chatbots WHERE id = $1 AND org_id = $2")
             .bind(new.chatbot_id.as_uuid())
             .bind(org)
@@ -349,7 +349,7 @@ impl KnowledgeStore for PostgresStore {
         state: &Value,
         next: Option<NewJob>,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE crawls SET status = $1, pages_done = $2, pages_failed = $3, pages_queued = $4, bytes = $5,
                  note = $6, state = $7, updated_at = $8

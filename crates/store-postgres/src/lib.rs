@@ -2,13 +2,13 @@
 //! checked by the same conformance suite; where PostgreSQL runs transactions
 //! side by side, the rows a rule depends on are locked first.
 
-mod channels;
 mod knowledge;
 mod leader;
 mod live;
 mod ops;
 mod queue;
 mod rows;
+mod sql;
 mod store;
 
 use std::str::FromStr;

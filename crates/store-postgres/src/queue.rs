@@ -15,7 +15,7 @@ const MAX_ERROR_CHARS: usize = 2000;
 #[async_trait]
 impl JobQueue for PostgresStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<Option<Job>> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = insert_job(&mut tx, &job).await?;
         commit(tx).await?;
         Ok(inserted)
@@ -201,7 +201,7 @@ impl JobQueue for PostgresStore {
 
     async fn retry_dead_job(&self, scope: &TenantScope, id: JobId) -> StoreResult<Job> {
         let at = now();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $2
              WHERE id = $3 AND org_id = $4 AND state = 'dead' RETURNING *",
@@ -227,7 +227,7 @@ impl JobQueue for PostgresStore {
     }
 
     async fn discard_dead_job(&self, scope: &TenantScope, id: JobId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let kind: String = sqlx::query_scalar(
             "DELETE FROM jobs WHERE id = $1 AND org_id = $2 AND state = 'dead' RETURNING kind",
         )

@@ -13,7 +13,7 @@ use crate::{PostgresStore, map_err, rows};
 pub(crate) type Tx = Transaction<'static, Postgres>;
 
 impl PostgresStore {
-    pub(crate) async fn write(&self) -> StoreResult<Tx> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
         self.pool.begin().await.map_err(map_err)
     }
 }
@@ -212,7 +212,7 @@ impl Store for PostgresStore {
             tier: org.tier,
             created_at: at,
         };
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO organizations (id, name, tier, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -284,7 +284,7 @@ impl Store for PostgresStore {
     }
 
     async fn set_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let before: String =
             sqlx::query_scalar("SELECT tier FROM organizations WHERE id = $1 FOR UPDATE")
                 .bind(scope.org_id().as_uuid())
@@ -311,7 +311,7 @@ impl Store for PostgresStore {
     }
 
     async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT * FROM organizations WHERE id = $1")
             .bind(scope.org_id().as_uuid())
             .fetch_one(&mut *tx)
@@ -371,7 +371,7 @@ impl Store for PostgresStore {
     }
 
     async fn add_member(&self, scope: &TenantScope, user: NewUser) -> StoreResult<User> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let created = insert_user(&mut tx, scope.org_id(), &user, now()).await?;
         let details = serde_json::json!({ "email": created.email, "role": created.role.as_str() });
         audit(
@@ -392,7 +392,7 @@ impl Store for PostgresStore {
         user: UserId,
         role: Role,
     ) -> StoreResult<User> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let before = member_role(&mut tx, scope, user).await?;
         if before == Role::Owner && role != Role::Owner && owner_count(&mut tx, scope).await? <= 1 {
             return Err(StoreError::conflict(
@@ -422,7 +422,7 @@ impl Store for PostgresStore {
     }
 
     async fn remove_member(&self, scope: &TenantScope, user: UserId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let role = member_role(&mut tx, scope, user).await?;
         if role == Role::Owner && owner_count(&mut tx, scope).await? <= 1 {
             return Err(StoreError::conflict(
@@ -458,7 +458,7 @@ impl Store for PostgresStore {
     }
 
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at, created_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
@@ -498,7 +498,7 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_api_key(&self, scope: &TenantScope, id: ApiKeyId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let revoked = sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL")
             .bind(now())
             .bind(id.as_uuid())
@@ -556,7 +556,7 @@ impl Store for PostgresStore {
         chatbot: NewChatbot,
     ) -> StoreResult<Chatbot> {
         let at = now();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, model, status, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *",
@@ -657,7 +657,7 @@ impl Store for PostgresStore {
         id: &str,
         config: Value,
     ) -> StoreResult<IntegrationState> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM integrations WHERE id = $1")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -700,7 +700,7 @@ impl Store for PostgresStore {
     }
 
     async fn disable_integration(&self, scope: &TenantScope, id: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let deleted =
             sqlx::query("DELETE FROM org_integrations WHERE org_id = $1 AND integration_id = $2")
                 .bind(scope.org_id().as_uuid())
@@ -725,7 +725,7 @@ impl Store for PostgresStore {
     async fn add_message(&self, scope: &TenantScope, new: NewMessage) -> StoreResult<Message> {
         let org = scope.org_id().as_uuid();
         let at = now();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let status: String =
             sqlx::query_scalar("SELECT status FROM chatbots WHERE id = $1 AND org_id = $2")
                 .bind(new.chatbot_id.as_uuid())
@@ -986,7 +986,7 @@ impl Store for PostgresStore {
         expired_before: DateTime<Utc>,
     ) -> StoreResult<IdempotencyStart> {
         let token = Uuid::now_v7().to_string();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let claimed = sqlx::query(
             "INSERT INTO idempotency_keys (caller, key, org_id, request_hash, created_at, token) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (caller, key) DO NOTHING",

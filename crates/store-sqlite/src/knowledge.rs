@@ -69,7 +69,7 @@ impl KnowledgeStore for SqliteStore {
     ) -> StoreResult<Document> {
         let org = scope.org_id().as_uuid();
         let at = to_micros(now());
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         if let Some(chatbot) = new.chatbot_id {
             sqlx::query_scalar::<_, i64>("SELECT 1 FROM chatbots WHERE id = ? AND org_id = ?")
                 .bind(chatbot.as_uuid())
@@ -180,7 +180,7 @@ impl KnowledgeStore for SqliteStore {
     }
 
     async fn start_ingest(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         set_status(&mut tx, scope, id, DocumentStatus::Processing, None).await?;
         commit(tx).await
     }
@@ -191,7 +191,7 @@ impl KnowledgeStore for SqliteStore {
         id: DocumentId,
         ingested: Ingested,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let document = self.document_in(&mut tx, scope, id).await?;
         sqlx::query("DELETE FROM chunks WHERE document_id = ?")
             .bind(id.as_uuid())
@@ -240,13 +240,13 @@ impl KnowledgeStore for SqliteStore {
         id: DocumentId,
         reason: &str,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         set_status(&mut tx, scope, id, DocumentStatus::Failed, Some(reason)).await?;
         commit(tx).await
     }
 
     async fn delete_document(&self, scope: &TenantScope, id: DocumentId) -> StoreResult<Document> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let document = self.document_in(&mut tx, scope, id).await?;
         sqlx::query("DELETE FROM documents WHERE id = ? AND org_id = ?")
             .bind(id.as_uuid())
@@ -275,7 +275,7 @@ impl KnowledgeStore for SqliteStore {
     ) -> StoreResult<Crawl> {
         let org = scope.org_id().as_uuid();
         let at = to_micros(now());
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query_scalar::<_, i64>("SELECT 1 FROM chatbots WHERE id = ? AND org_id = ?")
             .bind(new.chatbot_id.as_uuid())
             .bind(org)
@@ -346,7 +346,7 @@ impl KnowledgeStore for SqliteStore {
         state: &Value,
         next: Option<NewJob>,
     ) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let updated = sqlx::query(
             "UPDATE crawls SET status = ?, pages_done = ?, pages_failed = ?, pages_queued = ?, bytes = ?,
                  note = ?, state = ?, updated_at = ?

@@ -3,12 +3,12 @@
 //! writers never deadlock upgrading a read lock; reads use a pool of their own
 //! and never wait for writers.
 
-mod channels;
 mod knowledge;
 mod leader;
 mod ops;
 mod queue;
 mod rows;
+mod sql;
 mod store;
 mod vectors;
 

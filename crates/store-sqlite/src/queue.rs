@@ -30,7 +30,7 @@ fn orgs_json(orgs: &[OrgId]) -> String {
 #[async_trait]
 impl JobQueue for SqliteStore {
     async fn enqueue(&self, job: NewJob) -> StoreResult<Option<Job>> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let inserted = insert_job(&mut tx, &job).await?;
         commit(tx).await?;
         Ok(inserted)
@@ -215,7 +215,7 @@ impl JobQueue for SqliteStore {
 
     async fn retry_dead_job(&self, scope: &TenantScope, id: JobId) -> StoreResult<Job> {
         let at = to_micros(now());
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "UPDATE jobs SET state = 'queued', attempts = 0, run_at = ?, updated_at = ?
              WHERE id = ? AND org_id = ? AND state = 'dead' RETURNING *",
@@ -241,7 +241,7 @@ impl JobQueue for SqliteStore {
     }
 
     async fn discard_dead_job(&self, scope: &TenantScope, id: JobId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let kind: String = sqlx::query_scalar(
             "DELETE FROM jobs WHERE id = ? AND org_id = ? AND state = 'dead' RETURNING kind",
         )

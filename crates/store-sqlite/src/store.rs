@@ -13,7 +13,7 @@ use crate::{SqliteStore, map_err, rows, to_micros};
 pub(crate) type Tx = Transaction<'static, Sqlite>;
 
 impl SqliteStore {
-    pub(crate) async fn write(&self) -> StoreResult<Tx> {
+    pub(crate) async fn begin_write(&self) -> StoreResult<Tx> {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
@@ -203,7 +203,7 @@ impl Store for SqliteStore {
             tier: org.tier,
             created_at: at,
         };
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO organizations (id, name, tier, created_at) VALUES (?, ?, ?, ?)")
             .bind(organization.id.as_uuid())
             .bind(&organization.name)
@@ -272,7 +272,7 @@ impl Store for SqliteStore {
     }
 
     async fn set_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let before: String = sqlx::query_scalar("SELECT tier FROM organizations WHERE id = ?")
             .bind(scope.org_id().as_uuid())
             .fetch_one(&mut *tx)
@@ -298,7 +298,7 @@ impl Store for SqliteStore {
     }
 
     async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query("SELECT * FROM organizations WHERE id = ?")
             .bind(scope.org_id().as_uuid())
             .fetch_one(&mut *tx)
@@ -358,7 +358,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_member(&self, scope: &TenantScope, user: NewUser) -> StoreResult<User> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let created = insert_user(&mut tx, scope.org_id(), &user, now()).await?;
         let details = serde_json::json!({ "email": created.email, "role": created.role.as_str() });
         audit(
@@ -379,7 +379,7 @@ impl Store for SqliteStore {
         user: UserId,
         role: Role,
     ) -> StoreResult<User> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let before = member_role(&mut tx, scope, user).await?;
         if before == Role::Owner && role != Role::Owner && owner_count(&mut tx, scope).await? <= 1 {
             return Err(StoreError::conflict(
@@ -408,7 +408,7 @@ impl Store for SqliteStore {
     }
 
     async fn remove_member(&self, scope: &TenantScope, user: UserId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let role = member_role(&mut tx, scope, user).await?;
         if role == Role::Owner && owner_count(&mut tx, scope).await? <= 1 {
             return Err(StoreError::conflict(
@@ -444,7 +444,7 @@ impl Store for SqliteStore {
     }
 
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at, created_by)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -484,7 +484,7 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_api_key(&self, scope: &TenantScope, id: ApiKeyId) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let revoked = sqlx::query(
             "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND org_id = ? AND revoked_at IS NULL",
         )
@@ -544,7 +544,7 @@ impl Store for SqliteStore {
         chatbot: NewChatbot,
     ) -> StoreResult<Chatbot> {
         let at = to_micros(now());
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, model, status, created_at, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
@@ -645,7 +645,7 @@ impl Store for SqliteStore {
         id: &str,
         config: Value,
     ) -> StoreResult<IntegrationState> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM integrations WHERE id = ?")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -688,7 +688,7 @@ impl Store for SqliteStore {
     }
 
     async fn disable_integration(&self, scope: &TenantScope, id: &str) -> StoreResult<()> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let deleted =
             sqlx::query("DELETE FROM org_integrations WHERE org_id = ? AND integration_id = ?")
                 .bind(scope.org_id().as_uuid())
@@ -713,7 +713,7 @@ impl Store for SqliteStore {
     async fn add_message(&self, scope: &TenantScope, new: NewMessage) -> StoreResult<Message> {
         let org = scope.org_id().as_uuid();
         let at = now();
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let status: String =
             sqlx::query_scalar("SELECT status FROM chatbots WHERE id = ? AND org_id = ?")
                 .bind(new.chatbot_id.as_uuid())
@@ -970,7 +970,7 @@ impl Store for SqliteStore {
         stale_before: DateTime<Utc>,
         expired_before: DateTime<Utc>,
     ) -> StoreResult<IdempotencyStart> {
-        let mut tx = self.write().await?;
+        let mut tx = self.begin_write().await?;
         let existing = sqlx::query("SELECT * FROM idempotency_keys WHERE caller = ? AND key = ?")
             .bind(&key.caller)
             .bind(&key.key)

@@ -1,6 +1,7 @@
 //! What Steward stores and how it is reached: the [`Store`] trait every backend
 //! implements, its records and errors, and the [`TenantScope`] that every
-//! tenant-owned call takes. SQL lives in the backend crates, never here.
+//! tenant-owned call takes. Statements both dialects share are written once,
+//! in [`sql`]; what differs for real lives in the backend crates.
 
 mod channels;
 mod error;
@@ -12,6 +13,7 @@ mod ops;
 mod queue;
 mod records;
 mod scope;
+pub mod sql;
 mod store;
 
 #[cfg(feature = "conformance")]

@@ -1,0 +1,138 @@
+//! The shared statements on PostgreSQL: every type is the database's own
+//! (uuid, timestamptz, jsonb, bytea); integers and floats are read whatever
+//! their width.
+
+use std::borrow::Cow;
+use std::ops::DerefMut;
+
+use sqlx::AssertSqlSafe;
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
+use steward_store::StoreResult;
+use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
+
+use crate::{PostgresStore, map_err};
+
+/// A row of PostgreSQL's (owned, or borrowed by code not yet on the shared statements).
+pub struct Record<R>(pub R);
+
+impl<R: std::borrow::Borrow<PgRow> + Send + Sync> Row for Record<R> {
+    fn read(&self, column: &str, kind: Kind) -> StoreResult<Value<'static>> {
+        let row: &PgRow = self.0.borrow();
+        let type_name = || {
+            row.try_column(column)
+                .map(|c| c.type_info().name().to_owned())
+                .map_err(map_err)
+        };
+        Ok(match kind {
+            Kind::Uuid => Value::Uuid(row.try_get(column).map_err(map_err)?),
+            Kind::Text => Value::Text(
+                row.try_get::<Option<String>, _>(column)
+                    .map_err(map_err)?
+                    .map(Cow::Owned),
+            ),
+            Kind::Int => Value::Int(match type_name()?.as_str() {
+                "INT2" => row
+                    .try_get::<Option<i16>, _>(column)
+                    .map_err(map_err)?
+                    .map(i64::from),
+                "INT4" => row
+                    .try_get::<Option<i32>, _>(column)
+                    .map_err(map_err)?
+                    .map(i64::from),
+                _ => row.try_get(column).map_err(map_err)?,
+            }),
+            Kind::Float => Value::Float(match type_name()?.as_str() {
+                "FLOAT4" => row
+                    .try_get::<Option<f32>, _>(column)
+                    .map_err(map_err)?
+                    .map(f64::from),
+                _ => row.try_get(column).map_err(map_err)?,
+            }),
+            Kind::Bool => Value::Bool(row.try_get(column).map_err(map_err)?),
+            Kind::Time => Value::Time(row.try_get(column).map_err(map_err)?),
+            Kind::Json => Value::Json(
+                row.try_get::<Option<serde_json::Value>, _>(column)
+                    .map_err(map_err)?
+                    .map(Cow::Owned),
+            ),
+            Kind::Bytes => Value::Bytes(
+                row.try_get::<Option<Vec<u8>>, _>(column)
+                    .map_err(map_err)?
+                    .map(Cow::Owned),
+            ),
+        })
+    }
+}
+
+/// A connection or transaction of PostgreSQL's.
+pub struct Conn<C>(pub C);
+
+fn query<'q>(statement: &'q Statement<'_>) -> sqlx::query::Query<'q, Postgres, PgArguments> {
+    // The text is Steward's own (`steward_store::sql`); values are bound.
+    let mut query = sqlx::query(AssertSqlSafe(statement.sql.clone()));
+    for value in &statement.values {
+        query = match value {
+            Value::Uuid(v) => query.bind(*v),
+            Value::Text(v) => query.bind(v.as_deref()),
+            Value::Int(v) => query.bind(*v),
+            Value::Float(v) => query.bind(*v),
+            Value::Bool(v) => query.bind(*v),
+            Value::Time(v) => query.bind(*v),
+            Value::Json(v) => query.bind(v.as_deref()),
+            Value::Bytes(v) => query.bind(v.as_deref()),
+        };
+    }
+    query
+}
+
+impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
+    type Row = Record<PgRow>;
+
+    async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
+        let done = query(&statement)
+            .execute(&mut *self.0)
+            .await
+            .map_err(map_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn fetch_optional(&mut self, statement: Statement<'_>) -> StoreResult<Option<Self::Row>> {
+        let found = query(&statement)
+            .fetch_optional(&mut *self.0)
+            .await
+            .map_err(map_err)?;
+        Ok(found.map(Record))
+    }
+
+    async fn fetch_all(&mut self, statement: Statement<'_>) -> StoreResult<Vec<Self::Row>> {
+        let found = query(&statement)
+            .fetch_all(&mut *self.0)
+            .await
+            .map_err(map_err)?;
+        Ok(found.into_iter().map(Record).collect())
+    }
+}
+
+impl SqlBackend for PostgresStore {
+    type Tx = Conn<Transaction<'static, Postgres>>;
+    type Write = Conn<PoolConnection<Postgres>>;
+    type Read = Conn<PoolConnection<Postgres>>;
+
+    async fn begin(&self) -> StoreResult<Self::Tx> {
+        Ok(Conn(self.begin_write().await?))
+    }
+
+    async fn write(&self) -> StoreResult<Self::Write> {
+        Ok(Conn(self.pool.acquire().await.map_err(map_err)?))
+    }
+
+    async fn read(&self) -> StoreResult<Self::Read> {
+        Ok(Conn(self.pool.acquire().await.map_err(map_err)?))
+    }
+
+    async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
+        tx.0.commit().await.map_err(map_err)
+    }
+}

@@ -1,0 +1,209 @@
+//! Rows as records, for every backend.
+
+use crate::sql::Row;
+use crate::*;
+
+pub fn channel(row: &impl Row) -> StoreResult<Channel> {
+    Ok(Channel {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        kind: row.get("kind")?,
+        name: row.get("name")?,
+        settings: row.get("settings")?,
+        sealed_secrets: row.get("secrets")?,
+        cursor: row.get("cursor")?,
+        created_at: row.get("created_at")?,
+        health: ChannelHealth {
+            last_inbound_at: row.get("last_inbound_at")?,
+            last_outbound_at: row.get("last_outbound_at")?,
+            last_error: row.get("last_error")?,
+            last_error_at: row.get("last_error_at")?,
+            error_window_at: row.get("error_window_at")?,
+            error_window_count: row.get("error_window_count")?,
+        },
+    })
+}
+
+pub fn document(row: &impl Row) -> StoreResult<Document> {
+    Ok(Document {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        source: row.get("source")?,
+        label: row.get("label")?,
+        url: row.get("url")?,
+        blob_key: row.get("blob_key")?,
+        bytes: row.get("bytes")?,
+        content_type: row.get("content_type")?,
+        content_hash: row.get("content_hash")?,
+        status: row.get("status")?,
+        error: row.get("error")?,
+        chunk_count: row.get("chunk_count")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+pub fn crawl(row: &impl Row) -> StoreResult<Crawl> {
+    Ok(Crawl {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        root_url: row.get("root_url")?,
+        max_pages: row.get("max_pages")?,
+        max_depth: row.get("max_depth")?,
+        status: row.get("status")?,
+        progress: CrawlProgress {
+            pages_done: row.get("pages_done")?,
+            pages_failed: row.get("pages_failed")?,
+            pages_queued: row.get("pages_queued")?,
+            bytes: row.get("bytes")?,
+            note: row.get("note")?,
+        },
+        state: row.get("state")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+pub fn chunk_hit(row: &impl Row) -> StoreResult<ChunkHit> {
+    Ok(ChunkHit {
+        document_id: row.get("document_id")?,
+        ordinal: row.get("ordinal")?,
+        label: row.get("label")?,
+        url: row.get("url")?,
+        heading: row.get("heading")?,
+        text: row.get("text")?,
+        score: row.get("score")?,
+    })
+}
+
+pub fn organization(row: &impl Row) -> StoreResult<Organization> {
+    Ok(Organization {
+        id: row.get("id")?,
+        name: row.get("name")?,
+        tier: row.get("tier")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+pub fn user(row: &impl Row) -> StoreResult<User> {
+    Ok(User {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        email: row.get("email")?,
+        name: row.get("name")?,
+        role: row.get("role")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+pub fn api_key(row: &impl Row) -> StoreResult<ApiKey> {
+    Ok(ApiKey {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        name: row.get("name")?,
+        prefix: row.get("prefix")?,
+        role: row.get("role")?,
+        created_by: row.get("created_by")?,
+        created_at: row.get("created_at")?,
+        revoked_at: row.get("revoked_at")?,
+    })
+}
+
+pub fn chatbot(row: &impl Row) -> StoreResult<Chatbot> {
+    Ok(Chatbot {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        name: row.get("name")?,
+        system_prompt: row.get("system_prompt")?,
+        temperature: row.get("temperature")?,
+        model: row.get("model")?,
+        status: row.get("status")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+pub fn message(row: &impl Row) -> StoreResult<Message> {
+    Ok(Message {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        conversation_id: row.get("conversation_id")?,
+        role: row.get("role")?,
+        text: row.get("text")?,
+        channel: row.get("channel")?,
+        external_id: row.get("external_id")?,
+        answers: row.get("answers")?,
+        channel_id: row.get("channel_id")?,
+        meta: row.get("meta")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+pub fn integration_state(row: &impl Row) -> StoreResult<IntegrationState> {
+    let config: Option<serde_json::Value> = row.get("config")?;
+    Ok(IntegrationState {
+        integration: Integration {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            description: row.get("description")?,
+        },
+        enabled: config.is_some(),
+        config,
+        enabled_at: row.get("enabled_at")?,
+    })
+}
+
+pub fn audit(row: &impl Row) -> StoreResult<AuditEntry> {
+    Ok(AuditEntry {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        actor: row.get("actor")?,
+        action: row.get("action")?,
+        target: row.get("target")?,
+        details: row.get("details")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+pub fn stored_claim(row: &impl Row) -> StoreResult<StoredClaim> {
+    let status: Option<i64> = row.get("status")?;
+    let response = match status {
+        None => None,
+        Some(status) => Some(StoredResponse {
+            status: u16::try_from(status).map_err(|e| StoreError::Internal(e.to_string()))?,
+            content_type: row.get("content_type")?,
+            body: row.get::<Option<Vec<u8>>>("body")?.unwrap_or_default(),
+        }),
+    };
+    Ok(StoredClaim {
+        request_hash: row.get("request_hash")?,
+        response,
+        took_effect: row.get("took_effect")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+pub fn job(row: &impl Row) -> StoreResult<Job> {
+    Ok(Job {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        kind: row.get("kind")?,
+        payload: row.get("payload")?,
+        state: row.get("state")?,
+        priority: row.get("priority")?,
+        run_at: row.get("run_at")?,
+        attempts: row.get("attempts")?,
+        max_attempts: row.get("max_attempts")?,
+        lease_until: row.get("lease_until")?,
+        locked_by: row.get("locked_by")?,
+        last_error: row.get("last_error")?,
+        ordering_key: row.get("ordering_key")?,
+        dedupe_key: row.get("dedupe_key")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
