@@ -9,8 +9,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
-use steward_store::StoreResult;
+use steward_domain::{JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
+use steward_store::{Job, StoreResult};
 
 use crate::{PostgresStore, map_err};
 
@@ -134,5 +135,25 @@ impl SqlBackend for PostgresStore {
 
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
         tx.0.commit().await.map_err(map_err)
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        limit: u32,
+        lease: chrono::Duration,
+        except: &[OrgId],
+    ) -> StoreResult<Vec<Job>> {
+        crate::queue::claim(self, worker, kinds, limit, lease, except).await
+    }
+
+    /// Delivered at commit to every listening worker (see `watch_enqueued`).
+    fn enqueued_notice(kind: JobKind) -> Option<Statement<'static>> {
+        Some(
+            steward_store::sql::sql("SELECT pg_notify($1, $2)")
+                .bind(crate::queue::CHANNEL)
+                .bind(kind),
+        )
     }
 }

@@ -8,8 +8,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Sqlite, SqliteConnection, Transaction};
+use steward_domain::{JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
-use steward_store::{StoreError, StoreResult};
+use steward_store::{Job, StoreError, StoreResult};
 
 use crate::{SqliteStore, from_micros, map_err, to_micros};
 
@@ -118,5 +119,16 @@ impl SqlBackend for SqliteStore {
 
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
         tx.0.commit().await.map_err(map_err)
+    }
+
+    async fn claim_jobs(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        limit: u32,
+        lease: chrono::Duration,
+        except: &[OrgId],
+    ) -> StoreResult<Vec<Job>> {
+        crate::queue::claim(self, worker, kinds, limit, lease, except).await
     }
 }

@@ -25,7 +25,10 @@ use crate::idempotency::{Fence, keyed_request_fence};
 use crate::{StoreError, StoreResult, TenantScope, claim_lost, now};
 
 mod channels;
+mod queue;
 pub mod rows;
+
+pub use queue::insert_job;
 
 /// A value bound to a statement or read from a row; `None` is NULL of that type.
 #[derive(Clone, Debug, PartialEq)]
@@ -145,6 +148,24 @@ pub trait SqlBackend: Send + Sync + 'static {
 
     /// Commits, nothing more: write transactions end with [`commit`].
     fn commit_only(tx: Self::Tx) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Hands runnable jobs to `worker` (see [`crate::JobQueue::claim_except`]):
+    /// each dialect claims its own way.
+    fn claim_jobs(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        limit: u32,
+        lease: chrono::Duration,
+        except: &[OrgId],
+    ) -> impl Future<Output = StoreResult<Vec<crate::Job>>> + Send;
+
+    /// A statement run in an enqueue's transaction that tells workers in
+    /// other processes (PostgreSQL's NOTIFY); None where there are none.
+    fn enqueued_notice(kind: JobKind) -> Option<Statement<'static>> {
+        let _ = kind;
+        None
+    }
 }
 
 /// Every write transaction ends here, so that a keyed request's writes are

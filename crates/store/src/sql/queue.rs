@@ -1,0 +1,285 @@
+//! [`JobQueue`], for every backend; the claim is each backend's own
+//! ([`SqlBackend::claim_jobs`]).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use steward_domain::{JobId, JobKind, JobState, OrgId};
+
+use crate::sql::{Db, Row, SqlBackend, audit, commit, rows, sql};
+use crate::*;
+
+/// Errors are kept for the operator, not as a log: long ones are cut.
+const MAX_ERROR_CHARS: usize = 2000;
+
+#[async_trait]
+impl<B: SqlBackend> JobQueue for B {
+    async fn enqueue(&self, job: NewJob) -> StoreResult<Option<Job>> {
+        let mut tx = self.begin().await?;
+        let inserted = insert_job::<B>(&mut tx, &job).await?;
+        commit::<B>(tx).await?;
+        Ok(inserted)
+    }
+
+    async fn claim_except(
+        &self,
+        worker: &str,
+        kinds: &[JobKind],
+        limit: u32,
+        lease: Duration,
+        except: &[OrgId],
+    ) -> StoreResult<Vec<Job>> {
+        let mut jobs = self.claim_jobs(worker, kinds, limit, lease, except).await?;
+        jobs.sort_by(|a, b| {
+            (b.priority, a.run_at, a.created_at, a.id).cmp(&(
+                a.priority,
+                b.run_at,
+                b.created_at,
+                b.id,
+            ))
+        });
+        Ok(jobs)
+    }
+
+    async fn heartbeat(&self, job: JobId, worker: &str, lease: Duration) -> StoreResult<bool> {
+        let at = now();
+        let done = self
+            .write()
+            .await?
+            .execute(
+                sql("UPDATE jobs SET lease_until = $1, updated_at = $2
+                     WHERE id = $3 AND locked_by = $4 AND state = 'running'")
+                .bind(at + lease)
+                .bind(at)
+                .bind(job)
+                .bind(worker),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn complete(&self, job: JobId, worker: &str) -> StoreResult<bool> {
+        let done = self
+            .write()
+            .await?
+            .execute(
+                sql(
+                    "UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = $1
+                     WHERE id = $2 AND locked_by = $3 AND state = 'running'",
+                )
+                .bind(now())
+                .bind(job)
+                .bind(worker),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn fail(
+        &self,
+        job: JobId,
+        worker: &str,
+        error: &str,
+        failure: JobFailure,
+    ) -> StoreResult<Option<JobState>> {
+        let (permanent, retry_at) = match failure {
+            JobFailure::Permanent => (true, now()),
+            JobFailure::Retry { at } => (false, at),
+        };
+        let state = self
+            .write()
+            .await?
+            .fetch_optional(
+                sql("UPDATE jobs SET
+                        state = CASE WHEN $1 OR attempts >= max_attempts THEN 'dead' ELSE 'failed' END,
+                        run_at = CASE WHEN $1 OR attempts >= max_attempts THEN run_at ELSE $2 END,
+                        last_error = $3, lease_until = NULL, locked_by = NULL, updated_at = $4
+                     WHERE id = $5 AND locked_by = $6 AND state = 'running'
+                     RETURNING state")
+                .bind(permanent)
+                .bind(retry_at)
+                .bind(error.chars().take(MAX_ERROR_CHARS).collect::<String>())
+                .bind(now())
+                .bind(job)
+                .bind(worker),
+            )
+            .await?;
+        state.map(|row| row.get("state")).transpose()
+    }
+
+    async fn release(&self, job: JobId, worker: &str) -> StoreResult<bool> {
+        let done = self
+            .write()
+            .await?
+            .execute(
+                sql(
+                    "UPDATE jobs SET state = 'queued', attempts = attempts - 1, lease_until = NULL,
+                        locked_by = NULL, updated_at = $1
+                     WHERE id = $2 AND locked_by = $3 AND state = 'running'",
+                )
+                .bind(now())
+                .bind(job)
+                .bind(worker),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn requeue_expired(&self) -> StoreResult<u64> {
+        self.write()
+            .await?
+            .execute(
+                sql("UPDATE jobs SET
+                        state = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'failed' END,
+                        last_error = 'lease expired: the worker stopped or lost contact',
+                        lease_until = NULL, locked_by = NULL, run_at = $1, updated_at = $1
+                     WHERE state = 'running' AND lease_until < $1")
+                .bind(now()),
+            )
+            .await
+    }
+
+    async fn job(&self, scope: &TenantScope, id: JobId) -> StoreResult<Job> {
+        let row = self
+            .read()
+            .await?
+            .fetch_one(
+                sql("SELECT * FROM jobs WHERE id = $1 AND org_id = $2")
+                    .bind(id)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        rows::job(&row)
+    }
+
+    async fn list_jobs(
+        &self,
+        scope: &TenantScope,
+        state: Option<JobState>,
+        limit: u32,
+    ) -> StoreResult<Vec<Job>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql(
+                    "SELECT * FROM jobs WHERE org_id = $1 AND ($2 IS NULL OR state = $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(scope.org_id())
+                .bind(state.map(|s| s.as_str()))
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        found.iter().map(rows::job).collect()
+    }
+
+    async fn retry_dead_job(&self, scope: &TenantScope, id: JobId) -> StoreResult<Job> {
+        let at = now();
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(
+                sql(
+                    "UPDATE jobs SET state = 'queued', attempts = 0, run_at = $1, updated_at = $1
+                     WHERE id = $2 AND org_id = $3 AND state = 'dead' RETURNING *",
+                )
+                .bind(at)
+                .bind(id)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        let job = rows::job(&row)?;
+        audit(
+            &mut tx,
+            scope,
+            "job.retried",
+            &format!("job:{id}"),
+            serde_json::json!({ "kind": job.kind.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(job)
+    }
+
+    async fn discard_dead_job(&self, scope: &TenantScope, id: JobId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(
+                sql("DELETE FROM jobs WHERE id = $1 AND org_id = $2 AND state = 'dead' RETURNING kind")
+                    .bind(id)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        let kind: String = row.get("kind")?;
+        audit(
+            &mut tx,
+            scope,
+            "job.discarded",
+            &format!("job:{id}"),
+            serde_json::json!({ "kind": kind }),
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+
+    async fn queue_stats(&self) -> StoreResult<Vec<QueueStat>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(sql(
+                "SELECT kind, state, count(*) AS count, min(run_at) AS oldest FROM jobs
+                 WHERE state <> 'succeeded' GROUP BY kind, state ORDER BY kind, state",
+            ))
+            .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(QueueStat {
+                    kind: row.get("kind")?,
+                    state: row.get("state")?,
+                    count: row.get("count")?,
+                    oldest_run_at: row.get("oldest")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn prune_finished_jobs(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.write()
+            .await?
+            .execute(
+                sql("DELETE FROM jobs WHERE state IN ('succeeded', 'dead') AND updated_at < $1")
+                    .bind(before),
+            )
+            .await
+    }
+}
+
+/// Inserts a job in `tx`, the transaction of what caused it; None when its
+/// dedupe key was used before.
+pub async fn insert_job<B: SqlBackend>(tx: &mut impl Db, job: &NewJob) -> StoreResult<Option<Job>> {
+    let at = now();
+    let row = tx
+        .fetch_optional(
+            sql("INSERT INTO jobs (id, org_id, kind, payload, state, priority, run_at, max_attempts,
+                                   ordering_key, dedupe_key, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $10)
+                 ON CONFLICT (dedupe_key) DO NOTHING
+                 RETURNING *")
+            .bind(JobId::new())
+            .bind(job.org_id)
+            .bind(job.kind)
+            .bind(&job.payload)
+            .bind(job.priority)
+            .bind(job.run_at.unwrap_or(at))
+            .bind(job.max_attempts)
+            .bind(job.ordering_key.as_deref())
+            .bind(job.dedupe_key.as_deref())
+            .bind(at),
+        )
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    if let Some(notice) = B::enqueued_notice(job.kind) {
+        tx.execute(notice).await?;
+    }
+    rows::job(&row).map(Some)
+}
