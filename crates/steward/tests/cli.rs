@@ -571,7 +571,7 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
 
 #[tokio::test]
 async fn channels_are_configured_listed_and_removed_from_the_command_line() {
-    use steward_store::{NewChatbot, Store, TenantScope};
+    use steward_store::{ChatbotStore, NewChatbot, Store, TenantScope};
     let dir = tempfile::tempdir().unwrap();
     let (org, _) = create_acme(dir.path());
     let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)

@@ -19,13 +19,7 @@ rows!(
     document -> Document,
     crawl -> Crawl,
     chunk_hit -> ChunkHit,
-    organization -> Organization,
-    user -> User,
-    api_key -> ApiKey,
-    chatbot -> Chatbot,
     message -> Message,
-    integration_state -> IntegrationState,
-    audit -> AuditEntry,
     stored_claim -> StoredClaim,
     job -> Job,
 );

@@ -117,6 +117,7 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
 }
 
 impl SqlBackend for PostgresStore {
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
     type Tx = Conn<Transaction<'static, Postgres>>;
     type Write = Conn<PoolConnection<Postgres>>;
     type Read = Conn<PoolConnection<Postgres>>;

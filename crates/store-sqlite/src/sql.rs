@@ -101,6 +101,7 @@ impl<C: DerefMut<Target = SqliteConnection> + Send> Db for Conn<C> {
 }
 
 impl SqlBackend for SqliteStore {
+    const FOR_UPDATE: &'static str = "";
     type Tx = Conn<Transaction<'static, Sqlite>>;
     type Write = Conn<PoolConnection<Sqlite>>;
     type Read = Conn<PoolConnection<Sqlite>>;

@@ -3,7 +3,9 @@
 //! tenant-owned call takes. Statements both dialects share are written once,
 //! in [`sql`]; what differs for real lives in the backend crates.
 
+mod accounts;
 mod channels;
+mod chatbots;
 mod error;
 mod idempotency;
 mod knowledge;
@@ -19,7 +21,9 @@ mod store;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use accounts::AccountStore;
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
+pub use chatbots::ChatbotStore;
 pub use error::{StoreError, StoreResult};
 pub use idempotency::{
     Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, KeyedRequest, StoredClaim,

@@ -1,17 +1,15 @@
-//! The [`Store`] trait. Calls that act inside an organization take a
-//! [`TenantScope`] and see nothing outside it; the few unscoped calls are the
-//! ones that establish who a caller is (registration, login, token checks) or
-//! serve the operator's CLI.
+//! The [`Store`] trait: every area's door ([`crate::AccountStore`],
+//! [`crate::ChatbotStore`], [`crate::ChannelStore`]…) and what only a whole
+//! store does (migrations, health, leadership, live events). Calls that act
+//! inside an organization take a [`TenantScope`] and see nothing outside it.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use steward_domain::*;
 
 use crate::{
-    ApiKey, AuditEntry, Chatbot, ChatbotPatch, HistoryQuery, IdempotencyKey, IdempotencyStart,
-    IntegrationState, JobQueue, Message, NewApiKey, NewChatbot, NewMessage, NewOrganization,
-    NewUser, Organization, StoreResult, StoredResponse, TenantScope, Usage, User,
+    HistoryQuery, IdempotencyKey, IdempotencyStart, JobQueue, Message, NewMessage, StoreResult,
+    StoredResponse, TenantScope,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,7 +20,15 @@ pub enum Backend {
 
 #[async_trait]
 pub trait Store:
-    JobQueue + crate::ChannelStore + crate::KnowledgeStore + crate::OpsStore + Send + Sync + 'static
+    crate::AccountStore
+    + crate::ChatbotStore
+    + JobQueue
+    + crate::ChannelStore
+    + crate::KnowledgeStore
+    + crate::OpsStore
+    + Send
+    + Sync
+    + 'static
 {
     fn backend(&self) -> Backend;
 
@@ -60,114 +66,6 @@ pub trait Store:
         holder: &str,
         ttl: chrono::Duration,
     ) -> StoreResult<Option<Box<dyn crate::Leadership>>>;
-
-    // --- Establishing who a caller is (unscoped) ---
-
-    /// Creates an organization and its first user in one transaction.
-    /// A taken email is `Conflict("email_taken")`.
-    async fn create_organization(
-        &self,
-        org: NewOrganization,
-        owner: NewUser,
-    ) -> StoreResult<(Organization, User)>;
-
-    /// The user and password hash for a login attempt.
-    async fn find_login(&self, email: &Email) -> StoreResult<Option<(User, String)>>;
-
-    /// The user a verified token names, as stored now (role changes apply at once).
-    async fn find_user(&self, id: UserId) -> StoreResult<Option<User>>;
-
-    /// An unrevoked API key by the hash of its secret.
-    async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
-
-    /// For the operator's CLI, which may name an organization by id or name.
-    async fn find_organizations(&self, id_or_name: &str) -> StoreResult<Vec<Organization>>;
-
-    // --- The organization ---
-
-    async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization>;
-
-    /// Changes the tier and writes the audit log. The operator's call (the
-    /// CLI): an organization's admins only request a change.
-    async fn set_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization>;
-
-    /// Records an admin's request for another tier in the audit log, for the
-    /// operator to act on; the tier stays as it is.
-    async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization>;
-
-    async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage>;
-
-    async fn list_audit(&self, scope: &TenantScope, limit: u32) -> StoreResult<Vec<AuditEntry>>;
-
-    // --- Members ---
-
-    async fn list_members(&self, scope: &TenantScope) -> StoreResult<Vec<User>>;
-
-    /// A taken email is `Conflict("email_taken")`.
-    async fn add_member(&self, scope: &TenantScope, user: NewUser) -> StoreResult<User>;
-
-    /// Refuses to leave the organization without an owner (`Conflict("last_owner")`).
-    async fn set_member_role(
-        &self,
-        scope: &TenantScope,
-        user: UserId,
-        role: Role,
-    ) -> StoreResult<User>;
-
-    /// Refuses to remove the last owner.
-    async fn remove_member(&self, scope: &TenantScope, user: UserId) -> StoreResult<()>;
-
-    // --- API keys ---
-
-    async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey>;
-
-    async fn list_api_keys(&self, scope: &TenantScope) -> StoreResult<Vec<ApiKey>>;
-
-    /// Revoking twice is `NotFound` the second time.
-    async fn revoke_api_key(&self, scope: &TenantScope, id: ApiKeyId) -> StoreResult<()>;
-
-    // --- Chatbots ---
-
-    /// A page ordered by creation, oldest first, and the total count.
-    async fn list_chatbots(
-        &self,
-        scope: &TenantScope,
-        limit: u32,
-        offset: u64,
-    ) -> StoreResult<(Vec<Chatbot>, u64)>;
-
-    async fn create_chatbot(
-        &self,
-        scope: &TenantScope,
-        chatbot: NewChatbot,
-    ) -> StoreResult<Chatbot>;
-
-    async fn chatbot(&self, scope: &TenantScope, id: ChatbotId) -> StoreResult<Chatbot>;
-
-    async fn update_chatbot(
-        &self,
-        scope: &TenantScope,
-        id: ChatbotId,
-        patch: ChatbotPatch,
-    ) -> StoreResult<Chatbot>;
-
-    /// Deletes the chatbot with its conversations and messages.
-    async fn delete_chatbot(&self, scope: &TenantScope, id: ChatbotId) -> StoreResult<()>;
-
-    // --- Integrations ---
-
-    async fn integrations(&self, scope: &TenantScope) -> StoreResult<Vec<IntegrationState>>;
-
-    /// Enables (or reconfigures) an integration of the catalogue; unknown ids are `NotFound`.
-    async fn enable_integration(
-        &self,
-        scope: &TenantScope,
-        id: &str,
-        config: Value,
-    ) -> StoreResult<IntegrationState>;
-
-    /// Disabling one that is not enabled is `NotFound`.
-    async fn disable_integration(&self, scope: &TenantScope, id: &str) -> StoreResult<()>;
 
     // --- Conversations and messages ---
 

@@ -24,7 +24,9 @@ use uuid::Uuid;
 use crate::idempotency::{Fence, keyed_request_fence};
 use crate::{StoreError, StoreResult, TenantScope, claim_lost, now};
 
+mod accounts;
 mod channels;
+mod chatbots;
 mod queue;
 pub mod rows;
 
@@ -128,6 +130,11 @@ pub trait Db: Send {
 
 /// What each backend supplies to run the shared statements.
 pub trait SqlBackend: Send + Sync + 'static {
+    /// Appended to a SELECT to lock its rows until the transaction ends
+    /// (PostgreSQL's ` FOR UPDATE`); empty where a write transaction holds
+    /// the whole database (SQLite).
+    const FOR_UPDATE: &'static str;
+
     /// A write transaction.
     type Tx: Db;
     /// A connection for one write statement, committed on its own.

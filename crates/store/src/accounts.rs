@@ -1,0 +1,80 @@
+//! [`AccountStore`]: organizations, their members and API keys, and the
+//! lookups that establish who a caller is. Those lookups take no tenant
+//! scope (they find the scope); the API's authentication and the operator's
+//! CLI are their only callers.
+
+use async_trait::async_trait;
+use steward_domain::*;
+
+use crate::{
+    ApiKey, AuditEntry, NewApiKey, NewOrganization, NewUser, Organization, StoreResult,
+    TenantScope, Usage, User,
+};
+
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    // --- Establishing who a caller is (unscoped) ---
+
+    /// Creates an organization and its first user in one transaction.
+    /// A taken email is `Conflict("email_taken")`.
+    async fn create_organization(
+        &self,
+        org: NewOrganization,
+        owner: NewUser,
+    ) -> StoreResult<(Organization, User)>;
+
+    /// The user and password hash for a login attempt.
+    async fn find_login(&self, email: &Email) -> StoreResult<Option<(User, String)>>;
+
+    /// The user a verified token names, as stored now (role changes apply at once).
+    async fn find_user(&self, id: UserId) -> StoreResult<Option<User>>;
+
+    /// An unrevoked API key by the hash of its secret.
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+
+    /// For the operator's CLI, which may name an organization by id or name.
+    async fn find_organizations(&self, id_or_name: &str) -> StoreResult<Vec<Organization>>;
+
+    // --- The organization ---
+
+    async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization>;
+
+    /// Changes the tier and writes the audit log. The operator's call (the
+    /// CLI): an organization's admins only request a change.
+    async fn set_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization>;
+
+    /// Records an admin's request for another tier in the audit log, for the
+    /// operator to act on; the tier stays as it is.
+    async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization>;
+
+    async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage>;
+
+    async fn list_audit(&self, scope: &TenantScope, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+
+    // --- Members ---
+
+    async fn list_members(&self, scope: &TenantScope) -> StoreResult<Vec<User>>;
+
+    /// A taken email is `Conflict("email_taken")`.
+    async fn add_member(&self, scope: &TenantScope, user: NewUser) -> StoreResult<User>;
+
+    /// Refuses to leave the organization without an owner (`Conflict("last_owner")`).
+    async fn set_member_role(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        role: Role,
+    ) -> StoreResult<User>;
+
+    /// Refuses to remove the last owner.
+    async fn remove_member(&self, scope: &TenantScope, user: UserId) -> StoreResult<()>;
+
+    // --- API keys ---
+
+    async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey>;
+
+    async fn list_api_keys(&self, scope: &TenantScope) -> StoreResult<Vec<ApiKey>>;
+
+    /// Revoking twice is `NotFound` the second time.
+    async fn revoke_api_key(&self, scope: &TenantScope, id: ApiKeyId) -> StoreResult<()>;
+}

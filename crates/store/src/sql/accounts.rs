@@ -1,0 +1,413 @@
+//! [`AccountStore`], for every backend.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Value as Json, json};
+use steward_domain::*;
+use uuid::Uuid;
+
+use crate::sql::{Db, Row, SqlBackend, audit, commit, rows, sql};
+use crate::*;
+
+#[async_trait]
+impl<B: SqlBackend> AccountStore for B {
+    async fn create_organization(
+        &self,
+        org: NewOrganization,
+        owner: NewUser,
+    ) -> StoreResult<(Organization, User)> {
+        let at = now();
+        let organization = Organization {
+            id: OrgId::new(),
+            name: org.name.into_inner(),
+            tier: org.tier,
+            created_at: at,
+        };
+        let mut tx = self.begin().await?;
+        tx.execute(
+            sql("INSERT INTO organizations (id, name, tier, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(organization.id)
+                .bind(organization.name.as_str())
+                .bind(organization.tier)
+                .bind(at),
+        )
+        .await?;
+        let user = insert_user(&mut tx, organization.id, &owner, at).await?;
+        commit::<B>(tx).await?;
+        Ok((organization, user))
+    }
+
+    async fn find_login(&self, email: &Email) -> StoreResult<Option<(User, String)>> {
+        let row = self
+            .read()
+            .await?
+            .fetch_optional(sql("SELECT * FROM users WHERE email = $1").bind(email.as_str()))
+            .await?;
+        row.map(|row| Ok((rows::user(&row)?, row.get("password_hash")?)))
+            .transpose()
+    }
+
+    async fn find_user(&self, id: UserId) -> StoreResult<Option<User>> {
+        let row = self
+            .read()
+            .await?
+            .fetch_optional(sql("SELECT * FROM users WHERE id = $1").bind(id))
+            .await?;
+        row.as_ref().map(rows::user).transpose()
+    }
+
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        let row = self
+            .read()
+            .await?
+            .fetch_optional(
+                sql("SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL")
+                    .bind(key_hash),
+            )
+            .await?;
+        row.as_ref().map(rows::api_key).transpose()
+    }
+
+    async fn find_organizations(&self, id_or_name: &str) -> StoreResult<Vec<Organization>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql("SELECT * FROM organizations WHERE id = $1 OR name = $2 ORDER BY created_at")
+                    .bind(Uuid::parse_str(id_or_name).ok())
+                    .bind(id_or_name),
+            )
+            .await?;
+        found.iter().map(rows::organization).collect()
+    }
+
+    async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization> {
+        let row = self
+            .read()
+            .await?
+            .fetch_one(sql("SELECT * FROM organizations WHERE id = $1").bind(scope.org_id()))
+            .await?;
+        rows::organization(&row)
+    }
+
+    async fn set_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
+        let mut tx = self.begin().await?;
+        let before: String = tx
+            .fetch_one(
+                sql(format!(
+                    "SELECT tier FROM organizations WHERE id = $1{}",
+                    B::FOR_UPDATE
+                ))
+                .bind(scope.org_id()),
+            )
+            .await?
+            .get("tier")?;
+        let row = tx
+            .fetch_one(
+                sql("UPDATE organizations SET tier = $1 WHERE id = $2 RETURNING *")
+                    .bind(tier)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        audit(
+            &mut tx,
+            scope,
+            "billing.tier_changed",
+            &format!("organization:{}", scope.org_id()),
+            json!({ "from": before, "to": tier.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        rows::organization(&row)
+    }
+
+    async fn request_tier(&self, scope: &TenantScope, tier: Tier) -> StoreResult<Organization> {
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(sql("SELECT * FROM organizations WHERE id = $1").bind(scope.org_id()))
+            .await?;
+        let organization = rows::organization(&row)?;
+        audit(
+            &mut tx,
+            scope,
+            "billing.change_requested",
+            &format!("organization:{}", scope.org_id()),
+            json!({ "from": organization.tier.as_str(), "to": tier.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(organization)
+    }
+
+    async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage> {
+        let row = self
+            .read()
+            .await?
+            .fetch_optional(
+                sql(
+                    "SELECT messages, tokens FROM usage_counters WHERE org_id = $1 AND period = $2",
+                )
+                .bind(scope.org_id())
+                .bind(period),
+            )
+            .await?;
+        let (messages, tokens) = match row {
+            Some(row) => (row.get("messages")?, row.get("tokens")?),
+            None => (0, 0),
+        };
+        Ok(Usage {
+            period: period.to_owned(),
+            messages,
+            tokens,
+        })
+    }
+
+    async fn list_audit(&self, scope: &TenantScope, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql("SELECT * FROM audit_log WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
+                    .bind(scope.org_id())
+                    .bind(i64::from(limit)),
+            )
+            .await?;
+        found.iter().map(rows::audit).collect()
+    }
+
+    async fn list_members(&self, scope: &TenantScope) -> StoreResult<Vec<User>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql("SELECT * FROM users WHERE org_id = $1 ORDER BY created_at, id")
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        found.iter().map(rows::user).collect()
+    }
+
+    async fn add_member(&self, scope: &TenantScope, user: NewUser) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        let created = insert_user(&mut tx, scope.org_id(), &user, now()).await?;
+        audit(
+            &mut tx,
+            scope,
+            "member.added",
+            &format!("user:{}", created.id),
+            json!({ "email": created.email, "role": created.role.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(created)
+    }
+
+    async fn set_member_role(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        role: Role,
+    ) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        let before = member_role::<B>(&mut tx, scope, user).await?;
+        if before == Role::Owner && role != Role::Owner && owner_count(&mut tx, scope).await? <= 1 {
+            return Err(last_owner());
+        }
+        let row = tx
+            .fetch_one(
+                sql("UPDATE users SET role = $1 WHERE id = $2 AND org_id = $3 RETURNING *")
+                    .bind(role)
+                    .bind(user)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        audit(
+            &mut tx,
+            scope,
+            "member.role_changed",
+            &format!("user:{user}"),
+            json!({ "from": before.as_str(), "to": role.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        rows::user(&row)
+    }
+
+    async fn remove_member(&self, scope: &TenantScope, user: UserId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let role = member_role::<B>(&mut tx, scope, user).await?;
+        if role == Role::Owner && owner_count(&mut tx, scope).await? <= 1 {
+            return Err(last_owner());
+        }
+        // Their keys die with their membership.
+        tx.execute(
+            sql("UPDATE api_keys SET revoked_at = $1
+                 WHERE org_id = $2 AND created_by = $3 AND revoked_at IS NULL")
+            .bind(now())
+            .bind(scope.org_id())
+            .bind(user),
+        )
+        .await?;
+        tx.execute(
+            sql("DELETE FROM users WHERE id = $1 AND org_id = $2")
+                .bind(user)
+                .bind(scope.org_id()),
+        )
+        .await?;
+        audit(
+            &mut tx,
+            scope,
+            "member.removed",
+            &format!("user:{user}"),
+            json!({ "role": role.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+
+    async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(
+                sql("INSERT INTO api_keys (id, org_id, name, prefix, role, key_hash, created_at, created_by)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *")
+                .bind(ApiKeyId::new())
+                .bind(scope.org_id())
+                .bind(key.name.as_str())
+                .bind(key.prefix.as_str())
+                .bind(key.role)
+                .bind(key.key_hash.as_str())
+                .bind(now())
+                .bind(key.created_by),
+            )
+            .await?;
+        let created = rows::api_key(&row)?;
+        audit(
+            &mut tx,
+            scope,
+            "api_key.created",
+            &format!("api_key:{}", created.id),
+            json!({ "name": created.name, "role": created.role.as_str() }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(created)
+    }
+
+    async fn list_api_keys(&self, scope: &TenantScope) -> StoreResult<Vec<ApiKey>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql("SELECT * FROM api_keys WHERE org_id = $1 ORDER BY created_at, id")
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        found.iter().map(rows::api_key).collect()
+    }
+
+    async fn revoke_api_key(&self, scope: &TenantScope, id: ApiKeyId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let revoked = tx
+            .execute(
+                sql("UPDATE api_keys SET revoked_at = $1
+                     WHERE id = $2 AND org_id = $3 AND revoked_at IS NULL")
+                .bind(now())
+                .bind(id)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        if revoked == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit(
+            &mut tx,
+            scope,
+            "api_key.revoked",
+            &format!("api_key:{id}"),
+            Json::Null,
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+}
+
+fn last_owner() -> StoreError {
+    StoreError::conflict("last_owner", "an organization keeps at least one owner")
+}
+
+async fn insert_user(
+    tx: &mut impl Db,
+    org: OrgId,
+    user: &NewUser,
+    at: DateTime<Utc>,
+) -> StoreResult<User> {
+    let id = UserId::new();
+    let inserted = tx
+        .execute(
+            sql(
+                "INSERT INTO users (id, org_id, email, name, role, password_hash, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(org)
+            .bind(user.email.as_str())
+            .bind(user.name.as_ref().map(|n| n.as_str()))
+            .bind(user.role)
+            .bind(user.password_hash.as_str())
+            .bind(at),
+        )
+        .await;
+    match inserted {
+        Err(StoreError::Conflict { .. }) => Err(StoreError::conflict(
+            "email_taken",
+            "a user with this email already exists",
+        )),
+        Err(e) => Err(e),
+        Ok(_) => Ok(User {
+            id,
+            org_id: org,
+            email: user.email.as_str().to_owned(),
+            name: user.name.as_ref().map(|n| n.as_str().to_owned()),
+            role: user.role,
+            created_at: at,
+        }),
+    }
+}
+
+/// A member's role. Where rows can be locked, the organization's row is
+/// locked first: two concurrent demotions of the last two owners would
+/// otherwise both see "another owner remains" (SQLite's write transaction
+/// holds the whole database already).
+async fn member_role<B: SqlBackend>(
+    tx: &mut impl Db,
+    scope: &TenantScope,
+    user: UserId,
+) -> StoreResult<Role> {
+    if !B::FOR_UPDATE.is_empty() {
+        tx.execute(
+            sql(format!(
+                "SELECT 1 AS one FROM organizations WHERE id = $1{}",
+                B::FOR_UPDATE
+            ))
+            .bind(scope.org_id()),
+        )
+        .await?;
+    }
+    tx.fetch_one(
+        sql("SELECT role FROM users WHERE id = $1 AND org_id = $2")
+            .bind(user)
+            .bind(scope.org_id()),
+    )
+    .await?
+    .get("role")
+}
+
+async fn owner_count(tx: &mut impl Db, scope: &TenantScope) -> StoreResult<i64> {
+    tx.fetch_one(
+        sql("SELECT count(*) AS owners FROM users WHERE org_id = $1 AND role = 'owner'")
+            .bind(scope.org_id()),
+    )
+    .await?
+    .get("owners")
+}
