@@ -3,17 +3,17 @@
 
 use std::sync::atomic::Ordering;
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use steward_store::{LiveEvent, LiveKind, StoreResult};
 
 use crate::{PostgresStore, map_err};
 
-const CHANNEL: &str = "steward_live";
+pub(crate) const CHANNEL: &str = "steward_live";
 /// NOTIFY payloads must stay under 8000 bytes; longer pieces are split.
 const MAX_PIECE_BYTES: usize = 6000;
 
 /// The payloads for an event, splitting a long piece of text.
-fn payloads(event: &LiveEvent) -> Vec<String> {
+pub(crate) fn payloads(event: &LiveEvent) -> Vec<String> {
     let LiveKind::Delta { text } = &event.kind else {
         return vec![serde_json::to_string(event).expect("live events serialize")];
     };
@@ -37,21 +37,6 @@ fn payloads(event: &LiveEvent) -> Vec<String> {
 }
 
 /// Announces `event` when `tx` commits.
-pub(crate) async fn notify_in(
-    tx: &mut Transaction<'static, Postgres>,
-    event: &LiveEvent,
-) -> StoreResult<()> {
-    for payload in payloads(event) {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(payload)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-    }
-    Ok(())
-}
-
 pub(crate) async fn notify(pool: &PgPool, event: &LiveEvent) -> StoreResult<()> {
     for payload in payloads(event) {
         sqlx::query("SELECT pg_notify($1, $2)")

@@ -19,7 +19,5 @@ rows!(
     document -> Document,
     crawl -> Crawl,
     chunk_hit -> ChunkHit,
-    message -> Message,
-    stored_claim -> StoredClaim,
     job -> Job,
 );

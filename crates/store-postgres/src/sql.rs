@@ -11,7 +11,7 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
 use steward_domain::{JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
-use steward_store::{Job, StoreResult};
+use steward_store::{Job, LiveEvent, StoreResult};
 
 use crate::{PostgresStore, map_err};
 
@@ -147,6 +147,18 @@ impl SqlBackend for PostgresStore {
         except: &[OrgId],
     ) -> StoreResult<Vec<Job>> {
         crate::queue::claim(self, worker, kinds, limit, lease, except).await
+    }
+
+    /// Delivered at commit to every process's listener (see `live.rs`).
+    fn live_notices(event: &LiveEvent) -> Vec<Statement<'static>> {
+        crate::live::payloads(event)
+            .into_iter()
+            .map(|payload| {
+                steward_store::sql::sql("SELECT pg_notify($1, $2)")
+                    .bind(crate::live::CHANNEL)
+                    .bind(payload)
+            })
+            .collect()
     }
 
     /// Delivered at commit to every listening worker (see `watch_enqueued`).

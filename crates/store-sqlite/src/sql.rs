@@ -10,7 +10,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Sqlite, SqliteConnection, Transaction};
 use steward_domain::{JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
-use steward_store::{Job, StoreError, StoreResult};
+use steward_store::{Job, LiveEvent, StoreError, StoreResult};
 
 use crate::{SqliteStore, from_micros, map_err, to_micros};
 
@@ -131,5 +131,10 @@ impl SqlBackend for SqliteStore {
         except: &[OrgId],
     ) -> StoreResult<Vec<Job>> {
         crate::queue::claim(self, worker, kinds, limit, lease, except).await
+    }
+
+    /// Every subscriber of a SQLite store is in this process.
+    fn live_committed(&self, event: LiveEvent) {
+        let _ = self.live.send(event);
     }
 }

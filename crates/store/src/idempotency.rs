@@ -15,7 +15,35 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use steward_domain::OrgId;
 
-use crate::StoreError;
+use crate::{StoreError, StoreResult};
+
+/// Where keyed requests' claims and responses are kept.
+#[async_trait::async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims a key under a fresh token, or reports what became of it. A claim
+    /// with no effect older than `stale_before` is taken over (its request died
+    /// or timed out; it can no longer commit); a settled one older than
+    /// `expired_before` is forgotten and claimed afresh.
+    async fn idempotency_start(
+        &self,
+        key: &IdempotencyKey,
+        stale_before: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<IdempotencyStart>;
+
+    /// Records the response of the request holding `token`, unless one was
+    /// recorded with its effect.
+    async fn idempotency_complete(
+        &self,
+        key: &IdempotencyKey,
+        token: &str,
+        response: &StoredResponse,
+    ) -> StoreResult<()>;
+
+    /// Releases a claim whose request failed unexpectedly before any effect,
+    /// so a retry may run. A claim that took effect stays.
+    async fn idempotency_abandon(&self, key: &IdempotencyKey, token: &str) -> StoreResult<()>;
+}
 
 /// How long a completed request's response is replayed for its key; the
 /// maintenance job deletes keys older than this.

@@ -11,6 +11,7 @@ mod idempotency;
 mod knowledge;
 mod leader;
 mod live;
+mod messages;
 mod ops;
 mod queue;
 mod records;
@@ -26,8 +27,9 @@ pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WIN
 pub use chatbots::ChatbotStore;
 pub use error::{StoreError, StoreResult};
 pub use idempotency::{
-    Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, KeyedRequest, StoredClaim,
-    StoredResponse, answer_keyed_request, claim_lost, keyed_request_fence,
+    Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, IdempotencyStore,
+    KeyedRequest, StoredClaim, StoredResponse, answer_keyed_request, claim_lost,
+    keyed_request_fence,
 };
 pub use knowledge::{
     ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,
@@ -35,6 +37,7 @@ pub use knowledge::{
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
+pub use messages::MessageStore;
 pub use ops::{BackupRun, BackupStatus, OpsStore, OrgActivity, TableSize, quote_identifier};
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;

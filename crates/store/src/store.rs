@@ -4,13 +4,8 @@
 //! inside an organization take a [`TenantScope`] and see nothing outside it.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use steward_domain::*;
 
-use crate::{
-    HistoryQuery, IdempotencyKey, IdempotencyStart, JobQueue, Message, NewMessage, StoreResult,
-    StoredResponse, TenantScope,
-};
+use crate::{JobQueue, StoreResult};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -22,6 +17,8 @@ pub enum Backend {
 pub trait Store:
     crate::AccountStore
     + crate::ChatbotStore
+    + crate::MessageStore
+    + crate::IdempotencyStore
     + JobQueue
     + crate::ChannelStore
     + crate::KnowledgeStore
@@ -67,30 +64,7 @@ pub trait Store:
         ttl: chrono::Duration,
     ) -> StoreResult<Option<Box<dyn crate::Leadership>>>;
 
-    // --- Conversations and messages ---
-
-    /// Stores a message (opening a conversation when none is given) and counts
-    /// it in the month's usage, in one transaction. Returns the message as
-    /// stored. A conversation of another chatbot is `NotFound`.
-    async fn add_message(&self, scope: &TenantScope, message: NewMessage) -> StoreResult<Message>;
-
-    /// The latest `limit` messages of a conversation, oldest first.
-    async fn conversation_messages(
-        &self,
-        scope: &TenantScope,
-        conversation: ConversationId,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>>;
-
-    /// A conversation's messages after `after` (all when None), oldest first,
-    /// at most `limit`. An unknown `after` (or another org's) is `NotFound`.
-    async fn conversation_messages_after(
-        &self,
-        scope: &TenantScope,
-        conversation: ConversationId,
-        after: Option<MessageId>,
-        limit: u32,
-    ) -> StoreResult<Vec<Message>>;
+    // --- Live events ---
 
     /// Sends a live event to every subscriber: in this process, and on
     /// PostgreSQL in every process. Stored messages are announced by
@@ -101,44 +75,4 @@ pub trait Store:
     /// process's listener is listening, so that no event published after the
     /// call returns is missed.
     async fn subscribe_live(&self) -> tokio::sync::broadcast::Receiver<crate::LiveEvent>;
-
-    /// A page of a chatbot's messages, newest first.
-    async fn history(&self, scope: &TenantScope, query: &HistoryQuery)
-    -> StoreResult<Vec<Message>>;
-
-    /// One message of a chatbot and up to `around` messages either side of it
-    /// in its conversation, oldest first (the message included).
-    async fn message_thread(
-        &self,
-        scope: &TenantScope,
-        chatbot: ChatbotId,
-        message: MessageId,
-        around: u32,
-    ) -> StoreResult<(Message, Vec<Message>)>;
-
-    // --- Idempotency keys (see `idempotency.rs`) ---
-
-    /// Claims a key under a fresh token, or reports what became of it. A claim
-    /// with no effect older than `stale_before` is taken over (its request died
-    /// or timed out; it can no longer commit); a settled one older than
-    /// `expired_before` is forgotten and claimed afresh.
-    async fn idempotency_start(
-        &self,
-        key: &IdempotencyKey,
-        stale_before: DateTime<Utc>,
-        expired_before: DateTime<Utc>,
-    ) -> StoreResult<IdempotencyStart>;
-
-    /// Records the response of the request holding `token`, unless one was
-    /// recorded with its effect.
-    async fn idempotency_complete(
-        &self,
-        key: &IdempotencyKey,
-        token: &str,
-        response: &StoredResponse,
-    ) -> StoreResult<()>;
-
-    /// Releases a claim whose request failed unexpectedly before any effect,
-    /// so a retry may run. A claim that took effect stays.
-    async fn idempotency_abandon(&self, key: &IdempotencyKey, token: &str) -> StoreResult<()>;
 }

@@ -27,6 +27,8 @@ use crate::{StoreError, StoreResult, TenantScope, claim_lost, now};
 mod accounts;
 mod channels;
 mod chatbots;
+mod idempotency;
+mod messages;
 mod queue;
 pub mod rows;
 
@@ -166,6 +168,20 @@ pub trait SqlBackend: Send + Sync + 'static {
         lease: chrono::Duration,
         except: &[OrgId],
     ) -> impl Future<Output = StoreResult<Vec<crate::Job>>> + Send;
+
+    /// Statements run in the transaction that stores a message, announcing
+    /// it to other processes at commit (PostgreSQL's NOTIFY); none where
+    /// every subscriber is in this process.
+    fn live_notices(event: &crate::LiveEvent) -> Vec<Statement<'static>> {
+        let _ = event;
+        Vec::new()
+    }
+
+    /// Called once a stored message's transaction committed (SQLite
+    /// announces it to the subscribers of this process here).
+    fn live_committed(&self, event: crate::LiveEvent) {
+        let _ = event;
+    }
 
     /// A statement run in an enqueue's transaction that tells workers in
     /// other processes (PostgreSQL's NOTIFY); None where there are none.
