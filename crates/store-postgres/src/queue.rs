@@ -7,8 +7,6 @@ use chrono::Duration;
 use steward_domain::{JobKind, OrgId};
 use steward_store::*;
 
-use crate::sql::Conn;
-use crate::store::Tx;
 use crate::{PostgresStore, map_err, rows};
 
 /// Runnable jobs of `kinds`, claimed for `worker`.
@@ -51,11 +49,6 @@ pub(crate) async fn claim(
     .await
     .map_err(map_err)?;
     claimed.iter().map(rows::job).collect()
-}
-
-/// Inserts a job in `tx` (see `steward_store::sql::insert_job`).
-pub(crate) async fn insert_job(tx: &mut Tx, job: &NewJob) -> StoreResult<Option<Job>> {
-    steward_store::sql::insert_job::<PostgresStore>(&mut Conn(&mut **tx), job).await
 }
 
 /// The notification channel every enqueue signals on.

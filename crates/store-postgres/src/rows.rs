@@ -16,8 +16,6 @@ macro_rules! rows {
 }
 
 rows!(
-    document -> Document,
-    crawl -> Crawl,
     chunk_hit -> ChunkHit,
     job -> Job,
 );

@@ -9,9 +9,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
-use steward_domain::{JobKind, OrgId};
+use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
-use steward_store::{Job, LiveEvent, StoreResult};
+use steward_store::{Job, LiveEvent, NewChunk, StoreResult};
 
 use crate::{PostgresStore, map_err};
 
@@ -136,6 +136,16 @@ impl SqlBackend for PostgresStore {
 
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
         tx.0.commit().await.map_err(map_err)
+    }
+
+    async fn insert_chunks(
+        tx: &mut Self::Tx,
+        org: OrgId,
+        chatbot: Option<ChatbotId>,
+        document: DocumentId,
+        chunks: &[NewChunk],
+    ) -> StoreResult<()> {
+        crate::knowledge::insert_chunks(&mut tx.0, org, chatbot, document, chunks).await
     }
 
     async fn claim_jobs(

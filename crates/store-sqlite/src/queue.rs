@@ -7,8 +7,6 @@ use serde_json::Value;
 use steward_domain::{JobKind, OrgId};
 use steward_store::*;
 
-use crate::sql::Conn;
-use crate::store::Tx;
 use crate::{SqliteStore, map_err, rows, to_micros};
 
 fn kinds_json(kinds: &[JobKind]) -> String {
@@ -64,9 +62,4 @@ pub(crate) async fn claim(
     .await
     .map_err(map_err)?;
     claimed.iter().map(rows::job).collect()
-}
-
-/// Inserts a job in `tx` (see `steward_store::sql::insert_job`).
-pub(crate) async fn insert_job(tx: &mut Tx, job: &NewJob) -> StoreResult<Option<Job>> {
-    steward_store::sql::insert_job::<SqliteStore>(&mut Conn(&mut **tx), job).await
 }

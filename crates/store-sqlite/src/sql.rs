@@ -8,9 +8,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Sqlite, SqliteConnection, Transaction};
-use steward_domain::{JobKind, OrgId};
+use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
-use steward_store::{Job, LiveEvent, StoreError, StoreResult};
+use steward_store::{Job, LiveEvent, NewChunk, StoreError, StoreResult};
 
 use crate::{SqliteStore, from_micros, map_err, to_micros};
 
@@ -120,6 +120,20 @@ impl SqlBackend for SqliteStore {
 
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
         tx.0.commit().await.map_err(map_err)
+    }
+
+    async fn insert_chunks(
+        tx: &mut Self::Tx,
+        org: OrgId,
+        chatbot: Option<ChatbotId>,
+        document: DocumentId,
+        chunks: &[NewChunk],
+    ) -> StoreResult<()> {
+        crate::knowledge::insert_chunks(tx, org, chatbot, document, chunks).await
+    }
+
+    fn chunks_changed(&self) {
+        self.vectors.changed();
     }
 
     async fn claim_jobs(

@@ -200,7 +200,12 @@ pub trait KnowledgeStore: Send + Sync {
         state: &Value,
         next: Option<NewJob>,
     ) -> StoreResult<()>;
+}
 
+/// Search over passages: each dialect its own (PostgreSQL's `tsvector` and
+/// pgvector, SQLite's FTS5 and its in-memory vector codes).
+#[async_trait]
+pub trait SearchStore: Send + Sync {
     /// Makes vectors of this length searchable quickly (PostgreSQL: an HNSW
     /// index for them; SQLite searches exactly and needs nothing). Idempotent.
     async fn prepare_vectors(&self, dimensions: usize) -> StoreResult<()>;

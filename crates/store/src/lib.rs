@@ -33,7 +33,8 @@ pub use idempotency::{
 };
 pub use knowledge::{
     ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,
-    NewCrawl, NewDocument, cosine, search_terms, vector_bytes, vector_from_bytes, vector_literal,
+    NewCrawl, NewDocument, SearchStore, cosine, search_terms, vector_bytes, vector_from_bytes,
+    vector_literal,
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};

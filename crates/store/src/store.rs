@@ -22,6 +22,7 @@ pub trait Store:
     + JobQueue
     + crate::ChannelStore
     + crate::KnowledgeStore
+    + crate::SearchStore
     + crate::OpsStore
     + Send
     + Sync

@@ -28,6 +28,7 @@ mod accounts;
 mod channels;
 mod chatbots;
 mod idempotency;
+mod knowledge;
 mod messages;
 mod queue;
 pub mod rows;
@@ -168,6 +169,19 @@ pub trait SqlBackend: Send + Sync + 'static {
         lease: chrono::Duration,
         except: &[OrgId],
     ) -> impl Future<Output = StoreResult<Vec<crate::Job>>> + Send;
+
+    /// Stores a document's passages, in the transaction that replaces them.
+    fn insert_chunks(
+        tx: &mut Self::Tx,
+        org: OrgId,
+        chatbot: Option<ChatbotId>,
+        document: DocumentId,
+        chunks: &[crate::NewChunk],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Called once passages were replaced or deleted (SQLite drops the
+    /// vector codes it keeps in memory).
+    fn chunks_changed(&self) {}
 
     /// Statements run in the transaction that stores a message, announcing
     /// it to other processes at commit (PostgreSQL's NOTIFY); none where
