@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use steward_knowledge::Blobs;
-use steward_store::{OpsStore, Store, TableSize};
+use steward_store::{CatalogueStore, Store, TableSize};
 use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 

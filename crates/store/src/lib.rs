@@ -39,7 +39,9 @@ pub use knowledge::{
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
 pub use messages::MessageStore;
-pub use ops::{BackupRun, BackupStatus, OpsStore, OrgActivity, TableSize, quote_identifier};
+pub use ops::{
+    BackupRun, BackupStatus, CatalogueStore, OpsStore, OrgActivity, TableSize, quote_identifier,
+};
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};

@@ -82,7 +82,12 @@ pub trait OpsStore: Send + Sync {
 
     /// Audit log entries since `since`, by action, across organizations.
     async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>>;
+}
 
+/// What only the database's own catalogue knows (its tables, its schema
+/// version), and the copies and checks each database makes its own way.
+#[async_trait]
+pub trait CatalogueStore: Send + Sync {
     /// Every table of Steward's schema, by name.
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>>;
 

@@ -24,6 +24,7 @@ pub trait Store:
     + crate::KnowledgeStore
     + crate::SearchStore
     + crate::OpsStore
+    + crate::CatalogueStore
     + Send
     + Sync
     + 'static

@@ -30,6 +30,7 @@ mod chatbots;
 mod idempotency;
 mod knowledge;
 mod messages;
+mod ops;
 mod queue;
 pub mod rows;
 

@@ -1,0 +1,132 @@
+//! [`OpsStore`], for every backend.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::sql::{Db, Row, SqlBackend, sql};
+use crate::*;
+
+/// Per organization: members, and its people's messages and replies since
+/// $1 (each a range of `messages_history` per chatbot), and the usage of
+/// period $2.
+const ACTIVITY: &str = "
+    SELECT o.id, o.name, o.tier,
+        (SELECT count(*) FROM users u WHERE u.org_id = o.id) AS members,
+        (SELECT count(DISTINCT m.conversation_id) FROM messages m
+            WHERE m.org_id = o.id AND m.role = 'user' AND m.created_at >= $1) AS active_conversations,
+        (SELECT count(*) FROM messages m
+            WHERE m.org_id = o.id AND m.role = 'user' AND m.created_at >= $1) AS user_messages,
+        (SELECT count(*) FROM messages m
+            WHERE m.org_id = o.id AND m.role = 'assistant' AND m.created_at >= $1) AS replies,
+        coalesce((SELECT messages FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
+            AS month_messages,
+        coalesce((SELECT tokens FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
+            AS month_tokens
+    FROM organizations o ORDER BY o.name, o.id";
+
+/// A count as stored (never negative).
+fn count(row: &impl Row, column: &str) -> StoreResult<u64> {
+    Ok(row.get::<i64>(column)?.max(0) as u64)
+}
+
+async fn latest_run(db: &mut impl Db, succeeded: bool) -> StoreResult<Option<BackupRun>> {
+    let row = db
+        .fetch_optional(
+            sql("SELECT * FROM backup_runs WHERE succeeded = $1
+                 ORDER BY finished_at DESC, id DESC LIMIT 1")
+            .bind(succeeded),
+        )
+        .await?;
+    row.map(|row| {
+        Ok(BackupRun {
+            backup_id: row.get("backup_id")?,
+            started_at: row.get("started_at")?,
+            finished_at: row.get("finished_at")?,
+            succeeded,
+            bytes: count(&row, "bytes")?,
+            error: row.get("error")?,
+        })
+    })
+    .transpose()
+}
+
+#[async_trait]
+impl<B: SqlBackend> OpsStore for B {
+    async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
+        self.write()
+            .await?
+            .execute(
+                sql("INSERT INTO backup_runs (backup_id, started_at, finished_at, succeeded, bytes, error)
+                     VALUES ($1, $2, $3, $4, $5, $6)")
+                .bind(run.backup_id.as_str())
+                .bind(run.started_at)
+                .bind(run.finished_at)
+                .bind(run.succeeded)
+                .bind(i64::try_from(run.bytes).unwrap_or(i64::MAX))
+                .bind(run.error.as_deref()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn backup_status(&self) -> StoreResult<BackupStatus> {
+        let mut db = self.read().await?;
+        Ok(BackupStatus {
+            last_success: latest_run(&mut db, true).await?,
+            last_failure: latest_run(&mut db, false).await?,
+        })
+    }
+
+    async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.write()
+            .await?
+            .execute(sql("DELETE FROM idempotency_keys WHERE created_at < $1").bind(before))
+            .await
+    }
+
+    async fn org_activity(
+        &self,
+        since: DateTime<Utc>,
+        period: &str,
+    ) -> StoreResult<Vec<OrgActivity>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(sql(ACTIVITY).bind(since).bind(period))
+            .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(OrgActivity {
+                    org_id: row.get("id")?,
+                    name: row.get("name")?,
+                    tier: row.get("tier")?,
+                    members: count(row, "members")?,
+                    active_conversations: count(row, "active_conversations")?,
+                    user_messages: count(row, "user_messages")?,
+                    replies: count(row, "replies")?,
+                    month_messages: count(row, "month_messages")?,
+                    month_tokens: count(row, "month_tokens")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql(
+                    "SELECT action, count(*) AS n FROM audit_log WHERE created_at >= $1
+                     GROUP BY action ORDER BY action",
+                )
+                .bind(since),
+            )
+            .await?;
+        found
+            .iter()
+            .map(|row| Ok((row.get("action")?, count(row, "n")?)))
+            .collect()
+    }
+}
