@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{ConnectOptions, Connection, PgConnection, Row, SqliteConnection, ValueRef};
-use steward_store::{CatalogueStore, Store, quote_identifier};
+use steward_store::{OpsStore, Store, quote_identifier};
 use steward_store_postgres::PostgresStore;
 
 use crate::BackupError;

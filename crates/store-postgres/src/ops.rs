@@ -19,7 +19,10 @@ impl PostgresStore {
             .map_err(map_err)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl CatalogueStore for PostgresStore {
     /// The tables of the schema Steward uses (the connection's current one).
     async fn table_names(&self) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
@@ -31,10 +34,7 @@ impl PostgresStore {
         .await
         .map_err(map_err)
     }
-}
 
-#[async_trait]
-impl CatalogueStore for PostgresStore {
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>> {
         // reltuples is -1 until the table is first analyzed or vacuumed.
         let rows = sqlx::query(
@@ -73,21 +73,6 @@ impl CatalogueStore for PostgresStore {
 
     fn latest_schema_version(&self) -> i64 {
         MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
-    }
-
-    async fn holds_data(&self) -> StoreResult<bool> {
-        if !self
-            .table_names()
-            .await?
-            .iter()
-            .any(|t| t == "organizations")
-        {
-            return Ok(false);
-        }
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_err)
     }
 
     async fn snapshot_to(&self, _path: &std::path::Path) -> StoreResult<()> {

@@ -12,7 +12,10 @@ impl SqliteStore {
     pub fn schema_version_of_this_build() -> i64 {
         MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
     }
+}
 
+#[async_trait]
+impl CatalogueStore for SqliteStore {
     /// Steward's tables (not SQLite's own, nor full-text shadow tables).
     async fn table_names(&self) -> StoreResult<Vec<String>> {
         sqlx::query_scalar(
@@ -24,10 +27,7 @@ impl SqliteStore {
         .await
         .map_err(map_err)
     }
-}
 
-#[async_trait]
-impl CatalogueStore for SqliteStore {
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>> {
         let mut sizes = Vec::new();
         for table in self.table_names().await? {
@@ -75,21 +75,6 @@ impl CatalogueStore for SqliteStore {
 
     fn latest_schema_version(&self) -> i64 {
         Self::schema_version_of_this_build()
-    }
-
-    async fn holds_data(&self) -> StoreResult<bool> {
-        if !self
-            .table_names()
-            .await?
-            .iter()
-            .any(|t| t == "organizations")
-        {
-            return Ok(false);
-        }
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM organizations)")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(map_err)
     }
 
     async fn snapshot_to(&self, path: &std::path::Path) -> StoreResult<()> {

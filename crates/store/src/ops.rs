@@ -82,12 +82,20 @@ pub trait OpsStore: Send + Sync {
 
     /// Audit log entries since `since`, by action, across organizations.
     async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>>;
+
+    /// Whether the database holds an organization (every tenant's row hangs
+    /// off one; migrations seed only catalogues): restoring or copying into
+    /// such a database needs the operator's explicit consent.
+    async fn holds_data(&self) -> StoreResult<bool>;
 }
 
 /// What only the database's own catalogue knows (its tables, its schema
 /// version), and the copies and checks each database makes its own way.
 #[async_trait]
 pub trait CatalogueStore: Send + Sync {
+    /// Steward's tables (not the database's own), by name.
+    async fn table_names(&self) -> StoreResult<Vec<String>>;
+
     /// Every table of Steward's schema, by name.
     async fn table_sizes(&self) -> StoreResult<Vec<TableSize>>;
 
@@ -105,9 +113,4 @@ pub trait CatalogueStore: Send + Sync {
     /// Reads every page (SQLite `PRAGMA integrity_check`; PostgreSQL counts
     /// every table) and fails on damage.
     async fn check_integrity(&self) -> StoreResult<()>;
-
-    /// Whether the database holds an organization (every tenant's row hangs
-    /// off one; migrations seed only catalogues): restoring or copying into
-    /// such a database needs the operator's explicit consent.
-    async fn holds_data(&self) -> StoreResult<bool>;
 }

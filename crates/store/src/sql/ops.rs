@@ -51,7 +51,7 @@ async fn latest_run(db: &mut impl Db, succeeded: bool) -> StoreResult<Option<Bac
 }
 
 #[async_trait]
-impl<B: SqlBackend> OpsStore for B {
+impl<B: SqlBackend + CatalogueStore> OpsStore for B {
     async fn record_backup_run(&self, run: &BackupRun) -> StoreResult<()> {
         self.write()
             .await?
@@ -128,5 +128,22 @@ impl<B: SqlBackend> OpsStore for B {
             .iter()
             .map(|row| Ok((row.get("action")?, count(row, "n")?)))
             .collect()
+    }
+
+    async fn holds_data(&self) -> StoreResult<bool> {
+        if !self
+            .table_names()
+            .await?
+            .iter()
+            .any(|t| t == "organizations")
+        {
+            return Ok(false);
+        }
+        let found = self
+            .read()
+            .await?
+            .fetch_optional(sql("SELECT 1 AS one FROM organizations LIMIT 1"))
+            .await?;
+        Ok(found.is_some())
     }
 }
