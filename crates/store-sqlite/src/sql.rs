@@ -83,14 +83,6 @@ impl<C: DerefMut<Target = SqliteConnection> + Send> Db for Conn<C> {
         Ok(done.rows_affected())
     }
 
-    async fn fetch_optional(&mut self, statement: Statement<'_>) -> StoreResult<Option<Self::Row>> {
-        let found = query(&statement)
-            .fetch_optional(&mut *self.0)
-            .await
-            .map_err(map_err)?;
-        Ok(found.map(Record))
-    }
-
     async fn fetch_all(&mut self, statement: Statement<'_>) -> StoreResult<Vec<Self::Row>> {
         let found = query(&statement)
             .fetch_all(&mut *self.0)

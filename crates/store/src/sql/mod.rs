@@ -109,15 +109,19 @@ pub trait Db: Send {
         statement: Statement<'_>,
     ) -> impl Future<Output = StoreResult<u64>> + Send;
 
-    fn fetch_optional(
-        &mut self,
-        statement: Statement<'_>,
-    ) -> impl Future<Output = StoreResult<Option<Self::Row>>> + Send;
-
     fn fetch_all(
         &mut self,
         statement: Statement<'_>,
     ) -> impl Future<Output = StoreResult<Vec<Self::Row>>> + Send;
+
+    /// The row a statement finds, if any (statements that may find several
+    /// are read with [`Db::fetch_all`]).
+    fn fetch_optional(
+        &mut self,
+        statement: Statement<'_>,
+    ) -> impl Future<Output = StoreResult<Option<Self::Row>>> + Send {
+        async move { Ok(self.fetch_all(statement).await?.into_iter().next()) }
+    }
 
     /// The one row, or `NotFound`.
     fn fetch_one(
