@@ -159,7 +159,10 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::NotFound,
-            StoreError::Conflict { code, message } => Self::Conflict { code, message },
+            StoreError::Conflict(conflict) => Self::Conflict {
+                code: conflict.code(),
+                message: conflict.message().into(),
+            },
             StoreError::Unavailable(detail) => Self::Unavailable(detail),
             StoreError::Internal(detail) => Self::Internal(detail),
         }

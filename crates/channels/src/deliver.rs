@@ -25,13 +25,6 @@ pub struct Deliver {
     pub sender: Sender,
 }
 
-fn store_error(e: StoreError) -> JobError {
-    match e {
-        StoreError::Unavailable(_) => JobError::Retryable(e.to_string()),
-        other => JobError::Permanent(other.to_string()),
-    }
-}
-
 #[async_trait]
 impl JobHandler for Deliver {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
@@ -40,11 +33,7 @@ impl JobHandler for Deliver {
         })?;
         let scope = TenantScope::for_job(org);
         let reply = job.args::<DeliverArgs>()?.message_id;
-        let reply = self
-            .store
-            .message(&scope, reply)
-            .await
-            .map_err(store_error)?;
+        let reply = self.store.message(&scope, reply).await?;
         let Some(channel_id) = reply.channel_id else {
             tracing::info!(message = %reply.id, "reply has no channel (removed since): nothing to deliver");
             return Ok(());
@@ -55,7 +44,7 @@ impl JobHandler for Deliver {
                 tracing::info!(message = %reply.id, "the reply's channel was removed: nothing to deliver");
                 return Ok(());
             }
-            Err(e) => return Err(store_error(e)),
+            Err(e) => return Err(e.into()),
         };
         let config = ChannelConfig::open(&channel, &self.sealer)
             .map_err(|e| JobError::Permanent(e.to_string()))?;
@@ -65,17 +54,12 @@ impl JobHandler for Deliver {
         let route = self
             .store
             .message(&scope, answered)
-            .await
-            .map_err(store_error)?
+            .await?
             .meta
             .unwrap_or_default();
 
         let parts = split(&reply.text, part_limit(channel.kind));
-        let sent = self
-            .store
-            .delivered_parts(&scope, reply.id)
-            .await
-            .map_err(store_error)?;
+        let sent = self.store.delivered_parts(&scope, reply.id).await?;
         for (index, text) in parts.iter().enumerate() {
             let index_i32 = i32::try_from(index).expect("few parts");
             if sent.contains(&index_i32) {
@@ -91,8 +75,7 @@ impl JobHandler for Deliver {
                 Ok(external_id) => {
                     self.store
                         .record_delivery(&scope, reply.id, index_i32, external_id)
-                        .await
-                        .map_err(store_error)?;
+                        .await?;
                     crate::count_message(channel.kind, "outbound");
                 }
                 Err(error) => {

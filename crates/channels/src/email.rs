@@ -51,11 +51,7 @@ pub struct PollMailboxes {
 #[async_trait]
 impl JobHandler for PollMailboxes {
     async fn run(&self, _job: &Job) -> Result<(), JobError> {
-        let channels = self
-            .store
-            .all_channels(Some(ChannelKind::Email))
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        let channels = self.store.all_channels(Some(ChannelKind::Email)).await?;
         for channel in channels {
             // One mailbox failing does not hold up the others; its health shows it.
             let outcome = self.poll(&channel).await;

@@ -4,8 +4,8 @@
 use steward_domain::jobs::RespondArgs;
 use steward_domain::{MessageId, MessageRole, MessageText};
 use steward_store::{
-    Channel, ChannelEvent, ConversationChoice, NewJob, NewMessage, Store, StoreError, StoreResult,
-    TenantScope, now,
+    Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Store, StoreError,
+    StoreResult, TenantScope, now,
 };
 
 use crate::inbound::InboundMessage;
@@ -65,14 +65,8 @@ pub async fn receive(
     let id = new.id;
     match store.add_message(&scope, new).await {
         Ok(_) => {}
-        Err(StoreError::Conflict {
-            code: "duplicate_message",
-            ..
-        }) => return Ok(Received::Duplicate),
-        Err(StoreError::Conflict {
-            code: "chatbot_paused",
-            ..
-        }) => {
+        Err(StoreError::Conflict(Conflict::DuplicateMessage)) => return Ok(Received::Duplicate),
+        Err(StoreError::Conflict(Conflict::ChatbotPaused)) => {
             return Ok(Received::Skipped("the chatbot is paused"));
         }
         Err(e) => return Err(e),

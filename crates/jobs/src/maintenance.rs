@@ -25,22 +25,17 @@ impl JobHandler for Maintenance {
         let pruned = self
             .store
             .prune_finished_jobs(steward_store::now() - keep)
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+            .await?;
         let keys = self
             .store
             .prune_idempotency_keys(steward_store::now() - steward_store::IDEMPOTENCY_KEY_LIFETIME)
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+            .await?;
         tracing::info!(
             jobs = pruned,
             idempotency_keys = keys,
             "maintenance: pruned finished jobs and expired idempotency keys"
         );
-        self.store
-            .analyze()
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        self.store.analyze().await?;
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use steward_domain::{JobId, JobKind, JobState, OrgId};
-use steward_store::{Job, JobFailure, Store};
+use steward_store::{Job, JobFailure, Store, StoreError};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tracing::Instrument;
@@ -32,6 +32,20 @@ pub enum JobError {
     RetryableAfter(String, Duration),
     /// Another attempt would fail the same way (bad payload, 4xx): dead at once.
     Permanent(String),
+}
+
+/// The one retry policy for the store's errors, whichever job meets them: a
+/// database out of reach, or failing in a way it may not the next time, is
+/// worth another attempt (attempts are bounded); a row that is gone or a
+/// change that conflicts with what is stored fails the same way every time.
+/// A handler that expects a row may be gone matches `NotFound` itself first.
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) | StoreError::Internal(_) => Self::Retryable(e.to_string()),
+            StoreError::NotFound | StoreError::Conflict(_) => Self::Permanent(e.to_string()),
+        }
+    }
 }
 
 /// A payload that is not its kind's arguments will never read: dead at once.

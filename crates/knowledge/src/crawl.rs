@@ -29,7 +29,6 @@ use steward_store::{
 
 use crate::blobs::Blobs;
 use crate::fetch::Fetcher;
-use crate::ingest::retryable;
 
 /// Longest URL the crawler follows; longer ones are traps or tracking.
 const MAX_URL_CHARS: usize = 2048;
@@ -108,7 +107,7 @@ impl CrawlStep {
         let crawl = match self.store.crawl(&scope, id).await {
             Ok(crawl) => crawl,
             Err(StoreError::NotFound) => return Ok(()), // its chatbot was deleted
-            Err(e) => return Err(retryable(e)),
+            Err(e) => return Err(e.into()),
         };
         if matches!(crawl.status, CrawlStatus::Done | CrawlStatus::Failed) {
             return Ok(());
@@ -186,7 +185,7 @@ impl CrawlStep {
             .await
         {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
-            Err(e) => Err(retryable(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -324,8 +323,7 @@ impl CrawlStep {
         };
         self.store
             .add_document(scope, document, self.limits.ingest_attempts)
-            .await
-            .map_err(retryable)?;
+            .await?;
         progress.pages_done += 1;
         if depth < crawl.max_depth {
             for link in links {

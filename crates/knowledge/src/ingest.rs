@@ -86,10 +86,6 @@ fn passages(
     })
 }
 
-pub(crate) fn retryable(e: StoreError) -> JobError {
-    JobError::Retryable(e.to_string())
-}
-
 #[async_trait]
 impl JobHandler for Ingest {
     async fn run(&self, job: &Job) -> Result<(), JobError> {
@@ -101,19 +97,16 @@ impl JobHandler for Ingest {
         let document = match self.store.document(&scope, id).await {
             Ok(document) => document,
             Err(StoreError::NotFound) => return Ok(()), // deleted meanwhile
-            Err(e) => return Err(retryable(e)),
+            Err(e) => return Err(e.into()),
         };
-        self.store
-            .start_ingest(&scope, id)
-            .await
-            .map_err(retryable)?;
+        self.store.start_ingest(&scope, id).await?;
         let fail = |reason: String| async move {
             metrics::counter!("steward_knowledge_documents_total", "status" => "failed")
                 .increment(1);
             tracing::info!(document = %id, %reason, "document failed");
             match self.store.fail_ingest(&scope, id, &reason).await {
                 Ok(()) | Err(StoreError::NotFound) => Ok(()),
-                Err(e) => Err(retryable(e)),
+                Err(e) => Err(e.into()),
             }
         };
 
@@ -157,7 +150,7 @@ impl JobHandler for Ingest {
                 let chunks = ingested.chunks.len() as u64;
                 match self.store.finish_ingest(&scope, id, ingested).await {
                     Ok(()) | Err(StoreError::NotFound) => {}
-                    Err(e) => return Err(retryable(e)),
+                    Err(e) => return Err(e.into()),
                 }
                 metrics::counter!("steward_knowledge_documents_total", "status" => "ready")
                     .increment(1);

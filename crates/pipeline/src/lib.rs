@@ -113,22 +113,17 @@ impl Respond {
                 .for_org(scope.org_id())
             }),
         };
-        self.store
-            .add_message(scope, reply)
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+        self.store.add_message(scope, reply).await?;
         Ok(())
     }
 
     /// Whether the organization is over its plan's monthly messages or tokens.
     async fn over_limit(&self, scope: &TenantScope) -> Result<bool, JobError> {
-        let retryable = |e: StoreError| JobError::Retryable(e.to_string());
-        let organization = self.store.organization(scope).await.map_err(retryable)?;
+        let organization = self.store.organization(scope).await?;
         let usage = self
             .store
             .usage(scope, &usage_period(steward_store::now()))
-            .await
-            .map_err(retryable)?;
+            .await?;
         let limits = self.tiers.limits(organization.tier);
         Ok(usage.messages > limits.messages_per_month || usage.tokens >= limits.tokens_per_month)
     }
@@ -189,13 +184,12 @@ impl JobHandler for Respond {
             Ok(chatbot) => chatbot,
             // Deleted since: its conversations went with it; nothing to answer.
             Err(StoreError::NotFound) => return Ok(()),
-            Err(e) => return Err(JobError::Retryable(e.to_string())),
+            Err(e) => return Err(e.into()),
         };
         let turns = self
             .store
             .conversation_messages(&scope, conversation, self.history_turns)
-            .await
-            .map_err(|e| JobError::Retryable(e.to_string()))?;
+            .await?;
         let waiting = unanswered(&turns);
         let Some(last) = waiting.iter().rev().find(|m| m.role == MessageRole::User) else {
             return Ok(()); // answered already, by this job's earlier attempt or a previous reply

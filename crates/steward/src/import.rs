@@ -119,7 +119,9 @@ async fn import_row(
         .await
     {
         Ok(user) => Ok((user.email, user.role, password)),
-        Err(StoreError::Conflict { message, .. }) => Err(format!("{}: {message}", email.as_str())),
+        Err(StoreError::Conflict(conflict)) => {
+            Err(format!("{}: {}", email.as_str(), conflict.message()))
+        }
         Err(e) => Err(format!("{}: {e}", email.as_str())),
     }
 }

@@ -73,7 +73,7 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_) => StoreError::Unavailable(err.to_string()),
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::conflict("duplicate", db.message().to_string())
+            StoreError::Conflict(steward_store::Conflict::Duplicate)
         }
         // 57P01 admin shutdown, 53300 too many connections, 40001 serialization failure.
         sqlx::Error::Database(db)

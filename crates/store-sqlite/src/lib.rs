@@ -79,7 +79,7 @@ pub(crate) fn map_err(err: sqlx::Error) -> StoreError {
             StoreError::Unavailable(err.to_string())
         }
         sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::conflict("duplicate", db.message().to_string())
+            StoreError::Conflict(steward_store::Conflict::Duplicate)
         }
         sqlx::Error::Database(db) if db.code().is_some_and(|c| c == "5" || c == "6") => {
             // SQLITE_BUSY / SQLITE_LOCKED after the busy timeout.

@@ -6,8 +6,8 @@ pub enum StoreError {
     #[error("not found")]
     NotFound,
     /// The change conflicts with what is stored (a taken email, the last owner).
-    #[error("conflict: {message}")]
-    Conflict { code: &'static str, message: String },
+    #[error("conflict: {}", .0.message())]
+    Conflict(Conflict),
     /// The database cannot be reached or is overloaded; worth retrying.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -16,11 +16,51 @@ pub enum StoreError {
     Internal(String),
 }
 
-impl StoreError {
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Conflict {
-            code,
-            message: message.into(),
+/// Why a change conflicts with what is stored: each has a stable code (the
+/// API's `error.code`) and a message for people.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    /// A value that must be unique is taken (the database's own check,
+    /// before a caller names what it was).
+    Duplicate,
+    /// An inbound message whose provider id was stored before.
+    DuplicateMessage,
+    /// A person's message to a paused chatbot.
+    ChatbotPaused,
+    /// A channel name the chatbot has already.
+    ChannelNameTaken,
+    /// A change that would leave the organization without an owner.
+    LastOwner,
+    /// An email address that has an account.
+    EmailTaken,
+    /// A write of a keyed request whose claim a retry took over.
+    IdempotencyClaimLost,
+}
+
+impl Conflict {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Duplicate => "duplicate",
+            Self::DuplicateMessage => "duplicate_message",
+            Self::ChatbotPaused => "chatbot_paused",
+            Self::ChannelNameTaken => "channel_name_taken",
+            Self::LastOwner => "last_owner",
+            Self::EmailTaken => "email_taken",
+            Self::IdempotencyClaimLost => "idempotency_claim_lost",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Duplicate => "this already exists",
+            Self::DuplicateMessage => "this message was already received",
+            Self::ChatbotPaused => "this chatbot is paused and takes no messages",
+            Self::ChannelNameTaken => "this chatbot already has a channel with that name",
+            Self::LastOwner => "an organization keeps at least one owner",
+            Self::EmailTaken => "a user with this email already exists",
+            Self::IdempotencyClaimLost => {
+                "another request with this Idempotency-Key took over; retry to get its answer"
+            }
         }
     }
 }

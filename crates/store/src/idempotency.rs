@@ -191,10 +191,7 @@ pub fn keyed_request_fence() -> Option<Fence> {
 
 /// What a fenced write gets when its claim was taken over by a retry.
 pub fn claim_lost() -> StoreError {
-    StoreError::conflict(
-        "idempotency_claim_lost",
-        "another request with this Idempotency-Key took over; retry to get its answer",
-    )
+    StoreError::Conflict(crate::Conflict::IdempotencyClaimLost)
 }
 
 #[cfg(test)]

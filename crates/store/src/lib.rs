@@ -25,7 +25,7 @@ pub mod conformance;
 pub use accounts::AccountStore;
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
 pub use chatbots::ChatbotStore;
-pub use error::{StoreError, StoreResult};
+pub use error::{Conflict, StoreError, StoreResult};
 pub use idempotency::{
     Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, IdempotencyStore,
     KeyedRequest, StoredClaim, StoredResponse, answer_keyed_request, claim_lost,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use steward_config::Registration;
 use steward_domain::jobs::NoticeArgs;
 use steward_domain::{Email, OrganizationName, Password, PersonName, Role, Tier};
-use steward_store::{Actor, NewJob, NewOrganization, NewUser, StoreError};
+use steward_store::{Actor, Conflict, NewJob, NewOrganization, NewUser, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -150,10 +150,7 @@ async fn register(
         Ok((organization, user)) => {
             tracing::info!(org_id = %organization.id, user_id = %user.id, "organization registered");
         }
-        Err(StoreError::Conflict {
-            code: "email_taken",
-            ..
-        }) => {
+        Err(StoreError::Conflict(Conflict::EmailTaken)) => {
             tracing::info!(
                 "registration for an address that already has an account: nothing created"
             );

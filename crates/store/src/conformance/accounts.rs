@@ -651,10 +651,7 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
         .await;
     assert!(matches!(
         refused,
-        Err(StoreError::Conflict {
-            code: "idempotency_claim_lost",
-            ..
-        })
+        Err(StoreError::Conflict(Conflict::IdempotencyClaimLost))
     ));
     let (names, _) = store.list_chatbots(&scope, 10, 0).await.unwrap();
     assert_eq!(

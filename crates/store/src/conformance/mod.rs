@@ -161,7 +161,7 @@ fn assert_not_found<T: std::fmt::Debug>(result: StoreResult<T>, what: &str) {
 
 fn assert_conflict<T: std::fmt::Debug>(result: StoreResult<T>, expected: &str) {
     match result {
-        Err(StoreError::Conflict { code, .. }) => assert_eq!(code, expected),
+        Err(StoreError::Conflict(conflict)) => assert_eq!(conflict.code(), expected),
         other => panic!("expected Conflict({expected}), got {other:?}"),
     }
 }

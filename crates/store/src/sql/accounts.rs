@@ -333,7 +333,7 @@ impl<B: SqlBackend> AccountStore for B {
 }
 
 fn last_owner() -> StoreError {
-    StoreError::conflict("last_owner", "an organization keeps at least one owner")
+    StoreError::Conflict(Conflict::LastOwner)
 }
 
 async fn insert_user(
@@ -359,10 +359,7 @@ async fn insert_user(
         )
         .await;
     match inserted {
-        Err(StoreError::Conflict { .. }) => Err(StoreError::conflict(
-            "email_taken",
-            "a user with this email already exists",
-        )),
+        Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(Conflict::EmailTaken)),
         Err(e) => Err(e),
         Ok(_) => Ok(User {
             id,

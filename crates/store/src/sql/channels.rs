@@ -35,10 +35,7 @@ impl<B: SqlBackend> ChannelStore for B {
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict { .. } => StoreError::conflict(
-                "channel_name_taken",
-                "this chatbot already has a channel with that name",
-            ),
+            StoreError::Conflict(_) => StoreError::Conflict(Conflict::ChannelNameTaken),
             other => other,
         })?;
         audit(

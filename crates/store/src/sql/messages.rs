@@ -28,10 +28,7 @@ impl<B: SqlBackend> MessageStore for B {
             .await?
             .get("status")?;
         if new.role == MessageRole::User && status == ChatbotStatus::Paused {
-            return Err(StoreError::conflict(
-                "chatbot_paused",
-                "this chatbot is paused and takes no messages",
-            ));
+            return Err(StoreError::Conflict(Conflict::ChatbotPaused));
         }
         let conversation_id = match new.conversation {
             ConversationChoice::Existing(id) => {
@@ -93,9 +90,7 @@ impl<B: SqlBackend> MessageStore for B {
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict { .. } => {
-                StoreError::conflict("duplicate_message", "this message was already received")
-            }
+            StoreError::Conflict(_) => StoreError::Conflict(Conflict::DuplicateMessage),
             other => other,
         })?;
         let counted = i64::from(message.role == MessageRole::User);
