@@ -2,6 +2,8 @@
 //! that): the error answers every operation can give through the shared
 //! layers, and request schemas that state the server's own rules.
 
+use steward_channels::{ChannelConfig, FieldRule};
+use steward_domain::ChannelKind;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat,
@@ -297,102 +299,49 @@ pub fn temperature() -> Object {
         .build()
 }
 
-/// A configuration field: its name, its schema, whether it is required.
-type Field = (&'static str, Object, bool);
-
-/// `POST /chatbots/{id}/channels`: one shape per kind, so that a body valid
-/// by the schema is one Steward configures (see docs/channels.md).
-fn create_channel() -> Schema {
-    let secret = || {
-        text(
+/// The schema of a channel configuration field's rule.
+fn field_schema(rule: FieldRule) -> Object {
+    match rule {
+        FieldRule::Secret => text(
             1,
             2048,
             format!("^[^{CONTROL}]*[^\\s{CONTROL}][^{CONTROL}]*$"),
-        )
-    };
-    let host = || text(1, 253, r"^[A-Za-z0-9.:\[\]-]+$".into());
-    let port = || {
-        ObjectBuilder::new()
+        ),
+        FieldRule::Digits(max) => text(1, max, "^[0-9]+$".into()),
+        FieldRule::Token(max) => text(1, max, "^[A-Za-z0-9_-]+$".into()),
+        FieldRule::Host => text(1, 253, r"^[A-Za-z0-9.:\[\]-]+$".into()),
+        FieldRule::Port => ObjectBuilder::new()
             .schema_type(Type::Integer)
             .minimum(Some(1))
             .maximum(Some(65535))
-            .build()
-    };
-    let kinds: [(&str, Vec<Field>); 5] = [
-        (
-            "whatsapp",
-            vec![
-                ("phone_number_id", text(1, 32, "^[0-9]+$".into()), true),
-                ("access_token", secret(), true),
-                ("app_secret", secret(), true),
-                ("verify_token", secret(), true),
-            ],
+            .build(),
+        FieldRule::Email => email(),
+        FieldRule::TlsOn => ObjectBuilder::new()
+            .schema_type(Type::Boolean)
+            .enum_values(Some([true]))
+            .build(),
+        FieldRule::Folder => text(1, 200, format!("^[^{CONTROL}]+$")),
+        FieldRule::CallbackUrl => text(
+            9,
+            steward_domain::WebUrl::MAX_CHARS,
+            steward_domain::WebUrl::CALLBACK_PATTERN.into(),
         ),
-        (
-            "slack",
-            vec![
-                ("bot_token", secret(), true),
-                ("signing_secret", secret(), true),
-            ],
-        ),
-        (
-            "telegram",
-            vec![
-                ("bot_token", secret(), true),
-                (
-                    "secret_token",
-                    text(1, 256, "^[A-Za-z0-9_-]+$".into()),
-                    true,
-                ),
-            ],
-        ),
-        (
-            "email",
-            vec![
-                ("imap_host", host(), true),
-                ("imap_port", port(), false),
-                ("smtp_host", host(), true),
-                ("smtp_port", port(), false),
-                ("username", secret(), true),
-                ("password", secret(), true),
-                ("address", email(), true),
-                // Plain connections are for mail servers on this machine only.
-                (
-                    "tls",
-                    ObjectBuilder::new()
-                        .schema_type(Type::Boolean)
-                        .enum_values(Some([true]))
-                        .build(),
-                    false,
-                ),
-                ("folder", text(1, 200, format!("^[^{CONTROL}]+$")), false),
-            ],
-        ),
-        (
-            "generic",
-            vec![
-                ("signing_secret", secret(), true),
-                (
-                    "reply_url",
-                    text(
-                        9,
-                        steward_domain::WebUrl::MAX_CHARS,
-                        steward_domain::WebUrl::CALLBACK_PATTERN.into(),
-                    ),
-                    true,
-                ),
-            ],
-        ),
-    ];
+    }
+}
+
+/// `POST /chatbots/{id}/channels`: one shape per kind, so that a body valid
+/// by the schema is one Steward configures (the kinds' fields are the
+/// channels crate's: `ChannelConfig::fields`).
+fn create_channel() -> Schema {
     let mut one_of = OneOfBuilder::new();
-    for (kind, fields) in kinds {
+    for kind in ChannelKind::ALL {
         let mut config = ObjectBuilder::new()
             .schema_type(Type::Object)
             .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        for (name, schema, required) in fields {
-            config = config.property(name, schema);
-            if required {
-                config = config.required(name);
+        for field in ChannelConfig::fields(*kind) {
+            config = config.property(field.name, field_schema(field.rule));
+            if field.required {
+                config = config.required(field.name);
             }
         }
         let variant = ObjectBuilder::new()
@@ -402,7 +351,7 @@ fn create_channel() -> Schema {
                 "kind",
                 ObjectBuilder::new()
                     .schema_type(Type::String)
-                    .enum_values(Some([kind])),
+                    .enum_values(Some([kind.as_str()])),
             )
             .required("kind")
             .property("name", chatbot_name())

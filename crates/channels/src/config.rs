@@ -331,6 +331,92 @@ impl ChannelConfig {
     }
 }
 
+/// What a configuration field holds: the rule `ChannelConfig::parse` applies
+/// to it, named so that the API's schema can state it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldRule {
+    /// A secret: one line, not only spaces.
+    Secret,
+    /// Digits only, at most this many.
+    Digits(usize),
+    /// Letters, digits, `_` and `-`, at most this many.
+    Token(usize),
+    /// A host name or address.
+    Host,
+    /// 1 to 65535.
+    Port,
+    /// An email address.
+    Email,
+    /// Encrypted connections: may only be turned on in the API (off is for
+    /// servers on this machine, configured by the operator).
+    TlsOn,
+    /// A mailbox folder's name.
+    Folder,
+    /// A URL Steward calls back (`steward_domain::WebUrl::CALLBACK_PATTERN`).
+    CallbackUrl,
+}
+
+/// One field of a kind's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub rule: FieldRule,
+    pub required: bool,
+}
+
+const fn field(name: &'static str, rule: FieldRule, required: bool) -> Field {
+    Field {
+        name,
+        rule,
+        required,
+    }
+}
+
+use FieldRule::{CallbackUrl, Digits, Folder, Host, Port, Secret, TlsOn, Token};
+
+const WHATSAPP: &[Field] = &[
+    field("phone_number_id", Digits(32), true),
+    field("access_token", Secret, true),
+    field("app_secret", Secret, true),
+    field("verify_token", Secret, true),
+];
+const SLACK: &[Field] = &[
+    field("bot_token", Secret, true),
+    field("signing_secret", Secret, true),
+];
+const TELEGRAM: &[Field] = &[
+    field("bot_token", Secret, true),
+    field("secret_token", Token(256), true),
+];
+const EMAIL: &[Field] = &[
+    field("imap_host", Host, true),
+    field("imap_port", Port, false),
+    field("smtp_host", Host, true),
+    field("smtp_port", Port, false),
+    field("username", Secret, true),
+    field("password", Secret, true),
+    field("address", FieldRule::Email, true),
+    field("tls", TlsOn, false),
+    field("folder", Folder, false),
+];
+const GENERIC: &[Field] = &[
+    field("signing_secret", Secret, true),
+    field("reply_url", CallbackUrl, true),
+];
+
+impl ChannelConfig {
+    /// The fields a kind's configuration takes (see docs/channels.md).
+    pub fn fields(kind: ChannelKind) -> &'static [Field] {
+        match kind {
+            ChannelKind::Whatsapp => WHATSAPP,
+            ChannelKind::Slack => SLACK,
+            ChannelKind::Telegram => TELEGRAM,
+            ChannelKind::Email => EMAIL,
+            ChannelKind::Generic => GENERIC,
+        }
+    }
+}
+
 fn required(name: &str, value: &SecretText) -> Result<(), ConfigError> {
     if value.expose().trim().is_empty() {
         return Err(invalid(format!("config.{name} is required")));
@@ -441,5 +527,44 @@ mod tests {
     fn plain_mail_is_allowed_on_this_machine_only() {
         let config = json!({ "imap_host": "127.0.0.1", "imap_port": 1143, "smtp_host": "localhost", "smtp_port": 2525, "username": "u", "password": "p", "address": "bot@example.org", "tls": false });
         ChannelConfig::parse(ChannelKind::Email, config).unwrap();
+    }
+
+    #[test]
+    fn the_fields_each_kind_lists_are_the_fields_it_takes() {
+        let sample = |rule: FieldRule| match rule {
+            FieldRule::Secret => json!("s3cret"),
+            FieldRule::Digits(_) => json!("106540352242922"),
+            FieldRule::Token(_) => json!("tok_en-1"),
+            FieldRule::Host => json!("mail.example.org"),
+            FieldRule::Port => json!(993),
+            FieldRule::Email => json!("bot@example.org"),
+            FieldRule::TlsOn => json!(true),
+            FieldRule::Folder => json!("INBOX"),
+            FieldRule::CallbackUrl => json!("https://hooks.example.org/reply"),
+        };
+        for kind in ChannelKind::ALL {
+            let fields = ChannelConfig::fields(*kind);
+            let all: Map<String, Value> = fields
+                .iter()
+                .map(|f| (f.name.to_owned(), sample(f.rule)))
+                .collect();
+            ChannelConfig::parse(*kind, Value::Object(all.clone()))
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            for field in fields.iter().filter(|f| f.required) {
+                let mut missing = all.clone();
+                missing.remove(field.name);
+                assert!(
+                    ChannelConfig::parse(*kind, Value::Object(missing)).is_err(),
+                    "{kind} without {}",
+                    field.name
+                );
+            }
+            let mut extra = all.clone();
+            extra.insert("unlisted".into(), json!("x"));
+            assert!(
+                ChannelConfig::parse(*kind, Value::Object(extra)).is_err(),
+                "{kind}"
+            );
+        }
     }
 }

@@ -13,8 +13,9 @@ mod receive;
 pub mod send;
 pub mod split;
 pub mod verify;
+pub mod webhook;
 
-pub use config::{ChannelConfig, ConfigError};
+pub use config::{ChannelConfig, ConfigError, Field, FieldRule};
 pub use deliver::Deliver;
 pub use email::PollMailboxes;
 pub use inbound::{Inbound, InboundMessage, Malformed};

@@ -17,7 +17,8 @@ use axum::routing::post;
 use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
-use steward_channels::{ChannelConfig, Inbound, Received, Unauthorized, inbound, verify};
+use steward_channels::webhook::{self, Subscription};
+use steward_channels::{ChannelConfig, Inbound, Received, Unauthorized};
 use steward_domain::{ChannelId, ChannelKind};
 use steward_store::Channel;
 
@@ -36,13 +37,14 @@ pub fn router(state: &SharedState) -> Router<SharedState> {
         ))
 }
 
-/// The channel the URL names, if it exists and is of that kind. Anything
-/// else is 404, so a URL reveals nothing about other channels.
+/// The channel the URL names, if it exists, is of that kind and takes
+/// webhooks. Anything else is 404, so a URL reveals nothing about other
+/// channels.
 async fn channel_for(state: &SharedState, kind: &str, id: &str) -> ApiResult<Channel> {
     let kind: ChannelKind = kind.parse().map_err(|_| ApiError::NotFound)?;
     let id: ChannelId = id.parse().map_err(|_| ApiError::NotFound)?;
     match state.store.find_channel(id).await? {
-        Some(channel) if channel.kind == kind && kind != ChannelKind::Email => Ok(channel),
+        Some(channel) if channel.kind == kind && webhook::takes_webhooks(kind) => Ok(channel),
         _ => Err(ApiError::NotFound),
     }
 }
@@ -61,34 +63,24 @@ fn refused(kind: ChannelKind, why: Unauthorized) -> ApiError {
     }
 }
 
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// WhatsApp's subscription handshake: echo `hub.challenge` only when the
-/// verify token matches.
+/// A provider's check that the URL is its channel's (a subscription handshake).
 async fn verify_subscription(
     State(state): State<SharedState>,
     Path((kind, id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Response> {
     let channel = channel_for(&state, &kind, &id).await?;
-    let ChannelConfig::Whatsapp(config) = open(&state, &channel)? else {
-        return Err(ApiError::NotFound);
-    };
-    let token = query.get("hub.verify_token").map(String::as_str);
-    let matches = query.get("hub.mode").map(String::as_str) == Some("subscribe")
-        && verify::token(config.verify_token.expose(), token).is_ok();
-    match (matches, query.get("hub.challenge")) {
-        (true, Some(challenge)) => Ok((
+    match webhook::subscribe(&open(&state, &channel)?, &query) {
+        Subscription::Confirmed(challenge) => Ok((
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            challenge.clone(),
+            challenge,
         )
             .into_response()),
-        _ => Err(ApiError::Forbidden {
+        Subscription::Refused => Err(ApiError::Forbidden {
             code: "verification_failed",
-            message: "hub.mode must be subscribe and hub.verify_token must match the channel's",
+            message: "the verification request's mode or token is not the channel's",
         }),
+        Subscription::NotOffered => Err(ApiError::NotFound),
     }
 }
 
@@ -104,34 +96,8 @@ async fn receive(
         _ => ApiError::bad_request("unreadable_body", rejection.body_text()),
     })?;
     let config = open(&state, &channel)?;
-    let now = Utc::now();
-    let checked = match &config {
-        ChannelConfig::Whatsapp(c) => verify::whatsapp(
-            c.app_secret.expose(),
-            header(&headers, "x-hub-signature-256"),
-            &body,
-        ),
-        ChannelConfig::Slack(c) => verify::slack(
-            c.signing_secret.expose(),
-            header(&headers, "x-slack-request-timestamp"),
-            header(&headers, "x-slack-signature"),
-            &body,
-            now,
-        ),
-        ChannelConfig::Telegram(c) => verify::token(
-            c.secret_token.expose(),
-            header(&headers, "x-telegram-bot-api-secret-token"),
-        ),
-        ChannelConfig::Generic(c) => verify::generic(
-            c.signing_secret.expose(),
-            header(&headers, "x-steward-timestamp"),
-            header(&headers, "x-steward-signature"),
-            &body,
-            now,
-        ),
-        ChannelConfig::Email(_) => return Err(ApiError::NotFound),
-    };
-    checked.map_err(|why| refused(channel.kind, why))?;
+    webhook::verify(&config, &headers, &body, Utc::now())
+        .map_err(|why| refused(channel.kind, why))?;
 
     if let Err(wait) = state.webhook_limiter.check(channel.id).await {
         metrics::counter!("steward_webhook_rejected_total", "channel" => channel.kind.as_str(), "reason" => "rate_limited")
@@ -141,14 +107,8 @@ async fn receive(
         });
     }
 
-    let parsed = match &config {
-        ChannelConfig::Whatsapp(c) => inbound::whatsapp(&body, &c.phone_number_id),
-        ChannelConfig::Slack(_) => inbound::slack(&body),
-        ChannelConfig::Telegram(_) => inbound::telegram(&body),
-        ChannelConfig::Generic(_) => inbound::generic(&body),
-        ChannelConfig::Email(_) => unreachable!("refused above"),
-    }
-    .map_err(|e| ApiError::bad_request("malformed_payload", e.to_string()))?;
+    let parsed = webhook::parse(&config, &body)
+        .map_err(|e| ApiError::bad_request("malformed_payload", e.to_string()))?;
 
     let messages = match parsed {
         Inbound::Challenge(challenge) => {
