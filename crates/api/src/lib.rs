@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod ratelimit;
 mod routes;
 pub mod server;
+mod services;
 pub mod state;
 
 use std::future::Future;
@@ -34,6 +35,7 @@ use utoipa_axum::routes;
 
 pub use error::{ApiError, error_response};
 pub use server::{ServeOptions, bind, serve};
+pub use services::Services;
 pub use state::{AppState, SharedState};
 
 #[derive(OpenApi)]

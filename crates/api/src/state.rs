@@ -7,7 +7,7 @@ use chrono::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use steward_auth::{HashingParams, PasswordHasher, Sealer, Signer, Tokens};
 use steward_config::Config;
-use steward_knowledge::{Blobs, FetchPolicy, Fetcher, Retriever};
+use steward_knowledge::{Blobs, Fetcher, Retriever};
 use steward_store::Store;
 
 use crate::auth::LoginLimiter;
@@ -63,29 +63,19 @@ impl AppState {
             config.auth.login_attempts_per_minute_per_ip,
             config.auth.login_attempts_per_minute_per_account,
         )?;
-        let master_key = steward_config::master_key_bytes(&config).map_err(|e| e.to_string())?;
-        let previous_key =
-            steward_config::previous_master_key_bytes(&config).map_err(|e| e.to_string())?;
         let channels = &config.channels;
         let webhook_limiter = WebhookLimiter::new(
             channels.webhook_requests_per_second,
             channels.webhook_burst,
             config.redis.url.as_ref().map(|u| u.expose()),
         )?;
-        let blobs =
-            Blobs::from_config(&config.storage, &config.data_dir).map_err(|e| e.to_string())?;
+        let services = crate::Services::from_config(&config, store.clone())?;
         Ok(Arc::new(Self {
             webhook_limiter,
-            blobs,
-            fetcher: Fetcher::new(
-                FetchPolicy::from_config(&config.knowledge),
-                steward_outbound::Guard::new(config.outbound.allow_private_networks),
-            ),
-            retriever: Retriever::new(
-                store.clone(),
-                steward_knowledge::embedder_from_config(&config.embeddings),
-            ),
-            sealer: Arc::new(Sealer::new(&master_key).with_previous(previous_key.as_ref())),
+            blobs: services.blobs,
+            fetcher: services.fetcher,
+            retriever: services.retriever,
+            sealer: services.sealer,
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),
             hasher,

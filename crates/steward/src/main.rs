@@ -178,14 +178,9 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     }
 }
 
-/// Seals and opens stored secrets: the master key, and during a rotation the
-/// previous one (which opens, never seals).
+/// Seals and opens stored secrets (see `steward_api::Services::sealer`).
 fn sealer(config: &Config) -> Result<steward_auth::Sealer> {
-    let previous = steward_config::previous_master_key_bytes(config)?;
-    Ok(
-        steward_auth::Sealer::new(&steward_config::master_key_bytes(config)?)
-            .with_previous(previous.as_ref()),
-    )
+    steward_api::Services::sealer(config).map_err(anyhow::Error::msg)
 }
 
 /// The database, named without its password.

@@ -95,7 +95,8 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         store: store.clone(),
         keep_finished: Duration::from_secs(jobs.keep_finished_hours * 3600),
     };
-    let embedder = steward_knowledge::embedder_from_config(&config.embeddings);
+    let services =
+        steward_api::Services::from_config(config, store.clone()).map_err(anyhow::Error::msg)?;
     let respond = steward_pipeline::Respond {
         store: store.clone(),
         responder: responder(config),
@@ -103,20 +104,14 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         history_turns: config.llm.history_turns,
         max_tokens: config.llm.max_tokens,
         deliver_attempts: config.jobs.max_attempts,
-        retriever: steward_knowledge::Retriever::new(store.clone(), embedder.clone()),
+        retriever: services.retriever.clone(),
         passages: config.knowledge.passages_per_answer,
     };
-    let blobs = steward_knowledge::Blobs::from_config(&config.storage, &config.data_dir)?;
-    let guard = steward_outbound::Guard::new(config.outbound.allow_private_networks);
-    let fetcher = steward_knowledge::Fetcher::new(
-        steward_knowledge::FetchPolicy::from_config(&config.knowledge),
-        guard.clone(),
-    );
     let ingest = steward_knowledge::Ingest {
         store: store.clone(),
-        blobs: blobs.clone(),
-        fetcher: fetcher.clone(),
-        embedder,
+        blobs: services.blobs.clone(),
+        fetcher: services.fetcher.clone(),
+        embedder: services.embedder.clone(),
         pdf: steward_knowledge::PdfReader::this_executable(
             steward_knowledge::PdfLimits::from_config(&config.knowledge),
         )
@@ -127,19 +122,18 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         backups: Arc::new(steward_backup::Backups::from_config(config)?),
         store: store.clone(),
         database_url: config.database_url(),
-        blobs: blobs.clone(),
+        blobs: services.blobs.clone(),
     };
     let crawl = steward_knowledge::CrawlStep {
         store: store.clone(),
-        blobs,
-        fetcher,
+        blobs: services.blobs.clone(),
+        fetcher: services.fetcher.clone(),
         limits: config.knowledge.clone(),
     };
-    let sealer = Arc::new(crate::sealer(config)?);
     let send_timeout = Duration::from_secs(config.channels.send_timeout_secs);
     let deliver = steward_channels::Deliver {
         store: store.clone(),
-        sealer: sealer.clone(),
+        sealer: services.sealer.clone(),
         sender: steward_channels::Sender::new(
             send_timeout,
             steward_channels::ProviderApis {
@@ -147,13 +141,13 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
                 slack: config.channels.slack_api_url.clone(),
                 telegram: config.channels.telegram_api_url.clone(),
             },
-            guard.clone(),
+            services.guard.clone(),
         ),
     };
     let poll = steward_channels::PollMailboxes {
         store: store.clone(),
-        sealer,
-        guard,
+        sealer: services.sealer.clone(),
+        guard: services.guard.clone(),
         timeout: send_timeout,
         max_attempts: config.jobs.max_attempts,
     };

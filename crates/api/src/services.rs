@@ -1,0 +1,50 @@
+//! The services built from the configuration that the API and the worker
+//! both use, built here once so that both roles see the same: the sealer of
+//! stored secrets, the blob store, the outbound guard and the fetcher on it,
+//! the embedder and the retriever.
+
+use std::sync::Arc;
+
+use steward_auth::Sealer;
+use steward_config::Config;
+use steward_knowledge::{Blobs, FetchPolicy, Fetcher, Retriever, embedder_from_config};
+use steward_llm::Embeddings;
+use steward_outbound::Guard;
+use steward_store::Store;
+
+#[derive(Clone)]
+pub struct Services {
+    pub sealer: Arc<Sealer>,
+    pub blobs: Blobs,
+    pub guard: Guard,
+    pub fetcher: Fetcher,
+    /// Vectors for passages and questions, when configured.
+    pub embedder: Option<Arc<Embeddings>>,
+    pub retriever: Retriever,
+}
+
+impl Services {
+    /// `config` must have its secrets filled in (`steward_config::ensure_secrets`).
+    pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Self, String> {
+        let guard = Guard::new(config.outbound.allow_private_networks);
+        let embedder = embedder_from_config(&config.embeddings);
+        Ok(Self {
+            sealer: Arc::new(Self::sealer(config)?),
+            blobs: Blobs::from_config(&config.storage, &config.data_dir)
+                .map_err(|e| e.to_string())?,
+            fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge), guard.clone()),
+            guard,
+            retriever: Retriever::new(store, embedder.clone()),
+            embedder,
+        })
+    }
+
+    /// Seals and opens stored secrets: the master key, and during a rotation
+    /// the previous one (which opens, never seals).
+    pub fn sealer(config: &Config) -> Result<Sealer, String> {
+        let master = steward_config::master_key_bytes(config).map_err(|e| e.to_string())?;
+        let previous =
+            steward_config::previous_master_key_bytes(config).map_err(|e| e.to_string())?;
+        Ok(Sealer::new(&master).with_previous(previous.as_ref()))
+    }
+}
