@@ -215,6 +215,34 @@ pub fn answer<T: Serialize>(status: StatusCode, body: &T) -> Response {
     response
 }
 
+/// Sets a keyed request's response before its write, when it is known
+/// whatever the write does (`body` None: no body), so that it commits with
+/// the effect.
+pub fn answer_known<D: Serialize>(status: StatusCode, body: Option<&D>) {
+    steward_store::answer_keyed_request(StoredResponse {
+        status: status.as_u16(),
+        content_type: body.map(|_| JSON.into()),
+        body: body
+            .map(|b| serde_json::to_vec(b).expect("response bodies serialize"))
+            .unwrap_or_default(),
+    });
+}
+
+/// Sets a keyed request's response to be built, with `status`, from the
+/// record of type `T` its write commits (a created chatbot, say), so that
+/// the response commits with the effect. The handler answers with the same
+/// `body` of the record the store gives back; the bytes are the same.
+pub fn answer_from<T: std::any::Any, D: Serialize>(
+    status: StatusCode,
+    body: impl Fn(&T) -> D + Send + Sync + 'static,
+) {
+    steward_store::answer_keyed_request_from(move |record: &T| StoredResponse {
+        status: status.as_u16(),
+        content_type: Some(JSON.into()),
+        body: serde_json::to_vec(&body(record)).expect("response bodies serialize"),
+    });
+}
+
 /// 1 to 255 visible ASCII characters.
 fn parse_key(raw: &HeaderValue) -> Result<String, ApiError> {
     let invalid = || {

@@ -22,6 +22,8 @@ pub struct Original {
     pub bytes: Bytes,
 }
 
+/// Keeps one original in the blob store and adds its document (see
+/// [`add_originals`]).
 pub async fn add_original(
     store: &dyn Store,
     blobs: &Blobs,
@@ -31,26 +33,67 @@ pub async fn add_original(
     original: Original,
     ingest_attempts: i32,
 ) -> Result<Document, AddError> {
-    let id = DocumentId::new();
-    let key = Blobs::document_key(scope.org_id(), id);
-    let bytes = original.bytes.len() as i64;
-    blobs.put(&key, original.bytes).await?;
-    let new = NewDocument {
-        id,
-        chatbot_id: chatbot,
+    let mut added = add_originals(
+        store,
+        blobs,
+        scope,
+        chatbot,
         source,
-        label: original.label,
-        url: None,
-        blob_key: Some(key.clone()),
-        bytes,
-    };
-    match store.add_document(scope, new, ingest_attempts).await {
-        Ok(document) => Ok(document),
+        vec![original],
+        ingest_attempts,
+    )
+    .await?;
+    Ok(added.remove(0))
+}
+
+/// Keeps the originals in the blob store, then adds their documents, each
+/// queued for ingestion, in one transaction: all of them or none. The
+/// originals of documents that were not added are deleted again.
+pub async fn add_originals(
+    store: &dyn Store,
+    blobs: &Blobs,
+    scope: &TenantScope,
+    chatbot: Option<ChatbotId>,
+    source: DocumentSource,
+    originals: Vec<Original>,
+    ingest_attempts: i32,
+) -> Result<Vec<Document>, AddError> {
+    let mut documents = Vec::with_capacity(originals.len());
+    for original in originals {
+        let id = DocumentId::new();
+        let key = Blobs::document_key(scope.org_id(), id);
+        let bytes = original.bytes.len() as i64;
+        if let Err(e) = blobs.put(&key, original.bytes).await {
+            forget(blobs, &documents).await;
+            return Err(e.into());
+        }
+        documents.push(NewDocument {
+            id,
+            chatbot_id: chatbot,
+            source,
+            label: original.label,
+            url: None,
+            blob_key: Some(key),
+            bytes,
+        });
+    }
+    match store
+        .add_documents(scope, documents.clone(), ingest_attempts)
+        .await
+    {
+        Ok(added) => Ok(added),
         Err(e) => {
-            if let Err(e) = blobs.delete(&key).await {
-                tracing::warn!(error = %e, key, "could not delete an unused original");
-            }
+            forget(blobs, &documents).await;
             Err(e.into())
+        }
+    }
+}
+
+/// Deletes the originals of documents that were not added.
+async fn forget(blobs: &Blobs, documents: &[NewDocument]) {
+    for key in documents.iter().filter_map(|d| d.blob_key.as_deref()) {
+        if let Err(e) = blobs.delete(key).await {
+            tracing::warn!(error = %e, key, "could not delete an unused original");
         }
     }
 }

@@ -19,7 +19,7 @@ pub mod sniff;
 
 pub use blobs::{BlobError, Blobs};
 pub use crawl::CrawlStep;
-pub use documents::{AddError, Original, add_original, add_url, label_from};
+pub use documents::{AddError, Original, add_original, add_originals, add_url, label_from};
 pub use fetch::{FetchError, FetchPolicy, Fetcher};
 pub use ingest::Ingest;
 pub use pdf::{PdfLimits, PdfReader};

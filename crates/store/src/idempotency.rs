@@ -9,6 +9,7 @@
 //! request whose claim was taken over can commit nothing: the takeover of a
 //! claim with no effect is safe at any time.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Mutex;
 
@@ -129,13 +130,26 @@ tokio::task_local! {
     static KEYED: KeyedRequest;
 }
 
+/// Builds a keyed request's response from the record its write commits
+/// (`None` for a record of another type).
+type AnswerFrom = Box<dyn Fn(&dyn Any) -> Option<StoredResponse> + Send + Sync>;
+
 /// The keyed request a task is running (see the module's documentation).
-#[derive(Debug)]
 pub struct KeyedRequest {
     caller: String,
     key: String,
     token: String,
     answer: Mutex<Option<StoredResponse>>,
+    answer_from: Mutex<Option<AnswerFrom>>,
+}
+
+impl std::fmt::Debug for KeyedRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedRequest")
+            .field("caller", &self.caller)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a backend checks and records in a write transaction of a keyed request.
@@ -155,6 +169,7 @@ impl KeyedRequest {
             key: key.key.clone(),
             token,
             answer: Mutex::new(None),
+            answer_from: Mutex::new(None),
         }
     }
 
@@ -172,19 +187,44 @@ pub fn answer_keyed_request(response: StoredResponse) {
     });
 }
 
+/// Sets how the keyed request this task is running answers, from the record
+/// of type `T` its write commits (a created chatbot, say), so that the
+/// response commits with that write. Does nothing outside a keyed request.
+pub fn answer_keyed_request_from<T: Any>(
+    build: impl Fn(&T) -> StoredResponse + Send + Sync + 'static,
+) {
+    let _ = KEYED.try_with(|keyed| {
+        let from: AnswerFrom = Box::new(move |record| record.downcast_ref::<T>().map(&build));
+        *keyed.answer_from.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
+    });
+}
+
 /// The fence a write transaction committed by this task must pass, if the
-/// task runs a keyed request. Backends call it in their one commit helper.
-pub fn keyed_request_fence() -> Option<Fence> {
+/// task runs a keyed request, with the response when it is known: set
+/// before, or built from `record`, what the transaction writes.
+/// `steward_store::sql::commit` is its one caller.
+pub fn keyed_request_fence(record: &dyn Any) -> Option<Fence> {
     KEYED
-        .try_with(|keyed| Fence {
-            caller: keyed.caller.clone(),
-            key: keyed.key.clone(),
-            token: keyed.token.clone(),
-            answer: keyed
+        .try_with(|keyed| {
+            let preset = keyed
                 .answer
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .clone(),
+                .clone();
+            let answer = preset.or_else(|| {
+                keyed
+                    .answer_from
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .and_then(|from| from(record))
+            });
+            Fence {
+                caller: keyed.caller.clone(),
+                key: keyed.key.clone(),
+                token: keyed.token.clone(),
+                answer,
+            }
         })
         .ok()
 }
@@ -257,7 +297,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_fence_is_seen_only_inside_the_keyed_request() {
-        assert!(keyed_request_fence().is_none());
+        assert!(keyed_request_fence(&()).is_none());
         answer_keyed_request(StoredResponse {
             status: 200,
             content_type: None,
@@ -271,12 +311,27 @@ mod tests {
                     content_type: None,
                     body: b"x".to_vec(),
                 });
-                keyed_request_fence()
+                keyed_request_fence(&())
             })
             .await
             .unwrap();
         assert_eq!(fence.token, "t1");
         assert_eq!(fence.answer.unwrap().status, 201);
-        assert!(keyed_request_fence().is_none());
+        assert!(keyed_request_fence(&()).is_none());
+
+        // Built from the record the write commits, when it is of the type asked for.
+        let keyed = KeyedRequest::new(&key("h"), "t2".into());
+        let (of_a_number, of_text) = keyed
+            .run(async {
+                answer_keyed_request_from(|n: &u32| StoredResponse {
+                    status: 201,
+                    content_type: None,
+                    body: n.to_string().into_bytes(),
+                });
+                (keyed_request_fence(&7u32), keyed_request_fence(&"seven"))
+            })
+            .await;
+        assert_eq!(of_a_number.unwrap().answer.unwrap().body, b"7");
+        assert!(of_text.unwrap().answer.is_none());
     }
 }

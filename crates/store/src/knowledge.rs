@@ -143,6 +143,15 @@ pub trait KnowledgeStore: Send + Sync {
         ingest_attempts: i32,
     ) -> StoreResult<Document>;
 
+    /// Stores new documents (no URLs), each queued with its ingest job, in one
+    /// transaction: all of them or none.
+    async fn add_documents(
+        &self,
+        scope: &TenantScope,
+        new: Vec<NewDocument>,
+        ingest_attempts: i32,
+    ) -> StoreResult<Vec<Document>>;
+
     /// A chatbot's documents (None: the organization's context), newest first.
     async fn documents(
         &self,

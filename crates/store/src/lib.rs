@@ -28,8 +28,8 @@ pub use chatbots::ChatbotStore;
 pub use error::{Conflict, StoreError, StoreResult};
 pub use idempotency::{
     Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, IdempotencyStore,
-    KeyedRequest, StoredClaim, StoredResponse, answer_keyed_request, claim_lost,
-    keyed_request_fence,
+    KeyedRequest, StoredClaim, StoredResponse, answer_keyed_request, answer_keyed_request_from,
+    claim_lost, keyed_request_fence,
 };
 pub use knowledge::{
     ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,

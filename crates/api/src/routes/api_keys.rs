@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -137,6 +138,11 @@ async fn create_key(
         });
     }
     let material = steward_auth::generate_api_key();
+    let secret = material.key.clone();
+    idempotency::answer_from(StatusCode::CREATED, move |key: &ApiKey| CreatedApiKey {
+        api_key: key.clone().into(),
+        key: secret.clone(),
+    });
     let key = state
         .store
         .create_api_key(

@@ -16,6 +16,7 @@ use crate::auth::{Auth, ClientIp};
 use crate::dto::{OrganizationDto, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -117,6 +118,11 @@ async fn register(
             message: "registration is closed; ask the operator for an account",
         });
     }
+    // The same answer whatever happens, so it commits with whichever write.
+    let accepted = RegistrationAccepted {
+        message: REGISTRATION_ACCEPTED.into(),
+    };
+    idempotency::answer_known(StatusCode::ACCEPTED, Some(&accepted));
     state.login_limiter.check(ip, None)?;
     let email = Email::parse("email", &body.email)?;
     let password = Password::parse("password", body.password)?;
@@ -158,12 +164,7 @@ async fn register(
         }
         Err(e) => return Err(e.into()),
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(RegistrationAccepted {
-            message: REGISTRATION_ACCEPTED.into(),
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted)))
 }
 
 /// Exchange email and password for a session token.

@@ -16,6 +16,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::idempotency;
 use crate::state::{AppState, SharedState};
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -134,6 +135,10 @@ async fn create_channel(
     Json(body): Json<CreateChannel>,
 ) -> ApiResult<(StatusCode, axum::Json<ChannelDto>)> {
     auth.require_admin()?;
+    let answering = state.clone();
+    idempotency::answer_from(StatusCode::CREATED, move |c: &Channel| {
+        ChannelDto::new(c.clone(), &answering)
+    });
     let channel = steward_channels::configure(
         state.store.as_ref(),
         &state.sealer,

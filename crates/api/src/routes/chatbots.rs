@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer, Serialize};
 use steward_domain::{ChatbotName, ChatbotStatus, ModelName, SystemPrompt, Temperature};
-use steward_store::{ChatbotPatch, NewChatbot};
+use steward_store::{Chatbot, ChatbotPatch, NewChatbot};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -13,6 +13,7 @@ use crate::auth::Auth;
 use crate::dto::ChatbotDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -120,6 +121,9 @@ async fn create_chatbot(
             .transpose()?,
         status: body.status.unwrap_or(ChatbotStatus::Active),
     };
+    idempotency::answer_from(StatusCode::CREATED, |c: &Chatbot| {
+        ChatbotDto::from(c.clone())
+    });
     let created = state.store.create_chatbot(&auth.0.scope(), chatbot).await?;
     Ok((StatusCode::CREATED, axum::Json(created.into())))
 }

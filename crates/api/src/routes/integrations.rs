@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -124,6 +125,9 @@ async fn enable(
             "config: must not contain NUL characters",
         ));
     }
+    idempotency::answer_from(StatusCode::OK, |s: &IntegrationState| {
+        IntegrationDto::new(s.clone(), true)
+    });
     let enabled = state
         .store
         .enable_integration(&auth.0.scope(), &body.integration_id, config)

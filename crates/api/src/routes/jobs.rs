@@ -15,6 +15,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::{ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -118,6 +119,7 @@ async fn retry_job(
     Path(id): Path<uuid::Uuid>,
 ) -> ApiResult<axum::Json<JobDto>> {
     auth.require_admin()?;
+    idempotency::answer_from(StatusCode::OK, |job: &Job| JobDto::from(job.clone()));
     Ok(axum::Json(
         state
             .store
@@ -137,6 +139,7 @@ async fn discard_job(
     Path(id): Path<uuid::Uuid>,
 ) -> ApiResult<StatusCode> {
     auth.require_admin()?;
+    idempotency::answer_known::<()>(StatusCode::NO_CONTENT, None);
     state
         .store
         .discard_dead_job(&auth.0.scope(), id.into())

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_domain::{ChatbotId, CrawlId, CrawlStatus, DocumentSource, DocumentStatus};
-use steward_knowledge::{AddError, Original, Passage, add_original, label_from};
+use steward_knowledge::{AddError, Original, Passage, add_originals, label_from};
 use steward_store::{Crawl, Document, NewCrawl, TenantScope};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router(state: &SharedState) -> OpenApiRouter<SharedState> {
@@ -155,25 +156,24 @@ async fn store_documents(
     files: Vec<(String, Bytes)>,
     source: DocumentSource,
 ) -> ApiResult<Vec<Document>> {
-    let mut stored = Vec::new();
-    for (label, bytes) in files {
-        let original = Original { label, bytes };
-        let document = add_original(
-            state.store.as_ref(),
-            &state.blobs,
-            scope,
-            chatbot,
-            source,
-            original,
-            state.config.knowledge.ingest_attempts,
-        )
-        .await
-        .map_err(|e| match e {
-            AddError::Blobs(e) => ApiError::Unavailable(format!("the blob store: {e}")),
-            AddError::Store(e) => e.into(),
-        })?;
-        stored.push(document);
-    }
+    let originals = files
+        .into_iter()
+        .map(|(label, bytes)| Original { label, bytes })
+        .collect();
+    let stored = add_originals(
+        state.store.as_ref(),
+        &state.blobs,
+        scope,
+        chatbot,
+        source,
+        originals,
+        state.config.knowledge.ingest_attempts,
+    )
+    .await
+    .map_err(|e| match e {
+        AddError::Blobs(e) => ApiError::Unavailable(format!("the blob store: {e}")),
+        AddError::Store(e) => e.into(),
+    })?;
     state.jobs_enqueued.notify_one();
     Ok(stored)
 }
@@ -256,6 +256,10 @@ async fn upload(
             "the upload holds no file parts",
         ));
     }
+    let answering = state.clone();
+    idempotency::answer_from(StatusCode::CREATED, move |d: &Vec<Document>| {
+        DocumentList::new(&answering, d.clone(), Vec::new())
+    });
     let documents =
         store_documents(&state, &scope, Some(chatbot), files, DocumentSource::Upload).await?;
     Ok((
@@ -302,6 +306,9 @@ async fn add_url(
     let chatbot = ChatbotId::from(id);
     state.store.chatbot(&scope, chatbot).await?;
     let url = checked_url(&state, &body.url)?;
+    idempotency::answer_from(StatusCode::CREATED, |d: &Document| {
+        DocumentDto::from(d.clone())
+    });
     let document = steward_knowledge::add_url(
         state.store.as_ref(),
         &scope,
@@ -367,6 +374,7 @@ async fn start_crawl(
         max_pages,
         max_depth,
     };
+    idempotency::answer_from(StatusCode::CREATED, |c: &Crawl| CrawlDto::from(c.clone()));
     let crawl = state
         .store
         .add_crawl(&scope, new, limits.ingest_attempts.max(3))
@@ -559,6 +567,9 @@ async fn add_context(
             format!("text must be at most {max} characters; upload a file for more"),
         ));
     }
+    idempotency::answer_from(StatusCode::CREATED, |d: &Vec<Document>| {
+        DocumentDto::from(d[0].clone())
+    });
     let documents = store_documents(
         &state,
         &auth.0.scope(),

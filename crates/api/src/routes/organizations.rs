@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_domain::{Email, Password, PersonName, Role, Tier, UserId};
-use steward_store::{NewUser, usage_period};
+use steward_store::{NewUser, User, usage_period};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::dto::UserDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Json, Path, Query};
+use crate::idempotency;
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -170,6 +171,11 @@ async fn add_member(
         .hash(&Password::parse("password", temporary_password.clone())?)
         .await
         .map_err(ApiError::Internal)?;
+    let password = temporary_password.clone();
+    idempotency::answer_from(StatusCode::CREATED, move |user: &User| InvitedMember {
+        user: user.clone().into(),
+        temporary_password: password.clone(),
+    });
     let user = state
         .store
         .add_member(

@@ -641,6 +641,36 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
         IdempotencyStart::Replay(answer.clone())
     );
 
+    // An answer built from the record the write commits commits with it too,
+    // for every kind of record a keyed route creates.
+    let built = |name: &str| StoredResponse {
+        status: 201,
+        content_type: None,
+        body: name.as_bytes().to_vec(),
+    };
+    let key = idem("built", "h");
+    let token = started(store.idempotency_start(&key, long_ago, ancient).await);
+    KeyedRequest::new(&key, token)
+        .run(async {
+            answer_keyed_request_from(|c: &Chatbot| StoredResponse {
+                status: 201,
+                content_type: None,
+                body: c.name.as_bytes().to_vec(),
+            });
+            store
+                .create_chatbot(&scope, new_chatbot("Built"))
+                .await
+                .unwrap();
+        })
+        .await;
+    assert_eq!(
+        store
+            .idempotency_start(&key, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::Replay(built("Built"))
+    );
+
     // A request whose claim was taken over commits nothing.
     let key = idem("taken-over", "h");
     let old = started(store.idempotency_start(&key, long_ago, ancient).await);
@@ -656,7 +686,7 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
     let (names, _) = store.list_chatbots(&scope, 10, 0).await.unwrap();
     assert_eq!(
         names.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
-        ["One"]
+        ["One", "Built"]
     );
 
     // An effect without its answer (the process stopped between them) is never

@@ -141,6 +141,52 @@ pub async fn documents_are_queued_ingested_listed_and_deleted(store: S) {
     assert!(actions.contains(&"document.delete".to_string()));
 }
 
+pub async fn documents_added_together_are_all_stored_or_none(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let (other, _) = org(&store, "Other").await;
+    let theirs = store
+        .create_chatbot(&other, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+
+    let added = store
+        .add_documents(
+            &scope,
+            vec![upload(Some(bot.id), "a.md"), upload(Some(bot.id), "b.md")],
+            3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 2);
+    // One of them names another organization's chatbot: none is stored.
+    let refused = store
+        .add_documents(
+            &scope,
+            vec![
+                upload(Some(bot.id), "c.md"),
+                upload(Some(theirs.id), "d.md"),
+            ],
+            3,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::NotFound)), "{refused:?}");
+    let listed = store.documents(&scope, Some(bot.id)).await.unwrap();
+    let mut labels: Vec<_> = listed.iter().map(|d| d.label.as_str()).collect();
+    labels.sort();
+    assert_eq!(labels, ["a.md", "b.md"]);
+    let jobs = store.queue_stats().await.unwrap();
+    let ingests: i64 = jobs
+        .iter()
+        .filter(|s| s.kind == JobKind::Ingest)
+        .map(|s| s.count)
+        .sum();
+    assert_eq!(ingests, 2, "an ingest job per stored document only");
+}
+
 pub async fn search_finds_stemmed_words_ranks_and_cites(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let bot = store

@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             delivered_parts_are_recorded_once_per_org,
             channel_secrets_are_replaced_only_if_unchanged,
             documents_are_queued_ingested_listed_and_deleted,
+            documents_added_together_are_all_stored_or_none,
             search_finds_stemmed_words_ranks_and_cites,
             reingesting_replaces_chunks_atomically,
             knowledge_stays_within_its_org_and_chatbot,

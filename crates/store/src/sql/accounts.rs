@@ -6,7 +6,7 @@ use serde_json::{Value as Json, json};
 use steward_domain::*;
 use uuid::Uuid;
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
 #[async_trait]
@@ -198,7 +198,7 @@ impl<B: SqlBackend> AccountStore for B {
             json!({ "email": created.email, "role": created.role.as_str() }),
         )
         .await?;
-        commit::<B>(tx).await?;
+        commit_with::<B>(tx, &created).await?;
         Ok(created)
     }
 
@@ -290,7 +290,7 @@ impl<B: SqlBackend> AccountStore for B {
             json!({ "name": created.name, "role": created.role.as_str() }),
         )
         .await?;
-        commit::<B>(tx).await?;
+        commit_with::<B>(tx, &created).await?;
         Ok(created)
     }
 

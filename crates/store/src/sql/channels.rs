@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::{Value as Json, json};
 use steward_domain::{ChannelId, ChannelKind, ChatbotId, ConversationId, MessageId};
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
 /// Errors are kept for the operator to read, not as a log: long ones are cut.
@@ -46,8 +46,7 @@ impl<B: SqlBackend> ChannelStore for B {
             json!({ "chatbot_id": new.chatbot_id, "kind": new.kind, "name": new.name }),
         )
         .await?;
-        commit::<B>(tx).await?;
-        Ok(Channel {
+        let created = Channel {
             id: new.id,
             org_id: scope.org_id(),
             chatbot_id: new.chatbot_id,
@@ -58,7 +57,9 @@ impl<B: SqlBackend> ChannelStore for B {
             cursor: None,
             created_at: at,
             health: ChannelHealth::default(),
-        })
+        };
+        commit_with::<B>(tx, &created).await?;
+        Ok(created)
     }
 
     async fn list_channels(

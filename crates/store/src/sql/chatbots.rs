@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use serde_json::Value as Json;
 use steward_domain::*;
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
 /// An organization's integrations with the catalogue's description of each.
@@ -67,8 +67,9 @@ impl<B: SqlBackend> ChatbotStore for B {
                 .bind(at),
             )
             .await?;
-        commit::<B>(tx).await?;
-        rows::chatbot(&row)
+        let created = rows::chatbot(&row)?;
+        commit_with::<B>(tx, &created).await?;
+        Ok(created)
     }
 
     async fn chatbot(&self, scope: &TenantScope, id: ChatbotId) -> StoreResult<Chatbot> {
@@ -182,8 +183,9 @@ impl<B: SqlBackend> ChatbotStore for B {
                     .bind(id),
             )
             .await?;
-        commit::<B>(tx).await?;
-        rows::integration_state(&row)
+        let enabled = rows::integration_state(&row)?;
+        commit_with::<B>(tx, &enabled).await?;
+        Ok(enabled)
     }
 
     async fn disable_integration(&self, scope: &TenantScope, id: &str) -> StoreResult<()> {

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 use steward_domain::jobs::{CrawlArgs, IngestArgs};
 use steward_domain::{ChatbotId, CrawlId, CrawlStatus, DocumentId, DocumentStatus};
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, insert_job, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, insert_job, rows, sql};
 use crate::*;
 
 /// Reasons are for people to read: long ones are cut.
@@ -58,6 +58,105 @@ async fn document_in(
     rows::document(&row)
 }
 
+async fn crawl_in(db: &mut impl Db, scope: &TenantScope, id: CrawlId) -> StoreResult<Crawl> {
+    let row = db
+        .fetch_one(
+            sql("SELECT * FROM crawls WHERE id = $1 AND org_id = $2")
+                .bind(id)
+                .bind(scope.org_id()),
+        )
+        .await?;
+    rows::crawl(&row)
+}
+
+/// Adds one document (or queues a known URL's again) in `tx`.
+async fn add_document_in<B: SqlBackend>(
+    tx: &mut B::Tx,
+    scope: &TenantScope,
+    new: NewDocument,
+    ingest_attempts: i32,
+) -> StoreResult<Document> {
+    let org = scope.org_id();
+    let at = now();
+    if let Some(chatbot) = new.chatbot_id {
+        tx.fetch_one(
+            sql("SELECT 1 AS one FROM chatbots WHERE id = $1 AND org_id = $2")
+                .bind(chatbot)
+                .bind(org),
+        )
+        .await?;
+    }
+    let existing = match &new.url {
+        Some(url) => tx
+            .fetch_optional(
+                sql("SELECT id FROM documents
+                     WHERE org_id = $1 AND chatbot_id IS NOT DISTINCT FROM $2 AND url = $3")
+                .bind(org)
+                .bind(new.chatbot_id)
+                .bind(url.as_str()),
+            )
+            .await?
+            .map(|row| row.get::<DocumentId>("id"))
+            .transpose()?,
+        None => None,
+    };
+    let id = match existing {
+        Some(id) => {
+            set_status(tx, scope, id, DocumentStatus::Queued, None).await?;
+            // The caller may have written the new original already.
+            tx.execute(
+                sql("UPDATE documents SET blob_key = coalesce($1, blob_key)
+                     WHERE id = $2 AND org_id = $3")
+                .bind(new.blob_key.as_deref())
+                .bind(id)
+                .bind(org),
+            )
+            .await?;
+            audit(
+                tx,
+                scope,
+                "document.refresh",
+                &format!("document:{id}"),
+                json!({ "url": new.url }),
+            )
+            .await?;
+            id
+        }
+        None => {
+            tx.execute(
+                sql("INSERT INTO documents (id, org_id, chatbot_id, source, label, url, blob_key, bytes,
+                                            status, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9)")
+                .bind(new.id)
+                .bind(org)
+                .bind(new.chatbot_id)
+                .bind(new.source)
+                .bind(new.label.as_str())
+                .bind(new.url.as_deref())
+                .bind(new.blob_key.as_deref())
+                .bind(new.bytes)
+                .bind(at),
+            )
+            .await?;
+            audit(
+                tx,
+                scope,
+                "document.create",
+                &format!("document:{}", new.id),
+                json!({ "chatbot_id": new.chatbot_id, "source": new.source, "label": new.label }),
+            )
+            .await?;
+            new.id
+        }
+    };
+    insert_job::<B>(
+        tx,
+        &NewJob::of(&IngestArgs { document_id: id }, ingest_attempts).for_org(org),
+    )
+    .await?;
+    document_in(tx, scope, id).await
+}
+
 #[async_trait]
 impl<B: SqlBackend> KnowledgeStore for B {
     async fn add_document(
@@ -66,88 +165,25 @@ impl<B: SqlBackend> KnowledgeStore for B {
         new: NewDocument,
         ingest_attempts: i32,
     ) -> StoreResult<Document> {
-        let org = scope.org_id();
-        let at = now();
         let mut tx = self.begin().await?;
-        if let Some(chatbot) = new.chatbot_id {
-            tx.fetch_one(
-                sql("SELECT 1 AS one FROM chatbots WHERE id = $1 AND org_id = $2")
-                    .bind(chatbot)
-                    .bind(org),
-            )
-            .await?;
-        }
-        let existing = match &new.url {
-            Some(url) => tx
-                .fetch_optional(
-                    sql("SELECT id FROM documents
-                         WHERE org_id = $1 AND chatbot_id IS NOT DISTINCT FROM $2 AND url = $3")
-                    .bind(org)
-                    .bind(new.chatbot_id)
-                    .bind(url.as_str()),
-                )
-                .await?
-                .map(|row| row.get::<DocumentId>("id"))
-                .transpose()?,
-            None => None,
-        };
-        let id = match existing {
-            Some(id) => {
-                set_status(&mut tx, scope, id, DocumentStatus::Queued, None).await?;
-                // The caller may have written the new original already.
-                tx.execute(
-                    sql("UPDATE documents SET blob_key = coalesce($1, blob_key)
-                         WHERE id = $2 AND org_id = $3")
-                    .bind(new.blob_key.as_deref())
-                    .bind(id)
-                    .bind(org),
-                )
-                .await?;
-                audit(
-                    &mut tx,
-                    scope,
-                    "document.refresh",
-                    &format!("document:{id}"),
-                    json!({ "url": new.url }),
-                )
-                .await?;
-                id
-            }
-            None => {
-                tx.execute(
-                    sql("INSERT INTO documents (id, org_id, chatbot_id, source, label, url, blob_key, bytes,
-                                                status, created_at, updated_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $9)")
-                    .bind(new.id)
-                    .bind(org)
-                    .bind(new.chatbot_id)
-                    .bind(new.source)
-                    .bind(new.label.as_str())
-                    .bind(new.url.as_deref())
-                    .bind(new.blob_key.as_deref())
-                    .bind(new.bytes)
-                    .bind(at),
-                )
-                .await?;
-                audit(
-                    &mut tx,
-                    scope,
-                    "document.create",
-                    &format!("document:{}", new.id),
-                    json!({ "chatbot_id": new.chatbot_id, "source": new.source, "label": new.label }),
-                )
-                .await?;
-                new.id
-            }
-        };
-        insert_job::<B>(
-            &mut tx,
-            &NewJob::of(&IngestArgs { document_id: id }, ingest_attempts).for_org(org),
-        )
-        .await?;
-        let document = document_in(&mut tx, scope, id).await?;
-        commit::<B>(tx).await?;
+        let document = add_document_in::<B>(&mut tx, scope, new, ingest_attempts).await?;
+        commit_with::<B>(tx, &document).await?;
         Ok(document)
+    }
+
+    async fn add_documents(
+        &self,
+        scope: &TenantScope,
+        new: Vec<NewDocument>,
+        ingest_attempts: i32,
+    ) -> StoreResult<Vec<Document>> {
+        let mut tx = self.begin().await?;
+        let mut documents = Vec::with_capacity(new.len());
+        for new in new {
+            documents.push(add_document_in::<B>(&mut tx, scope, new, ingest_attempts).await?);
+        }
+        commit_with::<B>(tx, &documents).await?;
+        Ok(documents)
     }
 
     async fn documents(
@@ -289,8 +325,9 @@ impl<B: SqlBackend> KnowledgeStore for B {
             &NewJob::of(&CrawlArgs { crawl_id: new.id }, attempts).for_org(org),
         )
         .await?;
-        commit::<B>(tx).await?;
-        self.crawl(scope, new.id).await
+        let crawl = crawl_in(&mut tx, scope, new.id).await?;
+        commit_with::<B>(tx, &crawl).await?;
+        Ok(crawl)
     }
 
     async fn crawls(&self, scope: &TenantScope, chatbot: ChatbotId) -> StoreResult<Vec<Crawl>> {
@@ -308,16 +345,7 @@ impl<B: SqlBackend> KnowledgeStore for B {
     }
 
     async fn crawl(&self, scope: &TenantScope, id: CrawlId) -> StoreResult<Crawl> {
-        let row = self
-            .read()
-            .await?
-            .fetch_one(
-                sql("SELECT * FROM crawls WHERE id = $1 AND org_id = $2")
-                    .bind(id)
-                    .bind(scope.org_id()),
-            )
-            .await?;
-        rows::crawl(&row)
+        crawl_in(&mut self.read().await?, scope, id).await
     }
 
     async fn save_crawl(

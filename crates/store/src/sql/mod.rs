@@ -212,8 +212,17 @@ pub trait SqlBackend: Send + Sync + 'static {
 
 /// Every write transaction ends here, so that a keyed request's writes are
 /// fenced by its claim (see [`crate::KeyedRequest`]).
-pub async fn commit<B: SqlBackend>(mut tx: B::Tx) -> StoreResult<()> {
-    if let Some(fence) = keyed_request_fence() {
+pub async fn commit<B: SqlBackend>(tx: B::Tx) -> StoreResult<()> {
+    commit_with::<B>(tx, &()).await
+}
+
+/// [`commit`] for a write that creates or changes `record`, from which a
+/// keyed request may build its response, so that it commits with the write.
+pub async fn commit_with<B: SqlBackend>(
+    mut tx: B::Tx,
+    record: &(dyn std::any::Any + Sync),
+) -> StoreResult<()> {
+    if let Some(fence) = keyed_request_fence(record) {
         pass_fence(&mut tx, &fence).await?;
     }
     B::commit_only(tx).await

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use steward_domain::{JobId, JobKind, JobState, OrgId};
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
 /// Errors are kept for the operator, not as a log: long ones are cut.
@@ -196,7 +196,7 @@ impl<B: SqlBackend> JobQueue for B {
             serde_json::json!({ "kind": job.kind.as_str() }),
         )
         .await?;
-        commit::<B>(tx).await?;
+        commit_with::<B>(tx, &job).await?;
         Ok(job)
     }
 
