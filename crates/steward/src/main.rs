@@ -196,16 +196,22 @@ fn describe_database(config: &Config) -> String {
 }
 
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
+    // PostgreSQL's notices ("relation … already exists, skipping" on every
+    // start) are not Steward's news.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(format!("{},sqlx::postgres::notice=warn", config.log.level))
+    });
     let json = match config.log.format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => config.is_production(),
     };
+    // Colour only for a person at a terminal, never into a file or a pipe.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().flatten_event(true).init();

@@ -197,6 +197,10 @@ async fn serve_answers_the_operators_owner_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}: {stderr}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(stderr.contains("shutdown requested"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in a pipe: {stderr}"
+    );
     let secret = std::fs::read_to_string(dir.path().join("secrets/jwt_secret")).unwrap();
     assert!(
         !stderr.contains(secret.trim()),
