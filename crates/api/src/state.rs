@@ -43,6 +43,16 @@ pub struct AppState {
 impl AppState {
     /// `config` must have its secrets filled in (`steward_config::ensure_secrets`).
     pub fn new(config: Config, store: Arc<dyn Store>) -> Result<Arc<Self>, String> {
+        let services = crate::Services::from_config(&config, store.clone())?;
+        Self::with_services(config, store, services)
+    }
+
+    /// The same, with services built already (`serve` shares them with its worker).
+    pub fn with_services(
+        config: Config,
+        store: Arc<dyn Store>,
+        services: crate::Services,
+    ) -> Result<Arc<Self>, String> {
         let jwt_secret = config
             .auth
             .jwt_secret
@@ -69,7 +79,6 @@ impl AppState {
             channels.webhook_burst,
             config.redis.url.as_ref().map(|u| u.expose()),
         )?;
-        let services = crate::Services::from_config(&config, store.clone())?;
         Ok(Arc::new(Self {
             webhook_limiter,
             blobs: services.blobs,

@@ -28,15 +28,17 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
         env = ?config.env,
         "steward is listening"
     );
+    let services = services(&config, store.clone())?;
     let background = if all_roles {
         Some((
-            worker(&config, store.clone())?,
+            worker(&config, store.clone(), &services)?,
             scheduler(&config, store.clone())?,
         ))
     } else {
         None
     };
-    let state = steward_api::AppState::new(config, store.clone()).map_err(anyhow::Error::msg)?;
+    let state = steward_api::AppState::with_services(config, store.clone(), services)
+        .map_err(anyhow::Error::msg)?;
     let background = background
         .map(|(worker, scheduler)| (worker.wake_on(state.jobs_enqueued.clone()), scheduler));
     let api = steward_api::run(state, listener, stopped(shutdown.clone()));
@@ -67,7 +69,11 @@ async fn prepare_vectors(config: &Config, store: &dyn Store) -> Result<()> {
 }
 
 /// A worker with a handler for every job kind built so far.
-fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker> {
+fn worker(
+    config: &Config,
+    store: Arc<dyn Store>,
+    services: &steward_api::Services,
+) -> Result<steward_jobs::Worker> {
     let jobs = &config.jobs;
     let (org_share, reply_reserve) = steward_jobs::WorkerSettings::fair_share(jobs.concurrency);
     let mut kind_concurrency: std::collections::HashMap<JobKind, usize> = jobs
@@ -95,8 +101,6 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
         store: store.clone(),
         keep_finished: Duration::from_secs(jobs.keep_finished_hours * 3600),
     };
-    let services =
-        steward_api::Services::from_config(config, store.clone()).map_err(anyhow::Error::msg)?;
     let respond = steward_pipeline::Respond {
         store: store.clone(),
         responder: responder(config),
@@ -181,6 +185,11 @@ fn worker(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Worker
             timeout: send_timeout,
         },
     ))
+}
+
+/// The services the API and the worker share, built once per process.
+fn services(config: &Config, store: Arc<dyn Store>) -> Result<steward_api::Services> {
+    steward_api::Services::from_config(config, store).map_err(anyhow::Error::msg)
 }
 
 /// The configured model providers, primary first, or the honest no-model reply.
@@ -299,7 +308,8 @@ pub async fn run_worker(mut config: Config) -> Result<()> {
     let store = open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
     prepare_vectors(&config, store.as_ref()).await?;
-    worker(&config, store.clone())?
+    let services = services(&config, store.clone())?;
+    worker(&config, store.clone(), &services)?
         .run(stopped(shutdown_channel()))
         .await;
     store.close().await;
