@@ -302,7 +302,7 @@ pub fn temperature() -> Object {
 /// The schema of a channel configuration field's rule.
 fn field_schema(rule: FieldRule) -> Object {
     match rule {
-        FieldRule::Secret => text(
+        FieldRule::Text => text(
             1,
             2048,
             format!("^[^{CONTROL}]*[^\\s{CONTROL}][^{CONTROL}]*$"),

@@ -58,7 +58,7 @@ fn webhook(id: &str, from: &str) -> (Vec<u8>, String) {
     })
     .to_string()
     .into_bytes();
-    let signature = steward_channels::verify::whatsapp_signature(APP_SECRET, &body);
+    let signature = steward_channels::whatsapp::signature(APP_SECRET, &body);
     (body, signature)
 }
 

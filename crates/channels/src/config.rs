@@ -9,8 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use steward_auth::Sealer;
-use steward_domain::{ChannelId, ChannelKind, Email, WebUrl};
+use steward_domain::{ChannelId, ChannelKind};
 use steward_store::Channel;
+
+use crate::{email, generic, slack, telegram, whatsapp};
 
 /// A token or password: redacted wherever it is printed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,108 +25,26 @@ impl SecretText {
     }
 }
 
+impl From<&str> for SecretText {
+    fn from(text: &str) -> Self {
+        Self(text.to_owned())
+    }
+}
+
 impl fmt::Debug for SecretText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")
     }
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WhatsappConfig {
-    pub phone_number_id: String,
-    pub access_token: SecretText,
-    pub app_secret: SecretText,
-    pub verify_token: SecretText,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackConfig {
-    pub bot_token: SecretText,
-    pub signing_secret: SecretText,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramConfig {
-    pub bot_token: SecretText,
-    pub secret_token: SecretText,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    pub imap_host: String,
-    #[serde(
-        default = "EmailConfig::default_imap_port",
-        deserialize_with = "whole_port"
-    )]
-    pub imap_port: u16,
-    pub smtp_host: String,
-    /// 465: TLS from the first byte; any other port: STARTTLS, required.
-    #[serde(
-        default = "EmailConfig::default_smtp_port",
-        deserialize_with = "whole_port"
-    )]
-    pub smtp_port: u16,
-    pub username: String,
-    pub password: SecretText,
-    /// The mailbox's own address: replies come from it.
-    pub address: String,
-    /// Off is allowed only when both servers are on this machine.
-    #[serde(default = "EmailConfig::default_tls")]
-    pub tls: bool,
-    /// The IMAP folder read for new mail.
-    #[serde(default = "EmailConfig::default_folder")]
-    pub folder: String,
-}
-
-/// A port, which JSON may also spell as a whole float (`993.0`).
-fn whole_port<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
-    let number = serde_json::Number::deserialize(deserializer)?;
-    number
-        .as_u64()
-        .or_else(|| {
-            number
-                .as_f64()
-                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                .map(|f| f as u64)
-        })
-        .and_then(|n| u16::try_from(n).ok())
-        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a port number")))
-}
-
-impl EmailConfig {
-    fn default_imap_port() -> u16 {
-        993
-    }
-    fn default_smtp_port() -> u16 {
-        465
-    }
-    fn default_tls() -> bool {
-        true
-    }
-    fn default_folder() -> String {
-        "INBOX".into()
-    }
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenericConfig {
-    pub signing_secret: SecretText,
-    /// Replies are POSTed here, signed like the webhooks Steward receives.
-    pub reply_url: String,
-}
-
+/// A channel's whole configuration, of whichever kind.
 #[derive(Clone, Debug)]
 pub enum ChannelConfig {
-    Whatsapp(WhatsappConfig),
-    Slack(SlackConfig),
-    Telegram(TelegramConfig),
-    Email(EmailConfig),
-    Generic(GenericConfig),
+    Whatsapp(whatsapp::Config),
+    Slack(slack::Config),
+    Telegram(telegram::Config),
+    Email(email::Config),
+    Generic(generic::Config),
 }
 
 /// What is wrong with a channel's configuration, for the admin to fix.
@@ -134,7 +54,7 @@ pub struct ConfigError {
     pub message: String,
 }
 
-fn invalid(message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(message: impl Into<String>) -> ConfigError {
     ConfigError {
         message: message.into(),
     }
@@ -144,15 +64,21 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 const MAX_FIELD_CHARS: usize = 2048;
 
 impl ChannelConfig {
-    /// The fields that are sealed at rest and never shown.
-    pub fn secret_fields(kind: ChannelKind) -> &'static [&'static str] {
+    /// The fields a kind's configuration takes (see docs/channels.md).
+    pub fn fields(kind: ChannelKind) -> &'static [Field] {
         match kind {
-            ChannelKind::Whatsapp => &["access_token", "app_secret", "verify_token"],
-            ChannelKind::Slack => &["bot_token", "signing_secret"],
-            ChannelKind::Telegram => &["bot_token", "secret_token"],
-            ChannelKind::Email => &["password"],
-            ChannelKind::Generic => &["signing_secret"],
+            ChannelKind::Whatsapp => whatsapp::FIELDS,
+            ChannelKind::Slack => slack::FIELDS,
+            ChannelKind::Telegram => telegram::FIELDS,
+            ChannelKind::Email => email::FIELDS,
+            ChannelKind::Generic => generic::FIELDS,
         }
+    }
+
+    /// The fields that are sealed at rest and never shown.
+    pub fn secret_fields(kind: ChannelKind) -> Vec<&'static str> {
+        let fields = Self::fields(kind).iter();
+        fields.filter(|f| f.sealed).map(|f| f.name).collect()
     }
 
     pub fn kind(&self) -> ChannelKind {
@@ -185,89 +111,14 @@ impl ChannelConfig {
             }
         }
         let config = Self::from_fields(kind, fields)?;
-        config.validate()?;
+        match &config {
+            Self::Whatsapp(c) => c.validate(),
+            Self::Slack(c) => c.validate(),
+            Self::Telegram(c) => c.validate(),
+            Self::Email(c) => c.validate(),
+            Self::Generic(c) => c.validate(),
+        }?;
         Ok(config)
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        match self {
-            Self::Whatsapp(c) => {
-                if c.phone_number_id.is_empty()
-                    || c.phone_number_id.len() > 32
-                    || !c.phone_number_id.chars().all(|ch| ch.is_ascii_digit())
-                {
-                    return Err(invalid(
-                        "config.phone_number_id must be the number's id: digits only",
-                    ));
-                }
-                required("access_token", &c.access_token)?;
-                required("app_secret", &c.app_secret)?;
-                required("verify_token", &c.verify_token)?;
-                Ok(())
-            }
-            Self::Slack(c) => {
-                required("bot_token", &c.bot_token)?;
-                required("signing_secret", &c.signing_secret)?;
-                Ok(())
-            }
-            Self::Telegram(c) => {
-                required("bot_token", &c.bot_token)?;
-                // Telegram's own rule for secret_token.
-                let token = c.secret_token.expose();
-                if token.is_empty()
-                    || token.len() > 256
-                    || !token
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
-                {
-                    return Err(invalid(
-                        "config.secret_token must be 1 to 256 characters: A-Z, a-z, 0-9, _ and -",
-                    ));
-                }
-                Ok(())
-            }
-            Self::Email(c) => {
-                for (name, host) in [("imap_host", &c.imap_host), ("smtp_host", &c.smtp_host)] {
-                    let host_chars = |ch: char| ch.is_ascii_alphanumeric() || ".-:[]".contains(ch);
-                    if host.is_empty() || host.len() > 253 || !host.chars().all(host_chars) {
-                        return Err(invalid(format!(
-                            "config.{name} must be a host name or address (at most 253 characters)"
-                        )));
-                    }
-                }
-                if c.imap_port == 0 || c.smtp_port == 0 {
-                    return Err(invalid(
-                        "config.imap_port and config.smtp_port must be 1 to 65535",
-                    ));
-                }
-                if c.username.is_empty() {
-                    return Err(invalid("config.username is required"));
-                }
-                required("password", &c.password)?;
-                Email::parse("config.address", &c.address).map_err(|e| invalid(e.to_string()))?;
-                if c.folder.is_empty()
-                    || c.folder.chars().count() > 200
-                    || c.folder.chars().any(char::is_control)
-                {
-                    return Err(invalid(
-                        "config.folder must be 1 to 200 characters, without control characters",
-                    ));
-                }
-                let local = is_loopback_host(&c.imap_host) && is_loopback_host(&c.smtp_host);
-                if !c.tls && !local {
-                    return Err(invalid(
-                        "config.tls may be off only when both mail servers are on this machine (localhost)",
-                    ));
-                }
-                Ok(())
-            }
-            Self::Generic(c) => {
-                required("signing_secret", &c.signing_secret)?;
-                WebUrl::parse_callback("config.reply_url", &c.reply_url)
-                    .map(drop)
-                    .map_err(|e| invalid(e.to_string()))
-            }
-        }
     }
 
     /// (settings, secrets): what may be shown, and what is sealed.
@@ -284,8 +135,8 @@ impl ChannelConfig {
         };
         let mut secrets = Map::new();
         for field in Self::secret_fields(self.kind()) {
-            if let Some(value) = settings.remove(*field) {
-                secrets.insert((*field).into(), value);
+            if let Some(value) = settings.remove(field) {
+                secrets.insert(field.into(), value);
             }
         }
         (Value::Object(settings), Value::Object(secrets))
@@ -331,12 +182,12 @@ impl ChannelConfig {
     }
 }
 
-/// What a configuration field holds: the rule `ChannelConfig::parse` applies
-/// to it, named so that the API's schema can state it.
+/// What a configuration field holds: the rule its provider's `validate`
+/// applies to it, named so that the API's schema can state it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldRule {
-    /// A secret: one line, not only spaces.
-    Secret,
+    /// One line, not only spaces.
+    Text,
     /// Digits only, at most this many.
     Digits(usize),
     /// Letters, digits, `_` and `-`, at most this many.
@@ -362,63 +213,35 @@ pub struct Field {
     pub name: &'static str,
     pub rule: FieldRule,
     pub required: bool,
+    /// Sealed at rest and never shown.
+    pub sealed: bool,
 }
 
-const fn field(name: &'static str, rule: FieldRule, required: bool) -> Field {
-    Field {
-        name,
-        rule,
-        required,
+impl Field {
+    /// A field that may be shown.
+    pub(crate) const fn setting(name: &'static str, rule: FieldRule, required: bool) -> Self {
+        Self {
+            name,
+            rule,
+            required,
+            sealed: false,
+        }
     }
-}
 
-use FieldRule::{CallbackUrl, Digits, Folder, Host, Port, Secret, TlsOn, Token};
-
-const WHATSAPP: &[Field] = &[
-    field("phone_number_id", Digits(32), true),
-    field("access_token", Secret, true),
-    field("app_secret", Secret, true),
-    field("verify_token", Secret, true),
-];
-const SLACK: &[Field] = &[
-    field("bot_token", Secret, true),
-    field("signing_secret", Secret, true),
-];
-const TELEGRAM: &[Field] = &[
-    field("bot_token", Secret, true),
-    field("secret_token", Token(256), true),
-];
-const EMAIL: &[Field] = &[
-    field("imap_host", Host, true),
-    field("imap_port", Port, false),
-    field("smtp_host", Host, true),
-    field("smtp_port", Port, false),
-    field("username", Secret, true),
-    field("password", Secret, true),
-    field("address", FieldRule::Email, true),
-    field("tls", TlsOn, false),
-    field("folder", Folder, false),
-];
-const GENERIC: &[Field] = &[
-    field("signing_secret", Secret, true),
-    field("reply_url", CallbackUrl, true),
-];
-
-impl ChannelConfig {
-    /// The fields a kind's configuration takes (see docs/channels.md).
-    pub fn fields(kind: ChannelKind) -> &'static [Field] {
-        match kind {
-            ChannelKind::Whatsapp => WHATSAPP,
-            ChannelKind::Slack => SLACK,
-            ChannelKind::Telegram => TELEGRAM,
-            ChannelKind::Email => EMAIL,
-            ChannelKind::Generic => GENERIC,
+    /// A required field that is sealed at rest.
+    pub(crate) const fn secret(name: &'static str, rule: FieldRule) -> Self {
+        Self {
+            name,
+            rule,
+            required: true,
+            sealed: true,
         }
     }
 }
 
-fn required(name: &str, value: &SecretText) -> Result<(), ConfigError> {
-    if value.expose().trim().is_empty() {
+/// `FieldRule::Text`: a required field that is not only spaces.
+pub(crate) fn required(name: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
         return Err(invalid(format!("config.{name} is required")));
     }
     Ok(())
@@ -532,7 +355,7 @@ mod tests {
     #[test]
     fn the_fields_each_kind_lists_are_the_fields_it_takes() {
         let sample = |rule: FieldRule| match rule {
-            FieldRule::Secret => json!("s3cret"),
+            FieldRule::Text => json!("s3cret"),
             FieldRule::Digits(_) => json!("106540352242922"),
             FieldRule::Token(_) => json!("tok_en-1"),
             FieldRule::Host => json!("mail.example.org"),

@@ -16,6 +16,7 @@ use steward_jobs::{JobError, JobHandler};
 use steward_store::{ChannelEvent, Job, Store, StoreError, TenantScope};
 
 use crate::config::ChannelConfig;
+use crate::inbound::Route;
 use crate::send::{Part, SendError, Sender, part_limit};
 use crate::split::split;
 
@@ -51,12 +52,10 @@ impl JobHandler for Deliver {
         let answered = reply
             .answers
             .ok_or_else(|| JobError::Permanent("the reply names no message it answers".into()))?;
-        let route = self
-            .store
-            .message(&scope, answered)
-            .await?
-            .meta
-            .unwrap_or_default();
+        let meta = self.store.message(&scope, answered).await?.meta;
+        let route = Route::from_meta(channel.kind, meta.unwrap_or_default()).map_err(|e| {
+            JobError::Permanent(format!("the message answered has no route back: {e}"))
+        })?;
 
         let parts = split(&reply.text, part_limit(channel.kind));
         let sent = self.store.delivered_parts(&scope, reply.id).await?;

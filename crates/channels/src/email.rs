@@ -1,223 +1,142 @@
-//! Email: new mail read from the mailbox over IMAP by the `poll` job, replies
-//! sent over SMTP in the same thread.
-//!
-//! A mailbox is read by UID: the channel's cursor keeps the folder's
-//! UIDVALIDITY and the last UID stored, so each poll fetches only what is new
-//! and leaves the mailbox's flags alone. Messages are unique per channel by
-//! Message-ID, so a poll repeated after a crash, or two polls overlapping (one
-//! slower than the schedule), store nothing twice.
+//! Email: new mail read from a mailbox over IMAP by the `poll` job
+//! ([`mailbox`]), and replies sent over SMTP in the thread they answer. The
+//! mail servers are the tenant's to name: every connection goes through the
+//! outbound guard.
 
-use std::sync::Arc;
-use std::time::Duration;
+mod mailbox;
 
-use async_trait::async_trait;
-use futures::TryStreamExt;
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use serde_json::{Value, json};
-use steward_auth::Sealer;
-use steward_domain::ChannelKind;
-use steward_jobs::{JobError, JobHandler};
-use steward_outbound::Guard;
-use steward_store::{Channel, ChannelEvent, Job, Store, TenantScope};
-use tokio::io::{AsyncRead, AsyncWrite};
+use serde::{Deserialize, Serialize};
+use steward_domain::Email;
 
-use crate::config::{ChannelConfig, EmailConfig};
-use crate::inbound::InboundMessage;
-use crate::receive::{Received, receive};
-use crate::send::{Part, Route, SendError, retry};
+pub use mailbox::PollMailboxes;
 
-/// Larger messages are skipped (and reported), not fetched.
-const MAX_MESSAGE_BYTES: u32 = 2 * 1024 * 1024;
-/// At most this many new messages per mailbox per poll; the rest next time.
-const MAX_PER_POLL: usize = 100;
+use crate::config::{
+    ConfigError, Field, FieldRule, SecretText, invalid, is_loopback_host, required,
+};
+use crate::inbound::{self, InboundMessage};
+use crate::send::{Part, SendError, Sender, retry};
 
-// --- Reading: the `poll` job ---
-
-/// Checks every email channel's mailbox once.
-pub struct PollMailboxes {
-    pub store: Arc<dyn Store>,
-    pub sealer: Arc<Sealer>,
-    /// Mail servers are the tenant's to name: connections go through the guard.
-    pub guard: Guard,
-    /// For each network step (connect, log in, fetch).
-    pub timeout: Duration,
-    pub max_attempts: i32,
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub imap_host: String,
+    #[serde(default = "Config::default_imap_port", deserialize_with = "whole_port")]
+    pub imap_port: u16,
+    pub smtp_host: String,
+    /// 465: TLS from the first byte; any other port: STARTTLS, required.
+    #[serde(default = "Config::default_smtp_port", deserialize_with = "whole_port")]
+    pub smtp_port: u16,
+    pub username: String,
+    pub password: SecretText,
+    /// The mailbox's own address: replies come from it.
+    pub address: String,
+    /// Off is allowed only when both servers are on this machine.
+    #[serde(default = "Config::default_tls")]
+    pub tls: bool,
+    /// The IMAP folder read for new mail.
+    #[serde(default = "Config::default_folder")]
+    pub folder: String,
 }
 
-#[async_trait]
-impl JobHandler for PollMailboxes {
-    async fn run(&self, _job: &Job) -> Result<(), JobError> {
-        let channels = self.store.all_channels(Some(ChannelKind::Email)).await?;
-        for channel in channels {
-            // One mailbox failing does not hold up the others; its health shows it.
-            let outcome = self.poll(&channel).await;
-            let event = match outcome {
-                Ok(stored) => {
-                    if stored > 0 {
-                        tracing::info!(channel = %channel.id, stored, "new mail stored");
-                    }
-                    ChannelEvent::Inbound
-                }
-                Err(error) => {
-                    tracing::warn!(channel = %channel.id, %error, "mailbox check failed");
-                    ChannelEvent::Error(error)
-                }
-            };
-            let _ = self.store.record_channel_event(channel.id, event).await;
+pub(crate) const FIELDS: &[Field] = &[
+    Field::setting("imap_host", FieldRule::Host, true),
+    Field::setting("imap_port", FieldRule::Port, false),
+    Field::setting("smtp_host", FieldRule::Host, true),
+    Field::setting("smtp_port", FieldRule::Port, false),
+    Field::setting("username", FieldRule::Text, true),
+    Field::secret("password", FieldRule::Text),
+    Field::setting("address", FieldRule::Email, true),
+    Field::setting("tls", FieldRule::TlsOn, false),
+    Field::setting("folder", FieldRule::Folder, false),
+];
+
+impl Config {
+    fn default_imap_port() -> u16 {
+        993
+    }
+    fn default_smtp_port() -> u16 {
+        465
+    }
+    fn default_tls() -> bool {
+        true
+    }
+    fn default_folder() -> String {
+        "INBOX".into()
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        for (name, host) in [
+            ("imap_host", &self.imap_host),
+            ("smtp_host", &self.smtp_host),
+        ] {
+            let host_chars = |ch: char| ch.is_ascii_alphanumeric() || ".-:[]".contains(ch);
+            if host.is_empty() || host.len() > 253 || !host.chars().all(host_chars) {
+                return Err(invalid(format!(
+                    "config.{name} must be a host name or address (at most 253 characters)"
+                )));
+            }
+        }
+        if self.imap_port == 0 || self.smtp_port == 0 {
+            return Err(invalid(
+                "config.imap_port and config.smtp_port must be 1 to 65535",
+            ));
+        }
+        required("username", &self.username)?;
+        required("password", self.password.expose())?;
+        Email::parse("config.address", &self.address).map_err(|e| invalid(e.to_string()))?;
+        if self.folder.is_empty()
+            || self.folder.chars().count() > 200
+            || self.folder.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "config.folder must be 1 to 200 characters, without control characters",
+            ));
+        }
+        let local = is_loopback_host(&self.imap_host) && is_loopback_host(&self.smtp_host);
+        if !self.tls && !local {
+            return Err(invalid(
+                "config.tls may be off only when both mail servers are on this machine (localhost)",
+            ));
         }
         Ok(())
     }
 }
 
-impl PollMailboxes {
-    /// Stores the mailbox's new messages; returns how many were new.
-    async fn poll(&self, channel: &Channel) -> Result<usize, String> {
-        let ChannelConfig::Email(config) =
-            ChannelConfig::open(channel, &self.sealer).map_err(|e| e.to_string())?
-        else {
-            return Err("not an email channel".into());
-        };
-        let scope = TenantScope::for_channel(channel);
-        let timeout = self.timeout;
-        let stream = connect(
-            &self.guard,
-            &config.imap_host,
-            config.imap_port,
-            config.tls,
-            timeout,
-        )
-        .await?;
-        let mut client = async_imap::Client::new(stream);
-        imap(timeout, "greeting", client.read_response()).await?;
-        let login = async {
-            client
-                .login(&config.username, config.password.expose())
-                .await
-                .map_err(|(e, _)| e)
-        };
-        let mut session = imap(timeout, "login", login).await?;
-        let mailbox = imap(timeout, "select", session.select(&config.folder)).await?;
-        let validity = mailbox.uid_validity.unwrap_or(0);
-        let cursor = channel.cursor.clone().unwrap_or_default();
-        let last_uid = match cursor["uid_validity"].as_u64() {
-            // A new UIDVALIDITY renumbers the folder: read it again (Message-IDs dedupe).
-            Some(v) if v == u64::from(validity) => cursor["last_uid"].as_u64().unwrap_or(0) as u32,
-            _ => 0,
-        };
-
-        // Sizes first, so that a huge message is skipped without downloading it.
-        let new = format!("{}:*", last_uid + 1);
-        let mut sizes: Vec<(u32, u32)> = imap(
-            timeout,
-            "fetch",
-            fetch(&mut session, &new, "(UID RFC822.SIZE)"),
-        )
-        .await?
-        .iter()
-        .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
-        // `n:*` always names the last message, even when it is older than n.
-        .filter(|(uid, _)| *uid > last_uid)
-        .collect();
-        sizes.sort_unstable();
-        sizes.truncate(MAX_PER_POLL);
-
-        let mut stored = 0;
-        for (uid, size) in sizes {
-            if size > MAX_MESSAGE_BYTES {
-                tracing::warn!(channel = %channel.id, uid, size, "message too large: skipped");
-            } else {
-                let one = uid.to_string();
-                let fetched = imap(
-                    timeout,
-                    "fetch",
-                    fetch(&mut session, &one, "(UID BODY.PEEK[])"),
-                )
-                .await?;
-                let raw = fetched.iter().find_map(|f| f.body()).unwrap_or_default();
-                if let Some(message) = parse_mail(raw, &config.address, validity, uid) {
-                    match receive(self.store.as_ref(), channel, message, self.max_attempts).await {
-                        Ok(Received::Stored(_)) => stored += 1,
-                        Ok(_) => {}
-                        // Stop here: the cursor stays before this message, so it is read again.
-                        Err(e) => return Err(format!("storing mail: {e}")),
-                    }
-                }
-            }
-            self.store
-                .set_channel_cursor(
-                    &scope,
-                    channel.id,
-                    json!({ "uid_validity": validity, "last_uid": uid }),
-                )
-                .await
-                .map_err(|e| format!("saving the mailbox position: {e}"))?;
-        }
-        let _ = imap(timeout, "logout", session.logout()).await;
-        Ok(stored)
-    }
+/// A port, which JSON may also spell as a whole float (`993.0`).
+fn whole_port<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u16, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    number
+        .as_u64()
+        .or_else(|| {
+            number
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                .map(|f| f as u64)
+        })
+        .and_then(|n| u16::try_from(n).ok())
+        .ok_or_else(|| serde::de::Error::custom(format!("{number} is not a port number")))
 }
 
-/// One step of an IMAP session, failing as `IMAP {what}: …` on its own error
-/// or after `timeout`.
-async fn imap<T, E: std::fmt::Display>(
-    timeout: Duration,
-    what: &str,
-    step: impl Future<Output = Result<T, E>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(timeout, step).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(format!("IMAP {what}: {e}")),
-        Err(_) => Err(format!("IMAP {what}: timed out")),
-    }
+/// Who a reply goes to, and the thread it continues.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    /// The sender's address, lowercased.
+    pub from: String,
+    #[serde(default)]
+    pub subject: String,
+    /// The Message-ID answered, without angle brackets.
+    pub message_id: String,
+    /// The thread's earlier Message-IDs, first first.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
-/// `UID FETCH {uids} {query}`, collected.
-async fn fetch(
-    session: &mut async_imap::Session<Box<dyn MailStream>>,
-    uids: &str,
-    query: &str,
-) -> async_imap::error::Result<Vec<async_imap::types::Fetch>> {
-    session.uid_fetch(uids, query).await?.try_collect().await
-}
-
-/// Either a plain or a TLS connection, for IMAP.
-trait MailStream: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + std::fmt::Debug> MailStream for T {}
-
-async fn connect(
-    guard: &Guard,
-    host: &str,
-    port: u16,
-    tls: bool,
-    timeout: Duration,
-) -> Result<Box<dyn MailStream>, String> {
-    let tcp = guard
-        .connect(host, port, timeout)
-        .await
-        .map_err(|failure| format!("IMAP: {failure}"))?;
-    if !tls {
-        return Ok(Box::new(tcp));
-    }
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("host {host}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
-    let stream = tokio::time::timeout(timeout, stream)
-        .await
-        .map_err(|_| format!("IMAP: {host}:{port} did not answer in time"))?
-        .map_err(|_| format!("IMAP: the TLS handshake with {host}:{port} failed"))?;
-    Ok(Box::new(stream))
-}
+// --- Reading ---
 
 /// A message from a person, as an inbound message; None for what must not be
 /// answered: our own mail, auto-replies, bulk and list mail, empty bodies.
@@ -267,11 +186,11 @@ pub fn parse_mail(
         external_id: message_id.clone(),
         conversation_key: thread,
         text,
-        meta: json!({
-            "from": from,
-            "subject": message.subject().unwrap_or(""),
-            "message_id": message_id,
-            "references": references,
+        route: inbound::Route::Email(Route {
+            from,
+            subject: message.subject().unwrap_or("").to_owned(),
+            message_id,
+            references,
         }),
     })
 }
@@ -306,24 +225,22 @@ pub fn strip_quotes_and_signature(text: &str) -> String {
 /// Sends one reply by SMTP, in the thread of the message it answers. Its
 /// Message-ID is derived from the reply's id, so a resent reply carries the
 /// same one.
-pub async fn send(
-    c: &EmailConfig,
+pub(crate) async fn send(
+    sender: &Sender,
+    c: &Config,
     route: &Route,
     part: Part<'_>,
-    guard: &Guard,
-    timeout: Duration,
 ) -> Result<Option<String>, SendError> {
+    let (guard, timeout) = (&sender.guard, sender.timeout);
     let permanent = |e: String| SendError::Permanent(e);
-    let to = route["from"]
-        .as_str()
-        .ok_or_else(|| permanent("the message answered has no sender to reply to".into()))?;
-    let answered = route["message_id"].as_str().unwrap_or_default();
+    let to = &route.from;
+    let answered = &route.message_id;
     let domain = c
         .address
         .rsplit_once('@')
         .map_or("steward.invalid", |(_, d)| d);
     let message_id = format!("<{}.{}@{domain}>", part.message_id, part.index);
-    let subject = route["subject"].as_str().unwrap_or("");
+    let subject = &route.subject;
     let subject = if subject.to_ascii_lowercase().starts_with("re:") {
         subject.to_owned()
     } else if subject.is_empty() {
@@ -331,15 +248,7 @@ pub async fn send(
     } else {
         format!("Re: {subject}")
     };
-    let mut references: Vec<String> = route["references"]
-        .as_array()
-        .map(|refs| {
-            refs.iter()
-                .filter_map(Value::as_str)
-                .map(|r| format!("<{r}>"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let mut references: Vec<String> = route.references.iter().map(|r| format!("<{r}>")).collect();
     let mut email = lettre::Message::builder()
         .from(
             c.address
@@ -460,11 +369,11 @@ mod tests {
         assert_eq!(message.external_id, "c@example.test");
         assert_eq!(message.conversation_key, "a@example.test");
         assert_eq!(message.text, "Where is it?");
-        assert_eq!(message.meta["from"], "alice@example.test");
-        assert_eq!(
-            message.meta["references"],
-            json!(["a@example.test", "b@example.test"])
-        );
+        let inbound::Route::Email(route) = message.route else {
+            panic!("an email route")
+        };
+        assert_eq!(route.from, "alice@example.test");
+        assert_eq!(route.references, ["a@example.test", "b@example.test"]);
     }
 
     #[test]

@@ -1,29 +1,36 @@
-//! Channels: where a chatbot's people talk to it. Per provider: the
-//! configuration (secrets sealed at rest), the webhook's signature and payload,
-//! and the API that takes replies. Plus the `deliver` job, the mailbox
-//! poller, and the operator's notices to account holders. HTTP routing lives in the API crate; this crate has no server.
+//! Channels: where a chatbot's people talk to it. One module per provider
+//! (`whatsapp`, `slack`, `telegram`, `email`, `generic`) owns that provider's
+//! configuration, webhook signature, payload, reply route and sending; the
+//! rest is shared: sealing configurations, the webhook entry point the API
+//! calls, storing what arrives, the `deliver` job, and the operator's notices
+//! to account holders. HTTP routing lives in the API crate; this crate has
+//! no server.
 
 pub mod config;
 mod deliver;
 pub mod email;
+pub mod generic;
 pub mod inbound;
 mod manage;
 mod notice;
 mod receive;
 pub mod send;
+mod signature;
+pub mod slack;
 pub mod split;
-pub mod verify;
+pub mod telegram;
 pub mod webhook;
+pub mod whatsapp;
 
 pub use config::{ChannelConfig, ConfigError, Field, FieldRule};
 pub use deliver::Deliver;
 pub use email::PollMailboxes;
-pub use inbound::{Inbound, InboundMessage, Malformed};
+pub use inbound::{Inbound, InboundMessage, Malformed, Route};
 pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use notice::{SendNotices, SmtpServer};
 pub use receive::{Received, receive};
-pub use send::{ProviderApis, SendError, Sender};
-pub use verify::Unauthorized;
+pub use send::{Part, ProviderApis, SendError, Sender};
+pub use signature::Unauthorized;
 
 /// `steward_channel_messages_total{channel, direction}`: messages received
 /// (`inbound`) and reply parts sent (`outbound`).

@@ -6,6 +6,7 @@ use steward_domain::{ChannelId, ChannelKind, ChatbotId};
 use steward_store::{Channel, NewChannel, Store, StoreError, TenantScope};
 
 use crate::config::ChannelConfig;
+use crate::webhook::takes_webhooks;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigureError {
@@ -55,10 +56,7 @@ pub async fn configure(
 /// Where the provider sends events for this channel, below the public URL.
 /// Email has none: Steward reads the mailbox itself.
 pub fn webhook_path(kind: ChannelKind, id: ChannelId) -> Option<String> {
-    match kind {
-        ChannelKind::Email => None,
-        _ => Some(format!("/webhooks/{kind}/{id}")),
-    }
+    takes_webhooks(kind).then(|| format!("/webhooks/{kind}/{id}"))
 }
 
 /// What `reseal` did.

@@ -49,7 +49,7 @@ pub async fn receive(
         external_id: Some(message.external_id),
         answers: None,
         channel_id: Some(channel.id),
-        meta: Some(message.meta),
+        meta: Some(message.route.to_meta()),
         tokens: 0,
         then: Some(
             NewJob::of(

@@ -4,30 +4,28 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use reqwest::{RequestBuilder, Response, StatusCode};
-use serde_json::{Value, json};
+use serde_json::Value;
 use steward_domain::{ChannelKind, MessageId};
-
 use steward_outbound::Guard;
 
-use crate::config::{ChannelConfig, GenericConfig, SlackConfig, TelegramConfig, WhatsappConfig};
-use crate::verify::generic_signature;
+use crate::config::ChannelConfig;
+use crate::inbound::Route;
+use crate::{email, generic, slack, telegram, whatsapp};
 
 /// The most characters one message may have on each channel.
 pub fn part_limit(kind: ChannelKind) -> usize {
     match kind {
-        ChannelKind::Whatsapp => 4096,
-        ChannelKind::Telegram => 4096,
-        // Slack truncates at 40,000 but advises keeping messages under 4,000.
-        ChannelKind::Slack => 4000,
-        // One email, one reply.
+        ChannelKind::Whatsapp => whatsapp::PART_LIMIT,
+        ChannelKind::Slack => slack::PART_LIMIT,
+        ChannelKind::Telegram => telegram::PART_LIMIT,
+        // One email, one reply; one POST, one reply.
         ChannelKind::Email | ChannelKind::Generic => usize::MAX,
     }
 }
 
 /// The longest wait a provider's retry hint may impose.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -58,9 +56,6 @@ pub struct Part<'a> {
     pub text: &'a str,
 }
 
-/// Where the reply goes: the meta of the message it answers.
-pub type Route = Value;
-
 /// The providers' API bases: operator configuration (`channels.*_api_url`).
 #[derive(Clone, Debug)]
 pub struct ProviderApis {
@@ -72,13 +67,13 @@ pub struct ProviderApis {
 #[derive(Clone)]
 pub struct Sender {
     /// For the providers' APIs, which the operator configures.
-    client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     /// For destinations a tenant sets (reply URLs): through the outbound guard.
-    guarded: reqwest::Client,
-    guard: Guard,
-    apis: ProviderApis,
+    pub(crate) guarded: reqwest::Client,
+    pub(crate) guard: Guard,
+    pub(crate) apis: ProviderApis,
     /// For each call to a provider (the HTTP client's, and SMTP's).
-    timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 impl Sender {
@@ -105,181 +100,27 @@ impl Sender {
         route: &Route,
         part: Part<'_>,
     ) -> Result<Option<String>, SendError> {
-        match config {
-            ChannelConfig::Whatsapp(c) => self.whatsapp(c, route, part).await,
-            ChannelConfig::Slack(c) => self.slack(c, route, part).await,
-            ChannelConfig::Telegram(c) => self.telegram(c, route, part).await,
-            ChannelConfig::Generic(c) => self.generic(c, route, part).await,
-            ChannelConfig::Email(c) => {
-                crate::email::send(c, route, part, &self.guard, self.timeout).await
+        match (config, route) {
+            (ChannelConfig::Whatsapp(c), Route::Whatsapp(r)) => {
+                whatsapp::send(self, c, r, part).await
             }
-        }
-    }
-
-    async fn whatsapp(
-        &self,
-        c: &WhatsappConfig,
-        route: &Route,
-        part: Part<'_>,
-    ) -> Result<Option<String>, SendError> {
-        let to = field(route, "to")?;
-        let url = format!(
-            "{}/{}/messages",
-            self.apis.whatsapp.trim_end_matches('/'),
-            c.phone_number_id
-        );
-        let body = json!({
-            "messaging_product": "whatsapp",
-            "recipient_type": "individual",
-            "to": to,
-            "type": "text",
-            "text": { "preview_url": false, "body": part.text },
-        });
-        let answer = call(
-            self.client
-                .post(url)
-                .bearer_auth(c.access_token.expose())
-                .json(&body),
-        )
-        .await?;
-        Ok(answer["messages"][0]["id"].as_str().map(str::to_owned))
-    }
-
-    async fn slack(
-        &self,
-        c: &SlackConfig,
-        route: &Route,
-        part: Part<'_>,
-    ) -> Result<Option<String>, SendError> {
-        let mut body = json!({ "channel": field(route, "channel")?, "text": part.text });
-        if let Some(thread) = route["thread_ts"].as_str() {
-            body["thread_ts"] = thread.into();
-        }
-        let url = format!("{}/chat.postMessage", self.apis.slack.trim_end_matches('/'));
-        let answer = call(
-            self.client
-                .post(url)
-                .bearer_auth(c.bot_token.expose())
-                .json(&body),
-        )
-        .await?;
-        // Slack answers 200 with {"ok": false, "error": "..."} for most failures.
-        if answer["ok"] != true {
-            let error = answer["error"].as_str().unwrap_or("unknown_error");
-            return Err(match error {
-                "ratelimited"
-                | "internal_error"
-                | "fatal_error"
-                | "service_unavailable"
-                | "request_timeout" => retry(format!("slack: {error}")),
-                _ => SendError::Permanent(format!("slack: {error}")),
-            });
-        }
-        Ok(answer["ts"].as_str().map(str::to_owned))
-    }
-
-    async fn telegram(
-        &self,
-        c: &TelegramConfig,
-        route: &Route,
-        part: Part<'_>,
-    ) -> Result<Option<String>, SendError> {
-        let chat_id = route["chat_id"]
-            .as_i64()
-            .ok_or_else(|| SendError::Permanent("no chat_id to reply to".into()))?;
-        let mut body = json!({ "chat_id": chat_id, "text": part.text });
-        // Only the first part quotes the message it answers.
-        if let (0, Some(reply_to)) = (part.index, route["reply_to_message_id"].as_i64()) {
-            body["reply_parameters"] =
-                json!({ "message_id": reply_to, "allow_sending_without_reply": true });
-        }
-        if let Some(thread) = route["message_thread_id"].as_i64() {
-            body["message_thread_id"] = thread.into();
-        }
-        let url = format!(
-            "{}/bot{}/sendMessage",
-            self.apis.telegram.trim_end_matches('/'),
-            c.bot_token.expose()
-        );
-        let answer = call(self.client.post(url).json(&body)).await?;
-        Ok(answer["result"]["message_id"]
-            .as_i64()
-            .map(|id| id.to_string()))
-    }
-
-    async fn generic(
-        &self,
-        c: &GenericConfig,
-        route: &Route,
-        part: Part<'_>,
-    ) -> Result<Option<String>, SendError> {
-        let id = format!("{}:{}", part.message_id, part.index);
-        let body = json!({
-            "type": "reply",
-            "id": id,
-            "message_id": part.message_id,
-            "part": part.index,
-            "parts": part.count,
-            "in_reply_to": route["id"],
-            "user": route["user"],
-            "conversation": route["conversation"],
-            "text": part.text,
-        })
-        .to_string();
-        let timestamp = Utc::now().timestamp().to_string();
-        let signature = generic_signature(c.signing_secret.expose(), &timestamp, body.as_bytes());
-        let url = self
-            .guard
-            .check_url(&c.reply_url)
-            .map_err(|refused| SendError::Permanent(refused.to_string()))?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let request = self
-            .guarded
-            .post(url)
-            .header("content-type", "application/json")
-            .header("x-steward-timestamp", timestamp)
-            .header("x-steward-signature", signature)
-            .header("idempotency-key", &id)
-            .body(body);
-        // The tenant's server may be anyone's: its answer is not read back,
-        // only its status, and a failure is told in Steward's words.
-        let response = request.send().await.map_err(|e| {
-            let failure = Guard::describe(&host, &e);
-            tracing::info!(error = %e, "generic reply failed");
-            if failure.is_transient() {
-                retry(failure.to_string())
-            } else {
-                SendError::Permanent(failure.to_string())
+            (ChannelConfig::Slack(c), Route::Slack(r)) => slack::send(self, c, r, part).await,
+            (ChannelConfig::Telegram(c), Route::Telegram(r)) => {
+                telegram::send(self, c, r, part).await
             }
-        })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(Some(id));
-        }
-        let detail = format!("{host} answered HTTP {}", status.as_u16());
-        if status.is_server_error()
-            || status == StatusCode::TOO_MANY_REQUESTS
-            || status == StatusCode::REQUEST_TIMEOUT
-        {
-            Err(SendError::Retry {
-                reason: detail,
-                after: header_secs(&response).map(|d| d.min(MAX_RETRY_AFTER)),
-            })
-        } else {
-            Err(SendError::Permanent(detail))
+            (ChannelConfig::Email(c), Route::Email(r)) => email::send(self, c, r, part).await,
+            (ChannelConfig::Generic(c), Route::Generic(r)) => generic::send(self, c, r, part).await,
+            _ => Err(SendError::Permanent(format!(
+                "the message answered did not come through a {} channel",
+                config.kind()
+            ))),
         }
     }
-}
-
-fn field<'a>(route: &'a Route, name: &str) -> Result<&'a str, SendError> {
-    route[name].as_str().ok_or_else(|| {
-        SendError::Permanent(format!("the message answered has no {name} to reply to"))
-    })
 }
 
 /// Sends a request and reads a JSON answer, classifying failures. Errors never
 /// carry the URL: Telegram's holds the bot token.
-async fn call(request: RequestBuilder) -> Result<Value, SendError> {
+pub(crate) async fn call(request: RequestBuilder) -> Result<Value, SendError> {
     let response = request
         .send()
         .await
@@ -308,7 +149,7 @@ async fn call(request: RequestBuilder) -> Result<Value, SendError> {
     Err(SendError::Permanent(detail))
 }
 
-fn header_secs(response: &Response) -> Option<Duration> {
+pub(crate) fn header_secs(response: &Response) -> Option<Duration> {
     response
         .headers()
         .get(reqwest::header::RETRY_AFTER)?

@@ -1,7 +1,7 @@
 //! A provider's webhook, as the API sees it: whether a kind takes webhooks,
 //! one check of the request's signature and one reading of its payload,
-//! whatever the provider. Which headers carry what, and how each provider
-//! signs, is known here only.
+//! whatever the provider. Each provider's module knows its own headers and
+//! scheme; the API knows none of them.
 
 use std::collections::HashMap;
 
@@ -10,16 +10,13 @@ use http::HeaderMap;
 use steward_domain::ChannelKind;
 
 use crate::config::ChannelConfig;
-use crate::inbound::{self, Inbound, Malformed};
-use crate::verify::{self, Unauthorized};
+use crate::inbound::{Inbound, Malformed};
+use crate::signature::Unauthorized;
+use crate::{generic, slack, telegram, whatsapp};
 
 /// Whether channels of this kind receive webhooks (email is read by polling).
 pub fn takes_webhooks(kind: ChannelKind) -> bool {
     kind != ChannelKind::Email
-}
-
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Checks a webhook's signature over its raw body, before anything of it is read.
@@ -30,29 +27,10 @@ pub fn verify(
     now: DateTime<Utc>,
 ) -> Result<(), Unauthorized> {
     match config {
-        ChannelConfig::Whatsapp(c) => verify::whatsapp(
-            c.app_secret.expose(),
-            header(headers, "x-hub-signature-256"),
-            body,
-        ),
-        ChannelConfig::Slack(c) => verify::slack(
-            c.signing_secret.expose(),
-            header(headers, "x-slack-request-timestamp"),
-            header(headers, "x-slack-signature"),
-            body,
-            now,
-        ),
-        ChannelConfig::Telegram(c) => verify::token(
-            c.secret_token.expose(),
-            header(headers, "x-telegram-bot-api-secret-token"),
-        ),
-        ChannelConfig::Generic(c) => verify::generic(
-            c.signing_secret.expose(),
-            header(headers, "x-steward-timestamp"),
-            header(headers, "x-steward-signature"),
-            body,
-            now,
-        ),
+        ChannelConfig::Whatsapp(c) => whatsapp::verify(c, headers, body),
+        ChannelConfig::Slack(c) => slack::verify(c, headers, body, now),
+        ChannelConfig::Telegram(c) => telegram::verify(c, headers),
+        ChannelConfig::Generic(c) => generic::verify(c, headers, body, now),
         ChannelConfig::Email(_) => Err(Unauthorized::Missing),
     }
 }
@@ -60,10 +38,10 @@ pub fn verify(
 /// Reads a verified webhook's payload.
 pub fn parse(config: &ChannelConfig, body: &[u8]) -> Result<Inbound, Malformed> {
     match config {
-        ChannelConfig::Whatsapp(c) => inbound::whatsapp(body, &c.phone_number_id),
-        ChannelConfig::Slack(_) => inbound::slack(body),
-        ChannelConfig::Telegram(_) => inbound::telegram(body),
-        ChannelConfig::Generic(_) => inbound::generic(body),
+        ChannelConfig::Whatsapp(c) => whatsapp::parse(c, body),
+        ChannelConfig::Slack(_) => slack::parse(body),
+        ChannelConfig::Telegram(_) => telegram::parse(body),
+        ChannelConfig::Generic(_) => generic::parse(body),
         ChannelConfig::Email(_) => Ok(Inbound::Ignored("email is read from its mailbox")),
     }
 }
@@ -79,17 +57,10 @@ pub enum Subscription {
     NotOffered,
 }
 
-/// WhatsApp's subscription handshake: `hub.challenge` is echoed only when
-/// `hub.verify_token` is the channel's.
+/// Answers a provider's subscription check (only WhatsApp makes one).
 pub fn subscribe(config: &ChannelConfig, query: &HashMap<String, String>) -> Subscription {
-    let ChannelConfig::Whatsapp(c) = config else {
-        return Subscription::NotOffered;
-    };
-    let token = query.get("hub.verify_token").map(String::as_str);
-    let matches = query.get("hub.mode").map(String::as_str) == Some("subscribe")
-        && verify::token(c.verify_token.expose(), token).is_ok();
-    match (matches, query.get("hub.challenge")) {
-        (true, Some(challenge)) => Subscription::Confirmed(challenge.clone()),
-        _ => Subscription::Refused,
+    match config {
+        ChannelConfig::Whatsapp(c) => whatsapp::subscribe(c, query),
+        _ => Subscription::NotOffered,
     }
 }

@@ -68,7 +68,7 @@ impl ChannelDto {
             chatbot_id: channel.chatbot_id.as_uuid(),
             kind: channel.kind,
             webhook_url,
-            secrets: ChannelConfig::secret_fields(channel.kind).to_vec(),
+            secrets: ChannelConfig::secret_fields(channel.kind),
             health: ChannelHealthDto {
                 status: health.status(),
                 last_inbound_at: health.last_inbound_at,

@@ -93,7 +93,7 @@ async fn generic_end_to_end_posts_a_signed_reply() {
     assert_eq!(reply.body["conversation"], "ticket-99");
     assert_eq!(reply.body["text"], "echo: Status of ticket 99?");
     // Signed the same way Steward checks inbound webhooks.
-    verify::generic(
+    generic::check(
         GENERIC_SECRET,
         Some(&reply.headers["x-steward-timestamp"]),
         Some(&reply.headers["x-steward-signature"]),

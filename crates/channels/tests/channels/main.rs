@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use steward_channels::{Deliver, PollMailboxes, ProviderApis, Sender, verify};
+use steward_channels::{Deliver, PollMailboxes, ProviderApis, Sender, generic, slack, whatsapp};
 use steward_config::Config;
 use steward_domain::{ChatbotId, JobKind, JobState, MessageRole, OrgId};
 use steward_jobs::{Worker, WorkerSettings};
@@ -288,10 +288,7 @@ pub fn now_secs() -> String {
 }
 
 pub fn whatsapp_headers(body: &[u8]) -> Vec<(&'static str, String)> {
-    vec![(
-        "x-hub-signature-256",
-        verify::whatsapp_signature(APP_SECRET, body),
-    )]
+    vec![("x-hub-signature-256", whatsapp::signature(APP_SECRET, body))]
 }
 
 pub fn slack_headers(body: &[u8], timestamp: &str) -> Vec<(&'static str, String)> {
@@ -299,7 +296,7 @@ pub fn slack_headers(body: &[u8], timestamp: &str) -> Vec<(&'static str, String)
         ("x-slack-request-timestamp", timestamp.to_owned()),
         (
             "x-slack-signature",
-            verify::slack_signature(SLACK_SECRET, timestamp, body),
+            slack::signature(SLACK_SECRET, timestamp, body),
         ),
     ]
 }
@@ -316,7 +313,7 @@ pub fn generic_headers(body: &[u8], timestamp: &str) -> Vec<(&'static str, Strin
         ("x-steward-timestamp", timestamp.to_owned()),
         (
             "x-steward-signature",
-            verify::generic_signature(GENERIC_SECRET, timestamp, body),
+            generic::signature(GENERIC_SECRET, timestamp, body),
         ),
     ]
 }

@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use steward_channels::config::ChannelConfig;
-use steward_channels::send::{Part, SendError};
+use steward_channels::{ChannelConfig, Part, Route, SendError};
 use steward_domain::{ChannelKind, MessageId};
 use steward_jobs::JobHandler;
 use steward_outbound::FORBIDDEN_HOSTS;
@@ -52,7 +51,8 @@ async fn reply_urls_and_mail_servers_at_forbidden_addresses_are_refused_before_c
         count: 1,
         text: "hello",
     };
-    let route = json!({ "id": "m1", "user": "u1", "from": "alice@example.org", "subject": "Hi" });
+    let route = json!({ "id": "m1", "user": "u1", "conversation": "u1",
+                        "from": "alice@example.org", "subject": "Hi", "message_id": "m1@example.org" });
     for host in FORBIDDEN_HOSTS {
         let destinations = [
             (
@@ -70,6 +70,7 @@ async fn reply_urls_and_mail_servers_at_forbidden_addresses_are_refused_before_c
             let Ok(config) = ChannelConfig::parse(kind, settings.clone()) else {
                 continue;
             };
+            let route = Route::from_meta(kind, route.clone()).unwrap();
             match sender.send(&config, &route, part).await {
                 Err(SendError::Permanent(why)) => {
                     assert!(why.contains("refused"), "{settings}: {why}")
@@ -160,10 +161,9 @@ async fn a_failed_reply_shows_the_status_and_never_the_remote_body() {
         count: 1,
         text: "hello",
     };
-    let error = sender
-        .send(&config, &json!({ "id": "m1" }), part)
-        .await
-        .unwrap_err();
+    let route = json!({ "id": "m1", "user": "u1", "conversation": "u1" });
+    let route = Route::from_meta(ChannelKind::Generic, route).unwrap();
+    let error = sender.send(&config, &route, part).await.unwrap_err();
     let shown = error.to_string();
     assert!(shown.contains("HTTP 403"), "{shown}");
     assert!(!shown.contains("internal-admin-secret"), "{shown}");

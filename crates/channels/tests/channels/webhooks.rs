@@ -25,10 +25,7 @@ async fn unsigned_wrong_and_stale_webhooks_are_refused_and_store_nothing() {
         (
             "whatsapp: another secret",
             &whatsapp,
-            vec![(
-                "x-hub-signature-256",
-                verify::whatsapp_signature("nope", &wa),
-            )],
+            vec![("x-hub-signature-256", whatsapp::signature("nope", &wa))],
             &wa,
         ),
         (
@@ -66,7 +63,7 @@ async fn unsigned_wrong_and_stale_webhooks_are_refused_and_store_nothing() {
                 ("x-steward-timestamp", now_secs()),
                 (
                     "x-steward-signature",
-                    verify::generic_signature("other", &now_secs(), &ge),
+                    generic::signature("other", &now_secs(), &ge),
                 ),
             ],
             &ge,

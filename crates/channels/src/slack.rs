@@ -1,0 +1,328 @@
+//! Slack, through the Events API: a Slack app's event webhook (signed
+//! `X-Slack-Signature` over `X-Slack-Request-Timestamp`), and replies posted
+//! with `chat.postMessage` in the thread they answer.
+
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::config::{ConfigError, Field, FieldRule, SecretText, required};
+use crate::inbound::{self, Inbound, InboundMessage, Malformed};
+use crate::send::{Part, SendError, Sender, call, retry};
+use crate::signature::{Unauthorized, header, hmac_hex, timestamped};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bot_token: SecretText,
+    pub signing_secret: SecretText,
+}
+
+pub(crate) const FIELDS: &[Field] = &[
+    Field::secret("bot_token", FieldRule::Text),
+    Field::secret("signing_secret", FieldRule::Text),
+];
+
+impl Config {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        required("bot_token", self.bot_token.expose())?;
+        required("signing_secret", self.signing_secret.expose())
+    }
+}
+
+/// Slack truncates at 40,000 characters but advises keeping messages under 4,000.
+pub(crate) const PART_LIMIT: usize = 4000;
+
+/// The conversation a reply goes to, and its thread when it has one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub channel: String,
+    #[serde(default)]
+    pub thread_ts: Option<String>,
+    /// The message answered, and who wrote it.
+    pub ts: String,
+    pub user: String,
+}
+
+// --- The webhook ---
+
+/// `X-Slack-Signature: v0=<hex HMAC-SHA256(signing secret, "v0:{ts}:{body}")>`
+/// with `X-Slack-Request-Timestamp: {ts}` within five minutes.
+pub(crate) fn verify(
+    c: &Config,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), Unauthorized> {
+    timestamped(
+        header(headers, "x-slack-request-timestamp"),
+        header(headers, "x-slack-signature"),
+        now,
+        |ts| signature(c.signing_secret.expose(), ts, body),
+    )
+}
+
+/// The `X-Slack-Signature` value Slack would send: for tests.
+pub fn signature(signing_secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let signed = hmac_hex(signing_secret, &[b"v0:", timestamp.as_bytes(), b":", body]);
+    format!("v0={signed}")
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    challenge: Option<String>,
+    event_id: Option<String>,
+    event: Option<Event>,
+    #[serde(default)]
+    authorizations: Vec<Authorization>,
+}
+
+#[derive(Deserialize)]
+struct Authorization {
+    user_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: String,
+    subtype: Option<String>,
+    user: Option<String>,
+    bot_id: Option<String>,
+    text: Option<String>,
+    channel: Option<String>,
+    channel_type: Option<String>,
+    ts: Option<String>,
+    thread_ts: Option<String>,
+}
+
+/// `url_verification`, and `message` / `app_mention` events from people.
+/// A direct message outside a thread belongs to the person's one conversation;
+/// anything else to its thread, where the reply goes too.
+pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
+    let envelope: Envelope = inbound::json(body)?;
+    match envelope.kind.as_str() {
+        "url_verification" => {
+            let challenge = envelope
+                .challenge
+                .ok_or_else(|| Malformed("url_verification without a challenge".into()))?;
+            return Ok(Inbound::Challenge(challenge));
+        }
+        "event_callback" => {}
+        _ => return Ok(Inbound::Ignored("not an event callback")),
+    }
+    let event_id = envelope
+        .event_id
+        .ok_or_else(|| Malformed("event_callback without an event_id".into()))?;
+    let Some(event) = envelope.event else {
+        return Err(Malformed("event_callback without an event".into()));
+    };
+    if event.kind != "message" && event.kind != "app_mention" {
+        return Ok(Inbound::Ignored("not a message event"));
+    }
+    // Edits, deletions, joins and bot posts all come as subtypes.
+    if event.subtype.is_some() || event.bot_id.is_some() {
+        return Ok(Inbound::Ignored("not a new message from a person"));
+    }
+    let (Some(user), Some(channel), Some(ts), Some(text)) =
+        (event.user, event.channel, event.ts, event.text)
+    else {
+        return Ok(Inbound::Ignored(
+            "message without a user, channel, ts or text",
+        ));
+    };
+    let ours = envelope
+        .authorizations
+        .iter()
+        .any(|a| a.user_id.as_deref() == Some(user.as_str()));
+    if ours {
+        return Ok(Inbound::Ignored("the bot's own message"));
+    }
+    let direct = event.channel_type.as_deref() == Some("im");
+    let (conversation_key, thread_ts) = match (event.thread_ts, direct) {
+        (Some(thread), _) => (format!("{channel}:{thread}"), Some(thread)),
+        (None, true) => (channel.clone(), None),
+        (None, false) => (format!("{channel}:{ts}"), Some(ts.clone())),
+    };
+    Ok(Inbound::Messages(vec![InboundMessage {
+        external_id: event_id,
+        conversation_key,
+        text,
+        route: inbound::Route::Slack(Route {
+            channel,
+            thread_ts,
+            ts,
+            user,
+        }),
+    }]))
+}
+
+// --- Sending ---
+
+pub(crate) async fn send(
+    sender: &Sender,
+    c: &Config,
+    route: &Route,
+    part: Part<'_>,
+) -> Result<Option<String>, SendError> {
+    let mut body = json!({ "channel": route.channel, "text": part.text });
+    if let Some(thread) = &route.thread_ts {
+        body["thread_ts"] = thread.as_str().into();
+    }
+    let url = format!(
+        "{}/chat.postMessage",
+        sender.apis.slack.trim_end_matches('/')
+    );
+    let request = sender.client.post(url).bearer_auth(c.bot_token.expose());
+    let answer = call(request.json(&body)).await?;
+    // Slack answers 200 with {"ok": false, "error": "..."} for most failures.
+    if answer["ok"] != true {
+        let error = answer["error"].as_str().unwrap_or("unknown_error");
+        return Err(match error {
+            "ratelimited"
+            | "internal_error"
+            | "fatal_error"
+            | "service_unavailable"
+            | "request_timeout" => retry(format!("slack: {error}")),
+            _ => SendError::Permanent(format!("slack: {error}")),
+        });
+    }
+    Ok(answer["ts"].as_str().map(str::to_owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn signed(secret: &str, timestamp: &str, body: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-slack-request-timestamp", timestamp.parse().unwrap());
+        let value = signature(secret, timestamp, body);
+        headers.insert("x-slack-signature", value.parse().unwrap());
+        headers
+    }
+
+    fn config(signing_secret: &str) -> Config {
+        Config {
+            bot_token: SecretText::from("xoxb-1"),
+            signing_secret: SecretText::from(signing_secret),
+        }
+    }
+
+    #[test]
+    fn the_signature_matches_the_documented_example() {
+        // The worked example from Slack's "Verifying requests from Slack".
+        let body = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
+        let secret = "8f742231b10e8888abcd99yyyzzz85a5";
+        assert_eq!(
+            signature(secret, "1531420618", body),
+            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+        );
+        let now = DateTime::from_timestamp(1531420618, 0).unwrap();
+        verify(
+            &config(secret),
+            &signed(secret, "1531420618", body),
+            body,
+            now,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn tampered_missing_and_stale_signatures_are_refused() {
+        let now = Utc::now();
+        let ts = now.timestamp().to_string();
+        let good = signed("secret", &ts, b"{}");
+        verify(&config("secret"), &good, b"{}", now).unwrap();
+        assert_eq!(
+            verify(&config("secret"), &good, b"{} ", now),
+            Err(Unauthorized::Mismatch)
+        );
+        assert_eq!(
+            verify(&config("other"), &good, b"{}", now),
+            Err(Unauthorized::Mismatch)
+        );
+        let mut unsigned = good.clone();
+        unsigned.remove("x-slack-signature");
+        assert_eq!(
+            verify(&config("secret"), &unsigned, b"{}", now),
+            Err(Unauthorized::Missing)
+        );
+        let old = (now.timestamp() - 301).to_string();
+        assert_eq!(
+            verify(
+                &config("secret"),
+                &signed("secret", &old, b"{}"),
+                b"{}",
+                now
+            ),
+            Err(Unauthorized::Stale)
+        );
+        let future = (now.timestamp() + 301).to_string();
+        assert_eq!(
+            verify(
+                &config("secret"),
+                &signed("secret", &future, b"{}"),
+                b"{}",
+                now
+            ),
+            Err(Unauthorized::Stale)
+        );
+        assert_eq!(
+            verify(
+                &config("secret"),
+                &signed("secret", "soon", b"{}"),
+                b"{}",
+                now
+            ),
+            Err(Unauthorized::Stale)
+        );
+    }
+
+    #[test]
+    fn threads_are_kept_and_bots_edits_and_itself_ignored() {
+        let event = |extra: &str| {
+            format!(
+                r#"{{"type":"event_callback","event_id":"Ev1","authorizations":[{{"user_id":"UBOT","is_bot":true}}],"event":{{"type":"message","channel":"C1","user":"U1","text":"hi","ts":"1.1"{extra}}}}}"#
+            )
+        };
+        let route = |found: &InboundMessage| found.route.to_meta();
+        let Inbound::Messages(found) = parse(event("").as_bytes()).unwrap() else {
+            panic!()
+        };
+        assert_eq!(found[0].conversation_key, "C1:1.1");
+        assert_eq!(route(&found[0])["thread_ts"], "1.1");
+        let Inbound::Messages(found) = parse(event(r#","thread_ts":"0.5""#).as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(found[0].conversation_key, "C1:0.5");
+        let Inbound::Messages(found) = parse(event(r#","channel_type":"im""#).as_bytes()).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(found[0].conversation_key, "C1");
+        assert_eq!(route(&found[0])["thread_ts"], Value::Null);
+        for ignored in [r#","subtype":"message_changed""#, r#","bot_id":"B1""#] {
+            assert!(matches!(
+                parse(event(ignored).as_bytes()).unwrap(),
+                Inbound::Ignored(_)
+            ));
+        }
+        let own = event("").replace(r#""user":"U1""#, r#""user":"UBOT""#);
+        assert_eq!(
+            parse(own.as_bytes()).unwrap(),
+            Inbound::Ignored("the bot's own message")
+        );
+        assert_eq!(
+            parse(br#"{"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"}"#).unwrap(),
+            Inbound::Challenge("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".into())
+        );
+        assert!(parse(b"{\"type\":\"\xff\xfe\"}").is_err());
+    }
+}
