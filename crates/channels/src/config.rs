@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use steward_auth::Sealer;
-use steward_domain::{ChannelId, ChannelKind};
+use steward_domain::{ChannelId, ChannelKind, Email, ValidationError, WebUrl};
 use steward_store::Channel;
 
 use crate::{email, generic, slack, telegram, whatsapp};
@@ -111,18 +111,19 @@ impl ChannelConfig {
             }
         }
         let config = Self::from_fields(kind, fields)?;
-        match &config {
-            Self::Whatsapp(c) => c.validate(),
-            Self::Slack(c) => c.validate(),
-            Self::Telegram(c) => c.validate(),
-            Self::Email(c) => c.validate(),
-            Self::Generic(c) => c.validate(),
-        }?;
+        // Each field by its rule, defaults included; then what spans fields.
+        let all = config.to_fields();
+        for field in Self::fields(kind) {
+            field.check(all.get(field.name).unwrap_or(&Value::Null))?;
+        }
+        if let Self::Email(c) = &config {
+            c.check_tls()?;
+        }
         Ok(config)
     }
 
-    /// (settings, secrets): what may be shown, and what is sealed.
-    pub fn split(&self) -> (Value, Value) {
+    /// Every field, as the typed configuration writes it.
+    fn to_fields(&self) -> Map<String, Value> {
         let all = match self {
             Self::Whatsapp(c) => serde_json::to_value(c),
             Self::Slack(c) => serde_json::to_value(c),
@@ -130,9 +131,15 @@ impl ChannelConfig {
             Self::Email(c) => serde_json::to_value(c),
             Self::Generic(c) => serde_json::to_value(c),
         };
-        let Ok(Value::Object(mut settings)) = all else {
+        let Ok(Value::Object(fields)) = all else {
             unreachable!("channel configurations serialize to objects")
         };
+        fields
+    }
+
+    /// (settings, secrets): what may be shown, and what is sealed.
+    pub fn split(&self) -> (Value, Value) {
+        let mut settings = self.to_fields();
         let mut secrets = Map::new();
         for field in Self::secret_fields(self.kind()) {
             if let Some(value) = settings.remove(field) {
@@ -182,8 +189,8 @@ impl ChannelConfig {
     }
 }
 
-/// What a configuration field holds: the rule its provider's `validate`
-/// applies to it, named so that the API's schema can state it.
+/// What a configuration field holds: the rule `ChannelConfig::parse` checks,
+/// named so that the API's schema can state it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldRule {
     /// One line, not only spaces.
@@ -239,12 +246,42 @@ impl Field {
     }
 }
 
-/// `FieldRule::Text`: a required field that is not only spaces.
-pub(crate) fn required(name: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        return Err(invalid(format!("config.{name} is required")));
+impl Field {
+    /// Checks the field's value against its rule.
+    fn check(&self, value: &Value) -> Result<(), ConfigError> {
+        let name = self.name;
+        let text = value.as_str().unwrap_or_default();
+        let fits = |max: usize, allowed: fn(char) -> bool| {
+            (1..=max).contains(&text.chars().count()) && text.chars().all(allowed)
+        };
+        let must = |what: String| Err(invalid(format!("config.{name} must be {what}")));
+        let shown = |e: ValidationError| invalid(format!("config.{}: {}", e.field, e.message));
+        match self.rule {
+            FieldRule::Text if text.trim().is_empty() => {
+                Err(invalid(format!("config.{name} is required")))
+            }
+            FieldRule::Digits(max) if !fits(max, |c| c.is_ascii_digit()) => {
+                must(format!("1 to {max} digits"))
+            }
+            FieldRule::Token(max)
+                if !fits(max, |c| c.is_ascii_alphanumeric() || "_-".contains(c)) =>
+            {
+                must(format!("1 to {max} characters: A-Z, a-z, 0-9, _ and -"))
+            }
+            FieldRule::Host if !fits(253, |c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)) => {
+                must("a host name or address (at most 253 characters)".into())
+            }
+            FieldRule::Port if value.as_u64().is_none_or(|port| port == 0) => {
+                must("1 to 65535".into())
+            }
+            FieldRule::Folder if !fits(200, |c| !c.is_control()) => {
+                must("1 to 200 characters, without control characters".into())
+            }
+            FieldRule::Email => Email::parse(name, text).map(drop).map_err(shown),
+            FieldRule::CallbackUrl => WebUrl::parse_callback(name, text).map(drop).map_err(shown),
+            _ => Ok(()),
+        }
     }
-    Ok(())
 }
 
 pub(crate) fn is_loopback_host(host: &str) -> bool {
@@ -336,6 +373,26 @@ mod tests {
                 ChannelKind::Generic,
                 json!({ "signing_secret": "s", "reply_url": "ftp://x" }),
                 "https",
+            ),
+            (
+                ChannelKind::Email,
+                json!({ "imap_host": "mail example", "smtp_host": "mail.example", "username": "u", "password": "p", "address": "bot@example.org" }),
+                "imap_host",
+            ),
+            (
+                ChannelKind::Email,
+                json!({ "imap_host": "mail.example", "smtp_host": "mail.example", "smtp_port": 0, "username": "u", "password": "p", "address": "bot@example.org" }),
+                "smtp_port",
+            ),
+            (
+                ChannelKind::Email,
+                json!({ "imap_host": "mail.example", "smtp_host": "mail.example", "username": "  ", "password": "p", "address": "bot@example.org" }),
+                "username",
+            ),
+            (
+                ChannelKind::Email,
+                json!({ "imap_host": "mail.example", "smtp_host": "mail.example", "username": "u", "password": "p", "address": "bot@example.org", "folder": "" }),
+                "folder",
             ),
         ];
         for (kind, config, expected) in cases {

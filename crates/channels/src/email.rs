@@ -11,13 +11,10 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use serde::{Deserialize, Serialize};
-use steward_domain::Email;
 
 pub use mailbox::PollMailboxes;
 
-use crate::config::{
-    ConfigError, Field, FieldRule, SecretText, invalid, is_loopback_host, required,
-};
+use crate::config::{ConfigError, Field, FieldRule, SecretText, invalid, is_loopback_host};
 use crate::inbound::{self, InboundMessage};
 use crate::send::{Part, SendError, Sender, retry};
 
@@ -69,34 +66,8 @@ impl Config {
         "INBOX".into()
     }
 
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        for (name, host) in [
-            ("imap_host", &self.imap_host),
-            ("smtp_host", &self.smtp_host),
-        ] {
-            let host_chars = |ch: char| ch.is_ascii_alphanumeric() || ".-:[]".contains(ch);
-            if host.is_empty() || host.len() > 253 || !host.chars().all(host_chars) {
-                return Err(invalid(format!(
-                    "config.{name} must be a host name or address (at most 253 characters)"
-                )));
-            }
-        }
-        if self.imap_port == 0 || self.smtp_port == 0 {
-            return Err(invalid(
-                "config.imap_port and config.smtp_port must be 1 to 65535",
-            ));
-        }
-        required("username", &self.username)?;
-        required("password", self.password.expose())?;
-        Email::parse("config.address", &self.address).map_err(|e| invalid(e.to_string()))?;
-        if self.folder.is_empty()
-            || self.folder.chars().count() > 200
-            || self.folder.chars().any(char::is_control)
-        {
-            return Err(invalid(
-                "config.folder must be 1 to 200 characters, without control characters",
-            ));
-        }
+    /// Plain connections only to servers on this machine.
+    pub(crate) fn check_tls(&self) -> Result<(), ConfigError> {
         let local = is_loopback_host(&self.imap_host) && is_loopback_host(&self.smtp_host);
         if !self.tls && !local {
             return Err(invalid(

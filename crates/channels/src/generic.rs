@@ -9,10 +9,9 @@ use http::HeaderMap;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use steward_domain::WebUrl;
 use steward_outbound::Guard;
 
-use crate::config::{ConfigError, Field, FieldRule, SecretText, invalid, required};
+use crate::config::{Field, FieldRule, SecretText};
 use crate::inbound::{self, Inbound, InboundMessage, Malformed};
 use crate::send::{MAX_RETRY_AFTER, Part, SendError, Sender, header_secs, retry};
 use crate::signature::{Unauthorized, header, hmac_hex, timestamped};
@@ -29,15 +28,6 @@ pub(crate) const FIELDS: &[Field] = &[
     Field::secret("signing_secret", FieldRule::Text),
     Field::setting("reply_url", FieldRule::CallbackUrl, true),
 ];
-
-impl Config {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        required("signing_secret", self.signing_secret.expose())?;
-        WebUrl::parse_callback("config.reply_url", &self.reply_url)
-            .map(drop)
-            .map_err(|e| invalid(e.to_string()))
-    }
-}
 
 /// The message a reply answers, as the sender named it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{ConfigError, Field, FieldRule, SecretText, required};
+use crate::config::{Field, FieldRule, SecretText};
 use crate::inbound::{self, Inbound, InboundMessage, Malformed};
 use crate::send::{Part, SendError, Sender, call, retry};
 use crate::signature::{Unauthorized, header, hmac_hex, timestamped};
@@ -23,13 +23,6 @@ pub(crate) const FIELDS: &[Field] = &[
     Field::secret("bot_token", FieldRule::Text),
     Field::secret("signing_secret", FieldRule::Text),
 ];
-
-impl Config {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        required("bot_token", self.bot_token.expose())?;
-        required("signing_secret", self.signing_secret.expose())
-    }
-}
 
 /// Slack truncates at 40,000 characters but advises keeping messages under 4,000.
 pub(crate) const PART_LIMIT: usize = 4000;

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{ConfigError, Field, FieldRule, SecretText, invalid, required};
+use crate::config::{Field, FieldRule, SecretText};
 use crate::inbound::{self, Inbound, InboundMessage, Malformed};
 use crate::send::{Part, SendError, Sender, call};
 use crate::signature::{self, Unauthorized, header};
@@ -22,21 +22,6 @@ pub(crate) const FIELDS: &[Field] = &[
     Field::secret("bot_token", FieldRule::Text),
     Field::secret("secret_token", FieldRule::Token(256)),
 ];
-
-impl Config {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        required("bot_token", self.bot_token.expose())?;
-        // Telegram's own rule for secret_token.
-        let token = self.secret_token.expose();
-        let allowed = |ch: char| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-';
-        if token.is_empty() || token.len() > 256 || !token.chars().all(allowed) {
-            return Err(invalid(
-                "config.secret_token must be 1 to 256 characters: A-Z, a-z, 0-9, _ and -",
-            ));
-        }
-        Ok(())
-    }
-}
 
 /// The most characters one message may have.
 pub(crate) const PART_LIMIT: usize = 4096;

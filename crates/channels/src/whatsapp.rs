@@ -8,7 +8,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{ConfigError, Field, FieldRule, SecretText, invalid, required};
+use crate::config::{Field, FieldRule, SecretText};
 use crate::inbound::{self, Inbound, InboundMessage, Malformed};
 use crate::send::{Part, SendError, Sender, call};
 use crate::signature::{self, Unauthorized, header, hmac_hex};
@@ -29,20 +29,6 @@ pub(crate) const FIELDS: &[Field] = &[
     Field::secret("app_secret", FieldRule::Text),
     Field::secret("verify_token", FieldRule::Text),
 ];
-
-impl Config {
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
-        let id = &self.phone_number_id;
-        if id.is_empty() || id.len() > 32 || !id.chars().all(|ch| ch.is_ascii_digit()) {
-            return Err(invalid(
-                "config.phone_number_id must be the number's id: digits only",
-            ));
-        }
-        required("access_token", self.access_token.expose())?;
-        required("app_secret", self.app_secret.expose())?;
-        required("verify_token", self.verify_token.expose())
-    }
-}
 
 /// The most characters one message may have.
 pub(crate) const PART_LIMIT: usize = 4096;
