@@ -5,9 +5,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
+use crate::tools::PartialCalls;
 use crate::{
-    ChatMessage, ChatRequest, ChatResponse, DeltaSink, LlmError, Provider, Role, instrumented,
-    malformed, non_empty, read_stream, send,
+    ChatMessage, ChatRequest, ChatResponse, DeltaSink, LlmError, Provider, Role, ToolCall,
+    ToolStep, answered, instrumented, malformed, read_stream, send,
 };
 
 const API_VERSION: &str = "2023-06-01";
@@ -41,14 +42,23 @@ impl Anthropic {
     }
 
     fn body(request: &ChatRequest, model: &str) -> Value {
-        json!({
+        let mut messages = alternating(&request.messages);
+        messages.extend(request.steps.iter().flat_map(step_turns));
+        let mut body = json!({
             "model": model,
             "max_tokens": request.max_tokens,
             "system": request.system,
-            "messages": alternating(&request.messages),
+            "messages": messages,
             // Anthropic takes 0 to 1; our chatbots allow up to 2.
             "temperature": request.temperature.min(1.0),
-        })
+        });
+        if !request.tools.is_empty() {
+            let tools = request.tools.iter().map(|tool| {
+                json!({ "name": tool.name, "description": tool.description, "input_schema": tool.input_schema })
+            });
+            body["tools"] = tools.collect();
+        }
+        body
     }
 
     fn request(&self, body: &Value) -> reqwest::RequestBuilder {
@@ -76,8 +86,21 @@ impl Anthropic {
             .filter(|b| b["type"] == "text")
             .filter_map(|b| b["text"].as_str())
             .collect();
+        let tool_calls: Vec<ToolCall> = blocks
+            .iter()
+            .filter(|b| b["type"] == "tool_use")
+            .map(|b| ToolCall {
+                id: b["id"].as_str().unwrap_or_default().to_owned(),
+                name: b["name"].as_str().unwrap_or_default().to_owned(),
+                input: match &b["input"] {
+                    Value::Object(input) => Ok(input.clone()),
+                    other => Err(other.to_string()),
+                },
+            })
+            .collect();
         Ok(ChatResponse {
-            text: non_empty(provider, text)?,
+            text: answered(provider, text, &tool_calls)?,
+            tool_calls,
             input_tokens: parsed["usage"]["input_tokens"].as_u64().unwrap_or(0),
             output_tokens: parsed["usage"]["output_tokens"].as_u64().unwrap_or(0),
             provider: provider.to_owned(),
@@ -95,6 +118,7 @@ impl Anthropic {
         let mut body = Self::body(request, model);
         body["stream"] = json!(true);
         let (mut text, mut input, mut output) = (String::new(), 0, 0);
+        let mut calls = PartialCalls::default();
         read_stream(provider, self.request(&body), REQUEST_ID, |event| {
             let data: Value = serde_json::from_str(&event.data)
                 .map_err(|_| malformed(provider, "stream event not JSON"))?;
@@ -112,6 +136,16 @@ impl Anthropic {
                     let piece = data["delta"]["text"].as_str().unwrap_or("");
                     sink.send(piece);
                     text.push_str(piece);
+                }
+                "content_block_start" if data["content_block"]["type"] == "tool_use" => {
+                    let block = &data["content_block"];
+                    let index = data["index"].as_u64().unwrap_or(0);
+                    calls.add(index, block["id"].as_str(), block["name"].as_str(), "");
+                }
+                "content_block_delta" if data["delta"]["type"] == "input_json_delta" => {
+                    let index = data["index"].as_u64().unwrap_or(0);
+                    let piece = data["delta"]["partial_json"].as_str().unwrap_or("");
+                    calls.add(index, None, None, piece);
                 }
                 "message_delta" => {
                     output = data["usage"]["output_tokens"].as_u64().unwrap_or(output)
@@ -136,13 +170,15 @@ impl Anthropic {
                         }
                     });
                 }
-                _ => {} // ping, content_block_start and _stop
+                _ => {} // ping, a text block's start, any block's stop
             }
             Ok(false)
         })
         .await?;
+        let tool_calls = calls.finish();
         Ok(ChatResponse {
-            text: non_empty(provider, text)?,
+            text: answered(provider, text, &tool_calls)?,
+            tool_calls,
             input_tokens: input,
             output_tokens: output,
             provider: provider.to_owned(),
@@ -168,6 +204,33 @@ fn alternating(messages: &[ChatMessage]) -> Vec<Value> {
         .into_iter()
         .map(|(role, content)| json!({ "role": match role { Role::User => "user", Role::Assistant => "assistant" }, "content": content }))
         .collect()
+}
+
+/// A step as two turns: the model's text and `tool_use` blocks, then the
+/// user's `tool_result` blocks.
+fn step_turns(step: &ToolStep) -> [Value; 2] {
+    let mut said: Vec<Value> = Vec::new();
+    if !step.text.is_empty() {
+        said.push(json!({ "type": "text", "text": step.text }));
+    }
+    said.extend(step.calls.iter().map(|call| {
+        // Input that was not an object went back to the model as an error
+        // result; the call itself is sent with no input.
+        let input = call.input.clone().unwrap_or_default();
+        json!({ "type": "tool_use", "id": call.id, "name": call.name, "input": input })
+    }));
+    let results = step.results.iter().map(|result| {
+        json!({
+            "type": "tool_result",
+            "tool_use_id": result.call_id,
+            "content": result.content,
+            "is_error": result.is_error,
+        })
+    });
+    [
+        json!({ "role": "assistant", "content": said }),
+        json!({ "role": "user", "content": results.collect::<Vec<_>>() }),
+    ]
 }
 
 #[async_trait]

@@ -4,7 +4,9 @@
 //! failures only. Calls are bounded by a timeout and recorded as metrics.
 //!
 //! Replies can be streamed (`Provider::stream`); the fallback then moves on only
-//! before the first piece has been sent. A provider's `retry-after` is carried
+//! before the first piece has been sent. A request may offer tools; a response
+//! then may end in tool calls ([`ToolCall`]), whose results go back to the
+//! model with the next request ([`ToolStep`]). A provider's `retry-after` is carried
 //! in `LlmError::Transient` for the caller to wait on (the respond job does).
 
 mod anthropic;
@@ -12,6 +14,7 @@ mod embeddings;
 mod fallback;
 mod openai;
 mod sse;
+mod tools;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +24,7 @@ pub use anthropic::Anthropic;
 pub use embeddings::Embeddings;
 pub use fallback::Fallback;
 pub use openai::OpenAiCompatible;
+pub use tools::{ToolCall, ToolResult, ToolSpec, ToolStep};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -43,11 +47,19 @@ pub struct ChatRequest {
     pub messages: Vec<ChatMessage>,
     pub temperature: f64,
     pub max_tokens: u32,
+    /// The tools the model may call; none, and it only writes.
+    pub tools: Vec<ToolSpec>,
+    /// The steps of this reply so far, after the last message: the calls the
+    /// model made and their results.
+    pub steps: Vec<ToolStep>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChatResponse {
+    /// What the model wrote; may be empty when it called tools.
     pub text: String,
+    /// The tools it called: their results are for the next request.
+    pub tool_calls: Vec<ToolCall>,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub provider: String,
@@ -253,9 +265,10 @@ fn malformed(provider: &str, what: &str) -> LlmError {
     }
 }
 
-/// An answer with no text is no answer: worth another try, or another provider.
-fn non_empty(provider: &str, text: String) -> Result<String, LlmError> {
-    if text.trim().is_empty() {
+/// An answer with neither text nor tool calls is no answer: worth another
+/// try, or another provider.
+fn answered(provider: &str, text: String, calls: &[ToolCall]) -> Result<String, LlmError> {
+    if text.trim().is_empty() && calls.is_empty() {
         return Err(LlmError::Transient {
             provider: provider.to_owned(),
             message: "empty completion".into(),

@@ -148,6 +148,8 @@ fn request() -> ChatRequest {
         ],
         temperature: 1.5,
         max_tokens: 512,
+        tools: Vec::new(),
+        steps: Vec::new(),
     }
 }
 
@@ -555,4 +557,215 @@ async fn embeddings_come_back_in_order_in_batches_and_bad_answers_are_refused() 
             .unwrap_err();
         assert_eq!(failed.is_transient(), transient, "{failed}");
     }
+}
+
+// --- Tool calls ---
+
+use steward_llm::{ToolCall, ToolResult, ToolSpec, ToolStep};
+
+/// The request of a reply's second step: one tool offered, and the first
+/// step's call (with input that was not JSON) and its error result.
+fn request_with_tools() -> ChatRequest {
+    let schema =
+        json!({"type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]});
+    ChatRequest {
+        tools: vec![ToolSpec {
+            name: "quote".into(),
+            description: "Quotes a price.".into(),
+            input_schema: schema,
+        }],
+        steps: vec![ToolStep {
+            text: "Let me check.".into(),
+            calls: vec![
+                ToolCall::from_json_text("call_1".into(), "quote".into(), r#"{"sku":"A1"}"#),
+                ToolCall::from_json_text("call_2".into(), "quote".into(), r#"{"sku":"#),
+            ],
+            results: vec![
+                ToolResult {
+                    call_id: "call_1".into(),
+                    content: "10 EUR".into(),
+                    is_error: false,
+                },
+                ToolResult {
+                    call_id: "call_2".into(),
+                    content: "the input is not a JSON object".into(),
+                    is_error: true,
+                },
+            ],
+        }],
+        ..request()
+    }
+}
+
+fn inputs(calls: &[ToolCall]) -> Vec<(String, String, String)> {
+    calls
+        .iter()
+        .map(|c| (c.id.clone(), c.name.clone(), c.input_text()))
+        .collect()
+}
+
+#[tokio::test]
+async fn openai_sends_tools_and_steps_and_reads_parallel_calls() {
+    let body = json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "model": "gpt-test",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_3", "type": "function", "function": {"name": "quote", "arguments": "{\"sku\":\"B2\"}"}},
+            {"id": "call_4", "type": "function", "function": {"name": "quote", "arguments": "{\"sku\":"}}
+        ]}}],
+        "usage": {"prompt_tokens": 40, "completion_tokens": 12}
+    });
+    let (base, fake) = serve(vec![Answer::Reply(200, body.to_string(), vec![])]).await;
+    let response = openai(&base).complete(&request_with_tools()).await.unwrap();
+    assert_eq!(response.text, "");
+    assert_eq!(
+        inputs(&response.tool_calls),
+        [
+            ("call_3".into(), "quote".into(), r#"{"sku":"B2"}"#.into()),
+            ("call_4".into(), "quote".into(), r#"{"sku":"#.into()),
+        ]
+    );
+    assert!(
+        response.tool_calls[1].input.is_err(),
+        "malformed input is kept as written"
+    );
+
+    let sent = &fake.received.lock().unwrap()[0].1;
+    assert_eq!(
+        sent["tools"],
+        json!([{"type": "function", "function": {"name": "quote", "description": "Quotes a price.",
+            "parameters": {"type": "object", "properties": {"sku": {"type": "string"}}, "required": ["sku"]}}}])
+    );
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        8,
+        "system, four turns, the step's call and two results"
+    );
+    assert_eq!(
+        messages[5],
+        json!({"role": "assistant", "content": "Let me check.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "quote", "arguments": "{\"sku\":\"A1\"}"}},
+            {"id": "call_2", "type": "function", "function": {"name": "quote", "arguments": "{\"sku\":"}}
+        ]})
+    );
+    assert_eq!(
+        messages[6],
+        json!({"role": "tool", "tool_call_id": "call_1", "content": "10 EUR"})
+    );
+    assert_eq!(
+        messages[7],
+        json!({"role": "tool", "tool_call_id": "call_2", "content": "error: the input is not a JSON object"})
+    );
+}
+
+#[tokio::test]
+async fn anthropic_sends_tools_and_steps_and_reads_tool_use_blocks() {
+    let body = json!({
+        "id": "msg_2", "type": "message", "role": "assistant", "model": "claude-test",
+        "content": [
+            {"type": "text", "text": "Checking both."},
+            {"type": "tool_use", "id": "toolu_1", "name": "quote", "input": {"sku": "B2"}},
+            {"type": "tool_use", "id": "toolu_2", "name": "quote", "input": {}}
+        ],
+        "stop_reason": "tool_use", "usage": {"input_tokens": 50, "output_tokens": 20}
+    });
+    let (base, fake) = serve(vec![Answer::Reply(200, body.to_string(), vec![])]).await;
+    let response = anthropic(&base)
+        .complete(&request_with_tools())
+        .await
+        .unwrap();
+    assert_eq!(response.text, "Checking both.");
+    assert_eq!(
+        inputs(&response.tool_calls),
+        [
+            ("toolu_1".into(), "quote".into(), r#"{"sku":"B2"}"#.into()),
+            ("toolu_2".into(), "quote".into(), "{}".into()),
+        ]
+    );
+
+    let sent = &fake.received.lock().unwrap()[0].1;
+    assert_eq!(sent["tools"][0]["name"], "quote");
+    assert_eq!(sent["tools"][0]["input_schema"]["required"], json!(["sku"]));
+    let messages = sent["messages"].as_array().unwrap();
+    assert_eq!(
+        messages.len(),
+        5,
+        "three alternating turns, then the step's two"
+    );
+    assert_eq!(
+        messages[3],
+        json!({"role": "assistant", "content": [
+            {"type": "text", "text": "Let me check."},
+            {"type": "tool_use", "id": "call_1", "name": "quote", "input": {"sku": "A1"}},
+            {"type": "tool_use", "id": "call_2", "name": "quote", "input": {}}
+        ]})
+    );
+    assert_eq!(
+        messages[4],
+        json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "call_1", "content": "10 EUR", "is_error": false},
+            {"type": "tool_result", "tool_use_id": "call_2", "content": "the input is not a JSON object", "is_error": true}
+        ]})
+    );
+}
+
+#[tokio::test]
+async fn openai_streams_tool_calls_by_index() {
+    let (base, _) = serve(vec![Answer::Stream(
+        vec![
+            "data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"One moment. \"}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_a\",\"type\":\"function\",\"function\":{\"name\":\"quote\",\"arguments\":\"\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"call_b\",\"type\":\"function\",\"function\":{\"name\":\"lead\",\"arguments\":\"{\\\"na\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"sku\\\":\\\"A1\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"function\":{\"arguments\":\"me\\\":\\\"Ada\\\"}\"}}]}}]}\n\n",
+            "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":30,\"completion_tokens\":15}}\n\ndata: [DONE]\n\n",
+        ],
+        false,
+    )])
+    .await;
+    let (outcome, pieces) = stream_through(&openai(&base)).await;
+    let response = outcome.unwrap();
+    assert_eq!(pieces, ["One moment. "]);
+    assert_eq!(
+        inputs(&response.tool_calls),
+        [
+            ("call_a".into(), "quote".into(), r#"{"sku":"A1"}"#.into()),
+            ("call_b".into(), "lead".into(), r#"{"name":"Ada"}"#.into()),
+        ]
+    );
+    assert_eq!((response.input_tokens, response.output_tokens), (30, 15));
+}
+
+#[tokio::test]
+async fn anthropic_streams_tool_use_with_input_json_deltas() {
+    let (base, _) = serve(vec![Answer::Stream(
+        vec![
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":60,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Checking.\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_a\",\"name\":\"quote\",\"input\":{}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"sku\\\": \\\"A\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"1\\\"}\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_b\",\"name\":\"ping\",\"input\":{}}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\"},\"usage\":{\"output_tokens\":25}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        ],
+        false,
+    )])
+    .await;
+    let (outcome, pieces) = stream_through(&anthropic(&base)).await;
+    let response = outcome.unwrap();
+    assert_eq!(pieces, ["Checking."]);
+    assert_eq!(
+        inputs(&response.tool_calls),
+        [
+            ("toolu_a".into(), "quote".into(), r#"{"sku":"A1"}"#.into()),
+            ("toolu_b".into(), "ping".into(), "{}".into()),
+        ]
+    );
+    assert_eq!((response.input_tokens, response.output_tokens), (60, 25));
 }

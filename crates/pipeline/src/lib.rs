@@ -239,6 +239,8 @@ impl JobHandler for Respond {
                 .collect(),
             temperature: chatbot.temperature,
             max_tokens: self.max_tokens,
+            tools: Vec::new(),
+            steps: Vec::new(),
         };
         match self
             .stream_reply(provider.as_ref(), &request, &scope, last)
