@@ -225,6 +225,22 @@ pub const KEYS: &[KeyDoc] = &[
         "Encrypt the connection (STARTTLS, or TLS on port 465). Off only for a server on this machine.",
     ),
     k(
+        "tools.max_steps",
+        "Model calls in one reply that calls tools; on the last, no tools are offered, so the model must answer.",
+    ),
+    k(
+        "tools.call_timeout_secs",
+        "A tool call that takes longer is stopped; the model is told it timed out.",
+    ),
+    k(
+        "tools.turn_timeout_secs",
+        "All of one reply's tool calls together; past it, the model answers with what it has.",
+    ),
+    k(
+        "tools.max_result_bytes",
+        "A longer tool result is cut to this, and the model told it was cut.",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),

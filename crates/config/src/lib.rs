@@ -40,6 +40,7 @@ pub struct Config {
     pub knowledge: KnowledgeConfig,
     pub outbound: OutboundConfig,
     pub mail: MailConfig,
+    pub tools: ToolsConfig,
     pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
@@ -135,6 +136,30 @@ impl Default for MailConfig {
 impl MailConfig {
     pub fn is_configured(&self) -> bool {
         !self.smtp_host.trim().is_empty()
+    }
+}
+
+/// The bounds of a reply that calls tools.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolsConfig {
+    /// Model calls in one reply; on the last, no tools are offered.
+    pub max_steps: u32,
+    pub call_timeout_secs: u64,
+    /// All of a reply's tool calls together.
+    pub turn_timeout_secs: u64,
+    /// A longer result is cut, and the model told so.
+    pub max_result_bytes: usize,
+}
+
+impl Default for ToolsConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 8,
+            call_timeout_secs: 15,
+            turn_timeout_secs: 60,
+            max_result_bytes: 16 * 1024,
+        }
     }
 }
 
@@ -417,6 +442,7 @@ impl Default for Config {
             },
             outbound: OutboundConfig::default(),
             mail: MailConfig::default(),
+            tools: ToolsConfig::default(),
             storage: StorageConfig::default(),
             backup: BackupConfig {
                 dir: None,
@@ -684,6 +710,14 @@ impl Config {
                 "outbound.allow_private_networks is for tests and local development: production refuses it"
                     .into(),
             );
+        }
+        let tools = &self.tools;
+        if tools.max_steps == 0
+            || tools.call_timeout_secs == 0
+            || tools.turn_timeout_secs == 0
+            || tools.max_result_bytes == 0
+        {
+            return invalid("tools: max_steps, call_timeout_secs, turn_timeout_secs and max_result_bytes must be above 0".into());
         }
         let mail = &self.mail;
         if mail.is_configured() {

@@ -76,4 +76,7 @@ id_type!(
     DocumentId,
     /// A crawl of a web site for a chatbot's knowledge.
     CrawlId,
+    /// A tool call a reply made, journaled before it was made; also the
+    /// idempotency key its server sees.
+    ToolCallId,
 );

@@ -152,6 +152,11 @@ named_enum!(
 );
 
 named_enum!(
+    /// Where a journaled tool call is: `started` until its result is recorded.
+    ToolCallStatus { Started = "started", Succeeded = "succeeded", Failed = "failed" }
+);
+
+named_enum!(
     /// Where a job is in its life: queued → running → succeeded, or failed
     /// (to be retried) → … → dead (out of attempts, or a permanent error).
     JobState { Queued = "queued", Running = "running", Succeeded = "succeeded", Failed = "failed", Dead = "dead" }

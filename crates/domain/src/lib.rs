@@ -8,12 +8,12 @@ mod values;
 
 pub use ids::{
     ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, MessageId,
-    OrgId, UserId,
+    OrgId, ToolCallId, UserId,
 };
 pub use jobs::JobArgs;
 pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
-    JobKind, JobState, MessageRole, Role, Tier,
+    JobKind, JobState, MessageRole, Role, Tier, ToolCallStatus,
 };
 pub use values::{
     ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,

@@ -18,6 +18,7 @@ mod records;
 mod scope;
 pub mod sql;
 mod store;
+mod tools;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -46,3 +47,4 @@ pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
 pub use store::{Backend, Store};
+pub use tools::{NewToolCall, ToolCallRecord, ToolJournal};

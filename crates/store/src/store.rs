@@ -25,6 +25,7 @@ pub trait Store:
     + crate::SearchStore
     + crate::OpsStore
     + crate::CatalogueStore
+    + crate::ToolJournal
     + Send
     + Sync
     + 'static

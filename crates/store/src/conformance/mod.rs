@@ -14,6 +14,7 @@ mod knowledge;
 mod messages;
 mod ops;
 mod queue;
+mod tools;
 
 pub use accounts::*;
 use channels::new_channel;
@@ -22,6 +23,7 @@ pub use knowledge::*;
 pub use messages::*;
 pub use ops::*;
 pub use queue::*;
+pub use tools::*;
 
 /// Generates one `#[tokio::test]` per scenario. `$factory` is an async fn
 /// returning `Option<(Arc<dyn Store>, Guard)>`; `None` skips (the backend is not
@@ -76,6 +78,7 @@ macro_rules! conformance_tests {
             expired_idempotency_keys_are_pruned,
             schema_version_table_sizes_and_whether_data_is_held,
             activity_counts_people_messages_replies_and_audit_per_org,
+            tool_calls_are_journaled_once_and_finished_once,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

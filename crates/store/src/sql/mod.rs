@@ -33,6 +33,7 @@ mod messages;
 mod ops;
 mod queue;
 pub mod rows;
+mod tools;
 
 pub use queue::insert_job;
 
@@ -436,6 +437,7 @@ ids!(
     JobId,
     MessageId,
     OrgId,
+    ToolCallId,
     UserId
 );
 
@@ -467,7 +469,8 @@ names!(
     JobState,
     MessageRole,
     Role,
-    Tier
+    Tier,
+    ToolCallStatus
 );
 
 #[cfg(test)]

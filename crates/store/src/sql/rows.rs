@@ -207,3 +207,24 @@ pub fn job(row: &impl Row) -> StoreResult<Job> {
         updated_at: row.get("updated_at")?,
     })
 }
+
+pub fn tool_call(row: &impl Row) -> StoreResult<ToolCallRecord> {
+    Ok(ToolCallRecord {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        conversation_id: row.get("conversation_id")?,
+        job_id: row.get("job_id")?,
+        reply_id: row.get("reply_id")?,
+        step: row.get("step")?,
+        position: row.get("position")?,
+        step_text: row.get("step_text")?,
+        call_id: row.get("call_id")?,
+        server: row.get("server")?,
+        tool: row.get("tool")?,
+        input: row.get("input")?,
+        status: row.get("status")?,
+        result: row.get("result")?,
+        started_at: row.get("started_at")?,
+        finished_at: row.get("finished_at")?,
+    })
+}

@@ -1,0 +1,24 @@
+-- Every tool call a reply makes, journaled before it is made: a retried
+-- respond job reads its calls back instead of making them again, and a call's
+-- id is the idempotency key its server sees. The reply it belongs to is not
+-- stored yet when its calls are, so `reply_id` names no row.
+CREATE TABLE tool_calls (
+    id               uuid PRIMARY KEY,
+    org_id           uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    conversation_id  uuid NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    job_id           uuid NOT NULL,
+    reply_id         uuid NOT NULL,
+    step             integer NOT NULL,
+    position         integer NOT NULL,
+    step_text        text NOT NULL,
+    call_id          text NOT NULL,
+    server           text NOT NULL,
+    tool             text NOT NULL,
+    input            text NOT NULL,
+    status           text NOT NULL CHECK (status IN ('started', 'succeeded', 'failed')),
+    result           text,
+    started_at       timestamptz NOT NULL,
+    finished_at      timestamptz,
+    UNIQUE (job_id, step, position)
+);
+CREATE INDEX tool_calls_conversation ON tool_calls (conversation_id, started_at);

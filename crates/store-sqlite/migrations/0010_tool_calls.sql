@@ -1,0 +1,24 @@
+-- Every tool call a reply makes, journaled before it is made: a retried
+-- respond job reads its calls back instead of making them again, and a call's
+-- id is the idempotency key its server sees. The reply it belongs to is not
+-- stored yet when its calls are, so `reply_id` names no row.
+CREATE TABLE tool_calls (
+    id               BLOB PRIMARY KEY,
+    org_id           BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    conversation_id  BLOB NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    job_id           BLOB NOT NULL,
+    reply_id         BLOB NOT NULL,
+    step             INTEGER NOT NULL,
+    position         INTEGER NOT NULL,
+    step_text        TEXT NOT NULL,
+    call_id          TEXT NOT NULL,
+    server           TEXT NOT NULL,
+    tool             TEXT NOT NULL,
+    input            TEXT NOT NULL,
+    status           TEXT NOT NULL CHECK (status IN ('started', 'succeeded', 'failed')),
+    result           TEXT,
+    started_at       INTEGER NOT NULL,
+    finished_at      INTEGER,
+    UNIQUE (job_id, step, position)
+) STRICT;
+CREATE INDEX tool_calls_conversation ON tool_calls (conversation_id, started_at);

@@ -1,0 +1,94 @@
+//! [`ToolJournal`], for every backend.
+
+use async_trait::async_trait;
+use steward_domain::{JobId, ToolCallId, ToolCallStatus};
+
+use crate::sql::{Db, SqlBackend, rows, sql};
+use crate::*;
+
+#[async_trait]
+impl<B: SqlBackend> ToolJournal for B {
+    async fn journal_tool_call(
+        &self,
+        scope: &TenantScope,
+        call: &NewToolCall,
+    ) -> StoreResult<ToolCallRecord> {
+        let mut db = self.write().await?;
+        db.execute(
+            sql("INSERT INTO tool_calls (id, org_id, conversation_id, job_id, reply_id, step, position,
+                     step_text, call_id, server, tool, input, status, started_at)
+                 SELECT $1, $2, id, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'started', $13
+                 FROM conversations WHERE id = $3 AND org_id = $2
+                 ON CONFLICT (job_id, step, position) DO NOTHING")
+            .bind(call.id)
+            .bind(scope.org_id())
+            .bind(call.conversation_id)
+            .bind(call.job_id)
+            .bind(call.reply_id)
+            .bind(call.step)
+            .bind(call.position)
+            .bind(call.step_text.as_str())
+            .bind(call.call_id.as_str())
+            .bind(call.server.as_str())
+            .bind(call.tool.as_str())
+            .bind(call.input.as_str())
+            .bind(now()),
+        )
+        .await?;
+        let row = db
+            .fetch_optional(
+                sql("SELECT * FROM tool_calls
+                     WHERE job_id = $1 AND step = $2 AND position = $3 AND org_id = $4")
+                .bind(call.job_id)
+                .bind(call.step)
+                .bind(call.position)
+                .bind(scope.org_id()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rows::tool_call(&row)
+    }
+
+    async fn finish_tool_call(
+        &self,
+        scope: &TenantScope,
+        id: ToolCallId,
+        status: ToolCallStatus,
+        result: &str,
+    ) -> StoreResult<()> {
+        self.write()
+            .await?
+            .execute(
+                sql(
+                    "UPDATE tool_calls SET status = $1, result = $2, finished_at = $3
+                     WHERE id = $4 AND org_id = $5 AND status = 'started'",
+                )
+                .bind(status)
+                .bind(result)
+                .bind(now())
+                .bind(id)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn job_tool_calls(
+        &self,
+        scope: &TenantScope,
+        job: JobId,
+    ) -> StoreResult<Vec<ToolCallRecord>> {
+        self.read()
+            .await?
+            .fetch_all(
+                sql("SELECT * FROM tool_calls WHERE job_id = $1 AND org_id = $2
+                     ORDER BY step, position")
+                .bind(job)
+                .bind(scope.org_id()),
+            )
+            .await?
+            .iter()
+            .map(rows::tool_call)
+            .collect()
+    }
+}

@@ -1,0 +1,79 @@
+//! The tool-call journal: every call a reply makes is written down before it
+//! is made and its result after, so a retried `respond` job replays what was
+//! done instead of doing it again.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use steward_domain::{ConversationId, JobId, MessageId, OrgId, ToolCallId, ToolCallStatus};
+
+use crate::{StoreResult, TenantScope};
+
+/// A call about to be made: the `step`-th model call of the reply its
+/// `respond` job writes, the `position`-th call of that step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewToolCall {
+    pub id: ToolCallId,
+    pub conversation_id: ConversationId,
+    pub job_id: JobId,
+    /// The id the reply will be stored with.
+    pub reply_id: MessageId,
+    pub step: i32,
+    pub position: i32,
+    /// What the model wrote in that step, before its calls.
+    pub step_text: String,
+    /// The model's id for the call.
+    pub call_id: String,
+    pub server: String,
+    pub tool: String,
+    /// The input as the model wrote it (JSON, unless the model erred).
+    pub input: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCallRecord {
+    pub id: ToolCallId,
+    pub org_id: OrgId,
+    pub conversation_id: ConversationId,
+    pub job_id: JobId,
+    pub reply_id: MessageId,
+    pub step: i32,
+    pub position: i32,
+    pub step_text: String,
+    pub call_id: String,
+    pub server: String,
+    pub tool: String,
+    pub input: String,
+    pub status: ToolCallStatus,
+    /// What the call gave back (or why it failed), once it finished.
+    pub result: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait ToolJournal: Send + Sync {
+    /// Writes a call down before it is made. A call already journaled at the
+    /// same job, step and position is returned as it stands, so an attempt
+    /// that lost the race (or a retry) finds the first one's.
+    async fn journal_tool_call(
+        &self,
+        scope: &TenantScope,
+        call: &NewToolCall,
+    ) -> StoreResult<ToolCallRecord>;
+
+    /// Records a started call's result; a call already finished keeps its first.
+    async fn finish_tool_call(
+        &self,
+        scope: &TenantScope,
+        id: ToolCallId,
+        status: ToolCallStatus,
+        result: &str,
+    ) -> StoreResult<()>;
+
+    /// The calls a `respond` job journaled, by step and position.
+    async fn job_tool_calls(
+        &self,
+        scope: &TenantScope,
+        job: JobId,
+    ) -> StoreResult<Vec<ToolCallRecord>>;
+}
