@@ -113,6 +113,11 @@ pub struct MessageDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub sources: Option<serde_json::Value>,
+    /// For a reply: the tools it called (`{id, server, tool, input, status,
+    /// duration_ms, result_preview}` each); absent when none were offered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub tool_calls: Option<serde_json::Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -120,12 +125,13 @@ impl From<store::Message> for MessageDto {
     fn from(m: store::Message) -> Self {
         // Only a reply's own meta holds sources; a user message's meta is
         // its channel's routing, which is not shown.
-        let sources = match (&m.role, &m.meta) {
-            (MessageRole::Assistant, Some(meta)) => meta.get("sources").cloned(),
+        let shown = |key: &str| match (&m.role, &m.meta) {
+            (MessageRole::Assistant, Some(meta)) => meta.get(key).cloned(),
             _ => None,
         };
         Self {
-            sources,
+            sources: shown("sources"),
+            tool_calls: shown("tool_calls"),
             id: m.id,
             conversation_id: m.conversation_id,
             role: m.role,

@@ -65,6 +65,8 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         deliver_attempts: 3,
         retriever: app.state.retriever.clone(),
         passages: config.knowledge.passages_per_answer,
+        toolbox: None,
+        tool_limits: Default::default(),
     };
     let settings = WorkerSettings {
         concurrency: 4,

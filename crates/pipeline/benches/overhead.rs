@@ -84,6 +84,8 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, rate: u64, secon
         deliver_attempts: 3,
         retriever: steward_knowledge::Retriever::new(store.clone(), None),
         passages: 5,
+        toolbox: None,
+        tool_limits: Default::default(),
     };
     let settings = WorkerSettings {
         concurrency: 32,

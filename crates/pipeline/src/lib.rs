@@ -8,21 +8,30 @@
 //! match the waiting messages go into the prompt as reference material, and
 //! the reply keeps their sources (`meta.sources`). With no model, the
 //! retrieval-only responder answers with the passages themselves.
+//!
+//! A chatbot with tools answers in steps: model, then the tools it called,
+//! then the model again with their results, until it answers or the steps
+//! (`tools.max_steps`) run out; every call is journaled (see [`tools`]).
+
+mod tools;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use steward_config::TiersConfig;
+use steward_config::{TiersConfig, ToolsConfig};
 use steward_domain::jobs::{DeliverArgs, RespondArgs};
 use steward_domain::{MessageId, MessageRole, MessageText};
 use steward_jobs::{JobError, JobHandler};
 use steward_knowledge::{Passage, Retriever, Source};
 use steward_llm::{ChatMessage, ChatRequest, DeltaSink, LlmError, Provider, Role};
 use steward_store::{
-    ConversationChoice, Job, LiveEvent, LiveKind, Message, NewJob, NewMessage, Store, StoreError,
-    TenantScope, usage_period,
+    Chatbot, ConversationChoice, Job, LiveEvent, LiveKind, Message, NewJob, NewMessage, Store,
+    StoreError, TenantScope, usage_period,
 };
+use steward_tools::Toolbox;
+
+use crate::tools::{Calls, Offered};
 
 /// What answers when there is no model to ask. It never pretends to be one.
 pub const NO_MODEL_REPLY: &str = "No AI model is configured for this assistant yet, so it cannot answer. \
@@ -31,6 +40,9 @@ pub const OVER_LIMIT_REPLY: &str = "This organization has used all the messages 
 so the assistant cannot answer now. An administrator can change the plan, or it resets next month.";
 pub const APOLOGY_REPLY: &str =
     "Sorry, the assistant could not answer just now. Please try again in a little while.";
+/// When the model used its last step calling tools instead of answering.
+pub const UNFINISHED_REPLY: &str =
+    "Sorry, the assistant could not finish that. Please ask again, perhaps in smaller steps.";
 
 /// Who writes the replies.
 pub enum Responder {
@@ -53,6 +65,21 @@ pub struct Respond {
     pub retriever: Retriever,
     /// Passages of knowledge put into each answer.
     pub passages: u32,
+    /// Where chatbots' tools come from; None: no chatbot has any.
+    pub toolbox: Option<Arc<dyn Toolbox>>,
+    pub tool_limits: ToolsConfig,
+}
+
+/// A reply the model wrote, perhaps in several steps.
+struct Written {
+    text: String,
+    tokens: u64,
+    provider: String,
+    model: String,
+    /// What `meta.tool_calls` shows; null when no tool was offered.
+    tool_calls: serde_json::Value,
+    /// The id to store it with: the one its journaled tool calls name.
+    reply: MessageId,
 }
 
 /// The user messages still waiting for an answer: those after the user message
@@ -80,11 +107,37 @@ impl Respond {
         tokens: i64,
         grounded_in: &[Passage],
     ) -> Result<(), JobError> {
+        let meta = Self::meta(grounded_in, serde_json::Value::Null);
+        self.store_reply(scope, to, MessageId::new(), text, tokens, meta)
+            .await
+    }
+
+    /// `meta`: the sources a reply is grounded in, and the tools it called.
+    fn meta(grounded_in: &[Passage], tool_calls: serde_json::Value) -> Option<serde_json::Value> {
+        let mut meta = serde_json::Map::new();
+        if !grounded_in.is_empty() {
+            let sources: Vec<Source> = grounded_in.iter().map(Passage::source).collect();
+            meta.insert("sources".into(), serde_json::json!(sources));
+        }
+        if !tool_calls.is_null() {
+            meta.insert("tool_calls".into(), tool_calls);
+        }
+        (!meta.is_empty()).then_some(serde_json::Value::Object(meta))
+    }
+
+    async fn store_reply(
+        &self,
+        scope: &TenantScope,
+        to: &Message,
+        id: MessageId,
+        text: &str,
+        tokens: i64,
+        meta: Option<serde_json::Value>,
+    ) -> Result<(), JobError> {
         // Replies longer than a message may be are cut, never refused.
         let text: String = text.chars().take(MessageText::MAX_CHARS).collect();
         let text =
             MessageText::parse("reply", text).map_err(|e| JobError::Permanent(e.to_string()))?;
-        let id = MessageId::new();
         let reply = NewMessage {
             id,
             chatbot_id: to.chatbot_id,
@@ -95,10 +148,7 @@ impl Respond {
             external_id: None,
             answers: Some(to.id),
             channel_id: to.channel_id,
-            meta: (!grounded_in.is_empty()).then(|| {
-                let sources: Vec<Source> = grounded_in.iter().map(Passage::source).collect();
-                serde_json::json!({ "sources": sources })
-            }),
+            meta,
             tokens,
             // A reply on a channel is sent by a `deliver` job, stored with it; a
             // reply to the API's chat is read from history and the live stream.
@@ -117,53 +167,175 @@ impl Respond {
         Ok(())
     }
 
-    /// Whether the organization is over its plan's monthly messages or tokens.
-    async fn over_limit(&self, scope: &TenantScope) -> Result<bool, JobError> {
+    /// Whether the organization is over its plan's monthly messages or
+    /// tokens, counting `spending` tokens not recorded yet.
+    async fn over_limit(&self, scope: &TenantScope, spending: u64) -> Result<bool, JobError> {
         let organization = self.store.organization(scope).await?;
         let usage = self
             .store
             .usage(scope, &usage_period(steward_store::now()))
             .await?;
         let limits = self.tiers.limits(organization.tier);
-        Ok(usage.messages > limits.messages_per_month || usage.tokens >= limits.tokens_per_month)
+        let tokens = usage
+            .tokens
+            .saturating_add(i64::try_from(spending).unwrap_or(i64::MAX));
+        Ok(usage.messages > limits.messages_per_month || tokens >= limits.tokens_per_month)
     }
 }
 
 impl Respond {
-    /// Asks the model, publishing the reply's pieces to the conversation's live
-    /// followers as they come; returns the whole reply.
-    async fn stream_reply(
+    /// The tools the chatbot may call; none when they cannot be listed now
+    /// (the reply is written without them).
+    async fn offered(&self, scope: &TenantScope, chatbot: &Chatbot) -> Offered {
+        let Some(toolbox) = &self.toolbox else {
+            return Offered::default();
+        };
+        match toolbox.tools(scope, chatbot).await {
+            Ok(tools) => Offered(tools),
+            Err(error) => {
+                tracing::warn!(chatbot = %chatbot.id, %error, "tools unavailable: answering without them");
+                Offered::default()
+            }
+        }
+    }
+
+    /// Asks the model, and when it calls tools, makes the calls and asks again
+    /// with their results, until it answers. The reply's pieces reach the
+    /// conversation's live followers as they are written. The outer error is
+    /// the store's; the inner, the model's.
+    async fn converse(
         &self,
         provider: &dyn Provider,
-        request: &ChatRequest,
+        mut request: ChatRequest,
+        offered: &Offered,
         scope: &TenantScope,
         to: &Message,
-    ) -> Result<steward_llm::ChatResponse, LlmError> {
-        let event = |kind| LiveEvent {
-            org_id: scope.org_id(),
-            conversation_id: to.conversation_id,
-            kind,
+        job: &Job,
+    ) -> Result<Result<Written, LlmError>, JobError> {
+        let mut reply = MessageId::new();
+        let mut calls = None;
+        if let Some(toolbox) = self.toolbox.as_deref().filter(|_| !offered.is_empty()) {
+            let journal = self.store.job_tool_calls(scope, job.id).await?;
+            reply = journal.first().map_or(reply, |call| call.reply_id);
+            let journaled = Calls {
+                store: &self.store,
+                toolbox,
+                offered,
+                limits: &self.tool_limits,
+                scope,
+                conversation: to.conversation_id,
+                job: job.id,
+                reply,
+                deadline: Instant::now() + Duration::from_secs(self.tool_limits.turn_timeout_secs),
+            };
+            request.steps = journaled.replay(&journal).await?;
+            calls = Some(journaled);
+        }
+        let offer = std::mem::take(&mut request.tools);
+        let max_steps = self.tool_limits.max_steps as usize;
+        let mut said: Vec<String> = request.steps.iter().map(|s| s.text.clone()).collect();
+        let mut tokens = 0;
+        let live = LiveReply::start(self.store.clone(), scope, to.conversation_id).await;
+        let written = loop {
+            let step = request.steps.len();
+            // On the last step the model must answer: no tools are offered.
+            let last = calls.is_none() || step + 1 >= max_steps;
+            request.tools = if last { Vec::new() } else { offer.clone() };
+            if step > 0 && self.over_limit(scope, tokens).await? {
+                break Ok((OVER_LIMIT_REPLY.to_owned(), None));
+            }
+            let answer = match provider.stream(&request, &live.sink).await {
+                Ok(answer) => answer,
+                Err(error) => break Err(error),
+            };
+            tokens += answer.input_tokens + answer.output_tokens;
+            said.push(answer.text.clone());
+            let Some(calls) = calls
+                .as_ref()
+                .filter(|_| !last && !answer.tool_calls.is_empty())
+            else {
+                break Ok((said_text(&said), Some(answer)));
+            };
+            let done = calls.step(step, &answer.text, &answer.tool_calls).await?;
+            request.steps.push(done);
         };
-        // Live delivery is best effort: the stored reply is what counts.
-        let _ = self.store.publish_live(event(LiveKind::ReplyStarted)).await;
+        live.finish().await;
+        metrics::histogram!("steward_tool_loop_steps").record(request.steps.len() as f64 + 1.0);
+        let (text, answer) = match written {
+            Ok(written) => written,
+            Err(error) => return Ok(Err(error)),
+        };
+        let tool_calls = match calls {
+            Some(_) => tools::shown(&self.store.job_tool_calls(scope, job.id).await?),
+            None => serde_json::Value::Null,
+        };
+        Ok(Ok(Written {
+            text,
+            tokens,
+            provider: answer
+                .as_ref()
+                .map_or_else(String::new, |a| a.provider.clone()),
+            model: answer.map_or_else(String::new, |a| a.model),
+            tool_calls,
+            reply,
+        }))
+    }
+}
+
+/// What the model said over every step, or, when it said nothing (its last
+/// step spent on calls), that it could not finish.
+fn said_text(said: &[String]) -> String {
+    let said: Vec<&str> = said
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .collect();
+    match said.is_empty() {
+        true => UNFINISHED_REPLY.to_owned(),
+        false => said.join("\n\n"),
+    }
+}
+
+/// A reply on its way to the conversation's live followers: started once,
+/// then its pieces, step after step. Live delivery is best effort: the
+/// stored reply is what counts.
+struct LiveReply {
+    sink: DeltaSink,
+    publisher: tokio::task::JoinHandle<()>,
+}
+
+impl LiveReply {
+    async fn start(
+        store: Arc<dyn Store>,
+        scope: &TenantScope,
+        conversation: steward_domain::ConversationId,
+    ) -> Self {
+        let started = LiveEvent {
+            org_id: scope.org_id(),
+            conversation_id: conversation,
+            kind: LiveKind::ReplyStarted,
+        };
+        let _ = store.publish_live(started.clone()).await;
         let (pieces, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let sink = DeltaSink::new(pieces);
-        let store = self.store.clone();
-        let template = event(LiveKind::ReplyStarted);
         let publisher = tokio::spawn(async move {
             while let Some(text) = received.recv().await {
-                let _ = store
-                    .publish_live(LiveEvent {
-                        kind: LiveKind::Delta { text },
-                        ..template.clone()
-                    })
-                    .await;
+                let piece = LiveEvent {
+                    kind: LiveKind::Delta { text },
+                    ..started.clone()
+                };
+                let _ = store.publish_live(piece).await;
             }
         });
-        let outcome = provider.stream(request, &sink).await;
-        drop(sink);
-        let _ = publisher.await;
-        outcome
+        Self {
+            sink: DeltaSink::new(pieces),
+            publisher,
+        }
+    }
+
+    /// Waits until every piece is published.
+    async fn finish(self) {
+        drop(self.sink);
+        let _ = self.publisher.await;
     }
 }
 
@@ -195,7 +367,7 @@ impl JobHandler for Respond {
             return Ok(()); // answered already, by this job's earlier attempt or a previous reply
         };
 
-        if self.over_limit(&scope).await? {
+        if self.over_limit(&scope, 0).await? {
             return self.reply(&scope, last, OVER_LIMIT_REPLY, 0, &[]).await;
         }
         let question: Vec<&str> = waiting
@@ -223,6 +395,7 @@ impl JobHandler for Respond {
             system.push_str("\n\n");
             system.push_str(&steward_knowledge::retrieve::prompt_block(&passages));
         }
+        let offered = self.offered(&scope, &chatbot).await;
         let request = ChatRequest {
             model: chatbot.model.clone(),
             system,
@@ -239,17 +412,17 @@ impl JobHandler for Respond {
                 .collect(),
             temperature: chatbot.temperature,
             max_tokens: self.max_tokens,
-            tools: Vec::new(),
+            tools: offered.specs(),
             steps: Vec::new(),
         };
         match self
-            .stream_reply(provider.as_ref(), &request, &scope, last)
-            .await
+            .converse(provider.as_ref(), request, &offered, &scope, last, job)
+            .await?
         {
             Ok(answer) => {
-                let tokens =
-                    i64::try_from(answer.input_tokens + answer.output_tokens).unwrap_or(i64::MAX);
-                self.reply(&scope, last, &answer.text, tokens, &passages)
+                let tokens = i64::try_from(answer.tokens).unwrap_or(i64::MAX);
+                let meta = Self::meta(&passages, answer.tool_calls);
+                self.store_reply(&scope, last, answer.reply, &answer.text, tokens, meta)
                     .await?;
                 let waited = steward_store::now() - waiting[0].created_at;
                 metrics::histogram!("steward_message_processing_duration_seconds")

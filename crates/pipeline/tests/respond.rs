@@ -15,6 +15,9 @@ use steward_testkit::app::{Session, TestApp, spawn_app_with};
 use steward_testkit::model::FakeModel;
 use tokio::sync::oneshot;
 
+#[path = "respond/tools.rs"]
+mod tools;
+
 struct Running {
     stop: oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -22,7 +25,16 @@ struct Running {
 
 /// A worker answering `respond` jobs of `app` with `responder`.
 fn start_worker(app: &TestApp, responder: Responder) -> Running {
-    let respond = Respond {
+    start_worker_with(app, responder, |_| {})
+}
+
+/// The same, with the `Respond` handler adjusted first (tools, limits).
+fn start_worker_with(
+    app: &TestApp,
+    responder: Responder,
+    adjust: impl FnOnce(&mut Respond),
+) -> Running {
+    let mut respond = Respond {
         store: app.store.clone(),
         responder,
         tiers: app.state.config.tiers.clone(),
@@ -31,7 +43,10 @@ fn start_worker(app: &TestApp, responder: Responder) -> Running {
         deliver_attempts: 3,
         retriever: steward_knowledge::Retriever::new(app.store.clone(), None),
         passages: 5,
+        toolbox: None,
+        tool_limits: Default::default(),
     };
+    adjust(&mut respond);
     let settings = WorkerSettings {
         concurrency: 4,
         kind_concurrency: HashMap::new(),

@@ -1,8 +1,10 @@
 //! A model provider that cannot run here, replaced by a local server speaking
-//! the OpenAI Chat Completions wire format: it echoes the last user message,
-//! or fails with a chosen status, counts the calls it gets and keeps the last
-//! request (to check what a prompt held).
+//! the OpenAI Chat Completions wire format: it echoes the last user message
+//! (and the results of the tools it called since), or calls the tools a test
+//! scripts, or fails with a chosen status; it counts the calls it gets and
+//! keeps the requests (to check what a prompt held).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 
@@ -10,14 +12,23 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+/// Tool calls a scripted answer makes: `(name, input JSON text)` each.
+type Calls = Vec<(String, String)>;
+
 #[derive(Clone, Default)]
 pub struct FakeModel {
     calls: Arc<AtomicUsize>,
     /// 0: answer; otherwise fail with this status.
     failing_with: Arc<AtomicU16>,
+    /// The calls (counted from 0) that fail with a 500, once each.
+    failing_calls: Arc<std::sync::Mutex<Vec<usize>>>,
     /// This many next calls never answer (a provider that hangs).
     hanging: Arc<AtomicUsize>,
-    last_request: Arc<std::sync::Mutex<Option<Value>>>,
+    requests: Arc<std::sync::Mutex<Vec<Value>>>,
+    /// Tool calls to make, one answer each, while tools are offered.
+    script: Arc<std::sync::Mutex<VecDeque<Calls>>>,
+    /// Call this tool every time tools are offered (a model that never stops).
+    always: Arc<std::sync::Mutex<Option<(String, String)>>>,
     /// The base URL, e.g. `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
 }
@@ -44,12 +55,37 @@ impl FakeModel {
 
     /// The body of the last request received.
     pub fn last_request(&self) -> Option<Value> {
-        self.last_request.lock().unwrap().clone()
+        self.requests.lock().unwrap().last().cloned()
+    }
+
+    /// Every request received, oldest first.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The next answers made while tools are offered call these tools, one
+    /// list of `(name, input JSON text)` per answer, side by side.
+    pub fn call_tools(&self, answers: Vec<Vec<(&str, &str)>>) {
+        let owned = answers.into_iter().map(|calls| {
+            let calls = calls.into_iter().map(|(n, i)| (n.to_owned(), i.to_owned()));
+            calls.collect()
+        });
+        self.script.lock().unwrap().extend(owned);
+    }
+
+    /// From now on, every answer made while tools are offered calls this one.
+    pub fn always_call(&self, name: &str, input: &str) {
+        *self.always.lock().unwrap() = Some((name.to_owned(), input.to_owned()));
     }
 
     /// The next `calls` calls get no answer at all.
     pub fn hang_next(&self, calls: usize) {
         self.hanging.store(calls, Ordering::SeqCst);
+    }
+
+    /// The `n`-th call from the start (counted from 0) fails with a 500.
+    pub fn fail_call(&self, n: usize) {
+        self.failing_calls.lock().unwrap().push(n);
     }
 
     /// From now on, answer every call with this HTTP status and an error body.
@@ -63,8 +99,8 @@ async fn complete(
     axum::Json(body): axum::Json<Value>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    fake.calls.fetch_add(1, Ordering::SeqCst);
-    *fake.last_request.lock().unwrap() = Some(body.clone());
+    let call = fake.calls.fetch_add(1, Ordering::SeqCst);
+    fake.requests.lock().unwrap().push(body.clone());
     if fake
         .hanging
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -72,25 +108,47 @@ async fn complete(
     {
         std::future::pending::<()>().await;
     }
-    let failing = fake.failing_with.load(Ordering::SeqCst);
+    let mut failing = fake.failing_with.load(Ordering::SeqCst);
+    if fake.failing_calls.lock().unwrap().contains(&call) {
+        failing = 500;
+    }
     if failing != 0 {
         let status = StatusCode::from_u16(failing).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let error = json!({"error": {"message": "scripted failure", "type": "server_error"}});
         return (status, axum::Json(error)).into_response();
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m["role"] == "user")
-        .and_then(|m| m["content"].as_str())
+    let offered = body["tools"]
+        .as_array()
+        .is_some_and(|tools| !tools.is_empty());
+    let calls = match offered {
+        true => (fake.script.lock().unwrap().pop_front())
+            .or_else(|| fake.always.lock().unwrap().clone().map(|call| vec![call])),
+        false => None,
+    };
+    if let Some(calls) = calls {
+        return tool_calls(call, &calls, body["stream"] == true);
+    }
+    let last_user_at = messages.iter().rposition(|m| m["role"] == "user");
+    let last_user = last_user_at
+        .and_then(|at| messages[at]["content"].as_str())
         .unwrap_or("");
+    // The results of the tools called since, as the model read them.
+    let results: Vec<&str> = messages
+        .iter()
+        .skip(last_user_at.map_or(0, |at| at + 1))
+        .filter(|m| m["role"] == "tool")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
     let prompt_tokens = messages
         .iter()
         .filter_map(|m| m["content"].as_str())
         .map(|c| c.split_whitespace().count())
         .sum::<usize>();
-    let reply = format!("echo: {last_user}");
+    let reply = match results.is_empty() {
+        true => format!("echo: {last_user}"),
+        false => format!("echo: {last_user} | tools: {}", results.join(" | ")),
+    };
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": reply.split_whitespace().count()});
     if body["stream"] == true {
         // The wire format of a streamed completion: one event per word, usage, then [DONE].
@@ -121,4 +179,55 @@ async fn complete(
         "usage": usage
     }))
     .into_response()
+}
+
+/// An answer that calls `calls`, whole or as the stream brings it (each
+/// call's input in two pieces, the calls' pieces interleaved).
+fn tool_calls(call: usize, calls: &[(String, String)], stream: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let id = |index: usize| format!("call_{call}_{index}");
+    if !stream {
+        let calls: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, input))| json!({"id": id(i), "type": "function", "function": {"name": name, "arguments": input}}))
+            .collect();
+        return axum::Json(json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "model": "fake",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5}
+        }))
+        .into_response();
+    }
+    let delta = |calls: Value| {
+        format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"tool_calls": calls}}]})
+        )
+    };
+    let half = |input: &str| {
+        input
+            .char_indices()
+            .nth(input.chars().count() / 2)
+            .map_or(0, |(at, _)| at)
+    };
+    let mut events = String::new();
+    for (i, (name, input)) in calls.iter().enumerate() {
+        let start = &input[..half(input)];
+        events.push_str(&delta(json!([{"index": i, "id": id(i), "type": "function", "function": {"name": name, "arguments": start}}])));
+    }
+    for (i, (_, input)) in calls.iter().enumerate() {
+        events.push_str(&delta(
+            json!([{"index": i, "function": {"arguments": &input[half(input)..]}}]),
+        ));
+    }
+    events.push_str(&format!(
+        "data: {}\n\ndata: [DONE]\n\n",
+        json!({"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5}})
+    ));
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        events,
+    )
+        .into_response()
 }

@@ -90,6 +90,8 @@ impl Harness {
             deliver_attempts: 3,
             retriever: steward_knowledge::Retriever::new(store.clone(), None),
             passages: 5,
+            toolbox: None,
+            tool_limits: Default::default(),
         };
         let deliver = Deliver {
             store: store.clone(),

@@ -1,0 +1,383 @@
+//! Replies that call tools: the loop, its bounds, and the journal that keeps
+//! a retried reply from calling a tool twice.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use serde_json::Map;
+use steward_config::ToolsConfig;
+use steward_domain::{JobId, MessageId, ToolCallId};
+use steward_store::{Chatbot, NewToolCall, TenantScope};
+use steward_tools::{Tool, ToolError, Toolbox};
+
+use super::*;
+
+/// Tools for the tests: each call is remembered with its idempotency key.
+#[derive(Default)]
+struct Workshop {
+    calls: Mutex<Vec<(String, ToolCallId)>>,
+}
+
+fn tool(server: &str, name: &str) -> Tool {
+    Tool {
+        server: server.into(),
+        name: name.into(),
+        description: format!("{name}, for the tests"),
+        input_schema: json!({ "type": "object" }),
+    }
+}
+
+#[async_trait]
+impl Toolbox for Workshop {
+    async fn tools(&self, _: &TenantScope, _: &Chatbot) -> Result<Vec<Tool>, ToolError> {
+        Ok(["add", "slow", "huge", "broken"]
+            .iter()
+            .map(|name| tool("calc", name))
+            .chain([tool("down", "ping")])
+            .collect())
+    }
+
+    async fn call(
+        &self,
+        _: &TenantScope,
+        tool: &Tool,
+        input: &Map<String, Value>,
+        key: ToolCallId,
+    ) -> Result<String, ToolError> {
+        self.calls.lock().unwrap().push((tool.full_name(), key));
+        match (tool.server.as_str(), tool.name.as_str()) {
+            ("calc", "add") => {
+                let number = |name: &str| input.get(name).and_then(Value::as_i64).unwrap_or(0);
+                Ok((number("a") + number("b")).to_string())
+            }
+            ("calc", "slow") => {
+                tokio::time::sleep(Duration::from_secs(600)).await;
+                Ok("late".into())
+            }
+            ("calc", "huge") => Ok("x".repeat(5 * 1024 * 1024)),
+            ("calc", "broken") => Err(ToolError("the service said no".into())),
+            _ => Err(ToolError("could not connect to the server".into())),
+        }
+    }
+}
+
+impl Workshop {
+    fn made(&self) -> Vec<(String, ToolCallId)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+fn with_tools(workshop: &Arc<Workshop>, limits: ToolsConfig) -> impl FnOnce(&mut Respond) + use<> {
+    let toolbox: Arc<dyn Toolbox> = workshop.clone();
+    move |respond| {
+        respond.toolbox = Some(toolbox);
+        respond.tool_limits = limits;
+    }
+}
+
+/// The reply to `message`, once it is stored.
+fn reply_to<'a>(messages: &'a [Value], message: &str) -> &'a Value {
+    messages
+        .iter()
+        .find(|m| m["role"] == "assistant" && m["answers"] == message)
+        .unwrap()
+}
+
+fn statuses(reply: &Value) -> Vec<(String, String)> {
+    let calls = reply["tool_calls"].as_array().unwrap();
+    calls
+        .iter()
+        .map(|c| {
+            (
+                c["tool"].as_str().unwrap().to_owned(),
+                c["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_calls_a_tool_and_answers_with_its_result() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    fake.call_tools(vec![vec![("calc__add", r#"{"a": 2, "b": 3}"#)]]);
+    let workshop = Arc::new(Workshop::default());
+    let worker = start_worker_with(
+        &app,
+        model(&fake),
+        with_tools(&workshop, ToolsConfig::default()),
+    );
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+
+    let (_, message) = send(&app, &owner, &bot, "what is 2 and 3?", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(reply["text"], "echo: what is 2 and 3? | tools: 5");
+    assert_eq!(statuses(reply), [("add".into(), "succeeded".into())]);
+    assert_eq!(reply["tool_calls"][0]["server"], "calc");
+    assert_eq!(reply["tool_calls"][0]["input"], json!({"a": 2, "b": 3}));
+    assert_eq!(reply["tool_calls"][0]["result_preview"], "5");
+    assert_eq!(workshop.made().len(), 1);
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "the model, the tool, the model again");
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        offered,
+        [
+            "calc__add",
+            "calc__slow",
+            "calc__huge",
+            "calc__broken",
+            "down__ping"
+        ]
+    );
+    let usage = app.get("/api/v1/organizations/usage", &owner.token).await;
+    assert!(
+        usage.body["tokens_used"].as_i64().unwrap() > 15,
+        "both steps' tokens count (the tool call's alone is 15)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_calls_a_chain_unknown_tools_and_bad_input_all_reach_the_model() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    fake.call_tools(vec![
+        vec![
+            ("calc__add", r#"{"a": 1, "b": 1}"#),
+            ("calc__add", r#"{"a": 3, "b": 4}"#),
+        ],
+        vec![("nope__tool", "{}"), ("calc__add", r#"{"a": "#)],
+    ]);
+    let workshop = Arc::new(Workshop::default());
+    let worker = start_worker_with(
+        &app,
+        model(&fake),
+        with_tools(&workshop, ToolsConfig::default()),
+    );
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+
+    let (_, message) = send(&app, &owner, &bot, "sums", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        reply["text"],
+        "echo: sums | tools: 2 | 7 | error: there is no tool named nope__tool | error: the input is not a JSON object"
+    );
+    assert_eq!(
+        statuses(reply),
+        [
+            ("add".into(), "succeeded".into()),
+            ("add".into(), "succeeded".into()),
+            ("nope__tool".into(), "failed".into()),
+            ("add".into(), "failed".into()),
+        ]
+    );
+    assert_eq!(
+        reply["tool_calls"][3]["input"], r#"{"a": "#,
+        "input kept as written"
+    );
+    assert_eq!(
+        workshop.made().len(),
+        2,
+        "only the two good calls were made"
+    );
+    assert_eq!(fake.calls(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_never_stops_calling_is_stopped_by_the_step_bound_and_still_answers() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    fake.always_call("calc__add", r#"{"a": 1, "b": 2}"#);
+    let workshop = Arc::new(Workshop::default());
+    let limits = ToolsConfig {
+        max_steps: 3,
+        ..ToolsConfig::default()
+    };
+    let worker = start_worker_with(&app, model(&fake), with_tools(&workshop, limits));
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+
+    let (_, message) = send(&app, &owner, &bot, "again and again", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3, "max_steps model calls");
+    assert!(
+        requests[2].get("tools").is_none(),
+        "the last step offers no tools"
+    );
+    assert_eq!(workshop.made().len(), 2);
+    assert_eq!(
+        reply_to(&messages, &message)["text"],
+        "echo: again and again | tools: 3 | 3"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_huge_failing_and_unreachable_tools_do_not_stop_the_reply() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    fake.call_tools(vec![vec![
+        ("calc__slow", "{}"),
+        ("calc__huge", "{}"),
+        ("calc__broken", "{}"),
+        ("down__ping", "{}"),
+    ]]);
+    let workshop = Arc::new(Workshop::default());
+    let limits = ToolsConfig {
+        call_timeout_secs: 1,
+        turn_timeout_secs: 2,
+        max_result_bytes: 1024,
+        ..ToolsConfig::default()
+    };
+    let worker = start_worker_with(&app, model(&fake), with_tools(&workshop, limits));
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+
+    let (_, message) = send(&app, &owner, &bot, "try everything", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        statuses(reply),
+        [
+            ("slow".into(), "failed".into()),
+            ("huge".into(), "succeeded".into()),
+            ("broken".into(), "failed".into()),
+            ("ping".into(), "failed".into()),
+        ]
+    );
+    let results: Vec<String> = fake.requests()[1]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        results[0],
+        "error: the tool did not answer within 1 seconds"
+    );
+    assert!(
+        results[1].len() < 1200,
+        "the 5 MB result was cut: {} bytes",
+        results[1].len()
+    );
+    assert!(
+        results[1].ends_with("[cut: the result was 5242880 bytes; only the first 1024 are shown]")
+    );
+    assert_eq!(results[2], "error: the service said no");
+    assert_eq!(results[3], "error: could not connect to the server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_reply_replays_its_journaled_calls_instead_of_calling_again() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    fake.call_tools(vec![vec![("calc__add", r#"{"a": 20, "b": 22}"#)]]);
+    // The model call after the tool's fails: the job is retried.
+    fake.fail_call(1);
+    let workshop = Arc::new(Workshop::default());
+    let worker = start_worker_with(
+        &app,
+        model(&fake),
+        with_tools(&workshop, ToolsConfig::default()),
+    );
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+
+    let (_, message) = send(&app, &owner, &bot, "the answer?", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    assert_eq!(
+        fake.calls(),
+        3,
+        "the first attempt's two calls, and the retry's one"
+    );
+    assert_eq!(workshop.made().len(), 1, "the tool was called once");
+    let reply = reply_to(&messages, &message);
+    assert_eq!(reply["text"], "echo: the answer? | tools: 42");
+    assert_eq!(statuses(reply), [("add".into(), "succeeded".into())]);
+    assert_eq!(
+        messages.iter().filter(|m| m["role"] == "assistant").count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_result_was_lost_is_made_again_under_the_same_key() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let workshop = Arc::new(Workshop::default());
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let (conversation, message) = send(&app, &owner, &bot, "and now?", None).await;
+
+    // An earlier attempt journaled a call and died before recording its result.
+    let jobs = app.get("/api/v1/jobs?state=queued", &owner.token).await;
+    let job: JobId = jobs.body["jobs"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let org = owner.org_id.parse().unwrap();
+    let scope = TenantScope::for_job(org);
+    let journaled = ToolCallId::new();
+    let reply_id = MessageId::new();
+    app.store
+        .journal_tool_call(
+            &scope,
+            &NewToolCall {
+                id: journaled,
+                conversation_id: conversation.parse().unwrap(),
+                job_id: job,
+                reply_id,
+                step: 0,
+                position: 0,
+                step_text: String::new(),
+                call_id: "call_lost".into(),
+                server: "calc".into(),
+                tool: "add".into(),
+                input: r#"{"a": 1, "b": 1}"#.into(),
+            },
+        )
+        .await
+        .unwrap();
+
+    let worker = start_worker_with(
+        &app,
+        model(&fake),
+        with_tools(&workshop, ToolsConfig::default()),
+    );
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    assert_eq!(
+        workshop.made(),
+        [("calc.add".into(), journaled)],
+        "made again, with the journal's id as its key"
+    );
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        reply["id"],
+        reply_id.to_string(),
+        "stored with the id its calls name"
+    );
+    assert_eq!(reply["text"], "echo: and now? | tools: 2");
+    assert_eq!(
+        fake.calls(),
+        1,
+        "the model was asked only for what came after"
+    );
+}
