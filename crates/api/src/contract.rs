@@ -267,6 +267,15 @@ pub fn integration_config() -> Object {
 }
 
 /// An integration of the catalogue, by id.
+/// The tools a chatbot may call: `server.tool` names, at most 64, or null.
+pub fn tool_names() -> utoipa::openapi::Array {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(text(3, 200, r"^[a-z0-9-]+\.[A-Za-z0-9_-]+$".into()))
+        .max_items(Some(64))
+        .build()
+}
+
 pub fn integration_id() -> Object {
     text(1, 64, "^[a-z0-9-]+$".into())
 }

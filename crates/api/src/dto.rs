@@ -80,6 +80,8 @@ pub struct ChatbotDto {
     /// Null: the platform's default model.
     pub model: Option<String>,
     pub status: ChatbotStatus,
+    /// The tools it may call (`server.tool`, from `GET /api/v1/tools`).
+    pub tools: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -93,6 +95,7 @@ impl From<store::Chatbot> for ChatbotDto {
             temperature: c.temperature,
             model: c.model,
             status: c.status,
+            tools: c.tools,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }

@@ -1,7 +1,7 @@
 //! The services built from the configuration that the API and the worker
 //! both use, built here once so that both roles see the same: the sealer of
 //! stored secrets, the blob store, the outbound guard and the fetcher on it,
-//! the embedder and the retriever.
+//! the embedder and the retriever, and the catalogue of tools.
 
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use steward_knowledge::{Blobs, FetchPolicy, Fetcher, Retriever, embedder_from_co
 use steward_llm::Embeddings;
 use steward_outbound::Guard;
 use steward_store::Store;
+use steward_tools::Catalogue;
 
 #[derive(Clone)]
 pub struct Services {
@@ -21,6 +22,8 @@ pub struct Services {
     /// Vectors for passages and questions, when configured.
     pub embedder: Option<Arc<Embeddings>>,
     pub retriever: Retriever,
+    /// The tools organizations may give their chatbots.
+    pub tools: Catalogue,
 }
 
 impl Services {
@@ -34,8 +37,9 @@ impl Services {
                 .map_err(|e| e.to_string())?,
             fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge), guard.clone()),
             guard,
-            retriever: Retriever::new(store, embedder.clone()),
+            retriever: Retriever::new(store.clone(), embedder.clone()),
             embedder,
+            tools: Catalogue::new(store),
         })
     }
 

@@ -30,6 +30,7 @@ pub struct AppState {
     /// Checks URLs people give before they are queued for fetching.
     pub fetcher: Fetcher,
     pub retriever: Retriever,
+    pub tools: steward_tools::Catalogue,
     /// Requests being handled now: what a graceful shutdown waits for.
     in_flight: AtomicI64,
     /// Signalled after a request enqueues a job, so that a worker in this
@@ -84,6 +85,7 @@ impl AppState {
             blobs: services.blobs,
             fetcher: services.fetcher,
             retriever: services.retriever,
+            tools: services.tools,
             sealer: services.sealer,
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),

@@ -13,5 +13,7 @@ mod management;
 mod ops;
 #[path = "api/tenancy.rs"]
 mod tenancy;
+#[path = "api/tools.rs"]
+mod tools;
 #[path = "api/webhook_limits.rs"]
 mod webhook_limits;

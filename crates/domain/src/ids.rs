@@ -79,4 +79,6 @@ id_type!(
     /// A tool call a reply made, journaled before it was made; also the
     /// idempotency key its server sees.
     ToolCallId,
+    /// A lead a chatbot recorded for its organization.
+    LeadId,
 );

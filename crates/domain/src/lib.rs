@@ -7,8 +7,8 @@ mod kinds;
 mod values;
 
 pub use ids::{
-    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, MessageId,
-    OrgId, ToolCallId, UserId,
+    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, LeadId,
+    MessageId, OrgId, ToolCallId, UserId,
 };
 pub use jobs::JobArgs;
 pub use kinds::{

@@ -223,6 +223,7 @@ impl Respond {
                 offered,
                 limits: &self.tool_limits,
                 scope,
+                chatbot: to.chatbot_id,
                 conversation: to.conversation_id,
                 job: job.id,
                 reply,

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use steward_config::ToolsConfig;
-use steward_domain::{ConversationId, JobId, MessageId, ToolCallId, ToolCallStatus};
+use steward_domain::{ChatbotId, ConversationId, JobId, MessageId, ToolCallId, ToolCallStatus};
 use steward_jobs::JobError;
 use steward_llm::{ToolCall, ToolResult, ToolSpec, ToolStep};
 use steward_store::{NewToolCall, Store, TenantScope, ToolCallRecord};
-use steward_tools::{Tool, Toolbox, bounded};
+use steward_tools::{CallContext, Tool, Toolbox, bounded};
 
 /// The tools offered to the model in this reply.
 #[derive(Default)]
@@ -52,6 +52,7 @@ pub(crate) struct Calls<'a> {
     pub(crate) offered: &'a Offered,
     pub(crate) limits: &'a ToolsConfig,
     pub(crate) scope: &'a TenantScope,
+    pub(crate) chatbot: ChatbotId,
     pub(crate) conversation: ConversationId,
     pub(crate) job: JobId,
     pub(crate) reply: MessageId,
@@ -163,7 +164,13 @@ impl Calls<'_> {
         }
         let limit = left.min(Duration::from_secs(self.limits.call_timeout_secs));
         let started = Instant::now();
-        let called = self.toolbox.call(self.scope, tool, &input, record.id);
+        let context = CallContext {
+            scope: *self.scope,
+            chatbot: self.chatbot,
+            conversation: self.conversation,
+            key: record.id,
+        };
+        let called = self.toolbox.call(&context, tool, &input);
         let (status, content) = match tokio::time::timeout(limit, called).await {
             Ok(Ok(result)) => (ToolCallStatus::Succeeded, result),
             Ok(Err(error)) => failed(error.0),

@@ -110,8 +110,7 @@ fn worker(
         deliver_attempts: config.jobs.max_attempts,
         retriever: services.retriever.clone(),
         passages: config.knowledge.passages_per_answer,
-        // No tool sources exist yet (built-in tools and MCP servers come next).
-        toolbox: None,
+        toolbox: Some(Arc::new(services.tools.clone())),
         tool_limits: config.tools.clone(),
     };
     let ingest = steward_knowledge::Ingest {

@@ -74,6 +74,8 @@ pub struct Chatbot {
     /// None: the platform's default model.
     pub model: Option<String>,
     pub status: ChatbotStatus,
+    /// The tools it may call, as `server.tool` names.
+    pub tools: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -95,6 +97,7 @@ pub struct ChatbotPatch {
     pub temperature: Option<Temperature>,
     pub model: Option<Option<ModelName>>,
     pub status: Option<ChatbotStatus>,
+    pub tools: Option<Vec<String>>,
 }
 
 impl ChatbotPatch {
@@ -104,6 +107,7 @@ impl ChatbotPatch {
             && self.temperature.is_none()
             && self.model.is_none()
             && self.status.is_none()
+            && self.tools.is_none()
     }
 }
 

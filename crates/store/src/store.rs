@@ -26,6 +26,7 @@ pub trait Store:
     + crate::OpsStore
     + crate::CatalogueStore
     + crate::ToolJournal
+    + crate::LeadStore
     + Send
     + Sync
     + 'static

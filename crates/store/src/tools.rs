@@ -1,10 +1,12 @@
 //! The tool-call journal: every call a reply makes is written down before it
 //! is made and its result after, so a retried `respond` job replays what was
-//! done instead of doing it again.
+//! done instead of doing it again. And what Steward's own tools keep: leads.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use steward_domain::{ConversationId, JobId, MessageId, OrgId, ToolCallId, ToolCallStatus};
+use steward_domain::{
+    ChatbotId, ConversationId, JobId, LeadId, MessageId, OrgId, ToolCallId, ToolCallStatus,
+};
 
 use crate::{StoreResult, TenantScope};
 
@@ -76,4 +78,48 @@ pub trait ToolJournal: Send + Sync {
         scope: &TenantScope,
         job: JobId,
     ) -> StoreResult<Vec<ToolCallRecord>>;
+}
+
+/// A lead the lead-capture tool records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewLead {
+    /// The call that records it: the lead's idempotency key.
+    pub tool_call_id: ToolCallId,
+    pub chatbot_id: ChatbotId,
+    pub conversation_id: ConversationId,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub note: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lead {
+    pub id: LeadId,
+    pub org_id: OrgId,
+    /// None once the chatbot or conversation is deleted; the lead stays.
+    pub chatbot_id: Option<ChatbotId>,
+    pub conversation_id: Option<ConversationId>,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub note: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait LeadStore: Send + Sync {
+    /// Records a lead once per tool call: the same call again returns the
+    /// lead it recorded. A conversation of another organization is `NotFound`.
+    async fn record_lead(&self, scope: &TenantScope, lead: &NewLead) -> StoreResult<Lead>;
+
+    /// The organization's leads, newest first, and how many there are.
+    async fn leads(
+        &self,
+        scope: &TenantScope,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<(Vec<Lead>, u64)>;
 }

@@ -1,12 +1,22 @@
 //! Tools a chatbot may call, as the reply loop sees them: a [`Toolbox`] lists
-//! the tools a chatbot may use and calls one, whatever serves it (Steward's
-//! own, or an MCP server). Each call carries its journal id, the idempotency
-//! key a server uses to apply a call once however often it is sent.
+//! the tools a chatbot may use and calls one, whatever serves it. Each call
+//! carries its journal id, the idempotency key a server uses to apply a call
+//! once however often it is sent.
+//!
+//! [`Catalogue`] is the toolbox Steward runs with: its own tools
+//! ([`builtin`]), one server per integration of the catalogue, each offered
+//! once the organization enables its integration and given to a chatbot by
+//! name (`server.tool`).
+
+pub mod builtin;
+mod catalogue;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use steward_domain::ToolCallId;
+use steward_domain::{ChatbotId, ConversationId, ToolCallId};
 use steward_store::{Chatbot, TenantScope};
+
+pub use catalogue::Catalogue;
 
 /// A tool, as a server offers it.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,18 +57,27 @@ impl Tool {
 #[error("{0}")]
 pub struct ToolError(pub String);
 
+/// What a call is made for.
+#[derive(Clone, Debug)]
+pub struct CallContext {
+    pub scope: TenantScope,
+    pub chatbot: ChatbotId,
+    pub conversation: ConversationId,
+    /// The call's journal id: its idempotency key.
+    pub key: ToolCallId,
+}
+
 #[async_trait]
 pub trait Toolbox: Send + Sync {
     /// The tools `chatbot` may call now.
     async fn tools(&self, scope: &TenantScope, chatbot: &Chatbot) -> Result<Vec<Tool>, ToolError>;
 
-    /// Calls `tool`; `key` goes with the call as its idempotency key.
+    /// Calls `tool` with `input`, once per `context.key`.
     async fn call(
         &self,
-        scope: &TenantScope,
+        context: &CallContext,
         tool: &Tool,
         input: &Map<String, Value>,
-        key: ToolCallId,
     ) -> Result<String, ToolError>;
 }
 

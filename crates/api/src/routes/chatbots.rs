@@ -155,6 +155,46 @@ pub struct UpdateChatbot {
     #[schema(schema_with = crate::contract::optional_model_name)]
     model: Option<Option<String>>,
     status: Option<ChatbotStatus>,
+    /// The tools it may call, each named as `GET /api/v1/tools` names it
+    /// (`server.tool`); `[]` for none.
+    #[schema(schema_with = crate::contract::tool_names)]
+    tools: Option<Vec<String>>,
+}
+
+/// The most tools one chatbot may be given.
+const MAX_TOOLS: usize = 64;
+
+/// Tool names the organization has, without repeats; anything else is 422.
+async fn tools_the_org_has(
+    state: &SharedState,
+    auth: &Auth,
+    names: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    if names.len() > MAX_TOOLS {
+        return Err(ApiError::unprocessable(
+            "validation_failed",
+            format!("tools: at most {MAX_TOOLS}"),
+        ));
+    }
+    let available = state
+        .tools
+        .available(&auth.0.scope())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let mut chosen: Vec<String> = Vec::new();
+    for name in names {
+        if !available.iter().any(|tool| tool.full_name() == name) {
+            let shown: String = name.chars().take(100).collect();
+            return Err(ApiError::unprocessable(
+                "unknown_tool",
+                format!("tools: the organization has no tool {shown:?} (see GET /api/v1/tools)"),
+            ));
+        }
+        if !chosen.contains(&name) {
+            chosen.push(name);
+        }
+    }
+    Ok(chosen)
 }
 
 /// Tells a field sent as null (`Some(None)`) from a field left out (`None`).
@@ -193,6 +233,10 @@ async fn update_chatbot(
             .map(|m| m.map(|m| ModelName::parse("model", m)).transpose())
             .transpose()?,
         status: body.status,
+        tools: match body.tools {
+            Some(names) => Some(tools_the_org_has(&state, &auth, names).await?),
+            None => None,
+        },
     };
     if patch.is_empty() {
         // Nothing to change: the chatbot as it is.

@@ -12,6 +12,7 @@ mod knowledge;
 mod live;
 pub mod ops;
 mod organizations;
+mod tools;
 pub mod webhooks;
 
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +32,7 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
         .merge(integrations::router())
         .merge(jobs::router())
         .merge(live::router())
+        .merge(tools::router())
         .merge(knowledge::router(state))
 }
 

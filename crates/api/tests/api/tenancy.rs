@@ -5,6 +5,8 @@ use std::collections::BTreeSet;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use steward_domain::ToolCallId;
+use steward_store::{NewLead, TenantScope};
 use steward_testkit::app::{Session, TestApp, spawn_app};
 
 /// What org A owns, by the path parameter that names it.
@@ -38,6 +40,8 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         "/api/v1/organizations/audit-log".into(),
         "/api/v1/api-keys".into(),
         "/api/v1/integrations/available".into(),
+        "/api/v1/tools".into(),
+        "/api/v1/leads".into(),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
     ] {
@@ -58,7 +62,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
             Some(json!({"email": "b@example.org", "password": "Correct-Horse-9"}))
         }
         ("POST", "/api/v1/chatbots") => Some(json!({"name": "B's bot"})),
-        ("PATCH", "/api/v1/chatbots/{id}") => Some(json!({"name": "hijacked", "temperature": 2.0})),
+        ("PATCH", "/api/v1/chatbots/{id}") => {
+            Some(json!({"name": "hijacked", "temperature": 2.0, "tools": []}))
+        }
         ("POST", "/api/v1/chatbots/{id}/messages") => Some(json!({"text": "injected"})),
         ("POST", "/api/v1/chatbots/{id}/channels") => Some(generic_channel("b-hook")),
         ("POST", "/api/v1/api-keys") => Some(json!({"name": "b key"})),
@@ -159,6 +165,26 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         .await;
     assert_eq!(context.status, StatusCode::CREATED, "{}", context.text);
     let context = context.body["id"].as_str().unwrap().to_owned();
+    // A lead A's chatbot recorded, as the lead-capture tool records one.
+    let lead = app
+        .store
+        .record_lead(
+            &TenantScope::for_job(a.org_id.parse().unwrap()),
+            &NewLead {
+                tool_call_id: ToolCallId::new(),
+                chatbot_id: chatbot.parse().unwrap(),
+                conversation_id: conversation.parse().unwrap(),
+                name: "Alpha Lead".into(),
+                email: Some("lead@alpha.example.org".into()),
+                phone: None,
+                company: None,
+                note: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string();
     let owned = Owned {
         document,
         context,
@@ -182,6 +208,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &conversation,
         &a.org_id,
         &a.user_id,
+        &lead,
+        &"lead@alpha.example.org".to_owned(),
     ];
 
     let doc = app

@@ -8,7 +8,7 @@ use serde_json::Map;
 use steward_config::ToolsConfig;
 use steward_domain::{JobId, MessageId, ToolCallId};
 use steward_store::{Chatbot, NewToolCall, TenantScope};
-use steward_tools::{Tool, ToolError, Toolbox};
+use steward_tools::{CallContext, Tool, ToolError, Toolbox};
 
 use super::*;
 
@@ -39,12 +39,14 @@ impl Toolbox for Workshop {
 
     async fn call(
         &self,
-        _: &TenantScope,
+        context: &CallContext,
         tool: &Tool,
         input: &Map<String, Value>,
-        key: ToolCallId,
     ) -> Result<String, ToolError> {
-        self.calls.lock().unwrap().push((tool.full_name(), key));
+        self.calls
+            .lock()
+            .unwrap()
+            .push((tool.full_name(), context.key));
         match (tool.server.as_str(), tool.name.as_str()) {
             ("calc", "add") => {
                 let number = |name: &str| input.get(name).and_then(Value::as_i64).unwrap_or(0);
@@ -379,5 +381,98 @@ async fn a_call_whose_result_was_lost_is_made_again_under_the_same_key() {
         fake.calls(),
         1,
         "the model was asked only for what came after"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    app.post(
+        "/api/v1/integrations/enable",
+        &owner.token,
+        json!({"integration_id": "lead-capture"}),
+    )
+    .await;
+    let given = app
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            &owner.token,
+            json!({"tools": ["lead-capture.record"]}),
+        )
+        .await;
+    assert_eq!(given.status, 200, "{}", given.text);
+    fake.call_tools(vec![vec![(
+        "lead-capture__record",
+        r#"{"name": "Grace", "email": "grace@example.org", "note": "a demo next week"}"#,
+    )]]);
+    // The model call after the tool's fails once: the retry must not record it again.
+    fake.fail_call(1);
+    let catalogue = steward_tools::Catalogue::new(app.store.clone());
+    let toolbox: Arc<dyn Toolbox> = Arc::new(catalogue.clone());
+    let worker = start_worker_with(&app, model(&fake), move |respond| {
+        respond.toolbox = Some(toolbox);
+    });
+
+    let (conversation, message) = send(&app, &owner, &bot, "please call me", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(statuses(reply), [("record".into(), "succeeded".into())]);
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .contains(r#""recorded":true"#),
+        "{}",
+        reply["text"]
+    );
+    let leads = app.get("/api/v1/leads", &owner.token).await;
+    assert_eq!(leads.body["total"], 1, "{}", leads.text);
+    assert_eq!(leads.body["leads"][0]["name"], "Grace");
+    assert_eq!(leads.body["leads"][0]["conversation_id"], conversation);
+
+    // The same call made again (its journal write lost) records nothing new.
+    let key: ToolCallId = reply["tool_calls"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let context = CallContext {
+        scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
+        chatbot: bot.parse().unwrap(),
+        conversation: conversation.parse().unwrap(),
+        key,
+    };
+    let tool = steward_tools::builtin::tools_of("lead-capture").remove(0);
+    let input = json!({"name": "Grace", "email": "grace@example.org"});
+    let again = catalogue
+        .call(&context, &tool, input.as_object().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        reply["tool_calls"][0]["result_preview"].as_str().unwrap(),
+        "the first call's lead"
+    );
+    let leads = app.get("/api/v1/leads", &owner.token).await;
+    assert_eq!(leads.body["total"], 1);
+
+    // A tool the organization no longer has is no longer offered.
+    app.delete("/api/v1/integrations/lead-capture", &owner.token)
+        .await;
+    let chatbot = app
+        .store
+        .chatbot(&context.scope, bot.parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        catalogue
+            .tools(&context.scope, &chatbot)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -96,6 +96,7 @@ impl<B: SqlBackend> ChatbotStore for B {
             Some(model) => (true, model.as_ref().map(|m| m.as_str())),
             None => (false, None),
         };
+        let tools = patch.tools.as_ref().map(|tools| Json::from(tools.clone()));
         let row = self
             .write()
             .await?
@@ -106,6 +107,7 @@ impl<B: SqlBackend> ChatbotStore for B {
                         temperature = coalesce($3, temperature),
                         model = CASE WHEN $4 THEN $5 ELSE model END,
                         status = coalesce($6, status),
+                        tools = coalesce($10, tools),
                         updated_at = $7
                      WHERE id = $8 AND org_id = $9 RETURNING *")
                 .bind(patch.name.as_ref().map(|n| n.as_str()))
@@ -116,7 +118,8 @@ impl<B: SqlBackend> ChatbotStore for B {
                 .bind(patch.status.map(|s| s.as_str()))
                 .bind(now())
                 .bind(id)
-                .bind(scope.org_id()),
+                .bind(scope.org_id())
+                .bind(tools.as_ref()),
             )
             .await?;
         rows::chatbot(&row)

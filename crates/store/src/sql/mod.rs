@@ -435,6 +435,7 @@ ids!(
     CrawlId,
     DocumentId,
     JobId,
+    LeadId,
     MessageId,
     OrgId,
     ToolCallId,

@@ -121,6 +121,8 @@ pub fn chatbot(row: &impl Row) -> StoreResult<Chatbot> {
         temperature: row.get("temperature")?,
         model: row.get("model")?,
         status: row.get("status")?,
+        tools: serde_json::from_value(row.get("tools")?)
+            .map_err(|e| StoreError::Internal(format!("chatbots.tools: {e}")))?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })
@@ -226,5 +228,20 @@ pub fn tool_call(row: &impl Row) -> StoreResult<ToolCallRecord> {
         result: row.get("result")?,
         started_at: row.get("started_at")?,
         finished_at: row.get("finished_at")?,
+    })
+}
+
+pub fn lead(row: &impl Row) -> StoreResult<Lead> {
+    Ok(Lead {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        conversation_id: row.get("conversation_id")?,
+        name: row.get("name")?,
+        email: row.get("email")?,
+        phone: row.get("phone")?,
+        company: row.get("company")?,
+        note: row.get("note")?,
+        created_at: row.get("created_at")?,
     })
 }

@@ -1,9 +1,9 @@
-//! [`ToolJournal`], for every backend.
+//! [`ToolJournal`] and [`LeadStore`], for every backend.
 
 use async_trait::async_trait;
-use steward_domain::{JobId, ToolCallId, ToolCallStatus};
+use steward_domain::{JobId, LeadId, ToolCallId, ToolCallStatus};
 
-use crate::sql::{Db, SqlBackend, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, rows, sql};
 use crate::*;
 
 #[async_trait]
@@ -90,5 +90,68 @@ impl<B: SqlBackend> ToolJournal for B {
             .iter()
             .map(rows::tool_call)
             .collect()
+    }
+}
+
+#[async_trait]
+impl<B: SqlBackend> LeadStore for B {
+    async fn record_lead(&self, scope: &TenantScope, lead: &NewLead) -> StoreResult<Lead> {
+        let mut db = self.write().await?;
+        db.execute(
+            sql(
+                "INSERT INTO leads (id, org_id, chatbot_id, conversation_id, tool_call_id, name,
+                     email, phone, company, note, created_at)
+                 SELECT $1, $2, chatbot_id, id, $4, $5, $6, $7, $8, $9, $10
+                 FROM conversations WHERE id = $3 AND org_id = $2 AND chatbot_id = $11
+                 ON CONFLICT (tool_call_id) DO NOTHING",
+            )
+            .bind(LeadId::new())
+            .bind(scope.org_id())
+            .bind(lead.conversation_id)
+            .bind(lead.tool_call_id)
+            .bind(lead.name.as_str())
+            .bind(lead.email.as_deref())
+            .bind(lead.phone.as_deref())
+            .bind(lead.company.as_deref())
+            .bind(lead.note.as_deref())
+            .bind(now())
+            .bind(lead.chatbot_id),
+        )
+        .await?;
+        let row = db
+            .fetch_optional(
+                sql("SELECT * FROM leads WHERE tool_call_id = $1 AND org_id = $2")
+                    .bind(lead.tool_call_id)
+                    .bind(scope.org_id()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        rows::lead(&row)
+    }
+
+    async fn leads(
+        &self,
+        scope: &TenantScope,
+        limit: u32,
+        offset: u64,
+    ) -> StoreResult<(Vec<Lead>, u64)> {
+        let mut db = self.read().await?;
+        let found = db
+            .fetch_all(
+                sql("SELECT * FROM leads WHERE org_id = $1
+                     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3")
+                .bind(scope.org_id())
+                .bind(i64::from(limit))
+                .bind(i64::try_from(offset).unwrap_or(i64::MAX)),
+            )
+            .await?;
+        let total: i64 = db
+            .fetch_one(
+                sql("SELECT count(*) AS total FROM leads WHERE org_id = $1").bind(scope.org_id()),
+            )
+            .await?
+            .get("total")?;
+        let leads = found.iter().map(rows::lead).collect::<StoreResult<_>>()?;
+        Ok((leads, total as u64))
     }
 }

@@ -22,3 +22,23 @@ CREATE TABLE tool_calls (
     UNIQUE (job_id, step, position)
 ) STRICT;
 CREATE INDEX tool_calls_conversation ON tool_calls (conversation_id, started_at);
+
+-- The tools a chatbot may call, as `server.tool` names: none by default.
+ALTER TABLE chatbots ADD COLUMN tools TEXT NOT NULL DEFAULT '[]';
+
+-- Leads recorded by the lead-capture tool. One per tool call: the call's
+-- journal id is its idempotency key, so a call made again records nothing new.
+CREATE TABLE leads (
+    id               BLOB PRIMARY KEY,
+    org_id           BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    chatbot_id       BLOB REFERENCES chatbots (id) ON DELETE SET NULL,
+    conversation_id  BLOB REFERENCES conversations (id) ON DELETE SET NULL,
+    tool_call_id     BLOB NOT NULL UNIQUE,
+    name             TEXT NOT NULL,
+    email            TEXT,
+    phone            TEXT,
+    company          TEXT,
+    note             TEXT,
+    created_at       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX leads_org ON leads (org_id, created_at, id);

@@ -22,3 +22,23 @@ CREATE TABLE tool_calls (
     UNIQUE (job_id, step, position)
 );
 CREATE INDEX tool_calls_conversation ON tool_calls (conversation_id, started_at);
+
+-- The tools a chatbot may call, as `server.tool` names: none by default.
+ALTER TABLE chatbots ADD COLUMN tools jsonb NOT NULL DEFAULT '[]';
+
+-- Leads recorded by the lead-capture tool. One per tool call: the call's
+-- journal id is its idempotency key, so a call made again records nothing new.
+CREATE TABLE leads (
+    id               uuid PRIMARY KEY,
+    org_id           uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    chatbot_id       uuid REFERENCES chatbots (id) ON DELETE SET NULL,
+    conversation_id  uuid REFERENCES conversations (id) ON DELETE SET NULL,
+    tool_call_id     uuid NOT NULL UNIQUE,
+    name             text NOT NULL,
+    email            text,
+    phone            text,
+    company          text,
+    note             text,
+    created_at       timestamptz NOT NULL
+);
+CREATE INDEX leads_org ON leads (org_id, created_at, id);
