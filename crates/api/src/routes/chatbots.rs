@@ -164,7 +164,7 @@ pub struct UpdateChatbot {
 /// The most tools one chatbot may be given.
 const MAX_TOOLS: usize = 64;
 
-/// Tool names the organization has, without repeats; anything else is 422.
+/// Tool names the organization has, without repeats; anything else is 409.
 async fn tools_the_org_has(
     state: &SharedState,
     auth: &Auth,
@@ -185,10 +185,14 @@ async fn tools_the_org_has(
     for name in names {
         if !available.iter().any(|tool| tool.full_name() == name) {
             let shown: String = name.chars().take(100).collect();
-            return Err(ApiError::unprocessable(
-                "unknown_tool",
-                format!("tools: the organization has no tool {shown:?} (see GET /api/v1/tools)"),
-            ));
+            // 409 like an unknown conversation in a body: the name is well
+            // formed, and names nothing the organization has now.
+            return Err(ApiError::Conflict {
+                code: "unknown_tool",
+                message: format!(
+                    "tools: the organization has no tool {shown:?} (see GET /api/v1/tools)"
+                ),
+            });
         }
         if !chosen.contains(&name) {
             chosen.push(name);
@@ -207,7 +211,8 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 /// Change some of a chatbot's settings (owners and admins).
 #[utoipa::path(patch, path = "/chatbots/{id}", tag = "chatbots", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = UpdateChatbot,
-    responses((status = 200, body = ChatbotDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = ChatbotDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "a tool the organization does not have (`unknown_tool`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_chatbot(
     State(state): State<SharedState>,
     auth: Auth,
