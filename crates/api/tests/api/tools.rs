@@ -37,7 +37,7 @@ async fn tools_come_with_enabled_integrations_and_are_given_to_chatbots_by_name(
         .await;
     assert_eq!(
         refused.status,
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::CONFLICT,
         "{}",
         refused.text
     );
