@@ -210,3 +210,134 @@ async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
         }
     }
 }
+
+/// A worker killed after `lead-capture` recorded a lead and before the reply
+/// was stored: after recovery the conversation holds one reply and the
+/// organization one lead. With `lose_the_result`, the journal's record of the
+/// call's result is lost too (undone while Steward is down): the call is made
+/// again under its journal id, and the tool records nothing new.
+async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = steward_testkit::PostgresDatabase::create().await;
+    let database_url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
+    };
+    let fake = steward_testkit::model::FakeModel::start().await;
+    fake.call_tools(vec![vec![(
+        "lead-capture__record",
+        r#"{"name": "Grace", "email": "grace@example.org"}"#,
+    )]]);
+    // The model call after the tool's never answers: the worker dies in it.
+    fake.hang_call(1);
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("STEWARD_LLM__PRIMARY__KIND", "openai")
+            .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
+            .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    let (status, _) = owner
+        .post(
+            "/api/v1/integrations/enable",
+            serde_json::json!({"integration_id": "lead-capture"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = owner
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            serde_json::json!({"tools": ["lead-capture.record"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, sent) = owner
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            serde_json::json!({"text": "please call me back"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+
+    // The lead is recorded and the worker waits on the model: kill it there.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owner.get("/api/v1/leads").await["total"] != 1 || fake.calls() < 2 {
+        assert!(Instant::now() < deadline, "the tool was never called");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    if lose_the_result {
+        undo_tool_results(&database_url).await;
+    }
+    server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replies = loop {
+        let replies = owner.replies(&bot).await;
+        if !replies.is_empty() {
+            break replies;
+        }
+        assert!(Instant::now() < deadline, "no reply after the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(owner.replies(&bot).await.len(), 1, "one reply");
+    assert_eq!(replies[0]["tool_calls"][0]["status"], "succeeded");
+    let leads = owner.get("/api/v1/leads").await;
+    assert_eq!(leads["total"], 1, "one lead: {leads}");
+    assert_eq!(
+        fake.calls(),
+        3,
+        "the tool call, the hung call, and one after the restart"
+    );
+    drop(server);
+}
+
+/// Undoes what the journal recorded of every call's result, as if the write
+/// after the call had been lost.
+async fn undo_tool_results(database_url: &str) {
+    let statement = "UPDATE tool_calls SET status = 'started', result = NULL, finished_at = NULL";
+    let undone = if database_url.starts_with("sqlite:") {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(database_url)
+            .await
+            .unwrap();
+        sqlx::query(statement)
+            .execute(&mut db)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(database_url)
+            .await
+            .unwrap();
+        sqlx::query(statement)
+            .execute(&mut db)
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    assert_eq!(undone, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_a_tool_call_and_its_reply_replies_once_with_one_lead() {
+    killed_between_a_tool_call_and_its_reply(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_with_the_calls_result_lost_the_idempotency_key_keeps_one_lead() {
+    killed_between_a_tool_call_and_its_reply(true).await;
+}

@@ -22,6 +22,8 @@ pub struct FakeModel {
     failing_with: Arc<AtomicU16>,
     /// The calls (counted from 0) that fail with a 500, once each.
     failing_calls: Arc<std::sync::Mutex<Vec<usize>>>,
+    /// The calls (counted from 0) that never get an answer.
+    hanging_calls: Arc<std::sync::Mutex<Vec<usize>>>,
     /// This many next calls never answer (a provider that hangs).
     hanging: Arc<AtomicUsize>,
     requests: Arc<std::sync::Mutex<Vec<Value>>>,
@@ -83,6 +85,11 @@ impl FakeModel {
         self.hanging.store(calls, Ordering::SeqCst);
     }
 
+    /// The `n`-th call from the start (counted from 0) gets no answer at all.
+    pub fn hang_call(&self, n: usize) {
+        self.hanging_calls.lock().unwrap().push(n);
+    }
+
     /// The `n`-th call from the start (counted from 0) fails with a 500.
     pub fn fail_call(&self, n: usize) {
         self.failing_calls.lock().unwrap().push(n);
@@ -101,10 +108,12 @@ async fn complete(
     use axum::response::IntoResponse;
     let call = fake.calls.fetch_add(1, Ordering::SeqCst);
     fake.requests.lock().unwrap().push(body.clone());
-    if fake
-        .hanging
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
+    let hangs = fake.hanging_calls.lock().unwrap().contains(&call);
+    if hangs
+        || fake
+            .hanging
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
     {
         std::future::pending::<()>().await;
     }

@@ -35,12 +35,7 @@ async fn tools_come_with_enabled_integrations_and_are_given_to_chatbots_by_name(
             give(json!(["lead-capture.record"])),
         )
         .await;
-    assert_eq!(
-        refused.status,
-        StatusCode::CONFLICT,
-        "{}",
-        refused.text
-    );
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
     assert_eq!(refused.code(), "unknown_tool");
 
     app.post(

@@ -184,6 +184,21 @@ impl Api {
         )
     }
 
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or_default(),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> serde_json::Value {
         self.client
             .get(format!("{}{path}", self.base))
