@@ -62,6 +62,16 @@ pub fn handle() -> PrometheusHandle {
                 "steward_job_duration_seconds",
                 &[0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0],
             );
+            let builder = buckets(
+                builder,
+                "steward_tool_call_duration_seconds",
+                &[0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0],
+            );
+            let builder = buckets(
+                builder,
+                "steward_tool_loop_steps",
+                &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 12.0, 16.0],
+            );
             let handle = match builder.install_recorder() {
                 Ok(handle) => handle,
                 // Another recorder is installed (an embedding program's): keep ours local.
@@ -129,6 +139,19 @@ pub fn handle() -> PrometheusHandle {
             metrics::describe_counter!(
                 "steward_webhook_rejected_total",
                 "Webhooks refused, by channel kind and reason (signature, rate_limited)."
+            );
+            metrics::describe_counter!(
+                "steward_tool_calls_total",
+                "Tool calls made, by server, tool and status (succeeded, failed)."
+            );
+            metrics::describe_histogram!(
+                "steward_tool_call_duration_seconds",
+                metrics::Unit::Seconds,
+                "How long tool calls took, by server."
+            );
+            metrics::describe_histogram!(
+                "steward_tool_loop_steps",
+                "Model calls per reply of a chatbot with tools (1: it called none)."
             );
             metrics::describe_counter!(
                 "steward_channel_send_errors_total",

@@ -261,7 +261,9 @@ impl Respond {
             request.steps.push(done);
         };
         live.finish().await;
-        metrics::histogram!("steward_tool_loop_steps").record(request.steps.len() as f64 + 1.0);
+        if calls.is_some() {
+            metrics::histogram!("steward_tool_loop_steps").record(request.steps.len() as f64 + 1.0);
+        }
         let (text, answer) = match written {
             Ok(written) => written,
             Err(error) => return Ok(Err(error)),
