@@ -232,7 +232,7 @@ impl Respond {
             request.steps = journaled.replay(&journal).await?;
             calls = Some(journaled);
         }
-        let offer = std::mem::take(&mut request.tools);
+        let offer = offered.specs();
         let max_steps = self.tool_limits.max_steps as usize;
         let mut said: Vec<String> = request.steps.iter().map(|s| s.text.clone()).collect();
         let mut tokens = 0;
@@ -415,7 +415,8 @@ impl JobHandler for Respond {
                 .collect(),
             temperature: chatbot.temperature,
             max_tokens: self.max_tokens,
-            tools: offered.specs(),
+            // Offered step by step in `converse`.
+            tools: Vec::new(),
             steps: Vec::new(),
         };
         match self
