@@ -10,6 +10,7 @@
 
 pub mod builtin;
 mod catalogue;
+pub mod mcp;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
