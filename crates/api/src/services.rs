@@ -12,6 +12,7 @@ use steward_llm::Embeddings;
 use steward_outbound::Guard;
 use steward_store::Store;
 use steward_tools::Catalogue;
+use steward_tools::mcp::McpServer;
 
 #[derive(Clone)]
 pub struct Services {
@@ -39,8 +40,31 @@ impl Services {
             guard,
             retriever: Retriever::new(store.clone(), embedder.clone()),
             embedder,
-            tools: Catalogue::new(store),
+            tools: Catalogue::with_servers(store, Self::tool_servers(config)?),
         })
+    }
+
+    /// The operator's MCP servers (`[[tools.servers]]`), their headers read.
+    fn tool_servers(config: &Config) -> Result<Vec<McpServer>, String> {
+        config
+            .tools
+            .servers
+            .iter()
+            .map(|server| {
+                if steward_tools::builtin::SERVERS.contains(&server.name.as_str()) {
+                    return Err(format!(
+                        "tools.servers: {} is the name of one of Steward's own tools",
+                        server.name
+                    ));
+                }
+                Ok(McpServer {
+                    name: server.name.clone(),
+                    url: server.url.clone(),
+                    headers: server.resolved_headers()?,
+                    timeout: std::time::Duration::from_secs(server.timeout_secs),
+                })
+            })
+            .collect()
     }
 
     /// Seals and opens stored secrets: the master key, and during a rotation

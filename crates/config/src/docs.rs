@@ -241,6 +241,10 @@ pub const KEYS: &[KeyDoc] = &[
         "A longer tool result is cut to this, and the model told it was cut.",
     ),
     k(
+        "tools.servers",
+        "MCP servers the operator runs (on a private network, say), their tools offered to every organization: [[tools.servers]] tables with name (its tools are name.tool), url (streamable HTTP), headers (a value ${VAR} is read from the environment) and timeout_secs (default 15). See docs/tools.md.",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),

@@ -150,6 +150,8 @@ pub struct ToolsConfig {
     pub turn_timeout_secs: u64,
     /// A longer result is cut, and the model told so.
     pub max_result_bytes: usize,
+    /// MCP servers the operator runs, offered to every organization.
+    pub servers: Vec<ToolServerConfig>,
 }
 
 impl Default for ToolsConfig {
@@ -159,7 +161,51 @@ impl Default for ToolsConfig {
             call_timeout_secs: 15,
             turn_timeout_secs: 60,
             max_result_bytes: 16 * 1024,
+            servers: Vec::new(),
         }
+    }
+}
+
+/// An MCP server the operator runs (`[[tools.servers]]`), on a private
+/// network if need be: its tools are offered to every organization.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolServerConfig {
+    /// Its tools are named `name.tool`: lowercase letters, digits and `-`.
+    pub name: String,
+    /// Its streamable HTTP endpoint.
+    pub url: String,
+    /// Sent with every request. A value `${NAME}` is read from the
+    /// environment variable NAME when Steward starts.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// For connecting and listing its tools.
+    #[serde(default = "ToolServerConfig::default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl ToolServerConfig {
+    fn default_timeout_secs() -> u64 {
+        15
+    }
+
+    /// The headers, with `${NAME}` values read from the environment.
+    pub fn resolved_headers(&self) -> Result<Vec<(String, String)>, String> {
+        self.headers
+            .iter()
+            .map(|(name, value)| {
+                let value = match value.strip_prefix("${").and_then(|v| v.strip_suffix('}')) {
+                    Some(variable) => std::env::var(variable).map_err(|_| {
+                        format!(
+                            "tools.servers {}: header {name} names ${{{variable}}}, which is not set",
+                            self.name
+                        )
+                    })?,
+                    None => value.clone(),
+                };
+                Ok((name.clone(), value))
+            })
+            .collect()
     }
 }
 
@@ -718,6 +764,28 @@ impl Config {
             || tools.max_result_bytes == 0
         {
             return invalid("tools: max_steps, call_timeout_secs, turn_timeout_secs and max_result_bytes must be above 0".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        for server in &tools.servers {
+            let name_ok = (1..=40).contains(&server.name.len())
+                && server
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !name_ok || !names.insert(server.name.as_str()) {
+                return invalid(format!(
+                    "tools.servers: '{}' must be a unique name of 1 to 40 lowercase letters, digits and -",
+                    server.name
+                ));
+            }
+            if !(server.url.starts_with("http://") || server.url.starts_with("https://"))
+                || server.timeout_secs == 0
+            {
+                return invalid(format!(
+                    "tools.servers {}: url must be http(s) and timeout_secs above 0",
+                    server.name
+                ));
+            }
         }
         let mail = &self.mail;
         if mail.is_configured() {

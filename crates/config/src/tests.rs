@@ -317,3 +317,42 @@ fn conventional_api_keys_configure_a_provider_when_none_is_set() {
         Ok(())
     });
 }
+
+#[test]
+fn the_operators_mcp_servers_are_read_checked_and_their_headers_taken_from_the_environment() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "tools.toml",
+            "[[tools.servers]]\nname = \"crm\"\nurl = \"http://crm.internal:8080/mcp\"\nheaders = { authorization = \"${CRM_TOKEN}\", x-team = \"sales\" }\n",
+        )?;
+        let config = Config::load(Some(Path::new("tools.toml")), &Overrides::default()).unwrap();
+        let crm = &config.tools.servers[0];
+        assert_eq!((crm.name.as_str(), crm.timeout_secs), ("crm", 15));
+        let missing = crm.resolved_headers().unwrap_err();
+        assert!(missing.contains("${CRM_TOKEN}"), "{missing}");
+        jail.set_env("CRM_TOKEN", "Bearer s3cret");
+        assert_eq!(
+            crm.resolved_headers().unwrap(),
+            [
+                ("authorization".to_owned(), "Bearer s3cret".to_owned()),
+                ("x-team".to_owned(), "sales".to_owned())
+            ]
+        );
+
+        for bad in [
+            "[[tools.servers]]\nname = \"CRM\"\nurl = \"http://crm/mcp\"\n",
+            "[[tools.servers]]\nname = \"crm\"\nurl = \"ftp://crm/mcp\"\n",
+            "[[tools.servers]]\nname = \"crm\"\nurl = \"http://a/mcp\"\n[[tools.servers]]\nname = \"crm\"\nurl = \"http://b/mcp\"\n",
+            "[[tools.servers]]\nname = \"crm\"\nurl = \"http://crm/mcp\"\nsecret = 1\n",
+        ] {
+            jail.create_file("bad.toml", bad)?;
+            let error =
+                Config::load(Some(Path::new("bad.toml")), &Overrides::default()).unwrap_err();
+            assert!(
+                error.to_string().contains("tools.servers") || error.to_string().contains("secret"),
+                "{bad}: {error}"
+            );
+        }
+        Ok(())
+    });
+}

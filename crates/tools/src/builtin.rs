@@ -17,6 +17,9 @@ use crate::{CallContext, Tool, ToolError};
 
 pub const LEAD_CAPTURE: &str = "lead-capture";
 
+/// The integrations of the catalogue, whose names Steward's own servers take.
+pub const SERVERS: &[&str] = &["pricing-calculator", LEAD_CAPTURE, "contact-owner"];
+
 /// The tools of the integration `server`, if Steward serves it.
 pub fn tools_of(server: &str) -> Vec<Tool> {
     match server {

@@ -476,3 +476,72 @@ async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_mcp_server_is_offered_and_called_with_each_calls_key() {
+    let Ok(url) = std::env::var("STEWARD_TEST_MCP_SHOP") else {
+        eprintln!(
+            "skipped: backend not configured (STEWARD_TEST_MCP_SHOP: eval \"$(scripts/mcp-servers)\")"
+        );
+        return;
+    };
+    let app = spawn_app_with(move |c| {
+        c.tools.servers = vec![steward_config::ToolServerConfig {
+            name: "shop".into(),
+            url,
+            headers: [("x-shop-client".to_owned(), "steward".to_owned())].into(),
+            timeout_secs: 10,
+        }]
+    })
+    .await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let tools = app.get("/api/v1/tools", &owner.token).await;
+    let names: Vec<&str> = tools.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"shop.place_order"), "{names:?}");
+    let given = app
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            &owner.token,
+            json!({"tools": ["shop.place_order"]}),
+        )
+        .await;
+    assert_eq!(given.status, 200, "{}", given.text);
+    fake.call_tools(vec![vec![(
+        "shop__place_order",
+        r#"{"item": "lamp", "quantity": 1}"#,
+    )]]);
+    let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
+    let worker = start_worker_with(&app, model(&fake), move |respond| {
+        respond.toolbox = Some(toolbox);
+    });
+    let (_, message) = send(&app, &owner, &bot, "one lamp, please", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        statuses(reply),
+        [("place_order".into(), "succeeded".into())]
+    );
+    assert_eq!(reply["tool_calls"][0]["server"], "shop");
+    let offered = &fake.requests()[0]["tools"];
+    assert_eq!(
+        offered.as_array().unwrap().len(),
+        1,
+        "only the tool it was given"
+    );
+    assert_eq!(offered[0]["function"]["name"], "shop__place_order");
+    // The model read the whole result (the fake echoes it).
+    let text = reply["text"].as_str().unwrap();
+    let result: Value = serde_json::from_str(text.split_once(" | tools: ").unwrap().1).unwrap();
+    assert_eq!(
+        result["meta_key"], reply["tool_calls"][0]["id"],
+        "the server saw the call's journal id as its idempotency key"
+    );
+}
