@@ -17,14 +17,16 @@ use crate::{CallContext, Tool, ToolError, Toolbox, builtin};
 /// How long a server's list of tools is used before it is asked again.
 const LIST_FRESH_FOR: Duration = Duration::from_secs(60);
 
+/// Each server's tools, and when they were listed, by server name.
+type Listed = HashMap<String, (Instant, Vec<Tool>)>;
+
 #[derive(Clone)]
 pub struct Catalogue {
     store: Arc<dyn Store>,
     /// The operator's MCP servers.
     servers: Arc<Vec<McpServer>>,
     mcp: McpClient,
-    /// Each server's tools, and when they were listed.
-    listed: Arc<Mutex<HashMap<String, (Instant, Vec<Tool>)>>>,
+    listed: Arc<Mutex<Listed>>,
 }
 
 impl Catalogue {
@@ -64,7 +66,7 @@ impl Catalogue {
     /// A server's tools, listed at most every [`LIST_FRESH_FOR`]; none while
     /// it cannot be reached (it is asked again at the next listing).
     async fn tools_of(&self, server: &McpServer) -> Vec<Tool> {
-        let fresh = |listed: &HashMap<String, (Instant, Vec<Tool>)>| {
+        let fresh = |listed: &Listed| {
             listed
                 .get(&server.name)
                 .filter(|(at, _)| at.elapsed() < LIST_FRESH_FOR)
