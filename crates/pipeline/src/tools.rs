@@ -14,7 +14,7 @@ use steward_config::ToolsConfig;
 use steward_domain::{ChatbotId, ConversationId, JobId, MessageId, ToolCallId, ToolCallStatus};
 use steward_jobs::JobError;
 use steward_llm::{ToolCall, ToolResult, ToolSpec, ToolStep};
-use steward_store::{NewToolCall, Store, TenantScope, ToolCallRecord};
+use steward_store::{LiveEvent, LiveKind, NewToolCall, Store, TenantScope, ToolCallRecord};
 use steward_tools::{CallContext, Tool, Toolbox, bounded};
 
 /// The tools offered to the model in this reply.
@@ -131,10 +131,12 @@ impl Calls<'_> {
     async fn result_of(&self, record: &ToolCallRecord) -> Result<ToolResult, JobError> {
         let (status, content) = match record.status {
             ToolCallStatus::Started => {
+                self.tell(record, ToolCallStatus::Started).await;
                 let (status, content) = self.make(record).await;
                 self.store
                     .finish_tool_call(self.scope, record.id, status, &content)
                     .await?;
+                self.tell(record, status).await;
                 (status, content)
             }
             done => (done, record.result.clone().unwrap_or_default()),
@@ -144,6 +146,21 @@ impl Calls<'_> {
             content,
             is_error: status == ToolCallStatus::Failed,
         })
+    }
+
+    /// Tells the conversation's live followers where a call is (best effort).
+    async fn tell(&self, record: &ToolCallRecord, status: ToolCallStatus) {
+        let event = LiveEvent {
+            org_id: self.scope.org_id(),
+            conversation_id: self.conversation,
+            kind: LiveKind::ToolCall {
+                id: record.id,
+                server: record.server.clone(),
+                tool: record.tool.clone(),
+                status,
+            },
+        };
+        let _ = self.store.publish_live(event).await;
     }
 
     /// Makes one call within its bounds; what it gave back, or why not.

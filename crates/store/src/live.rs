@@ -1,9 +1,10 @@
 //! Live events of a conversation, for clients following it (SSE): a reply
-//! starting, pieces of it as the model writes them (not stored), and stored
-//! messages (by id, so a client that reconnects can ask for what it missed).
+//! starting, pieces of it as the model writes them and the tools it calls
+//! (not stored), and stored messages (by id, so a client that reconnects can
+//! ask for what it missed).
 
 use serde::{Deserialize, Serialize};
-use steward_domain::{ConversationId, MessageId, OrgId};
+use steward_domain::{ConversationId, MessageId, OrgId, ToolCallId, ToolCallStatus};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LiveEvent {
@@ -21,6 +22,13 @@ pub enum LiveKind {
     Delta { text: String },
     /// A message was stored.
     Message { message_id: MessageId },
+    /// A tool call of the reply being written started, or finished.
+    ToolCall {
+        id: ToolCallId,
+        server: String,
+        tool: String,
+        status: ToolCallStatus,
+    },
 }
 
 /// Subscribers that fall this far behind lose events and re-read what they missed.

@@ -1,6 +1,7 @@
 //! Following a conversation live, as Server-Sent Events: its new messages
 //! (`message`, with the message id as event id), and each reply as it is
-//! written (`reply_started`, then `delta` pieces). A client that reconnects
+//! written (`reply_started`, then `delta` pieces, and `tool_call` as each of
+//! its tool calls starts and finishes). A client that reconnects
 //! with `Last-Event-ID` gets every message after that one: nothing is lost,
 //! nothing sent twice. Pieces of a reply are not stored; the reply itself is.
 
@@ -49,7 +50,7 @@ fn message_event(message: Message) -> Event {
         ("Last-Event-ID" = Option<uuid::Uuid>, Header, nullable = false, description = "The id of the last message received: messages after it are sent first."),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta", body = String),
+        (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta, tool_call ({id, server, tool, status})", body = String),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     ))]
 async fn events(
@@ -141,6 +142,10 @@ async fn events(
                         LiveKind::Delta { text } => {
                             Event::default().event("delta").json_data(serde_json::json!({ "text": text })).expect("text serializes")
                         }
+                        LiveKind::ToolCall { id, server, tool, status } => Event::default()
+                            .event("tool_call")
+                            .json_data(serde_json::json!({ "id": id, "server": server, "tool": tool, "status": status }))
+                            .expect("a tool call serializes"),
                     },
                     Ok(_) => continue,
                     Err(RecvError::Lagged(_)) => {

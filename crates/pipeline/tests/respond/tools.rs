@@ -545,3 +545,62 @@ async fn an_operators_mcp_server_is_offered_and_called_with_each_calls_key() {
         "the server saw the call's journal id as its idempotency key"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_sees_each_tool_call_start_and_finish_before_the_reply() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let workshop = Arc::new(Workshop::default());
+    let worker = start_worker_with(
+        &app,
+        model(&fake),
+        with_tools(&workshop, ToolsConfig::default()),
+    );
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let (conversation, first) = send(&app, &owner, &bot, "hello", None).await;
+    answered(&app, &owner, &bot, &first).await;
+
+    fake.call_tools(vec![vec![
+        ("calc__add", r#"{"a": 1, "b": 2}"#),
+        ("calc__broken", "{}"),
+    ]]);
+    let stream = connect(&app, &owner, &conversation, None).await;
+    send(&app, &owner, &bot, "add it up", Some(&conversation)).await;
+    let events = read_events(stream, |e| {
+        e.name == "message" && e.data["role"] == "assistant"
+    })
+    .await;
+    worker.stop().await;
+    let calls: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e.name == "tool_call")
+        .map(|e| {
+            let tool = e.data["tool"].as_str().unwrap().to_owned();
+            (tool, e.data["status"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    for expected in [
+        ("add", "started"),
+        ("add", "succeeded"),
+        ("broken", "started"),
+        ("broken", "failed"),
+    ] {
+        assert!(
+            calls.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} in {calls:?}"
+        );
+    }
+    let reply = events.last().unwrap();
+    let ids: Vec<&Value> = reply.data["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["id"])
+        .collect();
+    let first_call = events.iter().find(|e| e.name == "tool_call").unwrap();
+    assert!(
+        ids.contains(&&first_call.data["id"]),
+        "the events name the reply's calls"
+    );
+}
