@@ -81,4 +81,6 @@ id_type!(
     ToolCallId,
     /// A lead a chatbot recorded for its organization.
     LeadId,
+    /// An MCP server an organization connected.
+    ToolServerId,
 );

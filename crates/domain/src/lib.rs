@@ -8,7 +8,7 @@ mod values;
 
 pub use ids::{
     ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, LeadId,
-    MessageId, OrgId, ToolCallId, UserId,
+    MessageId, OrgId, ToolCallId, ToolServerId, UserId,
 };
 pub use jobs::JobArgs;
 pub use kinds::{

@@ -42,3 +42,20 @@ CREATE TABLE leads (
     created_at       timestamptz NOT NULL
 );
 CREATE INDEX leads_org ON leads (org_id, created_at, id);
+
+-- MCP servers an organization connects. Headers (API keys) are sealed like
+-- channel secrets, with the server's id as associated data.
+CREATE TABLE tool_servers (
+    id              uuid PRIMARY KEY,
+    org_id          uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name            text NOT NULL,
+    url             text NOT NULL,
+    sealed_headers  bytea NOT NULL,
+    timeout_secs    integer NOT NULL,
+    allowed_tools   jsonb,
+    created_at      timestamptz NOT NULL,
+    last_ok_at      timestamptz,
+    last_error      text,
+    last_error_at   timestamptz,
+    UNIQUE (org_id, name)
+);

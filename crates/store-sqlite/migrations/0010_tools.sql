@@ -42,3 +42,20 @@ CREATE TABLE leads (
     created_at       INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX leads_org ON leads (org_id, created_at, id);
+
+-- MCP servers an organization connects. Headers (API keys) are sealed like
+-- channel secrets, with the server's id as associated data.
+CREATE TABLE tool_servers (
+    id              BLOB PRIMARY KEY,
+    org_id          BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    url             TEXT NOT NULL,
+    sealed_headers  BLOB NOT NULL,
+    timeout_secs    INTEGER NOT NULL,
+    allowed_tools   TEXT,
+    created_at      INTEGER NOT NULL,
+    last_ok_at      INTEGER,
+    last_error      TEXT,
+    last_error_at   INTEGER,
+    UNIQUE (org_id, name)
+) STRICT;

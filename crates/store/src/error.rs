@@ -29,6 +29,8 @@ pub enum Conflict {
     ChatbotPaused,
     /// A channel name the chatbot has already.
     ChannelNameTaken,
+    /// A tool server name the organization has already.
+    ToolServerNameTaken,
     /// A change that would leave the organization without an owner.
     LastOwner,
     /// An email address that has an account.
@@ -44,6 +46,7 @@ impl Conflict {
             Self::DuplicateMessage => "duplicate_message",
             Self::ChatbotPaused => "chatbot_paused",
             Self::ChannelNameTaken => "channel_name_taken",
+            Self::ToolServerNameTaken => "tool_server_name_taken",
             Self::LastOwner => "last_owner",
             Self::EmailTaken => "email_taken",
             Self::IdempotencyClaimLost => "idempotency_claim_lost",
@@ -56,6 +59,9 @@ impl Conflict {
             Self::DuplicateMessage => "this message was already received",
             Self::ChatbotPaused => "this chatbot is paused and takes no messages",
             Self::ChannelNameTaken => "this chatbot already has a channel with that name",
+            Self::ToolServerNameTaken => {
+                "the organization already has a tool server with that name"
+            }
             Self::LastOwner => "an organization keeps at least one owner",
             Self::EmailTaken => "a user with this email already exists",
             Self::IdempotencyClaimLost => {

@@ -47,4 +47,7 @@ pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
 pub use store::{Backend, Store};
-pub use tools::{Lead, LeadStore, NewLead, NewToolCall, ToolCallRecord, ToolJournal};
+pub use tools::{
+    Lead, LeadStore, NewLead, NewToolCall, NewToolServer, ToolCallRecord, ToolJournal, ToolServer,
+    ToolServerStore,
+};

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use steward_domain::{
     ChatbotId, ConversationId, JobId, LeadId, MessageId, OrgId, ToolCallId, ToolCallStatus,
+    ToolServerId,
 };
 
 use crate::{StoreResult, TenantScope};
@@ -122,4 +123,60 @@ pub trait LeadStore: Send + Sync {
         limit: u32,
         offset: u64,
     ) -> StoreResult<(Vec<Lead>, u64)>;
+}
+
+/// An MCP server an organization connects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewToolServer {
+    pub id: ToolServerId,
+    pub name: String,
+    pub url: String,
+    /// Its headers, sealed with its id as associated data.
+    pub sealed_headers: Vec<u8>,
+    pub timeout_secs: i32,
+    /// The only tools of it offered; None: all of them.
+    pub allowed_tools: Option<Vec<String>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolServer {
+    pub id: ToolServerId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub url: String,
+    pub sealed_headers: Vec<u8>,
+    pub timeout_secs: i32,
+    pub allowed_tools: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    /// When it last answered, and when and how it last failed.
+    pub last_ok_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+}
+
+#[async_trait]
+pub trait ToolServerStore: Send + Sync {
+    /// Connects a server (audited). A name the organization has is
+    /// `Conflict(ToolServerNameTaken)`.
+    async fn create_tool_server(
+        &self,
+        scope: &TenantScope,
+        server: NewToolServer,
+    ) -> StoreResult<ToolServer>;
+
+    /// The organization's servers, by name.
+    async fn tool_servers(&self, scope: &TenantScope) -> StoreResult<Vec<ToolServer>>;
+
+    async fn tool_server(&self, scope: &TenantScope, id: ToolServerId) -> StoreResult<ToolServer>;
+
+    /// Removes a server (audited); its tools are no longer offered.
+    async fn delete_tool_server(&self, scope: &TenantScope, id: ToolServerId) -> StoreResult<()>;
+
+    /// Records that a server answered (`None`) or how it failed.
+    async fn record_tool_server_health(
+        &self,
+        scope: &TenantScope,
+        id: ToolServerId,
+        error: Option<&str>,
+    ) -> StoreResult<()>;
 }

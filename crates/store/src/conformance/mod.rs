@@ -79,6 +79,7 @@ macro_rules! conformance_tests {
             schema_version_table_sizes_and_whether_data_is_held,
             activity_counts_people_messages_replies_and_audit_per_org,
             tool_calls_are_journaled_once_and_finished_once,
+            tool_servers_are_connected_listed_and_removed_within_their_org,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

@@ -87,3 +87,77 @@ pub async fn tool_calls_are_journaled_once_and_finished_once(store: S) {
     );
     assert!(calls[0].finished_at.is_some() && calls[1].finished_at.is_none());
 }
+
+pub async fn tool_servers_are_connected_listed_and_removed_within_their_org(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let server = |name: &str| NewToolServer {
+        id: ToolServerId::new(),
+        name: name.into(),
+        url: format!("https://{name}.example.org/mcp"),
+        sealed_headers: vec![1, 2, 3],
+        timeout_secs: 15,
+        allowed_tools: Some(vec!["find".into()]),
+    };
+    let crm = store
+        .create_tool_server(&scope, server("crm"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            crm.org_id,
+            crm.allowed_tools.clone(),
+            crm.sealed_headers.clone()
+        ),
+        (scope.org_id(), Some(vec!["find".to_owned()]), vec![1, 2, 3])
+    );
+    assert_conflict(
+        store.create_tool_server(&scope, server("crm")).await,
+        "tool_server_name_taken",
+    );
+    // Another organization may use the name, and sees nothing of Acme's.
+    store
+        .create_tool_server(&other, server("crm"))
+        .await
+        .unwrap();
+    let mut all = server("billing");
+    all.allowed_tools = None;
+    store.create_tool_server(&scope, all).await.unwrap();
+    let names: Vec<String> = store
+        .tool_servers(&scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["billing", "crm"]);
+    assert_not_found(
+        store.tool_server(&other, crm.id).await,
+        "another org's server",
+    );
+    assert_not_found(
+        store.delete_tool_server(&other, crm.id).await,
+        "deleting another org's server",
+    );
+
+    store
+        .record_tool_server_health(&scope, crm.id, Some("refused the connection"))
+        .await
+        .unwrap();
+    store
+        .record_tool_server_health(&scope, crm.id, None)
+        .await
+        .unwrap();
+    let read = store.tool_server(&scope, crm.id).await.unwrap();
+    assert_eq!(read.last_error.as_deref(), Some("refused the connection"));
+    assert!(read.last_ok_at.is_some() && read.last_error_at.is_some());
+
+    store.delete_tool_server(&scope, crm.id).await.unwrap();
+    assert_not_found(store.tool_server(&scope, crm.id).await, "a removed server");
+    let audit = store.list_audit(&scope, 20).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"tool_server.create") && actions.contains(&"tool_server.delete"),
+        "{actions:?}"
+    );
+}

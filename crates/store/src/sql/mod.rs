@@ -439,6 +439,7 @@ ids!(
     MessageId,
     OrgId,
     ToolCallId,
+    ToolServerId,
     UserId
 );
 

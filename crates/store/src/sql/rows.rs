@@ -245,3 +245,23 @@ pub fn lead(row: &impl Row) -> StoreResult<Lead> {
         created_at: row.get("created_at")?,
     })
 }
+
+pub fn tool_server(row: &impl Row) -> StoreResult<ToolServer> {
+    let allowed: Option<serde_json::Value> = row.get("allowed_tools")?;
+    Ok(ToolServer {
+        id: row.get("id")?,
+        org_id: row.get("org_id")?,
+        name: row.get("name")?,
+        url: row.get("url")?,
+        sealed_headers: row.get("sealed_headers")?,
+        timeout_secs: row.get("timeout_secs")?,
+        allowed_tools: allowed
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StoreError::Internal(format!("tool_servers.allowed_tools: {e}")))?,
+        created_at: row.get("created_at")?,
+        last_ok_at: row.get("last_ok_at")?,
+        last_error: row.get("last_error")?,
+        last_error_at: row.get("last_error_at")?,
+    })
+}

@@ -1,9 +1,10 @@
-//! [`ToolJournal`] and [`LeadStore`], for every backend.
+//! [`ToolJournal`], [`LeadStore`] and [`ToolServerStore`], for every backend.
 
 use async_trait::async_trait;
-use steward_domain::{JobId, LeadId, ToolCallId, ToolCallStatus};
+use serde_json::json;
+use steward_domain::{JobId, LeadId, ToolCallId, ToolCallStatus, ToolServerId};
 
-use crate::sql::{Db, Row, SqlBackend, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
 #[async_trait]
@@ -153,5 +154,128 @@ impl<B: SqlBackend> LeadStore for B {
             .get("total")?;
         let leads = found.iter().map(rows::lead).collect::<StoreResult<_>>()?;
         Ok((leads, total as u64))
+    }
+}
+
+/// A server's last error is kept for the admin to read, cut to this.
+const MAX_ERROR_CHARS: usize = 500;
+
+#[async_trait]
+impl<B: SqlBackend> ToolServerStore for B {
+    async fn create_tool_server(
+        &self,
+        scope: &TenantScope,
+        server: NewToolServer,
+    ) -> StoreResult<ToolServer> {
+        let allowed = server
+            .allowed_tools
+            .as_ref()
+            .map(|tools| serde_json::Value::from(tools.clone()));
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(
+                sql(
+                    "INSERT INTO tool_servers (id, org_id, name, url, sealed_headers, timeout_secs,
+                         allowed_tools, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
+                )
+                .bind(server.id)
+                .bind(scope.org_id())
+                .bind(server.name.as_str())
+                .bind(server.url.as_str())
+                .bind(server.sealed_headers.as_slice())
+                .bind(server.timeout_secs)
+                .bind(allowed.as_ref())
+                .bind(now()),
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(Conflict::ToolServerNameTaken),
+                other => other,
+            })?;
+        let created = rows::tool_server(&row)?;
+        audit(
+            &mut tx,
+            scope,
+            "tool_server.create",
+            &format!("tool_server:{}", created.id),
+            json!({ "name": created.name, "url": created.url }),
+        )
+        .await?;
+        commit_with::<B>(tx, &created).await?;
+        Ok(created)
+    }
+
+    async fn tool_servers(&self, scope: &TenantScope) -> StoreResult<Vec<ToolServer>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql("SELECT * FROM tool_servers WHERE org_id = $1 ORDER BY name")
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        found.iter().map(rows::tool_server).collect()
+    }
+
+    async fn tool_server(&self, scope: &TenantScope, id: ToolServerId) -> StoreResult<ToolServer> {
+        let row = self
+            .read()
+            .await?
+            .fetch_one(
+                sql("SELECT * FROM tool_servers WHERE id = $1 AND org_id = $2")
+                    .bind(id)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        rows::tool_server(&row)
+    }
+
+    async fn delete_tool_server(&self, scope: &TenantScope, id: ToolServerId) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let deleted = tx
+            .execute(
+                sql("DELETE FROM tool_servers WHERE id = $1 AND org_id = $2")
+                    .bind(id)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit(
+            &mut tx,
+            scope,
+            "tool_server.delete",
+            &format!("tool_server:{id}"),
+            json!({}),
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+
+    async fn record_tool_server_health(
+        &self,
+        scope: &TenantScope,
+        id: ToolServerId,
+        error: Option<&str>,
+    ) -> StoreResult<()> {
+        let statement = match error {
+            None => sql("UPDATE tool_servers SET last_ok_at = $1 WHERE id = $2 AND org_id = $3")
+                .bind(now())
+                .bind(id)
+                .bind(scope.org_id()),
+            Some(error) => {
+                let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
+                sql("UPDATE tool_servers SET last_error = $1, last_error_at = $2
+                     WHERE id = $3 AND org_id = $4")
+                .bind(error)
+                .bind(now())
+                .bind(id)
+                .bind(scope.org_id())
+            }
+        };
+        self.write().await?.execute(statement).await?;
+        Ok(())
     }
 }
