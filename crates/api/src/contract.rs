@@ -276,6 +276,35 @@ pub fn tool_names() -> utoipa::openapi::Array {
         .build()
 }
 
+/// An MCP server's name in an organization: its tools are `name.tool`.
+pub fn tool_server_name() -> Object {
+    text(1, 40, "^[a-z0-9][a-z0-9-]*$".into())
+}
+
+/// Headers sent to an MCP server (an API key, say): at most 16, or null.
+pub fn tool_server_headers() -> Object {
+    or_null(
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(16))
+            .property_names(Some(text(1, 64, "^[A-Za-z0-9-]+$".into())))
+            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::Object(
+                text(1, 2048, format!("^[^{CONTROL}]+$")),
+            )))))
+            .build(),
+    )
+}
+
+/// The tools of a server a chatbot may be given (by their names on the
+/// server), at most 64; null for all of them.
+pub fn allowed_tools() -> utoipa::openapi::Array {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(text(1, 128, "^[A-Za-z0-9_.-]+$".into()))
+        .max_items(Some(64))
+        .build()
+}
+
 pub fn integration_id() -> Object {
     text(1, 64, "^[a-z0-9-]+$".into())
 }

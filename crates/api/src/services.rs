@@ -32,15 +32,22 @@ impl Services {
     pub fn from_config(config: &Config, store: Arc<dyn Store>) -> Result<Self, String> {
         let guard = Guard::new(config.outbound.allow_private_networks);
         let embedder = embedder_from_config(&config.embeddings);
+        let sealer = Arc::new(Self::sealer(config)?);
+        let tools = Catalogue::new(
+            store.clone(),
+            sealer.clone(),
+            guard.clone(),
+            Self::tool_servers(config)?,
+        );
         Ok(Self {
-            sealer: Arc::new(Self::sealer(config)?),
+            sealer,
+            tools,
             blobs: Blobs::from_config(&config.storage, &config.data_dir)
                 .map_err(|e| e.to_string())?,
             fetcher: Fetcher::new(FetchPolicy::from_config(&config.knowledge), guard.clone()),
             guard,
             retriever: Retriever::new(store.clone(), embedder.clone()),
             embedder,
-            tools: Catalogue::with_servers(store, Self::tool_servers(config)?),
         })
     }
 

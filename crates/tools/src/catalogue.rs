@@ -1,7 +1,7 @@
 //! The toolbox Steward runs with: the tools an organization has (its enabled
-//! integrations' tools, served by Steward, and the tools of the MCP servers
-//! the operator runs), of which each chatbot gets the ones it was given by
-//! name.
+//! integrations' tools, served by Steward; the tools of the MCP servers the
+//! operator runs; those of the MCP servers it connected itself), of which
+//! each chatbot gets the ones it was given by name.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,87 +9,155 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use steward_store::{Chatbot, Store, TenantScope};
+use steward_auth::Sealer;
+use steward_outbound::Guard;
+use steward_store::{Chatbot, Store, TenantScope, ToolServer};
 
 use crate::mcp::{McpClient, McpServer};
 use crate::{CallContext, Tool, ToolError, Toolbox, builtin};
 
 /// How long a server's list of tools is used before it is asked again.
 const LIST_FRESH_FOR: Duration = Duration::from_secs(60);
+/// How long a server that could not list its tools is left alone: its tools
+/// are unavailable meanwhile, and replies do not wait on it.
+const FAILED_LEFT_FOR: Duration = Duration::from_secs(30);
 
-/// Each server's tools, and when they were listed, by server name.
-type Listed = HashMap<String, (Instant, Vec<Tool>)>;
+/// Each server's tools (or why it could not list them), and when it was
+/// asked, by the server's URL and name.
+type Listed = HashMap<String, (Instant, Result<Vec<Tool>, ToolError>)>;
 
 #[derive(Clone)]
 pub struct Catalogue {
     store: Arc<dyn Store>,
-    /// The operator's MCP servers.
+    sealer: Arc<Sealer>,
+    /// The operator's MCP servers, and the client that may reach private networks.
     servers: Arc<Vec<McpServer>>,
-    mcp: McpClient,
+    internal: McpClient,
+    /// For servers organizations connect: through the outbound guard.
+    guarded: McpClient,
     listed: Arc<Mutex<Listed>>,
 }
 
 impl Catalogue {
-    /// Steward's own tools only.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self::with_servers(store, Vec::new())
-    }
-
-    /// Steward's own tools and those of the operator's `servers`, whose names
-    /// must not be those of Steward's own.
-    pub fn with_servers(store: Arc<dyn Store>, servers: Vec<McpServer>) -> Self {
+    /// `servers` are the operator's, whose names must not be those of
+    /// Steward's own tools.
+    pub fn new(
+        store: Arc<dyn Store>,
+        sealer: Arc<Sealer>,
+        guard: Guard,
+        servers: Vec<McpServer>,
+    ) -> Self {
         Self {
             store,
+            sealer,
             servers: Arc::new(servers),
-            mcp: McpClient::internal(),
+            internal: McpClient::internal(),
+            guarded: McpClient::guarded(guard),
             listed: Arc::default(),
         }
     }
 
+    /// Whether `name` is taken by Steward's own tools or an operator's server.
+    pub fn reserves(&self, name: &str) -> bool {
+        builtin::SERVERS.contains(&name) || self.servers.iter().any(|s| s.name == name)
+    }
+
     /// Every tool the organization may give its chatbots.
     pub async fn available(&self, scope: &TenantScope) -> Result<Vec<Tool>, ToolError> {
-        let integrations = self.store.integrations(scope).await.map_err(|error| {
-            tracing::warn!(%error, "listing integrations failed");
+        let unlisted = |error: steward_store::StoreError| {
+            tracing::warn!(%error, "listing an organization's tools failed");
             ToolError("the organization's tools could not be listed".into())
-        })?;
+        };
+        let integrations = self.store.integrations(scope).await.map_err(unlisted)?;
         let mut tools: Vec<Tool> = integrations
             .iter()
             .filter(|i| i.enabled)
             .flat_map(|i| builtin::tools_of(&i.integration.id))
             .collect();
         for server in self.servers.iter() {
-            tools.extend(self.tools_of(server).await);
+            if let (Ok(listed), _) = self.tools_of(&self.internal, server, false).await {
+                tools.extend(listed);
+            }
+        }
+        for server in self.store.tool_servers(scope).await.map_err(unlisted)? {
+            if let Ok(listed) = self.organization_tools(scope, &server, false).await {
+                tools.extend(listed);
+            }
         }
         Ok(tools)
     }
 
-    /// A server's tools, listed at most every [`LIST_FRESH_FOR`]; none while
-    /// it cannot be reached (it is asked again at the next listing).
-    async fn tools_of(&self, server: &McpServer) -> Vec<Tool> {
-        let fresh = |listed: &Listed| {
-            listed
-                .get(&server.name)
-                .filter(|(at, _)| at.elapsed() < LIST_FRESH_FOR)
-                .map(|(_, tools)| tools.clone())
-        };
-        if let Some(tools) = fresh(&self.listed.lock().expect("not poisoned")) {
-            return tools;
+    /// An organization's server's tools (those it allows), listed now when
+    /// `fresh`; its health records how asking went.
+    pub async fn organization_tools(
+        &self,
+        scope: &TenantScope,
+        server: &ToolServer,
+        fresh: bool,
+    ) -> Result<Vec<Tool>, ToolError> {
+        let mcp = self.opened(server)?;
+        let (listed, asked) = self.tools_of(&self.guarded, &mcp, fresh).await;
+        let health = listed.as_ref().err().map(|e| e.0.as_str());
+        if asked
+            && let Err(error) = self
+                .store
+                .record_tool_server_health(scope, server.id, health)
+                .await
+        {
+            tracing::warn!(%error, "recording a tool server's health failed");
         }
-        match self.mcp.list(server).await {
-            Ok(listed) => {
-                let mut cache = self.listed.lock().expect("not poisoned");
-                cache.insert(server.name.clone(), (Instant::now(), listed.tools.clone()));
-                listed.tools
-            }
-            Err(error) => {
-                tracing::warn!(server = %server.name, %error, "an MCP server's tools are unavailable");
-                self.listed
-                    .lock()
-                    .expect("not poisoned")
-                    .remove(&server.name);
-                Vec::new()
+        let mut tools = listed?;
+        if let Some(allowed) = &server.allowed_tools {
+            tools.retain(|tool| allowed.contains(&tool.name));
+        }
+        Ok(tools)
+    }
+
+    /// A stored server as the MCP client reaches it, its headers opened.
+    fn opened(&self, server: &ToolServer) -> Result<McpServer, ToolError> {
+        let unreadable = || ToolError(format!("{}'s settings cannot be read", server.name));
+        let headers = self
+            .sealer
+            .open(&server.sealed_headers, server.id.to_string().as_bytes())
+            .map_err(|_| unreadable())?;
+        let headers: Vec<(String, String)> =
+            serde_json::from_slice(&headers).map_err(|_| unreadable())?;
+        Ok(McpServer {
+            name: server.name.clone(),
+            url: server.url.clone(),
+            headers,
+            timeout: Duration::from_secs(u64::try_from(server.timeout_secs).unwrap_or(15)),
+        })
+    }
+
+    /// A server's tools, asked for at most every [`LIST_FRESH_FOR`] (after a
+    /// failure, [`FAILED_LEFT_FOR`]) unless `fresh`; and whether it was
+    /// asked now.
+    async fn tools_of(
+        &self,
+        client: &McpClient,
+        server: &McpServer,
+        fresh: bool,
+    ) -> (Result<Vec<Tool>, ToolError>, bool) {
+        let key = format!("{} {}", server.url, server.name);
+        let cached = self.listed.lock().expect("not poisoned").get(&key).cloned();
+        if let Some((at, listed)) = cached.filter(|_| !fresh) {
+            let good_for = if listed.is_ok() {
+                LIST_FRESH_FOR
+            } else {
+                FAILED_LEFT_FOR
+            };
+            if at.elapsed() < good_for {
+                return (listed, false);
             }
         }
+        let listed = client.list(server).await.map(|listed| listed.tools);
+        if let Err(error) = &listed {
+            tracing::warn!(server = %server.name, %error, "an MCP server's tools are unavailable");
+        }
+        let entry = (Instant::now(), listed.clone());
+        self.listed.lock().expect("not poisoned").insert(key, entry);
+        (listed, true)
     }
 }
 
@@ -110,9 +178,29 @@ impl Toolbox for Catalogue {
         tool: &Tool,
         input: &Map<String, Value>,
     ) -> Result<String, ToolError> {
-        match self.servers.iter().find(|s| s.name == tool.server) {
-            Some(server) => self.mcp.call(server, &tool.name, input, context.key).await,
-            None => builtin::call(&self.store, context, tool, input).await,
+        if let Some(server) = self.servers.iter().find(|s| s.name == tool.server) {
+            return self
+                .internal
+                .call(server, &tool.name, input, context.key)
+                .await;
         }
+        if builtin::SERVERS.contains(&tool.server.as_str()) {
+            return builtin::call(&self.store, context, tool, input).await;
+        }
+        let servers = self
+            .store
+            .tool_servers(&context.scope)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "reading an organization's tool servers failed");
+                ToolError("the tool's server could not be found just now".into())
+            })?;
+        let Some(server) = servers.iter().find(|s| s.name == tool.server) else {
+            return Err(ToolError(format!("{} is no longer connected", tool.server)));
+        };
+        let mcp = self.opened(server)?;
+        self.guarded
+            .call(&mcp, &tool.name, input, context.key)
+            .await
     }
 }

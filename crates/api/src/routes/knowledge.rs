@@ -270,7 +270,10 @@ async fn upload(
 
 /// A URL a user gave, if it may be fetched at all (its form, and its address
 /// when it is one).
-fn checked_url(state: &SharedState, url: &str) -> ApiResult<steward_knowledge::fetch::Url> {
+pub(crate) fn checked_url(
+    state: &SharedState,
+    url: &str,
+) -> ApiResult<steward_knowledge::fetch::Url> {
     let url = steward_domain::WebUrl::parse("url", url)
         .map_err(|e| ApiError::unprocessable("url_refused", e.to_string()))?;
     state

@@ -87,6 +87,10 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/integrations/enable") => {
             Some(json!({"integration_id": "pricing-calculator", "config": {}}))
         }
+        ("POST", "/api/v1/tools/servers") => {
+            Some(json!({"name": "b-crm", "url": "https://b-crm.example.org/mcp"}))
+        }
+        ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
         ("POST", "/api/v1/jobs/{id}/retry" | "/api/v1/jobs/{id}/discard") => None,
         (_, _) if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
             panic!("the tenancy walk has no body for {method} {path}: add one")
@@ -185,6 +189,20 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         .unwrap()
         .id
         .to_string();
+    let tool_server = app
+        .post(
+            "/api/v1/tools/servers",
+            &a.token,
+            json!({"name": "a-crm", "url": "https://a-crm.example.org/mcp", "headers": {"authorization": "a-secret"}}),
+        )
+        .await;
+    assert_eq!(
+        tool_server.status,
+        StatusCode::CREATED,
+        "{}",
+        tool_server.text
+    );
+    let tool_server = tool_server.body["id"].as_str().unwrap().to_owned();
     let owned = Owned {
         document,
         context,
@@ -210,6 +228,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &a.user_id,
         &lead,
         &"lead@alpha.example.org".to_owned(),
+        &tool_server,
+        &"a-secret".to_owned(),
     ];
 
     let doc = app
@@ -243,6 +263,10 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                 .replace("/members/{user_id}", &format!("/members/{}", owned.member))
                 .replace("/integrations/{id}", "/integrations/lead-capture")
                 .replace("/jobs/{id}", &format!("/jobs/{}", owned.job))
+                .replace(
+                    "/tools/servers/{id}",
+                    &format!("/tools/servers/{tool_server}"),
+                )
                 .replace(
                     "/conversations/{id}",
                     &format!("/conversations/{conversation}"),
@@ -289,6 +313,12 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         app.get("/api/v1/auth/me", &a_key_secret).await.status,
         StatusCode::OK,
         "its API key still works"
+    );
+    let servers = app.get("/api/v1/tools/servers", &a.token).await;
+    assert_eq!(
+        servers.body["servers"][0]["id"],
+        tool_server.as_str(),
+        "its MCP server is still there"
     );
 
     // A conversation of A cannot be continued by B, even through B's own

@@ -410,7 +410,7 @@ async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
     )]]);
     // The model call after the tool's fails once: the retry must not record it again.
     fake.fail_call(1);
-    let catalogue = steward_tools::Catalogue::new(app.store.clone());
+    let catalogue = app.state.tools.clone();
     let toolbox: Arc<dyn Toolbox> = Arc::new(catalogue.clone());
     let worker = start_worker_with(&app, model(&fake), move |respond| {
         respond.toolbox = Some(toolbox);
