@@ -321,7 +321,12 @@ impl LiveReply {
         let _ = store.publish_live(started.clone()).await;
         let (pieces, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
         let publisher = tokio::spawn(async move {
-            while let Some(text) = received.recv().await {
+            while let Some(mut text) = received.recv().await {
+                // Pieces that came while the last was being published go out
+                // together: one event (on PostgreSQL one NOTIFY) for them all.
+                while let Ok(more) = received.try_recv() {
+                    text.push_str(&more);
+                }
                 let piece = LiveEvent {
                     kind: LiveKind::Delta { text },
                     ..started.clone()

@@ -422,6 +422,9 @@ async fn read_events(
 async fn a_follower_sees_the_reply_written_piece_by_piece_then_stored() {
     let app = spawn_app_with(|_| {}).await;
     let fake = FakeModel::start().await;
+    // Pieces come as a model writes them; pieces that come faster than they
+    // are published go out together.
+    fake.pace(Duration::from_millis(20));
     let worker = start_worker(&app, model(&fake));
     let owner = app.register("ada@example.org", "Acme").await;
     let bot = app.chatbot(&owner, "Helper").await;

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,6 +31,8 @@ pub struct FakeModel {
     script: Arc<std::sync::Mutex<VecDeque<Calls>>>,
     /// Call this tool every time tools are offered (a model that never stops).
     always: Arc<std::sync::Mutex<Option<(String, String)>>>,
+    /// How far apart the pieces of a streamed answer come; zero: all at once.
+    pace_ms: Arc<AtomicU64>,
     /// The base URL, e.g. `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
 }
@@ -73,6 +75,13 @@ impl FakeModel {
             calls.collect()
         });
         self.script.lock().unwrap().extend(owned);
+    }
+
+    /// From now on, the pieces of a streamed answer come `pace` apart, as a
+    /// model writes them.
+    pub fn pace(&self, pace: std::time::Duration) {
+        self.pace_ms
+            .store(pace.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// From now on, every answer made while tools are offered calls this one.
@@ -161,7 +170,7 @@ async fn complete(
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": reply.split_whitespace().count()});
     if body["stream"] == true {
         // The wire format of a streamed completion: one event per word, usage, then [DONE].
-        let mut events: String = reply
+        let mut events: Vec<String> = reply
             .split_inclusive(' ')
             .map(|word| {
                 format!(
@@ -170,15 +179,24 @@ async fn complete(
                 )
             })
             .collect();
-        events.push_str(&format!(
+        events.push(format!(
             "data: {}\n\ndata: [DONE]\n\n",
             json!({"choices": [], "usage": usage})
         ));
-        return (
-            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
-            events,
-        )
-            .into_response();
+        let pace = std::time::Duration::from_millis(fake.pace_ms.load(Ordering::SeqCst));
+        let paced =
+            futures::StreamExt::then(futures::stream::iter(events), move |event| async move {
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
+                }
+                Ok::<_, std::convert::Infallible>(event)
+            });
+        let mut response = axum::body::Body::from_stream(paced).into_response();
+        response.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("text/event-stream"),
+        );
+        return response;
     }
     axum::Json(json!({
         "id": "chatcmpl-fake",
