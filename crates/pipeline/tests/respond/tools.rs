@@ -98,32 +98,60 @@ fn statuses(reply: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_calls_a_tool_and_answers_with_its_result() {
+/// One message answered by a worker with the workshop's tools, the model
+/// scripted by `script` first.
+struct Asked {
+    app: TestApp,
+    fake: FakeModel,
+    workshop: Arc<Workshop>,
+    owner: Session,
+    /// The conversation's messages, oldest first, and the message's id.
+    messages: Vec<Value>,
+    message: String,
+}
+
+impl Asked {
+    fn reply(&self) -> &Value {
+        reply_to(&self.messages, &self.message)
+    }
+}
+
+async fn ask(text: &str, limits: ToolsConfig, script: impl FnOnce(&FakeModel)) -> Asked {
     let app = spawn_app_with(|_| {}).await;
     let fake = FakeModel::start().await;
-    fake.call_tools(vec![vec![("calc__add", r#"{"a": 2, "b": 3}"#)]]);
+    script(&fake);
     let workshop = Arc::new(Workshop::default());
-    let worker = start_worker_with(
-        &app,
-        model(&fake),
-        with_tools(&workshop, ToolsConfig::default()),
-    );
+    let worker = start_worker_with(&app, model(&fake), with_tools(&workshop, limits));
     let owner = app.register("ada@example.org", "Acme").await;
     let bot = app.chatbot(&owner, "Helper").await;
-
-    let (_, message) = send(&app, &owner, &bot, "what is 2 and 3?", None).await;
+    let (_, message) = send(&app, &owner, &bot, text, None).await;
     let messages = answered(&app, &owner, &bot, &message).await;
     worker.stop().await;
-    let reply = reply_to(&messages, &message);
+    Asked {
+        app,
+        fake,
+        workshop,
+        owner,
+        messages,
+        message,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_calls_a_tool_and_answers_with_its_result() {
+    let asked = ask("what is 2 and 3?", ToolsConfig::default(), |fake| {
+        fake.call_tools(vec![vec![("calc__add", r#"{"a": 2, "b": 3}"#)]])
+    })
+    .await;
+    let reply = asked.reply();
     assert_eq!(reply["text"], "echo: what is 2 and 3? | tools: 5");
     assert_eq!(statuses(reply), [("add".into(), "succeeded".into())]);
     assert_eq!(reply["tool_calls"][0]["server"], "calc");
     assert_eq!(reply["tool_calls"][0]["input"], json!({"a": 2, "b": 3}));
     assert_eq!(reply["tool_calls"][0]["result_preview"], "5");
-    assert_eq!(workshop.made().len(), 1);
+    assert_eq!(asked.workshop.made().len(), 1);
 
-    let requests = fake.requests();
+    let requests = asked.fake.requests();
     assert_eq!(requests.len(), 2, "the model, the tool, the model again");
     let offered: Vec<&str> = requests[0]["tools"]
         .as_array()
@@ -141,7 +169,10 @@ async fn a_reply_calls_a_tool_and_answers_with_its_result() {
             "down__ping"
         ]
     );
-    let usage = app.get("/api/v1/organizations/usage", &owner.token).await;
+    let usage = asked
+        .app
+        .get("/api/v1/organizations/usage", &asked.owner.token)
+        .await;
     assert!(
         usage.body["tokens_used"].as_i64().unwrap() > 15,
         "both steps' tokens count (the tool call's alone is 15)"
@@ -150,28 +181,17 @@ async fn a_reply_calls_a_tool_and_answers_with_its_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_calls_a_chain_unknown_tools_and_bad_input_all_reach_the_model() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    fake.call_tools(vec![
-        vec![
-            ("calc__add", r#"{"a": 1, "b": 1}"#),
-            ("calc__add", r#"{"a": 3, "b": 4}"#),
-        ],
-        vec![("nope__tool", "{}"), ("calc__add", r#"{"a": "#)],
-    ]);
-    let workshop = Arc::new(Workshop::default());
-    let worker = start_worker_with(
-        &app,
-        model(&fake),
-        with_tools(&workshop, ToolsConfig::default()),
-    );
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-
-    let (_, message) = send(&app, &owner, &bot, "sums", None).await;
-    let messages = answered(&app, &owner, &bot, &message).await;
-    worker.stop().await;
-    let reply = reply_to(&messages, &message);
+    let asked = ask("sums", ToolsConfig::default(), |fake| {
+        fake.call_tools(vec![
+            vec![
+                ("calc__add", r#"{"a": 1, "b": 1}"#),
+                ("calc__add", r#"{"a": 3, "b": 4}"#),
+            ],
+            vec![("nope__tool", "{}"), ("calc__add", r#"{"a": "#)],
+        ])
+    })
+    .await;
+    let reply = asked.reply();
     assert_eq!(
         reply["text"],
         "echo: sums | tools: 2 | 7 | error: there is no tool named nope__tool | error: the input is not a JSON object"
@@ -190,70 +210,55 @@ async fn parallel_calls_a_chain_unknown_tools_and_bad_input_all_reach_the_model(
         "input kept as written"
     );
     assert_eq!(
-        workshop.made().len(),
+        asked.workshop.made().len(),
         2,
         "only the two good calls were made"
     );
-    assert_eq!(fake.calls(), 3);
+    assert_eq!(asked.fake.calls(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_never_stops_calling_is_stopped_by_the_step_bound_and_still_answers() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    fake.always_call("calc__add", r#"{"a": 1, "b": 2}"#);
-    let workshop = Arc::new(Workshop::default());
     let limits = ToolsConfig {
         max_steps: 3,
         ..ToolsConfig::default()
     };
-    let worker = start_worker_with(&app, model(&fake), with_tools(&workshop, limits));
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-
-    let (_, message) = send(&app, &owner, &bot, "again and again", None).await;
-    let messages = answered(&app, &owner, &bot, &message).await;
-    worker.stop().await;
-    let requests = fake.requests();
+    let asked = ask("again and again", limits, |fake| {
+        fake.always_call("calc__add", r#"{"a": 1, "b": 2}"#)
+    })
+    .await;
+    let requests = asked.fake.requests();
     assert_eq!(requests.len(), 3, "max_steps model calls");
     assert!(
         requests[2].get("tools").is_none(),
         "the last step offers no tools"
     );
-    assert_eq!(workshop.made().len(), 2);
+    assert_eq!(asked.workshop.made().len(), 2);
     assert_eq!(
-        reply_to(&messages, &message)["text"],
+        asked.reply()["text"],
         "echo: again and again | tools: 3 | 3"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_huge_failing_and_unreachable_tools_do_not_stop_the_reply() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    fake.call_tools(vec![vec![
-        ("calc__slow", "{}"),
-        ("calc__huge", "{}"),
-        ("calc__broken", "{}"),
-        ("down__ping", "{}"),
-    ]]);
-    let workshop = Arc::new(Workshop::default());
     let limits = ToolsConfig {
         call_timeout_secs: 1,
         turn_timeout_secs: 2,
         max_result_bytes: 1024,
         ..ToolsConfig::default()
     };
-    let worker = start_worker_with(&app, model(&fake), with_tools(&workshop, limits));
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-
-    let (_, message) = send(&app, &owner, &bot, "try everything", None).await;
-    let messages = answered(&app, &owner, &bot, &message).await;
-    worker.stop().await;
-    let reply = reply_to(&messages, &message);
+    let asked = ask("try everything", limits, |fake| {
+        fake.call_tools(vec![vec![
+            ("calc__slow", "{}"),
+            ("calc__huge", "{}"),
+            ("calc__broken", "{}"),
+            ("down__ping", "{}"),
+        ]])
+    })
+    .await;
     assert_eq!(
-        statuses(reply),
+        statuses(asked.reply()),
         [
             ("slow".into(), "failed".into()),
             ("huge".into(), "succeeded".into()),
@@ -261,7 +266,7 @@ async fn slow_huge_failing_and_unreachable_tools_do_not_stop_the_reply() {
             ("ping".into(), "failed".into()),
         ]
     );
-    let results: Vec<String> = fake.requests()[1]["messages"]
+    let results: Vec<String> = asked.fake.requests()[1]["messages"]
         .as_array()
         .unwrap()
         .iter()
@@ -286,36 +291,23 @@ async fn slow_huge_failing_and_unreachable_tools_do_not_stop_the_reply() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_reply_replays_its_journaled_calls_instead_of_calling_again() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    fake.call_tools(vec![vec![("calc__add", r#"{"a": 20, "b": 22}"#)]]);
-    // The model call after the tool's fails: the job is retried.
-    fake.fail_call(1);
-    let workshop = Arc::new(Workshop::default());
-    let worker = start_worker_with(
-        &app,
-        model(&fake),
-        with_tools(&workshop, ToolsConfig::default()),
-    );
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-
-    let (_, message) = send(&app, &owner, &bot, "the answer?", None).await;
-    let messages = answered(&app, &owner, &bot, &message).await;
-    worker.stop().await;
+    let asked = ask("the answer?", ToolsConfig::default(), |fake| {
+        fake.call_tools(vec![vec![("calc__add", r#"{"a": 20, "b": 22}"#)]]);
+        // The model call after the tool's fails: the job is retried.
+        fake.fail_call(1);
+    })
+    .await;
     assert_eq!(
-        fake.calls(),
+        asked.fake.calls(),
         3,
         "the first attempt's two calls, and the retry's one"
     );
-    assert_eq!(workshop.made().len(), 1, "the tool was called once");
-    let reply = reply_to(&messages, &message);
+    assert_eq!(asked.workshop.made().len(), 1, "the tool was called once");
+    let reply = asked.reply();
     assert_eq!(reply["text"], "echo: the answer? | tools: 42");
     assert_eq!(statuses(reply), [("add".into(), "succeeded".into())]);
-    assert_eq!(
-        messages.iter().filter(|m| m["role"] == "assistant").count(),
-        1
-    );
+    let replies = asked.messages.iter().filter(|m| m["role"] == "assistant");
+    assert_eq!(replies.count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
