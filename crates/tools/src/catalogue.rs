@@ -16,14 +16,17 @@ use steward_store::{Chatbot, Store, TenantScope, ToolServer};
 use crate::mcp::{McpClient, McpServer};
 use crate::{CallContext, Tool, ToolError, Toolbox, builtin};
 
-/// How long a server's list of tools is used before it is asked again.
+/// How long a server's list of tools is used before it is asked again, when
+/// the server does not say (`ttlMs`); what it says is kept within the bounds.
 const LIST_FRESH_FOR: Duration = Duration::from_secs(60);
+const LIST_FRESH_AT_LEAST: Duration = Duration::from_secs(5);
+const LIST_FRESH_AT_MOST: Duration = Duration::from_secs(3600);
 /// How long a server that could not list its tools is left alone: its tools
 /// are unavailable meanwhile, and replies do not wait on it.
 const FAILED_LEFT_FOR: Duration = Duration::from_secs(30);
 
-/// Each server's tools (or why it could not list them), and when it was
-/// asked, by the server's URL and name.
+/// Each server's tools (or why it could not list them), and until when that
+/// holds, by the server's URL and name.
 type Listed = HashMap<String, (Instant, Result<Vec<Tool>, ToolError>)>;
 
 #[derive(Clone)]
@@ -130,9 +133,9 @@ impl Catalogue {
         })
     }
 
-    /// A server's tools, asked for at most every [`LIST_FRESH_FOR`] (after a
-    /// failure, [`FAILED_LEFT_FOR`]) unless `fresh`; and whether it was
-    /// asked now.
+    /// A server's tools, asked for again once the last answer expired (its
+    /// `ttlMs`, else [`LIST_FRESH_FOR`]; after a failure, [`FAILED_LEFT_FOR`])
+    /// or when `fresh`; and whether it was asked now.
     async fn tools_of(
         &self,
         client: &McpClient,
@@ -141,21 +144,24 @@ impl Catalogue {
     ) -> (Result<Vec<Tool>, ToolError>, bool) {
         let key = format!("{} {}", server.url, server.name);
         let cached = self.listed.lock().expect("not poisoned").get(&key).cloned();
-        if let Some((at, listed)) = cached.filter(|_| !fresh) {
-            let good_for = if listed.is_ok() {
-                LIST_FRESH_FOR
-            } else {
+        if let Some((until, listed)) = cached.filter(|_| !fresh)
+            && Instant::now() < until
+        {
+            return (listed, false);
+        }
+        let listed = client.list(server).await;
+        let good_for = match &listed {
+            Ok(listed) => listed
+                .fresh_for
+                .unwrap_or(LIST_FRESH_FOR)
+                .clamp(LIST_FRESH_AT_LEAST, LIST_FRESH_AT_MOST),
+            Err(error) => {
+                tracing::warn!(server = %server.name, %error, "an MCP server's tools are unavailable");
                 FAILED_LEFT_FOR
-            };
-            if at.elapsed() < good_for {
-                return (listed, false);
             }
-        }
-        let listed = client.list(server).await.map(|listed| listed.tools);
-        if let Err(error) = &listed {
-            tracing::warn!(server = %server.name, %error, "an MCP server's tools are unavailable");
-        }
-        let entry = (Instant::now(), listed.clone());
+        };
+        let listed = listed.map(|listed| listed.tools);
+        let entry = (Instant::now() + good_for, listed.clone());
         self.listed.lock().expect("not poisoned").insert(key, entry);
         (listed, true)
     }

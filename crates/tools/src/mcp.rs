@@ -44,12 +44,14 @@ pub struct McpServer {
     pub timeout: Duration,
 }
 
-/// What a connection negotiated, for tests and health.
+/// A server's tools, and what the connection negotiated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Listed {
     pub tools: Vec<Tool>,
     /// The protocol revision the server speaks, e.g. `2026-07-28`.
     pub protocol: String,
+    /// How long the server says the list stays true (`ttlMs`), if it says.
+    pub fresh_for: Option<Duration>,
 }
 
 /// Calls MCP servers. Servers an organization names are reached through the
@@ -88,9 +90,11 @@ impl McpClient {
                 .peer_info()
                 .map(|info| info.protocol_version.to_string())
                 .unwrap_or_default();
-            let listed = connection.peer().list_all_tools().await;
+            let listed = connection.peer().list_all_tools_with_cache_hint().await;
             let _ = connection.cancel().await;
-            let tools = listed.map_err(|e| refused(server, "listing tools", e))?;
+            let listed = listed.map_err(|e| refused(server, "listing tools", e))?;
+            let fresh_for = listed.ttl_ms.map(Duration::from_millis);
+            let tools = listed.items;
             let tools = tools.into_iter().map(|tool| Tool {
                 server: server.name.clone(),
                 name: tool.name.into_owned(),
@@ -100,6 +104,7 @@ impl McpClient {
             Ok(Listed {
                 tools: tools.collect(),
                 protocol,
+                fresh_for,
             })
         };
         tokio::time::timeout(server.timeout, listing)

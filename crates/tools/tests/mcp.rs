@@ -88,6 +88,11 @@ async fn the_python_sdk_server_speaks_2026_07_28_and_gets_each_calls_idempotency
     let client = McpClient::internal();
     let listed = client.list(&shop).await.unwrap();
     assert_eq!(listed.protocol, "2026-07-28");
+    assert_eq!(
+        listed.fresh_for,
+        Some(Duration::ZERO),
+        "its ttlMs (0) is read"
+    );
     let place = listed
         .tools
         .iter()
