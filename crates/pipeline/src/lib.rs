@@ -374,6 +374,15 @@ impl JobHandler for Respond {
         let Some(last) = waiting.iter().rev().find(|m| m.role == MessageRole::User) else {
             return Ok(()); // answered already, by this job's earlier attempt or a previous reply
         };
+        // Handed to a person (contact-owner): the assistant stays quiet.
+        if self
+            .store
+            .handed_off_at(&scope, conversation)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
 
         if self.over_limit(&scope, 0).await? {
             return self.reply(&scope, last, OVER_LIMIT_REPLY, 0, &[]).await;

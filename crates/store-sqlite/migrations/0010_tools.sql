@@ -59,3 +59,7 @@ CREATE TABLE tool_servers (
     last_error_at   INTEGER,
     UNIQUE (org_id, name)
 ) STRICT;
+
+-- A conversation handed to a person (the contact-owner tool): the assistant
+-- stays quiet in it until an admin releases it.
+ALTER TABLE conversations ADD COLUMN handed_off_at INTEGER;

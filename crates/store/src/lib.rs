@@ -48,6 +48,6 @@ pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
 pub use store::{Backend, Store};
 pub use tools::{
-    Lead, LeadStore, NewLead, NewToolCall, NewToolServer, ToolCallRecord, ToolJournal, ToolServer,
-    ToolServerStore,
+    HandOffStore, Lead, LeadStore, NewLead, NewToolCall, NewToolServer, ToolCallRecord,
+    ToolJournal, ToolServer, ToolServerStore,
 };

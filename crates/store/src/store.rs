@@ -27,6 +27,7 @@ pub trait Store:
     + crate::CatalogueStore
     + crate::ToolJournal
     + crate::LeadStore
+    + crate::HandOffStore
     + crate::ToolServerStore
     + Send
     + Sync

@@ -81,6 +81,25 @@ pub trait ToolJournal: Send + Sync {
     ) -> StoreResult<Vec<ToolCallRecord>>;
 }
 
+/// Conversations handed to a person by the contact-owner tool.
+#[async_trait]
+pub trait HandOffStore: Send + Sync {
+    /// Hands a conversation to a person; one already handed off stays as it
+    /// is. Another organization's conversation is `NotFound`.
+    async fn hand_off(&self, scope: &TenantScope, conversation: ConversationId) -> StoreResult<()>;
+
+    /// Gives a conversation back to the assistant (audited).
+    async fn hand_back(&self, scope: &TenantScope, conversation: ConversationId)
+    -> StoreResult<()>;
+
+    /// When the conversation was handed to a person, if it is now.
+    async fn handed_off_at(
+        &self,
+        scope: &TenantScope,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<DateTime<Utc>>>;
+}
+
 /// A lead the lead-capture tool records.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewLead {

@@ -2,8 +2,8 @@
 //! interface as any other server: one server per integration of the
 //! catalogue, named by its slug.
 //!
-//! Only `lead-capture` is served so far; `pricing-calculator` and
-//! `contact-owner` are listed in the catalogue but offer no tool yet.
+//! `lead-capture` and `contact-owner` are served; `pricing-calculator` is
+//! listed in the catalogue but offers no tool yet.
 //!
 //! [`Toolbox`]: crate::Toolbox
 
@@ -16,9 +16,10 @@ use steward_store::{NewLead, Store, StoreError};
 use crate::{CallContext, Tool, ToolError};
 
 pub const LEAD_CAPTURE: &str = "lead-capture";
+pub const CONTACT_OWNER: &str = "contact-owner";
 
 /// The integrations of the catalogue, whose names Steward's own servers take.
-pub const SERVERS: &[&str] = &["pricing-calculator", LEAD_CAPTURE, "contact-owner"];
+pub const SERVERS: &[&str] = &["pricing-calculator", LEAD_CAPTURE, CONTACT_OWNER];
 
 /// The tools of the integration `server`, if Steward serves it.
 pub fn tools_of(server: &str) -> Vec<Tool> {
@@ -40,6 +41,18 @@ pub fn tools_of(server: &str) -> Vec<Tool> {
                 "additionalProperties": false
             }),
         }],
+        CONTACT_OWNER => vec![Tool {
+            server: CONTACT_OWNER.into(),
+            name: "hand_off".into(),
+            description: "Hands the conversation to a person of the organization, when the person asks for one or the assistant cannot help. After it the assistant stays quiet in this conversation until a person of the organization gives it back; say so in the answer.".into(),
+            input_schema: json!({
+                "type": "object",
+                "properties": {
+                    "reason": { "type": "string", "description": "Why a person is needed, in a sentence.", "maxLength": 500 }
+                },
+                "additionalProperties": false
+            }),
+        }],
         _ => Vec::new(),
     }
 }
@@ -53,6 +66,7 @@ pub async fn call(
 ) -> Result<String, ToolError> {
     match (tool.server.as_str(), tool.name.as_str()) {
         (LEAD_CAPTURE, "record") => record_lead(store, context, input).await,
+        (CONTACT_OWNER, "hand_off") => hand_off(store, context).await,
         _ => Err(ToolError(format!(
             "{} is not a tool Steward serves",
             tool.full_name()
@@ -73,6 +87,21 @@ async fn record_lead(
         Err(error) => {
             tracing::warn!(%error, "recording a lead failed");
             Err(ToolError("the lead could not be recorded just now".into()))
+        }
+    }
+}
+
+/// `contact-owner.hand_off`: the conversation is a person's from now on (a
+/// second call changes nothing). Telling the owner (mail, Slack) is not built.
+async fn hand_off(store: &Arc<dyn Store>, context: &CallContext) -> Result<String, ToolError> {
+    match store.hand_off(&context.scope, context.conversation).await {
+        Ok(()) => Ok(json!({ "handed_off": true }).to_string()),
+        Err(StoreError::NotFound) => Err(ToolError("the conversation is gone".into())),
+        Err(error) => {
+            tracing::warn!(%error, "handing a conversation off failed");
+            Err(ToolError(
+                "the conversation could not be handed off just now".into(),
+            ))
         }
     }
 }

@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(history))
         .routes(routes!(message_thread))
         .routes(routes!(post_message))
+        .routes(routes!(release))
 }
 
 /// Messages either side of one in its thread view.
@@ -306,4 +307,19 @@ mod tests {
             .is_err()
         );
     }
+}
+
+/// Give a conversation handed to a person (by the contact-owner tool) back to
+/// the assistant, which answers its next message again (owners and admins).
+#[utoipa::path(post, path = "/conversations/{id}/release", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn release(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    state.store.hand_back(&auth.0.scope(), id.into()).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

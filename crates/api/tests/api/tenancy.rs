@@ -91,6 +91,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
             Some(json!({"name": "b-crm", "url": "https://b-crm.example.org/mcp"}))
         }
         ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
+        ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
         ("POST", "/api/v1/jobs/{id}/retry" | "/api/v1/jobs/{id}/discard") => None,
         (_, _) if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
             panic!("the tenancy walk has no body for {method} {path}: add one")

@@ -596,3 +596,85 @@ async fn a_follower_sees_each_tool_call_start_and_finish_before_the_reply() {
         "the events name the reply's calls"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_handed_to_a_person_is_left_to_them_until_released() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let member = app.member(&owner, "m@example.org", "member").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    app.post(
+        "/api/v1/integrations/enable",
+        &owner.token,
+        json!({"integration_id": "contact-owner"}),
+    )
+    .await;
+    let given = app
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            &owner.token,
+            json!({"tools": ["contact-owner.hand_off"]}),
+        )
+        .await;
+    assert_eq!(given.status, 200, "{}", given.text);
+    fake.call_tools(vec![vec![(
+        "contact-owner__hand_off",
+        r#"{"reason": "wants a person"}"#,
+    )]]);
+    let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
+    let worker = start_worker_with(&app, model(&fake), move |respond| {
+        respond.toolbox = Some(toolbox);
+    });
+
+    let (conversation, first) = send(&app, &owner, &bot, "a person, please", None).await;
+    let messages = answered(&app, &owner, &bot, &first).await;
+    assert_eq!(
+        statuses(reply_to(&messages, &first)),
+        [("hand_off".into(), "succeeded".into())]
+    );
+    // Handed off: the next message waits for a person, and the assistant is quiet.
+    let (_, second) = send(&app, &owner, &bot, "hello?", Some(&conversation)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !app
+        .get("/api/v1/jobs?state=queued", &owner.token)
+        .await
+        .body["jobs"]
+        .as_array()
+        .unwrap()
+        .is_empty()
+        || !app
+            .get("/api/v1/jobs?state=running", &owner.token)
+            .await
+            .body["jobs"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the job did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls_before = fake.calls();
+    let history = app
+        .get(
+            &format!("/api/v1/chatbots/{bot}/history?limit=200"),
+            &owner.token,
+        )
+        .await;
+    assert!(
+        !history.text.contains(&format!(r#""answers":"{second}""#)),
+        "no reply while a person has the conversation"
+    );
+
+    let path = format!("/api/v1/conversations/{conversation}/release");
+    assert_eq!(app.post(&path, &member.token, json!({})).await.status, 403);
+    assert_eq!(app.post(&path, &owner.token, json!({})).await.status, 204);
+    let (_, third) = send(&app, &owner, &bot, "still there?", Some(&conversation)).await;
+    let messages = answered(&app, &owner, &bot, &third).await;
+    worker.stop().await;
+    assert!(fake.calls() > calls_before, "the assistant answers again");
+    assert_eq!(reply_to(&messages, &third)["text"], "echo: still there?");
+}

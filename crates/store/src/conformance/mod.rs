@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
             activity_counts_people_messages_replies_and_audit_per_org,
             tool_calls_are_journaled_once_and_finished_once,
             tool_servers_are_connected_listed_and_removed_within_their_org,
+            conversations_are_handed_to_a_person_and_back_within_their_org,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

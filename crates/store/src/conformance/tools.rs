@@ -161,3 +161,47 @@ pub async fn tool_servers_are_connected_listed_and_removed_within_their_org(stor
         "{actions:?}"
     );
 }
+
+pub async fn conversations_are_handed_to_a_person_and_back_within_their_org(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let asked = store
+        .add_message(&scope, user_message(bot.id, None, "a person, please"))
+        .await
+        .unwrap();
+    let conversation = asked.conversation_id;
+    assert_eq!(
+        store.handed_off_at(&scope, conversation).await.unwrap(),
+        None
+    );
+    store.hand_off(&scope, conversation).await.unwrap();
+    let first = store.handed_off_at(&scope, conversation).await.unwrap();
+    assert!(first.is_some());
+    store.hand_off(&scope, conversation).await.unwrap();
+    assert_eq!(
+        store.handed_off_at(&scope, conversation).await.unwrap(),
+        first,
+        "handing off again changes nothing"
+    );
+    assert_not_found(
+        store.hand_off(&other, conversation).await,
+        "another org's conversation",
+    );
+    assert_not_found(
+        store.hand_back(&other, conversation).await,
+        "another org's release",
+    );
+    assert_not_found(
+        store.handed_off_at(&other, conversation).await,
+        "another org's reading",
+    );
+    store.hand_back(&scope, conversation).await.unwrap();
+    assert_eq!(
+        store.handed_off_at(&scope, conversation).await.unwrap(),
+        None
+    );
+}

@@ -1,8 +1,10 @@
-//! [`ToolJournal`], [`LeadStore`] and [`ToolServerStore`], for every backend.
+//! [`ToolJournal`], [`LeadStore`], [`HandOffStore`] and [`ToolServerStore`],
+//! for every backend.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::json;
-use steward_domain::{JobId, LeadId, ToolCallId, ToolCallStatus, ToolServerId};
+use steward_domain::{ConversationId, JobId, LeadId, ToolCallId, ToolCallStatus, ToolServerId};
 
 use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
@@ -277,5 +279,70 @@ impl<B: SqlBackend> ToolServerStore for B {
         };
         self.write().await?.execute(statement).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl<B: SqlBackend> HandOffStore for B {
+    async fn hand_off(&self, scope: &TenantScope, conversation: ConversationId) -> StoreResult<()> {
+        let mut db = self.write().await?;
+        db.execute(
+            sql("UPDATE conversations SET handed_off_at = $1
+                 WHERE id = $2 AND org_id = $3 AND handed_off_at IS NULL")
+            .bind(now())
+            .bind(conversation)
+            .bind(scope.org_id()),
+        )
+        .await?;
+        db.fetch_one(
+            sql("SELECT 1 AS one FROM conversations WHERE id = $1 AND org_id = $2")
+                .bind(conversation)
+                .bind(scope.org_id()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn hand_back(
+        &self,
+        scope: &TenantScope,
+        conversation: ConversationId,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let found = tx
+            .execute(
+                sql("UPDATE conversations SET handed_off_at = NULL WHERE id = $1 AND org_id = $2")
+                    .bind(conversation)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        if found == 0 {
+            return Err(StoreError::NotFound);
+        }
+        audit(
+            &mut tx,
+            scope,
+            "conversation.release",
+            &format!("conversation:{conversation}"),
+            json!({}),
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+
+    async fn handed_off_at(
+        &self,
+        scope: &TenantScope,
+        conversation: ConversationId,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        self.read()
+            .await?
+            .fetch_one(
+                sql("SELECT handed_off_at FROM conversations WHERE id = $1 AND org_id = $2")
+                    .bind(conversation)
+                    .bind(scope.org_id()),
+            )
+            .await?
+            .get("handed_off_at")
     }
 }
