@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use steward_auth::Sealer;
+use steward_domain::ToolServerId;
 use steward_outbound::Guard;
 use steward_store::{Chatbot, Store, TenantScope, ToolServer};
 
@@ -26,7 +27,7 @@ const LIST_FRESH_AT_MOST: Duration = Duration::from_secs(3600);
 const FAILED_LEFT_FOR: Duration = Duration::from_secs(30);
 
 /// Each server's tools (or why it could not list them), and until when that
-/// holds, by the server's URL and name.
+/// holds, by server.
 type Listed = HashMap<String, (Instant, Result<Vec<Tool>, ToolError>)>;
 
 #[derive(Clone)]
@@ -67,6 +68,16 @@ impl Catalogue {
 
     /// Every tool the organization may give its chatbots.
     pub async fn available(&self, scope: &TenantScope) -> Result<Vec<Tool>, ToolError> {
+        self.tools_on(scope, |_| true).await
+    }
+
+    /// The organization's tools on the servers `wanted` names: only those
+    /// servers are asked, side by side.
+    async fn tools_on(
+        &self,
+        scope: &TenantScope,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Result<Vec<Tool>, ToolError> {
         let unlisted = |error: steward_store::StoreError| {
             tracing::warn!(%error, "listing an organization's tools failed");
             ToolError("the organization's tools could not be listed".into())
@@ -74,19 +85,29 @@ impl Catalogue {
         let integrations = self.store.integrations(scope).await.map_err(unlisted)?;
         let mut tools: Vec<Tool> = integrations
             .iter()
-            .filter(|i| i.enabled)
+            .filter(|i| i.enabled && wanted(&i.integration.id))
             .flat_map(|i| builtin::tools_of(&i.integration.id))
             .collect();
-        for server in self.servers.iter() {
-            if let (Ok(listed), _) = self.tools_of(&self.internal, server, false).await {
-                tools.extend(listed);
-            }
-        }
-        for server in self.store.tool_servers(scope).await.map_err(unlisted)? {
-            if let Ok(listed) = self.organization_tools(scope, &server, false).await {
-                tools.extend(listed);
-            }
-        }
+        let operators = self
+            .servers
+            .iter()
+            .filter(|s| wanted(&s.name))
+            .map(|server| async move {
+                let key = format!("operator {}", server.name);
+                self.tools_of(&self.internal, server, &key, false).await.0
+            });
+        let theirs = self.store.tool_servers(scope).await.map_err(unlisted)?;
+        let theirs = theirs
+            .iter()
+            .filter(|s| wanted(&s.name))
+            .map(|server| self.organization_tools(scope, server, false));
+        let (operators, theirs) = futures::future::join(
+            futures::future::join_all(operators),
+            futures::future::join_all(theirs),
+        )
+        .await;
+        // A server that cannot list its tools offers none; the others still do.
+        tools.extend(operators.into_iter().chain(theirs).flatten().flatten());
         Ok(tools)
     }
 
@@ -99,7 +120,10 @@ impl Catalogue {
         fresh: bool,
     ) -> Result<Vec<Tool>, ToolError> {
         let mcp = self.opened(server)?;
-        let (listed, asked) = self.tools_of(&self.guarded, &mcp, fresh).await;
+        // Keyed by the server's own id: two organizations that connect the
+        // same URL with their own credentials never share a list.
+        let key = format!("organization {}", server.id);
+        let (listed, asked) = self.tools_of(&self.guarded, &mcp, &key, fresh).await;
         let health = listed.as_ref().err().map(|e| e.0.as_str());
         if asked
             && let Err(error) = self
@@ -118,13 +142,8 @@ impl Catalogue {
 
     /// A stored server as the MCP client reaches it, its headers opened.
     fn opened(&self, server: &ToolServer) -> Result<McpServer, ToolError> {
-        let unreadable = || ToolError(format!("{}'s settings cannot be read", server.name));
-        let headers = self
-            .sealer
-            .open(&server.sealed_headers, server.id.to_string().as_bytes())
-            .map_err(|_| unreadable())?;
-        let headers: Vec<(String, String)> =
-            serde_json::from_slice(&headers).map_err(|_| unreadable())?;
+        let headers = open_headers(&self.sealer, server)
+            .ok_or_else(|| ToolError(format!("{}'s settings cannot be read", server.name)))?;
         Ok(McpServer {
             name: server.name.clone(),
             url: server.url.clone(),
@@ -135,15 +154,15 @@ impl Catalogue {
 
     /// A server's tools, asked for again once the last answer expired (its
     /// `ttlMs`, else [`LIST_FRESH_FOR`]; after a failure, [`FAILED_LEFT_FOR`])
-    /// or when `fresh`; and whether it was asked now.
+    /// or when `fresh`; and whether it was asked now. Kept under `key`.
     async fn tools_of(
         &self,
         client: &McpClient,
         server: &McpServer,
+        key: &str,
         fresh: bool,
     ) -> (Result<Vec<Tool>, ToolError>, bool) {
-        let key = format!("{} {}", server.url, server.name);
-        let cached = self.listed.lock().expect("not poisoned").get(&key).cloned();
+        let cached = self.listed.lock().expect("not poisoned").get(key).cloned();
         if let Some((until, listed)) = cached.filter(|_| !fresh)
             && Instant::now() < until
         {
@@ -162,9 +181,26 @@ impl Catalogue {
         };
         let listed = listed.map(|listed| listed.tools);
         let entry = (Instant::now() + good_for, listed.clone());
-        self.listed.lock().expect("not poisoned").insert(key, entry);
+        self.listed
+            .lock()
+            .expect("not poisoned")
+            .insert(key.to_owned(), entry);
         (listed, true)
     }
+}
+
+/// An organization's server's headers, sealed with its id as associated data.
+pub fn seal_headers(sealer: &Sealer, id: ToolServerId, headers: &[(String, String)]) -> Vec<u8> {
+    let plain = serde_json::to_vec(headers).expect("headers serialize");
+    sealer.seal(&plain, id.to_string().as_bytes())
+}
+
+/// A stored server's headers, opened; None when they cannot be.
+pub fn open_headers(sealer: &Sealer, server: &ToolServer) -> Option<Vec<(String, String)>> {
+    let plain = sealer
+        .open(&server.sealed_headers, server.id.to_string().as_bytes())
+        .ok()?;
+    serde_json::from_slice(&plain).ok()
 }
 
 #[async_trait]
@@ -173,7 +209,12 @@ impl Toolbox for Catalogue {
         if chatbot.tools.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tools = self.available(scope).await?;
+        // Only the servers the chatbot has a tool of are asked.
+        let given = |server: &str| {
+            let prefix = format!("{server}.");
+            chatbot.tools.iter().any(|name| name.starts_with(&prefix))
+        };
+        let mut tools = self.tools_on(scope, given).await?;
         tools.retain(|tool| chatbot.tools.contains(&tool.full_name()));
         Ok(tools)
     }

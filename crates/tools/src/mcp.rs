@@ -92,7 +92,8 @@ impl McpClient {
                 .unwrap_or_default();
             let listed = connection.peer().list_all_tools_with_cache_hint().await;
             let _ = connection.cancel().await;
-            let listed = listed.map_err(|e| refused(server, "listing tools", e))?;
+            // Shown as the server's health: the server's own words go to the log only.
+            let listed = listed.map_err(|e| failed(server, "listing tools", e))?;
             let fresh_for = listed.ttl_ms.map(Duration::from_millis);
             let tools = listed.items;
             let tools = tools.into_iter().map(|tool| Tool {
@@ -191,7 +192,8 @@ fn failed(server: &McpServer, what: &str, error: impl std::fmt::Display) -> Tool
     ToolError(format!("{} failed while {what}", server.name))
 }
 
-/// What a server answered a request with, when it refused it.
+/// What a server answered a call with, when it refused it: the tool's answer,
+/// for the model.
 fn refused(server: &McpServer, what: &str, error: ServiceError) -> ToolError {
     match error {
         ServiceError::McpError(answer) => {

@@ -23,8 +23,6 @@ pub fn router() -> OpenApiRouter<SharedState> {
 }
 
 const DEFAULT_TEMPERATURE: f64 = 0.7;
-/// Far beyond any organization's chatbots, and within every integer type on the way.
-const MAX_OFFSET: u64 = 1_000_000_000;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -33,7 +31,7 @@ pub struct ListQuery {
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// How many to skip; default 0.
-    #[param(minimum = 0, maximum = 1_000_000_000)] // MAX_OFFSET
+    #[param(minimum = 0, maximum = 1_000_000_000)] // routes::MAX_OFFSET
     offset: Option<u64>,
 }
 
@@ -55,13 +53,7 @@ async fn list_chatbots(
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<ChatbotList>> {
     let limit = crate::routes::page_limit(query.limit)?;
-    let offset = query.offset.unwrap_or(0);
-    if offset > MAX_OFFSET {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("offset must be at most {MAX_OFFSET}"),
-        ));
-    }
+    let offset = crate::routes::page_offset(query.offset)?;
     let (chatbots, total) = state
         .store
         .list_chatbots(&auth.0.scope(), limit, offset)

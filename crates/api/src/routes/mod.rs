@@ -37,6 +37,8 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
 }
 
 pub const DEFAULT_PAGE: u32 = 50;
+/// Far beyond any organization's rows, and within every integer type on the way.
+pub const MAX_OFFSET: u64 = 1_000_000_000;
 pub const MAX_PAGE: u32 = 200;
 
 /// `limit` for list endpoints: 1 to 200, default 50.
@@ -47,6 +49,17 @@ pub fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
         Some(_) => Err(ApiError::bad_request(
             "invalid_query",
             format!("limit must be between 1 and {MAX_PAGE}"),
+        )),
+    }
+}
+
+/// `offset` for list endpoints: 0 to [`MAX_OFFSET`], default 0.
+pub fn page_offset(offset: Option<u64>) -> ApiResult<u64> {
+    match offset.unwrap_or(0) {
+        n if n <= MAX_OFFSET => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("offset must be at most {MAX_OFFSET}"),
         )),
     }
 }

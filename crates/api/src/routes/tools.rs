@@ -51,7 +51,7 @@ pub struct ToolList {
 }
 
 /// Every tool the organization may give its chatbots: those of its enabled
-/// integrations.
+/// integrations, of the operator's MCP servers and of its own.
 #[utoipa::path(get, path = "/tools", tag = "tools", security(("bearer" = [])),
     responses((status = 200, body = ToolList), (status = 503, body = ErrorBody)))]
 async fn list_tools(
@@ -117,7 +117,7 @@ pub struct LeadsQuery {
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
     /// How many to skip; default 0.
-    #[param(minimum = 0, maximum = 1_000_000_000)]
+    #[param(minimum = 0, maximum = 1_000_000_000)] // routes::MAX_OFFSET
     offset: Option<u64>,
 }
 
@@ -141,13 +141,7 @@ async fn list_leads(
 ) -> ApiResult<axum::Json<LeadList>> {
     auth.require_admin()?;
     let limit = crate::routes::page_limit(query.limit)?;
-    let offset = query.offset.unwrap_or(0);
-    if offset > 1_000_000_000 {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "offset must be at most 1000000000",
-        ));
-    }
+    let offset = crate::routes::page_offset(query.offset)?;
     let (leads, total) = state.store.leads(&auth.0.scope(), limit, offset).await?;
     Ok(axum::Json(LeadList {
         leads: leads.into_iter().map(LeadDto::from).collect(),
@@ -167,19 +161,7 @@ const EXPORT_MAX: u32 = 10_000;
         (status = 403, body = ErrorBody)))]
 async fn export_leads(State(state): State<SharedState>, auth: Auth) -> ApiResult<Response> {
     auth.require_admin()?;
-    let mut leads = Vec::new();
-    while leads.len() < EXPORT_MAX as usize {
-        let (page, _) = state
-            .store
-            .leads(&auth.0.scope(), crate::routes::MAX_PAGE, leads.len() as u64)
-            .await?;
-        let last = page.len() < crate::routes::MAX_PAGE as usize;
-        leads.extend(page);
-        if last {
-            break;
-        }
-    }
-    leads.truncate(EXPORT_MAX as usize);
+    let (leads, _) = state.store.leads(&auth.0.scope(), EXPORT_MAX, 0).await?;
     let csv = leads_csv(&leads).map_err(|e| ApiError::Internal(format!("writing CSV: {e}")))?;
     Ok((
         [
@@ -314,11 +296,7 @@ impl ToolServerDto {
 
     /// The server as shown: its header names read from its sealed headers.
     fn shown(server: ToolServer, state: &SharedState) -> Self {
-        let names = state
-            .sealer
-            .open(&server.sealed_headers, server.id.to_string().as_bytes())
-            .ok()
-            .and_then(|plain| serde_json::from_slice::<Vec<(String, String)>>(&plain).ok())
+        let names = steward_tools::open_headers(&state.sealer, &server)
             .map(|headers| headers.into_iter().map(|(name, _)| name).collect())
             .unwrap_or_default();
         Self::new(server, names)
@@ -428,8 +406,7 @@ async fn connect_server(
         ));
     }
     let id = ToolServerId::new();
-    let plain = serde_json::to_vec(&headers).expect("headers serialize");
-    let sealed_headers = state.sealer.seal(&plain, id.to_string().as_bytes());
+    let sealed_headers = steward_tools::seal_headers(&state.sealer, id, &headers);
     let answering = state.clone();
     idempotency::answer_from(StatusCode::CREATED, move |s: &ToolServer| {
         ToolServerDto::shown(s.clone(), &answering)
