@@ -54,6 +54,76 @@ impl Sealer {
     pub fn is_current(&self, sealed: &[u8], context: &[u8]) -> bool {
         open_with(&self.key, sealed, context).is_ok()
     }
+
+    /// `sealed` under the master key: the second half of a key rotation.
+    pub fn reseal(&self, sealed: &[u8], context: &[u8]) -> Reseal {
+        if self.is_current(sealed, context) {
+            return Reseal::Current;
+        }
+        match self.open(sealed, context) {
+            Ok(plain) => Reseal::Sealed(self.seal(&plain, context)),
+            Err(_) => Reseal::Unreadable,
+        }
+    }
+}
+
+/// What [`Sealer::reseal`] makes of a sealed value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reseal {
+    /// Already under the master key.
+    Current,
+    /// Sealed again under it; to be stored in place of the old.
+    Sealed(Vec<u8>),
+    /// Neither key opens it.
+    Unreadable,
+}
+
+/// What a reseal of many values did, each named by its `Id`.
+#[derive(Debug, PartialEq)]
+pub struct Resealed<Id> {
+    /// Sealed again under the current master key.
+    pub resealed: usize,
+    /// Already under it.
+    pub current: usize,
+    /// Changed while this ran: their new values are left as they are.
+    pub changed: usize,
+    /// Neither key opens them: these must be configured again.
+    pub unreadable: Vec<Id>,
+}
+
+impl<Id: Copy + std::fmt::Display> Resealed<Id> {
+    /// Seals each `(id, sealed)` again under `sealer`'s master key (the id as
+    /// associated data), storing each new value with `replace`, which says
+    /// whether the old one was still there.
+    pub async fn run<E>(
+        sealer: &Sealer,
+        items: impl IntoIterator<Item = (Id, Vec<u8>)>,
+        mut replace: impl AsyncFnMut(Id, &[u8], &[u8]) -> Result<bool, E>,
+    ) -> Result<Self, E> {
+        let mut done = Self::default();
+        for (id, sealed) in items {
+            match sealer.reseal(&sealed, id.to_string().as_bytes()) {
+                Reseal::Current => done.current += 1,
+                Reseal::Unreadable => done.unreadable.push(id),
+                Reseal::Sealed(new) => match replace(id, &sealed, &new).await? {
+                    true => done.resealed += 1,
+                    false => done.changed += 1,
+                },
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl<Id> Default for Resealed<Id> {
+    fn default() -> Self {
+        Self {
+            resealed: 0,
+            current: 0,
+            changed: 0,
+            unreadable: Vec::new(),
+        }
+    }
 }
 
 fn aes_key(key: &[u8; 32]) -> RandomizedNonceKey {

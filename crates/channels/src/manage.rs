@@ -59,43 +59,17 @@ pub fn webhook_path(kind: ChannelKind, id: ChannelId) -> Option<String> {
     takes_webhooks(kind).then(|| format!("/webhooks/{kind}/{id}"))
 }
 
-/// What `reseal` did.
-#[derive(Debug, Default, PartialEq)]
-pub struct Resealed {
-    /// Sealed again under the current master key.
-    pub resealed: usize,
-    /// Already under it.
-    pub current: usize,
-    /// Reconfigured while this ran: their new secrets are left as they are.
-    pub changed: usize,
-    /// Neither key opens them: these channels must be configured again.
-    pub unreadable: Vec<ChannelId>,
-}
+/// What `reseal` did, channel by channel.
+pub type Resealed = steward_auth::Resealed<ChannelId>;
 
 /// The second half of a master-key rotation: seals every channel's secrets
 /// again under the current key (`sealer`, which also holds the previous one),
 /// so the previous key can then be dropped.
 pub async fn reseal(store: &dyn Store, sealer: &Sealer) -> Result<Resealed, StoreError> {
-    let mut done = Resealed::default();
-    for channel in store.all_channels(None).await? {
-        let context = channel.id.to_string();
-        if sealer.is_current(&channel.sealed_secrets, context.as_bytes()) {
-            done.current += 1;
-            continue;
-        }
-        let Ok(plain) = sealer.open(&channel.sealed_secrets, context.as_bytes()) else {
-            done.unreadable.push(channel.id);
-            continue;
-        };
-        let sealed = sealer.seal(&plain, context.as_bytes());
-        if store
-            .replace_channel_secrets(channel.id, &channel.sealed_secrets, &sealed)
-            .await?
-        {
-            done.resealed += 1;
-        } else {
-            done.changed += 1;
-        }
-    }
-    Ok(done)
+    let channels = store.all_channels(None).await?;
+    let sealed = channels.into_iter().map(|c| (c.id, c.sealed_secrets));
+    Resealed::run(sealer, sealed, async |id, old, new| {
+        store.replace_channel_secrets(id, old, new).await
+    })
+    .await
 }

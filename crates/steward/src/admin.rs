@@ -60,7 +60,8 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> Result<()> {
     Ok(())
 }
 
-/// `steward secrets reseal`: every channel's secrets under the current master key.
+/// `steward secrets reseal`: every channel's secrets and every MCP server's
+/// headers under the current master key.
 pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     steward_config::ensure_secrets(&mut config)?;
     if config.secrets.previous_master_key.is_none() {
@@ -71,18 +72,26 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     let sealer = crate::sealer(&config)?;
     let store = open_store(&config).await?;
     store.migrate().await.context("applying migrations")?;
-    let done = steward_channels::reseal(store.as_ref(), &sealer).await;
+    let channels = steward_channels::reseal(store.as_ref(), &sealer).await;
+    let servers = steward_tools::reseal(store.as_ref(), &sealer).await;
     store.close().await;
-    let done = done?;
+    let (channels, servers) = (channels?, servers?);
     println!(
         "channels: {} sealed again under the master key, {} already under it, {} reconfigured meanwhile (left as they are)",
-        done.resealed, done.current, done.changed
+        channels.resealed, channels.current, channels.changed
     );
-    if done.unreadable.is_empty() {
+    println!(
+        "MCP servers' headers: {} sealed again under the master key, {} already under it, {} changed meanwhile (left as they are)",
+        servers.resealed, servers.current, servers.changed
+    );
+    if channels.unreadable.is_empty() && servers.unreadable.is_empty() {
         return Ok(std::process::ExitCode::SUCCESS);
     }
-    for id in &done.unreadable {
+    for id in &channels.unreadable {
         eprintln!("channel {id}: its secrets open with neither key; configure it again");
+    }
+    for id in &servers.unreadable {
+        eprintln!("MCP server {id}: its headers open with neither key; connect it again");
     }
     Ok(std::process::ExitCode::FAILURE)
 }

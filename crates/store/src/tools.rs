@@ -191,6 +191,20 @@ pub trait ToolServerStore: Send + Sync {
     /// Removes a server (audited); its tools are no longer offered.
     async fn delete_tool_server(&self, scope: &TenantScope, id: ToolServerId) -> StoreResult<()>;
 
+    // --- Operator maintenance (unscoped): the master key's rotation ---
+
+    /// Every organization's servers.
+    async fn all_tool_servers(&self) -> StoreResult<Vec<ToolServer>>;
+
+    /// Replaces a server's sealed headers if they are still `expected`;
+    /// whether they were.
+    async fn replace_tool_server_headers(
+        &self,
+        id: ToolServerId,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> StoreResult<bool>;
+
     /// Records that a server answered (`None`) or how it failed.
     async fn record_tool_server_health(
         &self,

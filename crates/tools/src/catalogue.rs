@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use steward_auth::Sealer;
+use steward_auth::{Resealed, Sealer};
 use steward_domain::ToolServerId;
 use steward_outbound::Guard;
-use steward_store::{Chatbot, Store, TenantScope, ToolServer};
+use steward_store::{Chatbot, Store, StoreError, TenantScope, ToolServer};
 
 use crate::mcp::{McpClient, McpServer};
 use crate::{CallContext, Tool, ToolError, Toolbox, builtin};
@@ -201,6 +201,20 @@ pub fn open_headers(sealer: &Sealer, server: &ToolServer) -> Option<Vec<(String,
         .open(&server.sealed_headers, server.id.to_string().as_bytes())
         .ok()?;
     serde_json::from_slice(&plain).ok()
+}
+
+/// The second half of a master-key rotation for organizations' MCP servers:
+/// every server's headers sealed again under the current key.
+pub async fn reseal(
+    store: &dyn Store,
+    sealer: &Sealer,
+) -> Result<Resealed<ToolServerId>, StoreError> {
+    let servers = store.all_tool_servers().await?;
+    let sealed = servers.into_iter().map(|s| (s.id, s.sealed_headers));
+    Resealed::run(sealer, sealed, async |id, old, new| {
+        store.replace_tool_server_headers(id, old, new).await
+    })
+    .await
 }
 
 #[async_trait]

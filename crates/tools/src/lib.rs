@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use steward_domain::{ChatbotId, ConversationId, ToolCallId};
 use steward_store::{Chatbot, TenantScope};
 
-pub use catalogue::{Catalogue, open_headers, seal_headers};
+pub use catalogue::{Catalogue, open_headers, reseal, seal_headers};
 
 /// A tool, as a server offers it.
 #[derive(Clone, Debug, PartialEq)]

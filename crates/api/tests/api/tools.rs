@@ -420,3 +420,37 @@ async fn a_connected_mcp_servers_allowed_tools_are_offered_and_listed_on_demand(
         "a removed server's tools are gone"
     );
 }
+
+#[tokio::test]
+async fn a_servers_headers_are_sealed_again_when_the_master_key_rotates() {
+    use steward_auth::Sealer;
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let created = app
+        .post(
+            "/api/v1/tools/servers",
+            &owner.token,
+            json!({"name": "crm", "url": "https://crm.example.org/mcp", "headers": {"x-api-key": "k1"}}),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    let old = steward_config::master_key_bytes(&app.state.config).unwrap();
+    let rotated = Sealer::new(&[7; 32]).with_previous(Some(&old));
+    let done = steward_tools::reseal(app.store.as_ref(), &rotated)
+        .await
+        .unwrap();
+    assert_eq!((done.resealed, done.current, done.changed), (1, 0, 0));
+    let again = steward_tools::reseal(app.store.as_ref(), &rotated)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.current), (0, 1));
+    // The new key alone opens them now.
+    let server = app.store.all_tool_servers().await.unwrap().remove(0);
+    let headers = steward_tools::open_headers(&Sealer::new(&[7; 32]), &server).unwrap();
+    assert_eq!(headers, [("x-api-key".to_owned(), "k1".to_owned())]);
+    let stranger = Sealer::new(&[9; 32]);
+    let lost = steward_tools::reseal(app.store.as_ref(), &stranger)
+        .await
+        .unwrap();
+    assert_eq!(lost.unreadable, [server.id]);
+}

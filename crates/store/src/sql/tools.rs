@@ -256,6 +256,34 @@ impl<B: SqlBackend> ToolServerStore for B {
         commit::<B>(tx).await
     }
 
+    async fn all_tool_servers(&self) -> StoreResult<Vec<ToolServer>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(sql("SELECT * FROM tool_servers ORDER BY created_at, id"))
+            .await?;
+        found.iter().map(rows::tool_server).collect()
+    }
+
+    async fn replace_tool_server_headers(
+        &self,
+        id: ToolServerId,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> StoreResult<bool> {
+        let updated = self
+            .write()
+            .await?
+            .execute(
+                sql("UPDATE tool_servers SET sealed_headers = $1 WHERE id = $2 AND sealed_headers = $3")
+                    .bind(sealed)
+                    .bind(id)
+                    .bind(expected),
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
     async fn record_tool_server_health(
         &self,
         scope: &TenantScope,
