@@ -247,25 +247,6 @@ pub fn document_text() -> Object {
     text(1, MAX_DOCUMENT_TEXT_CHARS, r"^[\s\S]*\S[\s\S]*$".into())
 }
 
-/// An integration's settings: a flat object of short values.
-pub fn integration_config() -> Object {
-    let value = OneOfBuilder::new()
-        .item(text_builder(0, 256, r"^[^\u0000]*$".into()))
-        .item(ObjectBuilder::new().schema_type(Type::Number))
-        .item(ObjectBuilder::new().schema_type(Type::Boolean))
-        .item(ObjectBuilder::new().schema_type(Type::Null));
-    or_null(
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .max_properties(Some(32))
-            .property_names(Some(text(1, 64, r"^[^\u0000]*$".into())))
-            .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(Schema::OneOf(
-                value.build(),
-            )))))
-            .build(),
-    )
-}
-
 /// An integration of the catalogue, by id.
 /// The tools a chatbot may call: `server.tool` names, at most 64, or null.
 pub fn tool_names() -> utoipa::openapi::Array {
@@ -401,12 +382,114 @@ fn create_channel() -> Schema {
     Schema::OneOf(one_of.build())
 }
 
+/// `POST /integrations/enable`: one shape per integration Steward serves,
+/// each with its own settings (the tools crate's `builtin::check_settings`).
+fn enable_integration() -> Schema {
+    use steward_tools::builtin::{self, pricing};
+    let number = |min: f64, max: f64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    let whole = |min: u64, max: u64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(min as f64))
+            .maximum(Some(max as f64))
+    };
+    let closed = || {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+    };
+    let tier = closed()
+        .property("from", whole(2, pricing::MAX_QUANTITY))
+        .required("from")
+        .property("percent_off", number(0.0, 100.0))
+        .required("percent_off");
+    let item = closed()
+        .property("name", single_line(200))
+        .required("name")
+        .property("unit_price", number(0.0, pricing::MAX_UNIT_PRICE))
+        .required("unit_price")
+        .property("unit", or_null(single_line(40)))
+        .property(
+            "min_quantity",
+            or_null(whole(1, pricing::MAX_QUANTITY).build()),
+        )
+        .property(
+            "volume",
+            ArrayBuilder::new()
+                .items(tier.build())
+                .max_items(Some(pricing::MAX_TIERS)),
+        );
+    let price_list = closed()
+        .property("currency", text(3, 3, "^[A-Z]{3}$".into()))
+        .required("currency")
+        .property("tax_percent", or_null(number(0.0, 100.0).build()))
+        .property("tax_name", or_null(single_line(40)))
+        .property(
+            "items",
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .min_properties(Some(1))
+                .max_properties(Some(pricing::MAX_ITEMS))
+                .property_names(Some(text(1, 64, pricing::SKU_PATTERN.into())))
+                .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(
+                    Schema::Object(item.build()),
+                )))),
+        )
+        .required("items")
+        .build();
+    let slack =
+        closed()
+            .property(
+                "channel_id",
+                ObjectBuilder::new().schema_type(Type::String).format(Some(
+                    SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Uuid),
+                )),
+            )
+            .required("channel_id")
+            .property(
+                "to",
+                text(3, 31, builtin::notify::SLACK_CONVERSATION_PATTERN.into()),
+            )
+            .required("to")
+            .build();
+    let notify = or_null(
+        closed()
+            .property("mail_to", or_null(email()))
+            .property("slack", or_null(slack))
+            .build(),
+    );
+    let mut one_of = OneOfBuilder::new();
+    for id in builtin::SERVERS {
+        let mut variant = closed().property(
+            "integration_id",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([*id])),
+        );
+        variant = if *id == builtin::PRICING_CALCULATOR {
+            variant
+                .property("config", price_list.clone())
+                .required("config")
+        } else {
+            variant.property("config", notify.clone())
+        };
+        one_of = one_of.item(variant.required("integration_id"));
+    }
+    Schema::OneOf(one_of.build())
+}
+
 /// Request schemas whose rules span fields or come from the configuration,
 /// written here rather than derived.
 pub fn declare_exact_schemas(openapi: &mut OpenApi, knowledge: &steward_config::KnowledgeConfig) {
     if let Some(components) = openapi.components.as_mut() {
         let schemas = &mut components.schemas;
         schemas.insert("CreateChannel".into(), RefOr::T(create_channel()));
+        schemas.insert("EnableIntegration".into(), RefOr::T(enable_integration()));
         schemas.insert(
             "UploadForm".into(),
             RefOr::T(Schema::Object(upload_form(knowledge.max_files_per_upload))),

@@ -38,6 +38,7 @@ impl Services {
             sealer.clone(),
             guard.clone(),
             Self::tool_servers(config)?,
+            config.jobs.max_attempts,
         );
         Ok(Self {
             sealer,

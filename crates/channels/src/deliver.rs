@@ -84,17 +84,7 @@ impl JobHandler for Deliver {
                         .await;
                     metrics::counter!("steward_channel_send_errors_total", "channel" => channel.kind.as_str())
                         .increment(1);
-                    return Err(match error {
-                        SendError::Retry {
-                            reason,
-                            after: Some(after),
-                        } => JobError::RetryableAfter(reason, after),
-                        SendError::Retry {
-                            reason,
-                            after: None,
-                        } => JobError::Retryable(reason),
-                        SendError::Permanent(reason) => JobError::Permanent(reason),
-                    });
+                    return Err(job_error(error));
                 }
             }
         }
@@ -103,5 +93,21 @@ impl JobHandler for Deliver {
             .record_channel_event(channel.id, ChannelEvent::Outbound)
             .await;
         Ok(())
+    }
+}
+
+/// How a failed send ends a job: retried (not before the provider's hint),
+/// or dead.
+pub(crate) fn job_error(error: SendError) -> JobError {
+    match error {
+        SendError::Retry {
+            reason,
+            after: Some(after),
+        } => JobError::RetryableAfter(reason, after),
+        SendError::Retry {
+            reason,
+            after: None,
+        } => JobError::Retryable(reason),
+        SendError::Permanent(reason) => JobError::Permanent(reason),
     }
 }

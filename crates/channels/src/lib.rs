@@ -2,8 +2,9 @@
 //! (`whatsapp`, `slack`, `telegram`, `email`, `generic`) owns that provider's
 //! configuration, webhook signature, payload, reply route and sending; the
 //! rest is shared: sealing configurations, the webhook entry point the API
-//! calls, storing what arrives, the `deliver` job, and the operator's notices
-//! to account holders. HTTP routing lives in the API crate; this crate has
+//! calls, storing what arrives, the `deliver` job, the `post` job (a tool
+//! telling the organization's people through its channel), and the
+//! operator's notices to account holders. HTTP routing lives in the API crate; this crate has
 //! no server.
 
 pub mod config;
@@ -13,6 +14,7 @@ pub mod generic;
 pub mod inbound;
 mod manage;
 mod notice;
+mod post;
 mod receive;
 pub mod send;
 mod signature;
@@ -28,6 +30,7 @@ pub use email::PollMailboxes;
 pub use inbound::{Inbound, InboundMessage, Malformed, Route};
 pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use notice::{SendNotices, SmtpServer};
+pub use post::Post;
 pub use receive::{Received, receive};
 pub use send::{Part, ProviderApis, SendError, Sender};
 pub use signature::Unauthorized;

@@ -161,9 +161,28 @@ pub(crate) async fn send(
     route: &Route,
     part: Part<'_>,
 ) -> Result<Option<String>, SendError> {
-    let mut body = json!({ "channel": route.channel, "text": part.text });
-    if let Some(thread) = &route.thread_ts {
-        body["thread_ts"] = thread.as_str().into();
+    post_message(
+        sender,
+        c,
+        &route.channel,
+        route.thread_ts.as_deref(),
+        part.text,
+    )
+    .await
+}
+
+/// `chat.postMessage`: `text` in the conversation `channel` (in the thread
+/// `thread_ts`, when given); Slack's id for the message.
+pub(crate) async fn post_message(
+    sender: &Sender,
+    c: &Config,
+    channel: &str,
+    thread_ts: Option<&str>,
+    text: &str,
+) -> Result<Option<String>, SendError> {
+    let mut body = json!({ "channel": channel, "text": text });
+    if let Some(thread) = thread_ts {
+        body["thread_ts"] = thread.into();
     }
     let url = format!(
         "{}/chat.postMessage",

@@ -7,7 +7,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{ChatbotId, ConversationId, CrawlId, DocumentId, JobKind, MessageId};
+use crate::{ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobKind, MessageId};
 
 /// The arguments of one job kind.
 pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync {
@@ -129,6 +129,27 @@ impl JobArgs for NoticeArgs {
 
     fn unique_key(&self) -> Option<String> {
         Some(format!("notice:{}", self.key))
+    }
+}
+
+/// A text an organization's own tools post to one of its people through
+/// one of its channels (a Slack conversation), outside any conversation with
+/// the assistant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostArgs {
+    /// What makes the post one of a kind: the tool call that caused it.
+    pub key: String,
+    pub channel_id: ChannelId,
+    /// Where in the provider it goes: a Slack conversation id.
+    pub to: String,
+    pub text: String,
+}
+
+impl JobArgs for PostArgs {
+    const KIND: JobKind = JobKind::Post;
+
+    fn unique_key(&self) -> Option<String> {
+        Some(format!("post:{}", self.key))
     }
 }
 

@@ -115,6 +115,7 @@ named_enum!(
         Maintenance = "maintenance",
         Poll = "poll",
         Notice = "notice",
+        Post = "post",
     }
 );
 

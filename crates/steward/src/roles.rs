@@ -137,18 +137,24 @@ fn worker(
         limits: config.knowledge.clone(),
     };
     let send_timeout = Duration::from_secs(config.channels.send_timeout_secs);
+    let sender = steward_channels::Sender::new(
+        send_timeout,
+        steward_channels::ProviderApis {
+            whatsapp: config.channels.whatsapp_api_url.clone(),
+            slack: config.channels.slack_api_url.clone(),
+            telegram: config.channels.telegram_api_url.clone(),
+        },
+        services.guard.clone(),
+    );
     let deliver = steward_channels::Deliver {
         store: store.clone(),
         sealer: services.sealer.clone(),
-        sender: steward_channels::Sender::new(
-            send_timeout,
-            steward_channels::ProviderApis {
-                whatsapp: config.channels.whatsapp_api_url.clone(),
-                slack: config.channels.slack_api_url.clone(),
-                telegram: config.channels.telegram_api_url.clone(),
-            },
-            services.guard.clone(),
-        ),
+        sender: sender.clone(),
+    };
+    let post = steward_channels::Post {
+        store: store.clone(),
+        sealer: services.sealer.clone(),
+        sender,
     };
     let poll = steward_channels::PollMailboxes {
         store: store.clone(),
@@ -163,6 +169,7 @@ fn worker(
         .handle(JobKind::Ingest, ingest)
         .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Deliver, deliver)
+        .handle(JobKind::Post, post)
         .handle(JobKind::Poll, poll)
         .handle(JobKind::Backup, backup);
     let mail = &config.mail;

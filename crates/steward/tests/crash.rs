@@ -213,7 +213,7 @@ async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
 
 /// A worker killed after `lead-capture` recorded a lead and before the reply
 /// was stored: after recovery the conversation holds one reply and the
-/// organization one lead. With `lose_the_result`, the journal's record of the
+/// organization one lead, posted to its Slack once. With `lose_the_result`, the journal's record of the
 /// call's result is lost too (undone while Steward is down): the call is made
 /// again under its journal id, and the tool records nothing new.
 async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
@@ -230,6 +230,7 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
     )]]);
     // The model call after the tool's never answers: the worker dies in it.
     fake.hang_call(1);
+    let slack = steward_testkit::providers::FakeProviders::start().await;
     let serve = || {
         let mut command = steward(dir.path());
         command
@@ -239,6 +240,7 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
             .env("STEWARD_LLM__PRIMARY__KIND", "openai")
             .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
             .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
+            .env("STEWARD_CHANNELS__SLACK_API_URL", slack.slack_api())
             .env("RUST_LOG", "warn");
         command
     };
@@ -248,13 +250,24 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
     server.wait_until_healthy().await;
     let owner = Api::sign_in(&server.base, &password).await;
     let bot = owner.chatbot().await;
-    let (status, _) = owner
+    let (status, channel) = owner
         .post(
-            "/api/v1/integrations/enable",
-            serde_json::json!({"integration_id": "lead-capture"}),
+            &format!("/api/v1/chatbots/{bot}/channels"),
+            serde_json::json!({"kind": "slack", "name": "sales", "config": {
+                "bot_token": "xoxb-sales", "signing_secret": "slack-signing-secret"
+            }}),
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(status, 201, "{channel}");
+    let (status, body) = owner
+        .post(
+            "/api/v1/integrations/enable",
+            serde_json::json!({"integration_id": "lead-capture", "config": {
+                "slack": {"channel_id": channel["id"], "to": "C0SALES01"}
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let (status, body) = owner
         .patch(
             &format!("/api/v1/chatbots/{bot}"),
@@ -298,6 +311,9 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
     assert_eq!(replies[0]["tool_calls"][0]["status"], "succeeded");
     let leads = owner.get("/api/v1/leads").await;
     assert_eq!(leads["total"], 1, "one lead: {leads}");
+    let posted = slack.wait_for("slack", 1).await;
+    assert!(posted[0].body["text"].as_str().unwrap().contains("Grace"));
+    assert_eq!(slack.sent("slack").len(), 1, "posted once");
     assert_eq!(
         fake.calls(),
         3,

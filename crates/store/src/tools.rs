@@ -9,7 +9,7 @@ use steward_domain::{
     ToolServerId,
 };
 
-use crate::{StoreResult, TenantScope};
+use crate::{NewJob, StoreResult, TenantScope};
 
 /// A call about to be made: the `step`-th model call of the reply its
 /// `respond` job writes, the `position`-th call of that step.
@@ -84,9 +84,16 @@ pub trait ToolJournal: Send + Sync {
 /// Conversations handed to a person by the contact-owner tool.
 #[async_trait]
 pub trait HandOffStore: Send + Sync {
-    /// Hands a conversation to a person; one already handed off stays as it
-    /// is. Another organization's conversation is `NotFound`.
-    async fn hand_off(&self, scope: &TenantScope, conversation: ConversationId) -> StoreResult<()>;
+    /// Hands a conversation to a person, and enqueues the `announce` jobs
+    /// (telling someone) in the same transaction; one already handed off
+    /// stays as it is, and nothing is announced again. Another
+    /// organization's conversation is `NotFound`.
+    async fn hand_off(
+        &self,
+        scope: &TenantScope,
+        conversation: ConversationId,
+        announce: &[NewJob],
+    ) -> StoreResult<()>;
 
     /// Gives a conversation back to the assistant (audited).
     async fn hand_back(&self, scope: &TenantScope, conversation: ConversationId)
@@ -131,9 +138,16 @@ pub struct Lead {
 
 #[async_trait]
 pub trait LeadStore: Send + Sync {
-    /// Records a lead once per tool call: the same call again returns the
-    /// lead it recorded. A conversation of another organization is `NotFound`.
-    async fn record_lead(&self, scope: &TenantScope, lead: &NewLead) -> StoreResult<Lead>;
+    /// Records a lead once per tool call, with the `announce` jobs (telling
+    /// someone) enqueued in the same transaction: the same call again
+    /// returns the lead it recorded and enqueues nothing. A conversation of
+    /// another organization is `NotFound`.
+    async fn record_lead(
+        &self,
+        scope: &TenantScope,
+        lead: &NewLead,
+        announce: &[NewJob],
+    ) -> StoreResult<Lead>;
 
     /// The organization's leads, newest first, and how many there are.
     async fn leads(

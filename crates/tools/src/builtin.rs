@@ -2,10 +2,10 @@
 //! interface as any other server: one server per integration of the
 //! catalogue, named by its slug.
 //!
-//! `lead-capture` and `contact-owner` are served; `pricing-calculator` is
-//! listed in the catalogue but offers no tool yet.
-//!
 //! [`Toolbox`]: crate::Toolbox
+
+pub mod notify;
+pub mod pricing;
 
 use std::sync::Arc;
 
@@ -15,15 +15,77 @@ use steward_store::{NewLead, Store, StoreError};
 
 use crate::{CallContext, Tool, ToolError};
 
+pub const PRICING_CALCULATOR: &str = "pricing-calculator";
 pub const LEAD_CAPTURE: &str = "lead-capture";
 pub const CONTACT_OWNER: &str = "contact-owner";
 
 /// The integrations of the catalogue, whose names Steward's own servers take.
-pub const SERVERS: &[&str] = &["pricing-calculator", LEAD_CAPTURE, CONTACT_OWNER];
+pub const SERVERS: &[&str] = &[PRICING_CALCULATOR, LEAD_CAPTURE, CONTACT_OWNER];
+
+/// What an integration's settings ask of the rest of Steward, for the API
+/// to check against the organization and the operator's configuration.
+#[derive(Debug, Default)]
+pub struct Needs {
+    /// The operator's mail server, to mail someone.
+    pub mail: bool,
+    /// One of the organization's Slack channels, to post through it.
+    pub slack_channel: Option<steward_domain::ChannelId>,
+}
+
+/// Checks the settings an admin gives integration `server` when enabling it:
+/// the calculator's are its price list; lead capture's and contact-owner's
+/// say who is told ([`notify::Notify`]).
+pub fn check_settings(server: &str, settings: &Value) -> Result<Needs, String> {
+    match server {
+        PRICING_CALCULATOR => pricing::PriceList::parse(settings).map(|_| Needs::default()),
+        LEAD_CAPTURE | CONTACT_OWNER => {
+            let notify = notify::Notify::parse(settings)?;
+            Ok(Needs {
+                mail: notify.mail_to.is_some(),
+                slack_channel: notify.slack.map(|slack| slack.channel_id),
+            })
+        }
+        _ => Err(format!("Steward does not serve {server}")),
+    }
+}
 
 /// The tools of the integration `server`, if Steward serves it.
 pub fn tools_of(server: &str) -> Vec<Tool> {
     match server {
+        PRICING_CALCULATOR => vec![
+            Tool {
+                server: PRICING_CALCULATOR.into(),
+                name: "price_list".into(),
+                description: "Lists what the organization sells: each item's sku, name, unit price, unit, minimum quantity and volume discounts, in the price list's currency, with its tax.".into(),
+                input_schema: json!({ "type": "object", "properties": {}, "additionalProperties": false }),
+            },
+            Tool {
+                server: PRICING_CALCULATOR.into(),
+                name: "quote".into(),
+                description: "Quotes a price from the organization's price list: each line's unit price, volume discount and amount, the subtotal, tax and total. Give the prices exactly as quoted; never compute them yourself.".into(),
+                input_schema: json!({
+                    "type": "object",
+                    "properties": {
+                        "lines": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": pricing::MAX_LINES,
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "sku": { "type": "string", "description": "The item's sku, from price_list." },
+                                    "quantity": { "type": "integer", "minimum": 1, "maximum": pricing::MAX_QUANTITY }
+                                },
+                                "required": ["sku", "quantity"],
+                                "additionalProperties": false
+                            }
+                        }
+                    },
+                    "required": ["lines"],
+                    "additionalProperties": false
+                }),
+            },
+        ],
         LEAD_CAPTURE => vec![Tool {
             server: LEAD_CAPTURE.into(),
             name: "record".into(),
@@ -57,16 +119,24 @@ pub fn tools_of(server: &str) -> Vec<Tool> {
     }
 }
 
-/// Calls one of Steward's own tools.
+/// Calls one of Steward's own tools; the jobs that tell someone of its effect
+/// get `attempts` tries.
 pub async fn call(
     store: &Arc<dyn Store>,
     context: &CallContext,
     tool: &Tool,
     input: &Map<String, Value>,
+    attempts: i32,
 ) -> Result<String, ToolError> {
     match (tool.server.as_str(), tool.name.as_str()) {
-        (LEAD_CAPTURE, "record") => record_lead(store, context, input).await,
-        (CONTACT_OWNER, "hand_off") => hand_off(store, context).await,
+        (PRICING_CALCULATOR, "price_list") => {
+            Ok(price_list(store, context).await?.describe().to_string())
+        }
+        (PRICING_CALCULATOR, "quote") => {
+            Ok(price_list(store, context).await?.quote(input)?.to_string())
+        }
+        (LEAD_CAPTURE, "record") => record_lead(store, context, input, attempts).await,
+        (CONTACT_OWNER, "hand_off") => hand_off(store, context, input, attempts).await,
         _ => Err(ToolError(format!(
             "{} is not a tool Steward serves",
             tool.full_name()
@@ -74,14 +144,70 @@ pub async fn call(
     }
 }
 
-/// `lead-capture.record`: one lead per call, however often the call is made.
+/// The settings of integration `server`, when the organization enabled it.
+async fn settings_of(
+    store: &Arc<dyn Store>,
+    context: &CallContext,
+    server: &str,
+) -> Result<Option<Value>, ToolError> {
+    let integrations = store.integrations(&context.scope).await.map_err(|error| {
+        tracing::warn!(%error, "reading an integration's settings failed");
+        ToolError(format!("{server}'s settings could not be read just now"))
+    })?;
+    Ok(integrations
+        .into_iter()
+        .find(|i| i.enabled && i.integration.id == server)
+        .map(|i| i.config.unwrap_or_default()))
+}
+
+/// The organization's price list, as its admin last set it.
+async fn price_list(
+    store: &Arc<dyn Store>,
+    context: &CallContext,
+) -> Result<pricing::PriceList, ToolError> {
+    let settings = settings_of(store, context, PRICING_CALCULATOR)
+        .await?
+        .ok_or_else(|| ToolError("the pricing calculator is not enabled".into()))?;
+    // Checked when it was set; a list stored before the check is said so.
+    pricing::PriceList::parse(&settings).map_err(|why| {
+        ToolError(format!(
+            "the price list needs to be set again by an admin ({why})"
+        ))
+    })
+}
+
+/// Who integration `server` tells of what it did; no one when its settings
+/// predate the check (they are logged).
+async fn notify_of(
+    store: &Arc<dyn Store>,
+    context: &CallContext,
+    server: &str,
+) -> Result<notify::Notify, ToolError> {
+    let settings = settings_of(store, context, server)
+        .await?
+        .unwrap_or_default();
+    Ok(notify::Notify::parse(&settings).unwrap_or_else(|why| {
+        tracing::warn!(server, %why, "an integration's settings cannot be read: no one is told");
+        notify::Notify::default()
+    }))
+}
+
+/// `lead-capture.record`: one lead per call, however often the call is made,
+/// and whoever the settings name told of it once.
 async fn record_lead(
     store: &Arc<dyn Store>,
     context: &CallContext,
     input: &Map<String, Value>,
+    attempts: i32,
 ) -> Result<String, ToolError> {
     let lead = lead_from(context, input)?;
-    match store.record_lead(&context.scope, &lead).await {
+    let told = notify_of(store, context, LEAD_CAPTURE).await?.jobs(
+        context.key,
+        &format!("New lead: {}", lead.name),
+        &lead_text(&lead),
+        attempts,
+    );
+    match store.record_lead(&context.scope, &lead, &told).await {
         Ok(recorded) => Ok(json!({ "recorded": true, "lead_id": recorded.id }).to_string()),
         Err(StoreError::NotFound) => Err(ToolError("the conversation is gone".into())),
         Err(error) => {
@@ -91,10 +217,57 @@ async fn record_lead(
     }
 }
 
-/// `contact-owner.hand_off`: the conversation is a person's from now on (a
-/// second call changes nothing). Telling the owner (mail, Slack) is not built.
-async fn hand_off(store: &Arc<dyn Store>, context: &CallContext) -> Result<String, ToolError> {
-    match store.hand_off(&context.scope, context.conversation).await {
+fn lead_text(lead: &NewLead) -> String {
+    let field = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "The assistant recorded a lead.\n\nName: {}\nEmail: {}\nPhone: {}\nCompany: {}\nNote: {}\n\n\
+         Conversation: {}\nEvery lead: GET /api/v1/leads (or /api/v1/leads/export.csv)\n",
+        lead.name,
+        field(&lead.email),
+        field(&lead.phone),
+        field(&lead.company),
+        field(&lead.note),
+        lead.conversation_id,
+    )
+}
+
+/// `contact-owner.hand_off`: the conversation is a person's from now on, and
+/// whoever the settings name is told once; a second call changes nothing.
+async fn hand_off(
+    store: &Arc<dyn Store>,
+    context: &CallContext,
+    input: &Map<String, Value>,
+    attempts: i32,
+) -> Result<String, ToolError> {
+    let reason = match input.get("reason") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(reason))
+            if reason.chars().count() <= 500 && !reason.chars().any(char::is_control) =>
+        {
+            Some(reason.trim()).filter(|r| !r.is_empty())
+        }
+        Some(_) => {
+            return Err(ToolError(
+                "reason must be a sentence: at most 500 characters, without control characters"
+                    .into(),
+            ));
+        }
+    };
+    let conversation = context.conversation;
+    let text = format!(
+        "The assistant handed a conversation to a person, and stays quiet in it until it is released.\n\n\
+         Reason: {}\nConversation: {conversation}\n\
+         Follow it: GET /api/v1/conversations/{conversation}/events\n\
+         Give it back to the assistant: POST /api/v1/conversations/{conversation}/release\n",
+        reason.unwrap_or("none given"),
+    );
+    let told = notify_of(store, context, CONTACT_OWNER).await?.jobs(
+        context.key,
+        "A conversation waits for a person",
+        &text,
+        attempts,
+    );
+    match store.hand_off(&context.scope, conversation, &told).await {
         Ok(()) => Ok(json!({ "handed_off": true }).to_string()),
         Err(StoreError::NotFound) => Err(ToolError("the conversation is gone".into())),
         Err(error) => {

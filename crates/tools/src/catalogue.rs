@@ -40,16 +40,19 @@ pub struct Catalogue {
     /// For servers organizations connect: through the outbound guard.
     guarded: McpClient,
     listed: Arc<Mutex<Listed>>,
+    /// The tries of the jobs Steward's own tools enqueue (telling someone).
+    job_attempts: i32,
 }
 
 impl Catalogue {
     /// `servers` are the operator's, whose names must not be those of
-    /// Steward's own tools.
+    /// Steward's own tools; the jobs its own tools enqueue get `job_attempts`.
     pub fn new(
         store: Arc<dyn Store>,
         sealer: Arc<Sealer>,
         guard: Guard,
         servers: Vec<McpServer>,
+        job_attempts: i32,
     ) -> Self {
         Self {
             store,
@@ -58,6 +61,7 @@ impl Catalogue {
             internal: McpClient::internal(),
             guarded: McpClient::guarded(guard),
             listed: Arc::default(),
+            job_attempts,
         }
     }
 
@@ -246,7 +250,7 @@ impl Toolbox for Catalogue {
                 .await;
         }
         if builtin::SERVERS.contains(&tool.server.as_str()) {
-            return builtin::call(&self.store, context, tool, input).await;
+            return builtin::call(&self.store, context, tool, input, self.job_attempts).await;
         }
         let servers = self
             .store

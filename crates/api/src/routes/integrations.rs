@@ -5,7 +5,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_store::IntegrationState;
+use steward_domain::ChannelKind;
+use steward_store::{IntegrationState, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -76,16 +77,16 @@ async fn available(
 pub struct EnableIntegration {
     #[schema(schema_with = crate::contract::integration_id)]
     integration_id: String,
-    /// A flat JSON object of the integration's settings (strings of at most
-    /// 256 characters, numbers, booleans); default `{}`.
-    #[schema(schema_with = crate::contract::integration_config)]
+    /// The integration's settings: `pricing-calculator`'s price list;
+    /// `lead-capture`'s and `contact-owner`'s `mail_to` and `slack` (who is
+    /// told); default `{}`.
     config: Option<Value>,
 }
 
 /// Enable an integration, or change its settings (owners and admins).
 #[utoipa::path(post, path = "/integrations/enable", tag = "integrations", security(("bearer" = [])),
     request_body = EnableIntegration,
-    responses((status = 200, body = IntegrationDto), (status = 403, body = ErrorBody), (status = 404, description = "no such integration", body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = IntegrationDto), (status = 403, body = ErrorBody), (status = 404, description = "no such integration", body = ErrorBody), (status = 409, description = "settings name a Slack channel the organization does not have (`unknown_channel`) or ask for mail without a mail server (`mail_not_configured`)", body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn enable(
     State(state): State<SharedState>,
     auth: Auth,
@@ -95,35 +96,33 @@ async fn enable(
     let config = body
         .config
         .unwrap_or_else(|| Value::Object(Default::default()));
-    if !config.is_object() {
-        return Err(ApiError::unprocessable(
-            "validation_failed",
-            "config: must be a JSON object",
-        ));
-    }
-    // Small by construction: at most 32 short settings.
-    let flat = config.as_object().is_some_and(|settings| {
-        settings.len() <= 32
-            && settings.iter().all(|(key, value)| {
-                (1..=64).contains(&key.chars().count())
-                    && match value {
-                        Value::String(text) => text.chars().count() <= 256,
-                        Value::Number(_) | Value::Bool(_) | Value::Null => true,
-                        Value::Array(_) | Value::Object(_) => false,
-                    }
-            })
-    });
-    if !flat {
-        return Err(ApiError::unprocessable(
-            "validation_failed",
-            "config: at most 32 settings, each named in 1 to 64 characters, holding a string of at most 256 characters, a number or a boolean",
-        ));
-    }
-    if config.to_string().contains("\\u0000") {
-        return Err(ApiError::unprocessable(
-            "validation_failed",
-            "config: must not contain NUL characters",
-        ));
+    // The integration's own rules (an unknown integration is the store's
+    // 404), then what they ask of the organization and the operator.
+    if steward_tools::builtin::SERVERS.contains(&body.integration_id.as_str()) {
+        let needs = steward_tools::builtin::check_settings(&body.integration_id, &config).map_err(
+            |why| ApiError::unprocessable("validation_failed", format!("config: {why}")),
+        )?;
+        if needs.mail && !state.config.mail.is_configured() {
+            return Err(ApiError::Conflict {
+                code: "mail_not_configured",
+                message: "config.mail_to: this Steward has no mail server (the operator sets mail.smtp_host)".into(),
+            });
+        }
+        if let Some(channel) = needs.slack_channel {
+            let slack = match state.store.channel(&auth.0.scope(), channel).await {
+                Ok(channel) => channel.kind == ChannelKind::Slack,
+                Err(StoreError::NotFound) => false,
+                Err(error) => return Err(error.into()),
+            };
+            if !slack {
+                return Err(ApiError::Conflict {
+                    code: "unknown_channel",
+                    message:
+                        "config.slack.channel_id: not one of the organization's Slack channels"
+                            .into(),
+                });
+            }
+        }
     }
     idempotency::answer_from(StatusCode::OK, |s: &IntegrationState| {
         IntegrationDto::new(s.clone(), true)

@@ -2,7 +2,7 @@
 //! body, and nothing changed.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
 
 async fn chatbot_count(app: &TestApp, session: &Session) -> u64 {
@@ -375,27 +375,69 @@ async fn page_limits_and_cursors_are_checked() {
 async fn integration_configs_must_be_small_objects_and_ids_known() {
     let app = spawn_app().await;
     let owner = app.register("ada@example.org", "Acme").await;
+    let refused = |integration: &'static str, config: Value| {
+        let app = &app;
+        let token = owner.token.clone();
+        async move {
+            let reply = app
+                .post(
+                    "/api/v1/integrations/enable",
+                    &token,
+                    json!({"integration_id": integration, "config": config}),
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{config}: {}",
+                reply.text
+            );
+            reply.body["error"]["message"].as_str().unwrap().to_owned()
+        }
+    };
     for config in [
         json!("string"),
         json!([1, 2]),
         json!(7),
-        json!({"big": "x".repeat(17 * 1024)}),
         json!({"nul": "a\u{0}b"}),
     ] {
-        let reply = app
-            .post(
-                "/api/v1/integrations/enable",
-                &owner.token,
-                json!({"integration_id": "lead-capture", "config": config}),
-            )
-            .await;
-        assert_eq!(
-            reply.status,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "{}",
-            reply.text
-        );
+        refused("lead-capture", config).await;
     }
+    let item = json!({"name": "Basic", "unit_price": 10});
+    for (config, why) in [
+        (json!({}), "missing field"),
+        (
+            json!({"currency": "EUR", "items": {"../x": item}}),
+            "item ids",
+        ),
+        (
+            json!({"currency": "EUR", "items": {"x": {"name": "X", "unit_price": 1e12}}}),
+            "unit_price",
+        ),
+        (
+            json!({"currency": "EUR", "items": {"x": {"name": "X\u{7}", "unit_price": 1}}}),
+            "control",
+        ),
+        (
+            json!({"currency": "EUR", "items": {"x": item}, "tax_percent": -1}),
+            "tax_percent",
+        ),
+        (
+            json!({"currency": "EUR", "items": {"x": {"name": "X", "unit_price": 1, "min_quantity": 0.5}}}),
+            "whole number",
+        ),
+    ] {
+        let message = refused("pricing-calculator", config).await;
+        assert!(message.contains(why), "{message}");
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..501).map(|i| (format!("i{i}"), item.clone())).collect();
+    let message = refused(
+        "pricing-calculator",
+        json!({"currency": "EUR", "items": many}),
+    )
+    .await;
+    assert!(message.contains("between 1 and 500 items"), "{message}");
     let unknown = app
         .post(
             "/api/v1/integrations/enable",

@@ -268,16 +268,38 @@ async fn integrations_are_listed_enabled_reconfigured_and_disabled() {
         .collect();
     assert_eq!(ids, ["pricing-calculator", "lead-capture", "contact-owner"]);
 
-    let enabled = app
+    // Lead capture takes no settings yet; the calculator's are its price list.
+    let unused = app
         .post(
             "/api/v1/integrations/enable",
             &owner.token,
             json!({"integration_id": "lead-capture", "config": {"notify": "sales@example.org"}}),
         )
         .await;
+    assert_eq!(
+        unused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        unused.text
+    );
+    let price_list =
+        json!({"currency": "EUR", "items": {"basic": {"name": "Basic", "unit_price": 9.5}}});
+    let enabled = app
+        .post(
+            "/api/v1/integrations/enable",
+            &owner.token,
+            json!({"integration_id": "pricing-calculator", "config": price_list}),
+        )
+        .await;
     assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.text);
     assert_eq!(enabled.body["enabled"], true);
-    assert_eq!(enabled.body["config"]["notify"], "sales@example.org");
+    assert_eq!(enabled.body["config"], price_list);
+    app.post(
+        "/api/v1/integrations/enable",
+        &owner.token,
+        json!({"integration_id": "lead-capture"}),
+    )
+    .await;
 
     let seen_by_member = app
         .get("/api/v1/integrations/available", &member.token)

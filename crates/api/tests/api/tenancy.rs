@@ -85,7 +85,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("PATCH", "/api/v1/organizations/members/{user_id}") => Some(json!({"role": "advisor"})),
         ("PUT", "/api/v1/organizations/billing") => Some(json!({"tier": "enterprise"})),
         ("POST", "/api/v1/integrations/enable") => {
-            Some(json!({"integration_id": "pricing-calculator", "config": {}}))
+            Some(json!({"integration_id": "pricing-calculator", "config": {
+                "currency": "EUR", "items": {"basic": {"name": "Basic", "unit_price": 10}}
+            }}))
         }
         ("POST", "/api/v1/tools/servers") => {
             Some(json!({"name": "b-crm", "url": "https://b-crm.example.org/mcp"}))
@@ -185,6 +187,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                 company: None,
                 note: None,
             },
+            &[],
         )
         .await
         .unwrap()

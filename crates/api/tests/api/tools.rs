@@ -135,6 +135,7 @@ async fn leads_are_listed_and_exported_to_owners_and_admins_only() {
                     company: Some("Analytical Engines".into()),
                     note: None,
                 },
+                &[],
             )
             .await
             .unwrap();

@@ -5,6 +5,7 @@
 
 mod delivery;
 mod email;
+mod notify;
 mod outbound;
 mod rotation;
 mod webhooks;
@@ -16,7 +17,10 @@ use std::time::Duration;
 use chrono::Utc;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use steward_channels::{Deliver, PollMailboxes, ProviderApis, Sender, generic, slack, whatsapp};
+use steward_channels::{
+    Deliver, PollMailboxes, Post, ProviderApis, SendNotices, Sender, SmtpServer, generic, slack,
+    whatsapp,
+};
 use steward_config::Config;
 use steward_domain::{ChatbotId, JobKind, JobState, MessageRole, OrgId};
 use steward_jobs::{Worker, WorkerSettings};
@@ -90,22 +94,29 @@ impl Harness {
             deliver_attempts: 3,
             retriever: steward_knowledge::Retriever::new(store.clone(), None),
             passages: 5,
-            toolbox: None,
+            // Steward's own tools, for the chatbots given them.
+            toolbox: Some(Arc::new(self.app.state.tools.clone())),
             tool_limits: Default::default(),
         };
+        let sender = Sender::new(
+            Duration::from_secs(5),
+            ProviderApis {
+                whatsapp: self.providers.whatsapp_api(),
+                slack: self.providers.slack_api(),
+                telegram: self.providers.telegram_api(),
+            },
+            // The fake providers and mail servers listen on loopback.
+            Guard::new(true),
+        );
         let deliver = Deliver {
             store: store.clone(),
             sealer: self.app.state.sealer.clone(),
-            sender: Sender::new(
-                Duration::from_secs(5),
-                ProviderApis {
-                    whatsapp: self.providers.whatsapp_api(),
-                    slack: self.providers.slack_api(),
-                    telegram: self.providers.telegram_api(),
-                },
-                // The fake providers and mail servers listen on loopback.
-                Guard::new(true),
-            ),
+            sender: sender.clone(),
+        };
+        let post = Post {
+            store: store.clone(),
+            sealer: self.app.state.sealer.clone(),
+            sender,
         };
         let poll = PollMailboxes {
             store: store.clone(),
@@ -124,11 +135,25 @@ impl Harness {
             poll_interval: Duration::from_millis(10),
             shutdown_grace: Duration::from_secs(5),
         };
-        let worker = Worker::new(store, settings)
+        let mut worker = Worker::new(store, settings)
             .handle(JobKind::Respond, respond)
             .handle(JobKind::Deliver, deliver)
+            .handle(JobKind::Post, post)
             .handle(JobKind::Poll, poll)
             .wake_on(self.app.state.jobs_enqueued.clone());
+        let mail = &self.app.state.config.mail;
+        if mail.is_configured() {
+            let server = SmtpServer {
+                host: mail.smtp_host.clone(),
+                port: mail.smtp_port,
+                username: String::new(),
+                password: String::new(),
+                from: mail.from.clone(),
+                tls: mail.tls,
+            };
+            let timeout = Duration::from_secs(10);
+            worker = worker.handle(JobKind::Notice, SendNotices { server, timeout });
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(worker.run(async {
             let _ = stopped.await;

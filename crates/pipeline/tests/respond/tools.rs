@@ -377,6 +377,63 @@ async fn a_call_whose_result_was_lost_is_made_again_under_the_same_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pricing_calculator_quotes_from_the_organizations_price_list() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let enabled = app
+        .post(
+            "/api/v1/integrations/enable",
+            &owner.token,
+            json!({"integration_id": "pricing-calculator", "config": {
+                "currency": "EUR", "tax_name": "VAT", "tax_percent": 20,
+                "items": {"team": {"name": "Team plan", "unit_price": 12.5, "unit": "seat per month",
+                                   "volume": [{"from": 20, "percent_off": 10}]}}
+            }}),
+        )
+        .await;
+    assert_eq!(enabled.status, 200, "{}", enabled.text);
+    app.patch(
+        &format!("/api/v1/chatbots/{bot}"),
+        &owner.token,
+        json!({"tools": ["pricing-calculator.price_list", "pricing-calculator.quote"]}),
+    )
+    .await;
+    // A chain: the list first, then the quote from what it said.
+    fake.call_tools(vec![
+        vec![("pricing-calculator__price_list", "{}")],
+        vec![(
+            "pricing-calculator__quote",
+            r#"{"lines": [{"sku": "team", "quantity": 24}]}"#,
+        )],
+    ]);
+    let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
+    let worker = start_worker_with(&app, model(&fake), move |respond| {
+        respond.toolbox = Some(toolbox);
+    });
+    let (_, message) = send(&app, &owner, &bot, "what would 24 seats cost?", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        statuses(reply),
+        [
+            ("price_list".into(), "succeeded".into()),
+            ("quote".into(), "succeeded".into())
+        ]
+    );
+    // 24 × 12.50 = 300.00, 10% off = 270.00, VAT 54.00.
+    let text = reply["text"].as_str().unwrap();
+    assert!(text.contains(r#""total":"324.00""#), "{text}");
+    let listed = &fake.requests()[1];
+    assert!(
+        listed.to_string().contains("Team plan"),
+        "the model read the price list before quoting"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
     let app = spawn_app_with(|_| {}).await;
     let fake = FakeModel::start().await;

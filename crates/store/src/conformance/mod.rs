@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             tool_calls_are_journaled_once_and_finished_once,
             tool_servers_are_connected_listed_and_removed_within_their_org,
             conversations_are_handed_to_a_person_and_back_within_their_org,
+            leads_are_recorded_once_per_call_and_announced_once,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

@@ -1,4 +1,5 @@
 use serde_json::json;
+use steward_domain::jobs::{NoticeArgs, PostArgs};
 
 use super::*;
 
@@ -178,17 +179,44 @@ pub async fn conversations_are_handed_to_a_person_and_back_within_their_org(stor
         store.handed_off_at(&scope, conversation).await.unwrap(),
         None
     );
-    store.hand_off(&scope, conversation).await.unwrap();
+    let told = |key: &str| {
+        NewJob::of(
+            &PostArgs {
+                key: key.into(),
+                channel_id: ChannelId::new(),
+                to: "C0SALES".into(),
+                text: "a conversation waits for a person".into(),
+            },
+            3,
+        )
+    };
+    store
+        .hand_off(&scope, conversation, &[told("first")])
+        .await
+        .unwrap();
     let first = store.handed_off_at(&scope, conversation).await.unwrap();
     assert!(first.is_some());
-    store.hand_off(&scope, conversation).await.unwrap();
+    store
+        .hand_off(&scope, conversation, &[told("second")])
+        .await
+        .unwrap();
     assert_eq!(
         store.handed_off_at(&scope, conversation).await.unwrap(),
         first,
         "handing off again changes nothing"
     );
+    let posts = store
+        .claim("w", &[JobKind::Post], 10, chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    let keys: Vec<String> = posts
+        .iter()
+        .map(|job| job.args::<PostArgs>().unwrap().key)
+        .collect();
+    assert_eq!(keys, ["first"], "told once, as it was handed off");
+    assert_eq!(posts[0].org_id, Some(scope.org_id()));
     assert_not_found(
-        store.hand_off(&other, conversation).await,
+        store.hand_off(&other, conversation, &[]).await,
         "another org's conversation",
     );
     assert_not_found(
@@ -204,4 +232,70 @@ pub async fn conversations_are_handed_to_a_person_and_back_within_their_org(stor
         store.handed_off_at(&scope, conversation).await.unwrap(),
         None
     );
+}
+
+pub async fn leads_are_recorded_once_per_call_and_announced_once(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let asked = store
+        .add_message(&scope, user_message(bot.id, None, "call me"))
+        .await
+        .unwrap();
+    let lead = NewLead {
+        tool_call_id: ToolCallId::new(),
+        chatbot_id: bot.id,
+        conversation_id: asked.conversation_id,
+        name: "Grace".into(),
+        email: Some("grace@example.org".into()),
+        phone: None,
+        company: None,
+        note: Some("a demo".into()),
+    };
+    let notice = |key: &str| {
+        NewJob::of(
+            &NoticeArgs {
+                key: key.into(),
+                to: "sales@example.org".into(),
+                subject: "A new lead".into(),
+                text: "Grace".into(),
+            },
+            3,
+        )
+    };
+    let first = store
+        .record_lead(&scope, &lead, &[notice("lead-1")])
+        .await
+        .unwrap();
+    let again = store
+        .record_lead(&scope, &lead, &[notice("lead-1-again")])
+        .await
+        .unwrap();
+    assert_eq!(first, again, "one lead per call");
+    assert_eq!(store.leads(&scope, 10, 0).await.unwrap().1, 1);
+    let notices = store
+        .claim("w", &[JobKind::Notice], 10, chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(notices.len(), 1, "announced with the lead, once");
+    assert_eq!(notices[0].args::<NoticeArgs>().unwrap().key, "lead-1");
+
+    let stranger = NewLead {
+        tool_call_id: ToolCallId::new(),
+        ..lead
+    };
+    assert_not_found(
+        store
+            .record_lead(&other, &stranger, &[notice("stranger")])
+            .await,
+        "a lead in another org's conversation",
+    );
+    let notices = store
+        .claim("w", &[JobKind::Notice], 10, chrono::Duration::seconds(30))
+        .await
+        .unwrap();
+    assert!(notices.is_empty(), "nothing announced for a refused lead");
 }

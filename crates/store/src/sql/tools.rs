@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use steward_domain::{ConversationId, JobId, LeadId, ToolCallId, ToolCallStatus, ToolServerId};
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, insert_job, rows, sql};
 use crate::*;
 
 #[async_trait]
@@ -98,30 +98,36 @@ impl<B: SqlBackend> ToolJournal for B {
 
 #[async_trait]
 impl<B: SqlBackend> LeadStore for B {
-    async fn record_lead(&self, scope: &TenantScope, lead: &NewLead) -> StoreResult<Lead> {
-        let mut db = self.write().await?;
-        db.execute(
-            sql(
-                "INSERT INTO leads (id, org_id, chatbot_id, conversation_id, tool_call_id, name,
-                     email, phone, company, note, created_at)
-                 SELECT $1, $2, chatbot_id, id, $4, $5, $6, $7, $8, $9, $10
-                 FROM conversations WHERE id = $3 AND org_id = $2 AND chatbot_id = $11
-                 ON CONFLICT (tool_call_id) DO NOTHING",
+    async fn record_lead(
+        &self,
+        scope: &TenantScope,
+        lead: &NewLead,
+        announce: &[NewJob],
+    ) -> StoreResult<Lead> {
+        let mut tx = self.begin().await?;
+        let recorded = tx
+            .execute(
+                sql(
+                    "INSERT INTO leads (id, org_id, chatbot_id, conversation_id, tool_call_id, name,
+                         email, phone, company, note, created_at)
+                     SELECT $1, $2, chatbot_id, id, $4, $5, $6, $7, $8, $9, $10
+                     FROM conversations WHERE id = $3 AND org_id = $2 AND chatbot_id = $11
+                     ON CONFLICT (tool_call_id) DO NOTHING",
+                )
+                .bind(LeadId::new())
+                .bind(scope.org_id())
+                .bind(lead.conversation_id)
+                .bind(lead.tool_call_id)
+                .bind(lead.name.as_str())
+                .bind(lead.email.as_deref())
+                .bind(lead.phone.as_deref())
+                .bind(lead.company.as_deref())
+                .bind(lead.note.as_deref())
+                .bind(now())
+                .bind(lead.chatbot_id),
             )
-            .bind(LeadId::new())
-            .bind(scope.org_id())
-            .bind(lead.conversation_id)
-            .bind(lead.tool_call_id)
-            .bind(lead.name.as_str())
-            .bind(lead.email.as_deref())
-            .bind(lead.phone.as_deref())
-            .bind(lead.company.as_deref())
-            .bind(lead.note.as_deref())
-            .bind(now())
-            .bind(lead.chatbot_id),
-        )
-        .await?;
-        let row = db
+            .await?;
+        let row = tx
             .fetch_optional(
                 sql("SELECT * FROM leads WHERE tool_call_id = $1 AND org_id = $2")
                     .bind(lead.tool_call_id)
@@ -129,7 +135,15 @@ impl<B: SqlBackend> LeadStore for B {
             )
             .await?
             .ok_or(StoreError::NotFound)?;
-        rows::lead(&row)
+        // Announced with the lead, once: a lead recorded before was then.
+        if recorded == 1 {
+            for job in announce {
+                insert_job::<B>(&mut tx, &job.clone().for_org(scope.org_id())).await?;
+            }
+        }
+        let lead = rows::lead(&row)?;
+        commit::<B>(tx).await?;
+        Ok(lead)
     }
 
     async fn leads(
@@ -312,23 +326,35 @@ impl<B: SqlBackend> ToolServerStore for B {
 
 #[async_trait]
 impl<B: SqlBackend> HandOffStore for B {
-    async fn hand_off(&self, scope: &TenantScope, conversation: ConversationId) -> StoreResult<()> {
-        let mut db = self.write().await?;
-        db.execute(
-            sql("UPDATE conversations SET handed_off_at = $1
-                 WHERE id = $2 AND org_id = $3 AND handed_off_at IS NULL")
-            .bind(now())
-            .bind(conversation)
-            .bind(scope.org_id()),
-        )
-        .await?;
-        db.fetch_one(
+    async fn hand_off(
+        &self,
+        scope: &TenantScope,
+        conversation: ConversationId,
+        announce: &[NewJob],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let handed = tx
+            .execute(
+                sql("UPDATE conversations SET handed_off_at = $1
+                     WHERE id = $2 AND org_id = $3 AND handed_off_at IS NULL")
+                .bind(now())
+                .bind(conversation)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        tx.fetch_one(
             sql("SELECT 1 AS one FROM conversations WHERE id = $1 AND org_id = $2")
                 .bind(conversation)
                 .bind(scope.org_id()),
         )
         .await?;
-        Ok(())
+        // Announced as it is handed off: one already waiting was then.
+        if handed == 1 {
+            for job in announce {
+                insert_job::<B>(&mut tx, &job.clone().for_org(scope.org_id())).await?;
+            }
+        }
+        commit::<B>(tx).await
     }
 
     async fn hand_back(
