@@ -8,6 +8,7 @@ mod dto;
 pub mod error;
 mod extract;
 mod idempotency;
+pub mod mcp;
 pub mod metrics;
 pub mod ratelimit;
 mod routes;
@@ -195,4 +196,18 @@ pub async fn run(state: SharedState, listener: TcpListener, shutdown: impl Futur
         shutdown_grace: Duration::from_secs(state.config.http.shutdown_grace_secs),
     };
     serve(listener, router(state), options, shutdown).await
+}
+
+/// Serves `steward mcp` (Steward's own tools over MCP, [`mcp::router`]) on
+/// `listener` until `shutdown` completes.
+pub async fn run_mcp(
+    state: SharedState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let options = ServeOptions {
+        header_read_timeout: Duration::from_secs(state.config.http.header_read_timeout_secs),
+        shutdown_grace: Duration::from_secs(state.config.http.shutdown_grace_secs),
+    };
+    serve(listener, mcp::router(state), options, shutdown).await
 }

@@ -245,6 +245,14 @@ pub const KEYS: &[KeyDoc] = &[
         "MCP servers the operator runs (on a private network, say), their tools offered to every organization: [[tools.servers]] tables with name (its tools are name.tool), url (streamable HTTP), headers (a value ${VAR} is read from the environment) and timeout_secs (default 15). See docs/tools.md.",
     ),
     k(
+        "tools.mcp_listen",
+        "Where steward mcp serves Steward's own tools to other agents on the private network (never the API's address; keep it off the public network).",
+    ),
+    k(
+        "tools.mcp_allowed_hosts",
+        "The Host names steward mcp answers to, against DNS rebinding: add the name other agents reach it by (a Kubernetes service, say).",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),

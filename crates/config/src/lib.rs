@@ -152,6 +152,12 @@ pub struct ToolsConfig {
     pub max_result_bytes: usize,
     /// MCP servers the operator runs, offered to every organization.
     pub servers: Vec<ToolServerConfig>,
+    /// Where `steward mcp` serves Steward's own tools to other agents on the
+    /// private network: never the API's address.
+    pub mcp_listen: String,
+    /// The `Host` names `steward mcp` answers to (against DNS rebinding):
+    /// add the name other agents reach it by.
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl Default for ToolsConfig {
@@ -162,6 +168,8 @@ impl Default for ToolsConfig {
             turn_timeout_secs: 60,
             max_result_bytes: 16 * 1024,
             servers: Vec::new(),
+            mcp_listen: "127.0.0.1:8091".into(),
+            mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -764,6 +772,15 @@ impl Config {
             || tools.max_result_bytes == 0
         {
             return invalid("tools: max_steps, call_timeout_secs, turn_timeout_secs and max_result_bytes must be above 0".into());
+        }
+        match tools.mcp_listen.parse::<SocketAddr>() {
+            Ok(mcp) if mcp != self.listen_addr() => {}
+            _ => {
+                return invalid(format!(
+                    "tools.mcp_listen: '{}' must be an address like 127.0.0.1:8091, not the API's",
+                    tools.mcp_listen
+                ));
+            }
         }
         let mut names = std::collections::HashSet::new();
         for server in &tools.servers {

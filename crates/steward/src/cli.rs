@@ -36,6 +36,12 @@ pub enum Command {
     /// Run only the scheduler: turns cron schedules into jobs. Run two or more for
     /// availability: one leads, and each firing is enqueued once.
     Scheduler,
+    /// Serve Steward's own tools (pricing-calculator, lead-capture,
+    /// contact-owner) over MCP to other agents on the private network, at
+    /// /mcp on tools.mcp_listen, never on the API's address. Each request
+    /// sends an owner's or admin's API key; its organization's enabled
+    /// integrations are offered.
+    Mcp(McpFlags),
     /// Apply pending database migrations, then exit.
     Migrate,
     /// Exit 0 if the Steward listening at the configured address answers
@@ -262,6 +268,13 @@ pub enum ChannelCommand {
         /// The channel's id.
         id: String,
     },
+}
+
+#[derive(Args)]
+pub struct McpFlags {
+    /// Address to listen on [env: STEWARD_TOOLS__MCP_LISTEN] [default: 127.0.0.1:8091]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
 }
 
 #[derive(Args)]

@@ -122,6 +122,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             );
         }
         Command::Worker => roles::run_worker(config).await?,
+        Command::Mcp(flags) => roles::run_mcp(config, flags.listen).await?,
         Command::Scheduler => roles::run_scheduler(config).await?,
         Command::Config { .. } | Command::PdfText { .. } => unreachable!("handled above"),
     }

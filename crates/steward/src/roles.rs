@@ -325,6 +325,37 @@ pub async fn run_worker(mut config: Config) -> Result<()> {
     Ok(())
 }
 
+/// `steward mcp`: Steward's own tools over MCP for other agents on the
+/// private network, on `listen` (else `tools.mcp_listen`), until SIGTERM.
+pub async fn run_mcp(mut config: Config, listen: Option<String>) -> Result<()> {
+    let listen = listen.unwrap_or_else(|| config.tools.mcp_listen.clone());
+    let address: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen: '{listen}' is not an address like 127.0.0.1:8091"))?;
+    anyhow::ensure!(
+        address != config.listen_addr(),
+        "steward mcp never listens on the API's address ({address}): give it its own"
+    );
+    // API keys are checked as the API checks them, sign-in tokens included.
+    steward_config::ensure_secrets(&mut config)?;
+    let store = open_store(&config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let listener = steward_api::bind(address).await?;
+    let shutdown = shutdown_channel();
+    tracing::info!(
+        address = %listener.local_addr()?,
+        database = %describe_database(&config),
+        "steward mcp is listening: Steward's own tools at /mcp, for the private network only"
+    );
+    let services = services(&config, store.clone())?;
+    let state = steward_api::AppState::with_services(config, store.clone(), services)
+        .map_err(anyhow::Error::msg)?;
+    steward_api::run_mcp(state, listener, stopped(shutdown)).await;
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
 /// `steward scheduler`: only the scheduler, until SIGTERM.
 pub async fn run_scheduler(config: Config) -> Result<()> {
     let store = open_store(&config).await?;

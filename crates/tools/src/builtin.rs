@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 use steward_domain::Email;
-use steward_store::{NewLead, Store, StoreError};
+use steward_store::{NewLead, Store, StoreError, TenantScope};
 
 use crate::{CallContext, Tool, ToolError};
 
@@ -129,12 +129,7 @@ pub async fn call(
     attempts: i32,
 ) -> Result<String, ToolError> {
     match (tool.server.as_str(), tool.name.as_str()) {
-        (PRICING_CALCULATOR, "price_list") => {
-            Ok(price_list(store, context).await?.describe().to_string())
-        }
-        (PRICING_CALCULATOR, "quote") => {
-            Ok(price_list(store, context).await?.quote(input)?.to_string())
-        }
+        (PRICING_CALCULATOR, name) => call_pricing(store, &context.scope, name, input).await,
         (LEAD_CAPTURE, "record") => record_lead(store, context, input, attempts).await,
         (CONTACT_OWNER, "hand_off") => hand_off(store, context, input, attempts).await,
         _ => Err(ToolError(format!(
@@ -144,13 +139,30 @@ pub async fn call(
     }
 }
 
+/// Calls one of `pricing-calculator`'s tools, which act in no conversation.
+pub async fn call_pricing(
+    store: &Arc<dyn Store>,
+    scope: &TenantScope,
+    name: &str,
+    input: &Map<String, Value>,
+) -> Result<String, ToolError> {
+    let list = price_list(store, scope).await?;
+    match name {
+        "price_list" => Ok(list.describe().to_string()),
+        "quote" => Ok(list.quote(input)?.to_string()),
+        _ => Err(ToolError(format!(
+            "{PRICING_CALCULATOR}.{name} is not a tool Steward serves"
+        ))),
+    }
+}
+
 /// The settings of integration `server`, when the organization enabled it.
 async fn settings_of(
     store: &Arc<dyn Store>,
-    context: &CallContext,
+    scope: &TenantScope,
     server: &str,
 ) -> Result<Option<Value>, ToolError> {
-    let integrations = store.integrations(&context.scope).await.map_err(|error| {
+    let integrations = store.integrations(scope).await.map_err(|error| {
         tracing::warn!(%error, "reading an integration's settings failed");
         ToolError(format!("{server}'s settings could not be read just now"))
     })?;
@@ -163,9 +175,9 @@ async fn settings_of(
 /// The organization's price list, as its admin last set it.
 async fn price_list(
     store: &Arc<dyn Store>,
-    context: &CallContext,
+    scope: &TenantScope,
 ) -> Result<pricing::PriceList, ToolError> {
-    let settings = settings_of(store, context, PRICING_CALCULATOR)
+    let settings = settings_of(store, scope, PRICING_CALCULATOR)
         .await?
         .ok_or_else(|| ToolError("the pricing calculator is not enabled".into()))?;
     // Checked when it was set; a list stored before the check is said so.
@@ -183,7 +195,7 @@ async fn notify_of(
     context: &CallContext,
     server: &str,
 ) -> Result<notify::Notify, ToolError> {
-    let settings = settings_of(store, context, server)
+    let settings = settings_of(store, &context.scope, server)
         .await?
         .unwrap_or_default();
     Ok(notify::Notify::parse(&settings).unwrap_or_else(|why| {

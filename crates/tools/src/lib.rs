@@ -11,6 +11,7 @@
 pub mod builtin;
 mod catalogue;
 pub mod mcp;
+pub mod serve;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};

@@ -80,9 +80,15 @@ impl Server {
         Self::start_on(command, free_port())
     }
 
-    pub fn start_on(mut command: Command, port: u16) -> Self {
+    pub fn start_on(command: Command, port: u16) -> Self {
+        Self::start_as(command, "serve", port)
+    }
+
+    /// `steward ROLE --listen 127.0.0.1:PORT` (a role with a listener:
+    /// serve, api or mcp).
+    pub fn start_as(mut command: Command, role: &str, port: u16) -> Self {
         let child = command
-            .arg("serve")
+            .arg(role)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .stdout(Stdio::null())
