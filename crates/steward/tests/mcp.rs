@@ -88,6 +88,43 @@ async fn other_agents_quote_and_record_leads_once_through_steward_mcp() {
     assert_eq!(status, 201, "{sent}");
     let conversation = sent["conversation_id"].as_str().unwrap();
 
+    // Another organization's conversation, which Acme's key must not reach.
+    let created = run(role().args([
+        "org",
+        "create",
+        "--name",
+        "Other",
+        "--owner-email",
+        "other@example.org",
+    ]));
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let other_password = text(&created.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("password:").map(|p| p.trim().to_owned()))
+        .unwrap();
+    let other = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", serve.base))
+        .json(&json!({"email": "other@example.org", "password": other_password}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let other = Api {
+        client: reqwest::Client::new(),
+        base: serve.base.clone(),
+        token: other["token"].as_str().unwrap().to_owned(),
+    };
+    let their_bot = other.chatbot().await;
+    let (_, their_message) = other
+        .post(
+            &format!("/api/v1/chatbots/{their_bot}/messages"),
+            json!({"text": "hello"}),
+        )
+        .await;
+    let theirs = their_message["conversation_id"].as_str().unwrap();
+
     let lead_key = steward_domain::ToolCallId::new().to_string();
     let record = json!({
         "name": "lead-capture.record",
@@ -104,7 +141,7 @@ async fn other_agents_quote_and_record_leads_once_through_steward_mcp() {
                 {"name": "pricing-calculator.quote", "arguments": {"lines": [{"sku": "team", "quantity": 24}]}},
                 record,
                 {"name": "lead-capture.record", "arguments": {"name": "Eve", "email": "eve@example.org",
-                                                              "conversation_id": steward_domain::ToolCallId::new().to_string()}},
+                                                              "conversation_id": theirs}},
                 {"name": "pricing-calculator.quote", "arguments": {"lines": [{"sku": "gold", "quantity": 1}]}},
             ]),
         );
@@ -149,6 +186,11 @@ async fn other_agents_quote_and_record_leads_once_through_steward_mcp() {
         "one lead for one key, in either revision: {leads}"
     );
     assert_eq!(leads["leads"][0]["conversation_id"], conversation);
+    assert_eq!(
+        other.get("/api/v1/leads").await["total"],
+        0,
+        "nothing recorded in the other organization's conversation"
+    );
 
     // Who may call: an owner's or admin's key, through the Host names allowed.
     let http = reqwest::Client::new();
