@@ -247,7 +247,6 @@ pub fn document_text() -> Object {
     text(1, MAX_DOCUMENT_TEXT_CHARS, r"^[\s\S]*\S[\s\S]*$".into())
 }
 
-/// An integration of the catalogue, by id.
 /// The tools a chatbot may call: `server.tool` names, at most 64, or null.
 pub fn tool_names() -> utoipa::openapi::Array {
     ArrayBuilder::new()
@@ -286,6 +285,7 @@ pub fn allowed_tools() -> utoipa::openapi::Array {
         .build()
 }
 
+/// An integration of the catalogue, by id.
 pub fn integration_id() -> Object {
     text(1, 64, "^[a-z0-9-]+$".into())
 }

@@ -4,8 +4,8 @@
 //! rest is shared: sealing configurations, the webhook entry point the API
 //! calls, storing what arrives, the `deliver` job, the `post` job (a tool
 //! telling the organization's people through its channel), and the
-//! operator's notices to account holders. HTTP routing lives in the API crate; this crate has
-//! no server.
+//! operator's notices to account holders. HTTP routing lives in the API
+//! crate; this crate has no server.
 
 pub mod config;
 mod deliver;

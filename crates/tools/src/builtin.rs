@@ -251,6 +251,9 @@ async fn hand_off(
     input: &Map<String, Value>,
     attempts: i32,
 ) -> Result<String, ToolError> {
+    if let Some(field) = input.keys().find(|k| *k != "reason") {
+        return Err(ToolError(format!("unknown field {field}")));
+    }
     let reason = match input.get("reason") {
         None | Some(Value::Null) => None,
         Some(Value::String(reason))
