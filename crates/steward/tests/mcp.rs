@@ -79,51 +79,11 @@ async fn other_agents_quote_and_record_leads_once_through_steward_mcp() {
         assert_eq!(status, 200, "{body}");
     }
     let bot = owner.chatbot().await;
-    let (status, sent) = owner
-        .post(
-            &format!("/api/v1/chatbots/{bot}/messages"),
-            json!({"text": "I'd like a demo"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{sent}");
-    let conversation = sent["conversation_id"].as_str().unwrap();
-
+    let conversation = owner.message(&bot, "I'd like a demo").await;
     // Another organization's conversation, which Acme's key must not reach.
-    let created = run(role().args([
-        "org",
-        "create",
-        "--name",
-        "Other",
-        "--owner-email",
-        "other@example.org",
-    ]));
-    assert!(created.status.success(), "{}", text(&created.stderr));
-    let other_password = text(&created.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("password:").map(|p| p.trim().to_owned()))
-        .unwrap();
-    let other = reqwest::Client::new()
-        .post(format!("{}/api/v1/auth/login", serve.base))
-        .json(&json!({"email": "other@example.org", "password": other_password}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let other = Api {
-        client: reqwest::Client::new(),
-        base: serve.base.clone(),
-        token: other["token"].as_str().unwrap().to_owned(),
-    };
-    let their_bot = other.chatbot().await;
-    let (_, their_message) = other
-        .post(
-            &format!("/api/v1/chatbots/{their_bot}/messages"),
-            json!({"text": "hello"}),
-        )
-        .await;
-    let theirs = their_message["conversation_id"].as_str().unwrap();
+    let (_, other_password) = create_org_with(role(), "Other", "other@example.org");
+    let other = Api::sign_in_as(&serve.base, "other@example.org", &other_password).await;
+    let theirs = other.message(&other.chatbot().await, "hello").await;
 
     let lead_key = steward_domain::ToolCallId::new().to_string();
     let record = json!({
@@ -220,17 +180,9 @@ async fn other_agents_quote_and_record_leads_once_through_steward_mcp() {
             json!({"email": "member@example.org", "role": "member"}),
         )
         .await;
-    let member_login = http
-        .post(format!("{}/api/v1/auth/login", serve.base))
-        .json(&json!({"email": "member@example.org", "password": member["temporary_password"]}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    let member_token = member_login["token"].as_str().expect("the member signs in");
-    assert_eq!(ask(Some(member_token), None).await.unwrap().status(), 403);
+    let password = member["temporary_password"].as_str().unwrap();
+    let member = Api::sign_in_as(&serve.base, "member@example.org", password).await;
+    assert_eq!(ask(Some(&member.token), None).await.unwrap().status(), 403);
     assert_eq!(
         ask(Some(&key), Some("evil.example.org"))
             .await

@@ -35,15 +35,18 @@ pub fn create_acme(data_dir: &Path) -> (steward_domain::OrgId, String) {
 }
 
 /// The same, with `command` (`steward` with its environment) run for it.
-pub fn create_acme_with(mut command: Command) -> (steward_domain::OrgId, String) {
-    let created = run(command.args([
-        "org",
-        "create",
-        "--name",
-        "Acme",
-        "--owner-email",
-        "owner@example.org",
-    ]));
+pub fn create_acme_with(command: Command) -> (steward_domain::OrgId, String) {
+    create_org_with(command, "Acme", "owner@example.org")
+}
+
+/// `steward org create` for `name`, owned by `owner`: its id and the
+/// owner's password.
+pub fn create_org_with(
+    mut command: Command,
+    name: &str,
+    owner: &str,
+) -> (steward_domain::OrgId, String) {
+    let created = run(command.args(["org", "create", "--name", name, "--owner-email", owner]));
     assert!(created.status.success(), "{}", text(&created.stderr));
     let stdout = text(&created.stdout);
     let line = |prefix: &str| {
@@ -54,7 +57,7 @@ pub fn create_acme_with(mut command: Command) -> (steward_domain::OrgId, String)
             .trim()
             .to_owned()
     };
-    let id = line("organization: Acme (")
+    let id = line(&format!("organization: {name} ("))
         .trim_end_matches(')')
         .parse()
         .unwrap();
@@ -156,10 +159,14 @@ pub struct Api {
 
 impl Api {
     pub async fn sign_in(base: &str, password: &str) -> Self {
+        Self::sign_in_as(base, "owner@example.org", password).await
+    }
+
+    pub async fn sign_in_as(base: &str, email: &str, password: &str) -> Self {
         let client = reqwest::Client::new();
         let login = client
             .post(format!("{base}/api/v1/auth/login"))
-            .json(&serde_json::json!({"email": "owner@example.org", "password": password}))
+            .json(&serde_json::json!({"email": email, "password": password}))
             .send()
             .await
             .unwrap();
@@ -224,6 +231,18 @@ impl Api {
             .await;
         assert_eq!(status, 201);
         bot["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Sends `text` to the chatbot: the conversation it opened.
+    pub async fn message(&self, bot: &str, text: &str) -> String {
+        let (status, sent) = self
+            .post(
+                &format!("/api/v1/chatbots/{bot}/messages"),
+                serde_json::json!({ "text": text }),
+            )
+            .await;
+        assert_eq!(status, 201, "{sent}");
+        sent["conversation_id"].as_str().unwrap().to_owned()
     }
 
     /// The chatbot's replies so far.
