@@ -8,7 +8,9 @@
 //! For each backend and each number of conversations at once
 //! (STEWARD_BENCH_CONVERSATIONS, default "1,50,200"), that many messages are
 //! posted together, each opening a conversation, to `steward_api` with a
-//! worker in the same process (concurrency 32). Reported per reply:
+//! worker in the same process (concurrency 32), after one reply not counted
+//! (connections opened, statements prepared); "1" is 50 such replies, one
+//! after another. Reported per reply:
 //! - the loop's own time per step: intake-to-reply (stored times) minus the
 //!   model's time and the tool call's time, halved (two model calls a reply);
 //! - the tool call's time as the reply loop sees it (the MCP client's
@@ -31,6 +33,9 @@ use steward_testkit::app::spawn_app_on;
 use steward_testkit::model::FakeModel;
 use steward_testkit::{DbGuard, postgres_store, sqlite_store};
 use steward_tools::{CallContext, Tool, ToolError, Toolbox};
+
+/// Replies measured one after another for "1 conversation".
+const ONE_AT_A_TIME: usize = 50;
 
 fn percentile(sorted: &[f64], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
@@ -194,20 +199,19 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, shop: &str, coun
     fake.always_call("shop__place_order", r#"{"item": "lamp", "quantity": 1}"#);
     let spent = Arc::new(Spent::default());
     let conversations = Arc::new(Mutex::new(HashMap::new()));
-    let model = TimedModel {
-        inner: OpenAiCompatible::new(
-            reqwest::Client::new(),
-            &fake.base_url,
-            None,
-            "fake",
-            Duration::from_secs(30),
-        ),
-        spent: spent.clone(),
-        conversations: conversations.clone(),
-    };
-    let respond = Respond {
+    let respond = || Respond {
         store: store.clone(),
-        responder: Responder::Model(Arc::new(model)),
+        responder: Responder::Model(Arc::new(TimedModel {
+            inner: OpenAiCompatible::new(
+                reqwest::Client::new(),
+                &fake.base_url,
+                None,
+                "fake",
+                Duration::from_secs(30),
+            ),
+            spent: spent.clone(),
+            conversations: conversations.clone(),
+        })),
         tiers: app.state.config.tiers.clone(),
         history_turns: 20,
         max_tokens: 256,
@@ -220,16 +224,6 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, shop: &str, coun
         })),
         tool_limits: app.state.config.tools.clone(),
     };
-    let settings = WorkerSettings {
-        concurrency: 32,
-        kind_concurrency: HashMap::new(),
-        org_share: usize::MAX,
-        reply_reserve: 0,
-        lease: Duration::from_secs(120),
-        backoff_base: Duration::from_millis(50),
-        poll_interval: Duration::from_millis(1000),
-        shutdown_grace: Duration::from_secs(10),
-    };
     let owner = app.register("bench@example.org", "Bench").await;
     let bot = app.chatbot(&owner, "Bench").await;
     let given = app
@@ -241,48 +235,73 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, shop: &str, coun
         .await;
     assert_eq!(given.status, 200, "{}", given.text);
 
-    // Posted first, answered after: the worker starts once all are in.
+    // `count` messages posted first, then answered by a worker started once
+    // all are in: the conversations, and how long answering them took.
     let url = app.url(&format!("/api/v1/chatbots/{bot}/messages"));
-    let mut sent = Vec::new();
-    for n in 0..count {
-        let text = format!("order {n}");
-        let response = app
-            .client
-            .post(&url)
-            .bearer_auth(&owner.token)
-            .json(&json!({ "text": text }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        let conversation: ConversationId =
-            body["conversation_id"].as_str().unwrap().parse().unwrap();
-        conversations.lock().unwrap().insert(text, conversation);
-        sent.push(conversation);
+    let round = async |count: usize, first: usize| {
+        let mut sent = Vec::new();
+        for n in first..first + count {
+            let text = format!("order {n}");
+            let response = app
+                .client
+                .post(&url)
+                .bearer_auth(&owner.token)
+                .json(&json!({ "text": text }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            let body: Value = response.json().await.unwrap();
+            let conversation: ConversationId =
+                body["conversation_id"].as_str().unwrap().parse().unwrap();
+            conversations.lock().unwrap().insert(text, conversation);
+            sent.push(conversation);
+        }
+        let settings = WorkerSettings {
+            concurrency: 32,
+            kind_concurrency: HashMap::new(),
+            org_share: usize::MAX,
+            reply_reserve: 0,
+            lease: Duration::from_secs(120),
+            backoff_base: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(1000),
+            shutdown_grace: Duration::from_secs(10),
+        };
+        let timed = TimedRespond {
+            inner: respond(),
+            spent: spent.clone(),
+        };
+        let worker = Worker::new(store.clone(), settings)
+            .handle(JobKind::Respond, timed)
+            .wake_on(app.state.jobs_enqueued.clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let started = Instant::now();
+        let worker = tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while !store.queue_stats().await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "replies did not finish");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let elapsed = started.elapsed();
+        let _ = stop.send(());
+        worker.await.unwrap();
+        (sent, elapsed)
+    };
+    // One reply first, not counted: connections opened, statements prepared.
+    round(1, 0).await;
+    // One conversation at a time is measured over many, one after another.
+    let (rounds, per_round) = match count {
+        1 => (ONE_AT_A_TIME, 1),
+        _ => (1, count),
+    };
+    let (mut sent, mut elapsed) = (Vec::new(), Duration::ZERO);
+    for r in 0..rounds {
+        let (conversations, took) = round(per_round, 1 + r * per_round).await;
+        sent.extend(conversations);
+        elapsed += took;
     }
-    let worker = Worker::new(store.clone(), settings)
-        .handle(
-            JobKind::Respond,
-            TimedRespond {
-                inner: respond,
-                spent: spent.clone(),
-            },
-        )
-        .wake_on(app.state.jobs_enqueued.clone());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let started = Instant::now();
-    let worker = tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !store.queue_stats().await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "replies did not finish");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let elapsed = started.elapsed();
-    let _ = stop.send(());
-    worker.await.unwrap();
 
     let scope = TenantScope::for_operator(owner.org_id.parse().unwrap());
     let (mut per_step, mut tool_ms, mut model_ms) = (Vec::new(), Vec::new(), Vec::new());
@@ -313,7 +332,7 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, shop: &str, coun
     model_ms.sort_by(f64::total_cmp);
     println!(
         "| {backend} | {count} | {:.0} | {:.2} | {:.2} | {:.1} | {:.1} | {:.1} |",
-        count as f64 / elapsed.as_secs_f64(),
+        sent.len() as f64 / elapsed.as_secs_f64(),
         percentile(&per_step, 50),
         percentile(&per_step, 99),
         percentile(&tool_ms, 50),
