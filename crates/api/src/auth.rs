@@ -80,14 +80,19 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Op
         .ok_or(ApiError::Unauthorized {
             message: "invalid token",
         })?;
-    Ok(Some(Principal::verified(
-        user.org_id,
-        Actor::User(user.id),
-        user.role,
-    )))
+    if claims.generation != user.session_generation {
+        return Err(ApiError::Unauthorized {
+            message: "signed out: the password was changed since; sign in again",
+        });
+    }
+    Ok(Some(
+        Principal::verified(user.org_id, Actor::User(user.id), user.role)
+            .must_change_password(user.must_change_password),
+    ))
 }
 
-/// An authenticated caller, required by the handler that takes it.
+/// An authenticated caller, required by the handler that takes it. A person
+/// signed in with a one-time password is refused until they change it.
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<SharedState> for Auth {
@@ -97,13 +102,35 @@ impl FromRequestParts<SharedState> for Auth {
         parts: &mut Parts,
         state: &SharedState,
     ) -> Result<Self, Self::Rejection> {
+        let SignedIn(principal) = SignedIn::from_request_parts(parts, state).await?;
+        if principal.password_change_required() {
+            return Err(ApiError::Forbidden {
+                code: "password_change_required",
+                message: "change the one-time password first: POST /api/v1/auth/password",
+            });
+        }
+        Ok(Auth(principal))
+    }
+}
+
+/// Any authenticated caller, a person who must still change a one-time
+/// password included: for the routes that let them do it.
+pub struct SignedIn(pub Principal);
+
+impl FromRequestParts<SharedState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
         // The idempotency layer may have resolved the caller already.
         if let Some(principal) = parts.extensions.get::<Principal>() {
-            return Ok(Auth(principal.clone()));
+            return Ok(SignedIn(principal.clone()));
         }
         authenticate(state, &parts.headers)
             .await?
-            .map(Auth)
+            .map(SignedIn)
             .ok_or(ApiError::Unauthorized {
                 message: "sign in first: Authorization: Bearer <token>",
             })

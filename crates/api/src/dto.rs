@@ -15,6 +15,9 @@ pub struct UserDto {
     pub name: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Signed in with a one-time password: nothing but
+    /// `POST /api/v1/auth/password` works until it is changed.
+    pub must_change_password: bool,
 }
 
 impl UserDto {
@@ -47,6 +50,7 @@ impl From<store::User> for UserDto {
             name: u.name,
             role: u.role,
             created_at: u.created_at,
+            must_change_password: u.must_change_password,
         }
     }
 }

@@ -50,7 +50,7 @@ async fn caller(State(state): State<SharedState>, mut request: Request, next: Ne
         }
         Err(error) => return error.into_response(),
     };
-    if !principal.role().can_administer() {
+    if !principal.role().can_administer() || principal.password_change_required() {
         return ApiError::forbidden().into_response();
     }
     request.extensions_mut().insert(Caller(principal.scope()));

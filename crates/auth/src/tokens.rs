@@ -1,6 +1,7 @@
-//! JWTs for people: HS256 only, with expiry. Tokens name the user and their
-//! organization; the role is read from the store on every request so that a
-//! role change or removal takes effect at once.
+//! JWTs for people: HS256 only, with expiry. Tokens name the user, their
+//! organization and their session generation; the role and the generation
+//! are read from the store on every request so that a role change, a
+//! removal or a password change takes effect at once.
 
 use chrono::{DateTime, Duration, Utc};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
@@ -14,6 +15,10 @@ pub struct Claims {
     pub org: Uuid,
     pub iat: i64,
     pub exp: i64,
+    /// The user's session generation when issued: a password change moves
+    /// it on, and tokens of an earlier one no longer sign in.
+    #[serde(default)]
+    pub generation: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,17 +46,24 @@ impl Tokens {
         }
     }
 
-    pub fn issue(&self, user: UserId, org: OrgId) -> (String, DateTime<Utc>) {
-        self.issue_at(user, org, Utc::now())
+    pub fn issue(&self, user: UserId, org: OrgId, generation: i64) -> (String, DateTime<Utc>) {
+        self.issue_at(user, org, generation, Utc::now())
     }
 
-    fn issue_at(&self, user: UserId, org: OrgId, at: DateTime<Utc>) -> (String, DateTime<Utc>) {
+    fn issue_at(
+        &self,
+        user: UserId,
+        org: OrgId,
+        generation: i64,
+        at: DateTime<Utc>,
+    ) -> (String, DateTime<Utc>) {
         let expires = at + self.ttl;
         let claims = Claims {
             sub: user.as_uuid(),
             org: org.as_uuid(),
             iat: at.timestamp(),
             exp: expires.timestamp(),
+            generation,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail");
@@ -95,9 +107,10 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_carry_user_and_org() {
         let (user, org) = (UserId::new(), OrgId::new());
-        let (token, expires) = tokens().issue(user, org);
+        let (token, expires) = tokens().issue(user, org, 3);
         let claims = tokens().verify(&token).unwrap();
         assert_eq!((claims.sub, claims.org), (user.as_uuid(), org.as_uuid()));
+        assert_eq!(claims.generation, 3);
         assert_eq!(claims.exp, expires.timestamp());
         assert_eq!(claims.exp - claims.iat, 24 * 3600);
     }
@@ -105,10 +118,10 @@ mod tests {
     #[test]
     fn expired_tampered_foreign_and_unsigned_tokens_are_refused() {
         let (user, org) = (UserId::new(), OrgId::new());
-        let (old, _) = tokens().issue_at(user, org, Utc::now() - Duration::hours(25));
+        let (old, _) = tokens().issue_at(user, org, 0, Utc::now() - Duration::hours(25));
         assert_eq!(tokens().verify(&old), Err(TokenError::Expired));
 
-        let (token, _) = tokens().issue(user, org);
+        let (token, _) = tokens().issue(user, org, 0);
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();

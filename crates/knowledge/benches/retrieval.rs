@@ -161,6 +161,7 @@ async fn run(name: &str, (store, _guard): (Arc<dyn Store>, DbGuard), size: usize
                     name: None,
                     role: Role::Owner,
                     password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                    must_change_password: false,
                 },
             )
             .await

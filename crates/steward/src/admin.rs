@@ -276,6 +276,7 @@ pub async fn create_org(config: &Config, name: &str, owner_email: &str) -> Resul
                 name: None,
                 role: Role::Owner,
                 password_hash,
+                must_change_password: true,
             },
         )
         .await
@@ -283,7 +284,40 @@ pub async fn create_org(config: &Config, name: &str, owner_email: &str) -> Resul
     println!("organization: {} ({})", organization.name, organization.id);
     println!("owner:        {}", owner.email);
     println!("password:     {password}");
-    println!("This password is shown once. Sign in with it at POST /api/v1/auth/login.");
+    println!(
+        "This password is shown once. Sign in with it at POST /api/v1/auth/login, then choose \
+         your own at POST /api/v1/auth/password."
+    );
+    Ok(())
+}
+
+/// `steward users reset-password`: a new one-time password for a member.
+pub async fn reset_password(config: &Config, org: &str, email: &str) -> Result<()> {
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let organization = find_org(&*store, org).await?;
+    let email = Email::parse("--email", email)?;
+    let member = store
+        .find_login(&email)
+        .await?
+        .map(|(user, _)| user)
+        .filter(|user| user.org_id == organization.id)
+        .with_context(|| format!("{} has no member {}", organization.name, email.as_str()))?;
+    let password = generate_password();
+    let password_hash = hasher(config)?
+        .hash(&Password::parse("password", password.clone())?)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let scope = TenantScope::for_operator(organization.id);
+    store
+        .set_password(&scope, member.id, &password_hash, true)
+        .await?;
+    println!("member:       {} ({})", member.email, organization.name);
+    println!("password:     {password}");
+    println!(
+        "This password is shown once; their sessions were signed out. They sign in with it at \
+         POST /api/v1/auth/login and choose their own at POST /api/v1/auth/password."
+    );
     Ok(())
 }
 

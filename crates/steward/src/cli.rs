@@ -325,4 +325,14 @@ pub enum UsersCommand {
         #[arg(long, value_name = "FILE")]
         file: PathBuf,
     },
+    /// Give a member a new one-time password (they forgot theirs) and print
+    /// it. Their sessions stop working; they change it at the next sign-in.
+    ResetPassword {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// The member's email address.
+        #[arg(long)]
+        email: String,
+    },
 }

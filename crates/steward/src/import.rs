@@ -114,6 +114,7 @@ async fn import_row(
                 name,
                 role,
                 password_hash,
+                must_change_password: true,
             },
         )
         .await

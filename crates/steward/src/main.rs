@@ -101,6 +101,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::FAILURE);
             }
         }
+        Command::Users {
+            command: UsersCommand::ResetPassword { org, email },
+        } => admin::reset_password(&config, &org, &email).await?,
         Command::Jobs { command } => admin::jobs(&config, command).await?,
         Command::Channel { command } => admin::channels(config, command).await?,
         Command::Context { command } => admin::context(&config, command).await?,

@@ -35,6 +35,8 @@ fn every_command_explains_itself() {
         vec!["org", "create", "--help"],
         vec!["org", "set-tier", "--help"],
         vec!["users", "import", "--help"],
+        vec!["users", "reset-password", "--help"],
+        vec!["mcp", "--help"],
         vec!["config", "example", "--help"],
         vec!["channel", "configure", "--help"],
         vec!["channel", "list", "--help"],
@@ -140,6 +142,69 @@ fn users_import_adds_good_rows_and_reports_bad_ones() {
         .arg(&csv));
     assert!(!nowhere.status.success());
     assert!(text(&nowhere.stderr).contains("no organization"));
+}
+
+#[tokio::test]
+async fn users_reset_password_gives_a_new_one_time_password_and_signs_out_old_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, password) = create_acme(dir.path());
+    let server = Server::start(steward(dir.path()));
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    assert_eq!(
+        owner.get("/api/v1/chatbots").await["chatbots"],
+        serde_json::json!([])
+    );
+
+    let reset = run(steward(dir.path()).args([
+        "users",
+        "reset-password",
+        "--org",
+        "Acme",
+        "--email",
+        "owner@example.org",
+    ]));
+    assert!(reset.status.success(), "{}", text(&reset.stderr));
+    let stdout = text(&reset.stdout);
+    let new_password = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("password:"))
+        .unwrap()
+        .trim();
+    let old = owner
+        .client
+        .get(format!("{}/api/v1/auth/me", server.base))
+        .bearer_auth(&owner.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(old.status(), 401, "the old session is signed out");
+    let login = owner
+        .client
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&serde_json::json!({"email": "owner@example.org", "password": new_password}))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(login["user"]["must_change_password"], true, "{login}");
+
+    let nobody = run(steward(dir.path()).args([
+        "users",
+        "reset-password",
+        "--org",
+        "Acme",
+        "--email",
+        "nobody@example.org",
+    ]));
+    assert!(!nobody.status.success());
+    assert!(
+        text(&nobody.stderr).contains("has no member"),
+        "{}",
+        text(&nobody.stderr)
+    );
 }
 
 #[tokio::test]

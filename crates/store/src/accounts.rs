@@ -69,6 +69,17 @@ pub trait AccountStore: Send + Sync {
     /// Refuses to remove the last owner.
     async fn remove_member(&self, scope: &TenantScope, user: UserId) -> StoreResult<()>;
 
+    /// Replaces a member's password (audited) and signs out every token
+    /// issued before: the user as it is now. `one_time`: someone else chose
+    /// it, so it must be changed at the next sign-in.
+    async fn set_password(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        password_hash: &str,
+        one_time: bool,
+    ) -> StoreResult<User>;
+
     // --- API keys ---
 
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey>;

@@ -21,6 +21,12 @@ pub struct User {
     pub name: Option<String>,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// Their password was set by someone else: they change it before
+    /// anything else.
+    pub must_change_password: bool,
+    /// Moved on by each password change: tokens of an earlier generation no
+    /// longer sign in.
+    pub session_generation: i64,
 }
 
 /// A new person: the owner at registration, or a member added later.
@@ -31,6 +37,8 @@ pub struct NewUser {
     pub role: Role,
     /// An argon2id PHC string.
     pub password_hash: String,
+    /// A one-time password (someone else chose it): changed at first sign-in.
+    pub must_change_password: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -40,6 +40,9 @@ pub struct Principal {
     org_id: OrgId,
     actor: Actor,
     role: Role,
+    /// A person signed in with a one-time password, who may do nothing but
+    /// change it.
+    must_change_password: bool,
 }
 
 impl Principal {
@@ -50,7 +53,20 @@ impl Principal {
             org_id,
             actor,
             role,
+            must_change_password: false,
         }
+    }
+
+    /// The same caller, who must change a one-time password first.
+    pub fn must_change_password(self, must: bool) -> Self {
+        Self {
+            must_change_password: must,
+            ..self
+        }
+    }
+
+    pub fn password_change_required(&self) -> bool {
+        self.must_change_password
     }
 
     pub fn org_id(&self) -> OrgId {

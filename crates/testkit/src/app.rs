@@ -206,7 +206,9 @@ impl TestApp {
         }
     }
 
-    /// Adds a member with `role` to the session's organization and signs in as them.
+    /// Adds a member with `role` to the session's organization and signs in
+    /// as them, their one-time password changed to "Correct-Horse-9" as they
+    /// would at first sign-in.
     pub async fn member(&self, owner: &Session, email: &str, role: &str) -> Session {
         let reply = self
             .post(
@@ -231,8 +233,17 @@ impl TestApp {
             )
             .await;
         assert_eq!(login.status, StatusCode::OK, "login: {}", login.text);
+        assert_eq!(login.body["user"]["must_change_password"], true);
+        let changed = self
+            .post(
+                "/api/v1/auth/password",
+                login.body["token"].as_str().unwrap(),
+                json!({ "current_password": password, "new_password": "Correct-Horse-9" }),
+            )
+            .await;
+        assert_eq!(changed.status, StatusCode::OK, "password: {}", changed.text);
         Session {
-            token: login.body["token"].as_str().unwrap().to_owned(),
+            token: changed.body["token"].as_str().unwrap().to_owned(),
             org_id: owner.org_id.clone(),
             user_id: login.body["user"]["id"].as_str().unwrap().to_owned(),
             email: email.to_owned(),

@@ -29,6 +29,7 @@ pub async fn organization_with_chatbot(
                 name: Some(PersonName::parse("name", "Zoë Owner").unwrap()),
                 role: Role::Owner,
                 password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+                must_change_password: false,
             },
         )
         .await

@@ -1,4 +1,4 @@
-//! Registration, login and the caller's identity.
+//! Registration, login, password changes and the caller's identity.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{Auth, ClientIp};
+use crate::auth::{ClientIp, SignedIn};
 use crate::dto::{OrganizationDto, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
@@ -23,6 +23,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(register))
         .routes(routes!(login))
+        .routes(routes!(change_password))
         .routes(routes!(me))
 }
 
@@ -149,6 +150,7 @@ async fn register(
                 name,
                 role: Role::Owner,
                 password_hash,
+                must_change_password: false,
             },
         )
         .await;
@@ -202,7 +204,9 @@ async fn login(
         .store
         .organization(&steward_store::TenantScope::for_operator(user.org_id))
         .await?;
-    let (token, expires_at) = state.tokens.issue(user.id, organization.id);
+    let (token, expires_at) = state
+        .tokens
+        .issue(user.id, organization.id, user.session_generation);
     Ok(axum::Json(SessionResponse {
         token,
         expires_at,
@@ -221,11 +225,99 @@ pub struct MeResponse {
     organization: OrganizationDto,
 }
 
-/// Who the caller is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    current_password: String,
+    /// 8 to 1024 characters, not the current one.
+    #[schema(schema_with = crate::contract::password)]
+    new_password: String,
+}
+
+/// Change the caller's password (one-time passwords included). Every token
+/// issued before stops working; the answer carries a new one.
+#[utoipa::path(post, path = "/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = ChangePassword,
+    responses(
+        (status = 200, body = SessionResponse),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the current password is wrong (`wrong_password`), or the caller is an API key", body = ErrorBody),
+        (status = 409, description = "the new password is the current one (`same_password`)", body = ErrorBody),
+        (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody),
+    ))]
+async fn change_password(
+    State(state): State<SharedState>,
+    ClientIp(ip): ClientIp,
+    SignedIn(principal): SignedIn,
+    Json(body): Json<ChangePassword>,
+) -> ApiResult<axum::Json<SessionResponse>> {
+    let Some(user) = principal.user_id() else {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: "API keys have no password",
+        });
+    };
+    let user = state
+        .store
+        .find_user(user)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // Guessing the current password with a stolen token is a login attempt.
+    state.login_limiter.check(ip, Some(&user.email))?;
+    let new_password = Password::parse("new_password", body.new_password)?;
+    let email = Email::parse("email", &user.email)?;
+    let (_, hash) = state
+        .store
+        .find_login(&email)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if !state
+        .hasher
+        .verify(&body.current_password, Some(&hash))
+        .await
+    {
+        return Err(ApiError::Forbidden {
+            code: "wrong_password",
+            message: "current_password: not your current password",
+        });
+    }
+    if new_password.expose() == body.current_password {
+        return Err(ApiError::Conflict {
+            code: "same_password",
+            message: "new_password: choose a password other than the current one".into(),
+        });
+    }
+    let password_hash = state
+        .hasher
+        .hash(&new_password)
+        .await
+        .map_err(ApiError::Internal)?;
+    let scope = principal.scope();
+    let user = state
+        .store
+        .set_password(&scope, user.id, &password_hash, false)
+        .await?;
+    let organization = state.store.organization(&scope).await?;
+    let (token, expires_at) = state
+        .tokens
+        .issue(user.id, organization.id, user.session_generation);
+    Ok(axum::Json(SessionResponse {
+        token,
+        expires_at,
+        user: user.into(),
+        organization: organization.into(),
+    }))
+}
+
+/// Who the caller is (also for a person who must still change a one-time
+/// password).
 #[utoipa::path(get, path = "/auth/me", tag = "auth", security(("bearer" = [])),
     responses((status = 200, body = MeResponse), (status = 401, body = ErrorBody)))]
-async fn me(State(state): State<SharedState>, auth: Auth) -> ApiResult<axum::Json<MeResponse>> {
-    let principal = auth.0;
+async fn me(
+    State(state): State<SharedState>,
+    SignedIn(principal): SignedIn,
+) -> ApiResult<axum::Json<MeResponse>> {
     let organization = state.store.organization(&principal.scope()).await?;
     let (user, api_key_id) = match principal.actor() {
         Actor::User(id) => (state.store.find_user(id).await?.map(UserDto::from), None),

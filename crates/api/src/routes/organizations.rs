@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(set_billing))
         .routes(routes!(list_members, add_member))
         .routes(routes!(change_member, remove_member))
+        .routes(routes!(reset_password))
         .routes(routes!(audit_log))
 }
 
@@ -185,6 +186,8 @@ async fn add_member(
                 name,
                 role: body.role,
                 password_hash,
+                // Its first password is handed over: changed at first sign-in.
+                must_change_password: true,
             },
         )
         .await?;
@@ -242,6 +245,48 @@ async fn remove_member(
         .remove_member(&auth.0.scope(), user_id.into())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PasswordReset {
+    user: UserDto,
+    /// Shown once; it must be changed at the next sign-in, and the member's
+    /// sessions signed in before are signed out.
+    temporary_password: String,
+}
+
+/// Give a member a new one-time password (owners and admins; owners only for
+/// an owner). Their sessions stop working; they change it at next sign-in.
+#[utoipa::path(post, path = "/organizations/members/{user_id}/password", tag = "organization", security(("bearer" = [])),
+    params(("user_id" = uuid::Uuid, Path)),
+    responses((status = 200, body = PasswordReset), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn reset_password(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(user_id): Path<uuid::Uuid>,
+) -> ApiResult<axum::Json<PasswordReset>> {
+    auth.require_admin()?;
+    let current = current_role(&state, &auth, user_id.into()).await?;
+    check_owner_rule(&auth, current)?;
+    let temporary_password = steward_auth::generate_password();
+    let password_hash = state
+        .hasher
+        .hash(&Password::parse("password", temporary_password.clone())?)
+        .await
+        .map_err(ApiError::Internal)?;
+    let password = temporary_password.clone();
+    idempotency::answer_from(StatusCode::OK, move |user: &User| PasswordReset {
+        user: user.clone().into(),
+        temporary_password: password.clone(),
+    });
+    let user = state
+        .store
+        .set_password(&auth.0.scope(), user_id.into(), &password_hash, true)
+        .await?;
+    Ok(axum::Json(PasswordReset {
+        user: user.into(),
+        temporary_password,
+    }))
 }
 
 /// A member's role in the caller's organization; another organization's user is not found.

@@ -264,6 +264,7 @@ async fn missing_expired_tampered_and_unsigned_tokens_are_refused() {
     let (expired, _) = expired_signer.issue(
         owner.user_id.parse().unwrap(),
         owner.org_id.parse().unwrap(),
+        0,
     );
     let reply = me(Some(expired)).await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
@@ -671,4 +672,203 @@ async fn only_owners_touch_the_owner_role_and_the_last_owner_stays() {
     assert_eq!(last.code(), "last_owner");
     let members = app.get("/api/v1/organizations/members", &owner.token).await;
     assert_eq!(members.body["members"].as_array().unwrap().len(), 2);
+}
+
+/// Signs in: the session's token and the whole answer.
+async fn login(
+    app: &steward_testkit::app::TestApp,
+    email: &str,
+    password: &str,
+) -> (u16, serde_json::Value) {
+    let reply = app
+        .call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await;
+    (reply.status.as_u16(), reply.body)
+}
+
+#[tokio::test]
+async fn a_password_change_needs_the_current_one_and_signs_out_every_older_token() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let (_, second) = login(&app, "ada@example.org", "Correct-Horse-9").await;
+    let second = second["token"].as_str().unwrap().to_owned();
+    let change =
+        |current: &str, new: &str| json!({ "current_password": current, "new_password": new });
+    for (body, status, code) in [
+        (
+            change("Wrong-Horse-9", "Brand-New-Horse-1"),
+            403,
+            "wrong_password",
+        ),
+        (
+            change("Correct-Horse-9", "Correct-Horse-9"),
+            409,
+            "same_password",
+        ),
+        (change("Correct-Horse-9", "short"), 422, "validation_failed"),
+        (
+            json!({ "new_password": "Brand-New-Horse-1" }),
+            422,
+            "invalid_body",
+        ),
+    ] {
+        let refused = app
+            .post("/api/v1/auth/password", &owner.token, body.clone())
+            .await;
+        assert_eq!(refused.status.as_u16(), status, "{body}: {}", refused.text);
+        assert_eq!(refused.code(), code, "{body}");
+    }
+    assert_eq!(
+        app.get("/api/v1/auth/me", &owner.token).await.status,
+        StatusCode::OK
+    );
+
+    let changed = app
+        .post(
+            "/api/v1/auth/password",
+            &owner.token,
+            change("Correct-Horse-9", "Brand-New-Horse-1"),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    let fresh = changed.body["token"].as_str().unwrap();
+    for old in [&owner.token, &second] {
+        let refused = app.get("/api/v1/auth/me", old).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+        assert!(
+            refused.text.contains("password was changed"),
+            "{}",
+            refused.text
+        );
+    }
+    assert_eq!(
+        app.get("/api/v1/auth/me", fresh).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        login(&app, "ada@example.org", "Correct-Horse-9").await.0,
+        401
+    );
+    assert_eq!(
+        login(&app, "ada@example.org", "Brand-New-Horse-1").await.0,
+        200
+    );
+
+    let key = app
+        .post("/api/v1/api-keys", fresh, json!({"name": "ci"}))
+        .await;
+    let key = key.body["key"].as_str().unwrap();
+    let by_key = app
+        .post(
+            "/api/v1/auth/password",
+            key,
+            change("Brand-New-Horse-1", "Another-Horse-2"),
+        )
+        .await;
+    assert_eq!(
+        by_key.status,
+        StatusCode::FORBIDDEN,
+        "API keys have no password"
+    );
+    let log = app.get("/api/v1/organizations/audit-log", fresh).await;
+    assert!(log.text.contains("member.password_changed"), "{}", log.text);
+}
+
+#[tokio::test]
+async fn a_one_time_password_is_changed_before_anything_else_and_admins_reset_them() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let admin = app.member(&owner, "admin@example.org", "admin").await;
+    let invited = app
+        .post(
+            "/api/v1/organizations/members",
+            &admin.token,
+            json!({ "email": "grace@example.org", "role": "member" }),
+        )
+        .await;
+    assert_eq!(invited.body["user"]["must_change_password"], true);
+    let grace = invited.body["user"]["id"].as_str().unwrap().to_owned();
+    let one_time = invited.body["temporary_password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, session) = login(&app, "grace@example.org", &one_time).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        session["user"]["must_change_password"], true,
+        "the login answer says so"
+    );
+    let token = session["token"].as_str().unwrap();
+    let refused = app.get("/api/v1/chatbots", token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(refused.code(), "password_change_required");
+    let me = app.get("/api/v1/auth/me", token).await;
+    assert_eq!(me.status, StatusCode::OK, "who they are, still");
+    let changed = app
+        .post(
+            "/api/v1/auth/password",
+            token,
+            json!({ "current_password": one_time, "new_password": "Graces-Own-1" }),
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.text);
+    assert_eq!(changed.body["user"]["must_change_password"], false);
+    let token = changed.body["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.get("/api/v1/chatbots", &token).await.status,
+        StatusCode::OK
+    );
+
+    // Forgotten: an admin gives a new one-time password; the old sessions end.
+    let reset = app
+        .post(
+            &format!("/api/v1/organizations/members/{grace}/password"),
+            &admin.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(reset.status, StatusCode::OK, "{}", reset.text);
+    let again = reset.body["temporary_password"].as_str().unwrap();
+    assert_eq!(
+        app.get("/api/v1/auth/me", &token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(&app, "grace@example.org", "Graces-Own-1").await.0,
+        401
+    );
+    let (_, session) = login(&app, "grace@example.org", again).await;
+    assert_eq!(session["user"]["must_change_password"], true);
+
+    // Who may reset whom: not a member; an owner's password only by an owner.
+    let member = app.member(&owner, "m@example.org", "member").await;
+    let by_member = app
+        .post(
+            &format!("/api/v1/organizations/members/{grace}/password"),
+            &member.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(by_member.status, StatusCode::FORBIDDEN);
+    let owners = app
+        .post(
+            &format!("/api/v1/organizations/members/{}/password", owner.user_id),
+            &admin.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(owners.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/auth/me", &owner.token).await.status,
+        StatusCode::OK
+    );
+    let log = app
+        .get("/api/v1/organizations/audit-log", &owner.token)
+        .await;
+    assert!(log.text.contains("member.password_reset"), "{}", log.text);
 }

@@ -61,6 +61,10 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/auth/login") => {
             Some(json!({"email": "b@example.org", "password": "Correct-Horse-9"}))
         }
+        ("POST", "/api/v1/auth/password") => {
+            Some(json!({"current_password": "Correct-Horse-9", "new_password": "Correct-Horse-10"}))
+        }
+        ("POST", "/api/v1/organizations/members/{user_id}/password") => None,
         ("POST", "/api/v1/chatbots") => Some(json!({"name": "B's bot"})),
         ("PATCH", "/api/v1/chatbots/{id}") => {
             Some(json!({"name": "hijacked", "temperature": 2.0, "tools": []}))
@@ -114,7 +118,7 @@ fn generic_channel(name: &str) -> Value {
 async fn every_route_answers_another_organizations_ids_with_404_and_changes_nothing() {
     let app = spawn_app().await;
     let a = app.register("a@example.org", "Alpha").await;
-    let b = app.register("b@example.org", "Beta").await;
+    let mut b = app.register("b@example.org", "Beta").await;
 
     let chatbot = app.chatbot(&a, "Alpha bot").await;
     let sent = app
@@ -138,7 +142,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
     app.post(
         "/api/v1/integrations/enable",
         &a.token,
-        json!({"integration_id": "lead-capture", "config": {"to": "sales@alpha.example.org"}}),
+        json!({"integration_id": "lead-capture"}),
     )
     .await;
     let channel = app
@@ -302,6 +306,10 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                     !reply.text.contains(id.as_str()),
                     "{method} {path} leaked an id of another org"
                 );
+            }
+            if path == "/api/v1/auth/password" {
+                // B's own password changed: its earlier token is signed out.
+                b.token = reply.body["token"].as_str().unwrap().to_owned();
             }
             walked.insert(format!("{method} {path}"));
         }

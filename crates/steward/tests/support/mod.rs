@@ -162,6 +162,7 @@ impl Api {
         Self::sign_in_as(base, "owner@example.org", password).await
     }
 
+    /// Signs in; a one-time password is changed to `{password}-own` first.
     pub async fn sign_in_as(base: &str, email: &str, password: &str) -> Self {
         let client = reqwest::Client::new();
         let login = client
@@ -171,15 +172,24 @@ impl Api {
             .await
             .unwrap();
         assert_eq!(login.status(), 200);
-        let token = login.json::<serde_json::Value>().await.unwrap()["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        Self {
+        let session = login.json::<serde_json::Value>().await.unwrap();
+        let mut api = Self {
             client,
             base: base.to_owned(),
-            token,
+            token: session["token"].as_str().unwrap().to_owned(),
+        };
+        if session["user"]["must_change_password"] == true {
+            // A one-time password is changed at first sign-in, as a person would.
+            let (status, changed) = api
+                .post(
+                    "/api/v1/auth/password",
+                    serde_json::json!({"current_password": password, "new_password": format!("{password}-own")}),
+                )
+                .await;
+            assert_eq!(status, 200, "{changed}");
+            api.token = changed["token"].as_str().unwrap().to_owned();
         }
+        api
     }
 
     pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {

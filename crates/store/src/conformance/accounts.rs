@@ -283,6 +283,49 @@ pub async fn members_change_roles_but_the_last_owner_stays(store: S) {
     );
 }
 
+pub async fn passwords_are_replaced_within_their_org_and_sign_out_older_tokens(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let mut handed_over = new_user("member@acme.example.org", Role::Member);
+    handed_over.must_change_password = true;
+    let member = store.add_member(&scope, handed_over).await.unwrap();
+    assert!(member.must_change_password);
+    assert_eq!(member.session_generation, 0);
+
+    let chosen = store
+        .set_password(&scope, member.id, "$argon2id$chosen", false)
+        .await
+        .unwrap();
+    assert!(!chosen.must_change_password, "changed by its owner");
+    assert_eq!(chosen.session_generation, 1, "earlier tokens signed out");
+    let (found, hash) = store
+        .find_login(&Email::parse("email", "member@acme.example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(hash, "$argon2id$chosen");
+    assert_eq!(found, chosen);
+
+    let reset = store
+        .set_password(&scope, member.id, "$argon2id$one-time", true)
+        .await
+        .unwrap();
+    assert!(reset.must_change_password, "an admin's reset is one-time");
+    assert_eq!(reset.session_generation, 2);
+    assert_not_found(
+        store
+            .set_password(&other, member.id, "$argon2id$theirs", false)
+            .await,
+        "another org's member",
+    );
+    let audit = store.list_audit(&scope, 10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.contains(&"member.password_changed") && actions.contains(&"member.password_reset"),
+        "{actions:?}"
+    );
+}
+
 pub async fn api_keys_are_found_by_hash_until_revoked(store: S) {
     let (scope, owner) = org(&store, "Acme").await;
     let key = store

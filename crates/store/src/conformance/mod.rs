@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
             another_organizations_rows_are_not_found,
             chatbots_are_created_listed_patched_and_deleted,
             members_change_roles_but_the_last_owner_stays,
+            passwords_are_replaced_within_their_org_and_sign_out_older_tokens,
             api_keys_are_found_by_hash_until_revoked,
             integrations_are_enabled_per_organization,
             messages_open_conversations_and_count_usage,
@@ -104,6 +105,7 @@ fn new_user(email: &str, role: Role) -> NewUser {
         name: Some(PersonName::parse("name", "Test Person").unwrap()),
         role,
         password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
+        must_change_password: false,
     }
 }
 

@@ -265,6 +265,39 @@ impl<B: SqlBackend> AccountStore for B {
         commit::<B>(tx).await
     }
 
+    async fn set_password(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        password_hash: &str,
+        one_time: bool,
+    ) -> StoreResult<User> {
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_optional(
+                sql(
+                    "UPDATE users SET password_hash = $1, must_change_password = $2,
+                            session_generation = session_generation + 1
+                     WHERE id = $3 AND org_id = $4 RETURNING *",
+                )
+                .bind(password_hash)
+                .bind(one_time)
+                .bind(user)
+                .bind(scope.org_id()),
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let action = if one_time {
+            "member.password_reset"
+        } else {
+            "member.password_changed"
+        };
+        audit(&mut tx, scope, action, &format!("user:{user}"), json!({})).await?;
+        let user = rows::user(&row)?;
+        commit_with::<B>(tx, &user).await?;
+        Ok(user)
+    }
+
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {
         let mut tx = self.begin().await?;
         let row = tx
@@ -346,8 +379,9 @@ async fn insert_user(
     let inserted = tx
         .execute(
             sql(
-                "INSERT INTO users (id, org_id, email, name, role, password_hash, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "INSERT INTO users (id, org_id, email, name, role, password_hash, created_at,
+                                    must_change_password)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(id)
             .bind(org)
@@ -355,7 +389,8 @@ async fn insert_user(
             .bind(user.name.as_ref().map(|n| n.as_str()))
             .bind(user.role)
             .bind(user.password_hash.as_str())
-            .bind(at),
+            .bind(at)
+            .bind(user.must_change_password),
         )
         .await;
     match inserted {
@@ -368,6 +403,8 @@ async fn insert_user(
             name: user.name.as_ref().map(|n| n.as_str().to_owned()),
             role: user.role,
             created_at: at,
+            must_change_password: user.must_change_password,
+            session_generation: 0,
         }),
     }
 }

@@ -96,6 +96,8 @@ pub fn user(row: &impl Row) -> StoreResult<User> {
         name: row.get("name")?,
         role: row.get("role")?,
         created_at: row.get("created_at")?,
+        must_change_password: row.get("must_change_password")?,
+        session_generation: row.get("session_generation")?,
     })
 }
 
