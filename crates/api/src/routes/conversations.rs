@@ -40,7 +40,8 @@ pub struct HistoryParams {
     /// 1 to 200; default 50.
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (empty: the first page).
+    #[param(pattern = r"^([A-Za-z0-9_-]{75})?$")]
     cursor: Option<String>,
     /// RFC 3339; messages at or after it.
     #[param(value_type = Option<DateTime<Utc>>)]
@@ -82,12 +83,25 @@ fn seal_cursor(signer: &Signer, chatbot: ChatbotId, position: HistoryPosition) -
     signer.seal(&payload)
 }
 
+/// The length of a sealed cursor: 40 bytes of position and a 16-byte tag, in
+/// unpadded base64url.
+const CURSOR_CHARS: usize = 75;
+
 fn open_cursor(signer: &Signer, chatbot: ChatbotId, cursor: &str) -> ApiResult<HistoryPosition> {
-    let invalid = || {
-        ApiError::bad_request(
+    let shaped = cursor.len() == CURSOR_CHARS
+        && cursor
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !shaped {
+        return Err(ApiError::bad_request(
             "invalid_cursor",
-            "cursor is not one this chatbot's history returned",
-        )
+            "cursor must be a next_cursor as history returns it",
+        ));
+    }
+    // Well formed, and not this chatbot's: like an id that names nothing here.
+    let invalid = || ApiError::Conflict {
+        code: "unknown_cursor",
+        message: "cursor is not one this chatbot's history returned".into(),
     };
     let payload = signer
         .open(cursor)
@@ -108,7 +122,7 @@ fn open_cursor(signer: &Signer, chatbot: ChatbotId, cursor: &str) -> ApiResult<H
 /// A chatbot's messages across its conversations, newest first, by cursor.
 #[utoipa::path(get, path = "/chatbots/{id}/history", tag = "conversations", security(("bearer" = [])),
     params(("id" = Uuid, Path), HistoryParams),
-    responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = HistoryPage), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "a cursor of another chatbot, or forged (`unknown_cursor`)", body = ErrorBody)))]
 async fn history(
     State(state): State<SharedState>,
     auth: Auth,

@@ -259,7 +259,7 @@ pub struct PasswordReset {
 /// an owner). Their sessions stop working; they change it at next sign-in.
 #[utoipa::path(post, path = "/organizations/members/{user_id}/password", tag = "organization", security(("bearer" = [])),
     params(("user_id" = uuid::Uuid, Path)),
-    responses((status = 200, body = PasswordReset), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = PasswordReset), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "the caller's own password (`own_password`): change it instead", body = ErrorBody)))]
 async fn reset_password(
     State(state): State<SharedState>,
     auth: Auth,
@@ -268,6 +268,12 @@ async fn reset_password(
     auth.require_admin()?;
     let current = current_role(&state, &auth, user_id.into()).await?;
     check_owner_rule(&auth, current)?;
+    if auth.0.user_id() == Some(user_id.into()) {
+        return Err(ApiError::Conflict {
+            code: "own_password",
+            message: "your own password is changed with POST /api/v1/auth/password".into(),
+        });
+    }
     let temporary_password = steward_auth::generate_password();
     let password_hash = state
         .hasher

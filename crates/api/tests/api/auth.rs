@@ -863,6 +863,14 @@ async fn a_one_time_password_is_changed_before_anything_else_and_admins_reset_th
         )
         .await;
     assert_eq!(owners.status, StatusCode::FORBIDDEN);
+    let own = app
+        .post(
+            &format!("/api/v1/organizations/members/{}/password", admin.user_id),
+            &admin.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(own.code(), "own_password", "{}", own.text);
     assert_eq!(
         app.get("/api/v1/auth/me", &owner.token).await.status,
         StatusCode::OK
