@@ -174,6 +174,17 @@ impl TestApp {
         Self::read(response).await
     }
 
+    /// Signs in: the whole answer (a session, or why not).
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "email": email, "password": password })),
+        )
+        .await
+    }
+
     /// Registers a new organization and signs in as its owner.
     pub async fn register(&self, email: &str, organization: &str) -> Session {
         let body = json!({ "email": email, "password": "Correct-Horse-9", "organization_name": organization });
@@ -186,14 +197,7 @@ impl TestApp {
             "register: {}",
             reply.text
         );
-        let login = self
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({ "email": email, "password": "Correct-Horse-9" })),
-            )
-            .await;
+        let login = self.login(email, "Correct-Horse-9").await;
         assert_eq!(login.status, StatusCode::OK, "login: {}", login.text);
         Session {
             token: login.body["token"].as_str().unwrap().to_owned(),
@@ -224,14 +228,7 @@ impl TestApp {
             reply.text
         );
         let password = reply.body["temporary_password"].as_str().unwrap();
-        let login = self
-            .call(
-                Method::POST,
-                "/api/v1/auth/login",
-                None,
-                Some(json!({ "email": email, "password": password })),
-            )
-            .await;
+        let login = self.login(email, password).await;
         assert_eq!(login.status, StatusCode::OK, "login: {}", login.text);
         assert_eq!(login.body["user"]["must_change_password"], true);
         let changed = self

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use steward_config::Registration;
 use steward_domain::jobs::NoticeArgs;
 use steward_domain::{Email, OrganizationName, Password, PersonName, Role, Tier};
-use steward_store::{Actor, Conflict, NewJob, NewOrganization, NewUser, StoreError};
+use steward_store::{Actor, Conflict, NewJob, NewOrganization, NewUser, StoreError, User};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -200,6 +200,11 @@ async fn login(
         return Err(wrong);
     }
     let user = user.ok_or(wrong)?;
+    session(&state, user).await
+}
+
+/// A new session for `user`: a token of their current session generation.
+async fn session(state: &SharedState, user: User) -> ApiResult<axum::Json<SessionResponse>> {
     let organization = state
         .store
         .organization(&steward_store::TenantScope::for_operator(user.org_id))
@@ -293,21 +298,11 @@ async fn change_password(
         .hash(&new_password)
         .await
         .map_err(ApiError::Internal)?;
-    let scope = principal.scope();
     let user = state
         .store
-        .set_password(&scope, user.id, &password_hash, false)
+        .set_password(&principal.scope(), user.id, &password_hash, false)
         .await?;
-    let organization = state.store.organization(&scope).await?;
-    let (token, expires_at) = state
-        .tokens
-        .issue(user.id, organization.id, user.session_generation);
-    Ok(axum::Json(SessionResponse {
-        token,
-        expires_at,
-        user: user.into(),
-        organization: organization.into(),
-    }))
+    session(&state, user).await
 }
 
 /// Who the caller is (also for a person who must still change a one-time

@@ -166,12 +166,7 @@ async fn add_member(
         .name
         .map(|n| PersonName::parse("name", n))
         .transpose()?;
-    let temporary_password = steward_auth::generate_password();
-    let password_hash = state
-        .hasher
-        .hash(&Password::parse("password", temporary_password.clone())?)
-        .await
-        .map_err(ApiError::Internal)?;
+    let (temporary_password, password_hash) = one_time_password(&state).await?;
     let password = temporary_password.clone();
     idempotency::answer_from(StatusCode::CREATED, move |user: &User| InvitedMember {
         user: user.clone().into(),
@@ -274,12 +269,7 @@ async fn reset_password(
             message: "your own password is changed with POST /api/v1/auth/password".into(),
         });
     }
-    let temporary_password = steward_auth::generate_password();
-    let password_hash = state
-        .hasher
-        .hash(&Password::parse("password", temporary_password.clone())?)
-        .await
-        .map_err(ApiError::Internal)?;
+    let (temporary_password, password_hash) = one_time_password(&state).await?;
     let password = temporary_password.clone();
     idempotency::answer_from(StatusCode::OK, move |user: &User| PasswordReset {
         user: user.clone().into(),
@@ -293,6 +283,17 @@ async fn reset_password(
         user: user.into(),
         temporary_password,
     }))
+}
+
+/// A new one-time password, and its hash.
+async fn one_time_password(state: &SharedState) -> ApiResult<(String, String)> {
+    let password = steward_auth::generate_password();
+    let hash = state
+        .hasher
+        .hash(&Password::parse("password", password.clone())?)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok((password, hash))
 }
 
 /// A member's role in the caller's organization; another organization's user is not found.

@@ -674,20 +674,13 @@ async fn only_owners_touch_the_owner_role_and_the_last_owner_stays() {
     assert_eq!(members.body["members"].as_array().unwrap().len(), 2);
 }
 
-/// Signs in: the session's token and the whole answer.
+/// Signs in: the status and the answer.
 async fn login(
     app: &steward_testkit::app::TestApp,
     email: &str,
     password: &str,
 ) -> (u16, serde_json::Value) {
-    let reply = app
-        .call(
-            Method::POST,
-            "/api/v1/auth/login",
-            None,
-            Some(json!({ "email": email, "password": password })),
-        )
-        .await;
+    let reply = app.login(email, password).await;
     (reply.status.as_u16(), reply.body)
 }
 
