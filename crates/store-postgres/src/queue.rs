@@ -61,6 +61,9 @@ pub(crate) async fn watch_enqueued(pool: &sqlx::PgPool, wake: std::sync::Arc<tok
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
             listener.listen(CHANNEL).await?;
+            // Enqueues notified before this listener was listening (at start,
+            // or while it reconnected) reached no one: look once now.
+            wake.notify_one();
             loop {
                 listener.recv().await?;
                 wake.notify_one();
