@@ -213,7 +213,7 @@ async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
 
 /// A worker killed after `lead-capture` recorded a lead and before the reply
 /// was stored: after recovery the conversation holds one reply and the
-/// organization one lead, posted to its Slack once. With `lose_the_result`, the journal's record of the
+/// organization one lead, with one post to its Slack. With `lose_the_result`, the journal's record of the
 /// call's result is lost too (undone while Steward is down): the call is made
 /// again under its journal id, and the tool records nothing new.
 async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
@@ -311,9 +311,20 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
     assert_eq!(replies[0]["tool_calls"][0]["status"], "succeeded");
     let leads = owner.get("/api/v1/leads").await;
     assert_eq!(leads["total"], 1, "one lead: {leads}");
+    // One post job for the one lead. Slack takes no idempotency key: a post
+    // it accepted just before the kill, whose job was not yet marked done,
+    // is posted again (ARCHITECTURE.md says so), so Slack may see it twice.
+    let jobs = owner.get("/api/v1/jobs?limit=200").await;
+    let posts = jobs["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|job| job["kind"] == "post")
+        .count();
+    assert_eq!(posts, 1, "one post for one lead: {jobs}");
     let posted = slack.wait_for("slack", 1).await;
     assert!(posted[0].body["text"].as_str().unwrap().contains("Grace"));
-    assert_eq!(slack.sent("slack").len(), 1, "posted once");
+    assert!(slack.sent("slack").len() <= 2);
     assert_eq!(
         fake.calls(),
         3,
