@@ -153,9 +153,10 @@ pub enum SecretsCommand {
 #[derive(Subcommand)]
 pub enum DbCommand {
     /// Copy every table of a SQLite database into an empty PostgreSQL database,
-    /// then check each table's row count and checksum. Stop Steward first. An
-    /// interrupted copy resumes when run again. Blobs stay where storage.url
-    /// points. See docs/operations.md, "From SQLite to PostgreSQL".
+    /// then check each table's row count and checksum. Stop Steward first: a
+    /// database a running Steward holds is refused. An interrupted copy
+    /// resumes when run again. Blobs stay where storage.url points. See
+    /// docs/operations.md, "From SQLite to PostgreSQL".
     Copy {
         /// The SQLite database: sqlite://PATH.
         #[arg(long, value_name = "URL")]
@@ -166,6 +167,10 @@ pub enum DbCommand {
         /// Rows per transaction.
         #[arg(long, default_value_t = 1000)]
         batch: usize,
+        /// Copy even though a running Steward holds the database (what it
+        /// writes meanwhile may be missed).
+        #[arg(long)]
+        force: bool,
     },
 }
 

@@ -112,8 +112,17 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             command: SecretsCommand::Reseal,
         } => return admin::reseal(config).await,
         Command::Db {
-            command: DbCommand::Copy { from, to, batch },
+            command:
+                DbCommand::Copy {
+                    from,
+                    to,
+                    batch,
+                    force,
+                },
         } => {
+            if !force {
+                refuse_if_in_use(&from)?;
+            }
             let tables = steward_backup::copy::copy(&from, &to, batch).await?;
             println!("{:<20}  {:>10}  checksum", "table", "rows");
             for t in &tables {
@@ -156,6 +165,51 @@ async fn healthcheck(listen: &str) -> std::process::ExitCode {
 }
 
 /// Opens the store the database URL names: SQLite (the default) or PostgreSQL.
+/// The file of a `sqlite:` database URL.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// For a role that serves (serve, api, worker, scheduler, mcp) on SQLite: a
+/// shared lock on the database file, held while the process runs, so that
+/// `db copy` can tell the database is in use. An `flock`, which SQLite's own
+/// (fcntl) locks neither see nor disturb.
+fn hold_database(config: &Config) -> Result<Option<std::fs::File>> {
+    let Some(path) = sqlite_file(&config.database_url()) else {
+        return Ok(None);
+    };
+    let file = std::fs::File::open(&path)
+        .with_context(|| format!("opening {} to mark it in use", path.display()))?;
+    file.lock_shared()
+        .with_context(|| format!("marking {} in use", path.display()))?;
+    Ok(Some(file))
+}
+
+/// Refuses to copy a SQLite database a running Steward holds.
+fn refuse_if_in_use(from: &str) -> Result<()> {
+    let Some(path) = sqlite_file(from) else {
+        return Ok(());
+    };
+    let Ok(file) = std::fs::File::open(&path) else {
+        return Ok(()); // the copy says what is wrong with it
+    };
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by a running Steward (serve, api, worker, scheduler or mcp): stop it \
+             first, so that nothing is written during the copy; --force copies anyway",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("checking whether {} is in use", path.display()))
+        }
+    }
+}
+
 async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {

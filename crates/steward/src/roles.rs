@@ -17,6 +17,7 @@ use crate::{describe_database, open_store};
 pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
+    let _in_use = crate::hold_database(&config)?;
     store.migrate().await.context("applying migrations")?;
     prepare_vectors(&config, store.as_ref()).await?;
     let listener = steward_api::bind(config.listen_addr()).await?;
@@ -315,6 +316,7 @@ pub async fn run_worker(mut config: Config) -> Result<()> {
     // The worker opens channel secrets with the master key.
     steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
+    let _in_use = crate::hold_database(&config)?;
     store.migrate().await.context("applying migrations")?;
     prepare_vectors(&config, store.as_ref()).await?;
     let services = services(&config, store.clone())?;
@@ -339,6 +341,7 @@ pub async fn run_mcp(mut config: Config, listen: Option<String>) -> Result<()> {
     // API keys are checked as the API checks them, sign-in tokens included.
     steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
+    let _in_use = crate::hold_database(&config)?;
     store.migrate().await.context("applying migrations")?;
     let listener = steward_api::bind(address).await?;
     let shutdown = shutdown_channel();
@@ -359,6 +362,7 @@ pub async fn run_mcp(mut config: Config, listen: Option<String>) -> Result<()> {
 /// `steward scheduler`: only the scheduler, until SIGTERM.
 pub async fn run_scheduler(config: Config) -> Result<()> {
     let store = open_store(&config).await?;
+    let _in_use = crate::hold_database(&config)?;
     store.migrate().await.context("applying migrations")?;
     scheduler(&config, store.clone())?
         .run(stopped(shutdown_channel()))

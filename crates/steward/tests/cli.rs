@@ -208,6 +208,30 @@ async fn users_reset_password_gives_a_new_one_time_password_and_signs_out_old_se
 }
 
 #[tokio::test]
+async fn db_copy_refuses_a_database_a_running_steward_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(steward(dir.path()));
+    server.wait_until_healthy().await;
+    let from = format!("sqlite://{}", dir.path().join("steward.db").display());
+    let copy = |force: bool| {
+        let mut command = steward(dir.path());
+        // Past the check, the copy stops at once: the target is not PostgreSQL.
+        command.args(["db", "copy", "--from", &from, "--to", "mysql://elsewhere"]);
+        if force {
+            command.arg("--force");
+        }
+        let output = run(&mut command);
+        assert!(!output.status.success());
+        text(&output.stderr).contains("in use by a running Steward")
+    };
+    assert!(copy(false), "refused while steward serve runs");
+    assert!(!copy(true), "--force copies anyway");
+    let (status, _, _) = server.terminate();
+    assert!(status.success());
+    assert!(!copy(false), "stopped: no longer refused");
+}
+
+#[tokio::test]
 async fn serve_answers_the_operators_owner_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let migrated = run(steward(dir.path()).arg("migrate"));
