@@ -255,10 +255,41 @@ pub async fn set_tier(config: &Config, org: &str, tier: Tier) -> Result<()> {
     Ok(())
 }
 
+/// `steward org list`.
+pub async fn list_orgs(config: &Config) -> Result<()> {
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    println!("{:<36}  {:<10}  {:<20}  name", "id", "tier", "created");
+    for organization in store.list_organizations().await? {
+        println!(
+            "{:<36}  {:<10}  {:<20}  {}",
+            organization.id,
+            organization.tier,
+            organization.created_at.format("%Y-%m-%d %H:%M:%S"),
+            organization.name
+        );
+    }
+    Ok(())
+}
+
 pub async fn create_org(config: &Config, name: &str, owner_email: &str) -> Result<()> {
     let store = open_store(config).await?;
     store.migrate().await.context("applying migrations")?;
     let name = OrganizationName::parse("--name", name)?;
+    // The CLI names organizations by name: two of one name would need ids.
+    let wanted = name.as_str().to_lowercase();
+    if let Some(taken) = store
+        .list_organizations()
+        .await?
+        .into_iter()
+        .find(|o| o.name.to_lowercase() == wanted)
+    {
+        bail!(
+            "an organization is already named '{}' ({}): choose another name",
+            taken.name,
+            taken.id
+        );
+    }
     let email = Email::parse("--owner-email", owner_email)?;
     let password = generate_password();
     let password_hash = hasher(config)?

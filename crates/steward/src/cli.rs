@@ -297,7 +297,10 @@ pub enum ConfigCommand {
 
 #[derive(Subcommand)]
 pub enum OrgCommand {
-    /// Create an organization and its owner; prints the owner's one-time password.
+    /// Every organization: id, plan, when created, name.
+    List,
+    /// Create an organization and its owner; prints the owner's one-time
+    /// password. A name already taken (in any case) is refused.
     Create {
         /// The organization's name.
         #[arg(long)]

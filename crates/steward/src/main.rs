@@ -89,6 +89,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Org {
             command: OrgCommand::SetTier { org, tier },
         } => admin::set_tier(&config, &org, tier).await?,
+        Command::Org {
+            command: OrgCommand::List,
+        } => admin::list_orgs(&config).await?,
         Command::Users {
             command: UsersCommand::Import { org, file },
         } => {

@@ -34,6 +34,7 @@ fn every_command_explains_itself() {
         vec!["migrate", "--help"],
         vec!["org", "create", "--help"],
         vec!["org", "set-tier", "--help"],
+        vec!["org", "list", "--help"],
         vec!["users", "import", "--help"],
         vec!["users", "reset-password", "--help"],
         vec!["mcp", "--help"],
@@ -100,6 +101,35 @@ fn the_operator_sets_an_organizations_tier() {
     let nobody =
         run(steward(dir.path()).args(["org", "set-tier", "--org", "Nobody", "--tier", "pro"]));
     assert!(text(&nobody.stderr).contains("no organization"));
+}
+
+#[test]
+fn organization_names_are_taken_once_and_listed_with_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let (acme, _) = create_acme(dir.path());
+    let again = run(steward(dir.path()).args([
+        "org",
+        "create",
+        "--name",
+        "ACME",
+        "--owner-email",
+        "second@example.org",
+    ]));
+    assert!(!again.status.success());
+    let stderr = text(&again.stderr);
+    assert!(
+        stderr.contains("already named 'Acme'") && stderr.contains(&acme.to_string()),
+        "{stderr}"
+    );
+    let listed = run(steward(dir.path()).args(["org", "list"]));
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let stdout = text(&listed.stdout);
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert_eq!(rows.len(), 2, "a header and Acme: {stdout}");
+    assert!(
+        rows[1].starts_with(&acme.to_string()) && rows[1].ends_with("Acme"),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub trait AccountStore: Send + Sync {
     /// For the operator's CLI, which may name an organization by id or name.
     async fn find_organizations(&self, id_or_name: &str) -> StoreResult<Vec<Organization>>;
 
+    /// Every organization, oldest first: the operator's list.
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>>;
+
     // --- The organization ---
 
     async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization>;

@@ -35,9 +35,18 @@ pub async fn organizations_are_created_with_their_owner(store: S) {
             .find_organizations(&organization.id.to_string())
             .await
             .unwrap(),
-        vec![organization]
+        vec![organization.clone()]
     );
     assert!(store.find_organizations("Nobody").await.unwrap().is_empty());
+    let (later, _) = org(&store, "Beta").await;
+    let listed: Vec<OrgId> = store
+        .list_organizations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.id)
+        .collect();
+    assert_eq!(listed, [organization.id, later.org_id()], "oldest first");
 }
 
 pub async fn emails_are_unique_across_organizations(store: S) {

@@ -81,6 +81,15 @@ impl<B: SqlBackend> AccountStore for B {
         found.iter().map(rows::organization).collect()
     }
 
+    async fn list_organizations(&self) -> StoreResult<Vec<Organization>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(sql("SELECT * FROM organizations ORDER BY created_at, id"))
+            .await?;
+        found.iter().map(rows::organization).collect()
+    }
+
     async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization> {
         let row = self
             .read()
