@@ -192,12 +192,10 @@ async fn price_list(
 /// predate the check (they are logged).
 async fn notify_of(
     store: &Arc<dyn Store>,
-    context: &CallContext,
+    scope: &TenantScope,
     server: &str,
 ) -> Result<notify::Notify, ToolError> {
-    let settings = settings_of(store, &context.scope, server)
-        .await?
-        .unwrap_or_default();
+    let settings = settings_of(store, scope, server).await?.unwrap_or_default();
     Ok(notify::Notify::parse(&settings).unwrap_or_else(|why| {
         tracing::warn!(server, %why, "an integration's settings cannot be read: no one is told");
         notify::Notify::default()
@@ -213,7 +211,7 @@ async fn record_lead(
     attempts: i32,
 ) -> Result<String, ToolError> {
     let lead = lead_from(context, input)?;
-    let told = notify_of(store, context, LEAD_CAPTURE).await?.jobs(
+    let told = notify_of(store, &context.scope, LEAD_CAPTURE).await?.jobs(
         context.key,
         &format!("New lead: {}", lead.name),
         &lead_text(&lead),
@@ -276,7 +274,7 @@ async fn hand_off(
          Give it back to the assistant: POST /api/v1/conversations/{conversation}/release\n",
         reason.unwrap_or("none given"),
     );
-    let told = notify_of(store, context, CONTACT_OWNER).await?.jobs(
+    let told = notify_of(store, &context.scope, CONTACT_OWNER).await?.jobs(
         context.key,
         "A conversation waits for a person",
         &text,

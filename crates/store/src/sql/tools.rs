@@ -137,9 +137,7 @@ impl<B: SqlBackend> LeadStore for B {
             .ok_or(StoreError::NotFound)?;
         // Announced with the lead, once: a lead recorded before was then.
         if recorded == 1 {
-            for job in announce {
-                insert_job::<B>(&mut tx, &job.clone().for_org(scope.org_id())).await?;
-            }
+            announce_in::<B>(&mut tx, scope, announce).await?;
         }
         let lead = rows::lead(&row)?;
         commit::<B>(tx).await?;
@@ -350,9 +348,7 @@ impl<B: SqlBackend> HandOffStore for B {
         .await?;
         // Announced as it is handed off: one already waiting was then.
         if handed == 1 {
-            for job in announce {
-                insert_job::<B>(&mut tx, &job.clone().for_org(scope.org_id())).await?;
-            }
+            announce_in::<B>(&mut tx, scope, announce).await?;
         }
         commit::<B>(tx).await
     }
@@ -399,4 +395,17 @@ impl<B: SqlBackend> HandOffStore for B {
             .await?
             .get("handed_off_at")
     }
+}
+
+/// Enqueues the jobs that tell of an effect, in the effect's transaction, as
+/// the organization's.
+async fn announce_in<B: SqlBackend>(
+    tx: &mut impl Db,
+    scope: &TenantScope,
+    announce: &[NewJob],
+) -> StoreResult<()> {
+    for job in announce {
+        insert_job::<B>(tx, &job.clone().for_org(scope.org_id())).await?;
+    }
+    Ok(())
 }
