@@ -91,7 +91,7 @@ impl ApiError {
         }
     }
 
-    fn code_and_message(&self) -> (&str, String) {
+    pub(crate) fn code_and_message(&self) -> (&str, String) {
         match self {
             Self::BadRequest { code, message }
             | Self::Conflict { code, message }

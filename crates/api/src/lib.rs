@@ -3,6 +3,7 @@
 //! through the store with the caller's tenant scope.
 
 pub mod auth;
+mod console;
 mod contract;
 mod dto;
 pub mod error;
@@ -95,8 +96,10 @@ pub fn router(state: SharedState) -> Router {
     ));
     let http = &state.config.http;
 
+    let api = console::bridge::ApiRouter(routes.clone().with_state(state.clone()));
     let mut app = routes
         .merge(routes::webhooks::router(&state))
+        .merge(console::router(&state, api))
         .layer(Extension(doc))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async {

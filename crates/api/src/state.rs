@@ -20,6 +20,8 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// Seals history cursors so clients cannot forge or move them.
     pub cursors: Signer,
+    /// Makes the console's CSRF tokens.
+    pub csrf: Signer,
     pub login_limiter: LoginLimiter,
     pub webhook_limiter: WebhookLimiter,
     /// Opens and seals channel secrets (the master key).
@@ -89,6 +91,7 @@ impl AppState {
             sealer: services.sealer,
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),
+            csrf: Signer::derive(&jwt_secret, "console-csrf"),
             hasher,
             login_limiter,
             metrics: crate::metrics::handle(),

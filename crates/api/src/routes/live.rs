@@ -2,7 +2,8 @@
 //! (`message`, with the message id as event id), and each reply as it is
 //! written (`reply_started`, then `delta` pieces, and `tool_call` as each of
 //! its tool calls starts and finishes). A client that reconnects
-//! with `Last-Event-ID` gets every message after that one: nothing is lost,
+//! with `Last-Event-ID` (or a browser's first `?after=`, since EventSource
+//! cannot set headers) gets every message after that one: nothing is lost,
 //! nothing sent twice. Pieces of a reply are not stored; the reply itself is.
 
 use std::convert::Infallible;
@@ -22,7 +23,7 @@ use uuid::Uuid;
 use crate::auth::Auth;
 use crate::dto::MessageDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -43,11 +44,20 @@ fn message_event(message: Message) -> Event {
         .expect("messages serialize")
 }
 
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Resume {
+    /// As `Last-Event-ID`, for clients that cannot set headers (a browser's
+    /// EventSource): start after this message. The header wins when both are given.
+    after: Option<Uuid>,
+}
+
 /// Follow a conversation: its new messages, and replies as they are written.
 #[utoipa::path(get, path = "/conversations/{id}/events", tag = "conversations", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path),
         ("Last-Event-ID" = Option<uuid::Uuid>, Header, nullable = false, description = "The id of the last message received: messages after it are sent first."),
+        Resume,
     ),
     responses(
         (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta, tool_call ({id, server, tool, status})", body = String),
@@ -57,13 +67,15 @@ async fn events(
     State(state): State<SharedState>,
     auth: Auth,
     Path(id): Path<Uuid>,
+    Query(query): Query<Resume>,
     headers: HeaderMap,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     auth.require_conversations()?;
     let scope = auth.0.scope();
     let conversation = ConversationId::from(id);
+    // A reconnection's header is newer than the query the stream began with.
     let resume = match headers.get("last-event-id") {
-        None => None,
+        None => query.after.map(MessageId::from),
         Some(value) => Some(
             value
                 .to_str()

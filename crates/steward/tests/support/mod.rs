@@ -2,6 +2,8 @@
 //! environment, a running role, and the owner signed in through the API.
 #![allow(dead_code)] // each test file uses its own share of these
 
+pub mod browser;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

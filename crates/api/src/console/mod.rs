@@ -1,0 +1,76 @@
+//! The console: Steward in a browser, served at `/` by the API role. Pages
+//! are rendered on the server from templates compiled into the binary; the
+//! little script there is (live replies, uploads) is our own and served from
+//! the binary too. Every page reads and writes through the API
+//! ([`bridge`]), as the signed-in person.
+
+mod assets;
+pub mod bridge;
+mod chatbots;
+mod organization;
+pub mod session;
+mod sign_in;
+mod view;
+
+use axum::http::{HeaderValue, header};
+use axum::routing::{any, get, post};
+use axum::{Extension, Router, middleware};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::state::SharedState;
+
+/// The console's own policy: its script and styles only, from this origin;
+/// no inline script; never framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+/// The console's routes. `api` is the `/api/v1` router the pages call.
+pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState> {
+    let pages = Router::new()
+        .route("/", get(organization::overview))
+        .route("/login", get(sign_in::form).post(sign_in::submit))
+        .route("/logout", post(sign_in::sign_out))
+        .route(
+            "/password",
+            get(sign_in::password_form).post(sign_in::change_password),
+        )
+        .route("/chatbots", get(chatbots::list).post(chatbots::create))
+        .route("/chatbots/{id}", get(chatbots::show).post(chatbots::update))
+        .route("/chatbots/{id}/delete", post(chatbots::delete))
+        .route("/chatbots/{id}/knowledge", get(chatbots::knowledge))
+        .route("/chatbots/{id}/knowledge/url", post(chatbots::add_url))
+        .route("/chatbots/{id}/knowledge/crawl", post(chatbots::crawl))
+        .route(
+            "/chatbots/{id}/knowledge/{doc_id}/delete",
+            post(chatbots::delete_document),
+        )
+        .route(
+            "/members",
+            get(organization::members).post(organization::invite),
+        )
+        .route("/members/{id}/role", post(organization::change_role))
+        .route("/members/{id}/remove", post(organization::remove_member))
+        .route("/members/{id}/password", post(organization::reset_password))
+        .route(
+            "/api-keys",
+            get(organization::api_keys).post(organization::create_key),
+        )
+        .route("/api-keys/{id}/revoke", post(organization::revoke_key))
+        .route("/jobs", get(organization::jobs))
+        .route("/jobs/{id}/retry", post(organization::retry_job))
+        .route("/jobs/{id}/discard", post(organization::discard_job))
+        .route("/audit", get(organization::audit))
+        .route("/usage", get(organization::usage))
+        .route("/console/api/{*path}", any(bridge::pass_through))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            session::require_csrf,
+        ))
+        .layer(Extension(api))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ));
+    pages.route("/assets/{name}", get(assets::serve))
+}

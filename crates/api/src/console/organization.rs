@@ -1,0 +1,452 @@
+//! The organization's pages: the overview, members, API keys, usage, the
+//! audit log and the jobs (dead letters).
+
+use askama::Template;
+use axum::extract::Form;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::bridge::Failure;
+use super::session::Console;
+use super::view::{self, Layout, PagePath, Time};
+
+#[derive(Deserialize)]
+struct Usage {
+    period: String,
+    messages_used: i64,
+    messages_limit: i64,
+    tokens_used: i64,
+    tokens_limit: i64,
+    current_tier: String,
+}
+
+impl Usage {
+    fn percent(used: i64, limit: i64) -> i64 {
+        if limit <= 0 {
+            0
+        } else {
+            (used.saturating_mul(100) / limit).min(100)
+        }
+    }
+
+    fn messages_percent(&self) -> i64 {
+        Self::percent(self.messages_used, self.messages_limit)
+    }
+
+    fn tokens_percent(&self) -> i64 {
+        Self::percent(self.tokens_used, self.tokens_limit)
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatbotList {
+    chatbots: Vec<super::chatbots::Chatbot>,
+    total: u64,
+}
+
+#[derive(Deserialize)]
+struct JobList {
+    jobs: Vec<Job>,
+}
+
+#[derive(Deserialize)]
+struct Job {
+    id: String,
+    kind: String,
+    attempts: i32,
+    max_attempts: i32,
+    last_error: Option<String>,
+    updated_at: Time,
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage {
+    layout: Layout,
+    usage: Usage,
+    chatbots: Vec<super::chatbots::Chatbot>,
+    chatbot_total: u64,
+    /// None when the role may not see jobs.
+    dead_letters: Option<usize>,
+}
+
+/// The organization at a glance.
+pub async fn overview(console: Console) -> Response {
+    let usage = console.api.get::<Usage>("/organizations/usage");
+    let chatbots = console.api.get::<ChatbotList>("/chatbots?limit=200");
+    let (usage, chatbots) = futures::join!(usage, chatbots);
+    let (usage, chatbots) = match (usage, chatbots) {
+        (Ok(usage), Ok(chatbots)) => (usage, chatbots),
+        (Err(failure), _) | (_, Err(failure)) => return view::api_failure(failure),
+    };
+    let dead_letters = if console.is_admin() {
+        match console
+            .api
+            .get::<JobList>("/jobs?state=dead&limit=200")
+            .await
+        {
+            Ok(list) => Some(list.jobs.len()),
+            Err(failure) => return view::api_failure(failure),
+        }
+    } else {
+        None
+    };
+    view::render(&OverviewPage {
+        layout: console.layout("Overview", "overview"),
+        usage,
+        chatbot_total: chatbots.total,
+        chatbots: chatbots.chatbots,
+        dead_letters,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "usage.html")]
+struct UsagePage {
+    layout: Layout,
+    usage: Usage,
+}
+
+pub async fn usage(console: Console) -> Response {
+    match console.api.get::<Usage>("/organizations/usage").await {
+        Ok(usage) => view::render(&UsagePage {
+            layout: console.layout("Usage and plan", "usage"),
+            usage,
+        }),
+        Err(failure) => view::api_failure(failure),
+    }
+}
+
+#[derive(Deserialize)]
+struct MemberList {
+    members: Vec<Member>,
+}
+
+#[derive(Deserialize)]
+struct Member {
+    id: String,
+    email: Option<String>,
+    name: Option<String>,
+    role: String,
+    created_at: Time,
+    must_change_password: bool,
+}
+
+/// Something to tell the person at the top of a page: a result, or what was
+/// wrong with what they sent.
+pub struct Notice {
+    pub error: bool,
+    pub text: String,
+    /// A secret shown once (a one-time password, an API key).
+    pub secret: Option<String>,
+}
+
+impl Notice {
+    pub fn failed(failure: &Failure) -> Option<Self> {
+        Some(Self {
+            error: true,
+            text: failure.message.clone(),
+            secret: None,
+        })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "members.html")]
+struct MembersPage {
+    layout: Layout,
+    members: Vec<Member>,
+    notice: Option<Notice>,
+}
+
+const ROLES: [&str; 4] = ["owner", "admin", "member", "advisor"];
+
+async fn members_page(console: &Console, status: StatusCode, notice: Option<Notice>) -> Response {
+    match console
+        .api
+        .get::<MemberList>("/organizations/members")
+        .await
+    {
+        Ok(list) => view::render_with(
+            status,
+            &MembersPage {
+                layout: console.layout("Members", "members"),
+                members: list.members,
+                notice,
+            },
+        ),
+        Err(failure) => view::api_failure(failure),
+    }
+}
+
+pub async fn members(console: Console) -> Response {
+    members_page(&console, StatusCode::OK, None).await
+}
+
+/// A page again, with what went wrong on top; failures that are not about
+/// the form (not found, not allowed) are their own page.
+async fn refused<F, Fut>(failure: Failure, page: F) -> Response
+where
+    F: FnOnce(StatusCode, Option<Notice>) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    match failure.status {
+        StatusCode::BAD_REQUEST
+        | StatusCode::CONFLICT
+        | StatusCode::UNPROCESSABLE_ENTITY
+        | StatusCode::TOO_MANY_REQUESTS => page(failure.status, Notice::failed(&failure)).await,
+        _ => view::api_failure(failure),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Invite {
+    email: String,
+    role: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Invited {
+    user: Member,
+    temporary_password: String,
+}
+
+pub async fn invite(console: Console, Form(form): Form<Invite>) -> Response {
+    let name = form.name.filter(|n| !n.trim().is_empty());
+    let body = json!({ "email": form.email.trim(), "role": form.role, "name": name });
+    match console
+        .api
+        .post::<Invited>("/organizations/members", &body)
+        .await
+    {
+        Ok(invited) => {
+            let who = invited.user.email.unwrap_or_default();
+            let notice = Notice {
+                error: false,
+                text: format!(
+                    "{who} was added. Give them this one-time password; they choose their own at first sign-in:"
+                ),
+                secret: Some(invited.temporary_password),
+            };
+            members_page(&console, StatusCode::CREATED, Some(notice)).await
+        }
+        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RoleChange {
+    role: String,
+}
+
+pub async fn change_role(
+    console: Console,
+    PagePath(id): PagePath<uuid::Uuid>,
+    Form(form): Form<RoleChange>,
+) -> Response {
+    let path = format!("/organizations/members/{id}");
+    match console
+        .api
+        .patch::<Value>(&path, &json!({ "role": form.role }))
+        .await
+    {
+        Ok(_) => Redirect::to("/members").into_response(),
+        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+    }
+}
+
+pub async fn remove_member(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Response {
+    match console
+        .api
+        .delete(&format!("/organizations/members/{id}"))
+        .await
+    {
+        Ok(()) => Redirect::to("/members").into_response(),
+        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+    }
+}
+
+pub async fn reset_password(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Response {
+    let path = format!("/organizations/members/{id}/password");
+    match console.api.post::<Invited>(&path, &json!({})).await {
+        Ok(reset) => {
+            let who = reset.user.email.unwrap_or_default();
+            let notice = Notice {
+                error: false,
+                text: format!("{who} has a new one-time password; their sessions are signed out:"),
+                secret: Some(reset.temporary_password),
+            };
+            members_page(&console, StatusCode::OK, Some(notice)).await
+        }
+        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiKeyList {
+    api_keys: Vec<ApiKey>,
+}
+
+#[derive(Deserialize)]
+struct ApiKey {
+    id: String,
+    name: String,
+    prefix: String,
+    role: String,
+    created_at: Time,
+    revoked_at: Option<Time>,
+}
+
+#[derive(Deserialize)]
+struct CreatedKey {
+    key: String,
+}
+
+#[derive(Template)]
+#[template(path = "api_keys.html")]
+struct ApiKeysPage {
+    layout: Layout,
+    keys: Vec<ApiKey>,
+    notice: Option<Notice>,
+}
+
+async fn keys_page(console: &Console, status: StatusCode, notice: Option<Notice>) -> Response {
+    match console.api.get::<ApiKeyList>("/api-keys").await {
+        Ok(list) => view::render_with(
+            status,
+            &ApiKeysPage {
+                layout: console.layout("API keys", "api-keys"),
+                keys: list.api_keys,
+                notice,
+            },
+        ),
+        Err(failure) => view::api_failure(failure),
+    }
+}
+
+pub async fn api_keys(console: Console) -> Response {
+    keys_page(&console, StatusCode::OK, None).await
+}
+
+#[derive(Deserialize)]
+pub struct NewKey {
+    name: String,
+    role: String,
+}
+
+pub async fn create_key(console: Console, Form(form): Form<NewKey>) -> Response {
+    let body = json!({ "name": form.name, "role": form.role });
+    match console.api.post::<CreatedKey>("/api-keys", &body).await {
+        Ok(created) => {
+            let notice = Notice {
+                error: false,
+                text: "The new key, shown this once. Send it as Authorization: Bearer <key>:"
+                    .into(),
+                secret: Some(created.key),
+            };
+            keys_page(&console, StatusCode::CREATED, Some(notice)).await
+        }
+        Err(failure) => refused(failure, |s, n| keys_page(&console, s, n)).await,
+    }
+}
+
+pub async fn revoke_key(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Response {
+    match console.api.delete(&format!("/api-keys/{id}")).await {
+        Ok(()) => Redirect::to("/api-keys").into_response(),
+        Err(failure) => refused(failure, |s, n| keys_page(&console, s, n)).await,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "jobs.html")]
+struct JobsPage {
+    layout: Layout,
+    jobs: Vec<Job>,
+    notice: Option<Notice>,
+}
+
+async fn jobs_page(console: &Console, status: StatusCode, notice: Option<Notice>) -> Response {
+    match console
+        .api
+        .get::<JobList>("/jobs?state=dead&limit=200")
+        .await
+    {
+        Ok(list) => view::render_with(
+            status,
+            &JobsPage {
+                layout: console.layout("Jobs", "jobs"),
+                jobs: list.jobs,
+                notice,
+            },
+        ),
+        Err(failure) => view::api_failure(failure),
+    }
+}
+
+pub async fn jobs(console: Console) -> Response {
+    jobs_page(&console, StatusCode::OK, None).await
+}
+
+pub async fn retry_job(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Response {
+    job_action(console, id, "retry").await
+}
+
+pub async fn discard_job(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Response {
+    job_action(console, id, "discard").await
+}
+
+async fn job_action(console: Console, id: uuid::Uuid, action: &str) -> Response {
+    let path = format!("/jobs/{id}/{action}");
+    match console.api.post::<Value>(&path, &json!({})).await {
+        Ok(_) => Redirect::to("/jobs").into_response(),
+        Err(failure) => refused(failure, |s, n| jobs_page(&console, s, n)).await,
+    }
+}
+
+#[derive(Deserialize)]
+struct AuditLog {
+    entries: Vec<AuditEntry>,
+}
+
+#[derive(Deserialize)]
+struct AuditEntry {
+    actor: String,
+    action: String,
+    target: String,
+    details: Value,
+    created_at: Time,
+}
+
+impl AuditEntry {
+    fn details_text(&self) -> String {
+        if self.details.is_null() {
+            String::new()
+        } else {
+            self.details.to_string()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "audit.html")]
+struct AuditPage {
+    layout: Layout,
+    entries: Vec<AuditEntry>,
+}
+
+pub async fn audit(console: Console) -> Response {
+    match console
+        .api
+        .get::<AuditLog>("/organizations/audit-log?limit=200")
+        .await
+    {
+        Ok(log) => view::render(&AuditPage {
+            layout: console.layout("Audit log", "audit"),
+            entries: log.entries,
+        }),
+        Err(failure) => view::api_failure(failure),
+    }
+}

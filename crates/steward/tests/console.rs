@@ -1,0 +1,276 @@
+//! The console in a real browser: headless Chromium driven through
+//! chromedriver against `steward serve`, a model replaced by the local fake.
+//! Each test saves a screenshot of its final page (see `support::browser`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use support::browser::{Browser, Driver, chromedriver};
+use support::{Api, Server, create_acme, create_org_with, steward};
+
+const NEW_PASSWORD: &str = "correct horse battery";
+
+/// `steward serve` answering with the fake model, its replies paced so that
+/// streaming can be seen.
+async fn serve(dir: &std::path::Path) -> (Server, steward_testkit::model::FakeModel) {
+    let fake = steward_testkit::model::FakeModel::start().await;
+    fake.pace(Duration::from_millis(120));
+    let mut command = steward(dir);
+    command
+        .env("STEWARD_LLM__PRIMARY__KIND", "openai")
+        .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
+        .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
+        .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50");
+    let server = Server::start(command);
+    server.wait_until_healthy().await;
+    (server, fake)
+}
+
+/// The browser tests need Debian's chromium and chromium-driver; `.ci/run`
+/// installs them and fails if these tests say they were skipped.
+fn driver_or_skip() -> Option<std::path::PathBuf> {
+    let found = chromedriver();
+    if found.is_none() {
+        eprintln!("skipped: backend not configured (chromium and chromium-driver)");
+    }
+    found
+}
+
+/// Signs in through the form; a one-time password is changed on the way.
+async fn sign_in(browser: &Browser, base: &str, email: &str, password: &str) {
+    browser.goto(&format!("{base}/login")).await;
+    browser
+        .fill(
+            "form[action=\"/login\"]",
+            &[("email", email), ("password", password)],
+        )
+        .await;
+    browser.submit("form[action=\"/login\"]").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let url = browser.url().await;
+        if url.ends_with("/password") {
+            browser
+                .fill(
+                    "form[action=\"/password\"]",
+                    &[
+                        ("current_password", password),
+                        ("new_password", NEW_PASSWORD),
+                    ],
+                )
+                .await;
+            browser.submit("form[action=\"/password\"]").await;
+        } else if !url.contains("/login") {
+            browser.find("nav.side").await;
+            return;
+        }
+        assert!(Instant::now() < deadline, "sign-in never finished: {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_owner_signs_in_teaches_a_chatbot_and_tries_it() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, password) = create_acme(dir.path());
+    let (server, _fake) = serve(dir.path()).await;
+    let driver = Driver::start(&driver).await;
+    let browser = driver.browser(&dir.path().join("owner-profile")).await;
+
+    // The console's address leads to the sign-in page first.
+    browser.goto(&format!("{}/", server.base)).await;
+    browser.find("form[action=\"/login\"]").await;
+    browser.screenshot("sign-in").await;
+    sign_in(&browser, &server.base, "owner@example.org", &password).await;
+    browser.wait_for_text("This month").await;
+
+    // A chatbot, created from its form.
+    browser.goto(&format!("{}/chatbots", server.base)).await;
+    browser
+        .fill(
+            "form[action=\"/chatbots\"]",
+            &[
+                ("name", "Helpdesk"),
+                ("system_prompt", "Answer from the handbook."),
+            ],
+        )
+        .await;
+    browser.submit("form[action=\"/chatbots\"]").await;
+    browser.wait_for_text("Try it").await;
+    let chatbot_url = browser.url().await;
+    let chatbot_id = chatbot_url.rsplit('/').next().unwrap().to_owned();
+
+    // A Markdown file, uploaded, becomes ready.
+    let handbook = dir.path().join("handbook.md");
+    std::fs::write(
+        &handbook,
+        "# Opening hours\n\nThe front desk of Acme opens at nine and closes at five, Monday to Friday.\n",
+    )
+    .unwrap();
+    browser
+        .goto(&format!("{}/chatbots/{chatbot_id}/knowledge", server.base))
+        .await;
+    browser
+        .find("form.upload input[type=\"file\"]")
+        .await
+        .type_text(&handbook.display().to_string())
+        .await;
+    browser.wait_for_text("handbook.md").await;
+    wait_for(&browser, "table.documents td.state-ready").await;
+    // The search box shows what retrieval finds.
+    browser
+        .fill("form[method=\"get\"]", &[("q", "front desk opening hours")])
+        .await;
+    browser.submit("form[method=\"get\"]").await;
+    browser.wait_for_text("Monday to Friday").await;
+    browser.screenshot("knowledge").await;
+
+    // "Try it": the answer streams in, then shows its source.
+    browser.goto(&chatbot_url).await;
+    browser
+        .find(".try input[name=\"text\"]")
+        .await
+        .type_text("When does the front desk open?")
+        .await;
+    browser.submit(".try form.ask").await;
+    let mut partial_seen = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = browser
+            .run("const a = document.querySelector('.chat li.assistant'); return a ? a.textContent : null;")
+            .await;
+        if let Some(text) = shown.as_str() {
+            if text.contains("Sources:") {
+                assert!(
+                    text.contains("echo: When does the front desk open?"),
+                    "{text}"
+                );
+                assert!(text.contains("handbook.md"), "the source is named: {text}");
+                break;
+            }
+            if !text.is_empty() && !text.contains("open?") {
+                partial_seen = true;
+            }
+        }
+        assert!(Instant::now() < deadline, "no answer in the try-it chat");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        partial_seen,
+        "the reply was shown piece by piece as it was written"
+    );
+    browser.screenshot("chatbot").await;
+
+    browser.goto(&format!("{}/", server.base)).await;
+    browser.wait_for_text("Helpdesk").await;
+    browser.screenshot("overview").await;
+    browser.close().await;
+}
+
+/// Waits for an element matching `css`.
+async fn wait_for(browser: &Browser, css: &str) {
+    browser.find(css).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_sees_what_the_api_lets_a_member_see_and_no_more() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, password) = create_acme(dir.path());
+    let (server, _fake) = serve(dir.path()).await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let (status, invited) = owner
+        .post(
+            "/api/v1/organizations/members",
+            json!({"email": "member@example.org", "role": "member"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{invited}");
+    let member_password = invited["temporary_password"].as_str().unwrap().to_owned();
+    let chatbot = owner.chatbot().await;
+
+    let driver = Driver::start(&driver).await;
+    let browser = driver.browser(&dir.path().join("member-profile")).await;
+    sign_in(
+        &browser,
+        &server.base,
+        "member@example.org",
+        &member_password,
+    )
+    .await;
+
+    // No admin entries in the nav, and their pages refuse.
+    let nav = browser.find("nav.side").await.text().await;
+    assert!(
+        !nav.contains("API keys") && !nav.contains("Audit log"),
+        "{nav}"
+    );
+    for page in ["/api-keys", "/audit", "/jobs"] {
+        browser.goto(&format!("{}{page}", server.base)).await;
+        browser.wait_for_text("Not allowed").await;
+    }
+    // A chatbot's settings are shown, not editable.
+    browser
+        .goto(&format!("{}/chatbots/{chatbot}", server.base))
+        .await;
+    browser.wait_for_text("Try it").await;
+    assert!(
+        browser
+            .try_find(&format!("form[action=\"/chatbots/{chatbot}\"]"))
+            .await
+            .is_none(),
+        "a member gets no settings form"
+    );
+    browser.goto(&format!("{}/api-keys", server.base)).await;
+    browser.wait_for_text("Not allowed").await;
+    browser.screenshot("member-refused").await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_organizations_pages_are_not_found_and_forms_need_their_token() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, password) = create_acme(dir.path());
+    let (_, other_password) =
+        create_org_with(steward(dir.path()), "Globex", "owner@globex.example");
+    let (server, _fake) = serve(dir.path()).await;
+    let globex = Api::sign_in_as(&server.base, "owner@globex.example", &other_password).await;
+    let theirs = globex.chatbot().await;
+
+    let driver = Driver::start(&driver).await;
+    let browser = driver.browser(&dir.path().join("acme-profile")).await;
+    sign_in(&browser, &server.base, "owner@example.org", &password).await;
+    for page in [
+        format!("/chatbots/{theirs}"),
+        format!("/chatbots/{theirs}/knowledge"),
+        "/chatbots/not-an-id".to_owned(),
+    ] {
+        browser.goto(&format!("{}{page}", server.base)).await;
+        browser.wait_for_text("Not found").await;
+    }
+
+    // A form whose CSRF token is taken away is refused, and changes nothing.
+    browser.goto(&format!("{}/chatbots", server.base)).await;
+    browser
+        .fill("form[action=\"/chatbots\"]", &[("name", "Forged")])
+        .await;
+    browser
+        .run("document.querySelector('form[action=\"/chatbots\"] input[name=\"csrf\"]').remove(); return null;")
+        .await;
+    browser.submit("form[action=\"/chatbots\"]").await;
+    browser.wait_for_text("Form refused").await;
+    browser.screenshot("form-refused").await;
+    browser.goto(&format!("{}/chatbots", server.base)).await;
+    browser.wait_for_text("No chatbot yet").await;
+    browser.close().await;
+}
