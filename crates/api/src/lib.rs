@@ -101,7 +101,9 @@ pub fn router(state: SharedState) -> Router {
         .merge(routes::webhooks::router(&state))
         .merge(console::router(&state, api))
         .layer(Extension(doc))
-        .fallback(|| async { ApiError::NotFound })
+        .fallback(|request: axum::extract::Request| async move {
+            console::not_found_page(&request).unwrap_or_else(|| ApiError::NotFound.into_response())
+        })
         .method_not_allowed_fallback(|| async {
             error_response(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -41,6 +41,8 @@ pub struct AppState {
     /// When table sizes and audit volume were last sampled for the metrics
     /// (counting rows costs a scan on SQLite, so at most every few minutes).
     pub(crate) sampled_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Some organization exists (the console's first-run page is gone).
+    pub(crate) has_organizations: std::sync::atomic::AtomicBool,
 }
 
 impl AppState {
@@ -98,6 +100,7 @@ impl AppState {
             in_flight: AtomicI64::new(0),
             jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
             sampled_at: std::sync::Mutex::new(None),
+            has_organizations: std::sync::atomic::AtomicBool::new(false),
             store,
             config,
         }))

@@ -5,6 +5,8 @@
 mod auth;
 #[path = "api/bad_input.rs"]
 mod bad_input;
+#[path = "api/console.rs"]
+mod console;
 #[path = "api/idempotency.rs"]
 mod idempotency;
 #[path = "api/management.rs"]

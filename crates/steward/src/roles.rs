@@ -13,6 +13,29 @@ use tokio::sync::watch;
 
 use crate::{describe_database, open_store};
 
+/// What a newcomer needs to know once Steward is ready: where the console
+/// is, and what is still missing (the worker says which model answers).
+async fn announce(config: &Config, address: std::net::SocketAddr, store: &dyn Store) {
+    let console = match &config.http.public_url {
+        Some(url) => format!("{}/", url.trim_end_matches('/')),
+        None if address.ip().is_unspecified() => format!("http://127.0.0.1:{}/", address.port()),
+        None => format!("http://{address}/"),
+    };
+    tracing::info!(%console, "the console is ready: open it in a browser");
+    if config.http.public_url.is_none() {
+        tracing::info!(
+            "http.public_url is not set: WhatsApp, Slack and Telegram cannot reach this Steward's webhooks until it is"
+        );
+    }
+    match store.list_organizations().await {
+        Ok(organizations) if organizations.is_empty() => tracing::info!(
+            "no organization yet: create the first one in the console, or with `steward org create`"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not count the organizations"),
+    }
+}
+
 /// The API role; with `all_roles` (serve), a worker and the scheduler beside it.
 pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     steward_config::ensure_secrets(&mut config)?;
@@ -38,6 +61,7 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     } else {
         None
     };
+    announce(&config, listener.local_addr()?, store.as_ref()).await;
     let state = steward_api::AppState::with_services(config, store.clone(), services)
         .map_err(anyhow::Error::msg)?;
     let background = background

@@ -28,11 +28,16 @@ async fn serve(dir: &std::path::Path) -> (Server, steward_testkit::model::FakeMo
     (server, fake)
 }
 
-/// The browser tests need Debian's chromium and chromium-driver; `.ci/run`
-/// installs them and fails if these tests say they were skipped.
+/// The browser tests need Debian's chromium and chromium-driver. `.ci/run`
+/// installs them and sets `STEWARD_TEST_BROWSER_REQUIRED`, so that there a
+/// missing browser fails instead of skipping.
 fn driver_or_skip() -> Option<std::path::PathBuf> {
     let found = chromedriver();
     if found.is_none() {
+        assert!(
+            std::env::var_os("STEWARD_TEST_BROWSER_REQUIRED").is_none(),
+            "no /usr/bin/chromium and /usr/bin/chromedriver: apt-get install chromium chromium-driver"
+        );
         eprintln!("skipped: backend not configured (chromium and chromium-driver)");
     }
     found

@@ -9,21 +9,17 @@ pub mod bridge;
 mod chatbots;
 mod organization;
 pub mod session;
+mod setup;
 mod sign_in;
 mod view;
 
-use axum::http::{HeaderValue, header};
+use axum::extract::Request;
+use axum::http::header;
+use axum::response::Response;
 use axum::routing::{any, get, post};
 use axum::{Extension, Router, middleware};
-use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::state::SharedState;
-
-/// The console's own policy: its script and styles only, from this origin;
-/// no inline script; never framed.
-const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
-     frame-ancestors 'none'";
 
 /// The console's routes. `api` is the `/api/v1` router the pages call.
 pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState> {
@@ -31,6 +27,7 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
         .route("/", get(organization::overview))
         .route("/login", get(sign_in::form).post(sign_in::submit))
         .route("/logout", post(sign_in::sign_out))
+        .route("/setup", get(setup::form).post(setup::submit))
         .route(
             "/password",
             get(sign_in::password_form).post(sign_in::change_password),
@@ -67,10 +64,17 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
             state.clone(),
             session::require_csrf,
         ))
-        .layer(Extension(api))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        ));
+        .layer(Extension(api));
     pages.route("/assets/{name}", get(assets::serve))
+}
+
+/// For a path no route serves: a page for a browser outside the API, else
+/// `None` (the API's JSON answer).
+pub fn not_found_page(request: &Request) -> Option<Response> {
+    let browser = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    (browser && !request.uri().path().starts_with("/api/")).then(view::not_found)
 }

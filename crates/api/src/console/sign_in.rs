@@ -53,6 +53,11 @@ pub async fn form(
     headers: HeaderMap,
     Query(query): Query<Next>,
 ) -> Response {
+    match super::setup::has_organizations(&state).await {
+        Ok(false) => return Redirect::to("/setup").into_response(),
+        Ok(true) => {}
+        Err(e) => return view::api_failure(e.into()),
+    }
     let existing = cookie(&headers, SESSION_COOKIE).or_else(|| cookie(&headers, BROWSER_COOKIE));
     let (basis, fresh) = match existing {
         Some(basis) => (basis.to_owned(), None),

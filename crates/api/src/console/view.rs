@@ -6,6 +6,12 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 
 use super::bridge::Failure;
 
+/// The console's own policy: its script and styles only, from this origin;
+/// no inline script; never framed.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
 /// What every signed-in page shows around its content.
 #[derive(Clone, Default)]
 pub struct Layout {
@@ -26,10 +32,13 @@ pub fn render_with(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => {
             let mut response = (status, Html(html)).into_response();
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+            );
             // Pages show an organization's data: never kept by a shared cache.
-            response
-                .headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
         Err(e) => {
