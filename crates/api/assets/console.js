@@ -87,60 +87,74 @@ for (const form of document.querySelectorAll("form.upload")) {
   });
 }
 
+// A conversation shown live: new messages as they are stored, and each
+// reply piece by piece while it is written.
+function bubble(list, role, text) {
+  const item = document.createElement("li");
+  item.className = role;
+  const body = document.createElement("div");
+  body.className = "text";
+  body.textContent = text;
+  item.appendChild(body);
+  list.appendChild(item);
+  list.scrollTop = list.scrollHeight;
+  return item;
+}
+
+function showSources(item, sources) {
+  if (!Array.isArray(sources) || !sources.length) return;
+  const note = document.createElement("p");
+  note.className = "sources";
+  note.textContent = "Sources: " + sources.map((s) => s.heading ? `${s.label} (${s.heading})` : s.label).join("; ");
+  item.appendChild(note);
+}
+
+function follow(list, conversation, after, shown = new Set()) {
+  let writing = null;
+  const events = new EventSource(`/console/api/conversations/${conversation}/events?after=${after}`);
+  events.addEventListener("reply_started", () => { writing = bubble(list, "assistant", ""); });
+  events.addEventListener("delta", (event) => {
+    if (!writing) writing = bubble(list, "assistant", "");
+    writing.querySelector(".text").textContent += JSON.parse(event.data).text;
+    list.scrollTop = list.scrollHeight;
+  });
+  events.addEventListener("message", (event) => {
+    const message = JSON.parse(event.data);
+    if (shown.has(message.id) || list.querySelector(`[data-message-id="${message.id}"]`)) return;
+    shown.add(message.id);
+    let item;
+    if (message.role === "assistant" && writing) {
+      item = writing;
+      writing = null;
+      item.querySelector(".text").textContent = message.text;
+    } else {
+      item = bubble(list, message.role, message.text);
+    }
+    item.dataset.messageId = message.id;
+    showSources(item, message.sources);
+  });
+  return events;
+}
+
+// A conversation's page follows it from its last message.
+for (const list of document.querySelectorAll("ol.thread[data-conversation]")) {
+  follow(list, list.dataset.conversation, list.dataset.after);
+}
+
 // "Try it": a conversation with the chatbot, its replies streamed as written.
 for (const panel of document.querySelectorAll(".try[data-chatbot]")) {
   const list = panel.querySelector(".chat");
   const form = panel.querySelector("form.ask");
   const input = form.querySelector('input[name="text"]');
   let conversation = null;
-  let events = null;
-  let writing = null;
   const shown = new Set();
-
-  const bubble = (role, text) => {
-    const item = document.createElement("li");
-    item.className = role;
-    item.textContent = text;
-    list.appendChild(item);
-    list.scrollTop = list.scrollHeight;
-    return item;
-  };
-
-  const showSources = (item, sources) => {
-    if (!Array.isArray(sources) || !sources.length) return;
-    const note = document.createElement("p");
-    note.className = "sources";
-    note.textContent = "Sources: " + sources.map((s) => s.heading ? `${s.label} (${s.heading})` : s.label).join("; ");
-    item.appendChild(note);
-  };
-
-  const follow = (after) => {
-    events = new EventSource(`/console/api/conversations/${conversation}/events?after=${after}`);
-    events.addEventListener("reply_started", () => { writing = bubble("assistant", ""); });
-    events.addEventListener("delta", (event) => {
-      if (!writing) writing = bubble("assistant", "");
-      writing.textContent += JSON.parse(event.data).text;
-      list.scrollTop = list.scrollHeight;
-    });
-    events.addEventListener("message", (event) => {
-      const message = JSON.parse(event.data);
-      if (shown.has(message.id)) return;
-      shown.add(message.id);
-      if (message.role === "user") return;
-      const item = writing || bubble("assistant", "");
-      writing = null;
-      item.textContent = message.text;
-      item.dataset.messageId = message.id;
-      showSources(item, message.sources);
-    });
-  };
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const text = input.value.trim();
     if (!text) return;
     input.value = "";
-    bubble("user", text);
+    bubble(list, "user", text);
     const body = { text };
     if (conversation) body.conversation_id = conversation;
     const response = await api(`/chatbots/${panel.dataset.chatbot}/messages`, {
@@ -149,14 +163,14 @@ for (const panel of document.querySelectorAll(".try[data-chatbot]")) {
       body: JSON.stringify(body),
     });
     if (!response.ok) {
-      bubble("assistant error", "Not sent: " + (await failureOf(response)));
+      bubble(list, "assistant error", "Not sent: " + (await failureOf(response)));
       return;
     }
     const sent = await response.json();
     shown.add(sent.message_id);
     if (!conversation) {
       conversation = sent.conversation_id;
-      follow(sent.message_id);
+      follow(list, conversation, sent.message_id, shown);
     }
   });
 }

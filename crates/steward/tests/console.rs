@@ -171,6 +171,29 @@ async fn an_owner_signs_in_teaches_a_chatbot_and_tries_it() {
     );
     browser.screenshot("chatbot").await;
 
+    // The conversation is listed, and its page follows it live: a message
+    // sent through the API appears, then its reply as it is written.
+    browser
+        .goto(&format!("{}/conversations", server.base))
+        .await;
+    browser
+        .wait_for_text("When does the front desk open?")
+        .await;
+    browser.screenshot("conversations").await;
+    browser.find("table.conversations a").await.click().await;
+    browser.wait_for_text("Conversation with Helpdesk").await;
+    let conversation = browser.url().await.rsplit('/').next().unwrap().to_owned();
+    let api = Api::sign_in_as(&server.base, "owner@example.org", NEW_PASSWORD).await;
+    let (status, sent) = api
+        .post(
+            &format!("/api/v1/chatbots/{chatbot_id}/messages"),
+            json!({"text": "And on Saturdays?", "conversation_id": conversation}),
+        )
+        .await;
+    assert_eq!(status, 201, "{sent}");
+    browser.wait_for_text("echo: And on Saturdays?").await;
+    browser.screenshot("conversation").await;
+
     browser.goto(&format!("{}/", server.base)).await;
     browser.wait_for_text("Helpdesk").await;
     browser.screenshot("overview").await;

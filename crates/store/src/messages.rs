@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 use steward_domain::*;
 
-use crate::{HistoryQuery, Message, NewMessage, StoreResult, TenantScope};
+use crate::{
+    ConversationQuery, ConversationSummary, HistoryQuery, Message, NewMessage, StoreResult,
+    TenantScope,
+};
 
 #[async_trait]
 pub trait MessageStore: Send + Sync {
@@ -43,4 +46,18 @@ pub trait MessageStore: Send + Sync {
         message: MessageId,
         around: u32,
     ) -> StoreResult<(Message, Vec<Message>)>;
+
+    /// The organization's conversations the query selects, newest first.
+    async fn list_conversations(
+        &self,
+        scope: &TenantScope,
+        query: &ConversationQuery,
+    ) -> StoreResult<Vec<ConversationSummary>>;
+
+    /// One conversation of the organization, or `NotFound`.
+    async fn conversation(
+        &self,
+        scope: &TenantScope,
+        id: ConversationId,
+    ) -> StoreResult<ConversationSummary>;
 }

@@ -199,6 +199,41 @@ pub struct HistoryQuery {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// Which conversations a list shows: all of the organization's, narrowed by
+/// each filter that is set; newest first, at most `limit`.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationQuery {
+    pub chatbot_id: Option<ChatbotId>,
+    /// The channel kind (`api`, `console`, `whatsapp`, …).
+    pub channel: Option<String>,
+    /// Started at or after this.
+    pub from: Option<DateTime<Utc>>,
+    /// Started before this.
+    pub to: Option<DateTime<Utc>>,
+    /// Some message of it contains this text, in any case.
+    pub text: Option<String>,
+    /// Only conversations that started before this one (the last of the
+    /// previous page); one of another organization is `NotFound`.
+    pub before: Option<ConversationId>,
+    pub limit: u32,
+}
+
+/// A conversation as a list shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationSummary {
+    pub id: ConversationId,
+    pub chatbot_id: ChatbotId,
+    pub channel: String,
+    pub created_at: DateTime<Utc>,
+    /// Handed to a person (the contact-owner tool), not released since.
+    pub handed_off_at: Option<DateTime<Utc>>,
+    pub messages: i64,
+    /// The latest message: when, by whom, and what it said.
+    pub last_at: Option<DateTime<Utc>>,
+    pub last_role: Option<MessageRole>,
+    pub last_text: Option<String>,
+}
+
 /// Use within one calendar month (UTC), e.g. period "2026-11".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {
@@ -248,11 +283,11 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Bounds that stand for "no bound": both backends store them without overflow.
-fn end_of_time() -> DateTime<Utc> {
+pub(crate) fn end_of_time() -> DateTime<Utc> {
     DateTime::from_timestamp(253_402_300_799, 0).expect("9999-12-31 is representable")
 }
 
-fn start_of_time() -> DateTime<Utc> {
+pub(crate) fn start_of_time() -> DateTime<Utc> {
     DateTime::from_timestamp(-62_135_596_800, 0).expect("0001-01-01 is representable")
 }
 

@@ -7,6 +7,7 @@
 mod assets;
 pub mod bridge;
 mod chatbots;
+mod conversations;
 mod organization;
 pub mod session;
 mod setup;
@@ -32,6 +33,8 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
             "/password",
             get(sign_in::password_form).post(sign_in::change_password),
         )
+        .route("/conversations", get(conversations::list))
+        .route("/conversations/{id}", get(conversations::show))
         .route("/chatbots", get(chatbots::list).post(chatbots::create))
         .route("/chatbots/{id}", get(chatbots::show).post(chatbots::update))
         .route("/chatbots/{id}/delete", post(chatbots::delete))

@@ -232,6 +232,7 @@ impl FromRequestParts<SharedState> for Console {
             organization: me.organization.name,
             role: me.role,
             is_admin: principal.role().can_administer(),
+            sees_conversations: principal.role().can_read_conversations(),
             csrf: csrf_token(state, token),
         };
         Ok(Self {

@@ -23,6 +23,8 @@ pub struct Layout {
     pub organization: String,
     pub role: String,
     pub is_admin: bool,
+    /// Everyone but advisors, who see aggregates only.
+    pub sees_conversations: bool,
     /// The CSRF token every form of the page carries.
     pub csrf: String,
 }

@@ -9,7 +9,8 @@ use steward_auth::Signer;
 use steward_domain::jobs::RespondArgs;
 use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
 use steward_store::{
-    ConversationChoice, HistoryPosition, HistoryQuery, NewJob, NewMessage, StoreError,
+    ConversationChoice, ConversationQuery, ConversationSummary, HistoryPosition, HistoryQuery,
+    NewJob, NewMessage, StoreError,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +30,8 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(message_thread))
         .routes(routes!(post_message))
         .routes(routes!(release))
+        .routes(routes!(list_conversations))
+        .routes(routes!(conversation_messages))
 }
 
 /// Messages either side of one in its thread view.
@@ -336,4 +339,220 @@ async fn release(
     auth.require_admin()?;
     state.store.hand_back(&auth.0.scope(), id.into()).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConversationListParams {
+    /// Only this chatbot's.
+    chatbot_id: Option<Uuid>,
+    /// Only this channel's kind: `api`, `console`, `web`, `whatsapp`, …
+    #[param(pattern = r"^([a-z]{1,32})?$")]
+    channel: Option<String>,
+    /// RFC 3339; started at or after it.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    from: Option<String>,
+    /// RFC 3339; started before it.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    to: Option<String>,
+    /// Some message contains this text (any case); empty: no filter.
+    #[param(max_length = 200)]
+    q: Option<String>,
+    /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `next_before` of the previous page.
+    before: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LastMessage {
+    role: MessageRole,
+    /// Its first 200 characters.
+    text: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationDto {
+    id: ConversationId,
+    chatbot_id: ChatbotId,
+    channel: String,
+    created_at: DateTime<Utc>,
+    /// Handed to a person, who answers instead of the assistant until released.
+    handed_off: bool,
+    messages: i64,
+    last_message: Option<LastMessage>,
+}
+
+/// How much of the latest message a list shows.
+const PREVIEW_CHARS: usize = 200;
+
+impl From<ConversationSummary> for ConversationDto {
+    fn from(c: ConversationSummary) -> Self {
+        let last_message = match (c.last_role, c.last_text, c.last_at) {
+            (Some(role), Some(text), Some(created_at)) => Some(LastMessage {
+                role,
+                text: text.chars().take(PREVIEW_CHARS).collect(),
+                created_at,
+            }),
+            _ => None,
+        };
+        Self {
+            id: c.id,
+            chatbot_id: c.chatbot_id,
+            channel: c.channel,
+            created_at: c.created_at,
+            handed_off: c.handed_off_at.is_some(),
+            messages: c.messages,
+            last_message,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationList {
+    /// Newest first (by when each started).
+    conversations: Vec<ConversationDto>,
+    /// Pass as `before` for the next page; null on the last page.
+    next_before: Option<ConversationId>,
+}
+
+/// The organization's conversations, newest first, filtered by chatbot,
+/// channel, start time and text.
+#[utoipa::path(get, path = "/conversations", tag = "conversations", security(("bearer" = [])),
+    params(ConversationListParams),
+    responses((status = 200, body = ConversationList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "`before` names no conversation of this organization (`unknown_cursor`)", body = ErrorBody)))]
+async fn list_conversations(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Query(params): Query<ConversationListParams>,
+) -> ApiResult<axum::Json<ConversationList>> {
+    auth.require_conversations()?;
+    let limit = crate::routes::page_limit(params.limit)?;
+    let channel = params.channel.filter(|c| !c.is_empty());
+    if let Some(channel) = &channel
+        && !(channel.len() <= 32 && channel.bytes().all(|b| b.is_ascii_lowercase()))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "channel must be a channel kind like whatsapp",
+        ));
+    }
+    let text = params.q.filter(|q| !q.trim().is_empty());
+    if text.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be at most 200 characters",
+        ));
+    }
+    let from = parse_time("from", params.from)?;
+    let to = parse_time("to", params.to)?;
+    if let (Some(from), Some(to)) = (from, to)
+        && from > to
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "from must not be after to",
+        ));
+    }
+    let query = ConversationQuery {
+        chatbot_id: params.chatbot_id.map(ChatbotId::from),
+        channel,
+        from,
+        to,
+        text,
+        before: params.before.map(ConversationId::from),
+        // One more than asked tells whether another page follows.
+        limit: limit + 1,
+    };
+    let mut conversations = match state
+        .store
+        .list_conversations(&auth.0.scope(), &query)
+        .await
+    {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::Conflict {
+                code: "unknown_cursor",
+                message: "before is not a conversation of this organization".into(),
+            });
+        }
+        found => found?,
+    };
+    let next_before = if conversations.len() > limit as usize {
+        conversations.truncate(limit as usize);
+        conversations.last().map(|c| c.id)
+    } else {
+        None
+    };
+    Ok(axum::Json(ConversationList {
+        conversations: conversations.into_iter().map(Into::into).collect(),
+        next_before,
+    }))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessagePageParams {
+    /// `next_after` of the previous page; absent: from the first message.
+    after: Option<Uuid>,
+    /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConversationMessages {
+    conversation: ConversationDto,
+    /// Oldest first.
+    messages: Vec<MessageDto>,
+    /// Pass as `after` for the next page; null on the last page.
+    next_after: Option<MessageId>,
+}
+
+/// One conversation, its messages page by page from the first.
+#[utoipa::path(get, path = "/conversations/{id}/messages", tag = "conversations", security(("bearer" = [])),
+    params(("id" = Uuid, Path), MessagePageParams),
+    responses((status = 200, body = ConversationMessages), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "`after` names no message of this conversation (`unknown_cursor`)", body = ErrorBody)))]
+async fn conversation_messages(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Query(params): Query<MessagePageParams>,
+) -> ApiResult<axum::Json<ConversationMessages>> {
+    auth.require_conversations()?;
+    let limit = crate::routes::page_limit(params.limit)?;
+    let scope = auth.0.scope();
+    let conversation = state.store.conversation(&scope, id.into()).await?;
+    let mut messages = match state
+        .store
+        .conversation_messages_after(
+            &scope,
+            conversation.id,
+            params.after.map(MessageId::from),
+            limit + 1,
+        )
+        .await
+    {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::Conflict {
+                code: "unknown_cursor",
+                message: "after is not a message of this conversation".into(),
+            });
+        }
+        found => found?,
+    };
+    let next_after = if messages.len() > limit as usize {
+        messages.truncate(limit as usize);
+        messages.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok(axum::Json(ConversationMessages {
+        conversation: conversation.into(),
+        messages: messages.into_iter().map(Into::into).collect(),
+        next_after,
+    }))
 }

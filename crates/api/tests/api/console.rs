@@ -391,7 +391,22 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         .as_str()
         .unwrap()
         .to_owned();
-    let a_ids = [&chatbot, &member.user_id, &api_key, &job, &document];
+    let sent = app
+        .post(
+            &format!("/api/v1/chatbots/{chatbot}/messages"),
+            &a.token,
+            json!({"text": "private"}),
+        )
+        .await;
+    let conversation = sent.body["conversation_id"].as_str().unwrap().to_owned();
+    let a_ids = [
+        &chatbot,
+        &member.user_id,
+        &api_key,
+        &job,
+        &document,
+        &conversation,
+    ];
     let snapshot = || async {
         let mut seen = Vec::new();
         for path in [
@@ -417,6 +432,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         "/jobs",
         "/audit",
         "/usage",
+        "/conversations",
     ]
     .map(String::from)
     .into();
@@ -467,6 +483,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         format!("/console/api/chatbots/{chatbot}"),
         format!("/console/api/chatbots/{chatbot}/knowledge"),
         format!("/console/api/jobs/{job}"),
+        format!("/console/api/conversations/{conversation}/messages"),
     ];
     for path in links.iter().chain(bridge.iter()) {
         let page = as_b.get(path).await;
@@ -512,6 +529,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
     for route in [
         "GET /chatbots/{id}",
         "GET /chatbots/{id}/knowledge",
+        "GET /conversations/{id}",
         "POST /chatbots/{id}",
         "POST /chatbots/{id}/delete",
         "POST /chatbots/{id}/knowledge/url",

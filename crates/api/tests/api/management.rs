@@ -528,3 +528,153 @@ async fn dead_jobs_are_listed_retried_and_discarded_by_admins() {
         .collect();
     assert!(actions.contains(&"job.retried") && actions.contains(&"job.discarded"));
 }
+
+#[tokio::test]
+async fn conversations_are_listed_filtered_and_read_page_by_page() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let other = app.chatbot(&owner, "Other").await;
+    let send = |bot: String, text: String, conversation: Option<String>| {
+        let (app, token) = (&app, owner.token.clone());
+        async move {
+            let mut body = json!({ "text": text });
+            if let Some(c) = conversation {
+                body["conversation_id"] = json!(c);
+            }
+            let reply = app
+                .post(&format!("/api/v1/chatbots/{bot}/messages"), &token, body)
+                .await;
+            assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+            (
+                reply.body["conversation_id"].as_str().unwrap().to_owned(),
+                reply.body["message_id"].as_str().unwrap().to_owned(),
+            )
+        }
+    };
+    let (long, first) = send(bot.clone(), "refund please".into(), None).await;
+    let mut ids = vec![first];
+    for i in 1..5 {
+        ids.push(
+            send(bot.clone(), format!("turn {i}"), Some(long.clone()))
+                .await
+                .1,
+        );
+    }
+    let (short, _) = send(bot.clone(), "opening hours?".into(), None).await;
+    let (elsewhere, _) = send(other.clone(), "hello".into(), None).await;
+
+    let all = app.get("/api/v1/conversations", &owner.token).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let listed: Vec<&str> = all.body["conversations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [elsewhere.as_str(), short.as_str(), long.as_str()]);
+    let entry = &all.body["conversations"][2];
+    assert_eq!(entry["messages"], 5);
+    assert_eq!(entry["channel"], "api");
+    assert_eq!(entry["last_message"]["text"], "turn 4");
+    assert_eq!(all.body["next_before"], Value::Null);
+
+    let of_bot = app
+        .get(
+            &format!("/api/v1/conversations?chatbot_id={bot}&limit=1"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(of_bot.body["conversations"][0]["id"], short.as_str());
+    let next = of_bot.body["next_before"].as_str().unwrap();
+    let page_two = app
+        .get(
+            &format!("/api/v1/conversations?chatbot_id={bot}&limit=1&before={next}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(page_two.body["conversations"][0]["id"], long.as_str());
+    assert_eq!(page_two.body["next_before"], Value::Null);
+
+    let found = app
+        .get("/api/v1/conversations?q=REFUND&channel=api", &owner.token)
+        .await;
+    assert_eq!(found.body["conversations"].as_array().unwrap().len(), 1);
+    assert_eq!(found.body["conversations"][0]["id"], long.as_str());
+    for bad in [
+        "?channel=WhatsApp",
+        "?from=yesterday",
+        "?from=2026-12-02T00:00:00Z&to=2026-12-01T00:00:00Z",
+        "?limit=0",
+        "?before=not-a-uuid",
+    ] {
+        let refused = app
+            .get(&format!("/api/v1/conversations{bad}"), &owner.token)
+            .await;
+        assert_eq!(
+            refused.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            refused.text
+        );
+    }
+    let unknown = app
+        .get(
+            &format!("/api/v1/conversations?before={}", uuid::Uuid::now_v7()),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::CONFLICT);
+    assert_eq!(unknown.code(), "unknown_cursor");
+
+    // One conversation, page by page from its first message.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let path = match &after {
+            Some(a) => format!("/api/v1/conversations/{long}/messages?limit=2&after={a}"),
+            None => format!("/api/v1/conversations/{long}/messages?limit=2"),
+        };
+        let page = app.get(&path, &owner.token).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        assert_eq!(page.body["conversation"]["id"], long.as_str());
+        seen.extend(
+            page.body["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned()),
+        );
+        match page.body["next_after"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "every message once, oldest first");
+    let foreign_cursor = app
+        .get(
+            &format!("/api/v1/conversations/{short}/messages?after={}", ids[0]),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(foreign_cursor.status, StatusCode::CONFLICT);
+    let missing = app
+        .get(
+            &format!("/api/v1/conversations/{}/messages", uuid::Uuid::now_v7()),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    for path in [
+        "/api/v1/conversations".to_owned(),
+        format!("/api/v1/conversations/{long}/messages"),
+    ] {
+        assert_eq!(
+            app.get(&path, &advisor.token).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}: advisors see aggregates only"
+        );
+    }
+}

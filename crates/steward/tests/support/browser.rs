@@ -174,9 +174,23 @@ impl Browser {
         })
     }
 
-    /// The page's visible text.
+    /// The page's visible text ("" while a page is being replaced).
     pub async fn text(&self) -> String {
-        self.find("body").await.text().await
+        let answer = self
+            .http
+            .post(format!("{}/execute/sync", self.session))
+            .json(&json!({ "script": "return document.body ? document.body.innerText : '';", "args": [] }))
+            .send()
+            .await;
+        match answer {
+            Ok(response) => response
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["value"].as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// Waits until the page's text contains `wanted`.

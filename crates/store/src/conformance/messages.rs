@@ -491,3 +491,164 @@ async fn next_event(events: &mut tokio::sync::broadcast::Receiver<LiveEvent>) ->
     let received = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv()).await;
     received.expect("an event in time").expect("not lagged")
 }
+
+pub async fn conversations_are_listed_newest_first_filtered_and_paged(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (elsewhere, _) = org(&store, "Globex").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let other = store
+        .create_chatbot(&scope, new_chatbot("Other"))
+        .await
+        .unwrap();
+    let mut started = Vec::new();
+    for i in 0..7 {
+        let first = store
+            .add_message(&scope, user_message(bot.id, None, &format!("question {i}")))
+            .await
+            .unwrap();
+        let mut reply = user_message(bot.id, Some(first.conversation_id), "The 100% ANSWER_x");
+        reply.role = MessageRole::Assistant;
+        store.add_message(&scope, reply).await.unwrap();
+        started.push(first.conversation_id);
+    }
+    let lone = store
+        .add_message(&scope, user_message(other.id, None, "elsewhere"))
+        .await
+        .unwrap();
+    let theirs_bot = store
+        .create_chatbot(&elsewhere, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+    let theirs = store
+        .add_message(&elsewhere, user_message(theirs_bot.id, None, "question 1"))
+        .await
+        .unwrap();
+
+    let list = |query: ConversationQuery| {
+        let store = store.clone();
+        let scope = scope.clone();
+        async move { store.list_conversations(&scope, &query).await }
+    };
+    let everything = list(ConversationQuery {
+        limit: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(everything.len(), 8, "the organization's own, all chatbots");
+    assert_eq!(everything[0].id, lone.conversation_id, "newest first");
+    let newest_of_bot = &everything[1];
+    assert_eq!(newest_of_bot.id, started[6]);
+    assert_eq!(newest_of_bot.messages, 2);
+    assert_eq!(newest_of_bot.last_role, Some(MessageRole::Assistant));
+    assert_eq!(
+        newest_of_bot.last_text.as_deref(),
+        Some("The 100% ANSWER_x")
+    );
+    assert!(newest_of_bot.last_at.unwrap() >= newest_of_bot.created_at);
+
+    // Pages of three: no gaps, no overlap.
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = list(ConversationQuery {
+            chatbot_id: Some(bot.id),
+            before,
+            limit: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        seen.extend(page.iter().map(|c| c.id));
+        if page.len() < 3 {
+            break;
+        }
+        before = page.last().map(|c| c.id);
+    }
+    let mut expected = started.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+
+    // Text, in any case, with LIKE's wildcards taken literally.
+    let found = list(ConversationQuery {
+        text: Some("QUESTION 3".into()),
+        limit: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        found.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![started[3]]
+    );
+    for literal in ["100%", "answer_x"] {
+        let found = list(ConversationQuery {
+            text: Some(literal.into()),
+            limit: 50,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(found.len(), 7, "{literal}");
+    }
+    let wildcard = list(ConversationQuery {
+        text: Some("%".into()),
+        limit: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(wildcard.len(), 7, "'%' is a character, not everything");
+
+    // Channel and time.
+    let none = list(ConversationQuery {
+        channel: Some("whatsapp".into()),
+        limit: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(none.is_empty());
+    let later = list(ConversationQuery {
+        from: Some(everything[0].created_at),
+        limit: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(later.len(), 1);
+    let earlier = list(ConversationQuery {
+        to: Some(everything[0].created_at),
+        limit: 50,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(earlier.len(), 7);
+
+    // Another organization's conversation is not found, as a cursor or alone.
+    assert_not_found(
+        list(ConversationQuery {
+            before: Some(theirs.conversation_id),
+            limit: 50,
+            ..Default::default()
+        })
+        .await,
+        "another organization's conversation as a cursor",
+    );
+    assert_not_found(
+        store.conversation(&scope, theirs.conversation_id).await,
+        "another organization's conversation",
+    );
+    assert_eq!(
+        store
+            .conversation(&scope, started[0])
+            .await
+            .unwrap()
+            .messages,
+        2
+    );
+}

@@ -1,8 +1,10 @@
 //! [`MessageStore`], for every backend.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use steward_domain::*;
 
+use crate::records::{end_of_time, start_of_time};
 use crate::sql::{Db, Row, SqlBackend, commit, insert_job, rows, sql};
 use crate::*;
 
@@ -12,6 +14,31 @@ const HISTORY_PAGE: &str = "SELECT * FROM messages
      WHERE org_id = $1 AND chatbot_id = $2 AND (created_at, id) < ($3, $4) AND created_at >= $5
      ORDER BY created_at DESC, id DESC
      LIMIT $6";
+
+/// Conversations with their size and latest message: the correlated reads go
+/// through `messages_conversation`, for the rows of one page only.
+const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.created_at, c.handed_off_at,
+        (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages,
+        (SELECT m.created_at FROM messages m WHERE m.conversation_id = c.id
+          ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_at,
+        (SELECT m.role FROM messages m WHERE m.conversation_id = c.id
+          ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_role,
+        (SELECT m.text FROM messages m WHERE m.conversation_id = c.id
+          ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_text
+     FROM conversations c";
+
+/// `text` as a case-insensitive LIKE pattern that matches it anywhere.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
 
 #[async_trait]
 impl<B: SqlBackend> MessageStore for B {
@@ -265,5 +292,70 @@ impl<B: SqlBackend> MessageStore for B {
             thread.push(rows::message(row)?);
         }
         Ok((message, thread))
+    }
+
+    async fn list_conversations(
+        &self,
+        scope: &TenantScope,
+        query: &ConversationQuery,
+    ) -> StoreResult<Vec<ConversationSummary>> {
+        let mut db = self.read().await?;
+        let mut upper = (end_of_time(), uuid::Uuid::max());
+        if let Some(to) = query.to {
+            upper = upper.min((to, uuid::Uuid::nil()));
+        }
+        if let Some(before) = query.before {
+            let at: DateTime<Utc> = db
+                .fetch_one(
+                    sql("SELECT created_at FROM conversations WHERE id = $1 AND org_id = $2")
+                        .bind(before)
+                        .bind(scope.org_id()),
+                )
+                .await?
+                .get("created_at")?;
+            upper = upper.min((at, before.as_uuid()));
+        }
+        let found = db
+            .fetch_all(
+                sql(format!(
+                    "{CONVERSATIONS}
+                     WHERE c.org_id = $1
+                       AND ($2 IS NULL OR c.chatbot_id = $2)
+                       AND ($3 IS NULL OR c.channel = $3)
+                       AND c.created_at >= $4
+                       AND (c.created_at, c.id) < ($5, $6)
+                       AND ($7 IS NULL OR EXISTS (SELECT 1 FROM messages t
+                            WHERE t.conversation_id = c.id AND LOWER(t.text) LIKE $7 ESCAPE '\\'))
+                     ORDER BY c.created_at DESC, c.id DESC
+                     LIMIT $8"
+                ))
+                .bind(scope.org_id())
+                .bind(query.chatbot_id)
+                .bind(query.channel.as_deref())
+                .bind(query.from.unwrap_or_else(start_of_time))
+                .bind(upper.0)
+                .bind(upper.1)
+                .bind(query.text.as_deref().map(contains_pattern))
+                .bind(i64::from(query.limit)),
+            )
+            .await?;
+        found.iter().map(rows::conversation_summary).collect()
+    }
+
+    async fn conversation(
+        &self,
+        scope: &TenantScope,
+        id: ConversationId,
+    ) -> StoreResult<ConversationSummary> {
+        let row = self
+            .read()
+            .await?
+            .fetch_one(
+                sql(format!("{CONVERSATIONS} WHERE c.id = $1 AND c.org_id = $2"))
+                    .bind(id)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        rows::conversation_summary(&row)
     }
 }

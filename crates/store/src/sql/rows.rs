@@ -147,6 +147,20 @@ pub fn message(row: &impl Row) -> StoreResult<Message> {
     })
 }
 
+pub fn conversation_summary(row: &impl Row) -> StoreResult<ConversationSummary> {
+    Ok(ConversationSummary {
+        id: row.get("id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        channel: row.get("channel")?,
+        created_at: row.get("created_at")?,
+        handed_off_at: row.get("handed_off_at")?,
+        messages: row.get("messages")?,
+        last_at: row.get("last_at")?,
+        last_role: row.get("last_role")?,
+        last_text: row.get("last_text")?,
+    })
+}
+
 pub fn integration_state(row: &impl Row) -> StoreResult<IntegrationState> {
     let config: Option<serde_json::Value> = row.get("config")?;
     Ok(IntegrationState {
