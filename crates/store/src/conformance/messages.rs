@@ -529,7 +529,6 @@ pub async fn conversations_are_listed_newest_first_filtered_and_paged(store: S) 
 
     let list = |query: ConversationQuery| {
         let store = store.clone();
-        let scope = scope.clone();
         async move { store.list_conversations(&scope, &query).await }
     };
     let everything = list(ConversationQuery {
