@@ -319,8 +319,8 @@ pub fn temperature() -> Object {
 }
 
 /// The schema of a channel configuration field's rule.
-fn field_schema(rule: FieldRule) -> Object {
-    match rule {
+fn field_schema(rule: FieldRule) -> Schema {
+    let scalar = match rule {
         FieldRule::Text => text(
             1,
             2048,
@@ -345,7 +345,19 @@ fn field_schema(rule: FieldRule) -> Object {
             steward_domain::WebUrl::MAX_CHARS,
             steward_domain::WebUrl::CALLBACK_PATTERN.into(),
         ),
-    }
+        FieldRule::Origins => {
+            return ArrayBuilder::new()
+                .items(text(
+                    10,
+                    steward_channels::web::MAX_ORIGIN_CHARS,
+                    steward_channels::web::ORIGIN_PATTERN.into(),
+                ))
+                .max_items(Some(steward_channels::web::MAX_ORIGINS))
+                .build()
+                .into();
+        }
+    };
+    Schema::Object(scalar)
 }
 
 /// `POST /chatbots/{id}/channels`: one shape per kind, so that a body valid

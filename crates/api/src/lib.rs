@@ -16,6 +16,7 @@ mod routes;
 pub mod server;
 mod services;
 pub mod state;
+mod webchat;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -100,6 +101,7 @@ pub fn router(state: SharedState) -> Router {
     let mut app = routes
         .merge(routes::webhooks::router(&state))
         .merge(console::router(&state, api))
+        .merge(webchat::router())
         .layer(Extension(doc))
         .fallback(|request: axum::extract::Request| async move {
             console::not_found_page(&request).unwrap_or_else(|| ApiError::NotFound.into_response())
@@ -153,7 +155,11 @@ pub fn router(state: SharedState) -> Router {
     ))
     .layer(SetResponseHeaderLayer::if_not_present(
         header::X_FRAME_OPTIONS,
-        HeaderValue::from_static("DENY"),
+        // The web chat's page says in its own policy which sites may frame it.
+        |response: &Response| {
+            (response.extensions().get::<webchat::Embeddable>().is_none())
+                .then(|| HeaderValue::from_static("DENY"))
+        },
     ))
     .layer(SetResponseHeaderLayer::if_not_present(
         header::REFERRER_POLICY,

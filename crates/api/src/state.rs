@@ -22,6 +22,9 @@ pub struct AppState {
     pub cursors: Signer,
     /// Makes the console's CSRF tokens.
     pub csrf: Signer,
+    /// Seals web chat visitors' session tokens.
+    pub visitors: Signer,
+    pub visitor_limiter: crate::webchat::VisitorLimiter,
     pub login_limiter: LoginLimiter,
     pub webhook_limiter: WebhookLimiter,
     /// Opens and seals channel secrets (the master key).
@@ -94,6 +97,11 @@ impl AppState {
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),
             csrf: Signer::derive(&jwt_secret, "console-csrf"),
+            visitors: Signer::derive(&jwt_secret, "web-visitor"),
+            visitor_limiter: crate::webchat::VisitorLimiter::new(
+                config.channels.web_messages_per_minute,
+                config.channels.web_requests_per_minute_per_address,
+            )?,
             hasher,
             login_limiter,
             metrics: crate::metrics::handle(),

@@ -17,5 +17,7 @@ mod ops;
 mod tenancy;
 #[path = "api/tools.rs"]
 mod tools;
+#[path = "api/webchat.rs"]
+mod webchat;
 #[path = "api/webhook_limits.rs"]
 mod webhook_limits;

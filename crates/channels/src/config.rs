@@ -12,7 +12,7 @@ use steward_auth::Sealer;
 use steward_domain::{ChannelId, ChannelKind, Email, ValidationError, WebUrl};
 use steward_store::Channel;
 
-use crate::{email, generic, slack, telegram, whatsapp};
+use crate::{email, generic, slack, telegram, web, whatsapp};
 
 /// A token or password: redacted wherever it is printed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +45,7 @@ pub enum ChannelConfig {
     Telegram(telegram::Config),
     Email(email::Config),
     Generic(generic::Config),
+    Web(web::Config),
 }
 
 /// What is wrong with a channel's configuration, for the admin to fix.
@@ -72,6 +73,7 @@ impl ChannelConfig {
             ChannelKind::Telegram => telegram::FIELDS,
             ChannelKind::Email => email::FIELDS,
             ChannelKind::Generic => generic::FIELDS,
+            ChannelKind::Web => web::FIELDS,
         }
     }
 
@@ -88,6 +90,7 @@ impl ChannelConfig {
             Self::Telegram(_) => ChannelKind::Telegram,
             Self::Email(_) => ChannelKind::Email,
             Self::Generic(_) => ChannelKind::Generic,
+            Self::Web(_) => ChannelKind::Web,
         }
     }
 
@@ -114,7 +117,10 @@ impl ChannelConfig {
         // Each field by its rule, defaults included; then what spans fields.
         let all = config.to_fields();
         for field in Self::fields(kind) {
-            field.check(all.get(field.name).unwrap_or(&Value::Null))?;
+            match all.get(field.name).unwrap_or(&Value::Null) {
+                Value::Null if !field.required => {}
+                value => field.check(value)?,
+            }
         }
         if let Self::Email(c) = &config {
             c.check_tls()?;
@@ -130,6 +136,7 @@ impl ChannelConfig {
             Self::Telegram(c) => serde_json::to_value(c),
             Self::Email(c) => serde_json::to_value(c),
             Self::Generic(c) => serde_json::to_value(c),
+            Self::Web(c) => serde_json::to_value(c),
         };
         let Ok(Value::Object(fields)) = all else {
             unreachable!("channel configurations serialize to objects")
@@ -185,6 +192,7 @@ impl ChannelConfig {
             ChannelKind::Telegram => Self::Telegram(typed(fields)?),
             ChannelKind::Email => Self::Email(typed(fields)?),
             ChannelKind::Generic => Self::Generic(typed(fields)?),
+            ChannelKind::Web => Self::Web(typed(fields)?),
         })
     }
 }
@@ -212,6 +220,9 @@ pub enum FieldRule {
     Folder,
     /// A URL Steward calls back (`steward_domain::WebUrl::CALLBACK_PATTERN`).
     CallbackUrl,
+    /// A list of web origins (`https://example.org`), at most
+    /// [`web::MAX_ORIGINS`].
+    Origins,
 }
 
 /// One field of a kind's configuration.
@@ -279,6 +290,7 @@ impl Field {
             }
             FieldRule::Email => Email::parse(name, text).map(drop).map_err(shown),
             FieldRule::CallbackUrl => WebUrl::parse_callback(name, text).map(drop).map_err(shown),
+            FieldRule::Origins => web::check_origins(name, value),
             _ => Ok(()),
         }
     }
@@ -421,6 +433,7 @@ mod tests {
             FieldRule::TlsOn => json!(true),
             FieldRule::Folder => json!("INBOX"),
             FieldRule::CallbackUrl => json!("https://hooks.example.org/reply"),
+            FieldRule::Origins => json!(["https://www.example.org"]),
         };
         for kind in ChannelKind::ALL {
             let fields = ChannelConfig::fields(*kind);

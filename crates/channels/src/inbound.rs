@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_domain::ChannelKind;
 
-use crate::{email, generic, slack, telegram, whatsapp};
+use crate::{email, generic, slack, telegram, web, whatsapp};
 
 /// One message from a person, as every channel looks after parsing.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,6 +32,7 @@ pub enum Route {
     Telegram(telegram::Route),
     Email(email::Route),
     Generic(generic::Route),
+    Web(web::Route),
 }
 
 impl Route {
@@ -48,6 +49,7 @@ impl Route {
             ChannelKind::Telegram => Self::Telegram(serde_json::from_value(meta)?),
             ChannelKind::Email => Self::Email(serde_json::from_value(meta)?),
             ChannelKind::Generic => Self::Generic(serde_json::from_value(meta)?),
+            ChannelKind::Web => Self::Web(serde_json::from_value(meta)?),
         })
     }
 }

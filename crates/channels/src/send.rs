@@ -19,8 +19,8 @@ pub fn part_limit(kind: ChannelKind) -> usize {
         ChannelKind::Whatsapp => whatsapp::PART_LIMIT,
         ChannelKind::Slack => slack::PART_LIMIT,
         ChannelKind::Telegram => telegram::PART_LIMIT,
-        // One email, one reply; one POST, one reply.
-        ChannelKind::Email | ChannelKind::Generic => usize::MAX,
+        // One email, one reply; one POST, one reply; the web chat shows it whole.
+        ChannelKind::Email | ChannelKind::Generic | ChannelKind::Web => usize::MAX,
     }
 }
 

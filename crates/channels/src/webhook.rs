@@ -14,9 +14,10 @@ use crate::inbound::{Inbound, Malformed};
 use crate::signature::Unauthorized;
 use crate::{generic, slack, telegram, whatsapp};
 
-/// Whether channels of this kind receive webhooks (email is read by polling).
+/// Whether channels of this kind receive webhooks (email is read by
+/// polling; the web chat's visitors post to Steward's own chat routes).
 pub fn takes_webhooks(kind: ChannelKind) -> bool {
-    kind != ChannelKind::Email
+    !matches!(kind, ChannelKind::Email | ChannelKind::Web)
 }
 
 /// Checks a webhook's signature over its raw body, before anything of it is read.
@@ -31,7 +32,7 @@ pub fn verify(
         ChannelConfig::Slack(c) => slack::verify(c, headers, body, now),
         ChannelConfig::Telegram(c) => telegram::verify(c, headers),
         ChannelConfig::Generic(c) => generic::verify(c, headers, body, now),
-        ChannelConfig::Email(_) => Err(Unauthorized::Missing),
+        ChannelConfig::Email(_) | ChannelConfig::Web(_) => Err(Unauthorized::Missing),
     }
 }
 
@@ -43,6 +44,7 @@ pub fn parse(config: &ChannelConfig, body: &[u8]) -> Result<Inbound, Malformed> 
         ChannelConfig::Telegram(_) => telegram::parse(body),
         ChannelConfig::Generic(_) => generic::parse(body),
         ChannelConfig::Email(_) => Ok(Inbound::Ignored("email is read from its mailbox")),
+        ChannelConfig::Web(_) => Ok(Inbound::Ignored("the web chat takes no webhooks")),
     }
 }
 

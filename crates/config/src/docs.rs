@@ -196,6 +196,14 @@ pub const KEYS: &[KeyDoc] = &[
         "Webhook requests a channel may make at once before the per-second limit applies.",
     ),
     k(
+        "channels.web_messages_per_minute",
+        "Messages one web chat visitor (one browser session) may send per minute (429 above it).",
+    ),
+    k(
+        "channels.web_requests_per_minute_per_address",
+        "Web chat sessions and messages one client address may start or send per minute, all visitors together.",
+    ),
+    k(
         "channels.send_timeout_secs",
         "A call to a provider's API (or SMTP/IMAP server) that takes longer fails and is retried.",
     ),

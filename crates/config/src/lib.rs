@@ -86,6 +86,10 @@ pub struct ChannelsConfig {
     pub webhook_body_limit_bytes: usize,
     pub webhook_requests_per_second: u32,
     pub webhook_burst: u32,
+    /// Messages one web chat visitor may send per minute.
+    pub web_messages_per_minute: u32,
+    /// Web chat requests (sessions and messages) one address may make per minute.
+    pub web_requests_per_minute_per_address: u32,
     pub send_timeout_secs: u64,
     /// The providers' API bases: the operator's to set (a test points them at
     /// a local stand-in), never a tenant's.
@@ -489,6 +493,8 @@ impl Default for Config {
                 webhook_body_limit_bytes: 256 * 1024,
                 webhook_requests_per_second: 50,
                 webhook_burst: 100,
+                web_messages_per_minute: 20,
+                web_requests_per_minute_per_address: 120,
                 send_timeout_secs: 15,
                 whatsapp_api_url: "https://graph.facebook.com/v21.0".into(),
                 slack_api_url: "https://slack.com/api".into(),
@@ -917,6 +923,8 @@ impl Config {
         if channels.webhook_body_limit_bytes == 0
             || channels.webhook_requests_per_second == 0
             || channels.webhook_burst == 0
+            || channels.web_messages_per_minute == 0
+            || channels.web_requests_per_minute_per_address == 0
             || channels.send_timeout_secs == 0
         {
             return invalid("channels: limits and timeouts must be above 0".into());

@@ -127,8 +127,17 @@ named_enum!(
         Telegram = "telegram",
         Email = "email",
         Generic = "generic",
+        Web = "web",
     }
 );
+
+impl ChannelKind {
+    /// Whether replies are sent through the provider (a `deliver` job). The
+    /// web chat's visitors read theirs live from Steward instead.
+    pub const fn sends_replies(&self) -> bool {
+        !matches!(self, ChannelKind::Web)
+    }
+}
 
 named_enum!(
     /// How a channel is doing: `waiting` (nothing received or sent yet), `ok`

@@ -151,17 +151,21 @@ impl Respond {
             meta,
             tokens,
             // A reply on a channel is sent by a `deliver` job, stored with it; a
-            // reply to the API's chat is read from history and the live stream.
-            then: to.channel_id.map(|_| {
-                NewJob::of(
-                    &DeliverArgs {
-                        message_id: id,
-                        conversation_id: Some(to.conversation_id),
-                    },
-                    self.deliver_attempts,
-                )
-                .for_org(scope.org_id())
-            }),
+            // reply to the API's chat or the web chat is read from history and
+            // the live stream.
+            then: to
+                .channel_id
+                .filter(|_| sends_replies(&to.channel))
+                .map(|_| {
+                    NewJob::of(
+                        &DeliverArgs {
+                            message_id: id,
+                            conversation_id: Some(to.conversation_id),
+                        },
+                        self.deliver_attempts,
+                    )
+                    .for_org(scope.org_id())
+                }),
         };
         self.store.add_message(scope, reply).await?;
         Ok(())
@@ -471,6 +475,13 @@ impl JobHandler for Respond {
             }
         }
     }
+}
+
+/// Whether replies on the channel a message came from are sent out.
+fn sends_replies(channel: &str) -> bool {
+    channel
+        .parse::<steward_domain::ChannelKind>()
+        .is_ok_and(|kind| kind.sends_replies())
 }
 
 #[cfg(test)]

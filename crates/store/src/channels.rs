@@ -135,6 +135,15 @@ pub trait ChannelStore: Send + Sync {
         external_key: &str,
     ) -> StoreResult<ConversationId>;
 
+    /// The conversation of one external user or thread on a channel, if
+    /// they have written before (nothing is opened).
+    async fn find_channel_conversation(
+        &self,
+        scope: &TenantScope,
+        channel: ChannelId,
+        external_key: &str,
+    ) -> StoreResult<Option<ConversationId>>;
+
     /// Counts an event in the channel's health; errors are kept short.
     async fn record_channel_event(&self, id: ChannelId, event: ChannelEvent) -> StoreResult<()>;
 

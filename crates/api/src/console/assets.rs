@@ -1,4 +1,5 @@
-//! The console's stylesheet and script, compiled into the binary.
+//! The console's and the web chat's stylesheets and scripts, compiled into
+//! the binary.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,16 @@ const ASSETS: &[Asset] = &[
         name: "console.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../assets/console.js"),
+    },
+    Asset {
+        name: "chat.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../assets/chat.css"),
+    },
+    Asset {
+        name: "chat.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../assets/chat.js"),
     },
 ];
 

@@ -71,6 +71,11 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
     pages.route("/assets/{name}", get(assets::serve))
 }
 
+/// The console's "not found" page.
+pub fn not_found_response() -> Response {
+    view::not_found()
+}
+
 /// For a path no route serves: a page for a browser outside the API, else
 /// `None` (the API's JSON answer).
 pub fn not_found_page(request: &Request) -> Option<Response> {

@@ -45,6 +45,11 @@ pub struct ChannelDto {
     /// Paste this into the provider's console. Absolute when `http.public_url`
     /// is configured; none for email, whose mailbox Steward reads itself.
     webhook_url: Option<String>,
+    /// A web chat's page, for visitors (absolute when `http.public_url` is set).
+    chat_url: Option<String>,
+    /// A web chat's widget: this one line on a page of a listed site shows
+    /// the chat as a bubble (needs `http.public_url`).
+    snippet: Option<String>,
     /// The configuration without its secrets.
     #[schema(value_type = Object)]
     settings: Value,
@@ -57,17 +62,32 @@ pub struct ChannelDto {
 impl ChannelDto {
     pub fn new(channel: Channel, state: &AppState) -> Self {
         let health = &channel.health;
-        let webhook_url = steward_channels::webhook_path(channel.kind, channel.id).map(|path| {
-            match &state.config.http.public_url {
-                Some(base) => format!("{base}{path}"),
-                None => path,
-            }
+        let public = state
+            .config
+            .http
+            .public_url
+            .as_deref()
+            .map(|b| b.trim_end_matches('/'));
+        let absolute = |path: String| match public {
+            Some(base) => format!("{base}{path}"),
+            None => path,
+        };
+        let webhook_url = steward_channels::webhook_path(channel.kind, channel.id).map(absolute);
+        let is_web = channel.kind == ChannelKind::Web;
+        let chat_url = is_web.then(|| absolute(format!("/chat/{}", channel.id)));
+        let snippet = (is_web && public.is_some()).then(|| {
+            format!(
+                r#"<script src="{}" async></script>"#,
+                absolute(format!("/chat/{}/widget.js", channel.id))
+            )
         });
         Self {
             id: channel.id.as_uuid(),
             chatbot_id: channel.chatbot_id.as_uuid(),
             kind: channel.kind,
             webhook_url,
+            chat_url,
+            snippet,
             secrets: ChannelConfig::secret_fields(channel.kind),
             health: ChannelHealthDto {
                 status: health.status(),

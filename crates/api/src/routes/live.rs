@@ -35,12 +35,16 @@ pub fn router() -> OpenApiRouter<SharedState> {
 const REREAD_EVERY: Duration = Duration::from_secs(2);
 const PAGE: u32 = 100;
 
-fn message_event(message: Message) -> Event {
+fn message_event(message: Message, audience: Audience) -> Event {
     let id = message.id.to_string();
+    let mut dto = MessageDto::from(message);
+    if audience == Audience::Visitor {
+        dto.tool_calls = None;
+    }
     Event::default()
         .event("message")
         .id(id)
-        .json_data(MessageDto::from(message))
+        .json_data(dto)
         .expect("messages serialize")
 }
 
@@ -90,6 +94,25 @@ async fn events(
                 })?,
         ),
     };
+    follow(&state, scope, conversation, resume, Audience::Member).await
+}
+
+/// Who follows a conversation: a member of the organization sees every
+/// event; a web chat visitor does not see the tools a reply called.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Audience {
+    Member,
+    Visitor,
+}
+
+/// The conversation's events after `resume` (from now when None).
+pub(crate) async fn follow(
+    state: &SharedState,
+    scope: TenantScope,
+    conversation: ConversationId,
+    resume: Option<MessageId>,
+    audience: Audience,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>> {
     // Subscribe before reading, so that nothing falls between the two.
     let mut live = state.store.subscribe_live().await;
     let latest = state
@@ -132,7 +155,7 @@ async fn events(
                         for message in messages {
                             let id = message.id;
                             after = Some(id);
-                            if sender.send(message_event(message)).await.is_err() {
+                            if sender.send(message_event(message, audience)).await.is_err() {
                                 return;
                             }
                             if upto == Some(id) {
@@ -154,6 +177,7 @@ async fn events(
                         LiveKind::Delta { text } => {
                             Event::default().event("delta").json_data(serde_json::json!({ "text": text })).expect("text serializes")
                         }
+                        LiveKind::ToolCall { .. } if audience == Audience::Visitor => continue,
                         LiveKind::ToolCall { id, server, tool, status } => Event::default()
                             .event("tool_call")
                             .json_data(serde_json::json!({ "id": id, "server": server, "tool": tool, "status": status }))

@@ -9,7 +9,7 @@ mod conversations;
 mod integrations;
 mod jobs;
 mod knowledge;
-mod live;
+pub(crate) mod live;
 pub mod ops;
 mod organizations;
 mod tools;

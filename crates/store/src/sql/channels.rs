@@ -174,6 +174,25 @@ impl<B: SqlBackend> ChannelStore for B {
         id.ok_or(StoreError::NotFound)?.get("id")
     }
 
+    async fn find_channel_conversation(
+        &self,
+        scope: &TenantScope,
+        channel: ChannelId,
+        external_key: &str,
+    ) -> StoreResult<Option<ConversationId>> {
+        self.read()
+            .await?
+            .fetch_optional(
+                sql("SELECT id FROM conversations WHERE channel_id = $1 AND external_key = $2 AND org_id = $3")
+                    .bind(channel)
+                    .bind(external_key)
+                    .bind(scope.org_id()),
+            )
+            .await?
+            .map(|row| row.get("id"))
+            .transpose()
+    }
+
     async fn record_channel_event(&self, id: ChannelId, event: ChannelEvent) -> StoreResult<()> {
         let at = now();
         let statement = match &event {
