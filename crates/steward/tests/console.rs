@@ -302,3 +302,175 @@ async fn another_organizations_pages_are_not_found_and_forms_need_their_token() 
     browser.wait_for_text("No chatbot yet").await;
     browser.close().await;
 }
+
+/// Serves one HTML page at every path of `127.0.0.1:port`, which a browser
+/// also reaches as `localhost:port` (another site, as far as it is concerned).
+async fn host_page_on(port: u16, html: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let html = html.clone();
+            tokio::spawn(async move {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{html}",
+                    html.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_chats_on_the_web_channel_and_the_console_follows() {
+    let Some(driver) = driver_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, password) = create_acme(dir.path());
+    let (server, _fake) = serve(dir.path()).await;
+    let shop_page = |steward: &str| {
+        format!(
+            "<!doctype html><html><head><title>Shop</title></head><body><h1>The shop</h1><script src=\"{steward}/widget.js\" async></script></body></html>"
+        )
+    };
+    let driver = Driver::start(&driver).await;
+    let owner = driver.browser(&dir.path().join("owner-profile")).await;
+    sign_in(&owner, &server.base, "owner@example.org", &password).await;
+
+    // A chatbot and its web channel, connected from the console; the shop's
+    // site is listed, so the chat may appear in its pages.
+    owner.goto(&format!("{}/chatbots", server.base)).await;
+    owner
+        .fill("form[action=\"/chatbots\"]", &[("name", "Shop assistant")])
+        .await;
+    owner.submit("form[action=\"/chatbots\"]").await;
+    owner.wait_for_text("Try it").await;
+    let chatbot = owner.url().await.rsplit('/').next().unwrap().to_owned();
+    // The shop's pages are served only once we know the chat's address.
+    let listed_port = support::free_port();
+    let unlisted_port = support::free_port();
+    owner
+        .goto(&format!("{}/chatbots/{chatbot}/channels", server.base))
+        .await;
+    let web_form = "form[data-kind=\"web\"]";
+    owner
+        .fill(
+            web_form,
+            &[
+                ("name", "Website"),
+                (
+                    "config.allowed_origins",
+                    &format!("http://127.0.0.1:{listed_port}"),
+                ),
+                ("config.greeting", "Hello! How can we help?"),
+            ],
+        )
+        .await;
+    owner.submit(web_form).await;
+    owner.wait_for_text("Chat page:").await;
+    owner.screenshot("channels").await;
+    let chat_url = owner
+        .find("table.channels a[id^=\"chat-\"]")
+        .await
+        .text()
+        .await;
+    let chat = format!("{}{chat_url}", server.base);
+
+    // A visitor, in a browser of their own, on the chat page.
+    let visitor = driver.browser(&dir.path().join("visitor-profile")).await;
+    visitor.goto(&chat).await;
+    visitor.wait_for_text("Hello! How can we help?").await;
+    visitor
+        .find("form.compose textarea")
+        .await
+        .type_text("Do you ship to Norway?")
+        .await;
+    visitor.submit("form.compose").await;
+    visitor.wait_for_text("echo: Do you ship to Norway?").await;
+    visitor.screenshot("web-chat").await;
+
+    // The console shows that conversation, and follows it live.
+    owner
+        .goto(&format!("{}/conversations?channel=web", server.base))
+        .await;
+    owner.wait_for_text("Do you ship to Norway?").await;
+    owner.find("table.conversations a").await.click().await;
+    owner
+        .wait_for_text("Conversation with Shop assistant")
+        .await;
+    visitor
+        .find("form.compose textarea")
+        .await
+        .type_text("And to Iceland?")
+        .await;
+    visitor.submit("form.compose").await;
+    owner.wait_for_text("echo: And to Iceland?").await;
+
+    // Another visitor sees nothing of it.
+    let stranger = driver.browser(&dir.path().join("stranger-profile")).await;
+    stranger.goto(&chat).await;
+    stranger.wait_for_text("Hello! How can we help?").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = stranger.text().await;
+    assert!(
+        !seen.contains("Norway") && !seen.contains("Iceland"),
+        "{seen}"
+    );
+    stranger.close().await;
+
+    // The bubble on the listed site opens the chat; on another site the
+    // browser refuses to show it.
+    let listed = host_page_on(listed_port, shop_page(&chat)).await;
+    let unlisted = host_page_on(unlisted_port, shop_page(&chat)).await;
+    let shopper = driver.browser(&dir.path().join("shopper-profile")).await;
+    shopper.goto(&format!("http://127.0.0.1:{listed}/")).await;
+    shopper
+        .find("button[aria-label=\"Open the chat\"]")
+        .await
+        .click()
+        .await;
+    let frame = shopper.find("iframe[title=\"Chat\"]").await;
+    shopper.enter_frame(&frame).await;
+    shopper.wait_for_text("Hello! How can we help?").await;
+    shopper
+        .find("form.compose textarea")
+        .await
+        .type_text("Is the widget working?")
+        .await;
+    shopper.submit("form.compose").await;
+    shopper.wait_for_text("echo: Is the widget working?").await;
+    shopper.leave_frame().await;
+    shopper.screenshot("widget").await;
+
+    shopper.goto(&format!("http://localhost:{unlisted}/")).await;
+    shopper
+        .find("button[aria-label=\"Open the chat\"]")
+        .await
+        .click()
+        .await;
+    let frame = shopper.find("iframe[title=\"Chat\"]").await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    shopper.enter_frame(&frame).await;
+    let refused = shopper
+        .run("return document.querySelector('main.visitor') === null;")
+        .await;
+    assert_eq!(
+        refused,
+        serde_json::Value::Bool(true),
+        "the chat shown on an unlisted site"
+    );
+    shopper.leave_frame().await;
+    shopper.close().await;
+    visitor.close().await;
+    owner.close().await;
+}

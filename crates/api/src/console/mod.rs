@@ -6,6 +6,7 @@
 
 mod assets;
 pub mod bridge;
+mod channels;
 mod chatbots;
 mod conversations;
 mod organization;
@@ -39,6 +40,14 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
         .route("/chatbots/{id}", get(chatbots::show).post(chatbots::update))
         .route("/chatbots/{id}/delete", post(chatbots::delete))
         .route("/chatbots/{id}/knowledge", get(chatbots::knowledge))
+        .route(
+            "/chatbots/{id}/channels",
+            get(channels::list).post(channels::connect),
+        )
+        .route(
+            "/chatbots/{id}/channels/{channel_id}/delete",
+            post(channels::remove),
+        )
         .route("/chatbots/{id}/knowledge/url", post(chatbots::add_url))
         .route("/chatbots/{id}/knowledge/crawl", post(chatbots::crawl))
         .route(

@@ -399,7 +399,17 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         )
         .await;
     let conversation = sent.body["conversation_id"].as_str().unwrap().to_owned();
+    let channel = app
+        .post(
+            &format!("/api/v1/chatbots/{chatbot}/channels"),
+            &a.token,
+            json!({"kind": "web", "name": "site", "config": {}}),
+        )
+        .await;
+    assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
+    let channel = channel.body["id"].as_str().unwrap().to_owned();
     let a_ids = [
+        &channel,
         &chatbot,
         &member.user_id,
         &api_key,
@@ -412,6 +422,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         for path in [
             format!("/api/v1/chatbots/{chatbot}"),
             format!("/api/v1/chatbots/{chatbot}/knowledge"),
+            format!("/api/v1/chatbots/{chatbot}/channels"),
             "/api/v1/organizations/members".into(),
             "/api/v1/api-keys".into(),
             format!("/api/v1/jobs/{job}"),
@@ -450,8 +461,10 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
             Some(value[..value.find('"')?].to_owned())
         };
         for piece in page.html.split("<a ").skip(1) {
+            // (A web channel's chat page is public: it is for its visitors.)
             if let Some(href) = attribute(piece, "href=\"")
                 && href.starts_with('/')
+                && !href.starts_with("/chat/")
             {
                 links.insert(href);
             }
@@ -513,6 +526,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
                     ("name", "x"),
                     ("status", "paused"),
                     ("url", "https://example.org/"),
+                    ("kind", "web"),
                 ],
             )
             .await;
@@ -530,6 +544,9 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         "GET /chatbots/{id}",
         "GET /chatbots/{id}/knowledge",
         "GET /conversations/{id}",
+        "GET /chatbots/{id}/channels",
+        "POST /chatbots/{id}/channels",
+        "POST /chatbots/{id}/channels/{id}/delete",
         "POST /chatbots/{id}",
         "POST /chatbots/{id}/delete",
         "POST /chatbots/{id}/knowledge/url",

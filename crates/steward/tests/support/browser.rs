@@ -259,6 +259,22 @@ impl Browser {
         }
     }
 
+    /// Commands go to the document of the frame `frame` from now on.
+    pub async fn enter_frame(&self, frame: &Element<'_>) {
+        self.command(
+            reqwest::Method::POST,
+            "/frame",
+            Some(json!({ "id": { ELEMENT: frame.id } })),
+        )
+        .await;
+    }
+
+    /// Commands go to the page around the current frame again.
+    pub async fn leave_frame(&self) {
+        self.command(reqwest::Method::POST, "/frame/parent", Some(json!({})))
+            .await;
+    }
+
     pub async fn close(self) {
         let _ = self.http.delete(&self.session).send().await;
     }
