@@ -148,9 +148,10 @@ form.addEventListener("submit", async (event) => {
   status.textContent = "";
   const mine = bubble("user", text);
   mine.dataset.clientText = "pending";
+  // The same id on every try: a message whose answer was lost is stored once.
   const body = JSON.stringify({ text, client_id: crypto.randomUUID() });
   try {
-    const response = await call("/messages", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    const response = await sendWithRetries(body);
     if (!response.ok) throw new Error(await failure(response));
     const sent = await response.json();
     if (sent.message_id) {
@@ -165,6 +166,17 @@ form.addEventListener("submit", async (event) => {
     status.textContent = "Not sent: " + error.message;
   }
 });
+
+async function sendWithRetries(body) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call("/messages", { method: "POST", headers: { "Content-Type": "application/json" }, body });
+    } catch (error) {
+      if (attempt >= 3) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000 * (attempt + 1)));
+    }
+  }
+}
 
 // Enter sends; Shift+Enter starts a new line.
 input.addEventListener("keydown", (event) => {

@@ -368,3 +368,157 @@ async fn a_worker_killed_between_a_tool_call_and_its_reply_replies_once_with_one
 async fn the_same_with_the_calls_result_lost_the_idempotency_key_keeps_one_lead() {
     killed_between_a_tool_call_and_its_reply(true).await;
 }
+
+const VISITORS: usize = 6;
+const MESSAGES_PER_VISITOR: usize = 4;
+
+/// Web chat visitors send messages while `steward serve` is killed with
+/// SIGKILL and started again; a visitor's page sends a message again with the
+/// same `client_id` until it has an answer, then waits for the reply. At the
+/// end each message is stored once and answered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_chat_messages_are_stored_and_answered_once_while_steward_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = steward_testkit::PostgresDatabase::create().await;
+    let database_url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
+    };
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    let (status, channel) = owner
+        .post(
+            &format!("/api/v1/chatbots/{bot}/channels"),
+            serde_json::json!({"kind": "web", "name": "site", "config": {}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let chat = format!("{}/chat/{}", server.base, channel["id"].as_str().unwrap());
+
+    let visitors: Vec<_> = (0..VISITORS)
+        .map(|visitor| {
+            let chat = chat.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let deadline = Instant::now() + Duration::from_secs(180);
+                let token = loop {
+                    assert!(Instant::now() < deadline, "visitor {visitor}: no session");
+                    if let Ok(response) = http.post(format!("{chat}/session")).send().await
+                        && response.status() == 201
+                    {
+                        let body: serde_json::Value = response.json().await.unwrap();
+                        break body["token"].as_str().unwrap().to_owned();
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                };
+                for n in 0..MESSAGES_PER_VISITOR {
+                    let body = serde_json::json!({
+                        "text": format!("visitor {visitor} message {n}"),
+                        "client_id": uuid_for(visitor, n),
+                    });
+                    // Sent until answered, as the page does.
+                    loop {
+                        assert!(
+                            Instant::now() < deadline,
+                            "visitor {visitor}: never answered"
+                        );
+                        let sent = http
+                            .post(format!("{chat}/messages"))
+                            .bearer_auth(&token)
+                            .json(&body)
+                            .timeout(Duration::from_secs(10))
+                            .send()
+                            .await;
+                        if let Ok(response) = sent
+                            && matches!(response.status().as_u16(), 200 | 202)
+                        {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    // Then the reply, before the next message.
+                    loop {
+                        assert!(
+                            Instant::now() < deadline,
+                            "visitor {visitor}: no reply to {n}"
+                        );
+                        if let Ok(response) = http
+                            .get(format!("{chat}/messages"))
+                            .bearer_auth(&token)
+                            .send()
+                            .await
+                            && response.status() == 200
+                        {
+                            let page: serde_json::Value = response.json().await.unwrap_or_default();
+                            let replies = page["messages"]
+                                .as_array()
+                                .map(|m| m.iter().filter(|m| m["role"] == "assistant").count())
+                                .unwrap_or(0);
+                            if replies > n {
+                                break;
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            })
+        })
+        .collect();
+
+    for _ in 0..KILLS / 2 {
+        let pause = rand::rng().random_range(200..800);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        server = Server::start_on(serve(), port);
+        server.wait_until_healthy().await;
+    }
+    for visitor in visitors {
+        visitor.await.unwrap();
+    }
+
+    let history = whole_history(&owner, &bot).await;
+    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+    for message in history.iter().filter(|m| m["role"] == "user") {
+        stored
+            .entry(message["text"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(message["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(stored.len(), VISITORS * MESSAGES_PER_VISITOR);
+    let mut replies_per_message: HashMap<&str, usize> = HashMap::new();
+    for reply in history.iter().filter(|m| m["role"] == "assistant") {
+        *replies_per_message
+            .entry(reply["answers"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    for (text, ids) in &stored {
+        assert_eq!(ids.len(), 1, "{text} is stored {} times", ids.len());
+        assert_eq!(
+            replies_per_message.get(ids[0].as_str()),
+            Some(&1),
+            "{text} has not exactly one reply"
+        );
+    }
+    // Replies on the web chat are read, not sent: no delivery ever failed.
+    let dead = owner.get("/api/v1/jobs?state=dead").await;
+    assert_eq!(dead["jobs"], serde_json::json!([]), "{dead}");
+}
+
+/// The page's id for message `n` of `visitor`: the same on every try.
+fn uuid_for(visitor: usize, n: usize) -> String {
+    format!("00000000-0000-4000-8000-{:06}{:06}", visitor, n)
+}
