@@ -319,7 +319,9 @@ pub fn temperature() -> Object {
 }
 
 /// The schema of a channel configuration field's rule.
-fn field_schema(rule: FieldRule) -> Schema {
+/// An optional field may also be sent as null (`ChannelConfig::parse` reads
+/// it as absent).
+fn field_schema(rule: FieldRule, required: bool) -> Schema {
     let scalar = match rule {
         FieldRule::Text => text(
             1,
@@ -346,9 +348,14 @@ fn field_schema(rule: FieldRule) -> Schema {
             steward_domain::WebUrl::CALLBACK_PATTERN.into(),
         ),
         FieldRule::Origins => {
+            let kinds = match required {
+                true => SchemaType::Type(Type::Array),
+                false => SchemaType::from_iter([Type::Array, Type::Null]),
+            };
             return ArrayBuilder::new()
+                .schema_type(kinds)
                 .items(text(
-                    10,
+                    9, // https://a
                     steward_channels::web::MAX_ORIGIN_CHARS,
                     steward_channels::web::ORIGIN_PATTERN.into(),
                 ))
@@ -357,7 +364,7 @@ fn field_schema(rule: FieldRule) -> Schema {
                 .into();
         }
     };
-    Schema::Object(scalar)
+    Schema::Object(if required { scalar } else { or_null(scalar) })
 }
 
 /// `POST /chatbots/{id}/channels`: one shape per kind, so that a body valid
@@ -370,7 +377,7 @@ fn create_channel() -> Schema {
             .schema_type(Type::Object)
             .additional_properties(Some(AdditionalProperties::FreeForm(false)));
         for field in ChannelConfig::fields(*kind) {
-            config = config.property(field.name, field_schema(field.rule));
+            config = config.property(field.name, field_schema(field.rule, field.required));
             if field.required {
                 config = config.required(field.name);
             }

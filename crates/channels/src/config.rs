@@ -96,9 +96,16 @@ impl ChannelConfig {
 
     /// Parses and validates what an admin sent for a channel of `kind`.
     pub fn parse(kind: ChannelKind, config: Value) -> Result<Self, ConfigError> {
-        let Value::Object(fields) = config else {
+        let Value::Object(mut fields) = config else {
             return Err(invalid("config must be a JSON object"));
         };
+        // An optional field sent as null is one not sent.
+        let optional = |name: &str| {
+            Self::fields(kind)
+                .iter()
+                .any(|f| f.name == name && !f.required)
+        };
+        fields.retain(|name, value| !(value.is_null() && optional(name)));
         for (name, value) in &fields {
             if let Value::String(text) = value {
                 if text.chars().count() > MAX_FIELD_CHARS {

@@ -447,16 +447,9 @@ async fn list_conversations(
             "q must be at most 200 characters",
         ));
     }
+    // From after to is an empty range: no conversation started in it.
     let from = parse_time("from", params.from)?;
     let to = parse_time("to", params.to)?;
-    if let (Some(from), Some(to)) = (from, to)
-        && from > to
-    {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "from must not be after to",
-        ));
-    }
     let query = ConversationQuery {
         chatbot_id: params.chatbot_id.map(ChatbotId::from),
         channel,

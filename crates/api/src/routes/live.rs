@@ -48,6 +48,17 @@ fn message_event(message: Message, audience: Audience) -> Event {
         .expect("messages serialize")
 }
 
+/// One event of the stream, as a client reads it: its name, the message id
+/// (for `message`), and its JSON as text.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // describes the stream; never built
+pub struct StreamEvent {
+    #[schema(pattern = "^(message|reply_started|delta|tool_call)$")]
+    event: String,
+    id: Option<String>,
+    data: String,
+}
+
 #[derive(serde::Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct Resume {
@@ -64,7 +75,7 @@ pub struct Resume {
         Resume,
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta, tool_call ({id, server, tool, status})", body = String),
+        (status = 200, content_type = "text/event-stream", description = "events: message, reply_started, delta, tool_call ({id, server, tool, status})", body = StreamEvent),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
     ))]
 async fn events(
