@@ -94,6 +94,11 @@ impl<C: DerefMut<Target = SqliteConnection> + Send> Db for Conn<C> {
 
 impl SqlBackend for SqliteStore {
     const FOR_UPDATE: &'static str = "";
+
+    // Times are integer microseconds since the epoch.
+    fn day_of(column: &str) -> String {
+        format!("({column} / 86400000000)")
+    }
     type Tx = Conn<Transaction<'static, Sqlite>>;
     type Write = Conn<PoolConnection<Sqlite>>;
     type Read = Conn<PoolConnection<Sqlite>>;

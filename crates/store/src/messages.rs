@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use steward_domain::*;
 
 use crate::{
-    ConversationQuery, ConversationSummary, HistoryQuery, Message, NewMessage, StoreResult,
-    TenantScope,
+    Activity, ConversationQuery, ConversationSummary, HistoryQuery, Message, NewMessage,
+    StoreResult, TenantScope,
 };
 
 #[async_trait]
@@ -60,4 +60,13 @@ pub trait MessageStore: Send + Sync {
         scope: &TenantScope,
         id: ConversationId,
     ) -> StoreResult<ConversationSummary>;
+
+    /// How the organization's assistants were used since `since`, and by how
+    /// many people today and this week (as of `now`).
+    async fn activity(
+        &self,
+        scope: &TenantScope,
+        since: chrono::DateTime<chrono::Utc>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<Activity>;
 }

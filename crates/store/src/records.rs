@@ -234,6 +234,24 @@ pub struct ConversationSummary {
     pub last_text: Option<String>,
 }
 
+/// How an organization's assistants were used over recent days.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Activity {
+    /// One entry per day that had messages, oldest first: the day (UTC),
+    /// messages from people, and replies.
+    pub days: Vec<(chrono::NaiveDate, i64, i64)>,
+    /// People who wrote since the start of today and in the last seven days
+    /// (UTC): a channel identity counts once; a conversation through the
+    /// API or the console counts as one person.
+    pub people_today: i64,
+    pub people_week: i64,
+    /// Seconds from a message to its reply, for the latest replies (at most
+    /// 2,000), in no particular order.
+    pub reply_seconds: Vec<f64>,
+    /// Per chatbot: messages from people and conversations started, since `since`.
+    pub chatbots: Vec<(ChatbotId, i64, i64)>,
+}
+
 /// Use within one calendar month (UTC), e.g. period "2026-11".
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Usage {

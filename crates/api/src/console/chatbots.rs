@@ -22,7 +22,6 @@ pub struct Chatbot {
     pub model: Option<String>,
     pub status: String,
     pub tools: Vec<String>,
-    pub created_at: Time,
 }
 
 impl Chatbot {

@@ -61,12 +61,134 @@ struct Job {
     updated_at: Time,
 }
 
+#[derive(Deserialize)]
+struct Insights {
+    days: Vec<Day>,
+    active_people: ActivePeople,
+    reply_seconds: ReplyTimes,
+    chatbots: Vec<ChatbotUsage>,
+}
+
+#[derive(Deserialize)]
+struct Day {
+    date: String,
+    messages: i64,
+    replies: i64,
+}
+
+#[derive(Deserialize)]
+struct ActivePeople {
+    today: i64,
+    week: i64,
+}
+
+#[derive(Deserialize)]
+struct ReplyTimes {
+    p50: Option<f64>,
+    p95: Option<f64>,
+    replies: usize,
+}
+
+impl ReplyTimes {
+    fn shown(seconds: Option<f64>) -> String {
+        match seconds {
+            None => "–".into(),
+            Some(s) if s < 10.0 => format!("{s:.1} s"),
+            Some(s) => format!("{s:.0} s"),
+        }
+    }
+
+    fn p50_text(&self) -> String {
+        Self::shown(self.p50)
+    }
+
+    fn p95_text(&self) -> String {
+        Self::shown(self.p95)
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatbotUsage {
+    chatbot_id: String,
+    messages: i64,
+    conversations: i64,
+}
+
+/// Messages per day as bars, drawn by the server (SVG, no script).
+struct Chart {
+    bars: Vec<Bar>,
+    peak: i64,
+    first: String,
+    last: String,
+    total: i64,
+}
+
+struct Bar {
+    x: u32,
+    y: u32,
+    height: u32,
+    label: String,
+}
+
+/// The chart's drawing area, in SVG units.
+const CHART_WIDTH: u32 = 600;
+const CHART_HEIGHT: u32 = 120;
+
+impl Chart {
+    fn of(days: &[Day]) -> Self {
+        let peak = days.iter().map(|d| d.messages).max().unwrap_or(0);
+        let slot = CHART_WIDTH / u32::try_from(days.len().max(1)).unwrap_or(1);
+        let bars = days
+            .iter()
+            .enumerate()
+            .map(|(i, day)| {
+                let height = if peak == 0 {
+                    0
+                } else {
+                    ((day.messages as f64 / peak as f64) * f64::from(CHART_HEIGHT - 4)).round()
+                        as u32
+                };
+                Bar {
+                    x: u32::try_from(i).unwrap_or(0) * slot,
+                    y: CHART_HEIGHT - height,
+                    height,
+                    label: format!(
+                        "{}: {} messages, {} replies",
+                        day.date, day.messages, day.replies
+                    ),
+                }
+            })
+            .collect();
+        Self {
+            bars,
+            peak,
+            first: days.first().map(|d| d.date.clone()).unwrap_or_default(),
+            last: days.last().map(|d| d.date.clone()).unwrap_or_default(),
+            total: days.iter().map(|d| d.messages).sum(),
+        }
+    }
+
+    fn bar_width(&self) -> u32 {
+        (CHART_WIDTH / u32::try_from(self.bars.len().max(1)).unwrap_or(1)).saturating_sub(2)
+    }
+}
+
+/// A chatbot's line on the overview.
+struct ChatbotLine {
+    chatbot: super::chatbots::Chatbot,
+    messages: i64,
+    conversations: i64,
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct OverviewPage {
     layout: Layout,
     usage: Usage,
-    chatbots: Vec<super::chatbots::Chatbot>,
+    people: ActivePeople,
+    replies: ReplyTimes,
+    chart: Chart,
+    chatbots: Vec<ChatbotLine>,
     chatbot_total: u64,
     /// None when the role may not see jobs.
     dead_letters: Option<usize>,
@@ -76,10 +198,12 @@ struct OverviewPage {
 pub async fn overview(console: Console) -> Response {
     let usage = console.api.get::<Usage>("/organizations/usage");
     let chatbots = console.api.get::<ChatbotList>("/chatbots?limit=200");
-    let (usage, chatbots) = futures::join!(usage, chatbots);
-    let (usage, chatbots) = match (usage, chatbots) {
-        (Ok(usage), Ok(chatbots)) => (usage, chatbots),
-        (Err(failure), _) | (_, Err(failure)) => return view::api_failure(failure),
+    let insights = console.api.get::<Insights>("/insights/usage?days=30");
+    let (usage, chatbots, insights) = match futures::join!(usage, chatbots, insights) {
+        (Ok(usage), Ok(chatbots), Ok(insights)) => (usage, chatbots, insights),
+        (Err(failure), _, _) | (_, Err(failure), _) | (_, _, Err(failure)) => {
+            return view::api_failure(failure);
+        }
     };
     let dead_letters = if console.is_admin() {
         match console
@@ -93,11 +217,29 @@ pub async fn overview(console: Console) -> Response {
     } else {
         None
     };
+    let lines = chatbots
+        .chatbots
+        .into_iter()
+        .map(|chatbot| {
+            let used = insights
+                .chatbots
+                .iter()
+                .find(|c| c.chatbot_id == chatbot.id);
+            ChatbotLine {
+                messages: used.map_or(0, |c| c.messages),
+                conversations: used.map_or(0, |c| c.conversations),
+                chatbot,
+            }
+        })
+        .collect();
     view::render(&OverviewPage {
         layout: console.layout("Overview", "overview"),
         usage,
+        people: insights.active_people,
+        replies: insights.reply_seconds,
+        chart: Chart::of(&insights.days),
         chatbot_total: chatbots.total,
-        chatbots: chatbots.chatbots,
+        chatbots: lines,
         dead_letters,
     })
 }

@@ -6,6 +6,7 @@ mod auth;
 mod channels;
 mod chatbots;
 mod conversations;
+mod insights;
 mod integrations;
 mod jobs;
 mod knowledge;
@@ -29,6 +30,7 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
         .merge(chatbots::router())
         .merge(channels::router())
         .merge(conversations::router())
+        .merge(insights::router())
         .merge(integrations::router())
         .merge(jobs::router())
         .merge(live::router())

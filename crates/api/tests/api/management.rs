@@ -685,3 +685,42 @@ async fn conversations_are_listed_filtered_and_read_page_by_page() {
         );
     }
 }
+
+#[tokio::test]
+async fn insights_count_messages_per_day_people_and_reply_times_for_every_role() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    for text in ["one", "two"] {
+        let sent = app
+            .post(
+                &format!("/api/v1/chatbots/{bot}/messages"),
+                &owner.token,
+                json!({ "text": text }),
+            )
+            .await;
+        assert_eq!(sent.status, StatusCode::CREATED);
+    }
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    for token in [&owner.token, &advisor.token] {
+        let insights = app.get("/api/v1/insights/usage", token).await;
+        assert_eq!(insights.status, StatusCode::OK, "{}", insights.text);
+        let days = insights.body["days"].as_array().unwrap();
+        assert_eq!(days.len(), 30, "every day, empty ones too");
+        let today = days.last().unwrap();
+        assert_eq!(today["date"], chrono::Utc::now().date_naive().to_string());
+        assert_eq!(today["messages"], 2);
+        assert_eq!(insights.body["active_people"]["today"], 2);
+        assert_eq!(insights.body["chatbots"][0]["chatbot_id"], bot.as_str());
+        assert_eq!(insights.body["chatbots"][0]["conversations"], 2);
+        assert!(!insights.text.contains("ada@example.org"), "numbers only");
+    }
+    let week = app.get("/api/v1/insights/usage?days=7", &owner.token).await;
+    assert_eq!(week.body["days"].as_array().unwrap().len(), 7);
+    for bad in ["0", "91", "x"] {
+        let refused = app
+            .get(&format!("/api/v1/insights/usage?days={bad}"), &owner.token)
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "days={bad}");
+    }
+}

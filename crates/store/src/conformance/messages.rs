@@ -651,3 +651,54 @@ pub async fn conversations_are_listed_newest_first_filtered_and_paged(store: S) 
         2
     );
 }
+
+pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (elsewhere, _) = org(&store, "Globex").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let quiet = store
+        .create_chatbot(&scope, new_chatbot("Quiet"))
+        .await
+        .unwrap();
+    let asked = store
+        .add_message(&scope, user_message(bot.id, None, "one"))
+        .await
+        .unwrap();
+    let mut reply = user_message(bot.id, Some(asked.conversation_id), "answer");
+    reply.role = MessageRole::Assistant;
+    reply.answers = Some(asked.id);
+    store.add_message(&scope, reply).await.unwrap();
+    store
+        .add_message(&scope, user_message(bot.id, None, "two"))
+        .await
+        .unwrap();
+    let theirs = store
+        .create_chatbot(&elsewhere, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+    store
+        .add_message(&elsewhere, user_message(theirs.id, None, "not ours"))
+        .await
+        .unwrap();
+
+    let now = chrono::Utc::now();
+    let activity = store
+        .activity(&scope, now - Duration::days(30), now)
+        .await
+        .unwrap();
+    assert_eq!(activity.days, vec![(now.date_naive(), 2, 1)]);
+    assert_eq!(activity.people_today, 2, "two API conversations");
+    assert_eq!(activity.people_week, 2);
+    assert_eq!(activity.reply_seconds.len(), 1);
+    assert!((0.0..60.0).contains(&activity.reply_seconds[0]));
+    assert_eq!(activity.chatbots, vec![(bot.id, 2, 2), (quiet.id, 0, 0)]);
+    let later = store
+        .activity(&scope, now + Duration::days(1), now + Duration::days(8))
+        .await
+        .unwrap();
+    assert!(later.days.is_empty() && later.chatbots.iter().all(|c| c.1 == 0));
+    assert_eq!(later.people_today, 0, "nobody wrote on that day");
+}

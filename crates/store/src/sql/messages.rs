@@ -358,4 +358,107 @@ impl<B: SqlBackend> MessageStore for B {
             .await?;
         rows::conversation_summary(&row)
     }
+
+    async fn activity(
+        &self,
+        scope: &TenantScope,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Activity> {
+        let org = scope.org_id();
+        let mut db = self.read().await?;
+        let day = B::day_of("created_at");
+        let days = db
+            .fetch_all(
+                sql(format!(
+                    "SELECT {day} AS day,
+                            SUM(CASE WHEN role = 'user' THEN 1 ELSE 0 END) AS received,
+                            SUM(CASE WHEN role = 'assistant' THEN 1 ELSE 0 END) AS replied
+                     FROM messages WHERE org_id = $1 AND created_at >= $2
+                     GROUP BY {day} ORDER BY day"
+                ))
+                .bind(org)
+                .bind(since),
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                let number: i64 = row.get("day")?;
+                let date = chrono::NaiveDate::from_num_days_from_ce_opt(
+                    i32::try_from(number + 719_163).unwrap_or(i32::MAX),
+                )
+                .ok_or_else(|| StoreError::Internal(format!("day {number}")))?;
+                Ok((date, row.get("received")?, row.get("replied")?))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let today = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc();
+        let week = now - chrono::Duration::days(7);
+        let mut people = Vec::new();
+        for from in [today, week] {
+            let row = db
+                .fetch_one(
+                    sql("SELECT
+                           (SELECT COUNT(*) FROM (SELECT DISTINCT c.channel_id, c.external_key
+                              FROM conversations c
+                              WHERE c.org_id = $1 AND c.external_key IS NOT NULL
+                                AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
+                                              AND m.role = 'user' AND m.created_at >= $2)) AS identities)
+                           AS by_channel,
+                           (SELECT COUNT(*) FROM conversations c
+                              WHERE c.org_id = $1 AND c.external_key IS NULL
+                                AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
+                                              AND m.role = 'user' AND m.created_at >= $2))
+                           AS by_conversation")
+                    .bind(org)
+                    .bind(from),
+                )
+                .await?;
+            let by_channel: i64 = row.get("by_channel")?;
+            let by_conversation: i64 = row.get("by_conversation")?;
+            people.push(by_channel + by_conversation);
+        }
+        let reply_seconds = db
+            .fetch_all(
+                sql("SELECT r.created_at AS replied_at, u.created_at AS asked_at
+                     FROM messages r JOIN messages u ON u.id = r.answers
+                     WHERE r.org_id = $1 AND r.role = 'assistant' AND r.created_at >= $2
+                     ORDER BY r.created_at DESC LIMIT 2000")
+                .bind(org)
+                .bind(since),
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                let replied: DateTime<Utc> = row.get("replied_at")?;
+                let asked: DateTime<Utc> = row.get("asked_at")?;
+                Ok((replied - asked).num_milliseconds() as f64 / 1000.0)
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let chatbots = db
+            .fetch_all(
+                sql("SELECT b.id,
+                       (SELECT COUNT(*) FROM messages m WHERE m.org_id = b.org_id AND m.chatbot_id = b.id
+                          AND m.role = 'user' AND m.created_at >= $2) AS received,
+                       (SELECT COUNT(*) FROM conversations c WHERE c.org_id = b.org_id AND c.chatbot_id = b.id
+                          AND c.created_at >= $2) AS started
+                     FROM chatbots b WHERE b.org_id = $1 ORDER BY b.created_at, b.id")
+                .bind(org)
+                .bind(since),
+            )
+            .await?
+            .iter()
+            .map(|row| Ok((row.get("id")?, row.get("received")?, row.get("started")?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Activity {
+            days,
+            people_today: people[0],
+            people_week: people[1],
+            reply_seconds,
+            chatbots,
+        })
+    }
 }
