@@ -71,8 +71,44 @@ fn csrf_basis(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// A new random browser id.
-pub fn new_browser_id() -> String {
+fn new_browser_id() -> String {
     URL_SAFE_NO_PAD.encode(rand::random::<[u8; 24]>())
+}
+
+/// The CSRF token of a form shown before sign-in (sign-in, first run), and
+/// the browser cookie it is bound to when the browser has none yet.
+pub struct FormToken {
+    pub csrf: String,
+    new_browser: Option<String>,
+}
+
+pub fn form_token(state: &AppState, headers: &HeaderMap) -> FormToken {
+    match csrf_basis(headers) {
+        Some(basis) => FormToken {
+            csrf: csrf_token(state, basis),
+            new_browser: None,
+        },
+        None => {
+            let id = new_browser_id();
+            FormToken {
+                csrf: csrf_token(state, &id),
+                new_browser: Some(id),
+            }
+        }
+    }
+}
+
+impl FormToken {
+    /// `response`, setting the browser cookie the token is bound to if it is new.
+    pub fn set_on(self, state: &AppState, mut response: Response) -> Response {
+        if let Some(id) = self.new_browser {
+            response.headers_mut().append(
+                header::SET_COOKIE,
+                set_cookie(state, BROWSER_COOKIE, &id, 24 * 3600),
+            );
+        }
+        response
+    }
 }
 
 #[derive(Deserialize)]

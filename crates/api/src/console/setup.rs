@@ -12,9 +12,7 @@ use serde::Deserialize;
 use steward_domain::{Email, OrganizationName, Password, PersonName, Role, Tier};
 use steward_store::{NewOrganization, NewUser};
 
-use super::session::{
-    BROWSER_COOKIE, SESSION_COOKIE, cookie, csrf_token, new_browser_id, set_cookie,
-};
+use super::session::{SESSION_COOKIE, form_token, set_cookie};
 use super::view;
 use crate::auth::ClientIp;
 use crate::error::ApiError;
@@ -43,37 +41,21 @@ struct SetupPage {
     error: Option<String>,
 }
 
-fn basis(headers: &HeaderMap) -> Option<&str> {
-    cookie(headers, SESSION_COOKIE).or_else(|| cookie(headers, BROWSER_COOKIE))
-}
-
 pub async fn form(State(state): State<SharedState>, headers: HeaderMap) -> Response {
     match has_organizations(&state).await {
         Ok(true) => return Redirect::to("/login").into_response(),
         Ok(false) => {}
         Err(e) => return view::api_failure(e.into()),
     }
-    let (basis, fresh) = match basis(&headers) {
-        Some(basis) => (basis.to_owned(), None),
-        None => {
-            let id = new_browser_id();
-            (id.clone(), Some(id))
-        }
-    };
-    let mut response = view::render(&SetupPage {
-        csrf: csrf_token(&state, &basis),
+    let token = form_token(&state, &headers);
+    let page = view::render(&SetupPage {
+        csrf: token.csrf.clone(),
         organization: String::new(),
         name: String::new(),
         email: String::new(),
         error: None,
     });
-    if let Some(id) = fresh {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(&state, BROWSER_COOKIE, &id, 24 * 3600),
-        );
-    }
-    response
+    token.set_on(&state, page)
 }
 
 #[derive(Deserialize)]
@@ -100,7 +82,7 @@ pub async fn submit(
         view::render_with(
             failure.status,
             &SetupPage {
-                csrf: csrf_token(&state, basis(&headers).unwrap_or_default()),
+                csrf: form_token(&state, &headers).csrf,
                 organization: form.organization.clone(),
                 name: form.name.clone().unwrap_or_default(),
                 email: form.email.clone(),

@@ -10,9 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::bridge::{ApiRouter, Bridge};
-use super::session::{
-    BROWSER_COOKIE, Console, SESSION_COOKIE, cookie, csrf_token, new_browser_id, set_cookie,
-};
+use super::session::{Console, SESSION_COOKIE, form_token, set_cookie};
 use super::view::{self, Layout};
 use crate::auth::PeerAddr;
 use crate::state::SharedState;
@@ -58,27 +56,14 @@ pub async fn form(
         Ok(true) => {}
         Err(e) => return view::api_failure(e.into()),
     }
-    let existing = cookie(&headers, SESSION_COOKIE).or_else(|| cookie(&headers, BROWSER_COOKIE));
-    let (basis, fresh) = match existing {
-        Some(basis) => (basis.to_owned(), None),
-        None => {
-            let id = new_browser_id();
-            (id.clone(), Some(id))
-        }
-    };
-    let mut response = view::render(&LoginPage {
-        csrf: csrf_token(&state, &basis),
+    let token = form_token(&state, &headers);
+    let page = view::render(&LoginPage {
+        csrf: token.csrf.clone(),
         next: safe_next(query.next.as_deref()),
         email: String::new(),
         error: None,
     });
-    if let Some(id) = fresh {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(&state, BROWSER_COOKIE, &id, 24 * 3600),
-        );
-    }
-    response
+    token.set_on(&state, page)
 }
 
 #[derive(Deserialize)]
@@ -129,13 +114,10 @@ pub async fn submit(
                 status if status.is_server_error() => status,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            let basis = cookie(&headers, SESSION_COOKIE)
-                .or_else(|| cookie(&headers, BROWSER_COOKIE))
-                .unwrap_or_default();
             view::render_with(
                 status,
                 &LoginPage {
-                    csrf: csrf_token(&state, basis),
+                    csrf: form_token(&state, &headers).csrf,
                     next: safe_next(form.next.as_deref()),
                     email: form.email,
                     error: Some(failure.message),
