@@ -151,7 +151,15 @@ fn is_about_the_form(failure: &Failure) -> bool {
 struct ChatbotPage {
     layout: Layout,
     chatbot: Chatbot,
+    /// Every tool it may be given (owners and admins choose).
+    tools: Vec<super::tools::Tool>,
     notice: Option<Notice>,
+}
+
+impl ChatbotPage {
+    fn has(&self, tool: &str) -> bool {
+        self.chatbot.tools.iter().any(|t| t == tool)
+    }
 }
 
 async fn chatbot_page(
@@ -160,17 +168,27 @@ async fn chatbot_page(
     status: StatusCode,
     notice: Option<Notice>,
 ) -> Response {
-    match console.api.get::<Chatbot>(&format!("/chatbots/{id}")).await {
-        Ok(chatbot) => view::render_with(
-            status,
-            &ChatbotPage {
-                layout: console.layout(chatbot.name.clone(), "chatbots"),
-                chatbot,
-                notice,
-            },
-        ),
-        Err(failure) => view::api_failure(failure),
-    }
+    let chatbot = match console.api.get::<Chatbot>(&format!("/chatbots/{id}")).await {
+        Ok(chatbot) => chatbot,
+        Err(failure) => return view::api_failure(failure),
+    };
+    let tools = if console.is_admin() {
+        match console.api.get::<super::tools::ToolList>("/tools").await {
+            Ok(list) => list.tools,
+            Err(failure) => return view::api_failure(failure),
+        }
+    } else {
+        Vec::new()
+    };
+    view::render_with(
+        status,
+        &ChatbotPage {
+            layout: console.layout(chatbot.name.clone(), "chatbots"),
+            chatbot,
+            tools,
+            notice,
+        },
+    )
 }
 
 /// A chatbot's settings, and a chat with it beside them.
@@ -186,6 +204,30 @@ pub async fn update(
     match console
         .api
         .patch::<Chatbot>(&format!("/chatbots/{id}"), &form.body())
+        .await
+    {
+        Ok(_) => Redirect::to(&format!("/chatbots/{id}")).into_response(),
+        Err(failure) if is_about_the_form(&failure) => {
+            chatbot_page(&console, id, failure.status, Notice::failed(&failure)).await
+        }
+        Err(failure) => view::api_failure(failure),
+    }
+}
+
+/// The tools the chatbot may call: the form's checked boxes.
+pub async fn choose_tools(
+    console: Console,
+    PagePath(id): PagePath<uuid::Uuid>,
+    Form(form): Form<Vec<(String, String)>>,
+) -> Response {
+    let tools: Vec<&str> = form
+        .iter()
+        .filter(|(key, _)| key == "tools")
+        .map(|(_, tool)| tool.as_str())
+        .collect();
+    match console
+        .api
+        .patch::<Chatbot>(&format!("/chatbots/{id}"), &json!({ "tools": tools }))
         .await
     {
         Ok(_) => Redirect::to(&format!("/chatbots/{id}")).into_response(),

@@ -13,6 +13,7 @@ mod organization;
 pub mod session;
 mod setup;
 mod sign_in;
+mod tools;
 mod view;
 
 use axum::extract::Request;
@@ -39,6 +40,7 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
         .route("/chatbots", get(chatbots::list).post(chatbots::create))
         .route("/chatbots/{id}", get(chatbots::show).post(chatbots::update))
         .route("/chatbots/{id}/delete", post(chatbots::delete))
+        .route("/chatbots/{id}/tools", post(chatbots::choose_tools))
         .route("/chatbots/{id}/knowledge", get(chatbots::knowledge))
         .route(
             "/chatbots/{id}/channels",
@@ -66,6 +68,12 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
             get(organization::api_keys).post(organization::create_key),
         )
         .route("/api-keys/{id}/revoke", post(organization::revoke_key))
+        .route("/tools", get(tools::show))
+        .route("/tools/integrations", post(tools::enable))
+        .route("/tools/integrations/{id}/disable", post(tools::disable))
+        .route("/tools/servers", post(tools::connect))
+        .route("/tools/servers/{id}/refresh", post(tools::refresh))
+        .route("/tools/servers/{id}/remove", post(tools::remove))
         .route("/jobs", get(organization::jobs))
         .route("/jobs/{id}/retry", post(organization::retry_job))
         .route("/jobs/{id}/discard", post(organization::discard_job))

@@ -408,7 +408,24 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         .await;
     assert_eq!(channel.status, StatusCode::CREATED, "{}", channel.text);
     let channel = channel.body["id"].as_str().unwrap().to_owned();
+    let server = app
+        .post(
+            "/api/v1/tools/servers",
+            &a.token,
+            json!({"name": "a-crm", "url": "https://a-crm.example.org/mcp"}),
+        )
+        .await;
+    assert_eq!(server.status, StatusCode::CREATED, "{}", server.text);
+    let server = server.body["id"].as_str().unwrap().to_owned();
+    // A tool to give, so that the chatbot's page has its tools form.
+    app.post(
+        "/api/v1/integrations/enable",
+        &a.token,
+        json!({"integration_id": "lead-capture"}),
+    )
+    .await;
     let a_ids = [
+        &server,
         &channel,
         &chatbot,
         &member.user_id,
@@ -425,14 +442,13 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
             format!("/api/v1/chatbots/{chatbot}/channels"),
             "/api/v1/organizations/members".into(),
             "/api/v1/api-keys".into(),
+            "/api/v1/tools/servers".into(),
             format!("/api/v1/jobs/{job}"),
         ] {
             seen.push(app.get(&path, &a.token).await.body);
         }
         seen
     };
-    let before = snapshot().await;
-
     // A's console, as A sees it: its links and its forms.
     let as_a = Console::open(&app, &a).await;
     let mut pages: Vec<String> = [
@@ -444,6 +460,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         "/audit",
         "/usage",
         "/conversations",
+        "/tools",
     ]
     .map(String::from)
     .into();
@@ -484,7 +501,9 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         }
     }
 
-    // The same, as B.
+    // The same, as B. (A's own visit may have changed what A sees: its
+    // tool server's health, read when the tools page listed its tools.)
+    let before = snapshot().await;
     let as_b = Console::open(&app, &b).await;
     let pattern = |path: &str| {
         a_ids
@@ -547,6 +566,9 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         "GET /chatbots/{id}/channels",
         "POST /chatbots/{id}/channels",
         "POST /chatbots/{id}/channels/{id}/delete",
+        "POST /chatbots/{id}/tools",
+        "POST /tools/servers/{id}/refresh",
+        "POST /tools/servers/{id}/remove",
         "POST /chatbots/{id}",
         "POST /chatbots/{id}/delete",
         "POST /chatbots/{id}/knowledge/url",
@@ -637,4 +659,77 @@ async fn a_steward_without_organizations_offers_to_create_the_first_and_only_the
             .status,
         StatusCode::UNAUTHORIZED
     );
+}
+
+#[tokio::test]
+async fn integrations_are_enabled_and_tools_given_to_a_chatbot_from_the_console() {
+    let app = spawn_app().await;
+    let owner = app.register("a@example.org", "Alpha").await;
+    let chatbot = app.chatbot(&owner, "Helpdesk").await;
+    let console = Console::open(&app, &owner).await;
+
+    let bad = console
+        .post(
+            "/tools/integrations",
+            &[
+                ("integration_id", "lead-capture"),
+                ("settings", "{not json"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(bad.html.contains("not JSON"), "{}", bad.html);
+    let enabled = console
+        .post(
+            "/tools/integrations",
+            &[("integration_id", "lead-capture"), ("settings", "")],
+        )
+        .await;
+    assert_eq!(enabled.status, StatusCode::SEE_OTHER, "{}", enabled.html);
+    let page = console.get("/tools").await;
+    assert!(
+        page.html.contains("lead-capture.record"),
+        "its tool is offered"
+    );
+
+    let page = console.get(&format!("/chatbots/{chatbot}")).await;
+    assert!(
+        page.html
+            .contains("name=\"tools\" value=\"lead-capture.record\"")
+    );
+    let given = console
+        .post(
+            &format!("/chatbots/{chatbot}/tools"),
+            &[("tools", "lead-capture.record")],
+        )
+        .await;
+    assert_eq!(given.status, StatusCode::SEE_OTHER, "{}", given.html);
+    let read = app
+        .get(&format!("/api/v1/chatbots/{chatbot}"), &owner.token)
+        .await;
+    assert_eq!(read.body["tools"], json!(["lead-capture.record"]));
+    let unknown = console
+        .post(
+            &format!("/chatbots/{chatbot}/tools"),
+            &[("tools", "nope.nothing")],
+        )
+        .await;
+    assert!(unknown.status.is_client_error(), "{}", unknown.status);
+    let none = console
+        .post(&format!("/chatbots/{chatbot}/tools"), &[])
+        .await;
+    assert_eq!(none.status, StatusCode::SEE_OTHER);
+    let read = app
+        .get(&format!("/api/v1/chatbots/{chatbot}"), &owner.token)
+        .await;
+    assert_eq!(
+        read.body["tools"],
+        json!([]),
+        "every box unchecked: no tools"
+    );
+
+    let disabled = console
+        .post("/tools/integrations/lead-capture/disable", &[])
+        .await;
+    assert_eq!(disabled.status, StatusCode::SEE_OTHER);
 }
