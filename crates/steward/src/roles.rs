@@ -27,11 +27,11 @@ async fn announce(config: &Config, address: std::net::SocketAddr, store: &dyn St
             "http.public_url is not set: WhatsApp, Slack and Telegram cannot reach this Steward's webhooks until it is"
         );
     }
-    match store.list_organizations().await {
-        Ok(organizations) if organizations.is_empty() => tracing::info!(
+    match store.any_organization().await {
+        Ok(false) => tracing::info!(
             "no organization yet: create the first one in the console, or with `steward org create`"
         ),
-        Ok(_) => {}
+        Ok(true) => {}
         Err(e) => tracing::warn!(error = %e, "could not count the organizations"),
     }
 }

@@ -420,7 +420,13 @@ async fn a_visitor_chats_on_the_web_channel_and_the_console_follows() {
     let stranger = driver.browser(&dir.path().join("stranger-profile")).await;
     stranger.goto(&chat).await;
     stranger.wait_for_text("Hello! How can we help?").await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    stranger
+        .find("form.compose textarea")
+        .await
+        .type_text("Hello from elsewhere")
+        .await;
+    stranger.submit("form.compose").await;
+    stranger.wait_for_text("echo: Hello from elsewhere").await;
     let seen = stranger.text().await;
     assert!(
         !seen.contains("Norway") && !seen.contains("Iceland"),
@@ -459,8 +465,21 @@ async fn a_visitor_chats_on_the_web_channel_and_the_console_follows() {
         .click()
         .await;
     let frame = shopper.find("iframe[title=\"Chat\"]").await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    shopper.enter_frame(&frame).await;
+    // Until the frame has loaded what the browser makes of the chat page
+    // (an error page, when refused), it is an empty about:blank.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        shopper.enter_frame(&frame).await;
+        let loaded = shopper
+            .run("return document.readyState === 'complete' && location.href !== 'about:blank';")
+            .await;
+        if loaded == serde_json::Value::Bool(true) {
+            break;
+        }
+        shopper.leave_frame().await;
+        assert!(Instant::now() < deadline, "the frame never loaded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let refused = shopper
         .run("return document.querySelector('main.visitor') === null;")
         .await;

@@ -38,6 +38,10 @@ pub trait AccountStore: Send + Sync {
     /// Every organization, oldest first: the operator's list.
     async fn list_organizations(&self) -> StoreResult<Vec<Organization>>;
 
+    /// Whether any organization exists (the first run has not happened yet
+    /// when none does).
+    async fn any_organization(&self) -> StoreResult<bool>;
+
     // --- The organization ---
 
     async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization>;

@@ -7,7 +7,7 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
@@ -15,10 +15,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tower::ServiceExt;
 
-use super::session::{Console, SESSION_COOKIE, cookie};
+use super::session::{Caller, SESSION_COOKIE, cookie};
 use crate::auth::PeerAddr;
 use crate::error::error_response;
-use crate::state::SharedState;
 
 /// The API's routes with their state: what the bridge calls.
 #[derive(Clone)]
@@ -32,6 +31,20 @@ const ANSWER_LIMIT: usize = 16 * 1024 * 1024;
 pub struct Failure {
     pub status: StatusCode,
     pub message: String,
+}
+
+impl Failure {
+    /// Whether what was sent is at fault (the page is shown again with the
+    /// message), rather than the page itself (not found, not allowed).
+    pub fn is_about_the_form(&self) -> bool {
+        matches!(
+            self.status,
+            StatusCode::BAD_REQUEST
+                | StatusCode::CONFLICT
+                | StatusCode::UNPROCESSABLE_ENTITY
+                | StatusCode::TOO_MANY_REQUESTS
+        )
+    }
 }
 
 impl From<crate::ApiError> for Failure {
@@ -171,29 +184,14 @@ fn internal(detail: String) -> Failure {
 /// signed-in person. The session cookie stands for the bearer token; the CSRF
 /// layer in front has checked the token of anything but a read. The answer,
 /// streams included, is passed on as the API gave it.
-pub async fn pass_through(
-    State(_state): State<SharedState>,
-    console: Result<Console, Response>,
-    request: Request,
-) -> Response {
-    let console = match console {
-        Ok(console) => console,
-        Err(_) if cookie(request.headers(), SESSION_COOKIE).is_none() => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "sign in to the console first".into(),
-            )
+pub async fn pass_through(caller: Result<Caller, Response>, request: Request) -> Response {
+    let Ok(caller) = caller else {
+        let message = match cookie(request.headers(), SESSION_COOKIE) {
+            None => "sign in to the console first",
+            Some(_) => "the console session has ended; sign in again",
+        };
+        return error_response(StatusCode::UNAUTHORIZED, "unauthorized", message.into())
             .into_response();
-        }
-        Err(_) => {
-            return error_response(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "the console session has ended; sign in again".into(),
-            )
-            .into_response();
-        }
     };
     let (parts, body) = request.into_parts();
     let rest = parts
@@ -211,5 +209,5 @@ pub async fn pass_through(
     *forwarded.method_mut() = parts.method;
     *forwarded.uri_mut() = uri;
     *forwarded.headers_mut() = parts.headers;
-    console.api.send(forwarded).await
+    caller.api.send(forwarded).await
 }

@@ -12,9 +12,8 @@ use steward_channels::{ChannelConfig, FieldRule};
 use steward_domain::ChannelKind;
 
 use super::chatbots::Chatbot;
-use super::organization::Notice;
 use super::session::Console;
-use super::view::{self, Layout, PagePath, Time};
+use super::view::{self, Layout, Notice, PagePath, Time};
 
 #[derive(Deserialize)]
 struct ChannelList {
@@ -264,15 +263,7 @@ pub async fn connect(
     let path = format!("/chatbots/{id}/channels");
     match console.api.post::<Value>(&path, &body(kind, &form)).await {
         Ok(_) => Redirect::to(&path).into_response(),
-        Err(failure)
-            if matches!(
-                failure.status,
-                StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
-            ) =>
-        {
-            channels_page(&console, id, failure.status, Notice::failed(&failure)).await
-        }
-        Err(failure) => view::api_failure(failure),
+        Err(failure) => view::refused(failure, |s, n| channels_page(&console, id, s, n)).await,
     }
 }
 

@@ -8,10 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bridge::Failure;
-use super::organization::Notice;
 use super::session::Console;
-use super::view::{self, Layout, PagePath, Time, url_encode};
+use super::view::{self, Layout, Notice, PagePath, Time, url_encode};
 
 #[derive(Deserialize)]
 pub struct Chatbot {
@@ -31,8 +29,9 @@ impl Chatbot {
 }
 
 #[derive(Deserialize)]
-struct ChatbotList {
-    chatbots: Vec<Chatbot>,
+pub struct ChatbotList {
+    pub chatbots: Vec<Chatbot>,
+    pub total: u64,
 }
 
 #[derive(Template)]
@@ -126,24 +125,8 @@ impl ChatbotForm {
 pub async fn create(console: Console, Form(form): Form<ChatbotForm>) -> Response {
     match console.api.post::<Chatbot>("/chatbots", &form.body()).await {
         Ok(chatbot) => Redirect::to(&format!("/chatbots/{}", chatbot.id)).into_response(),
-        Err(failure) if is_about_the_form(&failure) => {
-            list_page(
-                &console,
-                failure.status,
-                Notice::failed(&failure),
-                Some(&form),
-            )
-            .await
-        }
-        Err(failure) => view::api_failure(failure),
+        Err(failure) => view::refused(failure, |s, n| list_page(&console, s, n, Some(&form))).await,
     }
-}
-
-fn is_about_the_form(failure: &Failure) -> bool {
-    matches!(
-        failure.status,
-        StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
-    )
 }
 
 #[derive(Template)]
@@ -207,10 +190,7 @@ pub async fn update(
         .await
     {
         Ok(_) => Redirect::to(&format!("/chatbots/{id}")).into_response(),
-        Err(failure) if is_about_the_form(&failure) => {
-            chatbot_page(&console, id, failure.status, Notice::failed(&failure)).await
-        }
-        Err(failure) => view::api_failure(failure),
+        Err(failure) => view::refused(failure, |s, n| chatbot_page(&console, id, s, n)).await,
     }
 }
 
@@ -231,10 +211,7 @@ pub async fn choose_tools(
         .await
     {
         Ok(_) => Redirect::to(&format!("/chatbots/{id}")).into_response(),
-        Err(failure) if is_about_the_form(&failure) => {
-            chatbot_page(&console, id, failure.status, Notice::failed(&failure)).await
-        }
-        Err(failure) => view::api_failure(failure),
+        Err(failure) => view::refused(failure, |s, n| chatbot_page(&console, id, s, n)).await,
     }
 }
 
@@ -389,10 +366,9 @@ pub async fn add_url(
         .await
     {
         Ok(_) => Redirect::to(&format!("/chatbots/{id}/knowledge")).into_response(),
-        Err(failure) if is_about_the_form(&failure) => {
-            knowledge_page(&console, id, failure.status, Notice::failed(&failure), None).await
+        Err(failure) => {
+            view::refused(failure, |s, n| knowledge_page(&console, id, s, n, None)).await
         }
-        Err(failure) => view::api_failure(failure),
     }
 }
 
@@ -424,10 +400,9 @@ pub async fn crawl(
     let path = format!("/chatbots/{id}/knowledge/crawl");
     match console.api.post::<Value>(&path, &body).await {
         Ok(_) => Redirect::to(&format!("/chatbots/{id}/knowledge")).into_response(),
-        Err(failure) if is_about_the_form(&failure) => {
-            knowledge_page(&console, id, failure.status, Notice::failed(&failure), None).await
+        Err(failure) => {
+            view::refused(failure, |s, n| knowledge_page(&console, id, s, n, None)).await
         }
-        Err(failure) => view::api_failure(failure),
     }
 }
 

@@ -35,11 +35,6 @@ struct LastMessage {
     created_at: Time,
 }
 
-#[derive(Deserialize)]
-struct ChatbotList {
-    chatbots: Vec<Chatbot>,
-}
-
 /// The list's filters, as the form sends them (dates as `YYYY-MM-DD`).
 #[derive(Deserialize, Default)]
 pub struct Filters {
@@ -136,7 +131,11 @@ pub async fn list(
     query: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let filters = query.map(|Query(f)| f).unwrap_or_default();
-    let chatbots = match console.api.get::<ChatbotList>("/chatbots?limit=200").await {
+    let chatbots = match console
+        .api
+        .get::<super::chatbots::ChatbotList>("/chatbots?limit=200")
+        .await
+    {
         Ok(list) => list.chatbots,
         Err(failure) => return view::api_failure(failure),
     };

@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::bridge::Failure;
 use super::session::Console;
-use super::view::{self, Layout, PagePath, Time};
+use super::view::{self, Layout, Notice, PagePath, Time};
 
 #[derive(Deserialize)]
 struct Usage {
@@ -38,12 +37,6 @@ impl Usage {
     fn tokens_percent(&self) -> i64 {
         Self::percent(self.tokens_used, self.tokens_limit)
     }
-}
-
-#[derive(Deserialize)]
-struct ChatbotList {
-    chatbots: Vec<super::chatbots::Chatbot>,
-    total: u64,
 }
 
 #[derive(Deserialize)]
@@ -197,7 +190,9 @@ struct OverviewPage {
 /// The organization at a glance.
 pub async fn overview(console: Console) -> Response {
     let usage = console.api.get::<Usage>("/organizations/usage");
-    let chatbots = console.api.get::<ChatbotList>("/chatbots?limit=200");
+    let chatbots = console
+        .api
+        .get::<super::chatbots::ChatbotList>("/chatbots?limit=200");
     let insights = console.api.get::<Insights>("/insights/usage?days=30");
     let (usage, chatbots, insights) = match futures::join!(usage, chatbots, insights) {
         (Ok(usage), Ok(chatbots), Ok(insights)) => (usage, chatbots, insights),
@@ -276,25 +271,6 @@ struct Member {
     must_change_password: bool,
 }
 
-/// Something to tell the person at the top of a page: a result, or what was
-/// wrong with what they sent.
-pub struct Notice {
-    pub error: bool,
-    pub text: String,
-    /// A secret shown once (a one-time password, an API key).
-    pub secret: Option<String>,
-}
-
-impl Notice {
-    pub fn failed(failure: &Failure) -> Option<Self> {
-        Some(Self {
-            error: true,
-            text: failure.message.clone(),
-            secret: None,
-        })
-    }
-}
-
 #[derive(Template)]
 #[template(path = "members.html")]
 struct MembersPage {
@@ -325,22 +301,6 @@ async fn members_page(console: &Console, status: StatusCode, notice: Option<Noti
 
 pub async fn members(console: Console) -> Response {
     members_page(&console, StatusCode::OK, None).await
-}
-
-/// A page again, with what went wrong on top; failures that are not about
-/// the form (not found, not allowed) are their own page.
-async fn refused<F, Fut>(failure: Failure, page: F) -> Response
-where
-    F: FnOnce(StatusCode, Option<Notice>) -> Fut,
-    Fut: std::future::Future<Output = Response>,
-{
-    match failure.status {
-        StatusCode::BAD_REQUEST
-        | StatusCode::CONFLICT
-        | StatusCode::UNPROCESSABLE_ENTITY
-        | StatusCode::TOO_MANY_REQUESTS => page(failure.status, Notice::failed(&failure)).await,
-        _ => view::api_failure(failure),
-    }
 }
 
 #[derive(Deserialize)]
@@ -375,7 +335,7 @@ pub async fn invite(console: Console, Form(form): Form<Invite>) -> Response {
             };
             members_page(&console, StatusCode::CREATED, Some(notice)).await
         }
-        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| members_page(&console, s, n)).await,
     }
 }
 
@@ -396,7 +356,7 @@ pub async fn change_role(
         .await
     {
         Ok(_) => Redirect::to("/members").into_response(),
-        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| members_page(&console, s, n)).await,
     }
 }
 
@@ -407,7 +367,7 @@ pub async fn remove_member(console: Console, PagePath(id): PagePath<uuid::Uuid>)
         .await
     {
         Ok(()) => Redirect::to("/members").into_response(),
-        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| members_page(&console, s, n)).await,
     }
 }
 
@@ -423,7 +383,7 @@ pub async fn reset_password(console: Console, PagePath(id): PagePath<uuid::Uuid>
             };
             members_page(&console, StatusCode::OK, Some(notice)).await
         }
-        Err(failure) => refused(failure, |s, n| members_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| members_page(&console, s, n)).await,
     }
 }
 
@@ -491,14 +451,14 @@ pub async fn create_key(console: Console, Form(form): Form<NewKey>) -> Response 
             };
             keys_page(&console, StatusCode::CREATED, Some(notice)).await
         }
-        Err(failure) => refused(failure, |s, n| keys_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| keys_page(&console, s, n)).await,
     }
 }
 
 pub async fn revoke_key(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Response {
     match console.api.delete(&format!("/api-keys/{id}")).await {
         Ok(()) => Redirect::to("/api-keys").into_response(),
-        Err(failure) => refused(failure, |s, n| keys_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| keys_page(&console, s, n)).await,
     }
 }
 
@@ -544,7 +504,7 @@ async fn job_action(console: Console, id: uuid::Uuid, action: &str) -> Response 
     let path = format!("/jobs/{id}/{action}");
     match console.api.post::<Value>(&path, &json!({})).await {
         Ok(_) => Redirect::to("/jobs").into_response(),
-        Err(failure) => refused(failure, |s, n| jobs_page(&console, s, n)).await,
+        Err(failure) => view::refused(failure, |s, n| jobs_page(&console, s, n)).await,
     }
 }
 

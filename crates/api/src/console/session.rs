@@ -222,7 +222,17 @@ fn sign_in_first(parts: &Parts) -> Response {
     Redirect::to(&format!("/login{next}")).into_response()
 }
 
-impl FromRequestParts<SharedState> for Console {
+/// A signed-in person calling through the console: who they are, and the
+/// API as them. The script's requests take this; pages take [`Console`],
+/// which adds what the page around them shows.
+pub struct Caller {
+    pub principal: Principal,
+    pub api: Bridge,
+    /// The session cookie, which the CSRF token is bound to.
+    session: String,
+}
+
+impl FromRequestParts<SharedState> for Caller {
     type Rejection = Response;
 
     async fn from_request_parts(
@@ -256,6 +266,26 @@ impl FromRequestParts<SharedState> for Console {
             parts.extensions.get::<PeerAddr>().copied(),
             parts.headers.get("x-forwarded-for").cloned(),
         );
+        Ok(Self {
+            principal,
+            api,
+            session: token.to_owned(),
+        })
+    }
+}
+
+impl FromRequestParts<SharedState> for Console {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &SharedState,
+    ) -> Result<Self, Self::Rejection> {
+        let Caller {
+            principal,
+            api,
+            session,
+        } = Caller::from_request_parts(parts, state).await?;
         let me: Me = api.get("/auth/me").await.map_err(view::api_failure)?;
         let person = me
             .user
@@ -269,7 +299,7 @@ impl FromRequestParts<SharedState> for Console {
             role: me.role,
             is_admin: principal.role().can_administer(),
             sees_conversations: principal.role().can_read_conversations(),
-            csrf: csrf_token(state, token),
+            csrf: csrf_token(state, &session),
         };
         Ok(Self {
             state: state.clone(),

@@ -24,7 +24,7 @@ pub async fn has_organizations(state: &AppState) -> Result<bool, ApiError> {
     if state.has_organizations.load(Ordering::Relaxed) {
         return Ok(true);
     }
-    let any = !state.store.list_organizations().await?.is_empty();
+    let any = state.store.any_organization().await?;
     if any {
         state.has_organizations.store(true, Ordering::Relaxed);
     }

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::organization::Notice;
+use super::bridge::Failure;
 use super::session::Console;
-use super::view::{self, Layout, PagePath, Time};
+use super::view::{self, Layout, Notice, PagePath, Time};
 
 #[derive(Deserialize)]
 struct IntegrationList {
@@ -112,18 +112,10 @@ pub async fn show(console: Console) -> Response {
 }
 
 /// After a form: back to the page, or the page with what went wrong.
-async fn after(console: &Console, result: Result<Value, super::bridge::Failure>) -> Response {
+async fn after(console: &Console, result: Result<Value, Failure>) -> Response {
     match result {
         Ok(_) => Redirect::to("/tools").into_response(),
-        Err(failure)
-            if matches!(
-                failure.status,
-                StatusCode::BAD_REQUEST | StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
-            ) =>
-        {
-            tools_page(console, failure.status, Notice::failed(&failure)).await
-        }
-        Err(failure) => view::api_failure(failure),
+        Err(failure) => view::refused(failure, |s, n| tools_page(console, s, n)).await,
     }
 }
 

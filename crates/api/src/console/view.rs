@@ -29,6 +29,25 @@ pub struct Layout {
     pub csrf: String,
 }
 
+/// Something to tell the person at the top of a page: a result, or what was
+/// wrong with what they sent.
+pub struct Notice {
+    pub error: bool,
+    pub text: String,
+    /// A secret shown once (a one-time password, an API key).
+    pub secret: Option<String>,
+}
+
+impl Notice {
+    pub fn failed(failure: &Failure) -> Option<Self> {
+        Some(Self {
+            error: true,
+            text: failure.message.clone(),
+            secret: None,
+        })
+    }
+}
+
 /// `template` as an HTML page with `status`.
 pub fn render_with(status: StatusCode, template: &impl Template) -> Response {
     match template.render() {
@@ -91,6 +110,20 @@ pub fn not_found() -> Response {
         "Not found",
         "There is no such page in your organization.",
     )
+}
+
+/// A page again, with what went wrong on top; failures that are not about
+/// the form (not found, not allowed) are their own page.
+pub async fn refused<F, Fut>(failure: Failure, page: F) -> Response
+where
+    F: FnOnce(StatusCode, Option<Notice>) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    if failure.is_about_the_form() {
+        page(failure.status, Notice::failed(&failure)).await
+    } else {
+        api_failure(failure)
+    }
 }
 
 /// A form sent without its CSRF token, or with another browser's.

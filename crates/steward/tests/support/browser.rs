@@ -110,7 +110,13 @@ pub struct Browser {
 }
 
 impl Browser {
-    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// A command's answer, or the WebDriver error it gave.
+    async fn answer(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -118,14 +124,20 @@ impl Browser {
         let answer = request
             .send()
             .await
-            .expect("chromedriver answers")
+            .map_err(|e| e.to_string())?
             .json::<Value>()
             .await
-            .expect("a JSON answer");
-        if let Some(error) = answer["value"]["error"].as_str() {
-            panic!("WebDriver {path}: {error}: {}", answer["value"]["message"]);
+            .map_err(|e| e.to_string())?;
+        match answer["value"]["error"].as_str() {
+            Some(error) => Err(format!("{error}: {}", answer["value"]["message"])),
+            None => Ok(answer["value"].clone()),
         }
-        answer["value"].clone()
+    }
+
+    async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.answer(method, path, body)
+            .await
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
     }
 
     pub async fn goto(&self, url: &str) {
@@ -158,17 +170,15 @@ impl Browser {
     }
 
     pub async fn try_find(&self, css: &str) -> Option<Element<'_>> {
-        let answer = self
-            .http
-            .post(format!("{}/element", self.session))
-            .json(&json!({ "using": "css selector", "value": css }))
-            .send()
-            .await
-            .ok()?
-            .json::<Value>()
+        let found = self
+            .answer(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({ "using": "css selector", "value": css })),
+            )
             .await
             .ok()?;
-        answer["value"][ELEMENT].as_str().map(|id| Element {
+        found[ELEMENT].as_str().map(|id| Element {
             browser: self,
             id: id.to_owned(),
         })
@@ -176,21 +186,16 @@ impl Browser {
 
     /// The page's visible text ("" while a page is being replaced).
     pub async fn text(&self) -> String {
-        let answer = self
-            .http
-            .post(format!("{}/execute/sync", self.session))
-            .json(&json!({ "script": "return document.body ? document.body.innerText : '';", "args": [] }))
-            .send()
-            .await;
-        match answer {
-            Ok(response) => response
-                .json::<Value>()
-                .await
-                .ok()
-                .and_then(|v| v["value"].as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+        let script = "return document.body ? document.body.innerText : '';";
+        self.answer(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
     }
 
     /// Waits until the page's text contains `wanted`.

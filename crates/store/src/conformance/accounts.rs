@@ -7,7 +7,12 @@ use steward_domain::*;
 use super::*;
 
 pub async fn organizations_are_created_with_their_owner(store: S) {
+    assert!(
+        !store.any_organization().await.unwrap(),
+        "a fresh store has none"
+    );
     let (scope, owner) = org(&store, "Acme").await;
+    assert!(store.any_organization().await.unwrap());
     let organization = store.organization(&scope).await.unwrap();
     assert_eq!(organization.name, "Acme");
     assert_eq!(organization.tier, Tier::Free);

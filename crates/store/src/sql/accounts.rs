@@ -90,6 +90,15 @@ impl<B: SqlBackend> AccountStore for B {
         found.iter().map(rows::organization).collect()
     }
 
+    async fn any_organization(&self) -> StoreResult<bool> {
+        let found = self
+            .read()
+            .await?
+            .fetch_optional(sql("SELECT 1 AS one FROM organizations LIMIT 1"))
+            .await?;
+        Ok(found.is_some())
+    }
+
     async fn organization(&self, scope: &TenantScope) -> StoreResult<Organization> {
         let row = self
             .read()
