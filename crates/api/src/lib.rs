@@ -97,7 +97,14 @@ pub fn router(state: SharedState) -> Router {
     ));
     let http = &state.config.http;
 
-    let api = console::bridge::ApiRouter(routes.clone().with_state(state.clone()));
+    // The console's calls are new requests: they carry the API's body limit
+    // themselves (the outer layer's would not reach them).
+    let api = console::bridge::ApiRouter(
+        routes
+            .clone()
+            .with_state(state.clone())
+            .layer(DefaultBodyLimit::max(http.body_limit_bytes)),
+    );
     let mut app = routes
         .merge(routes::webhooks::router(&state))
         .merge(console::router(&state, api))

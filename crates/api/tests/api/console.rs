@@ -162,6 +162,17 @@ async fn pages_need_a_session_and_forms_need_the_token_of_that_session() {
         .await
         .unwrap();
     assert_eq!(sent.status(), StatusCode::CREATED);
+    // The API's body limit holds through the bridge too.
+    let oversized = app
+        .client
+        .post(app.url("/console/api/chatbots"))
+        .header("cookie", &console.cookie)
+        .header("x-csrf-token", &console.csrf)
+        .json(&json!({"name": "Big", "system_prompt": "x".repeat(1_500_000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let nobody = app
         .client
         .get(app.url("/console/api/auth/me"))
