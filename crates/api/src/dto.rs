@@ -128,6 +128,17 @@ pub struct MessageDto {
     pub created_at: DateTime<Utc>,
 }
 
+impl MessageDto {
+    /// The message as a web chat visitor sees it: without the tools a reply
+    /// called (their inputs and results are the organization's).
+    pub fn for_visitor(message: store::Message) -> Self {
+        Self {
+            tool_calls: None,
+            ..Self::from(message)
+        }
+    }
+}
+
 impl From<store::Message> for MessageDto {
     fn from(m: store::Message) -> Self {
         // Only a reply's own meta holds sources; a user message's meta is
@@ -147,5 +158,38 @@ impl From<store::Message> for MessageDto {
             answers: m.answers,
             created_at: m.created_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_visitor_sees_a_replys_sources_and_not_its_tool_calls() {
+        let reply = store::Message {
+            id: MessageId::new(),
+            org_id: OrgId::new(),
+            chatbot_id: ChatbotId::new(),
+            conversation_id: ConversationId::new(),
+            role: MessageRole::Assistant,
+            text: "Yes".into(),
+            channel: "web".into(),
+            external_id: None,
+            answers: None,
+            channel_id: None,
+            meta: Some(json!({
+                "sources": [{"label": "faq.md"}],
+                "tool_calls": [{"server": "crm", "tool": "lookup", "input": {"email": "a@example.org"}}],
+            })),
+            created_at: chrono::Utc::now(),
+        };
+        let member = serde_json::to_value(MessageDto::from(reply.clone())).unwrap();
+        assert_eq!(member["tool_calls"][0]["tool"], "lookup");
+        let visitor = serde_json::to_value(MessageDto::for_visitor(reply)).unwrap();
+        assert_eq!(visitor["sources"][0]["label"], "faq.md");
+        assert!(visitor.get("tool_calls").is_none(), "{visitor}");
     }
 }

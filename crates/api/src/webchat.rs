@@ -350,14 +350,7 @@ async fn history(
         .conversation_messages(&scope, conversation, HISTORY)
         .await?;
     Ok(Json(VisitorMessages {
-        messages: messages
-            .into_iter()
-            .map(|m| {
-                let mut dto = MessageDto::from(m);
-                dto.tool_calls = None;
-                dto
-            })
-            .collect(),
+        messages: messages.into_iter().map(MessageDto::for_visitor).collect(),
     }))
 }
 

@@ -37,10 +37,10 @@ const PAGE: u32 = 100;
 
 fn message_event(message: Message, audience: Audience) -> Event {
     let id = message.id.to_string();
-    let mut dto = MessageDto::from(message);
-    if audience == Audience::Visitor {
-        dto.tool_calls = None;
-    }
+    let dto = match audience {
+        Audience::Member => MessageDto::from(message),
+        Audience::Visitor => MessageDto::for_visitor(message),
+    };
     Event::default()
         .event("message")
         .id(id)
