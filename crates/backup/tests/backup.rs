@@ -282,14 +282,32 @@ async fn damaged_backups_are_refused_before_anything_is_written(backend: Backend
         .unwrap();
 }
 
+/// Runs `work`, failing the test with `what` if it does not finish in a
+/// minute: a backup that hangs on a full disk is a failure to report, not a
+/// test that never ends.
+async fn within<T>(what: &str, work: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(60), work)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within a minute"))
+}
+
 /// A tmpfs of `megabytes`, unmounted when dropped.
 struct Tmpfs(PathBuf, #[allow(dead_code)] tempfile::TempDir);
 
 impl Tmpfs {
     fn mount(megabytes: u32) -> Result<Self, String> {
         let dir = tempfile::tempdir().unwrap();
-        let output = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+        // Bounded: a mount that cannot finish fails the test rather than hanging it.
+        let output = std::process::Command::new("timeout")
+            .args([
+                "20",
+                "mount",
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={megabytes}m"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .map_err(|e| e.to_string())?;
@@ -302,7 +320,10 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        let _ = std::process::Command::new("timeout")
+            .args(["20", "umount"])
+            .arg(&self.0)
+            .status();
     }
 }
 
@@ -322,10 +343,12 @@ async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
     let mut settings = config(data.path());
     settings.backup.dir = Some(disk.0.clone());
     let backups = Backups::from_config(&settings).unwrap();
-    let first = backups
-        .create(source.store.as_ref(), &source.url, &blobs)
-        .await
-        .unwrap();
+    let first = within(
+        "the first backup",
+        backups.create(source.store.as_ref(), &source.url, &blobs),
+    )
+    .await
+    .unwrap();
 
     blobs
         .put(
@@ -334,9 +357,11 @@ async fn a_full_disk_fails_the_backup_and_keeps_the_earlier_ones() {
         )
         .await
         .unwrap();
-    let failed = backups
-        .create(source.store.as_ref(), &source.url, &blobs)
-        .await;
+    let failed = within(
+        "the backup that fills the disk",
+        backups.create(source.store.as_ref(), &source.url, &blobs),
+    )
+    .await;
     let error = failed.unwrap_err().to_string();
     assert!(error.contains("No space left on device"), "{error}");
 
