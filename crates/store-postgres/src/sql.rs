@@ -111,9 +111,6 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
 impl SqlBackend for PostgresStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 
-    fn day_of(column: &str) -> String {
-        format!("(FLOOR(EXTRACT(EPOCH FROM {column}) / 86400)::bigint)")
-    }
     type Tx = Conn<Transaction<'static, Postgres>>;
     type Write = Conn<PoolConnection<Postgres>>;
     type Read = Conn<PoolConnection<Postgres>>;

@@ -96,9 +96,6 @@ impl SqlBackend for SqliteStore {
     const FOR_UPDATE: &'static str = "";
 
     // Times are integer microseconds since the epoch.
-    fn day_of(column: &str) -> String {
-        format!("({column} / 86400000000)")
-    }
     type Tx = Conn<Transaction<'static, Sqlite>>;
     type Write = Conn<PoolConnection<Sqlite>>;
     type Read = Conn<PoolConnection<Sqlite>>;

@@ -61,12 +61,14 @@ pub trait MessageStore: Send + Sync {
         id: ConversationId,
     ) -> StoreResult<ConversationSummary>;
 
-    /// How the organization's assistants were used since `since`, and by how
-    /// many people today and this week (as of `now`).
+    /// How the organization's assistants were used from the start of
+    /// `first_day` (UTC), and by how many people today and this week (as of
+    /// `now`). Read from counters kept as messages are stored, never by
+    /// scanning messages.
     async fn activity(
         &self,
         scope: &TenantScope,
-        since: chrono::DateTime<chrono::Utc>,
+        first_day: chrono::NaiveDate,
         now: chrono::DateTime<chrono::Utc>,
     ) -> StoreResult<Activity>;
 }

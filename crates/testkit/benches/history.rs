@@ -11,15 +11,15 @@
 //! page after the middle one, fetched with the cursor the middle page returned.
 //! Prints a Markdown table of client-observed latency.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
+
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::Connection;
-use steward_store::Store;
-use steward_testkit::app::{TestApp, spawn_app_on};
-use steward_testkit::{DbGuard, PostgresDatabase};
+use steward_testkit::app::spawn_app_on;
+use support::{Backend, Seedable, env_list, latency_cells, measure};
 use uuid::Uuid;
 
 const PAGE: usize = 50;
@@ -32,14 +32,6 @@ struct Seeded {
     base: DateTime<Utc>,
 }
 
-fn env_list(name: &str, default: &str) -> Vec<u64> {
-    std::env::var(name)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("a number"))
-        .collect()
-}
-
 #[tokio::main]
 async fn main() {
     let sizes = env_list("STEWARD_BENCH_SIZES", "10000,1000000");
@@ -47,50 +39,15 @@ async fn main() {
     println!("| backend | messages | page | p50 (ms) | p99 (ms) | mean (ms) |");
     println!("|---|---:|---|---:|---:|---:|");
     for size in &sizes {
-        run("SQLite", *size, requests, Backend::Sqlite).await;
-        if std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty()) {
-            run("PostgreSQL", *size, requests, Backend::Postgres).await;
+        for backend in Backend::available() {
+            run(*size, requests, backend).await;
         }
     }
 }
 
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-async fn run(name: &str, size: u64, requests: usize, backend: Backend) {
-    let (store, guard, sqlite_path, pg_url): (
-        Arc<dyn Store>,
-        DbGuard,
-        Option<std::path::PathBuf>,
-        Option<String>,
-    ) = match backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("steward.db");
-            let store = steward_store_sqlite::SqliteStore::open_file(&path, 4)
-                .await
-                .unwrap();
-            store.migrate().await.unwrap();
-            (Arc::new(store), DbGuard::Sqlite(dir), Some(path), None)
-        }
-        Backend::Postgres => {
-            let database = PostgresDatabase::create().await.unwrap();
-            let store = steward_store_postgres::PostgresStore::connect(&database.url, 8)
-                .await
-                .unwrap();
-            store.migrate().await.unwrap();
-            let url = database.url.clone();
-            (
-                Arc::new(store),
-                DbGuard::Postgres(database),
-                None,
-                Some(url),
-            )
-        }
-    };
+async fn run(size: u64, requests: usize, backend: Backend) {
+    let name = backend.name();
+    let (store, guard, seedable) = support::database(backend).await;
     let app = spawn_app_on(store, guard, |c| c.log.level = "warn".into()).await;
     let owner = app.register("bench@example.org", "Bench").await;
     let chatbot = app.chatbot(&owner, "Bench").await;
@@ -115,9 +72,9 @@ async fn run(name: &str, size: u64, requests: usize, backend: Backend) {
         .unwrap(),
     };
     let started = Instant::now();
-    match backend {
-        Backend::Sqlite => seed_sqlite(sqlite_path.as_ref().unwrap(), &seeded, size).await,
-        Backend::Postgres => seed_postgres(pg_url.as_ref().unwrap(), &seeded, size).await,
+    match &seedable {
+        Seedable::Sqlite(path) => seed_sqlite(path, &seeded, size).await,
+        Seedable::Postgres(url) => seed_postgres(url, &seeded, size).await,
     }
     eprintln!(
         "{name}: seeded {size} messages in {:.1} s",
@@ -149,54 +106,14 @@ async fn run(name: &str, size: u64, requests: usize, backend: Backend) {
             PAGE,
             "{label} page is full"
         );
-        let timings = measure(&app, path, &owner.token, requests).await;
+        let url = app.url(path);
+        let timings = measure(|| app.client.get(&url).bearer_auth(&owner.token), requests).await;
         println!(
-            "| {name} | {size} | {label} | {:.2} | {:.2} | {:.2} |",
-            ms(percentile(&timings, 50)),
-            ms(percentile(&timings, 99)),
-            ms(timings.iter().sum::<Duration>() / timings.len() as u32),
+            "| {name} | {size} | {label} | {} |",
+            latency_cells(&timings)
         );
     }
     app.stop().await;
-}
-
-async fn measure(app: &TestApp, path: &str, token: &str, requests: usize) -> Vec<Duration> {
-    let url = app.url(path);
-    for _ in 0..requests / 10 {
-        app.client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-    }
-    let mut timings = Vec::with_capacity(requests);
-    for _ in 0..requests {
-        let started = Instant::now();
-        let response = app
-            .client
-            .get(&url)
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        assert!(response.status().is_success());
-        response.bytes().await.unwrap();
-        timings.push(started.elapsed());
-    }
-    timings.sort();
-    timings
-}
-
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn urlencode(s: &str) -> String {

@@ -98,8 +98,7 @@ async fn usage(
     }
     let now = Utc::now();
     let first = now.date_naive() - Duration::days(i64::from(days) - 1);
-    let since = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let activity = state.store.activity(&auth.0.scope(), since, now).await?;
+    let activity = state.store.activity(&auth.0.scope(), first, now).await?;
     let mut sorted = activity.reply_seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let counted = |date: NaiveDate| {

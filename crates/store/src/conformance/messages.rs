@@ -686,7 +686,7 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
 
     let now = chrono::Utc::now();
     let activity = store
-        .activity(&scope, now - Duration::days(30), now)
+        .activity(&scope, (now - Duration::days(29)).date_naive(), now)
         .await
         .unwrap();
     assert_eq!(activity.days, vec![(now.date_naive(), 2, 1)]);
@@ -695,8 +695,41 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
     assert_eq!(activity.reply_seconds.len(), 1);
     assert!((0.0..60.0).contains(&activity.reply_seconds[0]));
     assert_eq!(activity.chatbots, vec![(bot.id, 2, 2), (quiet.id, 0, 0)]);
+
+    // Through a channel: one person writes twice (a retried webhook's
+    // duplicate counts nothing); another's conversation opens but they never
+    // write, which starts a conversation and adds no person.
+    let channel = super::channels::new_channel(&store, &scope, quiet.id, "Desk").await;
+    let writes = store
+        .channel_conversation(&scope, &channel, "user-1")
+        .await
+        .unwrap();
+    store
+        .channel_conversation(&scope, &channel, "user-2")
+        .await
+        .unwrap();
+    for (update, text) in [("u-1", "hello"), ("u-1", "hello"), ("u-2", "again")] {
+        let mut message = user_message(quiet.id, Some(writes), text);
+        message.external_id = Some(update.into());
+        message.channel_id = Some(channel.id);
+        let _ = store.add_message(&scope, message).await;
+    }
+    let activity = store
+        .activity(&scope, (now - Duration::days(29)).date_naive(), now)
+        .await
+        .unwrap();
+    assert_eq!(activity.days, vec![(now.date_naive(), 4, 1)]);
+    assert_eq!(
+        activity.people_today, 3,
+        "two API conversations and one channel identity"
+    );
+    assert_eq!(activity.chatbots, vec![(bot.id, 2, 2), (quiet.id, 2, 2)]);
     let later = store
-        .activity(&scope, now + Duration::days(1), now + Duration::days(8))
+        .activity(
+            &scope,
+            (now + Duration::days(1)).date_naive(),
+            now + Duration::days(8),
+        )
         .await
         .unwrap();
     assert!(later.days.is_empty() && later.chatbots.iter().all(|c| c.1 == 0));

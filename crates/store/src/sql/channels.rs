@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use serde_json::{Value as Json, json};
 use steward_domain::{ChannelId, ChannelKind, ChatbotId, ConversationId, MessageId};
 
+use crate::sql::messages::{DayCounts, count_activity};
 use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
@@ -158,17 +159,27 @@ impl<B: SqlBackend> ChannelStore for B {
             return row.get("id");
         }
         let mut tx = self.begin().await?;
-        tx.execute(
-            sql("INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
+        let at = now();
+        let started = tx
+            .execute(
+                sql("INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
                  SELECT $1, org_id, chatbot_id, kind, id, $2, $3 FROM channels WHERE id = $4 AND org_id = $5
                  ON CONFLICT DO NOTHING")
-            .bind(ConversationId::new())
-            .bind(external_key)
-            .bind(now())
-            .bind(channel.id)
-            .bind(scope.org_id()),
-        )
-        .await?;
+                .bind(ConversationId::new())
+                .bind(external_key)
+                .bind(at)
+                .bind(channel.id)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        if started > 0 {
+            let counts = DayCounts {
+                received: 0,
+                replied: 0,
+                started: 1,
+            };
+            count_activity::<B>(&mut tx, scope.org_id(), channel.chatbot_id, at, counts).await?;
+        }
         let id = tx.fetch_optional(lookup()).await?;
         commit::<B>(tx).await?;
         id.ok_or(StoreError::NotFound)?.get("id")

@@ -1,7 +1,7 @@
 //! [`MessageStore`], for every backend.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use steward_domain::*;
 
 use crate::records::{end_of_time, start_of_time};
@@ -121,6 +121,27 @@ impl<B: SqlBackend> MessageStore for B {
             other => other,
         })?;
         let counted = i64::from(message.role == MessageRole::User);
+        let started = matches!(new.conversation, ConversationChoice::Start(_));
+        count_activity::<B>(
+            &mut tx,
+            org,
+            message.chatbot_id,
+            at,
+            DayCounts {
+                received: counted,
+                replied: i64::from(message.role == MessageRole::Assistant),
+                started: i64::from(started),
+            },
+        )
+        .await?;
+        if message.role == MessageRole::User {
+            tx.execute(
+                sql("UPDATE conversations SET last_active_at = $1 WHERE id = $2")
+                    .bind(at)
+                    .bind(conversation_id),
+            )
+            .await?;
+        }
         if counted > 0 || new.tokens > 0 {
             tx.execute(
                 sql("INSERT INTO usage_counters (org_id, period, messages, tokens) VALUES ($1, $2, $3, $4)
@@ -362,33 +383,30 @@ impl<B: SqlBackend> MessageStore for B {
     async fn activity(
         &self,
         scope: &TenantScope,
-        since: DateTime<Utc>,
+        first_day: chrono::NaiveDate,
         now: DateTime<Utc>,
     ) -> StoreResult<Activity> {
         let org = scope.org_id();
         let mut db = self.read().await?;
-        let day = B::day_of("created_at");
+        let first = day_number(first_day);
         let days = db
             .fetch_all(
-                sql(format!(
-                    "SELECT {day} AS day,
-                            SUM(CASE WHEN role = 'user' THEN 1 ELSE 0 END) AS received,
-                            SUM(CASE WHEN role = 'assistant' THEN 1 ELSE 0 END) AS replied
-                     FROM messages WHERE org_id = $1 AND created_at >= $2
-                     GROUP BY {day} ORDER BY day"
-                ))
+                // CAST: PostgreSQL sums bigints as numeric.
+                sql("SELECT day, CAST(SUM(received) AS BIGINT) AS received,
+                            CAST(SUM(replied) AS BIGINT) AS replied
+                     FROM activity_days WHERE org_id = $1 AND day >= $2
+                     GROUP BY day HAVING SUM(received) + SUM(replied) > 0 ORDER BY day")
                 .bind(org)
-                .bind(since),
+                .bind(first),
             )
             .await?
             .iter()
             .map(|row| {
-                let number: i64 = row.get("day")?;
-                let date = chrono::NaiveDate::from_num_days_from_ce_opt(
-                    i32::try_from(number + 719_163).unwrap_or(i32::MAX),
-                )
-                .ok_or_else(|| StoreError::Internal(format!("day {number}")))?;
-                Ok((date, row.get("received")?, row.get("replied")?))
+                Ok((
+                    day_of_number(row.get("day")?)?,
+                    row.get("received")?,
+                    row.get("replied")?,
+                ))
             })
             .collect::<StoreResult<Vec<_>>>()?;
         let today = now
@@ -401,26 +419,15 @@ impl<B: SqlBackend> MessageStore for B {
         for from in [today, week] {
             let row = db
                 .fetch_one(
-                    sql("SELECT
-                           (SELECT COUNT(*) FROM (SELECT DISTINCT c.channel_id, c.external_key
-                              FROM conversations c
-                              WHERE c.org_id = $1 AND c.external_key IS NOT NULL
-                                AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                                              AND m.role = 'user' AND m.created_at >= $2)) AS identities)
-                           AS by_channel,
-                           (SELECT COUNT(*) FROM conversations c
-                              WHERE c.org_id = $1 AND c.external_key IS NULL
-                                AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id
-                                              AND m.role = 'user' AND m.created_at >= $2))
-                           AS by_conversation")
+                    sql("SELECT COUNT(*) AS people FROM conversations
+                         WHERE org_id = $1 AND last_active_at >= $2")
                     .bind(org)
                     .bind(from),
                 )
                 .await?;
-            let by_channel: i64 = row.get("by_channel")?;
-            let by_conversation: i64 = row.get("by_conversation")?;
-            people.push(by_channel + by_conversation);
+            people.push(row.get::<i64>("people")?);
         }
+        let since = first_day.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
         let reply_seconds = db
             .fetch_all(
                 sql("SELECT r.created_at AS replied_at, u.created_at AS asked_at
@@ -441,13 +448,15 @@ impl<B: SqlBackend> MessageStore for B {
         let chatbots = db
             .fetch_all(
                 sql("SELECT b.id,
-                       (SELECT COUNT(*) FROM messages m WHERE m.org_id = b.org_id AND m.chatbot_id = b.id
-                          AND m.role = 'user' AND m.created_at >= $2) AS received,
-                       (SELECT COUNT(*) FROM conversations c WHERE c.org_id = b.org_id AND c.chatbot_id = b.id
-                          AND c.created_at >= $2) AS started
+                       CAST(COALESCE((SELECT SUM(a.received) FROM activity_days a
+                          WHERE a.org_id = b.org_id AND a.day >= $2 AND a.chatbot_id = b.id), 0) AS BIGINT)
+                         AS received,
+                       CAST(COALESCE((SELECT SUM(a.started) FROM activity_days a
+                          WHERE a.org_id = b.org_id AND a.day >= $2 AND a.chatbot_id = b.id), 0) AS BIGINT)
+                         AS started
                      FROM chatbots b WHERE b.org_id = $1 ORDER BY b.created_at, b.id")
                 .bind(org)
-                .bind(since),
+                .bind(first),
             )
             .await?
             .iter()
@@ -461,4 +470,55 @@ impl<B: SqlBackend> MessageStore for B {
             chatbots,
         })
     }
+}
+
+/// A day as `activity_days` numbers it: days since 1970-01-01.
+fn day_number(day: chrono::NaiveDate) -> i64 {
+    i64::from(day.num_days_from_ce()) - UNIX_EPOCH_DAY
+}
+
+fn day_of_number(number: i64) -> StoreResult<chrono::NaiveDate> {
+    i32::try_from(number + UNIX_EPOCH_DAY)
+        .ok()
+        .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+        .ok_or_else(|| StoreError::Internal(format!("day {number}")))
+}
+
+/// 1970-01-01 counted from the common era, as chrono counts.
+const UNIX_EPOCH_DAY: i64 = 719_163;
+
+/// What one stored message adds to its day's counters.
+pub(crate) struct DayCounts {
+    pub received: i64,
+    pub replied: i64,
+    pub started: i64,
+}
+
+/// Adds to the counters of `chatbot`'s day of `at`, in the transaction that
+/// stores what is counted.
+pub(crate) async fn count_activity<B: SqlBackend>(
+    tx: &mut B::Tx,
+    org: OrgId,
+    chatbot: ChatbotId,
+    at: DateTime<Utc>,
+    counts: DayCounts,
+) -> StoreResult<()> {
+    tx.execute(
+        sql(
+            "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (org_id, day, chatbot_id) DO UPDATE SET
+                received = activity_days.received + excluded.received,
+                replied = activity_days.replied + excluded.replied,
+                started = activity_days.started + excluded.started",
+        )
+        .bind(org)
+        .bind(chatbot)
+        .bind(day_number(at.date_naive()))
+        .bind(counts.received)
+        .bind(counts.replied)
+        .bind(counts.started),
+    )
+    .await?;
+    Ok(())
 }

@@ -144,10 +144,6 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// the whole database (SQLite).
     const FOR_UPDATE: &'static str;
 
-    /// An expression for the day (UTC, counted from 1970-01-01) of the time
-    /// in `column`.
-    fn day_of(column: &str) -> String;
-
     /// A write transaction.
     type Tx: Db;
     /// A connection for one write statement, committed on its own.

@@ -1,0 +1,291 @@
+//! Server time of the console's busiest pages over a large organization.
+//!
+//!   cargo bench -p steward-testkit --bench console
+//!
+//! For each backend (SQLite always; PostgreSQL when STEWARD_TEST_POSTGRES_URL
+//! is set), one organization with three chatbots gets STEWARD_BENCH_MESSAGES
+//! messages (default 1,000,000) in conversations of 20, spread evenly over the
+//! last 30 days; half the conversations come through a web channel, each from
+//! a visitor of its own. Rows are seeded with bulk SQL. Each page is then
+//! fetched STEWARD_BENCH_REQUESTS times (default 200) over one keep-alive
+//! connection with the owner's session cookie, as a browser would: the
+//! overview, the conversation list unfiltered and with each filter, and one
+//! thread. Prints a Markdown table of client-observed latency.
+
+mod support;
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::json;
+use sqlx::Connection;
+use steward_testkit::app::spawn_app_on;
+use support::{Backend, Seedable, env_list, latency_cells, measure};
+use uuid::Uuid;
+
+/// Messages per conversation.
+const TURNS: u64 = 20;
+struct Seed {
+    org: Uuid,
+    chatbots: [Uuid; 3],
+    channels: [Uuid; 3],
+    /// The oldest conversation's start; the others follow evenly to now.
+    base: DateTime<Utc>,
+    conversations: u64,
+}
+
+impl Seed {
+    /// Microseconds between one conversation's start and the next.
+    fn step_micros(&self) -> i64 {
+        Duration::days(30).num_microseconds().unwrap() / self.conversations as i64
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let messages = env_list("STEWARD_BENCH_MESSAGES", "1000000")[0];
+    let requests = env_list("STEWARD_BENCH_REQUESTS", "200")[0] as usize;
+    println!("| backend | messages | page | p50 (ms) | p99 (ms) | mean (ms) |");
+    println!("|---|---:|---|---:|---:|---:|");
+    for backend in Backend::available() {
+        run(messages, requests, backend).await;
+    }
+}
+
+async fn run(messages: u64, requests: usize, backend: Backend) {
+    let name = backend.name();
+    let (store, guard, seedable) = support::database(backend).await;
+    let app = spawn_app_on(store, guard, |c| c.log.level = "warn".into()).await;
+    let owner = app.register("bench@example.org", "Bench").await;
+    let mut chatbots = [Uuid::nil(); 3];
+    let mut channels = [Uuid::nil(); 3];
+    for (i, (chatbot, channel)) in chatbots.iter_mut().zip(&mut channels).enumerate() {
+        let id = app.chatbot(&owner, &format!("Bench {i}")).await;
+        let connected = app
+            .post(
+                &format!("/api/v1/chatbots/{id}/channels"),
+                &owner.token,
+                json!({"kind": "web", "name": "Site", "config": {"allowed_origins": ["https://shop.example.org"]}}),
+            )
+            .await;
+        assert!(connected.status.is_success(), "{}", connected.text);
+        *chatbot = id.parse().unwrap();
+        *channel = connected.body["id"].as_str().unwrap().parse().unwrap();
+    }
+    let seed = Seed {
+        org: owner.org_id.parse().unwrap(),
+        chatbots,
+        channels,
+        base: Utc::now() - Duration::days(30) - Duration::hours(1),
+        conversations: messages / TURNS,
+    };
+    let started = Instant::now();
+    match &seedable {
+        Seedable::Sqlite(path) => seed_sqlite(path, &seed).await,
+        Seedable::Postgres(url) => seed_postgres(url, &seed).await,
+    }
+    eprintln!(
+        "{name}: seeded {messages} messages in {} conversations in {:.1} s",
+        seed.conversations,
+        started.elapsed().as_secs_f64()
+    );
+
+    let middle_day = (seed.base + Duration::days(15)).format("%Y-%m-%d");
+    let newest = conversation_id(seed.conversations - 1);
+    let pages = [
+        ("overview", "/".to_owned()),
+        ("conversations", "/conversations".to_owned()),
+        (
+            "conversations of one chatbot",
+            format!("/conversations?chatbot_id={}", seed.chatbots[1]),
+        ),
+        (
+            "conversations of one channel",
+            "/conversations?channel=web".to_owned(),
+        ),
+        (
+            "conversations of one day",
+            format!("/conversations?from={middle_day}&to={middle_day}"),
+        ),
+        (
+            "conversations with a common word",
+            "/conversations?q=payments".to_owned(),
+        ),
+        (
+            "conversations with a rare word",
+            "/conversations?q=zebra".to_owned(),
+        ),
+        (
+            "one conversation's thread",
+            format!("/conversations/{newest}"),
+        ),
+    ];
+    let cookie = format!("steward_session={}", owner.token);
+    for (label, path) in pages {
+        let url = app.url(&path);
+        let page = app
+            .client
+            .get(&url)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert!(page.status().is_success(), "{label}: {}", page.status());
+        let timings = measure(|| app.client.get(&url).header("cookie", &cookie), requests).await;
+        println!(
+            "| {name} | {messages} | {label} | {} |",
+            latency_cells(&timings)
+        );
+    }
+    app.stop().await;
+}
+
+/// The id of seeded conversation `i`, as both seeds make it.
+fn conversation_id(i: u64) -> Uuid {
+    format!("c0{i:030x}").parse().unwrap()
+}
+
+async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?1 - 1)
+         INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
+         SELECT unhex('c0' || printf('%030x', i)), ?2,
+                CASE i % 3 WHEN 0 THEN ?3 WHEN 1 THEN ?4 ELSE ?5 END,
+                CASE WHEN i % 2 = 0 THEN 'web' ELSE 'api' END,
+                CASE WHEN i % 2 = 0 THEN (CASE i % 3 WHEN 0 THEN ?6 WHEN 1 THEN ?7 ELSE ?8 END) END,
+                CASE WHEN i % 2 = 0 THEN 'visitor-' || i END,
+                ?9 + i * ?10
+         FROM seq",
+    )
+    .bind(seed.conversations as i64)
+    .bind(seed.org)
+    .bind(seed.chatbots[0])
+    .bind(seed.chatbots[1])
+    .bind(seed.chatbots[2])
+    .bind(seed.channels[0])
+    .bind(seed.channels[1])
+    .bind(seed.channels[2])
+    .bind(seed.base.timestamp_micros())
+    .bind(seed.step_micros())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Each conversation is about one of five topics; the first mentions a zebra.
+    sqlx::query(
+        "WITH RECURSIVE seq(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM seq WHERE j < ?1 - 1)
+         INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, channel_id,
+                               answers, created_at)
+         SELECT unhex('a0' || printf('%030x', j)), c.org_id, c.chatbot_id, c.id,
+                CASE WHEN j % 2 = 0 THEN 'user' ELSE 'assistant' END,
+                'message ' || j || ' about ' || CASE (j / 20) % 5 WHEN 0 THEN 'invoices and payments' WHEN 1 THEN 'a delivery that is late'
+                     WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' ELSE '' END,
+                c.channel, c.channel_id,
+                CASE WHEN j % 2 = 1 THEN unhex('a0' || printf('%030x', j - 1)) END,
+                c.created_at + (j % 20) * 30000000
+         FROM seq JOIN conversations c ON c.id = unhex('c0' || printf('%030x', j / 20))",
+    )
+    .bind((seed.conversations * TURNS) as i64)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The counters the store keeps as each message is stored, filled at once.
+    sqlx::query(
+        "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started)
+         SELECT org_id, chatbot_id, day, SUM(received), SUM(replied), SUM(started) FROM (
+             SELECT org_id, chatbot_id, created_at / 86400000000 AS day,
+                    SUM(role = 'user') AS received, SUM(role = 'assistant') AS replied, 0 AS started
+             FROM messages GROUP BY org_id, chatbot_id, created_at / 86400000000
+             UNION ALL
+             SELECT org_id, chatbot_id, created_at / 86400000000, 0, 0, COUNT(*)
+             FROM conversations GROUP BY org_id, chatbot_id, created_at / 86400000000
+         ) GROUP BY org_id, chatbot_id, day
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE conversations SET last_active_at = created_at + 540000000 WHERE org_id = ?",
+    )
+    .bind(seed.org)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE").execute(&mut conn).await.unwrap();
+}
+
+async fn seed_postgres(url: &str, seed: &Seed) {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
+         SELECT ('c0' || lpad(to_hex(i), 30, '0'))::uuid, $2,
+                (ARRAY[$3, $4, $5]::uuid[])[i % 3 + 1],
+                CASE WHEN i % 2 = 0 THEN 'web' ELSE 'api' END,
+                CASE WHEN i % 2 = 0 THEN (ARRAY[$6, $7, $8]::uuid[])[i % 3 + 1] END,
+                CASE WHEN i % 2 = 0 THEN 'visitor-' || i END,
+                $9 + i * ($10 * interval '1 microsecond')
+         FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(seed.conversations as i64)
+    .bind(seed.org)
+    .bind(seed.chatbots[0])
+    .bind(seed.chatbots[1])
+    .bind(seed.chatbots[2])
+    .bind(seed.channels[0])
+    .bind(seed.channels[1])
+    .bind(seed.channels[2])
+    .bind(seed.base)
+    .bind(seed.step_micros())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Each conversation is about one of five topics; the first mentions a zebra.
+    sqlx::query(
+        "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, channel_id,
+                               answers, created_at)
+         SELECT ('a0' || lpad(to_hex(j), 30, '0'))::uuid, c.org_id, c.chatbot_id, c.id,
+                CASE WHEN j % 2 = 0 THEN 'user' ELSE 'assistant' END,
+                'message ' || j || ' about ' || CASE (j / 20) % 5 WHEN 0 THEN 'invoices and payments' WHEN 1 THEN 'a delivery that is late'
+                     WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' ELSE '' END,
+                c.channel, c.channel_id,
+                CASE WHEN j % 2 = 1 THEN ('a0' || lpad(to_hex(j - 1), 30, '0'))::uuid END,
+                c.created_at + (j % 20) * interval '30 seconds'
+         FROM generate_series(0, $1 - 1) AS j
+         JOIN conversations c ON c.id = ('c0' || lpad(to_hex(j / 20), 30, '0'))::uuid",
+    )
+    .bind((seed.conversations * TURNS) as i64)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The counters the store keeps as each message is stored, filled at once.
+    sqlx::query(
+        "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started)
+         SELECT org_id, chatbot_id, day, SUM(received), SUM(replied), SUM(started) FROM (
+             SELECT org_id, chatbot_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint AS day,
+                    COUNT(*) FILTER (WHERE role = 'user') AS received,
+                    COUNT(*) FILTER (WHERE role = 'assistant') AS replied, 0 AS started
+             FROM messages GROUP BY 1, 2, 3
+             UNION ALL
+             SELECT org_id, chatbot_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint, 0, 0, COUNT(*)
+             FROM conversations GROUP BY 1, 2, 3
+         ) counted GROUP BY org_id, chatbot_id, day
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE conversations SET last_active_at = created_at + interval '540 seconds' WHERE org_id = $1",
+    )
+    .bind(seed.org)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query("VACUUM ANALYZE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
