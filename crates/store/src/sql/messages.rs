@@ -336,6 +336,9 @@ impl<B: SqlBackend> MessageStore for B {
                 .get("created_at")?;
             upper = upper.min((at, before.as_uuid()));
         }
+        // The text filter is a subquery with LIMIT rather than EXISTS, so that
+        // PostgreSQL tests conversations newest first and stops at the page's
+        // end, as SQLite does, instead of first scanning every message.
         let found = db
             .fetch_all(
                 sql(format!(
@@ -345,8 +348,9 @@ impl<B: SqlBackend> MessageStore for B {
                        AND ($3 IS NULL OR c.channel = $3)
                        AND c.created_at >= $4
                        AND (c.created_at, c.id) < ($5, $6)
-                       AND ($7 IS NULL OR EXISTS (SELECT 1 FROM messages t
-                            WHERE t.conversation_id = c.id AND LOWER(t.text) LIKE $7 ESCAPE '\\'))
+                       AND ($7 IS NULL OR (SELECT 1 FROM messages t
+                            WHERE t.conversation_id = c.id AND LOWER(t.text) LIKE $7 ESCAPE '\\'
+                            LIMIT 1) IS NOT NULL)
                      ORDER BY c.created_at DESC, c.id DESC
                      LIMIT $8"
                 ))
