@@ -56,7 +56,14 @@ pub trait AccountStore: Send + Sync {
 
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage>;
 
-    async fn list_audit(&self, scope: &TenantScope, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+    /// The organization's audit entries, newest first: up to `limit` of those
+    /// older than the entry `before` (`NotFound` when it is not one of theirs).
+    async fn list_audit(
+        &self,
+        scope: &TenantScope,
+        before: Option<AuditId>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>>;
 
     // --- Members ---
 

@@ -2,14 +2,14 @@
 //! audit log and the jobs (dead letters).
 
 use askama::Template;
-use axum::extract::Form;
+use axum::extract::{Form, Query};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::session::Console;
-use super::view::{self, Layout, Notice, PagePath, Time};
+use super::view::{self, Layout, Notice, PagePath, Time, url_encode};
 
 #[derive(Deserialize)]
 struct Usage {
@@ -511,6 +511,7 @@ async fn job_action(console: Console, id: uuid::Uuid, action: &str) -> Response 
 #[derive(Deserialize)]
 struct AuditLog {
     entries: Vec<AuditEntry>,
+    next_before: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -537,17 +538,28 @@ impl AuditEntry {
 struct AuditPage {
     layout: Layout,
     entries: Vec<AuditEntry>,
+    /// The next page's URL, when this is not the last.
+    older: Option<String>,
 }
 
-pub async fn audit(console: Console) -> Response {
-    match console
-        .api
-        .get::<AuditLog>("/organizations/audit-log?limit=200")
-        .await
-    {
+#[derive(Deserialize)]
+pub struct AuditParams {
+    before: Option<String>,
+}
+
+/// The audit log, 50 entries a page, newest first.
+pub async fn audit(console: Console, Query(params): Query<AuditParams>) -> Response {
+    let mut path = "/organizations/audit-log?limit=50".to_owned();
+    if let Some(before) = params.before.filter(|b| !b.is_empty()) {
+        path.push_str(&format!("&before={}", url_encode(&before)));
+    }
+    match console.api.get::<AuditLog>(&path).await {
         Ok(log) => view::render(&AuditPage {
             layout: console.layout("Audit log", "audit"),
             entries: log.entries,
+            older: log
+                .next_before
+                .map(|before| format!("/audit?before={}", url_encode(&before))),
         }),
         Err(failure) => view::api_failure(failure),
     }

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_domain::{Email, Password, PersonName, Role, Tier, UserId};
-use steward_store::{NewUser, User, usage_period};
+use steward_domain::{AuditId, Email, Password, PersonName, Role, Tier, UserId};
+use steward_store::{NewUser, StoreError, User, usage_period};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -312,6 +312,8 @@ pub struct AuditQuery {
     /// 1 to 200; default 50.
     #[param(minimum = 1, maximum = 200)]
     limit: Option<u32>,
+    /// `next_before` of the previous page.
+    before: Option<uuid::Uuid>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -329,12 +331,15 @@ pub struct AuditEntryDto {
 #[derive(Serialize, ToSchema)]
 pub struct AuditLog {
     entries: Vec<AuditEntryDto>,
+    /// Pass as `before` for the next page; null on the last page.
+    next_before: Option<uuid::Uuid>,
 }
 
 /// Recent admin actions, newest first (owners and admins).
 #[utoipa::path(get, path = "/organizations/audit-log", tag = "organization", security(("bearer" = [])),
     params(AuditQuery),
-    responses((status = 200, body = AuditLog), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = AuditLog), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "`before` names no audit entry of this organization (`unknown_cursor`)", body = ErrorBody)))]
 async fn audit_log(
     State(state): State<SharedState>,
     auth: Auth,
@@ -342,8 +347,28 @@ async fn audit_log(
 ) -> ApiResult<axum::Json<AuditLog>> {
     auth.require_admin()?;
     let limit = crate::routes::page_limit(query.limit)?;
-    let entries = state.store.list_audit(&auth.0.scope(), limit).await?;
+    // One more than asked tells whether another page follows.
+    let mut entries = match state
+        .store
+        .list_audit(&auth.0.scope(), query.before.map(AuditId::from), limit + 1)
+        .await
+    {
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::Conflict {
+                code: "unknown_cursor",
+                message: "before is not an audit entry of this organization".into(),
+            });
+        }
+        found => found?,
+    };
+    let next_before = if entries.len() > limit as usize {
+        entries.truncate(limit as usize);
+        entries.last().map(|e| e.id.as_uuid())
+    } else {
+        None
+    };
     Ok(axum::Json(AuditLog {
+        next_before,
         entries: entries
             .into_iter()
             .map(|e| AuditEntryDto {

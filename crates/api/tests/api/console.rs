@@ -744,3 +744,39 @@ async fn integrations_are_enabled_and_tools_given_to_a_chatbot_from_the_console(
         .await;
     assert_eq!(disabled.status, StatusCode::SEE_OTHER);
 }
+
+#[tokio::test]
+async fn the_audit_log_is_read_page_by_page() {
+    let app = spawn_app().await;
+    let owner = app.register("a@example.org", "Alpha").await;
+    // 55 entries: more than one page of 50.
+    for n in 0..55 {
+        let created = app
+            .post(
+                "/api/v1/api-keys",
+                &owner.token,
+                json!({"name": format!("key {n}")}),
+            )
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    }
+    let console = Console::open(&app, &owner).await;
+    let first = console.get("/audit").await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.html.matches("api_key.created").count(), 50);
+    let older = first
+        .html
+        .split("<a href=\"")
+        .find(|rest| rest.contains(">Older entries<"))
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to older entries")
+        .replace("&amp;", "&");
+    let second = console.get(&older).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.html.matches("api_key.created").count(), 5);
+    assert!(
+        second.html.contains("key 0"),
+        "the oldest entry is on the last page"
+    );
+    assert!(!second.html.contains("Older entries"));
+}

@@ -390,6 +390,37 @@ async fn admin_actions_are_written_to_the_audit_log() {
         .get("/api/v1/organizations/audit-log?limit=2", &owner.token)
         .await;
     assert_eq!(limited.body["entries"].as_array().unwrap().len(), 2);
+
+    // Pages of four walk the whole log; the last says there is no next.
+    let ids = |reply: &steward_testkit::app::Reply| -> Vec<String> {
+        reply.body["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = app
+        .get("/api/v1/organizations/audit-log?limit=4", &owner.token)
+        .await;
+    let cursor = first.body["next_before"].as_str().unwrap();
+    let second = app
+        .get(
+            &format!("/api/v1/organizations/audit-log?limit=4&before={cursor}"),
+            &owner.token,
+        )
+        .await;
+    assert_eq!(second.body["next_before"], serde_json::Value::Null);
+    assert_eq!([ids(&first), ids(&second)].concat(), ids(&log));
+    let stranger = app.register("eve@example.org", "Evil").await;
+    let theirs = app
+        .get(
+            &format!("/api/v1/organizations/audit-log?before={cursor}"),
+            &stranger.token,
+        )
+        .await;
+    assert_eq!(theirs.status, 409);
+    assert_eq!(theirs.code(), "unknown_cursor");
 }
 
 #[tokio::test]

@@ -332,7 +332,7 @@ pub async fn passwords_are_replaced_within_their_org_and_sign_out_older_tokens(s
             .await,
         "another org's member",
     );
-    let audit = store.list_audit(&scope, 10).await.unwrap();
+    let audit = store.list_audit(&scope, None, 10).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert!(
         actions.contains(&"member.password_changed") && actions.contains(&"member.password_reset"),
@@ -502,7 +502,7 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
         .await
         .unwrap();
 
-    let log = store.list_audit(&scope, 100).await.unwrap();
+    let log = store.list_audit(&scope, None, 100).await.unwrap();
     let actions: Vec<_> = log.iter().rev().map(|e| e.action.as_str()).collect();
     assert_eq!(
         actions,
@@ -529,6 +529,25 @@ pub async fn admin_actions_write_the_audit_log(store: S) {
         .unwrap();
     assert_eq!(asked.details, json!({"from": "free", "to": "enterprise"}));
     assert_eq!(store.organization(&scope).await.unwrap().tier, Tier::Pro);
+
+    // Pages of three, each after the last entry of the one before, walk the
+    // same log; another organization's entry is no cursor.
+    let mut walked = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store.list_audit(&scope, before, 3).await.unwrap();
+        walked.extend(page.iter().map(|e| e.id));
+        if page.len() < 3 {
+            break;
+        }
+        before = page.last().map(|e| e.id);
+    }
+    assert_eq!(walked, log.iter().map(|e| e.id).collect::<Vec<_>>());
+    let (other, _) = org(&store, "Other").await;
+    assert!(matches!(
+        store.list_audit(&other, Some(log[0].id), 3).await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 fn started(outcome: StoreResult<IdempotencyStart>) -> String {

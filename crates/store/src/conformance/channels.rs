@@ -114,7 +114,7 @@ pub async fn channels_are_created_listed_found_and_deleted_within_their_org(stor
         .await
         .unwrap();
     assert_not_found(store.channel(&scope, created.id).await, "a deleted channel");
-    let audit = store.list_audit(&scope, 10).await.unwrap();
+    let audit = store.list_audit(&scope, None, 10).await.unwrap();
     assert!(audit.iter().any(|a| a.action == "channel.create"));
     assert!(audit.iter().any(|a| a.action == "channel.delete"));
 }

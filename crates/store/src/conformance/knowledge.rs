@@ -131,7 +131,7 @@ pub async fn documents_are_queued_ingested_listed_and_deleted(store: S) {
         Err(StoreError::NotFound)
     ));
     let actions: Vec<String> = store
-        .list_audit(&scope, 50)
+        .list_audit(&scope, None, 50)
         .await
         .unwrap()
         .into_iter()

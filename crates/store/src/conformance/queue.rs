@@ -439,7 +439,7 @@ pub async fn dead_jobs_are_retried_or_discarded_by_their_org_only(store: S) {
     store.discard_dead_job(&a, dead[1]).await.unwrap();
     assert_not_found(store.job(&a, dead[1]).await, "discarded");
     let actions: Vec<_> = store
-        .list_audit(&a, 10)
+        .list_audit(&a, None, 10)
         .await
         .unwrap()
         .into_iter()

@@ -155,7 +155,7 @@ pub async fn tool_servers_are_connected_listed_and_removed_within_their_org(stor
 
     store.delete_tool_server(&scope, crm.id).await.unwrap();
     assert_not_found(store.tool_server(&scope, crm.id).await, "a removed server");
-    let audit = store.list_audit(&scope, 20).await.unwrap();
+    let audit = store.list_audit(&scope, None, 20).await.unwrap();
     let actions: Vec<&str> = audit.iter().map(|e| e.action.as_str()).collect();
     assert!(
         actions.contains(&"tool_server.create") && actions.contains(&"tool_server.delete"),

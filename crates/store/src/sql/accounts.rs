@@ -180,14 +180,35 @@ impl<B: SqlBackend> AccountStore for B {
         })
     }
 
-    async fn list_audit(&self, scope: &TenantScope, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let found = self
-            .read()
-            .await?
+    async fn list_audit(
+        &self,
+        scope: &TenantScope,
+        before: Option<AuditId>,
+        limit: u32,
+    ) -> StoreResult<Vec<AuditEntry>> {
+        let mut db = self.read().await?;
+        let mut upper = (crate::records::end_of_time(), Uuid::max());
+        if let Some(before) = before {
+            let at: DateTime<Utc> = db
+                .fetch_one(
+                    sql("SELECT created_at FROM audit_log WHERE id = $1 AND org_id = $2")
+                        .bind(before)
+                        .bind(scope.org_id()),
+                )
+                .await?
+                .get("created_at")?;
+            upper = (at, before.as_uuid());
+        }
+        let found = db
             .fetch_all(
-                sql("SELECT * FROM audit_log WHERE org_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2")
-                    .bind(scope.org_id())
-                    .bind(i64::from(limit)),
+                sql(
+                    "SELECT * FROM audit_log WHERE org_id = $1 AND (created_at, id) < ($2, $3)
+                     ORDER BY created_at DESC, id DESC LIMIT $4",
+                )
+                .bind(scope.org_id())
+                .bind(upper.0)
+                .bind(upper.1)
+                .bind(i64::from(limit)),
             )
             .await?;
         found.iter().map(rows::audit).collect()
