@@ -154,7 +154,7 @@ pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()>
                 "id", "kind", "status", "errors"
             );
             let now = steward_store::now();
-            for channel in store.list_channels(&scope, chatbot).await? {
+            for channel in store.list_channels(&scope, Some(chatbot)).await? {
                 println!(
                     "{:<36}  {:<8}  {:<7}  {:>6}  {}",
                     channel.id,

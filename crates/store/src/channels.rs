@@ -91,11 +91,12 @@ pub trait ChannelStore: Send + Sync {
         channel: NewChannel,
     ) -> StoreResult<Channel>;
 
-    /// A chatbot's channels, oldest first.
+    /// A chatbot's channels, oldest first; with no chatbot, the
+    /// organization's, by chatbot.
     async fn list_channels(
         &self,
         scope: &TenantScope,
-        chatbot: ChatbotId,
+        chatbot: Option<ChatbotId>,
     ) -> StoreResult<Vec<Channel>>;
 
     async fn channel(&self, scope: &TenantScope, id: ChannelId) -> StoreResult<Channel>;

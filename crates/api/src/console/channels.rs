@@ -16,29 +16,30 @@ use super::session::Console;
 use super::view::{self, Layout, Notice, PagePath, Time};
 
 #[derive(Deserialize)]
-struct ChannelList {
-    channels: Vec<Channel>,
+pub struct ChannelList {
+    pub channels: Vec<Channel>,
 }
 
 #[derive(Deserialize)]
-struct Channel {
-    id: String,
-    kind: String,
-    name: String,
-    webhook_url: Option<String>,
-    chat_url: Option<String>,
-    snippet: Option<String>,
-    health: Health,
-    created_at: Time,
+pub struct Channel {
+    pub id: String,
+    pub chatbot_id: String,
+    pub kind: String,
+    pub name: String,
+    pub webhook_url: Option<String>,
+    pub chat_url: Option<String>,
+    pub snippet: Option<String>,
+    pub health: Health,
+    pub created_at: Time,
 }
 
 #[derive(Deserialize)]
-struct Health {
-    status: String,
-    recent_errors: i64,
-    last_error: Option<String>,
-    last_inbound_at: Option<Time>,
-    last_outbound_at: Option<Time>,
+pub struct Health {
+    pub status: String,
+    pub recent_errors: i64,
+    pub last_error: Option<String>,
+    pub last_inbound_at: Option<Time>,
+    pub last_outbound_at: Option<Time>,
 }
 
 /// One input of a kind's form.

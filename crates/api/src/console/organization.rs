@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::channels::{Channel, ChannelList};
 use super::session::Console;
 use super::view::{self, Layout, Notice, PagePath, Time, url_encode};
 
@@ -185,6 +186,14 @@ struct OverviewPage {
     chatbot_total: u64,
     /// None when the role may not see jobs.
     dead_letters: Option<usize>,
+    /// Every channel with its health; none when the role may not see them.
+    channels: Option<Vec<ChannelLine>>,
+}
+
+struct ChannelLine {
+    channel: Channel,
+    /// The name of the chatbot it serves.
+    chatbot: String,
 }
 
 /// The organization at a glance.
@@ -200,18 +209,30 @@ pub async fn overview(console: Console) -> Response {
             return view::api_failure(failure);
         }
     };
-    let dead_letters = if console.is_admin() {
-        match console
-            .api
-            .get::<JobList>("/jobs?state=dead&limit=200")
-            .await
-        {
-            Ok(list) => Some(list.jobs.len()),
-            Err(failure) => return view::api_failure(failure),
+    // Dead letters and channels are for owners and admins.
+    let (dead_letters, channels) = if console.is_admin() {
+        let dead = console.api.get::<JobList>("/jobs?state=dead&limit=200");
+        let channels = console.api.get::<ChannelList>("/channels");
+        match futures::join!(dead, channels) {
+            (Ok(dead), Ok(channels)) => (Some(dead.jobs.len()), Some(channels.channels)),
+            (Err(failure), _) | (_, Err(failure)) => return view::api_failure(failure),
         }
     } else {
-        None
+        (None, None)
     };
+    let channels = channels.map(|channels| {
+        channels
+            .into_iter()
+            .map(|channel| ChannelLine {
+                chatbot: chatbots
+                    .chatbots
+                    .iter()
+                    .find(|c| c.id == channel.chatbot_id)
+                    .map_or_else(String::new, |c| c.name.clone()),
+                channel,
+            })
+            .collect()
+    });
     let lines = chatbots
         .chatbots
         .into_iter()
@@ -236,6 +257,7 @@ pub async fn overview(console: Console) -> Response {
         chatbot_total: chatbots.total,
         chatbots: lines,
         dead_letters,
+        channels,
     })
 }
 

@@ -22,6 +22,7 @@ use crate::state::{AppState, SharedState};
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(list_channels, create_channel))
+        .routes(routes!(list_all_channels))
         .routes(routes!(delete_channel))
 }
 
@@ -134,7 +135,25 @@ async fn list_channels(
     let scope = auth.0.scope();
     // An unknown chatbot is 404, not an empty list.
     state.store.chatbot(&scope, id.into()).await?;
-    let channels = state.store.list_channels(&scope, id.into()).await?;
+    let channels = state.store.list_channels(&scope, Some(id.into())).await?;
+    Ok(axum::Json(ChannelList {
+        channels: channels
+            .into_iter()
+            .map(|c| ChannelDto::new(c, &state))
+            .collect(),
+    }))
+}
+
+/// Every channel of the organization with its health, by chatbot (owners
+/// and admins).
+#[utoipa::path(get, path = "/channels", tag = "channels", security(("bearer" = [])),
+    responses((status = 200, body = ChannelList), (status = 403, body = ErrorBody)))]
+async fn list_all_channels(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<ChannelList>> {
+    auth.require_admin()?;
+    let channels = state.store.list_channels(&auth.0.scope(), None).await?;
     Ok(axum::Json(ChannelList {
         channels: channels
             .into_iter()

@@ -351,7 +351,21 @@ async fn a_member_gets_the_pages_a_member_may_see() {
     let owner = app.register("a@example.org", "Alpha").await;
     let member = app.member(&owner, "m@example.org", "member").await;
     let chatbot = app.chatbot(&owner, "Helpdesk").await;
+    let connected = app
+        .post(
+            &format!("/api/v1/chatbots/{chatbot}/channels"),
+            &owner.token,
+            json!({"kind": "web", "name": "Shop chat", "config": {}}),
+        )
+        .await;
+    assert_eq!(connected.status, StatusCode::CREATED, "{}", connected.text);
+    // The overview shows an admin each channel's health, and a member none.
+    let overview = Console::open(&app, &owner).await.get("/").await;
+    assert!(overview.html.contains("Shop chat") && overview.html.contains("Helpdesk"));
     let console = Console::open(&app, &member).await;
+    let overview = console.get("/").await;
+    assert_eq!(overview.status, StatusCode::OK);
+    assert!(!overview.html.contains("Shop chat"));
     for path in ["/api-keys", "/audit", "/jobs"] {
         let page = console.get(path).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}");

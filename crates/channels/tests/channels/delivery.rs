@@ -327,6 +327,13 @@ async fn channels_are_listed_with_health_and_without_secrets_and_can_be_removed(
     assert_eq!(channel["settings"], json!({}));
     assert_eq!(channel["secrets"], json!(["bot_token", "secret_token"]));
     assert!(!listed.text.contains("SECRET-BOT") && !listed.text.contains("tg_secret"));
+    // The organization's list holds it too, the same; a member may not read it.
+    let everywhere = h.app.get("/api/v1/channels", &h.owner.token).await;
+    assert_eq!(everywhere.status, StatusCode::OK);
+    assert_eq!(everywhere.body["channels"], listed.body["channels"]);
+    let member = h.app.member(&h.owner, "m@example.org", "member").await;
+    let refused = h.app.get("/api/v1/channels", &member.token).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
 
     // The stored secrets are sealed, not plain.
     let stored = h

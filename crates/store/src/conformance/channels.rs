@@ -74,7 +74,7 @@ pub async fn channels_are_created_listed_found_and_deleted_within_their_org(stor
     );
     assert!(
         store
-            .list_channels(&other, bot.id)
+            .list_channels(&other, Some(bot.id))
             .await
             .unwrap()
             .is_empty()
@@ -86,20 +86,35 @@ pub async fn channels_are_created_listed_found_and_deleted_within_their_org(stor
 
     let second = new_channel(&store, &scope, bot.id, "Sales").await;
     let listed: Vec<_> = store
-        .list_channels(&scope, bot.id)
+        .list_channels(&scope, Some(bot.id))
         .await
         .unwrap()
         .into_iter()
         .map(|c| c.id)
         .collect();
     assert_eq!(listed, vec![created.id, second.id]);
+    // The organization's channels, whichever chatbot has them; not another's.
+    let other_bot = store
+        .create_chatbot(&scope, new_chatbot("Other desk"))
+        .await
+        .unwrap();
+    let third = new_channel(&store, &scope, other_bot.id, "Desk").await;
+    let everywhere: std::collections::HashSet<_> = store
+        .list_channels(&scope, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(everywhere, [created.id, second.id, third.id].into());
+    assert!(store.list_channels(&other, None).await.unwrap().is_empty());
     assert_eq!(
         store
             .all_channels(Some(ChannelKind::Telegram))
             .await
             .unwrap()
             .len(),
-        2
+        3
     );
     assert!(
         store

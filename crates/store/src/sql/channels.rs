@@ -66,15 +66,18 @@ impl<B: SqlBackend> ChannelStore for B {
     async fn list_channels(
         &self,
         scope: &TenantScope,
-        chatbot: ChatbotId,
+        chatbot: Option<ChatbotId>,
     ) -> StoreResult<Vec<Channel>> {
         let found = self
             .read()
             .await?
             .fetch_all(
-                sql("SELECT * FROM channels WHERE org_id = $1 AND chatbot_id = $2 ORDER BY created_at, id")
-                    .bind(scope.org_id())
-                    .bind(chatbot),
+                sql(
+                    "SELECT * FROM channels WHERE org_id = $1 AND ($2 IS NULL OR chatbot_id = $2)
+                     ORDER BY chatbot_id, created_at, id",
+                )
+                .bind(scope.org_id())
+                .bind(chatbot),
             )
             .await?;
         found.iter().map(rows::channel).collect()
