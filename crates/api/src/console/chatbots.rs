@@ -223,21 +223,28 @@ pub async fn delete(console: Console, PagePath(id): PagePath<uuid::Uuid>) -> Res
 }
 
 #[derive(Deserialize)]
-struct DocumentList {
-    documents: Vec<Document>,
+pub(super) struct DocumentList {
+    pub documents: Vec<Document>,
     crawls: Vec<Crawl>,
     retrieval: String,
 }
 
 #[derive(Deserialize)]
-struct Document {
-    id: String,
-    source: String,
-    label: String,
-    url: Option<String>,
-    bytes: i64,
-    status: String,
-    error: Option<String>,
+pub(super) struct Document {
+    pub id: String,
+    pub source: String,
+    pub label: String,
+    pub url: Option<String>,
+    pub bytes: i64,
+    pub status: String,
+    pub error: Option<String>,
+}
+
+impl Document {
+    /// Still being read or indexed: a page showing it refreshes itself.
+    pub fn is_working(&self) -> bool {
+        matches!(self.status.as_str(), "queued" | "processing")
+    }
 }
 
 #[derive(Deserialize)]
@@ -318,10 +325,7 @@ async fn knowledge_page(
             }
         }
     };
-    let working = list
-        .documents
-        .iter()
-        .any(|d| matches!(d.status.as_str(), "queued" | "processing"))
+    let working = list.documents.iter().any(Document::is_working)
         || list.crawls.iter().any(Crawl::is_running);
     view::render_with(
         status,

@@ -8,6 +8,7 @@ mod assets;
 pub mod bridge;
 mod channels;
 mod chatbots;
+mod context;
 mod conversations;
 mod organization;
 pub mod session;
@@ -68,6 +69,8 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
             get(organization::api_keys).post(organization::create_key),
         )
         .route("/api-keys/{id}/revoke", post(organization::revoke_key))
+        .route("/context", get(context::show).post(context::add))
+        .route("/context/{doc_id}/delete", post(context::delete))
         .route("/tools", get(tools::show))
         .route("/tools/integrations", post(tools::enable))
         .route("/tools/integrations/{id}/disable", post(tools::disable))

@@ -424,6 +424,15 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         )
         .await;
     let conversation = sent.body["conversation_id"].as_str().unwrap().to_owned();
+    let context = app
+        .post(
+            "/api/v1/organizations/context",
+            &a.token,
+            json!({"title": "Alpha's plans", "text": "Alpha's private priorities."}),
+        )
+        .await;
+    assert_eq!(context.status, StatusCode::CREATED, "{}", context.text);
+    let context = context.body["id"].as_str().unwrap().to_owned();
     let channel = app
         .post(
             &format!("/api/v1/chatbots/{chatbot}/channels"),
@@ -458,6 +467,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         &job,
         &document,
         &conversation,
+        &context,
     ];
     let snapshot = || async {
         let mut seen = Vec::new();
@@ -468,6 +478,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
             "/api/v1/organizations/members".into(),
             "/api/v1/api-keys".into(),
             "/api/v1/tools/servers".into(),
+            "/api/v1/organizations/context".into(),
             format!("/api/v1/jobs/{job}"),
         ] {
             seen.push(app.get(&path, &a.token).await.body);
@@ -486,6 +497,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         "/usage",
         "/conversations",
         "/tools",
+        "/context",
     ]
     .map(String::from)
     .into();
@@ -599,6 +611,7 @@ async fn every_console_page_and_form_answers_another_organizations_ids_with_not_
         "POST /chatbots/{id}/knowledge/url",
         "POST /chatbots/{id}/knowledge/crawl",
         "POST /chatbots/{id}/knowledge/{id}/delete",
+        "POST /context/{id}/delete",
         "POST /members/{id}/role",
         "POST /members/{id}/remove",
         "POST /members/{id}/password",
@@ -793,4 +806,62 @@ async fn the_audit_log_is_read_page_by_page() {
         "the oldest entry is on the last page"
     );
     assert!(!second.html.contains("Older entries"));
+}
+
+#[tokio::test]
+async fn strategic_context_is_added_shown_and_removed_by_admins_only() {
+    let app = spawn_app().await;
+    let owner = app.register("a@example.org", "Alpha").await;
+    let member = app.member(&owner, "m@example.org", "member").await;
+    let console = Console::open(&app, &owner).await;
+    let page = console.get("/context").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("No context yet"));
+
+    // An empty text is refused with the form kept, to be corrected.
+    let refused = console
+        .post("/context", &[("title", "Our mission"), ("text", "  ")])
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.html.contains("text is empty"));
+    assert!(refused.html.contains("value=\"Our mission\""));
+
+    let added = console
+        .post(
+            "/context",
+            &[
+                ("title", "Our mission"),
+                ("text", "We repair bicycles & <scooters>."),
+            ],
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&added), "/context");
+    let listed = app.get("/api/v1/organizations/context", &owner.token).await;
+    let document = listed.body["documents"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page = console.get("/context").await;
+    assert!(page.html.contains("Our mission"));
+    assert!(page.html.contains(&format!("/context/{document}/delete")));
+
+    // A member neither sees it nor removes it.
+    let as_member = Console::open(&app, &member).await;
+    assert!(!as_member.get("/").await.html.contains("href=\"/context\""));
+    assert_eq!(
+        as_member.get("/context").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let refused = as_member
+        .post(&format!("/context/{document}/delete"), &[])
+        .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+
+    let removed = console
+        .post(&format!("/context/{document}/delete"), &[])
+        .await;
+    assert_eq!(removed.status, StatusCode::SEE_OTHER);
+    let listed = app.get("/api/v1/organizations/context", &owner.token).await;
+    assert_eq!(listed.body["documents"], json!([]));
 }
