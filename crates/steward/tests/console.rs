@@ -194,6 +194,25 @@ async fn an_owner_signs_in_teaches_a_chatbot_and_tries_it() {
     browser.wait_for_text("echo: And on Saturdays?").await;
     browser.screenshot("conversation").await;
 
+    // The organization's strategic context, written on its page, is read.
+    browser.goto(&format!("{}/context", server.base)).await;
+    browser
+        .fill(
+            "form[action=\"/context\"]",
+            &[
+                ("title", "Our priorities"),
+                ("text", "# 2027\n\nEvery visitor leaves with an answer or a person to ask."),
+            ],
+        )
+        .await;
+    browser.submit("form[action=\"/context\"]").await;
+    browser.wait_for_text("Our priorities").await;
+    wait_for(&browser, "table.documents td.state-ready").await;
+    browser.screenshot("context").await;
+    browser.goto(&format!("{}/tools", server.base)).await;
+    browser.wait_for_text("MCP servers").await;
+    browser.screenshot("tools").await;
+
     browser.goto(&format!("{}/", server.base)).await;
     browser.wait_for_text("Helpdesk").await;
     browser.screenshot("overview").await;
