@@ -201,7 +201,10 @@ async fn an_owner_signs_in_teaches_a_chatbot_and_tries_it() {
             "form[action=\"/context\"]",
             &[
                 ("title", "Our priorities"),
-                ("text", "# 2027\n\nEvery visitor leaves with an answer or a person to ask."),
+                (
+                    "text",
+                    "# 2027\n\nEvery visitor leaves with an answer or a person to ask.",
+                ),
             ],
         )
         .await;

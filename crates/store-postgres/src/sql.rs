@@ -10,7 +10,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
 use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
-use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
+use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value, WordIndex};
 use steward_store::{Job, LiveEvent, NewChunk, StoreResult};
 
 use crate::{PostgresStore, map_err};
@@ -110,6 +110,22 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
 
 impl SqlBackend for PostgresStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    // The GIN index `messages_words` (migration 0013) serves this expression.
+    const WORDS: WordIndex = WordIndex {
+        count: "SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages
+                WHERE org_id = $1 AND to_tsvector('simple', regexp_replace(text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $2)
+                LIMIT $3) matched",
+        indexed: "c.id IN (SELECT m.conversation_id FROM messages m
+                  WHERE m.org_id = $1 AND to_tsvector('simple', regexp_replace(m.text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $7))",
+        per_conversation: "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
+                  AND to_tsvector('simple', regexp_replace(t.text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $7) LIMIT 1) IS NOT NULL",
+    };
+
+    fn words_query(words: &[String]) -> String {
+        // Each word followed by the next, the last one a prefix.
+        format!("{}:*", words.join(" <-> "))
+    }
 
     type Tx = Conn<Transaction<'static, Postgres>>;
     type Write = Conn<PoolConnection<Postgres>>;

@@ -9,7 +9,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Sqlite, SqliteConnection, Transaction};
 use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
-use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value};
+use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value, WordIndex};
 use steward_store::{Job, LiveEvent, NewChunk, StoreError, StoreResult};
 
 use crate::{SqliteStore, from_micros, map_err, to_micros};
@@ -94,6 +94,23 @@ impl<C: DerefMut<Target = SqliteConnection> + Send> Db for Conn<C> {
 
 impl SqlBackend for SqliteStore {
     const FOR_UPDATE: &'static str = "";
+
+    // FTS5's `messages_fts` (migration 0014): the organization's and the
+    // conversation's own tokens in `scope` keep each search to its tenant.
+    const WORDS: WordIndex = WordIndex {
+        count:
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages_fts
+                WHERE messages_fts MATCH ('scope : o' || lower(hex($1)) || ' AND ' || $2) LIMIT $3)",
+        indexed: "c.id IN (SELECT conversation_id FROM messages_fts
+                  WHERE messages_fts MATCH ('scope : o' || lower(hex($1)) || ' AND ' || $7))",
+        per_conversation: "EXISTS (SELECT 1 FROM messages_fts
+                  WHERE messages_fts MATCH ('scope : c' || lower(hex(c.id)) || ' AND ' || $7))",
+    };
+
+    fn words_query(words: &[String]) -> String {
+        // A phrase in the text column, its last word a prefix.
+        format!("text : \"{}\" *", words.join(" "))
+    }
 
     // Times are integer microseconds since the epoch.
     type Tx = Conn<Transaction<'static, Sqlite>>;

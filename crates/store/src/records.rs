@@ -210,7 +210,8 @@ pub struct ConversationQuery {
     pub from: Option<DateTime<Utc>>,
     /// Started before this.
     pub to: Option<DateTime<Utc>>,
-    /// Some message of it contains this text, in any case.
+    /// Some message of it holds these words, in order, in any case, the last
+    /// one a word's beginning (without letters or digits: this text as written).
     pub text: Option<String>,
     /// Only conversations that started before this one (the last of the
     /// previous page); one of another organization is `NotFound`.

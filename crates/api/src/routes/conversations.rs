@@ -355,7 +355,9 @@ pub struct ConversationListParams {
     /// RFC 3339; started before it.
     #[param(value_type = Option<DateTime<Utc>>)]
     to: Option<String>,
-    /// Some message contains this text (any case); empty: no filter.
+    /// Some message holds these words in this order, in any case, the last
+    /// one possibly cut short ("refund pol" finds "Refund policy"); a text
+    /// without a letter or digit is matched as written. Empty: no filter.
     #[param(max_length = 200)]
     q: Option<String>,
     /// 1 to 200; default 50.

@@ -735,3 +735,84 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
     assert!(later.days.is_empty() && later.chatbots.iter().all(|c| c.1 == 0));
     assert_eq!(later.people_today, 0, "nobody wrote on that day");
 }
+
+pub async fn the_text_filter_finds_words_and_word_beginnings_however_many_messages_hold_them(
+    store: S,
+) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (elsewhere, _) = org(&store, "Globex").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let say = |text: &'static str, conversation: Option<ConversationId>| {
+        let store = store.clone();
+        async move {
+            store
+                .add_message(&scope, user_message(bot.id, conversation, text))
+                .await
+                .unwrap()
+                .conversation_id
+        }
+    };
+    let parcel = say("Where is my PARCEL? Tracking number ZX-4471.", None).await;
+    let colis = say("Bonjour, où est mon colis ?", None).await;
+    let theirs_bot = store
+        .create_chatbot(&elsewhere, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+    store
+        .add_message(
+            &elsewhere,
+            user_message(theirs_bot.id, None, "tracking number of my parcel"),
+        )
+        .await
+        .unwrap();
+    let find = |text: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list_conversations(
+                    &scope,
+                    &ConversationQuery {
+                        text: Some(text.into()),
+                        limit: 50,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    // Words in any case, in order, the last one a word's beginning; never
+    // another organization's.
+    for text in [
+        "tracking number",
+        "Tracking numb",
+        "zx 4471",
+        "parcel?",
+        "PAR",
+    ] {
+        assert_eq!(find(text).await, vec![parcel], "{text}");
+    }
+    assert_eq!(find("où").await, vec![colis]);
+    for text in ["number tracking", "racking", "4471 zx", "nowhere"] {
+        assert!(
+            find(text).await.is_empty(),
+            "{text}: words, in order, from their start"
+        );
+    }
+
+    // A word more messages hold than the index is read for: conversations
+    // are tested one by one, and the answer is the same.
+    let busy = say("parcel 0", None).await;
+    for _ in 0..crate::sql::WORD_INDEX_READ_LIMIT {
+        say("another parcel", Some(busy)).await;
+    }
+    assert_eq!(find("parcel").await, vec![busy, parcel]);
+    assert_eq!(find("another parc").await, vec![busy]);
+    assert_eq!(find("tracking").await, vec![parcel]);
+}

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             history_is_filtered_by_time_range,
             a_message_thread_holds_its_neighbours_in_order,
             conversations_are_listed_newest_first_filtered_and_paged,
+            the_text_filter_finds_words_and_word_beginnings_however_many_messages_hold_them,
             activity_counts_days_people_replies_and_chatbots,
             admin_actions_write_the_audit_log,
             idempotency_keys_start_replay_and_refuse_other_requests,

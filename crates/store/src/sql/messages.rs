@@ -27,6 +27,19 @@ const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.created_at,
           ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_text
      FROM conversations c";
 
+/// Up to this many messages matching a text filter are read from the word
+/// index; more, and conversations are tested one by one instead.
+pub const WORD_INDEX_READ_LIMIT: i64 = 1000;
+
+/// The words of a text filter: runs of letters and digits, lowercased, as
+/// both word indexes split text.
+fn words_of(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
 /// `text` as a case-insensitive LIKE pattern that matches it anywhere.
 fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
@@ -336,9 +349,41 @@ impl<B: SqlBackend> MessageStore for B {
                 .get("created_at")?;
             upper = upper.min((at, before.as_uuid()));
         }
-        // The text filter is a subquery with LIMIT rather than EXISTS, so that
-        // PostgreSQL tests conversations newest first and stops at the page's
-        // end, as SQLite does, instead of first scanning every message.
+        // The text filter. Words are looked up in the word index: read from
+        // the index when few messages hold them, else tested conversation by
+        // conversation, newest first, until the page is full (the first ones
+        // tested hold them). Text without a letter or digit ("%") is matched
+        // as it is, by reading each conversation's messages.
+        let (text, text_condition) = match query.text.as_deref() {
+            None => (None, "TRUE"),
+            Some(text) => {
+                let words = words_of(text);
+                if words.is_empty() {
+                    (
+                        Some(contains_pattern(text)),
+                        "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
+                           AND LOWER(t.text) LIKE $7 ESCAPE '\\' LIMIT 1) IS NOT NULL",
+                    )
+                } else {
+                    let words = B::words_query(&words);
+                    let matching: i64 = db
+                        .fetch_one(
+                            sql(B::WORDS.count)
+                                .bind(scope.org_id())
+                                .bind(words.as_str())
+                                .bind(WORD_INDEX_READ_LIMIT),
+                        )
+                        .await?
+                        .get("n")?;
+                    let condition = if matching < WORD_INDEX_READ_LIMIT {
+                        B::WORDS.indexed
+                    } else {
+                        B::WORDS.per_conversation
+                    };
+                    (Some(words), condition)
+                }
+            }
+        };
         let found = db
             .fetch_all(
                 sql(format!(
@@ -348,9 +393,7 @@ impl<B: SqlBackend> MessageStore for B {
                        AND ($3 IS NULL OR c.channel = $3)
                        AND c.created_at >= $4
                        AND (c.created_at, c.id) < ($5, $6)
-                       AND ($7 IS NULL OR (SELECT 1 FROM messages t
-                            WHERE t.conversation_id = c.id AND LOWER(t.text) LIKE $7 ESCAPE '\\'
-                            LIMIT 1) IS NOT NULL)
+                       AND ($7 IS NULL OR {text_condition})
                      ORDER BY c.created_at DESC, c.id DESC
                      LIMIT $8"
                 ))
@@ -360,7 +403,7 @@ impl<B: SqlBackend> MessageStore for B {
                 .bind(query.from.unwrap_or_else(start_of_time))
                 .bind(upper.0)
                 .bind(upper.1)
-                .bind(query.text.as_deref().map(contains_pattern))
+                .bind(text)
                 .bind(i64::from(query.limit)),
             )
             .await?;

@@ -35,6 +35,7 @@ mod queue;
 pub mod rows;
 mod tools;
 
+pub use messages::WORD_INDEX_READ_LIMIT;
 pub use queue::insert_job;
 
 /// A value bound to a statement or read from a row; `None` is NULL of that type.
@@ -137,12 +138,36 @@ pub trait Db: Send {
     }
 }
 
+/// Statements on the word index of messages' text. In each, `$1` is the
+/// organization and the query is made by [`SqlBackend::words_query`].
+pub struct WordIndex {
+    /// `n`: how many of the organization's messages hold the words (query
+    /// `$2`), counting no further than `$3`.
+    pub count: &'static str,
+    /// True when conversation `c` holds one of the organization's messages
+    /// that hold the words (query `$7`), read from the index: quick when few
+    /// messages match.
+    pub indexed: &'static str,
+    /// True when one of conversation `c`'s own messages holds the words
+    /// (query `$7`): quick for each conversation, so for words many
+    /// messages hold, where the first conversations tested find them.
+    pub per_conversation: &'static str,
+}
+
 /// What each backend supplies to run the shared statements.
 pub trait SqlBackend: Send + Sync + 'static {
     /// Appended to a SELECT to lock its rows until the transaction ends
     /// (PostgreSQL's ` FOR UPDATE`); empty where a write transaction holds
     /// the whole database (SQLite).
     const FOR_UPDATE: &'static str;
+
+    /// The word index of messages' text, which the conversation list's text
+    /// filter reads.
+    const WORDS: WordIndex;
+
+    /// The index's query for `words` (lowercase, letters and digits only,
+    /// at least one): the words in that order, the last one a beginning.
+    fn words_query(words: &[String]) -> String;
 
     /// A write transaction.
     type Tx: Db;

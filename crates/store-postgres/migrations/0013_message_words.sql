@@ -1,0 +1,8 @@
+-- The conversation list's text filter: a word index of messages' text, so
+-- that a word few messages hold is found without reading every message.
+-- Punctuation is made a space first, so that words are runs of letters and
+-- digits as on SQLite ("ZX-4471" is "zx" and "4471", not a signed number);
+-- `simple`: lowercased, no stemming, no stop words. Queries repeat this
+-- expression exactly, or the index is not used.
+CREATE INDEX messages_words ON messages
+    USING gin (to_tsvector('simple', regexp_replace(text, '[[:punct:][:space:]]+', ' ', 'g')));

@@ -1,0 +1,72 @@
+//! The word index of messages' text follows every change to the messages,
+//! so that a changed or deleted message leaves none of its words behind,
+//! and survives VACUUM (which may renumber the messages table's rowids).
+
+use sqlx::{Connection, Row, SqliteConnection};
+use steward_store::Store;
+use steward_store_sqlite::SqliteStore;
+
+async fn matches(db: &mut SqliteConnection, words: &str) -> i64 {
+    sqlx::query("SELECT COUNT(*) AS n FROM messages_fts WHERE messages_fts MATCH ?")
+        .bind(words)
+        .fetch_one(db)
+        .await
+        .unwrap()
+        .get("n")
+}
+
+#[tokio::test]
+async fn changed_and_deleted_messages_leave_no_words_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    let store = SqliteStore::open_file(&path, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut db = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for statement in [
+        "INSERT INTO organizations (id, name, tier, created_at) VALUES (x'01', 'Acme', 'free', 0)",
+        "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, status, created_at, updated_at)
+         VALUES (x'02', x'01', 'Helper', '', 0.2, 'active', 0, 0)",
+        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at) VALUES (x'03', x'01', x'02', 'api', 0)",
+        "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, created_at)
+         VALUES (x'04', x'01', x'02', x'03', 'user', 'my secret parcel', 'api', 1),
+                (x'05', x'01', x'02', x'03', 'assistant', 'hello there', 'api', 2)",
+    ] {
+        sqlx::query(statement).execute(&mut db).await.unwrap();
+    }
+    assert_eq!(matches(&mut db, "secret parcel").await, 1);
+    assert_eq!(matches(&mut db, "scope : c03 AND hello").await, 1);
+
+    sqlx::query("UPDATE messages SET text = 'redacted' WHERE id = x'04'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(
+        matches(&mut db, "secret").await,
+        0,
+        "the old words are gone"
+    );
+    assert_eq!(matches(&mut db, "redacted").await, 1);
+
+    // VACUUM keeps each message tied to its own entry.
+    sqlx::query("VACUUM").execute(&mut db).await.unwrap();
+    sqlx::query("DELETE FROM messages WHERE id = x'05'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(matches(&mut db, "hello").await, 0);
+    assert_eq!(matches(&mut db, "redacted").await, 1);
+
+    // Deleting the chatbot deletes its messages, and their words.
+    sqlx::query("DELETE FROM chatbots WHERE id = x'02'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(matches(&mut db, "redacted").await, 0);
+    assert_eq!(matches(&mut db, "scope : o01").await, 0);
+}
