@@ -118,8 +118,6 @@ impl SqlBackend for PostgresStore {
                 LIMIT $3) matched",
         indexed: "c.id IN (SELECT m.conversation_id FROM messages m
                   WHERE m.org_id = $1 AND to_tsvector('simple', regexp_replace(m.text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $7))",
-        per_conversation: "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
-                  AND to_tsvector('simple', regexp_replace(t.text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $7) LIMIT 1) IS NOT NULL",
     };
 
     fn words_query(words: &[String]) -> String {

@@ -103,8 +103,6 @@ impl SqlBackend for SqliteStore {
                 WHERE messages_fts MATCH ('scope : o' || lower(hex($1)) || ' AND ' || $2) LIMIT $3)",
         indexed: "c.id IN (SELECT conversation_id FROM messages_fts
                   WHERE messages_fts MATCH ('scope : o' || lower(hex($1)) || ' AND ' || $7))",
-        per_conversation: "EXISTS (SELECT 1 FROM messages_fts
-                  WHERE messages_fts MATCH ('scope : c' || lower(hex(c.id)) || ' AND ' || $7))",
     };
 
     fn words_query(words: &[String]) -> String {

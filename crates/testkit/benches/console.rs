@@ -6,7 +6,8 @@
 //! is set), one organization with three chatbots gets STEWARD_BENCH_MESSAGES
 //! messages (default 1,000,000) in conversations of 20, spread evenly over the
 //! last 30 days; half the conversations come through a web channel, each from
-//! a visitor of its own. Rows are seeded with bulk SQL. Each page is then
+//! a visitor of its own. Rows are seeded with bulk SQL (and indexed as the
+//! store indexes them). Each page is then
 //! fetched STEWARD_BENCH_REQUESTS times (default 200) over one keep-alive
 //! connection with the owner's session cookie, as a browser would: the
 //! overview, the conversation list unfiltered and with each filter, and one
@@ -116,6 +117,10 @@ async fn run(messages: u64, requests: usize, backend: Backend) {
             "/conversations?q=zebra".to_owned(),
         ),
         (
+            "conversations with a word only the oldest hold",
+            "/conversations?q=walrus".to_owned(),
+        ),
+        (
             "one conversation's thread",
             format!("/conversations/{newest}"),
         ),
@@ -173,7 +178,9 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
     .execute(&mut conn)
     .await
     .unwrap();
-    // Each conversation is about one of five topics; the first mentions a zebra.
+    // Each conversation is about one of five topics; the first mentions a
+    // zebra, the next 99 a walrus (a word too many messages hold to be read
+    // from the index, all in the oldest conversations).
     sqlx::query(
         "WITH RECURSIVE seq(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM seq WHERE j < ?1 - 1)
          INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, channel_id,
@@ -181,7 +188,7 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
          SELECT unhex('a0' || printf('%030x', j)), c.org_id, c.chatbot_id, c.id,
                 CASE WHEN j % 2 = 0 THEN 'user' ELSE 'assistant' END,
                 'message ' || j || ' about ' || CASE (j / 20) % 5 WHEN 0 THEN 'invoices and payments' WHEN 1 THEN 'a delivery that is late'
-                     WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' ELSE '' END,
+                     WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' WHEN j < 2000 THEN ' and a walrus' ELSE '' END,
                 c.channel, c.channel_id,
                 CASE WHEN j % 2 = 1 THEN unhex('a0' || printf('%030x', j - 1)) END,
                 c.created_at + (j % 20) * 30000000
@@ -242,14 +249,16 @@ async fn seed_postgres(url: &str, seed: &Seed) {
     .execute(&mut conn)
     .await
     .unwrap();
-    // Each conversation is about one of five topics; the first mentions a zebra.
+    // Each conversation is about one of five topics; the first mentions a
+    // zebra, the next 99 a walrus (a word too many messages hold to be read
+    // from the index, all in the oldest conversations).
     sqlx::query(
         "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, channel_id,
                                answers, created_at)
          SELECT ('a0' || lpad(to_hex(j), 30, '0'))::uuid, c.org_id, c.chatbot_id, c.id,
                 CASE WHEN j % 2 = 0 THEN 'user' ELSE 'assistant' END,
                 'message ' || j || ' about ' || CASE (j / 20) % 5 WHEN 0 THEN 'invoices and payments' WHEN 1 THEN 'a delivery that is late'
-                     WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' ELSE '' END,
+                     WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' WHEN j < 2000 THEN ' and a walrus' ELSE '' END,
                 c.channel, c.channel_id,
                 CASE WHEN j % 2 = 1 THEN ('a0' || lpad(to_hex(j - 1), 30, '0'))::uuid END,
                 c.created_at + (j % 20) * interval '30 seconds'

@@ -40,6 +40,18 @@ fn words_of(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Whether `text` holds `words` in that order, the last one a word's
+/// beginning: what the word index matches.
+fn holds_words(text: &str, words: &[String]) -> bool {
+    let Some((last, first)) = words.split_last() else {
+        return true;
+    };
+    let tokens = words_of(text);
+    tokens.windows(words.len()).any(|window| {
+        window[..first.len()] == *first && window[first.len()].starts_with(last.as_str())
+    })
+}
+
 /// `text` as a case-insensitive LIKE pattern that matches it anywhere.
 fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
@@ -349,65 +361,108 @@ impl<B: SqlBackend> MessageStore for B {
                 .get("created_at")?;
             upper = upper.min((at, before.as_uuid()));
         }
-        // The text filter. Words are looked up in the word index: read from
-        // the index when few messages hold them, else tested conversation by
+        // The text filter. Words few messages hold are read from the word
+        // index. Words many messages hold are found conversation by
         // conversation, newest first, until the page is full (the first ones
-        // tested hold them). Text without a letter or digit ("%") is matched
-        // as it is, by reading each conversation's messages.
+        // tested hold them): a LIKE of the words in order picks candidates,
+        // and the words are then checked in the matching messages, as the
+        // index would match them. Text without a letter or digit ("%") is
+        // matched as written.
+        let mut check: Option<Vec<String>> = None;
         let (text, text_condition) = match query.text.as_deref() {
             None => (None, "TRUE"),
             Some(text) => {
                 let words = words_of(text);
-                if words.is_empty() {
+                let matching = if words.is_empty() {
+                    WORD_INDEX_READ_LIMIT
+                } else {
+                    db.fetch_one(
+                        sql(B::WORDS.count)
+                            .bind(scope.org_id())
+                            .bind(B::words_query(&words))
+                            .bind(WORD_INDEX_READ_LIMIT),
+                    )
+                    .await?
+                    .get::<i64>("n")?
+                };
+                if matching < WORD_INDEX_READ_LIMIT {
+                    (Some(B::words_query(&words)), B::WORDS.indexed)
+                } else {
+                    let pattern = if words.is_empty() {
+                        contains_pattern(text)
+                    } else {
+                        // Letters and digits only: nothing to escape.
+                        let pattern = format!("%{}%", words.join("%"));
+                        check = Some(words);
+                        pattern
+                    };
                     (
-                        Some(contains_pattern(text)),
+                        Some(pattern),
                         "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
                            AND LOWER(t.text) LIKE $7 ESCAPE '\\' LIMIT 1) IS NOT NULL",
                     )
-                } else {
-                    let words = B::words_query(&words);
-                    let matching: i64 = db
-                        .fetch_one(
-                            sql(B::WORDS.count)
-                                .bind(scope.org_id())
-                                .bind(words.as_str())
-                                .bind(WORD_INDEX_READ_LIMIT),
-                        )
-                        .await?
-                        .get("n")?;
-                    let condition = if matching < WORD_INDEX_READ_LIMIT {
-                        B::WORDS.indexed
-                    } else {
-                        B::WORDS.per_conversation
-                    };
-                    (Some(words), condition)
                 }
             }
         };
-        let found = db
-            .fetch_all(
-                sql(format!(
-                    "{CONVERSATIONS}
-                     WHERE c.org_id = $1
-                       AND ($2 IS NULL OR c.chatbot_id = $2)
-                       AND ($3 IS NULL OR c.channel = $3)
-                       AND c.created_at >= $4
-                       AND (c.created_at, c.id) < ($5, $6)
-                       AND ($7 IS NULL OR {text_condition})
-                     ORDER BY c.created_at DESC, c.id DESC
-                     LIMIT $8"
-                ))
-                .bind(scope.org_id())
-                .bind(query.chatbot_id)
-                .bind(query.channel.as_deref())
-                .bind(query.from.unwrap_or_else(start_of_time))
-                .bind(upper.0)
-                .bind(upper.1)
-                .bind(text)
-                .bind(i64::from(query.limit)),
-            )
-            .await?;
-        found.iter().map(rows::conversation_summary).collect()
+        let limit = query.limit as usize;
+        let mut found = Vec::new();
+        loop {
+            let candidates = db
+                .fetch_all(
+                    sql(format!(
+                        "{CONVERSATIONS}
+                         WHERE c.org_id = $1
+                           AND ($2 IS NULL OR c.chatbot_id = $2)
+                           AND ($3 IS NULL OR c.channel = $3)
+                           AND c.created_at >= $4
+                           AND (c.created_at, c.id) < ($5, $6)
+                           AND ($7 IS NULL OR {text_condition})
+                         ORDER BY c.created_at DESC, c.id DESC
+                         LIMIT $8"
+                    ))
+                    .bind(scope.org_id())
+                    .bind(query.chatbot_id)
+                    .bind(query.channel.as_deref())
+                    .bind(query.from.unwrap_or_else(start_of_time))
+                    .bind(upper.0)
+                    .bind(upper.1)
+                    .bind(text.as_deref())
+                    .bind(i64::from(query.limit)),
+                )
+                .await?;
+            let exhausted = candidates.len() < limit;
+            for row in &candidates {
+                let conversation = rows::conversation_summary(row)?;
+                upper = (conversation.created_at, conversation.id.as_uuid());
+                let holds = match &check {
+                    None => true,
+                    Some(words) => {
+                        let texts = db
+                            .fetch_all(
+                                sql("SELECT text FROM messages
+                                     WHERE conversation_id = $1 AND LOWER(text) LIKE $2 ESCAPE '\\'")
+                                .bind(conversation.id)
+                                .bind(text.as_deref()),
+                            )
+                            .await?;
+                        let mut any = false;
+                        for row in &texts {
+                            any |= holds_words(&row.get::<String>("text")?, words);
+                        }
+                        any
+                    }
+                };
+                if holds {
+                    found.push(conversation);
+                    if found.len() == limit {
+                        return Ok(found);
+                    }
+                }
+            }
+            if check.is_none() || exhausted {
+                return Ok(found);
+            }
+        }
     }
 
     async fn conversation(

@@ -138,20 +138,16 @@ pub trait Db: Send {
     }
 }
 
-/// Statements on the word index of messages' text. In each, `$1` is the
-/// organization and the query is made by [`SqlBackend::words_query`].
+/// Statements on the word index of messages' text, read when few messages
+/// match (see `list_conversations`). In each, `$1` is the organization and
+/// the query is made by [`SqlBackend::words_query`].
 pub struct WordIndex {
     /// `n`: how many of the organization's messages hold the words (query
     /// `$2`), counting no further than `$3`.
     pub count: &'static str,
     /// True when conversation `c` holds one of the organization's messages
-    /// that hold the words (query `$7`), read from the index: quick when few
-    /// messages match.
+    /// that hold the words (query `$7`), read from the index.
     pub indexed: &'static str,
-    /// True when one of conversation `c`'s own messages holds the words
-    /// (query `$7`): quick for each conversation, so for words many
-    /// messages hold, where the first conversations tested find them.
-    pub per_conversation: &'static str,
 }
 
 /// What each backend supplies to run the shared statements.
