@@ -39,10 +39,11 @@ CREATE TRIGGER messages_fts_update AFTER UPDATE OF text ON messages BEGIN
     UPDATE messages SET search_seq = last_insert_rowid() WHERE id = new.id;
 END;
 
--- The messages already stored, oldest first.
-CREATE TEMP TABLE indexing AS SELECT id, org_id, conversation_id, text FROM messages ORDER BY created_at, id;
+-- The messages already stored, oldest first, numbered.
+CREATE TEMP TABLE indexing (seq INTEGER PRIMARY KEY, id BLOB NOT NULL UNIQUE);
+INSERT INTO temp.indexing (id) SELECT id FROM messages ORDER BY created_at, id;
 INSERT INTO messages_fts (rowid, text, scope, conversation_id)
-SELECT rowid, text, 'o' || lower(hex(org_id)) || ' c' || lower(hex(conversation_id)), conversation_id
-FROM temp.indexing;
-UPDATE messages SET search_seq = (SELECT i.rowid FROM temp.indexing i WHERE i.id = messages.id);
+SELECT i.seq, m.text, 'o' || lower(hex(m.org_id)) || ' c' || lower(hex(m.conversation_id)), m.conversation_id
+FROM temp.indexing i JOIN messages m ON m.id = i.id;
+UPDATE messages SET search_seq = (SELECT i.seq FROM temp.indexing i WHERE i.id = messages.id);
 DROP TABLE temp.indexing;

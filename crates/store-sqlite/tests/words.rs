@@ -70,3 +70,58 @@ async fn changed_and_deleted_messages_leave_no_words_behind() {
     assert_eq!(matches(&mut db, "redacted").await, 0);
     assert_eq!(matches(&mut db, "scope : o01").await, 0);
 }
+
+#[tokio::test]
+async fn messages_stored_before_the_index_existed_are_indexed_by_its_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    // The schema as it was before the word index.
+    let mut before = sqlx::migrate!("./migrations");
+    let earlier: Vec<_> = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 14)
+        .cloned()
+        .collect();
+    before.migrations = earlier.into();
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    before.run(&pool).await.unwrap();
+    for statement in [
+        "INSERT INTO organizations (id, name, tier, created_at) VALUES (x'01', 'Acme', 'free', 0)",
+        "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, status, created_at, updated_at)
+         VALUES (x'02', x'01', 'Helper', '', 0.2, 'active', 0, 0)",
+        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at) VALUES (x'03', x'01', x'02', 'api', 0)",
+        "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, created_at)
+         VALUES (x'04', x'01', x'02', x'03', 'user', 'an older parcel', 'api', 2),
+                (x'05', x'01', x'02', x'03', 'assistant', 'the oldest answer', 'api', 1)",
+    ] {
+        sqlx::query(statement).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+
+    let store = SqliteStore::open_file(&path, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut db = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(matches(&mut db, "scope : c03 AND older parcel").await, 1);
+    assert_eq!(matches(&mut db, "oldest").await, 1);
+    // Numbered oldest first, and tied to their messages.
+    let seqs: Vec<(Vec<u8>, i64)> =
+        sqlx::query_as("SELECT id, search_seq FROM messages ORDER BY search_seq")
+            .fetch_all(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(seqs, vec![(vec![5], 1), (vec![4], 2)]);
+    sqlx::query("DELETE FROM messages WHERE id = x'04'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(matches(&mut db, "parcel").await, 0);
+    assert_eq!(matches(&mut db, "oldest").await, 1);
+}
