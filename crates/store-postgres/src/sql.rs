@@ -120,9 +120,10 @@ impl SqlBackend for PostgresStore {
                   WHERE m.org_id = $1 AND to_tsvector('simple', regexp_replace(m.text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $7))",
     };
 
-    fn words_query(words: &[String]) -> String {
-        // Each word followed by the next, the last one a prefix.
-        format!("{}:*", words.join(" <-> "))
+    fn words_query(words: &[String], prefix: bool) -> String {
+        // Each word followed by the next.
+        let star = if prefix { ":*" } else { "" };
+        format!("{}{star}", words.join(" <-> "))
     }
 
     type Tx = Conn<Transaction<'static, Postgres>>;

@@ -105,9 +105,10 @@ impl SqlBackend for SqliteStore {
                   WHERE messages_fts MATCH ('scope : o' || lower(hex($1)) || ' AND ' || $7))",
     };
 
-    fn words_query(words: &[String]) -> String {
-        // A phrase in the text column, its last word a prefix.
-        format!("text : \"{}\" *", words.join(" "))
+    fn words_query(words: &[String], prefix: bool) -> String {
+        // A phrase in the text column.
+        let star = if prefix { " *" } else { "" };
+        format!("text : \"{}\"{star}", words.join(" "))
     }
 
     // Times are integer microseconds since the epoch.

@@ -373,20 +373,26 @@ impl<B: SqlBackend> MessageStore for B {
             None => (None, "TRUE"),
             Some(text) => {
                 let words = words_of(text);
-                let matching = if words.is_empty() {
-                    WORD_INDEX_READ_LIMIT
-                } else {
-                    db.fetch_one(
-                        sql(B::WORDS.count)
-                            .bind(scope.org_id())
-                            .bind(B::words_query(&words))
-                            .bind(WORD_INDEX_READ_LIMIT),
-                    )
-                    .await?
-                    .get::<i64>("n")?
-                };
-                if matching < WORD_INDEX_READ_LIMIT {
-                    (Some(B::words_query(&words)), B::WORDS.indexed)
+                // The whole last word first: an index counts a word's
+                // messages quickly, a beginning's only by merging every word
+                // that starts with it.
+                let mut few = !words.is_empty();
+                for prefix in [false, true] {
+                    if few {
+                        let matching: i64 = db
+                            .fetch_one(
+                                sql(B::WORDS.count)
+                                    .bind(scope.org_id())
+                                    .bind(B::words_query(&words, prefix))
+                                    .bind(WORD_INDEX_READ_LIMIT),
+                            )
+                            .await?
+                            .get("n")?;
+                        few = matching < WORD_INDEX_READ_LIMIT;
+                    }
+                }
+                if few {
+                    (Some(B::words_query(&words, true)), B::WORDS.indexed)
                 } else {
                     let pattern = if words.is_empty() {
                         contains_pattern(text)

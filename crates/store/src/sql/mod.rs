@@ -162,8 +162,9 @@ pub trait SqlBackend: Send + Sync + 'static {
     const WORDS: WordIndex;
 
     /// The index's query for `words` (lowercase, letters and digits only,
-    /// at least one): the words in that order, the last one a beginning.
-    fn words_query(words: &[String]) -> String;
+    /// at least one): the words in that order, the last one a beginning
+    /// when `prefix` (else the whole word).
+    fn words_query(words: &[String], prefix: bool) -> String;
 
     /// A write transaction.
     type Tx: Db;
