@@ -40,6 +40,97 @@ fn words_of(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// How a text filter selects conversations (see `list_conversations`).
+struct TextFilter {
+    /// The value of `$7`.
+    value: String,
+    /// The condition on conversation `c`.
+    condition: &'static str,
+    /// Words a candidate's matching messages must hold, checked here.
+    check: Option<Vec<String>>,
+}
+
+impl TextFilter {
+    /// Whether a conversation the condition selected holds the words: true
+    /// unless they are to be checked, and no message LIKE matched holds them.
+    async fn holds<B: SqlBackend>(
+        &self,
+        db: &mut B::Read,
+        conversation: ConversationId,
+    ) -> StoreResult<bool> {
+        let Some(words) = &self.check else {
+            return Ok(true);
+        };
+        let texts = db
+            .fetch_all(
+                sql("SELECT text FROM messages
+                     WHERE conversation_id = $1 AND LOWER(text) LIKE $2 ESCAPE '\\'")
+                .bind(conversation)
+                .bind(self.value.as_str()),
+            )
+            .await?;
+        for row in &texts {
+            if holds_words(&row.get::<String>("text")?, words) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Words few messages hold are read from the word index. Words many messages
+/// hold are found conversation by conversation, newest first, until the page
+/// is full (the first ones tested hold them): a LIKE of the words in order
+/// picks candidates, and the words are then checked in the messages it
+/// matched, as the index matches them. Text without a letter or digit ("%")
+/// is matched as written.
+async fn text_filter<B: SqlBackend>(
+    db: &mut B::Read,
+    org: OrgId,
+    text: &str,
+) -> StoreResult<TextFilter> {
+    let words = words_of(text);
+    // The whole last word first: an index counts a word's messages quickly,
+    // a beginning's only by merging every word that starts with it.
+    let mut few = !words.is_empty();
+    for prefix in [false, true] {
+        if few {
+            let matching: i64 = db
+                .fetch_one(
+                    sql(B::WORDS.count)
+                        .bind(org)
+                        .bind(B::words_query(&words, prefix))
+                        .bind(WORD_INDEX_READ_LIMIT),
+                )
+                .await?
+                .get("n")?;
+            few = matching < WORD_INDEX_READ_LIMIT;
+        }
+    }
+    let scan = "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
+                  AND LOWER(t.text) LIKE $7 ESCAPE '\\' LIMIT 1) IS NOT NULL";
+    Ok(if few {
+        TextFilter {
+            value: B::words_query(&words, true),
+            condition: B::WORDS.indexed,
+            check: None,
+        }
+    } else if words.is_empty() {
+        TextFilter {
+            value: contains_pattern(text),
+            condition: scan,
+            check: None,
+        }
+    } else {
+        TextFilter {
+            // Letters and digits only: nothing to escape.
+            value: format!("%{}%", words.join("%")),
+            condition: scan,
+            check: Some(words),
+        }
+    })
+}
+
 /// Whether `text` holds `words` in that order, the last one a word's
 /// beginning: what the word index matches.
 fn holds_words(text: &str, words: &[String]) -> bool {
@@ -361,55 +452,11 @@ impl<B: SqlBackend> MessageStore for B {
                 .get("created_at")?;
             upper = upper.min((at, before.as_uuid()));
         }
-        // The text filter. Words few messages hold are read from the word
-        // index. Words many messages hold are found conversation by
-        // conversation, newest first, until the page is full (the first ones
-        // tested hold them): a LIKE of the words in order picks candidates,
-        // and the words are then checked in the matching messages, as the
-        // index would match them. Text without a letter or digit ("%") is
-        // matched as written.
-        let mut check: Option<Vec<String>> = None;
-        let (text, text_condition) = match query.text.as_deref() {
-            None => (None, "TRUE"),
-            Some(text) => {
-                let words = words_of(text);
-                // The whole last word first: an index counts a word's
-                // messages quickly, a beginning's only by merging every word
-                // that starts with it.
-                let mut few = !words.is_empty();
-                for prefix in [false, true] {
-                    if few {
-                        let matching: i64 = db
-                            .fetch_one(
-                                sql(B::WORDS.count)
-                                    .bind(scope.org_id())
-                                    .bind(B::words_query(&words, prefix))
-                                    .bind(WORD_INDEX_READ_LIMIT),
-                            )
-                            .await?
-                            .get("n")?;
-                        few = matching < WORD_INDEX_READ_LIMIT;
-                    }
-                }
-                if few {
-                    (Some(B::words_query(&words, true)), B::WORDS.indexed)
-                } else {
-                    let pattern = if words.is_empty() {
-                        contains_pattern(text)
-                    } else {
-                        // Letters and digits only: nothing to escape.
-                        let pattern = format!("%{}%", words.join("%"));
-                        check = Some(words);
-                        pattern
-                    };
-                    (
-                        Some(pattern),
-                        "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
-                           AND LOWER(t.text) LIKE $7 ESCAPE '\\' LIMIT 1) IS NOT NULL",
-                    )
-                }
-            }
+        let filter = match query.text.as_deref() {
+            Some(text) => Some(text_filter::<B>(&mut db, scope.org_id(), text).await?),
+            None => None,
         };
+        let text_condition = filter.as_ref().map_or("TRUE", |f| f.condition);
         let limit = query.limit as usize;
         let mut found = Vec::new();
         loop {
@@ -432,7 +479,7 @@ impl<B: SqlBackend> MessageStore for B {
                     .bind(query.from.unwrap_or_else(start_of_time))
                     .bind(upper.0)
                     .bind(upper.1)
-                    .bind(text.as_deref())
+                    .bind(filter.as_ref().map(|f| f.value.as_str()))
                     .bind(i64::from(query.limit)),
                 )
                 .await?;
@@ -440,23 +487,9 @@ impl<B: SqlBackend> MessageStore for B {
             for row in &candidates {
                 let conversation = rows::conversation_summary(row)?;
                 upper = (conversation.created_at, conversation.id.as_uuid());
-                let holds = match &check {
+                let holds = match &filter {
+                    Some(filter) => filter.holds::<B>(&mut db, conversation.id).await?,
                     None => true,
-                    Some(words) => {
-                        let texts = db
-                            .fetch_all(
-                                sql("SELECT text FROM messages
-                                     WHERE conversation_id = $1 AND LOWER(text) LIKE $2 ESCAPE '\\'")
-                                .bind(conversation.id)
-                                .bind(text.as_deref()),
-                            )
-                            .await?;
-                        let mut any = false;
-                        for row in &texts {
-                            any |= holds_words(&row.get::<String>("text")?, words);
-                        }
-                        any
-                    }
                 };
                 if holds {
                     found.push(conversation);
@@ -465,7 +498,7 @@ impl<B: SqlBackend> MessageStore for B {
                     }
                 }
             }
-            if check.is_none() || exhausted {
+            if filter.as_ref().is_none_or(|f| f.check.is_none()) || exhausted {
                 return Ok(found);
             }
         }
