@@ -15,6 +15,29 @@ async fn matches(db: &mut SqliteConnection, words: &str) -> i64 {
         .get("n")
 }
 
+/// An organization, a chatbot, a conversation and two messages in it: a
+/// person's (`x'04'`, written second) and a reply (`x'05'`, written first).
+async fn seed(db: &mut SqliteConnection, asked: &str, answered: &str) {
+    for statement in [
+        "INSERT INTO organizations (id, name, tier, created_at) VALUES (x'01', 'Acme', 'free', 0)",
+        "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, status, created_at, updated_at)
+         VALUES (x'02', x'01', 'Helper', '', 0.2, 'active', 0, 0)",
+        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at) VALUES (x'03', x'01', x'02', 'api', 0)",
+    ] {
+        sqlx::query(statement).execute(&mut *db).await.unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, created_at)
+         VALUES (x'04', x'01', x'02', x'03', 'user', ?, 'api', 2),
+                (x'05', x'01', x'02', x'03', 'assistant', ?, 'api', 1)",
+    )
+    .bind(asked)
+    .bind(answered)
+    .execute(&mut *db)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn changed_and_deleted_messages_leave_no_words_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -28,17 +51,7 @@ async fn changed_and_deleted_messages_leave_no_words_behind() {
         .execute(&mut db)
         .await
         .unwrap();
-    for statement in [
-        "INSERT INTO organizations (id, name, tier, created_at) VALUES (x'01', 'Acme', 'free', 0)",
-        "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, status, created_at, updated_at)
-         VALUES (x'02', x'01', 'Helper', '', 0.2, 'active', 0, 0)",
-        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at) VALUES (x'03', x'01', x'02', 'api', 0)",
-        "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, created_at)
-         VALUES (x'04', x'01', x'02', x'03', 'user', 'my secret parcel', 'api', 1),
-                (x'05', x'01', x'02', x'03', 'assistant', 'hello there', 'api', 2)",
-    ] {
-        sqlx::query(statement).execute(&mut db).await.unwrap();
-    }
+    seed(&mut db, "my secret parcel", "hello there").await;
     assert_eq!(matches(&mut db, "secret parcel").await, 1);
     assert_eq!(matches(&mut db, "scope : c03 AND hello").await, 1);
 
@@ -87,17 +100,9 @@ async fn messages_stored_before_the_index_existed_are_indexed_by_its_migration()
     before.migrations = earlier.into();
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
     before.run(&pool).await.unwrap();
-    for statement in [
-        "INSERT INTO organizations (id, name, tier, created_at) VALUES (x'01', 'Acme', 'free', 0)",
-        "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, status, created_at, updated_at)
-         VALUES (x'02', x'01', 'Helper', '', 0.2, 'active', 0, 0)",
-        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at) VALUES (x'03', x'01', x'02', 'api', 0)",
-        "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, created_at)
-         VALUES (x'04', x'01', x'02', x'03', 'user', 'an older parcel', 'api', 2),
-                (x'05', x'01', x'02', x'03', 'assistant', 'the oldest answer', 'api', 1)",
-    ] {
-        sqlx::query(statement).execute(&pool).await.unwrap();
-    }
+    let mut connection = pool.acquire().await.unwrap();
+    seed(&mut connection, "an older parcel", "the oldest answer").await;
+    drop(connection);
     pool.close().await;
 
     let store = SqliteStore::open_file(&path, 1).await.unwrap();

@@ -110,6 +110,17 @@ pub struct ChannelList {
     channels: Vec<ChannelDto>,
 }
 
+impl ChannelList {
+    fn of(channels: Vec<Channel>, state: &AppState) -> Self {
+        Self {
+            channels: channels
+                .into_iter()
+                .map(|c| ChannelDto::new(c, state))
+                .collect(),
+        }
+    }
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
@@ -136,12 +147,7 @@ async fn list_channels(
     // An unknown chatbot is 404, not an empty list.
     state.store.chatbot(&scope, id.into()).await?;
     let channels = state.store.list_channels(&scope, Some(id.into())).await?;
-    Ok(axum::Json(ChannelList {
-        channels: channels
-            .into_iter()
-            .map(|c| ChannelDto::new(c, &state))
-            .collect(),
-    }))
+    Ok(axum::Json(ChannelList::of(channels, &state)))
 }
 
 /// Every channel of the organization with its health, by chatbot (owners
@@ -154,12 +160,7 @@ async fn list_all_channels(
 ) -> ApiResult<axum::Json<ChannelList>> {
     auth.require_admin()?;
     let channels = state.store.list_channels(&auth.0.scope(), None).await?;
-    Ok(axum::Json(ChannelList {
-        channels: channels
-            .into_iter()
-            .map(|c| ChannelDto::new(c, &state))
-            .collect(),
-    }))
+    Ok(axum::Json(ChannelList::of(channels, &state)))
 }
 
 /// Connect a chatbot to a channel (owners and admins).

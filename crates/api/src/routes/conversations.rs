@@ -462,25 +462,12 @@ async fn list_conversations(
         // One more than asked tells whether another page follows.
         limit: limit + 1,
     };
-    let mut conversations = match state
+    let read = state
         .store
         .list_conversations(&auth.0.scope(), &query)
-        .await
-    {
-        Err(StoreError::NotFound) => {
-            return Err(ApiError::Conflict {
-                code: "unknown_cursor",
-                message: "before is not a conversation of this organization".into(),
-            });
-        }
-        found => found?,
-    };
-    let next_before = if conversations.len() > limit as usize {
-        conversations.truncate(limit as usize);
-        conversations.last().map(|c| c.id)
-    } else {
-        None
-    };
+        .await;
+    let (conversations, next_before) =
+        crate::routes::page_before(read, limit, "a conversation", |c| c.id)?;
     Ok(axum::Json(ConversationList {
         conversations: conversations.into_iter().map(Into::into).collect(),
         next_before,

@@ -55,6 +55,34 @@ pub fn page_limit(limit: Option<u32>) -> ApiResult<u32> {
     }
 }
 
+/// A page read as `limit + 1` items, newest first, cut to `limit`; and the
+/// `before` cursor of the next page (its last item's id), none on the last.
+/// A cursor the store could not find (`NotFound`) is `unknown_cursor`,
+/// named by `what` ("a conversation").
+pub fn page_before<T, Id>(
+    read: Result<Vec<T>, steward_store::StoreError>,
+    limit: u32,
+    what: &str,
+    id: impl Fn(&T) -> Id,
+) -> ApiResult<(Vec<T>, Option<Id>)> {
+    let mut items = match read {
+        Err(steward_store::StoreError::NotFound) => {
+            return Err(ApiError::Conflict {
+                code: "unknown_cursor",
+                message: format!("before is not {what} of this organization"),
+            });
+        }
+        found => found?,
+    };
+    let next = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(id)
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
 /// `offset` for list endpoints: 0 to [`MAX_OFFSET`], default 0.
 pub fn page_offset(offset: Option<u64>) -> ApiResult<u64> {
     match offset.unwrap_or(0) {

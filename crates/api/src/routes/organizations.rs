@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_domain::{AuditId, Email, Password, PersonName, Role, Tier, UserId};
-use steward_store::{NewUser, StoreError, User, usage_period};
+use steward_store::{NewUser, User, usage_period};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -348,25 +348,12 @@ async fn audit_log(
     auth.require_admin()?;
     let limit = crate::routes::page_limit(query.limit)?;
     // One more than asked tells whether another page follows.
-    let mut entries = match state
+    let read = state
         .store
         .list_audit(&auth.0.scope(), query.before.map(AuditId::from), limit + 1)
-        .await
-    {
-        Err(StoreError::NotFound) => {
-            return Err(ApiError::Conflict {
-                code: "unknown_cursor",
-                message: "before is not an audit entry of this organization".into(),
-            });
-        }
-        found => found?,
-    };
-    let next_before = if entries.len() > limit as usize {
-        entries.truncate(limit as usize);
-        entries.last().map(|e| e.id.as_uuid())
-    } else {
-        None
-    };
+        .await;
+    let (entries, next_before) =
+        crate::routes::page_before(read, limit, "an audit entry", |e| e.id.as_uuid())?;
     Ok(axum::Json(AuditLog {
         next_before,
         entries: entries
