@@ -111,13 +111,13 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
 impl SqlBackend for PostgresStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 
-    // The GIN index `messages_words` (migration 0013) serves this expression.
+    // The stored `words` and their GIN index `messages_words` (migration 0013).
     const WORDS: WordIndex = WordIndex {
         count: "SELECT COUNT(*) AS n FROM (SELECT 1 FROM messages
-                WHERE org_id = $1 AND to_tsvector('simple', regexp_replace(text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $2)
+                WHERE org_id = $1 AND words @@ to_tsquery('simple', $2)
                 LIMIT $3) matched",
         indexed: "c.id IN (SELECT m.conversation_id FROM messages m
-                  WHERE m.org_id = $1 AND to_tsvector('simple', regexp_replace(m.text, '[[:punct:][:space:]]+', ' ', 'g')) @@ to_tsquery('simple', $7))",
+                  WHERE m.org_id = $1 AND m.words @@ to_tsquery('simple', $7))",
     };
 
     fn words_query(words: &[String], prefix: bool) -> String {

@@ -14,10 +14,18 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// SQLite always; PostgreSQL when STEWARD_TEST_POSTGRES_URL is set.
+    /// SQLite always; PostgreSQL when STEWARD_TEST_POSTGRES_URL is set. To
+    /// measure one, STEWARD_BENCH_BACKENDS=sqlite or =postgres.
     pub fn available() -> Vec<Backend> {
-        let mut backends = vec![Backend::Sqlite];
-        if std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty()) {
+        let chosen = std::env::var("STEWARD_BENCH_BACKENDS").unwrap_or_default();
+        let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|c| c.trim() == name);
+        let mut backends = Vec::new();
+        if wanted("sqlite") {
+            backends.push(Backend::Sqlite);
+        }
+        if wanted("postgres")
+            && std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty())
+        {
             backends.push(Backend::Postgres);
         }
         backends
