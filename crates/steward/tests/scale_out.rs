@@ -380,7 +380,10 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
         "no reply to a message not stored"
     );
 
-    // No firing ran twice, across the killed scheduler and worker.
+    // No firing ran twice, across the killed scheduler and worker, but for
+    // one the killed worker held: its lease runs out and another worker runs
+    // it again (at least once is the promise). Such a firing fired just
+    // before the kill, and runs exactly twice.
     let firings: Vec<(String, String, i32)> = sqlx::query_as(
         "SELECT dedupe_key, state, attempts FROM jobs WHERE kind = 'maintenance' ORDER BY dedupe_key",
     )
@@ -390,9 +393,17 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
     assert!(firings.len() > 10, "{} firings", firings.len());
     let keys: BTreeSet<&String> = firings.iter().map(|(k, _, _)| k).collect();
     assert_eq!(keys.len(), firings.len(), "one job per firing");
+    let held_by_the_killed_worker = |key: &str, attempts: i32| {
+        let fired = key
+            .strip_prefix("schedule:maintenance:")
+            .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+        fired.is_some_and(|at| {
+            attempts == 2 && at <= killed_at && at > killed_at - chrono::Duration::seconds(10)
+        })
+    };
     let ran_twice: Vec<_> = firings
         .iter()
-        .filter(|(_, _, attempts)| *attempts > 1)
+        .filter(|(key, _, attempts)| *attempts > 1 && !held_by_the_killed_worker(key, *attempts))
         .collect();
     assert!(
         ran_twice.is_empty(),
