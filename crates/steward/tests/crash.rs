@@ -184,6 +184,29 @@ async fn keyed_messages_take_effect_once_while_steward_is_killed() {
             ids[0]
         );
     }
+    // The overview's counters are written in each message's transaction:
+    // what was stored, counted once, through every kill.
+    let usage = owner.get("/api/v1/insights/usage?days=2").await;
+    let sum = |field: &str| {
+        usage["days"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|day| day[field].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    let replies = history.iter().filter(|m| m["role"] == "assistant").count();
+    assert_eq!(sum("messages") as usize, stored.len(), "{usage}");
+    assert_eq!(sum("replies") as usize, replies, "{usage}");
+    let conversations: std::collections::HashSet<&str> = history
+        .iter()
+        .map(|m| m["conversation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        usage["chatbots"][0]["conversations"].as_u64().unwrap() as usize,
+        conversations.len(),
+        "{usage}"
+    );
     eprintln!(
         "{} keys, {KILLS} kills: {} retries, {} replayed, {} effects whose response was lost",
         answered.len(),

@@ -815,4 +815,45 @@ pub async fn the_text_filter_finds_words_and_word_beginnings_however_many_messag
     assert_eq!(find("parcel").await, vec![busy, parcel]);
     assert_eq!(find("another parc").await, vec![busy]);
     assert_eq!(find("tracking").await, vec![parcel]);
+
+    // Newer conversations than the window tests, none holding the word: the
+    // older ones are read from the index, after those the window found.
+    for _ in 0..crate::sql::SCAN_WINDOW {
+        say("nothing to see", None).await;
+    }
+    assert_eq!(find("parcel").await, vec![busy, parcel]);
+    assert_eq!(find("another parc").await, vec![busy]);
+    let newest = say("one more parcel", None).await;
+    assert_eq!(find("parcel").await, vec![newest, busy, parcel]);
+    let page = |limit: u32, before: Option<ConversationId>| {
+        let store = store.clone();
+        async move {
+            store
+                .list_conversations(
+                    &scope,
+                    &ConversationQuery {
+                        text: Some("parcel".into()),
+                        limit,
+                        before,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|c| c.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        page(2, None).await,
+        vec![newest, busy],
+        "a page ends where its limit does"
+    );
+    assert_eq!(
+        page(2, Some(busy)).await,
+        vec![parcel],
+        "the next begins after it"
+    );
+    assert!(page(2, Some(parcel)).await.is_empty());
 }

@@ -277,9 +277,12 @@ impl<B: SqlBackend> ChannelStore for B {
             .read()
             .await?
             .fetch_one(
-                sql("SELECT * FROM messages WHERE id = $1 AND org_id = $2")
-                    .bind(id)
-                    .bind(scope.org_id()),
+                sql(concat!(
+                    select_message!(),
+                    " FROM messages WHERE id = $1 AND org_id = $2"
+                ))
+                .bind(id)
+                .bind(scope.org_id()),
             )
             .await?;
         rows::message(&found)

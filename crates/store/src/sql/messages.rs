@@ -10,10 +10,13 @@ use crate::*;
 
 /// Newest first, strictly before the upper position, at or after `from`: one
 /// range scan of `messages_history` whatever the page.
-const HISTORY_PAGE: &str = "SELECT * FROM messages
+const HISTORY_PAGE: &str = concat!(
+    select_message!(),
+    " FROM messages
      WHERE org_id = $1 AND chatbot_id = $2 AND (created_at, id) < ($3, $4) AND created_at >= $5
      ORDER BY created_at DESC, id DESC
-     LIMIT $6";
+     LIMIT $6"
+);
 
 /// Conversations with their size and latest message: the correlated reads go
 /// through `messages_conversation`, for the rows of one page only.
@@ -28,8 +31,14 @@ const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.created_at,
      FROM conversations c";
 
 /// Up to this many messages matching a text filter are read from the word
-/// index; more, and conversations are tested one by one instead.
+/// index; more, and the newest conversations are tested one by one first.
 pub const WORD_INDEX_READ_LIMIT: i64 = 1000;
+
+/// How many of the newest conversations a text filter many messages match
+/// tests one by one before it reads the rest from the word index: enough
+/// for a page of a word one conversation in ten holds, few enough to stay
+/// cheap (about 10 ms on PostgreSQL, 1.5 ms on SQLite).
+pub const SCAN_WINDOW: i64 = 250;
 
 /// The words of a text filter: runs of letters and digits, lowercased, as
 /// both word indexes split text.
@@ -40,96 +49,153 @@ fn words_of(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// True when conversation `c` holds a message whose lowercased text is LIKE
+/// `$7`.
+const LIKE_CONDITION: &str = "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
+     AND LOWER(t.text) LIKE $7 ESCAPE '\\' LIMIT 1) IS NOT NULL";
+
 /// How a text filter selects conversations (see `list_conversations`).
-struct TextFilter {
-    /// The value of `$7`.
-    value: String,
-    /// The condition on conversation `c`.
-    condition: &'static str,
-    /// Words a candidate's matching messages must hold, checked here.
-    check: Option<Vec<String>>,
+enum TextFilter {
+    /// Few messages hold the words: conversations holding one of them, read
+    /// from the word index with this query.
+    Indexed(String),
+    /// Text without a letter or digit ("%"), matched as written by this
+    /// LIKE pattern.
+    Literal(String),
+    /// Many messages hold the words: the newest conversations are tested by
+    /// a LIKE of the words in order (`pattern`), the words then checked in
+    /// the messages it matched as the index matches them; past
+    /// [`SCAN_WINDOW`] conversations, the rest are read from the index.
+    Common {
+        pattern: String,
+        words: Vec<String>,
+        query: String,
+    },
 }
 
-impl TextFilter {
-    /// Whether a conversation the condition selected holds the words: true
-    /// unless they are to be checked, and no message LIKE matched holds them.
-    async fn holds<B: SqlBackend>(
-        &self,
-        db: &mut B::Read,
-        conversation: ConversationId,
-    ) -> StoreResult<bool> {
-        let Some(words) = &self.check else {
-            return Ok(true);
-        };
-        let texts = db
-            .fetch_all(
-                sql("SELECT text FROM messages
-                     WHERE conversation_id = $1 AND LOWER(text) LIKE $2 ESCAPE '\\'")
-                .bind(conversation)
-                .bind(self.value.as_str()),
-            )
-            .await?;
-        for row in &texts {
-            if holds_words(&row.get::<String>("text")?, words) {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-/// Words few messages hold are read from the word index. Words many messages
-/// hold are found conversation by conversation, newest first, until the page
-/// is full (the first ones tested hold them): a LIKE of the words in order
-/// picks candidates, and the words are then checked in the messages it
-/// matched, as the index matches them. Text without a letter or digit ("%")
-/// is matched as written.
+/// The filter for `text`: whether few messages hold its words is counted in
+/// the word index, no further than [`WORD_INDEX_READ_LIMIT`].
 async fn text_filter<B: SqlBackend>(
     db: &mut B::Read,
     org: OrgId,
     text: &str,
 ) -> StoreResult<TextFilter> {
     let words = words_of(text);
+    if words.is_empty() {
+        return Ok(TextFilter::Literal(contains_pattern(text)));
+    }
     // The whole last word first: an index counts a word's messages quickly,
     // a beginning's only by merging every word that starts with it.
-    let mut few = !words.is_empty();
     for prefix in [false, true] {
-        if few {
-            let matching: i64 = db
-                .fetch_one(
-                    sql(B::WORDS.count)
-                        .bind(org)
-                        .bind(B::words_query(&words, prefix))
-                        .bind(WORD_INDEX_READ_LIMIT),
-                )
-                .await?
-                .get("n")?;
-            few = matching < WORD_INDEX_READ_LIMIT;
+        let matching: i64 = db
+            .fetch_one(
+                sql(B::WORDS.count)
+                    .bind(org)
+                    .bind(B::words_query(&words, prefix))
+                    .bind(WORD_INDEX_READ_LIMIT),
+            )
+            .await?
+            .get("n")?;
+        if matching >= WORD_INDEX_READ_LIMIT {
+            return Ok(TextFilter::Common {
+                // Letters and digits only: nothing to escape.
+                pattern: format!("%{}%", words.join("%")),
+                query: B::words_query(&words, true),
+                words,
+            });
         }
     }
-    let scan = "(SELECT 1 FROM messages t WHERE t.conversation_id = c.id
-                  AND LOWER(t.text) LIKE $7 ESCAPE '\\' LIMIT 1) IS NOT NULL";
-    Ok(if few {
-        TextFilter {
-            value: B::words_query(&words, true),
-            condition: B::WORDS.indexed,
-            check: None,
-        }
-    } else if words.is_empty() {
-        TextFilter {
-            value: contains_pattern(text),
-            condition: scan,
-            check: None,
-        }
-    } else {
-        TextFilter {
-            // Letters and digits only: nothing to escape.
-            value: format!("%{}%", words.join("%")),
-            condition: scan,
-            check: Some(words),
-        }
-    })
+    Ok(TextFilter::Indexed(B::words_query(&words, true)))
 }
+
+/// The conversations among `candidates` one of whose messages LIKE
+/// `pattern` matched holds `words`, in the candidates' order: one query for
+/// all of them.
+async fn holding_words<B: SqlBackend>(
+    db: &mut B::Read,
+    candidates: Vec<ConversationSummary>,
+    pattern: &str,
+    words: &[String],
+) -> StoreResult<Vec<ConversationSummary>> {
+    if candidates.is_empty() {
+        return Ok(candidates);
+    }
+    let placeholders = (2..candidates.len() + 2)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = sql(format!(
+        "SELECT conversation_id, text FROM messages
+         WHERE conversation_id IN ({placeholders}) AND LOWER(text) LIKE $1 ESCAPE '\\'"
+    ))
+    .bind(pattern);
+    for candidate in &candidates {
+        statement = statement.bind(candidate.id);
+    }
+    let mut holding = std::collections::HashSet::new();
+    for row in db.fetch_all(statement).await? {
+        if holds_words(&row.get::<String>("text")?, words) {
+            holding.insert(row.get::<ConversationId>("conversation_id")?);
+        }
+    }
+    Ok(candidates
+        .into_iter()
+        .filter(|c| holding.contains(&c.id))
+        .collect())
+}
+
+/// A position in the conversation list's order.
+type Position = (DateTime<Utc>, uuid::Uuid);
+
+/// Up to `limit` of the conversations `query` selects (its text aside) that
+/// `condition` holds for (its value bound as `$7`), newest first, strictly
+/// before `upper` and at or after `floor`.
+#[allow(clippy::too_many_arguments)]
+async fn conversation_page<B: SqlBackend>(
+    db: &mut B::Read,
+    scope: &TenantScope,
+    query: &ConversationQuery,
+    condition: &str,
+    value: Option<&str>,
+    upper: Position,
+    floor: Option<Position>,
+    limit: usize,
+) -> StoreResult<Vec<ConversationSummary>> {
+    let floor = floor.unwrap_or((start_of_time(), uuid::Uuid::nil()));
+    db.fetch_all(
+        sql(format!(
+            "{CONVERSATIONS}
+             WHERE {CONVERSATION_FILTERS}
+               AND ($7 IS NULL OR {condition})
+               AND (c.created_at, c.id) >= ($9, $10)
+             ORDER BY c.created_at DESC, c.id DESC
+             LIMIT $8"
+        ))
+        .bind(scope.org_id())
+        .bind(query.chatbot_id)
+        .bind(query.channel.as_deref())
+        .bind(query.from.unwrap_or_else(start_of_time))
+        .bind(upper.0)
+        .bind(upper.1)
+        .bind(value)
+        .bind(limit as i64)
+        .bind(floor.0)
+        .bind(floor.1),
+    )
+    .await?
+    .iter()
+    .map(rows::conversation_summary)
+    .collect()
+}
+
+/// The conversation filters of a list but its text, on conversation `c`:
+/// organization `$1`, chatbot `$2`, channel `$3`, from `$4`, before the
+/// position (`$5`, `$6`).
+const CONVERSATION_FILTERS: &str = "c.org_id = $1
+     AND ($2 IS NULL OR c.chatbot_id = $2)
+     AND ($3 IS NULL OR c.channel = $3)
+     AND c.created_at >= $4
+     AND (c.created_at, c.id) < ($5, $6)";
 
 /// Whether `text` holds `words` in that order, the last one a word's
 /// beginning: what the word index matches.
@@ -299,9 +365,13 @@ impl<B: SqlBackend> MessageStore for B {
             .read()
             .await?
             .fetch_all(
-                sql("SELECT * FROM (SELECT * FROM messages WHERE org_id = $1 AND conversation_id = $2
+                sql(concat!(
+                    "SELECT * FROM (",
+                    select_message!(),
+                    " FROM messages WHERE org_id = $1 AND conversation_id = $2
                          ORDER BY created_at DESC, id DESC LIMIT $3) AS latest
-                     ORDER BY created_at, id")
+                     ORDER BY created_at, id"
+                ))
                 .bind(scope.org_id())
                 .bind(conversation)
                 .bind(i64::from(limit)),
@@ -321,10 +391,11 @@ impl<B: SqlBackend> MessageStore for B {
         let found = match after {
             None => {
                 db.fetch_all(
-                    sql(
-                        "SELECT * FROM messages WHERE org_id = $1 AND conversation_id = $2
-                         ORDER BY created_at, id LIMIT $3",
-                    )
+                    sql(concat!(
+                        select_message!(),
+                        " FROM messages WHERE org_id = $1 AND conversation_id = $2
+                         ORDER BY created_at, id LIMIT $3"
+                    ))
                     .bind(scope.org_id())
                     .bind(conversation)
                     .bind(i64::from(limit)),
@@ -343,9 +414,12 @@ impl<B: SqlBackend> MessageStore for B {
                     .await?
                     .get("created_at")?;
                 db.fetch_all(
-                    sql("SELECT * FROM messages
+                    sql(concat!(
+                        select_message!(),
+                        " FROM messages
                          WHERE org_id = $1 AND conversation_id = $2 AND (created_at, id) > ($3, $4)
-                         ORDER BY created_at, id LIMIT $5")
+                         ORDER BY created_at, id LIMIT $5"
+                    ))
                     .bind(scope.org_id())
                     .bind(conversation)
                     .bind(at)
@@ -390,10 +464,13 @@ impl<B: SqlBackend> MessageStore for B {
         let mut db = self.read().await?;
         let row = db
             .fetch_one(
-                sql("SELECT * FROM messages WHERE id = $1 AND org_id = $2 AND chatbot_id = $3")
-                    .bind(message)
-                    .bind(scope.org_id())
-                    .bind(chatbot),
+                sql(concat!(
+                    select_message!(),
+                    " FROM messages WHERE id = $1 AND org_id = $2 AND chatbot_id = $3"
+                ))
+                .bind(message)
+                .bind(scope.org_id())
+                .bind(chatbot),
             )
             .await?;
         let message = rows::message(&row)?;
@@ -406,18 +483,20 @@ impl<B: SqlBackend> MessageStore for B {
                 .bind(i64::from(around))
         };
         let before = db
-            .fetch_all(neighbours(
-                "SELECT * FROM messages
+            .fetch_all(neighbours(concat!(
+                select_message!(),
+                " FROM messages
                  WHERE org_id = $1 AND conversation_id = $2 AND (created_at, id) < ($3, $4)
-                 ORDER BY created_at DESC, id DESC LIMIT $5",
-            ))
+                 ORDER BY created_at DESC, id DESC LIMIT $5"
+            )))
             .await?;
         let after = db
-            .fetch_all(neighbours(
-                "SELECT * FROM messages
+            .fetch_all(neighbours(concat!(
+                select_message!(),
+                " FROM messages
                  WHERE org_id = $1 AND conversation_id = $2 AND (created_at, id) > ($3, $4)
-                 ORDER BY created_at, id LIMIT $5",
-            ))
+                 ORDER BY created_at, id LIMIT $5"
+            )))
             .await?;
         let mut thread = before
             .iter()
@@ -452,56 +531,115 @@ impl<B: SqlBackend> MessageStore for B {
                 .get("created_at")?;
             upper = upper.min((at, before.as_uuid()));
         }
+        let limit = query.limit as usize;
         let filter = match query.text.as_deref() {
             Some(text) => Some(text_filter::<B>(&mut db, scope.org_id(), text).await?),
             None => None,
         };
-        let text_condition = filter.as_ref().map_or("TRUE", |f| f.condition);
-        let limit = query.limit as usize;
+        let (pattern, words, index_query) = match &filter {
+            None => {
+                return conversation_page::<B>(
+                    &mut db, scope, query, "TRUE", None, upper, None, limit,
+                )
+                .await;
+            }
+            Some(TextFilter::Indexed(words)) => {
+                return conversation_page::<B>(
+                    &mut db,
+                    scope,
+                    query,
+                    B::WORDS.indexed,
+                    Some(words),
+                    upper,
+                    None,
+                    limit,
+                )
+                .await;
+            }
+            Some(TextFilter::Literal(pattern)) => {
+                return conversation_page::<B>(
+                    &mut db,
+                    scope,
+                    query,
+                    LIKE_CONDITION,
+                    Some(pattern),
+                    upper,
+                    None,
+                    limit,
+                )
+                .await;
+            }
+            Some(TextFilter::Common {
+                pattern,
+                words,
+                query,
+            }) => (pattern, words, query),
+        };
+        // A word many messages hold: the window's conversations, newest
+        // first, until the page is full (when the newest hold it, as a
+        // common word's do)...
+        let floor: Option<Position> = db
+            .fetch_optional(
+                sql(format!(
+                    "SELECT c.created_at, c.id FROM conversations c WHERE {CONVERSATION_FILTERS}
+                     ORDER BY c.created_at DESC, c.id DESC LIMIT 1 OFFSET $7"
+                ))
+                .bind(scope.org_id())
+                .bind(query.chatbot_id)
+                .bind(query.channel.as_deref())
+                .bind(query.from.unwrap_or_else(start_of_time))
+                .bind(upper.0)
+                .bind(upper.1)
+                .bind(SCAN_WINDOW - 1),
+            )
+            .await?
+            .map(|row| Ok::<_, StoreError>((row.get("created_at")?, row.get("id")?)))
+            .transpose()?;
         let mut found = Vec::new();
         loop {
-            let candidates = db
-                .fetch_all(
-                    sql(format!(
-                        "{CONVERSATIONS}
-                         WHERE c.org_id = $1
-                           AND ($2 IS NULL OR c.chatbot_id = $2)
-                           AND ($3 IS NULL OR c.channel = $3)
-                           AND c.created_at >= $4
-                           AND (c.created_at, c.id) < ($5, $6)
-                           AND ($7 IS NULL OR {text_condition})
-                         ORDER BY c.created_at DESC, c.id DESC
-                         LIMIT $8"
-                    ))
-                    .bind(scope.org_id())
-                    .bind(query.chatbot_id)
-                    .bind(query.channel.as_deref())
-                    .bind(query.from.unwrap_or_else(start_of_time))
-                    .bind(upper.0)
-                    .bind(upper.1)
-                    .bind(filter.as_ref().map(|f| f.value.as_str()))
-                    .bind(i64::from(query.limit)),
-                )
-                .await?;
+            let candidates = conversation_page::<B>(
+                &mut db,
+                scope,
+                query,
+                LIKE_CONDITION,
+                Some(pattern),
+                upper,
+                floor,
+                limit,
+            )
+            .await?;
             let exhausted = candidates.len() < limit;
-            for row in &candidates {
-                let conversation = rows::conversation_summary(row)?;
-                upper = (conversation.created_at, conversation.id.as_uuid());
-                let holds = match &filter {
-                    Some(filter) => filter.holds::<B>(&mut db, conversation.id).await?,
-                    None => true,
-                };
-                if holds {
-                    found.push(conversation);
-                    if found.len() == limit {
-                        return Ok(found);
-                    }
-                }
+            if let Some(last) = candidates.last() {
+                upper = (last.created_at, last.id.as_uuid());
             }
-            if filter.as_ref().is_none_or(|f| f.check.is_none()) || exhausted {
+            found.extend(holding_words::<B>(&mut db, candidates, pattern, words).await?);
+            if found.len() >= limit {
+                found.truncate(limit);
                 return Ok(found);
             }
+            if exhausted {
+                break;
+            }
         }
+        // ...then the older ones from the index: a word only old
+        // conversations hold costs what reading its matches costs, not a
+        // test of every conversation.
+        if let Some(floor) = floor {
+            found.extend(
+                conversation_page::<B>(
+                    &mut db,
+                    scope,
+                    query,
+                    B::WORDS.indexed,
+                    Some(index_query),
+                    floor,
+                    None,
+                    limit - found.len(),
+                )
+                .await?,
+            );
+        }
+        Ok(found)
     }
 
     async fn conversation(

@@ -24,6 +24,16 @@ use uuid::Uuid;
 use crate::idempotency::{Fence, keyed_request_fence};
 use crate::{StoreError, StoreResult, TenantScope, claim_lost, now};
 
+/// `SELECT` of the columns [`rows::message`] reads, to `concat!` with the
+/// rest of a statement: never `*`, which on PostgreSQL also reads each
+/// message's stored words.
+macro_rules! select_message {
+    () => {
+        "SELECT id, org_id, chatbot_id, conversation_id, role, text, channel, external_id,
+                answers, channel_id, meta, created_at"
+    };
+}
+
 mod accounts;
 mod channels;
 mod chatbots;
@@ -35,7 +45,7 @@ mod queue;
 pub mod rows;
 mod tools;
 
-pub use messages::WORD_INDEX_READ_LIMIT;
+pub use messages::{SCAN_WINDOW, WORD_INDEX_READ_LIMIT};
 pub use queue::insert_job;
 
 /// A value bound to a statement or read from a row; `None` is NULL of that type.
