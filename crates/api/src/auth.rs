@@ -20,18 +20,9 @@ const API_KEY_PREFIX: &str = "stw_";
 
 /// Resolves the caller from the Authorization header: `None` when absent.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Option<Principal>> {
-    let Some(value) = headers.get(header::AUTHORIZATION) else {
+    let Some(token) = bearer(headers)? else {
         return Ok(None);
     };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .ok_or(ApiError::Unauthorized {
-            message: "expected Authorization: Bearer <token>",
-        })?;
 
     if token.starts_with(API_KEY_PREFIX) {
         let key = state
@@ -85,10 +76,35 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Op
             message: "signed out: the password was changed since; sign in again",
         });
     }
+    if let Some(session) = claims.sid
+        && state.store.session_signed_out(session).await?
+    {
+        return Err(ApiError::Unauthorized {
+            message: "signed out; sign in again",
+        });
+    }
     Ok(Some(
         Principal::verified(user.org_id, Actor::User(user.id), user.role)
             .must_change_password(user.must_change_password),
     ))
+}
+
+/// The token of `Authorization: Bearer <token>`: `None` when there is no
+/// such header.
+pub fn bearer(headers: &HeaderMap) -> ApiResult<Option<&str>> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(Some)
+        .ok_or(ApiError::Unauthorized {
+            message: "expected Authorization: Bearer <token>",
+        })
 }
 
 /// An authenticated caller, required by the handler that takes it. A person

@@ -19,6 +19,10 @@ pub struct Claims {
     /// it on, and tokens of an earlier one no longer sign in.
     #[serde(default)]
     pub generation: i64,
+    /// The session this token is: signing out ends it alone. Absent from
+    /// tokens issued before sessions were named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +68,7 @@ impl Tokens {
             iat: at.timestamp(),
             exp: expires.timestamp(),
             generation,
+            sid: Some(Uuid::now_v7()),
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing cannot fail");
@@ -113,6 +118,11 @@ mod tests {
         assert_eq!(claims.generation, 3);
         assert_eq!(claims.exp, expires.timestamp());
         assert_eq!(claims.exp - claims.iat, 24 * 3600);
+        let again = tokens().verify(&tokens().issue(user, org, 3).0).unwrap();
+        assert!(
+            claims.sid.is_some() && again.sid != claims.sid,
+            "each token its own session"
+        );
     }
 
     #[test]

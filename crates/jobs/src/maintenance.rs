@@ -8,8 +8,9 @@ use steward_store::{Job, Store};
 
 use crate::{JobError, JobHandler};
 
-/// Deletes succeeded and dead jobs older than `keep_finished` and
-/// idempotency keys past their lifetime, then refreshes the database's
+/// Deletes succeeded and dead jobs older than `keep_finished`, idempotency
+/// keys past their lifetime and signed-out sessions whose tokens expired,
+/// then refreshes the database's
 /// planner statistics. (User data exports, which it is also to delete after
 /// 24 hours, do not exist yet.)
 pub struct Maintenance {
@@ -30,10 +31,15 @@ impl JobHandler for Maintenance {
             .store
             .prune_idempotency_keys(steward_store::now() - steward_store::IDEMPOTENCY_KEY_LIFETIME)
             .await?;
+        let sessions = self
+            .store
+            .prune_signed_out_sessions(steward_store::now())
+            .await?;
         tracing::info!(
             jobs = pruned,
             idempotency_keys = keys,
-            "maintenance: pruned finished jobs and expired idempotency keys"
+            signed_out_sessions = sessions,
+            "maintenance: pruned finished jobs, expired idempotency keys and signed-out sessions"
         );
         self.store.analyze().await?;
         Ok(())

@@ -29,6 +29,9 @@ pub trait AccountStore: Send + Sync {
     /// The user a verified token names, as stored now (role changes apply at once).
     async fn find_user(&self, id: UserId) -> StoreResult<Option<User>>;
 
+    /// Whether the session a token names was signed out.
+    async fn session_signed_out(&self, session: uuid::Uuid) -> StoreResult<bool>;
+
     /// An unrevoked API key by the hash of its secret.
     async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
 
@@ -93,6 +96,17 @@ pub trait AccountStore: Send + Sync {
         password_hash: &str,
         one_time: bool,
     ) -> StoreResult<User>;
+
+    /// Signs out one session of a member: a token naming `session` no longer
+    /// signs in (other sessions are untouched). Remembered until `expires`,
+    /// when its token expires anyway; signing out twice is no error.
+    async fn sign_out_session(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        session: uuid::Uuid,
+        expires: chrono::DateTime<chrono::Utc>,
+    ) -> StoreResult<()>;
 
     // --- API keys ---
 

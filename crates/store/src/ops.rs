@@ -72,6 +72,9 @@ pub trait OpsStore: Send + Sync {
     /// a key's lifetime can no longer be replayed anyway).
     async fn prune_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// Forgets signed-out sessions whose tokens expired before `before`.
+    async fn prune_signed_out_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Each organization's activity since `since`, and its usage in the
     /// `period` (e.g. "2026-11"): the Business dashboard's figures.
     async fn org_activity(

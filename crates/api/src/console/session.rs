@@ -253,7 +253,9 @@ impl FromRequestParts<SharedState> for Caller {
             }
             Err(e) => return Err(view::api_failure(e.into())),
         };
-        if principal.password_change_required() && parts.uri.path() != "/password" {
+        if principal.password_change_required()
+            && !matches!(parts.uri.path(), "/password" | "/logout")
+        {
             return Err(Redirect::to("/password").into_response());
         }
         let api = Bridge::new(

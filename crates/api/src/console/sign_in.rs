@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::bridge::{ApiRouter, Bridge};
-use super::session::{Console, SESSION_COOKIE, form_token, set_cookie};
+use super::session::{Caller, Console, SESSION_COOKIE, form_token, set_cookie};
 use super::view::{self, Layout};
 use crate::auth::PeerAddr;
 use crate::state::SharedState;
@@ -127,8 +127,22 @@ pub async fn submit(
     }
 }
 
-/// Signs out: the session cookie is cleared.
-pub async fn sign_out(State(state): State<SharedState>) -> Response {
+/// Signs out: the session ends on the server (its token no longer signs in
+/// anywhere, a copy of the cookie included) and the cookie is cleared.
+pub async fn sign_out(
+    State(state): State<SharedState>,
+    caller: Result<Caller, Response>,
+) -> Response {
+    if let Ok(caller) = caller
+        && let Err(failure) = caller
+            .api
+            .post::<serde::de::IgnoredAny>("/auth/logout", &json!({}))
+            .await
+        && failure.status.is_server_error()
+    {
+        // Not signed out yet: say so rather than only forget the cookie.
+        return view::api_failure(failure);
+    }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

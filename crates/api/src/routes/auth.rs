@@ -1,7 +1,7 @@
 //! Registration, login, password changes and the caller's identity.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_config::Registration;
@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::auth::{ClientIp, SignedIn};
+use crate::auth::{ClientIp, SignedIn, bearer};
 use crate::dto::{OrganizationDto, UserDto};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::Json;
@@ -24,6 +24,7 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(change_password))
+        .routes(routes!(logout))
         .routes(routes!(me))
 }
 
@@ -303,6 +304,48 @@ async fn change_password(
         .set_password(&principal.scope(), user.id, &password_hash, false)
         .await?;
     session(&state, user).await
+}
+
+/// Sign out: the caller's token stops working at once. The person's other
+/// sessions are untouched; changing the password ends them all.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 204, description = "signed out"),
+        (status = 401, body = ErrorBody),
+        (status = 403, description = "the caller is an API key: revoke it instead", body = ErrorBody),
+        (status = 409, description = "a token issued before sessions were named (`session_unnamed`): it ends when it expires or the password changes", body = ErrorBody),
+    ))]
+async fn logout(
+    State(state): State<SharedState>,
+    SignedIn(principal): SignedIn,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    let Some(user) = principal.user_id() else {
+        return Err(ApiError::Forbidden {
+            code: "forbidden",
+            message: "an API key is not a session: revoke it with DELETE /api/v1/api-keys/{id}",
+        });
+    };
+    // SignedIn verified this token: reading its claims again cannot fail.
+    let claims = bearer(&headers)?
+        .and_then(|token| state.tokens.verify(token).ok())
+        .ok_or(ApiError::Unauthorized {
+            message: "invalid token",
+        })?;
+    let Some(session) = claims.sid else {
+        return Err(ApiError::Conflict {
+            code: "session_unnamed",
+            message: "this token was issued before sessions could be signed out one by one: \
+                      it ends when it expires, or at once when the password is changed"
+                .into(),
+        });
+    };
+    let expires = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
+    state
+        .store
+        .sign_out_session(&principal.scope(), user, session, expires)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Who the caller is (also for a person who must still change a one-time

@@ -685,6 +685,57 @@ async fn login(
 }
 
 #[tokio::test]
+async fn signing_out_ends_that_session_alone_at_once() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let (_, other) = login(&app, "ada@example.org", "Correct-Horse-9").await;
+    let other = other["token"].as_str().unwrap().to_owned();
+
+    let out = app
+        .post("/api/v1/auth/logout", &owner.token, json!({}))
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    let refused = app.get("/api/v1/auth/me", &owner.token).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert!(refused.text.contains("signed out"), "{}", refused.text);
+    let again = app
+        .post("/api/v1/auth/logout", &owner.token, json!({}))
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED, "already signed out");
+    assert_eq!(
+        app.get("/api/v1/auth/me", &other).await.status,
+        StatusCode::OK,
+        "the same person's other session goes on"
+    );
+
+    let key = app
+        .post("/api/v1/api-keys", &other, json!({"name": "ci"}))
+        .await;
+    let key = key.body["key"].as_str().unwrap();
+    let by_key = app.post("/api/v1/auth/logout", key, json!({})).await;
+    assert_eq!(by_key.status, StatusCode::FORBIDDEN, "{}", by_key.text);
+    assert_eq!(app.get("/api/v1/auth/me", key).await.status, StatusCode::OK);
+
+    // A token from before sessions were named cannot be ended alone.
+    let unnamed = {
+        let payload = other.split('.').nth(1).unwrap();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        claims.as_object_mut().unwrap().remove("sid");
+        let key =
+            jsonwebtoken::EncodingKey::from_secret(b"test-secret-test-secret-test-secret-1234");
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap()
+    };
+    assert_eq!(
+        app.get("/api/v1/auth/me", &unnamed).await.status,
+        StatusCode::OK
+    );
+    let refused = app.post("/api/v1/auth/logout", &unnamed, json!({})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.text);
+    assert_eq!(refused.code(), "session_unnamed");
+}
+
+#[tokio::test]
 async fn a_password_change_needs_the_current_one_and_signs_out_every_older_token() {
     let app = spawn_app().await;
     let owner = app.register("ada@example.org", "Acme").await;

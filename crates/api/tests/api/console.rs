@@ -266,11 +266,19 @@ async fn pages_are_not_framed_run_no_inline_script_and_are_not_cached() {
     let session = signed_in.headers()[SET_COOKIE].to_str().unwrap();
     assert!(session.starts_with("steward_session=") && session.contains("Secure"));
 
-    // Signing out clears it.
+    // Signing out clears it, and ends the session on the server: a copy of
+    // the cookie kept elsewhere no longer opens a page.
     let out = console.post("/logout", &[]).await;
     assert_eq!(out.status, StatusCode::SEE_OTHER);
     let cleared = out.headers[SET_COOKIE].to_str().unwrap();
     assert!(cleared.starts_with("steward_session=;") && cleared.contains("Max-Age=0"));
+    let copy = console.get("/").await;
+    assert_eq!(copy.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&copy), "/login");
+    assert_eq!(
+        app.get("/api/v1/auth/me", &a.token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // The assets are ours, from the binary, revalidated by their digest.
     let script = app

@@ -99,6 +99,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
         ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
         ("POST", "/api/v1/jobs/{id}/retry" | "/api/v1/jobs/{id}/discard") => None,
+        ("POST", "/api/v1/auth/logout") => None,
         (_, _) if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
             panic!("the tenancy walk has no body for {method} {path}: add one")
         }
@@ -119,6 +120,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
     let app = spawn_app().await;
     let a = app.register("a@example.org", "Alpha").await;
     let mut b = app.register("b@example.org", "Beta").await;
+    let mut b_password = "Correct-Horse-9";
 
     let chatbot = app.chatbot(&a, "Alpha bot").await;
     let sent = app
@@ -310,6 +312,13 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             if path == "/api/v1/auth/password" {
                 // B's own password changed: its earlier token is signed out.
                 b.token = reply.body["token"].as_str().unwrap().to_owned();
+                b_password = "Correct-Horse-10";
+            }
+            if path == "/api/v1/auth/logout" {
+                // B signed its own session out: it signs in again.
+                let again = app.login("b@example.org", b_password).await;
+                assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+                b.token = again.body["token"].as_str().unwrap().to_owned();
             }
             walked.insert(format!("{method} {path}"));
         }

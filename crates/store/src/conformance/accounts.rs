@@ -340,6 +340,45 @@ pub async fn passwords_are_replaced_within_their_org_and_sign_out_older_tokens(s
     );
 }
 
+pub async fn a_signed_out_session_stays_signed_out_until_its_token_expires(store: S) {
+    let (scope, owner) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let (session, kept) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let expires = now() + Duration::hours(1);
+    assert!(!store.session_signed_out(session).await.unwrap());
+    assert_not_found(
+        store
+            .sign_out_session(&other, owner.id, session, expires)
+            .await,
+        "another org's member",
+    );
+    assert!(!store.session_signed_out(session).await.unwrap());
+    store
+        .sign_out_session(&scope, owner.id, session, expires)
+        .await
+        .unwrap();
+    store
+        .sign_out_session(&scope, owner.id, session, expires)
+        .await
+        .expect("signing out twice is no error");
+    assert!(store.session_signed_out(session).await.unwrap());
+    assert!(
+        !store.session_signed_out(kept).await.unwrap(),
+        "the person's other sessions go on"
+    );
+    assert_eq!(store.prune_signed_out_sessions(now()).await.unwrap(), 0);
+    assert!(store.session_signed_out(session).await.unwrap());
+    assert_eq!(
+        store
+            .prune_signed_out_sessions(expires + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1,
+        "forgotten once its token has expired anyway"
+    );
+    assert!(!store.session_signed_out(session).await.unwrap());
+}
+
 pub async fn api_keys_are_found_by_hash_until_revoked(store: S) {
     let (scope, owner) = org(&store, "Acme").await;
     let key = store

@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             chatbots_are_created_listed_patched_and_deleted,
             members_change_roles_but_the_last_owner_stays,
             passwords_are_replaced_within_their_org_and_sign_out_older_tokens,
+            a_signed_out_session_stays_signed_out_until_its_token_expires,
             api_keys_are_found_by_hash_until_revoked,
             integrations_are_enabled_per_organization,
             messages_open_conversations_and_count_usage,

@@ -56,6 +56,17 @@ impl<B: SqlBackend> AccountStore for B {
         row.as_ref().map(rows::user).transpose()
     }
 
+    async fn session_signed_out(&self, session: uuid::Uuid) -> StoreResult<bool> {
+        Ok(self
+            .read()
+            .await?
+            .fetch_optional(
+                sql("SELECT 1 AS one FROM signed_out_sessions WHERE session_id = $1").bind(session),
+            )
+            .await?
+            .is_some())
+    }
+
     async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
         let row = self
             .read()
@@ -335,6 +346,38 @@ impl<B: SqlBackend> AccountStore for B {
         let user = rows::user(&row)?;
         commit_with::<B>(tx, &user).await?;
         Ok(user)
+    }
+
+    async fn sign_out_session(
+        &self,
+        scope: &TenantScope,
+        user: UserId,
+        session: uuid::Uuid,
+        expires: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let signed_out = self
+            .write()
+            .await?
+            .execute(
+                sql(
+                    "INSERT INTO signed_out_sessions (session_id, user_id, expires_at)
+                     SELECT $1, id, $2 FROM users WHERE id = $3 AND org_id = $4
+                     ON CONFLICT (session_id) DO NOTHING",
+                )
+                .bind(session)
+                .bind(expires)
+                .bind(user)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        if signed_out == 0 {
+            // Signed out already, or no such member of this organization.
+            let member = self.find_user(user).await?;
+            if member.is_none_or(|m| m.org_id != scope.org_id()) {
+                return Err(StoreError::NotFound);
+            }
+        }
+        Ok(())
     }
 
     async fn create_api_key(&self, scope: &TenantScope, key: NewApiKey) -> StoreResult<ApiKey> {

@@ -84,6 +84,13 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
             .await
     }
 
+    async fn prune_signed_out_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.write()
+            .await?
+            .execute(sql("DELETE FROM signed_out_sessions WHERE expires_at < $1").bind(before))
+            .await
+    }
+
     async fn org_activity(
         &self,
         since: DateTime<Utc>,
