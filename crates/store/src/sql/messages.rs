@@ -149,7 +149,7 @@ type Position = (DateTime<Utc>, uuid::Uuid);
 
 /// Up to `limit` of the conversations `query` selects (its text aside) that
 /// `condition` holds for (its value bound as `$7`), newest first, strictly
-/// before `upper` and at or after `floor`.
+/// before `upper` and from `from` on.
 #[allow(clippy::too_many_arguments)]
 async fn conversation_page<B: SqlBackend>(
     db: &mut B::Read,
@@ -158,34 +158,107 @@ async fn conversation_page<B: SqlBackend>(
     condition: &str,
     value: Option<&str>,
     upper: Position,
-    floor: Option<Position>,
+    from: DateTime<Utc>,
     limit: usize,
 ) -> StoreResult<Vec<ConversationSummary>> {
-    let floor = floor.unwrap_or((start_of_time(), uuid::Uuid::nil()));
     db.fetch_all(
         sql(format!(
             "{CONVERSATIONS}
              WHERE {CONVERSATION_FILTERS}
                AND ($7 IS NULL OR {condition})
-               AND (c.created_at, c.id) >= ($9, $10)
              ORDER BY c.created_at DESC, c.id DESC
              LIMIT $8"
         ))
         .bind(scope.org_id())
         .bind(query.chatbot_id)
         .bind(query.channel.as_deref())
-        .bind(query.from.unwrap_or_else(start_of_time))
+        .bind(from)
         .bind(upper.0)
         .bind(upper.1)
         .bind(value)
-        .bind(limit as i64)
-        .bind(floor.0)
-        .bind(floor.1),
+        .bind(limit as i64),
     )
     .await?
     .iter()
     .map(rows::conversation_summary)
     .collect()
+}
+
+/// A page of the conversations holding words many messages hold (see
+/// [`TextFilter::Common`]): `words` are (the LIKE pattern, the words, the
+/// index query); `bounds` (before this position, from this time, this many).
+async fn common_words_page<B: SqlBackend>(
+    db: &mut B::Read,
+    scope: &TenantScope,
+    query: &ConversationQuery,
+    (pattern, words, index_query): (&str, &[String], &str),
+    (mut upper, from, limit): (Position, DateTime<Utc>, usize),
+) -> StoreResult<Vec<ConversationSummary>> {
+    // The window: the conversations started since the SCAN_WINDOW-th newest
+    // did, tested one by one, newest first, until the page is full (as it is
+    // when the newest hold the words)...
+    let floor: Option<DateTime<Utc>> = db
+        .fetch_optional(
+            sql(format!(
+                "SELECT c.created_at FROM conversations c WHERE {CONVERSATION_FILTERS}
+                 ORDER BY c.created_at DESC, c.id DESC LIMIT 1 OFFSET $7"
+            ))
+            .bind(scope.org_id())
+            .bind(query.chatbot_id)
+            .bind(query.channel.as_deref())
+            .bind(from)
+            .bind(upper.0)
+            .bind(upper.1)
+            .bind(SCAN_WINDOW - 1),
+        )
+        .await?
+        .map(|row| row.get("created_at"))
+        .transpose()?;
+    let mut found = Vec::new();
+    loop {
+        let candidates = conversation_page::<B>(
+            db,
+            scope,
+            query,
+            LIKE_CONDITION,
+            Some(pattern),
+            upper,
+            floor.unwrap_or(from),
+            limit,
+        )
+        .await?;
+        let exhausted = candidates.len() < limit;
+        if let Some(last) = candidates.last() {
+            upper = (last.created_at, last.id.as_uuid());
+        }
+        found.extend(holding_words::<B>(db, candidates, pattern, words).await?);
+        if found.len() >= limit {
+            found.truncate(limit);
+            return Ok(found);
+        }
+        if exhausted {
+            break;
+        }
+    }
+    // ...then the older ones, read from the index: a word only old
+    // conversations hold costs what reading its matches costs, not a test
+    // of every conversation.
+    if let Some(floor) = floor {
+        found.extend(
+            conversation_page::<B>(
+                db,
+                scope,
+                query,
+                B::WORDS.indexed,
+                Some(index_query),
+                (floor, uuid::Uuid::nil()),
+                from,
+                limit - found.len(),
+            )
+            .await?,
+        );
+    }
+    Ok(found)
 }
 
 /// The conversation filters of a list but its text, on conversation `c`:
@@ -532,114 +605,26 @@ impl<B: SqlBackend> MessageStore for B {
             upper = upper.min((at, before.as_uuid()));
         }
         let limit = query.limit as usize;
+        let from = query.from.unwrap_or_else(start_of_time);
         let filter = match query.text.as_deref() {
             Some(text) => Some(text_filter::<B>(&mut db, scope.org_id(), text).await?),
             None => None,
         };
-        let (pattern, words, index_query) = match &filter {
-            None => {
-                return conversation_page::<B>(
-                    &mut db, scope, query, "TRUE", None, upper, None, limit,
-                )
-                .await;
-            }
-            Some(TextFilter::Indexed(words)) => {
-                return conversation_page::<B>(
-                    &mut db,
-                    scope,
-                    query,
-                    B::WORDS.indexed,
-                    Some(words),
-                    upper,
-                    None,
-                    limit,
-                )
-                .await;
-            }
-            Some(TextFilter::Literal(pattern)) => {
-                return conversation_page::<B>(
-                    &mut db,
-                    scope,
-                    query,
-                    LIKE_CONDITION,
-                    Some(pattern),
-                    upper,
-                    None,
-                    limit,
-                )
-                .await;
-            }
+        let (condition, value) = match &filter {
+            None => ("TRUE", None),
+            Some(TextFilter::Indexed(words)) => (B::WORDS.indexed, Some(words.as_str())),
+            Some(TextFilter::Literal(pattern)) => (LIKE_CONDITION, Some(pattern.as_str())),
             Some(TextFilter::Common {
                 pattern,
                 words,
-                query,
-            }) => (pattern, words, query),
+                query: index_query,
+            }) => {
+                let bounds = (upper, from, limit);
+                let common = (pattern.as_str(), words.as_slice(), index_query.as_str());
+                return common_words_page::<B>(&mut db, scope, query, common, bounds).await;
+            }
         };
-        // A word many messages hold: the window's conversations, newest
-        // first, until the page is full (when the newest hold it, as a
-        // common word's do)...
-        let floor: Option<Position> = db
-            .fetch_optional(
-                sql(format!(
-                    "SELECT c.created_at, c.id FROM conversations c WHERE {CONVERSATION_FILTERS}
-                     ORDER BY c.created_at DESC, c.id DESC LIMIT 1 OFFSET $7"
-                ))
-                .bind(scope.org_id())
-                .bind(query.chatbot_id)
-                .bind(query.channel.as_deref())
-                .bind(query.from.unwrap_or_else(start_of_time))
-                .bind(upper.0)
-                .bind(upper.1)
-                .bind(SCAN_WINDOW - 1),
-            )
-            .await?
-            .map(|row| Ok::<_, StoreError>((row.get("created_at")?, row.get("id")?)))
-            .transpose()?;
-        let mut found = Vec::new();
-        loop {
-            let candidates = conversation_page::<B>(
-                &mut db,
-                scope,
-                query,
-                LIKE_CONDITION,
-                Some(pattern),
-                upper,
-                floor,
-                limit,
-            )
-            .await?;
-            let exhausted = candidates.len() < limit;
-            if let Some(last) = candidates.last() {
-                upper = (last.created_at, last.id.as_uuid());
-            }
-            found.extend(holding_words::<B>(&mut db, candidates, pattern, words).await?);
-            if found.len() >= limit {
-                found.truncate(limit);
-                return Ok(found);
-            }
-            if exhausted {
-                break;
-            }
-        }
-        // ...then the older ones from the index: a word only old
-        // conversations hold costs what reading its matches costs, not a
-        // test of every conversation.
-        if let Some(floor) = floor {
-            found.extend(
-                conversation_page::<B>(
-                    &mut db,
-                    scope,
-                    query,
-                    B::WORDS.indexed,
-                    Some(index_query),
-                    floor,
-                    None,
-                    limit - found.len(),
-                )
-                .await?,
-            );
-        }
-        Ok(found)
+        conversation_page::<B>(&mut db, scope, query, condition, value, upper, from, limit).await
     }
 
     async fn conversation(
