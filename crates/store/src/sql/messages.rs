@@ -34,11 +34,14 @@ const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.created_at,
 /// index; more, and the newest conversations are tested one by one first.
 pub const WORD_INDEX_READ_LIMIT: i64 = 1000;
 
-/// How many of the newest conversations a text filter many messages match
-/// tests one by one before it reads the rest from the word index: enough
-/// for a page of a word one conversation in ten holds, few enough to stay
-/// cheap (about 10 ms on PostgreSQL, 1.5 ms on SQLite).
+/// How many conversations a text filter many messages match tests one by
+/// one before it decides whether to go on (see `common_words_page`): about
+/// 10 ms on PostgreSQL, 1.5 ms on SQLite, over a million messages.
 pub const SCAN_WINDOW: i64 = 250;
+
+/// A window that finds the words goes on to the next while this many more
+/// windows like it would fill the page.
+const WINDOWS_AHEAD: usize = 4;
 
 /// The words of a text filter: runs of letters and digits, lowercased, as
 /// both word indexes split text.
@@ -62,10 +65,10 @@ enum TextFilter {
     /// Text without a letter or digit ("%"), matched as written by this
     /// LIKE pattern.
     Literal(String),
-    /// Many messages hold the words: the newest conversations are tested by
-    /// a LIKE of the words in order (`pattern`), the words then checked in
-    /// the messages it matched as the index matches them; past
-    /// [`SCAN_WINDOW`] conversations, the rest are read from the index.
+    /// Many messages hold the words: conversations are tested newest first
+    /// by a LIKE of the words in order (`pattern`), the words then checked
+    /// in the messages it matched as the index matches them, until they turn
+    /// up too rarely; then the rest are read from the index (`query`).
     Common {
         pattern: String,
         words: Vec<String>,
@@ -187,6 +190,13 @@ async fn conversation_page<B: SqlBackend>(
 /// A page of the conversations holding words many messages hold (see
 /// [`TextFilter::Common`]): `words` are (the LIKE pattern, the words, the
 /// index query); `bounds` (before this position, from this time, this many).
+///
+/// Windows of [`SCAN_WINDOW`] conversations are tested one by one, newest
+/// first, while they find the words often enough to fill the page within a
+/// few more windows (as they do when the words are common); once a window
+/// finds them too rarely, the rest of the page is read from the index, so
+/// that words only old conversations hold cost what reading their matches
+/// costs rather than a test of every conversation.
 async fn common_words_page<B: SqlBackend>(
     db: &mut B::Read,
     scope: &TenantScope,
@@ -194,71 +204,76 @@ async fn common_words_page<B: SqlBackend>(
     (pattern, words, index_query): (&str, &[String], &str),
     (mut upper, from, limit): (Position, DateTime<Utc>, usize),
 ) -> StoreResult<Vec<ConversationSummary>> {
-    // The window: the conversations started since the SCAN_WINDOW-th newest
-    // did, tested one by one, newest first, until the page is full (as it is
-    // when the newest hold the words)...
-    let floor: Option<DateTime<Utc>> = db
-        .fetch_optional(
-            sql(format!(
-                "SELECT c.created_at FROM conversations c WHERE {CONVERSATION_FILTERS}
-                 ORDER BY c.created_at DESC, c.id DESC LIMIT 1 OFFSET $7"
-            ))
-            .bind(scope.org_id())
-            .bind(query.chatbot_id)
-            .bind(query.channel.as_deref())
-            .bind(from)
-            .bind(upper.0)
-            .bind(upper.1)
-            .bind(SCAN_WINDOW - 1),
-        )
-        .await?
-        .map(|row| row.get("created_at"))
-        .transpose()?;
     let mut found = Vec::new();
     loop {
-        let candidates = conversation_page::<B>(
-            db,
-            scope,
-            query,
-            LIKE_CONDITION,
-            Some(pattern),
-            upper,
-            floor.unwrap_or(from),
-            limit,
-        )
-        .await?;
-        let exhausted = candidates.len() < limit;
-        if let Some(last) = candidates.last() {
-            upper = (last.created_at, last.id.as_uuid());
-        }
-        found.extend(holding_words::<B>(db, candidates, pattern, words).await?);
-        if found.len() >= limit {
-            found.truncate(limit);
-            return Ok(found);
-        }
-        if exhausted {
-            break;
-        }
-    }
-    // ...then the older ones, read from the index: a word only old
-    // conversations hold costs what reading its matches costs, not a test
-    // of every conversation.
-    if let Some(floor) = floor {
-        found.extend(
-            conversation_page::<B>(
+        // The window: the conversations started since the SCAN_WINDOW-th
+        // newest before `upper` did (all the rest when there are fewer).
+        let floor: Option<DateTime<Utc>> = db
+            .fetch_optional(
+                sql(format!(
+                    "SELECT c.created_at FROM conversations c WHERE {CONVERSATION_FILTERS}
+                     ORDER BY c.created_at DESC, c.id DESC LIMIT 1 OFFSET $7"
+                ))
+                .bind(scope.org_id())
+                .bind(query.chatbot_id)
+                .bind(query.channel.as_deref())
+                .bind(from)
+                .bind(upper.0)
+                .bind(upper.1)
+                .bind(SCAN_WINDOW - 1),
+            )
+            .await?
+            .map(|row| row.get("created_at"))
+            .transpose()?;
+        let before_window = found.len();
+        loop {
+            let candidates = conversation_page::<B>(
                 db,
                 scope,
                 query,
-                B::WORDS.indexed,
-                Some(index_query),
-                (floor, uuid::Uuid::nil()),
-                from,
-                limit - found.len(),
+                LIKE_CONDITION,
+                Some(pattern),
+                upper,
+                floor.unwrap_or(from),
+                limit,
             )
-            .await?,
-        );
+            .await?;
+            let exhausted = candidates.len() < limit;
+            if let Some(last) = candidates.last() {
+                upper = (last.created_at, last.id.as_uuid());
+            }
+            found.extend(holding_words::<B>(db, candidates, pattern, words).await?);
+            if found.len() >= limit {
+                found.truncate(limit);
+                return Ok(found);
+            }
+            if exhausted {
+                break;
+            }
+        }
+        let Some(floor) = floor else {
+            return Ok(found);
+        };
+        // Everything since `floor` was tested: the next window is older.
+        upper = (floor, uuid::Uuid::nil());
+        let in_window = found.len() - before_window;
+        if in_window * WINDOWS_AHEAD < limit - found.len() {
+            found.extend(
+                conversation_page::<B>(
+                    db,
+                    scope,
+                    query,
+                    B::WORDS.indexed,
+                    Some(index_query),
+                    upper,
+                    from,
+                    limit - found.len(),
+                )
+                .await?,
+            );
+            return Ok(found);
+        }
     }
-    Ok(found)
 }
 
 /// The conversation filters of a list but its text, on conversation `c`:
