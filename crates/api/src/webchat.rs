@@ -23,14 +23,14 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use steward_channels::{ChannelConfig, Received, web};
-use steward_domain::{ChannelId, ChannelKind, MessageId};
+use steward_domain::{ChannelId, ChannelKind};
 use steward_store::{Channel, TenantScope};
 use uuid::Uuid;
 
 use crate::auth::ClientIp;
 use crate::dto::MessageDto;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::live::{Audience, follow};
+use crate::routes::live::{Audience, Since, follow};
 use crate::state::{AppState, SharedState};
 
 /// How long a visitor's session lasts in their browser.
@@ -427,10 +427,10 @@ async fn events(
     let (channel, config) = web_channel(&state, &id).await?;
     check_origin(&state, &headers, &config)?;
     same_channel(&visitor, &channel)?;
-    let resume = query
+    let since = query
         .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?
         .after
-        .map(MessageId::from);
+        .map_or(Since::Now, |id| Since::After(id.into()));
     let scope = TenantScope::for_channel(&channel);
     let conversation = state
         .store
@@ -438,7 +438,7 @@ async fn events(
         .await?
         .ok_or(ApiError::NotFound)?;
     Ok(
-        follow(&state, scope, conversation, resume, Audience::Visitor)
+        follow(&state, scope, conversation, since, Audience::Visitor)
             .await?
             .into_response(),
     )

@@ -17,7 +17,7 @@ use steward_domain::Tier;
 
 pub use docs::{KEYS, KeyDoc, example};
 pub use secrets::{
-    Secret, SecretsError, ensure_secrets, master_key_bytes, previous_master_key_bytes,
+    KeptSecrets, Secret, SecretsError, ensure_secrets, master_key_bytes, previous_master_key_bytes,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -64,10 +64,29 @@ pub enum SecretsError {
 
 const JWT_MIN_BYTES: usize = 32;
 
+/// The secrets [`ensure_secrets`] filled in from the data folder, by key.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct KeptSecrets {
+    /// Generated on this start into `<data_dir>/secrets/`.
+    pub generated: Vec<&'static str>,
+    /// Read from `<data_dir>/secrets/`, generated on an earlier start.
+    pub read: Vec<&'static str>,
+}
+
 /// Fills in missing secrets (from, or newly into, `<data_dir>/secrets/`) and
-/// checks the given ones.
-pub fn ensure_secrets(config: &mut Config) -> Result<(), SecretsError> {
+/// checks the given ones; says which it filled in, and how.
+pub fn ensure_secrets(config: &mut Config) -> Result<KeptSecrets, SecretsError> {
     let dir = config.data_dir.join("secrets");
+    let mut kept = KeptSecrets::default();
+    let keep = |key: &'static str, file: &str, kept: &mut KeptSecrets| {
+        let (secret, generated) = load_or_create(&dir, file)?;
+        if generated {
+            kept.generated.push(key);
+        } else {
+            kept.read.push(key);
+        }
+        Ok::<_, SecretsError>(secret)
+    };
     if config.auth.jwt_secret.is_none() {
         if config.is_production() {
             return Err(SecretsError::Missing {
@@ -75,7 +94,7 @@ pub fn ensure_secrets(config: &mut Config) -> Result<(), SecretsError> {
                 env: "STEWARD_AUTH__JWT_SECRET",
             });
         }
-        config.auth.jwt_secret = Some(load_or_create(&dir, "jwt_secret")?);
+        config.auth.jwt_secret = Some(keep("auth.jwt_secret", "jwt_secret", &mut kept)?);
     }
     if config.secrets.master_key.is_none() {
         if config.is_production() {
@@ -84,7 +103,7 @@ pub fn ensure_secrets(config: &mut Config) -> Result<(), SecretsError> {
                 env: "STEWARD_SECRETS__MASTER_KEY",
             });
         }
-        config.secrets.master_key = Some(load_or_create(&dir, "master_key")?);
+        config.secrets.master_key = Some(keep("secrets.master_key", "master_key", &mut kept)?);
     }
     let jwt = config.auth.jwt_secret.as_ref().expect("filled in above");
     if jwt.expose().len() < JWT_MIN_BYTES {
@@ -95,7 +114,7 @@ pub fn ensure_secrets(config: &mut Config) -> Result<(), SecretsError> {
     }
     master_key_bytes(config)?;
     previous_master_key_bytes(config)?;
-    Ok(())
+    Ok(kept)
 }
 
 /// The 32-byte master encryption key (configured as base64).
@@ -134,17 +153,17 @@ fn key_bytes(name: &'static str, key: &Secret) -> Result<[u8; 32], SecretsError>
         .map_err(|_| invalid("must decode to exactly 32 bytes (openssl rand -base64 32)"))
 }
 
-/// 32 random bytes, base64, kept in a file only its owner can read.
-fn load_or_create(dir: &Path, name: &str) -> Result<Secret, SecretsError> {
+/// 32 random bytes, base64, kept in a file only its owner can read; true
+/// when generated now.
+fn load_or_create(dir: &Path, name: &str) -> Result<(Secret, bool), SecretsError> {
     let path = dir.join(name);
     let io = |source| SecretsError::Io {
         path: path.display().to_string(),
         source,
     };
     if path.exists() {
-        return Ok(Secret(
-            fs::read_to_string(&path).map_err(io)?.trim().to_owned(),
-        ));
+        let kept = fs::read_to_string(&path).map_err(io)?.trim().to_owned();
+        return Ok((Secret(kept), false));
     }
     fs::create_dir_all(dir).map_err(io)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
@@ -158,5 +177,5 @@ fn load_or_create(dir: &Path, name: &str) -> Result<Secret, SecretsError> {
         .open(&path)
         .map_err(io)?;
     file.write_all(value.as_bytes()).map_err(io)?;
-    Ok(Secret(value))
+    Ok((Secret(value), true))
 }

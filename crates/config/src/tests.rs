@@ -171,7 +171,8 @@ fn secrets_are_generated_once_with_owner_only_permissions() {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    ensure_secrets(&mut config).unwrap();
+    let first = ensure_secrets(&mut config).unwrap();
+    assert_eq!(first.generated, ["auth.jwt_secret", "secrets.master_key"]);
     let jwt = config.auth.jwt_secret.clone().unwrap();
     let file = dir.path().join("secrets/jwt_secret");
     assert_eq!(
@@ -192,7 +193,9 @@ fn secrets_are_generated_once_with_owner_only_permissions() {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
-    ensure_secrets(&mut again).unwrap();
+    let next = ensure_secrets(&mut again).unwrap();
+    assert_eq!(next.read, ["auth.jwt_secret", "secrets.master_key"]);
+    assert!(next.generated.is_empty());
     assert_eq!(
         again.auth.jwt_secret,
         Some(jwt),

@@ -494,6 +494,14 @@ async fn reconnecting_with_last_event_id_gets_every_message_after_it() {
         "every message after the last one seen, in order, once"
     );
     assert!(events.iter().all(|e| e.name == "message" && e.id.is_some()));
+    // `0`: from the start of the conversation.
+    let stream = connect(&app, &owner, &conversation, Some("0")).await;
+    let events = read_events(stream, |e| e.data["answers"] == second.as_str()).await;
+    let texts: Vec<&str> = events
+        .iter()
+        .map(|e| e.data["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, ["one", "echo: one", "two", "echo: two"]);
 
     let bad = app
         .client

@@ -36,9 +36,30 @@ async fn announce(config: &Config, address: std::net::SocketAddr, store: &dyn St
     }
 }
 
+/// Which secrets came from the data folder rather than the configuration:
+/// losing that folder loses them, and the master key opens every sealed
+/// channel secret.
+fn announce_secrets(config: &Config, kept: &steward_config::KeptSecrets) {
+    let folder = config.data_dir.join("secrets");
+    if !kept.generated.is_empty() {
+        tracing::warn!(
+            secrets = %kept.generated.join(", "),
+            folder = %folder.display(),
+            "generated secrets into the data folder: keep it and back it up (channel secrets cannot be opened without secrets.master_key); in production, configure them instead"
+        );
+    }
+    if !kept.read.is_empty() {
+        tracing::info!(
+            secrets = %kept.read.join(", "),
+            folder = %folder.display(),
+            "secrets read from the data folder, generated on an earlier start"
+        );
+    }
+}
+
 /// The API role; with `all_roles` (serve), a worker and the scheduler beside it.
 pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
-    steward_config::ensure_secrets(&mut config)?;
+    let kept = steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
     let _in_use = crate::hold_database(&config)?;
     store.migrate().await.context("applying migrations")?;
@@ -49,9 +70,11 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     tracing::info!(
         address = %listener.local_addr()?,
         database = %describe_database(&config),
+        data_dir = %config.data_dir.display(),
         env = ?config.env,
         "steward is listening"
     );
+    announce_secrets(&config, &kept);
     let services = services(&config, store.clone())?;
     let background = if all_roles {
         Some((

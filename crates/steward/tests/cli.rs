@@ -316,6 +316,17 @@ async fn serve_answers_the_operators_owner_and_stops_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status:?}: {stderr}");
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(stderr.contains("shutdown requested"), "{stderr}");
+    // What a newcomer needs to know, once: where the data and its secrets
+    // are, the console's URL, what is not configured yet.
+    for said in [
+        &format!("data_dir={}", dir.path().display()),
+        "generated secrets into the data folder",
+        "the console is ready",
+        "http.public_url is not set",
+        "no model in use",
+    ] {
+        assert_eq!(stderr.matches(said).count(), 1, "{said}: {stderr}");
+    }
     assert!(
         !stderr.contains('\u{1b}'),
         "no colour codes in a pipe: {stderr}"

@@ -71,7 +71,7 @@ pub struct Resume {
 #[utoipa::path(get, path = "/conversations/{id}/events", tag = "conversations", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path),
-        ("Last-Event-ID" = Option<uuid::Uuid>, Header, nullable = false, description = "The id of the last message received: messages after it are sent first."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The id of the last message received: messages after it are sent first; `0` sends the whole conversation first."),
         Resume,
     ),
     responses(
@@ -89,23 +89,24 @@ async fn events(
     let scope = auth.0.scope();
     let conversation = ConversationId::from(id);
     // A reconnection's header is newer than the query the stream began with.
-    let resume = match headers.get("last-event-id") {
-        None => query.after.map(MessageId::from),
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| Uuid::parse_str(v.trim()).ok())
-                .map(MessageId::from)
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_last_event_id",
-                        "Last-Event-ID must be a message id",
-                    )
-                })?,
-        ),
+    let since = match headers
+        .get("last-event-id")
+        .map(|v| v.to_str().map(str::trim))
+    {
+        None => query.after.map_or(Since::Now, |id| Since::After(id.into())),
+        Some(Ok("0")) => Since::Start,
+        Some(value) => value
+            .ok()
+            .and_then(|v| Uuid::parse_str(v).ok())
+            .map(|id| Since::After(id.into()))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be a message id, or 0 for the whole conversation",
+                )
+            })?,
     };
-    follow(&state, scope, conversation, resume, Audience::Member).await
+    follow(&state, scope, conversation, since, Audience::Member).await
 }
 
 /// Who follows a conversation: a member of the organization sees every
@@ -116,12 +117,24 @@ pub(crate) enum Audience {
     Visitor,
 }
 
-/// The conversation's events after `resume` (from now when None).
+/// Where a follower's stream begins.
+#[derive(Clone, Copy)]
+pub(crate) enum Since {
+    /// With what happens from now (the history endpoint has the past).
+    Now,
+    /// With every stored message of the conversation.
+    Start,
+    /// With the stored messages after this one (all of them when the
+    /// conversation has no such message).
+    After(MessageId),
+}
+
+/// The conversation's events since `since`.
 pub(crate) async fn follow(
     state: &SharedState,
     scope: TenantScope,
     conversation: ConversationId,
-    resume: Option<MessageId>,
+    since: Since,
     audience: Audience,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>> {
     // Subscribe before reading, so that nothing falls between the two.
@@ -133,8 +146,8 @@ pub(crate) async fn follow(
     let Some(latest) = latest.last() else {
         return Err(ApiError::NotFound);
     };
-    let after = match resume {
-        Some(id) => match state
+    let after = match since {
+        Since::After(id) => match state
             .store
             .conversation_messages_after(&scope, conversation, Some(id), 0)
             .await
@@ -145,15 +158,15 @@ pub(crate) async fn follow(
             Err(steward_store::StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         },
-        // A new follower starts from now; the history endpoint has the past.
-        None => Some(latest.id),
+        Since::Start => None,
+        Since::Now => Some(latest.id),
     };
 
     let (sender, receiver) = tokio::sync::mpsc::channel::<Event>(64);
     let store = state.store.clone();
     tokio::spawn(async move {
         let mut after = after;
-        let mut reread = resume.is_some();
+        let mut reread = !matches!(since, Since::Now);
         // A stored message's announcement re-reads only up to that message:
         // later ones (a reply whose pieces are still queued behind it) wait
         // for their own, so that pieces never follow their finished reply.
