@@ -768,7 +768,7 @@ pub async fn the_text_filter_finds_words_and_word_beginnings_however_many_messag
         )
         .await
         .unwrap();
-    let find = |text: &'static str| {
+    let page = |text: &'static str, limit: u32, before: Option<ConversationId>| {
         let store = store.clone();
         async move {
             store
@@ -776,7 +776,8 @@ pub async fn the_text_filter_finds_words_and_word_beginnings_however_many_messag
                     &scope,
                     &ConversationQuery {
                         text: Some(text.into()),
-                        limit: 50,
+                        limit,
+                        before,
                         ..Default::default()
                     },
                 )
@@ -787,6 +788,7 @@ pub async fn the_text_filter_finds_words_and_word_beginnings_however_many_messag
                 .collect::<Vec<_>>()
         }
     };
+    let find = |text: &'static str| page(text, 50, None);
     // Words in any case, in order, the last one a word's beginning; never
     // another organization's.
     for text in [
@@ -825,35 +827,15 @@ pub async fn the_text_filter_finds_words_and_word_beginnings_however_many_messag
     assert_eq!(find("another parc").await, vec![busy]);
     let newest = say("one more parcel", None).await;
     assert_eq!(find("parcel").await, vec![newest, busy, parcel]);
-    let page = |limit: u32, before: Option<ConversationId>| {
-        let store = store.clone();
-        async move {
-            store
-                .list_conversations(
-                    &scope,
-                    &ConversationQuery {
-                        text: Some("parcel".into()),
-                        limit,
-                        before,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|c| c.id)
-                .collect::<Vec<_>>()
-        }
-    };
     assert_eq!(
-        page(2, None).await,
+        page("parcel", 2, None).await,
         vec![newest, busy],
         "a page ends where its limit does"
     );
     assert_eq!(
-        page(2, Some(busy)).await,
+        page("parcel", 2, Some(busy)).await,
         vec![parcel],
         "the next begins after it"
     );
-    assert!(page(2, Some(parcel)).await.is_empty());
+    assert!(page("parcel", 2, Some(parcel)).await.is_empty());
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Datelike, Utc};
 use steward_domain::*;
 
 use crate::records::{end_of_time, start_of_time};
-use crate::sql::{Db, Row, SqlBackend, commit, insert_job, rows, sql};
+use crate::sql::{Db, Row, SqlBackend, Statement, commit, insert_job, rows, sql};
 use crate::*;
 
 /// Newest first, strictly before the upper position, at or after `from`: one
@@ -172,12 +172,7 @@ async fn conversation_page<B: SqlBackend>(
              ORDER BY c.created_at DESC, c.id DESC
              LIMIT $8"
         ))
-        .bind(scope.org_id())
-        .bind(query.chatbot_id)
-        .bind(query.channel.as_deref())
-        .bind(from)
-        .bind(upper.0)
-        .bind(upper.1)
+        .bind_filters(scope, query, from, upper)
         .bind(value)
         .bind(limit as i64),
     )
@@ -214,12 +209,7 @@ async fn common_words_page<B: SqlBackend>(
                     "SELECT c.created_at FROM conversations c WHERE {CONVERSATION_FILTERS}
                      ORDER BY c.created_at DESC, c.id DESC LIMIT 1 OFFSET $7"
                 ))
-                .bind(scope.org_id())
-                .bind(query.chatbot_id)
-                .bind(query.channel.as_deref())
-                .bind(from)
-                .bind(upper.0)
-                .bind(upper.1)
+                .bind_filters(scope, query, from, upper)
                 .bind(SCAN_WINDOW - 1),
             )
             .await?
@@ -284,6 +274,24 @@ const CONVERSATION_FILTERS: &str = "c.org_id = $1
      AND ($3 IS NULL OR c.channel = $3)
      AND c.created_at >= $4
      AND (c.created_at, c.id) < ($5, $6)";
+
+impl<'a> Statement<'a> {
+    /// Binds `$1` to `$6` of [`CONVERSATION_FILTERS`].
+    fn bind_filters(
+        self,
+        scope: &TenantScope,
+        query: &'a ConversationQuery,
+        from: DateTime<Utc>,
+        upper: Position,
+    ) -> Self {
+        self.bind(scope.org_id())
+            .bind(query.chatbot_id)
+            .bind(query.channel.as_deref())
+            .bind(from)
+            .bind(upper.0)
+            .bind(upper.1)
+    }
+}
 
 /// Whether `text` holds `words` in that order, the last one a word's
 /// beginning: what the word index matches.
