@@ -71,7 +71,8 @@ pub struct Resume {
 #[utoipa::path(get, path = "/conversations/{id}/events", tag = "conversations", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path),
-        ("Last-Event-ID" = Option<String>, Header, nullable = false, description = "The id of the last message received: messages after it are sent first; `0` sends the whole conversation first."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^(0|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$",
+            description = "The id of the last message received: messages after it are sent first; `0` sends the whole conversation first."),
         Resume,
     ),
     responses(
@@ -89,14 +90,13 @@ async fn events(
     let scope = auth.0.scope();
     let conversation = ConversationId::from(id);
     // A reconnection's header is newer than the query the stream began with.
-    let since = match headers
-        .get("last-event-id")
-        .map(|v| v.to_str().map(str::trim))
-    {
+    let since = match headers.get("last-event-id").map(|v| v.to_str()) {
         None => query.after.map_or(Since::Now, |id| Since::After(id.into())),
         Some(Ok("0")) => Since::Start,
         Some(value) => value
             .ok()
+            // As the document says: the hyphenated form, lowercase.
+            .filter(|v| v.len() == 36 && !v.contains(|c: char| c.is_ascii_uppercase()))
             .and_then(|v| Uuid::parse_str(v).ok())
             .map(|id| Since::After(id.into()))
             .ok_or_else(|| {
