@@ -63,11 +63,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Op
             message: "invalid token",
         },
     })?;
-    let user = state
+    let (user, signed_out) = state
         .store
-        .find_user(claims.sub.into())
+        .find_user_session(claims.sub.into(), claims.sid)
         .await?
-        .filter(|user| user.org_id.as_uuid() == claims.org)
+        .filter(|(user, _)| user.org_id.as_uuid() == claims.org)
         .ok_or(ApiError::Unauthorized {
             message: "invalid token",
         })?;
@@ -76,9 +76,7 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Op
             message: "signed out: the password was changed since; sign in again",
         });
     }
-    if let Some(session) = claims.sid
-        && state.store.session_signed_out(session).await?
-    {
+    if signed_out {
         return Err(ApiError::Unauthorized {
             message: "signed out; sign in again",
         });

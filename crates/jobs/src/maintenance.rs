@@ -10,9 +10,8 @@ use crate::{JobError, JobHandler};
 
 /// Deletes succeeded and dead jobs older than `keep_finished`, idempotency
 /// keys past their lifetime and signed-out sessions whose tokens expired,
-/// then refreshes the database's
-/// planner statistics. (User data exports, which it is also to delete after
-/// 24 hours, do not exist yet.)
+/// then refreshes the database's planner statistics. (User data exports,
+/// which it is also to delete after 24 hours, do not exist yet.)
 pub struct Maintenance {
     pub store: Arc<dyn Store>,
     pub keep_finished: Duration,

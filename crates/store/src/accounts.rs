@@ -29,8 +29,13 @@ pub trait AccountStore: Send + Sync {
     /// The user a verified token names, as stored now (role changes apply at once).
     async fn find_user(&self, id: UserId) -> StoreResult<Option<User>>;
 
-    /// Whether the session a token names was signed out.
-    async fn session_signed_out(&self, session: uuid::Uuid) -> StoreResult<bool>;
+    /// [`find_user`](Self::find_user), and whether `session` (a token's) was
+    /// signed out, in one read: what every request's authentication asks.
+    async fn find_user_session(
+        &self,
+        id: UserId,
+        session: Option<uuid::Uuid>,
+    ) -> StoreResult<Option<(User, bool)>>;
 
     /// An unrevoked API key by the hash of its secret.
     async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;

@@ -341,11 +341,18 @@ async fn logout(
         });
     };
     let expires = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
-    state
+    match state
         .store
         .sign_out_session(&principal.scope(), user, session, expires)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
+        .await
+    {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        // Removed from the organization since this request was let in.
+        Err(StoreError::NotFound) => Err(ApiError::Unauthorized {
+            message: "invalid token",
+        }),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Who the caller is (also for a person who must still change a one-time

@@ -345,14 +345,26 @@ pub async fn a_signed_out_session_stays_signed_out_until_its_token_expires(store
     let (other, _) = org(&store, "Other").await;
     let (session, kept) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let expires = now() + Duration::hours(1);
-    assert!(!store.session_signed_out(session).await.unwrap());
+    let signed_out = |session| {
+        let (store, owner) = (store.clone(), owner.clone());
+        async move {
+            let (user, signed_out) = store
+                .find_user_session(owner.id, Some(session))
+                .await
+                .unwrap()
+                .expect("the user is found with the session");
+            assert_eq!(user, owner);
+            signed_out
+        }
+    };
+    assert!(!signed_out(session).await);
     assert_not_found(
         store
             .sign_out_session(&other, owner.id, session, expires)
             .await,
         "another org's member",
     );
-    assert!(!store.session_signed_out(session).await.unwrap());
+    assert!(!signed_out(session).await);
     store
         .sign_out_session(&scope, owner.id, session, expires)
         .await
@@ -361,13 +373,10 @@ pub async fn a_signed_out_session_stays_signed_out_until_its_token_expires(store
         .sign_out_session(&scope, owner.id, session, expires)
         .await
         .expect("signing out twice is no error");
-    assert!(store.session_signed_out(session).await.unwrap());
-    assert!(
-        !store.session_signed_out(kept).await.unwrap(),
-        "the person's other sessions go on"
-    );
+    assert!(signed_out(session).await);
+    assert!(!signed_out(kept).await, "the person's other sessions go on");
     assert_eq!(store.prune_signed_out_sessions(now()).await.unwrap(), 0);
-    assert!(store.session_signed_out(session).await.unwrap());
+    assert!(signed_out(session).await);
     assert_eq!(
         store
             .prune_signed_out_sessions(expires + Duration::seconds(1))
@@ -376,7 +385,12 @@ pub async fn a_signed_out_session_stays_signed_out_until_its_token_expires(store
         1,
         "forgotten once its token has expired anyway"
     );
-    assert!(!store.session_signed_out(session).await.unwrap());
+    assert!(!signed_out(session).await);
+    assert_eq!(
+        store.find_user_session(owner.id, None).await.unwrap(),
+        Some((owner.clone(), false)),
+        "a token naming no session"
+    );
 }
 
 pub async fn api_keys_are_found_by_hash_until_revoked(store: S) {

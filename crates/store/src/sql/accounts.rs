@@ -56,15 +56,24 @@ impl<B: SqlBackend> AccountStore for B {
         row.as_ref().map(rows::user).transpose()
     }
 
-    async fn session_signed_out(&self, session: uuid::Uuid) -> StoreResult<bool> {
-        Ok(self
+    async fn find_user_session(
+        &self,
+        id: UserId,
+        session: Option<Uuid>,
+    ) -> StoreResult<Option<(User, bool)>> {
+        let row = self
             .read()
             .await?
             .fetch_optional(
-                sql("SELECT 1 AS one FROM signed_out_sessions WHERE session_id = $1").bind(session),
+                sql("SELECT u.*, EXISTS (SELECT 1 FROM signed_out_sessions s
+                                         WHERE s.session_id = $2) AS signed_out
+                     FROM users u WHERE u.id = $1")
+                .bind(id)
+                .bind(session),
             )
-            .await?
-            .is_some())
+            .await?;
+        row.map(|row| Ok((rows::user(&row)?, row.get("signed_out")?)))
+            .transpose()
     }
 
     async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
@@ -352,7 +361,7 @@ impl<B: SqlBackend> AccountStore for B {
         &self,
         scope: &TenantScope,
         user: UserId,
-        session: uuid::Uuid,
+        session: Uuid,
         expires: DateTime<Utc>,
     ) -> StoreResult<()> {
         let signed_out = self
