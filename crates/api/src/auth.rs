@@ -48,11 +48,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> ApiResult<Op
                 key.role.at_most(maker.role)
             }
         };
-        return Ok(Some(Principal::verified(
-            key.org_id,
-            Actor::ApiKey(key.id),
-            role,
-        )));
+        return Ok(Some(
+            Principal::verified(key.org_id, Actor::ApiKey(key.id), role).made_by(key.created_by),
+        ));
     }
 
     let claims = state.tokens.verify(token).map_err(|e| match e {

@@ -72,6 +72,7 @@ async fn main() {
                     meta: None,
                     tokens: 25,
                     then: None,
+                    sender: None,
                 },
             )
             .await

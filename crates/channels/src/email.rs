@@ -118,7 +118,9 @@ pub fn parse_mail(
     uid: u32,
 ) -> Option<InboundMessage> {
     let message = mail_parser::MessageParser::default().parse(raw)?;
-    let from = message.from()?.first()?.address()?.to_lowercase();
+    let author = message.from()?.first()?;
+    let from = author.address()?.to_lowercase();
+    let from_name = author.name().map(str::to_owned);
     if from.eq_ignore_ascii_case(own_address) {
         return None;
     }
@@ -156,6 +158,8 @@ pub fn parse_mail(
     Some(InboundMessage {
         external_id: message_id.clone(),
         conversation_key: thread,
+        sender: from.clone(),
+        sender_name: from_name,
         text,
         route: inbound::Route::Email(Route {
             from,

@@ -107,6 +107,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
     Ok(Inbound::Messages(vec![InboundMessage {
         external_id: event.id.clone(),
         conversation_key: conversation.clone(),
+        sender: event.user.clone(),
+        sender_name: None,
         text,
         route: inbound::Route::Generic(Route {
             id: event.id,

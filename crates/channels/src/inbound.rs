@@ -17,6 +17,10 @@ pub struct InboundMessage {
     pub external_id: String,
     /// The person or thread it belongs to: one conversation per key.
     pub conversation_key: String,
+    /// Who wrote it, by the provider's handle for them (a phone number, a
+    /// Slack member id, an email address…), and the name it gives, if any.
+    pub sender: String,
+    pub sender_name: Option<String>,
     pub text: String,
     pub route: Route,
 }

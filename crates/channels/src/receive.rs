@@ -2,10 +2,10 @@
 //! `respond` job in one transaction, unique per channel by the provider's id.
 
 use steward_domain::jobs::RespondArgs;
-use steward_domain::{MessageId, MessageRole, MessageText};
+use steward_domain::{Identity, MessageId, MessageRole, MessageText};
 use steward_store::{
-    Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Store, StoreError,
-    StoreResult, TenantScope, now,
+    Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Sender, Store,
+    StoreError, StoreResult, TenantScope, now,
 };
 
 use crate::inbound::InboundMessage;
@@ -39,6 +39,18 @@ pub async fn receive(
     let conversation = store
         .channel_conversation(&scope, channel, &message.conversation_key)
         .await?;
+    // A handle the provider should never send (a WhatsApp sender that is no
+    // number) still stores the message, without an author.
+    let sender = match Identity::on_channel(channel.kind, channel.id, &message.sender) {
+        Ok(identity) => Some(Sender {
+            identity,
+            name: message.sender_name.filter(|n| n.chars().count() <= 200),
+        }),
+        Err(e) => {
+            tracing::warn!(channel = %channel.id, error = %e, "message stored without its author");
+            None
+        }
+    };
     let new = NewMessage {
         id: MessageId::new(),
         chatbot_id: channel.chatbot_id,
@@ -61,6 +73,7 @@ pub async fn receive(
             )
             .for_org(channel.org_id),
         ),
+        sender,
     };
     let id = new.id;
     match store.add_message(&scope, new).await {

@@ -143,6 +143,8 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
     Ok(Inbound::Messages(vec![InboundMessage {
         external_id: event_id,
         conversation_key,
+        sender: user.clone(),
+        sender_name: None,
         text,
         route: inbound::Route::Slack(Route {
             channel,

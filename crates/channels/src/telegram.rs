@@ -66,6 +66,8 @@ struct User {
     id: i64,
     #[serde(default)]
     is_bot: bool,
+    first_name: Option<String>,
+    last_name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +91,11 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
     Ok(Inbound::Messages(vec![InboundMessage {
         external_id: update.update_id.to_string(),
         conversation_key: format!("{}:{}", message.chat.id, from.id),
+        sender: from.id.to_string(),
+        sender_name: [from.first_name, from.last_name]
+            .into_iter()
+            .flatten()
+            .reduce(|first, last| format!("{first} {last}")),
         text,
         route: inbound::Route::Telegram(Route {
             chat_id: message.chat.id,

@@ -114,6 +114,8 @@ pub fn inbound(visitor: &str, client_id: &str, text: String) -> InboundMessage {
     InboundMessage {
         external_id: format!("{visitor}:{client_id}"),
         conversation_key: visitor.to_owned(),
+        sender: visitor.to_owned(),
+        sender_name: None,
         text,
         route: AnyRoute::Web(Route {
             visitor: visitor.to_owned(),

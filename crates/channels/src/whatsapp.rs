@@ -95,6 +95,20 @@ struct ChangeValue {
     metadata: Option<Metadata>,
     #[serde(default)]
     messages: Vec<Message>,
+    #[serde(default)]
+    contacts: Vec<Contact>,
+}
+
+/// The profile of the person who wrote, as WhatsApp sends it beside messages.
+#[derive(Deserialize)]
+struct Contact {
+    wa_id: String,
+    profile: Option<Profile>,
+}
+
+#[derive(Deserialize)]
+struct Profile {
+    name: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -137,9 +151,17 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
             let Some(text) = message.text.as_ref().filter(|_| message.kind == "text") else {
                 continue;
             };
+            let name = change
+                .value
+                .contacts
+                .iter()
+                .find(|c| c.wa_id == message.from)
+                .and_then(|c| c.profile.as_ref()?.name.clone());
             found.push(InboundMessage {
                 external_id: message.id.clone(),
                 conversation_key: message.from.clone(),
+                sender: message.from.clone(),
+                sender_name: name,
                 text: text.body.clone(),
                 route: inbound::Route::Whatsapp(Route {
                     to: message.from.clone(),

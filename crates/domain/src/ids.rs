@@ -83,4 +83,6 @@ id_type!(
     LeadId,
     /// An MCP server an organization connected.
     ToolServerId,
+    /// A human who talks to an organization's assistants, on any channel.
+    PersonId,
 );

@@ -131,6 +131,21 @@ named_enum!(
     }
 );
 
+named_enum!(
+    /// How a person is known: a member account of the organization, or a
+    /// handle on a channel.
+    IdentityKind {
+        Member = "member",
+        Email = "email",
+        Whatsapp = "whatsapp",
+        Slack = "slack",
+        Teams = "teams",
+        Telegram = "telegram",
+        Web = "web",
+        Generic = "generic",
+    }
+);
+
 impl ChannelKind {
     /// Whether replies are sent through the provider (a `deliver` job). The
     /// web chat's visitors read theirs live from Steward instead.

@@ -1,6 +1,7 @@
 //! The vocabulary of Steward: typed ids, validated values and the small enums
 //! (roles, tiers, states) that every other crate speaks. Nothing here does IO.
 
+mod identity;
 mod ids;
 pub mod jobs;
 mod kinds;
@@ -8,12 +9,13 @@ mod values;
 
 pub use ids::{
     ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, LeadId,
-    MessageId, OrgId, ToolCallId, ToolServerId, UserId,
+    MessageId, OrgId, PersonId, ToolCallId, ToolServerId, UserId,
 };
+pub use identity::Identity;
 pub use jobs::JobArgs;
 pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
-    JobKind, JobState, MessageRole, Role, Tier, ToolCallStatus,
+    IdentityKind, JobKind, JobState, MessageRole, Role, Tier, ToolCallStatus,
 };
 pub use values::{
     ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,

@@ -166,6 +166,7 @@ impl Respond {
                     )
                     .for_org(scope.org_id())
                 }),
+            sender: None,
         };
         self.store.add_message(scope, reply).await?;
         Ok(())

@@ -37,6 +37,10 @@ pub enum Conflict {
     EmailTaken,
     /// A write of a keyed request whose claim a retry took over.
     IdempotencyClaimLost,
+    /// A merge of two people who each have a member account.
+    BothMembers,
+    /// A merge of a person with themself.
+    SamePerson,
 }
 
 impl Conflict {
@@ -50,6 +54,8 @@ impl Conflict {
             Self::LastOwner => "last_owner",
             Self::EmailTaken => "email_taken",
             Self::IdempotencyClaimLost => "idempotency_claim_lost",
+            Self::BothMembers => "both_members",
+            Self::SamePerson => "same_person",
         }
     }
 
@@ -67,6 +73,10 @@ impl Conflict {
             Self::IdempotencyClaimLost => {
                 "another request with this Idempotency-Key took over; retry to get its answer"
             }
+            Self::BothMembers => {
+                "both people have a member account; one person keeps at most one"
+            }
+            Self::SamePerson => "a person cannot be merged with themself",
         }
     }
 }

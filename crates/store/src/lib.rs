@@ -13,6 +13,7 @@ mod leader;
 mod live;
 mod messages;
 mod ops;
+mod people;
 mod queue;
 mod records;
 mod scope;
@@ -43,6 +44,7 @@ pub use messages::MessageStore;
 pub use ops::{
     BackupRun, BackupStatus, CatalogueStore, OpsStore, OrgActivity, TableSize, quote_identifier,
 };
+pub use people::PeopleStore;
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};

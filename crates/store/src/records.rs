@@ -178,6 +178,62 @@ pub struct NewMessage {
     /// A job this message causes (a reply to write), enqueued in the same
     /// transaction: the message and its job are stored together or not at all.
     pub then: Option<crate::NewJob>,
+    /// Who wrote a person's message (None for replies, and for messages of
+    /// an API key no member made): the person is found by this identity, or
+    /// made, in the message's transaction.
+    pub sender: Option<Sender>,
+}
+
+/// The author of a message, as its channel or the API knows them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sender {
+    pub identity: Identity,
+    /// The name the provider gives (a WhatsApp profile, an email's From),
+    /// kept for a person who has none yet.
+    pub name: Option<String>,
+}
+
+impl Sender {
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            name: None,
+        }
+    }
+
+    pub fn member(user: UserId) -> Self {
+        Self::new(Identity::member(user))
+    }
+}
+
+/// A human who talks to an organization's assistants, with every handle
+/// they are known by.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Person {
+    pub id: PersonId,
+    pub org_id: OrgId,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When they last wrote to an assistant.
+    pub last_seen_at: Option<DateTime<Utc>>,
+    /// Oldest first.
+    pub identities: Vec<PersonIdentity>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PersonIdentity {
+    pub identity: Identity,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which people a list shows: newest first, at most `limit`.
+#[derive(Clone, Debug, Default)]
+pub struct PeopleQuery {
+    /// Part of a name or of a handle, in any case.
+    pub text: Option<String>,
+    /// Only people who came before this one (the last of the previous page).
+    pub before: Option<PersonId>,
+    pub limit: u32,
 }
 
 /// A point in a chatbot's history, newest first: pages continue strictly
@@ -225,6 +281,9 @@ pub struct ConversationSummary {
     pub id: ConversationId,
     pub chatbot_id: ChatbotId,
     pub channel: String,
+    /// Who it is with: the person who wrote first (None before anyone has,
+    /// and for conversations stored before people existed).
+    pub person_id: Option<PersonId>,
     pub created_at: DateTime<Utc>,
     /// Handed to a person (the contact-owner tool), not released since.
     pub handed_off_at: Option<DateTime<Utc>>,

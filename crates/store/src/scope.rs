@@ -43,6 +43,8 @@ pub struct Principal {
     /// A person signed in with a one-time password, who may do nothing but
     /// change it.
     must_change_password: bool,
+    /// The member an API key acts for: the one who made it.
+    key_maker: Option<UserId>,
 }
 
 impl Principal {
@@ -54,6 +56,15 @@ impl Principal {
             actor,
             role,
             must_change_password: false,
+            key_maker: None,
+        }
+    }
+
+    /// The same caller, an API key that `maker` made.
+    pub fn made_by(self, maker: Option<UserId>) -> Self {
+        Self {
+            key_maker: maker,
+            ..self
         }
     }
 
@@ -86,6 +97,12 @@ impl Principal {
             Actor::User(id) => Some(id),
             _ => None,
         }
+    }
+
+    /// The member whose words this caller's messages are: the signed-in
+    /// user, or the maker of the API key.
+    pub fn member(&self) -> Option<UserId> {
+        self.user_id().or(self.key_maker)
     }
 
     pub fn scope(&self) -> TenantScope {

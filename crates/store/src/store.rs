@@ -18,6 +18,7 @@ pub trait Store:
     crate::AccountStore
     + crate::ChatbotStore
     + crate::MessageStore
+    + crate::PeopleStore
     + crate::IdempotencyStore
     + JobQueue
     + crate::ChannelStore

@@ -101,6 +101,7 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
                     meta: None,
                     tokens: 12,
                     then: None,
+                    sender: None,
                 },
             )
             .await

@@ -10,7 +10,7 @@ use steward_domain::jobs::RespondArgs;
 use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
 use steward_store::{
     ConversationChoice, ConversationQuery, ConversationSummary, HistoryPosition, HistoryQuery,
-    NewJob, NewMessage, StoreError,
+    NewJob, NewMessage, Sender, StoreError,
 };
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -270,6 +270,7 @@ async fn post_message(
             )
             .for_org(auth.0.org_id()),
         ),
+        sender: auth.0.member().map(Sender::member),
     };
     let response = idempotency::answer(
         StatusCode::CREATED,

@@ -13,6 +13,7 @@ mod channels;
 mod knowledge;
 mod messages;
 mod ops;
+mod people;
 mod queue;
 mod tools;
 
@@ -22,6 +23,7 @@ pub use channels::*;
 pub use knowledge::*;
 pub use messages::*;
 pub use ops::*;
+pub use people::*;
 pub use queue::*;
 pub use tools::*;
 
@@ -87,6 +89,11 @@ macro_rules! conformance_tests {
             tool_servers_are_connected_listed_and_removed_within_their_org,
             conversations_are_handed_to_a_person_and_back_within_their_org,
             leads_are_recorded_once_per_call_and_announced_once,
+            people_are_made_by_their_messages_and_kept_apart_per_org,
+            a_handle_gets_one_person_however_many_write_at_once,
+            linking_a_handle_merges_the_person_who_had_it,
+            people_merge_within_their_org_only,
+            people_are_listed_newest_first_searched_and_paged,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(
@@ -162,6 +169,7 @@ fn user_message(
         meta: None,
         tokens: 0,
         then: None,
+        sender: None,
     }
 }
 

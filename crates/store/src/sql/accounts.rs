@@ -485,19 +485,22 @@ async fn insert_user(
         )
         .await;
     match inserted {
-        Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(Conflict::EmailTaken)),
-        Err(e) => Err(e),
-        Ok(_) => Ok(User {
-            id,
-            org_id: org,
-            email: user.email.as_str().to_owned(),
-            name: user.name.as_ref().map(|n| n.as_str().to_owned()),
-            role: user.role,
-            created_at: at,
-            must_change_password: user.must_change_password,
-            session_generation: 0,
-        }),
+        Err(StoreError::Conflict(_)) => return Err(StoreError::Conflict(Conflict::EmailTaken)),
+        Err(e) => return Err(e),
+        Ok(_) => {}
     }
+    let user = User {
+        id,
+        org_id: org,
+        email: user.email.as_str().to_owned(),
+        name: user.name.as_ref().map(|n| n.as_str().to_owned()),
+        role: user.role,
+        created_at: at,
+        must_change_password: user.must_change_password,
+        session_generation: 0,
+    };
+    crate::sql::people::add_member_person(tx, &user).await?;
+    Ok(user)
 }
 
 /// A member's role. Where rows can be locked, the organization's row is

@@ -20,7 +20,7 @@ const HISTORY_PAGE: &str = concat!(
 
 /// Conversations with their size and latest message: the correlated reads go
 /// through `messages_conversation`, for the rows of one page only.
-const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.created_at, c.handed_off_at,
+pub(crate) const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.person_id, c.created_at, c.handed_off_at,
         (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages,
         (SELECT m.created_at FROM messages m WHERE m.conversation_id = c.id
           ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_at,
@@ -306,7 +306,7 @@ fn holds_words(text: &str, words: &[String]) -> bool {
 }
 
 /// `text` as a case-insensitive LIKE pattern that matches it anywhere.
-fn contains_pattern(text: &str) -> String {
+pub(crate) fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
     for c in text.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -376,10 +376,16 @@ impl<B: SqlBackend> MessageStore for B {
             meta: new.meta,
             created_at: at,
         };
+        let person = match (&new.sender, message.role) {
+            (Some(sender), MessageRole::User) => {
+                Some(crate::sql::people::person_of(&mut tx, org, sender, Some(at)).await?)
+            }
+            _ => None,
+        };
         tx.execute(
             sql("INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel,
-                                       external_id, answers, channel_id, meta, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)")
+                                       external_id, answers, channel_id, meta, created_at, person_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
             .bind(message.id)
             .bind(org)
             .bind(message.chatbot_id)
@@ -391,7 +397,8 @@ impl<B: SqlBackend> MessageStore for B {
             .bind(message.answers)
             .bind(message.channel_id)
             .bind(message.meta.as_ref())
-            .bind(at),
+            .bind(at)
+            .bind(person),
         )
         .await
         .map_err(|e| match e {
@@ -414,9 +421,12 @@ impl<B: SqlBackend> MessageStore for B {
         .await?;
         if message.role == MessageRole::User {
             tx.execute(
-                sql("UPDATE conversations SET last_active_at = $1 WHERE id = $2")
-                    .bind(at)
-                    .bind(conversation_id),
+                sql("UPDATE conversations
+                     SET last_active_at = $1, person_id = COALESCE(person_id, $3)
+                     WHERE id = $2")
+                .bind(at)
+                .bind(conversation_id)
+                .bind(person),
             )
             .await?;
         }

@@ -41,6 +41,7 @@ mod idempotency;
 mod knowledge;
 mod messages;
 mod ops;
+mod people;
 mod queue;
 pub mod rows;
 mod tools;
@@ -470,6 +471,7 @@ ids!(
     LeadId,
     MessageId,
     OrgId,
+    PersonId,
     ToolCallId,
     ToolServerId,
     UserId
@@ -499,6 +501,7 @@ names!(
     CrawlStatus,
     DocumentSource,
     DocumentStatus,
+    IdentityKind,
     JobKind,
     JobState,
     MessageRole,

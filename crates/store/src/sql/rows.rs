@@ -147,11 +147,22 @@ pub fn message(row: &impl Row) -> StoreResult<Message> {
     })
 }
 
+pub fn person_identity(row: &impl Row) -> StoreResult<PersonIdentity> {
+    Ok(PersonIdentity {
+        identity: steward_domain::Identity {
+            kind: row.get("kind")?,
+            handle: row.get("handle")?,
+        },
+        created_at: row.get("created_at")?,
+    })
+}
+
 pub fn conversation_summary(row: &impl Row) -> StoreResult<ConversationSummary> {
     Ok(ConversationSummary {
         id: row.get("id")?,
         chatbot_id: row.get("chatbot_id")?,
         channel: row.get("channel")?,
+        person_id: row.get("person_id")?,
         created_at: row.get("created_at")?,
         handed_off_at: row.get("handed_off_at")?,
         messages: row.get("messages")?,

@@ -1,0 +1,41 @@
+-- People: one row per human who talks to an organization's assistants,
+-- with every handle they are known by. A message's author and a
+-- conversation's person point here; a merge moves them.
+CREATE TABLE people (
+    id            uuid PRIMARY KEY,
+    org_id        uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name          text,
+    created_at    timestamptz NOT NULL,
+    last_seen_at  timestamptz
+);
+-- Lists page newest first by id (UUIDv7: creation order).
+CREATE INDEX people_org ON people (org_id, id);
+
+-- A handle belongs to one person of an organization: the same phone number
+-- in two organizations is two people.
+CREATE TABLE person_identities (
+    org_id      uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    kind        text NOT NULL CHECK (kind IN ('member', 'email', 'whatsapp', 'slack', 'teams',
+                                              'telegram', 'web', 'generic')),
+    handle      text NOT NULL,
+    person_id   uuid NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    created_at  timestamptz NOT NULL,
+    PRIMARY KEY (org_id, kind, handle)
+);
+CREATE INDEX person_identities_person ON person_identities (person_id);
+
+-- Who wrote a person's message; who a conversation is with (its first writer).
+ALTER TABLE messages ADD COLUMN person_id uuid REFERENCES people (id) ON DELETE SET NULL;
+CREATE INDEX messages_person ON messages (person_id) WHERE person_id IS NOT NULL;
+ALTER TABLE conversations ADD COLUMN person_id uuid REFERENCES people (id) ON DELETE SET NULL;
+CREATE INDEX conversations_person ON conversations (person_id, created_at)
+    WHERE person_id IS NOT NULL;
+
+-- Every member is a person, known by their account and their email address.
+-- (Messages stored before people existed keep no author.)
+INSERT INTO people (id, org_id, name, created_at)
+SELECT id, org_id, name, created_at FROM users;
+INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
+SELECT org_id, 'member', id::text, id, created_at FROM users;
+INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
+SELECT org_id, 'email', email, id, created_at FROM users;

@@ -1,0 +1,45 @@
+-- People: one row per human who talks to an organization's assistants,
+-- with every handle they are known by. A message's author and a
+-- conversation's person point here; a merge moves them.
+CREATE TABLE people (
+    id            BLOB PRIMARY KEY,
+    org_id        BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    name          TEXT,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER
+) STRICT;
+-- Lists page newest first by id (UUIDv7: creation order).
+CREATE INDEX people_org ON people (org_id, id);
+
+-- A handle belongs to one person of an organization: the same phone number
+-- in two organizations is two people.
+CREATE TABLE person_identities (
+    org_id      BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL CHECK (kind IN ('member', 'email', 'whatsapp', 'slack', 'teams',
+                                              'telegram', 'web', 'generic')),
+    handle      TEXT NOT NULL,
+    person_id   BLOB NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (org_id, kind, handle)
+) STRICT;
+CREATE INDEX person_identities_person ON person_identities (person_id);
+
+-- Who wrote a person's message; who a conversation is with (its first writer).
+ALTER TABLE messages ADD COLUMN person_id BLOB REFERENCES people (id) ON DELETE SET NULL;
+CREATE INDEX messages_person ON messages (person_id) WHERE person_id IS NOT NULL;
+ALTER TABLE conversations ADD COLUMN person_id BLOB REFERENCES people (id) ON DELETE SET NULL;
+CREATE INDEX conversations_person ON conversations (person_id, created_at)
+    WHERE person_id IS NOT NULL;
+
+-- Every member is a person, known by their account and their email address.
+-- (Messages stored before people existed keep no author.)
+INSERT INTO people (id, org_id, name, created_at)
+SELECT id, org_id, name, created_at FROM users;
+INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
+SELECT org_id, 'member',
+       lower(substr(hex(id), 1, 8) || '-' || substr(hex(id), 9, 4) || '-' || substr(hex(id), 13, 4)
+             || '-' || substr(hex(id), 17, 4) || '-' || substr(hex(id), 21)),
+       id, created_at
+FROM users;
+INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
+SELECT org_id, 'email', email, id, created_at FROM users;
