@@ -322,9 +322,13 @@ pub enum OrgCommand {
 
 #[derive(Subcommand)]
 pub enum UsersCommand {
-    /// Add people from a CSV file of `email,role[,name]` (a header row is optional).
-    /// Prints `email,role,temporary_password` for each person added; rows with errors are
-    /// reported on stderr and skipped, the others imported. Exits 1 if any row failed.
+    /// Add people from a CSV file of `email,role[,name][,slack][,teams][,whatsapp]` (a
+    /// header row is optional). The handles (a Slack member id, a Teams user id, a WhatsApp
+    /// number) make the person's messages on those channels theirs; someone who wrote before
+    /// under one becomes the same person. A row for a member who exists already adds their
+    /// handles. Prints `email,role,temporary_password` for each row imported (no password for
+    /// a member who existed); rows with errors are reported on stderr and skipped, the others
+    /// imported. Exits 1 if any row failed.
     Import {
         /// The organization's id, or its name when no other organization has it.
         #[arg(long)]

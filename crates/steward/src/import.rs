@@ -1,12 +1,14 @@
 //! `steward users import`: one person per CSV row; a bad row is reported and
-//! skipped, never stops the rest.
+//! skipped, never stops the rest. A row may give the person's channel
+//! handles, which make their messages on those channels theirs; a row for
+//! someone who is a member already adds those handles.
 
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use steward_auth::{PasswordHasher, generate_password};
-use steward_domain::{Email, Password, PersonName, Role};
-use steward_store::{NewUser, Organization, Store, StoreError, TenantScope};
+use steward_domain::{Email, Identity, IdentityKind, Password, PersonName, Role};
+use steward_store::{Conflict, NewUser, Organization, Store, StoreError, TenantScope};
 
 /// Larger files are refused before reading: this is for people, not bulk data.
 const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
@@ -61,14 +63,21 @@ pub async fn users(
             }
             Ok(record) if record.iter().all(str::is_empty) => continue,
             Ok(record) => import_row(store, hasher, &scope, &record).await,
-            Err(e) => Err(format!("unreadable row: {e}")),
+            Err(e) => Err(RowError::from(format!("unreadable row: {e}"))),
         };
         match outcome {
             Ok((email, role, password)) => {
-                out.write_record([email.as_str(), role.as_str(), password.as_str()])?;
+                out.write_record([
+                    email.as_str(),
+                    role.as_str(),
+                    password.as_deref().unwrap_or(""),
+                ])?;
                 report.imported += 1;
             }
-            Err(reason) => {
+            Err(RowError { reason, made }) => {
+                if let Some((email, role, Some(password))) = made {
+                    out.write_record([email.as_str(), role.as_str(), password.as_str()])?;
+                }
                 eprintln!("line {line}: {reason}");
                 report.failed += 1;
             }
@@ -82,17 +91,42 @@ pub async fn users(
     Ok(report)
 }
 
+/// The channel handles a row may give after `name`, in this order.
+const HANDLE_COLUMNS: [(&str, IdentityKind); 3] = [
+    ("slack", IdentityKind::Slack),
+    ("teams", IdentityKind::Teams),
+    ("whatsapp", IdentityKind::Whatsapp),
+];
+
+/// What a row did: a new member and their one-time password, or handles
+/// linked to a member who was there already (no password).
+type Imported = (String, Role, Option<String>);
+
+/// Why a row failed, and the member it made all the same (whose password
+/// must still be printed).
+struct RowError {
+    reason: String,
+    made: Option<Imported>,
+}
+
+impl From<String> for RowError {
+    fn from(reason: String) -> Self {
+        Self { reason, made: None }
+    }
+}
+
 async fn import_row(
     store: &dyn Store,
     hasher: &PasswordHasher,
     scope: &TenantScope,
     record: &csv::StringRecord,
-) -> Result<(String, Role, String), String> {
-    if record.len() < 2 || record.len() > 3 {
+) -> Result<Imported, RowError> {
+    if record.len() < 2 || record.len() > 3 + HANDLE_COLUMNS.len() {
         return Err(format!(
-            "expected email,role[,name], got {} fields",
+            "expected email,role[,name][,slack][,teams][,whatsapp], got {} fields",
             record.len()
-        ));
+        )
+        .into());
     }
     let email = Email::parse("email", &record[0]).map_err(|e| e.to_string())?;
     let role: Role = record[1].to_lowercase().parse()?;
@@ -102,11 +136,17 @@ async fn import_row(
         .map(|n| PersonName::parse("name", n))
         .transpose()
         .map_err(|e| e.to_string())?;
+    let mut handles = Vec::new();
+    for (i, (column, kind)) in HANDLE_COLUMNS.iter().enumerate() {
+        if let Some(raw) = record.get(3 + i).filter(|h| !h.is_empty()) {
+            handles.push(Identity::parse(column, *kind, raw).map_err(|e| e.to_string())?);
+        }
+    }
     let password = generate_password();
     let password_hash = hasher
         .hash(&Password::parse("password", password.clone()).map_err(|e| e.to_string())?)
         .await?;
-    match store
+    let added = store
         .add_member(
             scope,
             NewUser {
@@ -117,12 +157,51 @@ async fn import_row(
                 must_change_password: true,
             },
         )
-        .await
-    {
-        Ok(user) => Ok((user.email, user.role, password)),
-        Err(StoreError::Conflict(conflict)) => {
-            Err(format!("{}: {}", email.as_str(), conflict.message()))
+        .await;
+    let (user, password) = match added {
+        Ok(user) => (user, Some(password)),
+        // A member already: the row adds their handles.
+        Err(StoreError::Conflict(Conflict::EmailTaken)) => {
+            let member = store
+                .list_members(scope)
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|m| m.email == email.as_str());
+            match member {
+                Some(member) if !handles.is_empty() => (member, None),
+                _ => {
+                    return Err(format!(
+                        "{}: {}",
+                        email.as_str(),
+                        Conflict::EmailTaken.message()
+                    )
+                    .into());
+                }
+            }
         }
-        Err(e) => Err(format!("{}: {e}", email.as_str())),
+        Err(StoreError::Conflict(conflict)) => {
+            return Err(format!("{}: {}", email.as_str(), conflict.message()).into());
+        }
+        Err(e) => return Err(format!("{}: {e}", email.as_str()).into()),
+    };
+    if !handles.is_empty() {
+        let linked = match store.member_person(scope, user.id).await {
+            Ok(person) => store.link_identities(scope, person.id, &handles).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = linked {
+            // The account stands (its password is printed); its handles wait
+            // for a corrected row.
+            let why = match e {
+                StoreError::Conflict(conflict) => conflict.message().to_owned(),
+                other => other.to_string(),
+            };
+            return Err(RowError {
+                reason: format!("{}: handles not linked: {why}", email.as_str()),
+                made: password.map(|p| (user.email, user.role, Some(p))),
+            });
+        }
     }
+    Ok((user.email, user.role, password))
 }

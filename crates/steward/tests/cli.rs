@@ -161,7 +161,7 @@ fn users_import_adds_good_rows_and_reports_bad_ones() {
         "line 3: email",
         "line 4: unknown role 'boss'",
         "line 5: owner@example.org",
-        "line 8: expected email,role[,name]",
+        "line 8: email: must be an email address",
         "imported 2 into Acme, 4 failed",
     ] {
         assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
@@ -172,6 +172,124 @@ fn users_import_adds_good_rows_and_reports_bad_ones() {
         .arg(&csv));
     assert!(!nowhere.status.success());
     assert!(text(&nowhere.stderr).contains("no organization"));
+}
+
+#[tokio::test]
+async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
+    use steward_domain::{Identity, IdentityKind, MessageRole, MessageText};
+    use steward_store::{ChatbotStore, ConversationChoice, MessageStore, NewMessage, PeopleStore};
+    use steward_store::{AccountStore, Sender, Store, TenantScope};
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _) = create_acme(dir.path());
+    let scope = TenantScope::for_operator(org);
+    let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
+        .await
+        .unwrap();
+    let bot = store
+        .create_chatbot(
+            &scope,
+            steward_store::NewChatbot {
+                name: steward_domain::ChatbotName::parse("name", "Help").unwrap(),
+                system_prompt: steward_domain::SystemPrompt::parse("p", "").unwrap(),
+                temperature: steward_domain::Temperature::parse("t", 0.5).unwrap(),
+                model: None,
+                status: steward_domain::ChatbotStatus::Active,
+            },
+        )
+        .await
+        .unwrap();
+    // What the Slack and email channels store for a message from `identity`.
+    let write = |channel: &'static str, identity: Identity| NewMessage {
+        id: steward_domain::MessageId::new(),
+        chatbot_id: bot.id,
+        conversation: ConversationChoice::Start(steward_domain::ConversationId::new()),
+        role: MessageRole::User,
+        text: MessageText::parse("text", "hello").unwrap(),
+        channel: channel.into(),
+        external_id: None,
+        answers: None,
+        channel_id: None,
+        meta: None,
+        tokens: 0,
+        then: None,
+        sender: Some(Sender::new(identity)),
+    };
+    let slack = Identity::parse("slack", IdentityKind::Slack, "U0ANA").unwrap();
+    let on_slack = store.add_message(&scope, write("slack", slack)).await.unwrap();
+    store.close().await;
+
+    let csv = dir.path().join("users.csv");
+    std::fs::write(
+        &csv,
+        "email,role,name,slack,teams,whatsapp\n\
+         ana@example.org,member,Ana Lima,u0ana,,+1 650 555 1234\n\
+         bo@example.org,member,Bo,U0ANA\n\
+         cy@example.org,member,Cy,,,call me\n\
+         dee@example.org,member,Dee,U0DEE,,,extra\n",
+    )
+    .unwrap();
+    let output = run(steward(dir.path())
+        .args(["users", "import", "--org", "Acme", "--file"])
+        .arg(&csv));
+    let stdout = text(&output.stdout);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let rows: Vec<&str> = stdout.lines().collect();
+    assert!(rows[1].starts_with("ana@example.org,member,"), "{stdout}");
+    // Bo's account is made (his password printed), his Slack id stays Ana's.
+    assert!(rows[2].starts_with("bo@example.org,member,"), "{stdout}");
+    assert_eq!(rows.len(), 3, "{stdout}");
+    for needle in [
+        "line 3: bo@example.org: handles not linked: both people have a member account",
+        "line 4: whatsapp: must be a phone number",
+        "line 5: expected email,role[,name][,slack][,teams][,whatsapp], got 7 fields",
+        "imported 1 into Acme, 3 failed",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
+    }
+
+    // A row for a member already there adds handles and prints no password.
+    std::fs::write(&csv, "ana@example.org,member,,,19:ana@thread.tacv2\n").unwrap();
+    let again = run(steward(dir.path())
+        .args(["users", "import", "--org", "Acme", "--file"])
+        .arg(&csv));
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(text(&again.stdout).lines().nth(1), Some("ana@example.org,member,"));
+
+    let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
+        .await
+        .unwrap();
+    let email = Identity::parse("email", IdentityKind::Email, "ana@example.org").unwrap();
+    let by_email = store.add_message(&scope, write("email", email)).await.unwrap();
+    let ana = store
+        .find_login(&steward_domain::Email::parse("e", "ana@example.org").unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    let person = store.member_person(&scope, ana.id).await.unwrap();
+    let mut handles: Vec<String> = person
+        .identities
+        .iter()
+        .map(|i| format!("{}:{}", i.identity.kind, i.identity.handle))
+        .collect();
+    handles.sort();
+    assert_eq!(
+        handles,
+        [
+            "email:ana@example.org".to_owned(),
+            format!("member:{}", ana.id),
+            "slack:U0ANA".into(),
+            "teams:19:ana@thread.tacv2".into(),
+            "whatsapp:16505551234".into(),
+        ]
+    );
+    assert_eq!(person.name.as_deref(), Some("Ana Lima"));
+    for message in [&on_slack, &by_email] {
+        let conversation = store.conversation(&scope, message.conversation_id).await.unwrap();
+        assert_eq!(conversation.person_id, Some(person.id), "{}", message.channel);
+    }
+    store.close().await;
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use steward_auth::Signer;
 use steward_domain::jobs::RespondArgs;
-use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText};
+use steward_domain::{ChatbotId, ConversationId, MessageId, MessageRole, MessageText, PersonId};
 use steward_store::{
     ConversationChoice, ConversationQuery, ConversationSummary, HistoryPosition, HistoryQuery,
     NewJob, NewMessage, Sender, StoreError,
@@ -381,6 +381,9 @@ pub struct ConversationDto {
     id: ConversationId,
     chatbot_id: ChatbotId,
     channel: String,
+    /// Who it is with (`GET /people/{id}`): null until someone writes, and
+    /// for conversations stored before people were kept.
+    person_id: Option<PersonId>,
     created_at: DateTime<Utc>,
     /// Handed to a person, who answers instead of the assistant until released.
     handed_off: bool,
@@ -405,6 +408,7 @@ impl From<ConversationSummary> for ConversationDto {
             id: c.id,
             chatbot_id: c.chatbot_id,
             channel: c.channel,
+            person_id: c.person_id,
             created_at: c.created_at,
             handed_off: c.handed_off_at.is_some(),
             messages: c.messages,

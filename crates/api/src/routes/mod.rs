@@ -13,6 +13,7 @@ mod knowledge;
 pub(crate) mod live;
 pub mod ops;
 mod organizations;
+mod people;
 mod tools;
 pub mod webhooks;
 
@@ -30,6 +31,7 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
         .merge(chatbots::router())
         .merge(channels::router())
         .merge(conversations::router())
+        .merge(people::router())
         .merge(insights::router())
         .merge(integrations::router())
         .merge(jobs::router())

@@ -1,0 +1,186 @@
+//! The people who talk to an organization's assistants: listed, read with
+//! their handles and conversations, and merged by an admin. Advisors see
+//! none of it.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use steward_domain::{IdentityKind, PersonId};
+use steward_store::{PeopleQuery, Person};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::conversations::ConversationDto;
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Json, Path, Query};
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_people))
+        .routes(routes!(get_person))
+        .routes(routes!(merge_person))
+}
+
+/// How many of a person's conversations their page shows, newest first.
+const PERSON_CONVERSATIONS: u32 = 20;
+
+#[derive(Serialize, ToSchema)]
+pub struct IdentityDto {
+    /// `member` (an account of the organization; the handle is its user
+    /// id), `email`, `whatsapp` (the number, digits only), `slack` (member
+    /// id), `teams`, `telegram` (user id), `web` or `generic` (the channel's
+    /// id, a colon, and the visitor's or user's id).
+    kind: IdentityKind,
+    handle: String,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PersonDto {
+    id: PersonId,
+    /// The name a member account or the first channel that gave one gives.
+    name: Option<String>,
+    created_at: DateTime<Utc>,
+    /// When they last wrote to an assistant; null if never.
+    last_seen_at: Option<DateTime<Utc>>,
+    /// Every handle they are known by, oldest first.
+    identities: Vec<IdentityDto>,
+}
+
+impl From<Person> for PersonDto {
+    fn from(p: Person) -> Self {
+        Self {
+            id: p.id,
+            name: p.name,
+            created_at: p.created_at,
+            last_seen_at: p.last_seen_at,
+            identities: p
+                .identities
+                .into_iter()
+                .map(|i| IdentityDto {
+                    kind: i.identity.kind,
+                    handle: i.identity.handle,
+                    created_at: i.created_at,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PeopleParams {
+    /// Part of a name or a handle, in any case (`+44 20`, `ana`, `U0123`).
+    /// Empty: everyone.
+    #[param(max_length = 200)]
+    q: Option<String>,
+    /// 1 to 200; default 50.
+    #[param(minimum = 1, maximum = 200)]
+    limit: Option<u32>,
+    /// `next_before` of the previous page.
+    before: Option<Uuid>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PeopleList {
+    /// Newest first (by when each was first known).
+    people: Vec<PersonDto>,
+    /// Pass as `before` for the next page; null on the last page.
+    next_before: Option<PersonId>,
+}
+
+/// The organization's people, newest first, searched by name or handle.
+#[utoipa::path(get, path = "/people", tag = "people", security(("bearer" = [])),
+    params(PeopleParams),
+    responses((status = 200, body = PeopleList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_people(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Query(params): Query<PeopleParams>,
+) -> ApiResult<axum::Json<PeopleList>> {
+    auth.require_conversations()?;
+    let limit = crate::routes::page_limit(params.limit)?;
+    let text = params.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    if text.as_ref().is_some_and(|q| q.chars().count() > 200) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "q must be at most 200 characters",
+        ));
+    }
+    let query = PeopleQuery {
+        text,
+        before: params.before.map(PersonId::from),
+        // One more than asked tells whether another page follows.
+        limit: limit + 1,
+    };
+    let read = state.store.people(&auth.0.scope(), &query).await;
+    let (people, next_before) = crate::routes::page_before(read, limit, "a person", |p| p.id)?;
+    Ok(axum::Json(PeopleList {
+        people: people.into_iter().map(Into::into).collect(),
+        next_before,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PersonPage {
+    #[serde(flatten)]
+    person: PersonDto,
+    /// Their latest conversations (at most 20), newest first.
+    conversations: Vec<ConversationDto>,
+}
+
+/// One person: their handles, when they were last seen, and their latest
+/// conversations.
+#[utoipa::path(get, path = "/people/{id}", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = PersonPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_person(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<PersonPage>> {
+    auth.require_conversations()?;
+    let scope = auth.0.scope();
+    let person = state.store.person(&scope, id.into()).await?;
+    let conversations = state
+        .store
+        .person_conversations(&scope, person.id, PERSON_CONVERSATIONS)
+        .await?;
+    Ok(axum::Json(PersonPage {
+        person: person.into(),
+        conversations: conversations.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MergeBody {
+    /// The other person, who becomes part of this one and is no more.
+    person_id: Uuid,
+}
+
+/// Merge another person into this one (owners and admins): their handles,
+/// conversations and messages become this person's. Two people who each
+/// have a member account are not merged.
+#[utoipa::path(post, path = "/people/{id}/merge", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = MergeBody,
+    responses((status = 200, body = PersonDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "both have a member account (`both_members`), or it is the same person (`same_person`)", body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn merge_person(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+    Json(body): Json<MergeBody>,
+) -> ApiResult<axum::Json<PersonDto>> {
+    auth.require_admin()?;
+    let merged = state
+        .store
+        .merge_people(&auth.0.scope(), id.into(), body.person_id.into())
+        .await?;
+    Ok(axum::Json(merged.into()))
+}
