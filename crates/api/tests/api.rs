@@ -13,6 +13,8 @@ mod idempotency;
 mod management;
 #[path = "api/ops.rs"]
 mod ops;
+#[path = "api/people.rs"]
+mod people;
 #[path = "api/tenancy.rs"]
 mod tenancy;
 #[path = "api/tools.rs"]

@@ -19,6 +19,7 @@ struct Owned {
     channel: String,
     document: String,
     context: String,
+    person: String,
 }
 
 /// The state of A that B must not be able to change, read as A.
@@ -42,6 +43,8 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         "/api/v1/integrations/available".into(),
         "/api/v1/tools".into(),
         "/api/v1/leads".into(),
+        "/api/v1/people".into(),
+        format!("/api/v1/people/{}", owned.person),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
     ] {
@@ -98,6 +101,10 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         }
         ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
         ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
+        // Into A's person, from one that is no one's.
+        ("POST", "/api/v1/people/{id}/merge") => {
+            Some(json!({"person_id": "01a23c75-0000-7000-8000-000000000000"}))
+        }
         ("POST", "/api/v1/jobs/{id}/retry" | "/api/v1/jobs/{id}/discard") => None,
         ("POST", "/api/v1/auth/logout") => None,
         (_, _) if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
@@ -213,7 +220,11 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         tool_server.text
     );
     let tool_server = tool_server.body["id"].as_str().unwrap().to_owned();
+    // A's owner, who wrote the message above.
+    let people = app.get("/api/v1/people", &a.token).await;
+    let person = people.body["people"][0]["id"].as_str().unwrap().to_owned();
     let owned = Owned {
+        person,
         document,
         context,
         channel,
@@ -233,6 +244,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &owned.channel,
         &owned.document,
         &owned.context,
+        &owned.person,
         &conversation,
         &a.org_id,
         &a.user_id,
@@ -280,7 +292,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                 .replace(
                     "/conversations/{id}",
                     &format!("/conversations/{conversation}"),
-                );
+                )
+                .replace("/people/{id}", &format!("/people/{}", owned.person));
             assert!(
                 !concrete.contains('{'),
                 "the tenancy walk does not know the parameters of {path}: add them"

@@ -7,6 +7,7 @@ mod delivery;
 mod email;
 mod notify;
 mod outbound;
+mod people;
 mod rotation;
 mod webhooks;
 

@@ -1,0 +1,124 @@
+//! People through the API: who reads them, who merges them, and what a
+//! caller's own messages make of them.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use steward_testkit::app::spawn_app;
+
+fn ids(list: &Value) -> Vec<String> {
+    list["people"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() {
+    let app = spawn_app().await;
+    let owner = app.register("owner@example.org", "Acme").await;
+    let other = app.register("other@example.org", "Globex").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let admin = app.member(&owner, "admin@example.org", "admin").await;
+    let bot = app.chatbot(&owner, "Help").await;
+
+    // The owner's message, and one through a key the admin made, are
+    // theirs: members are people from the start.
+    let sent = app
+        .post(&format!("/api/v1/chatbots/{bot}/messages"), &owner.token, json!({"text": "hi"}))
+        .await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.text);
+    let key = app
+        .post("/api/v1/api-keys", &admin.token, json!({"name": "admin key"}))
+        .await;
+    let key = key.body["key"].as_str().unwrap().to_owned();
+    let by_key = app
+        .post(&format!("/api/v1/chatbots/{bot}/messages"), &key, json!({"text": "from my script"}))
+        .await;
+    assert_eq!(by_key.status, StatusCode::CREATED, "{}", by_key.text);
+
+    let listed = app.get("/api/v1/people?limit=200", &member.token).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(ids(&listed.body).len(), 4, "{}", listed.text);
+    let person_of = |email: &str| {
+        listed.body["people"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["identities"].as_array().unwrap().iter().any(|i| i["handle"] == email))
+            .unwrap()
+            .clone()
+    };
+    let owner_person = person_of("owner@example.org");
+    let member_person = person_of("member@example.org");
+    let admin_person = person_of("admin@example.org");
+    assert!(owner_person["last_seen_at"].is_string());
+    assert!(person_of("advisor@example.org")["last_seen_at"].is_null());
+    let conversation = sent.body["conversation_id"].as_str().unwrap();
+    let read = app
+        .get(&format!("/api/v1/conversations/{conversation}/messages"), &owner.token)
+        .await;
+    assert_eq!(read.body["conversation"]["person_id"], owner_person["id"]);
+    let page = app
+        .get(&format!("/api/v1/people/{}", admin_person["id"].as_str().unwrap()), &owner.token)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+    assert_eq!(
+        page.body["conversations"][0]["id"],
+        by_key.body["conversation_id"],
+        "a key's messages are its maker's"
+    );
+
+    // Searching, paging, and bad queries.
+    let found = app.get("/api/v1/people?q=MEMBER@", &owner.token).await;
+    assert_eq!(ids(&found.body), [member_person["id"].as_str().unwrap()]);
+    let first = app.get("/api/v1/people?limit=3", &owner.token).await;
+    let next = first.body["next_before"].as_str().unwrap();
+    let rest = app.get(&format!("/api/v1/people?limit=3&before={next}"), &owner.token).await;
+    assert_eq!(ids(&first.body).len() + ids(&rest.body).len(), 4);
+    assert!(rest.body["next_before"].is_null());
+    for bad in ["limit=0", "limit=201", "before=nope", &format!("q={}", "x".repeat(201))] {
+        let reply = app.get(&format!("/api/v1/people?{bad}"), &owner.token).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.text);
+    }
+
+    // Advisors see aggregates only; members do not merge.
+    let someone = owner_person["id"].as_str().unwrap();
+    for path in ["/api/v1/people".to_owned(), format!("/api/v1/people/{someone}")] {
+        let reply = app.get(&path, &advisor.token).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    let merge = |into: &str| format!("/api/v1/people/{into}/merge");
+    let body = json!({"person_id": member_person["id"]});
+    for session in [&advisor, &member] {
+        let reply = app.post(&merge(someone), &session.token, body.clone()).await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    let both = app.post(&merge(someone), &owner.token, body).await;
+    assert_eq!(both.status, StatusCode::CONFLICT);
+    assert_eq!(both.code(), "both_members");
+    let same = app
+        .post(&merge(someone), &owner.token, json!({"person_id": someone}))
+        .await;
+    assert_eq!(same.code(), "same_person");
+
+    // Another organization's person, on either side, is not found.
+    let theirs = app.get("/api/v1/people", &other.token).await;
+    let theirs = ids(&theirs.body).remove(0);
+    for (into, from) in [(someone, theirs.as_str()), (theirs.as_str(), someone)] {
+        let reply = app
+            .post(&merge(into), &owner.token, json!({"person_id": from}))
+            .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    }
+    let reply = app.get(&format!("/api/v1/people/{theirs}"), &owner.token).await;
+    assert_eq!(reply.status, StatusCode::NOT_FOUND);
+    for bad in [json!({}), json!({"person_id": "nope"}), json!({"person_id": someone, "extra": 1})] {
+        let reply = app.post(&merge(someone), &owner.token, bad.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", reply.text);
+    }
+    let after = app.get("/api/v1/people?limit=200", &owner.token).await;
+    assert_eq!(ids(&after.body), ids(&listed.body), "nothing was merged");
+}
