@@ -132,6 +132,11 @@ named_enum!(
 );
 
 named_enum!(
+    /// What a person thought of a reply.
+    Rating { Up = "up", Down = "down" }
+);
+
+named_enum!(
     /// How a person is known: a member account of the organization, or a
     /// handle on a channel.
     IdentityKind {

@@ -15,7 +15,7 @@ pub use identity::Identity;
 pub use jobs::JobArgs;
 pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
-    IdentityKind, JobKind, JobState, MessageRole, Role, Tier, ToolCallStatus,
+    IdentityKind, JobKind, JobState, MessageRole, Rating, Role, Tier, ToolCallStatus,
 };
 pub use values::{
     ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,

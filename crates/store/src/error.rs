@@ -41,6 +41,8 @@ pub enum Conflict {
     BothMembers,
     /// A merge of a person with themself.
     SamePerson,
+    /// A rating of a message that is not a reply.
+    NotAReply,
 }
 
 impl Conflict {
@@ -56,6 +58,7 @@ impl Conflict {
             Self::IdempotencyClaimLost => "idempotency_claim_lost",
             Self::BothMembers => "both_members",
             Self::SamePerson => "same_person",
+            Self::NotAReply => "not_a_reply",
         }
     }
 
@@ -77,6 +80,7 @@ impl Conflict {
                 "both people have a member account; one person keeps at most one"
             }
             Self::SamePerson => "a person cannot be merged with themself",
+            Self::NotAReply => "only the assistant's replies are rated",
         }
     }
 }

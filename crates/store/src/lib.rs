@@ -7,6 +7,7 @@ mod accounts;
 mod channels;
 mod chatbots;
 mod error;
+mod feedback;
 mod idempotency;
 mod knowledge;
 mod leader;
@@ -28,6 +29,7 @@ pub use accounts::AccountStore;
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
 pub use chatbots::ChatbotStore;
 pub use error::{Conflict, StoreError, StoreResult};
+pub use feedback::{Feedback, FeedbackStore, Rated};
 pub use idempotency::{
     Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, IdempotencyStore,
     KeyedRequest, StoredClaim, StoredResponse, answer_keyed_request, answer_keyed_request_from,

@@ -19,6 +19,7 @@ pub trait Store:
     + crate::ChatbotStore
     + crate::MessageStore
     + crate::PeopleStore
+    + crate::FeedbackStore
     + crate::IdempotencyStore
     + JobQueue
     + crate::ChannelStore

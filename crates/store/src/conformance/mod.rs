@@ -10,6 +10,7 @@ use crate::*;
 
 mod accounts;
 mod channels;
+mod feedback;
 mod knowledge;
 mod messages;
 mod ops;
@@ -20,6 +21,7 @@ mod tools;
 pub use accounts::*;
 use channels::new_channel;
 pub use channels::*;
+pub use feedback::*;
 pub use knowledge::*;
 pub use messages::*;
 pub use ops::*;
@@ -94,6 +96,7 @@ macro_rules! conformance_tests {
             linking_a_handle_merges_the_person_who_had_it,
             people_merge_within_their_org_only,
             people_are_listed_newest_first_searched_and_paged,
+            a_reply_has_one_rating_per_person_which_a_second_replaces,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

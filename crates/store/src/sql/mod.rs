@@ -37,6 +37,7 @@ macro_rules! select_message {
 mod accounts;
 mod channels;
 mod chatbots;
+mod feedback;
 mod idempotency;
 mod knowledge;
 mod messages;
@@ -505,6 +506,7 @@ names!(
     JobKind,
     JobState,
     MessageRole,
+    Rating,
     Role,
     Tier,
     ToolCallStatus

@@ -185,7 +185,15 @@ async fn merge<B: SqlBackend>(
     } else {
         (&found[1], &found[0])
     };
-    for table in ["person_identities", "conversations", "messages"] {
+    // A reply both rated keeps the rating of the person merged into.
+    tx.execute(
+        sql("DELETE FROM feedback WHERE person_id = $1 AND message_id IN (
+                SELECT message_id FROM feedback WHERE person_id = $2)")
+        .bind(from)
+        .bind(into),
+    )
+    .await?;
+    for table in ["person_identities", "conversations", "messages", "feedback"] {
         tx.execute(
             sql(format!(
                 "UPDATE {table} SET person_id = $1 WHERE person_id = $2 AND org_id = $3"

@@ -1,0 +1,19 @@
+-- What people thought of replies: one rating per person and reply, which a
+-- second replaces.
+CREATE TABLE feedback (
+    message_id  BLOB NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+    person_id   BLOB NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    org_id      BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    chatbot_id  BLOB NOT NULL REFERENCES chatbots (id) ON DELETE CASCADE,
+    rating      TEXT NOT NULL CHECK (rating IN ('up', 'down')),
+    comment     TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (message_id, person_id)
+) STRICT;
+CREATE INDEX feedback_org ON feedback (org_id, created_at);
+CREATE INDEX feedback_person ON feedback (person_id);
+
+-- A reaction names the provider's id of the reply it is on.
+CREATE INDEX deliveries_external ON deliveries (org_id, external_id)
+    WHERE external_id IS NOT NULL;

@@ -1,0 +1,129 @@
+//! [`FeedbackStore`], for every backend.
+
+use async_trait::async_trait;
+use steward_domain::*;
+
+use crate::sql::people::person_of;
+use crate::sql::{Db, Row, SqlBackend, commit, sql};
+use crate::*;
+
+fn feedback(row: &impl Row) -> StoreResult<Feedback> {
+    Ok(Feedback {
+        message_id: row.get("message_id")?,
+        person_id: row.get("person_id")?,
+        chatbot_id: row.get("chatbot_id")?,
+        rating: row.get("rating")?,
+        comment: row.get("comment")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
+    })
+}
+
+const FEEDBACK: &str = "SELECT message_id, person_id, chatbot_id, rating, comment, created_at, updated_at
+     FROM feedback";
+
+#[async_trait]
+impl<B: SqlBackend> FeedbackStore for B {
+    async fn rate_reply(
+        &self,
+        scope: &TenantScope,
+        reply: MessageId,
+        rater: &Sender,
+        rating: Rating,
+        comment: Option<String>,
+    ) -> StoreResult<(Feedback, Rated)> {
+        let org = scope.org_id();
+        let mut tx = self.begin().await?;
+        let message = tx
+            .fetch_one(
+                sql("SELECT role, chatbot_id FROM messages WHERE id = $1 AND org_id = $2")
+                    .bind(reply)
+                    .bind(org),
+            )
+            .await?;
+        if message.get::<MessageRole>("role")? != MessageRole::Assistant {
+            return Err(StoreError::Conflict(Conflict::NotAReply));
+        }
+        let chatbot: ChatbotId = message.get("chatbot_id")?;
+        let person = person_of(&mut tx, org, rater, None).await?;
+        let lookup = || {
+            sql(format!("{FEEDBACK} WHERE message_id = $1 AND person_id = $2"))
+                .bind(reply)
+                .bind(person)
+        };
+        let before = tx.fetch_optional(lookup()).await?;
+        let before: Option<Rating> = before.map(|row| row.get("rating")).transpose()?;
+        let at = now();
+        // An upsert, so that two ratings at once leave one row (the later).
+        tx.execute(
+            sql("INSERT INTO feedback (message_id, person_id, org_id, chatbot_id, rating, comment,
+                                       created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (message_id, person_id) DO UPDATE SET
+                    rating = excluded.rating, comment = excluded.comment,
+                    updated_at = excluded.updated_at")
+            .bind(reply)
+            .bind(person)
+            .bind(org)
+            .bind(chatbot)
+            .bind(rating)
+            .bind(comment.as_deref())
+            .bind(at),
+        )
+        .await?;
+        let stored = feedback(&tx.fetch_one(lookup()).await?)?;
+        commit::<B>(tx).await?;
+        let rated = match before {
+            None => Rated::New,
+            Some(earlier) if earlier == rating => Rated::Same,
+            Some(_) => Rated::Changed,
+        };
+        Ok((stored, rated))
+    }
+
+    async fn withdraw_rating(
+        &self,
+        scope: &TenantScope,
+        reply: MessageId,
+        rater: &Sender,
+        only: Option<Rating>,
+    ) -> StoreResult<bool> {
+        let identity = &rater.identity;
+        let mut db = self.write().await?;
+        let removed = db
+            .execute(
+                sql("DELETE FROM feedback
+                     WHERE message_id = $1 AND org_id = $2 AND ($5 IS NULL OR rating = $5)
+                       AND person_id = (SELECT person_id FROM person_identities
+                                        WHERE org_id = $2 AND kind = $3 AND handle = $4)")
+                .bind(reply)
+                .bind(scope.org_id())
+                .bind(identity.kind)
+                .bind(identity.handle.as_str())
+                .bind(only.map(|r| r.as_str())),
+            )
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn delivered_reply(
+        &self,
+        scope: &TenantScope,
+        channel: ChannelId,
+        external_id: &str,
+    ) -> StoreResult<Option<MessageId>> {
+        self.read()
+            .await?
+            .fetch_optional(
+                sql("SELECT d.message_id FROM deliveries d
+                     JOIN messages m ON m.id = d.message_id
+                     WHERE d.org_id = $1 AND d.external_id = $2 AND m.channel_id = $3")
+                .bind(scope.org_id())
+                .bind(external_id)
+                .bind(channel),
+            )
+            .await?
+            .map(|row| row.get("message_id"))
+            .transpose()
+    }
+}
