@@ -238,6 +238,15 @@ pub fn message_text() -> Object {
     )
 }
 
+/// Why a person rated a reply: not empty, may span lines.
+pub fn feedback_comment() -> Object {
+    text(
+        1,
+        2_000,
+        format!("^[^{CONTROL_BUT_LINES}]*[^\\s{CONTROL}][^{CONTROL_BUT_LINES}]*$"),
+    )
+}
+
 /// Characters of a context document sent as text: at most, escaped in JSON
 /// in the longest way, it still fits the default body limit.
 pub const MAX_DOCUMENT_TEXT_CHARS: usize = 80_000;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use steward_domain::ChannelKind;
+use steward_domain::{ChannelKind, Rating};
 
 use crate::{email, generic, slack, telegram, web, whatsapp};
 
@@ -58,9 +58,45 @@ impl Route {
     }
 }
 
+/// A person's 👍 or 👎 on a reply Steward sent, or its removal: feedback.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reaction {
+    /// Who reacted, by the provider's handle for them.
+    pub sender: String,
+    /// The provider's id of the message reacted to.
+    pub target: String,
+    pub change: ReactionChange,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReactionChange {
+    Rate(Rating),
+    /// Taken back: the rating this reaction gave, or whatever it gave
+    /// (WhatsApp says only that the reaction is gone).
+    Withdraw(Option<Rating>),
+}
+
+/// The rating an emoji gives, by its character or Slack's name, any skin
+/// tone; None for every other emoji.
+pub fn rating_of(emoji: &str) -> Option<Rating> {
+    let base = emoji.split("::").next().unwrap_or(emoji);
+    match base {
+        "+1" | "thumbsup" => Some(Rating::Up),
+        "-1" | "thumbsdown" => Some(Rating::Down),
+        _ if emoji.starts_with('\u{1F44D}') => Some(Rating::Up),
+        _ if emoji.starts_with('\u{1F44E}') => Some(Rating::Down),
+        _ => None,
+    }
+}
+
 #[derive(Debug, PartialEq)]
 pub enum Inbound {
     Messages(Vec<InboundMessage>),
+    /// Messages and reactions to replies, in one payload.
+    Events {
+        messages: Vec<InboundMessage>,
+        reactions: Vec<Reaction>,
+    },
     /// Slack's `url_verification`: answer with this challenge.
     Challenge(String),
     /// Acknowledged, and nothing stored.

@@ -28,11 +28,11 @@ pub mod whatsapp;
 pub use config::{ChannelConfig, ConfigError, Field, FieldRule};
 pub use deliver::Deliver;
 pub use email::PollMailboxes;
-pub use inbound::{Inbound, InboundMessage, Malformed, Route};
+pub use inbound::{Inbound, InboundMessage, Malformed, Reaction, ReactionChange, Route};
 pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use notice::{SendNotices, SmtpServer};
 pub use post::Post;
-pub use receive::{Received, receive};
+pub use receive::{Reacted, Received, react, receive};
 pub use send::{Part, ProviderApis, SendError, Sender};
 pub use signature::Unauthorized;
 

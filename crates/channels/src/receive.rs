@@ -1,14 +1,15 @@
 //! Storing an inbound message: its conversation, the message and its
 //! `respond` job in one transaction, unique per channel by the provider's id.
+//! And a reaction to a reply, as its author's feedback.
 
 use steward_domain::jobs::RespondArgs;
 use steward_domain::{Identity, MessageId, MessageRole, MessageText};
 use steward_store::{
-    Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Sender, Store,
+    Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Rated, Sender, Store,
     StoreError, StoreResult, TenantScope, now,
 };
 
-use crate::inbound::InboundMessage;
+use crate::inbound::{InboundMessage, Reaction, ReactionChange};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
@@ -17,6 +18,41 @@ pub enum Received {
     Duplicate,
     /// The chatbot is paused or the message is empty: acknowledged, not stored.
     Skipped(&'static str),
+}
+
+/// What a reaction did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reacted {
+    Rated(Rated),
+    Withdrawn,
+    /// Not on a reply Steward sent on this channel, or nothing to take back.
+    Ignored,
+}
+
+/// Records a 👍 or 👎 on a reply as the reacting person's feedback, or
+/// takes it back.
+pub async fn react(store: &dyn Store, channel: &Channel, reaction: Reaction) -> StoreResult<Reacted> {
+    let scope = TenantScope::for_channel(channel);
+    let Some(reply) = store
+        .delivered_reply(&scope, channel.id, &reaction.target)
+        .await?
+    else {
+        return Ok(Reacted::Ignored);
+    };
+    let Ok(identity) = Identity::on_channel(channel.kind, channel.id, &reaction.sender) else {
+        return Ok(Reacted::Ignored);
+    };
+    let rater = Sender::new(identity);
+    match reaction.change {
+        ReactionChange::Rate(rating) => {
+            let (_, rated) = store.rate_reply(&scope, reply, &rater, rating, None).await?;
+            Ok(Reacted::Rated(rated))
+        }
+        ReactionChange::Withdraw(only) => {
+            let withdrawn = store.withdraw_rating(&scope, reply, &rater, only).await?;
+            Ok(if withdrawn { Reacted::Withdrawn } else { Reacted::Ignored })
+        }
+    }
 }
 
 pub async fn receive(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{Field, FieldRule, SecretText};
-use crate::inbound::{self, Inbound, InboundMessage, Malformed};
+use crate::inbound::{self, Inbound, InboundMessage, Malformed, Reaction, ReactionChange};
 use crate::send::{Part, SendError, Sender, call, retry};
 use crate::signature::{Unauthorized, header, hmac_hex, timestamped};
 
@@ -90,6 +90,16 @@ struct Event {
     channel_type: Option<String>,
     ts: Option<String>,
     thread_ts: Option<String>,
+    /// A reaction's emoji name, and the message it is on.
+    reaction: Option<String>,
+    item: Option<ReactedItem>,
+}
+
+#[derive(Deserialize)]
+struct ReactedItem {
+    #[serde(rename = "type")]
+    kind: String,
+    ts: Option<String>,
 }
 
 /// `url_verification`, and `message` / `app_mention` events from people.
@@ -113,6 +123,9 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
     let Some(event) = envelope.event else {
         return Err(Malformed("event_callback without an event".into()));
     };
+    if event.kind == "reaction_added" || event.kind == "reaction_removed" {
+        return Ok(reaction(event));
+    }
     if event.kind != "message" && event.kind != "app_mention" {
         return Ok(Inbound::Ignored("not a message event"));
     }
@@ -153,6 +166,29 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
             user,
         }),
     }]))
+}
+
+/// A 👍 or 👎 put on (or taken off) a message: feedback if the message is
+/// one of Steward's replies, which the caller finds by its `ts`.
+fn reaction(event: Event) -> Inbound {
+    let rating = event.reaction.as_deref().and_then(inbound::rating_of);
+    let target = event.item.filter(|i| i.kind == "message").and_then(|i| i.ts);
+    let (Some(rating), Some(target), Some(sender)) = (rating, target, event.user) else {
+        return Inbound::Ignored("not a thumbs-up or thumbs-down on a message");
+    };
+    let change = if event.kind == "reaction_added" {
+        ReactionChange::Rate(rating)
+    } else {
+        ReactionChange::Withdraw(Some(rating))
+    };
+    Inbound::Events {
+        messages: Vec::new(),
+        reactions: vec![Reaction {
+            sender,
+            target,
+            change,
+        }],
+    }
 }
 
 // --- Sending ---
@@ -338,5 +374,36 @@ mod tests {
             Inbound::Challenge("3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P".into())
         );
         assert!(parse(b"{\"type\":\"\xff\xfe\"}").is_err());
+    }
+
+    #[test]
+    fn thumbs_reactions_on_messages_become_ratings_and_others_are_ignored() {
+        // Slack's documented `reaction_added` event.
+        let event = |kind: &str, reaction: &str, item: &str| {
+            format!(
+                r#"{{"type":"event_callback","event_id":"Ev2","event":{{"type":"{kind}","user":"U1","reaction":"{reaction}","item_user":"UBOT","item":{item},"event_ts":"2.2"}}}}"#
+            )
+        };
+        let on_message = r#"{"type":"message","channel":"C1","ts":"1700000000.000001"}"#;
+        let change = |kind: &str, reaction: &str| match parse(event(kind, reaction, on_message).as_bytes()).unwrap() {
+            Inbound::Events { mut reactions, .. } => {
+                let reaction = reactions.remove(0);
+                assert_eq!((reaction.sender.as_str(), reaction.target.as_str()), ("U1", "1700000000.000001"));
+                Some(reaction.change)
+            }
+            Inbound::Ignored(_) => None,
+            other => panic!("{other:?}"),
+        };
+        use steward_domain::Rating;
+        assert_eq!(change("reaction_added", "+1"), Some(ReactionChange::Rate(Rating::Up)));
+        assert_eq!(change("reaction_added", "thumbsup::skin-tone-3"), Some(ReactionChange::Rate(Rating::Up)));
+        assert_eq!(change("reaction_added", "-1"), Some(ReactionChange::Rate(Rating::Down)));
+        assert_eq!(
+            change("reaction_removed", "thumbsdown"),
+            Some(ReactionChange::Withdraw(Some(Rating::Down)))
+        );
+        assert_eq!(change("reaction_added", "heart"), None);
+        let on_file = event("reaction_added", "+1", r#"{"type":"file","file":"F1"}"#);
+        assert!(matches!(parse(on_file.as_bytes()).unwrap(), Inbound::Ignored(_)));
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::config::{Field, FieldRule, SecretText};
-use crate::inbound::{self, Inbound, InboundMessage, Malformed};
+use crate::inbound::{self, Inbound, InboundMessage, Malformed, Reaction, ReactionChange};
 use crate::send::{Part, SendError, Sender, call};
 use crate::signature::{self, Unauthorized, header, hmac_hex};
 use crate::webhook::Subscription;
@@ -123,6 +123,15 @@ struct Message {
     #[serde(rename = "type")]
     kind: String,
     text: Option<Text>,
+    reaction: Option<WhatsappReaction>,
+}
+
+/// An emoji put on a message; an empty one takes the reaction back.
+#[derive(Deserialize)]
+struct WhatsappReaction {
+    message_id: String,
+    #[serde(default)]
+    emoji: String,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +147,7 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
         return Ok(Inbound::Ignored("not a WhatsApp Business Account event"));
     }
     let mut found = Vec::new();
+    let mut reactions = Vec::new();
     for change in payload.entry.iter().flat_map(|e| &e.changes) {
         let to_us = change
             .value
@@ -148,6 +158,20 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
             continue;
         }
         for message in &change.value.messages {
+            if let Some(reaction) = message.reaction.as_ref().filter(|_| message.kind == "reaction") {
+                // An empty emoji takes the reaction back, and another emoji
+                // replaces a 👍 or 👎 given before: both withdraw the rating.
+                let change = match inbound::rating_of(&reaction.emoji) {
+                    Some(rating) => ReactionChange::Rate(rating),
+                    None => ReactionChange::Withdraw(None),
+                };
+                reactions.push(Reaction {
+                    sender: message.from.clone(),
+                    target: reaction.message_id.clone(),
+                    change,
+                });
+                continue;
+            }
             let Some(text) = message.text.as_ref().filter(|_| message.kind == "text") else {
                 continue;
             };
@@ -169,6 +193,12 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
                 }),
             });
         }
+    }
+    if !reactions.is_empty() {
+        return Ok(Inbound::Events {
+            messages: found,
+            reactions,
+        });
     }
     Ok(inbound::messages(
         found,
@@ -238,6 +268,37 @@ mod tests {
         ));
         assert!(parse(&config(), b"{").is_err());
         assert!(parse(&config(), b"{\"object\":\"\xff\xfe\"}").is_err());
+    }
+
+    #[test]
+    fn reactions_to_messages_become_ratings_or_take_them_back() {
+        // Meta's documented "reaction" message.
+        let body = |emoji: &str| {
+            format!(
+                r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"field":"messages","value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"1","phone_number_id":"106540352242922"}},"contacts":[{{"profile":{{"name":"Sheena Nelson"}},"wa_id":"16505551234"}}],"messages":[{{"from":"16505551234","id":"wamid.r1","timestamp":"1","type":"reaction","reaction":{{"message_id":"wamid.reply","emoji":"{emoji}"}}}}]}}}}]}}]}}"#
+            )
+        };
+        let reaction = |emoji: &str| match parse(&config(), body(emoji).as_bytes()).unwrap() {
+            Inbound::Events {
+                messages,
+                mut reactions,
+            } => {
+                assert!(messages.is_empty());
+                let reaction = reactions.remove(0);
+                assert_eq!(
+                    (reaction.sender.as_str(), reaction.target.as_str()),
+                    ("16505551234", "wamid.reply")
+                );
+                reaction.change
+            }
+            other => panic!("{other:?}"),
+        };
+        use steward_domain::Rating;
+        // With a skin tone, too.
+        assert_eq!(reaction("\u{1F44D}\u{1F3FD}"), ReactionChange::Rate(Rating::Up));
+        assert_eq!(reaction("\u{1F44E}"), ReactionChange::Rate(Rating::Down));
+        assert_eq!(reaction(""), ReactionChange::Withdraw(None));
+        assert_eq!(reaction("\u{2764}\u{FE0F}"), ReactionChange::Withdraw(None));
     }
 
     #[test]

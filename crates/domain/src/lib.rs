@@ -18,6 +18,6 @@ pub use kinds::{
     IdentityKind, JobKind, JobState, MessageRole, Rating, Role, Tier, ToolCallStatus,
 };
 pub use values::{
-    ChatbotName, Email, MessageText, ModelName, OrganizationName, Password, PersonName,
+    ChatbotName, Email, FeedbackComment, MessageText, ModelName, OrganizationName, Password, PersonName,
     SystemPrompt, Temperature, ValidationError, WebUrl,
 };

@@ -109,6 +109,10 @@ text_value!(
     /// What a user wrote to a chatbot.
     MessageText, min = 1, max = 32_000, multiline = true
 );
+text_value!(
+    /// Why a person rated a reply as they did.
+    FeedbackComment, min = 1, max = 2_000, multiline = true
+);
 
 /// A model identifier as the provider spells it, e.g. `claude-sonnet-4-5`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -6,6 +6,7 @@ mod auth;
 mod channels;
 mod chatbots;
 mod conversations;
+mod feedback;
 mod insights;
 mod integrations;
 mod jobs;
@@ -32,6 +33,7 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
         .merge(channels::router())
         .merge(conversations::router())
         .merge(people::router())
+        .merge(feedback::router())
         .merge(insights::router())
         .merge(integrations::router())
         .merge(jobs::router())

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use steward_channels::webhook::{self, Subscription};
-use steward_channels::{ChannelConfig, Inbound, Received, Unauthorized};
+use steward_channels::{ChannelConfig, Inbound, Reacted, Received, Unauthorized};
 use steward_domain::{ChannelId, ChannelKind};
 use steward_store::Channel;
 
@@ -110,15 +110,27 @@ async fn receive(
     let parsed = webhook::parse(&config, &body)
         .map_err(|e| ApiError::bad_request("malformed_payload", e.to_string()))?;
 
-    let messages = match parsed {
+    let (messages, reactions) = match parsed {
         Inbound::Challenge(challenge) => {
             return Ok(axum::Json(json!({ "challenge": challenge })).into_response());
         }
         Inbound::Ignored(why) => {
             return Ok(axum::Json(json!({ "ok": true, "ignored": why })).into_response());
         }
-        Inbound::Messages(messages) => messages,
+        Inbound::Messages(messages) => (messages, Vec::new()),
+        Inbound::Events {
+            messages,
+            reactions,
+        } => (messages, reactions),
     };
+    let mut rated = 0;
+    for reaction in reactions {
+        // A rating repeated (a provider's retry) replaces itself.
+        match steward_channels::react(state.store.as_ref(), &channel, reaction).await? {
+            Reacted::Rated(_) | Reacted::Withdrawn => rated += 1,
+            Reacted::Ignored => {}
+        }
+    }
     let (mut stored, mut duplicates) = (0, 0);
     for message in messages {
         // A store failure answers 503, so the provider retries; what was
@@ -143,7 +155,7 @@ async fn receive(
     }
     Ok((
         StatusCode::OK,
-        axum::Json(json!({ "ok": true, "stored": stored, "duplicates": duplicates })),
+        axum::Json(json!({ "ok": true, "stored": stored, "duplicates": duplicates, "feedback": rated })),
     )
         .into_response())
 }

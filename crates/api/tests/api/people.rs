@@ -122,3 +122,93 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
     let after = app.get("/api/v1/people?limit=200", &owner.token).await;
     assert_eq!(ids(&after.body), ids(&listed.body), "nothing was merged");
 }
+
+#[tokio::test]
+async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
+    use steward_domain::{ConversationId, MessageId, MessageRole, MessageText};
+    use steward_store::{ConversationChoice, MessageStore, NewMessage, TenantScope};
+    let app = spawn_app().await;
+    let owner = app.register("owner@example.org", "Acme").await;
+    let other = app.register("other@example.org", "Globex").await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let bot = app.chatbot(&owner, "Help").await;
+    let sent = app
+        .post(&format!("/api/v1/chatbots/{bot}/messages"), &owner.token, json!({"text": "hi"}))
+        .await;
+    let asked = sent.body["message_id"].as_str().unwrap().to_owned();
+    // The reply the worker would write.
+    let scope = TenantScope::for_job(owner.org_id.parse().unwrap());
+    let reply = app
+        .store
+        .add_message(
+            &scope,
+            NewMessage {
+                id: MessageId::new(),
+                chatbot_id: bot.parse().unwrap(),
+                conversation: ConversationChoice::Existing(
+                    sent.body["conversation_id"].as_str().unwrap().parse::<ConversationId>().unwrap(),
+                ),
+                role: MessageRole::Assistant,
+                text: MessageText::parse("text", "Hello!").unwrap(),
+                channel: "api".into(),
+                external_id: None,
+                answers: Some(asked.parse().unwrap()),
+                channel_id: None,
+                meta: None,
+                tokens: 1,
+                then: None,
+                sender: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string();
+    let rate = |message: &str| format!("/api/v1/messages/{message}/feedback");
+
+    let first = app
+        .post(&rate(&reply), &owner.token, json!({"rating": "up", "comment": "Just right.\nThanks"}))
+        .await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let again = app.post(&rate(&reply), &owner.token, json!({"rating": "down"})).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["comment"], Value::Null);
+    let theirs = app.post(&rate(&reply), &member.token, json!({"rating": "up"})).await;
+    assert_eq!(theirs.status, StatusCode::CREATED);
+    let read = app.get(&rate(&reply), &member.token).await;
+    let ratings: Vec<&str> = read.body["feedback"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rating"].as_str().unwrap())
+        .collect();
+    assert_eq!(ratings, ["down", "up"], "{}", read.text);
+
+    let person = app.post(&rate(&asked), &owner.token, json!({"rating": "up"})).await;
+    assert_eq!(person.status, StatusCode::CONFLICT);
+    assert_eq!(person.code(), "not_a_reply");
+    for path in [rate(&reply), rate(&uuid::Uuid::now_v7().to_string())] {
+        let reply = app.post(&path, &other.token, json!({"rating": "up"})).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+        assert_eq!(app.get(&path, &other.token).await.status, StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        app.post(&rate(&reply), &advisor.token, json!({"rating": "up"})).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(app.get(&rate(&reply), &advisor.token).await.status, StatusCode::FORBIDDEN);
+    for bad in [
+        json!({}),
+        json!({"rating": "meh"}),
+        json!({"rating": "up", "comment": ""}),
+        json!({"rating": "up", "comment": "x".repeat(2_001)}),
+        json!({"rating": "up", "comment": "a\u{0}b"}),
+        json!({"rating": "up", "stars": 5}),
+    ] {
+        let reply = app.post(&rate(&reply), &owner.token, bad.clone()).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", reply.text);
+    }
+    let unchanged = app.get(&rate(&reply), &owner.token).await;
+    assert_eq!(unchanged.body, read.body);
+}

@@ -101,6 +101,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         }
         ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
         ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
+        ("POST", "/api/v1/messages/{id}/feedback") => Some(json!({"rating": "down"})),
         // Into A's person, from one that is no one's.
         ("POST", "/api/v1/people/{id}/merge") => {
             Some(json!({"person_id": "01a23c75-0000-7000-8000-000000000000"}))
@@ -293,7 +294,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                     "/conversations/{id}",
                     &format!("/conversations/{conversation}"),
                 )
-                .replace("/people/{id}", &format!("/people/{}", owned.person));
+                .replace("/people/{id}", &format!("/people/{}", owned.person))
+                .replace("/messages/{id}", &format!("/messages/{}", owned.message));
             assert!(
                 !concrete.contains('{'),
                 "the tenancy walk does not know the parameters of {path}: add them"

@@ -96,3 +96,95 @@ async fn each_channels_writer_is_one_person_however_often_they_write() {
     assert_eq!(page.body["conversations"].as_array().unwrap().len(), 4, "{}", page.text);
     assert_eq!(people_by_handle(&h).await.len(), 4);
 }
+
+/// Slack's documented `reaction_added` / `reaction_removed` event.
+fn slack_reaction(event_id: &str, kind: &str, reaction: &str, ts: &str) -> Vec<u8> {
+    json!({
+        "token": "XXYYZZ", "team_id": "T123ABC456", "api_app_id": "A123ABC456",
+        "type": "event_callback", "event_id": event_id, "event_time": 1355517523,
+        "event": {
+            "type": kind, "user": "U2147483697", "reaction": reaction, "item_user": "UBOTUSER",
+            "item": { "type": "message", "channel": "C1", "ts": ts }, "event_ts": "1360782804.083113",
+        },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Meta's documented reaction message.
+fn whatsapp_reaction(id: &str, on: &str, emoji: &str) -> Vec<u8> {
+    json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": PHONE_NUMBER_ID },
+            "contacts": [{ "profile": { "name": "Sheena Nelson" }, "wa_id": "16505551234" }],
+            "messages": [{ "from": "16505551234", "id": id, "timestamp": "1749416383", "type": "reaction",
+                           "reaction": { "message_id": on, "emoji": emoji } }],
+        }}]}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn thumbs_on_a_delivered_reply_are_its_writers_feedback_once() {
+    let h = Harness::start().await;
+    let slack = h.slack().await;
+    let whatsapp = h.whatsapp().await;
+    let body = slack_message("Ev1", "C1", "1.1", None, "Where is my order?");
+    h.post_raw(&slack, &slack_headers(&body, &now_secs()), body).await;
+    let body = whatsapp_message("wamid.1", "16505551234", "Is it open?");
+    h.post_raw(&whatsapp, &whatsapp_headers(&body), body).await;
+    h.providers.wait_for("slack", 1).await;
+    h.providers.wait_for("whatsapp", 1).await;
+    h.settled(JobKind::Deliver).await;
+    let replies: Vec<Message> = h
+        .messages()
+        .await
+        .into_iter()
+        .filter(|m| m.role == MessageRole::Assistant)
+        .collect();
+    let reply_on = |channel: &str| replies.iter().find(|m| m.channel == channel).unwrap().id;
+    let feedback = |reply| {
+        let app = &h.app;
+        let token = h.owner.token.clone();
+        async move {
+            let read = app.get(&format!("/api/v1/messages/{reply}/feedback"), &token).await;
+            assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+            read.body["feedback"].as_array().unwrap().clone()
+        }
+    };
+    // The fake Slack names its first post 1700000000.000001.
+    let ts = "1700000000.000001";
+    let thumbs_up = slack_reaction("EvR1", "reaction_added", "+1", ts);
+    for _ in 0..2 {
+        // Sent twice, as Slack retries: one rating.
+        let reply = h
+            .post_raw(&slack, &slack_headers(&thumbs_up, &now_secs()), thumbs_up.clone())
+            .await;
+        assert_eq!(reply.body["feedback"], 1, "{}", reply.text);
+    }
+    let found = feedback(reply_on("slack")).await;
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0]["rating"], "up");
+    let people = people_by_handle(&h).await;
+    assert_eq!(found[0]["person_id"], people["slack:U2147483697"]["id"]);
+    // A reaction on a message that is no reply of Steward's is no feedback.
+    let elsewhere = slack_reaction("EvR2", "reaction_added", "+1", "1.1");
+    let reply = h.post_raw(&slack, &slack_headers(&elsewhere, &now_secs()), elsewhere).await;
+    assert_eq!(reply.body["feedback"], 0);
+    let removed = slack_reaction("EvR3", "reaction_removed", "+1", ts);
+    h.post_raw(&slack, &slack_headers(&removed, &now_secs()), removed).await;
+    assert!(feedback(reply_on("slack")).await.is_empty());
+
+    let down = whatsapp_reaction("wamid.r1", "wamid.fake1", "\u{1F44E}\u{1F3FD}");
+    let reply = h.post_raw(&whatsapp, &whatsapp_headers(&down), down).await;
+    assert_eq!(reply.body["feedback"], 1, "{}", reply.text);
+    let found = feedback(reply_on("whatsapp")).await;
+    assert_eq!(found[0]["rating"], "down");
+    assert_eq!(found[0]["person_id"], people["whatsapp:16505551234"]["id"]);
+    let taken_back = whatsapp_reaction("wamid.r2", "wamid.fake1", "");
+    h.post_raw(&whatsapp, &whatsapp_headers(&taken_back), taken_back).await;
+    assert!(feedback(reply_on("whatsapp")).await.is_empty());
+}

@@ -106,6 +106,31 @@ impl<B: SqlBackend> FeedbackStore for B {
         Ok(removed > 0)
     }
 
+    async fn reply_feedback(
+        &self,
+        scope: &TenantScope,
+        reply: MessageId,
+    ) -> StoreResult<Vec<Feedback>> {
+        let mut db = self.read().await?;
+        db.fetch_one(
+            sql("SELECT 1 AS one FROM messages WHERE id = $1 AND org_id = $2")
+                .bind(reply)
+                .bind(scope.org_id()),
+        )
+        .await?;
+        db.fetch_all(
+            sql(format!(
+                "{FEEDBACK} WHERE message_id = $1 AND org_id = $2 ORDER BY created_at, person_id"
+            ))
+            .bind(reply)
+            .bind(scope.org_id()),
+        )
+        .await?
+        .iter()
+        .map(feedback)
+        .collect()
+    }
+
     async fn delivered_reply(
         &self,
         scope: &TenantScope,
