@@ -125,6 +125,8 @@ pub struct MessageDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub tool_calls: Option<serde_json::Value>,
+    /// A person's message forwarded to the assistant rather than written to it.
+    pub forwarded: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -156,6 +158,7 @@ impl From<store::Message> for MessageDto {
             text: m.text,
             channel: m.channel,
             answers: m.answers,
+            forwarded: m.forwarded,
             created_at: m.created_at,
         }
     }
@@ -184,6 +187,7 @@ mod tests {
                 "sources": [{"label": "faq.md"}],
                 "tool_calls": [{"server": "crm", "tool": "lookup", "input": {"email": "a@example.org"}}],
             })),
+            forwarded: false,
             created_at: chrono::Utc::now(),
         };
         let member = serde_json::to_value(MessageDto::from(reply.clone())).unwrap();

@@ -73,6 +73,7 @@ async fn main() {
                     tokens: 25,
                     then: None,
                     sender: None,
+                    forwarded: false,
                 },
             )
             .await

@@ -135,7 +135,10 @@ pub fn parse_mail(
     {
         return None;
     }
-    let text = strip_quotes_and_signature(&message.body_text(0)?);
+    let body = message.body_text(0)?;
+    let subject = message.subject().unwrap_or("");
+    let forwarded = is_forwarded(subject, &body);
+    let text = strip_quotes_and_signature(&body);
     if text.trim().is_empty() {
         return None;
     }
@@ -160,10 +163,11 @@ pub fn parse_mail(
         conversation_key: thread,
         sender: from.clone(),
         sender_name: from_name,
+        forwarded,
         text,
         route: inbound::Route::Email(Route {
             from,
-            subject: message.subject().unwrap_or("").to_owned(),
+            subject: subject.to_owned(),
             message_id,
             references,
         }),
@@ -314,6 +318,22 @@ fn classify_smtp(error: lettre::transport::smtp::Error, what: &str) -> SendError
     }
 }
 
+/// Whether a mail forwards another: a forwarding subject (`Fwd:`, `Fw:`,
+/// and the German and French `WG:` and `TR:`), or the line mail programs
+/// put above a forwarded message.
+fn is_forwarded(subject: &str, body: &str) -> bool {
+    let subject = subject.trim_start().to_ascii_lowercase();
+    let by_subject = ["fwd:", "fw:", "wg:", "tr:"]
+        .iter()
+        .any(|prefix| subject.starts_with(prefix));
+    by_subject
+        || body.lines().any(|line| {
+            let line = line.trim().trim_matches('-').trim();
+            line.eq_ignore_ascii_case("forwarded message")
+                || line.eq_ignore_ascii_case("begin forwarded message:")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,5 +415,15 @@ mod tests {
             .is_none()
         );
         assert!(parse_mail(b"\xff\xfe garbage", "bot@example.test", 1, 1).is_none());
+    }
+
+    #[test]
+    fn forwarded_mail_is_told_by_its_subject_or_its_forwarding_line() {
+        assert!(is_forwarded("Fwd: invoice", "see below"));
+        assert!(is_forwarded("  WG: Rechnung", ""));
+        assert!(is_forwarded("invoice", "FYI\n\n---------- Forwarded message ---------\nFrom: a@b.example"));
+        assert!(is_forwarded("invoice", "Begin forwarded message:\n\nFrom: a"));
+        assert!(!is_forwarded("Re: invoice", "-----Original Message-----\nFrom: a"));
+        assert!(!is_forwarded("Forward planning", "We move forward."));
     }
 }

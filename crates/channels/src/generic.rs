@@ -84,10 +84,13 @@ struct Event {
     user: String,
     conversation: Option<String>,
     text: Option<String>,
+    /// Forwarded to the assistant rather than written to it.
+    #[serde(default)]
+    forwarded: bool,
 }
 
-/// `{"id", "user", "text", "conversation"?, "type"?}`: `id` is unique per
-/// message; `conversation` (default: the user) groups messages.
+/// `{"id", "user", "text", "conversation"?, "type"?, "forwarded"?}`: `id` is
+/// unique per message; `conversation` (default: the user) groups messages.
 pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
     let event: Event = inbound::json(body)?;
     if event.kind.as_deref().is_some_and(|k| k != "message") {
@@ -109,6 +112,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
         conversation_key: conversation.clone(),
         sender: event.user.clone(),
         sender_name: None,
+        forwarded: event.forwarded,
         text,
         route: inbound::Route::Generic(Route {
             id: event.id,

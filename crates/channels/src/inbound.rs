@@ -21,6 +21,10 @@ pub struct InboundMessage {
     /// Slack member id, an email address…), and the name it gives, if any.
     pub sender: String,
     pub sender_name: Option<String>,
+    /// Forwarded to the assistant rather than written to it (an email
+    /// forwarded, a Slack message shared, a WhatsApp or Telegram message
+    /// marked forwarded).
+    pub forwarded: bool,
     pub text: String,
     pub route: Route,
 }

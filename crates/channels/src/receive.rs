@@ -110,6 +110,7 @@ pub async fn receive(
             .for_org(channel.org_id),
         ),
         sender,
+        forwarded: message.forwarded,
     };
     let id = new.id;
     match store.add_message(&scope, new).await {

@@ -93,6 +93,15 @@ struct Event {
     /// A reaction's emoji name, and the message it is on.
     reaction: Option<String>,
     item: Option<ReactedItem>,
+    /// A message shared into the conversation comes as an attachment.
+    #[serde(default)]
+    attachments: Vec<Attachment>,
+}
+
+#[derive(Deserialize)]
+struct Attachment {
+    #[serde(default)]
+    is_share: bool,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +167,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
         conversation_key,
         sender: user.clone(),
         sender_name: None,
+        forwarded: event.attachments.iter().any(|a| a.is_share),
         text,
         route: inbound::Route::Slack(Route {
             channel,

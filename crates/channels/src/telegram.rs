@@ -59,6 +59,9 @@ struct Message {
     chat: Chat,
     text: Option<String>,
     message_thread_id: Option<i64>,
+    /// Where a forwarded message came from (`forward_date` before Bot API 7).
+    forward_origin: Option<serde_json::Value>,
+    forward_date: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +99,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
             .into_iter()
             .flatten()
             .reduce(|first, last| format!("{first} {last}")),
+        forwarded: message.forward_origin.is_some() || message.forward_date.is_some(),
         text,
         route: inbound::Route::Telegram(Route {
             chat_id: message.chat.id,

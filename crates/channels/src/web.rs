@@ -116,6 +116,7 @@ pub fn inbound(visitor: &str, client_id: &str, text: String) -> InboundMessage {
         conversation_key: visitor.to_owned(),
         sender: visitor.to_owned(),
         sender_name: None,
+        forwarded: false,
         text,
         route: AnyRoute::Web(Route {
             visitor: visitor.to_owned(),

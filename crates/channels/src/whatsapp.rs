@@ -124,6 +124,16 @@ struct Message {
     kind: String,
     text: Option<Text>,
     reaction: Option<WhatsappReaction>,
+    context: Option<Context>,
+}
+
+/// What WhatsApp says of where a message came from.
+#[derive(Deserialize)]
+struct Context {
+    #[serde(default)]
+    forwarded: bool,
+    #[serde(default)]
+    frequently_forwarded: bool,
 }
 
 /// An emoji put on a message; an empty one takes the reaction back.
@@ -186,6 +196,10 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
                 conversation_key: message.from.clone(),
                 sender: message.from.clone(),
                 sender_name: name,
+                forwarded: message
+                    .context
+                    .as_ref()
+                    .is_some_and(|c| c.forwarded || c.frequently_forwarded),
                 text: text.body.clone(),
                 route: inbound::Route::Whatsapp(Route {
                     to: message.from.clone(),

@@ -167,6 +167,7 @@ impl Respond {
                     .for_org(scope.org_id())
                 }),
             sender: None,
+            forwarded: false,
         };
         self.store.add_message(scope, reply).await?;
         Ok(())
@@ -504,6 +505,7 @@ mod tests {
             answers,
             channel_id: None,
             meta: None,
+            forwarded: false,
             created_at: steward_store::now(),
         }
     }

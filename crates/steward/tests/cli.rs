@@ -213,6 +213,7 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
         tokens: 0,
         then: None,
         sender: Some(Sender::new(identity)),
+        forwarded: false,
     };
     let slack = Identity::parse("slack", IdentityKind::Slack, "U0ANA").unwrap();
     let on_slack = store.add_message(&scope, write("slack", slack)).await.unwrap();

@@ -31,6 +31,17 @@ ALTER TABLE conversations ADD COLUMN person_id BLOB REFERENCES people (id) ON DE
 CREATE INDEX conversations_person ON conversations (person_id, created_at)
     WHERE person_id IS NOT NULL;
 
+-- Who wrote on which day (UTC, days since 1970-01-01), written with each
+-- message: people active in a day, a week or a month are counted here, never
+-- by scanning messages.
+CREATE TABLE person_days (
+    org_id     BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    day        INTEGER NOT NULL,
+    person_id  BLOB NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    PRIMARY KEY (org_id, day, person_id)
+) STRICT;
+CREATE INDEX person_days_person ON person_days (person_id);
+
 -- Every member is a person, known by their account and their email address.
 -- (Messages stored before people existed keep no author.)
 INSERT INTO people (id, org_id, name, created_at)

@@ -138,6 +138,9 @@ pub struct Message {
     /// What a reply needs to find its way back on the channel (a thread, a
     /// chat, a Message-ID).
     pub meta: Option<Value>,
+    /// A person's message that was forwarded to the assistant rather than
+    /// written to it.
+    pub forwarded: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -182,6 +185,9 @@ pub struct NewMessage {
     /// an API key no member made): the person is found by this identity, or
     /// made, in the message's transaction.
     pub sender: Option<Sender>,
+    /// Forwarded to the assistant (an email forwarded, a Slack message
+    /// shared, a WhatsApp message marked forwarded) rather than written to it.
+    pub forwarded: bool,
 }
 
 /// The author of a message, as its channel or the API knows them.
@@ -297,19 +303,44 @@ pub struct ConversationSummary {
 /// How an organization's assistants were used over recent days.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Activity {
-    /// One entry per day that had messages, oldest first: the day (UTC),
-    /// messages from people, and replies.
-    pub days: Vec<(chrono::NaiveDate, i64, i64)>,
-    /// People who wrote since the start of today and in the last seven days
-    /// (UTC): a channel identity counts once; a conversation through the
-    /// API or the console counts as one person.
+    /// One entry per day that had messages, oldest first.
+    pub days: Vec<DayActivity>,
+    /// One entry per week (Monday to Sunday, UTC) of the period in which
+    /// someone wrote, oldest first: the Monday, and the people who wrote.
+    pub weeks: Vec<(chrono::NaiveDate, i64)>,
+    /// People who wrote today and in the last seven days, today included
+    /// (UTC): a person counts once whatever channels they wrote on.
     pub people_today: i64,
     pub people_week: i64,
     /// Seconds from a message to its reply, for the latest replies (at most
     /// 2,000), in no particular order.
     pub reply_seconds: Vec<f64>,
-    /// Per chatbot: messages from people and conversations started, since `since`.
-    pub chatbots: Vec<(ChatbotId, i64, i64)>,
+    /// Per chatbot, in the period.
+    pub chatbots: Vec<ChatbotActivity>,
+}
+
+/// One day (UTC) of an organization's use.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DayActivity {
+    pub day: chrono::NaiveDate,
+    /// Messages from people, and of those, the forwarded ones.
+    pub received: i64,
+    pub forwarded: i64,
+    pub replied: i64,
+    /// People who wrote that day.
+    pub people: i64,
+}
+
+/// One chatbot's use over a period.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatbotActivity {
+    pub chatbot_id: ChatbotId,
+    /// Messages from people, and conversations started.
+    pub received: i64,
+    pub started: i64,
+    /// Replies rated up and down (by when they were first rated).
+    pub rated_up: i64,
+    pub rated_down: i64,
 }
 
 /// Use within one calendar month (UTC), e.g. period "2026-11".

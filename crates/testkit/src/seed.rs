@@ -102,6 +102,7 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
                     tokens: 12,
                     then: None,
                     sender: None,
+                    forwarded: false,
                 },
             )
             .await

@@ -271,6 +271,7 @@ async fn post_message(
             .for_org(auth.0.org_id()),
         ),
         sender: auth.0.member().map(Sender::member),
+        forwarded: false,
     };
     let response = idempotency::answer(
         StatusCode::CREATED,

@@ -2,7 +2,7 @@
 //! that every role may read them (advisors included).
 
 use axum::extract::State;
-use chrono::{Duration, NaiveDate, Utc};
+use chrono::{Datelike, Duration, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use steward_domain::ChatbotId;
 use utoipa::{IntoParams, ToSchema};
@@ -29,16 +29,37 @@ pub struct UsageParams {
 #[derive(Serialize, ToSchema)]
 pub struct Day {
     date: NaiveDate,
-    /// Messages from people.
+    /// Messages from people: written to the assistant (`direct`) or
+    /// forwarded to it (an email forwarded, a Slack message shared, a
+    /// WhatsApp or Telegram message marked forwarded).
     messages: i64,
+    direct: i64,
+    forwarded: i64,
     replies: i64,
+    /// People who wrote that day.
+    people: i64,
+    /// Messages per person who wrote; null on a day nobody did.
+    messages_per_person: Option<f64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Week {
+    /// Its Monday; the first and last weeks count only the period's days.
+    starts: NaiveDate,
+    messages: i64,
+    direct: i64,
+    forwarded: i64,
+    replies: i64,
+    /// People who wrote in the week (each once).
+    people: i64,
+    messages_per_person: Option<f64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct ActivePeople {
-    /// Since midnight (UTC).
+    /// Today (UTC).
     today: i64,
-    /// In the last seven days.
+    /// In the last seven days, today included.
     week: i64,
 }
 
@@ -52,23 +73,49 @@ pub struct ReplyTimes {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct Ratings {
+    up: i64,
+    down: i64,
+    /// The share of ratings that are up; null without ratings.
+    score: Option<f64>,
+}
+
+impl Ratings {
+    fn of(up: i64, down: i64) -> Self {
+        let rated = up + down;
+        Self {
+            up,
+            down,
+            score: (rated > 0).then(|| up as f64 / rated as f64),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct ChatbotUsage {
     chatbot_id: ChatbotId,
     messages: i64,
     conversations: i64,
+    /// Ratings of its replies first given in the period.
+    feedback: Ratings,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct UsageInsights {
     /// Every day of the period, oldest first (days without messages too).
     days: Vec<Day>,
-    /// People who wrote: a channel identity (a phone number, a Slack user, a
-    /// web chat visitor) counts once; a conversation through the API counts
-    /// as one person.
+    /// Every week the period touches, oldest first.
+    weeks: Vec<Week>,
+    /// People who wrote: a person counts once whatever channels they use (a
+    /// member's messages through the API, the console and channels linked
+    /// to them are one person's); a message through an API key no member
+    /// made counts no one.
     active_people: ActivePeople,
     reply_seconds: ReplyTimes,
-    /// Each chatbot's messages and conversations started in the period.
+    /// Each chatbot's messages, conversations started and ratings in the period.
     chatbots: Vec<ChatbotUsage>,
+    /// Ratings of all replies, first given in the period.
+    feedback: Ratings,
 }
 
 /// The value below which `share` of `values` lie (nearest rank).
@@ -80,7 +127,12 @@ fn percentile(sorted: &[f64], share: f64) -> Option<f64> {
     Some(sorted[rank.clamp(1, sorted.len()) - 1])
 }
 
-/// Messages per day, active people, reply times and each chatbot's use.
+fn per_person(messages: i64, people: i64) -> Option<f64> {
+    (people > 0).then(|| messages as f64 / people as f64)
+}
+
+/// Messages per day and week (direct and forwarded), active people, reply
+/// times, and each chatbot's use and ratings.
 #[utoipa::path(get, path = "/insights/usage", tag = "insights", security(("bearer" = [])),
     params(UsageParams),
     responses((status = 200, body = UsageInsights), (status = 400, body = ErrorBody)))]
@@ -101,26 +153,59 @@ async fn usage(
     let activity = state.store.activity(&auth.0.scope(), first, now).await?;
     let mut sorted = activity.reply_seconds.clone();
     sorted.sort_by(f64::total_cmp);
-    let counted = |date: NaiveDate| {
-        activity
-            .days
-            .iter()
-            .find(|(d, _, _)| *d == date)
-            .map_or((0, 0), |(_, m, r)| (*m, *r))
+    let days: Vec<Day> = first
+        .iter_days()
+        .take(days as usize)
+        .map(|date| {
+            let counted = activity.days.iter().find(|d| d.day == date);
+            let counted = counted.cloned().unwrap_or_default();
+            Day {
+                date,
+                messages: counted.received,
+                direct: counted.received - counted.forwarded,
+                forwarded: counted.forwarded,
+                replies: counted.replied,
+                people: counted.people,
+                messages_per_person: per_person(counted.received, counted.people),
+            }
+        })
+        .collect();
+    let monday = |date: NaiveDate| {
+        date - Duration::days(i64::from(date.weekday().num_days_from_monday()))
     };
+    let mut weeks: Vec<Week> = Vec::new();
+    for day in &days {
+        let starts = monday(day.date);
+        if weeks.last().is_none_or(|w| w.starts != starts) {
+            let people = activity
+                .weeks
+                .iter()
+                .find(|(at, _)| *at == starts)
+                .map_or(0, |(_, people)| *people);
+            weeks.push(Week {
+                starts,
+                messages: 0,
+                direct: 0,
+                forwarded: 0,
+                replies: 0,
+                people,
+                messages_per_person: None,
+            });
+        }
+        let week = weeks.last_mut().expect("pushed above");
+        week.messages += day.messages;
+        week.direct += day.direct;
+        week.forwarded += day.forwarded;
+        week.replies += day.replies;
+        week.messages_per_person = per_person(week.messages, week.people);
+    }
+    let (up, down) = activity
+        .chatbots
+        .iter()
+        .fold((0, 0), |(up, down), c| (up + c.rated_up, down + c.rated_down));
     Ok(axum::Json(UsageInsights {
-        days: first
-            .iter_days()
-            .take(days as usize)
-            .map(|date| {
-                let (messages, replies) = counted(date);
-                Day {
-                    date,
-                    messages,
-                    replies,
-                }
-            })
-            .collect(),
+        days,
+        weeks,
         active_people: ActivePeople {
             today: activity.people_today,
             week: activity.people_week,
@@ -133,12 +218,14 @@ async fn usage(
         chatbots: activity
             .chatbots
             .into_iter()
-            .map(|(chatbot_id, messages, conversations)| ChatbotUsage {
-                chatbot_id,
-                messages,
-                conversations,
+            .map(|c| ChatbotUsage {
+                chatbot_id: c.chatbot_id,
+                messages: c.received,
+                conversations: c.started,
+                feedback: Ratings::of(c.rated_up, c.rated_down),
             })
             .collect(),
+        feedback: Ratings::of(up, down),
     }))
 }
 

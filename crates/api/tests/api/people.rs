@@ -126,7 +126,7 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
 #[tokio::test]
 async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
     use steward_domain::{ConversationId, MessageId, MessageRole, MessageText};
-    use steward_store::{ConversationChoice, MessageStore, NewMessage, TenantScope};
+    use steward_store::{ConversationChoice, NewMessage, TenantScope};
     let app = spawn_app().await;
     let owner = app.register("owner@example.org", "Acme").await;
     let other = app.register("other@example.org", "Globex").await;
@@ -159,6 +159,7 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
                 tokens: 1,
                 then: None,
                 sender: None,
+                forwarded: false,
             },
         )
         .await

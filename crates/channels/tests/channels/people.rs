@@ -37,11 +37,23 @@ async fn each_channels_writer_is_one_person_however_often_they_write() {
         let body = slack_message(event, "C1", ts, None, "hi");
         h.post_raw(&slack, &slack_headers(&body, &now_secs()), body).await;
     }
-    let body = telegram_message(1, 42, 7, "hello");
+    // Forwarded to the assistant, as WhatsApp marks it.
+    let mut forwarded: Value =
+        serde_json::from_slice(&whatsapp_message("wamid.3", "16505551234", "see this")).unwrap();
+    forwarded["entry"][0]["changes"][0]["value"]["messages"][0]["context"] = json!({"forwarded": true});
+    let body = forwarded.to_string().into_bytes();
+    h.post_raw(&whatsapp, &whatsapp_headers(&body), body).await;
+    let mut telegram_forward: Value = serde_json::from_slice(&telegram_message(1, 42, 7, "hello")).unwrap();
+    telegram_forward["message"]["forward_origin"] = json!({"type": "hidden_user", "date": 1, "sender_user_name": "A"});
+    let body = telegram_forward.to_string().into_bytes();
     h.post_raw(&telegram, &telegram_headers(), body).await;
     let body = generic_message("m1", "user-7", "hello");
     h.post_raw(&generic, &generic_headers(&body, &now_secs()), body).await;
-    assert_eq!(h.user_messages().await.len(), 6);
+    assert_eq!(h.user_messages().await.len(), 7);
+    let insights = h.app.get("/api/v1/insights/usage?days=1", &h.owner.token).await;
+    let today = &insights.body["days"][0];
+    assert_eq!((today["messages"].as_i64(), today["forwarded"].as_i64()), (Some(7), Some(2)), "{}", insights.text);
+    assert_eq!(today["people"], 4);
 
     let people = people_by_handle(&h).await;
     let mut handles: Vec<&String> = people.keys().collect();
@@ -67,7 +79,7 @@ async fn each_channels_writer_is_one_person_however_often_they_write() {
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     let conversations = page.body["conversations"].as_array().unwrap();
     assert_eq!(conversations.len(), 1, "one WhatsApp number, one conversation");
-    assert_eq!(conversations[0]["messages"].as_i64().unwrap() >= 2, true);
+    assert_eq!(conversations[0]["messages"].as_i64().unwrap() >= 3, true);
     assert_eq!(conversations[0]["person_id"], phone["id"]);
     let slack_person = &people["slack:U2147483697"];
     let page = h

@@ -188,10 +188,19 @@ async fn slack_url_verification_and_non_message_events_are_acknowledged() {
         "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
     );
 
-    let reaction = json!({
-        "type": "event_callback", "event_id": "Ev2", "token": "t", "team_id": "T1",
-        "event": { "type": "reaction_added", "user": "U1", "reaction": "thumbsup", "item": { "type": "message", "channel": "C1", "ts": "1.1" } },
-    }).to_string().into_bytes();
+    let reaction = |emoji: &str| {
+        json!({
+            "type": "event_callback", "event_id": "Ev2", "token": "t", "team_id": "T1",
+            "event": { "type": "reaction_added", "user": "U1", "reaction": emoji, "item": { "type": "message", "channel": "C1", "ts": "1.1" } },
+        }).to_string().into_bytes()
+    };
+    // A thumbs-up on a message that is no reply of Steward's rates nothing.
+    let thumbs = reaction("thumbsup");
+    let reply = h
+        .post_raw(&path, &slack_headers(&thumbs, &now_secs()), thumbs.clone())
+        .await;
+    assert_eq!((reply.body["stored"].as_i64(), reply.body["feedback"].as_i64()), (Some(0), Some(0)));
+    let reaction = reaction("heart");
     let edit = json!({
         "type": "event_callback", "event_id": "Ev3",
         "event": { "type": "message", "subtype": "message_changed", "channel": "C1", "ts": "1.2", "message": { "text": "edited" } },

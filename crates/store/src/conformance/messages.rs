@@ -1,6 +1,6 @@
 //! Messages, history, threads, and the jobs messages cause.
 
-use chrono::Duration;
+use chrono::{Datelike, Duration};
 use serde_json::json;
 use steward_domain::*;
 
@@ -653,7 +653,7 @@ pub async fn conversations_are_listed_newest_first_filtered_and_paged(store: S) 
 }
 
 pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
-    let (scope, _) = org(&store, "Acme").await;
+    let (scope, owner) = org(&store, "Acme").await;
     let (elsewhere, _) = org(&store, "Globex").await;
     let bot = store
         .create_chatbot(&scope, new_chatbot("Helper"))
@@ -663,16 +663,27 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         .create_chatbot(&scope, new_chatbot("Quiet"))
         .await
         .unwrap();
+    let from = |chatbot, conversation, text, sender: &Sender| {
+        let mut message = user_message(chatbot, conversation, text);
+        message.sender = Some(sender.clone());
+        message
+    };
+    let member = Sender::member(owner.id);
     let asked = store
-        .add_message(&scope, user_message(bot.id, None, "one"))
+        .add_message(&scope, from(bot.id, None, "one", &member))
         .await
         .unwrap();
     let mut reply = user_message(bot.id, Some(asked.conversation_id), "answer");
     reply.role = MessageRole::Assistant;
     reply.answers = Some(asked.id);
-    store.add_message(&scope, reply).await.unwrap();
+    let reply = store.add_message(&scope, reply).await.unwrap();
+    // The same member again, forwarding something: one person, two messages.
+    let mut forwarded = from(bot.id, None, "two", &member);
+    forwarded.forwarded = true;
+    store.add_message(&scope, forwarded).await.unwrap();
+    // A message nobody is known to have written counts no person.
     store
-        .add_message(&scope, user_message(bot.id, None, "two"))
+        .add_message(&scope, user_message(bot.id, None, "anonymous"))
         .await
         .unwrap();
     let theirs = store
@@ -680,7 +691,11 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         .await
         .unwrap();
     store
-        .add_message(&elsewhere, user_message(theirs.id, None, "not ours"))
+        .add_message(&elsewhere, from(theirs.id, None, "not ours", &member))
+        .await
+        .unwrap();
+    store
+        .rate_reply(&scope, reply.id, &member, Rating::Down, None)
         .await
         .unwrap();
 
@@ -689,12 +704,31 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         .activity(&scope, (now - Duration::days(29)).date_naive(), now)
         .await
         .unwrap();
-    assert_eq!(activity.days, vec![(now.date_naive(), 2, 1)]);
-    assert_eq!(activity.people_today, 2, "two API conversations");
-    assert_eq!(activity.people_week, 2);
+    let today = DayActivity {
+        day: now.date_naive(),
+        received: 3,
+        forwarded: 1,
+        replied: 1,
+        people: 1,
+    };
+    assert_eq!(activity.days, vec![today.clone()]);
+    assert_eq!((activity.people_today, activity.people_week), (1, 1));
+    let monday = now.date_naive()
+        - Duration::days(i64::from(now.date_naive().weekday().num_days_from_monday()));
+    assert_eq!(activity.weeks, vec![(monday, 1)]);
     assert_eq!(activity.reply_seconds.len(), 1);
     assert!((0.0..60.0).contains(&activity.reply_seconds[0]));
-    assert_eq!(activity.chatbots, vec![(bot.id, 2, 2), (quiet.id, 0, 0)]);
+    let chatbot = |id, received, started, down| ChatbotActivity {
+        chatbot_id: id,
+        received,
+        started,
+        rated_up: 0,
+        rated_down: down,
+    };
+    assert_eq!(
+        activity.chatbots,
+        vec![chatbot(bot.id, 3, 3, 1), chatbot(quiet.id, 0, 0, 0)]
+    );
 
     // Through a channel: one person writes twice (a retried webhook's
     // duplicate counts nothing); another's conversation opens but they never
@@ -708,8 +742,9 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         .channel_conversation(&scope, &channel, "user-2")
         .await
         .unwrap();
+    let phone = Sender::new(Identity::parse("phone", IdentityKind::Whatsapp, "+15550001").unwrap());
     for (update, text) in [("u-1", "hello"), ("u-1", "hello"), ("u-2", "again")] {
-        let mut message = user_message(quiet.id, Some(writes), text);
+        let mut message = from(quiet.id, Some(writes), text, &phone);
         message.external_id = Some(update.into());
         message.channel_id = Some(channel.id);
         let _ = store.add_message(&scope, message).await;
@@ -718,12 +753,19 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         .activity(&scope, (now - Duration::days(29)).date_naive(), now)
         .await
         .unwrap();
-    assert_eq!(activity.days, vec![(now.date_naive(), 4, 1)]);
     assert_eq!(
-        activity.people_today, 3,
-        "two API conversations and one channel identity"
+        activity.days,
+        vec![DayActivity {
+            received: 5,
+            people: 2,
+            ..today
+        }]
     );
-    assert_eq!(activity.chatbots, vec![(bot.id, 2, 2), (quiet.id, 2, 2)]);
+    assert_eq!(activity.people_today, 2, "the member and the phone number");
+    assert_eq!(
+        activity.chatbots,
+        vec![chatbot(bot.id, 3, 3, 1), chatbot(quiet.id, 2, 2, 0)]
+    );
     let later = store
         .activity(
             &scope,
@@ -732,7 +774,8 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         )
         .await
         .unwrap();
-    assert!(later.days.is_empty() && later.chatbots.iter().all(|c| c.1 == 0));
+    assert!(later.days.is_empty() && later.chatbots.iter().all(|c| c.received == 0));
+    assert!(later.weeks.is_empty());
     assert_eq!(later.people_today, 0, "nobody wrote on that day");
 }
 

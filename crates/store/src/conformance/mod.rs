@@ -173,6 +173,7 @@ fn user_message(
         tokens: 0,
         then: None,
         sender: None,
+        forwarded: false,
     }
 }
 

@@ -374,6 +374,7 @@ impl<B: SqlBackend> MessageStore for B {
             answers: new.answers,
             channel_id: new.channel_id,
             meta: new.meta,
+            forwarded: new.forwarded && new.role == MessageRole::User,
             created_at: at,
         };
         let person = match (&new.sender, message.role) {
@@ -384,8 +385,9 @@ impl<B: SqlBackend> MessageStore for B {
         };
         tx.execute(
             sql("INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel,
-                                       external_id, answers, channel_id, meta, created_at, person_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)")
+                                       external_id, answers, channel_id, meta, created_at, person_id,
+                                       forwarded)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)")
             .bind(message.id)
             .bind(org)
             .bind(message.chatbot_id)
@@ -398,7 +400,8 @@ impl<B: SqlBackend> MessageStore for B {
             .bind(message.channel_id)
             .bind(message.meta.as_ref())
             .bind(at)
-            .bind(person),
+            .bind(person)
+            .bind(message.forwarded),
         )
         .await
         .map_err(|e| match e {
@@ -429,6 +432,7 @@ impl<B: SqlBackend> MessageStore for B {
                 .bind(person),
             )
             .await?;
+            count_person_message::<B>(&mut tx, org, &message, person).await?;
         }
         if counted > 0 || new.tokens > 0 {
             tx.execute(
@@ -686,40 +690,77 @@ impl<B: SqlBackend> MessageStore for B {
         let org = scope.org_id();
         let mut db = self.read().await?;
         let first = day_number(first_day);
-        let days = db
+        let mut days = std::collections::BTreeMap::<i64, DayActivity>::new();
+        // CAST: PostgreSQL sums bigints as numeric.
+        for row in db
             .fetch_all(
-                // CAST: PostgreSQL sums bigints as numeric.
                 sql("SELECT day, CAST(SUM(received) AS BIGINT) AS received,
                             CAST(SUM(replied) AS BIGINT) AS replied
                      FROM activity_days WHERE org_id = $1 AND day >= $2
-                     GROUP BY day HAVING SUM(received) + SUM(replied) > 0 ORDER BY day")
+                     GROUP BY day HAVING SUM(received) + SUM(replied) > 0")
+                .bind(org)
+                .bind(first),
+            )
+            .await?
+        {
+            let day = days.entry(row.get("day")?).or_default();
+            day.received = row.get("received")?;
+            day.replied = row.get("replied")?;
+        }
+        for row in db
+            .fetch_all(
+                sql("SELECT day, CAST(SUM(forwarded) AS BIGINT) AS forwarded FROM channel_days
+                     WHERE org_id = $1 AND day >= $2 GROUP BY day")
+                .bind(org)
+                .bind(first),
+            )
+            .await?
+        {
+            days.entry(row.get("day")?).or_default().forwarded = row.get("forwarded")?;
+        }
+        for row in db
+            .fetch_all(
+                sql("SELECT day, COUNT(*) AS people FROM person_days
+                     WHERE org_id = $1 AND day >= $2 GROUP BY day")
+                .bind(org)
+                .bind(first),
+            )
+            .await?
+        {
+            days.entry(row.get("day")?).or_default().people = row.get("people")?;
+        }
+        let days = days
+            .into_iter()
+            .map(|(number, day)| {
+                Ok(DayActivity {
+                    day: day_of_number(number)?,
+                    ..day
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        // Weeks start on Monday; day 0 (1970-01-01) was a Thursday.
+        let weeks = db
+            .fetch_all(
+                sql("SELECT (day + 3) / 7 AS week, COUNT(DISTINCT person_id) AS people
+                     FROM person_days WHERE org_id = $1 AND day >= $2
+                     GROUP BY (day + 3) / 7 ORDER BY week")
                 .bind(org)
                 .bind(first),
             )
             .await?
             .iter()
-            .map(|row| {
-                Ok((
-                    day_of_number(row.get("day")?)?,
-                    row.get("received")?,
-                    row.get("replied")?,
-                ))
-            })
+            .map(|row| Ok((day_of_number(row.get::<i64>("week")? * 7 - 3)?, row.get("people")?)))
             .collect::<StoreResult<Vec<_>>>()?;
-        let today = now
-            .date_naive()
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc();
-        let week = now - chrono::Duration::days(7);
+        let today = day_number(now.date_naive());
         let mut people = Vec::new();
-        for from in [today, week] {
+        for from in [today, today - 6] {
             let row = db
                 .fetch_one(
-                    sql("SELECT COUNT(*) AS people FROM conversations
-                         WHERE org_id = $1 AND last_active_at >= $2")
+                    sql("SELECT COUNT(DISTINCT person_id) AS people FROM person_days
+                         WHERE org_id = $1 AND day >= $2 AND day <= $3")
                     .bind(org)
-                    .bind(from),
+                    .bind(from)
+                    .bind(today),
                 )
                 .await?;
             people.push(row.get::<i64>("people")?);
@@ -750,17 +791,31 @@ impl<B: SqlBackend> MessageStore for B {
                          AS received,
                        CAST(COALESCE((SELECT SUM(a.started) FROM activity_days a
                           WHERE a.org_id = b.org_id AND a.day >= $2 AND a.chatbot_id = b.id), 0) AS BIGINT)
-                         AS started
+                         AS started,
+                       (SELECT COUNT(*) FROM feedback f WHERE f.org_id = b.org_id
+                          AND f.chatbot_id = b.id AND f.created_at >= $3 AND f.rating = 'up') AS rated_up,
+                       (SELECT COUNT(*) FROM feedback f WHERE f.org_id = b.org_id
+                          AND f.chatbot_id = b.id AND f.created_at >= $3 AND f.rating = 'down') AS rated_down
                      FROM chatbots b WHERE b.org_id = $1 ORDER BY b.created_at, b.id")
                 .bind(org)
-                .bind(first),
+                .bind(first)
+                .bind(since),
             )
             .await?
             .iter()
-            .map(|row| Ok((row.get("id")?, row.get("received")?, row.get("started")?)))
+            .map(|row| {
+                Ok(ChatbotActivity {
+                    chatbot_id: row.get("id")?,
+                    received: row.get("received")?,
+                    started: row.get("started")?,
+                    rated_up: row.get("rated_up")?,
+                    rated_down: row.get("rated_down")?,
+                })
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Activity {
             days,
+            weeks,
             people_today: people[0],
             people_week: people[1],
             reply_seconds,
@@ -783,6 +838,42 @@ fn day_of_number(number: i64) -> StoreResult<chrono::NaiveDate> {
 
 /// 1970-01-01 counted from the common era, as chrono counts.
 const UNIX_EPOCH_DAY: i64 = 719_163;
+
+/// Counts a person's message in its day: its channel's direct or forwarded
+/// messages, and its author among the day's people.
+async fn count_person_message<B: SqlBackend>(
+    tx: &mut B::Tx,
+    org: OrgId,
+    message: &Message,
+    person: Option<PersonId>,
+) -> StoreResult<()> {
+    let day = day_number(message.created_at.date_naive());
+    if let Some(person) = person {
+        tx.execute(
+            sql("INSERT INTO person_days (org_id, day, person_id) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING")
+            .bind(org)
+            .bind(day)
+            .bind(person),
+        )
+        .await?;
+    }
+    let forwarded = i64::from(message.forwarded);
+    tx.execute(
+        sql("INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (org_id, day, channel) DO UPDATE SET
+                direct = channel_days.direct + excluded.direct,
+                forwarded = channel_days.forwarded + excluded.forwarded")
+        .bind(org)
+        .bind(day)
+        .bind(message.channel.as_str())
+        .bind(1 - forwarded)
+        .bind(forwarded),
+    )
+    .await?;
+    Ok(())
+}
 
 /// What one stored message adds to its day's counters.
 pub(crate) struct DayCounts {

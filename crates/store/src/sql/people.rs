@@ -193,7 +193,15 @@ async fn merge<B: SqlBackend>(
         .bind(into),
     )
     .await?;
-    for table in ["person_identities", "conversations", "messages", "feedback"] {
+    // Days both wrote on count them once.
+    tx.execute(
+        sql("DELETE FROM person_days WHERE person_id = $1 AND (org_id, day) IN (
+                SELECT org_id, day FROM person_days WHERE person_id = $2)")
+        .bind(from)
+        .bind(into),
+    )
+    .await?;
+    for table in ["person_identities", "conversations", "messages", "feedback", "person_days"] {
         tx.execute(
             sql(format!(
                 "UPDATE {table} SET person_id = $1 WHERE person_id = $2 AND org_id = $3"

@@ -143,6 +143,7 @@ pub fn message(row: &impl Row) -> StoreResult<Message> {
         answers: row.get("answers")?,
         channel_id: row.get("channel_id")?,
         meta: row.get("meta")?,
+        forwarded: row.get("forwarded")?,
         created_at: row.get("created_at")?,
     })
 }
