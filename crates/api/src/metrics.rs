@@ -300,6 +300,7 @@ pub async fn render_organizations(
         .org_activity(
             now - chrono::Duration::days(7),
             &steward_store::usage_period(now),
+            now.date_naive(),
         )
         .await?;
     Ok(organizations_text(&orgs, &state.config.tiers))
@@ -311,71 +312,114 @@ fn organizations_text(
 ) -> String {
     use std::fmt::Write;
     type Value = fn(&steward_store::OrgActivity, &steward_config::TiersConfig) -> u64;
-    let series: [(&str, &str, &str, Value); 8] = [
+    // (name, help, its TYPE, an extra label, the value)
+    let series: [(&str, &str, &str, &str, Value); 13] = [
         (
             "steward_org_members",
             "Members per organization.",
+            "gauge",
             "",
             |o, _| o.members,
         ),
         (
             "steward_org_week_active_conversations",
             "Conversations with a message from a person in the last 7 days (on a channel, one per person).",
+            "gauge",
             "",
             |o, _| o.active_conversations,
         ),
         (
             "steward_org_week_messages",
             "Messages in the last 7 days, by role: user (people) or assistant (replies).",
-            "user",
+            "gauge",
+            r#"role="user""#,
             |o, _| o.user_messages,
         ),
-        ("steward_org_week_messages", "", "assistant", |o, _| {
+        ("steward_org_week_messages", "", "", r#"role="assistant""#, |o, _| {
             o.replies
         }),
         (
             "steward_org_month_messages",
             "This month's counted messages.",
+            "gauge",
             "",
             |o, _| o.month_messages,
         ),
         (
             "steward_org_month_messages_limit",
             "The tier's monthly message limit.",
+            "gauge",
             "",
             |o, t| t.limits(o.tier).messages_per_month.max(0) as u64,
         ),
         (
             "steward_org_month_tokens",
             "This month's model tokens.",
+            "gauge",
             "",
             |o, _| o.month_tokens,
         ),
         (
             "steward_org_month_tokens_limit",
             "The tier's monthly token limit.",
+            "gauge",
             "",
             |o, t| t.limits(o.tier).tokens_per_month.max(0) as u64,
         ),
+        (
+            "steward_active_people",
+            "People who wrote to the organization's assistants today, in the last 7 days and in the last 30 (each person once).",
+            "gauge",
+            r#"window="day""#,
+            |o, _| o.people_day,
+        ),
+        ("steward_active_people", "", "", r#"window="week""#, |o, _| o.people_week),
+        ("steward_active_people", "", "", r#"window="month""#, |o, _| o.people_month),
+        (
+            "steward_feedback_total",
+            "Ratings of replies held now, up or down (a rating changed or taken back moves between or leaves them).",
+            "gauge",
+            r#"rating="up""#,
+            |o, _| o.rated_up,
+        ),
+        ("steward_feedback_total", "", "", r#"rating="down""#, |o, _| o.rated_down),
     ];
     let mut out = String::new();
-    for (name, help, role, value) in series {
+    for (name, help, kind, label, value) in series {
         if !help.is_empty() {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         }
+        let label = if label.is_empty() {
+            String::new()
+        } else {
+            format!(",{label}")
+        };
         for org in orgs {
-            let role = if role.is_empty() {
-                String::new()
-            } else {
-                format!(",role=\"{role}\"")
-            };
             let _ = writeln!(
                 out,
-                "{name}{{org_id=\"{}\",org=\"{}\"{role}}} {}",
+                "{name}{{org_id=\"{}\",org=\"{}\"{label}}} {}",
                 org.org_id,
                 label_value(&org.name),
                 value(org, tiers)
             );
+        }
+    }
+    let name = "steward_messages_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Messages from people, per channel kind, written to the assistant (direct) or forwarded to it.\n# TYPE {name} counter"
+    );
+    for org in orgs {
+        for (channel, direct, forwarded) in &org.messages {
+            for (message_type, count) in [("direct", direct), ("forwarded", forwarded)] {
+                let _ = writeln!(
+                    out,
+                    "{name}{{org_id=\"{}\",org=\"{}\",channel=\"{}\",message_type=\"{message_type}\"}} {count}",
+                    org.org_id,
+                    label_value(&org.name),
+                    label_value(channel),
+                );
+            }
         }
     }
     out
@@ -480,6 +524,12 @@ mod tests {
             replies: 39,
             month_messages: 120,
             month_tokens: 9000,
+            people_day: 2,
+            people_week: 7,
+            people_month: 20,
+            rated_up: 4,
+            rated_down: 1,
+            messages: vec![("slack".into(), 30, 10)],
         };
         let tiers = steward_config::TiersConfig::default();
         let text = organizations_text(&[org], &tiers);
@@ -495,6 +545,11 @@ mod tests {
                 tiers.pro.messages_per_month
             ),
             format!("steward_org_month_tokens{{{labels}}} 9000"),
+            format!(r#"steward_active_people{{{labels},window="week"}} 7"#),
+            format!(r#"steward_feedback_total{{{labels},rating="down"}} 1"#),
+            format!(
+                r#"steward_messages_total{{{labels},channel="slack",message_type="forwarded"}} 10"#
+            ),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

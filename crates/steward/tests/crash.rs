@@ -198,6 +198,12 @@ async fn keyed_messages_take_effect_once_while_steward_is_killed() {
     let replies = history.iter().filter(|m| m["role"] == "assistant").count();
     assert_eq!(sum("messages") as usize, stored.len(), "{usage}");
     assert_eq!(sum("replies") as usize, replies, "{usage}");
+    assert_eq!(sum("direct") as usize, stored.len(), "{usage}");
+    // One person, the owner, wrote every message: counted once, whatever
+    // was killed.
+    assert_eq!(usage["active_people"]["week"], 1, "{usage}");
+    let people = owner.get("/api/v1/people").await;
+    assert_eq!(people["people"].as_array().unwrap().len(), 1, "{people}");
     let conversations: std::collections::HashSet<&str> = history
         .iter()
         .map(|m| m["conversation_id"].as_str().unwrap())

@@ -53,6 +53,17 @@ pub struct OrgActivity {
     /// This month's usage counters (what billing tiers limit).
     pub month_messages: u64,
     pub month_tokens: u64,
+    /// People who wrote today, in the last 7 days and in the last 30 (each
+    /// window ending today).
+    pub people_day: u64,
+    pub people_week: u64,
+    pub people_month: u64,
+    /// Ratings of replies held now.
+    pub rated_up: u64,
+    pub rated_down: u64,
+    /// Every message from people ever counted, per channel kind: (kind,
+    /// direct, forwarded).
+    pub messages: Vec<(String, u64, u64)>,
 }
 
 /// A table or column name as an SQL identifier, quoted the way both SQLite
@@ -75,12 +86,15 @@ pub trait OpsStore: Send + Sync {
     /// Forgets signed-out sessions whose tokens expired before `before`.
     async fn prune_signed_out_sessions(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
-    /// Each organization's activity since `since`, and its usage in the
-    /// `period` (e.g. "2026-11"): the Business dashboard's figures.
+    /// Each organization's activity since `since`, its usage in the
+    /// `period` (e.g. "2026-11"), the people who wrote in the day, week and
+    /// month up to `today`, its ratings and its messages by channel: the
+    /// Business dashboard's figures.
     async fn org_activity(
         &self,
         since: DateTime<Utc>,
         period: &str,
+        today: chrono::NaiveDate,
     ) -> StoreResult<Vec<OrgActivity>>;
 
     /// Audit log entries since `since`, by action, across organizations.

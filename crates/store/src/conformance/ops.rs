@@ -95,36 +95,38 @@ pub async fn schema_version_table_sizes_and_whether_data_is_held(store: S) {
 }
 
 pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S) {
-    let (acme, _) = org(&store, "Acme").await;
+    let (acme, owner) = org(&store, "Acme").await;
     let (_quiet, _) = org(&store, "Quiet").await;
     let bot = store
         .create_chatbot(&acme, new_chatbot("Desk"))
         .await
         .unwrap();
-    let first = store
-        .add_message(&acme, user_message(bot.id, None, "hello"))
-        .await
-        .unwrap();
-    store
-        .add_message(
-            &acme,
-            user_message(bot.id, Some(first.conversation_id), "again"),
-        )
-        .await
-        .unwrap();
+    let member = Sender::member(owner.id);
+    let mut first = user_message(bot.id, None, "hello");
+    first.sender = Some(member.clone());
+    let first = store.add_message(&acme, first).await.unwrap();
+    let mut again = user_message(bot.id, Some(first.conversation_id), "again");
+    again.sender = Some(member.clone());
+    store.add_message(&acme, again).await.unwrap();
     let mut reply = user_message(bot.id, Some(first.conversation_id), "hi");
     reply.role = MessageRole::Assistant;
     reply.tokens = 42;
-    store.add_message(&acme, reply).await.unwrap();
+    let reply = store.add_message(&acme, reply).await.unwrap();
+    let mut another = user_message(bot.id, None, "another person, forwarding");
+    another.sender = Some(Sender::new(
+        Identity::parse("phone", IdentityKind::Whatsapp, "+15550002").unwrap(),
+    ));
+    another.forwarded = true;
+    store.add_message(&acme, another).await.unwrap();
     store
-        .add_message(&acme, user_message(bot.id, None, "another person"))
+        .rate_reply(&acme, reply.id, &member, Rating::Up, None)
         .await
         .unwrap();
     store.set_tier(&acme, Tier::Pro).await.unwrap();
 
     let period = usage_period(now());
     let orgs = store
-        .org_activity(now() - Duration::days(7), &period)
+        .org_activity(now() - Duration::days(7), &period, now().date_naive())
         .await
         .unwrap();
     let audit_actions = store
@@ -153,6 +155,9 @@ pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S)
         (usage.messages as u64, usage.tokens as u64)
     );
     assert!(a.month_tokens >= 42);
+    assert_eq!((a.people_day, a.people_week, a.people_month), (2, 2, 2));
+    assert_eq!((a.rated_up, a.rated_down), (1, 0));
+    assert_eq!(a.messages, vec![("api".to_owned(), 2, 1)]);
     let q = &orgs[1];
     assert_eq!(
         (
@@ -169,7 +174,17 @@ pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S)
     );
 
     let later = now() + Duration::seconds(1);
-    let orgs = store.org_activity(later, &period).await.unwrap();
+    let orgs = store
+        .org_activity(later, &period, later.date_naive())
+        .await
+        .unwrap();
     assert_eq!(orgs[0].user_messages, 0, "only the window counts");
+    let next_month = store
+        .org_activity(later, &period, (now() + Duration::days(30)).date_naive())
+        .await
+        .unwrap();
+    let a = &next_month[0];
+    assert_eq!((a.people_day, a.people_week, a.people_month), (0, 0, 0));
+    assert_eq!(a.messages, vec![("api".to_owned(), 2, 1)], "counted for good");
     assert!(store.audit_actions(later).await.unwrap().is_empty());
 }

@@ -825,7 +825,7 @@ impl<B: SqlBackend> MessageStore for B {
 }
 
 /// A day as `activity_days` numbers it: days since 1970-01-01.
-fn day_number(day: chrono::NaiveDate) -> i64 {
+pub(crate) fn day_number(day: chrono::NaiveDate) -> i64 {
     i64::from(day.num_days_from_ce()) - UNIX_EPOCH_DAY
 }
 

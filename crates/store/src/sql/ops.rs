@@ -2,13 +2,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use steward_domain::OrgId;
 
 use crate::sql::{Db, Row, SqlBackend, sql};
 use crate::*;
 
 /// Per organization: members, and its people's messages and replies since
-/// $1 (each a range of `messages_history` per chatbot), and the usage of
-/// period $2.
+/// $1 (each a range of `messages_history` per chatbot), the usage of period
+/// $2, the people who wrote in the day, week and month up to day $3, and
+/// its ratings.
 const ACTIVITY: &str = "
     SELECT o.id, o.name, o.tier,
         (SELECT count(*) FROM users u WHERE u.org_id = o.id) AS members,
@@ -21,7 +23,14 @@ const ACTIVITY: &str = "
         coalesce((SELECT messages FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
             AS month_messages,
         coalesce((SELECT tokens FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
-            AS month_tokens
+            AS month_tokens,
+        (SELECT count(*) FROM person_days p WHERE p.org_id = o.id AND p.day = $3) AS people_day,
+        (SELECT count(DISTINCT p.person_id) FROM person_days p
+            WHERE p.org_id = o.id AND p.day > $3 - 7 AND p.day <= $3) AS people_week,
+        (SELECT count(DISTINCT p.person_id) FROM person_days p
+            WHERE p.org_id = o.id AND p.day > $3 - 30 AND p.day <= $3) AS people_month,
+        (SELECT count(*) FROM feedback f WHERE f.org_id = o.id AND f.rating = 'up') AS rated_up,
+        (SELECT count(*) FROM feedback f WHERE f.org_id = o.id AND f.rating = 'down') AS rated_down
     FROM organizations o ORDER BY o.name, o.id";
 
 /// A count as stored (never negative).
@@ -95,17 +104,41 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
         &self,
         since: DateTime<Utc>,
         period: &str,
+        today: chrono::NaiveDate,
     ) -> StoreResult<Vec<OrgActivity>> {
-        let found = self
-            .read()
-            .await?
-            .fetch_all(sql(ACTIVITY).bind(since).bind(period))
+        let mut db = self.read().await?;
+        let today = crate::sql::messages::day_number(today);
+        let found = db
+            .fetch_all(sql(ACTIVITY).bind(since).bind(period).bind(today))
             .await?;
+        let mut by_channel = std::collections::HashMap::<OrgId, Vec<(String, u64, u64)>>::new();
+        // CAST: PostgreSQL sums bigints as numeric.
+        for row in db
+            .fetch_all(sql(
+                "SELECT org_id, channel, CAST(SUM(direct) AS BIGINT) AS direct,
+                        CAST(SUM(forwarded) AS BIGINT) AS forwarded
+                 FROM channel_days GROUP BY org_id, channel ORDER BY channel",
+            ))
+            .await?
+        {
+            by_channel.entry(row.get("org_id")?).or_default().push((
+                row.get("channel")?,
+                count(&row, "direct")?,
+                count(&row, "forwarded")?,
+            ));
+        }
         found
             .iter()
             .map(|row| {
+                let org_id: OrgId = row.get("id")?;
                 Ok(OrgActivity {
-                    org_id: row.get("id")?,
+                    people_day: count(row, "people_day")?,
+                    people_week: count(row, "people_week")?,
+                    people_month: count(row, "people_month")?,
+                    rated_up: count(row, "rated_up")?,
+                    rated_down: count(row, "rated_down")?,
+                    messages: by_channel.remove(&org_id).unwrap_or_default(),
+                    org_id,
                     name: row.get("name")?,
                     tier: row.get("tier")?,
                     members: count(row, "members")?,
