@@ -5,13 +5,16 @@
 //! For each backend (SQLite always; PostgreSQL when STEWARD_TEST_POSTGRES_URL
 //! is set), one organization with three chatbots gets STEWARD_BENCH_MESSAGES
 //! messages (default 1,000,000) in conversations of 20, spread evenly over the
-//! last 30 days; half the conversations come through a web channel, each from
-//! a visitor of its own. Rows are seeded with bulk SQL (and indexed as the
-//! store indexes them). Each page is then
+//! last 30 days; half the conversations come through a web channel. Each
+//! conversation is one of STEWARD_BENCH_PEOPLE people's (default 10,000),
+//! a tenth of people's messages are forwarded and a tenth of replies rated.
+//! Rows are seeded with bulk SQL (and indexed, and counted, as the store
+//! indexes and counts them). Each page is then
 //! fetched STEWARD_BENCH_REQUESTS times (default 200) over one keep-alive
 //! connection with the owner's session cookie, as a browser would: the
 //! overview, the conversation list unfiltered and with each filter, and one
-//! thread. Prints a Markdown table of client-observed latency.
+//! thread; and the usage insights over 30 days with the owner's token, as the
+//! API's clients call it. Prints a Markdown table of client-observed latency.
 
 mod support;
 
@@ -33,6 +36,7 @@ struct Seed {
     /// The oldest conversation's start; the others follow evenly to now.
     base: DateTime<Utc>,
     conversations: u64,
+    people: u64,
 }
 
 impl Seed {
@@ -45,15 +49,16 @@ impl Seed {
 #[tokio::main]
 async fn main() {
     let messages = env_list("STEWARD_BENCH_MESSAGES", "1000000")[0];
+    let people = env_list("STEWARD_BENCH_PEOPLE", "10000")[0];
     let requests = env_list("STEWARD_BENCH_REQUESTS", "200")[0] as usize;
     println!("| backend | messages | page | p50 (ms) | p99 (ms) | mean (ms) |");
     println!("|---|---:|---|---:|---:|---:|");
     for backend in Backend::available() {
-        run(messages, requests, backend).await;
+        run(messages, people, requests, backend).await;
     }
 }
 
-async fn run(messages: u64, requests: usize, backend: Backend) {
+async fn run(messages: u64, people: u64, requests: usize, backend: Backend) {
     let name = backend.name();
     let (store, guard, seedable) = support::database(backend).await;
     let app = spawn_app_on(store, guard, |c| c.log.level = "warn".into()).await;
@@ -79,6 +84,7 @@ async fn run(messages: u64, requests: usize, backend: Backend) {
         channels,
         base: Utc::now() - Duration::days(30) - Duration::hours(1),
         conversations: messages / TURNS,
+        people,
     };
     let started = Instant::now();
     match &seedable {
@@ -142,6 +148,19 @@ async fn run(messages: u64, requests: usize, backend: Backend) {
             latency_cells(&timings)
         );
     }
+    let url = app.url("/api/v1/insights/usage?days=30");
+    let insights = app.get("/api/v1/insights/usage?days=30", &owner.token).await;
+    assert!(insights.status.is_success(), "{}", insights.text);
+    let week = &insights.body["weeks"].as_array().unwrap().last().unwrap().clone();
+    eprintln!(
+        "{name}: insights: {} people this week, {} forwarded, score {}",
+        week["people"], week["forwarded"], insights.body["feedback"]["score"]
+    );
+    let timings = measure(|| app.client.get(&url).bearer_auth(&owner.token), requests).await;
+    println!(
+        "| {name} | {messages} | usage insights, 30 days (API) | {} |",
+        latency_cells(&timings)
+    );
     app.stop().await;
 }
 
@@ -156,13 +175,26 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
         .unwrap();
     sqlx::query(
         "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?1 - 1)
-         INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
+         INSERT INTO people (id, org_id, name, created_at)
+         SELECT unhex('b0' || printf('%030x', i)), ?2, 'Person ' || i, ?3 FROM seq",
+    )
+    .bind(seed.people as i64)
+    .bind(seed.org)
+    .bind(seed.base.timestamp_micros())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i < ?1 - 1)
+         INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at,
+                                    person_id)
          SELECT unhex('c0' || printf('%030x', i)), ?2,
                 CASE i % 3 WHEN 0 THEN ?3 WHEN 1 THEN ?4 ELSE ?5 END,
                 CASE WHEN i % 2 = 0 THEN 'web' ELSE 'api' END,
                 CASE WHEN i % 2 = 0 THEN (CASE i % 3 WHEN 0 THEN ?6 WHEN 1 THEN ?7 ELSE ?8 END) END,
                 CASE WHEN i % 2 = 0 THEN 'visitor-' || i END,
-                ?9 + i * ?10
+                ?9 + i * ?10,
+                unhex('b0' || printf('%030x', i % ?11))
          FROM seq",
     )
     .bind(seed.conversations as i64)
@@ -175,6 +207,7 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
     .bind(seed.channels[2])
     .bind(seed.base.timestamp_micros())
     .bind(seed.step_micros())
+    .bind(seed.people as i64)
     .execute(&mut conn)
     .await
     .unwrap();
@@ -184,14 +217,16 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
     sqlx::query(
         "WITH RECURSIVE seq(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM seq WHERE j < ?1 - 1)
          INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, channel_id,
-                               answers, created_at)
+                               answers, created_at, person_id, forwarded)
          SELECT unhex('a0' || printf('%030x', j)), c.org_id, c.chatbot_id, c.id,
                 CASE WHEN j % 2 = 0 THEN 'user' ELSE 'assistant' END,
                 'message ' || j || ' about ' || CASE (j / 20) % 5 WHEN 0 THEN 'invoices and payments' WHEN 1 THEN 'a delivery that is late'
                      WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' WHEN j < 2000 THEN ' and a walrus' ELSE '' END,
                 c.channel, c.channel_id,
                 CASE WHEN j % 2 = 1 THEN unhex('a0' || printf('%030x', j - 1)) END,
-                c.created_at + (j % 20) * 30000000
+                c.created_at + (j % 20) * 30000000,
+                CASE WHEN j % 2 = 0 THEN c.person_id END,
+                j % 20 = 0
          FROM seq JOIN conversations c ON c.id = unhex('c0' || printf('%030x', j / 20))",
     )
     .bind((seed.conversations * TURNS) as i64)
@@ -214,6 +249,25 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
     .execute(&mut conn)
     .await
     .unwrap();
+    for counted in [
+        "INSERT INTO person_days (org_id, day, person_id)
+         SELECT DISTINCT org_id, created_at / 86400000000, person_id FROM messages
+         WHERE person_id IS NOT NULL",
+        "INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
+         SELECT org_id, created_at / 86400000000, channel, SUM(NOT forwarded), SUM(forwarded)
+         FROM messages WHERE role = 'user' GROUP BY 1, 2, 3
+         ON CONFLICT DO NOTHING",
+        "UPDATE people SET last_seen_at =
+             (SELECT MAX(created_at) FROM messages m WHERE m.person_id = people.id)",
+        // A tenth of replies (each conversation's first) rated by its person.
+        "INSERT INTO feedback (message_id, person_id, org_id, chatbot_id, rating, created_at, updated_at)
+         SELECT r.id, c.person_id, r.org_id, r.chatbot_id,
+                CASE WHEN c.channel = 'web' THEN 'up' ELSE 'down' END, r.created_at, r.created_at
+         FROM messages r JOIN conversations c ON c.id = r.conversation_id
+         WHERE r.role = 'assistant' AND r.created_at = c.created_at + 30000000",
+    ] {
+        sqlx::query(counted).execute(&mut conn).await.unwrap();
+    }
     sqlx::query(
         "UPDATE conversations SET last_active_at = created_at + 540000000 WHERE org_id = ?",
     )
@@ -227,13 +281,26 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
 async fn seed_postgres(url: &str, seed: &Seed) {
     let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
     sqlx::query(
-        "INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
+        "INSERT INTO people (id, org_id, name, created_at)
+         SELECT ('b0' || lpad(to_hex(i), 30, '0'))::uuid, $2, 'Person ' || i, $3
+         FROM generate_series(0, $1 - 1) AS i",
+    )
+    .bind(seed.people as i64)
+    .bind(seed.org)
+    .bind(seed.base)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at,
+                                    person_id)
          SELECT ('c0' || lpad(to_hex(i), 30, '0'))::uuid, $2,
                 (ARRAY[$3, $4, $5]::uuid[])[i % 3 + 1],
                 CASE WHEN i % 2 = 0 THEN 'web' ELSE 'api' END,
                 CASE WHEN i % 2 = 0 THEN (ARRAY[$6, $7, $8]::uuid[])[i % 3 + 1] END,
                 CASE WHEN i % 2 = 0 THEN 'visitor-' || i END,
-                $9 + i * ($10 * interval '1 microsecond')
+                $9 + i * ($10 * interval '1 microsecond'),
+                ('b0' || lpad(to_hex(i % $11), 30, '0'))::uuid
          FROM generate_series(0, $1 - 1) AS i",
     )
     .bind(seed.conversations as i64)
@@ -246,6 +313,7 @@ async fn seed_postgres(url: &str, seed: &Seed) {
     .bind(seed.channels[2])
     .bind(seed.base)
     .bind(seed.step_micros())
+    .bind(seed.people as i64)
     .execute(&mut conn)
     .await
     .unwrap();
@@ -254,14 +322,16 @@ async fn seed_postgres(url: &str, seed: &Seed) {
     // from the index, all in the oldest conversations).
     sqlx::query(
         "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel, channel_id,
-                               answers, created_at)
+                               answers, created_at, person_id, forwarded)
          SELECT ('a0' || lpad(to_hex(j), 30, '0'))::uuid, c.org_id, c.chatbot_id, c.id,
                 CASE WHEN j % 2 = 0 THEN 'user' ELSE 'assistant' END,
                 'message ' || j || ' about ' || CASE (j / 20) % 5 WHEN 0 THEN 'invoices and payments' WHEN 1 THEN 'a delivery that is late'
                      WHEN 2 THEN 'opening hours' WHEN 3 THEN 'a password reset' ELSE 'the return policy' END || CASE WHEN j < 20 THEN ' and a zebra' WHEN j < 2000 THEN ' and a walrus' ELSE '' END,
                 c.channel, c.channel_id,
                 CASE WHEN j % 2 = 1 THEN ('a0' || lpad(to_hex(j - 1), 30, '0'))::uuid END,
-                c.created_at + (j % 20) * interval '30 seconds'
+                c.created_at + (j % 20) * interval '30 seconds',
+                CASE WHEN j % 2 = 0 THEN c.person_id END,
+                j % 20 = 0
          FROM generate_series(0, $1 - 1) AS j
          JOIN conversations c ON c.id = ('c0' || lpad(to_hex(j / 20), 30, '0'))::uuid",
     )
@@ -286,6 +356,26 @@ async fn seed_postgres(url: &str, seed: &Seed) {
     .execute(&mut conn)
     .await
     .unwrap();
+    for counted in [
+        "INSERT INTO person_days (org_id, day, person_id)
+         SELECT DISTINCT org_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint, person_id
+         FROM messages WHERE person_id IS NOT NULL",
+        "INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
+         SELECT org_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint, channel,
+                COUNT(*) FILTER (WHERE NOT forwarded), COUNT(*) FILTER (WHERE forwarded)
+         FROM messages WHERE role = 'user' GROUP BY 1, 2, 3
+         ON CONFLICT DO NOTHING",
+        "UPDATE people SET last_seen_at =
+             (SELECT MAX(created_at) FROM messages m WHERE m.person_id = people.id)",
+        // A tenth of replies (each conversation's first) rated by its person.
+        "INSERT INTO feedback (message_id, person_id, org_id, chatbot_id, rating, created_at, updated_at)
+         SELECT r.id, c.person_id, r.org_id, r.chatbot_id,
+                CASE WHEN c.channel = 'web' THEN 'up' ELSE 'down' END, r.created_at, r.created_at
+         FROM messages r JOIN conversations c ON c.id = r.conversation_id
+         WHERE r.role = 'assistant' AND r.created_at = c.created_at + interval '30 seconds'",
+    ] {
+        sqlx::query(counted).execute(&mut conn).await.unwrap();
+    }
     sqlx::query(
         "UPDATE conversations SET last_active_at = created_at + interval '540 seconds' WHERE org_id = $1",
     )
