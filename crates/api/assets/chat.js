@@ -49,6 +49,39 @@ function show(message) {
     note.textContent = "Sources: " + message.sources.map((s) => s.label).join("; ");
     item.appendChild(note);
   }
+  if (message.role === "assistant") item.appendChild(ratingButtons(message.id));
+}
+
+// 👍 and 👎 under a reply: the visitor's rating of it, which a second click
+// on the other replaces.
+function ratingButtons(messageId) {
+  const buttons = document.createElement("div");
+  buttons.className = "rating";
+  for (const [rating, label, symbol] of [["up", "Helpful", "\u{1F44D}"], ["down", "Not helpful", "\u{1F44E}"]]) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.rating = rating;
+    button.title = label;
+    button.setAttribute("aria-label", label);
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = symbol;
+    button.addEventListener("click", async () => {
+      const response = await call(`/messages/${messageId}/feedback`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ rating }),
+      });
+      if (!response.ok) {
+        status.textContent = "Not rated: " + (await failure(response));
+        return;
+      }
+      for (const other of buttons.querySelectorAll("button")) {
+        other.setAttribute("aria-pressed", String(other === button));
+      }
+    });
+    buttons.appendChild(button);
+  }
+  return buttons;
 }
 
 async function session() {

@@ -23,8 +23,8 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use steward_channels::{ChannelConfig, Received, web};
-use steward_domain::{ChannelId, ChannelKind};
-use steward_store::{Channel, TenantScope};
+use steward_domain::{ChannelId, ChannelKind, Identity, MessageId};
+use steward_store::{Channel, Sender, TenantScope};
 use uuid::Uuid;
 
 use crate::auth::ClientIp;
@@ -50,6 +50,10 @@ pub fn router() -> Router<SharedState> {
         )
         .route("/chat/{channel_id}/messages", get(history).post(send))
         .route("/chat/{channel_id}/events", get(events))
+        .route(
+            "/chat/{channel_id}/messages/{message_id}/feedback",
+            axum::routing::post(rate),
+        )
         .layer(DefaultBodyLimit::max(32 * 1024))
 }
 
@@ -408,6 +412,49 @@ async fn send(
             message: "the assistant is not answering right now".into(),
         }),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rating {
+    rating: steward_domain::Rating,
+}
+
+/// A visitor's 👍 or 👎 on a reply in their own conversation: one per reply,
+/// a second replaces the first.
+async fn rate(
+    State(state): State<SharedState>,
+    axum::extract::Path((id, message_id)): axum::extract::Path<(String, String)>,
+    visitor: Visitor,
+    headers: HeaderMap,
+    body: Result<Json<Rating>, JsonRejection>,
+) -> ApiResult<StatusCode> {
+    let (channel, config) = web_channel(&state, &id).await?;
+    check_origin(&state, &headers, &config)?;
+    same_channel(&visitor, &channel)?;
+    let Json(Rating { rating }) = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType,
+        _ => ApiError::unprocessable("invalid_body", e.body_text()),
+    })?;
+    let message_id: MessageId = message_id.parse().map_err(|_| ApiError::NotFound)?;
+    let scope = TenantScope::for_channel(&channel);
+    // Only a reply in the visitor's own conversation: any other is not theirs.
+    let theirs = state
+        .store
+        .find_channel_conversation(&scope, channel.id, &visitor.key())
+        .await?;
+    let message = state.store.message(&scope, message_id).await?;
+    if Some(message.conversation_id) != theirs {
+        return Err(ApiError::NotFound);
+    }
+    let rater = Identity::on_channel(channel.kind, channel.id, &visitor.key())
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    state
+        .store
+        .rate_reply(&scope, message_id, &Sender::new(rater), rating, None)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

@@ -419,6 +419,15 @@ async fn a_visitor_chats_on_the_web_channel_and_the_console_follows() {
         .await;
     visitor.submit("form.compose").await;
     visitor.wait_for_text("echo: Do you ship to Norway?").await;
+    // The visitor rates the reply; the button shows it once Steward took it.
+    visitor
+        .find("li.assistant .rating button[data-rating=\"up\"]")
+        .await
+        .click()
+        .await;
+    visitor
+        .find("li.assistant .rating button[data-rating=\"up\"][aria-pressed=\"true\"]")
+        .await;
     visitor.screenshot("web-chat").await;
 
     // The console shows that conversation, and follows it live.

@@ -376,3 +376,98 @@ async fn visitors_see_their_own_conversation_once_and_no_one_elses() {
     assert_eq!(paused.status, StatusCode::CONFLICT);
     assert_eq!(paused.code(), "chatbot_paused");
 }
+
+#[tokio::test]
+async fn a_visitor_rates_replies_in_their_own_conversation_only() {
+    use steward_domain::{MessageId, MessageRole, MessageText};
+    use steward_store::{ConversationChoice, NewMessage, TenantScope};
+    let app = spawn_app_with(|_| {}).await;
+    let owner = app.register("a@example.org", "Alpha").await;
+    let bot = app.chatbot(&owner, "Helpdesk").await;
+    let channel = web_channel(&app, &owner.token, &bot, json!([SHOP])).await;
+    let id = channel["id"].as_str().unwrap();
+    let ana = session(&app, id).await;
+    let bo = session(&app, id).await;
+    let asked = say(&app, id, &ana, "Open on Sunday?", &uuid::Uuid::new_v4().to_string()).await;
+    let asked: MessageId = asked.body["message_id"].as_str().unwrap().parse().unwrap();
+    // The reply a worker writes in Ana's conversation.
+    let scope = TenantScope::for_job(owner.org_id.parse().unwrap());
+    let question = app.store.message(&scope, asked).await.unwrap();
+    let reply = app
+        .store
+        .add_message(
+            &scope,
+            NewMessage {
+                id: MessageId::new(),
+                chatbot_id: question.chatbot_id,
+                conversation: ConversationChoice::Existing(question.conversation_id),
+                role: MessageRole::Assistant,
+                text: MessageText::parse("text", "Yes, 10 to 4.").unwrap(),
+                channel: "web".into(),
+                external_id: None,
+                answers: Some(asked),
+                channel_id: question.channel_id,
+                meta: None,
+                tokens: 1,
+                then: None,
+                sender: None,
+                forwarded: false,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    async fn rate_as(app: &TestApp, channel: &str, token: &str, message: String, body: Value) -> Reply {
+        let path = format!("/chat/{channel}/messages/{message}/feedback");
+        visit(app, reqwest::Method::POST, &path, Some(token), Some(SHOP), Some(body)).await
+    }
+    let rate = |token: &str, message: String, body: Value| {
+        let token = token.to_owned();
+        let app = &app;
+        async move { rate_as(app, id, &token, message, body).await }
+    };
+    for rating in ["down", "up", "up"] {
+        let rated = rate(&ana, reply.to_string(), json!({"rating": rating})).await;
+        assert_eq!(rated.status, StatusCode::NO_CONTENT, "{}", rated.text);
+    }
+    let read = app
+        .get(&format!("/api/v1/messages/{reply}/feedback"), &owner.token)
+        .await;
+    let ratings = read.body["feedback"].as_array().unwrap();
+    assert_eq!(ratings.len(), 1, "one visitor, one rating: {}", read.text);
+    assert_eq!(ratings[0]["rating"], "up");
+
+    // Not another visitor's, not a question, not a made-up id, not without a session.
+    for (token, message) in [
+        (&bo, reply.to_string()),
+        (&ana, asked.to_string()),
+        (&ana, uuid::Uuid::now_v7().to_string()),
+        (&ana, "not-an-id".to_owned()),
+    ] {
+        let refused = rate(token, message.clone(), json!({"rating": "down"})).await;
+        let expected = if message == asked.to_string() {
+            StatusCode::CONFLICT
+        } else {
+            StatusCode::NOT_FOUND
+        };
+        assert_eq!(refused.status, expected, "{message}: {}", refused.text);
+    }
+    for bad in [json!({"rating": "meh"}), json!({}), json!({"rating": "up", "comment": "x"})] {
+        let refused = rate(&ana, reply.to_string(), bad.clone()).await;
+        assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+    }
+    let anonymous = visit(
+        &app,
+        reqwest::Method::POST,
+        &format!("/chat/{id}/messages/{reply}/feedback"),
+        None,
+        Some(SHOP),
+        Some(json!({"rating": "down"})),
+    )
+    .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let again = app
+        .get(&format!("/api/v1/messages/{reply}/feedback"), &owner.token)
+        .await;
+    assert_eq!(again.body, read.body, "nothing changed");
+}
