@@ -12,6 +12,7 @@ pub mod builtin;
 mod catalogue;
 pub mod mcp;
 pub mod serve;
+pub mod skills;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
