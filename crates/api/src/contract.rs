@@ -265,6 +265,20 @@ pub fn tool_names() -> utoipa::openapi::Array {
         .build()
 }
 
+/// The skills a chatbot offers, by name.
+pub fn skill_names() -> utoipa::openapi::Array {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(skill_name())
+        .max_items(Some(64))
+        .build()
+}
+
+/// A skill's name, as the Agent Skills format allows it.
+pub fn skill_name() -> Object {
+    text(1, 64, "^[a-z0-9]+(-[a-z0-9]+)*$".into())
+}
+
 /// An MCP server's name in an organization: its tools are `name.tool`.
 pub fn tool_server_name() -> Object {
     text(1, 40, "^[a-z0-9][a-z0-9-]*$".into())

@@ -86,6 +86,8 @@ pub struct ChatbotDto {
     pub status: ChatbotStatus,
     /// The tools it may call (`server.tool`, from `GET /api/v1/tools`).
     pub tools: Vec<String>,
+    /// The skills it offers (`GET /api/v1/skills`), each in its latest version.
+    pub skills: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -100,6 +102,7 @@ impl From<store::Chatbot> for ChatbotDto {
             model: c.model,
             status: c.status,
             tools: c.tools,
+            skills: c.skills,
             created_at: c.created_at,
             updated_at: c.updated_at,
         }

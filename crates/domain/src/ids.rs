@@ -85,4 +85,6 @@ id_type!(
     ToolServerId,
     /// A human who talks to an organization's assistants, on any channel.
     PersonId,
+    /// One version of an organization's skill.
+    SkillId,
 );

@@ -9,7 +9,7 @@ mod values;
 
 pub use ids::{
     ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, LeadId,
-    MessageId, OrgId, PersonId, ToolCallId, ToolServerId, UserId,
+    MessageId, OrgId, PersonId, SkillId, ToolCallId, ToolServerId, UserId,
 };
 pub use identity::Identity;
 pub use jobs::JobArgs;

@@ -18,6 +18,7 @@ mod people;
 mod queue;
 mod records;
 mod scope;
+mod skills;
 pub mod sql;
 mod store;
 mod tools;
@@ -50,6 +51,7 @@ pub use people::PeopleStore;
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
+pub use skills::{NewActivation, NewSkill, Skill, SkillStore, SkillUse};
 pub use store::{Backend, Store};
 pub use tools::{
     HandOffStore, Lead, LeadStore, NewLead, NewToolCall, NewToolServer, ToolCallRecord,

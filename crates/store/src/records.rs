@@ -84,6 +84,8 @@ pub struct Chatbot {
     pub status: ChatbotStatus,
     /// The tools it may call, as `server.tool` names.
     pub tools: Vec<String>,
+    /// The skills it offers, by name (their latest version).
+    pub skills: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -106,6 +108,7 @@ pub struct ChatbotPatch {
     pub model: Option<Option<ModelName>>,
     pub status: Option<ChatbotStatus>,
     pub tools: Option<Vec<String>>,
+    pub skills: Option<Vec<String>>,
 }
 
 impl ChatbotPatch {
@@ -116,6 +119,7 @@ impl ChatbotPatch {
             && self.model.is_none()
             && self.status.is_none()
             && self.tools.is_none()
+            && self.skills.is_none()
     }
 }
 

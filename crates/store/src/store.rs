@@ -20,6 +20,7 @@ pub trait Store:
     + crate::MessageStore
     + crate::PeopleStore
     + crate::FeedbackStore
+    + crate::SkillStore
     + crate::IdempotencyStore
     + JobQueue
     + crate::ChannelStore

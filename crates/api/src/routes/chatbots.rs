@@ -151,6 +151,10 @@ pub struct UpdateChatbot {
     /// (`server.tool`); `[]` for none.
     #[schema(schema_with = crate::contract::tool_names)]
     tools: Option<Vec<String>>,
+    /// The skills it offers, by name (`GET /api/v1/skills`); `[]` for none.
+    /// Each is offered in its latest version.
+    #[schema(schema_with = crate::contract::skill_names)]
+    skills: Option<Vec<String>>,
 }
 
 /// The most tools one chatbot may be given.
@@ -193,6 +197,37 @@ async fn tools_the_org_has(
     Ok(chosen)
 }
 
+/// Skill names the organization has now, without repeats; anything else is 409.
+async fn skills_the_org_has(
+    state: &SharedState,
+    auth: &Auth,
+    names: Vec<String>,
+) -> ApiResult<Vec<String>> {
+    if names.len() > MAX_TOOLS {
+        return Err(ApiError::unprocessable(
+            "validation_failed",
+            format!("skills: at most {MAX_TOOLS}"),
+        ));
+    }
+    let have = state.store.skills(&auth.0.scope()).await?;
+    let mut chosen: Vec<String> = Vec::new();
+    for name in names {
+        if !have.iter().any(|skill| skill.name == name) {
+            let shown: String = name.chars().take(100).collect();
+            return Err(ApiError::Conflict {
+                code: "unknown_skill",
+                message: format!(
+                    "skills: the organization has no skill {shown:?} (see GET /api/v1/skills)"
+                ),
+            });
+        }
+        if !chosen.contains(&name) {
+            chosen.push(name);
+        }
+    }
+    Ok(chosen)
+}
+
 /// Tells a field sent as null (`Some(None)`) from a field left out (`None`).
 fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     deserializer: D,
@@ -204,7 +239,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 #[utoipa::path(patch, path = "/chatbots/{id}", tag = "chatbots", security(("bearer" = [])),
     params(("id" = uuid::Uuid, Path)), request_body = UpdateChatbot,
     responses((status = 200, body = ChatbotDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "a tool the organization does not have (`unknown_tool`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+        (status = 409, description = "a tool or a skill the organization does not have (`unknown_tool`, `unknown_skill`)", body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn update_chatbot(
     State(state): State<SharedState>,
     auth: Auth,
@@ -232,6 +267,10 @@ async fn update_chatbot(
         status: body.status,
         tools: match body.tools {
             Some(names) => Some(tools_the_org_has(&state, &auth, names).await?),
+            None => None,
+        },
+        skills: match body.skills {
+            Some(names) => Some(skills_the_org_has(&state, &auth, names).await?),
             None => None,
         },
     };

@@ -16,6 +16,7 @@ mod messages;
 mod ops;
 mod people;
 mod queue;
+mod skills;
 mod tools;
 
 pub use accounts::*;
@@ -27,6 +28,7 @@ pub use messages::*;
 pub use ops::*;
 pub use people::*;
 pub use queue::*;
+pub use skills::*;
 pub use tools::*;
 
 /// Generates one `#[tokio::test]` per scenario. `$factory` is an async fn
@@ -97,6 +99,8 @@ macro_rules! conformance_tests {
             people_merge_within_their_org_only,
             people_are_listed_newest_first_searched_and_paged,
             a_reply_has_one_rating_per_person_which_a_second_replaces,
+            skills_keep_their_versions_and_are_deleted_for_good_within_their_org,
+            activations_count_once_per_call_with_the_ratings_of_their_replies,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

@@ -97,6 +97,7 @@ impl<B: SqlBackend> ChatbotStore for B {
             None => (false, None),
         };
         let tools = patch.tools.as_ref().map(|tools| Json::from(tools.clone()));
+        let skills = patch.skills.as_ref().map(|skills| Json::from(skills.clone()));
         let row = self
             .write()
             .await?
@@ -108,6 +109,7 @@ impl<B: SqlBackend> ChatbotStore for B {
                         model = CASE WHEN $4 THEN $5 ELSE model END,
                         status = coalesce($6, status),
                         tools = coalesce($10, tools),
+                        skills = coalesce($11, skills),
                         updated_at = $7
                      WHERE id = $8 AND org_id = $9 RETURNING *")
                 .bind(patch.name.as_ref().map(|n| n.as_str()))
@@ -119,7 +121,8 @@ impl<B: SqlBackend> ChatbotStore for B {
                 .bind(now())
                 .bind(id)
                 .bind(scope.org_id())
-                .bind(tools.as_ref()),
+                .bind(tools.as_ref())
+                .bind(skills.as_ref()),
             )
             .await?;
         rows::chatbot(&row)

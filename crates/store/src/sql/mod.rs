@@ -45,6 +45,7 @@ mod ops;
 mod people;
 mod queue;
 pub mod rows;
+mod skills;
 mod tools;
 
 pub use messages::{SCAN_WINDOW, WORD_INDEX_READ_LIMIT};
@@ -473,6 +474,7 @@ ids!(
     MessageId,
     OrgId,
     PersonId,
+    SkillId,
     ToolCallId,
     ToolServerId,
     UserId

@@ -201,7 +201,15 @@ async fn merge<B: SqlBackend>(
         .bind(into),
     )
     .await?;
-    for table in ["person_identities", "conversations", "messages", "feedback", "person_days"] {
+    let moved = [
+        "person_identities",
+        "conversations",
+        "messages",
+        "feedback",
+        "person_days",
+        "skill_activations",
+    ];
+    for table in moved {
         tx.execute(
             sql(format!(
                 "UPDATE {table} SET person_id = $1 WHERE person_id = $2 AND org_id = $3"

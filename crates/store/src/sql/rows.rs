@@ -125,6 +125,8 @@ pub fn chatbot(row: &impl Row) -> StoreResult<Chatbot> {
         status: row.get("status")?,
         tools: serde_json::from_value(row.get("tools")?)
             .map_err(|e| StoreError::Internal(format!("chatbots.tools: {e}")))?,
+        skills: serde_json::from_value(row.get("skills")?)
+            .map_err(|e| StoreError::Internal(format!("chatbots.skills: {e}")))?,
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })

@@ -1,0 +1,290 @@
+//! [`SkillStore`], for every backend.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use steward_domain::*;
+
+use crate::sql::{Db, Row, SqlBackend, audit, commit, sql};
+use crate::*;
+
+const SKILL: &str = "SELECT s.id, s.org_id, s.name, s.version, s.description, s.body, s.skill_md,
+        s.bytes, s.uploaded_by, s.created_at, s.deleted_at
+     FROM skills s";
+
+/// The latest version of each name, when it is not deleted.
+const CURRENT: &str = "s.deleted_at IS NULL AND s.version =
+        (SELECT MAX(v.version) FROM skills v WHERE v.org_id = s.org_id AND v.name = s.name)";
+
+/// Skills with their files' paths.
+async fn with_files(db: &mut impl Db, found: Vec<impl Row>) -> StoreResult<Vec<Skill>> {
+    let mut skills = Vec::with_capacity(found.len());
+    for row in &found {
+        let id: SkillId = row.get("id")?;
+        let files = db
+            .fetch_all(sql("SELECT path FROM skill_files WHERE skill_id = $1 ORDER BY path").bind(id))
+            .await?
+            .iter()
+            .map(|r| r.get("path"))
+            .collect::<StoreResult<Vec<String>>>()?;
+        skills.push(Skill {
+            id,
+            org_id: row.get("org_id")?,
+            name: row.get("name")?,
+            version: row.get("version")?,
+            description: row.get("description")?,
+            body: row.get("body")?,
+            skill_md: row.get("skill_md")?,
+            bytes: row.get("bytes")?,
+            files,
+            uploaded_by: row.get("uploaded_by")?,
+            created_at: row.get("created_at")?,
+            deleted_at: row.get("deleted_at")?,
+        });
+    }
+    Ok(skills)
+}
+
+#[async_trait]
+impl<B: SqlBackend> SkillStore for B {
+    async fn add_skill(&self, scope: &TenantScope, skill: NewSkill) -> StoreResult<Skill> {
+        let org = scope.org_id();
+        let id = SkillId::new();
+        let at = now();
+        let bytes = skill.skill_md.len() + skill.files.iter().map(|(_, f)| f.len()).sum::<usize>();
+        let mut tx = self.begin().await?;
+        // The next version; two uploads of one name at once: the second
+        // fails on the unique version and is retried by its caller.
+        let inserted = tx
+            .execute(
+                sql("INSERT INTO skills (id, org_id, name, version, description, body, skill_md, bytes,
+                                         uploaded_by, created_at)
+                     SELECT $1, $2, $3, COALESCE(MAX(version), 0) + 1, $4, $5, $6, $7, $8, $9
+                     FROM skills WHERE org_id = $2 AND name = $3")
+                .bind(id)
+                .bind(org)
+                .bind(skill.name.as_str())
+                .bind(skill.description.as_str())
+                .bind(skill.body.as_str())
+                .bind(skill.skill_md.as_str())
+                .bind(bytes as i64)
+                .bind(scope.actor().to_string())
+                .bind(at),
+            )
+            .await?;
+        if inserted != 1 {
+            return Err(StoreError::Internal("a skill version was not stored".into()));
+        }
+        for (path, content) in &skill.files {
+            tx.execute(
+                sql("INSERT INTO skill_files (skill_id, path, content) VALUES ($1, $2, $3)")
+                    .bind(id)
+                    .bind(path.as_str())
+                    .bind(content.as_slice()),
+            )
+            .await?;
+        }
+        let row = tx
+            .fetch_one(sql(format!("{SKILL} WHERE s.id = $1")).bind(id))
+            .await?;
+        let stored = with_files(&mut tx, vec![row]).await?.remove(0);
+        audit(
+            &mut tx,
+            scope,
+            "skill.uploaded",
+            &format!("skill:{}", stored.name),
+            json!({ "version": stored.version, "bytes": stored.bytes }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(stored)
+    }
+
+    async fn skills(&self, scope: &TenantScope) -> StoreResult<Vec<Skill>> {
+        let mut db = self.read().await?;
+        let found = db
+            .fetch_all(
+                sql(format!("{SKILL} WHERE s.org_id = $1 AND {CURRENT} ORDER BY s.name"))
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        with_files(&mut db, found).await
+    }
+
+    async fn skill_versions(&self, scope: &TenantScope, name: &str) -> StoreResult<Vec<Skill>> {
+        let mut db = self.read().await?;
+        let found = db
+            .fetch_all(
+                sql(format!(
+                    "{SKILL} WHERE s.org_id = $1 AND s.name = $2 ORDER BY s.version DESC"
+                ))
+                .bind(scope.org_id())
+                .bind(name),
+            )
+            .await?;
+        if found.is_empty() {
+            return Err(StoreError::NotFound);
+        }
+        with_files(&mut db, found).await
+    }
+
+    async fn current_skills(
+        &self,
+        scope: &TenantScope,
+        names: &[String],
+    ) -> StoreResult<Vec<Skill>> {
+        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        Ok(self
+            .skills(scope)
+            .await?
+            .into_iter()
+            .filter(|s| wanted.contains(s.name.as_str()))
+            .collect())
+    }
+
+    async fn skill_file(
+        &self,
+        scope: &TenantScope,
+        skill: SkillId,
+        path: &str,
+    ) -> StoreResult<Vec<u8>> {
+        self.read()
+            .await?
+            .fetch_one(
+                sql("SELECT f.content FROM skill_files f JOIN skills s ON s.id = f.skill_id
+                     WHERE f.skill_id = $1 AND f.path = $2 AND s.org_id = $3")
+                .bind(skill)
+                .bind(path)
+                .bind(scope.org_id()),
+            )
+            .await?
+            .get("content")
+    }
+
+    async fn delete_skill(&self, scope: &TenantScope, name: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let deleted = tx
+            .execute(
+                sql("UPDATE skills SET deleted_at = $1
+                     WHERE org_id = $2 AND name = $3 AND deleted_at IS NULL")
+                .bind(now())
+                .bind(scope.org_id())
+                .bind(name),
+            )
+            .await?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // Off every chatbot of the organization that offered it.
+        let offering = tx
+            .fetch_all(
+                sql("SELECT id, skills FROM chatbots WHERE org_id = $1").bind(scope.org_id()),
+            )
+            .await?;
+        for row in offering {
+            let skills: serde_json::Value = row.get("skills")?;
+            let names: Vec<String> = serde_json::from_value(skills)
+                .map_err(|e| StoreError::Internal(format!("chatbots.skills: {e}")))?;
+            if names.iter().any(|n| n == name) {
+                let kept: Vec<String> = names.into_iter().filter(|n| n != name).collect();
+                tx.execute(
+                    sql("UPDATE chatbots SET skills = $1 WHERE id = $2")
+                        .bind(&serde_json::Value::from(kept))
+                        .bind(row.get::<ChatbotId>("id")?),
+                )
+                .await?;
+            }
+        }
+        audit(
+            &mut tx,
+            scope,
+            "skill.deleted",
+            &format!("skill:{name}"),
+            serde_json::Value::Null,
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+
+    async fn record_activation(
+        &self,
+        scope: &TenantScope,
+        activation: &NewActivation,
+    ) -> StoreResult<bool> {
+        let recorded = self
+            .write()
+            .await?
+            .execute(
+                sql("INSERT INTO skill_activations (tool_call_id, reply_id, person_id, org_id, skill_id,
+                                                    chatbot_id, conversation_id, created_at)
+                     SELECT $1, $2, c.person_id, c.org_id, s.id, $4, c.id, $6
+                     FROM conversations c JOIN skills s ON s.id = $3 AND s.org_id = c.org_id
+                     WHERE c.id = $5 AND c.org_id = $7
+                     ON CONFLICT DO NOTHING")
+                .bind(activation.tool_call_id)
+                .bind(activation.reply_id)
+                .bind(activation.skill_id)
+                .bind(activation.chatbot_id)
+                .bind(activation.conversation_id)
+                .bind(now())
+                .bind(scope.org_id()),
+            )
+            .await?;
+        Ok(recorded > 0)
+    }
+
+    async fn skill_use(
+        &self,
+        scope: &TenantScope,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<SkillUse>> {
+        let mut db = self.read().await?;
+        let mut used: Vec<SkillUse> = db
+            .fetch_all(
+                sql("SELECT s.name, COUNT(*) AS activations
+                     FROM skill_activations a JOIN skills s ON s.id = a.skill_id
+                     WHERE a.org_id = $1 AND a.created_at >= $2
+                     GROUP BY s.name ORDER BY s.name")
+                .bind(scope.org_id())
+                .bind(since),
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(SkillUse {
+                    name: row.get("name")?,
+                    activations: row.get("activations")?,
+                    rated_up: 0,
+                    rated_down: 0,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        // Each rating of a reply that loaded the skill, once however often
+        // the reply loaded it.
+        let ratings = db
+            .fetch_all(
+                sql("SELECT r.name, f.rating, COUNT(*) AS ratings
+                     FROM feedback f JOIN (
+                         SELECT DISTINCT a.reply_id, s.name FROM skill_activations a
+                         JOIN skills s ON s.id = a.skill_id
+                         WHERE a.org_id = $1 AND a.created_at >= $2
+                     ) r ON r.reply_id = f.message_id
+                     GROUP BY r.name, f.rating")
+                .bind(scope.org_id())
+                .bind(since),
+            )
+            .await?;
+        for row in ratings {
+            let name: String = row.get("name")?;
+            let rating: Rating = row.get("rating")?;
+            let count: i64 = row.get("ratings")?;
+            if let Some(skill) = used.iter_mut().find(|u| u.name == name) {
+                match rating {
+                    Rating::Up => skill.rated_up = count,
+                    Rating::Down => skill.rated_down = count,
+                }
+            }
+        }
+        Ok(used)
+    }
+}
