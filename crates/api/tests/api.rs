@@ -15,6 +15,8 @@ mod management;
 mod ops;
 #[path = "api/people.rs"]
 mod people;
+#[path = "api/skills.rs"]
+mod skills;
 #[path = "api/tenancy.rs"]
 mod tenancy;
 #[path = "api/tools.rs"]

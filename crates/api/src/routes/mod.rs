@@ -15,6 +15,7 @@ pub(crate) mod live;
 pub mod ops;
 mod organizations;
 mod people;
+mod skills;
 mod tools;
 pub mod webhooks;
 
@@ -34,6 +35,7 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
         .merge(conversations::router())
         .merge(people::router())
         .merge(feedback::router())
+        .merge(skills::router())
         .merge(insights::router())
         .merge(integrations::router())
         .merge(jobs::router())

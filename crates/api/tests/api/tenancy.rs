@@ -44,6 +44,8 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         "/api/v1/tools".into(),
         "/api/v1/leads".into(),
         "/api/v1/people".into(),
+        "/api/v1/skills".into(),
+        "/api/v1/skills/alpha-skill".into(),
         format!("/api/v1/people/{}", owned.person),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
@@ -102,6 +104,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
         ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
         ("POST", "/api/v1/messages/{id}/feedback") => Some(json!({"rating": "down"})),
+        ("POST", "/api/v1/skills") => Some(
+            json!({"skill_md": "---\nname: b-skill\ndescription: B's own.\n---\nDo B's things."}),
+        ),
         // Into A's person, from one that is no one's.
         ("POST", "/api/v1/people/{id}/merge") => {
             Some(json!({"person_id": "01a23c75-0000-7000-8000-000000000000"}))
@@ -221,6 +226,14 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         tool_server.text
     );
     let tool_server = tool_server.body["id"].as_str().unwrap().to_owned();
+    let skill = app
+        .post(
+            "/api/v1/skills",
+            &a.token,
+            json!({"skill_md": "---\nname: alpha-skill\ndescription: Alpha's way.\n---\nAlpha's secret steps."}),
+        )
+        .await;
+    assert_eq!(skill.status, StatusCode::CREATED, "{}", skill.text);
     // A's owner, who wrote the message above.
     let people = app.get("/api/v1/people", &a.token).await;
     let person = people.body["people"][0]["id"].as_str().unwrap().to_owned();
@@ -246,6 +259,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &owned.document,
         &owned.context,
         &owned.person,
+        &"Alpha's secret steps".to_owned(),
         &conversation,
         &a.org_id,
         &a.user_id,
@@ -295,7 +309,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                     &format!("/conversations/{conversation}"),
                 )
                 .replace("/people/{id}", &format!("/people/{}", owned.person))
-                .replace("/messages/{id}", &format!("/messages/{}", owned.message));
+                .replace("/messages/{id}", &format!("/messages/{}", owned.message))
+                .replace("/skills/{name}", "/skills/alpha-skill");
             assert!(
                 !concrete.contains('{'),
                 "the tenancy walk does not know the parameters of {path}: add them"

@@ -1,0 +1,207 @@
+//! An organization's skills (the Agent Skills format): uploaded as a zip of
+//! the skill's folder or as its `SKILL.md` alone, listed, read version by
+//! version, deleted, and given to chatbots (`PATCH /chatbots/{id}`).
+//! Owners and admins upload and delete; members read; advisors see none.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use steward_store::{NewSkill, Skill};
+use steward_tools::skills::{self, MAX_UPLOAD_BYTES, SkillPackage};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::Auth;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::Path;
+use crate::state::SharedState;
+
+pub fn router() -> OpenApiRouter<SharedState> {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(upload_skill))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD_BYTES));
+    OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(list_skills))
+        .routes(routes!(skill_versions, delete_skill))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkillDto {
+    name: String,
+    /// 1 for the first upload of the name, one more for each next.
+    version: i64,
+    /// What the skill is for and when to use it: what a model is shown.
+    description: String,
+    /// Its resource files, by their path in the skill's folder.
+    files: Vec<String>,
+    bytes: i64,
+    /// Who uploaded it (`user:{id}`, `api_key:{id}` or `operator`).
+    uploaded_by: String,
+    created_at: DateTime<Utc>,
+    /// Set once the skill was deleted.
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Skill> for SkillDto {
+    fn from(s: &Skill) -> Self {
+        Self {
+            name: s.name.clone(),
+            version: s.version,
+            description: s.description.clone(),
+            files: s.files.clone(),
+            bytes: s.bytes,
+            uploaded_by: s.uploaded_by.clone(),
+            created_at: s.created_at,
+            deleted_at: s.deleted_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkillVersion {
+    #[serde(flatten)]
+    skill: SkillDto,
+    /// `SKILL.md` as uploaded.
+    skill_md: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkillList {
+    /// The latest version of each skill, by name.
+    skills: Vec<SkillDto>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SkillVersions {
+    /// Newest first, deleted ones too.
+    versions: Vec<SkillVersion>,
+}
+
+/// A `SKILL.md` sent as JSON, for clients that speak nothing else.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SkillJson {
+    /// The whole SKILL.md: front matter and body.
+    skill_md: String,
+}
+
+/// What the body holds: a zip (by its type or its first bytes), Markdown,
+/// or JSON carrying Markdown.
+fn package(headers: &HeaderMap, body: &[u8]) -> ApiResult<SkillPackage> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let zipped = matches!(
+        content_type.as_str(),
+        "application/zip" | "application/x-zip-compressed"
+    ) || (content_type == "application/octet-stream" && body.starts_with(b"PK\x03\x04"));
+    let markdown = matches!(content_type.as_str(), "text/markdown" | "text/plain");
+    let read = if zipped {
+        skills::from_zip(body)
+    } else if markdown {
+        skills::from_markdown(body)
+    } else if content_type == "application/json" {
+        let sent: SkillJson = serde_json::from_slice(body)
+            .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
+        skills::from_markdown(sent.skill_md.as_bytes())
+    } else {
+        return Err(ApiError::UnsupportedMediaType);
+    };
+    read.map_err(|e| ApiError::unprocessable("invalid_skill", e.0))
+}
+
+/// Upload a skill (owners and admins): a zip of its folder
+/// (`Content-Type: application/zip`), its `SKILL.md` alone
+/// (`text/markdown`), or `{"skill_md": "..."}` as JSON. A name uploaded
+/// before gets a new version.
+#[utoipa::path(post, path = "/skills", tag = "skills", security(("bearer" = [])),
+    request_body(content = SkillJson, description = "{\"skill_md\"}; or a zip of the skill's folder as application/zip, or its SKILL.md as text/markdown"),
+    responses((status = 201, body = SkillDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "another upload of the same name was stored at the same moment; send it again", body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, description = "not a skill: why (`invalid_skill`)", body = ErrorBody)))]
+async fn upload_skill(
+    State(state): State<SharedState>,
+    auth: Auth,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, axum::Json<SkillDto>)> {
+    auth.require_admin()?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        _ => ApiError::bad_request("unreadable_body", rejection.body_text()),
+    })?;
+    let package = package(&headers, &body)?;
+    let stored = state
+        .store
+        .add_skill(
+            &auth.0.scope(),
+            NewSkill {
+                name: package.name,
+                description: package.description,
+                body: package.body,
+                skill_md: package.skill_md,
+                files: package.files,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(SkillDto::from(&stored))))
+}
+
+/// The organization's skills: the latest version of each.
+#[utoipa::path(get, path = "/skills", tag = "skills", security(("bearer" = [])),
+    responses((status = 200, body = SkillList), (status = 403, body = ErrorBody)))]
+async fn list_skills(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<SkillList>> {
+    auth.require_conversations()?;
+    let found = state.store.skills(&auth.0.scope()).await?;
+    Ok(axum::Json(SkillList {
+        skills: found.iter().map(SkillDto::from).collect(),
+    }))
+}
+
+/// Every version of a skill, newest first, with its `SKILL.md`.
+#[utoipa::path(get, path = "/skills/{name}", tag = "skills", security(("bearer" = [])),
+    params(("name" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
+    responses((status = 200, body = SkillVersions), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn skill_versions(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<SkillVersions>> {
+    auth.require_conversations()?;
+    let found = state.store.skill_versions(&auth.0.scope(), &name).await?;
+    Ok(axum::Json(SkillVersions {
+        versions: found
+            .iter()
+            .map(|s| SkillVersion {
+                skill: s.into(),
+                skill_md: s.skill_md.clone(),
+            })
+            .collect(),
+    }))
+}
+
+/// Delete a skill (owners and admins): no chatbot offers it any more; its
+/// versions stay readable for the replies that used them.
+#[utoipa::path(delete, path = "/skills/{name}", tag = "skills", security(("bearer" = [])),
+    params(("name" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn delete_skill(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    auth.require_admin()?;
+    state.store.delete_skill(&auth.0.scope(), &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,125 @@
+//! Skills through the API: uploaded as a zip, as SKILL.md or as JSON,
+//! versioned, given to chatbots, deleted; who may do what.
+
+use std::io::Write;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use steward_testkit::app::{Reply, TestApp, spawn_app};
+
+const SKILL_MD: &str = "---\nname: expense-report\ndescription: Files an expense report from receipts.\n---\n# Expense reports\n\nAsk for the receipts first.\n";
+
+fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, bytes) in entries {
+        zip.start_file(*name, options).unwrap();
+        zip.write_all(bytes).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+async fn upload(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    let response = app
+        .client
+        .post(app.url("/api/v1/skills"))
+        .bearer_auth(token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    TestApp::read(response).await
+}
+
+#[tokio::test]
+async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
+    let app = spawn_app().await;
+    let owner = app.register("owner@example.org", "Acme").await;
+    let other = app.register("other@example.org", "Globex").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let bot = app.chatbot(&owner, "Help").await;
+
+    let first = upload(&app, &owner.token, "text/markdown", SKILL_MD.into()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!((first.body["name"].as_str(), first.body["version"].as_i64()), (Some("expense-report"), Some(1)));
+    let folder = zip(&[
+        ("expense-report/SKILL.md", SKILL_MD.as_bytes()),
+        ("expense-report/reference/policy.md", b"50 EUR a day."),
+    ]);
+    let second = upload(&app, &owner.token, "application/zip", folder).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
+    assert_eq!(second.body["version"], 2);
+    assert_eq!(second.body["files"], json!(["reference/policy.md"]));
+    let travel = "---\nname: travel\ndescription: Books trips.\n---\nAsk where to.";
+    let third = app.post("/api/v1/skills", &owner.token, json!({"skill_md": travel})).await;
+    assert_eq!(third.status, StatusCode::CREATED, "{}", third.text);
+
+    let listed = app.get("/api/v1/skills", &member.token).await;
+    assert_eq!(listed.status, StatusCode::OK);
+    let names: Vec<(&str, i64)> = listed.body["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["version"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(names, [("expense-report", 2), ("travel", 1)]);
+    let versions = app.get("/api/v1/skills/expense-report", &member.token).await;
+    assert_eq!(versions.body["versions"][1]["skill_md"], SKILL_MD);
+
+    // Given to a chatbot; an unknown skill is refused.
+    let given = app
+        .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["travel", "expense-report", "travel"]}))
+        .await;
+    assert_eq!(given.status, StatusCode::OK, "{}", given.text);
+    assert_eq!(given.body["skills"], json!(["travel", "expense-report"]));
+    let unknown = app
+        .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["nothing"]}))
+        .await;
+    assert_eq!(unknown.status, StatusCode::CONFLICT);
+    assert_eq!(unknown.code(), "unknown_skill");
+    // Another organization's skill is no skill of this one.
+    let theirs = "---\nname: secret-sauce\ndescription: Theirs.\n---\nx";
+    app.post("/api/v1/skills", &other.token, json!({"skill_md": theirs})).await;
+    let borrowed = app
+        .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["secret-sauce"]}))
+        .await;
+    assert_eq!(borrowed.code(), "unknown_skill");
+    assert_eq!(app.get("/api/v1/skills/secret-sauce", &owner.token).await.status, StatusCode::NOT_FOUND);
+
+    // Who may do what.
+    let refused = upload(&app, &member.token, "text/markdown", SKILL_MD.into()).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    for path in ["/api/v1/skills", "/api/v1/skills/travel"] {
+        assert_eq!(app.get(path, &advisor.token).await.status, StatusCode::FORBIDDEN, "{path}");
+    }
+    assert_eq!(app.delete("/api/v1/skills/travel", &member.token).await.status, StatusCode::FORBIDDEN);
+
+    // Bad uploads say why and keep nothing.
+    let bad: Vec<(&str, Vec<u8>, StatusCode)> = vec![
+        ("text/markdown", b"# no front matter".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("text/markdown", b"---\nname: Capital\ndescription: x\n---\n".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("application/zip", b"not a zip".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
+        ("application/zip", zip(&[("SKILL.md", SKILL_MD.as_bytes()), ("../x", b"x")]), StatusCode::UNPROCESSABLE_ENTITY),
+        ("image/png", b"\x89PNG".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        ("application/zip", vec![0; 6 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE),
+    ];
+    for (content_type, body, status) in bad {
+        let reply = upload(&app, &owner.token, content_type, body).await;
+        assert_eq!(reply.status, status, "{content_type}: {}", reply.text);
+    }
+    let again = app.get("/api/v1/skills", &owner.token).await;
+    assert_eq!(again.body, listed.body, "nothing kept");
+
+    // Deleted: off the chatbot, its versions kept; uploaded again, version 3.
+    assert_eq!(app.delete("/api/v1/skills/expense-report", &owner.token).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(app.delete("/api/v1/skills/expense-report", &owner.token).await.status, StatusCode::NOT_FOUND);
+    let chatbot = app.get(&format!("/api/v1/chatbots/{bot}"), &owner.token).await;
+    assert_eq!(chatbot.body["skills"], json!(["travel"]));
+    let kept = app.get("/api/v1/skills/expense-report", &owner.token).await;
+    assert!(kept.body["versions"][0]["deleted_at"].is_string());
+    let back = upload(&app, &owner.token, "text/markdown", SKILL_MD.into()).await;
+    assert_eq!(back.body["version"], 3);
+}
