@@ -419,6 +419,13 @@ impl JobHandler for Respond {
             system.push_str(&steward_knowledge::retrieve::prompt_block(&passages));
         }
         let offered = self.offered(&scope, &chatbot).await;
+        // The skills this reply may load: named and described, never their
+        // instructions (`use_skill` loads those).
+        if offered.offers_skills() {
+            let skills = self.store.current_skills(&scope, &chatbot.skills).await?;
+            system.push_str("\n\n");
+            system.push_str(&steward_tools::skills::prompt_block(&skills));
+        }
         let request = ChatRequest {
             model: chatbot.model.clone(),
             system,

@@ -26,6 +26,14 @@ impl Offered {
         self.0.is_empty()
     }
 
+    /// Whether the chatbot's skills are offered (it has some, and they
+    /// could be listed).
+    pub(crate) fn offers_skills(&self) -> bool {
+        self.0
+            .iter()
+            .any(|tool| tool.server == steward_tools::skills::SERVER)
+    }
+
     pub(crate) fn specs(&self) -> Vec<ToolSpec> {
         let spec = |tool: &Tool| ToolSpec {
             name: Tool::model_name(&tool.server, &tool.name),
@@ -185,6 +193,7 @@ impl Calls<'_> {
             scope: *self.scope,
             chatbot: self.chatbot,
             conversation: self.conversation,
+            reply: Some(self.reply),
             key: record.id,
         };
         let called = self.toolbox.call(&context, tool, &input);

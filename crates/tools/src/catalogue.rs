@@ -67,7 +67,9 @@ impl Catalogue {
 
     /// Whether `name` is taken by Steward's own tools or an operator's server.
     pub fn reserves(&self, name: &str) -> bool {
-        builtin::SERVERS.contains(&name) || self.servers.iter().any(|s| s.name == name)
+        builtin::SERVERS.contains(&name)
+            || name == crate::skills::SERVER
+            || self.servers.iter().any(|s| s.name == name)
     }
 
     /// Every tool the organization may give its chatbots.
@@ -224,8 +226,16 @@ pub async fn reseal(
 #[async_trait]
 impl Toolbox for Catalogue {
     async fn tools(&self, scope: &TenantScope, chatbot: &Chatbot) -> Result<Vec<Tool>, ToolError> {
+        let mut skills = Vec::new();
+        if !chatbot.skills.is_empty() {
+            let offered = self.store.current_skills(scope, &chatbot.skills).await;
+            skills = crate::skills::tools_for(&offered.map_err(|error| {
+                tracing::warn!(%error, "listing a chatbot's skills failed");
+                ToolError("the chatbot's skills could not be listed".into())
+            })?);
+        }
         if chatbot.tools.is_empty() {
-            return Ok(Vec::new());
+            return Ok(skills);
         }
         // Only the servers the chatbot has a tool of are asked.
         let given = |server: &str| {
@@ -234,6 +244,7 @@ impl Toolbox for Catalogue {
         };
         let mut tools = self.tools_on(scope, given).await?;
         tools.retain(|tool| chatbot.tools.contains(&tool.full_name()));
+        tools.extend(skills);
         Ok(tools)
     }
 
@@ -251,6 +262,9 @@ impl Toolbox for Catalogue {
         }
         if builtin::SERVERS.contains(&tool.server.as_str()) {
             return builtin::call(&self.store, context, tool, input, self.job_attempts).await;
+        }
+        if tool.server == crate::skills::SERVER {
+            return crate::skills::call(&self.store, context, tool, input).await;
         }
         let servers = self
             .store

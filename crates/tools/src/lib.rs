@@ -16,7 +16,7 @@ pub mod skills;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use steward_domain::{ChatbotId, ConversationId, ToolCallId};
+use steward_domain::{ChatbotId, ConversationId, MessageId, ToolCallId};
 use steward_store::{Chatbot, TenantScope};
 
 pub use catalogue::{Catalogue, open_headers, reseal, seal_headers};
@@ -66,6 +66,9 @@ pub struct CallContext {
     pub scope: TenantScope,
     pub chatbot: ChatbotId,
     pub conversation: ConversationId,
+    /// The reply the call is made for (stored after it); None for a call
+    /// through Steward's MCP server, which writes no reply.
+    pub reply: Option<MessageId>,
     /// The call's journal id: its idempotency key.
     pub key: ToolCallId,
 }

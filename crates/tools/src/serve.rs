@@ -122,6 +122,7 @@ impl OwnTools {
             scope,
             chatbot,
             conversation,
+            reply: None,
             key,
         };
         builtin::call(&self.store, &context, tool, &input, self.job_attempts).await

@@ -258,6 +258,142 @@ fn top_folder(entries: &[(String, Vec<u8>)]) -> Result<String, SkillError> {
     }
 }
 
+// --- Offered to a model ---
+
+/// The server Steward's skill tools are offered under (`skills.use_skill`).
+pub const SERVER: &str = "skills";
+/// A resource file shown to a model, at most; the rest is cut and said so.
+const MAX_SHOWN_BYTES: usize = 64 * 1024;
+
+/// The tools that load a chatbot's skills, when it has any: `use_skill`
+/// (the instructions) and `read_skill_file` (a resource file).
+pub fn tools_for(skills: &[steward_store::Skill]) -> Vec<crate::Tool> {
+    if skills.is_empty() {
+        return Vec::new();
+    }
+    let names: Vec<&str> = skills.iter().map(|s| s.name.as_str()).collect();
+    vec![
+        crate::Tool {
+            server: SERVER.into(),
+            name: "use_skill".into(),
+            description: "Loads a skill's instructions (the skills are listed in the system prompt). Call it before doing what a skill is for, then follow what it says.".into(),
+            input_schema: serde_json::json!({
+                "type": "object",
+                "properties": { "name": { "type": "string", "enum": names } },
+                "required": ["name"],
+                "additionalProperties": false
+            }),
+        },
+        crate::Tool {
+            server: SERVER.into(),
+            name: "read_skill_file".into(),
+            description: "Reads one of a skill's resource files, by the path its instructions or use_skill name.".into(),
+            input_schema: serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "name": { "type": "string", "enum": names },
+                    "path": { "type": "string", "maxLength": MAX_PATH_CHARS }
+                },
+                "required": ["name", "path"],
+                "additionalProperties": false
+            }),
+        },
+    ]
+}
+
+/// What the system prompt says of the skills a reply may use: each name
+/// and description, never their instructions (those are loaded on use).
+pub fn prompt_block(skills: &[steward_store::Skill]) -> String {
+    let mut block = String::from(
+        "Skills you can use (load one with the use_skill tool before following it):\n",
+    );
+    for skill in skills {
+        block.push_str(&format!("- {}: {}\n", skill.name, skill.description));
+    }
+    block
+}
+
+/// Calls `use_skill` or `read_skill_file` for the chatbot of `context`: only
+/// a skill it offers, in its latest version. Loading one is its activation,
+/// recorded once per call.
+pub async fn call(
+    store: &std::sync::Arc<dyn steward_store::Store>,
+    context: &crate::CallContext,
+    tool: &crate::Tool,
+    input: &serde_json::Map<String, serde_json::Value>,
+) -> Result<String, crate::ToolError> {
+    use crate::ToolError;
+    let unavailable = |error: steward_store::StoreError| {
+        tracing::warn!(%error, "reading a skill failed");
+        ToolError("the skill could not be read just now".into())
+    };
+    let name = input
+        .get("name")
+        .and_then(|n| n.as_str())
+        .ok_or_else(|| ToolError("name: the skill's name is required".into()))?;
+    let chatbot = store
+        .chatbot(&context.scope, context.chatbot)
+        .await
+        .map_err(unavailable)?;
+    let offered = if chatbot.skills.iter().any(|s| s == name) {
+        store
+            .current_skills(&context.scope, &[name.to_owned()])
+            .await
+            .map_err(unavailable)?
+            .pop()
+    } else {
+        None
+    };
+    let Some(skill) = offered else {
+        return Err(ToolError(format!("there is no skill '{name}' to use here")));
+    };
+    match tool.name.as_str() {
+        "use_skill" => {
+            let reply = context
+                .reply
+                .ok_or_else(|| ToolError("skills are used in a reply".into()))?;
+            let activation = steward_store::NewActivation {
+                tool_call_id: context.key,
+                skill_id: skill.id,
+                chatbot_id: context.chatbot,
+                conversation_id: context.conversation,
+                reply_id: reply,
+            };
+            store
+                .record_activation(&context.scope, &activation)
+                .await
+                .map_err(unavailable)?;
+            let mut loaded = skill.body.clone();
+            if !skill.files.is_empty() {
+                loaded.push_str("\n\nFiles of this skill (read_skill_file): ");
+                loaded.push_str(&skill.files.join(", "));
+            }
+            Ok(loaded)
+        }
+        "read_skill_file" => {
+            let path = input
+                .get("path")
+                .and_then(|p| p.as_str())
+                .ok_or_else(|| ToolError("path: the file's path is required".into()))?;
+            if !skill.files.iter().any(|f| f == path) {
+                return Err(ToolError(format!("the skill '{name}' has no file '{path}'")));
+            }
+            let content = store
+                .skill_file(&context.scope, skill.id, path)
+                .await
+                .map_err(unavailable)?;
+            match String::from_utf8(content) {
+                Ok(text) => Ok(crate::bounded(text, MAX_SHOWN_BYTES)),
+                Err(binary) => Ok(format!(
+                    "{path} is not text ({} bytes); it cannot be shown",
+                    binary.as_bytes().len()
+                )),
+            }
+        }
+        other => Err(ToolError(format!("{SERVER}.{other} is not a tool Steward serves"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;

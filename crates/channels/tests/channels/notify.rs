@@ -63,6 +63,7 @@ impl Harness {
             scope: TenantScope::for_job(self.owner.org_id.parse().unwrap()),
             chatbot: self.bot.parse().unwrap(),
             conversation: conversation.parse().unwrap(),
+            reply: None,
             key: call["id"].as_str().unwrap().parse::<ToolCallId>().unwrap(),
         };
         let chatbot: Chatbot = self

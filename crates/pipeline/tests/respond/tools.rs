@@ -493,6 +493,7 @@ async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
         scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
         chatbot: bot.parse().unwrap(),
         conversation: conversation.parse().unwrap(),
+        reply: None,
         key,
     };
     let tool = steward_tools::builtin::tools_of("lead-capture").remove(0);
@@ -734,4 +735,86 @@ async fn a_conversation_handed_to_a_person_is_left_to_them_until_released() {
     worker.stop().await;
     assert!(fake.calls() > calls_before, "the assistant answers again");
     assert_eq!(reply_to(&messages, &third)["text"], "echo: still there?");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activation() {
+    use std::io::Write;
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let skill_md = "---\nname: expense-report\ndescription: Files an expense report from receipts.\n---\nAsk for each receipt's date and amount, then total them.";
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (path, content) in [("SKILL.md", skill_md), ("rates.md", "Taxis: up to 40 EUR.")] {
+        zip.start_file(path, zip::write::SimpleFileOptions::default()).unwrap();
+        zip.write_all(content.as_bytes()).unwrap();
+    }
+    let zipped = zip.finish().unwrap().into_inner();
+    let skill = app
+        .client
+        .post(app.url("/api/v1/skills"))
+        .bearer_auth(&owner.token)
+        .header("content-type", "application/zip")
+        .body(zipped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(skill.status(), 201);
+    let other = "---\nname: travel\ndescription: Books trips.\n---\nSecret travel steps.";
+    app.post("/api/v1/skills", &owner.token, json!({"skill_md": other})).await;
+    app.patch(
+        &format!("/api/v1/chatbots/{bot}"),
+        &owner.token,
+        json!({"skills": ["expense-report"]}),
+    )
+    .await;
+    // The model loads the skill, tries one it is not offered and a file the
+    // skill does not have, then answers.
+    fake.call_tools(vec![
+        vec![("skills__use_skill", r#"{"name": "expense-report"}"#)],
+        vec![
+            ("skills__read_skill_file", r#"{"name": "expense-report", "path": "rates.md"}"#),
+            ("skills__use_skill", r#"{"name": "travel"}"#),
+            ("skills__read_skill_file", r#"{"name": "expense-report", "path": "none.md"}"#),
+        ],
+    ]);
+    let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
+    let worker = start_worker_with(&app, model(&fake), move |respond| {
+        respond.toolbox = Some(toolbox);
+    });
+    let (_, message) = send(&app, &owner, &bot, "I need to claim a taxi", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        statuses(reply),
+        [
+            ("use_skill".into(), "succeeded".into()),
+            ("read_skill_file".into(), "succeeded".into()),
+            ("use_skill".into(), "failed".into()),
+            ("read_skill_file".into(), "failed".into()),
+        ]
+    );
+    let requests = fake.requests();
+    // Offered by name and description; its instructions only once loaded.
+    let first = requests[0].to_string();
+    assert!(first.contains("expense-report: Files an expense report"), "{first}");
+    assert!(!first.contains("then total them"), "the body is not in the prompt");
+    assert!(!first.contains("Books trips"), "a skill the chatbot lacks is not offered");
+    assert!(requests[1].to_string().contains("then total them"));
+    assert!(requests[1].to_string().contains("Files of this skill (read_skill_file): rates.md"));
+    let last = requests.last().unwrap().to_string();
+    assert!(last.contains("there is no skill 'travel' to use here"), "{last}");
+    assert!(!last.contains("Secret travel steps"));
+    assert!(last.contains("Taxis: up to 40 EUR."), "{last}");
+
+    let scope = steward_store::TenantScope::for_job(owner.org_id.parse().unwrap());
+    let used = app
+        .store
+        .skill_use(&scope, steward_store::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(used.len(), 1);
+    assert_eq!((used[0].name.as_str(), used[0].activations), ("expense-report", 1));
 }
