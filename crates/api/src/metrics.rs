@@ -422,6 +422,22 @@ fn organizations_text(
             }
         }
     }
+    let name = "steward_skill_activations_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Times replies loaded each skill (use_skill).\n# TYPE {name} counter"
+    );
+    for org in orgs {
+        for (skill, count) in &org.skill_activations {
+            let _ = writeln!(
+                out,
+                "{name}{{org_id=\"{}\",org=\"{}\",skill=\"{}\"}} {count}",
+                org.org_id,
+                label_value(&org.name),
+                label_value(skill),
+            );
+        }
+    }
     out
 }
 
@@ -530,6 +546,7 @@ mod tests {
             rated_up: 4,
             rated_down: 1,
             messages: vec![("slack".into(), 30, 10)],
+            skill_activations: vec![("expense-report".into(), 6)],
         };
         let tiers = steward_config::TiersConfig::default();
         let text = organizations_text(&[org], &tiers);
@@ -550,6 +567,7 @@ mod tests {
             format!(
                 r#"steward_messages_total{{{labels},channel="slack",message_type="forwarded"}} 10"#
             ),
+            format!(r#"steward_skill_activations_total{{{labels},skill="expense-report"}} 6"#),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -42,6 +42,27 @@ CREATE TABLE person_days (
 ) STRICT;
 CREATE INDEX person_days_person ON person_days (person_id);
 
+-- The same by week (Monday to Sunday, UTC; week n starts on day 7n - 3).
+CREATE TABLE person_weeks (
+    org_id     BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    week       INTEGER NOT NULL,
+    person_id  BLOB NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    PRIMARY KEY (org_id, week, person_id)
+) STRICT;
+CREATE INDEX person_weeks_person ON person_weeks (person_id);
+
+-- How many people wrote in each day and week: one more when a person's
+-- first message of the day or week makes its row above, one less when a
+-- merge finds the two people wrote in the same one. Read by the insights
+-- instead of counting the rows above.
+CREATE TABLE people_counts (
+    org_id  BLOB NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    span    TEXT NOT NULL CHECK (span IN ('day', 'week')),
+    number  INTEGER NOT NULL,
+    people  INTEGER NOT NULL,
+    PRIMARY KEY (org_id, span, number)
+) STRICT;
+
 -- Every member is a person, known by their account and their email address.
 -- (Messages stored before people existed keep no author.)
 INSERT INTO people (id, org_id, name, created_at)

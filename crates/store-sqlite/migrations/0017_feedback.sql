@@ -17,3 +17,9 @@ CREATE INDEX feedback_person ON feedback (person_id);
 -- A reaction names the provider's id of the reply it is on.
 CREATE INDEX deliveries_external ON deliveries (org_id, external_id)
     WHERE external_id IS NOT NULL;
+
+-- The ratings each chatbot's replies hold, by the day each was first given:
+-- kept by every rating, change and withdrawal in its own transaction, so
+-- the insights read them instead of counting ratings.
+ALTER TABLE activity_days ADD COLUMN rated_up INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE activity_days ADD COLUMN rated_down INTEGER NOT NULL DEFAULT 0;

@@ -64,6 +64,8 @@ pub struct OrgActivity {
     /// Every message from people ever counted, per channel kind: (kind,
     /// direct, forwarded).
     pub messages: Vec<(String, u64, u64)>,
+    /// Every activation of each of its skills, by name.
+    pub skill_activations: Vec<(String, u64)>,
 }
 
 /// A table or column name as an SQL identifier, quoted the way both SQLite

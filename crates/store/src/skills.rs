@@ -101,4 +101,8 @@ pub trait SkillStore: Send + Sync {
     /// replies that loaded it, by name.
     async fn skill_use(&self, scope: &TenantScope, since: DateTime<Utc>)
     -> StoreResult<Vec<SkillUse>>;
+
+    /// How many replies since `since` loaded any skill.
+    async fn replies_with_skills(&self, scope: &TenantScope, since: DateTime<Utc>)
+    -> StoreResult<i64>;
 }

@@ -253,6 +253,12 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
         "INSERT INTO person_days (org_id, day, person_id)
          SELECT DISTINCT org_id, created_at / 86400000000, person_id FROM messages
          WHERE person_id IS NOT NULL",
+        "INSERT INTO person_weeks (org_id, week, person_id)
+         SELECT DISTINCT org_id, (day + 3) / 7, person_id FROM person_days",
+        "INSERT INTO people_counts (org_id, span, number, people)
+         SELECT org_id, 'day', day, COUNT(*) FROM person_days GROUP BY org_id, day",
+        "INSERT INTO people_counts (org_id, span, number, people)
+         SELECT org_id, 'week', week, COUNT(*) FROM person_weeks GROUP BY org_id, week",
         "INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
          SELECT org_id, created_at / 86400000000, channel, SUM(NOT forwarded), SUM(forwarded)
          FROM messages WHERE role = 'user' GROUP BY 1, 2, 3
@@ -265,6 +271,12 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
                 CASE WHEN c.channel = 'web' THEN 'up' ELSE 'down' END, r.created_at, r.created_at
          FROM messages r JOIN conversations c ON c.id = r.conversation_id
          WHERE r.role = 'assistant' AND r.created_at = c.created_at + 30000000",
+        "UPDATE activity_days SET rated_up = c.up, rated_down = c.down FROM (
+             SELECT org_id, chatbot_id, created_at / 86400000000 AS day,
+                    SUM(rating = 'up') AS up, SUM(rating = 'down') AS down
+             FROM feedback GROUP BY 1, 2, 3) c
+         WHERE activity_days.org_id = c.org_id AND activity_days.chatbot_id = c.chatbot_id
+           AND activity_days.day = c.day",
     ] {
         sqlx::query(counted).execute(&mut conn).await.unwrap();
     }
@@ -360,6 +372,12 @@ async fn seed_postgres(url: &str, seed: &Seed) {
         "INSERT INTO person_days (org_id, day, person_id)
          SELECT DISTINCT org_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint, person_id
          FROM messages WHERE person_id IS NOT NULL",
+        "INSERT INTO person_weeks (org_id, week, person_id)
+         SELECT DISTINCT org_id, (day + 3) / 7, person_id FROM person_days",
+        "INSERT INTO people_counts (org_id, span, number, people)
+         SELECT org_id, 'day', day, COUNT(*) FROM person_days GROUP BY org_id, day",
+        "INSERT INTO people_counts (org_id, span, number, people)
+         SELECT org_id, 'week', week, COUNT(*) FROM person_weeks GROUP BY org_id, week",
         "INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
          SELECT org_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint, channel,
                 COUNT(*) FILTER (WHERE NOT forwarded), COUNT(*) FILTER (WHERE forwarded)
@@ -373,6 +391,12 @@ async fn seed_postgres(url: &str, seed: &Seed) {
                 CASE WHEN c.channel = 'web' THEN 'up' ELSE 'down' END, r.created_at, r.created_at
          FROM messages r JOIN conversations c ON c.id = r.conversation_id
          WHERE r.role = 'assistant' AND r.created_at = c.created_at + interval '30 seconds'",
+        "UPDATE activity_days a SET rated_up = c.up, rated_down = c.down FROM (
+             SELECT org_id, chatbot_id, FLOOR(EXTRACT(EPOCH FROM created_at) / 86400)::bigint AS day,
+                    COUNT(*) FILTER (WHERE rating = 'up') AS up,
+                    COUNT(*) FILTER (WHERE rating = 'down') AS down
+             FROM feedback GROUP BY 1, 2, 3) c
+         WHERE a.org_id = c.org_id AND a.chatbot_id = c.chatbot_id AND a.day = c.day",
     ] {
         sqlx::query(counted).execute(&mut conn).await.unwrap();
     }

@@ -50,7 +50,8 @@ pub struct Week {
     direct: i64,
     forwarded: i64,
     replies: i64,
-    /// People who wrote in the week (each once).
+    /// People who wrote in the week (each once), its days outside the
+    /// period included.
     people: i64,
     messages_per_person: Option<f64>,
 }
@@ -101,6 +102,15 @@ pub struct ChatbotUsage {
 }
 
 #[derive(Serialize, ToSchema)]
+pub struct SkillUsage {
+    name: String,
+    /// Times replies loaded it (`use_skill`).
+    activations: i64,
+    /// Ratings of the replies that loaded it.
+    feedback: Ratings,
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct UsageInsights {
     /// Every day of the period, oldest first (days without messages too).
     days: Vec<Day>,
@@ -116,6 +126,11 @@ pub struct UsageInsights {
     chatbots: Vec<ChatbotUsage>,
     /// Ratings of all replies, first given in the period.
     feedback: Ratings,
+    /// Each skill replies loaded in the period, by name.
+    skills: Vec<SkillUsage>,
+    /// The share of the period's replies that loaded any skill; null
+    /// without replies.
+    activation_rate: Option<f64>,
 }
 
 /// The value below which `share` of `values` lie (nearest rank).
@@ -150,7 +165,13 @@ async fn usage(
     }
     let now = Utc::now();
     let first = now.date_naive() - Duration::days(i64::from(days) - 1);
-    let activity = state.store.activity(&auth.0.scope(), first, now).await?;
+    let scope = auth.0.scope();
+    let since = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
+    let (activity, skills, with_skills) = futures::try_join!(
+        state.store.activity(&scope, first, now),
+        state.store.skill_use(&scope, since),
+        state.store.replies_with_skills(&scope, since),
+    )?;
     let mut sorted = activity.reply_seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let days: Vec<Day> = first
@@ -199,6 +220,8 @@ async fn usage(
         week.replies += day.replies;
         week.messages_per_person = per_person(week.messages, week.people);
     }
+    let replies: i64 = days.iter().map(|d| d.replies).sum();
+    let activation_rate = (replies > 0).then(|| with_skills as f64 / replies as f64);
     let (up, down) = activity
         .chatbots
         .iter()
@@ -226,6 +249,15 @@ async fn usage(
             })
             .collect(),
         feedback: Ratings::of(up, down),
+        skills: skills
+            .into_iter()
+            .map(|s| SkillUsage {
+                name: s.name,
+                activations: s.activations,
+                feedback: Ratings::of(s.rated_up, s.rated_down),
+            })
+            .collect(),
+        activation_rate,
     }))
 }
 

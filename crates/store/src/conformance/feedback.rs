@@ -4,6 +4,23 @@ use steward_domain::*;
 
 use super::*;
 
+/// The chatbot's counted ratings equal the ratings its reply holds.
+async fn counters_hold(store: &S, scope: &TenantScope, bot: ChatbotId, reply: MessageId) {
+    let held = store.reply_feedback(scope, reply).await.unwrap();
+    let count = |rating| held.iter().filter(|f| f.rating == rating).count() as i64;
+    let now = now();
+    let activity = store
+        .activity(scope, (now - chrono::Duration::days(1)).date_naive(), now)
+        .await
+        .unwrap();
+    let counted = activity.chatbots.iter().find(|c| c.chatbot_id == bot).unwrap();
+    assert_eq!(
+        (counted.rated_up, counted.rated_down),
+        (count(Rating::Up), count(Rating::Down)),
+        "{held:?}"
+    );
+}
+
 fn rater(handle: &str) -> Sender {
     Sender::new(Identity::parse("handle", IdentityKind::Slack, handle).unwrap())
 }
@@ -34,6 +51,7 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
         .await
         .unwrap();
     assert_eq!(rated, Rated::Same, "a replayed rating counts once");
+    counters_hold(&store, &scope, bot.id, reply.id).await;
     let (changed, rated) = store
         .rate_reply(&scope, reply.id, &ana, Rating::Down, Some("wrong".into()))
         .await
@@ -47,6 +65,7 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
         .await
         .unwrap();
     assert_eq!(rated, Rated::New, "another person's rating is their own");
+    counters_hold(&store, &scope, bot.id, reply.id).await;
 
     assert!(matches!(
         store.rate_reply(&scope, asked.id, &ana, Rating::Up, None).await,
@@ -83,6 +102,7 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
     assert!(!store.withdraw_rating(&globex, reply.id, &ana, None).await.unwrap());
     assert!(store.withdraw_rating(&scope, reply.id, &ana, Some(Rating::Down)).await.unwrap());
     assert!(!store.withdraw_rating(&scope, reply.id, &ana, None).await.unwrap());
+    counters_hold(&store, &scope, bot.id, reply.id).await;
     let (_, rated) = store
         .rate_reply(&scope, reply.id, &ana, Rating::Down, None)
         .await
@@ -101,4 +121,5 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
         .await
         .unwrap();
     assert_eq!((kept.person_id, rated), (bo.person_id, Rated::Same));
+    counters_hold(&store, &scope, bot.id, reply.id).await;
 }

@@ -258,7 +258,21 @@ pub async fn people_merge_within_their_org_only(store: S) {
         Err(StoreError::Conflict(Conflict::SamePerson))
     ));
 
+    let counted = |store: S| async move {
+        let now = now();
+        let activity = store
+            .activity(&scope, now.date_naive(), now)
+            .await
+            .unwrap();
+        (
+            activity.people_today,
+            activity.days.iter().map(|d| d.people).sum::<i64>(),
+            activity.weeks.iter().map(|w| w.1).sum::<i64>(),
+        )
+    };
+    assert_eq!(counted(store.clone()).await, (2, 2, 2));
     let merged = store.merge_people(&scope, a, b).await.unwrap();
+    assert_eq!(counted(store.clone()).await, (1, 1, 1), "one person wrote today");
     assert_eq!(merged.id, a);
     assert_eq!(merged.name.as_deref(), Some("Visitor"));
     assert_eq!(merged.last_seen_at, Some(later.created_at));

@@ -130,5 +130,8 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
         ]
     );
     assert!(store.skill_use(&globex, now() - chrono::Duration::days(1)).await.unwrap().is_empty());
+    let day_ago = now() - chrono::Duration::days(1);
+    assert_eq!(store.replies_with_skills(&scope, day_ago).await.unwrap(), 3);
+    assert_eq!(store.replies_with_skills(&globex, day_ago).await.unwrap(), 0);
     assert!(store.skill_use(&scope, now() + chrono::Duration::days(1)).await.unwrap().is_empty());
 }

@@ -177,9 +177,8 @@ impl<B: SqlBackend> ChannelStore for B {
             .await?;
         if started > 0 {
             let counts = DayCounts {
-                received: 0,
-                replied: 0,
                 started: 1,
+                ..DayCounts::default()
             };
             count_activity::<B>(&mut tx, scope.org_id(), channel.chatbot_id, at, counts).await?;
         }

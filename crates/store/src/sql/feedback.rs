@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use steward_domain::*;
 
 use crate::sql::people::person_of;
+use crate::sql::messages::{DayCounts, count_activity};
 use crate::sql::{Db, Row, SqlBackend, commit, sql};
 use crate::*;
 
@@ -17,6 +18,44 @@ fn feedback(row: &impl Row) -> StoreResult<Feedback> {
         created_at: row.get("created_at")?,
         updated_at: row.get("updated_at")?,
     })
+}
+
+/// Counts a rating in (`by` 1) or out (`by` -1) of its chatbot's counters,
+/// on the day it was first given, in the transaction that changes it.
+pub(crate) async fn count_rating<B: SqlBackend>(
+    tx: &mut B::Tx,
+    org: OrgId,
+    chatbot: ChatbotId,
+    first_given: chrono::DateTime<chrono::Utc>,
+    rating: Rating,
+    by: i64,
+) -> StoreResult<()> {
+    let counts = match rating {
+        Rating::Up => DayCounts {
+            rated_up: by,
+            ..DayCounts::default()
+        },
+        Rating::Down => DayCounts {
+            rated_down: by,
+            ..DayCounts::default()
+        },
+    };
+    count_activity::<B>(tx, org, chatbot, first_given, counts).await
+}
+
+/// Counts out the ratings a statement deleted (`RETURNING chatbot_id,
+/// rating, created_at`).
+pub(crate) async fn count_out<B: SqlBackend>(
+    tx: &mut B::Tx,
+    org: OrgId,
+    deleted: Vec<<B::Tx as Db>::Row>,
+) -> StoreResult<()> {
+    for row in deleted {
+        let rating: Rating = row.get("rating")?;
+        count_rating::<B>(tx, org, row.get("chatbot_id")?, row.get("created_at")?, rating, -1)
+            .await?;
+    }
+    Ok(())
 }
 
 const FEEDBACK: &str = "SELECT message_id, person_id, chatbot_id, rating, comment, created_at, updated_at
@@ -52,7 +91,7 @@ impl<B: SqlBackend> FeedbackStore for B {
                 .bind(person)
         };
         let before = tx.fetch_optional(lookup()).await?;
-        let before: Option<Rating> = before.map(|row| row.get("rating")).transpose()?;
+        let before: Option<Feedback> = before.as_ref().map(feedback).transpose()?;
         let at = now();
         // An upsert, so that two ratings at once leave one row (the later).
         tx.execute(
@@ -72,12 +111,19 @@ impl<B: SqlBackend> FeedbackStore for B {
         )
         .await?;
         let stored = feedback(&tx.fetch_one(lookup()).await?)?;
-        commit::<B>(tx).await?;
-        let rated = match before {
+        let rated = match &before {
             None => Rated::New,
-            Some(earlier) if earlier == rating => Rated::Same,
+            Some(earlier) if earlier.rating == rating => Rated::Same,
             Some(_) => Rated::Changed,
         };
+        let given = stored.created_at;
+        if let (Rated::Changed, Some(earlier)) = (rated, &before) {
+            count_rating::<B>(&mut tx, org, chatbot, given, earlier.rating, -1).await?;
+        }
+        if rated != Rated::Same {
+            count_rating::<B>(&mut tx, org, chatbot, given, rating, 1).await?;
+        }
+        commit::<B>(tx).await?;
         Ok((stored, rated))
     }
 
@@ -89,13 +135,14 @@ impl<B: SqlBackend> FeedbackStore for B {
         only: Option<Rating>,
     ) -> StoreResult<bool> {
         let identity = &rater.identity;
-        let mut db = self.write().await?;
-        let removed = db
-            .execute(
+        let mut tx = self.begin().await?;
+        let removed = tx
+            .fetch_all(
                 sql("DELETE FROM feedback
                      WHERE message_id = $1 AND org_id = $2 AND ($5 IS NULL OR rating = $5)
                        AND person_id = (SELECT person_id FROM person_identities
-                                        WHERE org_id = $2 AND kind = $3 AND handle = $4)")
+                                        WHERE org_id = $2 AND kind = $3 AND handle = $4)
+                     RETURNING chatbot_id, rating, created_at")
                 .bind(reply)
                 .bind(scope.org_id())
                 .bind(identity.kind)
@@ -103,7 +150,10 @@ impl<B: SqlBackend> FeedbackStore for B {
                 .bind(only.map(|r| r.as_str())),
             )
             .await?;
-        Ok(removed > 0)
+        let withdrawn = !removed.is_empty();
+        count_out::<B>(&mut tx, scope.org_id(), removed).await?;
+        commit::<B>(tx).await?;
+        Ok(withdrawn)
     }
 
     async fn reply_feedback(

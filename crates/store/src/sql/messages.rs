@@ -419,6 +419,7 @@ impl<B: SqlBackend> MessageStore for B {
                 received: counted,
                 replied: i64::from(message.role == MessageRole::Assistant),
                 started: i64::from(started),
+                ..DayCounts::default()
             },
         )
         .await?;
@@ -720,14 +721,14 @@ impl<B: SqlBackend> MessageStore for B {
         }
         for row in db
             .fetch_all(
-                sql("SELECT day, COUNT(*) AS people FROM person_days
-                     WHERE org_id = $1 AND day >= $2 GROUP BY day")
+                sql("SELECT number, people FROM people_counts
+                     WHERE org_id = $1 AND span = 'day' AND number >= $2 AND people > 0")
                 .bind(org)
                 .bind(first),
             )
             .await?
         {
-            days.entry(row.get("day")?).or_default().people = row.get("people")?;
+            days.entry(row.get("number")?).or_default().people = row.get("people")?;
         }
         let days = days
             .into_iter()
@@ -738,18 +739,17 @@ impl<B: SqlBackend> MessageStore for B {
                 })
             })
             .collect::<StoreResult<Vec<_>>>()?;
-        // Weeks start on Monday; day 0 (1970-01-01) was a Thursday.
         let weeks = db
             .fetch_all(
-                sql("SELECT (day + 3) / 7 AS week, COUNT(DISTINCT person_id) AS people
-                     FROM person_days WHERE org_id = $1 AND day >= $2
-                     GROUP BY (day + 3) / 7 ORDER BY week")
+                sql("SELECT number, people FROM people_counts
+                     WHERE org_id = $1 AND span = 'week' AND number >= $2 AND people > 0
+                     ORDER BY number")
                 .bind(org)
-                .bind(first),
+                .bind(week_of(first)),
             )
             .await?
             .iter()
-            .map(|row| Ok((day_of_number(row.get::<i64>("week")? * 7 - 3)?, row.get("people")?)))
+            .map(|row| Ok((day_of_number(row.get::<i64>("number")? * 7 - 3)?, row.get("people")?)))
             .collect::<StoreResult<Vec<_>>>()?;
         let today = day_number(now.date_naive());
         let mut people = Vec::new();
@@ -792,14 +792,15 @@ impl<B: SqlBackend> MessageStore for B {
                        CAST(COALESCE((SELECT SUM(a.started) FROM activity_days a
                           WHERE a.org_id = b.org_id AND a.day >= $2 AND a.chatbot_id = b.id), 0) AS BIGINT)
                          AS started,
-                       (SELECT COUNT(*) FROM feedback f WHERE f.org_id = b.org_id
-                          AND f.chatbot_id = b.id AND f.created_at >= $3 AND f.rating = 'up') AS rated_up,
-                       (SELECT COUNT(*) FROM feedback f WHERE f.org_id = b.org_id
-                          AND f.chatbot_id = b.id AND f.created_at >= $3 AND f.rating = 'down') AS rated_down
+                       CAST(COALESCE((SELECT SUM(a.rated_up) FROM activity_days a
+                          WHERE a.org_id = b.org_id AND a.day >= $2 AND a.chatbot_id = b.id), 0) AS BIGINT)
+                         AS rated_up,
+                       CAST(COALESCE((SELECT SUM(a.rated_down) FROM activity_days a
+                          WHERE a.org_id = b.org_id AND a.day >= $2 AND a.chatbot_id = b.id), 0) AS BIGINT)
+                         AS rated_down
                      FROM chatbots b WHERE b.org_id = $1 ORDER BY b.created_at, b.id")
                 .bind(org)
-                .bind(first)
-                .bind(since),
+                .bind(first),
             )
             .await?
             .iter()
@@ -849,14 +850,22 @@ async fn count_person_message<B: SqlBackend>(
 ) -> StoreResult<()> {
     let day = day_number(message.created_at.date_naive());
     if let Some(person) = person {
-        tx.execute(
-            sql("INSERT INTO person_days (org_id, day, person_id) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING")
-            .bind(org)
-            .bind(day)
-            .bind(person),
-        )
-        .await?;
+        for (table, span, number) in [("person_days", "day", day), ("person_weeks", "week", week_of(day))] {
+            let first = tx
+                .execute(
+                    sql(format!(
+                        "INSERT INTO {table} (org_id, {span}, person_id) VALUES ($1, $2, $3)
+                         ON CONFLICT DO NOTHING"
+                    ))
+                    .bind(org)
+                    .bind(number)
+                    .bind(person),
+                )
+                .await?;
+            if first > 0 {
+                count_people(tx, org, span, number, 1).await?;
+            }
+        }
     }
     let forwarded = i64::from(message.forwarded);
     tx.execute(
@@ -875,11 +884,41 @@ async fn count_person_message<B: SqlBackend>(
     Ok(())
 }
 
+/// The week (Monday to Sunday) of a day as `activity_days` numbers days:
+/// day 0, 1970-01-01, was a Thursday, so week n starts on day 7n - 3.
+pub(crate) fn week_of(day: i64) -> i64 {
+    (day + 3).div_euclid(7)
+}
+
+/// Adds `by` to the people counted in a day or a week (`span`).
+pub(crate) async fn count_people(
+    tx: &mut impl Db,
+    org: OrgId,
+    span: &str,
+    number: i64,
+    by: i64,
+) -> StoreResult<()> {
+    tx.execute(
+        sql("INSERT INTO people_counts (org_id, span, number, people) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (org_id, span, number) DO UPDATE SET
+                people = people_counts.people + excluded.people")
+        .bind(org)
+        .bind(span)
+        .bind(number)
+        .bind(by),
+    )
+    .await?;
+    Ok(())
+}
+
 /// What one stored message adds to its day's counters.
+#[derive(Default)]
 pub(crate) struct DayCounts {
     pub received: i64,
     pub replied: i64,
     pub started: i64,
+    pub rated_up: i64,
+    pub rated_down: i64,
 }
 
 /// Adds to the counters of `chatbot`'s day of `at`, in the transaction that
@@ -893,19 +932,24 @@ pub(crate) async fn count_activity<B: SqlBackend>(
 ) -> StoreResult<()> {
     tx.execute(
         sql(
-            "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started,
+                                        rated_up, rated_down)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (org_id, day, chatbot_id) DO UPDATE SET
                 received = activity_days.received + excluded.received,
                 replied = activity_days.replied + excluded.replied,
-                started = activity_days.started + excluded.started",
+                started = activity_days.started + excluded.started,
+                rated_up = activity_days.rated_up + excluded.rated_up,
+                rated_down = activity_days.rated_down + excluded.rated_down",
         )
         .bind(org)
         .bind(chatbot)
         .bind(day_number(at.date_naive()))
         .bind(counts.received)
         .bind(counts.replied)
-        .bind(counts.started),
+        .bind(counts.started)
+        .bind(counts.rated_up)
+        .bind(counts.rated_down),
     )
     .await?;
     Ok(())

@@ -37,7 +37,7 @@ macro_rules! select_message {
 mod accounts;
 mod channels;
 mod chatbots;
-mod feedback;
+pub(crate) mod feedback;
 mod idempotency;
 mod knowledge;
 mod messages;

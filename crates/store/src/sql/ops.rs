@@ -127,6 +127,20 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
                 count(&row, "forwarded")?,
             ));
         }
+        let mut activations = std::collections::HashMap::<OrgId, Vec<(String, u64)>>::new();
+        for row in db
+            .fetch_all(sql(
+                "SELECT a.org_id, s.name, COUNT(*) AS activations
+                 FROM skill_activations a JOIN skills s ON s.id = a.skill_id
+                 GROUP BY a.org_id, s.name ORDER BY s.name",
+            ))
+            .await?
+        {
+            activations
+                .entry(row.get("org_id")?)
+                .or_default()
+                .push((row.get("name")?, count(&row, "activations")?));
+        }
         found
             .iter()
             .map(|row| {
@@ -138,6 +152,7 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
                     rated_up: count(row, "rated_up")?,
                     rated_down: count(row, "rated_down")?,
                     messages: by_channel.remove(&org_id).unwrap_or_default(),
+                    skill_activations: activations.remove(&org_id).unwrap_or_default(),
                     org_id,
                     name: row.get("name")?,
                     tier: row.get("tier")?,

@@ -186,27 +186,40 @@ async fn merge<B: SqlBackend>(
         (&found[1], &found[0])
     };
     // A reply both rated keeps the rating of the person merged into.
-    tx.execute(
-        sql("DELETE FROM feedback WHERE person_id = $1 AND message_id IN (
-                SELECT message_id FROM feedback WHERE person_id = $2)")
-        .bind(from)
-        .bind(into),
-    )
-    .await?;
-    // Days both wrote on count them once.
-    tx.execute(
-        sql("DELETE FROM person_days WHERE person_id = $1 AND (org_id, day) IN (
-                SELECT org_id, day FROM person_days WHERE person_id = $2)")
-        .bind(from)
-        .bind(into),
-    )
-    .await?;
+    let dropped = tx
+        .fetch_all(
+            sql("DELETE FROM feedback WHERE person_id = $1 AND message_id IN (
+                    SELECT message_id FROM feedback WHERE person_id = $2)
+                 RETURNING chatbot_id, rating, created_at")
+            .bind(from)
+            .bind(into),
+        )
+        .await?;
+    crate::sql::feedback::count_out::<B>(tx, org, dropped).await?;
+    // Days and weeks both wrote in count one person, no longer two.
+    for (table, span) in [("person_days", "day"), ("person_weeks", "week")] {
+        let shared = tx
+            .fetch_all(
+                sql(format!(
+                    "DELETE FROM {table} WHERE person_id = $1 AND {span} IN (
+                        SELECT {span} FROM {table} WHERE person_id = $2)
+                     RETURNING {span} AS number"
+                ))
+                .bind(from)
+                .bind(into),
+            )
+            .await?;
+        for row in shared {
+            crate::sql::messages::count_people(tx, org, span, row.get("number")?, -1).await?;
+        }
+    }
     let moved = [
         "person_identities",
         "conversations",
         "messages",
         "feedback",
         "person_days",
+        "person_weeks",
         "skill_activations",
     ];
     for table in moved {

@@ -287,4 +287,21 @@ impl<B: SqlBackend> SkillStore for B {
         }
         Ok(used)
     }
+
+    async fn replies_with_skills(
+        &self,
+        scope: &TenantScope,
+        since: DateTime<Utc>,
+    ) -> StoreResult<i64> {
+        self.read()
+            .await?
+            .fetch_one(
+                sql("SELECT COUNT(DISTINCT reply_id) AS replies FROM skill_activations
+                     WHERE org_id = $1 AND created_at >= $2")
+                .bind(scope.org_id())
+                .bind(since),
+            )
+            .await?
+            .get("replies")
+    }
 }
