@@ -279,6 +279,25 @@ pub fn skill_name() -> Object {
     text(1, 64, "^[a-z0-9]+(-[a-z0-9]+)*$".into())
 }
 
+/// What a skill is for: not only spaces, one or more lines.
+pub fn skill_description() -> Object {
+    text(
+        1,
+        1_024,
+        format!("^[^{CONTROL_BUT_LINES}]*[^\\s{CONTROL}][^{CONTROL_BUT_LINES}]*$"),
+    )
+}
+
+/// A skill's instructions: Markdown, may be empty; short enough in any
+/// script to keep SKILL.md within its cap.
+pub fn skill_instructions() -> Object {
+    text(
+        0,
+        steward_tools::skills::MAX_INSTRUCTIONS_CHARS,
+        format!("^[^{CONTROL_BUT_LINES}]*$"),
+    )
+}
+
 /// An MCP server's name in an organization: its tools are `name.tool`.
 pub fn tool_server_name() -> Object {
     text(1, 40, "^[a-z0-9][a-z0-9-]*$".into())

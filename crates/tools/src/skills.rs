@@ -12,6 +12,9 @@ use serde::Deserialize;
 pub const MAX_UPLOAD_BYTES: usize = 5 * 1024 * 1024;
 /// `SKILL.md` itself, at most.
 pub const MAX_SKILL_MD_BYTES: usize = 256 * 1024;
+/// Instructions sent as a JSON field, at most: in any script, with the
+/// front matter, within [`MAX_SKILL_MD_BYTES`].
+pub const MAX_INSTRUCTIONS_CHARS: usize = 60_000;
 /// Resource files besides `SKILL.md`, at most.
 pub const MAX_FILES: usize = 100;
 /// One resource file, decompressed, at most.
@@ -109,7 +112,9 @@ pub fn from_markdown(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
             description.chars().count()
         )));
     }
-    if description.chars().any(|c| c.is_control() && c != '\n') || body.contains('\0') {
+    let line_breaks_and_tabs = |c: char| matches!(c, '\n' | '\r' | '\t');
+    let odd = |text: &str| text.chars().any(|c| c.is_control() && !line_breaks_and_tabs(c));
+    if odd(&description) || odd(body) {
         return Err(refused("SKILL.md holds control characters"));
     }
     Ok(SkillPackage {
@@ -460,6 +465,8 @@ mod tests {
         let huge = format!("{SKILL}{}", "x".repeat(MAX_SKILL_MD_BYTES));
         assert!(refusal(from_markdown(huge.as_bytes())).contains("at most"));
         assert!(refusal(from_markdown(&[0xff, 0xfe])).contains("UTF-8"));
+        let controlled = format!("{SKILL}and a \u{84} control");
+        assert!(refusal(from_markdown(controlled.as_bytes())).contains("control characters"));
     }
 
     #[test]

@@ -82,12 +82,36 @@ pub struct SkillVersions {
     versions: Vec<SkillVersion>,
 }
 
-/// A `SKILL.md` sent as JSON, for clients that speak nothing else.
-#[derive(serde::Deserialize, ToSchema)]
+/// A skill without resource files, sent as JSON: Steward writes its
+/// `SKILL.md` from the fields.
+#[derive(serde::Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SkillJson {
-    /// The whole SKILL.md: front matter and body.
-    skill_md: String,
+    #[schema(schema_with = crate::contract::skill_name)]
+    name: String,
+    /// What it does and when to use it: all a model sees until it loads it.
+    #[schema(schema_with = crate::contract::skill_description)]
+    description: String,
+    /// The Markdown instructions.
+    #[schema(schema_with = crate::contract::skill_instructions)]
+    instructions: String,
+}
+
+impl SkillJson {
+    /// The `SKILL.md` these fields make: YAML front matter, then the body.
+    fn skill_md(&self) -> String {
+        #[derive(Serialize)]
+        struct Front<'a> {
+            name: &'a str,
+            description: &'a str,
+        }
+        let front = serde_norway::to_string(&Front {
+            name: &self.name,
+            description: &self.description,
+        })
+        .expect("two strings serialize");
+        format!("---\n{front}---\n{}\n", self.instructions)
+    }
 }
 
 /// What the body holds: a zip (by its type or its first bytes), Markdown,
@@ -110,7 +134,17 @@ fn package(headers: &HeaderMap, body: &[u8]) -> ApiResult<SkillPackage> {
     } else if content_type == "application/json" {
         let sent: SkillJson = serde_json::from_slice(body)
             .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
-        skills::from_markdown(sent.skill_md.as_bytes())
+        let length = sent.instructions.chars().count();
+        if length > skills::MAX_INSTRUCTIONS_CHARS {
+            return Err(ApiError::unprocessable(
+                "invalid_skill",
+                format!(
+                    "instructions are {length} characters; at most {}",
+                    skills::MAX_INSTRUCTIONS_CHARS
+                ),
+            ));
+        }
+        skills::from_markdown(sent.skill_md().as_bytes())
     } else {
         return Err(ApiError::UnsupportedMediaType);
     };
@@ -119,10 +153,10 @@ fn package(headers: &HeaderMap, body: &[u8]) -> ApiResult<SkillPackage> {
 
 /// Upload a skill (owners and admins): a zip of its folder
 /// (`Content-Type: application/zip`), its `SKILL.md` alone
-/// (`text/markdown`), or `{"skill_md": "..."}` as JSON. A name uploaded
-/// before gets a new version.
+/// (`text/markdown`), or as JSON its name, description and instructions
+/// (no resource files). A name uploaded before gets a new version.
 #[utoipa::path(post, path = "/skills", tag = "skills", security(("bearer" = [])),
-    request_body(content = SkillJson, description = "{\"skill_md\"}; or a zip of the skill's folder as application/zip, or its SKILL.md as text/markdown"),
+    request_body(content = SkillJson, description = "name, description and instructions; or a zip of the skill's folder as application/zip, or its SKILL.md as text/markdown"),
     responses((status = 201, body = SkillDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "another upload of the same name was stored at the same moment; send it again", body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
@@ -204,4 +238,30 @@ async fn delete_skill(
     auth.require_admin()?;
     state.store.delete_skill(&auth.0.scope(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skill_sent_as_json_reads_back_as_sent_whatever_its_text() {
+        for (name, description) in [
+            ("123", "yes"),
+            ("true", "- a list item?"),
+            ("null", "key: value # and a comment"),
+            ("a-b", "'quoted' and \"double\", then\ttab\r\nand: more"),
+            ("x", "  padded  "),
+        ] {
+            let sent = SkillJson {
+                name: name.into(),
+                description: description.into(),
+                instructions: "---\nnot front matter\n---".into(),
+            };
+            let read = skills::from_markdown(sent.skill_md().as_bytes()).unwrap();
+            assert_eq!(read.name, name);
+            assert_eq!(read.description, description.trim());
+            assert_eq!(read.body, sent.instructions);
+        }
+    }
 }

@@ -53,8 +53,8 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
     assert_eq!(second.body["version"], 2);
     assert_eq!(second.body["files"], json!(["reference/policy.md"]));
-    let travel = "---\nname: travel\ndescription: Books trips.\n---\nAsk where to.";
-    let third = app.post("/api/v1/skills", &owner.token, json!({"skill_md": travel})).await;
+    let travel = json!({"name": "travel", "description": "Books trips.", "instructions": "Ask where to."});
+    let third = app.post("/api/v1/skills", &owner.token, travel).await;
     assert_eq!(third.status, StatusCode::CREATED, "{}", third.text);
 
     let listed = app.get("/api/v1/skills", &member.token).await;
@@ -81,8 +81,8 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
     assert_eq!(unknown.status, StatusCode::CONFLICT);
     assert_eq!(unknown.code(), "unknown_skill");
     // Another organization's skill is no skill of this one.
-    let theirs = "---\nname: secret-sauce\ndescription: Theirs.\n---\nx";
-    app.post("/api/v1/skills", &other.token, json!({"skill_md": theirs})).await;
+    let theirs = json!({"name": "secret-sauce", "description": "Theirs.", "instructions": "x"});
+    app.post("/api/v1/skills", &other.token, theirs).await;
     let borrowed = app
         .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["secret-sauce"]}))
         .await;
@@ -110,6 +110,9 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
         let reply = upload(&app, &owner.token, content_type, body).await;
         assert_eq!(reply.status, status, "{content_type}: {}", reply.text);
     }
+    let long = json!({"name": "long", "description": "Long.", "instructions": "x".repeat(60_001)});
+    let refused = app.post("/api/v1/skills", &owner.token, long).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.code());
     let again = app.get("/api/v1/skills", &owner.token).await;
     assert_eq!(again.body, listed.body, "nothing kept");
 

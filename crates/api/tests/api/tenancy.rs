@@ -105,7 +105,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
         ("POST", "/api/v1/messages/{id}/feedback") => Some(json!({"rating": "down"})),
         ("POST", "/api/v1/skills") => Some(
-            json!({"skill_md": "---\nname: b-skill\ndescription: B's own.\n---\nDo B's things."}),
+            json!({"name": "b-skill", "description": "B's own.", "instructions": "Do B's things."}),
         ),
         // Into A's person, from one that is no one's.
         ("POST", "/api/v1/people/{id}/merge") => {
@@ -230,7 +230,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         .post(
             "/api/v1/skills",
             &a.token,
-            json!({"skill_md": "---\nname: alpha-skill\ndescription: Alpha's way.\n---\nAlpha's secret steps."}),
+            json!({"name": "alpha-skill", "description": "Alpha's way.", "instructions": "Alpha's secret steps."}),
         )
         .await;
     assert_eq!(skill.status, StatusCode::CREATED, "{}", skill.text);

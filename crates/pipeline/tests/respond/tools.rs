@@ -761,8 +761,8 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
         .await
         .unwrap();
     assert_eq!(skill.status(), 201);
-    let other = "---\nname: travel\ndescription: Books trips.\n---\nSecret travel steps.";
-    app.post("/api/v1/skills", &owner.token, json!({"skill_md": other})).await;
+    let other = json!({"name": "travel", "description": "Books trips.", "instructions": "Secret travel steps."});
+    app.post("/api/v1/skills", &owner.token, other).await;
     app.patch(
         &format!("/api/v1/chatbots/{bot}"),
         &owner.token,
