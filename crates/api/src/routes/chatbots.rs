@@ -166,35 +166,13 @@ async fn tools_the_org_has(
     auth: &Auth,
     names: Vec<String>,
 ) -> ApiResult<Vec<String>> {
-    if names.len() > MAX_TOOLS {
-        return Err(ApiError::unprocessable(
-            "validation_failed",
-            format!("tools: at most {MAX_TOOLS}"),
-        ));
-    }
     let available = state
         .tools
         .available(&auth.0.scope())
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    let mut chosen: Vec<String> = Vec::new();
-    for name in names {
-        if !available.iter().any(|tool| tool.full_name() == name) {
-            let shown: String = name.chars().take(100).collect();
-            // 409 like an unknown conversation in a body: the name is well
-            // formed, and names nothing the organization has now.
-            return Err(ApiError::Conflict {
-                code: "unknown_tool",
-                message: format!(
-                    "tools: the organization has no tool {shown:?} (see GET /api/v1/tools)"
-                ),
-            });
-        }
-        if !chosen.contains(&name) {
-            chosen.push(name);
-        }
-    }
-    Ok(chosen)
+    let has = |name: &str| available.iter().any(|tool| tool.full_name() == name);
+    chosen(names, ("tool", "unknown_tool"), has)
 }
 
 /// Skill names the organization has now, without repeats; anything else is 409.
@@ -203,21 +181,34 @@ async fn skills_the_org_has(
     auth: &Auth,
     names: Vec<String>,
 ) -> ApiResult<Vec<String>> {
+    let have = state.store.skills(&auth.0.scope()).await?;
+    let has = |name: &str| have.iter().any(|skill| skill.name == name);
+    chosen(names, ("skill", "unknown_skill"), has)
+}
+
+/// `names` without repeats, when there are at most [`MAX_TOOLS`] and the
+/// organization `has` each; `what` names the kind and the code of a 409.
+fn chosen(
+    names: Vec<String>,
+    (what, code): (&str, &'static str),
+    has: impl Fn(&str) -> bool,
+) -> ApiResult<Vec<String>> {
     if names.len() > MAX_TOOLS {
         return Err(ApiError::unprocessable(
             "validation_failed",
-            format!("skills: at most {MAX_TOOLS}"),
+            format!("{what}s: at most {MAX_TOOLS}"),
         ));
     }
-    let have = state.store.skills(&auth.0.scope()).await?;
     let mut chosen: Vec<String> = Vec::new();
     for name in names {
-        if !have.iter().any(|skill| skill.name == name) {
+        if !has(&name) {
             let shown: String = name.chars().take(100).collect();
+            // 409 like an unknown conversation in a body: the name is well
+            // formed, and names nothing the organization has now.
             return Err(ApiError::Conflict {
-                code: "unknown_skill",
+                code,
                 message: format!(
-                    "skills: the organization has no skill {shown:?} (see GET /api/v1/skills)"
+                    "{what}s: the organization has no {what} {shown:?} (see GET /api/v1/{what}s)"
                 ),
             });
         }

@@ -1,8 +1,6 @@
 //! Skills through the API: uploaded as a zip, as SKILL.md or as JSON,
 //! versioned, given to chatbots, deleted; who may do what.
 
-use std::io::Write;
-
 use reqwest::StatusCode;
 use serde_json::json;
 use steward_testkit::app::{Reply, TestApp, spawn_app};
@@ -10,14 +8,7 @@ use steward_testkit::app::{Reply, TestApp, spawn_app};
 const SKILL_MD: &str = "---\nname: expense-report\ndescription: Files an expense report from receipts.\n---\n# Expense reports\n\nAsk for the receipts first.\n";
 
 fn zip(entries: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (name, bytes) in entries {
-        zip.start_file(*name, options).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap().into_inner()
+    steward_testkit::docx::archive(entries)
 }
 
 async fn upload(app: &TestApp, token: &str, content_type: &str, body: Vec<u8>) -> Reply {

@@ -739,18 +739,15 @@ async fn a_conversation_handed_to_a_person_is_left_to_them_until_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activation() {
-    use std::io::Write;
     let app = spawn_app_with(|_| {}).await;
     let fake = FakeModel::start().await;
     let owner = app.register("ada@example.org", "Acme").await;
     let bot = app.chatbot(&owner, "Helper").await;
     let skill_md = "---\nname: expense-report\ndescription: Files an expense report from receipts.\n---\nAsk for each receipt's date and amount, then total them.";
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    for (path, content) in [("SKILL.md", skill_md), ("rates.md", "Taxis: up to 40 EUR.")] {
-        zip.start_file(path, zip::write::SimpleFileOptions::default()).unwrap();
-        zip.write_all(content.as_bytes()).unwrap();
-    }
-    let zipped = zip.finish().unwrap().into_inner();
+    let zipped = steward_testkit::docx::archive(&[
+        ("SKILL.md", skill_md.as_bytes()),
+        ("rates.md", b"Taxis: up to 40 EUR."),
+    ]);
     let skill = app
         .client
         .post(app.url("/api/v1/skills"))

@@ -408,6 +408,37 @@ impl<B: SqlBackend> MessageStore for B {
             StoreError::Conflict(_) => StoreError::Conflict(Conflict::DuplicateMessage),
             other => other,
         })?;
+        // The person's days and weeks first; the counters many messages
+        // share (one row per chatbot, channel or month) last, just before
+        // the commit, so that concurrent messages wait on them briefly.
+        let mut firsts = Vec::new();
+        if message.role == MessageRole::User {
+            tx.execute(
+                sql("UPDATE conversations
+                     SET last_active_at = $1, person_id = COALESCE(person_id, $3)
+                     WHERE id = $2")
+                .bind(at)
+                .bind(conversation_id)
+                .bind(person),
+            )
+            .await?;
+            if let Some(person) = person {
+                firsts = mark_active(&mut tx, org, at, person).await?;
+            }
+        }
+        if let Some(job) = &new.then {
+            insert_job::<B>(&mut tx, job).await?;
+        }
+        let stored = LiveEvent {
+            org_id: message.org_id,
+            conversation_id: message.conversation_id,
+            kind: LiveKind::Message {
+                message_id: message.id,
+            },
+        };
+        for notice in B::live_notices(&stored) {
+            tx.execute(notice).await?;
+        }
         let counted = i64::from(message.role == MessageRole::User);
         let started = matches!(new.conversation, ConversationChoice::Start(_));
         count_activity::<B>(
@@ -424,16 +455,10 @@ impl<B: SqlBackend> MessageStore for B {
         )
         .await?;
         if message.role == MessageRole::User {
-            tx.execute(
-                sql("UPDATE conversations
-                     SET last_active_at = $1, person_id = COALESCE(person_id, $3)
-                     WHERE id = $2")
-                .bind(at)
-                .bind(conversation_id)
-                .bind(person),
-            )
-            .await?;
-            count_person_message::<B>(&mut tx, org, &message, person).await?;
+            count_channel_message(&mut tx, org, &message).await?;
+        }
+        for (span, number) in firsts {
+            count_people(&mut tx, org, span, number, 1).await?;
         }
         if counted > 0 || new.tokens > 0 {
             tx.execute(
@@ -447,19 +472,6 @@ impl<B: SqlBackend> MessageStore for B {
                 .bind(new.tokens),
             )
             .await?;
-        }
-        if let Some(job) = &new.then {
-            insert_job::<B>(&mut tx, job).await?;
-        }
-        let stored = LiveEvent {
-            org_id: message.org_id,
-            conversation_id: message.conversation_id,
-            kind: LiveKind::Message {
-                message_id: message.id,
-            },
-        };
-        for notice in B::live_notices(&stored) {
-            tx.execute(notice).await?;
         }
         commit::<B>(tx).await?;
         self.live_committed(stored);
@@ -840,33 +852,38 @@ fn day_of_number(number: i64) -> StoreResult<chrono::NaiveDate> {
 /// 1970-01-01 counted from the common era, as chrono counts.
 const UNIX_EPOCH_DAY: i64 = 719_163;
 
-/// Counts a person's message in its day: its channel's direct or forwarded
-/// messages, and its author among the day's people.
-async fn count_person_message<B: SqlBackend>(
-    tx: &mut B::Tx,
+/// Marks a person active on the day and in the week of `at`: the spans
+/// (`day`, `week`) in which this is their first message, whose people
+/// counters the caller moves.
+async fn mark_active(
+    tx: &mut impl Db,
     org: OrgId,
-    message: &Message,
-    person: Option<PersonId>,
-) -> StoreResult<()> {
-    let day = day_number(message.created_at.date_naive());
-    if let Some(person) = person {
-        for (table, span, number) in [("person_days", "day", day), ("person_weeks", "week", week_of(day))] {
-            let first = tx
-                .execute(
-                    sql(format!(
-                        "INSERT INTO {table} (org_id, {span}, person_id) VALUES ($1, $2, $3)
-                         ON CONFLICT DO NOTHING"
-                    ))
-                    .bind(org)
-                    .bind(number)
-                    .bind(person),
-                )
-                .await?;
-            if first > 0 {
-                count_people(tx, org, span, number, 1).await?;
-            }
+    at: DateTime<Utc>,
+    person: PersonId,
+) -> StoreResult<Vec<(&'static str, i64)>> {
+    let day = day_number(at.date_naive());
+    let mut firsts = Vec::new();
+    for (table, span, number) in [("person_days", "day", day), ("person_weeks", "week", week_of(day))] {
+        let first = tx
+            .execute(
+                sql(format!(
+                    "INSERT INTO {table} (org_id, {span}, person_id) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING"
+                ))
+                .bind(org)
+                .bind(number)
+                .bind(person),
+            )
+            .await?;
+        if first > 0 {
+            firsts.push((span, number));
         }
     }
+    Ok(firsts)
+}
+
+/// Counts a person's message in its day and channel, direct or forwarded.
+async fn count_channel_message(tx: &mut impl Db, org: OrgId, message: &Message) -> StoreResult<()> {
     let forwarded = i64::from(message.forwarded);
     tx.execute(
         sql("INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
@@ -875,7 +892,7 @@ async fn count_person_message<B: SqlBackend>(
                 direct = channel_days.direct + excluded.direct,
                 forwarded = channel_days.forwarded + excluded.forwarded")
         .bind(org)
-        .bind(day)
+        .bind(day_number(message.created_at.date_naive()))
         .bind(message.channel.as_str())
         .bind(1 - forwarded)
         .bind(forwarded),
