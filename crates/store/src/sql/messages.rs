@@ -864,6 +864,10 @@ async fn mark_active(
     let day = day_number(at.date_naive());
     let mut firsts = Vec::new();
     for (table, span, number) in [("person_days", "day", day), ("person_weeks", "week", week_of(day))] {
+        // Marked today already, they are marked in this week too.
+        if span == "week" && firsts.is_empty() {
+            break;
+        }
         let first = tx
             .execute(
                 sql(format!(
