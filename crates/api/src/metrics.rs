@@ -335,9 +335,13 @@ fn organizations_text(
             r#"role="user""#,
             |o, _| o.user_messages,
         ),
-        ("steward_org_week_messages", "", "", r#"role="assistant""#, |o, _| {
-            o.replies
-        }),
+        (
+            "steward_org_week_messages",
+            "",
+            "",
+            r#"role="assistant""#,
+            |o, _| o.replies,
+        ),
         (
             "steward_org_month_messages",
             "This month's counted messages.",
@@ -373,8 +377,20 @@ fn organizations_text(
             r#"window="day""#,
             |o, _| o.people_day,
         ),
-        ("steward_active_people", "", "", r#"window="week""#, |o, _| o.people_week),
-        ("steward_active_people", "", "", r#"window="month""#, |o, _| o.people_month),
+        (
+            "steward_active_people",
+            "",
+            "",
+            r#"window="week""#,
+            |o, _| o.people_week,
+        ),
+        (
+            "steward_active_people",
+            "",
+            "",
+            r#"window="month""#,
+            |o, _| o.people_month,
+        ),
         (
             "steward_feedback_total",
             "Ratings of replies held now, up or down (a rating changed or taken back moves between or leaves them).",
@@ -382,7 +398,13 @@ fn organizations_text(
             r#"rating="up""#,
             |o, _| o.rated_up,
         ),
-        ("steward_feedback_total", "", "", r#"rating="down""#, |o, _| o.rated_down),
+        (
+            "steward_feedback_total",
+            "",
+            "",
+            r#"rating="down""#,
+            |o, _| o.rated_down,
+        ),
     ];
     let mut out = String::new();
     for (name, help, kind, label, value) in series {

@@ -421,9 +421,18 @@ mod tests {
     fn forwarded_mail_is_told_by_its_subject_or_its_forwarding_line() {
         assert!(is_forwarded("Fwd: invoice", "see below"));
         assert!(is_forwarded("  WG: Rechnung", ""));
-        assert!(is_forwarded("invoice", "FYI\n\n---------- Forwarded message ---------\nFrom: a@b.example"));
-        assert!(is_forwarded("invoice", "Begin forwarded message:\n\nFrom: a"));
-        assert!(!is_forwarded("Re: invoice", "-----Original Message-----\nFrom: a"));
+        assert!(is_forwarded(
+            "invoice",
+            "FYI\n\n---------- Forwarded message ---------\nFrom: a@b.example"
+        ));
+        assert!(is_forwarded(
+            "invoice",
+            "Begin forwarded message:\n\nFrom: a"
+        ));
+        assert!(!is_forwarded(
+            "Re: invoice",
+            "-----Original Message-----\nFrom: a"
+        ));
         assert!(!is_forwarded("Forward planning", "We move forward."));
     }
 }

@@ -31,7 +31,11 @@ pub enum Reacted {
 
 /// Records a 👍 or 👎 on a reply as the reacting person's feedback, or
 /// takes it back.
-pub async fn react(store: &dyn Store, channel: &Channel, reaction: Reaction) -> StoreResult<Reacted> {
+pub async fn react(
+    store: &dyn Store,
+    channel: &Channel,
+    reaction: Reaction,
+) -> StoreResult<Reacted> {
     let scope = TenantScope::for_channel(channel);
     let Some(reply) = store
         .delivered_reply(&scope, channel.id, &reaction.target)
@@ -45,12 +49,18 @@ pub async fn react(store: &dyn Store, channel: &Channel, reaction: Reaction) -> 
     let rater = Sender::new(identity);
     match reaction.change {
         ReactionChange::Rate(rating) => {
-            let (_, rated) = store.rate_reply(&scope, reply, &rater, rating, None).await?;
+            let (_, rated) = store
+                .rate_reply(&scope, reply, &rater, rating, None)
+                .await?;
             Ok(Reacted::Rated(rated))
         }
         ReactionChange::Withdraw(only) => {
             let withdrawn = store.withdraw_rating(&scope, reply, &rater, only).await?;
-            Ok(if withdrawn { Reacted::Withdrawn } else { Reacted::Ignored })
+            Ok(if withdrawn {
+                Reacted::Withdrawn
+            } else {
+                Reacted::Ignored
+            })
         }
     }
 }

@@ -182,7 +182,10 @@ pub(crate) fn parse(body: &[u8]) -> Result<Inbound, Malformed> {
 /// one of Steward's replies, which the caller finds by its `ts`.
 fn reaction(event: Event) -> Inbound {
     let rating = event.reaction.as_deref().and_then(inbound::rating_of);
-    let target = event.item.filter(|i| i.kind == "message").and_then(|i| i.ts);
+    let target = event
+        .item
+        .filter(|i| i.kind == "message")
+        .and_then(|i| i.ts);
     let (Some(rating), Some(target), Some(sender)) = (rating, target, event.user) else {
         return Inbound::Ignored("not a thumbs-up or thumbs-down on a message");
     };
@@ -395,25 +398,43 @@ mod tests {
             )
         };
         let on_message = r#"{"type":"message","channel":"C1","ts":"1700000000.000001"}"#;
-        let change = |kind: &str, reaction: &str| match parse(event(kind, reaction, on_message).as_bytes()).unwrap() {
-            Inbound::Events { mut reactions, .. } => {
-                let reaction = reactions.remove(0);
-                assert_eq!((reaction.sender.as_str(), reaction.target.as_str()), ("U1", "1700000000.000001"));
-                Some(reaction.change)
-            }
-            Inbound::Ignored(_) => None,
-            other => panic!("{other:?}"),
-        };
+        let change =
+            |kind: &str, reaction: &str| match parse(event(kind, reaction, on_message).as_bytes())
+                .unwrap()
+            {
+                Inbound::Events { mut reactions, .. } => {
+                    let reaction = reactions.remove(0);
+                    assert_eq!(
+                        (reaction.sender.as_str(), reaction.target.as_str()),
+                        ("U1", "1700000000.000001")
+                    );
+                    Some(reaction.change)
+                }
+                Inbound::Ignored(_) => None,
+                other => panic!("{other:?}"),
+            };
         use steward_domain::Rating;
-        assert_eq!(change("reaction_added", "+1"), Some(ReactionChange::Rate(Rating::Up)));
-        assert_eq!(change("reaction_added", "thumbsup::skin-tone-3"), Some(ReactionChange::Rate(Rating::Up)));
-        assert_eq!(change("reaction_added", "-1"), Some(ReactionChange::Rate(Rating::Down)));
+        assert_eq!(
+            change("reaction_added", "+1"),
+            Some(ReactionChange::Rate(Rating::Up))
+        );
+        assert_eq!(
+            change("reaction_added", "thumbsup::skin-tone-3"),
+            Some(ReactionChange::Rate(Rating::Up))
+        );
+        assert_eq!(
+            change("reaction_added", "-1"),
+            Some(ReactionChange::Rate(Rating::Down))
+        );
         assert_eq!(
             change("reaction_removed", "thumbsdown"),
             Some(ReactionChange::Withdraw(Some(Rating::Down)))
         );
         assert_eq!(change("reaction_added", "heart"), None);
         let on_file = event("reaction_added", "+1", r#"{"type":"file","file":"F1"}"#);
-        assert!(matches!(parse(on_file.as_bytes()).unwrap(), Inbound::Ignored(_)));
+        assert!(matches!(
+            parse(on_file.as_bytes()).unwrap(),
+            Inbound::Ignored(_)
+        ));
     }
 }

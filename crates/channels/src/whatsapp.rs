@@ -168,7 +168,11 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
             continue;
         }
         for message in &change.value.messages {
-            if let Some(reaction) = message.reaction.as_ref().filter(|_| message.kind == "reaction") {
+            if let Some(reaction) = message
+                .reaction
+                .as_ref()
+                .filter(|_| message.kind == "reaction")
+            {
                 // An empty emoji takes the reaction back, and another emoji
                 // replaces a 👍 or 👎 given before: both withdraw the rating.
                 let change = match inbound::rating_of(&reaction.emoji) {
@@ -309,7 +313,10 @@ mod tests {
         };
         use steward_domain::Rating;
         // With a skin tone, too.
-        assert_eq!(reaction("\u{1F44D}\u{1F3FD}"), ReactionChange::Rate(Rating::Up));
+        assert_eq!(
+            reaction("\u{1F44D}\u{1F3FD}"),
+            ReactionChange::Rate(Rating::Up)
+        );
         assert_eq!(reaction("\u{1F44E}"), ReactionChange::Rate(Rating::Down));
         assert_eq!(reaction(""), ReactionChange::Withdraw(None));
         assert_eq!(reaction("\u{2764}\u{FE0F}"), ReactionChange::Withdraw(None));

@@ -37,7 +37,11 @@ impl Identity {
     /// A handle as a person or an operator wrote it (a CSV column, an API
     /// field): WhatsApp numbers lose their `+`, spaces and dashes; Slack ids
     /// are uppercased; emails lowercased.
-    pub fn parse(field: &'static str, kind: IdentityKind, raw: &str) -> Result<Self, ValidationError> {
+    pub fn parse(
+        field: &'static str,
+        kind: IdentityKind,
+        raw: &str,
+    ) -> Result<Self, ValidationError> {
         let raw = raw.trim();
         let invalid = |why: &str| ValidationError::new(field, why.to_owned());
         if raw.is_empty() {
@@ -128,11 +132,26 @@ mod tests {
 
     #[test]
     fn handles_are_written_one_way() {
-        assert_eq!(parsed(IdentityKind::Whatsapp, "+1 (650) 555-1234").unwrap(), "16505551234");
-        assert_eq!(parsed(IdentityKind::Whatsapp, "16505551234").unwrap(), "16505551234");
-        assert_eq!(parsed(IdentityKind::Slack, " u0123abcd ").unwrap(), "U0123ABCD");
-        assert_eq!(parsed(IdentityKind::Email, "Ana@Example.ORG").unwrap(), "ana@example.org");
-        assert_eq!(parsed(IdentityKind::Telegram, "1111111").unwrap(), "1111111");
+        assert_eq!(
+            parsed(IdentityKind::Whatsapp, "+1 (650) 555-1234").unwrap(),
+            "16505551234"
+        );
+        assert_eq!(
+            parsed(IdentityKind::Whatsapp, "16505551234").unwrap(),
+            "16505551234"
+        );
+        assert_eq!(
+            parsed(IdentityKind::Slack, " u0123abcd ").unwrap(),
+            "U0123ABCD"
+        );
+        assert_eq!(
+            parsed(IdentityKind::Email, "Ana@Example.ORG").unwrap(),
+            "ana@example.org"
+        );
+        assert_eq!(
+            parsed(IdentityKind::Telegram, "1111111").unwrap(),
+            "1111111"
+        );
     }
 
     #[test]
@@ -162,6 +181,9 @@ mod tests {
         let b = Identity::on_channel(ChannelKind::Web, two, "visitor-1").unwrap();
         assert_ne!(a, b);
         let phone = Identity::on_channel(ChannelKind::Whatsapp, one, "16505551234").unwrap();
-        assert_eq!(phone, Identity::parse("x", IdentityKind::Whatsapp, "+16505551234").unwrap());
+        assert_eq!(
+            phone,
+            Identity::parse("x", IdentityKind::Whatsapp, "+16505551234").unwrap()
+        );
     }
 }

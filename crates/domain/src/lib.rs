@@ -7,17 +7,17 @@ pub mod jobs;
 mod kinds;
 mod values;
 
+pub use identity::Identity;
 pub use ids::{
     ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, LeadId,
     MessageId, OrgId, PersonId, SkillId, ToolCallId, ToolServerId, UserId,
 };
-pub use identity::Identity;
 pub use jobs::JobArgs;
 pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
     IdentityKind, JobKind, JobState, MessageRole, Rating, Role, Tier, ToolCallStatus,
 };
 pub use values::{
-    ChatbotName, Email, FeedbackComment, MessageText, ModelName, OrganizationName, Password, PersonName,
-    SystemPrompt, Temperature, ValidationError, WebUrl,
+    ChatbotName, Email, FeedbackComment, MessageText, ModelName, OrganizationName, Password,
+    PersonName, SystemPrompt, Temperature, ValidationError, WebUrl,
 };

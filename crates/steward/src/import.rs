@@ -171,12 +171,9 @@ async fn import_row(
             match member {
                 Some(member) if !handles.is_empty() => (member, None),
                 _ => {
-                    return Err(format!(
-                        "{}: {}",
-                        email.as_str(),
-                        Conflict::EmailTaken.message()
-                    )
-                    .into());
+                    return Err(
+                        format!("{}: {}", email.as_str(), Conflict::EmailTaken.message()).into(),
+                    );
                 }
             }
         }

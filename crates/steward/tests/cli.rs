@@ -177,8 +177,8 @@ fn users_import_adds_good_rows_and_reports_bad_ones() {
 #[tokio::test]
 async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
     use steward_domain::{Identity, IdentityKind, MessageRole, MessageText};
-    use steward_store::{ChatbotStore, ConversationChoice, MessageStore, NewMessage, PeopleStore};
     use steward_store::{AccountStore, Sender, Store, TenantScope};
+    use steward_store::{ChatbotStore, ConversationChoice, MessageStore, NewMessage, PeopleStore};
     let dir = tempfile::tempdir().unwrap();
     let (org, _) = create_acme(dir.path());
     let scope = TenantScope::for_operator(org);
@@ -216,7 +216,10 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
         forwarded: false,
     };
     let slack = Identity::parse("slack", IdentityKind::Slack, "U0ANA").unwrap();
-    let on_slack = store.add_message(&scope, write("slack", slack)).await.unwrap();
+    let on_slack = store
+        .add_message(&scope, write("slack", slack))
+        .await
+        .unwrap();
     store.close().await;
 
     let csv = dir.path().join("users.csv");
@@ -255,13 +258,19 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
         .args(["users", "import", "--org", "Acme", "--file"])
         .arg(&csv));
     assert!(again.status.success(), "{}", text(&again.stderr));
-    assert_eq!(text(&again.stdout).lines().nth(1), Some("ana@example.org,member,"));
+    assert_eq!(
+        text(&again.stdout).lines().nth(1),
+        Some("ana@example.org,member,")
+    );
 
     let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
         .await
         .unwrap();
     let email = Identity::parse("email", IdentityKind::Email, "ana@example.org").unwrap();
-    let by_email = store.add_message(&scope, write("email", email)).await.unwrap();
+    let by_email = store
+        .add_message(&scope, write("email", email))
+        .await
+        .unwrap();
     let ana = store
         .find_login(&steward_domain::Email::parse("e", "ana@example.org").unwrap())
         .await
@@ -287,8 +296,16 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
     );
     assert_eq!(person.name.as_deref(), Some("Ana Lima"));
     for message in [&on_slack, &by_email] {
-        let conversation = store.conversation(&scope, message.conversation_id).await.unwrap();
-        assert_eq!(conversation.person_id, Some(person.id), "{}", message.channel);
+        let conversation = store
+            .conversation(&scope, message.conversation_id)
+            .await
+            .unwrap();
+        assert_eq!(
+            conversation.person_id,
+            Some(person.id),
+            "{}",
+            message.channel
+        );
     }
     store.close().await;
 }

@@ -76,9 +76,7 @@ impl Conflict {
             Self::IdempotencyClaimLost => {
                 "another request with this Idempotency-Key took over; retry to get its answer"
             }
-            Self::BothMembers => {
-                "both people have a member account; one person keeps at most one"
-            }
+            Self::BothMembers => "both people have a member account; one person keeps at most one",
             Self::SamePerson => "a person cannot be merged with themself",
             Self::NotAReply => "only the assistant's replies are rated",
         }

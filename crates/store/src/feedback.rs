@@ -56,8 +56,11 @@ pub trait FeedbackStore: Send + Sync {
 
     /// The ratings of one reply of the organization, oldest first; an
     /// unknown message (or another organization's) is `NotFound`.
-    async fn reply_feedback(&self, scope: &TenantScope, reply: MessageId)
-    -> StoreResult<Vec<Feedback>>;
+    async fn reply_feedback(
+        &self,
+        scope: &TenantScope,
+        reply: MessageId,
+    ) -> StoreResult<Vec<Feedback>>;
 
     /// The reply Steward sent on `channel` whose part the provider calls
     /// `external_id` (what a reaction names).

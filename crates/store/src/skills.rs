@@ -78,12 +78,19 @@ pub trait SkillStore: Send + Sync {
 
     /// The latest version of each of `names` not deleted (names without one
     /// are left out).
-    async fn current_skills(&self, scope: &TenantScope, names: &[String])
-    -> StoreResult<Vec<Skill>>;
+    async fn current_skills(
+        &self,
+        scope: &TenantScope,
+        names: &[String],
+    ) -> StoreResult<Vec<Skill>>;
 
     /// A resource file of one skill version, or `NotFound`.
-    async fn skill_file(&self, scope: &TenantScope, skill: SkillId, path: &str)
-    -> StoreResult<Vec<u8>>;
+    async fn skill_file(
+        &self,
+        scope: &TenantScope,
+        skill: SkillId,
+        path: &str,
+    ) -> StoreResult<Vec<u8>>;
 
     /// Marks every version of the skill deleted (audited) and takes it off
     /// every chatbot; `NotFound` when there is no skill of that name to delete.
@@ -99,10 +106,16 @@ pub trait SkillStore: Send + Sync {
 
     /// Each skill's activations since `since`, and the ratings of the
     /// replies that loaded it, by name.
-    async fn skill_use(&self, scope: &TenantScope, since: DateTime<Utc>)
-    -> StoreResult<Vec<SkillUse>>;
+    async fn skill_use(
+        &self,
+        scope: &TenantScope,
+        since: DateTime<Utc>,
+    ) -> StoreResult<Vec<SkillUse>>;
 
     /// How many replies since `since` loaded any skill.
-    async fn replies_with_skills(&self, scope: &TenantScope, since: DateTime<Utc>)
-    -> StoreResult<i64>;
+    async fn replies_with_skills(
+        &self,
+        scope: &TenantScope,
+        since: DateTime<Utc>,
+    ) -> StoreResult<i64>;
 }

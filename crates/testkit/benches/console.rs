@@ -149,9 +149,16 @@ async fn run(messages: u64, people: u64, requests: usize, backend: Backend) {
         );
     }
     let url = app.url("/api/v1/insights/usage?days=30");
-    let insights = app.get("/api/v1/insights/usage?days=30", &owner.token).await;
+    let insights = app
+        .get("/api/v1/insights/usage?days=30", &owner.token)
+        .await;
     assert!(insights.status.is_success(), "{}", insights.text);
-    let week = &insights.body["weeks"].as_array().unwrap().last().unwrap().clone();
+    let week = &insights.body["weeks"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
     eprintln!(
         "{name}: insights: {} people this week, {} forwarded, score {}",
         week["people"], week["forwarded"], insights.body["feedback"]["score"]

@@ -113,7 +113,10 @@ pub fn from_markdown(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
         )));
     }
     let line_breaks_and_tabs = |c: char| matches!(c, '\n' | '\r' | '\t');
-    let odd = |text: &str| text.chars().any(|c| c.is_control() && !line_breaks_and_tabs(c));
+    let odd = |text: &str| {
+        text.chars()
+            .any(|c| c.is_control() && !line_breaks_and_tabs(c))
+    };
     if odd(&description) || odd(body) {
         return Err(refused("SKILL.md holds control characters"));
     }
@@ -173,7 +176,9 @@ pub fn from_zip(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
             .into_owned();
         check_path(&path)?;
         if entry.is_symlink() {
-            return Err(refused(format!("{path} is a symbolic link; a skill holds files only")));
+            return Err(refused(format!(
+                "{path} is a symbolic link; a skill holds files only"
+            )));
         }
         if entry.encrypted() {
             return Err(refused(format!("{path} is encrypted")));
@@ -182,7 +187,9 @@ pub fn from_zip(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
             continue;
         }
         if entries.len() > MAX_FILES {
-            return Err(refused(format!("a skill holds at most {MAX_FILES} files besides SKILL.md")));
+            return Err(refused(format!(
+                "a skill holds at most {MAX_FILES} files besides SKILL.md"
+            )));
         }
         // The declared size is not trusted: reading stops one byte past the cap.
         let cap = MAX_FILE_BYTES.max(MAX_SKILL_MD_BYTES);
@@ -192,7 +199,9 @@ pub fn from_zip(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
             .read_to_end(&mut content)
             .map_err(|e| refused(format!("{path} is damaged: {e}")))?;
         if content.len() > cap {
-            return Err(refused(format!("{path} decompresses to more than {cap} bytes")));
+            return Err(refused(format!(
+                "{path} decompresses to more than {cap} bytes"
+            )));
         }
         total += content.len();
         if total > MAX_TOTAL_BYTES {
@@ -219,7 +228,9 @@ pub fn from_zip(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
     }
     for (path, content) in entries {
         if content.len() > MAX_FILE_BYTES {
-            return Err(refused(format!("{path} is more than {MAX_FILE_BYTES} bytes")));
+            return Err(refused(format!(
+                "{path} is more than {MAX_FILE_BYTES} bytes"
+            )));
         }
         package.files.push((strip(&path), content));
     }
@@ -256,9 +267,7 @@ fn top_folder(entries: &[(String, Vec<u8>)]) -> Result<String, SkillError> {
         .map(|(path, _)| path.split('/').next().unwrap_or(""))
         .collect();
     match (firsts.len(), firsts.first()) {
-        (1, Some(first)) if entries.iter().all(|(p, _)| p.contains('/')) => {
-            Ok(format!("{first}/"))
-        }
+        (1, Some(first)) if entries.iter().all(|(p, _)| p.contains('/')) => Ok(format!("{first}/")),
         _ => Err(refused("the archive holds no SKILL.md at its top")),
     }
 }
@@ -381,7 +390,9 @@ pub async fn call(
                 .and_then(|p| p.as_str())
                 .ok_or_else(|| ToolError("path: the file's path is required".into()))?;
             if !skill.files.iter().any(|f| f == path) {
-                return Err(ToolError(format!("the skill '{name}' has no file '{path}'")));
+                return Err(ToolError(format!(
+                    "the skill '{name}' has no file '{path}'"
+                )));
             }
             let content = store
                 .skill_file(&context.scope, skill.id, path)
@@ -395,7 +406,9 @@ pub async fn call(
                 )),
             }
         }
-        other => Err(ToolError(format!("{SERVER}.{other} is not a tool Steward serves"))),
+        other => Err(ToolError(format!(
+            "{SERVER}.{other} is not a tool Steward serves"
+        ))),
     }
 }
 
@@ -436,14 +449,28 @@ mod tests {
             ("expense-report/reference/policy.md", b"Max 50 EUR a day."),
         ]);
         let read = from_zip(&folder).unwrap();
-        assert_eq!(read.files, vec![("reference/policy.md".to_owned(), b"Max 50 EUR a day.".to_vec())]);
+        assert_eq!(
+            read.files,
+            vec![(
+                "reference/policy.md".to_owned(),
+                b"Max 50 EUR a day.".to_vec()
+            )]
+        );
         let flat = zip(&[("SKILL.md", SKILL.as_bytes()), ("forms/claim.txt", b"x")]);
         assert_eq!(from_zip(&flat).unwrap().files[0].0, "forms/claim.txt");
     }
 
     #[test]
     fn names_and_descriptions_keep_to_the_format() {
-        for name in ["Expense", "expense_report", "-x", "x-", "a--b", "", &"a".repeat(65)] {
+        for name in [
+            "Expense",
+            "expense_report",
+            "-x",
+            "x-",
+            "a--b",
+            "",
+            &"a".repeat(65),
+        ] {
             assert!(check_name(name).is_err(), "{name:?}");
         }
         check_name(&"a".repeat(64)).unwrap();
@@ -487,7 +514,9 @@ mod tests {
         let options = zip::write::SimpleFileOptions::default();
         writer.start_file("SKILL.md", options).unwrap();
         writer.write_all(SKILL.as_bytes()).unwrap();
-        writer.add_symlink("secrets", "/etc/shadow", options).unwrap();
+        writer
+            .add_symlink("secrets", "/etc/shadow", options)
+            .unwrap();
         let linked = writer.finish().unwrap().into_inner();
         assert!(refusal(from_zip(&linked)).contains("symbolic link"));
         // A bomb: a small upload that inflates past every cap.
@@ -508,7 +537,10 @@ mod tests {
         assert!(refusal(from_zip(&zip(&[("README.md", b"x")]))).contains("no SKILL.md"));
         let misnamed = zip(&[("other-name/SKILL.md", SKILL.as_bytes())]);
         assert!(refusal(from_zip(&misnamed)).contains("must match"));
-        let two = zip(&[("expense-report/SKILL.md", SKILL.as_bytes()), ("other/x", b"x")]);
+        let two = zip(&[
+            ("expense-report/SKILL.md", SKILL.as_bytes()),
+            ("other/x", b"x"),
+        ]);
         assert!(refusal(from_zip(&two)).contains("no SKILL.md"));
     }
 }

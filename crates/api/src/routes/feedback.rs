@@ -113,7 +113,10 @@ async fn reply_feedback(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<ReplyFeedback>> {
     auth.require_conversations()?;
-    let found = state.store.reply_feedback(&auth.0.scope(), id.into()).await?;
+    let found = state
+        .store
+        .reply_feedback(&auth.0.scope(), id.into())
+        .await?;
     Ok(axum::Json(ReplyFeedback {
         feedback: found.into_iter().map(Into::into).collect(),
     }))

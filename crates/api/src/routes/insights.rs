@@ -191,9 +191,8 @@ async fn usage(
             }
         })
         .collect();
-    let monday = |date: NaiveDate| {
-        date - Duration::days(i64::from(date.weekday().num_days_from_monday()))
-    };
+    let monday =
+        |date: NaiveDate| date - Duration::days(i64::from(date.weekday().num_days_from_monday()));
     let mut weeks: Vec<Week> = Vec::new();
     for day in &days {
         let starts = monday(day.date);
@@ -222,10 +221,9 @@ async fn usage(
     }
     let replies: i64 = days.iter().map(|d| d.replies).sum();
     let activation_rate = (replies > 0).then(|| with_skills as f64 / replies as f64);
-    let (up, down) = activity
-        .chatbots
-        .iter()
-        .fold((0, 0), |(up, down), c| (up + c.rated_up, down + c.rated_down));
+    let (up, down) = activity.chatbots.iter().fold((0, 0), |(up, down), c| {
+        (up + c.rated_up, down + c.rated_down)
+    });
     Ok(axum::Json(UsageInsights {
         days,
         weeks,

@@ -104,7 +104,10 @@ async fn list_people(
 ) -> ApiResult<axum::Json<PeopleList>> {
     auth.require_conversations()?;
     let limit = crate::routes::page_limit(params.limit)?;
-    let text = params.q.map(|q| q.trim().to_owned()).filter(|q| !q.is_empty());
+    let text = params
+        .q
+        .map(|q| q.trim().to_owned())
+        .filter(|q| !q.is_empty());
     if text.as_ref().is_some_and(|q| q.chars().count() > 200) {
         return Err(ApiError::bad_request(
             "invalid_query",

@@ -120,12 +120,19 @@ fn package(headers: &HeaderMap, body: &[u8]) -> ApiResult<SkillPackage> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default();
     let zipped = matches!(
         content_type.as_str(),
         "application/zip" | "application/x-zip-compressed"
-    ) || (content_type == "application/octet-stream" && body.starts_with(b"PK\x03\x04"));
+    ) || (content_type == "application/octet-stream"
+        && body.starts_with(b"PK\x03\x04"));
     let markdown = matches!(content_type.as_str(), "text/markdown" | "text/plain");
     let read = if zipped {
         skills::from_zip(body)

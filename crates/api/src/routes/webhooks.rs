@@ -155,7 +155,9 @@ async fn receive(
     }
     Ok((
         StatusCode::OK,
-        axum::Json(json!({ "ok": true, "stored": stored, "duplicates": duplicates, "feedback": rated })),
+        axum::Json(
+            json!({ "ok": true, "stored": stored, "duplicates": duplicates, "feedback": rated }),
+        ),
     )
         .into_response())
 }

@@ -741,13 +741,24 @@ async fn insights_count_messages_per_day_people_and_reply_times_for_every_role()
         let today = days.last().unwrap();
         assert_eq!(today["date"], chrono::Utc::now().date_naive().to_string());
         assert_eq!(today["messages"], 2);
-        assert_eq!((today["direct"].as_i64(), today["forwarded"].as_i64()), (Some(2), Some(0)));
+        assert_eq!(
+            (today["direct"].as_i64(), today["forwarded"].as_i64()),
+            (Some(2), Some(0))
+        );
         // One person wrote both: the owner.
         assert_eq!(today["people"], 1);
         assert_eq!(today["messages_per_person"], 2.0);
         assert_eq!(insights.body["active_people"]["today"], 1);
-        let this_week = insights.body["weeks"].as_array().unwrap().last().unwrap().clone();
-        assert_eq!((this_week["messages"].as_i64(), this_week["people"].as_i64()), (Some(2), Some(1)));
+        let this_week = insights.body["weeks"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (this_week["messages"].as_i64(), this_week["people"].as_i64()),
+            (Some(2), Some(1))
+        );
         assert_eq!(insights.body["feedback"]["score"], serde_json::Value::Null);
         assert_eq!(insights.body["chatbots"][0]["chatbot_id"], bot.as_str());
         assert_eq!(insights.body["chatbots"][0]["conversations"], 2);

@@ -27,15 +27,27 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
     // The owner's message, and one through a key the admin made, are
     // theirs: members are people from the start.
     let sent = app
-        .post(&format!("/api/v1/chatbots/{bot}/messages"), &owner.token, json!({"text": "hi"}))
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &owner.token,
+            json!({"text": "hi"}),
+        )
         .await;
     assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.text);
     let key = app
-        .post("/api/v1/api-keys", &admin.token, json!({"name": "admin key"}))
+        .post(
+            "/api/v1/api-keys",
+            &admin.token,
+            json!({"name": "admin key"}),
+        )
         .await;
     let key = key.body["key"].as_str().unwrap().to_owned();
     let by_key = app
-        .post(&format!("/api/v1/chatbots/{bot}/messages"), &key, json!({"text": "from my script"}))
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &key,
+            json!({"text": "from my script"}),
+        )
         .await;
     assert_eq!(by_key.status, StatusCode::CREATED, "{}", by_key.text);
 
@@ -47,7 +59,13 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
             .as_array()
             .unwrap()
             .iter()
-            .find(|p| p["identities"].as_array().unwrap().iter().any(|i| i["handle"] == email))
+            .find(|p| {
+                p["identities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["handle"] == email)
+            })
             .unwrap()
             .clone()
     };
@@ -58,16 +76,21 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
     assert!(person_of("advisor@example.org")["last_seen_at"].is_null());
     let conversation = sent.body["conversation_id"].as_str().unwrap();
     let read = app
-        .get(&format!("/api/v1/conversations/{conversation}/messages"), &owner.token)
+        .get(
+            &format!("/api/v1/conversations/{conversation}/messages"),
+            &owner.token,
+        )
         .await;
     assert_eq!(read.body["conversation"]["person_id"], owner_person["id"]);
     let page = app
-        .get(&format!("/api/v1/people/{}", admin_person["id"].as_str().unwrap()), &owner.token)
+        .get(
+            &format!("/api/v1/people/{}", admin_person["id"].as_str().unwrap()),
+            &owner.token,
+        )
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.text);
     assert_eq!(
-        page.body["conversations"][0]["id"],
-        by_key.body["conversation_id"],
+        page.body["conversations"][0]["id"], by_key.body["conversation_id"],
         "a key's messages are its maker's"
     );
 
@@ -76,24 +99,46 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
     assert_eq!(ids(&found.body), [member_person["id"].as_str().unwrap()]);
     let first = app.get("/api/v1/people?limit=3", &owner.token).await;
     let next = first.body["next_before"].as_str().unwrap();
-    let rest = app.get(&format!("/api/v1/people?limit=3&before={next}"), &owner.token).await;
+    let rest = app
+        .get(
+            &format!("/api/v1/people?limit=3&before={next}"),
+            &owner.token,
+        )
+        .await;
     assert_eq!(ids(&first.body).len() + ids(&rest.body).len(), 4);
     assert!(rest.body["next_before"].is_null());
-    for bad in ["limit=0", "limit=201", "before=nope", &format!("q={}", "x".repeat(201))] {
-        let reply = app.get(&format!("/api/v1/people?{bad}"), &owner.token).await;
-        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}: {}", reply.text);
+    for bad in [
+        "limit=0",
+        "limit=201",
+        "before=nope",
+        &format!("q={}", "x".repeat(201)),
+    ] {
+        let reply = app
+            .get(&format!("/api/v1/people?{bad}"), &owner.token)
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{bad}: {}",
+            reply.text
+        );
     }
 
     // Advisors see aggregates only; members do not merge.
     let someone = owner_person["id"].as_str().unwrap();
-    for path in ["/api/v1/people".to_owned(), format!("/api/v1/people/{someone}")] {
+    for path in [
+        "/api/v1/people".to_owned(),
+        format!("/api/v1/people/{someone}"),
+    ] {
         let reply = app.get(&path, &advisor.token).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
     }
     let merge = |into: &str| format!("/api/v1/people/{into}/merge");
     let body = json!({"person_id": member_person["id"]});
     for session in [&advisor, &member] {
-        let reply = app.post(&merge(someone), &session.token, body.clone()).await;
+        let reply = app
+            .post(&merge(someone), &session.token, body.clone())
+            .await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN);
     }
     let both = app.post(&merge(someone), &owner.token, body).await;
@@ -113,11 +158,22 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
             .await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
     }
-    let reply = app.get(&format!("/api/v1/people/{theirs}"), &owner.token).await;
+    let reply = app
+        .get(&format!("/api/v1/people/{theirs}"), &owner.token)
+        .await;
     assert_eq!(reply.status, StatusCode::NOT_FOUND);
-    for bad in [json!({}), json!({"person_id": "nope"}), json!({"person_id": someone, "extra": 1})] {
+    for bad in [
+        json!({}),
+        json!({"person_id": "nope"}),
+        json!({"person_id": someone, "extra": 1}),
+    ] {
         let reply = app.post(&merge(someone), &owner.token, bad.clone()).await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            reply.text
+        );
     }
     let after = app.get("/api/v1/people?limit=200", &owner.token).await;
     assert_eq!(ids(&after.body), ids(&listed.body), "nothing was merged");
@@ -134,7 +190,11 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
     let member = app.member(&owner, "member@example.org", "member").await;
     let bot = app.chatbot(&owner, "Help").await;
     let sent = app
-        .post(&format!("/api/v1/chatbots/{bot}/messages"), &owner.token, json!({"text": "hi"}))
+        .post(
+            &format!("/api/v1/chatbots/{bot}/messages"),
+            &owner.token,
+            json!({"text": "hi"}),
+        )
         .await;
     let asked = sent.body["message_id"].as_str().unwrap().to_owned();
     // The reply the worker would write.
@@ -147,7 +207,11 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
                 id: MessageId::new(),
                 chatbot_id: bot.parse().unwrap(),
                 conversation: ConversationChoice::Existing(
-                    sent.body["conversation_id"].as_str().unwrap().parse::<ConversationId>().unwrap(),
+                    sent.body["conversation_id"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<ConversationId>()
+                        .unwrap(),
                 ),
                 role: MessageRole::Assistant,
                 text: MessageText::parse("text", "Hello!").unwrap(),
@@ -169,13 +233,21 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
     let rate = |message: &str| format!("/api/v1/messages/{message}/feedback");
 
     let first = app
-        .post(&rate(&reply), &owner.token, json!({"rating": "up", "comment": "Just right.\nThanks"}))
+        .post(
+            &rate(&reply),
+            &owner.token,
+            json!({"rating": "up", "comment": "Just right.\nThanks"}),
+        )
         .await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    let again = app.post(&rate(&reply), &owner.token, json!({"rating": "down"})).await;
+    let again = app
+        .post(&rate(&reply), &owner.token, json!({"rating": "down"}))
+        .await;
     assert_eq!(again.status, StatusCode::OK, "{}", again.text);
     assert_eq!(again.body["comment"], Value::Null);
-    let theirs = app.post(&rate(&reply), &member.token, json!({"rating": "up"})).await;
+    let theirs = app
+        .post(&rate(&reply), &member.token, json!({"rating": "up"}))
+        .await;
     assert_eq!(theirs.status, StatusCode::CREATED);
     let read = app.get(&rate(&reply), &member.token).await;
     let ratings: Vec<&str> = read.body["feedback"]
@@ -186,19 +258,29 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
         .collect();
     assert_eq!(ratings, ["down", "up"], "{}", read.text);
 
-    let person = app.post(&rate(&asked), &owner.token, json!({"rating": "up"})).await;
+    let person = app
+        .post(&rate(&asked), &owner.token, json!({"rating": "up"}))
+        .await;
     assert_eq!(person.status, StatusCode::CONFLICT);
     assert_eq!(person.code(), "not_a_reply");
     for path in [rate(&reply), rate(&uuid::Uuid::now_v7().to_string())] {
         let reply = app.post(&path, &other.token, json!({"rating": "up"})).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
-        assert_eq!(app.get(&path, &other.token).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.get(&path, &other.token).await.status,
+            StatusCode::NOT_FOUND
+        );
     }
     assert_eq!(
-        app.post(&rate(&reply), &advisor.token, json!({"rating": "up"})).await.status,
+        app.post(&rate(&reply), &advisor.token, json!({"rating": "up"}))
+            .await
+            .status,
         StatusCode::FORBIDDEN
     );
-    assert_eq!(app.get(&rate(&reply), &advisor.token).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(&rate(&reply), &advisor.token).await.status,
+        StatusCode::FORBIDDEN
+    );
     for bad in [
         json!({}),
         json!({"rating": "meh"}),
@@ -208,7 +290,12 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
         json!({"rating": "up", "stars": 5}),
     ] {
         let reply = app.post(&rate(&reply), &owner.token, bad.clone()).await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            reply.text
+        );
     }
     let unchanged = app.get(&rate(&reply), &owner.token).await;
     assert_eq!(unchanged.body, read.body);

@@ -35,7 +35,10 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
 
     let first = upload(&app, &owner.token, "text/markdown", SKILL_MD.into()).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    assert_eq!((first.body["name"].as_str(), first.body["version"].as_i64()), (Some("expense-report"), Some(1)));
+    assert_eq!(
+        (first.body["name"].as_str(), first.body["version"].as_i64()),
+        (Some("expense-report"), Some(1))
+    );
     let folder = zip(&[
         ("expense-report/SKILL.md", SKILL_MD.as_bytes()),
         ("expense-report/reference/policy.md", b"50 EUR a day."),
@@ -44,7 +47,8 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
     assert_eq!(second.status, StatusCode::CREATED, "{}", second.text);
     assert_eq!(second.body["version"], 2);
     assert_eq!(second.body["files"], json!(["reference/policy.md"]));
-    let travel = json!({"name": "travel", "description": "Books trips.", "instructions": "Ask where to."});
+    let travel =
+        json!({"name": "travel", "description": "Books trips.", "instructions": "Ask where to."});
     let third = app.post("/api/v1/skills", &owner.token, travel).await;
     assert_eq!(third.status, StatusCode::CREATED, "{}", third.text);
 
@@ -57,17 +61,27 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
         .map(|s| (s["name"].as_str().unwrap(), s["version"].as_i64().unwrap()))
         .collect();
     assert_eq!(names, [("expense-report", 2), ("travel", 1)]);
-    let versions = app.get("/api/v1/skills/expense-report", &member.token).await;
+    let versions = app
+        .get("/api/v1/skills/expense-report", &member.token)
+        .await;
     assert_eq!(versions.body["versions"][1]["skill_md"], SKILL_MD);
 
     // Given to a chatbot; an unknown skill is refused.
     let given = app
-        .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["travel", "expense-report", "travel"]}))
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            &owner.token,
+            json!({"skills": ["travel", "expense-report", "travel"]}),
+        )
         .await;
     assert_eq!(given.status, StatusCode::OK, "{}", given.text);
     assert_eq!(given.body["skills"], json!(["travel", "expense-report"]));
     let unknown = app
-        .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["nothing"]}))
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            &owner.token,
+            json!({"skills": ["nothing"]}),
+        )
         .await;
     assert_eq!(unknown.status, StatusCode::CONFLICT);
     assert_eq!(unknown.code(), "unknown_skill");
@@ -75,27 +89,69 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
     let theirs = json!({"name": "secret-sauce", "description": "Theirs.", "instructions": "x"});
     app.post("/api/v1/skills", &other.token, theirs).await;
     let borrowed = app
-        .patch(&format!("/api/v1/chatbots/{bot}"), &owner.token, json!({"skills": ["secret-sauce"]}))
+        .patch(
+            &format!("/api/v1/chatbots/{bot}"),
+            &owner.token,
+            json!({"skills": ["secret-sauce"]}),
+        )
         .await;
     assert_eq!(borrowed.code(), "unknown_skill");
-    assert_eq!(app.get("/api/v1/skills/secret-sauce", &owner.token).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/api/v1/skills/secret-sauce", &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // Who may do what.
     let refused = upload(&app, &member.token, "text/markdown", SKILL_MD.into()).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     for path in ["/api/v1/skills", "/api/v1/skills/travel"] {
-        assert_eq!(app.get(path, &advisor.token).await.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(
+            app.get(path, &advisor.token).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
     }
-    assert_eq!(app.delete("/api/v1/skills/travel", &member.token).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.delete("/api/v1/skills/travel", &member.token)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
 
     // Bad uploads say why and keep nothing.
     let bad: Vec<(&str, Vec<u8>, StatusCode)> = vec![
-        ("text/markdown", b"# no front matter".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("text/markdown", b"---\nname: Capital\ndescription: x\n---\n".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("application/zip", b"not a zip".to_vec(), StatusCode::UNPROCESSABLE_ENTITY),
-        ("application/zip", zip(&[("SKILL.md", SKILL_MD.as_bytes()), ("../x", b"x")]), StatusCode::UNPROCESSABLE_ENTITY),
-        ("image/png", b"\x89PNG".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("application/zip", vec![0; 6 * 1024 * 1024], StatusCode::PAYLOAD_TOO_LARGE),
+        (
+            "text/markdown",
+            b"# no front matter".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "text/markdown",
+            b"---\nname: Capital\ndescription: x\n---\n".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/zip",
+            b"not a zip".to_vec(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "application/zip",
+            zip(&[("SKILL.md", SKILL_MD.as_bytes()), ("../x", b"x")]),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "image/png",
+            b"\x89PNG".to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "application/zip",
+            vec![0; 6 * 1024 * 1024],
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
     ];
     for (content_type, body, status) in bad {
         let reply = upload(&app, &owner.token, content_type, body).await;
@@ -103,14 +159,31 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
     }
     let long = json!({"name": "long", "description": "Long.", "instructions": "x".repeat(60_001)});
     let refused = app.post("/api/v1/skills", &owner.token, long).await;
-    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.code());
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.code()
+    );
     let again = app.get("/api/v1/skills", &owner.token).await;
     assert_eq!(again.body, listed.body, "nothing kept");
 
     // Deleted: off the chatbot, its versions kept; uploaded again, version 3.
-    assert_eq!(app.delete("/api/v1/skills/expense-report", &owner.token).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/api/v1/skills/expense-report", &owner.token).await.status, StatusCode::NOT_FOUND);
-    let chatbot = app.get(&format!("/api/v1/chatbots/{bot}"), &owner.token).await;
+    assert_eq!(
+        app.delete("/api/v1/skills/expense-report", &owner.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/api/v1/skills/expense-report", &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let chatbot = app
+        .get(&format!("/api/v1/chatbots/{bot}"), &owner.token)
+        .await;
     assert_eq!(chatbot.body["skills"], json!(["travel"]));
     let kept = app.get("/api/v1/skills/expense-report", &owner.token).await;
     assert!(kept.body["versions"][0]["deleted_at"].is_string());

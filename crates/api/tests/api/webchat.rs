@@ -388,7 +388,14 @@ async fn a_visitor_rates_replies_in_their_own_conversation_only() {
     let id = channel["id"].as_str().unwrap();
     let ana = session(&app, id).await;
     let bo = session(&app, id).await;
-    let asked = say(&app, id, &ana, "Open on Sunday?", &uuid::Uuid::new_v4().to_string()).await;
+    let asked = say(
+        &app,
+        id,
+        &ana,
+        "Open on Sunday?",
+        &uuid::Uuid::new_v4().to_string(),
+    )
+    .await;
     let asked: MessageId = asked.body["message_id"].as_str().unwrap().parse().unwrap();
     // The reply a worker writes in Ana's conversation.
     let scope = TenantScope::for_job(owner.org_id.parse().unwrap());
@@ -417,9 +424,23 @@ async fn a_visitor_rates_replies_in_their_own_conversation_only() {
         .await
         .unwrap()
         .id;
-    async fn rate_as(app: &TestApp, channel: &str, token: &str, message: String, body: Value) -> Reply {
+    async fn rate_as(
+        app: &TestApp,
+        channel: &str,
+        token: &str,
+        message: String,
+        body: Value,
+    ) -> Reply {
         let path = format!("/chat/{channel}/messages/{message}/feedback");
-        visit(app, reqwest::Method::POST, &path, Some(token), Some(SHOP), Some(body)).await
+        visit(
+            app,
+            reqwest::Method::POST,
+            &path,
+            Some(token),
+            Some(SHOP),
+            Some(body),
+        )
+        .await
     }
     let rate = |token: &str, message: String, body: Value| {
         let token = token.to_owned();
@@ -452,7 +473,11 @@ async fn a_visitor_rates_replies_in_their_own_conversation_only() {
         };
         assert_eq!(refused.status, expected, "{message}: {}", refused.text);
     }
-    for bad in [json!({"rating": "meh"}), json!({}), json!({"rating": "up", "comment": "x"})] {
+    for bad in [
+        json!({"rating": "meh"}),
+        json!({}),
+        json!({"rating": "up", "comment": "x"}),
+    ] {
         let refused = rate(&ana, reply.to_string(), bad.clone()).await;
         assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
     }

@@ -199,7 +199,13 @@ async fn slack_url_verification_and_non_message_events_are_acknowledged() {
     let reply = h
         .post_raw(&path, &slack_headers(&thumbs, &now_secs()), thumbs.clone())
         .await;
-    assert_eq!((reply.body["stored"].as_i64(), reply.body["feedback"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            reply.body["stored"].as_i64(),
+            reply.body["feedback"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
     let reaction = reaction("heart");
     let edit = json!({
         "type": "event_callback", "event_id": "Ev3",

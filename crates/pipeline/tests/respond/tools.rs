@@ -771,9 +771,15 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
     fake.call_tools(vec![
         vec![("skills__use_skill", r#"{"name": "expense-report"}"#)],
         vec![
-            ("skills__read_skill_file", r#"{"name": "expense-report", "path": "rates.md"}"#),
+            (
+                "skills__read_skill_file",
+                r#"{"name": "expense-report", "path": "rates.md"}"#,
+            ),
             ("skills__use_skill", r#"{"name": "travel"}"#),
-            ("skills__read_skill_file", r#"{"name": "expense-report", "path": "none.md"}"#),
+            (
+                "skills__read_skill_file",
+                r#"{"name": "expense-report", "path": "none.md"}"#,
+            ),
         ],
     ]);
     let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
@@ -796,13 +802,29 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
     let requests = fake.requests();
     // Offered by name and description; its instructions only once loaded.
     let first = requests[0].to_string();
-    assert!(first.contains("expense-report: Files an expense report"), "{first}");
-    assert!(!first.contains("then total them"), "the body is not in the prompt");
-    assert!(!first.contains("Books trips"), "a skill the chatbot lacks is not offered");
+    assert!(
+        first.contains("expense-report: Files an expense report"),
+        "{first}"
+    );
+    assert!(
+        !first.contains("then total them"),
+        "the body is not in the prompt"
+    );
+    assert!(
+        !first.contains("Books trips"),
+        "a skill the chatbot lacks is not offered"
+    );
     assert!(requests[1].to_string().contains("then total them"));
-    assert!(requests[1].to_string().contains("Files of this skill (read_skill_file): rates.md"));
+    assert!(
+        requests[1]
+            .to_string()
+            .contains("Files of this skill (read_skill_file): rates.md")
+    );
     let last = requests.last().unwrap().to_string();
-    assert!(last.contains("there is no skill 'travel' to use here"), "{last}");
+    assert!(
+        last.contains("there is no skill 'travel' to use here"),
+        "{last}"
+    );
     assert!(!last.contains("Secret travel steps"));
     assert!(last.contains("Taxis: up to 40 EUR."), "{last}");
 
@@ -813,5 +835,8 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
         .await
         .unwrap();
     assert_eq!(used.len(), 1);
-    assert_eq!((used[0].name.as_str(), used[0].activations), ("expense-report", 1));
+    assert_eq!(
+        (used[0].name.as_str(), used[0].activations),
+        ("expense-report", 1)
+    );
 }

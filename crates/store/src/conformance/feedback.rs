@@ -13,7 +13,11 @@ async fn counters_hold(store: &S, scope: &TenantScope, bot: ChatbotId, reply: Me
         .activity(scope, (now - chrono::Duration::days(1)).date_naive(), now)
         .await
         .unwrap();
-    let counted = activity.chatbots.iter().find(|c| c.chatbot_id == bot).unwrap();
+    let counted = activity
+        .chatbots
+        .iter()
+        .find(|c| c.chatbot_id == bot)
+        .unwrap();
     assert_eq!(
         (counted.rated_up, counted.rated_down),
         (count(Rating::Up), count(Rating::Down)),
@@ -28,7 +32,10 @@ fn rater(handle: &str) -> Sender {
 pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
-    let bot = store.create_chatbot(&scope, new_chatbot("A")).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("A"))
+        .await
+        .unwrap();
     let channel = new_channel(&store, &scope, bot.id, "Slack").await;
     let asked = store
         .add_message(&scope, user_message(bot.id, None, "hello"))
@@ -68,15 +75,21 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
     counters_hold(&store, &scope, bot.id, reply.id).await;
 
     assert!(matches!(
-        store.rate_reply(&scope, asked.id, &ana, Rating::Up, None).await,
+        store
+            .rate_reply(&scope, asked.id, &ana, Rating::Up, None)
+            .await,
         Err(StoreError::Conflict(Conflict::NotAReply))
     ));
     assert_not_found(
-        store.rate_reply(&globex, reply.id, &ana, Rating::Up, None).await,
+        store
+            .rate_reply(&globex, reply.id, &ana, Rating::Up, None)
+            .await,
         "another org's reply",
     );
     assert_not_found(
-        store.rate_reply(&scope, MessageId::new(), &ana, Rating::Up, None).await,
+        store
+            .rate_reply(&scope, MessageId::new(), &ana, Rating::Up, None)
+            .await,
         "no message",
     );
 
@@ -86,22 +99,48 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
         .await
         .unwrap();
     assert_eq!(
-        store.delivered_reply(&scope, channel.id, "1700000000.000100").await.unwrap(),
+        store
+            .delivered_reply(&scope, channel.id, "1700000000.000100")
+            .await
+            .unwrap(),
         Some(reply.id)
     );
     let elsewhere = new_channel(&store, &scope, bot.id, "Other").await;
     for (scope, channel) in [(&scope, elsewhere.id), (&globex, channel.id)] {
         assert_eq!(
-            store.delivered_reply(scope, channel, "1700000000.000100").await.unwrap(),
+            store
+                .delivered_reply(scope, channel, "1700000000.000100")
+                .await
+                .unwrap(),
             None
         );
     }
 
     // Taking back a reaction removes only the rating it gave.
-    assert!(!store.withdraw_rating(&scope, reply.id, &ana, Some(Rating::Up)).await.unwrap());
-    assert!(!store.withdraw_rating(&globex, reply.id, &ana, None).await.unwrap());
-    assert!(store.withdraw_rating(&scope, reply.id, &ana, Some(Rating::Down)).await.unwrap());
-    assert!(!store.withdraw_rating(&scope, reply.id, &ana, None).await.unwrap());
+    assert!(
+        !store
+            .withdraw_rating(&scope, reply.id, &ana, Some(Rating::Up))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .withdraw_rating(&globex, reply.id, &ana, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .withdraw_rating(&scope, reply.id, &ana, Some(Rating::Down))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .withdraw_rating(&scope, reply.id, &ana, None)
+            .await
+            .unwrap()
+    );
     counters_hold(&store, &scope, bot.id, reply.id).await;
     let (_, rated) = store
         .rate_reply(&scope, reply.id, &ana, Rating::Down, None)
@@ -110,8 +149,16 @@ pub async fn a_reply_has_one_rating_per_person_which_a_second_replaces(store: S)
     assert_eq!(rated, Rated::New);
 
     // Merged people keep the rating of the one merged into.
-    let bo = store.rate_reply(&scope, reply.id, &rater("U0BO"), Rating::Up, None).await.unwrap().0;
-    let ana_person = store.rate_reply(&scope, reply.id, &ana, Rating::Down, None).await.unwrap().0;
+    let bo = store
+        .rate_reply(&scope, reply.id, &rater("U0BO"), Rating::Up, None)
+        .await
+        .unwrap()
+        .0;
+    let ana_person = store
+        .rate_reply(&scope, reply.id, &ana, Rating::Down, None)
+        .await
+        .unwrap()
+        .0;
     store
         .merge_people(&scope, bo.person_id, ana_person.person_id)
         .await

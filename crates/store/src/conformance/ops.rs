@@ -185,6 +185,10 @@ pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S)
         .unwrap();
     let a = &next_month[0];
     assert_eq!((a.people_day, a.people_week, a.people_month), (0, 0, 0));
-    assert_eq!(a.messages, vec![("api".to_owned(), 2, 1)], "counted for good");
+    assert_eq!(
+        a.messages,
+        vec![("api".to_owned(), 2, 1)],
+        "counted for good"
+    );
     assert!(store.audit_actions(later).await.unwrap().is_empty());
 }

@@ -46,7 +46,10 @@ pub async fn people_are_made_by_their_messages_and_kept_apart_per_org(store: S) 
     let (acme, owner) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
     let acme_bot = store.create_chatbot(&acme, new_chatbot("A")).await.unwrap();
-    let globex_bot = store.create_chatbot(&globex, new_chatbot("G")).await.unwrap();
+    let globex_bot = store
+        .create_chatbot(&globex, new_chatbot("G"))
+        .await
+        .unwrap();
     let phone = handle(IdentityKind::Whatsapp, "+1 650 555 1234");
 
     // A member is a person from the start, known by account and address.
@@ -69,7 +72,12 @@ pub async fn people_are_made_by_their_messages_and_kept_apart_per_org(store: S) 
     let again = store
         .add_message(
             &acme,
-            message_from(acme_bot.id, Some(first.conversation_id), &phone, Some("Other")),
+            message_from(
+                acme_bot.id,
+                Some(first.conversation_id),
+                &phone,
+                Some("Other"),
+            ),
         )
         .await
         .unwrap();
@@ -79,7 +87,10 @@ pub async fn people_are_made_by_their_messages_and_kept_apart_per_org(store: S) 
         .unwrap();
     assert_eq!(author(&store, &acme, &elsewhere).await, Some(person));
     let found = store.person(&acme, person).await.unwrap();
-    assert_eq!(kinds(&found), vec![(IdentityKind::Whatsapp, "16505551234".into())]);
+    assert_eq!(
+        kinds(&found),
+        vec![(IdentityKind::Whatsapp, "16505551234".into())]
+    );
     // The first name given stays; the sighting is the latest message.
     assert_eq!(found.name.as_deref(), Some("Ana"));
     assert_eq!(found.last_seen_at, Some(elsewhere.created_at));
@@ -97,22 +108,43 @@ pub async fn people_are_made_by_their_messages_and_kept_apart_per_org(store: S) 
 
     // The member's own messages are theirs; replies have no author.
     let asked = store
-        .add_message(&acme, message_from(acme_bot.id, None, &Identity::member(owner.id), None))
+        .add_message(
+            &acme,
+            message_from(acme_bot.id, None, &Identity::member(owner.id), None),
+        )
         .await
         .unwrap();
     assert_eq!(author(&store, &acme, &asked).await, Some(member.id));
     let mut reply = user_message(acme_bot.id, Some(first.conversation_id), "an answer");
     reply.role = MessageRole::Assistant;
-    reply.sender = Some(Sender::new(handle(IdentityKind::Whatsapp, "+44 20 7946 0000")));
+    reply.sender = Some(Sender::new(handle(
+        IdentityKind::Whatsapp,
+        "+44 20 7946 0000",
+    )));
     store.add_message(&acme, reply).await.unwrap();
     let listed = store
-        .people(&acme, &PeopleQuery { limit: 10, ..Default::default() })
+        .people(
+            &acme,
+            &PeopleQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(listed.len(), 2, "the owner and the WhatsApp writer: {listed:?}");
+    assert_eq!(
+        listed.len(),
+        2,
+        "the owner and the WhatsApp writer: {listed:?}"
+    );
 
     // A duplicate message makes nobody.
-    let mut keyed = message_from(acme_bot.id, None, &handle(IdentityKind::Slack, "U0NEW"), None);
+    let mut keyed = message_from(
+        acme_bot.id,
+        None,
+        &handle(IdentityKind::Slack, "U0NEW"),
+        None,
+    );
     keyed.external_id = Some("ev-1".into());
     keyed.channel = "slack".into();
     store.add_message(&acme, keyed.clone()).await.unwrap();
@@ -120,15 +152,28 @@ pub async fn people_are_made_by_their_messages_and_kept_apart_per_org(store: S) 
     keyed.sender = Some(Sender::new(handle(IdentityKind::Slack, "U0DUPLICATE")));
     assert!(store.add_message(&acme, keyed).await.is_err());
     let listed = store
-        .people(&acme, &PeopleQuery { text: Some("u0dup".into()), limit: 10, ..Default::default() })
+        .people(
+            &acme,
+            &PeopleQuery {
+                text: Some("u0dup".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert!(listed.is_empty(), "a duplicate's sender was kept: {listed:?}");
+    assert!(
+        listed.is_empty(),
+        "a duplicate's sender was kept: {listed:?}"
+    );
 }
 
 pub async fn a_handle_gets_one_person_however_many_write_at_once(store: S) {
     let (scope, _) = org(&store, "Acme").await;
-    let bot = store.create_chatbot(&scope, new_chatbot("A")).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("A"))
+        .await
+        .unwrap();
     let phone = handle(IdentityKind::Whatsapp, "+15550001111");
     let writes: Vec<_> = (0..8)
         .map(|_| {
@@ -144,7 +189,14 @@ pub async fn a_handle_gets_one_person_however_many_write_at_once(store: S) {
     }
     assert_eq!(authors.len(), 1, "one handle became several people");
     let listed = store
-        .people(&scope, &PeopleQuery { text: Some("5550001111".into()), limit: 10, ..Default::default() })
+        .people(
+            &scope,
+            &PeopleQuery {
+                text: Some("5550001111".into()),
+                limit: 10,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(listed.len(), 1);
@@ -153,7 +205,10 @@ pub async fn a_handle_gets_one_person_however_many_write_at_once(store: S) {
 pub async fn linking_a_handle_merges_the_person_who_had_it(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
-    let bot = store.create_chatbot(&scope, new_chatbot("A")).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("A"))
+        .await
+        .unwrap();
     let slack = handle(IdentityKind::Slack, "U0ANA");
     let email = handle(IdentityKind::Email, "ana@acme.example.org");
 
@@ -193,7 +248,10 @@ pub async fn linking_a_handle_merges_the_person_who_had_it(store: S) {
     );
     assert_eq!(linked.name.as_deref(), Some("Ana Lima"));
     assert_eq!(author(&store, &scope, &on_slack).await, Some(member.id));
-    assert_not_found(store.person(&scope, slack_person).await, "the merged person");
+    assert_not_found(
+        store.person(&scope, slack_person).await,
+        "the merged person",
+    );
     let conversations = store
         .person_conversations(&scope, member.id, 10)
         .await
@@ -225,7 +283,9 @@ pub async fn linking_a_handle_merges_the_person_who_had_it(store: S) {
     );
     // Nor is a handle given to another organization's person.
     assert_not_found(
-        store.link_identities(&globex, member.id, &[handle(IdentityKind::Slack, "U0X")]).await,
+        store
+            .link_identities(&globex, member.id, &[handle(IdentityKind::Slack, "U0X")])
+            .await,
         "another org's person",
     );
 }
@@ -233,7 +293,10 @@ pub async fn linking_a_handle_merges_the_person_who_had_it(store: S) {
 pub async fn people_merge_within_their_org_only(store: S) {
     let (scope, owner) = org(&store, "Acme").await;
     let (globex, globex_owner) = org(&store, "Globex").await;
-    let bot = store.create_chatbot(&scope, new_chatbot("A")).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("A"))
+        .await
+        .unwrap();
     let telegram = handle(IdentityKind::Telegram, "1111111");
     let web = handle(IdentityKind::Web, "visitor-1");
     let first = store
@@ -247,12 +310,28 @@ pub async fn people_merge_within_their_org_only(store: S) {
     let a = author(&store, &scope, &first).await.unwrap();
     let b = author(&store, &scope, &later).await.unwrap();
     let owner_person = store.member_person(&scope, owner.id).await.unwrap().id;
-    let theirs = store.member_person(&globex, globex_owner.id).await.unwrap().id;
+    let theirs = store
+        .member_person(&globex, globex_owner.id)
+        .await
+        .unwrap()
+        .id;
 
-    assert_not_found(store.merge_people(&scope, a, theirs).await, "from another org");
-    assert_not_found(store.merge_people(&scope, theirs, a).await, "into another org");
-    assert_not_found(store.merge_people(&globex, a, b).await, "both of another org");
-    assert_not_found(store.merge_people(&scope, a, PersonId::new()).await, "nobody");
+    assert_not_found(
+        store.merge_people(&scope, a, theirs).await,
+        "from another org",
+    );
+    assert_not_found(
+        store.merge_people(&scope, theirs, a).await,
+        "into another org",
+    );
+    assert_not_found(
+        store.merge_people(&globex, a, b).await,
+        "both of another org",
+    );
+    assert_not_found(
+        store.merge_people(&scope, a, PersonId::new()).await,
+        "nobody",
+    );
     assert!(matches!(
         store.merge_people(&scope, a, a).await,
         Err(StoreError::Conflict(Conflict::SamePerson))
@@ -260,10 +339,7 @@ pub async fn people_merge_within_their_org_only(store: S) {
 
     let counted = |store: S| async move {
         let now = now();
-        let activity = store
-            .activity(&scope, now.date_naive(), now)
-            .await
-            .unwrap();
+        let activity = store.activity(&scope, now.date_naive(), now).await.unwrap();
         (
             activity.people_today,
             activity.days.iter().map(|d| d.people).sum::<i64>(),
@@ -272,7 +348,11 @@ pub async fn people_merge_within_their_org_only(store: S) {
     };
     assert_eq!(counted(store.clone()).await, (2, 2, 2));
     let merged = store.merge_people(&scope, a, b).await.unwrap();
-    assert_eq!(counted(store.clone()).await, (1, 1, 1), "one person wrote today");
+    assert_eq!(
+        counted(store.clone()).await,
+        (1, 1, 1),
+        "one person wrote today"
+    );
     assert_eq!(merged.id, a);
     assert_eq!(merged.name.as_deref(), Some("Visitor"));
     assert_eq!(merged.last_seen_at, Some(later.created_at));
@@ -303,8 +383,14 @@ pub async fn people_merge_within_their_org_only(store: S) {
 pub async fn people_are_listed_newest_first_searched_and_paged(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
-    let bot = store.create_chatbot(&scope, new_chatbot("A")).await.unwrap();
-    let globex_bot = store.create_chatbot(&globex, new_chatbot("G")).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("A"))
+        .await
+        .unwrap();
+    let globex_bot = store
+        .create_chatbot(&globex, new_chatbot("G"))
+        .await
+        .unwrap();
     let mut made = Vec::new();
     for (n, name) in ["Ana Lima", "Bo 100%", "Cy", "Dee Lima"].iter().enumerate() {
         let phone = handle(IdentityKind::Whatsapp, &format!("+4420794600{n:02}"));
@@ -317,7 +403,12 @@ pub async fn people_are_listed_newest_first_searched_and_paged(store: S) {
     store
         .add_message(
             &globex,
-            message_from(globex_bot.id, None, &handle(IdentityKind::Whatsapp, "+442079460000"), Some("Ana Lima")),
+            message_from(
+                globex_bot.id,
+                None,
+                &handle(IdentityKind::Whatsapp, "+442079460000"),
+                Some("Ana Lima"),
+            ),
         )
         .await
         .unwrap();
@@ -339,15 +430,31 @@ pub async fn people_are_listed_newest_first_searched_and_paged(store: S) {
         seen.extend(page.into_iter().map(|p| p.id));
     }
     assert_eq!(seen.len(), 5);
-    assert_eq!(&seen[..4], &made.iter().rev().copied().collect::<Vec<_>>()[..]);
+    assert_eq!(
+        &seen[..4],
+        &made.iter().rev().copied().collect::<Vec<_>>()[..]
+    );
 
     let ids = |found: Vec<Person>| found.into_iter().map(|p| p.id).collect::<Vec<_>>();
-    let lima = store.people(&scope, &query(Some("LIMA"), None, 10)).await.unwrap();
+    let lima = store
+        .people(&scope, &query(Some("LIMA"), None, 10))
+        .await
+        .unwrap();
     assert_eq!(ids(lima), vec![made[3], made[0]]);
-    let percent = store.people(&scope, &query(Some("100%"), None, 10)).await.unwrap();
+    let percent = store
+        .people(&scope, &query(Some("100%"), None, 10))
+        .await
+        .unwrap();
     assert_eq!(ids(percent), vec![made[1]]);
-    let wildcard = store.people(&scope, &query(Some("%"), None, 10)).await.unwrap();
-    assert_eq!(ids(wildcard), vec![made[1]], "% is a character, not a wildcard");
+    let wildcard = store
+        .people(&scope, &query(Some("%"), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(wildcard),
+        vec![made[1]],
+        "% is a character, not a wildcard"
+    );
     let by_number = store
         .people(&scope, &query(Some("2079460002"), None, 10))
         .await

@@ -22,30 +22,63 @@ pub async fn skills_keep_their_versions_and_are_deleted_for_good_within_their_or
     let (scope, _) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
     let first = store
-        .add_skill(&scope, skill("expenses", "Files expenses.", &[("policy.md", b"50 a day")]))
+        .add_skill(
+            &scope,
+            skill("expenses", "Files expenses.", &[("policy.md", b"50 a day")]),
+        )
         .await
         .unwrap();
-    assert_eq!((first.version, first.files.clone()), (1, vec!["policy.md".to_owned()]));
+    assert_eq!(
+        (first.version, first.files.clone()),
+        (1, vec!["policy.md".to_owned()])
+    );
     assert_eq!(first.bytes, (first.skill_md.len() + 8) as i64);
     let second = store
         .add_skill(&scope, skill("expenses", "Files expense reports.", &[]))
         .await
         .unwrap();
     assert_eq!(second.version, 2);
-    store.add_skill(&scope, skill("travel", "Books trips.", &[])).await.unwrap();
-    store.add_skill(&globex, skill("expenses", "Theirs.", &[])).await.unwrap();
+    store
+        .add_skill(&scope, skill("travel", "Books trips.", &[]))
+        .await
+        .unwrap();
+    store
+        .add_skill(&globex, skill("expenses", "Theirs.", &[]))
+        .await
+        .unwrap();
 
     let current = store.skills(&scope).await.unwrap();
-    let names: Vec<(&str, i64)> = current.iter().map(|s| (s.name.as_str(), s.version)).collect();
+    let names: Vec<(&str, i64)> = current
+        .iter()
+        .map(|s| (s.name.as_str(), s.version))
+        .collect();
     assert_eq!(names, [("expenses", 2), ("travel", 1)]);
     assert_eq!(current[0].description, "Files expense reports.");
     let versions = store.skill_versions(&scope, "expenses").await.unwrap();
-    assert_eq!(versions.iter().map(|s| s.version).collect::<Vec<_>>(), [2, 1]);
-    assert_not_found(store.skill_versions(&scope, "nothing").await, "no such skill");
+    assert_eq!(
+        versions.iter().map(|s| s.version).collect::<Vec<_>>(),
+        [2, 1]
+    );
+    assert_not_found(
+        store.skill_versions(&scope, "nothing").await,
+        "no such skill",
+    );
     // The earlier version's file stays readable; another org's is not found.
-    assert_eq!(store.skill_file(&scope, first.id, "policy.md").await.unwrap(), b"50 a day");
-    assert_not_found(store.skill_file(&globex, first.id, "policy.md").await, "another org's file");
-    assert_not_found(store.skill_file(&scope, first.id, "other.md").await, "no such file");
+    assert_eq!(
+        store
+            .skill_file(&scope, first.id, "policy.md")
+            .await
+            .unwrap(),
+        b"50 a day"
+    );
+    assert_not_found(
+        store.skill_file(&globex, first.id, "policy.md").await,
+        "another org's file",
+    );
+    assert_not_found(
+        store.skill_file(&scope, first.id, "other.md").await,
+        "no such file",
+    );
     let chosen = store
         .current_skills(&scope, &["travel".into(), "nothing".into()])
         .await
@@ -53,22 +86,37 @@ pub async fn skills_keep_their_versions_and_are_deleted_for_good_within_their_or
     assert_eq!(chosen.len(), 1);
 
     // Deleting takes it off chatbots; its versions stay for history.
-    let bot = store.create_chatbot(&scope, new_chatbot("Helper")).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
     let patch = ChatbotPatch {
         skills: Some(vec!["expenses".into(), "travel".into()]),
         ..Default::default()
     };
     store.update_chatbot(&scope, bot.id, patch).await.unwrap();
-    assert_not_found(store.delete_skill(&globex, "travel").await, "another org's skill");
+    assert_not_found(
+        store.delete_skill(&globex, "travel").await,
+        "another org's skill",
+    );
     store.delete_skill(&scope, "expenses").await.unwrap();
-    assert_not_found(store.delete_skill(&scope, "expenses").await, "deleted twice");
-    assert_eq!(store.chatbot(&scope, bot.id).await.unwrap().skills, ["travel"]);
+    assert_not_found(
+        store.delete_skill(&scope, "expenses").await,
+        "deleted twice",
+    );
+    assert_eq!(
+        store.chatbot(&scope, bot.id).await.unwrap().skills,
+        ["travel"]
+    );
     assert_eq!(store.skills(&scope).await.unwrap().len(), 1);
     let kept = store.skill_versions(&scope, "expenses").await.unwrap();
     assert!(kept.iter().all(|s| s.deleted_at.is_some()));
     assert_eq!(store.skills(&globex).await.unwrap()[0].name, "expenses");
     // Uploaded again, it continues its versions.
-    let again = store.add_skill(&scope, skill("expenses", "Back.", &[])).await.unwrap();
+    let again = store
+        .add_skill(&scope, skill("expenses", "Back.", &[]))
+        .await
+        .unwrap();
     assert_eq!(again.version, 3);
     let log = store.list_audit(&scope, None, 20).await.unwrap();
     for action in ["skill.uploaded", "skill.deleted"] {
@@ -79,9 +127,18 @@ pub async fn skills_keep_their_versions_and_are_deleted_for_good_within_their_or
 pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(store: S) {
     let (scope, owner) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
-    let bot = store.create_chatbot(&scope, new_chatbot("Helper")).await.unwrap();
-    let expenses = store.add_skill(&scope, skill("expenses", "Files expenses.", &[])).await.unwrap();
-    let travel = store.add_skill(&scope, skill("travel", "Books trips.", &[])).await.unwrap();
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let expenses = store
+        .add_skill(&scope, skill("expenses", "Files expenses.", &[]))
+        .await
+        .unwrap();
+    let travel = store
+        .add_skill(&scope, skill("travel", "Books trips.", &[]))
+        .await
+        .unwrap();
     let member = Sender::member(owner.id);
     // Three replies: two load expenses (one of them twice), one travel.
     let mut replies = Vec::new();
@@ -113,10 +170,19 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
         replies.push(reply);
     }
     // Ratings: the first reply up by two people, the second down, the third unrated.
-    store.rate_reply(&scope, replies[0].id, &member, Rating::Up, None).await.unwrap();
+    store
+        .rate_reply(&scope, replies[0].id, &member, Rating::Up, None)
+        .await
+        .unwrap();
     let other = Sender::new(Identity::parse("x", IdentityKind::Slack, "U0RATER").unwrap());
-    store.rate_reply(&scope, replies[0].id, &other, Rating::Up, None).await.unwrap();
-    store.rate_reply(&scope, replies[1].id, &member, Rating::Down, None).await.unwrap();
+    store
+        .rate_reply(&scope, replies[0].id, &other, Rating::Up, None)
+        .await
+        .unwrap();
+    store
+        .rate_reply(&scope, replies[1].id, &member, Rating::Down, None)
+        .await
+        .unwrap();
 
     let used = store
         .skill_use(&scope, now() - chrono::Duration::days(1))
@@ -125,13 +191,38 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
     assert_eq!(
         used,
         vec![
-            SkillUse { name: "expenses".into(), activations: 3, rated_up: 2, rated_down: 1 },
-            SkillUse { name: "travel".into(), activations: 1, rated_up: 0, rated_down: 0 },
+            SkillUse {
+                name: "expenses".into(),
+                activations: 3,
+                rated_up: 2,
+                rated_down: 1
+            },
+            SkillUse {
+                name: "travel".into(),
+                activations: 1,
+                rated_up: 0,
+                rated_down: 0
+            },
         ]
     );
-    assert!(store.skill_use(&globex, now() - chrono::Duration::days(1)).await.unwrap().is_empty());
+    assert!(
+        store
+            .skill_use(&globex, now() - chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let day_ago = now() - chrono::Duration::days(1);
     assert_eq!(store.replies_with_skills(&scope, day_ago).await.unwrap(), 3);
-    assert_eq!(store.replies_with_skills(&globex, day_ago).await.unwrap(), 0);
-    assert!(store.skill_use(&scope, now() + chrono::Duration::days(1)).await.unwrap().is_empty());
+    assert_eq!(
+        store.replies_with_skills(&globex, day_ago).await.unwrap(),
+        0
+    );
+    assert!(
+        store
+            .skill_use(&scope, now() + chrono::Duration::days(1))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -97,7 +97,10 @@ impl<B: SqlBackend> ChatbotStore for B {
             None => (false, None),
         };
         let tools = patch.tools.as_ref().map(|tools| Json::from(tools.clone()));
-        let skills = patch.skills.as_ref().map(|skills| Json::from(skills.clone()));
+        let skills = patch
+            .skills
+            .as_ref()
+            .map(|skills| Json::from(skills.clone()));
         let row = self
             .write()
             .await?

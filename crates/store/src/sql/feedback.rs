@@ -3,8 +3,8 @@
 use async_trait::async_trait;
 use steward_domain::*;
 
-use crate::sql::people::person_of;
 use crate::sql::messages::{DayCounts, count_activity};
+use crate::sql::people::person_of;
 use crate::sql::{Db, Row, SqlBackend, commit, sql};
 use crate::*;
 
@@ -52,13 +52,21 @@ pub(crate) async fn count_out<B: SqlBackend>(
 ) -> StoreResult<()> {
     for row in deleted {
         let rating: Rating = row.get("rating")?;
-        count_rating::<B>(tx, org, row.get("chatbot_id")?, row.get("created_at")?, rating, -1)
-            .await?;
+        count_rating::<B>(
+            tx,
+            org,
+            row.get("chatbot_id")?,
+            row.get("created_at")?,
+            rating,
+            -1,
+        )
+        .await?;
     }
     Ok(())
 }
 
-const FEEDBACK: &str = "SELECT message_id, person_id, chatbot_id, rating, comment, created_at, updated_at
+const FEEDBACK: &str =
+    "SELECT message_id, person_id, chatbot_id, rating, comment, created_at, updated_at
      FROM feedback";
 
 #[async_trait]
@@ -86,21 +94,25 @@ impl<B: SqlBackend> FeedbackStore for B {
         let chatbot: ChatbotId = message.get("chatbot_id")?;
         let person = person_of(&mut tx, org, rater, None).await?;
         let lookup = || {
-            sql(format!("{FEEDBACK} WHERE message_id = $1 AND person_id = $2"))
-                .bind(reply)
-                .bind(person)
+            sql(format!(
+                "{FEEDBACK} WHERE message_id = $1 AND person_id = $2"
+            ))
+            .bind(reply)
+            .bind(person)
         };
         let before = tx.fetch_optional(lookup()).await?;
         let before: Option<Feedback> = before.as_ref().map(feedback).transpose()?;
         let at = now();
         // An upsert, so that two ratings at once leave one row (the later).
         tx.execute(
-            sql("INSERT INTO feedback (message_id, person_id, org_id, chatbot_id, rating, comment,
+            sql(
+                "INSERT INTO feedback (message_id, person_id, org_id, chatbot_id, rating, comment,
                                        created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
                  ON CONFLICT (message_id, person_id) DO UPDATE SET
                     rating = excluded.rating, comment = excluded.comment,
-                    updated_at = excluded.updated_at")
+                    updated_at = excluded.updated_at",
+            )
             .bind(reply)
             .bind(person)
             .bind(org)

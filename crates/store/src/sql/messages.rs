@@ -20,7 +20,8 @@ const HISTORY_PAGE: &str = concat!(
 
 /// Conversations with their size and latest message: the correlated reads go
 /// through `messages_conversation`, for the rows of one page only.
-pub(crate) const CONVERSATIONS: &str = "SELECT c.id, c.chatbot_id, c.channel, c.person_id, c.created_at, c.handed_off_at,
+pub(crate) const CONVERSATIONS: &str =
+    "SELECT c.id, c.chatbot_id, c.channel, c.person_id, c.created_at, c.handed_off_at,
         (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS messages,
         (SELECT m.created_at FROM messages m WHERE m.conversation_id = c.id
           ORDER BY m.created_at DESC, m.id DESC LIMIT 1) AS last_at,
@@ -722,8 +723,10 @@ impl<B: SqlBackend> MessageStore for B {
         }
         for row in db
             .fetch_all(
-                sql("SELECT day, CAST(SUM(forwarded) AS BIGINT) AS forwarded FROM channel_days
-                     WHERE org_id = $1 AND day >= $2 GROUP BY day")
+                sql(
+                    "SELECT day, CAST(SUM(forwarded) AS BIGINT) AS forwarded FROM channel_days
+                     WHERE org_id = $1 AND day >= $2 GROUP BY day",
+                )
                 .bind(org)
                 .bind(first),
             )
@@ -761,7 +764,12 @@ impl<B: SqlBackend> MessageStore for B {
             )
             .await?
             .iter()
-            .map(|row| Ok((day_of_number(row.get::<i64>("number")? * 7 - 3)?, row.get("people")?)))
+            .map(|row| {
+                Ok((
+                    day_of_number(row.get::<i64>("number")? * 7 - 3)?,
+                    row.get("people")?,
+                ))
+            })
             .collect::<StoreResult<Vec<_>>>()?;
         let today = day_number(now.date_naive());
         let mut people = Vec::new();
@@ -863,7 +871,10 @@ async fn mark_active(
 ) -> StoreResult<Vec<(&'static str, i64)>> {
     let day = day_number(at.date_naive());
     let mut firsts = Vec::new();
-    for (table, span, number) in [("person_days", "day", day), ("person_weeks", "week", week_of(day))] {
+    for (table, span, number) in [
+        ("person_days", "day", day),
+        ("person_weeks", "week", week_of(day)),
+    ] {
         // Marked today already, they are marked in this week too.
         if span == "week" && firsts.is_empty() {
             break;
@@ -890,11 +901,13 @@ async fn mark_active(
 async fn count_channel_message(tx: &mut impl Db, org: OrgId, message: &Message) -> StoreResult<()> {
     let forwarded = i64::from(message.forwarded);
     tx.execute(
-        sql("INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
+        sql(
+            "INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
              VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (org_id, day, channel) DO UPDATE SET
                 direct = channel_days.direct + excluded.direct,
-                forwarded = channel_days.forwarded + excluded.forwarded")
+                forwarded = channel_days.forwarded + excluded.forwarded",
+        )
         .bind(org)
         .bind(day_number(message.created_at.date_naive()))
         .bind(message.channel.as_str())
@@ -920,9 +933,11 @@ pub(crate) async fn count_people(
     by: i64,
 ) -> StoreResult<()> {
     tx.execute(
-        sql("INSERT INTO people_counts (org_id, span, number, people) VALUES ($1, $2, $3, $4)
+        sql(
+            "INSERT INTO people_counts (org_id, span, number, people) VALUES ($1, $2, $3, $4)
              ON CONFLICT (org_id, span, number) DO UPDATE SET
-                people = people_counts.people + excluded.people")
+                people = people_counts.people + excluded.people",
+        )
         .bind(org)
         .bind(span)
         .bind(number)

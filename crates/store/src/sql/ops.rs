@@ -129,11 +129,9 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
         }
         let mut activations = std::collections::HashMap::<OrgId, Vec<(String, u64)>>::new();
         for row in db
-            .fetch_all(sql(
-                "SELECT a.org_id, s.name, COUNT(*) AS activations
+            .fetch_all(sql("SELECT a.org_id, s.name, COUNT(*) AS activations
                  FROM skill_activations a JOIN skills s ON s.id = a.skill_id
-                 GROUP BY a.org_id, s.name ORDER BY s.name",
-            ))
+                 GROUP BY a.org_id, s.name ORDER BY s.name"))
             .await?
         {
             activations

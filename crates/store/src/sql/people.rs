@@ -45,8 +45,10 @@ pub(crate) async fn person_of(
         }
         let person = PersonId::new();
         tx.execute(
-            sql("INSERT INTO people (id, org_id, name, created_at, last_seen_at)
-                 VALUES ($1, $2, $3, $4, $5)")
+            sql(
+                "INSERT INTO people (id, org_id, name, created_at, last_seen_at)
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
             .bind(person)
             .bind(org)
             .bind(name)
@@ -69,11 +71,9 @@ pub(crate) async fn person_of(
 /// Makes a new member's person, known by their account and email address,
 /// or finds the one their address already names (someone who wrote by
 /// email before they were a member).
-pub(crate) async fn add_member_person(
-    tx: &mut impl Db,
-    user: &User,
-) -> StoreResult<PersonId> {
-    let email = Email::parse("email", &user.email).map_err(|e| StoreError::Internal(e.to_string()))?;
+pub(crate) async fn add_member_person(tx: &mut impl Db, user: &User) -> StoreResult<PersonId> {
+    let email =
+        Email::parse("email", &user.email).map_err(|e| StoreError::Internal(e.to_string()))?;
     let sender = Sender {
         identity: Identity::email(&email),
         name: user.name.clone(),
@@ -81,7 +81,10 @@ pub(crate) async fn add_member_person(
     let person = person_of(tx, user.org_id, &sender, None).await?;
     // A new account's id is a handle nobody has.
     if !add_identity(tx, user.org_id, person, &Identity::member(user.id)).await? {
-        return Err(StoreError::Internal(format!("member {} is a person already", user.id)));
+        return Err(StoreError::Internal(format!(
+            "member {} is a person already",
+            user.id
+        )));
     }
     Ok(person)
 }
@@ -95,9 +98,11 @@ async fn add_identity(
 ) -> StoreResult<bool> {
     let added = tx
         .execute(
-            sql("INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
+            sql(
+                "INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
                  VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT DO NOTHING")
+                 ON CONFLICT DO NOTHING",
+            )
             .bind(org)
             .bind(identity.kind)
             .bind(identity.handle.as_str())
@@ -153,7 +158,11 @@ async fn merge<B: SqlBackend>(
     // Both rows are locked (in id order, so two merges cannot deadlock):
     // a message arriving for `from` meanwhile waits, then finds its handle
     // under `into`.
-    let (first, second) = if into < from { (into, from) } else { (from, into) };
+    let (first, second) = if into < from {
+        (into, from)
+    } else {
+        (from, into)
+    };
     let mut found = Vec::new();
     for id in [first, second] {
         let row = tx
@@ -188,9 +197,11 @@ async fn merge<B: SqlBackend>(
     // A reply both rated keeps the rating of the person merged into.
     let dropped = tx
         .fetch_all(
-            sql("DELETE FROM feedback WHERE person_id = $1 AND message_id IN (
+            sql(
+                "DELETE FROM feedback WHERE person_id = $1 AND message_id IN (
                     SELECT message_id FROM feedback WHERE person_id = $2)
-                 RETURNING chatbot_id, rating, created_at")
+                 RETURNING chatbot_id, rating, created_at",
+            )
             .bind(from)
             .bind(into),
         )

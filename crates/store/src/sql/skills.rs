@@ -22,7 +22,9 @@ async fn with_files(db: &mut impl Db, found: Vec<impl Row>) -> StoreResult<Vec<S
     for row in &found {
         let id: SkillId = row.get("id")?;
         let files = db
-            .fetch_all(sql("SELECT path FROM skill_files WHERE skill_id = $1 ORDER BY path").bind(id))
+            .fetch_all(
+                sql("SELECT path FROM skill_files WHERE skill_id = $1 ORDER BY path").bind(id),
+            )
             .await?
             .iter()
             .map(|r| r.get("path"))
@@ -73,7 +75,9 @@ impl<B: SqlBackend> SkillStore for B {
             )
             .await?;
         if inserted != 1 {
-            return Err(StoreError::Internal("a skill version was not stored".into()));
+            return Err(StoreError::Internal(
+                "a skill version was not stored".into(),
+            ));
         }
         for (path, content) in &skill.files {
             tx.execute(
@@ -104,8 +108,10 @@ impl<B: SqlBackend> SkillStore for B {
         let mut db = self.read().await?;
         let found = db
             .fetch_all(
-                sql(format!("{SKILL} WHERE s.org_id = $1 AND {CURRENT} ORDER BY s.name"))
-                    .bind(scope.org_id()),
+                sql(format!(
+                    "{SKILL} WHERE s.org_id = $1 AND {CURRENT} ORDER BY s.name"
+                ))
+                .bind(scope.org_id()),
             )
             .await?;
         with_files(&mut db, found).await
@@ -151,8 +157,10 @@ impl<B: SqlBackend> SkillStore for B {
         self.read()
             .await?
             .fetch_one(
-                sql("SELECT f.content FROM skill_files f JOIN skills s ON s.id = f.skill_id
-                     WHERE f.skill_id = $1 AND f.path = $2 AND s.org_id = $3")
+                sql(
+                    "SELECT f.content FROM skill_files f JOIN skills s ON s.id = f.skill_id
+                     WHERE f.skill_id = $1 AND f.path = $2 AND s.org_id = $3",
+                )
                 .bind(skill)
                 .bind(path)
                 .bind(scope.org_id()),
@@ -189,7 +197,7 @@ impl<B: SqlBackend> SkillStore for B {
                 let kept: Vec<String> = names.into_iter().filter(|n| n != name).collect();
                 tx.execute(
                     sql("UPDATE chatbots SET skills = $1 WHERE id = $2")
-                        .bind(&serde_json::Value::from(kept))
+                        .bind(serde_json::Value::from(kept))
                         .bind(row.get::<ChatbotId>("id")?),
                 )
                 .await?;
@@ -296,8 +304,10 @@ impl<B: SqlBackend> SkillStore for B {
         self.read()
             .await?
             .fetch_one(
-                sql("SELECT COUNT(DISTINCT reply_id) AS replies FROM skill_activations
-                     WHERE org_id = $1 AND created_at >= $2")
+                sql(
+                    "SELECT COUNT(DISTINCT reply_id) AS replies FROM skill_activations
+                     WHERE org_id = $1 AND created_at >= $2",
+                )
                 .bind(scope.org_id())
                 .bind(since),
             )
