@@ -426,41 +426,62 @@ fn organizations_text(
             );
         }
     }
-    let name = "steward_messages_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Messages from people, per channel kind, written to the assistant (direct) or forwarded to it.\n# TYPE {name} counter"
+    counter_per_org(
+        &mut out,
+        "steward_messages_total",
+        "Messages from people, per channel kind, written to the assistant (direct) or forwarded to it.",
+        orgs,
+        |org| {
+            org.messages
+                .iter()
+                .flat_map(|(channel, direct, forwarded)| {
+                    let channel = label_value(channel);
+                    [("direct", *direct), ("forwarded", *forwarded)].map(|(kind, count)| {
+                        (
+                            format!(r#"channel="{channel}",message_type="{kind}""#),
+                            count,
+                        )
+                    })
+                })
+                .collect()
+        },
     );
-    for org in orgs {
-        for (channel, direct, forwarded) in &org.messages {
-            for (message_type, count) in [("direct", direct), ("forwarded", forwarded)] {
-                let _ = writeln!(
-                    out,
-                    "{name}{{org_id=\"{}\",org=\"{}\",channel=\"{}\",message_type=\"{message_type}\"}} {count}",
-                    org.org_id,
-                    label_value(&org.name),
-                    label_value(channel),
-                );
-            }
-        }
-    }
-    let name = "steward_skill_activations_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Times replies loaded each skill (use_skill).\n# TYPE {name} counter"
+    counter_per_org(
+        &mut out,
+        "steward_skill_activations_total",
+        "Times replies loaded each skill (use_skill).",
+        orgs,
+        |org| {
+            org.skill_activations
+                .iter()
+                .map(|(skill, count)| (format!(r#"skill="{}""#, label_value(skill)), *count))
+                .collect()
+        },
     );
+    out
+}
+
+/// A counter with any number of series per organization: `series` gives an
+/// organization's, each as its labels beyond the organization's and its value.
+fn counter_per_org(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    orgs: &[steward_store::OrgActivity],
+    series: impl Fn(&steward_store::OrgActivity) -> Vec<(String, u64)>,
+) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
     for org in orgs {
-        for (skill, count) in &org.skill_activations {
+        for (labels, count) in series(org) {
             let _ = writeln!(
                 out,
-                "{name}{{org_id=\"{}\",org=\"{}\",skill=\"{}\"}} {count}",
+                "{name}{{org_id=\"{}\",org=\"{}\",{labels}}} {count}",
                 org.org_id,
                 label_value(&org.name),
-                label_value(skill),
             );
         }
     }
-    out
 }
 
 /// A label value as the text format wants it: backslash, quote and newline escaped.
