@@ -130,6 +130,9 @@ pub struct MessageDto {
     pub tool_calls: Option<serde_json::Value>,
     /// A person's message forwarded to the assistant rather than written to it.
     pub forwarded: bool,
+    /// Who wrote a person's message (`GET /people/{id}`); null for a reply,
+    /// and in the web chat.
+    pub person_id: Option<PersonId>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -139,6 +142,7 @@ impl MessageDto {
     pub fn for_visitor(message: store::Message) -> Self {
         Self {
             tool_calls: None,
+            person_id: None,
             ..Self::from(message)
         }
     }
@@ -162,6 +166,7 @@ impl From<store::Message> for MessageDto {
             channel: m.channel,
             answers: m.answers,
             forwarded: m.forwarded,
+            person_id: m.person_id,
             created_at: m.created_at,
         }
     }
@@ -191,6 +196,7 @@ mod tests {
                 "tool_calls": [{"server": "crm", "tool": "lookup", "input": {"email": "a@example.org"}}],
             })),
             forwarded: false,
+            person_id: None,
             created_at: chrono::Utc::now(),
         };
         let member = serde_json::to_value(MessageDto::from(reply.clone())).unwrap();

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
 use steward_domain::jobs::RespondArgs;
-use steward_domain::{ConversationId, JobKind};
+use steward_domain::{ConversationId, JobKind, PersonId};
 use steward_jobs::{JobError, JobHandler, Worker, WorkerSettings};
 use steward_llm::{ChatRequest, ChatResponse, DeltaSink, LlmError, OpenAiCompatible, Provider};
 use steward_pipeline::{Respond, Responder};
@@ -123,8 +123,13 @@ struct TimedTools {
 
 #[async_trait]
 impl Toolbox for TimedTools {
-    async fn tools(&self, scope: &TenantScope, chatbot: &Chatbot) -> Result<Vec<Tool>, ToolError> {
-        self.inner.tools(scope, chatbot).await
+    async fn tools(
+        &self,
+        scope: &TenantScope,
+        chatbot: &Chatbot,
+        person: Option<PersonId>,
+    ) -> Result<Vec<Tool>, ToolError> {
+        self.inner.tools(scope, chatbot, person).await
     }
 
     async fn call(

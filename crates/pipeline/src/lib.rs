@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use steward_config::{TiersConfig, ToolsConfig};
 use steward_domain::jobs::{DeliverArgs, RespondArgs};
-use steward_domain::{MessageId, MessageRole, MessageText};
+use steward_domain::{MessageId, MessageRole, MessageText, PersonId};
 use steward_jobs::{JobError, JobHandler};
 use steward_knowledge::{Passage, Retriever, Source};
 use steward_llm::{ChatMessage, ChatRequest, DeltaSink, LlmError, Provider, Role};
@@ -190,13 +190,18 @@ impl Respond {
 }
 
 impl Respond {
-    /// The tools the chatbot may call; none when they cannot be listed now
-    /// (the reply is written without them).
-    async fn offered(&self, scope: &TenantScope, chatbot: &Chatbot) -> Offered {
+    /// The tools the chatbot may call in a reply to `person`; none when they
+    /// cannot be listed now (the reply is written without them).
+    async fn offered(
+        &self,
+        scope: &TenantScope,
+        chatbot: &Chatbot,
+        person: Option<PersonId>,
+    ) -> Offered {
         let Some(toolbox) = &self.toolbox else {
             return Offered::default();
         };
-        match toolbox.tools(scope, chatbot).await {
+        match toolbox.tools(scope, chatbot, person).await {
             Ok(tools) => Offered(tools),
             Err(error) => {
                 tracing::warn!(chatbot = %chatbot.id, %error, "tools unavailable: answering without them");
@@ -231,6 +236,7 @@ impl Respond {
                 scope,
                 chatbot: to.chatbot_id,
                 conversation: to.conversation_id,
+                person: to.person_id,
                 job: job.id,
                 reply,
                 deadline: Instant::now() + Duration::from_secs(self.tool_limits.turn_timeout_secs),
@@ -418,11 +424,14 @@ impl JobHandler for Respond {
             system.push_str("\n\n");
             system.push_str(&steward_knowledge::retrieve::prompt_block(&passages));
         }
-        let offered = self.offered(&scope, &chatbot).await;
+        let offered = self.offered(&scope, &chatbot, last.person_id).await;
         // The skills this reply may load: named and described, never their
         // instructions (`use_skill` loads those).
         if offered.offers_skills() {
-            let skills = self.store.current_skills(&scope, &chatbot.skills).await?;
+            let skills = self
+                .store
+                .offered_skills(&scope, &chatbot.skills, last.person_id)
+                .await?;
             system.push_str("\n\n");
             system.push_str(&steward_tools::skills::prompt_block(&skills));
         }
@@ -513,6 +522,7 @@ mod tests {
             channel_id: None,
             meta: None,
             forwarded: false,
+            person_id: None,
             created_at: steward_store::now(),
         }
     }

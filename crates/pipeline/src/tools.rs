@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use steward_config::ToolsConfig;
-use steward_domain::{ChatbotId, ConversationId, JobId, MessageId, ToolCallId, ToolCallStatus};
+use steward_domain::{
+    ChatbotId, ConversationId, JobId, MessageId, PersonId, ToolCallId, ToolCallStatus,
+};
 use steward_jobs::JobError;
 use steward_llm::{ToolCall, ToolResult, ToolSpec, ToolStep};
 use steward_store::{LiveEvent, LiveKind, NewToolCall, Store, TenantScope, ToolCallRecord};
@@ -62,6 +64,8 @@ pub(crate) struct Calls<'a> {
     pub(crate) scope: &'a TenantScope,
     pub(crate) chatbot: ChatbotId,
     pub(crate) conversation: ConversationId,
+    /// Who the reply is for.
+    pub(crate) person: Option<PersonId>,
     pub(crate) job: JobId,
     pub(crate) reply: MessageId,
     /// When this reply's time for tools runs out.
@@ -193,6 +197,7 @@ impl Calls<'_> {
             scope: *self.scope,
             chatbot: self.chatbot,
             conversation: self.conversation,
+            person: self.person,
             reply: Some(self.reply),
             key: record.id,
         };

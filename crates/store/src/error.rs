@@ -43,6 +43,8 @@ pub enum Conflict {
     SamePerson,
     /// A rating of a message that is not a reply.
     NotAReply,
+    /// A person named who is not one of the organization's.
+    UnknownPerson,
 }
 
 impl Conflict {
@@ -58,6 +60,7 @@ impl Conflict {
             Self::IdempotencyClaimLost => "idempotency_claim_lost",
             Self::BothMembers => "both_members",
             Self::SamePerson => "same_person",
+            Self::UnknownPerson => "unknown_person",
             Self::NotAReply => "not_a_reply",
         }
     }
@@ -79,6 +82,7 @@ impl Conflict {
             Self::BothMembers => "both people have a member account; one person keeps at most one",
             Self::SamePerson => "a person cannot be merged with themself",
             Self::NotAReply => "only the assistant's replies are rated",
+            Self::UnknownPerson => "a person named is not one of the organization's",
         }
     }
 }

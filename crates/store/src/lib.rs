@@ -51,7 +51,7 @@ pub use people::PeopleStore;
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
-pub use skills::{NewActivation, NewSkill, Skill, SkillStore, SkillUse};
+pub use skills::{NewActivation, NewSkill, Skill, SkillAssignees, SkillStore, SkillUse};
 pub use store::{Backend, Store};
 pub use tools::{
     HandOffStore, Lead, LeadStore, NewLead, NewToolCall, NewToolServer, ToolCallRecord,

@@ -145,6 +145,8 @@ pub struct Message {
     /// A person's message that was forwarded to the assistant rather than
     /// written to it.
     pub forwarded: bool,
+    /// Who wrote it: the person, for a person's message.
+    pub person_id: Option<PersonId>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -40,6 +40,20 @@ pub struct NewSkill {
     pub files: Vec<(String, Vec<u8>)>,
 }
 
+/// Who may use a skill: the people listed, and members with a role listed.
+/// Both empty: everyone the chatbots offering it talk to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SkillAssignees {
+    pub people: Vec<PersonId>,
+    pub roles: Vec<Role>,
+}
+
+impl SkillAssignees {
+    pub fn everyone(&self) -> bool {
+        self.people.is_empty() && self.roles.is_empty()
+    }
+}
+
 /// One time a reply loaded a skill.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewActivation {
@@ -76,13 +90,29 @@ pub trait SkillStore: Send + Sync {
     /// when the name was never uploaded.
     async fn skill_versions(&self, scope: &TenantScope, name: &str) -> StoreResult<Vec<Skill>>;
 
-    /// The latest version of each of `names` not deleted (names without one
-    /// are left out).
-    async fn current_skills(
+    /// The latest version of each of `names` not deleted that `person` may
+    /// use (see [`SkillAssignees`]); without a person, only the skills
+    /// assigned to no one in particular.
+    async fn offered_skills(
         &self,
         scope: &TenantScope,
         names: &[String],
+        person: Option<PersonId>,
     ) -> StoreResult<Vec<Skill>>;
+
+    /// Replaces who may use the skill `name` (audited); `NotFound` when there
+    /// is no such skill, `Conflict::UnknownPerson` when a person listed is
+    /// not one of the organization's.
+    async fn assign_skill(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        to: &SkillAssignees,
+    ) -> StoreResult<()>;
+
+    /// Who may use the skill `name`; `NotFound` when there is no such skill.
+    async fn skill_assignees(&self, scope: &TenantScope, name: &str)
+    -> StoreResult<SkillAssignees>;
 
     /// A resource file of one skill version, or `NotFound`.
     async fn skill_file(
@@ -93,7 +123,7 @@ pub trait SkillStore: Send + Sync {
     ) -> StoreResult<Vec<u8>>;
 
     /// Marks every version of the skill deleted (audited) and takes it off
-    /// every chatbot; `NotFound` when there is no skill of that name to delete.
+    /// every chatbot and every assignee; `NotFound` when there is no skill of that name to delete.
     async fn delete_skill(&self, scope: &TenantScope, name: &str) -> StoreResult<()>;
 
     /// Records that a reply loaded a skill; a second record of the same call

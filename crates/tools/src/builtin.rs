@@ -360,6 +360,7 @@ mod tests {
             scope: TenantScope::for_job(OrgId::new()),
             chatbot: ChatbotId::new(),
             conversation: ConversationId::new(),
+            person: None,
             reply: None,
             key: ToolCallId::new(),
         }

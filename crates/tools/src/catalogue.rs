@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use steward_auth::{Resealed, Sealer};
-use steward_domain::ToolServerId;
+use steward_domain::{PersonId, ToolServerId};
 use steward_outbound::Guard;
 use steward_store::{Chatbot, Store, StoreError, TenantScope, ToolServer};
 
@@ -225,10 +225,18 @@ pub async fn reseal(
 
 #[async_trait]
 impl Toolbox for Catalogue {
-    async fn tools(&self, scope: &TenantScope, chatbot: &Chatbot) -> Result<Vec<Tool>, ToolError> {
+    async fn tools(
+        &self,
+        scope: &TenantScope,
+        chatbot: &Chatbot,
+        person: Option<PersonId>,
+    ) -> Result<Vec<Tool>, ToolError> {
         let mut skills = Vec::new();
         if !chatbot.skills.is_empty() {
-            let offered = self.store.current_skills(scope, &chatbot.skills).await;
+            let offered = self
+                .store
+                .offered_skills(scope, &chatbot.skills, person)
+                .await;
             skills = crate::skills::tools_for(&offered.map_err(|error| {
                 tracing::warn!(%error, "listing a chatbot's skills failed");
                 ToolError("the chatbot's skills could not be listed".into())

@@ -16,7 +16,7 @@ pub mod skills;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
-use steward_domain::{ChatbotId, ConversationId, MessageId, ToolCallId};
+use steward_domain::{ChatbotId, ConversationId, MessageId, PersonId, ToolCallId};
 use steward_store::{Chatbot, TenantScope};
 
 pub use catalogue::{Catalogue, open_headers, reseal, seal_headers};
@@ -66,6 +66,9 @@ pub struct CallContext {
     pub scope: TenantScope,
     pub chatbot: ChatbotId,
     pub conversation: ConversationId,
+    /// Who the reply is for (the author of the message it answers): the
+    /// skills they may use are the ones offered.
+    pub person: Option<PersonId>,
     /// The reply the call is made for (stored after it); None for a call
     /// through Steward's MCP server, which writes no reply.
     pub reply: Option<MessageId>,
@@ -75,8 +78,13 @@ pub struct CallContext {
 
 #[async_trait]
 pub trait Toolbox: Send + Sync {
-    /// The tools `chatbot` may call now.
-    async fn tools(&self, scope: &TenantScope, chatbot: &Chatbot) -> Result<Vec<Tool>, ToolError>;
+    /// The tools `chatbot` may call now in a reply to `person`.
+    async fn tools(
+        &self,
+        scope: &TenantScope,
+        chatbot: &Chatbot,
+        person: Option<PersonId>,
+    ) -> Result<Vec<Tool>, ToolError>;
 
     /// Calls `tool` with `input`, once per `context.key`.
     async fn call(

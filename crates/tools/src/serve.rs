@@ -122,6 +122,7 @@ impl OwnTools {
             scope,
             chatbot,
             conversation,
+            person: None,
             reply: None,
             key,
         };

@@ -328,7 +328,7 @@ pub fn prompt_block(skills: &[steward_store::Skill]) -> String {
 }
 
 /// Calls `use_skill` or `read_skill_file` for the chatbot of `context`: only
-/// a skill it offers, in its latest version. Loading one is its activation,
+/// a skill it offers to the person the reply is for, in its latest version. Loading one is its activation,
 /// recorded once per call.
 pub async fn call(
     store: &std::sync::Arc<dyn steward_store::Store>,
@@ -351,7 +351,7 @@ pub async fn call(
         .map_err(unavailable)?;
     let offered = if chatbot.skills.iter().any(|s| s == name) {
         store
-            .current_skills(&context.scope, &[name.to_owned()])
+            .offered_skills(&context.scope, &[name.to_owned()], context.person)
             .await
             .map_err(unavailable)?
             .pop()

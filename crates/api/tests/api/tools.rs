@@ -384,6 +384,7 @@ async fn a_connected_mcp_servers_allowed_tools_are_offered_and_listed_on_demand(
         scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
         chatbot: steward_domain::ChatbotId::new(),
         conversation: steward_domain::ConversationId::new(),
+        person: None,
         reply: None,
         key,
     };

@@ -63,6 +63,7 @@ impl Harness {
             scope: TenantScope::for_job(self.owner.org_id.parse().unwrap()),
             chatbot: self.bot.parse().unwrap(),
             conversation: conversation.parse().unwrap(),
+            person: None,
             reply: None,
             key: call["id"].as_str().unwrap().parse::<ToolCallId>().unwrap(),
         };
@@ -76,7 +77,7 @@ impl Harness {
             .app
             .state
             .tools
-            .tools(&context.scope, &chatbot)
+            .tools(&context.scope, &chatbot, None)
             .await
             .unwrap();
         let tool = tools

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use serde_json::Map;
 use steward_config::ToolsConfig;
-use steward_domain::{JobId, MessageId, ToolCallId};
+use steward_domain::{JobId, MessageId, PersonId, ToolCallId};
 use steward_store::{Chatbot, NewToolCall, TenantScope};
 use steward_tools::{CallContext, Tool, ToolError, Toolbox};
 
@@ -29,7 +29,12 @@ fn tool(server: &str, name: &str) -> Tool {
 
 #[async_trait]
 impl Toolbox for Workshop {
-    async fn tools(&self, _: &TenantScope, _: &Chatbot) -> Result<Vec<Tool>, ToolError> {
+    async fn tools(
+        &self,
+        _: &TenantScope,
+        _: &Chatbot,
+        _: Option<PersonId>,
+    ) -> Result<Vec<Tool>, ToolError> {
         Ok(["add", "slow", "huge", "broken"]
             .iter()
             .map(|name| tool("calc", name))
@@ -493,6 +498,7 @@ async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
         scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
         chatbot: bot.parse().unwrap(),
         conversation: conversation.parse().unwrap(),
+        person: None,
         reply: None,
         key,
     };
@@ -520,7 +526,7 @@ async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
         .unwrap();
     assert!(
         catalogue
-            .tools(&context.scope, &chatbot)
+            .tools(&context.scope, &chatbot, None)
             .await
             .unwrap()
             .is_empty()

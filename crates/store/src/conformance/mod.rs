@@ -101,6 +101,7 @@ macro_rules! conformance_tests {
             a_reply_has_one_rating_per_person_which_a_second_replaces,
             skills_keep_their_versions_and_are_deleted_for_good_within_their_org,
             activations_count_once_per_call_with_the_ratings_of_their_replies,
+            skills_assigned_to_people_or_roles_are_offered_to_them_only,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

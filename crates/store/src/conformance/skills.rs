@@ -80,7 +80,7 @@ pub async fn skills_keep_their_versions_and_are_deleted_for_good_within_their_or
         "no such file",
     );
     let chosen = store
-        .current_skills(&scope, &["travel".into(), "nothing".into()])
+        .offered_skills(&scope, &["travel".into(), "nothing".into()], None)
         .await
         .unwrap();
     assert_eq!(chosen.len(), 1);
@@ -225,4 +225,169 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
             .unwrap()
             .is_empty()
     );
+}
+
+pub async fn skills_assigned_to_people_or_roles_are_offered_to_them_only(store: S) {
+    let (scope, owner) = org(&store, "Acme").await;
+    let (globex, globex_owner) = org(&store, "Globex").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    for (name, description) in [
+        ("expenses", "Files expenses."),
+        ("payroll", "Runs payroll."),
+        ("travel", "Books trips."),
+    ] {
+        store
+            .add_skill(&scope, skill(name, description, &[]))
+            .await
+            .unwrap();
+    }
+    let ada = store
+        .add_member(&scope, new_user("ada@acme.example.org", Role::Member))
+        .await
+        .unwrap();
+    let ada = store.member_person(&scope, ada.id).await.unwrap().id;
+    let owner = store.member_person(&scope, owner.id).await.unwrap().id;
+    let theirs = store
+        .member_person(&globex, globex_owner.id)
+        .await
+        .unwrap()
+        .id;
+    let mut customers = Vec::new();
+    for number in ["+1 650 555 0001", "+1 650 555 0002"] {
+        let mut message = user_message(bot.id, None, "hello");
+        message.sender = Some(Sender {
+            identity: Identity::parse("from", IdentityKind::Whatsapp, number).unwrap(),
+            name: None,
+        });
+        let stored = store.add_message(&scope, message).await.unwrap();
+        let person = store
+            .conversation(&scope, stored.conversation_id)
+            .await
+            .unwrap()
+            .person_id;
+        assert!(person.is_some());
+        assert_eq!(stored.person_id, person, "the message names its author");
+        customers.push(person.unwrap());
+    }
+    let all: Vec<String> = ["expenses", "payroll", "travel"].map(String::from).into();
+    let offered_to = async |person: Option<PersonId>| -> Vec<String> {
+        store
+            .offered_skills(&scope, &all, person)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
+    assert_eq!(offered_to(Some(ada)).await, all, "no one assigned: everyone");
+
+    let expenses = SkillAssignees {
+        people: vec![customers[0], customers[0]],
+        roles: vec![Role::Member],
+    };
+    store
+        .assign_skill(&scope, "expenses", &expenses)
+        .await
+        .unwrap();
+    let admins = SkillAssignees {
+        people: Vec::new(),
+        roles: vec![Role::Admin, Role::Owner],
+    };
+    store.assign_skill(&scope, "payroll", &admins).await.unwrap();
+    assert_eq!(
+        store.skill_assignees(&scope, "expenses").await.unwrap(),
+        SkillAssignees {
+            people: vec![customers[0]],
+            roles: vec![Role::Member],
+        }
+    );
+    assert!(
+        store
+            .skill_assignees(&scope, "travel")
+            .await
+            .unwrap()
+            .everyone()
+    );
+    assert_eq!(offered_to(Some(ada)).await, ["expenses", "travel"]);
+    assert_eq!(offered_to(Some(owner)).await, ["payroll", "travel"]);
+    assert_eq!(offered_to(Some(customers[0])).await, ["expenses", "travel"]);
+    assert_eq!(offered_to(Some(customers[1])).await, ["travel"]);
+    assert_eq!(offered_to(None).await, ["travel"], "no one in particular");
+    assert_eq!(offered_to(Some(theirs)).await, ["travel"]);
+
+    // A role is read when the reply is written: a promoted member gets the
+    // admins' skills and loses the members'.
+    let ada_user = store.list_members(&scope).await.unwrap();
+    let ada_user = ada_user
+        .iter()
+        .find(|u| u.email.as_str() == "ada@acme.example.org")
+        .unwrap();
+    store
+        .set_member_role(&scope, ada_user.id, Role::Admin)
+        .await
+        .unwrap();
+    assert_eq!(offered_to(Some(ada)).await, ["payroll", "travel"]);
+
+    // Another organization's person, or its skill, is not assignable; a
+    // refused assignment leaves the one before.
+    assert_conflict(
+        store
+            .assign_skill(
+                &scope,
+                "expenses",
+                &SkillAssignees {
+                    people: vec![customers[1], theirs],
+                    roles: Vec::new(),
+                },
+            )
+            .await,
+        "unknown_person",
+    );
+    assert_eq!(offered_to(Some(customers[1])).await, ["travel"]);
+    assert_eq!(offered_to(Some(customers[0])).await, ["expenses", "travel"]);
+    assert_not_found(
+        store.assign_skill(&globex, "expenses", &expenses).await,
+        "another org's skill",
+    );
+    assert_not_found(
+        store.skill_assignees(&globex, "expenses").await,
+        "another org's skill",
+    );
+
+    // A merge keeps what either person was given.
+    store
+        .merge_people(&scope, customers[1], customers[0])
+        .await
+        .unwrap();
+    assert_eq!(offered_to(Some(customers[1])).await, ["expenses", "travel"]);
+    assert_eq!(
+        store
+            .skill_assignees(&scope, "expenses")
+            .await
+            .unwrap()
+            .people,
+        [customers[1]]
+    );
+
+    // Everyone again; deleted and uploaded anew, it starts unassigned.
+    store
+        .assign_skill(&scope, "payroll", &SkillAssignees::default())
+        .await
+        .unwrap();
+    assert_eq!(offered_to(None).await, ["payroll", "travel"]);
+    store.delete_skill(&scope, "expenses").await.unwrap();
+    assert_not_found(
+        store.assign_skill(&scope, "expenses", &expenses).await,
+        "a deleted skill",
+    );
+    store
+        .add_skill(&scope, skill("expenses", "Back.", &[]))
+        .await
+        .unwrap();
+    assert_eq!(offered_to(None).await, all);
+    let log = store.list_audit(&scope, None, 50).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "skill.assigned"), "{log:?}");
 }

@@ -363,6 +363,12 @@ impl<B: SqlBackend> MessageStore for B {
                 id
             }
         };
+        let person = match (&new.sender, new.role) {
+            (Some(sender), MessageRole::User) => {
+                Some(crate::sql::people::person_of(&mut tx, org, sender, Some(at)).await?)
+            }
+            _ => None,
+        };
         let message = Message {
             id: new.id,
             org_id: org,
@@ -376,13 +382,8 @@ impl<B: SqlBackend> MessageStore for B {
             channel_id: new.channel_id,
             meta: new.meta,
             forwarded: new.forwarded && new.role == MessageRole::User,
+            person_id: person,
             created_at: at,
-        };
-        let person = match (&new.sender, message.role) {
-            (Some(sender), MessageRole::User) => {
-                Some(crate::sql::people::person_of(&mut tx, org, sender, Some(at)).await?)
-            }
-            _ => None,
         };
         tx.execute(
             sql("INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel,

@@ -30,7 +30,7 @@ use crate::{StoreError, StoreResult, TenantScope, claim_lost, now};
 macro_rules! select_message {
     () => {
         "SELECT id, org_id, chatbot_id, conversation_id, role, text, channel, external_id,
-                answers, channel_id, meta, forwarded, created_at"
+                answers, channel_id, meta, forwarded, person_id, created_at"
     };
 }
 

@@ -224,7 +224,16 @@ async fn merge<B: SqlBackend>(
             crate::sql::messages::count_people(tx, org, span, row.get("number")?, -1).await?;
         }
     }
+    // A skill assigned to both stays assigned to one.
+    tx.execute(
+        sql("DELETE FROM skill_assignees WHERE person_id = $1 AND skill IN (
+                SELECT skill FROM skill_assignees WHERE person_id = $2)")
+        .bind(from)
+        .bind(into),
+    )
+    .await?;
     let moved = [
+        "skill_assignees",
         "person_identities",
         "conversations",
         "messages",

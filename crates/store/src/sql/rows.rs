@@ -146,6 +146,7 @@ pub fn message(row: &impl Row) -> StoreResult<Message> {
         channel_id: row.get("channel_id")?,
         meta: row.get("meta")?,
         forwarded: row.get("forwarded")?,
+        person_id: row.get("person_id")?,
         created_at: row.get("created_at")?,
     })
 }

@@ -16,6 +16,33 @@ const SKILL: &str = "SELECT s.id, s.org_id, s.name, s.version, s.description, s.
 const CURRENT: &str = "s.deleted_at IS NULL AND s.version =
         (SELECT MAX(v.version) FROM skills v WHERE v.org_id = s.org_id AND v.name = s.name)";
 
+/// The role of `person` when they are a member (their account's role).
+async fn member_role(db: &mut impl Db, org: OrgId, person: PersonId) -> StoreResult<Option<Role>> {
+    let member = db
+        .fetch_optional(
+            sql("SELECT handle FROM person_identities
+                 WHERE person_id = $1 AND org_id = $2 AND kind = 'member'")
+            .bind(person)
+            .bind(org),
+        )
+        .await?;
+    let Some(user) = member
+        .map(|row| row.get::<String>("handle"))
+        .transpose()?
+        .and_then(|handle| handle.parse::<UserId>().ok())
+    else {
+        return Ok(None);
+    };
+    db.fetch_optional(
+        sql("SELECT role FROM users WHERE id = $1 AND org_id = $2")
+            .bind(user)
+            .bind(org),
+    )
+    .await?
+    .map(|row| row.get("role"))
+    .transpose()
+}
+
 /// Skills with their files' paths.
 async fn with_files(db: &mut impl Db, found: Vec<impl Row>) -> StoreResult<Vec<Skill>> {
     let mut skills = Vec::with_capacity(found.len());
@@ -134,18 +161,142 @@ impl<B: SqlBackend> SkillStore for B {
         with_files(&mut db, found).await
     }
 
-    async fn current_skills(
+    async fn offered_skills(
         &self,
         scope: &TenantScope,
         names: &[String],
+        person: Option<PersonId>,
     ) -> StoreResult<Vec<Skill>> {
-        let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
-        Ok(self
-            .skills(scope)
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let org = scope.org_id();
+        let mut db = self.read().await?;
+        let role = match person {
+            Some(person) => member_role(&mut db, org, person).await?,
+            None => None,
+        };
+        let found = db
+            .fetch_all(
+                sql(format!(
+                    "{SKILL} WHERE s.org_id = $1 AND {CURRENT} AND (
+                        NOT EXISTS (SELECT 1 FROM skill_assignees a
+                                    WHERE a.org_id = s.org_id AND a.skill = s.name)
+                        OR EXISTS (SELECT 1 FROM skill_assignees a
+                                   WHERE a.org_id = s.org_id AND a.skill = s.name
+                                     AND (a.person_id = $2 OR a.role = $3)))
+                     ORDER BY s.name"
+                ))
+                .bind(org)
+                .bind(person)
+                .bind(role.map(|r| r.as_str())),
+            )
+            .await?;
+        let mut wanted = Vec::new();
+        for row in found {
+            if names.contains(&row.get::<String>("name")?) {
+                wanted.push(row);
+            }
+        }
+        with_files(&mut db, wanted).await
+    }
+
+    async fn assign_skill(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+        to: &SkillAssignees,
+    ) -> StoreResult<()> {
+        let org = scope.org_id();
+        let mut tx = self.begin().await?;
+        tx.fetch_one(
+            sql(format!(
+                "SELECT s.id FROM skills s WHERE s.org_id = $1 AND s.name = $2 AND {CURRENT}"
+            ))
+            .bind(org)
+            .bind(name),
+        )
+        .await?;
+        tx.execute(
+            sql("DELETE FROM skill_assignees WHERE org_id = $1 AND skill = $2")
+                .bind(org)
+                .bind(name),
+        )
+        .await?;
+        let mut people = to.people.clone();
+        people.sort();
+        people.dedup();
+        for person in &people {
+            let added = tx
+                .execute(
+                    sql("INSERT INTO skill_assignees (org_id, skill, person_id)
+                         SELECT org_id, $2, id FROM people WHERE id = $3 AND org_id = $1")
+                    .bind(org)
+                    .bind(name)
+                    .bind(*person),
+                )
+                .await?;
+            if added == 0 {
+                return Err(StoreError::Conflict(Conflict::UnknownPerson));
+            }
+        }
+        let mut roles: Vec<&str> = to.roles.iter().map(|r| r.as_str()).collect();
+        roles.sort();
+        roles.dedup();
+        for role in &roles {
+            tx.execute(
+                sql("INSERT INTO skill_assignees (org_id, skill, role) VALUES ($1, $2, $3)")
+                    .bind(org)
+                    .bind(name)
+                    .bind(*role),
+            )
+            .await?;
+        }
+        audit(
+            &mut tx,
+            scope,
+            "skill.assigned",
+            &format!("skill:{name}"),
+            json!({ "people": people.len(), "roles": roles }),
+        )
+        .await?;
+        commit::<B>(tx).await
+    }
+
+    async fn skill_assignees(
+        &self,
+        scope: &TenantScope,
+        name: &str,
+    ) -> StoreResult<SkillAssignees> {
+        let org = scope.org_id();
+        let mut db = self.read().await?;
+        db.fetch_one(
+            sql(format!(
+                "SELECT s.id FROM skills s WHERE s.org_id = $1 AND s.name = $2 AND {CURRENT}"
+            ))
+            .bind(org)
+            .bind(name),
+        )
+        .await?;
+        let mut assignees = SkillAssignees::default();
+        for row in db
+            .fetch_all(
+                sql("SELECT person_id, role FROM skill_assignees
+                     WHERE org_id = $1 AND skill = $2
+                     ORDER BY role, person_id")
+                .bind(org)
+                .bind(name),
+            )
             .await?
-            .into_iter()
-            .filter(|s| wanted.contains(s.name.as_str()))
-            .collect())
+        {
+            if let Some(person) = row.get::<Option<PersonId>>("person_id")? {
+                assignees.people.push(person);
+            }
+            if let Some(role) = row.get::<Option<Role>>("role")? {
+                assignees.roles.push(role);
+            }
+        }
+        Ok(assignees)
     }
 
     async fn skill_file(
@@ -183,6 +334,12 @@ impl<B: SqlBackend> SkillStore for B {
         if deleted == 0 {
             return Err(StoreError::NotFound);
         }
+        tx.execute(
+            sql("DELETE FROM skill_assignees WHERE org_id = $1 AND skill = $2")
+                .bind(scope.org_id())
+                .bind(name),
+        )
+        .await?;
         // Off every chatbot of the organization that offered it.
         let offering = tx
             .fetch_all(
