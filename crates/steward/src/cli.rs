@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// An organization's skills (the Agent Skills format).
+    Skills {
+        #[command(subcommand)]
+        command: SkillsCommand,
+    },
     /// A chatbot's channels: WhatsApp, Slack, Telegram, email, signed webhooks.
     Channel {
         #[command(subcommand)]
@@ -182,6 +187,24 @@ pub struct PickBackup {
     /// The newest backup.
     #[arg(long)]
     pub latest: bool,
+}
+
+#[derive(Subcommand)]
+pub enum SkillsCommand {
+    /// Add every skill in a folder: each folder in it that holds a SKILL.md
+    /// (or DIR itself, when it holds one), and each zipped such folder. A
+    /// skill stored just so already is left alone; a changed one gets its
+    /// next version. Prints each skill's name and version; skills that are
+    /// not valid are reported on stderr and skipped. Exits 1 if any failed.
+    /// Give skills to chatbots with `PATCH /api/v1/chatbots/{id}`.
+    Import {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// The folder of skills.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

@@ -6,6 +6,7 @@ mod backup;
 mod cli;
 mod import;
 mod roles;
+mod skills;
 
 use std::sync::Arc;
 
@@ -16,7 +17,9 @@ use steward_store::Store;
 use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 
-use cli::{Cli, Command, ConfigCommand, DbCommand, OrgCommand, SecretsCommand, UsersCommand};
+use cli::{
+    Cli, Command, ConfigCommand, DbCommand, OrgCommand, SecretsCommand, SkillsCommand, UsersCommand,
+};
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
@@ -107,6 +110,16 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Users {
             command: UsersCommand::ResetPassword { org, email },
         } => admin::reset_password(&config, &org, &email).await?,
+        Command::Skills {
+            command: SkillsCommand::Import { org, dir },
+        } => {
+            let store = open_store(&config).await?;
+            store.migrate().await.context("applying migrations")?;
+            let organization = admin::find_org(&*store, &org).await?;
+            if skills::import(&*store, &organization, &dir).await?.failed > 0 {
+                return Ok(std::process::ExitCode::FAILURE);
+            }
+        }
         Command::Jobs { command } => admin::jobs(&config, command).await?,
         Command::Channel { command } => admin::channels(config, command).await?,
         Command::Context { command } => admin::context(&config, command).await?,

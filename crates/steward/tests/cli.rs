@@ -43,6 +43,7 @@ fn every_command_explains_itself() {
         vec!["channel", "list", "--help"],
         vec!["channel", "remove", "--help"],
         vec!["context", "import", "--help"],
+        vec!["skills", "import", "--help"],
         vec!["backup", "create", "--help"],
         vec!["backup", "restore", "--help"],
         vec!["db", "copy", "--help"],
@@ -1014,6 +1015,124 @@ async fn channels_are_configured_listed_and_removed_from_the_command_line() {
         &id,
     ]));
     assert!(!again.status.success());
+}
+
+#[tokio::test]
+async fn skills_import_stores_each_skill_of_a_folder_once_and_reports_bad_ones() {
+    use steward_store::{SkillStore, TenantScope};
+    let dir = tempfile::tempdir().unwrap();
+    let (org, _) = create_acme(dir.path());
+    let skills = dir.path().join("skills");
+    let write = |path: &str, text: &str| {
+        let path = skills.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    let skill_md = |name: &str, description: &str| {
+        format!("---\nname: {name}\ndescription: {description}\n---\n# {name}\n\nSteps.\n")
+    };
+    write(
+        "expense-report/SKILL.md",
+        &skill_md("expense-report", "Files expenses."),
+    );
+    write("expense-report/reference/rates.md", "Taxis: 40 EUR.");
+    write("travel/SKILL.md", &skill_md("travel", "Books trips."));
+    write("Bad Name/SKILL.md", &skill_md("Bad Name", "x"));
+    write("notes/README.md", "not a skill");
+    write(".git/config", "hidden");
+    let zipped = steward_testkit::docx::archive(&[(
+        "onboarding/SKILL.md",
+        skill_md("onboarding", "Welcomes new staff.").as_bytes(),
+    )]);
+    std::fs::write(skills.join("onboarding.zip"), zipped).unwrap();
+
+    let import = || {
+        run(steward(dir.path())
+            .args(["skills", "import", "--org", "Acme", "--dir"])
+            .arg(&skills))
+    };
+    let first = import();
+    assert_eq!(first.status.code(), Some(1), "two folders are not skills");
+    let stdout = text(&first.stdout);
+    for needle in [
+        "expense-report  version 1  imported (1 files,",
+        "onboarding  version 1  imported (0 files,",
+        "travel  version 1  imported",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in {stdout}");
+    }
+    let stderr = text(&first.stderr);
+    for needle in [
+        "Bad Name: name must be",
+        "notes: the skill's folder holds no SKILL.md",
+        "3 imported into Acme, 0 unchanged, 2 failed",
+    ] {
+        assert!(stderr.contains(needle), "missing {needle:?} in {stderr}");
+    }
+    assert!(!stderr.contains(".git"));
+
+    // Again, with one skill changed: only it gets a new version.
+    std::fs::remove_dir_all(skills.join("Bad Name")).unwrap();
+    std::fs::remove_dir_all(skills.join("notes")).unwrap();
+    write("expense-report/reference/rates.md", "Taxis: 45 EUR.");
+    let second = import();
+    assert!(second.status.success(), "{}", text(&second.stderr));
+    let stdout = text(&second.stdout);
+    assert!(
+        stdout.contains("expense-report  version 2  imported"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("travel  version 1  unchanged"), "{stdout}");
+    assert!(text(&second.stderr).contains("1 imported into Acme, 2 unchanged, 0 failed"));
+
+    // One skill's own folder; no skills; no such organization.
+    let one = run(steward(dir.path())
+        .args(["skills", "import", "--org", "Acme", "--dir"])
+        .arg(skills.join("travel")));
+    assert!(text(&one.stdout).contains("travel  version 1  unchanged"));
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let none = run(steward(dir.path())
+        .args(["skills", "import", "--org", "Acme", "--dir"])
+        .arg(&empty));
+    assert!(!none.status.success());
+    assert!(text(&none.stderr).contains("holds no skills"));
+    let nobody = run(steward(dir.path())
+        .args(["skills", "import", "--org", "Nobody", "--dir"])
+        .arg(&skills));
+    assert!(!nobody.status.success());
+    assert!(text(&nobody.stderr).contains("no organization"));
+
+    let store = steward_store_sqlite::SqliteStore::open_file(&dir.path().join("steward.db"), 1)
+        .await
+        .unwrap();
+    let scope = TenantScope::for_operator(org);
+    let stored: Vec<(String, i64)> = store
+        .skills(&scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.name, s.version))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            ("expense-report".to_owned(), 2),
+            ("onboarding".to_owned(), 1),
+            ("travel".to_owned(), 1)
+        ]
+    );
+    let expense = store
+        .skill_versions(&scope, "expense-report")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .skill_file(&scope, expense[0].id, "reference/rates.md")
+            .await
+            .unwrap(),
+        b"Taxis: 45 EUR."
+    );
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! A model provider that cannot run here, replaced by a local server speaking
-//! the OpenAI Chat Completions wire format: it echoes the last user message
-//! (and the results of the tools it called since), or calls the tools a test
-//! scripts, or fails with a chosen status; it counts the calls it gets and
-//! keeps the requests (to check what a prompt held).
+//! the OpenAI Chat Completions wire format (`/v1/chat/completions`) and
+//! Anthropic's Messages format (`/v1/messages`): it echoes the last user
+//! message (and the results of the tools it called since), or calls the
+//! tools a test scripts, or fails with a chosen status; it counts the calls
+//! it gets and keeps the requests (to check what a prompt held).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,8 +34,15 @@ pub struct FakeModel {
     always: Arc<std::sync::Mutex<Option<(String, String)>>>,
     /// How far apart the pieces of a streamed answer come; zero: all at once.
     pace_ms: Arc<AtomicU64>,
-    /// The base URL, e.g. `http://127.0.0.1:PORT/v1`.
+    /// The base URL for OpenAI's format, e.g. `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
+}
+
+/// The wire format a request came in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    OpenAi,
+    Anthropic,
 }
 
 impl FakeModel {
@@ -48,9 +56,15 @@ impl FakeModel {
         };
         let app = axum::Router::new()
             .route("/v1/chat/completions", axum::routing::post(complete))
+            .route("/v1/messages", axum::routing::post(messages))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         fake
+    }
+
+    /// The base URL for Anthropic's format (its client adds `/v1/messages`).
+    pub fn anthropic_base_url(&self) -> String {
+        self.base_url.trim_end_matches("/v1").to_owned()
     }
 
     pub fn calls(&self) -> usize {
@@ -114,6 +128,17 @@ async fn complete(
     State(fake): State<FakeModel>,
     axum::Json(body): axum::Json<Value>,
 ) -> axum::response::Response {
+    answer(fake, body, Format::OpenAi).await
+}
+
+async fn messages(
+    State(fake): State<FakeModel>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::response::Response {
+    answer(fake, body, Format::Anthropic).await
+}
+
+async fn answer(fake: FakeModel, body: Value, format: Format) -> axum::response::Response {
     use axum::response::IntoResponse;
     let call = fake.calls.fetch_add(1, Ordering::SeqCst);
     fake.requests.lock().unwrap().push(body.clone());
@@ -132,8 +157,18 @@ async fn complete(
     }
     if failing != 0 {
         let status = StatusCode::from_u16(failing).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let error = json!({"error": {"message": "scripted failure", "type": "server_error"}});
+        let error = match format {
+            Format::OpenAi => {
+                json!({"error": {"message": "scripted failure", "type": "server_error"}})
+            }
+            Format::Anthropic => {
+                json!({"type": "error", "error": {"type": "api_error", "message": "scripted failure"}})
+            }
+        };
         return (status, axum::Json(error)).into_response();
+    }
+    if format == Format::Anthropic {
+        return anthropic::answer(&fake, call, &body);
     }
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
     let offered = body["tools"]
@@ -257,4 +292,133 @@ fn tool_calls(call: usize, calls: &[(String, String)], stream: bool) -> axum::re
         events,
     )
         .into_response()
+}
+
+/// The same answers in Anthropic's Messages format.
+mod anthropic {
+    use axum::response::IntoResponse;
+    use serde_json::{Value, json};
+
+    use super::FakeModel;
+
+    /// A content block's text, or a message's text when it is a string.
+    fn text_of(content: &Value) -> Option<String> {
+        match content {
+            Value::String(text) => Some(text.clone()),
+            Value::Array(blocks) => {
+                let texts: Vec<&str> = blocks
+                    .iter()
+                    .filter(|b| b["type"] == "text")
+                    .filter_map(|b| b["text"].as_str())
+                    .collect();
+                (!texts.is_empty()).then(|| texts.concat())
+            }
+            _ => None,
+        }
+    }
+
+    pub(super) fn answer(fake: &FakeModel, call: usize, body: &Value) -> axum::response::Response {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        let offered = body["tools"]
+            .as_array()
+            .is_some_and(|tools| !tools.is_empty());
+        let scripted = match offered {
+            true => (fake.script.lock().unwrap().pop_front())
+                .or_else(|| fake.always.lock().unwrap().clone().map(|call| vec![call])),
+            false => None,
+        };
+        let stream = body["stream"] == true;
+        let blocks: Vec<Value> = match scripted {
+            Some(calls) => calls
+                .iter()
+                .enumerate()
+                .map(|(i, (name, input))| {
+                    let input: Value = serde_json::from_str(input).unwrap_or(json!({}));
+                    json!({"type": "tool_use", "id": format!("toolu_{call}_{i}"), "name": name, "input": input})
+                })
+                .collect(),
+            None => {
+                // The last message a person wrote (not one carrying tool results).
+                let asked_at = messages
+                    .iter()
+                    .rposition(|m| m["role"] == "user" && text_of(&m["content"]).is_some());
+                let asked = asked_at
+                    .and_then(|at| text_of(&messages[at]["content"]))
+                    .unwrap_or_default();
+                let results: Vec<String> = messages
+                    .iter()
+                    .skip(asked_at.map_or(0, |at| at + 1))
+                    .filter_map(|m| m["content"].as_array())
+                    .flatten()
+                    .filter(|b| b["type"] == "tool_result")
+                    .map(|b| text_of(&b["content"]).unwrap_or_default())
+                    .collect();
+                let reply = match results.is_empty() {
+                    true => format!("echo: {asked}"),
+                    false => format!("echo: {asked} | tools: {}", results.join(" | ")),
+                };
+                vec![json!({"type": "text", "text": reply})]
+            }
+        };
+        let stop = match blocks.iter().any(|b| b["type"] == "tool_use") {
+            true => "tool_use",
+            false => "end_turn",
+        };
+        let usage = json!({"input_tokens": 10, "output_tokens": 5});
+        if !stream {
+            return axum::Json(json!({
+                "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
+                "content": blocks, "stop_reason": stop, "usage": usage
+            }))
+            .into_response();
+        }
+        // The documented event stream: each block started, its pieces as
+        // deltas (a tool's input in two halves), stopped; then the stop reason.
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut events = event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant",
+                   "content": [], "model": body["model"], "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        );
+        for (index, block) in blocks.iter().enumerate() {
+            let (start, deltas) = if block["type"] == "tool_use" {
+                let input = block["input"].to_string();
+                let half = input.len() / 2;
+                let start = json!({"type": "tool_use", "id": block["id"], "name": block["name"], "input": {}});
+                let pieces = [&input[..half], &input[half..]]
+                    .map(|piece| json!({"type": "input_json_delta", "partial_json": piece}));
+                (start, pieces.to_vec())
+            } else {
+                let text = block["text"].as_str().unwrap_or_default();
+                let words = text
+                    .split_inclusive(' ')
+                    .map(|word| json!({"type": "text_delta", "text": word}));
+                (json!({"type": "text", "text": ""}), words.collect())
+            };
+            events.push_str(&event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": index, "content_block": start}),
+            ));
+            for delta in deltas {
+                events.push_str(&event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index, "delta": delta}),
+                ));
+            }
+            events.push_str(&event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": index}),
+            ));
+        }
+        events.push_str(&event(
+            "message_delta",
+            json!({"type": "message_delta", "delta": {"stop_reason": stop}, "usage": {"output_tokens": 5}}),
+        ));
+        events.push_str(&event("message_stop", json!({"type": "message_stop"})));
+        (
+            [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+            events,
+        )
+            .into_response()
+    }
 }

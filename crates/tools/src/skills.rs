@@ -212,14 +212,98 @@ pub fn from_zip(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
         entries.push((path, content));
     }
     let folder = top_folder(&entries)?;
-    let strip = |path: &str| path.strip_prefix(&folder).unwrap_or(path).to_owned();
+    let inside = entries
+        .into_iter()
+        .map(|(path, content)| {
+            let path = path.strip_prefix(&folder).unwrap_or(&path).to_owned();
+            (path, content)
+        })
+        .collect();
+    assemble(inside, folder.trim_end_matches('/'))
+}
+
+/// A skill read from its folder on disk (`steward skills import`), with the
+/// caps of an upload. Hidden files and folders (`.git`, `.DS_Store`) are
+/// left out; a symbolic link or anything but a file or folder is refused.
+pub fn from_folder(folder: &std::path::Path) -> Result<SkillPackage, SkillError> {
+    let unreadable = |path: &str, e: std::io::Error| refused(format!("{path}: {e}"));
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut listed = 0usize;
+    let mut total = 0usize;
+    // Folders still to read, by their path inside the skill's folder.
+    let mut pending = vec![String::new()];
+    while let Some(inner) = pending.pop() {
+        let listing = std::fs::read_dir(folder.join(&inner)).map_err(|e| unreadable(&inner, e))?;
+        for entry in listing {
+            let entry = entry.map_err(|e| unreadable(&inner, e))?;
+            let Ok(name) = entry.file_name().into_string() else {
+                return Err(refused(format!("a file name in '{inner}' is not UTF-8")));
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            listed += 1;
+            if listed > MAX_ENTRIES {
+                return Err(refused(format!(
+                    "the folder holds more than {MAX_ENTRIES} entries; a skill holds at most {MAX_FILES} files"
+                )));
+            }
+            let path = match inner.is_empty() {
+                true => name,
+                false => format!("{inner}/{name}"),
+            };
+            check_path(&path)?;
+            // Not followed: a link could lead out of the folder.
+            let kind = entry.file_type().map_err(|e| unreadable(&path, e))?;
+            if kind.is_symlink() {
+                return Err(refused(format!(
+                    "{path} is a symbolic link; a skill holds files only"
+                )));
+            }
+            if kind.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            if !kind.is_file() {
+                return Err(refused(format!("{path} is not a file")));
+            }
+            if entries.len() > MAX_FILES {
+                return Err(refused(format!(
+                    "a skill holds at most {MAX_FILES} files besides SKILL.md"
+                )));
+            }
+            let cap = MAX_FILE_BYTES.max(MAX_SKILL_MD_BYTES);
+            let mut content = Vec::new();
+            std::fs::File::open(entry.path())
+                .and_then(|file| file.take(cap as u64 + 1).read_to_end(&mut content))
+                .map_err(|e| unreadable(&path, e))?;
+            if content.len() > cap {
+                return Err(refused(format!("{path} is more than {cap} bytes")));
+            }
+            total += content.len();
+            if total > MAX_TOTAL_BYTES {
+                return Err(refused(format!(
+                    "the skill holds more than {MAX_TOTAL_BYTES} bytes"
+                )));
+            }
+            entries.push((path, content));
+        }
+    }
+    entries.sort();
+    let name = folder.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assemble(entries, name)
+}
+
+/// A skill from its files, by their paths inside its folder (`SKILL.md` at
+/// the top), the folder named `folder` (empty: not known).
+fn assemble(mut entries: Vec<(String, Vec<u8>)>, folder: &str) -> Result<SkillPackage, SkillError> {
     let skill_md = entries
         .iter()
-        .position(|(path, _)| strip(path) == "SKILL.md")
-        .ok_or_else(|| refused("the archive holds no SKILL.md at its top"))?;
+        .position(|(path, _)| path == "SKILL.md")
+        .ok_or_else(|| refused("the skill's folder holds no SKILL.md at its top"))?;
     let (_, markdown) = entries.remove(skill_md);
     let mut package = from_markdown(&markdown)?;
-    let folder_name = folder.trim_end_matches('/');
+    let folder_name = folder;
     if !folder_name.is_empty() && folder_name != package.name {
         return Err(refused(format!(
             "the folder is named '{folder_name}' but the skill '{}': they must match",
@@ -232,7 +316,7 @@ pub fn from_zip(bytes: &[u8]) -> Result<SkillPackage, SkillError> {
                 "{path} is more than {MAX_FILE_BYTES} bytes"
             )));
         }
-        package.files.push((strip(&path), content));
+        package.files.push((path, content));
     }
     Ok(package)
 }
@@ -542,5 +626,75 @@ mod tests {
             ("other/x", b"x"),
         ]);
         assert!(refusal(from_zip(&two)).contains("no SKILL.md"));
+    }
+
+    /// A folder under the system's temporary one, removed when dropped.
+    struct Folder(std::path::PathBuf);
+
+    impl Folder {
+        fn new(name: &str, files: &[(&str, &[u8])]) -> Self {
+            static MADE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let made = MADE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let root =
+                std::env::temp_dir().join(format!("steward-skills-{}-{made}", std::process::id()));
+            let folder = root.join(name);
+            for (path, bytes) in files {
+                let path = folder.join(path);
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, bytes).unwrap();
+            }
+            std::fs::create_dir_all(&folder).unwrap();
+            Self(folder)
+        }
+    }
+
+    impl Drop for Folder {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(self.0.parent().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_skill_is_read_from_its_folder_with_the_caps_of_an_upload() {
+        let skill = ("SKILL.md", SKILL.as_bytes());
+        let folder = Folder::new(
+            "expense-report",
+            &[
+                skill,
+                ("reference/policy.md", b"Max 50 EUR a day."),
+                ("forms/claim.txt", b"x"),
+                (".git/config", b"hidden"),
+                (".DS_Store", b"hidden"),
+            ],
+        );
+        let read = from_folder(&folder.0).unwrap();
+        assert_eq!(read.name, "expense-report");
+        let paths: Vec<&str> = read.files.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(paths, ["forms/claim.txt", "reference/policy.md"]);
+
+        let misnamed = Folder::new("expenses", &[skill]);
+        assert!(refusal(from_folder(&misnamed.0)).contains("must match"));
+        let empty = Folder::new("expense-report", &[("README.md", b"x")]);
+        assert!(refusal(from_folder(&empty.0)).contains("no SKILL.md"));
+        let linked = Folder::new("expense-report", &[skill]);
+        std::os::unix::fs::symlink("/etc/passwd", linked.0.join("secrets")).unwrap();
+        assert!(refusal(from_folder(&linked.0)).contains("symbolic link"));
+        let large = vec![b'x'; MAX_FILE_BYTES + 1];
+        let big = Folder::new("expense-report", &[skill, ("big.bin", &large)]);
+        assert!(refusal(from_folder(&big.0)).contains("more than"));
+        let names: Vec<String> = (0..=MAX_FILES).map(|i| format!("f{i}.txt")).collect();
+        let mut over: Vec<(&str, &[u8])> = vec![skill];
+        over.extend(names.iter().map(|n| (n.as_str(), b"x".as_slice())));
+        let crowded = Folder::new("expense-report", &over);
+        assert!(refusal(from_folder(&crowded.0)).contains("at most 100 files"));
+        // Empty folders count too: a walk of millions stops early.
+        let deep = Folder::new("expense-report", &[skill]);
+        for i in 0..=MAX_ENTRIES {
+            std::fs::create_dir(deep.0.join(format!("d{i}"))).unwrap();
+        }
+        assert!(refusal(from_folder(&deep.0)).contains("entries"));
+        assert!(
+            refusal(from_folder(std::path::Path::new("/no/such/folder"))).contains("No such file")
+        );
     }
 }

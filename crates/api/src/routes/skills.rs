@@ -1,15 +1,18 @@
 //! An organization's skills (the Agent Skills format): uploaded as a zip of
 //! the skill's folder or as its `SKILL.md` alone, listed, read version by
-//! version, deleted, and given to chatbots (`PATCH /chatbots/{id}`).
-//! Owners and admins upload and delete; members read; advisors see none.
+//! version, deleted, given to chatbots (`PATCH /chatbots/{id}`), and
+//! optionally kept to some people or roles (`/skills/{name}/assignees`).
+//! Owners and admins upload, assign and delete; members read; advisors see
+//! none.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use steward_store::{NewSkill, Skill};
+use serde::{Deserialize, Serialize};
+use steward_domain::{PersonId, Role};
+use steward_store::{NewSkill, Skill, SkillAssignees};
 use steward_tools::skills::{self, MAX_UPLOAD_BYTES, SkillPackage};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -17,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Path;
+use crate::extract::{Json, Path};
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -28,7 +31,13 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .merge(uploads)
         .routes(routes!(list_skills))
         .routes(routes!(skill_versions, delete_skill))
+        .routes(routes!(skill_assignees, assign_skill))
 }
+
+/// People one skill may be kept to, at most.
+const MAX_ASSIGNED_PEOPLE: usize = 1_000;
+/// Roles listed, at most: there are four.
+const MAX_ASSIGNED_ROLES: usize = 4;
 
 #[derive(Serialize, ToSchema)]
 pub struct SkillDto {
@@ -245,6 +254,83 @@ async fn delete_skill(
     auth.require_admin()?;
     state.store.delete_skill(&auth.0.scope(), &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who may use a skill, in the chatbots that offer it: the people listed
+/// and the members whose role is listed. Both empty: everyone.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssigneesDto {
+    #[serde(default)]
+    #[schema(max_items = 1000)]
+    people: Vec<PersonId>,
+    /// Members with these roles.
+    #[serde(default)]
+    #[schema(max_items = 4)]
+    roles: Vec<Role>,
+}
+
+impl From<SkillAssignees> for AssigneesDto {
+    fn from(a: SkillAssignees) -> Self {
+        Self {
+            people: a.people,
+            roles: a.roles,
+        }
+    }
+}
+
+/// Who may use a skill (both lists empty: everyone its chatbots talk to).
+#[utoipa::path(get, path = "/skills/{name}/assignees", tag = "skills", security(("bearer" = [])),
+    params(("name" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
+    responses((status = 200, body = AssigneesDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn skill_assignees(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> ApiResult<axum::Json<AssigneesDto>> {
+    auth.require_conversations()?;
+    let found = state.store.skill_assignees(&auth.0.scope(), &name).await?;
+    Ok(axum::Json(found.into()))
+}
+
+/// Keep a skill to some people and roles (owners and admins), replacing
+/// whom it was kept to before; both lists empty gives it to everyone again.
+/// The chatbots that offer it offer it only to them: no one else sees it in
+/// the prompt or can load it.
+#[utoipa::path(put, path = "/skills/{name}/assignees", tag = "skills", security(("bearer" = [])),
+    params(("name" = String, Path, pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 64)),
+    request_body = AssigneesDto,
+    responses((status = 200, body = AssigneesDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "a person listed is not the organization's (`unknown_person`): merged since, or never", body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, description = "more than 1,000 people or 4 roles", body = ErrorBody)))]
+async fn assign_skill(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(name): Path<String>,
+    Json(sent): Json<AssigneesDto>,
+) -> ApiResult<axum::Json<AssigneesDto>> {
+    auth.require_admin()?;
+    if sent.people.len() > MAX_ASSIGNED_PEOPLE {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("people: at most {MAX_ASSIGNED_PEOPLE}; give a role instead"),
+        ));
+    }
+    if sent.roles.len() > MAX_ASSIGNED_ROLES {
+        return Err(ApiError::unprocessable(
+            "invalid_body",
+            format!("roles: at most {MAX_ASSIGNED_ROLES}"),
+        ));
+    }
+    let scope = auth.0.scope();
+    let assignees = SkillAssignees {
+        people: sent.people,
+        roles: sent.roles,
+    };
+    state.store.assign_skill(&scope, &name, &assignees).await?;
+    let stored = state.store.skill_assignees(&scope, &name).await?;
+    Ok(axum::Json(stored.into()))
 }
 
 #[cfg(test)]

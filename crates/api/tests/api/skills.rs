@@ -190,3 +190,121 @@ async fn skills_are_uploaded_versioned_given_to_chatbots_and_deleted() {
     let back = upload(&app, &owner.token, "text/markdown", SKILL_MD.into()).await;
     assert_eq!(back.body["version"], 3);
 }
+
+#[tokio::test]
+async fn a_skill_is_kept_to_people_and_roles_by_an_admin_only() {
+    let app = spawn_app().await;
+    let owner = app.register("owner@example.org", "Acme").await;
+    let other = app.register("other@example.org", "Globex").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let made = upload(&app, &owner.token, "text/markdown", SKILL_MD.into()).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.text);
+    let path = "/api/v1/skills/expense-report/assignees";
+    let people = app.get("/api/v1/people", &owner.token).await.body["people"].clone();
+    let member_person = people
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["identities"].to_string().contains("member@example.org"))
+        .unwrap()["id"]
+        .clone();
+    let theirs = app.get("/api/v1/people", &other.token).await.body["people"][0]["id"].clone();
+
+    let everyone = app.get(path, &member.token).await;
+    assert_eq!(everyone.status, StatusCode::OK, "{}", everyone.text);
+    assert_eq!(everyone.body, json!({"people": [], "roles": []}));
+    let kept = app
+        .put(
+            path,
+            &owner.token,
+            json!({"people": [member_person, member_person], "roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::OK, "{}", kept.text);
+    assert_eq!(
+        kept.body,
+        json!({"people": [member_person], "roles": ["admin"]})
+    );
+    assert_eq!(app.get(path, &owner.token).await.body, kept.body);
+
+    // Members read it; they and advisors do not change it; advisors see no one.
+    let refused = app.put(path, &member.token, json!({"roles": []})).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.put(path, &advisor.token, json!({"roles": []}))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get(path, &advisor.token).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Another organization's person, too many people, an unknown role or
+    // field, no such skill: refused, and what was kept stays.
+    let foreign = app
+        .put(path, &owner.token, json!({"people": [theirs]}))
+        .await;
+    assert_eq!(foreign.status, StatusCode::CONFLICT);
+    assert_eq!(foreign.code(), "unknown_person");
+    let many: Vec<String> = (0..1_001)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    let crowd = app.put(path, &owner.token, json!({"people": many})).await;
+    assert_eq!(
+        crowd.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        crowd.text
+    );
+    for bad in [
+        json!({"roles": ["king"]}),
+        json!({"roles": ["admin", "admin", "admin", "admin", "admin"]}),
+        json!({"roles": "admin"}),
+        json!({"people": ["not-an-id"]}),
+        json!({"everyone": true}),
+    ] {
+        let reply = app.put(path, &owner.token, bad.clone()).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(app.get(path, &owner.token).await.body, kept.body);
+    let missing = app
+        .put(
+            "/api/v1/skills/no-such-skill/assignees",
+            &owner.token,
+            json!({"roles": ["member"]}),
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.put(path, &other.token, json!({"roles": []}))
+            .await
+            .status,
+        StatusCode::NOT_FOUND,
+        "another organization's skill"
+    );
+
+    // Both empty: everyone again; deleting the skill forgets whom it was kept to.
+    let open = app.put(path, &owner.token, json!({})).await;
+    assert_eq!(open.body, json!({"people": [], "roles": []}));
+    app.put(path, &owner.token, json!({"roles": ["member"]}))
+        .await;
+    app.delete("/api/v1/skills/expense-report", &owner.token)
+        .await;
+    assert_eq!(
+        app.get(path, &owner.token).await.status,
+        StatusCode::NOT_FOUND
+    );
+    upload(&app, &owner.token, "text/markdown", SKILL_MD.into()).await;
+    assert_eq!(
+        app.get(path, &owner.token).await.body,
+        json!({"people": [], "roles": []})
+    );
+}

@@ -46,6 +46,7 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         "/api/v1/people".into(),
         "/api/v1/skills".into(),
         "/api/v1/skills/alpha-skill".into(),
+        "/api/v1/skills/alpha-skill/assignees".into(),
         format!("/api/v1/people/{}", owned.person),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
@@ -104,6 +105,9 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("POST", "/api/v1/tools/servers/{id}/refresh") => Some(json!({})),
         ("POST", "/api/v1/conversations/{id}/release") => Some(json!({})),
         ("POST", "/api/v1/messages/{id}/feedback") => Some(json!({"rating": "down"})),
+        ("PUT", "/api/v1/skills/{name}/assignees") => {
+            Some(json!({"people": [], "roles": ["member"]}))
+        }
         ("POST", "/api/v1/skills") => Some(
             json!({"name": "b-skill", "description": "B's own.", "instructions": "Do B's things."}),
         ),
@@ -237,6 +241,14 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
     // A's owner, who wrote the message above.
     let people = app.get("/api/v1/people", &a.token).await;
     let person = people.body["people"][0]["id"].as_str().unwrap().to_owned();
+    let assigned = app
+        .put(
+            "/api/v1/skills/alpha-skill/assignees",
+            &a.token,
+            json!({"people": [person], "roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.text);
     let owned = Owned {
         person,
         document,

@@ -743,12 +743,9 @@ async fn a_conversation_handed_to_a_person_is_left_to_them_until_released() {
     assert_eq!(reply_to(&messages, &third)["text"], "echo: still there?");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activation() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
+/// The organization's two skills: `expense-report` (with a resource file),
+/// offered by the chatbot, and `travel`, which it does not offer.
+async fn expense_skill(app: &TestApp, owner: &Session, bot: &str) {
     let skill_md = "---\nname: expense-report\ndescription: Files an expense report from receipts.\n---\nAsk for each receipt's date and amount, then total them.";
     let zipped = steward_testkit::docx::archive(&[
         ("SKILL.md", skill_md.as_bytes()),
@@ -772,6 +769,34 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
         json!({"skills": ["expense-report"]}),
     )
     .await;
+}
+
+/// A worker whose replies may call the organization's tools and skills.
+fn skills_worker(app: &TestApp, responder: Responder) -> super::Running {
+    let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
+    start_worker_with(app, responder, move |respond| {
+        respond.toolbox = Some(toolbox);
+    })
+}
+
+/// Each skill's activations in the last hour, by name.
+async fn activations(app: &TestApp, owner: &Session) -> Vec<(String, i64)> {
+    let scope = steward_store::TenantScope::for_job(owner.org_id.parse().unwrap());
+    let used = app
+        .store
+        .skill_use(&scope, steward_store::now() - chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    used.into_iter().map(|u| (u.name, u.activations)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activation() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    expense_skill(&app, &owner, &bot).await;
     // The model loads the skill, tries one it is not offered and a file the
     // skill does not have, then answers.
     fake.call_tools(vec![
@@ -788,10 +813,7 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
             ),
         ],
     ]);
-    let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
-    let worker = start_worker_with(&app, model(&fake), move |respond| {
-        respond.toolbox = Some(toolbox);
-    });
+    let worker = skills_worker(&app, model(&fake));
     let (_, message) = send(&app, &owner, &bot, "I need to claim a taxi", None).await;
     let messages = answered(&app, &owner, &bot, &message).await;
     worker.stop().await;
@@ -833,16 +855,216 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
     );
     assert!(!last.contains("Secret travel steps"));
     assert!(last.contains("Taxis: up to 40 EUR."), "{last}");
+    assert_eq!(
+        activations(&app, &owner).await,
+        [("expense-report".to_owned(), 1)]
+    );
+}
 
-    let scope = steward_store::TenantScope::for_job(owner.org_id.parse().unwrap());
-    let used = app
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skill_is_loaded_through_anthropics_format_too() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    expense_skill(&app, &owner, &bot).await;
+    fake.call_tools(vec![
+        vec![("skills__use_skill", r#"{"name": "expense-report"}"#)],
+        vec![(
+            "skills__read_skill_file",
+            r#"{"name": "expense-report", "path": "rates.md"}"#,
+        )],
+    ]);
+    let anthropic = steward_llm::Anthropic::new(
+        reqwest::Client::new(),
+        &fake.anthropic_base_url(),
+        "test-key".into(),
+        "claude-test",
+        Duration::from_secs(5),
+    );
+    let worker = skills_worker(&app, Responder::Model(Arc::new(anthropic)));
+    let (_, message) = send(&app, &owner, &bot, "I need to claim a taxi", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    let reply = reply_to(&messages, &message);
+    assert_eq!(
+        statuses(reply),
+        [
+            ("use_skill".into(), "succeeded".into()),
+            ("read_skill_file".into(), "succeeded".into()),
+        ]
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 3, "{requests:?}");
+    // Anthropic's request: the skills listed in `system`, the tools by
+    // `input_schema`, the results as `tool_result` blocks.
+    let system = requests[0]["system"].to_string();
+    assert!(
+        system.contains("expense-report: Files an expense report"),
+        "{system}"
+    );
+    assert!(!system.contains("then total them"));
+    let offered: Vec<&str> = requests[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, ["skills__use_skill", "skills__read_skill_file"]);
+    assert_eq!(
+        requests[0]["tools"][0]["input_schema"]["properties"]["name"]["enum"],
+        json!(["expense-report"])
+    );
+    let results = requests[2].to_string();
+    assert!(
+        results.contains("tool_result") && results.contains("then total them"),
+        "{results}"
+    );
+    assert!(
+        reply["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("rates.md | Taxis: up to 40 EUR."),
+        "{reply}"
+    );
+    assert_eq!(
+        activations(&app, &owner).await,
+        [("expense-report".to_owned(), 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skill_kept_to_members_is_neither_shown_to_nor_loaded_by_an_owner() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let member = app.member(&owner, "grace@example.org", "member").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    expense_skill(&app, &owner, &bot).await;
+    app.patch(
+        &format!("/api/v1/chatbots/{bot}"),
+        &owner.token,
+        json!({"skills": ["expense-report", "travel"]}),
+    )
+    .await;
+    let kept = app
+        .put(
+            "/api/v1/skills/expense-report/assignees",
+            &owner.token,
+            json!({"roles": ["member"]}),
+        )
+        .await;
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    // Both the owner's and the member's reply try to load it.
+    let load = || vec![vec![("skills__use_skill", r#"{"name": "expense-report"}"#)]];
+    fake.call_tools(load());
+    let worker = skills_worker(&app, model(&fake));
+    let (_, asked) = send(&app, &owner, &bot, "I need to claim a taxi", None).await;
+    let messages = answered(&app, &owner, &bot, &asked).await;
+    assert_eq!(
+        statuses(reply_to(&messages, &asked)),
+        [("use_skill".into(), "failed".into())],
+        "the owner cannot load it"
+    );
+    fake.call_tools(load());
+    let (_, asked) = send(&app, &member, &bot, "I need to claim a taxi", None).await;
+    let messages = answered(&app, &member, &bot, &asked).await;
+    worker.stop().await;
+    assert_eq!(
+        statuses(reply_to(&messages, &asked)),
+        [("use_skill".into(), "succeeded".into())],
+        "the member can"
+    );
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 4);
+    let enum_of = |request: &Value| {
+        request["tools"][0]["function"]["parameters"]["properties"]["name"]["enum"].clone()
+    };
+    let owners = requests[0].to_string();
+    assert!(!owners.contains("expense-report:"), "{owners}");
+    assert!(owners.contains("travel: Books trips."), "{owners}");
+    assert_eq!(enum_of(&requests[0]), json!(["travel"]));
+    let refused = requests[1].to_string();
+    assert!(refused.contains("there is no skill 'expense-report' to use here"));
+    assert!(!refused.contains("then total them"));
+    assert!(
+        requests[2]
+            .to_string()
+            .contains("expense-report: Files an expense report")
+    );
+    assert_eq!(enum_of(&requests[2]), json!(["expense-report", "travel"]));
+    assert!(requests[3].to_string().contains("then total them"));
+    assert_eq!(
+        activations(&app, &owner).await,
+        [("expense-report".to_owned(), 1)]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_reply_counts_its_skill_once() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    expense_skill(&app, &owner, &bot).await;
+    fake.call_tools(vec![vec![(
+        "skills__use_skill",
+        r#"{"name": "expense-report"}"#,
+    )]]);
+    // The model call after the skill's load fails: the job is retried.
+    fake.fail_call(1);
+    let worker = skills_worker(&app, model(&fake));
+    let (conversation, message) = send(&app, &owner, &bot, "a taxi, please", None).await;
+    let messages = answered(&app, &owner, &bot, &message).await;
+    worker.stop().await;
+    assert_eq!(fake.calls(), 3, "two calls, then the retry's one");
+    let reply = reply_to(&messages, &message);
+    assert_eq!(statuses(reply), [("use_skill".into(), "succeeded".into())]);
+    assert_eq!(
+        activations(&app, &owner).await,
+        [("expense-report".to_owned(), 1)]
+    );
+
+    // The same load made again under its key (a retry that lost its
+    // result) counts nothing more.
+    let key: ToolCallId = reply["tool_calls"][0]["id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let context = CallContext {
+        scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
+        chatbot: bot.parse().unwrap(),
+        conversation: conversation.parse().unwrap(),
+        person: None,
+        reply: Some(reply["id"].as_str().unwrap().parse().unwrap()),
+        key,
+    };
+    let chatbot = app
         .store
-        .skill_use(&scope, steward_store::now() - chrono::Duration::hours(1))
+        .chatbot(&context.scope, context.chatbot)
         .await
         .unwrap();
-    assert_eq!(used.len(), 1);
+    let tools = app
+        .state
+        .tools
+        .tools(&context.scope, &chatbot, None)
+        .await
+        .unwrap();
+    let again = app
+        .state
+        .tools
+        .call(
+            &context,
+            &tools[0],
+            json!({"name": "expense-report"}).as_object().unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(again.contains("then total them"));
     assert_eq!(
-        (used[0].name.as_str(), used[0].activations),
-        ("expense-report", 1)
+        activations(&app, &owner).await,
+        [("expense-report".to_owned(), 1)]
     );
 }

@@ -282,7 +282,11 @@ pub async fn skills_assigned_to_people_or_roles_are_offered_to_them_only(store: 
             .map(|s| s.name)
             .collect()
     };
-    assert_eq!(offered_to(Some(ada)).await, all, "no one assigned: everyone");
+    assert_eq!(
+        offered_to(Some(ada)).await,
+        all,
+        "no one assigned: everyone"
+    );
 
     let expenses = SkillAssignees {
         people: vec![customers[0], customers[0]],
@@ -296,7 +300,10 @@ pub async fn skills_assigned_to_people_or_roles_are_offered_to_them_only(store: 
         people: Vec::new(),
         roles: vec![Role::Admin, Role::Owner],
     };
-    store.assign_skill(&scope, "payroll", &admins).await.unwrap();
+    store
+        .assign_skill(&scope, "payroll", &admins)
+        .await
+        .unwrap();
     assert_eq!(
         store.skill_assignees(&scope, "expenses").await.unwrap(),
         SkillAssignees {

@@ -226,8 +226,10 @@ async fn merge<B: SqlBackend>(
     }
     // A skill assigned to both stays assigned to one.
     tx.execute(
-        sql("DELETE FROM skill_assignees WHERE person_id = $1 AND skill IN (
-                SELECT skill FROM skill_assignees WHERE person_id = $2)")
+        sql(
+            "DELETE FROM skill_assignees WHERE person_id = $1 AND skill IN (
+                SELECT skill FROM skill_assignees WHERE person_id = $2)",
+        )
         .bind(from)
         .bind(into),
     )
