@@ -9,6 +9,8 @@ mod bad_input;
 mod console;
 #[path = "api/idempotency.rs"]
 mod idempotency;
+#[path = "api/insights.rs"]
+mod insights;
 #[path = "api/management.rs"]
 mod management;
 #[path = "api/ops.rs"]

@@ -390,11 +390,27 @@ pub struct AuditEntry {
     pub created_at: DateTime<Utc>,
 }
 
+tokio::task_local! {
+    /// The time [`now`] gives inside [`as_of`].
+    static AS_OF: DateTime<Utc>;
+}
+
 /// The current time at the precision both backends keep (microseconds), so a
-/// record reads back exactly as it was written.
+/// record reads back exactly as it was written; inside [`as_of`], the time
+/// it was given.
 pub fn now() -> DateTime<Utc> {
     use chrono::SubsecRound;
-    Utc::now().trunc_subsecs(6)
+    AS_OF
+        .try_with(|at| *at)
+        .unwrap_or_else(|_| Utc::now())
+        .trunc_subsecs(6)
+}
+
+/// Runs `work` with the store's clock stopped at `at`, for this task only
+/// (nothing else in the process sees that time): a test writes a past month
+/// through the real write path, counters included.
+pub async fn as_of<F: Future>(at: DateTime<Utc>, work: F) -> F::Output {
+    AS_OF.scope(at, work).await
 }
 
 /// Bounds that stand for "no bound": both backends store them without overflow.

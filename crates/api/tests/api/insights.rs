@@ -1,0 +1,409 @@
+//! The usage insights of a month written through the store's own write path
+//! (its clock set back to each moment with `as_of`): people on several
+//! channels, direct and forwarded messages, replies, ratings given, changed
+//! and taken back, skills loaded, and a merge of two people at the end. Every
+//! figure is counted again here from what was written, and must be what
+//! `GET /api/v1/insights/usage` says.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use reqwest::StatusCode;
+use serde_json::Value;
+use steward_domain::*;
+use steward_store::{
+    ConversationChoice, NewActivation, NewMessage, NewSkill, Sender, TenantScope, as_of,
+};
+use steward_testkit::app::spawn_app;
+
+/// A small deterministic generator, so that a failure can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn roll(&mut self, sides: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % sides
+    }
+
+    /// True `percent` times in a hundred.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.roll(100) < percent
+    }
+}
+
+/// A person's message, as written.
+struct Asked {
+    at: DateTime<Utc>,
+    /// The writer: an index into the senders (after the merge, see `person`).
+    who: usize,
+    chatbot: usize,
+    forwarded: bool,
+    /// Whether it opened its conversation.
+    started: bool,
+}
+
+/// A reply, as written, and what happened to it.
+struct Answered {
+    at: DateTime<Utc>,
+    chatbot: usize,
+    /// The rating left on it, and when it was first given.
+    rating: Option<(Rating, DateTime<Utc>)>,
+    /// The skills it loaded, and when.
+    loaded: Vec<(usize, DateTime<Utc>)>,
+}
+
+fn message(
+    chatbot: ChatbotId,
+    conversation: ConversationChoice,
+    role: MessageRole,
+    text: &str,
+) -> NewMessage {
+    NewMessage {
+        id: MessageId::new(),
+        chatbot_id: chatbot,
+        conversation,
+        role,
+        text: MessageText::parse("text", text).unwrap(),
+        channel: "api".into(),
+        external_id: None,
+        answers: None,
+        channel_id: None,
+        meta: None,
+        tokens: 0,
+        then: None,
+        sender: None,
+        forwarded: false,
+    }
+}
+
+fn share(part: i64, whole: i64) -> Value {
+    match whole {
+        0 => Value::Null,
+        _ => (part as f64 / whole as f64).into(),
+    }
+}
+
+fn ratings(up: i64, down: i64) -> Value {
+    serde_json::json!({"up": up, "down": down, "score": share(up, up + down)})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_months_insights_are_the_figures_counted_from_what_was_written() {
+    let app = spawn_app().await;
+    let owner = app.register("owner@example.org", "Acme").await;
+    let org: OrgId = owner.org_id.parse().unwrap();
+    let scope = TenantScope::for_job(org);
+    let chatbots: Vec<ChatbotId> = [
+        app.chatbot(&owner, "Front desk").await,
+        app.chatbot(&owner, "Finance").await,
+    ]
+    .iter()
+    .map(|id| id.parse().unwrap())
+    .collect();
+    let mut skills = Vec::new();
+    for name in ["expenses", "travel"] {
+        let skill = NewSkill {
+            name: name.into(),
+            description: format!("Does {name}."),
+            body: "Steps.".into(),
+            skill_md: format!("---\nname: {name}\ndescription: Does {name}.\n---\nSteps."),
+            files: Vec::new(),
+        };
+        skills.push(app.store.add_skill(&scope, skill).await.unwrap());
+    }
+    let handle = |kind, raw: &str| Sender::new(Identity::parse("from", kind, raw).unwrap());
+    let senders = [
+        handle(IdentityKind::Whatsapp, "+1 650 555 0100"),
+        handle(IdentityKind::Slack, "U0AAA1"),
+        handle(IdentityKind::Email, "grace@example.org"),
+        handle(IdentityKind::Telegram, "777001"),
+        handle(IdentityKind::Whatsapp, "+44 20 7946 0000"),
+        handle(IdentityKind::Email, "lin@example.org"),
+        Sender::new(Identity::member(owner.user_id.parse().unwrap())),
+    ];
+    // The last sender but one is merged into the first at the end: from then
+    // on every message either wrote is one person's.
+    let (merged, kept) = (5, 0);
+    let person = |who: usize| if who == merged { kept } else { who };
+
+    let mut dice = Dice(20261203);
+    let now = Utc::now();
+    let mut asked: Vec<Asked> = Vec::new();
+    let mut answered: Vec<Answered> = Vec::new();
+    let mut open: HashMap<(usize, usize), ConversationId> = HashMap::new();
+    // Each sender's person, as the store made them.
+    let mut people: HashMap<usize, PersonId> = HashMap::new();
+    // Thirty-five days: the first five lie before the period read, and
+    // count only in the people of the week they belong to.
+    for days_ago in (0..35).rev() {
+        for (who, sender) in senders.iter().enumerate() {
+            if !dice.chance(40) {
+                continue;
+            }
+            for _ in 0..=dice.roll(3) {
+                // Some minutes to ten hours back from this time of day: never
+                // after now, sometimes the day before.
+                let at =
+                    now - Duration::days(days_ago) - Duration::minutes(5 + dice.roll(600) as i64);
+                let chatbot = dice.roll(2) as usize;
+                let conversation = match open.get(&(who, chatbot)) {
+                    Some(id) if !dice.chance(20) => ConversationChoice::Existing(*id),
+                    _ => ConversationChoice::Start(ConversationId::new()),
+                };
+                open.insert((who, chatbot), conversation.id());
+                let forwarded = dice.chance(25);
+                let mut new = message(chatbots[chatbot], conversation, MessageRole::User, "Hello");
+                new.sender = Some(sender.clone());
+                new.forwarded = forwarded;
+                let written = as_of(at, app.store.add_message(&scope, new)).await.unwrap();
+                people.insert(who, written.person_id.expect("a person's message"));
+                asked.push(Asked {
+                    at,
+                    who,
+                    chatbot,
+                    forwarded,
+                    started: matches!(conversation, ConversationChoice::Start(_)),
+                });
+                if !dice.chance(75) {
+                    continue;
+                }
+                let reply_id = MessageId::new();
+                let mut loaded = Vec::new();
+                for (index, skill) in skills.iter().enumerate() {
+                    if dice.chance(30) {
+                        let when = at + Duration::seconds(30);
+                        let activation = NewActivation {
+                            tool_call_id: ToolCallId::new(),
+                            skill_id: skill.id,
+                            chatbot_id: chatbots[chatbot],
+                            conversation_id: conversation.id(),
+                            reply_id,
+                        };
+                        as_of(when, app.store.record_activation(&scope, &activation))
+                            .await
+                            .unwrap();
+                        loaded.push((index, when));
+                    }
+                }
+                let mut reply = message(
+                    chatbots[chatbot],
+                    ConversationChoice::Existing(conversation.id()),
+                    MessageRole::Assistant,
+                    "Hi",
+                );
+                reply.id = reply_id;
+                reply.answers = Some(written.id);
+                let reply_at = at + Duration::minutes(1);
+                as_of(reply_at, app.store.add_message(&scope, reply))
+                    .await
+                    .unwrap();
+                let mut rating = None;
+                if dice.chance(45) {
+                    let first = if dice.chance(60) {
+                        Rating::Up
+                    } else {
+                        Rating::Down
+                    };
+                    let given = at + Duration::minutes(2);
+                    as_of(
+                        given,
+                        app.store.rate_reply(&scope, reply_id, sender, first, None),
+                    )
+                    .await
+                    .unwrap();
+                    rating = Some((first, given));
+                    if dice.chance(15) {
+                        let other = match first {
+                            Rating::Up => Rating::Down,
+                            Rating::Down => Rating::Up,
+                        };
+                        let later = at + Duration::minutes(3);
+                        as_of(
+                            later,
+                            app.store.rate_reply(&scope, reply_id, sender, other, None),
+                        )
+                        .await
+                        .unwrap();
+                        rating = Some((other, given));
+                    } else if dice.chance(10) {
+                        let taken = app.store.withdraw_rating(&scope, reply_id, sender, None);
+                        assert!(as_of(at + Duration::minutes(3), taken).await.unwrap());
+                        rating = None;
+                    }
+                }
+                answered.push(Answered {
+                    at: reply_at,
+                    chatbot,
+                    rating,
+                    loaded,
+                });
+            }
+        }
+    }
+    let (into, from) = (people[&kept], people[&merged]);
+    app.store.merge_people(&scope, into, from).await.unwrap();
+
+    let read = app
+        .get("/api/v1/insights/usage?days=30", &owner.token)
+        .await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    let insights = read.body;
+
+    // The period as the answer gives it (a midnight may have passed since
+    // the month was written).
+    let dates: Vec<NaiveDate> = insights["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["date"].as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(dates.len(), 30);
+    let (first, today) = (dates[0], *dates.last().unwrap());
+    let in_period = |at: &DateTime<Utc>| at.date_naive() >= first;
+    let monday =
+        |date: NaiveDate| date - Duration::days(date.weekday().num_days_from_monday() as i64);
+
+    // Each day.
+    for (day, shown) in dates.iter().zip(insights["days"].as_array().unwrap()) {
+        let that_day: Vec<&Asked> = asked.iter().filter(|a| a.at.date_naive() == *day).collect();
+        let messages = that_day.len() as i64;
+        let forwarded = that_day.iter().filter(|a| a.forwarded).count() as i64;
+        let people: BTreeSet<usize> = that_day.iter().map(|a| person(a.who)).collect();
+        let replies = answered
+            .iter()
+            .filter(|r| r.at.date_naive() == *day)
+            .count() as i64;
+        let expected = serde_json::json!({
+            "date": day.to_string(),
+            "messages": messages,
+            "direct": messages - forwarded,
+            "forwarded": forwarded,
+            "replies": replies,
+            "people": people.len(),
+            "messages_per_person": share(messages, people.len() as i64),
+        });
+        assert_eq!(shown, &expected, "{day}");
+    }
+
+    // Each week: messages of the period's days; people of all its days.
+    let weeks: BTreeSet<NaiveDate> = dates.iter().map(|d| monday(*d)).collect();
+    let shown_weeks = insights["weeks"].as_array().unwrap();
+    assert_eq!(shown_weeks.len(), weeks.len());
+    for (starts, shown) in weeks.iter().zip(shown_weeks) {
+        let in_week = |at: &DateTime<Utc>| monday(at.date_naive()) == *starts;
+        let counted: Vec<&Asked> = asked
+            .iter()
+            .filter(|a| in_week(&a.at) && in_period(&a.at))
+            .collect();
+        let messages = counted.len() as i64;
+        let forwarded = counted.iter().filter(|a| a.forwarded).count() as i64;
+        let people: BTreeSet<usize> = asked
+            .iter()
+            .filter(|a| in_week(&a.at))
+            .map(|a| person(a.who))
+            .collect();
+        let replies = answered
+            .iter()
+            .filter(|r| in_week(&r.at) && in_period(&r.at))
+            .count() as i64;
+        let expected = serde_json::json!({
+            "starts": starts.to_string(),
+            "messages": messages,
+            "direct": messages - forwarded,
+            "forwarded": forwarded,
+            "replies": replies,
+            "people": people.len(),
+            "messages_per_person": share(messages, people.len() as i64),
+        });
+        assert_eq!(shown, &expected, "the week of {starts}");
+    }
+
+    // People active today and in the last seven days.
+    let active = |since: NaiveDate| {
+        let people: BTreeSet<usize> = asked
+            .iter()
+            .filter(|a| a.at.date_naive() >= since)
+            .map(|a| person(a.who))
+            .collect();
+        people.len()
+    };
+    assert_eq!(
+        insights["active_people"],
+        serde_json::json!({"today": active(today), "week": active(today - Duration::days(6))})
+    );
+
+    // Each chatbot, and the ratings first given in the period.
+    let mut per_chatbot: BTreeMap<String, Value> = BTreeMap::new();
+    let (mut all_up, mut all_down) = (0, 0);
+    for (index, id) in chatbots.iter().enumerate() {
+        let mine: Vec<&Asked> = asked
+            .iter()
+            .filter(|a| a.chatbot == index && in_period(&a.at))
+            .collect();
+        let given = |wanted: Rating| {
+            answered
+                .iter()
+                .filter(|r| r.chatbot == index)
+                .filter(|r| {
+                    r.rating
+                        .is_some_and(|(rating, at)| rating == wanted && in_period(&at))
+                })
+                .count() as i64
+        };
+        let (up, down) = (given(Rating::Up), given(Rating::Down));
+        all_up += up;
+        all_down += down;
+        per_chatbot.insert(
+            id.to_string(),
+            serde_json::json!({
+                "chatbot_id": id.to_string(),
+                "messages": mine.len(),
+                "conversations": mine.iter().filter(|a| a.started).count(),
+                "feedback": ratings(up, down),
+            }),
+        );
+    }
+    let shown: BTreeMap<String, Value> = insights["chatbots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["chatbot_id"].as_str().unwrap().to_owned(), c.clone()))
+        .collect();
+    assert_eq!(shown, per_chatbot);
+    assert_eq!(insights["feedback"], ratings(all_up, all_down));
+
+    // Each skill: its loads in the period, and the ratings of the replies
+    // that loaded it; the share of the period's replies that loaded any.
+    let mut per_skill = Vec::new();
+    for (index, skill) in skills.iter().enumerate() {
+        let loading: Vec<&Answered> = answered
+            .iter()
+            .filter(|r| r.loaded.iter().any(|(s, at)| *s == index && in_period(at)))
+            .collect();
+        if loading.is_empty() {
+            continue;
+        }
+        let rated = |wanted: Rating| {
+            loading
+                .iter()
+                .filter(|r| r.rating.is_some_and(|(rating, _)| rating == wanted))
+                .count() as i64
+        };
+        per_skill.push(serde_json::json!({
+            "name": skill.name,
+            "activations": loading.len(),
+            "feedback": ratings(rated(Rating::Up), rated(Rating::Down)),
+        }));
+    }
+    assert_eq!(insights["skills"], Value::Array(per_skill));
+    let replies = answered.iter().filter(|r| in_period(&r.at)).count() as i64;
+    let loaded_any = answered
+        .iter()
+        .filter(|r| r.loaded.iter().any(|(_, at)| in_period(at)))
+        .count() as i64;
+    assert_eq!(insights["activation_rate"], share(loaded_any, replies));
+    assert!(replies > 100 && loaded_any > 20, "a month worth checking");
+}
