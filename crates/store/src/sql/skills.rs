@@ -43,19 +43,34 @@ async fn member_role(db: &mut impl Db, org: OrgId, person: PersonId) -> StoreRes
     .transpose()
 }
 
-/// Skills with their files' paths.
+/// Skills with their files' paths (read in one statement).
 async fn with_files(db: &mut impl Db, found: Vec<impl Row>) -> StoreResult<Vec<Skill>> {
+    if found.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = found
+        .iter()
+        .map(|row| row.get("id"))
+        .collect::<StoreResult<Vec<SkillId>>>()?;
+    let marks: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    let mut statement = sql(format!(
+        "SELECT skill_id, path FROM skill_files WHERE skill_id IN ({})",
+        marks.join(", ")
+    ));
+    for id in &ids {
+        statement = statement.bind(*id);
+    }
+    let mut files: std::collections::HashMap<SkillId, Vec<String>> = Default::default();
+    for row in db.fetch_all(statement).await? {
+        files
+            .entry(row.get("skill_id")?)
+            .or_default()
+            .push(row.get("path")?);
+    }
+    // Sorted here, byte by byte, whatever the database's collation.
+    files.values_mut().for_each(|paths| paths.sort());
     let mut skills = Vec::with_capacity(found.len());
-    for row in &found {
-        let id: SkillId = row.get("id")?;
-        let files = db
-            .fetch_all(
-                sql("SELECT path FROM skill_files WHERE skill_id = $1 ORDER BY path").bind(id),
-            )
-            .await?
-            .iter()
-            .map(|r| r.get("path"))
-            .collect::<StoreResult<Vec<String>>>()?;
+    for (row, id) in found.iter().zip(ids) {
         skills.push(Skill {
             id,
             org_id: row.get("org_id")?,
@@ -65,7 +80,7 @@ async fn with_files(db: &mut impl Db, found: Vec<impl Row>) -> StoreResult<Vec<S
             body: row.get("body")?,
             skill_md: row.get("skill_md")?,
             bytes: row.get("bytes")?,
-            files,
+            files: files.remove(&id).unwrap_or_default(),
             uploaded_by: row.get("uploaded_by")?,
             created_at: row.get("created_at")?,
             deleted_at: row.get("deleted_at")?,
