@@ -222,6 +222,152 @@ async fn keyed_messages_take_effect_once_while_steward_is_killed() {
     );
 }
 
+/// Rates `reply` until Steward says it took the rating (201 first, 200
+/// after: a retry of a rating whose response a kill lost is one of those).
+async fn rate_until_taken(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    reply: &str,
+    rating: &str,
+    retries: &AtomicUsize,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(Instant::now() < deadline, "{reply} was never rated");
+        let sent = client
+            .post(format!("{base}/api/v1/messages/{reply}/feedback"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "rating": rating }))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        if let Ok(response) = sent {
+            match response.status().as_u16() {
+                200 | 201 => return,
+                408 | 503 => {}
+                other => panic!("{reply}: unexpected {other}: {:?}", response.text().await),
+            }
+        }
+        retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Replies rated up and down over and over by clients that retry while
+/// Steward is killed, then a last time (a third of them down): each reply
+/// keeps one rating, the last, and the counters the insights read (written
+/// in the rating's transaction) count each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ratings_count_once_while_steward_is_killed() {
+    const REPLIES: usize = 48;
+    let dir = tempfile::tempdir().unwrap();
+    let postgres = steward_testkit::PostgresDatabase::create().await;
+    let database_url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
+    };
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    for n in 0..REPLIES {
+        owner.message(&bot, &format!("question {n}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let replies: Vec<String> = loop {
+        let history = whole_history(&owner, &bot).await;
+        let replies: Vec<String> = history
+            .iter()
+            .filter(|m| m["role"] == "assistant")
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        if replies.len() == REPLIES {
+            break replies;
+        }
+        assert!(Instant::now() < deadline, "{} replies", replies.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let last_rating = |n: usize| if n % 3 == 0 { "down" } else { "up" };
+
+    let killing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (base, token) = (server.base.clone(), owner.token.clone());
+            let (killing, retries) = (killing.clone(), retries.clone());
+            let mine: Vec<(usize, String)> = replies
+                .iter()
+                .cloned()
+                .enumerate()
+                .filter(|(n, _)| n % 8 == client)
+                .collect();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let rate = async |reply: &str, rating: &str| {
+                    rate_until_taken(&http, &base, &token, reply, rating, &retries).await
+                };
+                while killing.load(Ordering::Relaxed) {
+                    for (_, reply) in &mine {
+                        rate(reply, "up").await;
+                        rate(reply, "down").await;
+                    }
+                }
+                for (n, reply) in &mine {
+                    rate(reply, last_rating(*n)).await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..6 {
+        let pause = rand::rng().random_range(20..200);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        server = Server::start_on(serve(), port);
+        server.wait_until_healthy().await;
+    }
+    killing.store(false, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert!(
+        retries.load(Ordering::Relaxed) > 0,
+        "the kills cut no rating short"
+    );
+
+    for (n, reply) in replies.iter().enumerate() {
+        let rated = owner
+            .get(&format!("/api/v1/messages/{reply}/feedback"))
+            .await;
+        let ratings = rated["feedback"].as_array().unwrap();
+        assert_eq!(ratings.len(), 1, "{reply}: {rated}");
+        assert_eq!(ratings[0]["rating"], last_rating(n), "{reply}: {rated}");
+    }
+    let downs = (0..REPLIES).filter(|n| last_rating(*n) == "down").count();
+    let usage = owner.get("/api/v1/insights/usage?days=2").await;
+    assert_eq!(
+        usage["feedback"]["up"].as_u64().unwrap() as usize,
+        REPLIES - downs,
+        "{usage}"
+    );
+    assert_eq!(
+        usage["feedback"]["down"].as_u64().unwrap() as usize,
+        downs,
+        "{usage}"
+    );
+}
+
 /// Every message of the chatbot, through the history's pages.
 async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
     let mut messages = Vec::new();
