@@ -298,7 +298,7 @@ async fn ratings_count_once_while_steward_is_killed() {
         assert!(Instant::now() < deadline, "{} replies", replies.len());
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let last_rating = |n: usize| if n % 3 == 0 { "down" } else { "up" };
+    let last_rating = |n: usize| if n.is_multiple_of(3) { "down" } else { "up" };
 
     let killing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let retries = Arc::new(AtomicUsize::new(0));
