@@ -335,6 +335,13 @@ pub struct DayActivity {
     pub replied: i64,
     /// People who wrote that day.
     pub people: i64,
+    /// Replies that first loaded a skill that day.
+    pub with_skills: i64,
+    /// Ratings first given that day.
+    pub rated_up: i64,
+    pub rated_down: i64,
+    /// Each skill loaded that day (or whose replies were rated), by name.
+    pub skills: Vec<crate::SkillUse>,
 }
 
 /// One chatbot's use over a period.

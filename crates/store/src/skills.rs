@@ -67,7 +67,7 @@ pub struct NewActivation {
 }
 
 /// A skill's use over a period.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct SkillUse {
     pub name: String,
     /// Times replies loaded it.
@@ -126,26 +126,21 @@ pub trait SkillStore: Send + Sync {
     /// every chatbot and every assignee; `NotFound` when there is no skill of that name to delete.
     async fn delete_skill(&self, scope: &TenantScope, name: &str) -> StoreResult<()>;
 
-    /// Records that a reply loaded a skill; a second record of the same call
-    /// (a retried job) changes nothing. Whether it was new.
+    /// Records that a reply loaded a skill, counted on its day (and, for the
+    /// reply's first load, among the day's replies that loaded one); a
+    /// second record of the same call (a retried job) changes nothing.
+    /// Whether it was new.
     async fn record_activation(
         &self,
         scope: &TenantScope,
         activation: &NewActivation,
     ) -> StoreResult<bool>;
 
-    /// Each skill's activations since `since`, and the ratings of the
-    /// replies that loaded it, by name.
+    /// Each skill's activations from day `since` on, and the ratings of
+    /// the replies that loaded it, by name (read from the day counters).
     async fn skill_use(
         &self,
         scope: &TenantScope,
-        since: DateTime<Utc>,
+        since: chrono::NaiveDate,
     ) -> StoreResult<Vec<SkillUse>>;
-
-    /// How many replies since `since` loaded any skill.
-    async fn replies_with_skills(
-        &self,
-        scope: &TenantScope,
-        since: DateTime<Utc>,
-    ) -> StoreResult<i64>;
 }

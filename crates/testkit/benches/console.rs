@@ -160,8 +160,12 @@ async fn run(messages: u64, people: u64, requests: usize, backend: Backend) {
         .unwrap()
         .clone();
     eprintln!(
-        "{name}: insights: {} people this week, {} forwarded, score {}",
-        week["people"], week["forwarded"], insights.body["feedback"]["score"]
+        "{name}: insights: {} people this week, {} forwarded, score {}, activation rate {}, {} skills",
+        week["people"],
+        week["forwarded"],
+        insights.body["feedback"]["score"],
+        insights.body["activation_rate"],
+        insights.body["skills"].as_array().map_or(0, Vec::len)
     );
     let timings = measure(|| app.client.get(&url).bearer_auth(&owner.token), requests).await;
     println!(
@@ -284,6 +288,15 @@ async fn seed_sqlite(path: &std::path::Path, seed: &Seed) {
              FROM feedback GROUP BY 1, 2, 3) c
          WHERE activity_days.org_id = c.org_id AND activity_days.chatbot_id = c.chatbot_id
            AND activity_days.day = c.day",
+        // Three in ten replies loaded a skill, spread over eight skills.
+        "UPDATE activity_days SET with_skills = replied * 3 / 10",
+        "INSERT INTO skill_days (org_id, day, skill, activations, rated_up, rated_down)
+         SELECT a.org_id, a.day, 'skill-' || n.n, SUM(a.replied) * 3 / 80,
+                SUM(a.rated_up) * 3 / 80, SUM(a.rated_down) * 3 / 80
+         FROM activity_days a,
+              (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
+               UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8) n
+         GROUP BY a.org_id, a.day, n.n",
     ] {
         sqlx::query(counted).execute(&mut conn).await.unwrap();
     }
@@ -404,6 +417,15 @@ async fn seed_postgres(url: &str, seed: &Seed) {
                     COUNT(*) FILTER (WHERE rating = 'down') AS down
              FROM feedback GROUP BY 1, 2, 3) c
          WHERE a.org_id = c.org_id AND a.chatbot_id = c.chatbot_id AND a.day = c.day",
+        // Three in ten replies loaded a skill, spread over eight skills.
+        "UPDATE activity_days SET with_skills = replied * 3 / 10",
+        "INSERT INTO skill_days (org_id, day, skill, activations, rated_up, rated_down)
+         SELECT a.org_id, a.day, 'skill-' || n.n, SUM(a.replied) * 3 / 80,
+                SUM(a.rated_up) * 3 / 80, SUM(a.rated_down) * 3 / 80
+         FROM activity_days a,
+              (SELECT 1 AS n UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4
+               UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8) n
+         GROUP BY a.org_id, a.day, n.n",
     ] {
         sqlx::query(counted).execute(&mut conn).await.unwrap();
     }

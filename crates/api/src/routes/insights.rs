@@ -40,6 +40,15 @@ pub struct Day {
     people: i64,
     /// Messages per person who wrote; null on a day nobody did.
     messages_per_person: Option<f64>,
+    /// Skill loads (`use_skill`) that day.
+    activations: i64,
+    /// The share of the day's replies that loaded any skill (counted on
+    /// the day of their first load); null without replies.
+    activation_rate: Option<f64>,
+    /// Ratings first given that day.
+    feedback: Ratings,
+    /// Each skill loaded that day, or whose replies' ratings count there.
+    skills: Vec<SkillUsage>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -54,6 +63,10 @@ pub struct Week {
     /// period included.
     people: i64,
     messages_per_person: Option<f64>,
+    activations: i64,
+    activation_rate: Option<f64>,
+    feedback: Ratings,
+    skills: Vec<SkillUsage>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -73,7 +86,7 @@ pub struct ReplyTimes {
     replies: usize,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Copy, Default, Serialize, ToSchema)]
 pub struct Ratings {
     up: i64,
     down: i64,
@@ -82,6 +95,10 @@ pub struct Ratings {
 }
 
 impl Ratings {
+    fn add(self, more: Ratings) -> Self {
+        Self::of(self.up + more.up, self.down + more.down)
+    }
+
     fn of(up: i64, down: i64) -> Self {
         let rated = up + down;
         Self {
@@ -101,7 +118,7 @@ pub struct ChatbotUsage {
     feedback: Ratings,
 }
 
-#[derive(Serialize, ToSchema)]
+#[derive(Clone, Serialize, ToSchema)]
 pub struct SkillUsage {
     name: String,
     /// Times replies loaded it (`use_skill`).
@@ -126,7 +143,8 @@ pub struct UsageInsights {
     chatbots: Vec<ChatbotUsage>,
     /// Ratings of all replies, first given in the period.
     feedback: Ratings,
-    /// Each skill replies loaded in the period, by name.
+    /// Each skill replies loaded in the period, by name: its loads, and
+    /// the ratings of the replies that loaded it.
     skills: Vec<SkillUsage>,
     /// The share of the period's replies that loaded any skill; null
     /// without replies.
@@ -144,6 +162,24 @@ fn percentile(sorted: &[f64], share: f64) -> Option<f64> {
 
 fn per_person(messages: i64, people: i64) -> Option<f64> {
     (people > 0).then(|| messages as f64 / people as f64)
+}
+
+fn rate(with_skills: i64, replies: i64) -> Option<f64> {
+    (replies > 0).then(|| with_skills as f64 / replies as f64)
+}
+
+/// Each skill's use in `into` plus `more`, by name.
+fn add_skills(into: &mut Vec<SkillUsage>, more: &[SkillUsage]) {
+    for skill in more {
+        match into.iter_mut().find(|s| s.name == skill.name) {
+            Some(found) => {
+                found.activations += skill.activations;
+                found.feedback = found.feedback.add(skill.feedback);
+            }
+            None => into.push(skill.clone()),
+        }
+    }
+    into.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// Messages per day and week (direct and forwarded), active people, reply
@@ -165,21 +201,28 @@ async fn usage(
     }
     let now = Utc::now();
     let first = now.date_naive() - Duration::days(i64::from(days) - 1);
-    let scope = auth.0.scope();
-    let since = first.and_hms_opt(0, 0, 0).expect("midnight").and_utc();
-    let (activity, skills, with_skills) = futures::try_join!(
-        state.store.activity(&scope, first, now),
-        state.store.skill_use(&scope, since),
-        state.store.replies_with_skills(&scope, since),
-    )?;
+    let activity = state.store.activity(&auth.0.scope(), first, now).await?;
     let mut sorted = activity.reply_seconds.clone();
     sorted.sort_by(f64::total_cmp);
+    // Replies that loaded a skill, per day, for the rates of the weeks and
+    // the period.
+    let mut with_skills = std::collections::HashMap::new();
     let days: Vec<Day> = first
         .iter_days()
         .take(days as usize)
         .map(|date| {
             let counted = activity.days.iter().find(|d| d.day == date);
             let counted = counted.cloned().unwrap_or_default();
+            with_skills.insert(date, counted.with_skills);
+            let skills: Vec<SkillUsage> = counted
+                .skills
+                .iter()
+                .map(|s| SkillUsage {
+                    name: s.name.clone(),
+                    activations: s.activations,
+                    feedback: Ratings::of(s.rated_up, s.rated_down),
+                })
+                .collect();
             Day {
                 date,
                 messages: counted.received,
@@ -188,12 +231,17 @@ async fn usage(
                 replies: counted.replied,
                 people: counted.people,
                 messages_per_person: per_person(counted.received, counted.people),
+                activations: skills.iter().map(|s| s.activations).sum(),
+                activation_rate: rate(counted.with_skills, counted.replied),
+                feedback: Ratings::of(counted.rated_up, counted.rated_down),
+                skills,
             }
         })
         .collect();
     let monday =
         |date: NaiveDate| date - Duration::days(i64::from(date.weekday().num_days_from_monday()));
     let mut weeks: Vec<Week> = Vec::new();
+    let mut week_with_skills = 0;
     for day in &days {
         let starts = monday(day.date);
         if weeks.last().is_none_or(|w| w.starts != starts) {
@@ -210,7 +258,12 @@ async fn usage(
                 replies: 0,
                 people,
                 messages_per_person: None,
+                activations: 0,
+                activation_rate: None,
+                feedback: Ratings::default(),
+                skills: Vec::new(),
             });
+            week_with_skills = 0;
         }
         let week = weeks.last_mut().expect("pushed above");
         week.messages += day.messages;
@@ -218,12 +271,21 @@ async fn usage(
         week.forwarded += day.forwarded;
         week.replies += day.replies;
         week.messages_per_person = per_person(week.messages, week.people);
+        week.activations += day.activations;
+        week_with_skills += with_skills[&day.date];
+        week.activation_rate = rate(week_with_skills, week.replies);
+        week.feedback = week.feedback.add(day.feedback);
+        add_skills(&mut week.skills, &day.skills);
     }
     let replies: i64 = days.iter().map(|d| d.replies).sum();
-    let activation_rate = (replies > 0).then(|| with_skills as f64 / replies as f64);
-    let (up, down) = activity.chatbots.iter().fold((0, 0), |(up, down), c| {
-        (up + c.rated_up, down + c.rated_down)
-    });
+    let activation_rate = rate(with_skills.values().sum(), replies);
+    let mut skills = Vec::new();
+    for week in &weeks {
+        add_skills(&mut skills, &week.skills);
+    }
+    let feedback = days
+        .iter()
+        .fold(Ratings::default(), |all, day| all.add(day.feedback));
     Ok(axum::Json(UsageInsights {
         days,
         weeks,
@@ -246,15 +308,8 @@ async fn usage(
                 feedback: Ratings::of(c.rated_up, c.rated_down),
             })
             .collect(),
-        feedback: Ratings::of(up, down),
-        skills: skills
-            .into_iter()
-            .map(|s| SkillUsage {
-                name: s.name,
-                activations: s.activations,
-                feedback: Ratings::of(s.rated_up, s.rated_down),
-            })
-            .collect(),
+        feedback,
+        skills,
         activation_rate,
     }))
 }

@@ -779,12 +779,15 @@ fn skills_worker(app: &TestApp, responder: Responder) -> super::Running {
     })
 }
 
-/// Each skill's activations in the last hour, by name.
+/// Each skill's activations since yesterday, by name.
 async fn activations(app: &TestApp, owner: &Session) -> Vec<(String, i64)> {
     let scope = steward_store::TenantScope::for_job(owner.org_id.parse().unwrap());
     let used = app
         .store
-        .skill_use(&scope, steward_store::now() - chrono::Duration::hours(1))
+        .skill_use(
+            &scope,
+            (steward_store::now() - chrono::Duration::days(1)).date_naive(),
+        )
         .await
         .unwrap();
     used.into_iter().map(|u| (u.name, u.activations)).collect()

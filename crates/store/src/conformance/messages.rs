@@ -710,6 +710,8 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         forwarded: 1,
         replied: 1,
         people: 1,
+        rated_down: 1,
+        ..DayActivity::default()
     };
     assert_eq!(activity.days, vec![today.clone()]);
     assert_eq!((activity.people_today, activity.people_week), (1, 1));

@@ -184,10 +184,8 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
         .await
         .unwrap();
 
-    let used = store
-        .skill_use(&scope, now() - chrono::Duration::days(1))
-        .await
-        .unwrap();
+    let yesterday = (now() - chrono::Duration::days(1)).date_naive();
+    let used = store.skill_use(&scope, yesterday).await.unwrap();
     assert_eq!(
         used,
         vec![
@@ -207,24 +205,40 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
     );
     assert!(
         store
-            .skill_use(&globex, now() - chrono::Duration::days(1))
+            .skill_use(&globex, yesterday)
             .await
             .unwrap()
             .is_empty()
     );
-    let day_ago = now() - chrono::Duration::days(1);
-    assert_eq!(store.replies_with_skills(&scope, day_ago).await.unwrap(), 3);
-    assert_eq!(
-        store.replies_with_skills(&globex, day_ago).await.unwrap(),
-        0
-    );
-    assert!(
-        store
-            .skill_use(&scope, now() + chrono::Duration::days(1))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    // Replies that loaded any skill, counted once each, on the day's counters.
+    let with_skills = async |scope: &TenantScope| -> i64 {
+        let activity = store.activity(scope, yesterday, now()).await.unwrap();
+        activity.days.iter().map(|d| d.with_skills).sum()
+    };
+    assert_eq!(with_skills(&scope).await, 3);
+    assert_eq!(with_skills(&globex).await, 0);
+    let tomorrow = (now() + chrono::Duration::days(1)).date_naive();
+    assert!(store.skill_use(&scope, tomorrow).await.unwrap().is_empty());
+
+    // A rating taken back, or changed, moves the skill's counts with it.
+    store
+        .withdraw_rating(&scope, replies[1].id, &member, None)
+        .await
+        .unwrap();
+    store
+        .rate_reply(&scope, replies[2].id, &member, Rating::Down, None)
+        .await
+        .unwrap();
+    store
+        .rate_reply(&scope, replies[2].id, &member, Rating::Up, None)
+        .await
+        .unwrap();
+    let used = store.skill_use(&scope, yesterday).await.unwrap();
+    let counts: Vec<(&str, i64, i64, i64)> = used
+        .iter()
+        .map(|u| (u.name.as_str(), u.activations, u.rated_up, u.rated_down))
+        .collect();
+    assert_eq!(counts, [("expenses", 3, 2, 0), ("travel", 1, 1, 0)]);
 }
 
 pub async fn skills_assigned_to_people_or_roles_are_offered_to_them_only(store: S) {

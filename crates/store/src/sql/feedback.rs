@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use steward_domain::*;
 
-use crate::sql::messages::{DayCounts, count_activity};
+use crate::sql::messages::{DayCounts, count_activity, count_skill};
 use crate::sql::people::person_of;
 use crate::sql::{Db, Row, SqlBackend, commit, sql};
 use crate::*;
@@ -20,16 +20,43 @@ fn feedback(row: &impl Row) -> StoreResult<Feedback> {
     })
 }
 
-/// Counts a rating in (`by` 1) or out (`by` -1) of its chatbot's counters,
-/// on the day it was first given, in the transaction that changes it.
+/// Counts a rating of `reply` in (`by` 1) or out (`by` -1) of its chatbot's
+/// counters, on the day it was first given, and of the counters of each
+/// skill the reply loaded, on the day it first loaded one; in the
+/// transaction that changes it.
 pub(crate) async fn count_rating<B: SqlBackend>(
     tx: &mut B::Tx,
     org: OrgId,
-    chatbot: ChatbotId,
+    (chatbot, reply): (ChatbotId, MessageId),
     first_given: chrono::DateTime<chrono::Utc>,
     rating: Rating,
     by: i64,
 ) -> StoreResult<()> {
+    let loaded = tx
+        .fetch_all(
+            sql("SELECT s.name, MIN(a.created_at) AS loaded_at
+                 FROM skill_activations a JOIN skills s ON s.id = a.skill_id
+                 WHERE a.reply_id = $1 AND a.org_id = $2
+                 GROUP BY s.name")
+            .bind(reply)
+            .bind(org),
+        )
+        .await?;
+    let mut first_load: Option<chrono::DateTime<chrono::Utc>> = None;
+    for row in &loaded {
+        let at = row.get("loaded_at")?;
+        first_load = Some(first_load.map_or(at, |first| first.min(at)));
+    }
+    if let Some(first_load) = first_load {
+        let votes = match rating {
+            Rating::Up => (by, 0),
+            Rating::Down => (0, by),
+        };
+        for row in &loaded {
+            let name: String = row.get("name")?;
+            count_skill(tx, org, &name, first_load, 0, votes).await?;
+        }
+    }
     let counts = match rating {
         Rating::Up => DayCounts {
             rated_up: by,
@@ -43,8 +70,8 @@ pub(crate) async fn count_rating<B: SqlBackend>(
     count_activity::<B>(tx, org, chatbot, first_given, counts).await
 }
 
-/// Counts out the ratings a statement deleted (`RETURNING chatbot_id,
-/// rating, created_at`).
+/// Counts out the ratings a statement deleted (`RETURNING message_id,
+/// chatbot_id, rating, created_at`).
 pub(crate) async fn count_out<B: SqlBackend>(
     tx: &mut B::Tx,
     org: OrgId,
@@ -55,7 +82,7 @@ pub(crate) async fn count_out<B: SqlBackend>(
         count_rating::<B>(
             tx,
             org,
-            row.get("chatbot_id")?,
+            (row.get("chatbot_id")?, row.get("message_id")?),
             row.get("created_at")?,
             rating,
             -1,
@@ -130,10 +157,11 @@ impl<B: SqlBackend> FeedbackStore for B {
         };
         let given = stored.created_at;
         if let (Rated::Changed, Some(earlier)) = (rated, &before) {
-            count_rating::<B>(&mut tx, org, chatbot, given, earlier.rating, -1).await?;
+            let rated = (chatbot, reply);
+            count_rating::<B>(&mut tx, org, rated, given, earlier.rating, -1).await?;
         }
         if rated != Rated::Same {
-            count_rating::<B>(&mut tx, org, chatbot, given, rating, 1).await?;
+            count_rating::<B>(&mut tx, org, (chatbot, reply), given, rating, 1).await?;
         }
         commit::<B>(tx).await?;
         Ok((stored, rated))
@@ -154,7 +182,7 @@ impl<B: SqlBackend> FeedbackStore for B {
                      WHERE message_id = $1 AND org_id = $2 AND ($5 IS NULL OR rating = $5)
                        AND person_id = (SELECT person_id FROM person_identities
                                         WHERE org_id = $2 AND kind = $3 AND handle = $4)
-                     RETURNING chatbot_id, rating, created_at")
+                     RETURNING message_id, chatbot_id, rating, created_at")
                 .bind(reply)
                 .bind(scope.org_id())
                 .bind(identity.kind)

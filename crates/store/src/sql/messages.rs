@@ -710,9 +710,12 @@ impl<B: SqlBackend> MessageStore for B {
         for row in db
             .fetch_all(
                 sql("SELECT day, CAST(SUM(received) AS BIGINT) AS received,
-                            CAST(SUM(replied) AS BIGINT) AS replied
+                            CAST(SUM(replied) AS BIGINT) AS replied,
+                            CAST(SUM(with_skills) AS BIGINT) AS with_skills,
+                            CAST(SUM(rated_up) AS BIGINT) AS rated_up,
+                            CAST(SUM(rated_down) AS BIGINT) AS rated_down
                      FROM activity_days WHERE org_id = $1 AND day >= $2
-                     GROUP BY day HAVING SUM(received) + SUM(replied) > 0")
+                     GROUP BY day")
                 .bind(org)
                 .bind(first),
             )
@@ -721,6 +724,23 @@ impl<B: SqlBackend> MessageStore for B {
             let day = days.entry(row.get("day")?).or_default();
             day.received = row.get("received")?;
             day.replied = row.get("replied")?;
+            day.with_skills = row.get("with_skills")?;
+            day.rated_up = row.get("rated_up")?;
+            day.rated_down = row.get("rated_down")?;
+        }
+        for row in db
+            .fetch_all(
+                sql(
+                    "SELECT day, skill, activations, rated_up, rated_down FROM skill_days
+                     WHERE org_id = $1 AND day >= $2 ORDER BY day, skill",
+                )
+                .bind(org)
+                .bind(first),
+            )
+            .await?
+        {
+            let day = days.entry(row.get("day")?).or_default();
+            day.skills.push(crate::sql::skills::skill_use(&row)?);
         }
         for row in db
             .fetch_all(
@@ -956,6 +976,8 @@ pub(crate) struct DayCounts {
     pub started: i64,
     pub rated_up: i64,
     pub rated_down: i64,
+    /// Replies that loaded a skill (on the day of their first load).
+    pub with_skills: i64,
 }
 
 /// Adds to the counters of `chatbot`'s day of `at`, in the transaction that
@@ -970,14 +992,15 @@ pub(crate) async fn count_activity<B: SqlBackend>(
     tx.execute(
         sql(
             "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started,
-                                        rated_up, rated_down)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                        rated_up, rated_down, with_skills)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (org_id, day, chatbot_id) DO UPDATE SET
                 received = activity_days.received + excluded.received,
                 replied = activity_days.replied + excluded.replied,
                 started = activity_days.started + excluded.started,
                 rated_up = activity_days.rated_up + excluded.rated_up,
-                rated_down = activity_days.rated_down + excluded.rated_down",
+                rated_down = activity_days.rated_down + excluded.rated_down,
+                with_skills = activity_days.with_skills + excluded.with_skills",
         )
         .bind(org)
         .bind(chatbot)
@@ -986,7 +1009,37 @@ pub(crate) async fn count_activity<B: SqlBackend>(
         .bind(counts.replied)
         .bind(counts.started)
         .bind(counts.rated_up)
-        .bind(counts.rated_down),
+        .bind(counts.rated_down)
+        .bind(counts.with_skills),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Adds to the counters of skill `skill`'s day of `at`.
+pub(crate) async fn count_skill(
+    tx: &mut impl Db,
+    org: OrgId,
+    skill: &str,
+    at: DateTime<Utc>,
+    activations: i64,
+    (rated_up, rated_down): (i64, i64),
+) -> StoreResult<()> {
+    tx.execute(
+        sql(
+            "INSERT INTO skill_days (org_id, day, skill, activations, rated_up, rated_down)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (org_id, day, skill) DO UPDATE SET
+                activations = skill_days.activations + excluded.activations,
+                rated_up = skill_days.rated_up + excluded.rated_up,
+                rated_down = skill_days.rated_down + excluded.rated_down",
+        )
+        .bind(org)
+        .bind(day_number(at.date_naive()))
+        .bind(skill)
+        .bind(activations)
+        .bind(rated_up)
+        .bind(rated_down),
     )
     .await?;
     Ok(())

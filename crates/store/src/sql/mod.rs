@@ -45,7 +45,7 @@ mod ops;
 mod people;
 mod queue;
 pub mod rows;
-mod skills;
+pub(crate) mod skills;
 mod tools;
 
 pub use messages::{SCAN_WINDOW, WORD_INDEX_READ_LIMIT};

@@ -129,9 +129,10 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
         }
         let mut activations = std::collections::HashMap::<OrgId, Vec<(String, u64)>>::new();
         for row in db
-            .fetch_all(sql("SELECT a.org_id, s.name, COUNT(*) AS activations
-                 FROM skill_activations a JOIN skills s ON s.id = a.skill_id
-                 GROUP BY a.org_id, s.name ORDER BY s.name"))
+            .fetch_all(sql(
+                "SELECT org_id, skill AS name, CAST(SUM(activations) AS BIGINT) AS activations
+                 FROM skill_days GROUP BY org_id, skill ORDER BY skill",
+            ))
             .await?
         {
             activations

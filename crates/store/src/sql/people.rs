@@ -200,7 +200,7 @@ async fn merge<B: SqlBackend>(
             sql(
                 "DELETE FROM feedback WHERE person_id = $1 AND message_id IN (
                     SELECT message_id FROM feedback WHERE person_id = $2)
-                 RETURNING chatbot_id, rating, created_at",
+                 RETURNING message_id, chatbot_id, rating, created_at",
             )
             .bind(from)
             .bind(into),

@@ -1,10 +1,10 @@
 //! [`SkillStore`], for every backend.
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use steward_domain::*;
 
+use crate::sql::messages::{DayCounts, count_activity, count_skill, day_number};
 use crate::sql::{Db, Row, SqlBackend, audit, commit, sql};
 use crate::*;
 
@@ -15,6 +15,16 @@ const SKILL: &str = "SELECT s.id, s.org_id, s.name, s.version, s.description, s.
 /// The latest version of each name, when it is not deleted.
 const CURRENT: &str = "s.deleted_at IS NULL AND s.version =
         (SELECT MAX(v.version) FROM skills v WHERE v.org_id = s.org_id AND v.name = s.name)";
+
+/// A skill's use over some days (`skill`, `activations`, `rated_up`, `rated_down`).
+pub(crate) fn skill_use(row: &impl Row) -> StoreResult<SkillUse> {
+    Ok(SkillUse {
+        name: row.get("skill")?,
+        activations: row.get("activations")?,
+        rated_up: row.get("rated_up")?,
+        rated_down: row.get("rated_down")?,
+    })
+}
 
 /// The role of `person` when they are a member (their account's role).
 async fn member_role(db: &mut impl Db, org: OrgId, person: PersonId) -> StoreResult<Option<Role>> {
@@ -391,9 +401,10 @@ impl<B: SqlBackend> SkillStore for B {
         scope: &TenantScope,
         activation: &NewActivation,
     ) -> StoreResult<bool> {
-        let recorded = self
-            .write()
-            .await?
+        let org = scope.org_id();
+        let at = now();
+        let mut tx = self.begin().await?;
+        let recorded = tx
             .execute(
                 sql("INSERT INTO skill_activations (tool_call_id, reply_id, person_id, org_id, skill_id,
                                                     chatbot_id, conversation_id, created_at)
@@ -406,84 +417,59 @@ impl<B: SqlBackend> SkillStore for B {
                 .bind(activation.skill_id)
                 .bind(activation.chatbot_id)
                 .bind(activation.conversation_id)
-                .bind(now())
-                .bind(scope.org_id()),
+                .bind(at)
+                .bind(org),
             )
             .await?;
-        Ok(recorded > 0)
+        if recorded == 0 {
+            return Ok(false);
+        }
+        // Counted with it: the skill's load, and the reply's first load.
+        let name: String = tx
+            .fetch_one(sql("SELECT name FROM skills WHERE id = $1").bind(activation.skill_id))
+            .await?
+            .get("name")?;
+        count_skill(&mut tx, org, &name, at, 1, (0, 0)).await?;
+        let loads: i64 = tx
+            .fetch_one(
+                sql("SELECT COUNT(*) AS loads FROM skill_activations WHERE reply_id = $1")
+                    .bind(activation.reply_id),
+            )
+            .await?
+            .get("loads")?;
+        if loads == 1 {
+            let counts = DayCounts {
+                with_skills: 1,
+                ..DayCounts::default()
+            };
+            count_activity::<B>(&mut tx, org, activation.chatbot_id, at, counts).await?;
+        }
+        commit::<B>(tx).await?;
+        Ok(true)
     }
 
     async fn skill_use(
         &self,
         scope: &TenantScope,
-        since: DateTime<Utc>,
+        since: chrono::NaiveDate,
     ) -> StoreResult<Vec<SkillUse>> {
-        let mut db = self.read().await?;
-        let mut used: Vec<SkillUse> = db
+        // CAST: PostgreSQL sums bigints as numeric.
+        self.read()
+            .await?
             .fetch_all(
-                sql("SELECT s.name, COUNT(*) AS activations
-                     FROM skill_activations a JOIN skills s ON s.id = a.skill_id
-                     WHERE a.org_id = $1 AND a.created_at >= $2
-                     GROUP BY s.name ORDER BY s.name")
+                sql(
+                    "SELECT skill, CAST(SUM(activations) AS BIGINT) AS activations,
+                            CAST(SUM(rated_up) AS BIGINT) AS rated_up,
+                            CAST(SUM(rated_down) AS BIGINT) AS rated_down
+                     FROM skill_days WHERE org_id = $1 AND day >= $2
+                     GROUP BY skill ORDER BY skill",
+                )
                 .bind(scope.org_id())
-                .bind(since),
+                .bind(day_number(since)),
             )
             .await?
             .iter()
-            .map(|row| {
-                Ok(SkillUse {
-                    name: row.get("name")?,
-                    activations: row.get("activations")?,
-                    rated_up: 0,
-                    rated_down: 0,
-                })
-            })
-            .collect::<StoreResult<_>>()?;
-        // Each rating of a reply that loaded the skill, once however often
-        // the reply loaded it.
-        let ratings = db
-            .fetch_all(
-                sql("SELECT r.name, f.rating, COUNT(*) AS ratings
-                     FROM feedback f JOIN (
-                         SELECT DISTINCT a.reply_id, s.name FROM skill_activations a
-                         JOIN skills s ON s.id = a.skill_id
-                         WHERE a.org_id = $1 AND a.created_at >= $2
-                     ) r ON r.reply_id = f.message_id
-                     GROUP BY r.name, f.rating")
-                .bind(scope.org_id())
-                .bind(since),
-            )
-            .await?;
-        for row in ratings {
-            let name: String = row.get("name")?;
-            let rating: Rating = row.get("rating")?;
-            let count: i64 = row.get("ratings")?;
-            if let Some(skill) = used.iter_mut().find(|u| u.name == name) {
-                match rating {
-                    Rating::Up => skill.rated_up = count,
-                    Rating::Down => skill.rated_down = count,
-                }
-            }
-        }
-        Ok(used)
-    }
-
-    async fn replies_with_skills(
-        &self,
-        scope: &TenantScope,
-        since: DateTime<Utc>,
-    ) -> StoreResult<i64> {
-        self.read()
-            .await?
-            .fetch_one(
-                sql(
-                    "SELECT COUNT(DISTINCT reply_id) AS replies FROM skill_activations
-                     WHERE org_id = $1 AND created_at >= $2",
-                )
-                .bind(scope.org_id())
-                .bind(since),
-            )
-            .await?
-            .get("replies")
+            .map(skill_use)
+            .collect()
     }
 }
