@@ -313,7 +313,7 @@ fn organizations_text(
     use std::fmt::Write;
     type Value = fn(&steward_store::OrgActivity, &steward_config::TiersConfig) -> u64;
     // (name, help, its TYPE, an extra label, the value)
-    let series: [(&str, &str, &str, &str, Value); 13] = [
+    let series: [(&str, &str, &str, &str, Value); 14] = [
         (
             "steward_org_members",
             "Members per organization.",
@@ -341,6 +341,13 @@ fn organizations_text(
             "",
             r#"role="assistant""#,
             |o, _| o.replies,
+        ),
+        (
+            "steward_org_week_replies_with_skills",
+            "Replies that loaded a skill (use_skill) today and in the six days before.",
+            "gauge",
+            "",
+            |o, _| o.replies_with_skills,
         ),
         (
             "steward_org_month_messages",
@@ -581,6 +588,7 @@ mod tests {
             active_conversations: 5,
             user_messages: 40,
             replies: 39,
+            replies_with_skills: 12,
             month_messages: 120,
             month_tokens: 9000,
             people_day: 2,
@@ -599,6 +607,7 @@ mod tests {
             format!("steward_org_week_active_conversations{{{labels}}} 5"),
             format!(r#"steward_org_week_messages{{{labels},role="user"}} 40"#),
             format!(r#"steward_org_week_messages{{{labels},role="assistant"}} 39"#),
+            format!("steward_org_week_replies_with_skills{{{labels}}} 12"),
             format!("steward_org_month_messages{{{labels}}} 120"),
             format!(
                 "steward_org_month_messages_limit{{{labels}}} {}",

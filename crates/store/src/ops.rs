@@ -50,6 +50,9 @@ pub struct OrgActivity {
     /// Messages people sent, and replies written, in the window.
     pub user_messages: u64,
     pub replies: u64,
+    /// Replies that loaded a skill in the last 7 days (the day counters'
+    /// week: today and the six days before).
+    pub replies_with_skills: u64,
     /// This month's usage counters (what billing tiers limit).
     pub month_messages: u64,
     pub month_tokens: u64,

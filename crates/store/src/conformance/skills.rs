@@ -217,6 +217,26 @@ pub async fn activations_count_once_per_call_with_the_ratings_of_their_replies(s
     };
     assert_eq!(with_skills(&scope).await, 3);
     assert_eq!(with_skills(&globex).await, 0);
+    // The operator's metrics read the same counters.
+    let orgs = store
+        .org_activity(
+            now() - chrono::Duration::days(7),
+            &usage_period(now()),
+            now().date_naive(),
+        )
+        .await
+        .unwrap();
+    let acme = orgs.iter().find(|o| o.org_id == scope.org_id()).unwrap();
+    assert_eq!(acme.replies_with_skills, 3);
+    assert_eq!(
+        acme.skill_activations,
+        [("expenses".to_owned(), 3), ("travel".to_owned(), 1)]
+    );
+    let theirs = orgs.iter().find(|o| o.org_id == globex.org_id()).unwrap();
+    assert_eq!(
+        (theirs.replies_with_skills, theirs.skill_activations.len()),
+        (0, 0)
+    );
     let tomorrow = (now() + chrono::Duration::days(1)).date_naive();
     assert!(store.skill_use(&scope, tomorrow).await.unwrap().is_empty());
 

@@ -9,8 +9,8 @@ use crate::*;
 
 /// Per organization: members, and its people's messages and replies since
 /// $1 (each a range of `messages_history` per chatbot), the usage of period
-/// $2, the people who wrote in the day, week and month up to day $3, and
-/// its ratings.
+/// $2, the people who wrote in the day, week and month up to day $3, the
+/// replies that loaded a skill in the week up to day $3, and its ratings.
 const ACTIVITY: &str = "
     SELECT o.id, o.name, o.tier,
         (SELECT count(*) FROM users u WHERE u.org_id = o.id) AS members,
@@ -20,6 +20,9 @@ const ACTIVITY: &str = "
             WHERE m.org_id = o.id AND m.role = 'user' AND m.created_at >= $1) AS user_messages,
         (SELECT count(*) FROM messages m
             WHERE m.org_id = o.id AND m.role = 'assistant' AND m.created_at >= $1) AS replies,
+        CAST(coalesce((SELECT sum(a.with_skills) FROM activity_days a
+            WHERE a.org_id = o.id AND a.day > $3 - 7 AND a.day <= $3), 0) AS BIGINT)
+            AS replies_with_skills,
         coalesce((SELECT messages FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
             AS month_messages,
         coalesce((SELECT tokens FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
@@ -159,6 +162,7 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
                     active_conversations: count(row, "active_conversations")?,
                     user_messages: count(row, "user_messages")?,
                     replies: count(row, "replies")?,
+                    replies_with_skills: count(row, "replies_with_skills")?,
                     month_messages: count(row, "month_messages")?,
                     month_tokens: count(row, "month_tokens")?,
                 })
