@@ -26,6 +26,17 @@ struct Seen {
     response_lost: AtomicUsize,
 }
 
+/// The test's database: a new PostgreSQL one when the environment names a
+/// server (dropped with the guard), else SQLite in `dir`.
+async fn database(dir: &std::path::Path) -> (Option<steward_testkit::PostgresDatabase>, String) {
+    let postgres = steward_testkit::PostgresDatabase::create().await;
+    let url = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite://{}", dir.join("steward.db").display()),
+    };
+    (postgres, url)
+}
+
 /// The message id a keyed post was answered with, or None when the server
 /// said the request took effect but its response was lost in the crash.
 async fn post_until_answered(
@@ -77,11 +88,7 @@ async fn post_until_answered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyed_messages_take_effect_once_while_steward_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let postgres = steward_testkit::PostgresDatabase::create().await;
-    let database_url = match &postgres {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
-    };
+    let (_postgres, database_url) = database(dir.path()).await;
     let serve = || {
         let mut command = steward(dir.path());
         command
@@ -262,11 +269,7 @@ async fn rate_until_taken(
 async fn ratings_count_once_while_steward_is_killed() {
     const REPLIES: usize = 48;
     let dir = tempfile::tempdir().unwrap();
-    let postgres = steward_testkit::PostgresDatabase::create().await;
-    let database_url = match &postgres {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
-    };
+    let (_postgres, database_url) = database(dir.path()).await;
     let serve = || {
         let mut command = steward(dir.path());
         command
@@ -393,11 +396,7 @@ async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
 /// again under its journal id, and the tool records nothing new.
 async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let postgres = steward_testkit::PostgresDatabase::create().await;
-    let database_url = match &postgres {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
-    };
+    let (_postgres, database_url) = database(dir.path()).await;
     let fake = steward_testkit::model::FakeModel::start().await;
     fake.call_tools(vec![vec![(
         "lead-capture__record",
@@ -554,11 +553,7 @@ const MESSAGES_PER_VISITOR: usize = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn web_chat_messages_are_stored_and_answered_once_while_steward_is_killed() {
     let dir = tempfile::tempdir().unwrap();
-    let postgres = steward_testkit::PostgresDatabase::create().await;
-    let database_url = match &postgres {
-        Some(db) => db.url.clone(),
-        None => format!("sqlite://{}", dir.path().join("steward.db").display()),
-    };
+    let (_postgres, database_url) = database(dir.path()).await;
     let serve = || {
         let mut command = steward(dir.path());
         command

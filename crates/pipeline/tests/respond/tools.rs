@@ -771,6 +771,16 @@ async fn expense_skill(app: &TestApp, owner: &Session, bot: &str) {
     .await;
 }
 
+/// Steward, a fake model, and an owner's chatbot offering `expense-report`.
+async fn skilled() -> (TestApp, FakeModel, Session, String) {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    expense_skill(&app, &owner, &bot).await;
+    (app, fake, owner, bot)
+}
+
 /// A worker whose replies may call the organization's tools and skills.
 fn skills_worker(app: &TestApp, responder: Responder) -> super::Running {
     let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
@@ -795,11 +805,7 @@ async fn activations(app: &TestApp, owner: &Session) -> Vec<(String, i64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activation() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-    expense_skill(&app, &owner, &bot).await;
+    let (app, fake, owner, bot) = skilled().await;
     // The model loads the skill, tries one it is not offered and a file the
     // skill does not have, then answers.
     fake.call_tools(vec![
@@ -866,11 +872,7 @@ async fn a_reply_loads_a_skill_it_is_offered_reads_its_file_and_counts_one_activ
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skill_is_loaded_through_anthropics_format_too() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-    expense_skill(&app, &owner, &bot).await;
+    let (app, fake, owner, bot) = skilled().await;
     fake.call_tools(vec![
         vec![("skills__use_skill", r#"{"name": "expense-report"}"#)],
         vec![(
@@ -938,12 +940,8 @@ async fn a_skill_is_loaded_through_anthropics_format_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skill_kept_to_members_is_neither_shown_to_nor_loaded_by_an_owner() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let owner = app.register("ada@example.org", "Acme").await;
+    let (app, fake, owner, bot) = skilled().await;
     let member = app.member(&owner, "grace@example.org", "member").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-    expense_skill(&app, &owner, &bot).await;
     app.patch(
         &format!("/api/v1/chatbots/{bot}"),
         &owner.token,
@@ -1006,11 +1004,7 @@ async fn a_skill_kept_to_members_is_neither_shown_to_nor_loaded_by_an_owner() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_reply_counts_its_skill_once() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
-    expense_skill(&app, &owner, &bot).await;
+    let (app, fake, owner, bot) = skilled().await;
     fake.call_tools(vec![vec![(
         "skills__use_skill",
         r#"{"name": "expense-report"}"#,
