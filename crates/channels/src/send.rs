@@ -121,10 +121,12 @@ impl Sender {
 /// Sends a request and reads a JSON answer, classifying failures. Errors never
 /// carry the URL: Telegram's holds the bot token.
 pub(crate) async fn call(request: RequestBuilder) -> Result<Value, SendError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| retry(e.without_url().to_string()))?;
+    let response = request.send().await.map_err(|e| {
+        // Named by its cause (no such host, refused, timed out, TLS), with
+        // the host alone.
+        let host = e.url().and_then(|u| u.host_str()).unwrap_or("the provider");
+        retry(Guard::describe(host, &e).to_string())
+    })?;
     let status = response.status();
     let retry_after = header_secs(&response);
     let text = response_text(response).await;
@@ -189,5 +191,30 @@ fn describe(status: StatusCode, answer: &Value) -> String {
             message.chars().take(200).collect::<String>()
         ),
         None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_provider_out_of_reach_is_named_by_its_cause_without_the_url() {
+        // A port nothing listens on: the connection is refused.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let client = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/bot123:SECRET/sendMessage");
+        let Err(SendError::Retry { reason, .. }) = call(client.post(&url)).await else {
+            panic!("a refused connection is worth another attempt");
+        };
+        assert_eq!(reason, "127.0.0.1 refused the connection");
+        let nowhere = call(client.post("http://no-such-host.invalid/bot123:SECRET/x")).await;
+        let Err(SendError::Retry { reason, .. }) = nowhere else {
+            panic!("{nowhere:?}");
+        };
+        assert_eq!(reason, "no-such-host.invalid did not resolve");
+        assert!(!reason.contains("SECRET"));
     }
 }

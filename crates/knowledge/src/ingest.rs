@@ -125,6 +125,14 @@ impl JobHandler for Ingest {
                 Err(FetchError::Failed(why)) if job.attempts < job.max_attempts => {
                     return Err(JobError::Retryable(why));
                 }
+                // Out of reach on every attempt: the document says why, and
+                // the job ends dead rather than `succeeded` (retried once the
+                // site answers, it fetches again). A page that answered but
+                // cannot be used is the document's news alone.
+                Err(FetchError::Failed(why)) => {
+                    fail(why.clone()).await?;
+                    return Err(JobError::Permanent(why));
+                }
                 Err(e) => return fail(e.to_string()).await,
             }
         }

@@ -968,6 +968,20 @@ async fn pages_are_fetched_refreshed_and_every_unsafe_or_endless_fetch_is_refuse
         "{}",
         outcome("/never")
     );
+    // A page out of reach on its last attempt leaves its job dead, saying
+    // why; a page that answered with nothing usable is the document's news
+    // alone (its job did its work).
+    let dead = app.get("/api/v1/jobs?state=dead", &owner.token).await;
+    let dead = dead.body["jobs"].as_array().unwrap().clone();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["kind"], "ingest");
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than 2 s"),
+        "{dead:?}"
+    );
     assert_eq!(
         sites.private_hits.load(std::sync::atomic::Ordering::SeqCst),
         0,
