@@ -278,8 +278,10 @@ pub(crate) async fn send(
     .map_err(|e| {
         tracing::info!(error = %e, "SMTP connect failed");
         retry(format!(
-            "SMTP: {}:{} could not be reached",
-            c.smtp_host, c.smtp_port
+            "SMTP: {}:{} {}",
+            c.smtp_host,
+            c.smtp_port,
+            connect_failure(&e)
         ))
     })?;
     if c.tls && !implicit_tls {
@@ -318,6 +320,28 @@ fn classify_smtp(error: lettre::transport::smtp::Error, what: &str) -> SendError
     }
 }
 
+/// Why a connection to an SMTP server failed, in Steward's words.
+fn connect_failure(error: &lettre::transport::smtp::Error) -> &'static str {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "refused the connection",
+                std::io::ErrorKind::TimedOut => return "did not answer in time",
+                _ => {}
+            }
+        }
+        source = e.source();
+    }
+    if error.is_timeout() {
+        "did not answer in time"
+    } else if error.is_tls() {
+        "failed the TLS handshake"
+    } else {
+        "could not be reached"
+    }
+}
+
 /// Whether a mail forwards another: a forwarding subject (`Fwd:`, `Fw:`,
 /// and the German and French `WG:` and `TR:`), or the line mail programs
 /// put above a forwarded message.
@@ -337,6 +361,21 @@ fn is_forwarded(subject: &str, body: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_smtp_server_out_of_reach_is_named_by_its_cause() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = closed.local_addr().unwrap();
+        drop(closed);
+        let hello = ClientId::Domain("steward.test".into());
+        let timeout = Some(std::time::Duration::from_secs(2));
+        let Err(error) =
+            AsyncSmtpConnection::connect_tokio1(address, timeout, &hello, None, None).await
+        else {
+            panic!("nothing listens there");
+        };
+        assert_eq!(connect_failure(&error), "refused the connection");
+    }
 
     #[test]
     fn quoted_history_and_signatures_are_stripped() {
