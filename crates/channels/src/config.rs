@@ -120,6 +120,15 @@ impl ChannelConfig {
                 }
             }
         }
+        for name in Self::secret_fields(kind) {
+            if let Some(Value::String(text)) = fields.get(name)
+                && is_placeholder(text)
+            {
+                return Err(invalid(format!(
+                    "config.{name} looks like a placeholder, not a real value: paste the one the provider gave"
+                )));
+            }
+        }
         let config = Self::from_fields(kind, fields)?;
         // Each field by its rule, defaults included; then what spans fields.
         let all = config.to_fields();
@@ -303,6 +312,36 @@ impl Field {
     }
 }
 
+/// A value copied from an example rather than from the provider:
+/// `xoxb-...`, `<token>`, `your-bot-token`, `changeme`, `xxxx`.
+fn is_placeholder(text: &str) -> bool {
+    let text = text.trim();
+    let lower = text.to_lowercase();
+    let wrapped = [('<', '>'), ('{', '}'), ('[', ']')]
+        .iter()
+        .any(|(open, close)| text.starts_with(*open) && text.ends_with(*close));
+    let filler = text.chars().count() >= 3
+        && text
+            .chars()
+            .all(|c| c == text.chars().next().unwrap_or('x') && "xX*.#".contains(c));
+    text.contains("...")
+        || text.contains('…')
+        || wrapped
+        || filler
+        || lower.contains("your-")
+        || lower.contains("your_")
+        || [
+            "changeme",
+            "change-me",
+            "change_me",
+            "placeholder",
+            "todo",
+            "tbd",
+            "redacted",
+        ]
+        .contains(&lower.as_str())
+}
+
 pub(crate) fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -331,6 +370,39 @@ mod tests {
             json!({ "bot_token": "xoxb-1", "signing_secret": "s3cret" })
         );
         assert!(!format!("{config:?}").contains("xoxb-1"));
+    }
+
+    #[test]
+    fn placeholders_copied_from_examples_are_refused_with_the_field_named() {
+        for token in [
+            "xoxb-...",
+            "...",
+            "xoxb-…",
+            "<bot token>",
+            "{token}",
+            "xoxb-your-bot-token",
+            "YOUR_TOKEN",
+            "changeme",
+            "xxxxxxxx",
+            "********",
+        ] {
+            let config = json!({ "bot_token": token, "signing_secret": "a1b2c3" });
+            let refused = ChannelConfig::parse(ChannelKind::Slack, config).unwrap_err();
+            assert!(
+                refused
+                    .message
+                    .contains("config.bot_token looks like a placeholder"),
+                "{token}: {refused}"
+            );
+            assert!(!refused.message.contains(token), "the value is not echoed");
+        }
+        for real in ["xoxb-1234-5678-abcdef", "s3cret", "x", "1:AAH-x_y", "xyz"] {
+            let config = json!({ "bot_token": real, "signing_secret": "a1b2c3" });
+            assert!(
+                ChannelConfig::parse(ChannelKind::Slack, config).is_ok(),
+                "{real}"
+            );
+        }
     }
 
     #[test]
