@@ -25,6 +25,9 @@ pub struct Services {
     pub retriever: Retriever,
     /// The tools organizations may give their chatbots.
     pub tools: Catalogue,
+    /// Sends to the channels' providers, and asks them whether a channel's
+    /// configuration works when it is saved.
+    pub channels: steward_channels::Sender,
 }
 
 impl Services {
@@ -41,6 +44,7 @@ impl Services {
             config.jobs.max_attempts,
         );
         Ok(Self {
+            channels: Self::channel_sender(config, guard.clone()),
             sealer,
             tools,
             blobs: Blobs::from_config(&config.storage, &config.data_dir)
@@ -50,6 +54,19 @@ impl Services {
             retriever: Retriever::new(store.clone(), embedder.clone()),
             embedder,
         })
+    }
+
+    /// The channels' providers at the operator's configured addresses.
+    pub fn channel_sender(config: &Config, guard: Guard) -> steward_channels::Sender {
+        steward_channels::Sender::new(
+            std::time::Duration::from_secs(config.channels.send_timeout_secs),
+            steward_channels::ProviderApis {
+                whatsapp: config.channels.whatsapp_api_url.clone(),
+                slack: config.channels.slack_api_url.clone(),
+                telegram: config.channels.telegram_api_url.clone(),
+            },
+            guard,
+        )
     }
 
     /// The operator's MCP servers (`[[tools.servers]]`), their headers read.

@@ -36,6 +36,8 @@ pub struct AppState {
     pub fetcher: Fetcher,
     pub retriever: Retriever,
     pub tools: steward_tools::Catalogue,
+    /// Asks a channel's provider whether its configuration works.
+    pub channels: steward_channels::Sender,
     /// Requests being handled now: what a graceful shutdown waits for.
     in_flight: AtomicI64,
     /// Signalled after a request enqueues a job, so that a worker in this
@@ -93,6 +95,7 @@ impl AppState {
             fetcher: services.fetcher,
             retriever: services.retriever,
             tools: services.tools,
+            channels: services.channels,
             sealer: services.sealer,
             tokens: Tokens::new(&jwt_secret, ttl),
             cursors: Signer::derive(&jwt_secret, "history-cursor"),

@@ -3,7 +3,7 @@
 //! mail servers are the tenant's to name: every connection goes through the
 //! outbound guard.
 
-mod mailbox;
+pub(crate) mod mailbox;
 
 use lettre::address::Envelope;
 use lettre::message::header::ContentType;

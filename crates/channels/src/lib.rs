@@ -7,6 +7,7 @@
 //! operator's notices to account holders. HTTP routing lives in the API
 //! crate; this crate has no server.
 
+mod check;
 pub mod config;
 mod deliver;
 pub mod email;

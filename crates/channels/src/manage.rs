@@ -6,6 +6,7 @@ use steward_domain::{ChannelId, ChannelKind, ChatbotId};
 use steward_store::{Channel, NewChannel, Store, StoreError, TenantScope};
 
 use crate::config::ChannelConfig;
+use crate::send::Sender;
 use crate::webhook::takes_webhooks;
 
 #[derive(Debug, thiserror::Error)]
@@ -13,16 +14,23 @@ pub enum ConfigureError {
     /// The name or configuration is not acceptable; the message says why.
     #[error("{0}")]
     Invalid(String),
+    /// The provider did not accept the configuration; the message says
+    /// what it said.
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 pub const MAX_NAME_CHARS: usize = 100;
 
-/// Validates the configuration, seals its secrets and stores the channel.
+/// Validates the configuration, asks the provider whether it works (unless
+/// `check` is None), seals its secrets and stores the channel.
+#[allow(clippy::too_many_arguments)]
 pub async fn configure(
     store: &dyn Store,
     sealer: &Sealer,
+    check: Option<&Sender>,
     scope: &TenantScope,
     chatbot: ChatbotId,
     kind: ChannelKind,
@@ -40,6 +48,14 @@ pub async fn configure(
     }
     let config =
         ChannelConfig::parse(kind, config).map_err(|e| ConfigureError::Invalid(e.message))?;
+    if let Some(sender) = check {
+        // Another organization's chatbot is not found before anyone is asked.
+        store.chatbot(scope, chatbot).await?;
+        sender
+            .check(&config)
+            .await
+            .map_err(ConfigureError::Refused)?;
+    }
     let id = ChannelId::new();
     let (settings, sealed_secrets) = config.seal(sealer, id);
     let channel = NewChannel {

@@ -108,6 +108,7 @@ pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()>
             kind,
             name,
             channel_config: raw,
+            no_check,
         } => {
             let scope = TenantScope::for_operator(find_org(&*store, &org).await?.id);
             let chatbot: ChatbotId = chatbot.parse().context("the chatbot id is not a UUID")?;
@@ -120,8 +121,11 @@ pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()>
             };
             let settings =
                 serde_json::from_str(&raw).context("--channel-config is not valid JSON")?;
+            let guard = steward_outbound::Guard::new(config.outbound.allow_private_networks);
+            let sender = steward_api::Services::channel_sender(&config, guard);
+            let check = (!no_check).then_some(&sender);
             let channel = match steward_channels::configure(
-                &*store, &sealer, &scope, chatbot, kind, &name, settings,
+                &*store, &sealer, check, &scope, chatbot, kind, &name, settings,
             )
             .await
             {

@@ -277,6 +277,11 @@ pub enum ChannelCommand {
         /// (The global --config names Steward's own configuration file.)
         #[arg(long, value_name = "JSON|@FILE")]
         channel_config: String,
+        /// Save it without asking the provider whether it works (Slack
+        /// auth.test, Telegram getMe, the WhatsApp phone number, an IMAP
+        /// sign-in).
+        #[arg(long)]
+        no_check: bool,
     },
     /// List a chatbot's channels with their health.
     List {

@@ -184,16 +184,8 @@ fn worker(
         fetcher: services.fetcher.clone(),
         limits: config.knowledge.clone(),
     };
+    let sender = services.channels.clone();
     let send_timeout = Duration::from_secs(config.channels.send_timeout_secs);
-    let sender = steward_channels::Sender::new(
-        send_timeout,
-        steward_channels::ProviderApis {
-            whatsapp: config.channels.whatsapp_api_url.clone(),
-            slack: config.channels.slack_api_url.clone(),
-            telegram: config.channels.telegram_api_url.clone(),
-        },
-        services.guard.clone(),
-    );
     let deliver = steward_channels::Deliver {
         store: store.clone(),
         sealer: services.sealer.clone(),

@@ -840,7 +840,9 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
     );
 }
 
-#[tokio::test]
+// Two threads: the command runs blocking on one while the fake provider
+// answers on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channels_are_configured_listed_and_removed_from_the_command_line() {
     use steward_store::{ChatbotStore, NewChatbot, Store, TenantScope};
     let dir = tempfile::tempdir().unwrap();
@@ -872,23 +874,47 @@ async fn channels_are_configured_listed_and_removed_from_the_command_line() {
     )
     .unwrap();
     let at_config = format!("@{}", config.display());
-    let configured = run(steward(dir.path())
-        .env("STEWARD_HTTP__PUBLIC_URL", "https://steward.example.org")
-        .args([
-            "channel",
-            "configure",
-            "--org",
-            "Acme",
-            "--chatbot",
-            &chatbot,
-            "--kind",
-            "telegram",
-            "--name",
-            "Support bot",
-            "--channel-config",
-            &at_config,
-        ]));
+    // Telegram is asked (getMe) whether the token works before it is saved.
+    let telegram = steward_testkit::providers::FakeProviders::start().await;
+    let configure = |name: &str, channel_config: &str, check: bool| {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_HTTP__PUBLIC_URL", "https://steward.example.org")
+            .env(
+                "STEWARD_CHANNELS__TELEGRAM_API_URL",
+                telegram.telegram_api(),
+            )
+            .args([
+                "channel",
+                "configure",
+                "--org",
+                "Acme",
+                "--chatbot",
+                &chatbot,
+                "--kind",
+                "telegram",
+                "--name",
+                name,
+                "--channel-config",
+                channel_config,
+            ]);
+        if !check {
+            command.arg("--no-check");
+        }
+        run(&mut command)
+    };
+    let refused_token = r#"{"bot_token": "123:refused", "secret_token": "hook_secret"}"#;
+    let refused = configure("Refused bot", refused_token, true);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused.stderr).contains("Telegram refused it: HTTP 401: Unauthorized"),
+        "{}",
+        text(&refused.stderr)
+    );
+    assert_eq!(telegram.checks("telegram"), 1);
+    let configured = configure("Support bot", &at_config, true);
     assert!(configured.status.success(), "{}", text(&configured.stderr));
+    assert_eq!(telegram.checks("telegram"), 2);
     let out = text(&configured.stdout);
     assert!(
         out.contains("webhook URL: https://steward.example.org/webhooks/telegram/"),

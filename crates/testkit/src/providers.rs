@@ -1,7 +1,10 @@
 //! The channel providers that cannot run here (WhatsApp Cloud API, Slack Web
 //! API, Telegram Bot API) and a generic reply endpoint, as one local server
-//! speaking each one's wire format for sending a message. It records every
-//! request it gets, and can be told to answer the next ones with a failure.
+//! speaking each one's wire format for sending a message and for the checks
+//! Steward makes when a channel is saved (Slack `auth.test`, Telegram
+//! `getMe`, a WhatsApp phone number's record: a token containing `refused`
+//! is refused as each provider refuses a bad one). It records every message
+//! sent, and can be told to answer the next ones with a failure.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// One request a provider received.
@@ -42,6 +45,8 @@ pub struct FakeProviders {
     sent: Arc<Mutex<Vec<Sent>>>,
     /// Per provider, what the next requests get.
     script: Arc<Mutex<HashMap<&'static str, Script>>>,
+    /// The checks asked, as `provider` each.
+    checked: Arc<Mutex<Vec<&'static str>>>,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
 }
@@ -60,6 +65,9 @@ impl FakeProviders {
             .route("/slack/api/chat.postMessage", post(slack))
             .route("/telegram/{method_path}/sendMessage", post(telegram))
             .route("/generic/reply", post(generic))
+            .route("/slack/api/auth.test", post(slack_auth_test))
+            .route("/telegram/{method_path}/getMe", get(telegram_get_me))
+            .route("/whatsapp/{version}/{phone}", get(whatsapp_phone_number))
             .with_state(fake.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         fake
@@ -79,6 +87,12 @@ impl FakeProviders {
     pub fn generic_reply_url(&self) -> String {
         let port = self.base_url.rsplit(':').next().unwrap_or_default();
         format!("http://localhost:{port}/generic/reply")
+    }
+
+    /// How many checks `provider` was asked.
+    pub fn checks(&self, provider: &str) -> usize {
+        let checked = self.checked.lock().unwrap();
+        checked.iter().filter(|p| **p == provider).count()
     }
 
     /// Everything received so far by one provider, in order.
@@ -233,4 +247,56 @@ async fn generic(State(fake): State<FakeProviders>, headers: HeaderMap, raw: Byt
         return failure;
     }
     axum::Json(json!({ "received": true })).into_response()
+}
+
+/// The bearer token of a request, or "".
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+}
+
+/// Slack's `auth.test`: 200 either way, `ok` false with its error code.
+async fn slack_auth_test(State(fake): State<FakeProviders>, headers: HeaderMap) -> Response {
+    fake.checked.lock().unwrap().push("slack");
+    if bearer(&headers).contains("refused") {
+        return axum::Json(json!({ "ok": false, "error": "invalid_auth" })).into_response();
+    }
+    axum::Json(json!({ "ok": true, "team": "Acme", "user": "steward", "bot_id": "B01" }))
+        .into_response()
+}
+
+/// Telegram's `getMe`: the bot, or 401 Unauthorized for a bad token.
+async fn telegram_get_me(
+    State(fake): State<FakeProviders>,
+    Path(method_path): Path<String>,
+) -> Response {
+    fake.checked.lock().unwrap().push("telegram");
+    if method_path.contains("refused") {
+        let refused = json!({ "ok": false, "error_code": 401, "description": "Unauthorized" });
+        return (StatusCode::UNAUTHORIZED, axum::Json(refused)).into_response();
+    }
+    axum::Json(
+        json!({ "ok": true, "result": { "id": 1, "is_bot": true, "username": "steward_bot" } }),
+    )
+    .into_response()
+}
+
+/// The Graph API's record of a phone number, or its OAuth error.
+async fn whatsapp_phone_number(
+    State(fake): State<FakeProviders>,
+    Path((_, phone)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    fake.checked.lock().unwrap().push("whatsapp");
+    if bearer(&headers).contains("refused") {
+        let refused = json!({ "error": {
+            "message": "Invalid OAuth access token - Cannot parse access token",
+            "type": "OAuthException", "code": 190
+        }});
+        return (StatusCode::UNAUTHORIZED, axum::Json(refused)).into_response();
+    }
+    axum::Json(json!({ "id": phone })).into_response()
 }

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::idempotency;
 use crate::state::{AppState, SharedState};
 
@@ -163,15 +163,27 @@ async fn list_all_channels(
     Ok(axum::Json(ChannelList::of(channels, &state)))
 }
 
-/// Connect a chatbot to a channel (owners and admins).
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CheckParams {
+    /// Ask the provider whether the configuration works before saving it
+    /// (Slack `auth.test`, Telegram `getMe`, the WhatsApp phone number, an
+    /// IMAP sign-in); default true.
+    check: Option<bool>,
+}
+
+/// Connect a chatbot to a channel (owners and admins). The provider is
+/// asked first whether the configuration works, unless `check=false`.
 #[utoipa::path(post, path = "/chatbots/{id}/channels", tag = "channels", security(("bearer" = [])),
-    params(("id" = uuid::Uuid, Path)), request_body = CreateChannel,
-    responses((status = 201, body = ChannelDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, description = "the name is taken on this chatbot", body = ErrorBody), (status = 422, body = ErrorBody)))]
+    params(("id" = uuid::Uuid, Path), CheckParams), request_body = CreateChannel,
+    responses((status = 201, body = ChannelDto), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "the name is taken on this chatbot", body = ErrorBody),
+        (status = 422, description = "not a valid configuration (`validation_failed`), or the provider did not accept it (`channel_check_failed`, saying what it said)", body = ErrorBody)))]
 async fn create_channel(
     State(state): State<SharedState>,
     auth: Auth,
     Path(id): Path<uuid::Uuid>,
+    Query(params): Query<CheckParams>,
     Json(body): Json<CreateChannel>,
 ) -> ApiResult<(StatusCode, axum::Json<ChannelDto>)> {
     auth.require_admin()?;
@@ -179,9 +191,11 @@ async fn create_channel(
     idempotency::answer_from(StatusCode::CREATED, move |c: &Channel| {
         ChannelDto::new(c.clone(), &answering)
     });
+    let check = params.check.unwrap_or(true).then_some(&state.channels);
     let channel = steward_channels::configure(
         state.store.as_ref(),
         &state.sealer,
+        check,
         &auth.0.scope(),
         id.into(),
         body.kind,
@@ -191,6 +205,9 @@ async fn create_channel(
     .await
     .map_err(|e| match e {
         ConfigureError::Invalid(message) => ApiError::unprocessable("validation_failed", message),
+        ConfigureError::Refused(message) => {
+            ApiError::unprocessable("channel_check_failed", message)
+        }
         ConfigureError::Store(e) => e.into(),
     })?;
     Ok((

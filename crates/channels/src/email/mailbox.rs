@@ -166,6 +166,35 @@ async fn imap<T, E: std::fmt::Display>(
     }
 }
 
+/// Signs in to the mailbox and opens its folder, as a poll would, then
+/// signs out: whether the configuration works.
+pub(crate) async fn check_login(
+    guard: &Guard,
+    config: &crate::email::Config,
+    timeout: Duration,
+) -> Result<(), String> {
+    let stream = connect(
+        guard,
+        &config.imap_host,
+        config.imap_port,
+        config.tls,
+        timeout,
+    )
+    .await?;
+    let mut client = async_imap::Client::new(stream);
+    imap(timeout, "greeting", client.read_response()).await?;
+    let login = async {
+        client
+            .login(&config.username, config.password.expose())
+            .await
+            .map_err(|(e, _)| e)
+    };
+    let mut session = imap(timeout, "login", login).await?;
+    imap(timeout, "select", session.select(&config.folder)).await?;
+    let _ = imap(timeout, "logout", session.logout()).await;
+    Ok(())
+}
+
 /// `UID FETCH {uids} {query}`, collected.
 async fn fetch(
     session: &mut async_imap::Session<Box<dyn MailStream>>,

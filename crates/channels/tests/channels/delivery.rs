@@ -425,3 +425,80 @@ async fn bad_channel_configurations_are_refused_and_members_cannot_manage_channe
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn a_channel_is_checked_with_its_provider_when_saved_unless_told_not_to() {
+    let h = Harness::start().await;
+    let path = format!("/api/v1/chatbots/{}/channels", h.bot);
+    let cases = [
+        (
+            "slack",
+            json!({ "bot_token": "xoxb-refused-1", "signing_secret": SLACK_SECRET }),
+            "Slack refused the bot token: invalid_auth",
+        ),
+        (
+            "telegram",
+            json!({ "bot_token": "123:refused", "secret_token": TELEGRAM_SECRET }),
+            "Telegram refused it: HTTP 401: Unauthorized",
+        ),
+        (
+            "whatsapp",
+            json!({ "phone_number_id": PHONE_NUMBER_ID, "access_token": "EAAG-refused",
+                    "app_secret": APP_SECRET, "verify_token": VERIFY_TOKEN }),
+            "WhatsApp refused it: HTTP 401: Invalid OAuth access token",
+        ),
+    ];
+    for (kind, config, said) in cases {
+        let body = json!({ "kind": kind, "name": kind, "config": config });
+        let refused = h.app.post(&path, &h.owner.token, body.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{kind}: {}",
+            refused.text
+        );
+        assert_eq!(refused.code(), "channel_check_failed");
+        assert!(refused.text.contains(said), "{kind}: {}", refused.text);
+        for secret in ["xoxb-refused-1", "123:refused", "EAAG-refused"] {
+            assert!(
+                !refused.text.contains(secret),
+                "{kind}: the secret is not shown"
+            );
+        }
+        assert_eq!(h.providers.checks(kind), 1, "{kind}");
+        // Not stored; saved without the check, it is.
+        let listed = h.app.get(&path, &h.owner.token).await;
+        assert!(!listed.text.contains(&format!("\"name\":\"{kind}\"")));
+        let saved = h
+            .app
+            .post(&format!("{path}?check=false"), &h.owner.token, body)
+            .await;
+        assert_eq!(saved.status, StatusCode::CREATED, "{kind}: {}", saved.text);
+        assert_eq!(h.providers.checks(kind), 1, "{kind}: not asked again");
+    }
+    // Good tokens pass, each asked once; nothing was sent.
+    h.slack().await;
+    h.telegram().await;
+    h.whatsapp().await;
+    for kind in ["slack", "telegram", "whatsapp"] {
+        assert_eq!(h.providers.checks(kind), 2, "{kind}");
+        assert!(h.providers.sent(kind).is_empty(), "{kind}");
+    }
+    // Another organization's chatbot is not found before any provider is asked.
+    let other = h.app.register("other@example.org", "Other Co").await;
+    let foreign = h
+        .app
+        .post(
+            &path,
+            &other.token,
+            json!({ "kind": "slack", "name": "theirs", "config": { "bot_token": "xoxb-1", "signing_secret": "s" } }),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.providers.checks("slack"), 2);
+    let bad = h
+        .app
+        .post(&format!("{path}?check=maybe"), &h.owner.token, json!({}))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}

@@ -58,9 +58,14 @@ impl Harness {
     /// Steward with a worker answering through a local model and delivering
     /// to local provider APIs.
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let providers = FakeProviders::start().await;
         let app = spawn_app_with(|config| {
             config.channels.webhook_requests_per_second = 10_000;
             config.channels.webhook_burst = 10_000;
+            // Where a channel's configuration is checked when it is saved.
+            config.channels.whatsapp_api_url = providers.whatsapp_api();
+            config.channels.slack_api_url = providers.slack_api();
+            config.channels.telegram_api_url = providers.telegram_api();
             configure(config);
         })
         .await;
@@ -70,7 +75,7 @@ impl Harness {
             app,
             owner,
             bot,
-            providers: FakeProviders::start().await,
+            providers,
             model: FakeModel::start().await,
             worker: None,
         };
@@ -171,10 +176,19 @@ impl Harness {
 
     /// Connects the chatbot to a channel and returns (id, webhook path).
     pub async fn channel(&self, kind: &str, config: Value) -> (String, String) {
+        self.save_channel(kind, config, "").await
+    }
+
+    /// The same without asking the provider first (`?check=false`).
+    pub async fn channel_unchecked(&self, kind: &str, config: Value) -> (String, String) {
+        self.save_channel(kind, config, "?check=false").await
+    }
+
+    async fn save_channel(&self, kind: &str, config: Value, query: &str) -> (String, String) {
         let reply = self
             .app
             .post(
-                &format!("/api/v1/chatbots/{}/channels", self.bot),
+                &format!("/api/v1/chatbots/{}/channels{query}", self.bot),
                 &self.owner.token,
                 json!({ "kind": kind, "name": format!("{kind} {}", uuid::Uuid::now_v7()), "config": config }),
             )

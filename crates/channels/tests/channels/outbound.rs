@@ -80,16 +80,24 @@ async fn reply_urls_and_mail_servers_at_forbidden_addresses_are_refused_before_c
         }
     }
 
-    // IMAP: the mailbox poll refuses the host and the channel's health says so.
+    // IMAP: the check when the channel is saved refuses the host; saved
+    // without it, the mailbox poll refuses it and the channel's health says so.
     let mut h = Harness::start().await;
     // Only this test's poll, with the guard closed, may read the mailbox.
     h.stop_worker().await;
-    h.channel(
-        "email",
-        json!({ "imap_host": "127.0.0.1", "imap_port": port, "smtp_host": "localhost",
-                "smtp_port": port, "username": "u", "password": "p", "address": "bot@example.org" }),
-    )
-    .await;
+    let mailbox = json!({ "imap_host": "127.0.0.1", "imap_port": port, "smtp_host": "localhost",
+                          "smtp_port": port, "username": "u", "password": "p", "address": "bot@example.org" });
+    let refused = h
+        .app
+        .post(
+            &format!("/api/v1/chatbots/{}/channels", h.bot),
+            &h.owner.token,
+            json!({ "kind": "email", "name": "loopback", "config": mailbox.clone() }),
+        )
+        .await;
+    assert_eq!(refused.code(), "channel_check_failed", "{}", refused.text);
+    assert!(refused.text.contains("loopback"), "{}", refused.text);
+    h.channel_unchecked("email", mailbox).await;
     let poll = PollMailboxes {
         store: h.app.store.clone(),
         sealer: h.app.state.sealer.clone(),
