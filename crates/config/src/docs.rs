@@ -208,6 +208,10 @@ pub const KEYS: &[KeyDoc] = &[
         "A call to a provider's API (or SMTP/IMAP server) that takes longer fails and is retried.",
     ),
     k(
+        "channels.check_on_save",
+        "Ask a channel's provider whether its configuration works before saving it (Slack auth.test, Telegram getMe, the WhatsApp phone number, an IMAP sign-in). Off where the API cannot reach the providers.",
+    ),
+    k(
         "channels.whatsapp_api_url",
         "WhatsApp Cloud API base. Provider API bases are the operator's, never a tenant's.",
     ),

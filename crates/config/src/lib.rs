@@ -91,6 +91,9 @@ pub struct ChannelsConfig {
     /// Web chat requests (sessions and messages) one address may make per minute.
     pub web_requests_per_minute_per_address: u32,
     pub send_timeout_secs: u64,
+    /// Ask a channel's provider whether its configuration works when it is
+    /// saved (an admin may still skip it per channel).
+    pub check_on_save: bool,
     /// The providers' API bases: the operator's to set (a test points them at
     /// a local stand-in), never a tenant's.
     pub whatsapp_api_url: String,
@@ -496,6 +499,7 @@ impl Default for Config {
                 web_messages_per_minute: 20,
                 web_requests_per_minute_per_address: 120,
                 send_timeout_secs: 15,
+                check_on_save: true,
                 whatsapp_api_url: "https://graph.facebook.com/v21.0".into(),
                 slack_api_url: "https://slack.com/api".into(),
                 telegram_api_url: "https://api.telegram.org".into(),

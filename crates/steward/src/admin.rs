@@ -123,7 +123,7 @@ pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()>
                 serde_json::from_str(&raw).context("--channel-config is not valid JSON")?;
             let guard = steward_outbound::Guard::new(config.outbound.allow_private_networks);
             let sender = steward_api::Services::channel_sender(&config, guard);
-            let check = (!no_check).then_some(&sender);
+            let check = (!no_check && config.channels.check_on_save).then_some(&sender);
             let channel = match steward_channels::configure(
                 &*store, &sealer, check, &scope, chatbot, kind, &name, settings,
             )

@@ -168,7 +168,8 @@ async fn list_all_channels(
 pub struct CheckParams {
     /// Ask the provider whether the configuration works before saving it
     /// (Slack `auth.test`, Telegram `getMe`, the WhatsApp phone number, an
-    /// IMAP sign-in); default true.
+    /// IMAP sign-in); default true (nothing is asked when the operator
+    /// turned `channels.check_on_save` off).
     check: Option<bool>,
 }
 
@@ -191,7 +192,8 @@ async fn create_channel(
     idempotency::answer_from(StatusCode::CREATED, move |c: &Channel| {
         ChannelDto::new(c.clone(), &answering)
     });
-    let check = params.check.unwrap_or(true).then_some(&state.channels);
+    let asked = state.config.channels.check_on_save && params.check.unwrap_or(true);
+    let check = asked.then_some(&state.channels);
     let channel = steward_channels::configure(
         state.store.as_ref(),
         &state.sealer,

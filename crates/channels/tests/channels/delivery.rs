@@ -502,3 +502,14 @@ async fn a_channel_is_checked_with_its_provider_when_saved_unless_told_not_to() 
         .await;
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn an_operator_may_turn_the_provider_checks_off() {
+    let h = Harness::start_with(|c| c.channels.check_on_save = false).await;
+    let path = format!("/api/v1/chatbots/{}/channels", h.bot);
+    let body = json!({ "kind": "slack", "name": "s", "config": {
+        "bot_token": "xoxb-refused-1", "signing_secret": SLACK_SECRET } });
+    let saved = h.app.post(&path, &h.owner.token, body).await;
+    assert_eq!(saved.status, StatusCode::CREATED, "{}", saved.text);
+    assert_eq!(h.providers.checks("slack"), 0);
+}
