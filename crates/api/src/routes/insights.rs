@@ -182,8 +182,10 @@ fn add_skills(into: &mut Vec<SkillUsage>, more: &[SkillUsage]) {
     into.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
-/// Messages per day and week (direct and forwarded), active people, reply
-/// times, and each chatbot's use and ratings.
+/// Per day and week: messages (direct and forwarded), replies, people,
+/// skill loads, the activation rate, ratings and each skill's use; for the
+/// period, each chatbot's and each skill's use and ratings; active people
+/// and reply times. All read from counters kept as things happen.
 #[utoipa::path(get, path = "/insights/usage", tag = "insights", security(("bearer" = [])),
     params(UsageParams),
     responses((status = 200, body = UsageInsights), (status = 400, body = ErrorBody)))]

@@ -74,23 +74,7 @@ impl PollMailboxes {
         };
         let scope = TenantScope::for_channel(channel);
         let timeout = self.timeout;
-        let stream = connect(
-            &self.guard,
-            &config.imap_host,
-            config.imap_port,
-            config.tls,
-            timeout,
-        )
-        .await?;
-        let mut client = async_imap::Client::new(stream);
-        imap(timeout, "greeting", client.read_response()).await?;
-        let login = async {
-            client
-                .login(&config.username, config.password.expose())
-                .await
-                .map_err(|(e, _)| e)
-        };
-        let mut session = imap(timeout, "login", login).await?;
+        let mut session = sign_in(&self.guard, &config, timeout).await?;
         let mailbox = imap(timeout, "select", session.select(&config.folder)).await?;
         let validity = mailbox.uid_validity.unwrap_or(0);
         let cursor = channel.cursor.clone().unwrap_or_default();
@@ -173,6 +157,18 @@ pub(crate) async fn check_login(
     config: &crate::email::Config,
     timeout: Duration,
 ) -> Result<(), String> {
+    let mut session = sign_in(guard, config, timeout).await?;
+    imap(timeout, "select", session.select(&config.folder)).await?;
+    let _ = imap(timeout, "logout", session.logout()).await;
+    Ok(())
+}
+
+/// A signed-in IMAP session with the mailbox of `config`.
+async fn sign_in(
+    guard: &Guard,
+    config: &crate::email::Config,
+    timeout: Duration,
+) -> Result<async_imap::Session<Box<dyn MailStream>>, String> {
     let stream = connect(
         guard,
         &config.imap_host,
@@ -189,10 +185,7 @@ pub(crate) async fn check_login(
             .await
             .map_err(|(e, _)| e)
     };
-    let mut session = imap(timeout, "login", login).await?;
-    imap(timeout, "select", session.select(&config.folder)).await?;
-    let _ = imap(timeout, "logout", session.logout()).await;
-    Ok(())
+    imap(timeout, "login", login).await
 }
 
 /// `UID FETCH {uids} {query}`, collected.

@@ -156,12 +156,12 @@ impl<B: SqlBackend> FeedbackStore for B {
             Some(_) => Rated::Changed,
         };
         let given = stored.created_at;
+        let target = (chatbot, reply);
         if let (Rated::Changed, Some(earlier)) = (rated, &before) {
-            let rated = (chatbot, reply);
-            count_rating::<B>(&mut tx, org, rated, given, earlier.rating, -1).await?;
+            count_rating::<B>(&mut tx, org, target, given, earlier.rating, -1).await?;
         }
         if rated != Rated::Same {
-            count_rating::<B>(&mut tx, org, (chatbot, reply), given, rating, 1).await?;
+            count_rating::<B>(&mut tx, org, target, given, rating, 1).await?;
         }
         commit::<B>(tx).await?;
         Ok((stored, rated))
