@@ -338,58 +338,26 @@ async fn a_seeded_months_insights_are_the_figures_counted_from_what_was_written(
         )
     };
 
-    // Each day.
-    for (day, shown) in dates.iter().zip(insights["days"].as_array().unwrap()) {
-        let that_day: Vec<&Asked> = asked.iter().filter(|a| a.at.date_naive() == *day).collect();
-        let messages = that_day.len() as i64;
-        let forwarded = that_day.iter().filter(|a| a.forwarded).count() as i64;
-        let people: BTreeSet<usize> = that_day.iter().map(|a| person(a.who)).collect();
-        let replies = answered
+    // The figures of the days `counted` keeps, with the people of the days
+    // `people_of` keeps (a week's people include its days before the period).
+    let span = |counted: &dyn Fn(NaiveDate) -> bool, people_of: &dyn Fn(NaiveDate) -> bool| {
+        let kept: Vec<&Asked> = asked
             .iter()
-            .filter(|r| r.at.date_naive() == *day)
-            .count() as i64;
-        let (activations, with_skills, feedback, used) = skill_figures(&|date| date == *day);
-        let expected = serde_json::json!({
-            "date": day.to_string(),
-            "messages": messages,
-            "direct": messages - forwarded,
-            "forwarded": forwarded,
-            "replies": replies,
-            "people": people.len(),
-            "messages_per_person": share(messages, people.len() as i64),
-            "activations": activations,
-            "activation_rate": share(with_skills, replies),
-            "feedback": feedback,
-            "skills": used,
-        });
-        assert_eq!(rounded(shown), rounded(&expected), "{day}");
-    }
-
-    // Each week: messages of the period's days; people of all its days.
-    let weeks: BTreeSet<NaiveDate> = dates.iter().map(|d| monday(*d)).collect();
-    let shown_weeks = insights["weeks"].as_array().unwrap();
-    assert_eq!(shown_weeks.len(), weeks.len());
-    for (starts, shown) in weeks.iter().zip(shown_weeks) {
-        let in_week = |at: &DateTime<Utc>| monday(at.date_naive()) == *starts;
-        let counted: Vec<&Asked> = asked
-            .iter()
-            .filter(|a| in_week(&a.at) && in_period(&a.at))
+            .filter(|a| counted(a.at.date_naive()))
             .collect();
-        let messages = counted.len() as i64;
-        let forwarded = counted.iter().filter(|a| a.forwarded).count() as i64;
+        let messages = kept.len() as i64;
+        let forwarded = kept.iter().filter(|a| a.forwarded).count() as i64;
         let people: BTreeSet<usize> = asked
             .iter()
-            .filter(|a| in_week(&a.at))
+            .filter(|a| people_of(a.at.date_naive()))
             .map(|a| person(a.who))
             .collect();
         let replies = answered
             .iter()
-            .filter(|r| in_week(&r.at) && in_period(&r.at))
+            .filter(|r| counted(r.at.date_naive()))
             .count() as i64;
-        let (activations, with_skills, feedback, used) =
-            skill_figures(&|date| monday(date) == *starts && date >= first);
-        let expected = serde_json::json!({
-            "starts": starts.to_string(),
+        let (activations, with_skills, feedback, used) = skill_figures(counted);
+        serde_json::json!({
             "messages": messages,
             "direct": messages - forwarded,
             "forwarded": forwarded,
@@ -400,7 +368,25 @@ async fn a_seeded_months_insights_are_the_figures_counted_from_what_was_written(
             "activation_rate": share(with_skills, replies),
             "feedback": feedback,
             "skills": used,
-        });
+        })
+    };
+
+    // Each day.
+    for (day, shown) in dates.iter().zip(insights["days"].as_array().unwrap()) {
+        let that_day = |date: NaiveDate| date == *day;
+        let mut expected = span(&that_day, &that_day);
+        expected["date"] = day.to_string().into();
+        assert_eq!(rounded(shown), rounded(&expected), "{day}");
+    }
+
+    // Each week: the figures of the period's days; people of all its days.
+    let weeks: BTreeSet<NaiveDate> = dates.iter().map(|d| monday(*d)).collect();
+    let shown_weeks = insights["weeks"].as_array().unwrap();
+    assert_eq!(shown_weeks.len(), weeks.len());
+    for (starts, shown) in weeks.iter().zip(shown_weeks) {
+        let in_week = |date: NaiveDate| monday(date) == *starts;
+        let mut expected = span(&|date| in_week(date) && date >= first, &in_week);
+        expected["starts"] = starts.to_string().into();
         assert_eq!(rounded(shown), rounded(&expected), "the week of {starts}");
     }
 

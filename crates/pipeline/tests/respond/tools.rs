@@ -103,6 +103,20 @@ fn statuses(reply: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The context of `reply`'s first tool call as a retried reply that lost
+/// the call's result makes it again: the same key.
+fn call_again(owner: &Session, bot: &str, conversation: &str, reply: &Value) -> CallContext {
+    let id = |value: &Value| value.as_str().unwrap().to_owned();
+    CallContext {
+        scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
+        chatbot: bot.parse().unwrap(),
+        conversation: conversation.parse().unwrap(),
+        person: None,
+        reply: Some(id(&reply["id"]).parse().unwrap()),
+        key: id(&reply["tool_calls"][0]["id"]).parse().unwrap(),
+    }
+}
+
 /// One message answered by a worker with the workshop's tools, the model
 /// scripted by `script` first.
 struct Asked {
@@ -489,19 +503,7 @@ async fn lead_capture_records_one_lead_per_call_however_often_it_is_made() {
     assert_eq!(leads.body["leads"][0]["conversation_id"], conversation);
 
     // The same call made again (its journal write lost) records nothing new.
-    let key: ToolCallId = reply["tool_calls"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let context = CallContext {
-        scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
-        chatbot: bot.parse().unwrap(),
-        conversation: conversation.parse().unwrap(),
-        person: None,
-        reply: None,
-        key,
-    };
+    let context = call_again(&owner, &bot, &conversation, reply);
     let tool = steward_tools::builtin::tools_of("lead-capture").remove(0);
     let input = json!({"name": "Grace", "email": "grace@example.org"});
     let again = catalogue
@@ -1025,19 +1027,7 @@ async fn a_retried_reply_counts_its_skill_once() {
 
     // The same load made again under its key (a retry that lost its
     // result) counts nothing more.
-    let key: ToolCallId = reply["tool_calls"][0]["id"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let context = CallContext {
-        scope: TenantScope::for_job(owner.org_id.parse().unwrap()),
-        chatbot: bot.parse().unwrap(),
-        conversation: conversation.parse().unwrap(),
-        person: None,
-        reply: Some(reply["id"].as_str().unwrap().parse().unwrap()),
-        key,
-    };
+    let context = call_again(&owner, &bot, &conversation, reply);
     let chatbot = app
         .store
         .chatbot(&context.scope, context.chatbot)
