@@ -48,12 +48,6 @@ pub struct SkillAssignees {
     pub roles: Vec<Role>,
 }
 
-impl SkillAssignees {
-    pub fn everyone(&self) -> bool {
-        self.people.is_empty() && self.roles.is_empty()
-    }
-}
-
 /// One time a reply loaded a skill.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewActivation {
@@ -67,7 +61,7 @@ pub struct NewActivation {
 }
 
 /// A skill's use over a period.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct SkillUse {
     pub name: String,
     /// Times replies loaded it.
