@@ -9,5 +9,5 @@ mod tokens;
 
 pub use keys::{ApiKeyMaterial, Signer, generate_api_key, generate_password, hash_api_key};
 pub use passwords::{HashingParams, PasswordHasher};
-pub use sealer::{Reseal, Resealed, SealError, Sealer};
+pub use sealer::{DataKey, Reseal, Resealed, SealError, Sealer};
 pub use tokens::{Claims, TokenError, Tokens};

@@ -31,15 +31,25 @@ impl Sealer {
 
     /// nonce ‖ ciphertext ‖ tag.
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
-        let mut sealed = plaintext.to_vec();
-        let nonce = self
-            .key
-            .seal_in_place_append_tag(Aad::from(context), &mut sealed)
-            .expect("AES-GCM sealing does not fail for small inputs");
-        let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-        out.extend_from_slice(nonce.as_ref());
-        out.extend_from_slice(&sealed);
-        out
+        seal_with(&self.key, plaintext, context)
+    }
+
+    /// A new data key, and the key sealed under the master key to be stored
+    /// (with `context`, its own id, as associated data).
+    pub fn new_data_key(&self, context: &[u8]) -> (DataKey, Vec<u8>) {
+        let mut raw = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut raw).expect("the system's random source");
+        let sealed = self.seal(&raw, context);
+        (DataKey(aes_key(&raw)), sealed)
+    }
+
+    /// A stored data key, opened.
+    pub fn open_data_key(&self, sealed: &[u8], context: &[u8]) -> Result<DataKey, SealError> {
+        let raw: [u8; 32] = self
+            .open(sealed, context)?
+            .try_into()
+            .map_err(|_| SealError)?;
+        Ok(DataKey(aes_key(&raw)))
     }
 
     /// Opens with the master key, or else the previous one.
@@ -64,6 +74,22 @@ impl Sealer {
             Ok(plain) => Reseal::Sealed(self.seal(&plain, context)),
             Err(_) => Reseal::Unreadable,
         }
+    }
+}
+
+/// A key of one owner's own (a person's, for their memory), itself kept
+/// sealed under the master key: destroying the sealed copy makes whatever it
+/// sealed unreadable, wherever that was copied to.
+pub struct DataKey(RandomizedNonceKey);
+
+impl DataKey {
+    /// nonce ‖ ciphertext ‖ tag, as [`Sealer::seal`].
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+        seal_with(&self.0, plaintext, context)
+    }
+
+    pub fn open(&self, sealed: &[u8], context: &[u8]) -> Result<Vec<u8>, SealError> {
+        open_with(&self.0, sealed, context)
     }
 }
 
@@ -130,6 +156,17 @@ fn aes_key(key: &[u8; 32]) -> RandomizedNonceKey {
     RandomizedNonceKey::new(&AES_256_GCM, key).expect("a 32-byte AES key")
 }
 
+fn seal_with(key: &RandomizedNonceKey, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
+    let mut sealed = plaintext.to_vec();
+    let nonce = key
+        .seal_in_place_append_tag(Aad::from(context), &mut sealed)
+        .expect("AES-GCM sealing does not fail for small inputs");
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(nonce.as_ref());
+    out.extend_from_slice(&sealed);
+    out
+}
+
 fn open_with(
     key: &RandomizedNonceKey,
     sealed: &[u8],
@@ -163,6 +200,37 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert!(sealer.open(&flipped, b"channel-1").is_err());
         assert!(sealer.open(&sealed[..5], b"channel-1").is_err());
+    }
+
+    #[test]
+    fn a_data_key_opens_only_its_own_and_only_through_the_master_key() {
+        let sealer = Sealer::new(&[7; 32]);
+        let (key, sealed_key) = sealer.new_data_key(b"key-1");
+        let fact = key.seal(b"works in finance", b"fact-1");
+        let reopened = sealer.open_data_key(&sealed_key, b"key-1").unwrap();
+        assert_eq!(
+            reopened.open(&fact, b"fact-1").unwrap(),
+            b"works in finance"
+        );
+        assert!(
+            reopened.open(&fact, b"fact-2").is_err(),
+            "the context binds"
+        );
+        assert!(sealer.open_data_key(&sealed_key, b"key-2").is_err());
+        assert!(
+            Sealer::new(&[8; 32])
+                .open_data_key(&sealed_key, b"key-1")
+                .is_err()
+        );
+        let (other, _) = sealer.new_data_key(b"key-2");
+        assert!(
+            other.open(&fact, b"fact-1").is_err(),
+            "another person's key"
+        );
+        assert!(
+            sealer.open(&fact, b"fact-1").is_err(),
+            "not the master key's"
+        );
     }
 
     #[test]

@@ -71,7 +71,7 @@ async fn main() {
                     channel_id: None,
                     meta: None,
                     tokens: 25,
-                    then: None,
+                    then: Vec::new(),
                     sender: None,
                     forwarded: false,
                 },

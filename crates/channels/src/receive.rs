@@ -109,7 +109,7 @@ pub async fn receive(
         channel_id: Some(channel.id),
         meta: Some(message.route.to_meta()),
         tokens: 0,
-        then: Some(
+        then: vec![
             NewJob::of(
                 &RespondArgs {
                     chatbot_id: channel.chatbot_id,
@@ -118,7 +118,7 @@ pub async fn receive(
                 max_attempts,
             )
             .for_org(channel.org_id),
-        ),
+        ],
         sender,
         forwarded: message.forwarded,
     };

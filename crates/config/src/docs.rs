@@ -265,6 +265,14 @@ pub const KEYS: &[KeyDoc] = &[
         "The Host names steward mcp answers to, against DNS rebinding: add the name other agents reach it by (a Kubernetes service, say).",
     ),
     k(
+        "memory.max_facts",
+        "The most facts an assistant keeps about one person (what they said about themselves); past it, the oldest are forgotten.",
+    ),
+    k(
+        "memory.recall_facts",
+        "The most of a person's facts put before the model in one reply: all of them when there are no more, else those sharing most words with the question.",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),
@@ -456,6 +464,26 @@ pub const KEYS: &[KeyDoc] = &[
     k(
         "llm.fallback.timeout_secs",
         "A model call that takes longer fails (and falls back).",
+    ),
+    k(
+        "llm.background.kind",
+        "A small model for background work (learning what people say about themselves): anthropic or openai. Unset: the primary, then the fallback.",
+    ),
+    k(
+        "llm.background.base_url",
+        "The API's address; default the vendor's public API (Ollama: http://localhost:11434/v1).",
+    ),
+    k(
+        "llm.background.api_key",
+        "The provider's API key (optional for local OpenAI-compatible servers).",
+    ),
+    k(
+        "llm.background.model",
+        "The model for background work, e.g. claude-haiku-4-5.",
+    ),
+    k(
+        "llm.background.timeout_secs",
+        "A background model call that takes longer fails (and falls back to the primary).",
     ),
     k(
         "log.level",

@@ -41,6 +41,7 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub mail: MailConfig,
     pub tools: ToolsConfig,
+    pub memory: MemoryConfig,
     pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
@@ -177,6 +178,26 @@ impl Default for ToolsConfig {
             servers: Vec::new(),
             mcp_listen: "127.0.0.1:8091".into(),
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+        }
+    }
+}
+
+/// What assistants remember of each person (see `steward_tools::memory`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// The most facts kept per person; the oldest go first.
+    pub max_facts: u32,
+    /// The most facts put before the model in one reply (those nearest
+    /// the question).
+    pub recall_facts: u32,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            max_facts: 200,
+            recall_facts: 20,
         }
     }
 }
@@ -419,6 +440,9 @@ pub struct LlmConfig {
     pub history_turns: u32,
     pub primary: Option<ProviderConfig>,
     pub fallback: Option<ProviderConfig>,
+    /// A small model for background work (learning what people told the
+    /// assistant); unset: the primary, then the fallback.
+    pub background: Option<ProviderConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -507,6 +531,7 @@ impl Default for Config {
             outbound: OutboundConfig::default(),
             mail: MailConfig::default(),
             tools: ToolsConfig::default(),
+            memory: MemoryConfig::default(),
             storage: StorageConfig::default(),
             backup: BackupConfig {
                 dir: None,
@@ -587,6 +612,7 @@ impl Default for Config {
                 history_turns: 20,
                 primary: None,
                 fallback: None,
+                background: None,
             },
             scheduler: SchedulerConfig {
                 maintenance_cron: "17 * * * *".into(),
@@ -970,6 +996,7 @@ impl Config {
         for (name, provider) in [
             ("llm.primary", &self.llm.primary),
             ("llm.fallback", &self.llm.fallback),
+            ("llm.background", &self.llm.background),
         ] {
             let Some(provider) = provider else { continue };
             if provider.model.trim().is_empty() || provider.timeout_secs == 0 {
@@ -987,6 +1014,15 @@ impl Config {
         }
         if self.llm.fallback.is_some() && self.llm.primary.is_none() {
             return invalid("llm.fallback is set but llm.primary is not".into());
+        }
+        if self.llm.background.is_some() && self.llm.primary.is_none() {
+            return invalid("llm.background is set but llm.primary is not".into());
+        }
+        let memory = &self.memory;
+        if !(1..=10_000).contains(&memory.max_facts) || !(1..=200).contains(&memory.recall_facts) {
+            return invalid(
+                "memory.max_facts must be 1 to 10000 and memory.recall_facts 1 to 200".into(),
+            );
         }
         if self.llm.max_tokens == 0 || self.llm.history_turns == 0 {
             return invalid("llm.max_tokens and llm.history_turns must be above 0".into());

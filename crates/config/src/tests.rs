@@ -59,7 +59,8 @@ fn every_key_is_documented_and_every_documented_key_exists() {
         timeout_secs: 5,
     };
     full.llm.primary = Some(provider.clone());
-    full.llm.fallback = Some(provider);
+    full.llm.fallback = Some(provider.clone());
+    full.llm.background = Some(provider);
     let mut keys = BTreeSet::new();
     leaves(&toml::Value::try_from(full).unwrap(), "", &mut keys);
     let documented: BTreeSet<String> = KEYS.iter().map(|k| k.key.to_owned()).collect();

@@ -87,4 +87,8 @@ id_type!(
     PersonId,
     /// One version of an organization's skill.
     SkillId,
+    /// One fact of a person's memory.
+    FactId,
+    /// A key of a person's own, which seals their memory.
+    PersonKeyId,
 );

@@ -7,7 +7,9 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::{ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobKind, MessageId};
+use crate::{
+    ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobKind, MessageId, PersonId,
+};
 
 /// The arguments of one job kind.
 pub trait JobArgs: Serialize + DeserializeOwned + Send + Sync {
@@ -38,6 +40,25 @@ impl JobArgs for RespondArgs {
 
     fn ordering_key(&self) -> Option<String> {
         Some(format!("conversation:{}", self.conversation_id))
+    }
+}
+
+/// Learn what a person said about themselves in the messages a reply
+/// answered: enqueued with the reply, in its transaction. One person's
+/// memory is written by one job at a time, so two extractions never
+/// store the same fact twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryArgs {
+    pub person_id: PersonId,
+    /// The person's messages the reply answered, oldest first.
+    pub messages: Vec<MessageId>,
+}
+
+impl JobArgs for MemoryArgs {
+    const KIND: JobKind = JobKind::Memory;
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("memory:{}", self.person_id))
     }
 }
 

@@ -116,6 +116,7 @@ named_enum!(
         Poll = "poll",
         Notice = "notice",
         Post = "post",
+        Memory = "memory",
     }
 );
 

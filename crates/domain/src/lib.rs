@@ -9,8 +9,8 @@ mod values;
 
 pub use identity::Identity;
 pub use ids::{
-    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, JobId, LeadId,
-    MessageId, OrgId, PersonId, SkillId, ToolCallId, ToolServerId, UserId,
+    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, FactId, JobId,
+    LeadId, MessageId, OrgId, PersonId, PersonKeyId, SkillId, ToolCallId, ToolServerId, UserId,
 };
 pub use jobs::JobArgs;
 pub use kinds::{

@@ -67,6 +67,7 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         passages: config.knowledge.passages_per_answer,
         toolbox: None,
         tool_limits: Default::default(),
+        memory: None,
     };
     let settings = WorkerSettings {
         concurrency: 4,

@@ -86,6 +86,7 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, rate: u64, secon
         passages: 5,
         toolbox: None,
         tool_limits: Default::default(),
+        memory: None,
     };
     let settings = WorkerSettings {
         concurrency: 32,

@@ -228,6 +228,7 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, shop: &str, coun
             spent: spent.clone(),
         })),
         tool_limits: app.state.config.tools.clone(),
+        memory: None,
     };
     let owner = app.register("bench@example.org", "Bench").await;
     let bot = app.chatbot(&owner, "Bench").await;

@@ -13,6 +13,7 @@
 //! then the model again with their results, until it answers or the steps
 //! (`tools.max_steps`) run out; every call is journaled (see [`tools`]).
 
+mod memory;
 mod tools;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ use steward_store::{
 use steward_tools::Toolbox;
 
 use crate::tools::{Calls, Offered};
+
+pub use memory::{EXTRACTION_TASK, Learn, Remembering};
 
 /// What answers when there is no model to ask. It never pretends to be one.
 pub const NO_MODEL_REPLY: &str = "No AI model is configured for this assistant yet, so it cannot answer. \
@@ -68,6 +71,8 @@ pub struct Respond {
     /// Where chatbots' tools come from; None: no chatbot has any.
     pub toolbox: Option<Arc<dyn Toolbox>>,
     pub tool_limits: ToolsConfig,
+    /// What replies remember of their people; None: nothing.
+    pub memory: Option<Remembering>,
 }
 
 /// A reply the model wrote, perhaps in several steps.
@@ -108,7 +113,7 @@ impl Respond {
         grounded_in: &[Passage],
     ) -> Result<(), JobError> {
         let meta = Self::meta(grounded_in, serde_json::Value::Null);
-        self.store_reply(scope, to, MessageId::new(), text, tokens, meta)
+        self.store_reply(scope, to, MessageId::new(), text, tokens, meta, None)
             .await
     }
 
@@ -125,6 +130,9 @@ impl Respond {
         (!meta.is_empty()).then_some(serde_json::Value::Object(meta))
     }
 
+    /// Stores a reply to `to`, with the job that sends it (on a channel) and
+    /// `learn`, the job that learns from what it answered.
+    #[allow(clippy::too_many_arguments)]
     async fn store_reply(
         &self,
         scope: &TenantScope,
@@ -133,6 +141,7 @@ impl Respond {
         text: &str,
         tokens: i64,
         meta: Option<serde_json::Value>,
+        learn: Option<NewJob>,
     ) -> Result<(), JobError> {
         // Replies longer than a message may be are cut, never refused.
         let text: String = text.chars().take(MessageText::MAX_CHARS).collect();
@@ -165,7 +174,10 @@ impl Respond {
                         self.deliver_attempts,
                     )
                     .for_org(scope.org_id())
-                }),
+                })
+                .into_iter()
+                .chain(learn)
+                .collect(),
             sender: None,
             forwarded: false,
         };
@@ -173,20 +185,28 @@ impl Respond {
         Ok(())
     }
 
-    /// Whether the organization is over its plan's monthly messages or
-    /// tokens, counting `spending` tokens not recorded yet.
     async fn over_limit(&self, scope: &TenantScope, spending: u64) -> Result<bool, JobError> {
-        let organization = self.store.organization(scope).await?;
-        let usage = self
-            .store
-            .usage(scope, &usage_period(steward_store::now()))
-            .await?;
-        let limits = self.tiers.limits(organization.tier);
-        let tokens = usage
-            .tokens
-            .saturating_add(i64::try_from(spending).unwrap_or(i64::MAX));
-        Ok(usage.messages > limits.messages_per_month || tokens >= limits.tokens_per_month)
+        over_limit(self.store.as_ref(), &self.tiers, scope, spending).await
     }
+}
+
+/// Whether the organization is over its plan's monthly messages or tokens,
+/// counting `spending` tokens not recorded yet.
+async fn over_limit(
+    store: &dyn Store,
+    tiers: &TiersConfig,
+    scope: &TenantScope,
+    spending: u64,
+) -> Result<bool, JobError> {
+    let organization = store.organization(scope).await?;
+    let usage = store
+        .usage(scope, &usage_period(steward_store::now()))
+        .await?;
+    let limits = tiers.limits(organization.tier);
+    let tokens = usage
+        .tokens
+        .saturating_add(i64::try_from(spending).unwrap_or(i64::MAX));
+    Ok(usage.messages > limits.messages_per_month || tokens >= limits.tokens_per_month)
 }
 
 impl Respond {
@@ -424,7 +444,35 @@ impl JobHandler for Respond {
             system.push_str("\n\n");
             system.push_str(&steward_knowledge::retrieve::prompt_block(&passages));
         }
-        let offered = self.offered(&scope, &chatbot, last.person_id).await;
+        // A person's memory is theirs: it is used only where everyone
+        // the assistant hears in this conversation is that person.
+        let remembered = match &self.memory {
+            Some(memory) if self.store.organization(&scope).await?.memory => last
+                .person_id
+                .filter(|person| {
+                    turns
+                        .iter()
+                        .filter(|m| m.role == MessageRole::User)
+                        .all(|m| m.person_id == Some(*person))
+                })
+                .map(|person| (memory, person)),
+            _ => None,
+        };
+        if let Some((memory, person)) = remembered {
+            let block = memory
+                .prompt_block(&scope, person, &question.join("\n"))
+                .await?;
+            if !block.is_empty() {
+                system.push_str("\n\n");
+                system.push_str(&block);
+            }
+        }
+        let mut offered = self.offered(&scope, &chatbot, last.person_id).await;
+        if remembered.is_none() {
+            offered
+                .0
+                .retain(|tool| tool.server != steward_tools::memory::SERVER);
+        }
         // The skills this reply may load: named and described, never their
         // instructions (`use_skill` loads those).
         if offered.offers_skills() {
@@ -462,8 +510,23 @@ impl JobHandler for Respond {
             Ok(answer) => {
                 let tokens = i64::try_from(answer.tokens).unwrap_or(i64::MAX);
                 let meta = Self::meta(&passages, answer.tool_calls);
-                self.store_reply(&scope, last, answer.reply, &answer.text, tokens, meta)
-                    .await?;
+                let learn = remembered.map(|(memory, person)| {
+                    let answered: Vec<&Message> = waiting
+                        .iter()
+                        .filter(|m| m.role == MessageRole::User)
+                        .collect();
+                    memory.learn(&scope, person, &answered)
+                });
+                self.store_reply(
+                    &scope,
+                    last,
+                    answer.reply,
+                    &answer.text,
+                    tokens,
+                    meta,
+                    learn,
+                )
+                .await?;
                 let waited = steward_store::now() - waiting[0].created_at;
                 metrics::histogram!("steward_message_processing_duration_seconds")
                     .record(waited.num_milliseconds().max(0) as f64 / 1000.0);

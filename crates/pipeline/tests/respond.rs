@@ -15,6 +15,8 @@ use steward_testkit::app::{Session, TestApp, spawn_app_with};
 use steward_testkit::model::FakeModel;
 use tokio::sync::oneshot;
 
+#[path = "respond/memory.rs"]
+mod memory;
 #[path = "respond/tools.rs"]
 mod tools;
 
@@ -45,8 +47,20 @@ fn start_worker_with(
         passages: 5,
         toolbox: None,
         tool_limits: Default::default(),
+        memory: None,
     };
     adjust(&mut respond);
+    // A reply that remembers has its `memory` jobs run by the same model.
+    let learn = match (&respond.memory, &respond.responder) {
+        (Some(remembering), Responder::Model(provider)) => Some(steward_pipeline::Learn {
+            store: app.store.clone(),
+            provider: provider.clone(),
+            memory: remembering.memory.clone(),
+            tiers: app.state.config.tiers.clone(),
+            max_facts: 200,
+        }),
+        _ => None,
+    };
     let settings = WorkerSettings {
         concurrency: 4,
         kind_concurrency: HashMap::new(),
@@ -57,7 +71,10 @@ fn start_worker_with(
         poll_interval: Duration::from_millis(10),
         shutdown_grace: Duration::from_secs(5),
     };
-    let worker = Worker::new(app.store.clone(), settings).handle(JobKind::Respond, respond);
+    let mut worker = Worker::new(app.store.clone(), settings).handle(JobKind::Respond, respond);
+    if let Some(learn) = learn {
+        worker = worker.handle(JobKind::Memory, learn);
+    }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(worker.run(async {
         let _ = stopped.await;

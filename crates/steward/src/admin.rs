@@ -60,8 +60,8 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> Result<()> {
     Ok(())
 }
 
-/// `steward secrets reseal`: every channel's secrets and every MCP server's
-/// headers under the current master key.
+/// `steward secrets reseal`: every channel's secrets, every MCP server's
+/// headers and every person's key under the current master key.
 pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     steward_config::ensure_secrets(&mut config)?;
     if config.secrets.previous_master_key.is_none() {
@@ -74,8 +74,9 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     store.migrate().await.context("applying migrations")?;
     let channels = steward_channels::reseal(store.as_ref(), &sealer).await;
     let servers = steward_tools::reseal(store.as_ref(), &sealer).await;
+    let people = steward_tools::memory::reseal(store.as_ref(), &sealer).await;
     store.close().await;
-    let (channels, servers) = (channels?, servers?);
+    let (channels, servers, people) = (channels?, servers?, people?);
     println!(
         "channels: {} sealed again under the master key, {} already under it, {} reconfigured meanwhile (left as they are)",
         channels.resealed, channels.current, channels.changed
@@ -84,7 +85,14 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
         "MCP servers' headers: {} sealed again under the master key, {} already under it, {} changed meanwhile (left as they are)",
         servers.resealed, servers.current, servers.changed
     );
-    if channels.unreadable.is_empty() && servers.unreadable.is_empty() {
+    println!(
+        "people's keys: {} sealed again under the master key, {} already under it",
+        people.resealed, people.current
+    );
+    if channels.unreadable.is_empty()
+        && servers.unreadable.is_empty()
+        && people.unreadable.is_empty()
+    {
         return Ok(std::process::ExitCode::SUCCESS);
     }
     for id in &channels.unreadable {
@@ -92,6 +100,9 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     }
     for id in &servers.unreadable {
         eprintln!("MCP server {id}: its headers open with neither key; connect it again");
+    }
+    for id in &people.unreadable {
+        eprintln!("person's key {id}: opens with neither key; the memory it seals is lost");
     }
     Ok(std::process::ExitCode::FAILURE)
 }

@@ -147,8 +147,9 @@ pub enum BackupCommand {
 
 #[derive(Subcommand)]
 pub enum SecretsCommand {
-    /// Seal every channel's secrets and every MCP server's headers again
-    /// under secrets.master_key, opening them with it or with
+    /// Seal every channel's secrets, every MCP server's headers and every
+    /// person's key (which seals their memory) again under
+    /// secrets.master_key, opening them with it or with
     /// secrets.previous_master_key. Run it once every process has restarted
     /// with both keys; then remove the previous key. Exits 1 if any open with
     /// neither (configure the channel, or connect the server, again).

@@ -149,6 +149,15 @@ fn worker(
         store: store.clone(),
         keep_finished: Duration::from_secs(jobs.keep_finished_hours * 3600),
     };
+    // Replies learn what people tell them only where a model can listen.
+    let memory = steward_tools::memory::Memory::new(store.clone(), services.sealer.clone());
+    let learn = background_model(config).map(|provider| steward_pipeline::Learn {
+        store: store.clone(),
+        provider,
+        memory: memory.clone(),
+        tiers: config.tiers.clone(),
+        max_facts: config.memory.max_facts,
+    });
     let respond = steward_pipeline::Respond {
         store: store.clone(),
         responder: responder(config),
@@ -160,6 +169,11 @@ fn worker(
         passages: config.knowledge.passages_per_answer,
         toolbox: Some(Arc::new(services.tools.clone())),
         tool_limits: config.tools.clone(),
+        memory: learn.is_some().then(|| steward_pipeline::Remembering {
+            memory,
+            recall_facts: config.memory.recall_facts,
+            attempts: config.jobs.max_attempts,
+        }),
     };
     let ingest = steward_knowledge::Ingest {
         store: store.clone(),
@@ -212,6 +226,10 @@ fn worker(
         .handle(JobKind::Post, post)
         .handle(JobKind::Poll, poll)
         .handle(JobKind::Backup, backup);
+    let worker = match learn {
+        Some(learn) => worker.handle(JobKind::Memory, learn),
+        None => worker,
+    };
     let mail = &config.mail;
     if !mail.is_configured() {
         return Ok(worker);
@@ -243,7 +261,6 @@ fn services(config: &Config, store: Arc<dyn Store>) -> Result<steward_api::Servi
 
 /// The configured model providers, primary first, or the honest no-model reply.
 fn responder(config: &Config) -> steward_pipeline::Responder {
-    use steward_config::ProviderKind;
     let llm = &config.llm;
     if !llm.enabled || llm.primary.is_none() {
         tracing::warn!(
@@ -252,13 +269,28 @@ fn responder(config: &Config) -> steward_pipeline::Responder {
         );
         return steward_pipeline::Responder::RetrievalOnly;
     }
+    steward_pipeline::Responder::Model(models(&[&llm.primary, &llm.fallback]))
+}
+
+/// The model for background work: `llm.background`, falling back to the
+/// primary and its fallback; None when no model is in use.
+fn background_model(config: &Config) -> Option<Arc<dyn steward_llm::Provider>> {
+    let llm = &config.llm;
+    (llm.enabled && llm.primary.is_some())
+        .then(|| models(&[&llm.background, &llm.primary, &llm.fallback]))
+}
+
+/// The providers configured of `chain`, each falling back to the next.
+fn models(chain: &[&Option<steward_config::ProviderConfig>]) -> Arc<dyn steward_llm::Provider> {
+    use steward_config::ProviderKind;
     // One client for every provider: connection pools are shared, redirects are not followed.
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("an HTTP client");
-    let providers: Vec<Arc<dyn steward_llm::Provider>> = [&llm.primary, &llm.fallback]
-        .into_iter()
+    let providers: Vec<Arc<dyn steward_llm::Provider>> = chain
+        .iter()
+        .copied()
         .flatten()
         .map(|p| {
             let key = p.api_key.as_ref().map(|k| k.expose().to_owned());
@@ -282,7 +314,7 @@ fn responder(config: &Config) -> steward_pipeline::Responder {
             provider
         })
         .collect();
-    steward_pipeline::Responder::Model(Arc::new(steward_llm::Fallback::new(providers)))
+    Arc::new(steward_llm::Fallback::new(providers))
 }
 
 /// The scheduler with the schedules configured so far.

@@ -212,7 +212,7 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
         channel_id: None,
         meta: None,
         tokens: 0,
-        then: None,
+        then: Vec::new(),
         sender: Some(Sender::new(identity)),
         forwarded: false,
     };

@@ -94,6 +94,7 @@ impl<C: DerefMut<Target = SqliteConnection> + Send> Db for Conn<C> {
 
 impl SqlBackend for SqliteStore {
     const FOR_UPDATE: &'static str = "";
+    const FOR_SHARE: &'static str = "";
 
     // FTS5's `messages_fts` (migration 0014): the organization's and the
     // conversation's own tokens in `scope` keep each search to its tenant.

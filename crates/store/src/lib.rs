@@ -12,6 +12,7 @@ mod idempotency;
 mod knowledge;
 mod leader;
 mod live;
+mod memory;
 mod messages;
 mod ops;
 mod people;
@@ -43,6 +44,7 @@ pub use knowledge::{
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
+pub use memory::{MemoryStore, PersonKey, SealedFact};
 pub use messages::MessageStore;
 pub use ops::{
     BackupRun, BackupStatus, CatalogueStore, OpsStore, OrgActivity, TableSize, quote_identifier,

@@ -10,6 +10,8 @@ pub struct Organization {
     pub id: OrgId,
     pub name: String,
     pub tier: Tier,
+    /// Whether its assistants remember what people tell them about themselves.
+    pub memory: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -184,9 +186,10 @@ pub struct NewMessage {
     pub meta: Option<Value>,
     /// Model tokens this message cost (replies); added to the month's usage.
     pub tokens: i64,
-    /// A job this message causes (a reply to write), enqueued in the same
-    /// transaction: the message and its job are stored together or not at all.
-    pub then: Option<crate::NewJob>,
+    /// The jobs this message causes (a reply to write; a reply to send, and
+    /// what to learn from what it answered), enqueued in the same
+    /// transaction: the message and its jobs are stored together or not at all.
+    pub then: Vec<crate::NewJob>,
     /// Who wrote a person's message (None for replies, and for messages of
     /// an API key no member made): the person is found by this identity, or
     /// made, in the message's transaction.

@@ -19,6 +19,7 @@ pub trait Store:
     + crate::ChatbotStore
     + crate::MessageStore
     + crate::PeopleStore
+    + crate::MemoryStore
     + crate::FeedbackStore
     + crate::SkillStore
     + crate::IdempotencyStore

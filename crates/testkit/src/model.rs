@@ -198,9 +198,15 @@ async fn answer(fake: FakeModel, body: Value, format: Format) -> axum::response:
         .filter_map(|m| m["content"].as_str())
         .map(|c| c.split_whitespace().count())
         .sum::<usize>();
-    let reply = match results.is_empty() {
-        true => format!("echo: {last_user}"),
-        false => format!("echo: {last_user} | tools: {}", results.join(" | ")),
+    let system = messages
+        .iter()
+        .find(|m| m["role"] == "system")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("");
+    let reply = match (noted(system, last_user), results.is_empty()) {
+        (Some(noted), _) => noted,
+        (None, true) => format!("echo: {last_user}"),
+        (None, false) => format!("echo: {last_user} | tools: {}", results.join(" | ")),
     };
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": reply.split_whitespace().count()});
     if body["stream"] == true {
@@ -294,6 +300,26 @@ fn tool_calls(call: usize, calls: &[(String, String)], stream: bool) -> axum::re
         .into_response()
 }
 
+/// The answer to Steward's memory extraction (its system prompt begins with
+/// `steward_pipeline::EXTRACTION_TASK`): each sentence of the person's that
+/// begins with "I " or "My ", as a fact; NONE when there is none. Any other
+/// request: None.
+fn noted(system: &str, said: &str) -> Option<String> {
+    if !system.starts_with("Task: note what this person told you about themselves.") {
+        return None;
+    }
+    let facts: Vec<String> = said
+        .split(['.', '!', '?', '\n'])
+        .map(str::trim)
+        .filter(|s| s.starts_with("I ") || s.starts_with("My "))
+        .map(|s| format!("- {s}"))
+        .collect();
+    Some(match facts.is_empty() {
+        true => "NONE".into(),
+        false => facts.join("\n"),
+    })
+}
+
 /// The same answers in Anthropic's Messages format.
 mod anthropic {
     use axum::response::IntoResponse;
@@ -353,9 +379,11 @@ mod anthropic {
                     .filter(|b| b["type"] == "tool_result")
                     .map(|b| text_of(&b["content"]).unwrap_or_default())
                     .collect();
-                let reply = match results.is_empty() {
-                    true => format!("echo: {asked}"),
-                    false => format!("echo: {asked} | tools: {}", results.join(" | ")),
+                let system = text_of(&body["system"]).unwrap_or_default();
+                let reply = match (super::noted(&system, &asked), results.is_empty()) {
+                    (Some(noted), _) => noted,
+                    (None, true) => format!("echo: {asked}"),
+                    (None, false) => format!("echo: {asked} | tools: {}", results.join(" | ")),
                 };
                 vec![json!({"type": "text", "text": reply})]
             }

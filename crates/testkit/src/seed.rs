@@ -100,7 +100,7 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
                     channel_id: None,
                     meta: None,
                     tokens: 12,
-                    then: None,
+                    then: Vec::new(),
                     sender: None,
                     forwarded: false,
                 },

@@ -42,6 +42,7 @@ pub struct Catalogue {
     listed: Arc<Mutex<Listed>>,
     /// The tries of the jobs Steward's own tools enqueue (telling someone).
     job_attempts: i32,
+    memory: crate::memory::Memory,
 }
 
 impl Catalogue {
@@ -55,6 +56,7 @@ impl Catalogue {
         job_attempts: i32,
     ) -> Self {
         Self {
+            memory: crate::memory::Memory::new(store.clone(), sealer.clone()),
             store,
             sealer,
             servers: Arc::new(servers),
@@ -69,6 +71,7 @@ impl Catalogue {
     pub fn reserves(&self, name: &str) -> bool {
         builtin::SERVERS.contains(&name)
             || name == crate::skills::SERVER
+            || name == crate::memory::SERVER
             || self.servers.iter().any(|s| s.name == name)
     }
 
@@ -242,6 +245,16 @@ impl Toolbox for Catalogue {
                 ToolError("the chatbot's skills could not be listed".into())
             })?);
         }
+        // A known person's memory, while their organization keeps it.
+        if person.is_some() {
+            let organization = self.store.organization(scope).await.map_err(|error| {
+                tracing::warn!(%error, "reading an organization failed");
+                ToolError("the organization could not be read".into())
+            })?;
+            if organization.memory {
+                skills.extend(crate::memory::tools());
+            }
+        }
         if chatbot.tools.is_empty() {
             return Ok(skills);
         }
@@ -273,6 +286,9 @@ impl Toolbox for Catalogue {
         }
         if tool.server == crate::skills::SERVER {
             return crate::skills::call(&self.store, context, tool, input).await;
+        }
+        if tool.server == crate::memory::SERVER {
+            return crate::memory::call(&self.memory, context, tool, input).await;
         }
         let servers = self
             .store

@@ -11,6 +11,7 @@
 pub mod builtin;
 mod catalogue;
 pub mod mcp;
+pub mod memory;
 pub mod serve;
 pub mod skills;
 
@@ -67,7 +68,8 @@ pub struct CallContext {
     pub chatbot: ChatbotId,
     pub conversation: ConversationId,
     /// Who the reply is for (the author of the message it answers): the
-    /// skills they may use are the ones offered.
+    /// skills they may use are the ones offered, and the memory tools
+    /// reach their memory.
     pub person: Option<PersonId>,
     /// The reply the call is made for (stored after it); None for a call
     /// through Steward's MCP server, which writes no reply.

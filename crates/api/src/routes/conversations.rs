@@ -260,7 +260,7 @@ async fn post_message(
         channel_id: None,
         meta: None,
         tokens: 0,
-        then: Some(
+        then: vec![
             NewJob::of(
                 &RespondArgs {
                     chatbot_id: chatbot,
@@ -269,7 +269,7 @@ async fn post_message(
                 state.config.jobs.max_attempts,
             )
             .for_org(auth.0.org_id()),
-        ),
+        ],
         sender: auth.0.member().map(Sender::member),
         forwarded: false,
     };

@@ -21,11 +21,61 @@ use crate::state::SharedState;
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(usage))
+        .routes(routes!(settings, change_settings))
         .routes(routes!(set_billing))
         .routes(routes!(list_members, add_member))
         .routes(routes!(change_member, remove_member))
         .routes(routes!(reset_password))
         .routes(routes!(audit_log))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SettingsDto {
+    /// Whether assistants remember what people tell them about themselves
+    /// (see `/people/{id}/memory`).
+    memory: bool,
+}
+
+/// The organization's settings.
+#[utoipa::path(get, path = "/organizations/settings", tag = "organization", security(("bearer" = [])),
+    responses((status = 200, body = SettingsDto), (status = 401, body = ErrorBody)))]
+async fn settings(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<SettingsDto>> {
+    let organization = state.store.organization(&auth.0.scope()).await?;
+    Ok(axum::Json(SettingsDto {
+        memory: organization.memory,
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsBody {
+    /// false: assistants stop learning about people, and everything they
+    /// remember of everyone is deleted (audited). Absent: left as it is.
+    memory: Option<bool>,
+}
+
+/// Change the organization's settings (owners and admins); what is left
+/// out stays as it is.
+#[utoipa::path(put, path = "/organizations/settings", tag = "organization", security(("bearer" = [])),
+    request_body = SettingsBody,
+    responses((status = 200, body = SettingsDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn change_settings(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Json(body): Json<SettingsBody>,
+) -> ApiResult<axum::Json<SettingsDto>> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let mut organization = state.store.organization(&scope).await?;
+    if let Some(memory) = body.memory.filter(|on| *on != organization.memory) {
+        organization = state.store.set_memory(&scope, memory).await?;
+    }
+    Ok(axum::Json(SettingsDto {
+        memory: organization.memory,
+    }))
 }
 
 #[derive(Serialize, ToSchema)]

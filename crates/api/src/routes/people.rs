@@ -1,11 +1,13 @@
 //! The people who talk to an organization's assistants: listed, read with
-//! their handles and conversations, and merged by an admin. Advisors see
-//! none of it.
+//! their handles and conversations, and merged by an admin; what the
+//! assistants remember of each, read and forgotten by an admin or the
+//! person themself. Advisors see none of it.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use steward_domain::{IdentityKind, PersonId};
+use steward_domain::{FactId, IdentityKind, PersonId};
 use steward_store::{PeopleQuery, Person};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -23,6 +25,8 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(list_people))
         .routes(routes!(get_person))
         .routes(routes!(merge_person))
+        .routes(routes!(person_memory, forget_memory))
+        .routes(routes!(forget_fact))
 }
 
 /// How many of a person's conversations their page shows, newest first.
@@ -186,4 +190,111 @@ async fn merge_person(
         .merge_people(&auth.0.scope(), id.into(), body.person_id.into())
         .await?;
     Ok(axum::Json(merged.into()))
+}
+
+/// A person's memory is read and changed by the organization's owners and
+/// admins, and by the member who is that person; never by advisors.
+async fn may_reach_memory(state: &SharedState, auth: &Auth, person: PersonId) -> ApiResult<()> {
+    auth.require_conversations()?;
+    let scope = auth.0.scope();
+    state.store.person(&scope, person).await?;
+    if auth.0.role().can_administer() {
+        return Ok(());
+    }
+    let own = match auth.0.member() {
+        Some(user) => match state.store.member_person(&scope, user).await {
+            Ok(own) => Some(own.id),
+            Err(steward_store::StoreError::NotFound) => None,
+            Err(error) => return Err(error.into()),
+        },
+        None => None,
+    };
+    match own == Some(person) {
+        true => Ok(()),
+        false => Err(ApiError::forbidden()),
+    }
+}
+
+fn memory_of(state: &SharedState) -> steward_tools::memory::Memory {
+    steward_tools::memory::Memory::new(state.store.clone(), state.sealer.clone())
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct FactDto {
+    id: FactId,
+    /// What the assistant noted, in the third person.
+    text: String,
+    /// When it was learnt.
+    created_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MemoryList {
+    /// Oldest first.
+    facts: Vec<FactDto>,
+}
+
+/// What the organization's assistants remember of a person (owners, admins,
+/// and the member who is that person): facts learnt from what they said
+/// about themselves, kept sealed under a key of their own.
+#[utoipa::path(get, path = "/people/{id}/memory", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = MemoryList), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn person_memory(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<MemoryList>> {
+    let person = PersonId::from(id);
+    may_reach_memory(&state, &auth, person).await?;
+    let facts = memory_of(&state).facts(&auth.0.scope(), person).await?;
+    Ok(axum::Json(MemoryList {
+        facts: facts
+            .into_iter()
+            .map(|f| FactDto {
+                id: f.id,
+                text: f.text,
+                created_at: f.created_at,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Forgotten {
+    /// How many facts were deleted.
+    forgotten: u64,
+}
+
+/// Forget everything the assistants remember of a person, for good.
+#[utoipa::path(delete, path = "/people/{id}/memory", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Forgotten), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn forget_memory(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<Forgotten>> {
+    let person = PersonId::from(id);
+    may_reach_memory(&state, &auth, person).await?;
+    let forgotten = state.store.forget_memory(&auth.0.scope(), person).await?;
+    Ok(axum::Json(Forgotten { forgotten }))
+}
+
+/// Forget one fact of a person's memory, for good.
+#[utoipa::path(delete, path = "/people/{id}/memory/{fact_id}", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("fact_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn forget_fact(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path((id, fact)): Path<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
+    let person = PersonId::from(id);
+    may_reach_memory(&state, &auth, person).await?;
+    state
+        .store
+        .forget_fact(&auth.0.scope(), person, fact.into())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

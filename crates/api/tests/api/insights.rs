@@ -73,7 +73,7 @@ fn message(
         channel_id: None,
         meta: None,
         tokens: 0,
-        then: None,
+        then: Vec::new(),
         sender: None,
         forwarded: false,
     }

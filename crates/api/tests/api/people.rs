@@ -129,10 +129,34 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
     for path in [
         "/api/v1/people".to_owned(),
         format!("/api/v1/people/{someone}"),
+        format!("/api/v1/people/{someone}/memory"),
     ] {
         let reply = app.get(&path, &advisor.token).await;
         assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
     }
+    // Someone's memory is theirs and the admins': not another member's.
+    let fact = uuid::Uuid::now_v7();
+    for path in [
+        format!("/api/v1/people/{someone}/memory"),
+        format!("/api/v1/people/{someone}/memory/{fact}"),
+    ] {
+        for session in [&advisor, &member] {
+            let reply = app.delete(&path, &session.token).await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
+        }
+    }
+    let mine = member_person["id"].as_str().unwrap();
+    let own = app
+        .delete(&format!("/api/v1/people/{mine}/memory"), &member.token)
+        .await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    let unknown = app
+        .delete(
+            &format!("/api/v1/people/{mine}/memory/{fact}"),
+            &member.token,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let merge = |into: &str| format!("/api/v1/people/{into}/merge");
     let body = json!({"person_id": member_person["id"]});
     for session in [&advisor, &member] {
@@ -221,7 +245,7 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
                 channel_id: None,
                 meta: None,
                 tokens: 1,
-                then: None,
+                then: Vec::new(),
                 sender: None,
                 forwarded: false,
             },

@@ -20,6 +20,7 @@ struct Owned {
     document: String,
     context: String,
     person: String,
+    fact: String,
 }
 
 /// The state of A that B must not be able to change, read as A.
@@ -48,6 +49,8 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         "/api/v1/skills/alpha-skill".into(),
         "/api/v1/skills/alpha-skill/assignees".into(),
         format!("/api/v1/people/{}", owned.person),
+        format!("/api/v1/people/{}/memory", owned.person),
+        "/api/v1/organizations/settings".into(),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
     ] {
@@ -94,6 +97,8 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         }
         ("PATCH", "/api/v1/organizations/members/{user_id}") => Some(json!({"role": "advisor"})),
         ("PUT", "/api/v1/organizations/billing") => Some(json!({"tier": "enterprise"})),
+        // B's own memory off: A's stays on, with what it remembers.
+        ("PUT", "/api/v1/organizations/settings") => Some(json!({"memory": false})),
         ("POST", "/api/v1/integrations/enable") => {
             Some(json!({"integration_id": "pricing-calculator", "config": {
                 "currency": "EUR", "items": {"basic": {"name": "Basic", "unit_price": 10}}
@@ -249,7 +254,26 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         )
         .await;
     assert_eq!(assigned.status, StatusCode::OK, "{}", assigned.text);
+    // What A's assistant remembers of that person.
+    let memory = steward_tools::memory::Memory::new(app.store.clone(), app.state.sealer.clone());
+    let a_scope = TenantScope::for_job(a.org_id.parse().unwrap());
+    let person_id = person.parse().unwrap();
+    memory
+        .remember(
+            &a_scope,
+            person_id,
+            message.parse().unwrap(),
+            &[],
+            &["Alpha's owner works in finance".to_owned()],
+            10,
+        )
+        .await
+        .unwrap();
+    let fact = memory.facts(&a_scope, person_id).await.unwrap()[0]
+        .id
+        .to_string();
     let owned = Owned {
+        fact,
         person,
         document,
         context,
@@ -279,6 +303,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &"lead@alpha.example.org".to_owned(),
         &tool_server,
         &"a-secret".to_owned(),
+        &owned.fact,
+        &"works in finance".to_owned(),
     ];
 
     let doc = app
@@ -321,6 +347,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                     &format!("/conversations/{conversation}"),
                 )
                 .replace("/people/{id}", &format!("/people/{}", owned.person))
+                .replace("/memory/{fact_id}", &format!("/memory/{}", owned.fact))
                 .replace("/messages/{id}", &format!("/messages/{}", owned.message))
                 .replace("/skills/{name}", "/skills/alpha-skill");
             assert!(

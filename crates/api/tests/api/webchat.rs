@@ -416,7 +416,7 @@ async fn a_visitor_rates_replies_in_their_own_conversation_only() {
                 channel_id: question.channel_id,
                 meta: None,
                 tokens: 1,
-                then: None,
+                then: Vec::new(),
                 sender: None,
                 forwarded: false,
             },

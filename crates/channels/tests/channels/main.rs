@@ -103,6 +103,7 @@ impl Harness {
             // Steward's own tools, for the chatbots given them.
             toolbox: Some(Arc::new(self.app.state.tools.clone())),
             tool_limits: Default::default(),
+            memory: None,
         };
         let sender = Sender::new(
             Duration::from_secs(5),

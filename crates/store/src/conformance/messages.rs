@@ -286,7 +286,7 @@ pub async fn a_message_and_the_job_it_causes_are_stored_together(store: S) {
         ..NewJob::raw(JobKind::Respond, json!({}), 3)
     };
     let mut first = user_message(bot.id, None, "hello");
-    first.then = Some(respond("c1"));
+    first.then = vec![respond("c1")];
     let stored = store.add_message(&scope, first).await.unwrap();
     let jobs = store.list_jobs(&scope, None, 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
@@ -302,7 +302,7 @@ pub async fn a_message_and_the_job_it_causes_are_stored_together(store: S) {
     duplicate.channel_id = Some(line.id);
     store.add_message(&scope, duplicate.clone()).await.unwrap();
     duplicate.id = MessageId::new();
-    duplicate.then = Some(respond("c1"));
+    duplicate.then = vec![respond("c1")];
     assert_conflict(
         store.add_message(&scope, duplicate).await,
         "duplicate_message",

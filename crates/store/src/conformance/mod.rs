@@ -12,6 +12,7 @@ mod accounts;
 mod channels;
 mod feedback;
 mod knowledge;
+mod memory;
 mod messages;
 mod ops;
 mod people;
@@ -24,6 +25,7 @@ use channels::new_channel;
 pub use channels::*;
 pub use feedback::*;
 pub use knowledge::*;
+pub use memory::*;
 pub use messages::*;
 pub use ops::*;
 pub use people::*;
@@ -102,6 +104,8 @@ macro_rules! conformance_tests {
             skills_keep_their_versions_and_are_deleted_for_good_within_their_org,
             activations_count_once_per_call_with_the_ratings_of_their_replies,
             skills_assigned_to_people_or_roles_are_offered_to_them_only,
+            memory_is_kept_once_per_message_bounded_and_within_its_org,
+            memory_moves_with_a_merge_and_goes_when_turned_off,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(
@@ -176,7 +180,7 @@ fn user_message(
         channel_id: None,
         meta: None,
         tokens: 0,
-        then: None,
+        then: Vec::new(),
         sender: None,
         forwarded: false,
     }

@@ -21,6 +21,7 @@ impl<B: SqlBackend> AccountStore for B {
             id: OrgId::new(),
             name: org.name.into_inner(),
             tier: org.tier,
+            memory: true,
             created_at: at,
         };
         let mut tx = self.begin().await?;

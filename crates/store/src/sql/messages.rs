@@ -428,7 +428,7 @@ impl<B: SqlBackend> MessageStore for B {
                 firsts = mark_active(&mut tx, org, at, person).await?;
             }
         }
-        if let Some(job) = &new.then {
+        for job in &new.then {
             insert_job::<B>(&mut tx, job).await?;
         }
         let stored = LiveEvent {

@@ -40,6 +40,7 @@ mod chatbots;
 pub(crate) mod feedback;
 mod idempotency;
 mod knowledge;
+mod memory;
 mod messages;
 mod ops;
 mod people;
@@ -169,6 +170,11 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// (PostgreSQL's ` FOR UPDATE`); empty where a write transaction holds
     /// the whole database (SQLite).
     const FOR_UPDATE: &'static str;
+
+    /// Appended to a SELECT to keep its rows from changing until the
+    /// transaction ends, while letting others read and share-lock them
+    /// (PostgreSQL's ` FOR SHARE`); empty on SQLite.
+    const FOR_SHARE: &'static str;
 
     /// The word index of messages' text, which the conversation list's text
     /// filter reads.
@@ -469,11 +475,13 @@ ids!(
     ConversationId,
     CrawlId,
     DocumentId,
+    FactId,
     JobId,
     LeadId,
     MessageId,
     OrgId,
     PersonId,
+    PersonKeyId,
     SkillId,
     ToolCallId,
     ToolServerId,

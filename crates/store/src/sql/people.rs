@@ -243,6 +243,8 @@ async fn merge<B: SqlBackend>(
         "person_days",
         "person_weeks",
         "skill_activations",
+        "person_keys",
+        "memory_facts",
     ];
     for table in moved {
         tx.execute(

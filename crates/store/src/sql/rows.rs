@@ -84,6 +84,7 @@ pub fn organization(row: &impl Row) -> StoreResult<Organization> {
         id: row.get("id")?,
         name: row.get("name")?,
         tier: row.get("tier")?,
+        memory: row.get("memory")?,
         created_at: row.get("created_at")?,
     })
 }

@@ -1,0 +1,30 @@
+-- Personal memory: what a person told an assistant about themselves,
+-- sealed under a key of that person's own (itself sealed under the master
+-- key), so destroying their keys makes every copy of it unreadable.
+-- An organization may turn memory off; its people's facts are then deleted.
+ALTER TABLE organizations ADD COLUMN memory boolean NOT NULL DEFAULT true;
+
+-- A person may hold several keys (a merge keeps both people's); each fact
+-- names the one it was sealed with.
+CREATE TABLE person_keys (
+    id          uuid PRIMARY KEY,
+    org_id      uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    person_id   uuid NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    sealed      bytea NOT NULL,
+    created_at  timestamptz NOT NULL
+);
+CREATE INDEX person_keys_person ON person_keys (person_id);
+
+CREATE TABLE memory_facts (
+    id                 uuid PRIMARY KEY,
+    org_id             uuid NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    person_id          uuid NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    key_id             uuid NOT NULL REFERENCES person_keys (id) ON DELETE CASCADE,
+    sealed             bytea NOT NULL,
+    -- The message it was learnt from: a retried extraction finds it done.
+    source_message_id  uuid,
+    created_at         timestamptz NOT NULL
+);
+CREATE INDEX memory_facts_person ON memory_facts (person_id, created_at);
+CREATE INDEX memory_facts_key ON memory_facts (key_id);
+CREATE INDEX memory_facts_org ON memory_facts (org_id);

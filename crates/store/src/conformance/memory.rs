@@ -1,0 +1,205 @@
+//! Personal memory: people's keys and sealed facts, kept once per message,
+//! bounded, moved by a merge, and gone when the organization turns memory
+//! off; never seen from another organization.
+
+use steward_domain::*;
+
+use super::*;
+
+/// A person who wrote on Telegram as `handle`, and the message they wrote.
+async fn person(store: &S, scope: &TenantScope, handle: &str) -> (PersonId, MessageId) {
+    let chatbot = store
+        .create_chatbot(scope, new_chatbot("Helper"))
+        .await
+        .unwrap()
+        .id;
+    let mut message = user_message(chatbot, None, "hello");
+    message.sender = Some(Sender::new(
+        Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
+    ));
+    let stored = store.add_message(scope, message).await.unwrap();
+    (stored.person_id.unwrap(), stored.id)
+}
+
+fn key() -> PersonKey {
+    PersonKey {
+        id: PersonKeyId::new(),
+        sealed: vec![7; 60],
+    }
+}
+
+fn fact(key: &PersonKey, sealed: &[u8], minutes_ago: i64) -> SealedFact {
+    SealedFact {
+        id: FactId::new(),
+        key_id: key.id,
+        sealed: sealed.to_vec(),
+        source_message_id: None,
+        created_at: now() - chrono::Duration::minutes(minutes_ago),
+    }
+}
+
+fn sealed_of(facts: &[SealedFact]) -> Vec<Vec<u8>> {
+    facts.iter().map(|f| f.sealed.clone()).collect()
+}
+
+pub async fn memory_is_kept_once_per_message_bounded_and_within_its_org(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (globex, _) = org(&store, "Globex").await;
+    let (ada, said) = person(&store, &scope, "1").await;
+    let (theirs, _) = person(&store, &globex, "1").await;
+    let ada_key = key();
+    store.add_person_key(&scope, ada, &ada_key).await.unwrap();
+    assert_not_found(
+        store.add_person_key(&globex, ada, &key()).await,
+        "a key for another organization's person",
+    );
+    assert_eq!(
+        store.person_keys(&scope, ada).await.unwrap(),
+        std::slice::from_ref(&ada_key)
+    );
+    assert!(store.person_keys(&globex, ada).await.unwrap().is_empty());
+
+    let facts = [fact(&ada_key, b"one", 3), fact(&ada_key, b"two", 2)];
+    assert!(store.remember(&scope, ada, said, &facts, 10).await.unwrap());
+    assert!(
+        !store
+            .remember(&scope, ada, said, &[fact(&ada_key, b"again", 1)], 10)
+            .await
+            .unwrap(),
+        "a message's facts are kept once"
+    );
+    let kept = store.memory(&scope, ada).await.unwrap();
+    assert_eq!(sealed_of(&kept), [b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(kept[0].source_message_id, Some(said));
+    assert!(store.memory(&globex, ada).await.unwrap().is_empty());
+    // Another organization's person, or a key that is not the person's: nothing stored.
+    store
+        .remember(
+            &globex,
+            theirs,
+            MessageId::new(),
+            &[fact(&ada_key, b"stolen", 0)],
+            10,
+        )
+        .await
+        .unwrap();
+    assert!(store.memory(&globex, theirs).await.unwrap().is_empty());
+
+    // Bounded: only the newest are kept.
+    let newer = [fact(&ada_key, b"three", 1), fact(&ada_key, b"four", 0)];
+    assert!(
+        store
+            .remember(&scope, ada, MessageId::new(), &newer, 3)
+            .await
+            .unwrap()
+    );
+    let kept = store.memory(&scope, ada).await.unwrap();
+    assert_eq!(
+        sealed_of(&kept),
+        [b"two".to_vec(), b"three".to_vec(), b"four".to_vec()]
+    );
+
+    assert_not_found(
+        store.forget_fact(&globex, ada, kept[0].id).await,
+        "from another org",
+    );
+    store.forget_fact(&scope, ada, kept[0].id).await.unwrap();
+    assert_not_found(
+        store.forget_fact(&scope, ada, kept[0].id).await,
+        "forgotten already",
+    );
+    assert_eq!(store.forget_memory(&globex, ada).await.unwrap(), 0);
+    assert_eq!(store.forget_memory(&scope, ada).await.unwrap(), 2);
+    assert!(store.memory(&scope, ada).await.unwrap().is_empty());
+    assert_eq!(
+        store.person_keys(&scope, ada).await.unwrap().len(),
+        1,
+        "the key stays"
+    );
+
+    // A master-key rotation replaces a key only if it is unchanged.
+    assert!(
+        !store
+            .replace_person_key(ada_key.id, b"other", b"new")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .replace_person_key(ada_key.id, &ada_key.sealed, b"new")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.person_keys(&scope, ada).await.unwrap()[0].sealed,
+        b"new"
+    );
+    assert_eq!(store.all_person_keys().await.unwrap().len(), 1);
+}
+
+pub async fn memory_moves_with_a_merge_and_goes_when_turned_off(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (globex, _) = org(&store, "Globex").await;
+    let (ada, first) = person(&store, &scope, "1").await;
+    let (also_ada, second) = person(&store, &scope, "2").await;
+    let (theirs, elsewhere) = person(&store, &globex, "1").await;
+    let (a, b, c) = (key(), key(), key());
+    store.add_person_key(&scope, ada, &a).await.unwrap();
+    store.add_person_key(&scope, also_ada, &b).await.unwrap();
+    store.add_person_key(&globex, theirs, &c).await.unwrap();
+    store
+        .remember(&scope, ada, first, &[fact(&a, b"a", 2)], 10)
+        .await
+        .unwrap();
+    store
+        .remember(&scope, also_ada, second, &[fact(&b, b"b", 1)], 10)
+        .await
+        .unwrap();
+    store
+        .remember(&globex, theirs, elsewhere, &[fact(&c, b"c", 1)], 10)
+        .await
+        .unwrap();
+
+    store.merge_people(&scope, ada, also_ada).await.unwrap();
+    let keys: Vec<PersonKeyId> = store
+        .person_keys(&scope, ada)
+        .await
+        .unwrap()
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&a.id) && keys.contains(&b.id));
+    assert_eq!(
+        sealed_of(&store.memory(&scope, ada).await.unwrap()),
+        [b"a".to_vec(), b"b".to_vec()]
+    );
+
+    assert!(
+        store.organization(&scope).await.unwrap().memory,
+        "on by default"
+    );
+    let off = store.set_memory(&scope, false).await.unwrap();
+    assert!(!off.memory);
+    assert!(store.memory(&scope, ada).await.unwrap().is_empty());
+    assert!(
+        !store
+            .remember(&scope, ada, MessageId::new(), &[fact(&a, b"late", 0)], 10)
+            .await
+            .unwrap(),
+        "nothing is kept while memory is off"
+    );
+    assert!(store.memory(&scope, ada).await.unwrap().is_empty());
+    assert_eq!(
+        sealed_of(&store.memory(&globex, theirs).await.unwrap()),
+        [b"c".to_vec()],
+        "another organization keeps its memory"
+    );
+    let audit = store.list_audit(&scope, None, 10).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "organization.memory_changed")
+    );
+    assert!(store.set_memory(&scope, true).await.unwrap().memory);
+}

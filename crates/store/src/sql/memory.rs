@@ -1,0 +1,258 @@
+//! [`MemoryStore`], for every backend.
+
+use async_trait::async_trait;
+use serde_json::json;
+use steward_domain::*;
+
+use crate::sql::{Db, Row, SqlBackend, audit, commit, sql};
+use crate::*;
+
+/// Facts deleted per statement when an organization turns memory off, so
+/// no statement holds its locks for long.
+const FORGET_BATCH: u32 = 1000;
+
+fn person_key(row: &impl Row) -> StoreResult<PersonKey> {
+    Ok(PersonKey {
+        id: row.get("id")?,
+        sealed: row.get("sealed")?,
+    })
+}
+
+fn fact(row: &impl Row) -> StoreResult<SealedFact> {
+    Ok(SealedFact {
+        id: row.get("id")?,
+        key_id: row.get("key_id")?,
+        sealed: row.get("sealed")?,
+        source_message_id: row.get("source_message_id")?,
+        created_at: row.get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl<B: SqlBackend> MemoryStore for B {
+    async fn person_keys(
+        &self,
+        scope: &TenantScope,
+        person: PersonId,
+    ) -> StoreResult<Vec<PersonKey>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql("SELECT id, sealed FROM person_keys
+                     WHERE person_id = $1 AND org_id = $2 ORDER BY created_at, id")
+                .bind(person)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        found.iter().map(person_key).collect()
+    }
+
+    async fn all_person_keys(&self) -> StoreResult<Vec<PersonKey>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(sql(
+                "SELECT id, sealed FROM person_keys ORDER BY created_at, id",
+            ))
+            .await?;
+        found.iter().map(person_key).collect()
+    }
+
+    async fn replace_person_key(
+        &self,
+        id: PersonKeyId,
+        expected: &[u8],
+        sealed: &[u8],
+    ) -> StoreResult<bool> {
+        let updated = self
+            .write()
+            .await?
+            .execute(
+                sql("UPDATE person_keys SET sealed = $1 WHERE id = $2 AND sealed = $3")
+                    .bind(sealed)
+                    .bind(id)
+                    .bind(expected),
+            )
+            .await?;
+        Ok(updated == 1)
+    }
+
+    async fn add_person_key(
+        &self,
+        scope: &TenantScope,
+        person: PersonId,
+        key: &PersonKey,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let added = tx
+            .execute(
+                sql(
+                    "INSERT INTO person_keys (id, org_id, person_id, sealed, created_at)
+                     SELECT $1, org_id, id, $3, $4 FROM people WHERE id = $2 AND org_id = $5",
+                )
+                .bind(key.id)
+                .bind(person)
+                .bind(key.sealed.as_slice())
+                .bind(now())
+                .bind(scope.org_id()),
+            )
+            .await?;
+        if added == 0 {
+            return Err(StoreError::NotFound);
+        }
+        commit::<B>(tx).await
+    }
+
+    async fn memory(&self, scope: &TenantScope, person: PersonId) -> StoreResult<Vec<SealedFact>> {
+        let found = self
+            .read()
+            .await?
+            .fetch_all(
+                sql(
+                    "SELECT id, key_id, sealed, source_message_id, created_at FROM memory_facts
+                     WHERE person_id = $1 AND org_id = $2 ORDER BY created_at, id",
+                )
+                .bind(person)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        found.iter().map(fact).collect()
+    }
+
+    async fn remember(
+        &self,
+        scope: &TenantScope,
+        person: PersonId,
+        source: MessageId,
+        facts: &[SealedFact],
+        keep: u32,
+    ) -> StoreResult<bool> {
+        let org = scope.org_id();
+        let mut tx = self.begin().await?;
+        // Shared with other extractions; turning memory off waits for them,
+        // then deletes what they kept. One that starts after finds it off.
+        let on: bool = tx
+            .fetch_one(
+                sql(format!(
+                    "SELECT memory FROM organizations WHERE id = $1{}",
+                    B::FOR_SHARE
+                ))
+                .bind(org),
+            )
+            .await?
+            .get("memory")?;
+        let done = tx
+            .fetch_optional(
+                sql("SELECT 1 AS one FROM memory_facts WHERE person_id = $1 AND source_message_id = $2")
+                    .bind(person)
+                    .bind(source),
+            )
+            .await?
+            .is_some();
+        if !on || done {
+            return Ok(false);
+        }
+        for fact in facts {
+            tx.execute(
+                sql("INSERT INTO memory_facts
+                        (id, org_id, person_id, key_id, sealed, source_message_id, created_at)
+                     SELECT $1, org_id, person_id, id, $4, $5, $6 FROM person_keys
+                     WHERE id = $2 AND person_id = $3 AND org_id = $7")
+                .bind(fact.id)
+                .bind(fact.key_id)
+                .bind(person)
+                .bind(fact.sealed.as_slice())
+                .bind(source)
+                .bind(fact.created_at)
+                .bind(org),
+            )
+            .await?;
+        }
+        tx.execute(
+            sql(
+                "DELETE FROM memory_facts WHERE person_id = $1 AND id NOT IN (
+                    SELECT id FROM memory_facts WHERE person_id = $1
+                    ORDER BY created_at DESC, id DESC LIMIT $2)",
+            )
+            .bind(person)
+            .bind(i64::from(keep)),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(true)
+    }
+
+    async fn forget_fact(
+        &self,
+        scope: &TenantScope,
+        person: PersonId,
+        fact: FactId,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let deleted = tx
+            .execute(
+                sql("DELETE FROM memory_facts WHERE id = $1 AND person_id = $2 AND org_id = $3")
+                    .bind(fact)
+                    .bind(person)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound);
+        }
+        commit::<B>(tx).await
+    }
+
+    async fn forget_memory(&self, scope: &TenantScope, person: PersonId) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let deleted = tx
+            .execute(
+                sql("DELETE FROM memory_facts WHERE person_id = $1 AND org_id = $2")
+                    .bind(person)
+                    .bind(scope.org_id()),
+            )
+            .await?;
+        commit::<B>(tx).await?;
+        Ok(deleted)
+    }
+
+    async fn set_memory(&self, scope: &TenantScope, on: bool) -> StoreResult<Organization> {
+        let org = scope.org_id();
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(
+                sql("UPDATE organizations SET memory = $1 WHERE id = $2 RETURNING *")
+                    .bind(on)
+                    .bind(org),
+            )
+            .await?;
+        audit(
+            &mut tx,
+            scope,
+            "organization.memory_changed",
+            &format!("organization:{org}"),
+            json!({ "memory": on }),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        if !on {
+            loop {
+                let mut tx = self.begin().await?;
+                let deleted = tx
+                    .execute(
+                        sql("DELETE FROM memory_facts WHERE id IN (
+                                SELECT id FROM memory_facts WHERE org_id = $1 LIMIT $2)")
+                        .bind(org)
+                        .bind(i64::from(FORGET_BATCH)),
+                    )
+                    .await?;
+                commit::<B>(tx).await?;
+                if deleted < u64::from(FORGET_BATCH) {
+                    break;
+                }
+            }
+        }
+        crate::sql::rows::organization(&row)
+    }
+}
