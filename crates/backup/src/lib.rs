@@ -9,10 +9,13 @@
 //! run (a full disk, say) leaves nothing half-made and the earlier backups
 //! as they were. With `backup.s3_url` set, each backup is then copied to S3,
 //! manifest last. Retention runs after each successful backup only.
+//!
+//! A restore re-applies the erasure ledger before it returns ([`erasure`]).
 
 mod archive;
 pub mod copy;
 mod create;
+mod erasure;
 mod manifest;
 mod postgres;
 mod restore;
@@ -27,6 +30,7 @@ use steward_knowledge::Blobs;
 use steward_store::{Backend, Store, StoreError, TableSize};
 
 pub use archive::BlobTally;
+pub use erasure::{EraseJob, erase};
 pub use manifest::{FileEntry, Manifest};
 
 const SQLITE_FILE: &str = "database.sqlite.gz";
@@ -94,6 +98,9 @@ pub struct RestorePlan {
     pub target: String,
     pub target_holds_data: bool,
     pub restores_blobs: bool,
+    /// People the restored database held whom a ledger says were erased:
+    /// erased again before the restore returned.
+    pub erased_again: usize,
 }
 
 /// Where backups go and how long they stay.

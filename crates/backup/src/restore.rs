@@ -272,11 +272,12 @@ impl Backups {
                 target.describe()
             )));
         }
-        let plan = RestorePlan {
+        let mut plan = RestorePlan {
             manifest,
             target: target.describe(),
             target_holds_data: holds_data,
             restores_blobs: blobs.is_some(),
+            erased_again: 0,
         };
         if !confirm(&plan) {
             return Err(BackupError::Cancelled);
@@ -296,17 +297,26 @@ impl Backups {
             })
             .await?;
         }
-        match &target {
-            Target::Sqlite(path) => restore_sqlite_file(&folder.join(SQLITE_FILE), path).await?,
+        let store: Box<dyn Store> = match &target {
+            Target::Sqlite(path) => {
+                restore_sqlite_file(&folder.join(SQLITE_FILE), path).await?;
+                Box::new(SqliteStore::open_file(path, 1).await?)
+            }
             Target::Postgres(url) => {
                 postgres::restore(&self.pg_restore, &folder.join(POSTGRES_FILE), url).await?;
                 let store = PostgresStore::connect(url, 2).await?;
-                let migrated = store.migrate().await;
-                Store::close(&store).await;
-                migrated?;
+                if let Err(e) = store.migrate().await {
+                    Store::close(&store).await;
+                    return Err(e.into());
+                }
+                Box::new(store)
             }
-        }
-        tracing::info!(backup = %plan.manifest.id, target = %plan.target, "backup restored");
+        };
+        // Erased people stay erased, whatever the backup held.
+        let erased = crate::erasure::reapply(store.as_ref(), self).await;
+        store.close().await;
+        plan.erased_again = erased?;
+        tracing::info!(backup = %plan.manifest.id, target = %plan.target, erased_again = plan.erased_again, "backup restored");
         Ok(plan)
     }
 }

@@ -116,7 +116,135 @@ macro_rules! on_both_stores {
 on_both_stores!(
     a_restored_backup_holds_exactly_the_rows_and_blobs_there_were,
     damaged_backups_are_refused_before_anything_is_written,
+    an_erased_person_stays_erased_when_an_older_backup_is_restored,
 );
+
+/// A message `handle` wrote on Telegram, in a conversation of its own.
+async fn telegram_message(
+    store: &dyn Store,
+    scope: &TenantScope,
+    bot: ChatbotId,
+    handle: &str,
+    text: &str,
+) -> Message {
+    let message = NewMessage {
+        id: MessageId::new(),
+        chatbot_id: bot,
+        conversation: ConversationChoice::Start(ConversationId::new()),
+        role: MessageRole::User,
+        text: MessageText::parse("text", text).unwrap(),
+        channel: "telegram".into(),
+        external_id: None,
+        answers: None,
+        channel_id: None,
+        meta: None,
+        tokens: 0,
+        then: Vec::new(),
+        sender: Some(Sender::new(
+            Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
+        )),
+        forwarded: false,
+    };
+    store.add_message(scope, message).await.unwrap()
+}
+
+async fn an_erased_person_stays_erased_when_an_older_backup_is_restored(backend: Backend) {
+    let source = database(backend).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    let store = source.store.as_ref();
+    let (scope, bot) =
+        steward_testkit::seed::organization_with_chatbot(store, "Acme", Tier::Free).await;
+    let sealer = Arc::new(steward_auth::Sealer::new(&[7; 32]));
+    let memory = steward_tools::memory::Memory::new(source.store.clone(), sealer.clone());
+    let ada_says = telegram_message(store, &scope, bot.id, "1", "I work in finance").await;
+    let bo_says = telegram_message(store, &scope, bot.id, "2", "I work in sales").await;
+    let (ada, bo) = (ada_says.person_id.unwrap(), bo_says.person_id.unwrap());
+    for (person, said, fact) in [
+        (ada, ada_says.id, "Works in finance"),
+        (bo, bo_says.id, "Works in sales"),
+    ] {
+        memory
+            .remember(&scope, person, said, &[], &[fact.to_owned()], 10)
+            .await
+            .unwrap();
+    }
+    // Ada's sealed memory as it was, to try every key on later.
+    let ada_sealed = store.memory(&scope, ada).await.unwrap();
+    let backups = Backups::from_config(&config(data.path())).unwrap();
+    let before = backups.create(store, &source.url, &blobs).await.unwrap();
+
+    let erased = steward_backup::erase(store, &backups, &scope, ada)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            erased.keys,
+            erased.facts,
+            erased.messages,
+            erased.conversations
+        ),
+        (1, 1, 1, 1)
+    );
+    assert!(matches!(
+        store.person(&scope, ada).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.message(&scope, ada_says.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(memory.facts(&scope, ada).await.unwrap().is_empty());
+    // Unreadable with every key Steward holds: no key of Ada's is left to
+    // open her facts, and neither the master key nor anyone else's does.
+    let every_key = store.all_person_keys().await.unwrap();
+    assert_eq!(every_key.len(), 1, "only Bo's is left");
+    let bos = sealer
+        .open_data_key(&every_key[0].sealed, every_key[0].id.to_string().as_bytes())
+        .unwrap();
+    for fact in &ada_sealed {
+        let context = fact.id.to_string();
+        assert!(bos.open(&fact.sealed, context.as_bytes()).is_err());
+        assert!(sealer.open(&fact.sealed, context.as_bytes()).is_err());
+    }
+
+    // The backup made before the erasure, restored into a new database:
+    // Ada is erased again before the restore returns; Bo is intact.
+    let (target, _target_guard) = empty_target(backend).await;
+    let plan = backups
+        .restore(&Pick::Id(before.id.clone()), &target, None, false, |_| true)
+        .await
+        .unwrap();
+    assert_eq!(plan.erased_again, 1);
+    let restored: Arc<dyn Store> = match backend {
+        Backend::Sqlite => Arc::new(SqliteStore::connect(&target, 2).await.unwrap()),
+        Backend::Postgres => Arc::new(PostgresStore::connect(&target, 2).await.unwrap()),
+    };
+    let restored_memory = steward_tools::memory::Memory::new(restored.clone(), sealer.clone());
+    assert!(matches!(
+        restored.person(&scope, ada).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        restored.message(&scope, ada_says.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(restored.person_keys(&scope, ada).await.unwrap().is_empty());
+    assert!(restored.memory(&scope, ada).await.unwrap().is_empty());
+    assert_eq!(restored.all_person_keys().await.unwrap().len(), 1);
+    assert_eq!(
+        restored.message(&scope, bo_says.id).await.unwrap().text,
+        "I work in sales"
+    );
+    let bos_facts = restored_memory.facts(&scope, bo).await.unwrap();
+    assert_eq!(bos_facts[0].text, "Works in sales");
+    assert_eq!(
+        restored.erasures().await.unwrap().len(),
+        1,
+        "the restored ledger holds it too"
+    );
+    restored.close().await;
+}
 
 async fn a_restored_backup_holds_exactly_the_rows_and_blobs_there_were(backend: Backend) {
     let source = database(backend).await.unwrap();

@@ -62,6 +62,21 @@ impl JobArgs for MemoryArgs {
     }
 }
 
+/// Erase a person for good (see `steward_store::ErasureStore`). Erasing
+/// twice erases once; one person's erasures run one at a time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EraseArgs {
+    pub person_id: PersonId,
+}
+
+impl JobArgs for EraseArgs {
+    const KIND: JobKind = JobKind::Erase;
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("erase:{}", self.person_id))
+    }
+}
+
 /// Send a stored reply through its channel. One conversation's replies are
 /// sent one at a time, in order, apart from the writing of the next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

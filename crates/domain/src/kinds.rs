@@ -117,6 +117,7 @@ named_enum!(
         Notice = "notice",
         Post = "post",
         Memory = "memory",
+        Erase = "erase",
     }
 );
 

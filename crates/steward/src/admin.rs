@@ -338,6 +338,46 @@ pub async fn create_org(config: &Config, name: &str, owner_email: &str) -> Resul
 }
 
 /// `steward users reset-password`: a new one-time password for a member.
+/// `steward people erase`: the person erased here and now, as the `erase`
+/// job erases them.
+pub async fn erase_person(config: &Config, org: &str, person: &str) -> Result<()> {
+    let person: steward_domain::PersonId = person
+        .parse()
+        .context("--person: not a person's id (a UUID)")?;
+    let store = open_store(config).await?;
+    store.migrate().await.context("applying migrations")?;
+    let organization = find_org(&*store, org).await?;
+    let scope = TenantScope::for_operator(organization.id);
+    match store.person(&scope, person).await {
+        Ok(_) => {}
+        // Erased before, perhaps only in part: finish it.
+        Err(steward_store::StoreError::NotFound)
+            if store
+                .erasures()
+                .await?
+                .iter()
+                .any(|e| e.person_id == person) => {}
+        Err(steward_store::StoreError::NotFound) => {
+            bail!("{} has no person {person}", organization.name)
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let backups = steward_backup::Backups::from_config(config)?;
+    let erased = steward_backup::erase(&*store, &backups, &scope, person).await;
+    store.close().await;
+    let erased = erased?;
+    println!(
+        "person {person} of {} erased: {} memory keys destroyed ({} facts), {} messages, {} conversations, {} leads deleted",
+        organization.name,
+        erased.keys,
+        erased.facts,
+        erased.messages,
+        erased.conversations,
+        erased.leads
+    );
+    Ok(())
+}
+
 pub async fn reset_password(config: &Config, org: &str, email: &str) -> Result<()> {
     let store = open_store(config).await?;
     store.migrate().await.context("applying migrations")?;

@@ -96,6 +96,12 @@ pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
                     String::new()
                 }
             );
+            if plan.erased_again > 0 {
+                println!(
+                    "{} people it held had been erased since: erased again",
+                    plan.erased_again
+                );
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

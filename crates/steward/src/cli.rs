@@ -62,6 +62,11 @@ pub enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The people who talk to an organization's assistants.
+    People {
+        #[command(subcommand)]
+        command: PeopleCommand,
+    },
     /// An organization's skills (the Agent Skills format).
     Skills {
         #[command(subcommand)]
@@ -188,6 +193,24 @@ pub struct PickBackup {
     /// The newest backup.
     #[arg(long)]
     pub latest: bool,
+}
+
+#[derive(Subcommand)]
+pub enum PeopleCommand {
+    /// Erase a person for good, as `DELETE /api/v1/people/{id}` does: their
+    /// memory's key is destroyed, their messages, their conversations and the
+    /// leads in them, their handles and ratings deleted; counters stay as
+    /// anonymous totals. Recorded in the erasure ledger beside the backups
+    /// first, so restoring an older backup erases them again. Run again, it
+    /// finishes an erasure that was cut short.
+    Erase {
+        /// The organization's id, or its name when no other organization has it.
+        #[arg(long)]
+        org: String,
+        /// The person's id (`GET /api/v1/people`).
+        #[arg(long)]
+        person: String,
+    },
 }
 
 #[derive(Subcommand)]

@@ -18,7 +18,8 @@ use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 
 use cli::{
-    Cli, Command, ConfigCommand, DbCommand, OrgCommand, SecretsCommand, SkillsCommand, UsersCommand,
+    Cli, Command, ConfigCommand, DbCommand, OrgCommand, PeopleCommand, SecretsCommand,
+    SkillsCommand, UsersCommand,
 };
 
 fn main() -> std::process::ExitCode {
@@ -110,6 +111,9 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Users {
             command: UsersCommand::ResetPassword { org, email },
         } => admin::reset_password(&config, &org, &email).await?,
+        Command::People {
+            command: PeopleCommand::Erase { org, person },
+        } => admin::erase_person(&config, &org, &person).await?,
         Command::Skills {
             command: SkillsCommand::Import { org, dir },
         } => {

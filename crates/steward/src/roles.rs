@@ -186,8 +186,13 @@ fn worker(
         .context("finding this executable, which reads PDFs")?,
         limits: config.knowledge.clone(),
     };
+    let backups = Arc::new(steward_backup::Backups::from_config(config)?);
+    let erase = steward_backup::EraseJob {
+        store: store.clone(),
+        backups: backups.clone(),
+    };
     let backup = steward_backup::BackupJob {
-        backups: Arc::new(steward_backup::Backups::from_config(config)?),
+        backups,
         store: store.clone(),
         database_url: config.database_url(),
         blobs: services.blobs.clone(),
@@ -225,7 +230,8 @@ fn worker(
         .handle(JobKind::Deliver, deliver)
         .handle(JobKind::Post, post)
         .handle(JobKind::Poll, poll)
-        .handle(JobKind::Backup, backup);
+        .handle(JobKind::Backup, backup)
+        .handle(JobKind::Erase, erase);
     let worker = match learn {
         Some(learn) => worker.handle(JobKind::Memory, learn),
         None => worker,

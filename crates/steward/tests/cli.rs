@@ -816,6 +816,7 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
             .as_array()
             .unwrap()
             .iter()
+            .filter(|j| j["kind"] == "respond")
             .map(|j| j["state"].as_str().unwrap())
             .collect();
         if states == ["succeeded"] {
@@ -834,7 +835,7 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
     );
     assert_eq!(replies[0]["text"], "echo: are you there?");
     assert_eq!(
-        fake.calls(),
+        fake.calls() - fake.extractions(),
         2,
         "the second worker called the model once more, and only once"
     );
@@ -1332,4 +1333,92 @@ async fn pdfs_are_read_in_a_limited_child_and_hostile_ones_fail_with_a_reason() 
 
     let (status, _, stderr) = server.terminate();
     assert!(status.success(), "{stderr}");
+}
+
+/// The owner's person as `GET /api/v1/people` lists it (they are the only one).
+async fn only_person(owner: &Api) -> String {
+    let people = owner.get("/api/v1/people").await;
+    let people = people["people"].as_array().unwrap();
+    assert_eq!(people.len(), 1, "{people:?}");
+    people[0]["id"].as_str().unwrap().to_owned()
+}
+
+/// Polls until `GET path` answers 404.
+async fn gone(owner: &Api, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owner.get(path).await["error"]["code"] != "not_found" {
+        assert!(Instant::now() < deadline, "{path} is still there");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_are_erased_through_the_api_and_the_command_line_and_recorded_beside_the_backups() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, password) = create_acme(dir.path());
+    let server = Server::start(steward(dir.path()));
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    owner.message(&bot, "my first message").await;
+    owner.first_reply(&bot, Duration::from_secs(30)).await;
+    let first = only_person(&owner).await;
+
+    let (status, queued) = owner.delete(&format!("/api/v1/people/{first}")).await;
+    assert_eq!(status, 202, "{queued}");
+    assert!(queued["job_id"].is_string());
+    gone(&owner, &format!("/api/v1/people/{first}")).await;
+    let history = owner.get(&format!("/api/v1/chatbots/{bot}/history")).await;
+    assert_eq!(history["messages"], serde_json::json!([]), "{history}");
+    let audit = owner
+        .get("/api/v1/organizations/audit-log")
+        .await
+        .to_string();
+    assert!(
+        audit.contains("person.erasure_requested") && audit.contains("person.erased"),
+        "{audit}"
+    );
+    let (status, _) = owner.delete(&format!("/api/v1/people/{first}")).await;
+    assert_eq!(status, 404, "erased already");
+
+    // Writing again makes a new person, whom the command line erases.
+    owner.message(&bot, "back again").await;
+    owner.first_reply(&bot, Duration::from_secs(30)).await;
+    let second = only_person(&owner).await;
+    assert_ne!(second, first);
+    let erase = |person: &str| {
+        run(steward(dir.path()).args(["people", "erase", "--org", "Acme", "--person", person]))
+    };
+    let erased = erase(&second);
+    assert!(erased.status.success(), "{}", text(&erased.stderr));
+    assert!(
+        text(&erased.stdout).contains("2 messages, 1 conversations"),
+        "{}",
+        text(&erased.stdout)
+    );
+    gone(&owner, &format!("/api/v1/people/{second}")).await;
+    let again = erase(&second);
+    assert!(
+        again.status.success(),
+        "finishing an erasure is allowed: {}",
+        text(&again.stderr)
+    );
+    assert!(
+        text(&again.stdout).contains("0 messages"),
+        "{}",
+        text(&again.stdout)
+    );
+    let unknown = erase("0193a4f0-0000-7000-8000-000000000000");
+    assert!(!unknown.status.success());
+    assert!(
+        text(&unknown.stderr).contains("has no person"),
+        "{}",
+        text(&unknown.stderr)
+    );
+
+    // Both are in the ledger beside the backups, outside the backed-up data.
+    let ledger = std::fs::read_dir(dir.path().join("backups/.erasures"))
+        .unwrap()
+        .count();
+    assert_eq!(ledger, 2);
 }

@@ -500,7 +500,7 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
     assert!(posted[0].body["text"].as_str().unwrap().contains("Grace"));
     assert!(slack.sent("slack").len() <= 2);
     assert_eq!(
-        fake.calls(),
+        fake.calls() - fake.extractions(),
         3,
         "the tool call, the hung call, and one after the restart"
     );
@@ -511,26 +511,7 @@ async fn killed_between_a_tool_call_and_its_reply(lose_the_result: bool) {
 /// after the call had been lost.
 async fn undo_tool_results(database_url: &str) {
     let statement = "UPDATE tool_calls SET status = 'started', result = NULL, finished_at = NULL";
-    let undone = if database_url.starts_with("sqlite:") {
-        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(database_url)
-            .await
-            .unwrap();
-        sqlx::query(statement)
-            .execute(&mut db)
-            .await
-            .unwrap()
-            .rows_affected()
-    } else {
-        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(database_url)
-            .await
-            .unwrap();
-        sqlx::query(statement)
-            .execute(&mut db)
-            .await
-            .unwrap()
-            .rows_affected()
-    };
-    assert_eq!(undone, 1);
+    assert_eq!(execute(database_url, statement).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -691,4 +672,122 @@ async fn web_chat_messages_are_stored_and_answered_once_while_steward_is_killed(
 /// The page's id for message `n` of `visitor`: the same on every try.
 fn uuid_for(visitor: usize, n: usize) -> String {
     format!("00000000-0000-4000-8000-{:06}{:06}", visitor, n)
+}
+
+/// Runs `statement` on the test's database.
+async fn execute(database_url: &str, statement: &'static str) -> u64 {
+    if database_url.starts_with("sqlite:") {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(database_url)
+            .await
+            .unwrap();
+        sqlx::query(statement)
+            .execute(&mut db)
+            .await
+            .unwrap()
+            .rows_affected()
+    } else {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(database_url)
+            .await
+            .unwrap();
+        sqlx::query(statement)
+            .execute(&mut db)
+            .await
+            .unwrap()
+            .rows_affected()
+    }
+}
+
+/// The owner's memory, once it holds `count` facts.
+async fn owner_memory(owner: &Api, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let people = owner.get("/api/v1/people").await;
+        let person = people["people"][0]["id"].as_str().unwrap().to_owned();
+        let memory = owner.get(&format!("/api/v1/people/{person}/memory")).await;
+        let facts: Vec<String> = memory["facts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["text"].as_str().unwrap().to_owned())
+            .collect();
+        if facts.len() >= count {
+            return facts;
+        }
+        assert!(Instant::now() < deadline, "memory holds {facts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_while_learning_keeps_each_fact_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_postgres, database_url) = database(dir.path()).await;
+    let fake = steward_testkit::model::FakeModel::start().await;
+    // Call 0 writes the reply; call 1, the extraction, never answers: the
+    // worker is killed in it.
+    fake.hang_call(1);
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("STEWARD_LLM__PRIMARY__KIND", "openai")
+            .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
+            .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    owner
+        .message(&bot, "I work in the finance team. I use SAP every day.")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.calls() < 2 {
+        assert!(Instant::now() < deadline, "the extraction was never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL, mid-extraction
+    server.child.wait().unwrap();
+    server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let facts = owner_memory(&owner, 2).await;
+    assert_eq!(facts, ["I work in the finance team", "I use SAP every day"]);
+    assert_eq!(fake.calls(), 3, "the reply, the hung extraction, its retry");
+
+    // Killed after the facts committed but before the job was marked done:
+    // the job runs again, finds its message's facts, and asks nothing.
+    let requeued = execute(
+        &database_url,
+        "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE kind = 'memory'",
+    )
+    .await;
+    assert_eq!(requeued, 1, "one memory job for the one reply");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = owner.get("/api/v1/jobs?limit=200").await;
+        let memory = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|job| job["kind"] == "memory")
+            .cloned()
+            .unwrap();
+        if memory["state"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the requeued job never ran: {memory}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(owner_memory(&owner, 2).await.len(), 2, "each fact once");
+    assert_eq!(fake.calls(), 3, "nothing asked again");
+    drop(server);
 }

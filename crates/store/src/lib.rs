@@ -6,6 +6,7 @@
 mod accounts;
 mod channels;
 mod chatbots;
+mod erasure;
 mod error;
 mod feedback;
 mod idempotency;
@@ -30,6 +31,7 @@ pub mod conformance;
 pub use accounts::AccountStore;
 pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WINDOW, NewChannel};
 pub use chatbots::ChatbotStore;
+pub use erasure::{Erased, Erasure, ErasureStore};
 pub use error::{Conflict, StoreError, StoreResult};
 pub use feedback::{Feedback, FeedbackStore, Rated};
 pub use idempotency::{

@@ -82,7 +82,8 @@ pub trait MemoryStore: Send + Sync {
         sealed: &[u8],
     ) -> StoreResult<bool>;
 
-    /// Turns the organization's memory on or off (audited). Off deletes
-    /// every fact of its people, a batch at a time.
+    /// Turns the organization's memory on or off (audited when it changes).
+    /// Off deletes every fact of its people, a batch at a time, also when
+    /// it was off already (so a call killed midway is finished by the next).
     async fn set_memory(&self, scope: &TenantScope, on: bool) -> StoreResult<Organization>;
 }

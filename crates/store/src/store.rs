@@ -20,6 +20,7 @@ pub trait Store:
     + crate::MessageStore
     + crate::PeopleStore
     + crate::MemoryStore
+    + crate::ErasureStore
     + crate::FeedbackStore
     + crate::SkillStore
     + crate::IdempotencyStore

@@ -76,6 +76,20 @@ impl FakeModel {
         self.requests.lock().unwrap().last().cloned()
     }
 
+    /// The calls that were Steward's memory extractions, not replies.
+    pub fn extractions(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|request| {
+                let system = match &request["system"] {
+                    Value::String(system) => system.as_str(),
+                    _ => request["messages"][0]["content"].as_str().unwrap_or(""),
+                };
+                system.starts_with(EXTRACTION_TASK)
+            })
+            .count()
+    }
+
     /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
@@ -300,12 +314,15 @@ fn tool_calls(call: usize, calls: &[(String, String)], stream: bool) -> axum::re
         .into_response()
 }
 
+/// How Steward's memory extraction begins (`steward_pipeline::EXTRACTION_TASK`).
+const EXTRACTION_TASK: &str = "Task: note what this person told you about themselves.";
+
 /// The answer to Steward's memory extraction (its system prompt begins with
 /// `steward_pipeline::EXTRACTION_TASK`): each sentence of the person's that
 /// begins with "I " or "My ", as a fact; NONE when there is none. Any other
 /// request: None.
 fn noted(system: &str, said: &str) -> Option<String> {
-    if !system.starts_with("Task: note what this person told you about themselves.") {
+    if !system.starts_with(EXTRACTION_TASK) {
         return None;
     }
     let facts: Vec<String> = said

@@ -69,10 +69,10 @@ async fn change_settings(
 ) -> ApiResult<axum::Json<SettingsDto>> {
     auth.require_admin()?;
     let scope = auth.0.scope();
-    let mut organization = state.store.organization(&scope).await?;
-    if let Some(memory) = body.memory.filter(|on| *on != organization.memory) {
-        organization = state.store.set_memory(&scope, memory).await?;
-    }
+    let organization = match body.memory {
+        Some(memory) => state.store.set_memory(&scope, memory).await?,
+        None => state.store.organization(&scope).await?,
+    };
     Ok(axum::Json(SettingsDto {
         memory: organization.memory,
     }))

@@ -23,7 +23,7 @@ use crate::state::SharedState;
 pub fn router() -> OpenApiRouter<SharedState> {
     OpenApiRouter::new()
         .routes(routes!(list_people))
-        .routes(routes!(get_person))
+        .routes(routes!(get_person, erase_person))
         .routes(routes!(merge_person))
         .routes(routes!(person_memory, forget_memory))
         .routes(routes!(forget_fact))
@@ -161,6 +161,42 @@ async fn get_person(
         person: person.into(),
         conversations: conversations.into_iter().map(Into::into).collect(),
     }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErasureQueued {
+    /// The `erase` job (`GET /api/v1/jobs/{id}`); once it has succeeded the
+    /// person is gone (404).
+    job_id: steward_domain::JobId,
+}
+
+/// Erase a person for good (owners and admins): the key that seals their
+/// memory is destroyed, their messages, their conversations (replies
+/// included) and the leads in them, their handles and ratings are deleted;
+/// counters stay as anonymous totals. Runs as an `erase` job; the request
+/// and the erasure are audited. Restoring a backup made before erases them
+/// again.
+#[utoipa::path(delete, path = "/people/{id}", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 202, body = ErasureQueued), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn erase_person(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, axum::Json<ErasureQueued>)> {
+    auth.require_admin()?;
+    let scope = auth.0.scope();
+    let args = steward_domain::jobs::EraseArgs {
+        person_id: id.into(),
+    };
+    let job =
+        steward_store::NewJob::of(&args, state.config.jobs.max_attempts).for_org(scope.org_id());
+    let job = state.store.request_erasure(&scope, id.into(), job).await?;
+    metrics::counter!("steward_data_requests_total", "kind" => "erasure").increment(1);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ErasureQueued { job_id: job.id }),
+    ))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -224,6 +224,20 @@ impl Api {
         )
     }
 
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json().await.unwrap_or_default(),
+        )
+    }
+
     pub async fn get(&self, path: &str) -> serde_json::Value {
         self.client
             .get(format!("{}{path}", self.base))

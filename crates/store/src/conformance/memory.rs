@@ -1,6 +1,7 @@
 //! Personal memory: people's keys and sealed facts, kept once per message,
 //! bounded, moved by a merge, and gone when the organization turns memory
-//! off; never seen from another organization.
+//! off; never seen from another organization. And erasure: a person gone
+//! for good, their keys first, everyone else's data kept.
 
 use steward_domain::*;
 
@@ -202,4 +203,182 @@ pub async fn memory_moves_with_a_merge_and_goes_when_turned_off(store: S) {
             .any(|e| e.action == "organization.memory_changed")
     );
     assert!(store.set_memory(&scope, true).await.unwrap().memory);
+}
+
+/// A message `handle` wrote on Telegram, in `conversation` or a new one.
+async fn written(
+    store: &S,
+    scope: &TenantScope,
+    chatbot: ChatbotId,
+    conversation: Option<ConversationId>,
+    handle: &str,
+    text: &str,
+) -> Message {
+    let mut message = user_message(chatbot, conversation, text);
+    message.sender = Some(Sender::new(
+        Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
+    ));
+    store.add_message(scope, message).await.unwrap()
+}
+
+pub async fn a_person_is_erased_for_good_and_everyone_else_kept(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (globex, _) = org(&store, "Globex").await;
+    let chatbot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap()
+        .id;
+    let theirs = store
+        .create_chatbot(&globex, new_chatbot("Helper"))
+        .await
+        .unwrap()
+        .id;
+    // Ada's own conversation, with a reply; Bo's, where Ada wrote too.
+    let ada_says = written(&store, &scope, chatbot, None, "1", "I am Ada").await;
+    let mut reply = user_message(chatbot, Some(ada_says.conversation_id), "Hello Ada");
+    reply.role = MessageRole::Assistant;
+    reply.answers = Some(ada_says.id);
+    let reply = store.add_message(&scope, reply).await.unwrap();
+    let bo_says = written(&store, &scope, chatbot, None, "2", "I am Bo").await;
+    let ada_joins = written(
+        &store,
+        &scope,
+        chatbot,
+        Some(bo_says.conversation_id),
+        "1",
+        "Ada too",
+    )
+    .await;
+    let elsewhere = written(&store, &globex, theirs, None, "1", "Another Ada").await;
+    let (ada, bo) = (ada_says.person_id.unwrap(), bo_says.person_id.unwrap());
+    let ada_key = key();
+    store.add_person_key(&scope, ada, &ada_key).await.unwrap();
+    store
+        .remember(
+            &scope,
+            ada,
+            ada_says.id,
+            &[fact(&ada_key, b"sealed", 0)],
+            10,
+        )
+        .await
+        .unwrap();
+    let bo_key = key();
+    store.add_person_key(&scope, bo, &bo_key).await.unwrap();
+    store
+        .remember(&scope, bo, bo_says.id, &[fact(&bo_key, b"bo's", 0)], 10)
+        .await
+        .unwrap();
+    store
+        .record_lead(
+            &scope,
+            &NewLead {
+                tool_call_id: ToolCallId::new(),
+                chatbot_id: chatbot,
+                conversation_id: ada_says.conversation_id,
+                name: "Ada".into(),
+                email: Some("ada@example.org".into()),
+                phone: None,
+                company: None,
+                note: None,
+            },
+            &[],
+        )
+        .await
+        .unwrap();
+    let period = usage_period(now());
+    let usage = store.usage(&scope, &period).await.unwrap();
+
+    let erased = store.erase_person(&scope, ada).await.unwrap();
+    assert_eq!(
+        erased,
+        Erased {
+            keys: 1,
+            facts: 1,
+            messages: 3,
+            conversations: 1,
+            leads: 1,
+            person: true,
+        }
+    );
+    assert_not_found(store.person(&scope, ada).await, "the erased person");
+    for gone in [ada_says.id, reply.id, ada_joins.id] {
+        assert_not_found(store.message(&scope, gone).await, "an erased message");
+    }
+    assert!(store.person_keys(&scope, ada).await.unwrap().is_empty());
+    assert!(store.memory(&scope, ada).await.unwrap().is_empty());
+    assert_eq!(store.leads(&scope, 10, 0).await.unwrap().1, 0);
+    // Everyone else's is intact, and the counters stay as totals.
+    assert_eq!(
+        store.message(&scope, bo_says.id).await.unwrap().text,
+        "I am Bo"
+    );
+    assert_eq!(store.person(&scope, bo).await.unwrap().id, bo);
+    assert_eq!(
+        sealed_of(&store.memory(&scope, bo).await.unwrap()),
+        [b"bo's".to_vec()]
+    );
+    assert_eq!(
+        store.message(&globex, elsewhere.id).await.unwrap().text,
+        "Another Ada"
+    );
+    assert_eq!(store.usage(&scope, &period).await.unwrap(), usage);
+    let ledger = store.erasures().await.unwrap();
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(
+        (ledger[0].org_id, ledger[0].person_id),
+        (scope.org_id(), ada)
+    );
+
+    // Again: nothing left to erase, and one audit entry.
+    assert_eq!(
+        store.erase_person(&scope, ada).await.unwrap(),
+        Erased::default()
+    );
+    let log = store.list_audit(&scope, None, 20).await.unwrap();
+    let entries: Vec<&str> = log
+        .iter()
+        .filter(|e| e.target == format!("person:{ada}"))
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(entries, ["person.erased"]);
+    assert_eq!(store.erasures().await.unwrap().len(), 1);
+}
+
+pub async fn an_erasure_request_is_audited_with_its_job_within_its_org(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (globex, _) = org(&store, "Globex").await;
+    let chatbot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap()
+        .id;
+    let ada = written(&store, &scope, chatbot, None, "1", "hi")
+        .await
+        .person_id
+        .unwrap();
+    let job = || {
+        NewJob::of(&steward_domain::jobs::EraseArgs { person_id: ada }, 3).for_org(scope.org_id())
+    };
+    assert_not_found(
+        store.request_erasure(&globex, ada, job()).await,
+        "another organization's person",
+    );
+    let queued = store.request_erasure(&scope, ada, job()).await.unwrap();
+    assert_eq!(queued.kind, JobKind::Erase);
+    let log = store.list_audit(&scope, None, 10).await.unwrap();
+    assert!(log.iter().any(|e| e.action == "person.erasure_requested"));
+    assert!(
+        store
+            .list_audit(&globex, None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| !e.action.starts_with("person."))
+    );
+    assert!(
+        store.erasures().await.unwrap().is_empty(),
+        "requested, not yet erased"
+    );
 }

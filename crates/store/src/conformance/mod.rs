@@ -106,6 +106,8 @@ macro_rules! conformance_tests {
             skills_assigned_to_people_or_roles_are_offered_to_them_only,
             memory_is_kept_once_per_message_bounded_and_within_its_org,
             memory_moves_with_a_merge_and_goes_when_turned_off,
+            a_person_is_erased_for_good_and_everyone_else_kept,
+            an_erasure_request_is_audited_with_its_job_within_its_org,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

@@ -4,12 +4,12 @@ use async_trait::async_trait;
 use serde_json::json;
 use steward_domain::*;
 
-use crate::sql::{Db, Row, SqlBackend, audit, commit, sql};
+use crate::sql::{Db, Row, SqlBackend, audit, commit, delete_in_batches, sql};
 use crate::*;
 
 /// Facts deleted per statement when an organization turns memory off, so
 /// no statement holds its locks for long.
-const FORGET_BATCH: u32 = 1000;
+const FORGET_BATCH: u64 = 1000;
 
 fn person_key(row: &impl Row) -> StoreResult<PersonKey> {
     Ok(PersonKey {
@@ -222,37 +222,42 @@ impl<B: SqlBackend> MemoryStore for B {
         let mut tx = self.begin().await?;
         let row = tx
             .fetch_one(
-                sql("UPDATE organizations SET memory = $1 WHERE id = $2 RETURNING *")
+                sql(format!(
+                    "SELECT * FROM organizations WHERE id = $1{}",
+                    B::FOR_UPDATE
+                ))
+                .bind(org),
+            )
+            .await?;
+        let mut organization = crate::sql::rows::organization(&row)?;
+        if organization.memory != on {
+            tx.execute(
+                sql("UPDATE organizations SET memory = $1 WHERE id = $2")
                     .bind(on)
                     .bind(org),
             )
             .await?;
-        audit(
-            &mut tx,
-            scope,
-            "organization.memory_changed",
-            &format!("organization:{org}"),
-            json!({ "memory": on }),
-        )
-        .await?;
-        commit::<B>(tx).await?;
-        if !on {
-            loop {
-                let mut tx = self.begin().await?;
-                let deleted = tx
-                    .execute(
-                        sql("DELETE FROM memory_facts WHERE id IN (
-                                SELECT id FROM memory_facts WHERE org_id = $1 LIMIT $2)")
-                        .bind(org)
-                        .bind(i64::from(FORGET_BATCH)),
-                    )
-                    .await?;
-                commit::<B>(tx).await?;
-                if deleted < u64::from(FORGET_BATCH) {
-                    break;
-                }
-            }
+            audit(
+                &mut tx,
+                scope,
+                "organization.memory_changed",
+                &format!("organization:{org}"),
+                json!({ "memory": on }),
+            )
+            .await?;
+            organization.memory = on;
         }
-        crate::sql::rows::organization(&row)
+        commit::<B>(tx).await?;
+        // Off: what is left is deleted, also what a call killed midway left.
+        if !on {
+            delete_in_batches(self, FORGET_BATCH, || {
+                sql("DELETE FROM memory_facts WHERE id IN (
+                        SELECT id FROM memory_facts WHERE org_id = $1 LIMIT $2)")
+                .bind(org)
+                .bind(FORGET_BATCH as i64)
+            })
+            .await?;
+        }
+        Ok(organization)
     }
 }

@@ -37,6 +37,7 @@ macro_rules! select_message {
 mod accounts;
 mod channels;
 mod chatbots;
+mod erasure;
 pub(crate) mod feedback;
 mod idempotency;
 mod knowledge;
@@ -254,6 +255,26 @@ pub trait SqlBackend: Send + Sync + 'static {
 
 /// Every write transaction ends here, so that a keyed request's writes are
 /// fenced by its claim (see [`crate::KeyedRequest`]).
+/// Runs `statement`, which deletes at most `batch` rows, a transaction at a
+/// time until it deletes fewer: no deletion holds its locks for long. How
+/// many rows it deleted in all.
+pub(crate) async fn delete_in_batches<B: SqlBackend>(
+    store: &B,
+    batch: u64,
+    statement: impl Fn() -> Statement<'static>,
+) -> StoreResult<u64> {
+    let mut total = 0;
+    loop {
+        let mut tx = store.begin().await?;
+        let deleted = tx.execute(statement()).await?;
+        commit::<B>(tx).await?;
+        total += deleted;
+        if deleted < batch {
+            return Ok(total);
+        }
+    }
+}
+
 pub async fn commit<B: SqlBackend>(tx: B::Tx) -> StoreResult<()> {
     commit_with::<B>(tx, &()).await
 }
