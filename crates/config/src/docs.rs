@@ -176,6 +176,10 @@ pub const KEYS: &[KeyDoc] = &[
         "When the backup job runs: a cron pattern in UTC. Empty: no scheduled backups (a Kubernetes CronJob may run them instead).",
     ),
     k(
+        "scheduler.export_sweep_cron",
+        "When to delete exports of people's data whose 24 hours are over, with their zips (cron, UTC).",
+    ),
+    k(
         "scheduler.lease_secs",
         "How long scheduler leadership outlives a leader that stopped (SQLite; PostgreSQL notices at once).",
     ),

@@ -424,6 +424,8 @@ pub struct SchedulerConfig {
     pub mailbox_poll_cron: String,
     /// When to run the `backup` job; empty turns the nightly backup off.
     pub backup_cron: String,
+    /// When to delete the exports whose day is over (an `export` job).
+    pub export_sweep_cron: String,
     /// How long leadership outlives a scheduler that stopped renewing it (SQLite).
     pub lease_secs: u64,
     /// After a hand-over, firings this far back are enqueued if missed.
@@ -618,6 +620,7 @@ impl Default for Config {
                 maintenance_cron: "17 * * * *".into(),
                 mailbox_poll_cron: "*/30 * * * * *".into(),
                 backup_cron: "40 2 * * *".into(),
+                export_sweep_cron: "*/10 * * * *".into(),
                 lease_secs: 15,
                 catch_up_secs: 300,
             },

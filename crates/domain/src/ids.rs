@@ -91,4 +91,6 @@ id_type!(
     FactId,
     /// A key of a person's own, which seals their memory.
     PersonKeyId,
+    /// An export of everything Steward holds about a person.
+    ExportId,
 );

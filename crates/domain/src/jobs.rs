@@ -77,6 +77,18 @@ impl JobArgs for EraseArgs {
     }
 }
 
+/// Write an export of a person's data (`export_id`), or, with none, delete
+/// the exports whose day is over (the scheduler's sweep).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportArgs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_id: Option<crate::ExportId>,
+}
+
+impl JobArgs for ExportArgs {
+    const KIND: JobKind = JobKind::Export;
+}
+
 /// Send a stored reply through its channel. One conversation's replies are
 /// sent one at a time, in order, apart from the writing of the next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -134,6 +134,11 @@ named_enum!(
 );
 
 named_enum!(
+    /// Where an export of a person's data is.
+    ExportState { Pending = "pending", Ready = "ready", Failed = "failed" }
+);
+
+named_enum!(
     /// What a person thought of a reply.
     Rating { Up = "up", Down = "down" }
 );

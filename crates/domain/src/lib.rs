@@ -9,13 +9,14 @@ mod values;
 
 pub use identity::Identity;
 pub use ids::{
-    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, FactId, JobId,
-    LeadId, MessageId, OrgId, PersonId, PersonKeyId, SkillId, ToolCallId, ToolServerId, UserId,
+    ApiKeyId, AuditId, ChannelId, ChatbotId, ConversationId, CrawlId, DocumentId, ExportId, FactId,
+    JobId, LeadId, MessageId, OrgId, PersonId, PersonKeyId, SkillId, ToolCallId, ToolServerId,
+    UserId,
 };
 pub use jobs::JobArgs;
 pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
-    IdentityKind, JobKind, JobState, MessageRole, Rating, Role, Tier, ToolCallStatus,
+    ExportState, IdentityKind, JobKind, JobState, MessageRole, Rating, Role, Tier, ToolCallStatus,
 };
 pub use values::{
     ChatbotName, Email, FeedbackComment, MessageText, ModelName, OrganizationName, Password,

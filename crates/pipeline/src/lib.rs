@@ -13,6 +13,7 @@
 //! then the model again with their results, until it answers or the steps
 //! (`tools.max_steps`) run out; every call is journaled (see [`tools`]).
 
+pub mod export;
 mod memory;
 mod tools;
 

@@ -15,6 +15,8 @@ use steward_testkit::app::{Session, TestApp, spawn_app_with};
 use steward_testkit::model::FakeModel;
 use tokio::sync::oneshot;
 
+#[path = "respond/export.rs"]
+mod export;
 #[path = "respond/memory.rs"]
 mod memory;
 #[path = "respond/tools.rs"]

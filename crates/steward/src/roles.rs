@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use steward_config::Config;
 use steward_domain::JobKind;
-use steward_domain::jobs::{BackupArgs, MaintenanceArgs, PollArgs};
+use steward_domain::jobs::{BackupArgs, ExportArgs, MaintenanceArgs, PollArgs};
 use steward_store::Store;
 use tokio::sync::watch;
 
@@ -151,6 +151,11 @@ fn worker(
     };
     // Replies learn what people tell them only where a model can listen.
     let memory = steward_tools::memory::Memory::new(store.clone(), services.sealer.clone());
+    let exports = steward_pipeline::export::Exports {
+        store: store.clone(),
+        blobs: services.blobs.clone(),
+        memory: memory.clone(),
+    };
     let learn = background_model(config).map(|provider| steward_pipeline::Learn {
         store: store.clone(),
         provider,
@@ -231,7 +236,8 @@ fn worker(
         .handle(JobKind::Post, post)
         .handle(JobKind::Poll, poll)
         .handle(JobKind::Backup, backup)
-        .handle(JobKind::Erase, erase);
+        .handle(JobKind::Erase, erase)
+        .handle(JobKind::Export, exports);
     let worker = match learn {
         Some(learn) => worker.handle(JobKind::Memory, learn),
         None => worker,
@@ -337,7 +343,13 @@ fn scheduler(config: &Config, store: Arc<dyn Store>) -> Result<steward_jobs::Sch
         &PollArgs {},
     )
     .map_err(|e| anyhow::anyhow!("scheduler.mailbox_poll_cron: {e}"))?;
-    let mut schedules = vec![maintenance, mailboxes];
+    let exports = steward_jobs::Schedule::new(
+        "exports",
+        &config.scheduler.export_sweep_cron,
+        &ExportArgs { export_id: None },
+    )
+    .map_err(|e| anyhow::anyhow!("scheduler.export_sweep_cron: {e}"))?;
+    let mut schedules = vec![maintenance, mailboxes, exports];
     if !config.scheduler.backup_cron.trim().is_empty() {
         schedules.push(
             steward_jobs::Schedule::new("backup", &config.scheduler.backup_cron, &BackupArgs {})

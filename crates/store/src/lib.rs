@@ -8,6 +8,7 @@ mod channels;
 mod chatbots;
 mod erasure;
 mod error;
+mod export;
 mod feedback;
 mod idempotency;
 mod knowledge;
@@ -33,6 +34,7 @@ pub use channels::{Channel, ChannelEvent, ChannelHealth, ChannelStore, ERROR_WIN
 pub use chatbots::ChatbotStore;
 pub use erasure::{Erased, Erasure, ErasureStore};
 pub use error::{Conflict, StoreError, StoreResult};
+pub use export::{Export, ExportStore, PersonRecord, RatingGiven, SkillLoad};
 pub use feedback::{Feedback, FeedbackStore, Rated};
 pub use idempotency::{
     Fence, IDEMPOTENCY_KEY_LIFETIME, IdempotencyKey, IdempotencyStart, IdempotencyStore,

@@ -21,6 +21,7 @@ pub trait Store:
     + crate::PeopleStore
     + crate::MemoryStore
     + crate::ErasureStore
+    + crate::ExportStore
     + crate::FeedbackStore
     + crate::SkillStore
     + crate::IdempotencyStore

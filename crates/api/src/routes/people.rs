@@ -27,7 +27,13 @@ pub fn router() -> OpenApiRouter<SharedState> {
         .routes(routes!(merge_person))
         .routes(routes!(person_memory, forget_memory))
         .routes(routes!(forget_fact))
+        .routes(routes!(export_person))
+        .routes(routes!(person_export))
+        .routes(routes!(download_export))
 }
+
+/// How long an export can be downloaded; then it is deleted.
+const EXPORT_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
 
 /// How many of a person's conversations their page shows, newest first.
 const PERSON_CONVERSATIONS: u32 = 20;
@@ -228,9 +234,13 @@ async fn merge_person(
     Ok(axum::Json(merged.into()))
 }
 
-/// A person's memory is read and changed by the organization's owners and
-/// admins, and by the member who is that person; never by advisors.
-async fn may_reach_memory(state: &SharedState, auth: &Auth, person: PersonId) -> ApiResult<()> {
+/// A person's memory and exports are reached by the organization's owners
+/// and admins, and by the member who is that person; never by advisors.
+async fn may_reach_personal_data(
+    state: &SharedState,
+    auth: &Auth,
+    person: PersonId,
+) -> ApiResult<()> {
     auth.require_conversations()?;
     let scope = auth.0.scope();
     state.store.person(&scope, person).await?;
@@ -282,7 +292,7 @@ async fn person_memory(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<MemoryList>> {
     let person = PersonId::from(id);
-    may_reach_memory(&state, &auth, person).await?;
+    may_reach_personal_data(&state, &auth, person).await?;
     let facts = memory_of(&state).facts(&auth.0.scope(), person).await?;
     Ok(axum::Json(MemoryList {
         facts: facts
@@ -312,7 +322,7 @@ async fn forget_memory(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<Forgotten>> {
     let person = PersonId::from(id);
-    may_reach_memory(&state, &auth, person).await?;
+    may_reach_personal_data(&state, &auth, person).await?;
     let forgotten = state.store.forget_memory(&auth.0.scope(), person).await?;
     Ok(axum::Json(Forgotten { forgotten }))
 }
@@ -327,10 +337,140 @@ async fn forget_fact(
     Path((id, fact)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     let person = PersonId::from(id);
-    may_reach_memory(&state, &auth, person).await?;
+    may_reach_personal_data(&state, &auth, person).await?;
     state
         .store
         .forget_fact(&auth.0.scope(), person, fact.into())
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ExportDto {
+    id: steward_domain::ExportId,
+    /// `pending` while it is written, then `ready` (download it) or
+    /// `failed` (see `reason`).
+    state: steward_domain::ExportState,
+    /// The size of the zip, once ready.
+    bytes: Option<i64>,
+    reason: Option<String>,
+    created_at: DateTime<Utc>,
+    /// After it the export is gone: deleted with its zip.
+    expires_at: DateTime<Utc>,
+    /// Where to get it once ready (with the same credentials).
+    download_url: String,
+}
+
+impl From<steward_store::Export> for ExportDto {
+    fn from(e: steward_store::Export) -> Self {
+        Self {
+            download_url: format!("/api/v1/people/{}/exports/{}/download", e.person_id, e.id),
+            id: e.id,
+            state: e.state,
+            bytes: e.bytes,
+            reason: e.reason,
+            created_at: e.created_at,
+            expires_at: e.expires_at,
+        }
+    }
+}
+
+/// Export everything Steward holds about a person (owners, admins, and the
+/// member who is that person): their handles, messages, what the assistant
+/// remembers of them in clear, ratings, leads and skill uses, as a zip of
+/// JSON and a readable page. Written by an `export` job; downloadable for
+/// 24 hours, then deleted.
+#[utoipa::path(post, path = "/people/{id}/export", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 202, body = ExportDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn export_person(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path(id): Path<Uuid>,
+) -> ApiResult<(StatusCode, axum::Json<ExportDto>)> {
+    let person = PersonId::from(id);
+    may_reach_personal_data(&state, &auth, person).await?;
+    let scope = auth.0.scope();
+    let export = steward_domain::ExportId::new();
+    let args = steward_domain::jobs::ExportArgs {
+        export_id: Some(export),
+    };
+    let job =
+        steward_store::NewJob::of(&args, state.config.jobs.max_attempts).for_org(scope.org_id());
+    let expires_at = steward_store::now() + EXPORT_LIFETIME;
+    let (export, _) = state
+        .store
+        .request_export(&scope, person, export, expires_at, job)
+        .await?;
+    metrics::counter!("steward_data_requests_total", "kind" => "export").increment(1);
+    Ok((StatusCode::ACCEPTED, axum::Json(export.into())))
+}
+
+/// The person's export, while its day lasts.
+async fn live_export(
+    state: &SharedState,
+    auth: &Auth,
+    person: PersonId,
+    export: Uuid,
+) -> ApiResult<steward_store::Export> {
+    may_reach_personal_data(state, auth, person).await?;
+    let export = state.store.export(&auth.0.scope(), export.into()).await?;
+    if export.person_id != person || export.expires_at <= steward_store::now() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(export)
+}
+
+/// An export's state; gone (404) once its day is over.
+#[utoipa::path(get, path = "/people/{id}/exports/{export_id}", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("export_id" = Uuid, Path)),
+    responses((status = 200, body = ExportDto), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn person_export(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path((id, export)): Path<(Uuid, Uuid)>,
+) -> ApiResult<axum::Json<ExportDto>> {
+    let export = live_export(&state, &auth, id.into(), export).await?;
+    Ok(axum::Json(export.into()))
+}
+
+/// The export's zip (`person.json` and `person.html`), once ready; 409
+/// `export_not_ready` before.
+#[utoipa::path(get, path = "/people/{id}/exports/{export_id}/download", tag = "people", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("export_id" = Uuid, Path)),
+    responses((status = 200, description = "the zip", content_type = "application/zip"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, description = "not written yet, or it failed (`export_not_ready`)", body = ErrorBody)))]
+async fn download_export(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Path((id, export)): Path<(Uuid, Uuid)>,
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse;
+    let export = live_export(&state, &auth, id.into(), export).await?;
+    let Some(key) = export
+        .blob_key
+        .filter(|_| export.state == steward_domain::ExportState::Ready)
+    else {
+        return Err(ApiError::Conflict {
+            code: "export_not_ready",
+            message: "the export is not ready: see its state".into(),
+        });
+    };
+    let zip = state.blobs.get(&key).await.map_err(|e| match e {
+        steward_knowledge::BlobError::NotFound => ApiError::NotFound,
+        other => ApiError::Internal(format!("reading an export: {other}")),
+    })?;
+    let disposition = format!("attachment; filename=\"steward-export-{}.zip\"", export.id);
+    Ok((
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/zip".to_owned(),
+            ),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        zip,
+    )
+        .into_response())
 }

@@ -21,6 +21,7 @@ struct Owned {
     context: String,
     person: String,
     fact: String,
+    export: String,
 }
 
 /// The state of A that B must not be able to change, read as A.
@@ -50,6 +51,7 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         "/api/v1/skills/alpha-skill/assignees".into(),
         format!("/api/v1/people/{}", owned.person),
         format!("/api/v1/people/{}/memory", owned.person),
+        format!("/api/v1/people/{}/exports/{}", owned.person, owned.export),
         "/api/v1/organizations/settings".into(),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
@@ -121,6 +123,7 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
             Some(json!({"person_id": "01a23c75-0000-7000-8000-000000000000"}))
         }
         ("POST", "/api/v1/jobs/{id}/retry" | "/api/v1/jobs/{id}/discard") => None,
+        ("POST", "/api/v1/people/{id}/export") => None,
         ("POST", "/api/v1/auth/logout") => None,
         (_, _) if matches!(method.as_str(), "POST" | "PUT" | "PATCH") => {
             panic!("the tenancy walk has no body for {method} {path}: add one")
@@ -272,7 +275,17 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
     let fact = memory.facts(&a_scope, person_id).await.unwrap()[0]
         .id
         .to_string();
+    let export = app
+        .post(
+            &format!("/api/v1/people/{person}/export"),
+            &a.token,
+            json!(null),
+        )
+        .await;
+    assert_eq!(export.status, StatusCode::ACCEPTED, "{}", export.text);
+    let export = export.body["id"].as_str().unwrap().to_owned();
     let owned = Owned {
+        export,
         fact,
         person,
         document,
@@ -304,6 +317,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &tool_server,
         &"a-secret".to_owned(),
         &owned.fact,
+        &owned.export,
         &"works in finance".to_owned(),
     ];
 
@@ -348,6 +362,10 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                 )
                 .replace("/people/{id}", &format!("/people/{}", owned.person))
                 .replace("/memory/{fact_id}", &format!("/memory/{}", owned.fact))
+                .replace(
+                    "/exports/{export_id}",
+                    &format!("/exports/{}", owned.export),
+                )
                 .replace("/messages/{id}", &format!("/messages/{}", owned.message))
                 .replace("/skills/{name}", "/skills/alpha-skill");
             assert!(

@@ -19,7 +19,7 @@ use steward_tools::Toolbox;
 use super::{Running, answered, model, send, start_worker_with};
 
 /// A worker whose replies remember, with the organization's tools.
-fn remembering_worker(app: &TestApp, responder: Responder) -> Running {
+pub(super) fn remembering_worker(app: &TestApp, responder: Responder) -> Running {
     let toolbox: Arc<dyn Toolbox> = Arc::new(app.state.tools.clone());
     let memory = steward_tools::memory::Memory::new(app.store.clone(), app.state.sealer.clone());
     start_worker_with(app, responder, move |respond| {
@@ -36,7 +36,7 @@ fn scope(session: &Session) -> TenantScope {
     TenantScope::for_job(session.org_id.parse().unwrap())
 }
 
-async fn person(app: &TestApp, session: &Session) -> PersonId {
+pub(super) async fn person(app: &TestApp, session: &Session) -> PersonId {
     app.store
         .member_person(&scope(session), session.user_id.parse().unwrap())
         .await
@@ -45,7 +45,12 @@ async fn person(app: &TestApp, session: &Session) -> PersonId {
 }
 
 /// The person's facts as the API shows them, once there are `count`.
-async fn facts(app: &TestApp, session: &Session, person: PersonId, count: usize) -> Vec<Value> {
+pub(super) async fn facts(
+    app: &TestApp,
+    session: &Session,
+    person: PersonId,
+    count: usize,
+) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let read = app

@@ -95,6 +95,15 @@ impl<B: SqlBackend> ErasureStore for B {
                     .bind(person),
             )
             .await?;
+        // Their exports end now; the sweep deletes them with their zips.
+        tx.execute(
+            sql("UPDATE exports SET expires_at = $3
+                 WHERE org_id = $1 AND person_id = $2 AND expires_at > $3")
+            .bind(org)
+            .bind(person)
+            .bind(now()),
+        )
+        .await?;
         commit::<B>(tx).await?;
 
         erased.leads = in_batches(

@@ -38,6 +38,7 @@ mod accounts;
 mod channels;
 mod chatbots;
 mod erasure;
+mod export;
 pub(crate) mod feedback;
 mod idempotency;
 mod knowledge;
@@ -496,6 +497,7 @@ ids!(
     ConversationId,
     CrawlId,
     DocumentId,
+    ExportId,
     FactId,
     JobId,
     LeadId,
@@ -533,6 +535,7 @@ names!(
     CrawlStatus,
     DocumentSource,
     DocumentStatus,
+    ExportState,
     IdentityKind,
     JobKind,
     JobState,
