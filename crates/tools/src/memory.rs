@@ -187,14 +187,15 @@ fn words(text: &str) -> String {
 
 /// The facts worth putting before the model for `question`: all of them
 /// when they are at most `limit`, else the `limit` sharing the most words
-/// with it (the newest first among equals). Oldest first, as learnt.
+/// of four letters or more with it (short words say little of what a fact
+/// is about), the newest first among equals. Oldest first, as learnt.
 pub fn relevant<'a>(facts: &'a [Fact], question: &str, limit: usize) -> Vec<&'a Fact> {
     if facts.len() <= limit {
         return facts.iter().collect();
     }
     let asked: std::collections::HashSet<String> = words(question)
         .split(' ')
-        .filter(|w| w.chars().count() > 2)
+        .filter(|w| w.chars().count() > 3)
         .map(str::to_owned)
         .collect();
     let mut scored: Vec<(usize, usize, &Fact)> = facts
