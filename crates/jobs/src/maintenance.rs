@@ -9,9 +9,10 @@ use steward_store::{Job, Store};
 use crate::{JobError, JobHandler};
 
 /// Deletes succeeded and dead jobs older than `keep_finished`, idempotency
-/// keys past their lifetime and signed-out sessions whose tokens expired,
-/// then refreshes the database's planner statistics. (User data exports,
-/// which it is also to delete after 24 hours, do not exist yet.)
+/// keys past their lifetime, signed-out sessions whose tokens expired and
+/// the conversations organizations keep for a time only (their
+/// `retention_days`), then refreshes the database's planner statistics.
+/// (Exports of people's data have a sweep of their own, every few minutes.)
 pub struct Maintenance {
     pub store: Arc<dyn Store>,
     pub keep_finished: Duration,
@@ -34,11 +35,16 @@ impl JobHandler for Maintenance {
             .store
             .prune_signed_out_sessions(steward_store::now())
             .await?;
+        let conversations = self
+            .store
+            .expire_conversations(steward_store::now())
+            .await?;
         tracing::info!(
             jobs = pruned,
             idempotency_keys = keys,
             signed_out_sessions = sessions,
-            "maintenance: pruned finished jobs, expired idempotency keys and signed-out sessions"
+            conversations,
+            "maintenance: pruned finished jobs, expired idempotency keys, signed-out sessions and conversations past their retention"
         );
         self.store.analyze().await?;
         Ok(())

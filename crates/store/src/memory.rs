@@ -1,5 +1,5 @@
 //! [`MemoryStore`]: what people told an organization's assistants about
-//! themselves. The store keeps it sealed and never sees it in clear: each
+//! themselves, and how long its conversations are kept. The store keeps it sealed and never sees it in clear: each
 //! fact is sealed under a key of its person's own, and each person's key is
 //! sealed under the master key (see `steward_tools::memory`).
 
@@ -86,4 +86,17 @@ pub trait MemoryStore: Send + Sync {
     /// Off deletes every fact of its people, a batch at a time, also when
     /// it was off already (so a call killed midway is finished by the next).
     async fn set_memory(&self, scope: &TenantScope, on: bool) -> StoreResult<Organization>;
+
+    /// Sets how many days the organization keeps quiet conversations
+    /// (None: for good); audited when it changes.
+    async fn set_retention(
+        &self,
+        scope: &TenantScope,
+        days: Option<i32>,
+    ) -> StoreResult<Organization>;
+
+    /// Deletes, in every organization that keeps conversations for a time,
+    /// those whose last message from a person came more than its days
+    /// before `at`, a batch per transaction; how many.
+    async fn expire_conversations(&self, at: DateTime<Utc>) -> StoreResult<u64>;
 }

@@ -12,6 +12,8 @@ pub struct Organization {
     pub tier: Tier,
     /// Whether its assistants remember what people tell them about themselves.
     pub memory: bool,
+    /// Conversations quiet for longer than this many days are deleted; None: kept.
+    pub retention_days: Option<i32>,
     pub created_at: DateTime<Utc>,
 }
 

@@ -34,7 +34,22 @@ pub struct SettingsDto {
     /// Whether assistants remember what people tell them about themselves
     /// (see `/people/{id}/memory`).
     memory: bool,
+    /// Conversations whose last message from a person is older than this
+    /// many days are deleted (hourly); null: kept until their chatbot is.
+    retention_days: Option<i32>,
 }
+
+impl From<steward_store::Organization> for SettingsDto {
+    fn from(o: steward_store::Organization) -> Self {
+        Self {
+            memory: o.memory,
+            retention_days: o.retention_days,
+        }
+    }
+}
+
+/// The longest retention an organization may set: ten years.
+const MAX_RETENTION_DAYS: i32 = 3650;
 
 /// The organization's settings.
 #[utoipa::path(get, path = "/organizations/settings", tag = "organization", security(("bearer" = [])),
@@ -44,9 +59,7 @@ async fn settings(
     auth: Auth,
 ) -> ApiResult<axum::Json<SettingsDto>> {
     let organization = state.store.organization(&auth.0.scope()).await?;
-    Ok(axum::Json(SettingsDto {
-        memory: organization.memory,
-    }))
+    Ok(axum::Json(organization.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -55,6 +68,20 @@ pub struct SettingsBody {
     /// false: assistants stop learning about people, and everything they
     /// remember of everyone is deleted (audited). Absent: left as it is.
     memory: Option<bool>,
+    /// 1 to 3650: conversations quiet for longer are deleted; null: kept.
+    /// Absent: left as it is.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1, maximum = 3650)]
+    retention_days: Option<Option<i32>>,
+}
+
+/// A field that may be null: Some(None) when it is, None when it is absent.
+fn present<'de, D, T>(value: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(value).map(Some)
 }
 
 /// Change the organization's settings (owners and admins); what is left
@@ -68,14 +95,25 @@ async fn change_settings(
     Json(body): Json<SettingsBody>,
 ) -> ApiResult<axum::Json<SettingsDto>> {
     auth.require_admin()?;
+    if let Some(Some(days)) = body.retention_days
+        && !(1..=MAX_RETENTION_DAYS).contains(&days)
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_retention",
+            format!(
+                "retention_days must be 1 to {MAX_RETENTION_DAYS}, or null to keep conversations"
+            ),
+        ));
+    }
     let scope = auth.0.scope();
-    let organization = match body.memory {
+    let mut organization = match body.memory {
         Some(memory) => state.store.set_memory(&scope, memory).await?,
         None => state.store.organization(&scope).await?,
     };
-    Ok(axum::Json(SettingsDto {
-        memory: organization.memory,
-    }))
+    if let Some(days) = body.retention_days {
+        organization = state.store.set_retention(&scope, days).await?;
+    }
+    Ok(axum::Json(organization.into()))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -773,3 +773,65 @@ async fn insights_count_messages_per_day_people_and_reply_times_for_every_role()
         assert_eq!(refused.status, StatusCode::BAD_REQUEST, "days={bad}");
     }
 }
+
+#[tokio::test]
+async fn organization_settings_are_read_by_every_role_and_changed_by_admins_within_bounds() {
+    let app = spawn_app().await;
+    let owner = app.register("ada@example.org", "Acme").await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let path = "/api/v1/organizations/settings";
+    let read = app.get(path, &advisor.token).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    assert_eq!(read.body, json!({"memory": true, "retention_days": null}));
+    for session in [&advisor, &member] {
+        let refused = app
+            .put(path, &session.token, json!({"retention_days": 30}))
+            .await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    }
+    for bad in [
+        json!({"retention_days": 0}),
+        json!({"retention_days": 3651}),
+        json!({"retention_days": -1}),
+        json!({"retention_days": "30"}),
+        json!({"memory": "off"}),
+        json!({"retention": 30}),
+    ] {
+        let refused = app.put(path, &owner.token, bad.clone()).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            refused.text
+        );
+    }
+    let set = app
+        .put(path, &owner.token, json!({"retention_days": 30}))
+        .await;
+    assert_eq!(
+        set.body,
+        json!({"memory": true, "retention_days": 30}),
+        "{}",
+        set.text
+    );
+    let unchanged = app.put(path, &owner.token, json!({"memory": true})).await;
+    assert_eq!(
+        unchanged.body["retention_days"], 30,
+        "absent: left as it is"
+    );
+    let kept = app
+        .put(path, &owner.token, json!({"retention_days": null}))
+        .await;
+    assert_eq!(kept.body["retention_days"], Value::Null);
+    let log = app
+        .get("/api/v1/organizations/audit-log", &owner.token)
+        .await;
+    let changes = log.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "organization.retention_changed")
+        .count();
+    assert_eq!(changes, 2, "{}", log.text);
+}

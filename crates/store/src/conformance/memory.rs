@@ -382,3 +382,102 @@ pub async fn an_erasure_request_is_audited_with_its_job_within_its_org(store: S)
         "requested, not yet erased"
     );
 }
+
+pub async fn conversations_past_their_retention_are_deleted_in_organizations_that_keep_them_for_a_time(
+    store: S,
+) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (globex, _) = org(&store, "Globex").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap()
+        .id;
+    let theirs = store
+        .create_chatbot(&globex, new_chatbot("Helper"))
+        .await
+        .unwrap()
+        .id;
+    let days_ago = |days: i64| now() - chrono::Duration::days(days);
+    // Written 40 and 10 days ago, and one 40 days ago that someone wrote in yesterday.
+    let old = as_of(days_ago(40), written(&store, &scope, bot, None, "1", "old")).await;
+    let recent = as_of(
+        days_ago(10),
+        written(&store, &scope, bot, None, "2", "recent"),
+    )
+    .await;
+    let revived = as_of(
+        days_ago(40),
+        written(&store, &scope, bot, None, "3", "revived"),
+    )
+    .await;
+    as_of(
+        days_ago(1),
+        written(
+            &store,
+            &scope,
+            bot,
+            Some(revived.conversation_id),
+            "3",
+            "again",
+        ),
+    )
+    .await;
+    let elsewhere = as_of(
+        days_ago(40),
+        written(&store, &globex, theirs, None, "1", "kept"),
+    )
+    .await;
+    let usage = store
+        .usage(&scope, &usage_period(days_ago(40)))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.expire_conversations(now()).await.unwrap(),
+        0,
+        "kept for good by default"
+    );
+    let set = store.set_retention(&scope, Some(30)).await.unwrap();
+    assert_eq!(set.retention_days, Some(30));
+    store.set_retention(&scope, Some(30)).await.unwrap();
+    assert_eq!(store.expire_conversations(now()).await.unwrap(), 1);
+    assert_not_found(
+        store.message(&scope, old.id).await,
+        "a conversation past 30 days",
+    );
+    for kept in [recent.id, revived.id] {
+        assert!(store.message(&scope, kept).await.is_ok());
+    }
+    assert!(
+        store.message(&globex, elsewhere.id).await.is_ok(),
+        "another organization keeps its own"
+    );
+    assert_eq!(
+        store
+            .usage(&scope, &usage_period(days_ago(40)))
+            .await
+            .unwrap(),
+        usage,
+        "counters stay"
+    );
+    assert_eq!(
+        store.expire_conversations(now()).await.unwrap(),
+        0,
+        "nothing twice"
+    );
+    let log = store.list_audit(&scope, None, 10).await.unwrap();
+    let changes = log
+        .iter()
+        .filter(|e| e.action == "organization.retention_changed")
+        .count();
+    assert_eq!(changes, 1, "set once, audited once");
+    assert_eq!(
+        store
+            .set_retention(&scope, None)
+            .await
+            .unwrap()
+            .retention_days,
+        None
+    );
+}

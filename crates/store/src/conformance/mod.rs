@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             memory_moves_with_a_merge_and_goes_when_turned_off,
             a_person_is_erased_for_good_and_everyone_else_kept,
             an_erasure_request_is_audited_with_its_job_within_its_org,
+            conversations_past_their_retention_are_deleted_in_organizations_that_keep_them_for_a_time,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

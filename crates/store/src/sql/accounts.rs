@@ -22,6 +22,7 @@ impl<B: SqlBackend> AccountStore for B {
             name: org.name.into_inner(),
             tier: org.tier,
             memory: true,
+            retention_days: None,
             created_at: at,
         };
         let mut tx = self.begin().await?;

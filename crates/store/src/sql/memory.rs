@@ -1,6 +1,7 @@
 //! [`MemoryStore`], for every backend.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use steward_domain::*;
 
@@ -10,6 +11,8 @@ use crate::*;
 /// Facts deleted per statement when an organization turns memory off, so
 /// no statement holds its locks for long.
 const FORGET_BATCH: u64 = 1000;
+/// Conversations deleted per transaction (with all their messages).
+const CONVERSATION_BATCH: u64 = 100;
 
 fn person_key(row: &impl Row) -> StoreResult<PersonKey> {
     Ok(PersonKey {
@@ -259,5 +262,69 @@ impl<B: SqlBackend> MemoryStore for B {
             .await?;
         }
         Ok(organization)
+    }
+
+    async fn set_retention(
+        &self,
+        scope: &TenantScope,
+        days: Option<i32>,
+    ) -> StoreResult<Organization> {
+        let org = scope.org_id();
+        let mut tx = self.begin().await?;
+        let row = tx
+            .fetch_one(
+                sql(format!(
+                    "SELECT * FROM organizations WHERE id = $1{}",
+                    B::FOR_UPDATE
+                ))
+                .bind(org),
+            )
+            .await?;
+        let mut organization = crate::sql::rows::organization(&row)?;
+        if organization.retention_days != days {
+            tx.execute(
+                sql("UPDATE organizations SET retention_days = $1 WHERE id = $2")
+                    .bind(days)
+                    .bind(org),
+            )
+            .await?;
+            audit(
+                &mut tx,
+                scope,
+                "organization.retention_changed",
+                &format!("organization:{org}"),
+                json!({ "from": organization.retention_days, "to": days }),
+            )
+            .await?;
+            organization.retention_days = days;
+        }
+        commit::<B>(tx).await?;
+        Ok(organization)
+    }
+
+    async fn expire_conversations(&self, at: DateTime<Utc>) -> StoreResult<u64> {
+        let keeping = self
+            .read()
+            .await?
+            .fetch_all(sql(
+                "SELECT id, retention_days FROM organizations WHERE retention_days IS NOT NULL",
+            ))
+            .await?;
+        let mut deleted = 0;
+        for row in keeping {
+            let org: OrgId = row.get("id")?;
+            let days: i32 = row.get("retention_days")?;
+            let before = at - chrono::Duration::days(i64::from(days));
+            deleted += delete_in_batches(self, CONVERSATION_BATCH, || {
+                sql("DELETE FROM conversations WHERE id IN (
+                        SELECT id FROM conversations
+                        WHERE org_id = $1 AND last_active_at < $2 LIMIT $3)")
+                .bind(org)
+                .bind(before)
+                .bind(CONVERSATION_BATCH as i64)
+            })
+            .await?;
+        }
+        Ok(deleted)
     }
 }

@@ -85,6 +85,7 @@ pub fn organization(row: &impl Row) -> StoreResult<Organization> {
         name: row.get("name")?,
         tier: row.get("tier")?,
         memory: row.get("memory")?,
+        retention_days: row.get("retention_days")?,
         created_at: row.get("created_at")?,
     })
 }
