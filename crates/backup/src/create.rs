@@ -128,10 +128,15 @@ impl Backups {
             }
         };
         let schema_version = store.schema_version().await?;
-        let keys = blobs
+        // Exports of people's data live for a day and hold memory in clear:
+        // they are never copied into a backup.
+        let keys: Vec<String> = blobs
             .keys("")
             .await
-            .map_err(|e| BackupError::Blobs(format!("listing: {e}")))?;
+            .map_err(|e| BackupError::Blobs(format!("listing: {e}")))?
+            .into_iter()
+            .filter(|key| !key.starts_with(steward_knowledge::EXPORTS_PREFIX))
+            .collect();
         let (runtime, reader, to) = (
             tokio::runtime::Handle::current(),
             blobs.clone(),

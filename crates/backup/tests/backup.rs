@@ -172,7 +172,18 @@ async fn an_erased_person_stays_erased_when_an_older_backup_is_restored(backend:
     // Ada's sealed memory as it was, to try every key on later.
     let ada_sealed = store.memory(&scope, ada).await.unwrap();
     let backups = Backups::from_config(&config(data.path())).unwrap();
+    // An export of Ada's data (memory in clear) is never copied into a backup.
+    let export = format!(
+        "{}{}/export.zip",
+        steward_knowledge::EXPORTS_PREFIX,
+        scope.org_id()
+    );
+    blobs
+        .put(&export, b"Ada's data".to_vec().into())
+        .await
+        .unwrap();
     let before = backups.create(store, &source.url, &blobs).await.unwrap();
+    assert_eq!(before.blob_count, 0, "the export is left out");
 
     let erased = steward_backup::erase(store, &backups, &scope, ada)
         .await

@@ -15,6 +15,10 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, Retry
 use steward_config::StorageConfig;
 use steward_domain::{ChatbotId, DocumentId, OrgId};
 
+/// Where exports of people's data are kept: they live for a day and hold
+/// memory in clear, so backups leave them out.
+pub const EXPORTS_PREFIX: &str = "exports/";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("no such blob")]

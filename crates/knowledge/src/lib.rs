@@ -17,7 +17,7 @@ pub mod pdf;
 pub mod retrieve;
 pub mod sniff;
 
-pub use blobs::{BlobError, Blobs};
+pub use blobs::{BlobError, Blobs, EXPORTS_PREFIX};
 pub use crawl::CrawlStep;
 pub use documents::{AddError, Original, add_original, add_originals, add_url, label_from};
 pub use fetch::{FetchError, FetchPolicy, Fetcher};

@@ -31,7 +31,12 @@ pub struct Exports {
 
 /// Where an export's zip is kept.
 pub fn blob_key(export: &Export) -> String {
-    format!("exports/{}/{}.zip", export.org_id, export.id)
+    format!(
+        "{}{}/{}.zip",
+        steward_knowledge::EXPORTS_PREFIX,
+        export.org_id,
+        export.id
+    )
 }
 
 impl Exports {
