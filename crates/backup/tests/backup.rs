@@ -165,7 +165,14 @@ async fn an_erased_person_stays_erased_when_an_older_backup_is_restored(backend:
         (bo, bo_says.id, "Works in sales"),
     ] {
         memory
-            .remember(&scope, person, said, &[], &[fact.to_owned()], 10)
+            .remember(
+                &scope,
+                person,
+                said,
+                Default::default(),
+                &[fact.to_owned()],
+                10,
+            )
             .await
             .unwrap();
     }

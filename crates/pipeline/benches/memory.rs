@@ -129,13 +129,13 @@ async fn run(backend: &str, store: Arc<dyn Store>, replies: usize) {
     ];
     for n in 0..FACTS {
         let source = said(store.as_ref(), &scope, bot.id, "about me").await;
-        let known = memory.facts(&scope, person).await.unwrap();
+        let known = memory.known(&scope, person).await.unwrap();
         let fact = format!(
             "Fact {n}: works with {} on project {n}",
             topics[n % topics.len()]
         );
         memory
-            .remember(&scope, person, source.id, &known, &[fact], FACTS as u32)
+            .remember(&scope, person, source.id, known, &[fact], FACTS as u32)
             .await
             .unwrap();
     }

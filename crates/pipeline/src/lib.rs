@@ -200,6 +200,17 @@ async fn over_limit(
     spending: u64,
 ) -> Result<bool, JobError> {
     let organization = store.organization(scope).await?;
+    over_limit_of(store, tiers, scope, &organization, spending).await
+}
+
+/// The same, for an organization read already.
+async fn over_limit_of(
+    store: &dyn Store,
+    tiers: &TiersConfig,
+    scope: &TenantScope,
+    organization: &steward_store::Organization,
+    spending: u64,
+) -> Result<bool, JobError> {
     let usage = store
         .usage(scope, &usage_period(steward_store::now()))
         .await?;
@@ -417,7 +428,8 @@ impl JobHandler for Respond {
             return Ok(());
         }
 
-        if self.over_limit(&scope, 0).await? {
+        let organization = self.store.organization(&scope).await?;
+        if over_limit_of(self.store.as_ref(), &self.tiers, &scope, &organization, 0).await? {
             return self.reply(&scope, last, OVER_LIMIT_REPLY, 0, &[]).await;
         }
         let question: Vec<&str> = waiting
@@ -448,7 +460,7 @@ impl JobHandler for Respond {
         // A person's memory is theirs: it is used only where everyone
         // the assistant hears in this conversation is that person.
         let remembered = match &self.memory {
-            Some(memory) if self.store.organization(&scope).await?.memory => last
+            Some(memory) if organization.memory => last
                 .person_id
                 .filter(|person| {
                     turns

@@ -125,8 +125,10 @@ impl JobHandler for Learn {
             messages,
         } = job.args()?;
         let scope = TenantScope::for_job(org);
-        if !self.store.organization(&scope).await?.memory
-            || crate::over_limit(self.store.as_ref(), &self.tiers, &scope, 0).await?
+        let organization = self.store.organization(&scope).await?;
+        if !organization.memory
+            || crate::over_limit_of(self.store.as_ref(), &self.tiers, &scope, &organization, 0)
+                .await?
         {
             return Ok(());
         }
@@ -142,13 +144,13 @@ impl JobHandler for Learn {
         let Some(source) = said.last().map(|m| m.id) else {
             return Ok(());
         };
-        let known = self.memory.facts(&scope, person).await?;
-        if known.iter().any(|fact| fact.source == Some(source)) {
+        let known = self.memory.known(&scope, person).await?;
+        if known.facts.iter().any(|fact| fact.source == Some(source)) {
             return Ok(()); // learnt already, by an earlier attempt
         }
         let request = ChatRequest {
             model: None,
-            system: extraction_prompt(&known),
+            system: extraction_prompt(&known.facts),
             messages: vec![ChatMessage {
                 role: Role::User,
                 content: said
@@ -173,7 +175,7 @@ impl JobHandler for Learn {
         let facts = listed_facts(&answer.text);
         match self
             .memory
-            .remember(&scope, person, source, &known, &facts, self.max_facts)
+            .remember(&scope, person, source, known, &facts, self.max_facts)
             .await
         {
             Ok(kept) => {

@@ -4,7 +4,6 @@
 //! copy of their memory unreadable. Also the `recall` and `forget` tools a
 //! reply to that person may call.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -49,15 +48,31 @@ impl Memory {
     /// The person's facts in clear, oldest first. A fact that does not open
     /// (its key destroyed or damaged) is left out.
     pub async fn facts(&self, scope: &TenantScope, person: PersonId) -> StoreResult<Vec<Fact>> {
+        Ok(self.read(scope, person, false).await?.facts)
+    }
+
+    /// The person's facts and the key new ones are sealed with, read once,
+    /// for [`remember`](Self::remember).
+    pub async fn known(&self, scope: &TenantScope, person: PersonId) -> StoreResult<Known> {
+        self.read(scope, person, true).await
+    }
+
+    /// `with_key`: also open the person's key when they have no facts.
+    async fn read(
+        &self,
+        scope: &TenantScope,
+        person: PersonId,
+        with_key: bool,
+    ) -> StoreResult<Known> {
         let sealed = self.store.memory(scope, person).await?;
-        if sealed.is_empty() {
-            return Ok(Vec::new());
+        if sealed.is_empty() && !with_key {
+            return Ok(Known::default());
         }
         let keys = self.keys(scope, person).await?;
-        Ok(sealed
+        let facts = sealed
             .into_iter()
             .filter_map(|fact| {
-                let key = keys.get(&fact.key_id)?;
+                let (_, key) = keys.iter().find(|(id, _)| *id == fact.key_id)?;
                 let text = key.open(&fact.sealed, fact.id.to_string().as_bytes());
                 let text = text.ok().and_then(|t| String::from_utf8(t).ok());
                 if text.is_none() {
@@ -70,23 +85,28 @@ impl Memory {
                     created_at: fact.created_at,
                 })
             })
-            .collect())
+            .collect();
+        Ok(Known {
+            facts,
+            key: keys.into_iter().next(),
+        })
     }
 
     /// Keeps those of `texts` the person's memory does not hold yet
-    /// (compared by their words, in any case), learnt from message `source`,
-    /// then only the newest `keep` facts; how many were kept. Nothing is
-    /// kept twice from one message, nor while the organization's memory is off.
+    /// (compared by their words, in any case, with `known`), learnt from
+    /// message `source`, then only the newest `keep` facts; how many were
+    /// kept. Nothing is kept twice from one message, nor while the
+    /// organization's memory is off.
     pub async fn remember(
         &self,
         scope: &TenantScope,
         person: PersonId,
         source: MessageId,
-        known: &[Fact],
+        known: Known,
         texts: &[String],
         keep: u32,
     ) -> StoreResult<usize> {
-        let mut seen: Vec<String> = known.iter().map(|f| words(&f.text)).collect();
+        let mut seen: Vec<String> = known.facts.iter().map(|f| words(&f.text)).collect();
         let mut new = Vec::new();
         for text in texts {
             let text: String = text.trim().chars().take(MAX_FACT_CHARS).collect();
@@ -100,7 +120,10 @@ impl Memory {
         if new.is_empty() {
             return Ok(0);
         }
-        let (key_id, key) = self.sealing_key(scope, person).await?;
+        let (key_id, key) = match known.key {
+            Some(key) => key,
+            None => self.new_key(scope, person).await?,
+        };
         let now = steward_store::now();
         let facts: Vec<SealedFact> = new
             .iter()
@@ -122,12 +145,12 @@ impl Memory {
         Ok(if kept { facts.len() } else { 0 })
     }
 
-    /// The person's keys, opened, by id. One that does not open is left out.
+    /// The person's keys that open, oldest first.
     async fn keys(
         &self,
         scope: &TenantScope,
         person: PersonId,
-    ) -> StoreResult<HashMap<PersonKeyId, DataKey>> {
+    ) -> StoreResult<Vec<(PersonKeyId, DataKey)>> {
         let stored = self.store.person_keys(scope, person).await?;
         Ok(stored
             .into_iter()
@@ -145,23 +168,12 @@ impl Memory {
             .collect())
     }
 
-    /// The key new facts are sealed with: the person's oldest that opens, or
-    /// a new one, kept now.
-    async fn sealing_key(
+    /// A new key for the person, kept now.
+    async fn new_key(
         &self,
         scope: &TenantScope,
         person: PersonId,
     ) -> StoreResult<(PersonKeyId, DataKey)> {
-        let stored = self.store.person_keys(scope, person).await?;
-        for key in stored {
-            count_key("open");
-            if let Ok(opened) = self
-                .sealer
-                .open_data_key(&key.sealed, key.id.to_string().as_bytes())
-            {
-                return Ok((key.id, opened));
-            }
-        }
         let id = PersonKeyId::new();
         let (key, sealed) = self.sealer.new_data_key(id.to_string().as_bytes());
         count_key("seal");
@@ -170,6 +182,14 @@ impl Memory {
             .await?;
         Ok((id, key))
     }
+}
+
+/// A person's memory as read for learning: their facts, and the key new
+/// facts are sealed with (None: they have none yet; one is made).
+#[derive(Default)]
+pub struct Known {
+    pub facts: Vec<Fact>,
+    key: Option<(PersonKeyId, DataKey)>,
 }
 
 fn count_key(operation: &'static str) {

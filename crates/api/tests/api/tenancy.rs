@@ -266,7 +266,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             &a_scope,
             person_id,
             message.parse().unwrap(),
-            &[],
+            Default::default(),
             &["Alpha's owner works in finance".to_owned()],
             10,
         )
