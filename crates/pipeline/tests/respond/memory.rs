@@ -32,6 +32,17 @@ pub(super) fn remembering_worker(app: &TestApp, responder: Responder) -> Running
     })
 }
 
+/// Steward with a remembering worker and a fake model, and Acme's owner
+/// with a chatbot.
+async fn remembering_acme() -> (TestApp, FakeModel, Running, Session, String) {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    let worker = remembering_worker(&app, model(&fake));
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    (app, fake, worker, owner, bot)
+}
+
 fn scope(session: &Session) -> TenantScope {
     TenantScope::for_job(session.org_id.parse().unwrap())
 }
@@ -152,11 +163,7 @@ async fn message_on_channel(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_a_person_says_of_themself_is_learnt_sealed_and_recalled_on_another_channel_only_for_them()
  {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let worker = remembering_worker(&app, model(&fake));
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
+    let (app, fake, worker, owner, bot) = remembering_acme().await;
     let ada = person(&app, &owner).await;
 
     let (_, asked) = send(
@@ -337,11 +344,7 @@ async fn facts_are_learnt_through_anthropics_format_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_recalls_and_forgets_and_memory_turned_off_forgets_everyone() {
-    let app = spawn_app_with(|_| {}).await;
-    let fake = FakeModel::start().await;
-    let worker = remembering_worker(&app, model(&fake));
-    let owner = app.register("ada@example.org", "Acme").await;
-    let bot = app.chatbot(&owner, "Helper").await;
+    let (app, fake, worker, owner, bot) = remembering_acme().await;
     let ada = person(&app, &owner).await;
     let (conversation, asked) = send(
         &app,

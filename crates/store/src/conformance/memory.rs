@@ -221,19 +221,23 @@ async fn written(
     store.add_message(scope, message).await.unwrap()
 }
 
+/// Acme and Globex, each with a chatbot.
+async fn two_organizations(store: &S) -> ((TenantScope, ChatbotId), (TenantScope, ChatbotId)) {
+    let mut made = Vec::new();
+    for name in ["Acme", "Globex"] {
+        let (scope, _) = org(store, name).await;
+        let bot = store
+            .create_chatbot(&scope, new_chatbot("Helper"))
+            .await
+            .unwrap()
+            .id;
+        made.push((scope, bot));
+    }
+    (made[0], made[1])
+}
+
 pub async fn a_person_is_erased_for_good_and_everyone_else_kept(store: S) {
-    let (scope, _) = org(&store, "Acme").await;
-    let (globex, _) = org(&store, "Globex").await;
-    let chatbot = store
-        .create_chatbot(&scope, new_chatbot("Helper"))
-        .await
-        .unwrap()
-        .id;
-    let theirs = store
-        .create_chatbot(&globex, new_chatbot("Helper"))
-        .await
-        .unwrap()
-        .id;
+    let ((scope, chatbot), (globex, theirs)) = two_organizations(&store).await;
     // Ada's own conversation, with a reply; Bo's, where Ada wrote too.
     let ada_says = written(&store, &scope, chatbot, None, "1", "I am Ada").await;
     let mut reply = user_message(chatbot, Some(ada_says.conversation_id), "Hello Ada");
@@ -386,18 +390,7 @@ pub async fn an_erasure_request_is_audited_with_its_job_within_its_org(store: S)
 pub async fn conversations_past_their_retention_are_deleted_in_organizations_that_keep_them_for_a_time(
     store: S,
 ) {
-    let (scope, _) = org(&store, "Acme").await;
-    let (globex, _) = org(&store, "Globex").await;
-    let bot = store
-        .create_chatbot(&scope, new_chatbot("Helper"))
-        .await
-        .unwrap()
-        .id;
-    let theirs = store
-        .create_chatbot(&globex, new_chatbot("Helper"))
-        .await
-        .unwrap()
-        .id;
+    let ((scope, bot), (globex, theirs)) = two_organizations(&store).await;
     let days_ago = |days: i64| now() - chrono::Duration::days(days);
     // Written 40 and 10 days ago, and one 40 days ago that someone wrote in yesterday.
     let old = as_of(days_ago(40), written(&store, &scope, bot, None, "1", "old")).await;

@@ -14,6 +14,40 @@ const FORGET_BATCH: u64 = 1000;
 /// Conversations deleted per transaction (with all their messages).
 const CONVERSATION_BATCH: u64 = 100;
 
+/// Changes one of the organization's settings with `update` and writes the
+/// audit entry `action` with `details`, unless `unchanged` says the setting
+/// holds already; the organization as it is after.
+async fn change_setting<B: SqlBackend>(
+    store: &B,
+    scope: &TenantScope,
+    unchanged: impl Fn(&Organization) -> bool,
+    update: crate::sql::Statement<'static>,
+    (action, details): (&str, serde_json::Value),
+) -> StoreResult<Organization> {
+    let org = scope.org_id();
+    let mut tx = store.begin().await?;
+    let select = format!("SELECT * FROM organizations WHERE id = $1{}", B::FOR_UPDATE);
+    let row = tx.fetch_one(sql(select).bind(org)).await?;
+    let before = crate::sql::rows::organization(&row)?;
+    if unchanged(&before) {
+        return Ok(before);
+    }
+    tx.execute(update).await?;
+    audit(
+        &mut tx,
+        scope,
+        action,
+        &format!("organization:{org}"),
+        details,
+    )
+    .await?;
+    let row = tx
+        .fetch_one(sql("SELECT * FROM organizations WHERE id = $1").bind(org))
+        .await?;
+    commit::<B>(tx).await?;
+    crate::sql::rows::organization(&row)
+}
+
 fn person_key(row: &impl Row) -> StoreResult<PersonKey> {
     Ok(PersonKey {
         id: row.get("id")?,
@@ -222,35 +256,16 @@ impl<B: SqlBackend> MemoryStore for B {
 
     async fn set_memory(&self, scope: &TenantScope, on: bool) -> StoreResult<Organization> {
         let org = scope.org_id();
-        let mut tx = self.begin().await?;
-        let row = tx
-            .fetch_one(
-                sql(format!(
-                    "SELECT * FROM organizations WHERE id = $1{}",
-                    B::FOR_UPDATE
-                ))
+        let organization = change_setting::<B>(
+            self,
+            scope,
+            |o| o.memory == on,
+            sql("UPDATE organizations SET memory = $1 WHERE id = $2")
+                .bind(on)
                 .bind(org),
-            )
-            .await?;
-        let mut organization = crate::sql::rows::organization(&row)?;
-        if organization.memory != on {
-            tx.execute(
-                sql("UPDATE organizations SET memory = $1 WHERE id = $2")
-                    .bind(on)
-                    .bind(org),
-            )
-            .await?;
-            audit(
-                &mut tx,
-                scope,
-                "organization.memory_changed",
-                &format!("organization:{org}"),
-                json!({ "memory": on }),
-            )
-            .await?;
-            organization.memory = on;
-        }
-        commit::<B>(tx).await?;
+            ("organization.memory_changed", json!({ "memory": on })),
+        )
+        .await?;
         // Off: what is left is deleted, also what a call killed midway left.
         if !on {
             delete_in_batches(self, FORGET_BATCH, || {
@@ -270,36 +285,19 @@ impl<B: SqlBackend> MemoryStore for B {
         days: Option<i32>,
     ) -> StoreResult<Organization> {
         let org = scope.org_id();
-        let mut tx = self.begin().await?;
-        let row = tx
-            .fetch_one(
-                sql(format!(
-                    "SELECT * FROM organizations WHERE id = $1{}",
-                    B::FOR_UPDATE
-                ))
+        change_setting::<B>(
+            self,
+            scope,
+            |o| o.retention_days == days,
+            sql("UPDATE organizations SET retention_days = $1 WHERE id = $2")
+                .bind(days)
                 .bind(org),
-            )
-            .await?;
-        let mut organization = crate::sql::rows::organization(&row)?;
-        if organization.retention_days != days {
-            tx.execute(
-                sql("UPDATE organizations SET retention_days = $1 WHERE id = $2")
-                    .bind(days)
-                    .bind(org),
-            )
-            .await?;
-            audit(
-                &mut tx,
-                scope,
+            (
                 "organization.retention_changed",
-                &format!("organization:{org}"),
-                json!({ "from": organization.retention_days, "to": days }),
-            )
-            .await?;
-            organization.retention_days = days;
-        }
-        commit::<B>(tx).await?;
-        Ok(organization)
+                json!({ "retention_days": days }),
+            ),
+        )
+        .await
     }
 
     async fn expire_conversations(&self, at: DateTime<Utc>) -> StoreResult<u64> {
