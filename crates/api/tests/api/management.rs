@@ -797,6 +797,8 @@ async fn organization_settings_are_read_by_every_role_and_changed_by_admins_with
         json!({"retention_days": "30"}),
         json!({"memory": "off"}),
         json!({"retention": 30}),
+        json!([null, null]),
+        json!([true]),
     ] {
         let refused = app.put(path, &owner.token, bad.clone()).await;
         assert_eq!(
