@@ -1,7 +1,8 @@
 //! The people who talk to an organization's assistants: listed, read with
 //! their handles and conversations, and merged by an admin; what the
-//! assistants remember of each, read and forgotten by an admin or the
-//! person themself. Advisors see none of it.
+//! assistants remember of each, read and forgotten, and everything held
+//! about them exported, by an admin or the person themself; a person erased
+//! by an admin. Advisors see none of it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
