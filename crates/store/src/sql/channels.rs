@@ -236,17 +236,7 @@ impl<B: SqlBackend> ChannelStore for B {
         expected: &[u8],
         sealed: &[u8],
     ) -> StoreResult<bool> {
-        let updated = self
-            .write()
-            .await?
-            .execute(
-                sql("UPDATE channels SET secrets = $1 WHERE id = $2 AND secrets = $3")
-                    .bind(sealed)
-                    .bind(id)
-                    .bind(expected),
-            )
-            .await?;
-        Ok(updated == 1)
+        crate::sql::replace_sealed(self, ("channels", "secrets"), id.into(), expected, sealed).await
     }
 
     async fn set_channel_cursor(

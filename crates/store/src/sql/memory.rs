@@ -102,17 +102,8 @@ impl<B: SqlBackend> MemoryStore for B {
         expected: &[u8],
         sealed: &[u8],
     ) -> StoreResult<bool> {
-        let updated = self
-            .write()
-            .await?
-            .execute(
-                sql("UPDATE person_keys SET sealed = $1 WHERE id = $2 AND sealed = $3")
-                    .bind(sealed)
-                    .bind(id)
-                    .bind(expected),
-            )
-            .await?;
-        Ok(updated == 1)
+        crate::sql::replace_sealed(self, ("person_keys", "sealed"), id.into(), expected, sealed)
+            .await
     }
 
     async fn add_person_key(

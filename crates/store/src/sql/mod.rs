@@ -276,6 +276,25 @@ pub(crate) async fn delete_in_batches<B: SqlBackend>(
     }
 }
 
+/// The write of a master-key rotation: stores `sealed` in `table.column` of
+/// row `id` only if it still holds `expected` (one changed meanwhile is
+/// left as it is); whether it did.
+pub(crate) async fn replace_sealed<B: SqlBackend>(
+    store: &B,
+    (table, column): (&str, &str),
+    id: Value<'static>,
+    expected: &[u8],
+    sealed: &[u8],
+) -> StoreResult<bool> {
+    let statement = format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3");
+    let updated = store
+        .write()
+        .await?
+        .execute(sql(statement).bind(sealed).bind(id).bind(expected))
+        .await?;
+    Ok(updated == 1)
+}
+
 pub async fn commit<B: SqlBackend>(tx: B::Tx) -> StoreResult<()> {
     commit_with::<B>(tx, &()).await
 }

@@ -283,17 +283,14 @@ impl<B: SqlBackend> ToolServerStore for B {
         expected: &[u8],
         sealed: &[u8],
     ) -> StoreResult<bool> {
-        let updated = self
-            .write()
-            .await?
-            .execute(
-                sql("UPDATE tool_servers SET sealed_headers = $1 WHERE id = $2 AND sealed_headers = $3")
-                    .bind(sealed)
-                    .bind(id)
-                    .bind(expected),
-            )
-            .await?;
-        Ok(updated == 1)
+        crate::sql::replace_sealed(
+            self,
+            ("tool_servers", "sealed_headers"),
+            id.into(),
+            expected,
+            sealed,
+        )
+        .await
     }
 
     async fn record_tool_server_health(
