@@ -245,15 +245,11 @@ impl Toolbox for Catalogue {
                 ToolError("the chatbot's skills could not be listed".into())
             })?);
         }
-        // A known person's memory, while their organization keeps it.
+        // A known person's memory. The reply, which has read whether the
+        // organization keeps memory and who else is in the conversation,
+        // leaves these out where it must not be reached.
         if person.is_some() {
-            let organization = self.store.organization(scope).await.map_err(|error| {
-                tracing::warn!(%error, "reading an organization failed");
-                ToolError("the organization could not be read".into())
-            })?;
-            if organization.memory {
-                skills.extend(crate::memory::tools());
-            }
+            skills.extend(crate::memory::tools());
         }
         if chatbot.tools.is_empty() {
             return Ok(skills);

@@ -251,7 +251,8 @@ the memory tools):\n",
 }
 
 /// The memory tools, offered in replies to a known person while their
-/// organization's memory is on.
+/// organization's memory is on and no one else is in the conversation
+/// (the reply decides; see `steward_pipeline`).
 pub fn tools() -> Vec<Tool> {
     vec![
         Tool {
