@@ -119,35 +119,6 @@ on_both_stores!(
     an_erased_person_stays_erased_when_an_older_backup_is_restored,
 );
 
-/// A message `handle` wrote on Telegram, in a conversation of its own.
-async fn telegram_message(
-    store: &dyn Store,
-    scope: &TenantScope,
-    bot: ChatbotId,
-    handle: &str,
-    text: &str,
-) -> Message {
-    let message = NewMessage {
-        id: MessageId::new(),
-        chatbot_id: bot,
-        conversation: ConversationChoice::Start(ConversationId::new()),
-        role: MessageRole::User,
-        text: MessageText::parse("text", text).unwrap(),
-        channel: "telegram".into(),
-        external_id: None,
-        answers: None,
-        channel_id: None,
-        meta: None,
-        tokens: 0,
-        then: Vec::new(),
-        sender: Some(Sender::new(
-            Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
-        )),
-        forwarded: false,
-    };
-    store.add_message(scope, message).await.unwrap()
-}
-
 async fn an_erased_person_stays_erased_when_an_older_backup_is_restored(backend: Backend) {
     let source = database(backend).await.unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -157,8 +128,11 @@ async fn an_erased_person_stays_erased_when_an_older_backup_is_restored(backend:
         steward_testkit::seed::organization_with_chatbot(store, "Acme", Tier::Free).await;
     let sealer = Arc::new(steward_auth::Sealer::new(&[7; 32]));
     let memory = steward_tools::memory::Memory::new(source.store.clone(), sealer.clone());
-    let ada_says = telegram_message(store, &scope, bot.id, "1", "I work in finance").await;
-    let bo_says = telegram_message(store, &scope, bot.id, "2", "I work in sales").await;
+    let message = |handle, text| {
+        steward_testkit::seed::telegram_message(store, &scope, bot.id, None, handle, text)
+    };
+    let ada_says = message("1", "I work in finance").await;
+    let bo_says = message("2", "I work in sales").await;
     let (ada, bo) = (ada_says.person_id.unwrap(), bo_says.person_id.unwrap());
     for (person, said, fact) in [
         (ada, ada_says.id, "Works in finance"),

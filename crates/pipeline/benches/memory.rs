@@ -86,27 +86,9 @@ async fn main() {
     }
 }
 
-/// A message `person`'s handle wrote, stored as a channel stores it.
+/// A message of the person's (Telegram user 4242).
 async fn said(store: &dyn Store, scope: &TenantScope, bot: ChatbotId, text: &str) -> Message {
-    let message = NewMessage {
-        id: MessageId::new(),
-        chatbot_id: bot,
-        conversation: ConversationChoice::Start(ConversationId::new()),
-        role: MessageRole::User,
-        text: MessageText::parse("text", text).unwrap(),
-        channel: "telegram".into(),
-        external_id: None,
-        answers: None,
-        channel_id: None,
-        meta: None,
-        tokens: 0,
-        then: Vec::new(),
-        sender: Some(Sender::new(
-            Identity::parse("sender", IdentityKind::Telegram, "4242").unwrap(),
-        )),
-        forwarded: false,
-    };
-    store.add_message(scope, message).await.unwrap()
+    steward_testkit::seed::telegram_message(store, scope, bot, None, "4242", text).await
 }
 
 async fn run(backend: &str, store: Arc<dyn Store>, replies: usize) {

@@ -15,31 +15,11 @@ use std::time::{Duration, Instant};
 
 use steward_domain::*;
 use steward_store::*;
+use steward_testkit::seed::telegram_message;
 use steward_testkit::{DbGuard, postgres_store, sqlite_store};
 
 /// Messages per conversation.
 const TURNS: usize = 20;
-
-fn message(bot: ChatbotId, conversation: ConversationChoice, handle: &str, n: usize) -> NewMessage {
-    NewMessage {
-        id: MessageId::new(),
-        chatbot_id: bot,
-        conversation,
-        role: MessageRole::User,
-        text: MessageText::parse("text", format!("message {n} about invoices and travel")).unwrap(),
-        channel: "telegram".into(),
-        external_id: None,
-        answers: None,
-        channel_id: None,
-        meta: None,
-        tokens: 0,
-        then: Vec::new(),
-        sender: Some(Sender::new(
-            Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
-        )),
-        forwarded: false,
-    }
-}
 
 #[tokio::main]
 async fn main() {
@@ -81,14 +61,10 @@ async fn run(backend: &str, store: Arc<dyn Store>, messages: usize) {
         async move {
             let mut conversation = None;
             for n in (w..messages).step_by(writers) {
-                let choice = match conversation {
-                    Some(id) if n / writers % TURNS != 0 => ConversationChoice::Existing(id),
-                    _ => ConversationChoice::Start(ConversationId::new()),
-                };
-                let stored = store
-                    .add_message(&scope, message(bot.id, choice, "1", n))
-                    .await
-                    .unwrap();
+                let into = conversation.filter(|_| n / writers % TURNS != 0);
+                let text = format!("message {n} about invoices and travel");
+                let stored =
+                    telegram_message(store.as_ref(), &scope, bot.id, into, "1", &text).await;
                 conversation = Some(stored.conversation_id);
             }
             conversation
@@ -109,11 +85,8 @@ async fn run(backend: &str, store: Arc<dyn Store>, messages: usize) {
             let mut n = 0;
             while erasing.load(Ordering::SeqCst) {
                 let started = Instant::now();
-                let choice = ConversationChoice::Start(ConversationId::new());
-                store
-                    .add_message(&other, message(other_bot.id, choice, "2", n))
-                    .await
-                    .unwrap();
+                let text = format!("message {n}");
+                telegram_message(store.as_ref(), &other, other_bot.id, None, "2", &text).await;
                 latencies.push(started.elapsed());
                 n += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await;

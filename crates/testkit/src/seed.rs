@@ -51,6 +51,41 @@ pub async fn organization_with_chatbot(
     (scope, bot)
 }
 
+/// A message Telegram user `handle` wrote to `bot`, in `conversation` or a
+/// new one, stored as a channel stores it (the author found or made by
+/// handle).
+pub async fn telegram_message(
+    store: &dyn Store,
+    scope: &TenantScope,
+    bot: ChatbotId,
+    conversation: Option<ConversationId>,
+    handle: &str,
+    text: &str,
+) -> Message {
+    let message = NewMessage {
+        id: MessageId::new(),
+        chatbot_id: bot,
+        conversation: match conversation {
+            Some(id) => ConversationChoice::Existing(id),
+            None => ConversationChoice::Start(ConversationId::new()),
+        },
+        role: MessageRole::User,
+        text: MessageText::parse("text", text).unwrap(),
+        channel: "telegram".into(),
+        external_id: None,
+        answers: None,
+        channel_id: None,
+        meta: None,
+        tokens: 0,
+        then: Vec::new(),
+        sender: Some(Sender::new(
+            Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
+        )),
+        forwarded: false,
+    };
+    store.add_message(scope, message).await.unwrap()
+}
+
 /// Bytes that do not compress, like the PDFs and images people upload.
 pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
