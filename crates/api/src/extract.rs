@@ -9,19 +9,52 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// A JSON body: 415 without a JSON content type, 400 when it is not JSON,
-/// 413 when too large, 422 when fields are missing, unknown or mistyped.
+/// A JSON object body: 415 without a JSON content type, 400 when it is not
+/// JSON, 413 when too large, 422 when it is not an object (serde would read
+/// an array into a struct field by field) or fields are missing, unknown or
+/// mistyped.
 pub struct Json<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType);
         }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+                _ => ApiError::bad_request("unreadable_body", rejection.body_text()),
+            })?;
+        let value = axum::Json::<T>::from_bytes(&bytes).map_err(json_rejection)?;
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::unprocessable(
+                "invalid_body",
+                "the body must be a JSON object",
+            ));
+        }
+        Ok(Json(value.0))
     }
+}
+
+/// `application/json`, or a `+json` type, as axum's own extractor accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {

@@ -92,13 +92,9 @@ where
 async fn change_settings(
     State(state): State<SharedState>,
     auth: Auth,
-    // An object, read as one: with every field optional, a JSON array
-    // would otherwise read as one, field by field.
-    Json(body): Json<serde_json::Map<String, Value>>,
+    Json(body): Json<SettingsBody>,
 ) -> ApiResult<axum::Json<SettingsDto>> {
     auth.require_admin()?;
-    let body: SettingsBody = serde_json::from_value(Value::Object(body))
-        .map_err(|e| ApiError::unprocessable("invalid_body", e.to_string()))?;
     if let Some(Some(days)) = body.retention_days
         && !(1..=MAX_RETENTION_DAYS).contains(&days)
     {
