@@ -145,6 +145,15 @@ async fn people_are_read_by_members_merged_by_admins_and_hidden_from_advisors() 
             assert_eq!(reply.status, StatusCode::FORBIDDEN, "{path}");
         }
     }
+    // Only owners and admins erase anyone, their own person included.
+    for session in [&advisor, &member] {
+        for person in [someone, member_person["id"].as_str().unwrap()] {
+            let reply = app
+                .delete(&format!("/api/v1/people/{person}"), &session.token)
+                .await;
+            assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+        }
+    }
     let mine = member_person["id"].as_str().unwrap();
     let own = app
         .delete(&format!("/api/v1/people/{mine}/memory"), &member.token)
