@@ -98,10 +98,13 @@ async fn main() {
         filling.elapsed().as_secs_f64()
     );
 
-    let config = Config {
+    let mut config = Config {
         data_dir: dir.path().to_owned(),
         ..Config::default()
     };
+    config.backup.encryption_key = Some(steward_config::Secret::new(
+        "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
+    ));
     let backups = Backups::from_config(&config).unwrap();
     let started = Instant::now();
     let manifest = backups.create(&store, &url, &blobs).await.unwrap();

@@ -111,38 +111,52 @@ impl Backups {
         database_url: &str,
         blobs: &Blobs,
     ) -> Result<Manifest, BackupError> {
-        let database_file = match store.backend() {
+        let key = self.keys()?.current().clone();
+        let key_id = key.id();
+        let context = |file: &str| format!("{id}/{file}");
+        // The plain copy lives in the owner-only staging folder only until
+        // it is sealed.
+        let (plain, database_file, gzip) = match store.backend() {
             Backend::Sqlite => {
-                let raw = staging.join("database.sqlite");
-                store.snapshot_to(&raw).await?;
-                let gz = staging.join(SQLITE_FILE);
-                let raw_copy = raw.clone();
-                blocking(move || archive::gzip_file(&raw_copy, &gz)).await?;
-                std::fs::remove_file(&raw)
-                    .map_err(|e| BackupError::Io(format!("{}: {e}", raw.display())))?;
-                SQLITE_FILE
+                let plain = staging.join("database.sqlite");
+                store.snapshot_to(&plain).await?;
+                (plain, SQLITE_FILE, true)
             }
             Backend::Postgres => {
-                postgres::dump(&self.pg_dump, database_url, &staging.join(POSTGRES_FILE)).await?;
-                POSTGRES_FILE
+                let plain = staging.join("database.pgdump");
+                postgres::dump(&self.pg_dump, database_url, &plain).await?;
+                (plain, POSTGRES_FILE, false)
             }
         };
+        let (from, to, sealing, file_context) = (
+            plain.clone(),
+            staging.join(database_file),
+            key.clone(),
+            context(database_file),
+        );
+        blocking(move || archive::seal_file(&from, &to, gzip, &sealing, &file_context)).await?;
+        std::fs::remove_file(&plain)
+            .map_err(|e| BackupError::Io(format!("{}: {e}", plain.display())))?;
         let schema_version = store.schema_version().await?;
         // Exports of people's data live for a day and hold memory in clear:
         // they are never copied into a backup.
-        let keys: Vec<String> = blobs
+        let objects: Vec<String> = blobs
             .keys("")
             .await
             .map_err(|e| BackupError::Blobs(format!("listing: {e}")))?
             .into_iter()
             .filter(|key| !key.starts_with(steward_knowledge::EXPORTS_PREFIX))
             .collect();
-        let (runtime, reader, to) = (
+        let (runtime, reader, to, blobs_context) = (
             tokio::runtime::Handle::current(),
             blobs.clone(),
             staging.join(BLOBS_FILE),
+            context(BLOBS_FILE),
         );
-        let tally = blocking(move || archive::write_blobs(&runtime, &reader, &keys, &to)).await?;
+        let tally = blocking(move || {
+            archive::write_blobs(&runtime, &reader, &objects, &to, &key, &blobs_context)
+        })
+        .await?;
         let mut files = Vec::new();
         for name in [database_file, BLOBS_FILE] {
             let path = staging.join(name);
@@ -161,6 +175,7 @@ impl Backups {
             steward_version: env!("CARGO_PKG_VERSION").to_owned(),
             backend: backend_name(store.backend()).to_owned(),
             schema_version,
+            key_id,
             files,
             blob_count: tally.count,
             blob_bytes: tally.bytes,

@@ -4,7 +4,8 @@
 //! A backup is a folder named by its UTC start time
 //! (`20261122T024000.123Z`) holding the database (SQLite: an online copy by
 //! `VACUUM INTO`, gzipped; PostgreSQL: `pg_dump` custom format), the blob
-//! store as a gzipped tar, and a manifest with each file's size and SHA-256. It is written under
+//! store as a gzipped tar, each sealed under the backup key ([`crypt`]), and
+//! a manifest with each file's size and SHA-256. It is written under
 //! `.incomplete-{id}` and renamed into place only when complete, so a failed
 //! run (a full disk, say) leaves nothing half-made and the earlier backups
 //! as they were. With `backup.s3_url` set, each backup is then copied to S3,
@@ -15,6 +16,7 @@
 mod archive;
 pub mod copy;
 mod create;
+pub mod crypt;
 mod erasure;
 mod manifest;
 mod postgres;
@@ -30,12 +32,13 @@ use steward_knowledge::Blobs;
 use steward_store::{Backend, Store, StoreError, TableSize};
 
 pub use archive::BlobTally;
+use crypt::{BackupKey, BackupKeys};
 pub use erasure::{EraseJob, erase};
-pub use manifest::{FileEntry, Manifest};
+pub use manifest::{FileEntry, Manifest, digest_file};
 
-const SQLITE_FILE: &str = "database.sqlite.gz";
-const POSTGRES_FILE: &str = "database.pgdump";
-const BLOBS_FILE: &str = "blobs.tar.gz";
+const SQLITE_FILE: &str = "database.sqlite.gz.enc";
+const POSTGRES_FILE: &str = "database.pgdump.enc";
+const BLOBS_FILE: &str = "blobs.tar.gz.enc";
 const INCOMPLETE: &str = ".incomplete-";
 /// UTC to the millisecond, so that ids sort in the order backups were made.
 const ID_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
@@ -60,6 +63,8 @@ pub enum BackupError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error("the backup key does not fit: {0}")]
+    Key(String),
     #[error("copying the backup to S3 failed: {0}")]
     Remote(String),
     #[error("cancelled: nothing was changed")]
@@ -111,6 +116,9 @@ pub struct Backups {
     keep_days: u32,
     pg_dump: String,
     pg_restore: String,
+    /// Unset, backups are neither made nor read (the erasure ledger and the
+    /// list work without it).
+    keys: Option<BackupKeys>,
 }
 
 impl Backups {
@@ -122,6 +130,22 @@ impl Backups {
             .map(|url| Blobs::at(url, &config.storage))
             .transpose()
             .map_err(|e| BackupError::Invalid(format!("backup.s3_url: {e}")))?;
+        let key = |name: &'static str, secret: &steward_config::Secret| {
+            steward_config::key_bytes(name, secret)
+                .map(BackupKey::new)
+                .map_err(|e| BackupError::Invalid(e.to_string()))
+        };
+        let keys = match &backup.encryption_key {
+            Some(current) => Some(BackupKeys::new(
+                key("backup.encryption_key", current)?,
+                backup
+                    .previous_encryption_keys
+                    .iter()
+                    .map(|k| key("backup.previous_encryption_keys", k))
+                    .collect::<Result<_, _>>()?,
+            )),
+            None => None,
+        };
         Ok(Self {
             dir: backup
                 .dir
@@ -132,11 +156,20 @@ impl Backups {
             keep_days: backup.keep_days,
             pg_dump: backup.pg_dump.clone(),
             pg_restore: backup.pg_restore.clone(),
+            keys,
         })
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    fn keys(&self) -> Result<&BackupKeys, BackupError> {
+        self.keys.as_ref().ok_or_else(|| {
+            BackupError::Key(
+                "backup.encryption_key is not set: backups are encrypted under it (openssl rand -base64 32)".into(),
+            )
+        })
     }
 }
 

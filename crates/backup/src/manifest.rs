@@ -1,6 +1,8 @@
-//! A backup's manifest: what it holds, with each file's size and SHA-256.
+//! A backup's manifest: what it holds, with each file's size and SHA-256,
+//! and the id of the backup key its files are sealed under.
 //! `manifest.json.sha256` holds the manifest's own digest, so a damaged
-//! manifest is caught too.
+//! manifest is caught too. The manifest holds no data of anyone's, and is
+//! not encrypted: `backup list` reads it without the key.
 
 use std::io::Read;
 use std::path::Path;
@@ -10,11 +12,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::BackupError;
+use crate::archive;
+use crate::crypt::BackupKeys;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const MANIFEST_DIGEST: &str = "manifest.json.sha256";
 /// Bumped when the layout changes; older Stewards refuse newer formats.
-pub const FORMAT: u32 = 1;
+/// Format 2: files sealed under the backup key.
+pub const FORMAT: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -26,6 +31,8 @@ pub struct Manifest {
     pub backend: String,
     /// The newest migration applied to the database when it was copied.
     pub schema_version: i64,
+    /// The backup key the files are sealed under (its id, never the key).
+    pub key_id: String,
     pub files: Vec<FileEntry>,
     /// Objects in the blob store, and their bytes before compression.
     pub blob_count: u64,
@@ -68,6 +75,14 @@ impl Manifest {
         if hex::encode(Sha256::digest(&json)) != recorded {
             return Err(corrupt(format!("{MANIFEST} does not match its SHA-256")));
         }
+        let format = serde_json::from_slice::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|m| m.get("format")?.as_u64());
+        if format == Some(1) {
+            return Err(BackupError::Mismatch(
+                "backup format 1 was made before backups were encrypted, and this Steward reads only encrypted ones: restore it with the Steward that made it, then make a new backup".into(),
+            ));
+        }
         let manifest: Manifest = serde_json::from_slice(&json)
             .map_err(|e| corrupt(format!("{MANIFEST} is not a manifest: {e}")))?;
         if manifest.format != FORMAT {
@@ -79,8 +94,17 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Checks every file's size and SHA-256 against the manifest.
-    pub fn check_files(&self, folder: &Path) -> Result<(), BackupError> {
+    /// `{id}/{file}`: what a file's every sealed chunk names, so that it opens
+    /// only as that file of this backup.
+    pub fn context(&self, file: &str) -> String {
+        format!("{}/{file}", self.id)
+    }
+
+    /// Checks every file's size and SHA-256 against the manifest, then that
+    /// every chunk of it opens with the backup key: a file altered along
+    /// with the manifest's digests is caught too.
+    pub fn check_files(&self, folder: &Path, keys: &BackupKeys) -> Result<(), BackupError> {
+        keys.find(&self.key_id)?;
         for entry in &self.files {
             let path = folder.join(&entry.name);
             let (bytes, sha256) = digest_file(&path)
@@ -97,6 +121,7 @@ impl Manifest {
                     entry.name
                 )));
             }
+            archive::authenticate(&path, keys, &self.context(&entry.name))?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@ use steward_store::{CatalogueStore, Store, TableSize};
 use steward_store_postgres::PostgresStore;
 use steward_store_sqlite::SqliteStore;
 
+use crate::crypt::BackupKeys;
 use crate::manifest::{self, Manifest};
 use crate::{
     BLOBS_FILE, BackupError, Backups, INCOMPLETE, Listed, POSTGRES_FILE, Pick, RestorePlan,
@@ -158,7 +159,7 @@ impl Backups {
     ) -> Result<Verified, BackupError> {
         let folder = self.folder(pick).await?;
         let manifest = Manifest::read(&folder)?;
-        manifest.check_files(&folder)?;
+        manifest.check_files(&folder, self.keys()?)?;
         let tables = match manifest.backend.as_str() {
             "sqlite" => self.trial_restore_sqlite(&folder, &manifest).await?,
             "postgres" => {
@@ -183,8 +184,13 @@ impl Backups {
             }
             other => return Err(BackupError::Corrupt(format!("unknown backend '{other}'"))),
         };
-        let archive = folder.join(BLOBS_FILE);
-        let blobs = blocking(move || archive::read_blobs(&archive, |_, _| Ok(()))).await?;
+        let (archive, keys, context) = (
+            folder.join(BLOBS_FILE),
+            self.keys()?.clone(),
+            manifest.context(BLOBS_FILE),
+        );
+        let blobs =
+            blocking(move || archive::read_blobs(&archive, &keys, &context, |_, _| Ok(()))).await?;
         if (blobs.count, blobs.bytes) != (manifest.blob_count, manifest.blob_bytes) {
             return Err(BackupError::Corrupt(format!(
                 "the blob archive holds {} objects ({} bytes), the manifest says {} ({} bytes)",
@@ -210,7 +216,8 @@ impl Backups {
             .map_err(|e| BackupError::Io(format!("{}: {e}", self.dir.display())))?;
         let (from, to) = (folder.join(SQLITE_FILE), scratch.path().join("steward.db"));
         let file = to.clone();
-        blocking(move || archive::gunzip_file(&from, &to)).await?;
+        let (keys, context) = (self.keys()?.clone(), manifest.context(SQLITE_FILE));
+        blocking(move || archive::open_file(&from, &to, true, &keys, &context)).await?;
         let store = SqliteStore::open_file(&file, 1).await?;
         let checked = check_restored(&store, manifest).await;
         Store::close(&store).await;
@@ -223,7 +230,8 @@ impl Backups {
         manifest: &Manifest,
         url: &str,
     ) -> Result<Vec<TableSize>, BackupError> {
-        postgres::restore(&self.pg_restore, &folder.join(POSTGRES_FILE), url).await?;
+        let (_opened, dump) = self.opened_dump(folder, manifest).await?;
+        postgres::restore(&self.pg_restore, &dump, url).await?;
         let store = PostgresStore::connect(url, 2).await?;
         let checked = async {
             store.analyze().await?;
@@ -232,6 +240,29 @@ impl Backups {
         .await;
         Store::close(&store).await;
         checked
+    }
+
+    /// The PostgreSQL dump opened into an owner-only folder beside the
+    /// backups, for pg_restore (which needs a file it can seek in); gone
+    /// when the folder is dropped.
+    async fn opened_dump(
+        &self,
+        folder: &Path,
+        manifest: &Manifest,
+    ) -> Result<(tempfile::TempDir, PathBuf), BackupError> {
+        let opened = tempfile::Builder::new()
+            .prefix(".opened-")
+            .tempdir_in(&self.dir)
+            .map_err(|e| BackupError::Io(format!("{}: {e}", self.dir.display())))?;
+        let dump = opened.path().join("database.pgdump");
+        let (from, to, keys, context) = (
+            folder.join(POSTGRES_FILE),
+            dump.clone(),
+            self.keys()?.clone(),
+            manifest.context(POSTGRES_FILE),
+        );
+        blocking(move || archive::open_file(&from, &to, false, &keys, &context)).await?;
+        Ok((opened, dump))
     }
 
     /// Restores a backup into the database at `into` and, when given, its
@@ -248,7 +279,7 @@ impl Backups {
     ) -> Result<RestorePlan, BackupError> {
         let folder = self.folder(pick).await?;
         let manifest = Manifest::read(&folder)?;
-        manifest.check_files(&folder)?;
+        manifest.check_files(&folder, self.keys()?)?;
         let target = Target::parse(into)?;
         if manifest.backend != target.backend() {
             return Err(BackupError::Mismatch(format!(
@@ -283,13 +314,15 @@ impl Backups {
             return Err(BackupError::Cancelled);
         }
         if let Some(blobs) = blobs {
-            let (runtime, writer, archive) = (
+            let (runtime, writer, archive, keys, context) = (
                 tokio::runtime::Handle::current(),
                 blobs.clone(),
                 folder.join(BLOBS_FILE),
+                self.keys()?.clone(),
+                plan.manifest.context(BLOBS_FILE),
             );
             blocking(move || {
-                archive::read_blobs(&archive, |key, bytes| {
+                archive::read_blobs(&archive, &keys, &context, |key, bytes| {
                     runtime
                         .block_on(writer.put(key, bytes.into()))
                         .map_err(|e| BackupError::Blobs(format!("writing {key}: {e}")))
@@ -299,11 +332,17 @@ impl Backups {
         }
         let store: Box<dyn Store> = match &target {
             Target::Sqlite(path) => {
-                restore_sqlite_file(&folder.join(SQLITE_FILE), path).await?;
+                let opened = Opened {
+                    file: folder.join(SQLITE_FILE),
+                    keys: self.keys()?.clone(),
+                    context: plan.manifest.context(SQLITE_FILE),
+                };
+                restore_sqlite_file(opened, path).await?;
                 Box::new(SqliteStore::open_file(path, 1).await?)
             }
             Target::Postgres(url) => {
-                postgres::restore(&self.pg_restore, &folder.join(POSTGRES_FILE), url).await?;
+                let (_opened, dump) = self.opened_dump(&folder, &plan.manifest).await?;
+                postgres::restore(&self.pg_restore, &dump, url).await?;
                 let store = PostgresStore::connect(url, 2).await?;
                 if let Err(e) = store.migrate().await {
                     Store::close(&store).await;
@@ -411,9 +450,16 @@ impl Target {
     }
 }
 
+/// A sealed file of a backup, and what opens it.
+struct Opened {
+    file: PathBuf,
+    keys: BackupKeys,
+    context: String,
+}
+
 /// Replaces the SQLite file at `target` with the backup's copy: unpacked
 /// beside it, checked and migrated, then renamed over it in one step.
-async fn restore_sqlite_file(gz: &Path, target: &Path) -> Result<(), BackupError> {
+async fn restore_sqlite_file(sealed: Opened, target: &Path) -> Result<(), BackupError> {
     let io = |e: std::io::Error| BackupError::Io(format!("{}: {e}", target.display()));
     let folder = target
         .parent()
@@ -425,8 +471,9 @@ async fn restore_sqlite_file(gz: &Path, target: &Path) -> Result<(), BackupError
         .tempdir_in(folder)
         .map_err(io)?;
     let file = staged.path().join("steward.db");
-    let (from, to) = (gz.to_owned(), file.clone());
-    blocking(move || archive::gunzip_file(&from, &to)).await?;
+    let to = file.clone();
+    blocking(move || archive::open_file(&sealed.file, &to, true, &sealed.keys, &sealed.context))
+        .await?;
     let store = SqliteStore::open_file(&file, 1).await?;
     let ready = async {
         store.check_integrity().await?;

@@ -74,6 +74,10 @@ fn pg_tool(name: &str) -> String {
     }
 }
 
+/// Backup keys for the tests: base64 of 32 bytes of 1, and of 2.
+const KEY: &str = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=";
+const NEXT_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
+
 fn config(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_owned(),
@@ -81,6 +85,7 @@ fn config(data_dir: &Path) -> Config {
     };
     config.backup.pg_dump = pg_tool("pg_dump");
     config.backup.pg_restore = pg_tool("pg_restore");
+    config.backup.encryption_key = Some(Secret::new(KEY));
     config
 }
 
@@ -116,6 +121,7 @@ macro_rules! on_both_stores {
 on_both_stores!(
     a_restored_backup_holds_exactly_the_rows_and_blobs_there_were,
     damaged_backups_are_refused_before_anything_is_written,
+    backups_open_only_with_their_key_and_refuse_any_alteration,
     an_erased_person_stays_erased_when_an_older_backup_is_restored,
 );
 
@@ -365,7 +371,7 @@ async fn damaged_backups_are_refused_before_anything_is_written(backend: Backend
     type Damage = fn(&mut Vec<u8>);
     let cases: [(&str, &str, Damage); 4] = [
         ("20200101T000000.000Z", database_file.as_str(), flip),
-        ("20200101T000001.000Z", "blobs.tar.gz", truncate),
+        ("20200101T000001.000Z", "blobs.tar.gz.enc", truncate),
         ("20200101T000002.000Z", "manifest.json", flip),
         ("20200101T000003.000Z", database_file.as_str(), truncate),
     ];
@@ -400,6 +406,178 @@ async fn damaged_backups_are_refused_before_anything_is_written(backend: Backend
         .verify(&Pick::Id(manifest.id), &source.url, None)
         .await
         .unwrap();
+}
+
+/// Rewrites the manifest of backup `id` (and its digest) as `change` makes it.
+fn rewrite_manifest(dir: &Path, id: &str, change: impl FnOnce(&mut serde_json::Value)) {
+    use sha2::Digest;
+    let path = dir.join(id).join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    change(&mut manifest);
+    let json = serde_json::to_vec_pretty(&manifest).unwrap();
+    let digest = hex::encode(sha2::Sha256::digest(&json));
+    std::fs::write(&path, &json).unwrap();
+    std::fs::write(
+        dir.join(id).join("manifest.json.sha256"),
+        format!("{digest}  manifest.json\n"),
+    )
+    .unwrap();
+}
+
+/// Whether a restore into a new target was refused with nothing written.
+async fn refused_before_writing(backups: &Backups, backend: Backend, pick: &Pick) -> BackupError {
+    let (target, _guard) = empty_target(backend).await;
+    let restored_blobs_dir = tempfile::tempdir().unwrap();
+    let restored_blobs = Blobs::local(restored_blobs_dir.path()).unwrap();
+    let refused = backups
+        .restore(pick, &target, Some(&restored_blobs), true, |_| {
+            panic!("a backup that does not open must be refused before the operator is asked")
+        })
+        .await
+        .expect_err("refused");
+    match backend {
+        Backend::Sqlite => assert!(!Path::new(target.trim_start_matches("sqlite://")).exists()),
+        Backend::Postgres => assert!(database_digest(&target).await.is_empty()),
+    }
+    assert!(restored_blobs.keys("").await.unwrap().is_empty());
+    refused
+}
+
+async fn backups_open_only_with_their_key_and_refuse_any_alteration(backend: Backend) {
+    let source = database(backend).await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let blobs = Blobs::local(&data.path().join("blobs")).unwrap();
+    seed(source.store.as_ref(), &blobs, 0).await;
+    let rows_before = database_digest(&source.url).await;
+    let backups = Backups::from_config(&config(data.path())).unwrap();
+    let old = backups
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap();
+    let dir = backups.dir().to_owned();
+    // Every file is sealed under the backup key, named in the manifest.
+    for file in &old.files {
+        let sealed = std::fs::read(dir.join(&old.id).join(&file.name)).unwrap();
+        assert_eq!(
+            steward_backup::crypt::key_id_of(sealed.as_slice()).unwrap(),
+            old.key_id,
+            "{}",
+            file.name
+        );
+    }
+
+    // A byte flipped in each file, its SHA-256 in the manifest brought in
+    // line with it: the key still tells.
+    for (n, file) in old.files.iter().enumerate() {
+        let id = format!("20200101T00000{n}.000Z");
+        damaged_copy(&dir, &old.id, &id, &file.name, |bytes| {
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0x01;
+        });
+        let (_, sha256) = steward_backup::digest_file(&dir.join(&id).join(&file.name)).unwrap();
+        rewrite_manifest(&dir, &id, |m| {
+            m["id"] = id.clone().into();
+            m["files"][n]["sha256"] = sha256.into();
+        });
+        let pick = Pick::Id(id.clone());
+        let verified = backups.verify(&pick, &source.url, None).await;
+        assert!(
+            matches!(&verified, Err(BackupError::Corrupt(e)) if e.contains("altered")),
+            "{} altered: verify said {verified:?}",
+            file.name
+        );
+        let refused = refused_before_writing(&backups, backend, &pick).await;
+        assert!(
+            matches!(refused, BackupError::Corrupt(_)),
+            "{}: {refused:?}",
+            file.name
+        );
+    }
+    // A sound file of this backup, presented as another backup's.
+    let renamed = "20200101T000009.000Z";
+    damaged_copy(&dir, &old.id, renamed, "", |_| {});
+    rewrite_manifest(&dir, renamed, |m| m["id"] = renamed.into());
+    let refused = refused_before_writing(&backups, backend, &Pick::Id(renamed.into())).await;
+    assert!(matches!(refused, BackupError::Corrupt(_)), "{refused:?}");
+    // A backup of the format before encryption is refused, and says why.
+    let unencrypted = "20200101T000010.000Z";
+    damaged_copy(&dir, &old.id, unencrypted, "", |_| {});
+    rewrite_manifest(&dir, unencrypted, |m| m["format"] = 1.into());
+    let refused = refused_before_writing(&backups, backend, &Pick::Id(unencrypted.into())).await;
+    assert!(
+        matches!(&refused, BackupError::Mismatch(e) if e.contains("before backups were encrypted")),
+        "{refused:?}"
+    );
+    for id in [renamed, unencrypted] {
+        std::fs::remove_dir_all(dir.join(id)).unwrap();
+    }
+    for n in 0..old.files.len() {
+        std::fs::remove_dir_all(dir.join(format!("20200101T00000{n}.000Z"))).unwrap();
+    }
+
+    // Without its key (another key configured), the backup is refused with
+    // the id of the key it needs.
+    let mut other = config(data.path());
+    other.backup.encryption_key = Some(Secret::new(NEXT_KEY));
+    let without = Backups::from_config(&other).unwrap();
+    let pick = Pick::Id(old.id.clone());
+    for refused in [
+        without
+            .verify(&pick, &source.url, None)
+            .await
+            .expect_err("no key"),
+        refused_before_writing(&without, backend, &pick).await,
+    ] {
+        let said = refused.to_string();
+        assert!(matches!(refused, BackupError::Key(_)), "{refused:?}");
+        assert!(
+            said.contains(&old.key_id) && said.contains("backup.previous_encryption_keys"),
+            "{said}"
+        );
+    }
+    // No key at all: refused as clearly.
+    let mut none = config(data.path());
+    none.backup.encryption_key = None;
+    let keyless = Backups::from_config(&none).unwrap();
+    let said = keyless
+        .verify(&pick, &source.url, None)
+        .await
+        .expect_err("no key")
+        .to_string();
+    assert!(said.contains("backup.encryption_key is not set"), "{said}");
+
+    // Rotated: new backups are sealed under the new key, and the old key,
+    // kept as a previous one, still opens the older backup.
+    let mut rotated = config(data.path());
+    rotated.backup.encryption_key = Some(Secret::new(NEXT_KEY));
+    rotated.backup.previous_encryption_keys = vec![Secret::new(KEY)];
+    let rotated = Backups::from_config(&rotated).unwrap();
+    let new = rotated
+        .create(source.store.as_ref(), &source.url, &blobs)
+        .await
+        .unwrap();
+    assert_ne!(new.key_id, old.key_id);
+    for pick in [Pick::Id(old.id.clone()), Pick::Id(new.id.clone())] {
+        rotated.verify(&pick, &source.url, None).await.unwrap();
+        let (target, _guard) = empty_target(backend).await;
+        rotated
+            .restore(&pick, &target, None, false, |_| true)
+            .await
+            .unwrap();
+        let mut rows = database_digest(&target).await;
+        // The newer backup holds the record of the older one's run.
+        rows.remove("backup_runs");
+        let mut expected = rows_before.clone();
+        expected.remove("backup_runs");
+        assert_eq!(rows, expected);
+    }
+    // The old key alone does not open the new backup.
+    let refused = backups
+        .verify(&Pick::Id(new.id.clone()), &source.url, None)
+        .await
+        .expect_err("the new key is needed");
+    assert!(matches!(refused, BackupError::Key(_)), "{refused:?}");
 }
 
 /// Runs `work`, failing the test with `what` if it does not finish in a

@@ -321,6 +321,14 @@ pub const KEYS: &[KeyDoc] = &[
         "The pg_restore program that restores and verifies PostgreSQL backups.",
     ),
     k(
+        "backup.encryption_key",
+        "Base64 of 32 bytes that encrypts backups (openssl rand -base64 32); not the master key. Keep a copy apart from the backups: none can be read without it. Unset outside production: generated.",
+    ),
+    k(
+        "backup.previous_encryption_keys",
+        "Backup keys a rotation replaced: they still open the backups they sealed, never seal. Drop one when no backup listed by `steward backup list` uses it.",
+    ),
+    k(
         "knowledge.max_file_bytes",
         "Largest file accepted by a knowledge upload; larger ones are refused with 413.",
     ),

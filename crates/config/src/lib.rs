@@ -17,7 +17,8 @@ use steward_domain::Tier;
 
 pub use docs::{KEYS, KeyDoc, example};
 pub use secrets::{
-    KeptSecrets, Secret, SecretsError, ensure_secrets, master_key_bytes, previous_master_key_bytes,
+    KeptSecrets, Secret, SecretsError, ensure_secrets, key_bytes, master_key_bytes,
+    previous_master_key_bytes,
 };
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -277,6 +278,11 @@ pub struct BackupConfig {
     /// Their major version must be at least the server's.
     pub pg_dump: String,
     pub pg_restore: String,
+    /// Backups are sealed under this key (base64 of 32 bytes), never the
+    /// master key. Generated into the data folder outside production.
+    pub encryption_key: Option<Secret>,
+    /// Keys a rotation replaced: they open older backups, never seal.
+    pub previous_encryption_keys: Vec<Secret>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -542,6 +548,8 @@ impl Default for Config {
                 keep_days: 30,
                 pg_dump: "pg_dump".into(),
                 pg_restore: "pg_restore".into(),
+                encryption_key: None,
+                previous_encryption_keys: Vec::new(),
             },
             knowledge: KnowledgeConfig {
                 max_file_bytes: 20 * 1024 * 1024,

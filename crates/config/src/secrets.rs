@@ -105,6 +105,16 @@ pub fn ensure_secrets(config: &mut Config) -> Result<KeptSecrets, SecretsError> 
         }
         config.secrets.master_key = Some(keep("secrets.master_key", "master_key", &mut kept)?);
     }
+    if config.backup.encryption_key.is_none() {
+        if config.is_production() {
+            return Err(SecretsError::Missing {
+                key: "backup.encryption_key",
+                env: "STEWARD_BACKUP__ENCRYPTION_KEY",
+            });
+        }
+        config.backup.encryption_key =
+            Some(keep("backup.encryption_key", "backup_key", &mut kept)?);
+    }
     let jwt = config.auth.jwt_secret.as_ref().expect("filled in above");
     if jwt.expose().len() < JWT_MIN_BYTES {
         return Err(SecretsError::Invalid {
@@ -114,6 +124,14 @@ pub fn ensure_secrets(config: &mut Config) -> Result<KeptSecrets, SecretsError> 
     }
     master_key_bytes(config)?;
     previous_master_key_bytes(config)?;
+    let backup = &config.backup;
+    key_bytes(
+        "backup.encryption_key",
+        backup.encryption_key.as_ref().expect("filled in above"),
+    )?;
+    for previous in &backup.previous_encryption_keys {
+        key_bytes("backup.previous_encryption_keys", previous)?;
+    }
     Ok(kept)
 }
 
@@ -140,7 +158,8 @@ pub fn previous_master_key_bytes(config: &Config) -> Result<Option<[u8; 32]>, Se
         .transpose()
 }
 
-fn key_bytes(name: &'static str, key: &Secret) -> Result<[u8; 32], SecretsError> {
+/// A 32-byte key configured as base64, or why it is not one.
+pub fn key_bytes(name: &'static str, key: &Secret) -> Result<[u8; 32], SecretsError> {
     let invalid = |reason: &str| SecretsError::Invalid {
         key: name,
         reason: reason.into(),

@@ -42,6 +42,8 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.storage.url = Some("file:///var/lib/steward/blobs".into());
     full.backup.dir = Some("/var/lib/steward/backups".into());
     full.backup.s3_url = Some("s3://steward-backups/nightly".into());
+    full.backup.encryption_key = Some(Secret::new("b"));
+    full.backup.previous_encryption_keys = vec![Secret::new("o")];
     full.storage.s3_endpoint = Some("http://minio:9000".into());
     full.storage.s3_region = Some("eu-west-1".into());
     full.storage.s3_access_key_id = Some("steward".into());
@@ -173,7 +175,14 @@ fn secrets_are_generated_once_with_owner_only_permissions() {
         ..Config::default()
     };
     let first = ensure_secrets(&mut config).unwrap();
-    assert_eq!(first.generated, ["auth.jwt_secret", "secrets.master_key"]);
+    assert_eq!(
+        first.generated,
+        [
+            "auth.jwt_secret",
+            "secrets.master_key",
+            "backup.encryption_key"
+        ]
+    );
     let jwt = config.auth.jwt_secret.clone().unwrap();
     let file = dir.path().join("secrets/jwt_secret");
     assert_eq!(
@@ -195,7 +204,19 @@ fn secrets_are_generated_once_with_owner_only_permissions() {
         ..Config::default()
     };
     let next = ensure_secrets(&mut again).unwrap();
-    assert_eq!(next.read, ["auth.jwt_secret", "secrets.master_key"]);
+    assert_eq!(
+        next.read,
+        [
+            "auth.jwt_secret",
+            "secrets.master_key",
+            "backup.encryption_key"
+        ]
+    );
+    assert_eq!(again.backup.encryption_key, config.backup.encryption_key);
+    assert_ne!(
+        again.backup.encryption_key, again.secrets.master_key,
+        "backups have a key of their own"
+    );
     assert!(next.generated.is_empty());
     assert_eq!(
         again.auth.jwt_secret,
@@ -227,6 +248,14 @@ fn production_refuses_to_start_without_secrets_and_names_the_missing_one() {
     let err = ensure_secrets(&mut config).unwrap_err().to_string();
     assert!(err.contains("secrets.master_key"), "{err}");
 
+    let key = || Some(Secret::new("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="));
+    config.secrets.master_key = key();
+    let err = ensure_secrets(&mut config).unwrap_err().to_string();
+    assert!(
+        err.contains("backup.encryption_key") && err.contains("STEWARD_BACKUP__ENCRYPTION_KEY"),
+        "{err}"
+    );
+    config.backup.encryption_key = key();
     config.secrets.master_key = Some(Secret::new("too short"));
     assert!(
         ensure_secrets(&mut config)
@@ -234,6 +263,13 @@ fn production_refuses_to_start_without_secrets_and_names_the_missing_one() {
             .to_string()
             .contains("base64")
     );
+    config.secrets.master_key = key();
+    config.backup.encryption_key = key();
+    config.backup.previous_encryption_keys = vec![Secret::new("not base64!")];
+    let err = ensure_secrets(&mut config).unwrap_err().to_string();
+    assert!(err.contains("backup.previous_encryption_keys"), "{err}");
+    config.backup.previous_encryption_keys = Vec::new();
+    ensure_secrets(&mut config).unwrap();
 }
 
 #[test]

@@ -11,7 +11,10 @@ use steward_knowledge::Blobs;
 use crate::cli::{BackupCommand, PickBackup};
 use crate::open_store;
 
-pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
+pub async fn run(mut config: Config, command: BackupCommand) -> Result<ExitCode> {
+    // The backup key: generated into the data folder outside production.
+    steward_config::ensure_secrets(&mut config)?;
+    let config = &config;
     let backups = Backups::from_config(config)?;
     match command {
         BackupCommand::Create => {
@@ -34,8 +37,8 @@ pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
         }
         BackupCommand::List => {
             println!(
-                "{:<24}  {:<8}  {:>6}  {:>12}  {:>7}  where",
-                "id", "backend", "schema", "bytes", "blobs"
+                "{:<24}  {:<8}  {:>6}  {:>12}  {:>7}  {:<16}  where",
+                "id", "backend", "schema", "bytes", "blobs", "key"
             );
             for listed in backups.list().await? {
                 let place = match (listed.local, listed.remote) {
@@ -45,12 +48,13 @@ pub async fn run(config: &Config, command: BackupCommand) -> Result<ExitCode> {
                 };
                 match &listed.manifest {
                     Ok(m) => println!(
-                        "{:<24}  {:<8}  {:>6}  {:>12}  {:>7}  {place}",
+                        "{:<24}  {:<8}  {:>6}  {:>12}  {:>7}  {:<16}  {place}",
                         listed.id,
                         m.backend,
                         m.schema_version,
                         m.total_bytes(),
-                        m.blob_count
+                        m.blob_count,
+                        m.key_id
                     ),
                     Err(e) => println!("{:<24}  damaged: {e}  ({place})", listed.id),
                 }

@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         Command::Jobs { command } => admin::jobs(&config, command).await?,
         Command::Channel { command } => admin::channels(config, command).await?,
         Command::Context { command } => admin::context(&config, command).await?,
-        Command::Backup { command } => return backup::run(&config, command).await,
+        Command::Backup { command } => return backup::run(config, command).await,
         Command::Secrets {
             command: SecretsCommand::Reseal,
         } => return admin::reseal(config).await,

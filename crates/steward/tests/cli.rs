@@ -507,6 +507,10 @@ async fn production_logs_are_json() {
         .env(
             "STEWARD_SECRETS__MASTER_KEY",
             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .env(
+            "STEWARD_BACKUP__ENCRYPTION_KEY",
+            "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=",
         );
     let mut server = Server::start(command);
     server.wait_until_healthy().await;
@@ -1421,4 +1425,63 @@ async fn people_are_erased_through_the_api_and_the_command_line_and_recorded_bes
         .unwrap()
         .count();
     assert_eq!(ledger, 2);
+}
+
+#[test]
+fn backups_are_sealed_under_a_key_of_their_own_and_need_it_to_be_read() {
+    let dir = tempfile::tempdir().unwrap();
+    create_acme(dir.path());
+    let made = run(steward(dir.path()).args(["backup", "create"]));
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let key_file = dir.path().join("secrets/backup_key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    assert_ne!(
+        key,
+        std::fs::read_to_string(dir.path().join("secrets/master_key")).unwrap(),
+        "not the master key"
+    );
+    let listed = run(steward(dir.path()).args(["backup", "list"]));
+    let listing = text(&listed.stdout);
+    assert!(listing.contains("key"), "{listing}");
+    let verified = run(steward(dir.path()).args(["backup", "verify", "--latest"]));
+    assert!(verified.status.success(), "{}", text(&verified.stderr));
+
+    // Another Steward (a data folder with keys of its own) reading these
+    // backups: refused, naming the key it needs, until that key is given.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let read_elsewhere = |previous: Option<&str>| {
+        let mut command = steward(elsewhere.path());
+        command
+            .env("STEWARD_BACKUP__DIR", &backups)
+            .args(["backup", "verify", "--latest"]);
+        if let Some(key) = previous {
+            command.env(
+                "STEWARD_BACKUP__PREVIOUS_ENCRYPTION_KEYS",
+                format!("[\"{}\"]", key.trim()),
+            );
+        }
+        run(&mut command)
+    };
+    let refused = read_elsewhere(None);
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(
+        said.contains("backup key") && said.contains("backup.previous_encryption_keys"),
+        "{said}"
+    );
+    let opened = read_elsewhere(Some(&key));
+    assert!(opened.status.success(), "{}", text(&opened.stderr));
+    let restored = run(steward(elsewhere.path())
+        .env("STEWARD_BACKUP__DIR", &backups)
+        .env(
+            "STEWARD_BACKUP__PREVIOUS_ENCRYPTION_KEYS",
+            format!("[\"{}\"]", key.trim()),
+        )
+        .args(["backup", "restore", "--latest", "--yes", "--into"])
+        .arg(format!(
+            "sqlite://{}/restored.db",
+            elsewhere.path().display()
+        )));
+    assert!(restored.status.success(), "{}", text(&restored.stderr));
 }
