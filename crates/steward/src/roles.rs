@@ -45,7 +45,7 @@ fn announce_secrets(config: &Config, kept: &steward_config::KeptSecrets) {
         tracing::warn!(
             secrets = %kept.generated.join(", "),
             folder = %folder.display(),
-            "generated secrets into the data folder: keep it and back it up (channel secrets cannot be opened without secrets.master_key); in production, configure them instead"
+            "generated secrets into the data folder: keep a copy apart from the backups (channel secrets and memory do not open without secrets.master_key, nor backups without backup.encryption_key); in production, configure them instead"
         );
     }
     if !kept.read.is_empty() {
