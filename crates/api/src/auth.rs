@@ -121,9 +121,33 @@ impl FromRequestParts<SharedState> for Auth {
                 message: "change the one-time password first: POST /api/v1/auth/password",
             });
         }
+        if principal.role() == steward_domain::Role::Advisor {
+            let route = parts
+                .extensions
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str());
+            let allowed =
+                route.is_some_and(|route| ADVISOR_ROUTES.contains(&(parts.method.as_str(), route)));
+            if !allowed {
+                return Err(ApiError::Forbidden {
+                    code: "forbidden",
+                    message: "advisors see aggregates only: /api/v1/insights and /api/v1/organizations/usage",
+                });
+            }
+        }
         Ok(Auth(principal))
     }
 }
+
+/// Every route an advisor may call with [`Auth`]: aggregates only. Their own
+/// session's routes (`/auth/me`, `/auth/logout`, `/auth/password`) take
+/// [`SignedIn`] and are theirs too; everything else answers them 403.
+const ADVISOR_ROUTES: [(&str, &str); 4] = [
+    ("GET", "/api/v1/insights/usage"),
+    ("GET", "/api/v1/insights/patterns"),
+    ("GET", "/api/v1/insights/taxonomy"),
+    ("GET", "/api/v1/organizations/usage"),
+];
 
 /// Any authenticated caller, a person who must still change a one-time
 /// password included: for the routes that let them do it.

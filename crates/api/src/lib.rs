@@ -11,6 +11,7 @@ mod extract;
 mod idempotency;
 pub mod mcp;
 pub mod metrics;
+mod patterns;
 pub mod ratelimit;
 mod routes;
 pub mod server;

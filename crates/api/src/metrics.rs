@@ -303,12 +303,18 @@ pub async fn render_organizations(
             now.date_naive(),
         )
         .await?;
-    Ok(organizations_text(&orgs, &state.config.tiers))
+    let queries = state
+        .insights_queries
+        .lock()
+        .expect("the counter's lock")
+        .clone();
+    Ok(organizations_text(&orgs, &state.config.tiers, &queries))
 }
 
 fn organizations_text(
     orgs: &[steward_store::OrgActivity],
     tiers: &steward_config::TiersConfig,
+    insights_queries: &std::collections::HashMap<steward_domain::OrgId, u64>,
 ) -> String {
     use std::fmt::Write;
     type Value = fn(&steward_store::OrgActivity, &steward_config::TiersConfig) -> u64;
@@ -465,6 +471,36 @@ fn organizations_text(
                 .collect()
         },
     );
+    counter_per_org(
+        &mut out,
+        "steward_patterns_collected_total",
+        "Answered messages labelled for insights, per first-level category.",
+        orgs,
+        |org| {
+            org.patterns
+                .iter()
+                .map(|(category, count)| {
+                    (
+                        format!(r#"category_l1="{}""#, label_value(category)),
+                        *count,
+                    )
+                })
+                .collect()
+        },
+    );
+    let _ = writeln!(
+        out,
+        "# HELP steward_insights_queries_total Insights-by-category queries this process answered.\n# TYPE steward_insights_queries_total counter"
+    );
+    for org in orgs {
+        let _ = writeln!(
+            out,
+            "steward_insights_queries_total{{org_id=\"{}\",org=\"{}\"}} {}",
+            org.org_id,
+            label_value(&org.name),
+            insights_queries.get(&org.org_id).copied().unwrap_or(0)
+        );
+    }
     out
 }
 
@@ -598,9 +634,11 @@ mod tests {
             rated_down: 1,
             messages: vec![("slack".into(), 30, 10)],
             skill_activations: vec![("expense-report".into(), 6)],
+            patterns: vec![("IT & tools".into(), 4)],
         };
         let tiers = steward_config::TiersConfig::default();
-        let text = organizations_text(&[org], &tiers);
+        let queries = std::collections::HashMap::from([(org_id, 2)]);
+        let text = organizations_text(&[org], &tiers, &queries);
         let labels = format!(r#"org_id="{org_id}",org="Acme \"North\"\\""#);
         for line in [
             format!("steward_org_members{{{labels}}} 3"),
@@ -620,6 +658,8 @@ mod tests {
                 r#"steward_messages_total{{{labels},channel="slack",message_type="forwarded"}} 10"#
             ),
             format!(r#"steward_skill_activations_total{{{labels},skill="expense-report"}} 6"#),
+            format!(r#"steward_patterns_collected_total{{{labels},category_l1="IT & tools"}} 4"#),
+            format!("steward_insights_queries_total{{{labels}}} 2"),
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
         }

@@ -48,6 +48,11 @@ pub struct AppState {
     pub(crate) sampled_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// Some organization exists (the console's first-run page is gone).
     pub(crate) has_organizations: std::sync::atomic::AtomicBool,
+    /// Insights-by-category queries answered by this process, per
+    /// organization (`steward_insights_queries_total` at
+    /// /metrics/organizations).
+    pub(crate) insights_queries:
+        std::sync::Mutex<std::collections::HashMap<steward_domain::OrgId, u64>>,
 }
 
 impl AppState {
@@ -112,6 +117,7 @@ impl AppState {
             jobs_enqueued: Arc::new(tokio::sync::Notify::new()),
             sampled_at: std::sync::Mutex::new(None),
             has_organizations: std::sync::atomic::AtomicBool::new(false),
+            insights_queries: Default::default(),
             store,
             config,
         }))

@@ -277,6 +277,10 @@ pub const KEYS: &[KeyDoc] = &[
         "The most of a person's facts put before the model in one reply: all of them when there are no more, else those sharing most words with the question.",
     ),
     k(
+        "insights.min_people",
+        "Insights by category show a count only when at least this many distinct people make it (k-anonymity); smaller cells, and any a visible total would give away, are suppressed. 3 to 1000.",
+    ),
+    k(
         "storage.url",
         "Where uploaded originals are kept: file:///PATH or s3://BUCKET[/PREFIX]. Unset: blobs/ in the data dir.",
     ),

@@ -43,6 +43,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub tools: ToolsConfig,
     pub memory: MemoryConfig,
+    pub insights: InsightsConfig,
     pub embeddings: EmbeddingsConfig,
     pub redis: RedisConfig,
     pub log: LogConfig,
@@ -200,6 +201,21 @@ impl Default for MemoryConfig {
             max_facts: 200,
             recall_facts: 20,
         }
+    }
+}
+
+/// Insights by category (`GET /api/v1/insights/patterns`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InsightsConfig {
+    /// A cell counting fewer distinct people than this is suppressed; never
+    /// below 3.
+    pub min_people: u32,
+}
+
+impl Default for InsightsConfig {
+    fn default() -> Self {
+        Self { min_people: 5 }
     }
 }
 
@@ -540,6 +556,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             tools: ToolsConfig::default(),
             memory: MemoryConfig::default(),
+            insights: InsightsConfig::default(),
             storage: StorageConfig::default(),
             backup: BackupConfig {
                 dir: None,
@@ -1033,6 +1050,12 @@ impl Config {
         if !(1..=10_000).contains(&memory.max_facts) || !(1..=200).contains(&memory.recall_facts) {
             return invalid(
                 "memory.max_facts must be 1 to 10000 and memory.recall_facts 1 to 200".into(),
+            );
+        }
+        if !(3..=1000).contains(&self.insights.min_people) {
+            return invalid(
+                "insights.min_people must be 3 to 1000: fewer would let an advisor single people out"
+                    .into(),
             );
         }
         if self.llm.max_tokens == 0 || self.llm.history_turns == 0 {

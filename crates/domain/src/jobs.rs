@@ -62,6 +62,20 @@ impl JobArgs for MemoryArgs {
     }
 }
 
+/// Label an answered message with a category of the organization's
+/// taxonomy, for insights: enqueued with the reply, in its transaction.
+/// The label and counts are kept once per message (the message's label is
+/// the marker), so a job run twice counts once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassifyArgs {
+    /// The person's message the reply answered.
+    pub message_id: MessageId,
+}
+
+impl JobArgs for ClassifyArgs {
+    const KIND: JobKind = JobKind::Classify;
+}
+
 /// Erase a person for good (see `steward_store::ErasureStore`). Erasing
 /// twice erases once; one person's erasures run one at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,6 +5,7 @@ mod identity;
 mod ids;
 pub mod jobs;
 mod kinds;
+pub mod taxonomy;
 mod values;
 
 pub use identity::Identity;
@@ -18,6 +19,7 @@ pub use kinds::{
     ChannelKind, ChannelStatus, ChatbotStatus, CrawlStatus, DocumentSource, DocumentStatus,
     ExportState, IdentityKind, JobKind, JobState, MessageRole, Rating, Role, Tier, ToolCallStatus,
 };
+pub use taxonomy::Taxonomy;
 pub use values::{
     ChatbotName, Email, FeedbackComment, MessageText, ModelName, OrganizationName, Password,
     PersonName, SystemPrompt, Temperature, ValidationError, WebUrl,

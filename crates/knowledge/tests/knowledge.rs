@@ -68,6 +68,7 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
         toolbox: None,
         tool_limits: Default::default(),
         memory: None,
+        classify_attempts: None,
     };
     let settings = WorkerSettings {
         concurrency: 4,

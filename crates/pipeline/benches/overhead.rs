@@ -87,6 +87,7 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, rate: u64, secon
         toolbox: None,
         tool_limits: Default::default(),
         memory: None,
+        classify_attempts: None,
     };
     let settings = WorkerSettings {
         concurrency: 32,

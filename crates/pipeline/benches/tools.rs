@@ -229,6 +229,7 @@ async fn run(backend: &str, store: Arc<dyn Store>, db: DbGuard, shop: &str, coun
         })),
         tool_limits: app.state.config.tools.clone(),
         memory: None,
+        classify_attempts: None,
     };
     let owner = app.register("bench@example.org", "Bench").await;
     let bot = app.chatbot(&owner, "Bench").await;

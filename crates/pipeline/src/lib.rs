@@ -13,6 +13,7 @@
 //! then the model again with their results, until it answers or the steps
 //! (`tools.max_steps`) run out; every call is journaled (see [`tools`]).
 
+mod classify;
 pub mod export;
 mod memory;
 mod tools;
@@ -35,6 +36,7 @@ use steward_tools::Toolbox;
 
 use crate::tools::{Calls, Offered};
 
+pub use classify::{CLASSIFY_TASK, Classify};
 pub use memory::{EXTRACTION_TASK, Learn, Remembering};
 
 /// What answers when there is no model to ask. It never pretends to be one.
@@ -74,6 +76,9 @@ pub struct Respond {
     pub tool_limits: ToolsConfig,
     /// What replies remember of their people; None: nothing.
     pub memory: Option<Remembering>,
+    /// Attempts of the `classify` job each answered message gets, for
+    /// insights; None: no such jobs (a worker without the handler).
+    pub classify_attempts: Option<i32>,
 }
 
 /// A reply the model wrote, perhaps in several steps.
@@ -178,6 +183,10 @@ impl Respond {
                 })
                 .into_iter()
                 .chain(learn)
+                .chain(
+                    self.classify_attempts
+                        .map(|attempts| classify::classify(scope, to, attempts)),
+                )
                 .collect(),
             sender: None,
             forwarded: false,

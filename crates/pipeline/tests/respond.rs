@@ -50,6 +50,7 @@ fn start_worker_with(
         toolbox: None,
         tool_limits: Default::default(),
         memory: None,
+        classify_attempts: None,
     };
     adjust(&mut respond);
     // A reply that remembers has its `memory` jobs run by the same model.

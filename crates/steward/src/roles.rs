@@ -179,6 +179,12 @@ fn worker(
             recall_facts: config.memory.recall_facts,
             attempts: config.jobs.max_attempts,
         }),
+        classify_attempts: Some(config.jobs.max_attempts),
+    };
+    let classify = steward_pipeline::Classify {
+        store: store.clone(),
+        provider: background_model(config),
+        tiers: config.tiers.clone(),
     };
     let ingest = steward_knowledge::Ingest {
         store: store.clone(),
@@ -237,7 +243,8 @@ fn worker(
         .handle(JobKind::Poll, poll)
         .handle(JobKind::Backup, backup)
         .handle(JobKind::Erase, erase)
-        .handle(JobKind::Export, exports);
+        .handle(JobKind::Export, exports)
+        .handle(JobKind::Classify, classify);
     let worker = match learn {
         Some(learn) => worker.handle(JobKind::Memory, learn),
         None => worker,

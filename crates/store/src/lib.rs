@@ -17,6 +17,7 @@ mod live;
 mod memory;
 mod messages;
 mod ops;
+mod patterns;
 mod people;
 mod queue;
 mod records;
@@ -53,6 +54,7 @@ pub use messages::MessageStore;
 pub use ops::{
     BackupRun, BackupStatus, CatalogueStore, OpsStore, OrgActivity, TableSize, quote_identifier,
 };
+pub use patterns::{PatternCount, PatternStore, Span};
 pub use people::PeopleStore;
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;

@@ -69,6 +69,9 @@ pub struct OrgActivity {
     pub messages: Vec<(String, u64, u64)>,
     /// Every activation of each of its skills, by name.
     pub skill_activations: Vec<(String, u64)>,
+    /// Every answered message labelled for insights, per first-level
+    /// category (numbers only).
+    pub patterns: Vec<(String, u64)>,
 }
 
 /// A table or column name as an SQL identifier, quoted the way both SQLite

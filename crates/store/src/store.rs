@@ -20,6 +20,7 @@ pub trait Store:
     + crate::MessageStore
     + crate::PeopleStore
     + crate::MemoryStore
+    + crate::PatternStore
     + crate::ErasureStore
     + crate::ExportStore
     + crate::FeedbackStore

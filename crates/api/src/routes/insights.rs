@@ -1,5 +1,6 @@
-//! Insights: how an organization's assistants are used, as numbers only, so
-//! that every role may read them (advisors included).
+//! Insights: how an organization's assistants are used, as numbers only.
+//! Usage is read by every role; patterns by category by owners, admins and
+//! advisors, with k-anonymity ([`crate::patterns`]).
 
 use axum::extract::State;
 use chrono::{Datelike, Duration, NaiveDate, Utc};
@@ -11,11 +12,14 @@ use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::Query;
+use crate::extract::{Json, Query};
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
-    OpenApiRouter::new().routes(routes!(usage))
+    OpenApiRouter::new()
+        .routes(routes!(usage))
+        .routes(routes!(patterns))
+        .routes(routes!(taxonomy, set_taxonomy, reset_taxonomy))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -328,4 +332,232 @@ mod tests {
         assert_eq!(percentile(&[7.0], 0.95), Some(7.0));
         assert_eq!(percentile(&[], 0.5), None);
     }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PatternParams {
+    /// The first day counted (its period included): YYYY-MM-DD. Default:
+    /// 12 weeks, or 12 months, before `to`.
+    from: Option<NaiveDate>,
+    /// The last day counted (its period included); default today (UTC).
+    to: Option<NaiveDate>,
+    /// `week` (default; Monday to Sunday, UTC) or `month`.
+    by: Option<String>,
+    /// 1 (default): first-level categories; 2: second-level ones.
+    level: Option<u8>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatternCell {
+    category_l1: String,
+    /// Null at level 1.
+    category_l2: Option<String>,
+    /// Null when suppressed.
+    interactions: Option<i64>,
+    /// Distinct people; null when suppressed.
+    people: Option<i64>,
+    /// Fewer than `min_people` people, or a value the numbers shown would
+    /// give away.
+    suppressed: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatternPeriod {
+    /// Its first day: a Monday, or the 1st of a month.
+    starts: NaiveDate,
+    /// Answered interactions in the period; null when suppressed.
+    interactions: Option<i64>,
+    /// Distinct people; null when suppressed.
+    people: Option<i64>,
+    /// The whole period counts fewer than `min_people` people: nothing in
+    /// it is shown.
+    suppressed: bool,
+    /// Categories with interactions in the period, shown or suppressed.
+    categories: Vec<PatternCell>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PatternInsights {
+    by: String,
+    level: u8,
+    /// `insights.min_people`: the fewest people a number shown counts.
+    min_people: u32,
+    periods: Vec<PatternPeriod>,
+}
+
+/// Owners, admins and advisors; members read usage only.
+fn require_insights(auth: &Auth) -> ApiResult<()> {
+    match auth.0.role() {
+        steward_domain::Role::Member => Err(ApiError::forbidden()),
+        _ => Ok(()),
+    }
+}
+
+/// Answered interactions per category and period: counts only, with
+/// k-anonymity. A cell counting fewer than `insights.min_people` distinct
+/// people is suppressed, and so is any cell whose value the cells shown
+/// (at either level) and the period's total would give away.
+#[utoipa::path(get, path = "/insights/patterns", tag = "insights", security(("bearer" = [])),
+    params(PatternParams),
+    responses((status = 200, body = PatternInsights), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn patterns(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Query(params): Query<PatternParams>,
+) -> ApiResult<axum::Json<PatternInsights>> {
+    use steward_store::Span;
+    require_insights(&auth)?;
+    let invalid = |message: &str| ApiError::bad_request("invalid_query", message.to_owned());
+    let span = match params.by.as_deref().unwrap_or("week") {
+        "week" => Span::Week,
+        "month" => Span::Month,
+        _ => return Err(invalid("by must be week or month")),
+    };
+    let level = params.level.unwrap_or(1);
+    if !(1..=2).contains(&level) {
+        return Err(invalid("level must be 1 or 2"));
+    }
+    let to = params.to.unwrap_or_else(|| Utc::now().date_naive());
+    let last = span.period_of(to);
+    let first = match params.from {
+        Some(from) => span.period_of(from),
+        None => last - 11,
+    };
+    let most = match span {
+        Span::Week => 104,
+        Span::Month => 36,
+    };
+    if first > last || last - first >= most {
+        return Err(invalid(&format!(
+            "from must not be after to, and they may span at most {most} {}s",
+            span.as_str()
+        )));
+    }
+    let scope = auth.0.scope();
+    let counts = state
+        .store
+        .pattern_counts(&scope, span, first, last)
+        .await?;
+    let k = i64::from(state.config.insights.min_people);
+    let mut periods = Vec::new();
+    for period in first..=last {
+        let starts = span
+            .first_day(period)
+            .ok_or_else(|| invalid("the dates are out of range"))?;
+        let here: Vec<&steward_store::PatternCount> =
+            counts.iter().filter(|c| c.period == period).collect();
+        let (total, total_people) = here
+            .iter()
+            .find(|c| c.category_l1.is_empty())
+            .map_or((0, 0), |c| (c.interactions, c.people));
+        let mut cells: Vec<crate::patterns::Cell> = here
+            .iter()
+            .filter(|c| !c.category_l1.is_empty())
+            .map(|c| crate::patterns::Cell {
+                l1: c.category_l1.clone(),
+                l2: c.category_l2.clone(),
+                interactions: c.interactions,
+                people: c.people,
+                suppressed: false,
+            })
+            .collect();
+        // A period nobody wrote in has nobody to protect.
+        let shown = total == 0 || crate::patterns::suppress(&mut cells, total, total_people, k);
+        periods.push(PatternPeriod {
+            starts,
+            interactions: shown.then_some(total),
+            people: shown.then_some(total_people),
+            suppressed: !shown,
+            categories: if shown {
+                cells
+                    .into_iter()
+                    .filter(|c| c.l2.is_empty() == (level == 1))
+                    .map(|c| PatternCell {
+                        interactions: (!c.suppressed).then_some(c.interactions),
+                        people: (!c.suppressed).then_some(c.people),
+                        suppressed: c.suppressed,
+                        category_l2: (level == 2).then_some(c.l2),
+                        category_l1: c.l1,
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    *state
+        .insights_queries
+        .lock()
+        .expect("the counter's lock")
+        .entry(scope.org_id())
+        .or_default() += 1;
+    Ok(axum::Json(PatternInsights {
+        by: span.as_str().to_owned(),
+        level,
+        min_people: state.config.insights.min_people,
+        periods,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaxonomyDto {
+    /// False while the organization uses the taxonomy Steward ships.
+    custom: bool,
+    taxonomy: steward_domain::Taxonomy,
+}
+
+/// The categories answered messages are counted under: the organization's
+/// own, or the one Steward ships for workplace assistants.
+#[utoipa::path(get, path = "/insights/taxonomy", tag = "insights", security(("bearer" = [])),
+    responses((status = 200, body = TaxonomyDto), (status = 403, body = ErrorBody)))]
+async fn taxonomy(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<TaxonomyDto>> {
+    require_insights(&auth)?;
+    let own = state.store.taxonomy(&auth.0.scope()).await?;
+    Ok(axum::Json(TaxonomyDto {
+        custom: own.is_some(),
+        taxonomy: own.unwrap_or_else(steward_domain::Taxonomy::workplace),
+    }))
+}
+
+/// Replaces the organization's taxonomy (owners and admins). Messages
+/// counted already keep their labels; new ones are labelled with these.
+#[utoipa::path(put, path = "/insights/taxonomy", tag = "insights", security(("bearer" = [])),
+    request_body = steward_domain::Taxonomy,
+    responses((status = 200, body = TaxonomyDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn set_taxonomy(
+    State(state): State<SharedState>,
+    auth: Auth,
+    Json(taxonomy): Json<steward_domain::Taxonomy>,
+) -> ApiResult<axum::Json<TaxonomyDto>> {
+    auth.require_admin()?;
+    taxonomy
+        .validate()
+        .map_err(|why| ApiError::unprocessable("invalid_taxonomy", why))?;
+    state
+        .store
+        .set_taxonomy(&auth.0.scope(), Some(&taxonomy))
+        .await?;
+    Ok(axum::Json(TaxonomyDto {
+        custom: true,
+        taxonomy,
+    }))
+}
+
+/// Goes back to the taxonomy Steward ships (owners and admins).
+#[utoipa::path(delete, path = "/insights/taxonomy", tag = "insights", security(("bearer" = [])),
+    responses((status = 200, body = TaxonomyDto), (status = 403, body = ErrorBody)))]
+async fn reset_taxonomy(
+    State(state): State<SharedState>,
+    auth: Auth,
+) -> ApiResult<axum::Json<TaxonomyDto>> {
+    auth.require_admin()?;
+    state.store.set_taxonomy(&auth.0.scope(), None).await?;
+    Ok(axum::Json(TaxonomyDto {
+        custom: false,
+        taxonomy: steward_domain::Taxonomy::workplace(),
+    }))
 }

@@ -104,6 +104,7 @@ impl Harness {
             toolbox: Some(Arc::new(self.app.state.tools.clone())),
             tool_limits: Default::default(),
             memory: None,
+            classify_attempts: None,
         };
         let sender = Sender::new(
             Duration::from_secs(5),

@@ -95,6 +95,14 @@ impl<B: SqlBackend> ErasureStore for B {
                     .bind(person),
             )
             .await?;
+        // Insights keep their counts as anonymous totals; only the rows that
+        // counted this person once per cell go.
+        tx.execute(
+            sql("DELETE FROM pattern_people WHERE org_id = $1 AND who = $2")
+                .bind(org)
+                .bind(person),
+        )
+        .await?;
         // Their exports end now; the sweep deletes them with their zips.
         tx.execute(
             sql("UPDATE exports SET expires_at = $3

@@ -130,6 +130,21 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
                 count(&row, "forwarded")?,
             ));
         }
+        let mut patterns = std::collections::HashMap::<OrgId, Vec<(String, u64)>>::new();
+        for row in db
+            .fetch_all(sql(
+                "SELECT org_id, category_l1, CAST(SUM(interactions) AS BIGINT) AS interactions
+                 FROM pattern_counts
+                 WHERE span = 'month' AND category_l1 <> '' AND category_l2 = ''
+                 GROUP BY org_id, category_l1 ORDER BY category_l1",
+            ))
+            .await?
+        {
+            patterns
+                .entry(row.get("org_id")?)
+                .or_default()
+                .push((row.get("category_l1")?, count(&row, "interactions")?));
+        }
         let mut activations = std::collections::HashMap::<OrgId, Vec<(String, u64)>>::new();
         for row in db
             .fetch_all(sql(
@@ -155,6 +170,7 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
                     rated_down: count(row, "rated_down")?,
                     messages: by_channel.remove(&org_id).unwrap_or_default(),
                     skill_activations: activations.remove(&org_id).unwrap_or_default(),
+                    patterns: patterns.remove(&org_id).unwrap_or_default(),
                     org_id,
                     name: row.get("name")?,
                     tier: row.get("tier")?,

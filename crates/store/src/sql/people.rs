@@ -224,6 +224,7 @@ async fn merge<B: SqlBackend>(
             crate::sql::messages::count_people(tx, org, span, row.get("number")?, -1).await?;
         }
     }
+    crate::sql::patterns::merge_people(tx, org, from, into).await?;
     // A skill assigned to both stays assigned to one.
     tx.execute(
         sql(
