@@ -15,6 +15,8 @@ mod insights;
 mod management;
 #[path = "api/ops.rs"]
 mod ops;
+#[path = "api/patterns.rs"]
+mod patterns;
 #[path = "api/people.rs"]
 mod people;
 #[path = "api/skills.rs"]

@@ -111,6 +111,9 @@ impl JobHandler for Classify {
             Ok(_) | Err(StoreError::NotFound) => return Ok(()),
             Err(error) => return Err(error.into()),
         };
+        if self.store.labelled(&scope, message_id).await? {
+            return Ok(()); // counted by an earlier attempt: ask nothing
+        }
         let taxonomy = self
             .store
             .taxonomy(&scope)

@@ -19,6 +19,8 @@ use tokio::sync::oneshot;
 mod export;
 #[path = "respond/memory.rs"]
 mod memory;
+#[path = "respond/patterns.rs"]
+mod patterns;
 #[path = "respond/tools.rs"]
 mod tools;
 
@@ -64,6 +66,17 @@ fn start_worker_with(
         }),
         _ => None,
     };
+    // A reply that labels its message has its `classify` jobs run too.
+    let classify = respond
+        .classify_attempts
+        .map(|_| steward_pipeline::Classify {
+            store: app.store.clone(),
+            provider: match &respond.responder {
+                Responder::Model(provider) => Some(provider.clone()),
+                _ => None,
+            },
+            tiers: app.state.config.tiers.clone(),
+        });
     let settings = WorkerSettings {
         concurrency: 4,
         kind_concurrency: HashMap::new(),
@@ -77,6 +90,9 @@ fn start_worker_with(
     let mut worker = Worker::new(app.store.clone(), settings).handle(JobKind::Respond, respond);
     if let Some(learn) = learn {
         worker = worker.handle(JobKind::Memory, learn);
+    }
+    if let Some(classify) = classify {
+        worker = worker.handle(JobKind::Classify, classify);
     }
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(worker.run(async {

@@ -83,6 +83,9 @@ pub trait PatternStore: Send + Sync {
         label: &Label,
     ) -> StoreResult<bool>;
 
+    /// Whether the message is labelled (counted) already.
+    async fn labelled(&self, scope: &TenantScope, message: MessageId) -> StoreResult<bool>;
+
     /// Every cell of the periods `from..=to` of `span`.
     async fn pattern_counts(
         &self,

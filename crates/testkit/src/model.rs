@@ -90,6 +90,20 @@ impl FakeModel {
             .count()
     }
 
+    /// The calls that were Steward's classifications, not replies.
+    pub fn classifications(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|request| {
+                let system = match &request["system"] {
+                    Value::String(system) => system.as_str(),
+                    _ => request["messages"][0]["content"].as_str().unwrap_or(""),
+                };
+                system.starts_with(CLASSIFY_TASK)
+            })
+            .count()
+    }
+
     /// Every request received, oldest first.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()
@@ -317,11 +331,29 @@ fn tool_calls(call: usize, calls: &[(String, String)], stream: bool) -> axum::re
 /// How Steward's memory extraction begins (`steward_pipeline::EXTRACTION_TASK`).
 const EXTRACTION_TASK: &str = "Task: note what this person told you about themselves.";
 
+/// How Steward's classification begins (`steward_pipeline::CLASSIFY_TASK`).
+const CLASSIFY_TASK: &str = "Task: name the category of this message.";
+
+/// The answer to Steward's classification: the first `L1 > L2` line of the
+/// prompt whose second-level name the message holds (ignoring case), else
+/// "Other".
+fn classified(system: &str, said: &str) -> String {
+    let said = said.to_lowercase();
+    system
+        .lines()
+        .filter_map(|line| line.split_once(" > ").map(|(_, l2)| (line, l2)))
+        .find(|(_, l2)| said.contains(&l2.trim().to_lowercase()))
+        .map_or_else(|| "Other".to_owned(), |(line, _)| line.to_owned())
+}
+
 /// The answer to Steward's memory extraction (its system prompt begins with
 /// `steward_pipeline::EXTRACTION_TASK`): each sentence of the person's that
 /// begins with "I " or "My ", as a fact; NONE when there is none. Any other
 /// request: None.
 fn noted(system: &str, said: &str) -> Option<String> {
+    if system.starts_with(CLASSIFY_TASK) {
+        return Some(classified(system, said));
+    }
     if !system.starts_with(EXTRACTION_TASK) {
         return None;
     }

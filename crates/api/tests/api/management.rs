@@ -775,14 +775,19 @@ async fn insights_count_messages_per_day_people_and_reply_times_for_every_role()
 }
 
 #[tokio::test]
-async fn organization_settings_are_read_by_every_role_and_changed_by_admins_within_bounds() {
+async fn organization_settings_are_read_by_members_and_changed_by_admins_within_bounds() {
     let app = spawn_app().await;
     let owner = app.register("ada@example.org", "Acme").await;
     let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
     let member = app.member(&owner, "member@example.org", "member").await;
     let path = "/api/v1/organizations/settings";
-    let read = app.get(path, &advisor.token).await;
+    let read = app.get(path, &member.token).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text);
+    // Advisors see aggregates only.
+    assert_eq!(
+        app.get(path, &advisor.token).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(read.body, json!({"memory": true, "retention_days": null}));
     for session in [&advisor, &member] {
         let refused = app

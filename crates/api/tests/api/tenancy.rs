@@ -53,6 +53,8 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         format!("/api/v1/people/{}/memory", owned.person),
         format!("/api/v1/people/{}/exports/{}", owned.person, owned.export),
         "/api/v1/organizations/settings".into(),
+        "/api/v1/insights/taxonomy".into(),
+        "/api/v1/insights/patterns?level=2".into(),
         format!("/api/v1/jobs/{}", owned.job),
         "/api/v1/jobs".into(),
     ] {
@@ -101,6 +103,10 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("PUT", "/api/v1/organizations/billing") => Some(json!({"tier": "enterprise"})),
         // B's own memory off: A's stays on, with what it remembers.
         ("PUT", "/api/v1/organizations/settings") => Some(json!({"memory": false})),
+        // B's own taxonomy: A's stays the shipped one.
+        ("PUT", "/api/v1/insights/taxonomy") => Some(
+            json!({"categories": [{"name": "B only", "subcategories": [{"name": "B things"}]}]}),
+        ),
         ("POST", "/api/v1/integrations/enable") => {
             Some(json!({"integration_id": "pricing-calculator", "config": {
                 "currency": "EUR", "items": {"basic": {"name": "Basic", "unit_price": 10}}
@@ -321,6 +327,43 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         &"works in finance".to_owned(),
     ];
 
+    // A path of the document with A's ids in it.
+    let concrete_of = |path: &str| -> String {
+        path.replace(
+            "{id}/history/{message_id}",
+            &format!("{}/history/{}", owned.chatbot, owned.message),
+        )
+        .replace("/chatbots/{id}", &format!("/chatbots/{}", owned.chatbot))
+        .replace(
+            "/channels/{channel_id}",
+            &format!("/channels/{}", owned.channel),
+        )
+        .replace(
+            "/knowledge/{doc_id}",
+            &format!("/knowledge/{}", owned.document),
+        )
+        .replace("/context/{doc_id}", &format!("/context/{}", owned.context))
+        .replace("/api-keys/{id}", &format!("/api-keys/{}", owned.api_key))
+        .replace("/members/{user_id}", &format!("/members/{}", owned.member))
+        .replace("/integrations/{id}", "/integrations/lead-capture")
+        .replace("/jobs/{id}", &format!("/jobs/{}", owned.job))
+        .replace(
+            "/tools/servers/{id}",
+            &format!("/tools/servers/{tool_server}"),
+        )
+        .replace(
+            "/conversations/{id}",
+            &format!("/conversations/{conversation}"),
+        )
+        .replace("/people/{id}", &format!("/people/{}", owned.person))
+        .replace("/memory/{fact_id}", &format!("/memory/{}", owned.fact))
+        .replace(
+            "/exports/{export_id}",
+            &format!("/exports/{}", owned.export),
+        )
+        .replace("/messages/{id}", &format!("/messages/{}", owned.message))
+        .replace("/skills/{name}", "/skills/alpha-skill")
+    };
     let doc = app
         .call(Method::GET, "/api/v1/openapi.json", None, None)
         .await
@@ -333,41 +376,7 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             let operator_only = operation["security"]
                 .as_array()
                 .is_some_and(|s| s.iter().any(|r| r.get("metrics_token").is_some()));
-            let concrete = path
-                .replace(
-                    "{id}/history/{message_id}",
-                    &format!("{}/history/{}", owned.chatbot, owned.message),
-                )
-                .replace("/chatbots/{id}", &format!("/chatbots/{}", owned.chatbot))
-                .replace(
-                    "/channels/{channel_id}",
-                    &format!("/channels/{}", owned.channel),
-                )
-                .replace(
-                    "/knowledge/{doc_id}",
-                    &format!("/knowledge/{}", owned.document),
-                )
-                .replace("/context/{doc_id}", &format!("/context/{}", owned.context))
-                .replace("/api-keys/{id}", &format!("/api-keys/{}", owned.api_key))
-                .replace("/members/{user_id}", &format!("/members/{}", owned.member))
-                .replace("/integrations/{id}", "/integrations/lead-capture")
-                .replace("/jobs/{id}", &format!("/jobs/{}", owned.job))
-                .replace(
-                    "/tools/servers/{id}",
-                    &format!("/tools/servers/{tool_server}"),
-                )
-                .replace(
-                    "/conversations/{id}",
-                    &format!("/conversations/{conversation}"),
-                )
-                .replace("/people/{id}", &format!("/people/{}", owned.person))
-                .replace("/memory/{fact_id}", &format!("/memory/{}", owned.fact))
-                .replace(
-                    "/exports/{export_id}",
-                    &format!("/exports/{}", owned.export),
-                )
-                .replace("/messages/{id}", &format!("/messages/{}", owned.message))
-                .replace("/skills/{name}", "/skills/alpha-skill");
+            let concrete = concrete_of(path);
             assert!(
                 !concrete.contains('{'),
                 "the tenancy walk does not know the parameters of {path}: add them"
@@ -427,6 +436,60 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         servers.body["servers"][0]["id"],
         tool_server.as_str(),
         "its MCP server is still there"
+    );
+
+    // An advisor of A is refused every route but the aggregates (and their
+    // own session's), whatever the ids, and changes nothing.
+    let advisor = app.member(&a, "a-advisor@example.org", "advisor").await;
+    let before = snapshot(&app, &a, &owned).await;
+    let aggregates = [
+        "GET /api/v1/insights/usage",
+        "GET /api/v1/insights/patterns",
+        "GET /api/v1/insights/taxonomy",
+        "GET /api/v1/organizations/usage",
+    ];
+    let mut refused = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if !bearer || path.starts_with("/api/v1/auth/") {
+                continue;
+            }
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let concrete = concrete_of(path);
+            let reply = app
+                .call(
+                    method.clone(),
+                    &concrete,
+                    Some(&advisor.token),
+                    body_for(&method, path),
+                )
+                .await;
+            if aggregates.contains(&format!("{method} {path}").as_str()) {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::OK,
+                    "{method} {path}: {}",
+                    reply.text
+                );
+            } else {
+                assert_eq!(
+                    reply.status,
+                    StatusCode::FORBIDDEN,
+                    "{method} {path} answered an advisor: {}",
+                    reply.text
+                );
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused >= 60, "refused only {refused}");
+    assert_eq!(
+        snapshot(&app, &a, &owned).await,
+        before,
+        "an advisor changed nothing"
     );
 
     // A conversation of A cannot be continued by B, even through B's own

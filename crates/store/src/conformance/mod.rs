@@ -15,6 +15,7 @@ mod knowledge;
 mod memory;
 mod messages;
 mod ops;
+mod patterns;
 mod people;
 mod queue;
 mod skills;
@@ -28,6 +29,7 @@ pub use knowledge::*;
 pub use memory::*;
 pub use messages::*;
 pub use ops::*;
+pub use patterns::*;
 pub use people::*;
 pub use queue::*;
 pub use skills::*;
@@ -109,6 +111,8 @@ macro_rules! conformance_tests {
             a_person_is_erased_for_good_and_everyone_else_kept,
             an_erasure_request_is_audited_with_its_job_within_its_org,
             conversations_past_their_retention_are_deleted_in_organizations_that_keep_them_for_a_time,
+            patterns_are_counted_once_per_message_and_person_at_every_level,
+            an_organization_keeps_its_own_taxonomy,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

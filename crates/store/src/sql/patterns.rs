@@ -123,6 +123,20 @@ impl<B: SqlBackend> PatternStore for B {
         Ok(true)
     }
 
+    async fn labelled(&self, scope: &TenantScope, message: MessageId) -> StoreResult<bool> {
+        let found = self
+            .read()
+            .await?
+            .fetch_optional(
+                sql("SELECT 1 AS labelled FROM messages
+                     WHERE id = $1 AND org_id = $2 AND category_l1 IS NOT NULL")
+                .bind(message)
+                .bind(scope.org_id()),
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+
     async fn pattern_counts(
         &self,
         scope: &TenantScope,
