@@ -17,25 +17,32 @@ const MAX_KEYWORD_CHARS: usize = 40;
 #[serde(deny_unknown_fields)]
 pub struct Taxonomy {
     /// The first level: 1 to 30 categories.
+    #[schema(min_items = 1, max_items = 30)]
     pub categories: Vec<Category>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Category {
-    /// 1 to 60 characters, unique (ignoring case) among the categories.
+    /// 1 to 60 characters, spaces around it trimmed; categories of one
+    /// name (ignoring case) are merged into the first.
+    #[schema(min_length = 1, max_length = 60, pattern = r"\S")]
     pub name: String,
-    /// The second level: 1 to 30, names unique within the category.
+    /// The second level: 1 to 30, merged by name as categories are.
+    #[schema(min_items = 1, max_items = 30)]
     pub subcategories: Vec<Subcategory>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subcategory {
+    #[schema(min_length = 1, max_length = 60, pattern = r"\S")]
     pub name: String,
-    /// Words or phrases (at most 50, each up to 40 characters) that label a
-    /// message with this subcategory when no model is configured.
+    /// Words or phrases (at most 50, each up to 40 characters; blank ones
+    /// are dropped) that label a message with this subcategory when no
+    /// model is configured.
     #[serde(default)]
+    #[schema(max_items = 50)]
     pub keywords: Vec<String>,
 }
 
@@ -43,6 +50,73 @@ pub struct Subcategory {
 pub type Label = (String, String);
 
 impl Taxonomy {
+    /// The taxonomy as it is kept: names and keywords trimmed, blank
+    /// keywords dropped, categories (and subcategories within one) of the
+    /// same name, ignoring case, merged into the first; or the first
+    /// problem with its sizes, in words.
+    pub fn normalized(self) -> Result<Self, String> {
+        fn merge<T>(
+            items: Vec<T>,
+            name: impl Fn(&T) -> String,
+            absorb: impl Fn(&mut T, T),
+        ) -> Vec<T> {
+            let mut kept: Vec<T> = Vec::new();
+            for item in items {
+                let key = name(&item).to_lowercase();
+                match kept.iter_mut().find(|k| name(k).to_lowercase() == key) {
+                    Some(first) => absorb(first, item),
+                    None => kept.push(item),
+                }
+            }
+            kept
+        }
+        let categories = self
+            .categories
+            .into_iter()
+            .map(|c| Category {
+                name: c.name.trim().to_owned(),
+                subcategories: c
+                    .subcategories
+                    .into_iter()
+                    .map(|s| Subcategory {
+                        name: s.name.trim().to_owned(),
+                        keywords: s
+                            .keywords
+                            .iter()
+                            .map(|k| k.trim().to_owned())
+                            .filter(|k| !k.is_empty())
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let categories = merge(
+            categories,
+            |c: &Category| c.name.clone(),
+            |first, more| first.subcategories.extend(more.subcategories),
+        );
+        let categories: Vec<Category> = categories
+            .into_iter()
+            .map(|c| Category {
+                subcategories: merge(
+                    c.subcategories,
+                    |s: &Subcategory| s.name.clone(),
+                    |first, more| {
+                        for keyword in more.keywords {
+                            if !first.keywords.contains(&keyword) {
+                                first.keywords.push(keyword);
+                            }
+                        }
+                    },
+                ),
+                name: c.name,
+            })
+            .collect();
+        let taxonomy = Self { categories };
+        taxonomy.validate()?;
+        Ok(taxonomy)
+    }
+
     /// Checks names, sizes and uniqueness; the first problem, in words.
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = |name: &str| {
@@ -431,6 +505,46 @@ mod tests {
         // Whole words only: "pay" is not in "paying attention"? It is a word
         // there; "app" is not in "apple".
         assert_eq!(label("an apple"), (OTHER.into(), OTHER.into()));
+    }
+
+    #[test]
+    fn a_taxonomy_is_trimmed_and_merged_by_name_before_it_is_kept() {
+        let sub = |name: &str, keywords: &[&str]| Subcategory {
+            name: name.into(),
+            keywords: keywords.iter().map(|k| (*k).to_owned()).collect(),
+        };
+        let given = Taxonomy {
+            categories: vec![
+                Category {
+                    name: " Travel ".into(),
+                    subcategories: vec![
+                        sub("Visas", &["passport", " "]),
+                        sub("visas ", &["visa", "passport"]),
+                    ],
+                },
+                Category {
+                    name: "TRAVEL".into(),
+                    subcategories: vec![sub("Flights", &[])],
+                },
+            ],
+        };
+        let kept = given.normalized().unwrap();
+        assert_eq!(
+            kept,
+            Taxonomy {
+                categories: vec![Category {
+                    name: "Travel".into(),
+                    subcategories: vec![sub("Visas", &["passport", "visa"]), sub("Flights", &[])],
+                }],
+            }
+        );
+        let blank = Taxonomy {
+            categories: vec![Category {
+                name: "  ".into(),
+                subcategories: vec![sub("x", &[])],
+            }],
+        };
+        assert!(blank.normalized().is_err());
     }
 
     #[test]

@@ -523,8 +523,10 @@ async fn taxonomy(
     }))
 }
 
-/// Replaces the organization's taxonomy (owners and admins). Messages
-/// counted already keep their labels; new ones are labelled with these.
+/// Replaces the organization's taxonomy (owners and admins): names are
+/// trimmed and categories of one name merged, and the taxonomy as kept is
+/// answered. Messages counted already keep their labels; new ones are
+/// labelled with these.
 #[utoipa::path(put, path = "/insights/taxonomy", tag = "insights", security(("bearer" = [])),
     request_body = steward_domain::Taxonomy,
     responses((status = 200, body = TaxonomyDto), (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)))]
@@ -534,8 +536,8 @@ async fn set_taxonomy(
     Json(taxonomy): Json<steward_domain::Taxonomy>,
 ) -> ApiResult<axum::Json<TaxonomyDto>> {
     auth.require_admin()?;
-    taxonomy
-        .validate()
+    let taxonomy = taxonomy
+        .normalized()
         .map_err(|why| ApiError::unprocessable("invalid_taxonomy", why))?;
     state
         .store

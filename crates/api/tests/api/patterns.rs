@@ -228,7 +228,7 @@ async fn the_taxonomy_is_the_organizations_to_replace_and_reset() {
     for bad in [
         json!({"categories": []}),
         json!({"categories": [{"name": "A", "subcategories": []}]}),
-        json!({"categories": [{"name": "A", "subcategories": [{"name": "x"}]}, {"name": "a", "subcategories": [{"name": "y"}]}]}),
+        json!({"categories": [{"name": " ", "subcategories": [{"name": "x"}]}]}),
         json!({"categories": [{"name": "A", "subcategories": [{"name": "x", "keywords": ["k".repeat(41)]}]}]}),
         json!({"categories": [{"name": "A", "subcategories": [{"name": "x"}], "extra": 1}]}),
         json!(["not", "an", "object"]),
