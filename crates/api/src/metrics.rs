@@ -488,14 +488,15 @@ fn organizations_text(
                 .collect()
         },
     );
+    let name = "steward_insights_queries_total";
     let _ = writeln!(
         out,
-        "# HELP steward_insights_queries_total Insights-by-category queries this process answered.\n# TYPE steward_insights_queries_total counter"
+        "# HELP {name} Insights-by-category queries this process answered.\n# TYPE {name} counter"
     );
     for org in orgs {
         let _ = writeln!(
             out,
-            "steward_insights_queries_total{{org_id=\"{}\",org=\"{}\"}} {}",
+            "{name}{{org_id=\"{}\",org=\"{}\"}} {}",
             org.org_id,
             label_value(&org.name),
             insights_queries.get(&org.org_id).copied().unwrap_or(0)

@@ -791,3 +791,114 @@ async fn a_worker_killed_while_learning_keeps_each_fact_once() {
     assert_eq!(fake.calls(), 3, "nothing asked again");
     drop(server);
 }
+
+/// One number read from the database.
+async fn number(database_url: &str, query: &'static str) -> i64 {
+    if database_url.starts_with("sqlite:") {
+        let mut db = <sqlx::SqliteConnection as sqlx::Connection>::connect(database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(query).fetch_one(&mut db).await.unwrap()
+    } else {
+        let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(database_url)
+            .await
+            .unwrap();
+        sqlx::query_scalar(query).fetch_one(&mut db).await.unwrap()
+    }
+}
+
+/// Interactions counted, over the week's and the month's totals.
+const COUNTED: &str = "SELECT CAST(COALESCE(SUM(interactions), 0) AS BIGINT) FROM pattern_counts WHERE category_l1 = ''";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_while_classifying_counts_each_message_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_postgres, database_url) = database(dir.path()).await;
+    let fake = steward_testkit::model::FakeModel::start().await;
+    // The first classification never answers: the worker is killed in it.
+    fake.hang_classifications(1);
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("STEWARD_LLM__PRIMARY__KIND", "openai")
+            .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
+            .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    owner
+        .message(&bot, "A question about devices: my laptop screen broke.")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fake.classifications() < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the classification was never asked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL, mid-classification
+    server.child.wait().unwrap();
+    assert_eq!(
+        number(&database_url, COUNTED).await,
+        0,
+        "nothing counted yet"
+    );
+    server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while number(&database_url, COUNTED).await < 2 {
+        assert!(Instant::now() < deadline, "the retried job never counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        number(
+            &database_url,
+            "SELECT COUNT(*) FROM messages WHERE category_l1 = 'IT & tools' AND category_l2 = 'Devices'"
+        )
+        .await,
+        1,
+        "labelled by the model"
+    );
+    assert_eq!(fake.classifications(), 2, "the hung one and its retry");
+
+    // Killed after the count committed but before the job was marked done:
+    // the job runs again, finds the message labelled, and asks nothing.
+    let requeued = execute(
+        &database_url,
+        "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE kind = 'classify'",
+    )
+    .await;
+    assert_eq!(requeued, 1, "one classify job for the one reply");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = owner.get("/api/v1/jobs?limit=200").await;
+        let classify = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|job| job["kind"] == "classify")
+            .cloned()
+            .unwrap();
+        if classify["state"] == "succeeded" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the requeued job never ran: {classify}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(number(&database_url, COUNTED).await, 2, "counted once");
+    assert_eq!(fake.classifications(), 2, "nothing asked again");
+    drop(server);
+}

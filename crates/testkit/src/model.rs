@@ -34,6 +34,11 @@ pub struct FakeModel {
     always: Arc<std::sync::Mutex<Option<(String, String)>>>,
     /// How far apart the pieces of a streamed answer come; zero: all at once.
     pace_ms: Arc<AtomicU64>,
+    /// Steward's classifications, answered on the side: not counted among
+    /// the calls, nor scripted by them.
+    classifications: Arc<std::sync::Mutex<Vec<Value>>>,
+    /// This many next classifications never answer.
+    hanging_classifications: Arc<AtomicUsize>,
     /// The base URL for OpenAI's format, e.g. `http://127.0.0.1:PORT/v1`.
     pub base_url: String,
 }
@@ -90,18 +95,15 @@ impl FakeModel {
             .count()
     }
 
-    /// The calls that were Steward's classifications, not replies.
+    /// Steward's classifications received (answered on the side: they are
+    /// not among [`calls`](Self::calls), and the call scripts leave them be).
     pub fn classifications(&self) -> usize {
-        self.requests()
-            .iter()
-            .filter(|request| {
-                let system = match &request["system"] {
-                    Value::String(system) => system.as_str(),
-                    _ => request["messages"][0]["content"].as_str().unwrap_or(""),
-                };
-                system.starts_with(CLASSIFY_TASK)
-            })
-            .count()
+        self.classifications.lock().unwrap().len()
+    }
+
+    /// The next `n` classifications get no answer at all.
+    pub fn hang_classifications(&self, n: usize) {
+        self.hanging_classifications.store(n, Ordering::SeqCst);
     }
 
     /// Every request received, oldest first.
@@ -168,6 +170,13 @@ async fn messages(
 
 async fn answer(fake: FakeModel, body: Value, format: Format) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let system = match &body["system"] {
+        Value::String(system) => system.clone(),
+        _ => anthropic::text_of(&body["messages"][0]["content"]).unwrap_or_default(),
+    };
+    if system.starts_with(CLASSIFY_TASK) {
+        return classification(&fake, &body, &system, format).await;
+    }
     let call = fake.calls.fetch_add(1, Ordering::SeqCst);
     fake.requests.lock().unwrap().push(body.clone());
     let hangs = fake.hanging_calls.lock().unwrap().contains(&call);
@@ -331,6 +340,44 @@ fn tool_calls(call: usize, calls: &[(String, String)], stream: bool) -> axum::re
 /// How Steward's memory extraction begins (`steward_pipeline::EXTRACTION_TASK`).
 const EXTRACTION_TASK: &str = "Task: note what this person told you about themselves.";
 
+/// A classification's answer, in `format`, kept apart from the calls.
+async fn classification(
+    fake: &FakeModel,
+    body: &Value,
+    system: &str,
+    format: Format,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    fake.classifications.lock().unwrap().push(body.clone());
+    if fake
+        .hanging_classifications
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+    {
+        std::future::pending::<()>().await;
+    }
+    let said = body["messages"]
+        .as_array()
+        .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+        .and_then(|m| anthropic::text_of(&m["content"]))
+        .unwrap_or_default();
+    let label = classified(system, &said);
+    match format {
+        Format::OpenAi => axum::Json(json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": label}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 3}
+        }))
+        .into_response(),
+        Format::Anthropic => axum::Json(json!({
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": body["model"],
+            "content": [{"type": "text", "text": label}], "stop_reason": "end_turn",
+            "usage": {"input_tokens": 10, "output_tokens": 3}
+        }))
+        .into_response(),
+    }
+}
+
 /// How Steward's classification begins (`steward_pipeline::CLASSIFY_TASK`).
 const CLASSIFY_TASK: &str = "Task: name the category of this message.";
 
@@ -351,9 +398,6 @@ fn classified(system: &str, said: &str) -> String {
 /// begins with "I " or "My ", as a fact; NONE when there is none. Any other
 /// request: None.
 fn noted(system: &str, said: &str) -> Option<String> {
-    if system.starts_with(CLASSIFY_TASK) {
-        return Some(classified(system, said));
-    }
     if !system.starts_with(EXTRACTION_TASK) {
         return None;
     }
@@ -377,7 +421,7 @@ mod anthropic {
     use super::FakeModel;
 
     /// A content block's text, or a message's text when it is a string.
-    fn text_of(content: &Value) -> Option<String> {
+    pub(super) fn text_of(content: &Value) -> Option<String> {
         match content {
             Value::String(text) => Some(text.clone()),
             Value::Array(blocks) => {
