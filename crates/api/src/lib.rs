@@ -9,6 +9,7 @@ mod dto;
 pub mod error;
 mod extract;
 mod idempotency;
+mod live_hub;
 pub mod mcp;
 pub mod metrics;
 mod patterns;

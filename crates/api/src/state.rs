@@ -53,6 +53,8 @@ pub struct AppState {
     /// /metrics/organizations).
     pub(crate) insights_queries:
         std::sync::Mutex<std::collections::HashMap<steward_domain::OrgId, u64>>,
+    /// The replies being written, for followers who reconnect mid-reply.
+    pub(crate) live: Arc<crate::live_hub::LiveHub>,
 }
 
 impl AppState {
@@ -118,6 +120,7 @@ impl AppState {
             sampled_at: std::sync::Mutex::new(None),
             has_organizations: std::sync::atomic::AtomicBool::new(false),
             insights_queries: Default::default(),
+            live: Default::default(),
             store,
             config,
         }))

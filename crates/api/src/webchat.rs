@@ -474,10 +474,23 @@ async fn events(
     let (channel, config) = web_channel(&state, &id).await?;
     check_origin(&state, &headers, &config)?;
     same_channel(&visitor, &channel)?;
-    let since = query
+    let after = query
         .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?
         .after
-        .map_or(Since::Now, |id| Since::After(id.into()));
+        .map_or(Since::Now, |id| Since::After(id.into(), None));
+    // A browser's EventSource reconnects with the last event's id.
+    let since = match headers.get("last-event-id").map(|v| v.to_str()) {
+        None => after,
+        Some(value) => value
+            .ok()
+            .and_then(crate::routes::live::parse_last_event_id)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be an event id this stream sent, or 0",
+                )
+            })?,
+    };
     let scope = TenantScope::for_channel(&channel);
     let conversation = state
         .store

@@ -289,7 +289,7 @@ impl Respond {
         let max_steps = self.tool_limits.max_steps as usize;
         let mut said: Vec<String> = request.steps.iter().map(|s| s.text.clone()).collect();
         let mut tokens = 0;
-        let live = LiveReply::start(self.store.clone(), scope, to.conversation_id).await;
+        let live = LiveReply::start(self.store.clone(), scope, to.conversation_id, reply).await;
         let written = loop {
             let step = request.steps.len();
             // On the last step the model must answer: no tools are offered.
@@ -365,11 +365,15 @@ impl LiveReply {
         store: Arc<dyn Store>,
         scope: &TenantScope,
         conversation: steward_domain::ConversationId,
+        reply: MessageId,
     ) -> Self {
         let started = LiveEvent {
             org_id: scope.org_id(),
             conversation_id: conversation,
-            kind: LiveKind::ReplyStarted,
+            kind: LiveKind::ReplyStarted {
+                attempt: uuid::Uuid::now_v7(),
+                reply,
+            },
         };
         let _ = store.publish_live(started.clone()).await;
         let (pieces, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();

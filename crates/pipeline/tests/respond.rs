@@ -577,6 +577,97 @@ async fn reconnecting_with_last_event_id_gets_every_message_after_it() {
     assert_eq!(nobody.status(), 401);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnecting_mid_reply_resumes_after_the_last_piece() {
+    let app = spawn_app_with(|_| {}).await;
+    let fake = FakeModel::start().await;
+    fake.pace(Duration::from_millis(60));
+    let worker = start_worker(&app, model(&fake));
+    let owner = app.register("ada@example.org", "Acme").await;
+    let bot = app.chatbot(&owner, "Helper").await;
+    let (conversation, first) = send(&app, &owner, &bot, "hi", None).await;
+    answered(&app, &owner, &bot, &first).await;
+    let words: Vec<String> = (0..30).map(|i| format!("word{i}")).collect();
+    let question = words.join(" ");
+
+    let stream = connect(&app, &owner, &conversation, None).await;
+    let (_, asked) = send(&app, &owner, &bot, &question, Some(&conversation)).await;
+    let mut deltas = 0;
+    let before = read_events(stream, |e| {
+        deltas += usize::from(e.name == "delta");
+        deltas == 3
+    })
+    .await;
+    let last = before
+        .last()
+        .unwrap()
+        .id
+        .clone()
+        .expect("a piece has an id");
+    // {last message}.{attempt}.{n}: the user's message was the last sent.
+    let parts: Vec<&str> = last.split('.').collect();
+    assert_eq!(parts.len(), 3, "{last}");
+    assert_eq!(parts[0], asked);
+    // Whole from the start, while the reply is still being written.
+    let whole = connect(&app, &owner, &conversation, Some("0")).await;
+    let resumed = connect(&app, &owner, &conversation, Some(&last)).await;
+    let is_reply = |e: &LiveEvent| {
+        e.name == "message" && e.data["role"] == "assistant" && e.data["answers"] == asked.as_str()
+    };
+    let after = read_events(resumed, is_reply).await;
+    let from_start = read_events(whole, is_reply).await;
+    worker.stop().await;
+
+    let text = |events: &[LiveEvent]| -> String {
+        events
+            .iter()
+            .filter(|e| e.name == "delta")
+            .map(|e| e.data["text"].as_str().unwrap())
+            .collect()
+    };
+    let reply = format!("echo: {question}");
+    assert_eq!(after.last().unwrap().data["text"], reply.as_str());
+    assert!(
+        after.iter().all(|e| e.name == "delta" || is_reply(e)),
+        "only the rest of the reply, then the reply: {:?}",
+        after.iter().map(|e| &e.name).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        format!("{}{}", text(&before), text(&after)),
+        reply,
+        "the pieces before and after the reconnection make the reply, none twice"
+    );
+    // `0`: the conversation, then the reply in progress from its start.
+    let names: Vec<&str> = from_start.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        &names[..4],
+        ["message", "message", "message", "reply_started"],
+        "{names:?}"
+    );
+    assert_eq!(text(&from_start), reply);
+    // A piece id of an attempt no longer in progress: the messages after its
+    // message, nothing of the reply twice.
+    let late = connect(&app, &owner, &conversation, Some(&last)).await;
+    let late = read_events(late, is_reply).await;
+    assert_eq!(late.len(), 1, "the stored reply only");
+    for bad in [
+        format!("{asked}.{}", parts[1]),
+        format!("{asked}.not-a-uuid.1"),
+        format!("{asked}.{}.x", parts[1]),
+        format!("{asked}.{}.1.2", parts[1]),
+    ] {
+        let refused = app
+            .client
+            .get(app.url(&format!("/api/v1/conversations/{conversation}/events")))
+            .bearer_auth(&owner.token)
+            .header("last-event-id", bad.as_str())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 400, "{bad}");
+    }
+}
+
 /// PostgreSQL only: a reply written through one replica reaches a follower
 /// connected to another, through LISTEN/NOTIFY.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

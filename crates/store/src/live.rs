@@ -16,8 +16,13 @@ pub struct LiveEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum LiveKind {
-    /// An attempt at a reply began: pieces before it (of a failed attempt) are void.
-    ReplyStarted,
+    /// An attempt at a reply began: pieces before it (of a failed attempt)
+    /// are void. `attempt` is new for every attempt; `reply` is the id the
+    /// reply will be stored with.
+    ReplyStarted {
+        attempt: uuid::Uuid,
+        reply: MessageId,
+    },
     /// The next piece of the reply being written.
     Delta { text: String },
     /// A message was stored.

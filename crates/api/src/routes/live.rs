@@ -1,10 +1,14 @@
 //! Following a conversation live, as Server-Sent Events: its new messages
 //! (`message`, with the message id as event id), and each reply as it is
 //! written (`reply_started`, then `delta` pieces, and `tool_call` as each of
-//! its tool calls starts and finishes). A client that reconnects
-//! with `Last-Event-ID` (or a browser's first `?after=`, since EventSource
-//! cannot set headers) gets every message after that one: nothing is lost,
-//! nothing sent twice. Pieces of a reply are not stored; the reply itself is.
+//! its tool calls starts and finishes), each with an id
+//! `{last message}.{attempt}.{n}`. A client that reconnects with
+//! `Last-Event-ID` (or a browser's first `?after=`, since EventSource cannot
+//! set headers) gets every message after the last it got and, when that was
+//! a piece of a reply still being written, the pieces after it: nothing is
+//! lost, nothing sent twice. `0` sends the whole conversation and the reply
+//! in progress from its start. Pieces are not stored (this process keeps
+//! those of the replies in progress, [`crate::live_hub`]); the reply is.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use crate::auth::Auth;
 use crate::dto::MessageDto;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query};
+use crate::live_hub::{Numbered, Piece};
 use crate::state::SharedState;
 
 pub fn router() -> OpenApiRouter<SharedState> {
@@ -71,8 +76,8 @@ pub struct Resume {
 #[utoipa::path(get, path = "/conversations/{id}/events", tag = "conversations", security(("bearer" = [])),
     params(
         ("id" = Uuid, Path),
-        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^(0|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$",
-            description = "The id of the last message received: messages after it are sent first; `0` sends the whole conversation first."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = r"^(0|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(0|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.[0-9]{1,9})$",
+            description = "The id of the last event received: a message's (messages after it are sent first), a reply piece's (the pieces of that reply after it follow, while it is being written), or `0` (the whole conversation first, and the reply in progress from its start)."),
         Resume,
     ),
     responses(
@@ -91,22 +96,58 @@ async fn events(
     let conversation = ConversationId::from(id);
     // A reconnection's header is newer than the query the stream began with.
     let since = match headers.get("last-event-id").map(|v| v.to_str()) {
-        None => query.after.map_or(Since::Now, |id| Since::After(id.into())),
-        Some(Ok("0")) => Since::Start,
+        None => query.after.map_or(Since::Now, |id| Since::After(id.into(), None)),
         Some(value) => value
             .ok()
-            // As the document says: the hyphenated form, lowercase.
-            .filter(|v| v.len() == 36 && !v.contains(|c: char| c.is_ascii_uppercase()))
-            .and_then(|v| Uuid::parse_str(v).ok())
-            .map(|id| Since::After(id.into()))
+            .and_then(parse_last_event_id)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "invalid_last_event_id",
-                    "Last-Event-ID must be a message id, or 0 for the whole conversation",
+                    "Last-Event-ID must be an event id this stream sent (a message id, or MESSAGE.ATTEMPT.N of a reply piece), or 0 for the whole conversation",
                 )
             })?,
     };
     follow(&state, scope, conversation, since, Audience::Member).await
+}
+
+/// A message id as the document says: the hyphenated form, lowercase.
+fn strict_uuid(text: &str) -> Option<Uuid> {
+    (text.len() == 36 && !text.contains(|c: char| c.is_ascii_uppercase()))
+        .then(|| Uuid::parse_str(text).ok())
+        .flatten()
+}
+
+/// `0`, a message id, or a piece's `{message or 0}.{attempt}.{n}`.
+pub(crate) fn parse_last_event_id(value: &str) -> Option<Since> {
+    if value == "0" {
+        return Some(Since::Start);
+    }
+    let mut parts = value.split('.');
+    let (message, attempt, n) = (parts.next()?, parts.next(), parts.next());
+    let after = match message {
+        "0" => None,
+        id => Some(MessageId::from(strict_uuid(id)?)),
+    };
+    match (attempt, n, parts.next()) {
+        (None, None, None) => after.map(|id| Since::After(id, None)),
+        (Some(attempt), Some(n), None) => {
+            let piece = Piece {
+                attempt: strict_uuid(attempt)?,
+                n: n.parse().ok().filter(|_| n.len() <= 9)?,
+            };
+            Some(match after {
+                Some(id) => Since::After(id, Some(piece)),
+                None => Since::StartAfter(piece),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A piece's event id: the last message the stream sent, the attempt, its number.
+fn piece_id(after: Option<MessageId>, piece: Piece) -> String {
+    let message = after.map_or_else(|| "0".to_owned(), |id| id.to_string());
+    format!("{message}.{}.{}", piece.attempt, piece.n)
 }
 
 /// Who follows a conversation: a member of the organization sees every
@@ -122,11 +163,16 @@ pub(crate) enum Audience {
 pub(crate) enum Since {
     /// With what happens from now (the history endpoint has the past).
     Now,
-    /// With every stored message of the conversation.
+    /// With every stored message of the conversation, then the reply in
+    /// progress from its start.
     Start,
+    /// The same, but of the reply in progress only the pieces after this
+    /// one (none when it is of an attempt no longer in progress).
+    StartAfter(Piece),
     /// With the stored messages after this one (all of them when the
-    /// conversation has no such message).
-    After(MessageId),
+    /// conversation has no such message), then, with a piece, the pieces
+    /// after it of the reply in progress.
+    After(MessageId, Option<Piece>),
 }
 
 /// The conversation's events since `since`.
@@ -138,7 +184,19 @@ pub(crate) async fn follow(
     audience: Audience,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>> + use<>>> {
     // Subscribe before reading, so that nothing falls between the two.
-    let mut live = state.store.subscribe_live().await;
+    let resume = match since {
+        Since::Now => None,
+        Since::Start => Some(None),
+        Since::StartAfter(piece) | Since::After(_, Some(piece)) => Some(Some(piece)),
+        Since::After(_, None) => None,
+    };
+    let (mut kept, in_progress, mut live) = state
+        .live
+        .follow(&state.store, scope.org_id(), conversation, resume.flatten())
+        .await;
+    if resume.is_none() {
+        kept.clear();
+    }
     let latest = state
         .store
         .conversation_messages(&scope, conversation, 1)
@@ -147,7 +205,7 @@ pub(crate) async fn follow(
         return Err(ApiError::NotFound);
     };
     let after = match since {
-        Since::After(id) => match state
+        Since::After(id, _) => match state
             .store
             .conversation_messages_after(&scope, conversation, Some(id), 0)
             .await
@@ -158,7 +216,7 @@ pub(crate) async fn follow(
             Err(steward_store::StoreError::NotFound) => None,
             Err(e) => return Err(e.into()),
         },
-        Since::Start => None,
+        Since::Start | Since::StartAfter(_) => None,
         Since::Now => Some(latest.id),
     };
 
@@ -179,6 +237,10 @@ pub(crate) async fn follow(
                         for message in messages {
                             let id = message.id;
                             after = Some(id);
+                            // The reply kept in progress is stored already: its pieces are void.
+                            if Some(id) == in_progress {
+                                kept.clear();
+                            }
                             if sender.send(message_event(message, audience)).await.is_err() {
                                 return;
                             }
@@ -189,28 +251,35 @@ pub(crate) async fn follow(
                     }
                     Err(e) => tracing::warn!(error = %e, "live events: could not read messages"),
                 }
+                // What this process kept of the reply in progress, after the
+                // stored messages, as it was first sent.
+                for numbered in std::mem::take(&mut kept) {
+                    if let Some(event) = piece_event(&numbered, audience, after)
+                        && sender.send(event).await.is_err()
+                    {
+                        return;
+                    }
+                }
             }
             let event = tokio::select! {
                 received = live.recv() => match received {
-                    Ok(event) if event.conversation_id == conversation && event.org_id == scope.org_id() => match event.kind {
-                        LiveKind::Message { message_id } => {
+                    Ok(Numbered { event: None, .. }) | Err(RecvError::Lagged(_)) => {
+                        (reread, upto) = (true, None);
+                        continue;
+                    }
+                    Ok(numbered) => {
+                        let Some(event) = &numbered.event else { continue };
+                        if event.conversation_id != conversation || event.org_id != scope.org_id() {
+                            continue;
+                        }
+                        if let LiveKind::Message { message_id } = event.kind {
                             (reread, upto) = (true, Some(message_id));
                             continue;
                         }
-                        LiveKind::ReplyStarted => Event::default().event("reply_started").data("{}"),
-                        LiveKind::Delta { text } => {
-                            Event::default().event("delta").json_data(serde_json::json!({ "text": text })).expect("text serializes")
+                        match piece_event(&numbered, audience, after) {
+                            Some(event) => event,
+                            None => continue,
                         }
-                        LiveKind::ToolCall { .. } if audience == Audience::Visitor => continue,
-                        LiveKind::ToolCall { id, server, tool, status } => Event::default()
-                            .event("tool_call")
-                            .json_data(serde_json::json!({ "id": id, "server": server, "tool": tool, "status": status }))
-                            .expect("a tool call serializes"),
-                    },
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {
-                        (reread, upto) = (true, None);
-                        continue;
                     }
                     Err(RecvError::Closed) => return,
                 },
@@ -229,6 +298,35 @@ pub(crate) async fn follow(
         receiver.recv().await.map(|event| (Ok(event), receiver))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A piece of a reply as the follower sees it (a visitor sees no tool
+/// calls), with its id when this process numbered it.
+fn piece_event(numbered: &Numbered, audience: Audience, after: Option<MessageId>) -> Option<Event> {
+    let event = match &numbered.event.as_ref()?.kind {
+        LiveKind::ReplyStarted { .. } => Event::default().event("reply_started").data("{}"),
+        LiveKind::Delta { text } => Event::default()
+            .event("delta")
+            .json_data(serde_json::json!({ "text": text }))
+            .expect("text serializes"),
+        LiveKind::ToolCall { .. } if audience == Audience::Visitor => return None,
+        LiveKind::ToolCall {
+            id,
+            server,
+            tool,
+            status,
+        } => Event::default()
+            .event("tool_call")
+            .json_data(
+                serde_json::json!({ "id": id, "server": server, "tool": tool, "status": status }),
+            )
+            .expect("a tool call serializes"),
+        LiveKind::Message { .. } => return None,
+    };
+    Some(match numbered.piece {
+        Some(piece) => event.id(piece_id(after, piece)),
+        None => event,
+    })
 }
 
 /// Every stored message after `after`, page by page.

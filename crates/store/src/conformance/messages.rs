@@ -441,7 +441,10 @@ pub async fn messages_after_a_position_and_live_events_reach_subscribers(store: 
     let probe = LiveEvent {
         org_id: scope.org_id(),
         conversation_id: conversation,
-        kind: LiveKind::ReplyStarted,
+        kind: LiveKind::ReplyStarted {
+            attempt: uuid::Uuid::now_v7(),
+            reply: MessageId::new(),
+        },
     };
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
