@@ -15,7 +15,7 @@ use steward_domain::MessageRole;
 use steward_domain::jobs::ClassifyArgs;
 use steward_domain::taxonomy::{Label, OTHER, Taxonomy};
 use steward_jobs::{JobError, JobHandler};
-use steward_llm::{ChatMessage, ChatRequest, LlmError, Provider, Role};
+use steward_llm::{ChatMessage, ChatRequest, Provider, Role};
 use steward_store::{Job, Message, NewJob, Store, StoreError, TenantScope};
 
 /// The task the model is given. Its first line names it (the test model
@@ -89,10 +89,7 @@ impl Classify {
         let answer = provider
             .complete(&request)
             .await
-            .map_err(|error| match error {
-                LlmError::Transient { .. } => JobError::Retryable(error.to_string()),
-                LlmError::Permanent { .. } => JobError::Permanent(error.to_string()),
-            })?;
+            .map_err(crate::background_error)?;
         Ok(named_label(taxonomy, &answer.text))
     }
 }

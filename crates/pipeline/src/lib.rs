@@ -200,6 +200,15 @@ impl Respond {
     }
 }
 
+/// A background model call's failure (memory, classification) as the job's:
+/// tried again when the provider may recover.
+fn background_error(error: LlmError) -> JobError {
+    match error {
+        LlmError::Transient { .. } => JobError::Retryable(error.to_string()),
+        LlmError::Permanent { .. } => JobError::Permanent(error.to_string()),
+    }
+}
+
 /// Whether the organization is over its plan's monthly messages or tokens,
 /// counting `spending` tokens not recorded yet.
 async fn over_limit(

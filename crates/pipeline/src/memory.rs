@@ -15,7 +15,7 @@ use steward_config::TiersConfig;
 use steward_domain::jobs::MemoryArgs;
 use steward_domain::{MessageRole, PersonId};
 use steward_jobs::{JobError, JobHandler};
-use steward_llm::{ChatMessage, ChatRequest, LlmError, Provider, Role};
+use steward_llm::{ChatMessage, ChatRequest, Provider, Role};
 use steward_store::{Job, Message, NewJob, Store, StoreError, TenantScope};
 use steward_tools::memory::{Fact, MAX_NEW_FACTS, Memory};
 
@@ -168,10 +168,7 @@ impl JobHandler for Learn {
             .provider
             .complete(&request)
             .await
-            .map_err(|error| match error {
-                LlmError::Transient { .. } => JobError::Retryable(error.to_string()),
-                LlmError::Permanent { .. } => JobError::Permanent(error.to_string()),
-            })?;
+            .map_err(crate::background_error)?;
         let facts = listed_facts(&answer.text);
         match self
             .memory

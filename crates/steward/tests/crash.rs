@@ -718,6 +718,46 @@ async fn owner_memory(owner: &Api, count: usize) -> Vec<String> {
     }
 }
 
+/// `command` on `database_url`, with `fake` as its model and short leases.
+fn with_model(
+    mut command: std::process::Command,
+    database_url: &str,
+    fake: &steward_testkit::model::FakeModel,
+) -> std::process::Command {
+    command
+        .env("STEWARD_DATABASE__URL", database_url)
+        .env("STEWARD_JOBS__LEASE_SECS", "3")
+        .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+        .env("STEWARD_LLM__PRIMARY__KIND", "openai")
+        .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
+        .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Waits until the one job of `kind`, queued again, has run.
+async fn requeued_job_succeeds(owner: &Api, kind: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let jobs = owner.get("/api/v1/jobs?limit=200").await;
+        let job = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|job| job["kind"] == kind)
+            .cloned()
+            .unwrap();
+        if job["state"] == "succeeded" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the requeued job never ran: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_while_learning_keeps_each_fact_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -726,18 +766,7 @@ async fn a_worker_killed_while_learning_keeps_each_fact_once() {
     // Call 0 writes the reply; call 1, the extraction, never answers: the
     // worker is killed in it.
     fake.hang_call(1);
-    let serve = || {
-        let mut command = steward(dir.path());
-        command
-            .env("STEWARD_DATABASE__URL", &database_url)
-            .env("STEWARD_JOBS__LEASE_SECS", "3")
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
-            .env("STEWARD_LLM__PRIMARY__KIND", "openai")
-            .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
-            .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
-            .env("RUST_LOG", "warn");
-        command
-    };
+    let serve = || with_model(steward(dir.path()), &database_url, &fake);
     let (_, password) = create_acme_with(serve());
     let port = free_port();
     let mut server = Server::start_on(serve(), port);
@@ -768,25 +797,7 @@ async fn a_worker_killed_while_learning_keeps_each_fact_once() {
     )
     .await;
     assert_eq!(requeued, 1, "one memory job for the one reply");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let jobs = owner.get("/api/v1/jobs?limit=200").await;
-        let memory = jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|job| job["kind"] == "memory")
-            .cloned()
-            .unwrap();
-        if memory["state"] == "succeeded" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the requeued job never ran: {memory}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    requeued_job_succeeds(&owner, "memory").await;
     assert_eq!(owner_memory(&owner, 2).await.len(), 2, "each fact once");
     assert_eq!(fake.calls(), 3, "nothing asked again");
     drop(server);
@@ -817,18 +828,7 @@ async fn a_worker_killed_while_classifying_counts_each_message_once() {
     let fake = steward_testkit::model::FakeModel::start().await;
     // The first classification never answers: the worker is killed in it.
     fake.hang_classifications(1);
-    let serve = || {
-        let mut command = steward(dir.path());
-        command
-            .env("STEWARD_DATABASE__URL", &database_url)
-            .env("STEWARD_JOBS__LEASE_SECS", "3")
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
-            .env("STEWARD_LLM__PRIMARY__KIND", "openai")
-            .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
-            .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
-            .env("RUST_LOG", "warn");
-        command
-    };
+    let serve = || with_model(steward(dir.path()), &database_url, &fake);
     let (_, password) = create_acme_with(serve());
     let port = free_port();
     let mut server = Server::start_on(serve(), port);
@@ -879,25 +879,7 @@ async fn a_worker_killed_while_classifying_counts_each_message_once() {
     )
     .await;
     assert_eq!(requeued, 1, "one classify job for the one reply");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let jobs = owner.get("/api/v1/jobs?limit=200").await;
-        let classify = jobs["jobs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|job| job["kind"] == "classify")
-            .cloned()
-            .unwrap();
-        if classify["state"] == "succeeded" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the requeued job never ran: {classify}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    requeued_job_succeeds(&owner, "classify").await;
     assert_eq!(number(&database_url, COUNTED).await, 2, "counted once");
     assert_eq!(fake.classifications(), 2, "nothing asked again");
     drop(server);
