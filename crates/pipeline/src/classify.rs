@@ -70,6 +70,7 @@ impl Classify {
     /// The label the model gives, None when it names nothing in the taxonomy.
     async fn ask(
         &self,
+        scope: &TenantScope,
         provider: &dyn Provider,
         taxonomy: &Taxonomy,
         text: &str,
@@ -90,6 +91,7 @@ impl Classify {
             .complete(&request)
             .await
             .map_err(crate::background_error)?;
+        crate::count_background_tokens(self.store.as_ref(), scope, &answer).await?;
         Ok(named_label(taxonomy, &answer.text))
     }
 }
@@ -128,7 +130,7 @@ impl JobHandler for Classify {
                 )
                 .await? =>
             {
-                self.ask(provider.as_ref(), &taxonomy, &message.text)
+                self.ask(&scope, provider.as_ref(), &taxonomy, &message.text)
                     .await?
             }
             _ => None,

@@ -209,6 +209,22 @@ fn background_error(error: LlmError) -> JobError {
     }
 }
 
+/// Counts what a background model call spent in the organization's usage,
+/// so that its plan's token limit holds for these calls too.
+async fn count_background_tokens(
+    store: &dyn Store,
+    scope: &TenantScope,
+    answer: &steward_llm::ChatResponse,
+) -> Result<(), JobError> {
+    let tokens = answer.input_tokens.saturating_add(answer.output_tokens);
+    if tokens > 0 {
+        store
+            .count_tokens(scope, i64::try_from(tokens).unwrap_or(i64::MAX))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Whether the organization is over its plan's monthly messages or tokens,
 /// counting `spending` tokens not recorded yet.
 async fn over_limit(

@@ -169,6 +169,7 @@ impl JobHandler for Learn {
             .complete(&request)
             .await
             .map_err(crate::background_error)?;
+        crate::count_background_tokens(self.store.as_ref(), &scope, &answer).await?;
         let facts = listed_facts(&answer.text);
         match self
             .memory

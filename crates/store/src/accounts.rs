@@ -64,6 +64,10 @@ pub trait AccountStore: Send + Sync {
 
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage>;
 
+    /// Adds `tokens` a model call spent outside a reply (learning memory,
+    /// labelling a message) to this month's usage.
+    async fn count_tokens(&self, scope: &TenantScope, tokens: i64) -> StoreResult<()>;
+
     /// The organization's audit entries, newest first: up to `limit` of those
     /// older than the entry `before` (`NotFound` when it is not one of theirs).
     async fn list_audit(

@@ -137,9 +137,16 @@ pub async fn patterns_are_counted_once_per_message_and_person_at_every_level(sto
     assert_eq!(last[&leave], (3, 2));
 }
 
+/// The taxonomy, and the tokens labelling spends.
 pub async fn an_organization_keeps_its_own_taxonomy(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let (globex, _) = org(&store, "Globex").await;
+    // What labelling spends counts in the organization's usage, no one else's.
+    let period = usage_period(now());
+    store.count_tokens(&scope, 13).await.unwrap();
+    store.count_tokens(&scope, 13).await.unwrap();
+    assert_eq!(store.usage(&scope, &period).await.unwrap().tokens, 26);
+    assert_eq!(store.usage(&globex, &period).await.unwrap().tokens, 0);
     assert_eq!(store.taxonomy(&scope).await.unwrap(), None);
     let mut own = Taxonomy::workplace();
     own.categories.truncate(2);

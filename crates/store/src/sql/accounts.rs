@@ -179,6 +179,21 @@ impl<B: SqlBackend> AccountStore for B {
         Ok(organization)
     }
 
+    async fn count_tokens(&self, scope: &TenantScope, tokens: i64) -> StoreResult<()> {
+        self.write()
+            .await?
+            .execute(
+                sql("INSERT INTO usage_counters (org_id, period, messages, tokens) VALUES ($1, $2, 0, $3)
+                     ON CONFLICT (org_id, period) DO UPDATE SET
+                        tokens = usage_counters.tokens + excluded.tokens")
+                .bind(scope.org_id())
+                .bind(usage_period(now()))
+                .bind(tokens),
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage> {
         let row = self
             .read()
