@@ -11,7 +11,6 @@ pub const OTHER: &str = "Other";
 const MAX_CATEGORIES: usize = 30;
 const MAX_NAME_CHARS: usize = 60;
 const MAX_KEYWORDS: usize = 50;
-const MAX_KEYWORD_CHARS: usize = 40;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -38,9 +37,8 @@ pub struct Category {
 pub struct Subcategory {
     #[schema(min_length = 1, max_length = 60, pattern = r"\S")]
     pub name: String,
-    /// Words or phrases (at most 50, each up to 40 characters; blank ones
-    /// are dropped) that label a message with this subcategory when no
-    /// model is configured.
+    /// Words or phrases (at most 50; blank ones are dropped) that label a
+    /// message with this subcategory when no model is configured.
     #[serde(default)]
     #[schema(max_items = 50)]
     pub keywords: Vec<String>,
@@ -50,11 +48,22 @@ pub struct Subcategory {
 pub type Label = (String, String);
 
 impl Taxonomy {
-    /// The taxonomy as it is kept: names and keywords trimmed, blank
-    /// keywords dropped, categories (and subcategories within one) of the
-    /// same name, ignoring case, merged into the first; or the first
-    /// problem with its sizes, in words.
+    /// The taxonomy as it is kept: names and keywords trimmed, control
+    /// characters in them replaced (they would reach logs, labels and
+    /// metrics), blank keywords dropped, categories (and subcategories
+    /// within one) of the same name, ignoring case, merged into the first;
+    /// or the first problem with its sizes, in words.
     pub fn normalized(self) -> Result<Self, String> {
+        fn clean(text: &str) -> String {
+            let replaced = |c: char| {
+                if c.is_control() {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            };
+            text.trim().chars().map(replaced).collect()
+        }
         fn merge<T>(
             items: Vec<T>,
             name: impl Fn(&T) -> String,
@@ -74,16 +83,16 @@ impl Taxonomy {
             .categories
             .into_iter()
             .map(|c| Category {
-                name: c.name.trim().to_owned(),
+                name: clean(&c.name),
                 subcategories: c
                     .subcategories
                     .into_iter()
                     .map(|s| Subcategory {
-                        name: s.name.trim().to_owned(),
+                        name: clean(&s.name),
                         keywords: s
                             .keywords
                             .iter()
-                            .map(|k| k.trim().to_owned())
+                            .map(|k| clean(k))
                             .filter(|k| !k.is_empty())
                             .collect(),
                     })
@@ -162,15 +171,6 @@ impl Taxonomy {
                 if sub.keywords.len() > MAX_KEYWORDS {
                     return Err(format!(
                         "{} / {}: at most {MAX_KEYWORDS} keywords",
-                        category.name, sub.name
-                    ));
-                }
-                if let Some(bad) = sub.keywords.iter().find(|k| {
-                    let chars = k.trim().chars().count();
-                    chars == 0 || chars > MAX_KEYWORD_CHARS
-                }) {
-                    return Err(format!(
-                        "{} / {}: keyword '{bad}' is not 1 to {MAX_KEYWORD_CHARS} characters",
                         category.name, sub.name
                     ));
                 }
@@ -538,6 +538,15 @@ mod tests {
                 }],
             }
         );
+        let controls = Taxonomy {
+            categories: vec![Category {
+                name: "Tra\u{0}vel\u{1}\n".into(),
+                subcategories: vec![sub("x", &["a\u{7}b"])],
+            }],
+        };
+        let kept = controls.normalized().unwrap();
+        assert_eq!(kept.categories[0].name, "Tra\u{fffd}vel\u{fffd}");
+        assert_eq!(kept.categories[0].subcategories[0].keywords, ["a\u{fffd}b"]);
         let blank = Taxonomy {
             categories: vec![Category {
                 name: "  ".into(),
@@ -559,7 +568,7 @@ mod tests {
         taxonomy.categories[0].name = " padded".into();
         assert!(taxonomy.validate().is_err());
         let mut taxonomy = Taxonomy::workplace();
-        taxonomy.categories[0].subcategories[0].keywords = vec!["x".repeat(41)];
+        taxonomy.categories[0].subcategories[0].keywords = vec!["x".into(); 51];
         assert!(taxonomy.validate().is_err());
         assert!(Taxonomy { categories: vec![] }.validate().is_err());
         assert_eq!(

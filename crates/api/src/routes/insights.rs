@@ -338,14 +338,23 @@ mod tests {
 #[into_params(parameter_in = Query)]
 pub struct PatternParams {
     /// The first day counted (its period included): YYYY-MM-DD. Default:
-    /// 12 weeks, or 12 months, before `to`.
+    /// 12 weeks, or 12 months, before `to`; at most 104 weeks, or 36
+    /// months, are answered (the latest).
     from: Option<NaiveDate>,
     /// The last day counted (its period included); default today (UTC).
     to: Option<NaiveDate>,
     /// `week` (default; Monday to Sunday, UTC) or `month`.
-    by: Option<String>,
+    by: Option<By>,
     /// 1 (default): first-level categories; 2: second-level ones.
+    #[param(minimum = 1, maximum = 2)]
     level: Option<u8>,
+}
+
+#[derive(Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum By {
+    Week,
+    Month,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -409,10 +418,9 @@ async fn patterns(
     use steward_store::Span;
     require_insights(&auth)?;
     let invalid = |message: &str| ApiError::bad_request("invalid_query", message.to_owned());
-    let span = match params.by.as_deref().unwrap_or("week") {
-        "week" => Span::Week,
-        "month" => Span::Month,
-        _ => return Err(invalid("by must be week or month")),
+    let span = match params.by.unwrap_or(By::Week) {
+        By::Week => Span::Week,
+        By::Month => Span::Month,
     };
     let level = params.level.unwrap_or(1);
     if !(1..=2).contains(&level) {
@@ -420,20 +428,15 @@ async fn patterns(
     }
     let to = params.to.unwrap_or_else(|| Utc::now().date_naive());
     let last = span.period_of(to);
-    let first = match params.from {
-        Some(from) => span.period_of(from),
-        None => last - 11,
-    };
     let most = match span {
         Span::Week => 104,
         Span::Month => 36,
     };
-    if first > last || last - first >= most {
-        return Err(invalid(&format!(
-            "from must not be after to, and they may span at most {most} {}s",
-            span.as_str()
-        )));
-    }
+    // From after to: no period at all.
+    let first = match params.from {
+        Some(from) => span.period_of(from).max(last - most + 1),
+        None => last - 11,
+    };
     let scope = auth.0.scope();
     let counts = state
         .store

@@ -151,13 +151,23 @@ async fn a_category_of_four_people_is_suppressed_and_nothing_shown_gives_it_away
     let member = app.member(&owner, "member@example.org", "member").await;
     let refused = app.get("/api/v1/insights/patterns", &member.token).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    for bad in [
-        "by=day",
-        "level=3",
-        "from=2026-12-01&to=2026-11-01",
-        "from=2000-01-01&to=2026-01-01",
-        "from=yesterday",
-    ] {
+    // Ranges past the most a query answers give the latest periods; from
+    // after to gives none.
+    let long = app
+        .get(
+            "/api/v1/insights/patterns?from=2000-01-01&to=2026-01-01",
+            &owner.token,
+        )
+        .await;
+    assert_eq!(long.body["periods"].as_array().unwrap().len(), 104);
+    let none = app
+        .get(
+            "/api/v1/insights/patterns?from=2026-12-01&to=2026-11-01",
+            &owner.token,
+        )
+        .await;
+    assert_eq!(none.body["periods"], json!([]));
+    for bad in ["by=day", "by=", "level=3", "level=0", "from=yesterday"] {
         let got = app
             .get(&format!("/api/v1/insights/patterns?{bad}"), &owner.token)
             .await;
@@ -229,7 +239,7 @@ async fn the_taxonomy_is_the_organizations_to_replace_and_reset() {
         json!({"categories": []}),
         json!({"categories": [{"name": "A", "subcategories": []}]}),
         json!({"categories": [{"name": " ", "subcategories": [{"name": "x"}]}]}),
-        json!({"categories": [{"name": "A", "subcategories": [{"name": "x", "keywords": ["k".repeat(41)]}]}]}),
+        json!({"categories": [{"name": "A", "subcategories": [{"name": "x", "keywords": vec!["k"; 51]}]}]}),
         json!({"categories": [{"name": "A", "subcategories": [{"name": "x"}], "extra": 1}]}),
         json!(["not", "an", "object"]),
     ] {
