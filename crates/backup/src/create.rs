@@ -9,8 +9,8 @@ use steward_store::{Backend, BackupRun, Store, now};
 
 use crate::manifest::{self, FileEntry, Manifest};
 use crate::{
-    BLOBS_FILE, BackupError, Backups, ID_FORMAT, INCOMPLETE, POSTGRES_FILE, SQLITE_FILE, archive,
-    backend_name, blocking, id_time, postgres,
+    BLOBS_FILE, BackupError, Backups, ID_FORMAT, INCOMPLETE, OPENED, POSTGRES_FILE, SQLITE_FILE,
+    archive, backend_name, blocking, id_time, postgres,
 };
 
 impl Backups {
@@ -185,7 +185,9 @@ impl Backups {
         Ok(manifest)
     }
 
-    /// Folders of runs that died (a killed process) more than a day ago.
+    /// Folders of runs that died (a killed process) more than a day ago:
+    /// unfinished backups, and dumps opened for a restore or a verify (they
+    /// are in clear).
     fn remove_abandoned(&self) {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
@@ -196,7 +198,11 @@ impl Backups {
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|modified| modified < day_ago);
-            if old && entry.file_name().to_string_lossy().starts_with(INCOMPLETE) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let abandoned = [INCOMPLETE, OPENED, ".verify-"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
+            if old && abandoned {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }

@@ -40,6 +40,8 @@ const SQLITE_FILE: &str = "database.sqlite.gz.enc";
 const POSTGRES_FILE: &str = "database.pgdump.enc";
 const BLOBS_FILE: &str = "blobs.tar.gz.enc";
 const INCOMPLETE: &str = ".incomplete-";
+/// Where a restore or verify opens a PostgreSQL dump for `pg_restore`.
+const OPENED: &str = ".opened-";
 /// UTC to the millisecond, so that ids sort in the order backups were made.
 const ID_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
 

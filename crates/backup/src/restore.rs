@@ -251,7 +251,7 @@ impl Backups {
         manifest: &Manifest,
     ) -> Result<(tempfile::TempDir, PathBuf), BackupError> {
         let opened = tempfile::Builder::new()
-            .prefix(".opened-")
+            .prefix(crate::OPENED)
             .tempdir_in(&self.dir)
             .map_err(|e| BackupError::Io(format!("{}: {e}", self.dir.display())))?;
         let dump = opened.path().join("database.pgdump");

@@ -710,9 +710,25 @@ async fn retention_keeps_the_newest_by_count_and_by_age() {
     let listed = ids(&two).await;
     assert_eq!(listed, made[1..], "the two newest stay");
 
-    // By age: a backup older than keep_days goes, whatever the count.
+    // By age: a backup older than keep_days goes, whatever the count. And
+    // a dump a killed restore opened two days ago (in clear) goes too; one
+    // opened now may be in use, and stays.
     let old = "20200101T000000.000Z";
     damaged_copy(two.dir(), &made[2], old, "", |_| {});
+    let (stale, fresh) = (
+        two.dir().join(".opened-stale"),
+        two.dir().join(".opened-fresh"),
+    );
+    for opened in [&stale, &fresh] {
+        std::fs::create_dir(opened).unwrap();
+        std::fs::write(opened.join("database.pgdump"), b"in clear").unwrap();
+    }
+    let touched = std::process::Command::new("touch")
+        .args(["-d", "2 days ago"])
+        .arg(&stale)
+        .status()
+        .unwrap();
+    assert!(touched.success());
     settings.backup.keep_count = 10;
     let by_age = Backups::from_config(&settings).unwrap();
     let newest = by_age
@@ -722,6 +738,8 @@ async fn retention_keeps_the_newest_by_count_and_by_age() {
         .id;
     let listed = ids(&by_age).await;
     assert_eq!(listed, [made[1].clone(), made[2].clone(), newest]);
+    assert!(!stale.exists(), "an abandoned opened dump is deleted");
+    assert!(fresh.exists());
 }
 
 /// The S3 test server's settings (moto takes any credentials).
