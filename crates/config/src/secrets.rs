@@ -173,28 +173,47 @@ pub fn key_bytes(name: &'static str, key: &Secret) -> Result<[u8; 32], SecretsEr
 }
 
 /// 32 random bytes, base64, kept in a file only its owner can read; true
-/// when generated now.
+/// when generated now. Processes starting together on one data folder (a
+/// worker and a scheduler, say) agree on one value: each writes its own
+/// candidate in full, then links it into place, which only the first
+/// manages; the others read that one.
 fn load_or_create(dir: &Path, name: &str) -> Result<(Secret, bool), SecretsError> {
     let path = dir.join(name);
     let io = |source| SecretsError::Io {
         path: path.display().to_string(),
         source,
     };
+    let read = || {
+        fs::read_to_string(&path)
+            .map(|kept| Secret(kept.trim().to_owned()))
+            .map_err(io)
+    };
     if path.exists() {
-        let kept = fs::read_to_string(&path).map_err(io)?.trim().to_owned();
-        return Ok((Secret(kept), false));
+        return Ok((read()?, false));
     }
     fs::create_dir_all(dir).map_err(io)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io)?;
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let value = STANDARD.encode(bytes);
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(io)?;
-    file.write_all(value.as_bytes()).map_err(io)?;
-    Ok((Secret(value), true))
+    let candidate = dir.join(format!(
+        ".{name}.{}",
+        STANDARD.encode(&bytes[..6]).replace('/', "_")
+    ));
+    let written = (|| {
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&candidate)?;
+        file.write_all(value.as_bytes())?;
+        file.sync_all()?;
+        fs::hard_link(&candidate, &path)
+    })();
+    let _ = fs::remove_file(&candidate);
+    match written {
+        Ok(()) => Ok((Secret(value), true)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok((read()?, false)),
+        Err(e) => Err(io(e)),
+    }
 }

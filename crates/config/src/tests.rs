@@ -227,6 +227,38 @@ fn secrets_are_generated_once_with_owner_only_permissions() {
 }
 
 #[test]
+fn processes_starting_together_generate_one_set_of_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let data_dir = dir.path().to_owned();
+            std::thread::spawn(move || {
+                let mut config = Config {
+                    data_dir,
+                    ..Config::default()
+                };
+                ensure_secrets(&mut config).unwrap();
+                (
+                    config.auth.jwt_secret.unwrap(),
+                    config.secrets.master_key.unwrap(),
+                    config.backup.encryption_key.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let kept: Vec<_> = starts.into_iter().map(|s| s.join().unwrap()).collect();
+    assert!(
+        kept.iter().all(|k| *k == kept[0]),
+        "every start has the same secrets"
+    );
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("secrets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files.len(), 3, "no candidates left behind: {files:?}");
+}
+
+#[test]
 fn production_refuses_to_start_without_secrets_and_names_the_missing_one() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
