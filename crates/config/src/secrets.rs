@@ -196,10 +196,8 @@ fn load_or_create(dir: &Path, name: &str) -> Result<(Secret, bool), SecretsError
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     let value = STANDARD.encode(bytes);
-    let candidate = dir.join(format!(
-        ".{name}.{}",
-        STANDARD.encode(&bytes[..6]).replace('/', "_")
-    ));
+    // Named by other random bytes than the secret's: a name may be logged.
+    let candidate = dir.join(format!(".{name}.{:016x}", rand::random::<u64>()));
     let written = (|| {
         let mut file = fs::OpenOptions::new()
             .write(true)
