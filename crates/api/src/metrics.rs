@@ -26,6 +26,8 @@ const BACKUP_LAST_SIZE: &str = "steward_backup_last_size_bytes";
 const TABLE_ROWS: &str = "steward_table_rows";
 const TABLE_BYTES: &str = "steward_table_bytes";
 const AUDIT_DAY: &str = "steward_audit_events_day";
+const AUDIT_ENTRIES: &str = "steward_audit_entries_total";
+const KEY_OPERATIONS: &str = "steward_key_operations_total";
 /// How often table sizes and audit volume are sampled: they read whole tables.
 const SAMPLED_EVERY: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -122,6 +124,14 @@ pub fn handle() -> PrometheusHandle {
             metrics::describe_gauge!(
                 AUDIT_DAY,
                 "Audit log entries in the last 24 hours, by action."
+            );
+            metrics::describe_counter!(
+                AUDIT_ENTRIES,
+                "Audit log entries ever written, read from the database every 5 minutes (the same on every replica)."
+            );
+            metrics::describe_counter!(
+                KEY_OPERATIONS,
+                "People's keys sealed, opened and destroyed by this process; operation=\"rotate\": keys sealed again under a new master key, read from the audit log every 5 minutes (the same on every replica)."
             );
             metrics::describe_counter!("steward_jobs_total", "Job attempts by kind and outcome.");
             metrics::describe_counter!(
@@ -277,11 +287,24 @@ async fn record_sampled(state: &SharedState) {
         Err(e) => tracing::warn!(error = %e, "table size metrics unavailable"),
     }
     let since = steward_store::now() - chrono::Duration::days(1);
-    match state.store.audit_actions(since).await {
+    match state.store.audit_actions(Some(since)).await {
         Ok(actions) => {
             for (action, count) in &actions {
                 metrics::gauge!(AUDIT_DAY, "action" => action.clone()).set(*count as f64);
             }
+        }
+        Err(e) => tracing::warn!(error = %e, "audit metrics unavailable"),
+    }
+    // Read from the audit log rather than counted where they happen: the
+    // CLI writes entries too (erasures, key rotations), and it is never scraped.
+    match state.store.audit_actions(None).await {
+        Ok(actions) => {
+            metrics::counter!(AUDIT_ENTRIES).absolute(actions.iter().map(|(_, n)| n).sum());
+            let rotated = actions
+                .iter()
+                .find(|(action, _)| action == steward_store::PERSON_KEY_RESEALED)
+                .map_or(0, |(_, n)| *n);
+            metrics::counter!(KEY_OPERATIONS, "operation" => "rotate").absolute(rotated);
         }
         Err(e) => tracing::warn!(error = %e, "audit metrics unavailable"),
     }

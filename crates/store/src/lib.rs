@@ -49,7 +49,7 @@ pub use knowledge::{
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
-pub use memory::{MemoryStore, PersonKey, SealedFact};
+pub use memory::{MemoryStore, PERSON_KEY_RESEALED, PersonKey, SealedFact};
 pub use messages::MessageStore;
 pub use ops::{
     BackupRun, BackupStatus, CatalogueStore, OpsStore, OrgActivity, TableSize, quote_identifier,

@@ -9,6 +9,10 @@ use steward_domain::*;
 
 use crate::{Organization, StoreResult, TenantScope};
 
+/// The audit action of a person's key sealed again under a new master key
+/// (`steward secrets reseal`); each one is a key rotation.
+pub const PERSON_KEY_RESEALED: &str = "person_key.resealed";
+
 /// A person's key, sealed under the master key with its id as context.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PersonKey {
@@ -74,7 +78,8 @@ pub trait MemoryStore: Send + Sync {
     /// Every person's key in every organization, for a master-key rotation.
     async fn all_person_keys(&self) -> StoreResult<Vec<PersonKey>>;
 
-    /// Stores `sealed` as key `id` if it still holds `expected`; whether it did.
+    /// Stores `sealed` as key `id` if it still holds `expected`, recorded in
+    /// the audit log as [`PERSON_KEY_RESEALED`]; whether it did.
     async fn replace_person_key(
         &self,
         id: PersonKeyId,

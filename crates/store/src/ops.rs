@@ -105,8 +105,9 @@ pub trait OpsStore: Send + Sync {
         today: chrono::NaiveDate,
     ) -> StoreResult<Vec<OrgActivity>>;
 
-    /// Audit log entries since `since`, by action, across organizations.
-    async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>>;
+    /// Audit log entries since `since` (None: ever), by action, across
+    /// organizations.
+    async fn audit_actions(&self, since: Option<DateTime<Utc>>) -> StoreResult<Vec<(String, u64)>>;
 
     /// Whether the database holds an organization (every tenant's row hangs
     /// off one; migrations seed only catalogues): restoring or copying into

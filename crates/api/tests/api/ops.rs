@@ -103,6 +103,8 @@ async fn metrics_count_requests_by_route_template() {
         "steward_backup_last_success_timestamp_seconds ",
         "steward_backup_last_failure_timestamp_seconds ",
         "steward_backup_last_size_bytes ",
+        "steward_audit_entries_total ",
+        "steward_key_operations_total{operation=\"rotate\"} ",
     ] {
         assert!(
             text.lines().any(|l| l.starts_with(name)),

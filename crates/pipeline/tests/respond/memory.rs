@@ -497,3 +497,60 @@ async fn a_person_recalls_and_forgets_and_memory_turned_off_forgets_everyone() {
     );
     facts(&app, &owner, ada, 0).await;
 }
+
+#[tokio::test]
+async fn a_master_key_rotation_reseals_peoples_keys_and_audits_each() {
+    use steward_auth::Sealer;
+    let (store, _guard) = steward_testkit::sqlite_store().await.unwrap();
+    let (scope, bot) = steward_testkit::seed::organization_with_chatbot(
+        store.as_ref(),
+        "Acme",
+        steward_domain::Tier::Free,
+    )
+    .await;
+    let said =
+        steward_testkit::seed::telegram_message(store.as_ref(), &scope, bot.id, None, "1", "Hi")
+            .await;
+    let ada = said.person_id.unwrap();
+    let (old, new) = ([7; 32], [9; 32]);
+    let before = steward_tools::memory::Memory::new(store.clone(), Arc::new(Sealer::new(&old)));
+    before
+        .remember(
+            &scope,
+            ada,
+            said.id,
+            Default::default(),
+            &["Works in finance".to_owned()],
+            10,
+        )
+        .await
+        .unwrap();
+
+    let rotating = Sealer::new(&new).with_previous(Some(&old));
+    let resealed = steward_tools::memory::reseal(store.as_ref(), &rotating)
+        .await
+        .unwrap();
+    assert_eq!((resealed.resealed, resealed.current), (1, 0));
+    let again = steward_tools::memory::reseal(store.as_ref(), &rotating)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.current), (0, 1), "once");
+
+    // The new key alone opens Ada's memory; the old one no longer does.
+    let after = steward_tools::memory::Memory::new(store.clone(), Arc::new(Sealer::new(&new)));
+    assert_eq!(
+        after.facts(&scope, ada).await.unwrap()[0].text,
+        "Works in finance"
+    );
+    assert!(before.facts(&scope, ada).await.unwrap().is_empty());
+    let key = &store.person_keys(&scope, ada).await.unwrap()[0];
+    let rotations: Vec<_> = store
+        .list_audit(&scope, None, 50)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == steward_store::PERSON_KEY_RESEALED)
+        .map(|e| e.target)
+        .collect();
+    assert_eq!(rotations, [format!("person_key:{}", key.id)]);
+}

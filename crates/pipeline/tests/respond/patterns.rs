@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use steward_domain::JobState;
 use steward_domain::jobs::ClassifyArgs;
 use steward_domain::taxonomy::{Category, Subcategory, Taxonomy};
 use steward_pipeline::Responder;
@@ -100,7 +101,8 @@ async fn labelled_by(fake: &FakeModel, responder: Responder, through_model: bool
     assert_eq!(cell(&counts, "", ""), Some((2, 1)));
 
     // The job run again for a message counted already counts nothing.
-    app.store
+    let rerun = app
+        .store
         .enqueue(
             NewJob::of(
                 &ClassifyArgs {
@@ -111,8 +113,20 @@ async fn labelled_by(fake: &FakeModel, responder: Responder, through_model: bool
             .for_org(owner.org_id.parse().unwrap()),
         )
         .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        .unwrap()
+        .expect("a new job");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let job = app.store.job(&scope(&owner), rerun.id).await.unwrap();
+        if job.state == JobState::Succeeded {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rerun never finished: {job:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     worker.stop().await;
     assert_eq!(this_week(&app, &owner, 2).await, counts);
     if through_model {

@@ -136,6 +136,17 @@ pub async fn memory_is_kept_once_per_message_bounded_and_within_its_org(store: S
         b"new"
     );
     assert_eq!(store.all_person_keys().await.unwrap().len(), 1);
+    let log = store.list_audit(&scope, None, 10).await.unwrap();
+    let rotated: Vec<_> = log
+        .iter()
+        .filter(|e| e.action == crate::PERSON_KEY_RESEALED)
+        .map(|e| e.target.clone())
+        .collect();
+    assert_eq!(
+        rotated,
+        [format!("person_key:{}", ada_key.id)],
+        "each rotation audited once"
+    );
 }
 
 pub async fn memory_moves_with_a_merge_and_goes_when_turned_off(store: S) {

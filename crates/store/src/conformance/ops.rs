@@ -130,7 +130,7 @@ pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S)
         .await
         .unwrap();
     let audit_actions = store
-        .audit_actions(now() - Duration::days(7))
+        .audit_actions(Some(now() - Duration::days(7)))
         .await
         .unwrap();
     assert_eq!(
@@ -190,5 +190,10 @@ pub async fn activity_counts_people_messages_replies_and_audit_per_org(store: S)
         vec![("api".to_owned(), 2, 1)],
         "counted for good"
     );
-    assert!(store.audit_actions(later).await.unwrap().is_empty());
+    assert!(store.audit_actions(Some(later)).await.unwrap().is_empty());
+    let ever = store.audit_actions(None).await.unwrap();
+    assert!(
+        ever.contains(&("billing.tier_changed".to_owned(), 1)),
+        "{ever:?}"
+    );
 }

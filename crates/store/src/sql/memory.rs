@@ -102,8 +102,30 @@ impl<B: SqlBackend> MemoryStore for B {
         expected: &[u8],
         sealed: &[u8],
     ) -> StoreResult<bool> {
-        crate::sql::replace_sealed(self, ("person_keys", "sealed"), id.into(), expected, sealed)
-            .await
+        // The rotation goes into the audit log of the key's organization,
+        // in the transaction that reseals it.
+        let mut tx = self.begin().await?;
+        let Some(row) = tx
+            .fetch_optional(
+                sql("UPDATE person_keys SET sealed = $1 WHERE id = $2 AND sealed = $3 RETURNING org_id")
+                    .bind(sealed)
+                    .bind(id)
+                    .bind(expected),
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        audit(
+            &mut tx,
+            &TenantScope::for_operator(row.get("org_id")?),
+            PERSON_KEY_RESEALED,
+            &format!("person_key:{id}"),
+            json!({}),
+        )
+        .await?;
+        commit::<B>(tx).await?;
+        Ok(true)
     }
 
     async fn add_person_key(

@@ -186,15 +186,14 @@ impl<B: SqlBackend + CatalogueStore> OpsStore for B {
             .collect()
     }
 
-    async fn audit_actions(&self, since: DateTime<Utc>) -> StoreResult<Vec<(String, u64)>> {
+    async fn audit_actions(&self, since: Option<DateTime<Utc>>) -> StoreResult<Vec<(String, u64)>> {
         let found = self
             .read()
             .await?
             .fetch_all(
-                sql(
-                    "SELECT action, count(*) AS n FROM audit_log WHERE created_at >= $1
-                     GROUP BY action ORDER BY action",
-                )
+                sql("SELECT action, count(*) AS n FROM audit_log
+                     WHERE $1 IS NULL OR created_at >= $1
+                     GROUP BY action ORDER BY action")
                 .bind(since),
             )
             .await?;
