@@ -84,6 +84,12 @@ impl Role {
     pub const fn can_read_conversations(&self) -> bool {
         !matches!(self, Role::Advisor)
     }
+
+    /// Owners, admins and advisors read the organization's patterns and
+    /// taxonomy; members read its usage only.
+    pub const fn reads_patterns(&self) -> bool {
+        !matches!(self, Role::Member)
+    }
 }
 
 named_enum!(

@@ -32,6 +32,8 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) {
+        self.checkpointing.0.abort();
+        self.checkpointer.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }

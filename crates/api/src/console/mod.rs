@@ -11,6 +11,7 @@ mod chatbots;
 mod context;
 mod conversations;
 mod organization;
+mod patterns;
 pub mod session;
 mod setup;
 mod sign_in;
@@ -82,6 +83,7 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
         .route("/jobs/{id}/discard", post(organization::discard_job))
         .route("/audit", get(organization::audit))
         .route("/usage", get(organization::usage))
+        .route("/patterns", get(patterns::show))
         .route("/console/api/{*path}", any(bridge::pass_through))
         .layer(middleware::from_fn_with_state(
             state.clone(),

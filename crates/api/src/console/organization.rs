@@ -198,6 +198,10 @@ struct ChannelLine {
 
 /// The organization at a glance.
 pub async fn overview(console: Console) -> Response {
+    // Advisors read aggregates only: their console is the patterns page.
+    if !console.principal.role().can_read_conversations() {
+        return Redirect::to("/patterns").into_response();
+    }
     let usage = console.api.get::<Usage>("/organizations/usage");
     let chatbots = console
         .api

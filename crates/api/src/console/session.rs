@@ -301,6 +301,7 @@ impl FromRequestParts<SharedState> for Console {
             role: me.role,
             is_admin: principal.role().can_administer(),
             sees_conversations: principal.role().can_read_conversations(),
+            reads_patterns: principal.role().reads_patterns(),
             csrf: csrf_token(state, &session),
         };
         Ok(Self {

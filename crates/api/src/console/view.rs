@@ -25,6 +25,8 @@ pub struct Layout {
     pub is_admin: bool,
     /// Everyone but advisors, who see aggregates only.
     pub sees_conversations: bool,
+    /// Owners, admins and advisors.
+    pub reads_patterns: bool,
     /// The CSRF token every form of the page carries.
     pub csrf: String,
 }

@@ -397,9 +397,10 @@ pub struct PatternInsights {
 
 /// Owners, admins and advisors; members read usage only.
 fn require_insights(auth: &Auth) -> ApiResult<()> {
-    match auth.0.role() {
-        steward_domain::Role::Member => Err(ApiError::forbidden()),
-        _ => Ok(()),
+    if auth.0.role().reads_patterns() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden())
     }
 }
 

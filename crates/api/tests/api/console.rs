@@ -12,16 +12,16 @@ use steward_testkit::app::{Session, TestApp, spawn_app, spawn_app_with};
 
 /// A browser signed in to the console as `session` (the console's cookie
 /// holds the same token the API issues).
-struct Console<'a> {
+pub(crate) struct Console<'a> {
     app: &'a TestApp,
     cookie: String,
     csrf: String,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
+pub(crate) struct Page {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub html: String,
 }
 
 fn csrf_of(html: &str) -> String {
@@ -35,19 +35,23 @@ fn csrf_of(html: &str) -> String {
 }
 
 impl<'a> Console<'a> {
-    async fn open(app: &'a TestApp, session: &Session) -> Self {
+    /// Signed in at the home page (for an advisor, where it sends them).
+    pub(crate) async fn open(app: &'a TestApp, session: &Session) -> Self {
         let mut console = Console {
             app,
             cookie: format!("steward_session={}", session.token),
             csrf: String::new(),
         };
-        let home = console.get("/").await;
+        let mut home = console.get("/").await;
+        if home.status == StatusCode::SEE_OTHER {
+            home = console.get(location(&home)).await;
+        }
         assert_eq!(home.status, StatusCode::OK, "{}", home.html);
         console.csrf = csrf_of(&home.html);
         console
     }
 
-    async fn get(&self, path: &str) -> Page {
+    pub(crate) async fn get(&self, path: &str) -> Page {
         let response = self
             .app
             .client
@@ -90,7 +94,7 @@ async fn read(response: reqwest::Response) -> Page {
     }
 }
 
-fn location(page: &Page) -> &str {
+pub(crate) fn location(page: &Page) -> &str {
     page.headers
         .get(LOCATION)
         .map(|v| v.to_str().unwrap())

@@ -277,3 +277,76 @@ async fn the_taxonomy_is_the_organizations_to_replace_and_reset() {
         "{audit}"
     );
 }
+
+/// The last cell of the console's line named `name` (as askama escapes it).
+fn last_cell<'h>(html: &'h str, name: &str) -> &'h str {
+    let at = html
+        .find(&format!("<tr><th scope=\"row\">{name}</th>"))
+        .unwrap_or_else(|| panic!("no line {name} in {html}"));
+    let line = &html[at..at + html[at..].find("</tr>").unwrap()];
+    let cell = &line[line.rfind("<td>").unwrap() + 4..];
+    &cell[..cell.find("</td>").unwrap()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_advisors_the_patterns_as_the_api_gives_them_and_nothing_else() {
+    use super::console::{Console, location};
+    let (app, owner) = seeded().await;
+    let advisor = app.member(&owner, "advisor@example.org", "advisor").await;
+    let console = Console::open(&app, &advisor).await;
+    let home = console.get("/").await;
+    assert_eq!(home.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&home), "/patterns");
+
+    let api = app
+        .get("/api/v1/insights/patterns?by=month&level=1", &advisor.token)
+        .await;
+    let latest = api.body["periods"].as_array().unwrap().last().unwrap();
+    let page = console.get("/patterns?by=month&level=1").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
+    let total = last_cell(&page.html, "All interactions");
+    assert!(
+        total.starts_with("74 ") && total.contains("(74 people)"),
+        "{total}"
+    );
+    let mut hidden = 0;
+    for cell in cells(latest) {
+        let shown = last_cell(&page.html, &cell.0.replace('&', "&#38;"));
+        match cell.2 {
+            Some(n) => assert!(shown.starts_with(&format!("{n} ")), "{cell:?}: {shown}"),
+            None => {
+                assert!(shown.contains(">hidden<"), "{cell:?}: {shown}");
+                hidden += 1;
+            }
+        }
+    }
+    assert!(hidden >= 1, "People & HR (4 people) is hidden");
+    assert!(page.html.contains("The taxonomy Steward ships"));
+    assert!(
+        !page.html.contains("PUT /api/v1/insights/taxonomy"),
+        "advisors change nothing"
+    );
+
+    // The nav offers an advisor only what answers them; the rest is refused.
+    assert!(page.html.contains("href=\"/usage\""));
+    for path in ["/conversations", "/chatbots", "/members", "/audit"] {
+        assert!(!page.html.contains(&format!("href=\"{path}\"")), "{path}");
+        assert_eq!(
+            console.get(path).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    assert_eq!(console.get("/usage").await.status, StatusCode::OK);
+
+    // Members read no patterns; owners are shown how to change the taxonomy.
+    let member = app.member(&owner, "member@example.org", "member").await;
+    let console = Console::open(&app, &member).await;
+    assert!(!console.get("/").await.html.contains("href=\"/patterns\""));
+    assert_eq!(console.get("/patterns").await.status, StatusCode::FORBIDDEN);
+    let console = Console::open(&app, &owner).await;
+    let page = console.get("/patterns?by=week&level=2").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.html.contains("PUT /api/v1/insights/taxonomy"));
+    assert!(page.html.contains("Finance › Expenses"), "{}", page.html);
+}
