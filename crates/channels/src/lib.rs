@@ -22,6 +22,7 @@ mod signature;
 pub mod slack;
 pub mod split;
 pub mod telegram;
+mod tls;
 pub mod web;
 pub mod webhook;
 pub mod whatsapp;

@@ -2,6 +2,8 @@
 //! `X-Slack-Signature` over `X-Slack-Request-Timestamp`), and replies posted
 //! with `chat.postMessage` in the thread they answer.
 
+pub mod socket;
+
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use serde::{Deserialize, Serialize};

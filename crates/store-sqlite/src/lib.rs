@@ -103,9 +103,10 @@ impl SqliteStore {
 /// lock (a PASSIVE checkpoint). Otherwise SQLite does all of it inside the
 /// commit that takes the log past 1,000 pages, on the one writer
 /// connection: measured under an erasure, such a commit held every other
-/// write up for 80 to 200 ms. The writer still checkpoints at 1,000 pages,
-/// which is what lets the log start over rather than grow under a steady
-/// stream of writes, but it finds the pages copied and synced already.
+/// write up for 80 to 200 ms (see docs/PERFORMANCE.md). The writer still
+/// checkpoints at 1,000 pages, which is what lets the log start over
+/// rather than grow under a steady stream of writes, but finds most of the
+/// work done.
 async fn checkpoint_in_background(pool: SqlitePool) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -215,19 +215,9 @@ async fn connect(
     if !tls {
         return Ok(Box::new(tcp));
     }
-    use rustls_platform_verifier::BuilderVerifierExt;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_platform_verifier())
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
-        .map_err(|e| format!("host {host}: {e}"))?;
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp);
-    let stream = tokio::time::timeout(timeout, stream)
+    let stream = tokio::time::timeout(timeout, crate::tls::client(host, tcp))
         .await
         .map_err(|_| format!("IMAP: {host}:{port} did not answer in time"))?
-        .map_err(|_| format!("IMAP: the TLS handshake with {host}:{port} failed"))?;
+        .map_err(|e| format!("IMAP: {e} (port {port})"))?;
     Ok(Box::new(stream))
 }

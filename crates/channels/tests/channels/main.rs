@@ -9,6 +9,7 @@ mod notify;
 mod outbound;
 mod people;
 mod rotation;
+mod socket_mode;
 mod webhooks;
 
 use std::collections::HashMap;

@@ -1,0 +1,234 @@
+//! Slack's Socket Mode against a local server speaking its protocol:
+//! `apps.connections.open` with the app-level token, then a WebSocket that
+//! says `hello`, sends envelopes, and ends connections the ways Slack does
+//! (asking with `disconnect`, or dropping them).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use steward_channels::slack::socket::{Ended, SocketMode};
+
+const APP_TOKEN: &str = "xapp-1-A1-1-test";
+
+#[derive(Clone, Default)]
+struct Slack {
+    port: u16,
+    /// Connections opened so far.
+    connections: Arc<Mutex<u32>>,
+    /// Envelope ids acknowledged, in order.
+    acks: Arc<Mutex<Vec<String>>>,
+}
+
+async fn open(State(slack): State<Slack>, headers: HeaderMap) -> axum::Json<Value> {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {APP_TOKEN}"))
+    {
+        return axum::Json(json!({ "ok": false, "error": "invalid_auth" }));
+    }
+    let url = format!("ws://127.0.0.1:{}/link?ticket=secret", slack.port);
+    axum::Json(json!({ "ok": true, "url": url }))
+}
+
+async fn link(State(slack): State<Slack>, upgrade: WebSocketUpgrade) -> impl IntoResponse {
+    let n = {
+        let mut connections = slack.connections.lock().unwrap();
+        *connections += 1;
+        *connections
+    };
+    upgrade.on_upgrade(move |socket| connection(slack, n, socket))
+}
+
+fn event(envelope: &str, event_id: &str) -> String {
+    json!({
+        "envelope_id": envelope,
+        "type": "events_api",
+        "accepts_response_payload": false,
+        "retry_attempt": 0,
+        "payload": {
+            "type": "event_callback",
+            "event_id": event_id,
+            "event": { "type": "message", "user": "U1", "text": "hello", "channel": "D1",
+                       "channel_type": "im", "ts": "1.1" }
+        }
+    })
+    .to_string()
+}
+
+/// The next acknowledgement, if one comes within `wait`, recorded. The
+/// test reads what was recorded: the server only plays its part.
+async fn ack(slack: &Slack, socket: &mut WebSocket, wait: Duration) -> Option<String> {
+    let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(wait, socket.recv()).await else {
+        return None;
+    };
+    let id = serde_json::from_str::<Value>(&text).unwrap()["envelope_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    slack.acks.lock().unwrap().push(id.clone());
+    Some(id)
+}
+
+/// What each connection does: the first delivers an event and a slash
+/// command and then asks to be replaced; the second delivers one and drops;
+/// the third delivers one the client fails to take, hears no
+/// acknowledgement, and sends it again.
+async fn connection(slack: Slack, n: u32, mut socket: WebSocket) {
+    let hello = json!({ "type": "hello", "num_connections": 1 }).to_string();
+    socket.send(Message::Text(hello.into())).await.unwrap();
+    let long = Duration::from_secs(10);
+    match n {
+        1 => {
+            socket.send(Message::Text(event("e1", "Ev1").into())).await.unwrap();
+            if ack(&slack, &mut socket, long).await.is_none() {
+                return;
+            }
+            let command = json!({ "envelope_id": "e2", "type": "slash_commands", "payload": {} });
+            socket
+                .send(Message::Text(command.to_string().into()))
+                .await
+                .unwrap();
+            if ack(&slack, &mut socket, long).await.is_none() {
+                return;
+            }
+            let disconnect = json!({ "type": "disconnect", "reason": "refresh_requested" });
+            socket
+                .send(Message::Text(disconnect.to_string().into()))
+                .await
+                .unwrap();
+            // The client closes.
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+        2 => {
+            socket.send(Message::Text(event("e3", "Ev3").into())).await.unwrap();
+            ack(&slack, &mut socket, long).await;
+            // Dropped without a close frame.
+        }
+        _ => {
+            socket.send(Message::Text(event("e4", "Ev4").into())).await.unwrap();
+            // Not taken: no acknowledgement, so Slack sends it again.
+            if ack(&slack, &mut socket, Duration::from_millis(500)).await.is_some() {
+                return;
+            }
+            socket.send(Message::Text(event("e5", "Ev4").into())).await.unwrap();
+            ack(&slack, &mut socket, long).await;
+            // Held open until the client stops.
+            while let Some(Ok(_)) = socket.recv().await {}
+        }
+    }
+}
+
+async fn start_slack() -> Slack {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slack = Slack {
+        port: listener.local_addr().unwrap().port(),
+        ..Default::default()
+    };
+    let app = Router::new()
+        .route("/api/apps.connections.open", post(open))
+        .route("/link", get(link))
+        .with_state(slack.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    slack
+}
+
+fn socket_mode(slack: &Slack, token: &str) -> SocketMode {
+    SocketMode {
+        http: reqwest::Client::new(),
+        api_url: format!("http://127.0.0.1:{}/api", slack.port),
+        app_token: token.into(),
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn envelopes_are_acknowledged_once_taken_and_the_connection_comes_back_however_it_ends() {
+    let slack = start_slack().await;
+    let taken = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let socket_mode = socket_mode(&slack, APP_TOKEN);
+        let taken = taken.clone();
+        async move {
+            let take = |payload: Vec<u8>| {
+                let taken = taken.clone();
+                async move {
+                    let payload: Value = serde_json::from_slice(&payload).unwrap();
+                    let id = payload["event_id"].as_str().unwrap().to_owned();
+                    let mut taken = taken.lock().unwrap();
+                    let first_try = !taken.contains(&id);
+                    taken.push(id.clone());
+                    if id == "Ev4" && first_try {
+                        return Err("the store is down");
+                    }
+                    Ok(())
+                }
+            };
+            socket_mode
+                .run(take, async {
+                    let _ = stopped.await;
+                })
+                .await;
+        }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while slack.acks.lock().unwrap().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "acknowledged: {:?}",
+            slack.acks.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(*slack.acks.lock().unwrap(), ["e1", "e2", "e3", "e5"]);
+    assert_eq!(
+        *taken.lock().unwrap(),
+        ["Ev1", "Ev3", "Ev4", "Ev4"],
+        "a slash command is acknowledged, not taken; the event not taken comes again"
+    );
+    assert_eq!(*slack.connections.lock().unwrap(), 3, "after a disconnect and a drop");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .expect("stops when asked")
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_token_or_a_url_that_is_not_wss_opens_nothing() {
+    let slack = start_slack().await;
+    let refused = socket_mode(&slack, "xapp-wrong").open_url().await;
+    assert_eq!(refused, Err("apps.connections.open: invalid_auth".into()));
+    let client = socket_mode(&slack, APP_TOKEN);
+    for url in [
+        "ws://example.org/link",
+        "http://127.0.0.1/link",
+        "not a url",
+    ] {
+        let refused = client.connect(url).await;
+        assert!(refused.is_err(), "{url}");
+    }
+    assert_eq!(*slack.connections.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_that_is_asked_to_stop_closes() {
+    let slack = start_slack().await;
+    let client = socket_mode(&slack, APP_TOKEN);
+    let url = client.open_url().await.unwrap();
+    let ws = client.connect(&url).await.unwrap();
+    let mut take = |_: Vec<u8>| async { Ok::<(), String>(()) };
+    let mut stop = std::pin::pin!(async {});
+    let ended = steward_channels::slack::socket::serve(ws, &mut take, &mut stop).await;
+    assert_eq!(ended, Ended::Stopped);
+}
