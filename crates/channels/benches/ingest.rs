@@ -68,9 +68,13 @@ async fn run(
     total: usize,
     rate: Option<f64>,
 ) {
+    // WhatsApp's API, where the channel's credentials are checked when it
+    // is saved, is a local one.
+    let providers = steward_testkit::providers::FakeProviders::start().await;
     let app = spawn_app_on(store, guard, |config| {
         config.channels.webhook_requests_per_second = 1_000_000;
         config.channels.webhook_burst = 1_000_000;
+        config.channels.whatsapp_api_url = providers.whatsapp_api();
     })
     .await;
     let owner = app.register("bench@example.org", "Bench").await;
