@@ -212,10 +212,9 @@ where
             Ok(Some(Err(e))) => return Ended::Dropped(e.to_string()),
             Ok(Some(Ok(Message::Text(text)))) => text,
             Ok(Some(Ok(Message::Close(frame)))) => {
-                return Ended::Dropped(frame.map_or_else(
-                    || "closed".into(),
-                    |f| format!("closed: {}", f.reason),
-                ));
+                return Ended::Dropped(
+                    frame.map_or_else(|| "closed".into(), |f| format!("closed: {}", f.reason)),
+                );
             }
             // Pings are answered by the library as it reads.
             Ok(Some(Ok(_))) => continue,

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -85,7 +85,10 @@ async fn connection(slack: Slack, n: u32, mut socket: WebSocket) {
     let long = Duration::from_secs(10);
     match n {
         1 => {
-            socket.send(Message::Text(event("e1", "Ev1").into())).await.unwrap();
+            socket
+                .send(Message::Text(event("e1", "Ev1").into()))
+                .await
+                .unwrap();
             if ack(&slack, &mut socket, long).await.is_none() {
                 return;
             }
@@ -110,17 +113,29 @@ async fn connection(slack: Slack, n: u32, mut socket: WebSocket) {
             }
         }
         2 => {
-            socket.send(Message::Text(event("e3", "Ev3").into())).await.unwrap();
+            socket
+                .send(Message::Text(event("e3", "Ev3").into()))
+                .await
+                .unwrap();
             ack(&slack, &mut socket, long).await;
             // Dropped without a close frame.
         }
         _ => {
-            socket.send(Message::Text(event("e4", "Ev4").into())).await.unwrap();
+            socket
+                .send(Message::Text(event("e4", "Ev4").into()))
+                .await
+                .unwrap();
             // Not taken: no acknowledgement, so Slack sends it again.
-            if ack(&slack, &mut socket, Duration::from_millis(500)).await.is_some() {
+            if ack(&slack, &mut socket, Duration::from_millis(500))
+                .await
+                .is_some()
+            {
                 return;
             }
-            socket.send(Message::Text(event("e5", "Ev4").into())).await.unwrap();
+            socket
+                .send(Message::Text(event("e5", "Ev4").into()))
+                .await
+                .unwrap();
             ack(&slack, &mut socket, long).await;
             // Held open until the client stops.
             while let Some(Ok(_)) = socket.recv().await {}
@@ -196,7 +211,11 @@ async fn envelopes_are_acknowledged_once_taken_and_the_connection_comes_back_how
         ["Ev1", "Ev3", "Ev4", "Ev4"],
         "a slash command is acknowledged, not taken; the event not taken comes again"
     );
-    assert_eq!(*slack.connections.lock().unwrap(), 3, "after a disconnect and a drop");
+    assert_eq!(
+        *slack.connections.lock().unwrap(),
+        3,
+        "after a disconnect and a drop"
+    );
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), running)
         .await
