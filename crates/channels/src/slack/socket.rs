@@ -25,9 +25,9 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A connection that hears nothing (not even Slack's pings) for this long
-/// is taken for dead.
-const SILENCE: Duration = Duration::from_secs(120);
+/// A connection that answers none of this many pings in a row is taken
+/// for dead.
+const UNANSWERED_PINGS: u32 = 4;
 
 /// The longest wait between failed attempts to connect.
 const MOST_BACKOFF: Duration = Duration::from_secs(60);
@@ -56,6 +56,9 @@ pub struct SocketMode {
     pub api_url: String,
     pub app_token: String,
     pub timeout: Duration,
+    /// How often a ping is sent (30 s): what tells a dead connection from a
+    /// quiet one.
+    pub keepalive: Duration,
 }
 
 #[derive(Deserialize)]
@@ -162,7 +165,7 @@ impl SocketMode {
             match ws {
                 Ok(ws) => {
                     backoff = Duration::from_secs(1);
-                    match serve(ws, &mut take, &mut stop).await {
+                    match serve(ws, self.keepalive, &mut take, &mut stop).await {
                         Ended::Stopped => return,
                         Ended::Replaced(reason) => {
                             tracing::info!(%reason, "Slack asked for a new Socket Mode connection");
@@ -186,9 +189,12 @@ impl SocketMode {
 }
 
 /// Reads one connection until it ends: each envelope acknowledged once
-/// `take` has its payload (an `events_api` one) or at once (any other).
+/// `take` has its payload (an `events_api` one) or at once (any other); a
+/// ping every `keepalive`, and the connection taken for dead when nothing
+/// comes back for `UNANSWERED_PINGS` of them.
 pub async fn serve<S, F, Fut, E>(
     mut ws: WebSocketStream<S>,
+    keepalive: Duration,
     take: &mut F,
     stop: &mut (impl Future<Output = ()> + Unpin),
 ) -> Ended
@@ -198,26 +204,38 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + keepalive, keepalive);
+    let mut heard = tokio::time::Instant::now();
     loop {
         let frame = tokio::select! {
             _ = &mut *stop => {
                 let _ = ws.close(None).await;
                 return Ended::Stopped;
             }
-            frame = tokio::time::timeout(SILENCE, ws.next()) => frame,
+            _ = pings.tick() => {
+                if heard.elapsed() > keepalive * UNANSWERED_PINGS {
+                    return Ended::Dropped(format!("nothing heard for {:?}", heard.elapsed()));
+                }
+                if let Err(e) = ws.send(Message::Ping(Default::default())).await {
+                    return Ended::Dropped(e.to_string());
+                }
+                continue;
+            }
+            // Cancel-safe: a frame half read stays in the stream's buffer.
+            frame = ws.next() => frame,
         };
+        heard = tokio::time::Instant::now();
         let text = match frame {
-            Err(_) => return Ended::Dropped(format!("nothing heard for {SILENCE:?}")),
-            Ok(None) => return Ended::Dropped("closed".into()),
-            Ok(Some(Err(e))) => return Ended::Dropped(e.to_string()),
-            Ok(Some(Ok(Message::Text(text)))) => text,
-            Ok(Some(Ok(Message::Close(frame)))) => {
+            None => return Ended::Dropped("closed".into()),
+            Some(Err(e)) => return Ended::Dropped(e.to_string()),
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(frame))) => {
                 return Ended::Dropped(
                     frame.map_or_else(|| "closed".into(), |f| format!("closed: {}", f.reason)),
                 );
             }
-            // Pings are answered by the library as it reads.
-            Ok(Some(Ok(_))) => continue,
+            // Pongs, and Slack's pings (answered by the library as it reads).
+            Some(Ok(_)) => continue,
         };
         let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else {
             tracing::warn!("Slack sent a Socket Mode message that is not an envelope");

@@ -24,6 +24,10 @@ struct Slack {
     connections: Arc<Mutex<u32>>,
     /// Envelope ids acknowledged, in order.
     acks: Arc<Mutex<Vec<String>>>,
+    /// Pings heard on the connection held open.
+    pings: Arc<Mutex<u32>>,
+    /// Every connection says hello and then neither reads nor writes.
+    silent: bool,
 }
 
 async fn open(State(slack): State<Slack>, headers: HeaderMap) -> axum::Json<Value> {
@@ -64,8 +68,13 @@ fn event(envelope: &str, event_id: &str) -> String {
 /// The next acknowledgement, if one comes within `wait`, recorded. The
 /// test reads what was recorded: the server only plays its part.
 async fn ack(slack: &Slack, socket: &mut WebSocket, wait: Duration) -> Option<String> {
-    let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(wait, socket.recv()).await else {
-        return None;
+    let deadline = tokio::time::Instant::now() + wait;
+    let text = loop {
+        match tokio::time::timeout_at(deadline, socket.recv()).await {
+            Ok(Some(Ok(Message::Text(text)))) => break text,
+            Ok(Some(Ok(Message::Ping(_)))) => continue,
+            _ => return None,
+        }
     };
     let id = serde_json::from_str::<Value>(&text).unwrap()["envelope_id"]
         .as_str()
@@ -82,6 +91,10 @@ async fn ack(slack: &Slack, socket: &mut WebSocket, wait: Duration) -> Option<St
 async fn connection(slack: Slack, n: u32, mut socket: WebSocket) {
     let hello = json!({ "type": "hello", "num_connections": 1 }).to_string();
     socket.send(Message::Text(hello.into())).await.unwrap();
+    if slack.silent {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        return;
+    }
     let long = Duration::from_secs(10);
     match n {
         1 => {
@@ -137,16 +150,25 @@ async fn connection(slack: Slack, n: u32, mut socket: WebSocket) {
                 .await
                 .unwrap();
             ack(&slack, &mut socket, long).await;
-            // Held open until the client stops.
-            while let Some(Ok(_)) = socket.recv().await {}
+            // Held open until the client stops, answering its pings.
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Ping(_)) {
+                    *slack.pings.lock().unwrap() += 1;
+                }
+            }
         }
     }
 }
 
 async fn start_slack() -> Slack {
+    start_slack_with(false).await
+}
+
+async fn start_slack_with(silent: bool) -> Slack {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slack = Slack {
         port: listener.local_addr().unwrap().port(),
+        silent,
         ..Default::default()
     };
     let app = Router::new()
@@ -163,6 +185,7 @@ fn socket_mode(slack: &Slack, token: &str) -> SocketMode {
         api_url: format!("http://127.0.0.1:{}/api", slack.port),
         app_token: token.into(),
         timeout: Duration::from_secs(5),
+        keepalive: Duration::from_millis(100),
     }
 }
 
@@ -211,6 +234,9 @@ async fn envelopes_are_acknowledged_once_taken_and_the_connection_comes_back_how
         ["Ev1", "Ev3", "Ev4", "Ev4"],
         "a slash command is acknowledged, not taken; the event not taken comes again"
     );
+    // The third connection, quiet but answering pings, is kept.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(*slack.pings.lock().unwrap() >= 2);
     assert_eq!(
         *slack.connections.lock().unwrap(),
         3,
@@ -248,6 +274,29 @@ async fn a_connection_that_is_asked_to_stop_closes() {
     let ws = client.connect(&url).await.unwrap();
     let mut take = |_: Vec<u8>| async { Ok::<(), String>(()) };
     let mut stop = std::pin::pin!(async {});
-    let ended = steward_channels::slack::socket::serve(ws, &mut take, &mut stop).await;
+    let ended =
+        steward_channels::slack::socket::serve(ws, client.keepalive, &mut take, &mut stop).await;
     assert_eq!(ended, Ended::Stopped);
+}
+
+#[tokio::test]
+async fn a_connection_that_answers_no_pings_is_taken_for_dead() {
+    let slack = start_slack_with(true).await;
+    let client = socket_mode(&slack, APP_TOKEN);
+    let ws = client
+        .connect(&client.open_url().await.unwrap())
+        .await
+        .unwrap();
+    let mut take = |_: Vec<u8>| async { Ok::<(), String>(()) };
+    let mut stop = std::pin::pin!(std::future::pending::<()>());
+    let ended = tokio::time::timeout(
+        Duration::from_secs(5),
+        steward_channels::slack::socket::serve(ws, client.keepalive, &mut take, &mut stop),
+    )
+    .await
+    .expect("given up on within four pings");
+    assert!(
+        matches!(&ended, Ended::Dropped(reason) if reason.starts_with("nothing heard")),
+        "{ended:?}"
+    );
 }
