@@ -10,7 +10,7 @@ use steward_store::{Backend, BackupRun, Store, now};
 use crate::manifest::{self, FileEntry, Manifest};
 use crate::{
     BLOBS_FILE, BackupError, Backups, ID_FORMAT, INCOMPLETE, OPENED, POSTGRES_FILE, SQLITE_FILE,
-    archive, backend_name, blocking, id_time, postgres,
+    VERIFYING, archive, backend_name, blocking, id_time, postgres,
 };
 
 impl Backups {
@@ -199,7 +199,7 @@ impl Backups {
                 .and_then(|m| m.modified())
                 .is_ok_and(|modified| modified < day_ago);
             let name = entry.file_name().to_string_lossy().into_owned();
-            let abandoned = [INCOMPLETE, OPENED, ".verify-"]
+            let abandoned = [INCOMPLETE, OPENED, VERIFYING]
                 .iter()
                 .any(|prefix| name.starts_with(prefix));
             if old && abandoned {

@@ -42,6 +42,8 @@ const BLOBS_FILE: &str = "blobs.tar.gz.enc";
 const INCOMPLETE: &str = ".incomplete-";
 /// Where a restore or verify opens a PostgreSQL dump for `pg_restore`.
 const OPENED: &str = ".opened-";
+/// Where `verify` restores a backup to try it.
+const VERIFYING: &str = ".verify-";
 /// UTC to the millisecond, so that ids sort in the order backups were made.
 const ID_FORMAT: &str = "%Y%m%dT%H%M%S%.3fZ";
 

@@ -211,7 +211,7 @@ impl Backups {
     ) -> Result<Vec<TableSize>, BackupError> {
         // Beside the backups, not in /tmp: a database may outgrow a tmpfs.
         let scratch = tempfile::Builder::new()
-            .prefix(".verify-")
+            .prefix(crate::VERIFYING)
             .tempdir_in(&self.dir)
             .map_err(|e| BackupError::Io(format!("{}: {e}", self.dir.display())))?;
         let (from, to) = (folder.join(SQLITE_FILE), scratch.path().join("steward.db"));

@@ -180,18 +180,8 @@ impl<B: SqlBackend> AccountStore for B {
     }
 
     async fn count_tokens(&self, scope: &TenantScope, tokens: i64) -> StoreResult<()> {
-        self.write()
-            .await?
-            .execute(
-                sql("INSERT INTO usage_counters (org_id, period, messages, tokens) VALUES ($1, $2, 0, $3)
-                     ON CONFLICT (org_id, period) DO UPDATE SET
-                        tokens = usage_counters.tokens + excluded.tokens")
-                .bind(scope.org_id())
-                .bind(usage_period(now()))
-                .bind(tokens),
-            )
-            .await?;
-        Ok(())
+        let mut write = self.write().await?;
+        crate::sql::messages::count_usage(&mut write, scope.org_id(), now(), 0, tokens).await
     }
 
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage> {

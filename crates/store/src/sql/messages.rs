@@ -463,17 +463,7 @@ impl<B: SqlBackend> MessageStore for B {
             count_people(&mut tx, org, span, number, 1).await?;
         }
         if counted > 0 || new.tokens > 0 {
-            tx.execute(
-                sql("INSERT INTO usage_counters (org_id, period, messages, tokens) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (org_id, period) DO UPDATE SET
-                        messages = usage_counters.messages + excluded.messages,
-                        tokens = usage_counters.tokens + excluded.tokens")
-                .bind(org)
-                .bind(usage_period(at))
-                .bind(counted)
-                .bind(new.tokens),
-            )
-            .await?;
+            count_usage(&mut tx, org, at, counted, new.tokens).await?;
         }
         commit::<B>(tx).await?;
         self.live_committed(stored);
@@ -943,6 +933,30 @@ async fn count_channel_message(tx: &mut impl Db, org: OrgId, message: &Message) 
 /// day 0, 1970-01-01, was a Thursday, so week n starts on day 7n - 3.
 pub(crate) fn week_of(day: i64) -> i64 {
     (day + 3).div_euclid(7)
+}
+
+/// Adds to the organization's usage of the month of `at` (what plans limit).
+pub(crate) async fn count_usage(
+    db: &mut impl Db,
+    org: OrgId,
+    at: DateTime<Utc>,
+    messages: i64,
+    tokens: i64,
+) -> StoreResult<()> {
+    db.execute(
+        sql(
+            "INSERT INTO usage_counters (org_id, period, messages, tokens) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (org_id, period) DO UPDATE SET
+                messages = usage_counters.messages + excluded.messages,
+                tokens = usage_counters.tokens + excluded.tokens",
+        )
+        .bind(org)
+        .bind(usage_period(at))
+        .bind(messages)
+        .bind(tokens),
+    )
+    .await?;
+    Ok(())
 }
 
 /// Adds `by` to the people counted in a day or a week (`span`).
