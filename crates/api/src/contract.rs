@@ -389,6 +389,12 @@ fn field_schema(rule: FieldRule, required: bool) -> Schema {
             steward_domain::WebUrl::MAX_CHARS,
             steward_domain::WebUrl::CALLBACK_PATTERN.into(),
         ),
+        FieldRule::OneOf(words) => ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(words.iter().copied()))
+            .build(),
+        // Prefixes are letters and `-`, nothing a pattern reads otherwise.
+        FieldRule::Prefixed(prefix) => text(prefix.len() + 1, 2048, format!("^{prefix}[^\\s]+$")),
         FieldRule::Origins => {
             let kinds = match required {
                 true => SchemaType::Type(Type::Array),
@@ -409,16 +415,19 @@ fn field_schema(rule: FieldRule, required: bool) -> Schema {
     Schema::Object(if required { scalar } else { or_null(scalar) })
 }
 
-/// `POST /chatbots/{id}/channels`: one shape per kind, so that a body valid
-/// by the schema is one Steward configures (the kinds' fields are the
-/// channels crate's: `ChannelConfig::fields`).
+/// `POST /chatbots/{id}/channels`: one shape per kind (two for Slack's two
+/// modes), so that a body valid by the schema is one Steward configures
+/// (the shapes are the channels crate's: `ChannelConfig::shapes`).
 fn create_channel() -> Schema {
     let mut one_of = OneOfBuilder::new();
-    for kind in ChannelKind::ALL {
+    let shapes = ChannelKind::ALL
+        .iter()
+        .flat_map(|kind| ChannelConfig::shapes(*kind).iter().map(move |s| (kind, *s)));
+    for (kind, fields) in shapes {
         let mut config = ObjectBuilder::new()
             .schema_type(Type::Object)
             .additional_properties(Some(AdditionalProperties::FreeForm(false)));
-        for field in ChannelConfig::fields(*kind) {
+        for field in fields {
             config = config.property(field.name, field_schema(field.rule, field.required));
             if field.required {
                 config = config.required(field.name);

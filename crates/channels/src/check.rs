@@ -1,5 +1,6 @@
 //! Asking the provider, when a channel is saved, whether what the admin
-//! pasted works, where it offers a cheap way to ask: Slack `auth.test`,
+//! pasted works, where it offers a cheap way to ask: Slack `auth.test` (and
+//! `apps.connections.open` for a Socket Mode app token),
 //! Telegram `getMe`, the WhatsApp phone number's own record, and for email a
 //! sign-in to the mailbox. A refusal says what the provider said, never the
 //! secret; web chats and signed webhooks have nothing to ask.
@@ -13,17 +14,27 @@ impl Sender {
     pub async fn check(&self, config: &ChannelConfig) -> Result<(), String> {
         match config {
             ChannelConfig::Slack(c) => {
-                let url = format!("{}/auth.test", self.apis.slack.trim_end_matches('/'));
-                let request = self.client.post(url).bearer_auth(c.bot_token.expose());
-                let answer = call(request).await.map_err(|e| said("Slack", e))?;
+                let slack = |method: &str, token: &str| {
+                    let url = format!("{}/{method}", self.apis.slack.trim_end_matches('/'));
+                    call(self.client.post(url).bearer_auth(token))
+                };
                 // Slack answers 200 with {"ok": false, "error": "invalid_auth"}.
-                match answer["ok"] == true {
+                let refused = |what: &str, answer: serde_json::Value| match answer["ok"] == true {
                     true => Ok(()),
                     false => Err(format!(
-                        "Slack refused the bot token: {}",
+                        "Slack refused the {what}: {}",
                         answer["error"].as_str().unwrap_or("no reason given")
                     )),
+                };
+                let answer = slack("auth.test", c.bot_token.expose()).await;
+                refused("bot token", answer.map_err(|e| said("Slack", e))?)?;
+                // An app token's one cheap test is opening a connection URL,
+                // which Slack forgets unused.
+                if let Some(app_token) = &c.app_token {
+                    let answer = slack("apps.connections.open", app_token.expose()).await;
+                    refused("app-level token", answer.map_err(|e| said("Slack", e))?)?;
                 }
+                Ok(())
             }
             ChannelConfig::Telegram(c) => {
                 let url = format!(

@@ -77,6 +77,20 @@ impl ChannelConfig {
         }
     }
 
+    /// The shapes a kind's configuration may take, each a set of fields
+    /// with its own required ones (a Slack channel's two modes); one, the
+    /// kind's fields, for every other kind. For the API's schema.
+    pub fn shapes(kind: ChannelKind) -> &'static [&'static [Field]] {
+        match kind {
+            ChannelKind::Whatsapp => &[whatsapp::FIELDS],
+            ChannelKind::Slack => slack::SHAPES,
+            ChannelKind::Telegram => &[telegram::FIELDS],
+            ChannelKind::Email => &[email::FIELDS],
+            ChannelKind::Generic => &[generic::FIELDS],
+            ChannelKind::Web => &[web::FIELDS],
+        }
+    }
+
     /// The fields that are sealed at rest and never shown.
     pub fn secret_fields(kind: ChannelKind) -> Vec<&'static str> {
         let fields = Self::fields(kind).iter();
@@ -138,8 +152,10 @@ impl ChannelConfig {
                 value => field.check(value)?,
             }
         }
-        if let Self::Email(c) = &config {
-            c.check_tls()?;
+        match &config {
+            Self::Email(c) => c.check_tls()?,
+            Self::Slack(c) => c.check_mode()?,
+            _ => {}
         }
         Ok(config)
     }
@@ -239,6 +255,10 @@ pub enum FieldRule {
     /// A list of web origins (`https://example.org`), at most
     /// [`web::MAX_ORIGINS`].
     Origins,
+    /// One of these words.
+    OneOf(&'static [&'static str]),
+    /// One word (no spaces) that begins with this.
+    Prefixed(&'static str),
 }
 
 /// One field of a kind's configuration.
@@ -269,6 +289,14 @@ impl Field {
             rule,
             required: true,
             sealed: true,
+        }
+    }
+
+    /// An optional field that is sealed at rest.
+    pub(crate) const fn optional_secret(name: &'static str, rule: FieldRule) -> Self {
+        Self {
+            required: false,
+            ..Self::secret(name, rule)
         }
     }
 }
@@ -307,6 +335,16 @@ impl Field {
             FieldRule::Email => Email::parse(name, text).map(drop).map_err(shown),
             FieldRule::CallbackUrl => WebUrl::parse_callback(name, text).map(drop).map_err(shown),
             FieldRule::Origins => web::check_origins(name, value),
+            FieldRule::OneOf(words) if !words.contains(&text) => {
+                must(format!("one of: {}", words.join(", ")))
+            }
+            FieldRule::Prefixed(prefix)
+                if !text.starts_with(prefix)
+                    || text.len() == prefix.len()
+                    || !fits(MAX_FIELD_CHARS, |c| !c.is_whitespace()) =>
+            {
+                must(format!("a token beginning {prefix}, without spaces"))
+            }
             _ => Ok(()),
         }
     }
@@ -364,7 +402,7 @@ mod tests {
     fn secrets_are_split_off_and_sealed_to_the_channel() {
         let config = ChannelConfig::parse(ChannelKind::Slack, slack()).unwrap();
         let (settings, secrets) = config.split();
-        assert_eq!(settings, json!({}));
+        assert_eq!(settings, json!({ "mode": "events" }));
         assert_eq!(
             secrets,
             json!({ "bot_token": "xoxb-1", "signing_secret": "s3cret" })
@@ -513,30 +551,110 @@ mod tests {
             FieldRule::Folder => json!("INBOX"),
             FieldRule::CallbackUrl => json!("https://hooks.example.org/reply"),
             FieldRule::Origins => json!(["https://www.example.org"]),
+            FieldRule::OneOf(words) => json!(words[0]),
+            FieldRule::Prefixed(prefix) => json!(format!("{prefix}1-2-abc")),
         };
         for kind in ChannelKind::ALL {
-            let fields = ChannelConfig::fields(*kind);
-            let all: Map<String, Value> = fields
-                .iter()
-                .map(|f| (f.name.to_owned(), sample(f.rule)))
-                .collect();
-            ChannelConfig::parse(*kind, Value::Object(all.clone()))
-                .unwrap_or_else(|e| panic!("{kind}: {e}"));
-            for field in fields.iter().filter(|f| f.required) {
-                let mut missing = all.clone();
-                missing.remove(field.name);
+            for fields in ChannelConfig::shapes(*kind) {
+                let listed = |f: &Field| {
+                    ChannelConfig::fields(*kind)
+                        .iter()
+                        .any(|l| l.name == f.name)
+                };
                 assert!(
-                    ChannelConfig::parse(*kind, Value::Object(missing)).is_err(),
-                    "{kind} without {}",
-                    field.name
+                    fields.iter().all(listed),
+                    "{kind}: a shape's field is not listed"
+                );
+                let all: Map<String, Value> = fields
+                    .iter()
+                    .map(|f| (f.name.to_owned(), sample(f.rule)))
+                    .collect();
+                ChannelConfig::parse(*kind, Value::Object(all.clone()))
+                    .unwrap_or_else(|e| panic!("{kind}: {e}"));
+                for field in fields.iter().filter(|f| f.required) {
+                    let mut missing = all.clone();
+                    missing.remove(field.name);
+                    assert!(
+                        ChannelConfig::parse(*kind, Value::Object(missing)).is_err(),
+                        "{kind} without {}",
+                        field.name
+                    );
+                }
+                // Each shape takes only its own fields.
+                for other in ChannelConfig::fields(*kind) {
+                    if fields.iter().any(|f| f.name == other.name) {
+                        continue;
+                    }
+                    let mut extra = all.clone();
+                    extra.insert(other.name.into(), sample(other.rule));
+                    assert!(
+                        ChannelConfig::parse(*kind, Value::Object(extra)).is_err(),
+                        "{kind} with {}",
+                        other.name
+                    );
+                }
+                let mut extra = all.clone();
+                extra.insert("unlisted".into(), json!("x"));
+                assert!(
+                    ChannelConfig::parse(*kind, Value::Object(extra)).is_err(),
+                    "{kind}"
                 );
             }
-            let mut extra = all.clone();
-            extra.insert("unlisted".into(), json!("x"));
-            assert!(
-                ChannelConfig::parse(*kind, Value::Object(extra)).is_err(),
-                "{kind}"
-            );
+        }
+    }
+
+    #[test]
+    fn a_slack_channel_takes_a_signing_secret_for_webhooks_or_an_app_token_for_socket_mode() {
+        let socket =
+            json!({ "bot_token": "xoxb-1", "mode": "socket", "app_token": "xapp-1-A0-1-abc" });
+        let ChannelConfig::Slack(c) =
+            ChannelConfig::parse(ChannelKind::Slack, socket.clone()).unwrap()
+        else {
+            unreachable!()
+        };
+        assert_eq!(c.mode, slack::Mode::Socket);
+        let (settings, secrets) = ChannelConfig::Slack(c).split();
+        assert_eq!(settings, json!({ "mode": "socket" }));
+        assert_eq!(
+            secrets,
+            json!({ "bot_token": "xoxb-1", "app_token": "xapp-1-A0-1-abc" })
+        );
+        let refused = [
+            (
+                json!({ "bot_token": "xoxb-1", "mode": "socket" }),
+                "config.app_token is required",
+            ),
+            (
+                json!({ "bot_token": "xoxb-1", "mode": "sockets", "app_token": "xapp-1" }),
+                "mode must be events or socket",
+            ),
+            (
+                json!({ "bot_token": "xoxb-1", "mode": "socket", "app_token": "xoxb-1" }),
+                "config.app_token must be a token beginning xapp-",
+            ),
+            (
+                json!({ "bot_token": "xoxb-1", "mode": "socket", "app_token": "xapp-" }),
+                "config.app_token must be",
+            ),
+            (
+                json!({ "bot_token": "xoxb-1", "mode": "socket", "app_token": "xapp-1 2" }),
+                "config.app_token must be",
+            ),
+            (
+                json!({ "bot_token": "xoxb-1", "signing_secret": "s", "app_token": "xapp-1" }),
+                "Socket Mode only",
+            ),
+            (
+                json!({ "bot_token": "xoxb-1", "mode": "events" }),
+                "config.signing_secret is required",
+            ),
+        ];
+        for (config, expected) in refused {
+            let error = ChannelConfig::parse(ChannelKind::Slack, config.clone())
+                .unwrap_err()
+                .message;
+            assert!(error.contains(expected), "{config}: {error}");
+            assert!(!error.contains("xapp-1"), "no value is echoed: {error}");
         }
     }
 }

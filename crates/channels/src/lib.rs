@@ -34,9 +34,10 @@ pub use inbound::{Inbound, InboundMessage, Malformed, Reaction, ReactionChange, 
 pub use manage::{ConfigureError, MAX_NAME_CHARS, Resealed, configure, reseal, webhook_path};
 pub use notice::{SendNotices, SmtpServer};
 pub use post::Post;
-pub use receive::{Reacted, Received, react, receive};
+pub use receive::{Reacted, Received, Taken, react, receive, take};
 pub use send::{Part, ProviderApis, SendError, Sender};
 pub use signature::Unauthorized;
+pub use slack::connections::{SocketChannels, SocketSettings};
 
 /// `steward_channel_messages_total{channel, direction}`: messages received
 /// (`inbound`) and reply parts sent (`outbound`).

@@ -70,9 +70,12 @@ pub async fn configure(
 }
 
 /// Where the provider sends events for this channel, below the public URL.
-/// Email has none: Steward reads the mailbox itself.
-pub fn webhook_path(kind: ChannelKind, id: ChannelId) -> Option<String> {
-    takes_webhooks(kind).then(|| format!("/webhooks/{kind}/{id}"))
+/// Email has none (Steward reads the mailbox itself), nor a Slack channel
+/// in Socket Mode (Steward connects to Slack).
+pub fn webhook_path(channel: &Channel) -> Option<String> {
+    let (kind, id) = (channel.kind, channel.id);
+    let takes = takes_webhooks(kind) && !crate::slack::in_socket_mode(channel);
+    takes.then(|| format!("/webhooks/{kind}/{id}"))
 }
 
 /// What `reseal` did, channel by channel.

@@ -11,6 +11,46 @@ use steward_store::{
 
 use crate::inbound::{InboundMessage, Reaction, ReactionChange};
 
+/// What one payload's messages and reactions came to.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub stored: usize,
+    /// Seen before: a provider's retry.
+    pub duplicates: usize,
+    /// Ratings given or taken back.
+    pub rated: usize,
+}
+
+/// Stores a payload's messages and records its reactions: what a webhook
+/// and a Slack Socket Mode event both come to. A store failure returns
+/// early, for the provider to send the payload again; what was stored
+/// before it is found as a duplicate then, and a rating repeated replaces
+/// itself.
+pub async fn take(
+    store: &dyn Store,
+    channel: &Channel,
+    (messages, reactions): (Vec<InboundMessage>, Vec<Reaction>),
+    max_attempts: i32,
+) -> StoreResult<Taken> {
+    let mut taken = Taken::default();
+    for reaction in reactions {
+        match react(store, channel, reaction).await? {
+            Reacted::Rated(_) | Reacted::Withdrawn => taken.rated += 1,
+            Reacted::Ignored => {}
+        }
+    }
+    for message in messages {
+        match receive(store, channel, message, max_attempts).await? {
+            Received::Stored(_) => taken.stored += 1,
+            Received::Duplicate => taken.duplicates += 1,
+            Received::Skipped(why) => {
+                tracing::info!(channel = %channel.id, why, "inbound message skipped")
+            }
+        }
+    }
+    Ok(taken)
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received {
     Stored(MessageId),

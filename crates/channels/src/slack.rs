@@ -1,7 +1,9 @@
-//! Slack, through the Events API: a Slack app's event webhook (signed
-//! `X-Slack-Signature` over `X-Slack-Request-Timestamp`), and replies posted
-//! with `chat.postMessage` in the thread they answer.
+//! Slack: events arrive through the Events API (a Slack app's event
+//! webhook, signed `X-Slack-Signature` over `X-Slack-Request-Timestamp`) or,
+//! in Socket Mode, over a WebSocket Steward opens itself ([`socket`]);
+//! replies are posted with `chat.postMessage` in the thread they answer.
 
+pub mod connections;
 pub mod socket;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +11,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::config::{Field, FieldRule, SecretText};
+use crate::config::{ConfigError, Field, FieldRule, SecretText, invalid};
 use crate::inbound::{self, Inbound, InboundMessage, Malformed, Reaction, ReactionChange};
 use crate::send::{Part, SendError, Sender, call, retry};
 use crate::signature::{Unauthorized, header, hmac_hex, timestamped};
@@ -18,13 +20,87 @@ use crate::signature::{Unauthorized, header, hmac_hex, timestamped};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub bot_token: SecretText,
-    pub signing_secret: SecretText,
+    /// Signs the Events API's requests; Socket Mode has none to sign.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<SecretText>,
+    #[serde(default)]
+    pub mode: Mode,
+    /// The app-level token (`xapp-…`) that opens Socket Mode connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_token: Option<SecretText>,
 }
 
+/// How events reach Steward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Slack posts them to the channel's webhook URL.
+    #[default]
+    Events,
+    /// Steward connects to Slack: no public URL needed.
+    Socket,
+}
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "events" => Ok(Self::Events),
+            "socket" => Ok(Self::Socket),
+            _ => Err(serde::de::Error::custom("mode must be events or socket")),
+        }
+    }
+}
+
+impl Config {
+    /// What each mode needs: a signing secret for the Events API, an app
+    /// token for Socket Mode (and an app token nowhere else).
+    pub(crate) fn check_mode(&self) -> Result<(), ConfigError> {
+        match (self.mode, &self.signing_secret, &self.app_token) {
+            (Mode::Events, None, _) => Err(invalid(
+                "config.signing_secret is required (or set config.mode to socket and give config.app_token)",
+            )),
+            (Mode::Events, _, Some(_)) => Err(invalid(
+                "config.app_token is for Socket Mode only: set config.mode to socket, or leave it out",
+            )),
+            (Mode::Socket, _, None) => Err(invalid(
+                "config.app_token is required in Socket Mode: the app-level token (xapp-…) from the app's Basic Information page",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a stored channel is a Slack channel in Socket Mode (its mode is
+/// a setting: no secret need be opened to tell).
+pub fn in_socket_mode(channel: &steward_store::Channel) -> bool {
+    channel.kind == steward_domain::ChannelKind::Slack && channel.settings["mode"] == "socket"
+}
+
+/// Every field a Slack channel takes, in either mode.
 pub(crate) const FIELDS: &[Field] = &[
     Field::secret("bot_token", FieldRule::Text),
-    Field::secret("signing_secret", FieldRule::Text),
+    Field::optional_secret("signing_secret", FieldRule::Text),
+    Field::setting("mode", FieldRule::OneOf(&["events", "socket"]), false),
+    Field::optional_secret("app_token", FieldRule::Prefixed(APP_TOKEN_PREFIX)),
 ];
+
+/// The fields of each mode, as [`Config::check_mode`] takes them.
+pub(crate) const SHAPES: &[&[Field]] = &[
+    &[
+        Field::secret("bot_token", FieldRule::Text),
+        Field::secret("signing_secret", FieldRule::Text),
+        Field::setting("mode", FieldRule::OneOf(&["events"]), false),
+    ],
+    &[
+        Field::secret("bot_token", FieldRule::Text),
+        Field::optional_secret("signing_secret", FieldRule::Text),
+        Field::setting("mode", FieldRule::OneOf(&["socket"]), true),
+        Field::secret("app_token", FieldRule::Prefixed(APP_TOKEN_PREFIX)),
+    ],
+];
+
+/// How every Slack app-level token begins.
+const APP_TOKEN_PREFIX: &str = "xapp-";
 
 /// Slack truncates at 40,000 characters but advises keeping messages under 4,000.
 pub(crate) const PART_LIMIT: usize = 4000;
@@ -50,11 +126,13 @@ pub(crate) fn verify(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<(), Unauthorized> {
+    // A Socket Mode channel takes no webhooks: nothing could sign one.
+    let secret = c.signing_secret.as_ref().ok_or(Unauthorized::Missing)?;
     timestamped(
         header(headers, "x-slack-request-timestamp"),
         header(headers, "x-slack-signature"),
         now,
-        |ts| signature(c.signing_secret.expose(), ts, body),
+        |ts| signature(secret.expose(), ts, body),
     )
 }
 
@@ -275,7 +353,9 @@ mod tests {
     fn config(signing_secret: &str) -> Config {
         Config {
             bot_token: SecretText::from("xoxb-1"),
-            signing_secret: SecretText::from(signing_secret),
+            signing_secret: Some(SecretText::from(signing_secret)),
+            mode: Mode::Events,
+            app_token: None,
         }
     }
 

@@ -84,12 +84,7 @@ impl Scheduler {
         schedules: Vec<Schedule>,
         settings: SchedulerSettings,
     ) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "scheduler".into());
-        let id = format!(
-            "{host}-{}-{}",
-            std::process::id(),
-            &uuid::Uuid::now_v7().simple().to_string()[20..]
-        );
+        let id = crate::holder_id("scheduler");
         Self {
             id,
             store,

@@ -148,12 +148,7 @@ impl Slots {
 
 impl Worker {
     pub fn new(store: Arc<dyn Store>, settings: WorkerSettings) -> Self {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "worker".into());
-        let id = format!(
-            "{host}-{}-{}",
-            std::process::id(),
-            &uuid::Uuid::now_v7().simple().to_string()[20..]
-        );
+        let id = crate::holder_id("worker");
         Self {
             id,
             store,

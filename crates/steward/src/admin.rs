@@ -147,12 +147,12 @@ pub async fn channels(mut config: Config, command: ChannelCommand) -> Result<()>
                 Err(e) => bail!("{e}"),
             };
             println!("channel {} ({}) configured", channel.id, channel.kind);
-            match steward_channels::webhook_path(channel.kind, channel.id) {
+            match steward_channels::webhook_path(&channel) {
                 Some(path) => match &config.http.public_url {
                     Some(base) => println!("webhook URL: {base}{path}"),
                     None => println!("webhook path: {path} (set http.public_url for the full URL)"),
                 },
-                None => println!("Steward reads this mailbox itself; no webhook to set up"),
+                None => println!("Steward connects to the provider itself; no webhook to set up"),
             }
         }
         ChannelCommand::List { org, chatbot } => {

@@ -57,7 +57,9 @@ fn announce_secrets(config: &Config, kept: &steward_config::KeptSecrets) {
     }
 }
 
-/// The API role; with `all_roles` (serve), a worker and the scheduler beside it.
+/// The API role, holding the Slack Socket Mode connections when no other
+/// api process does; with `all_roles` (serve), a worker and the scheduler
+/// beside it.
 pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     let kept = steward_config::ensure_secrets(&mut config)?;
     let store = open_store(&config).await?;
@@ -89,16 +91,28 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
         .map_err(anyhow::Error::msg)?;
     let background = background
         .map(|(worker, scheduler)| (worker.wake_on(state.jobs_enqueued.clone()), scheduler));
+    let sockets = steward_channels::SocketChannels {
+        store: store.clone(),
+        sealer: state.sealer.clone(),
+        sender: state.channels.clone(),
+        max_attempts: state.config.jobs.max_attempts,
+        enqueued: state.jobs_enqueued.clone(),
+        settings: Default::default(),
+    };
+    let sockets = sockets.run(stopped(shutdown.clone()));
     let api = steward_api::run(state, listener, stopped(shutdown.clone()));
     match background {
         Some((worker, scheduler)) => {
             tokio::join!(
                 api,
+                sockets,
                 worker.run(stopped(shutdown.clone())),
                 scheduler.run(stopped(shutdown))
             );
         }
-        None => api.await,
+        None => {
+            tokio::join!(api, sockets);
+        }
     }
     store.close().await;
     tracing::info!("stopped");

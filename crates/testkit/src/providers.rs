@@ -4,7 +4,10 @@
 //! Steward makes when a channel is saved (Slack `auth.test`, Telegram
 //! `getMe`, a WhatsApp phone number's record: a token containing `refused`
 //! is refused as each provider refuses a bad one). It records every message
-//! sent, and can be told to answer the next ones with a failure.
+//! sent, and can be told to answer the next ones with a failure. It also
+//! plays Slack's Socket Mode: `apps.connections.open`, and WebSocket
+//! connections that say `hello`, carry the events a test sends, and send
+//! every event not acknowledged again on the next connection, as Slack does.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -49,6 +52,19 @@ pub struct FakeProviders {
     checked: Arc<Mutex<Vec<&'static str>>>,
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
+    sockets: Arc<Mutex<Sockets>>,
+}
+
+/// Slack's side of Socket Mode.
+#[derive(Default)]
+struct Sockets {
+    /// Connections made so far.
+    opened: usize,
+    /// The open ones, by number: where to send envelopes.
+    open: HashMap<usize, tokio::sync::mpsc::UnboundedSender<String>>,
+    /// Envelopes sent and not acknowledged, by id, oldest first.
+    unacknowledged: Vec<(String, String)>,
+    acknowledged: Vec<String>,
 }
 
 impl FakeProviders {
@@ -66,6 +82,11 @@ impl FakeProviders {
             .route("/telegram/{method_path}/sendMessage", post(telegram))
             .route("/generic/reply", post(generic))
             .route("/slack/api/auth.test", post(slack_auth_test))
+            .route(
+                "/slack/api/apps.connections.open",
+                post(slack_connections_open),
+            )
+            .route("/slack/link", get(slack_link))
             .route("/telegram/{method_path}/getMe", get(telegram_get_me))
             .route("/whatsapp/{version}/{phone}", get(whatsapp_phone_number))
             .with_state(fake.clone());
@@ -87,6 +108,38 @@ impl FakeProviders {
     pub fn generic_reply_url(&self) -> String {
         let port = self.base_url.rsplit(':').next().unwrap_or_default();
         format!("http://localhost:{port}/generic/reply")
+    }
+
+    /// Sends a Slack event (the Events API's `event_callback` body) in an
+    /// `events_api` envelope on the newest Socket Mode connection, or on the
+    /// next one made; its envelope id.
+    pub fn slack_socket_event(&self, payload: Value) -> String {
+        let mut sockets = self.sockets.lock().unwrap();
+        let id = format!(
+            "envelope-{}",
+            sockets.unacknowledged.len() + sockets.acknowledged.len()
+        );
+        let envelope = json!({
+            "envelope_id": id, "type": "events_api", "payload": payload,
+            "accepts_response_payload": false, "retry_attempt": 0
+        })
+        .to_string();
+        sockets.unacknowledged.push((id.clone(), envelope.clone()));
+        if let Some(newest) = sockets.open.keys().max().copied() {
+            let _ = sockets.open[&newest].send(envelope);
+        }
+        id
+    }
+
+    /// Socket Mode connections (made so far, open now).
+    pub fn slack_sockets(&self) -> (usize, usize) {
+        let sockets = self.sockets.lock().unwrap();
+        (sockets.opened, sockets.open.len())
+    }
+
+    /// Envelope ids acknowledged, in order.
+    pub fn slack_acknowledged(&self) -> Vec<String> {
+        self.sockets.lock().unwrap().acknowledged.clone()
     }
 
     /// How many checks `provider` was asked.
@@ -266,6 +319,65 @@ async fn slack_auth_test(State(fake): State<FakeProviders>, headers: HeaderMap) 
     }
     axum::Json(json!({ "ok": true, "team": "Acme", "user": "steward", "bot_id": "B01" }))
         .into_response()
+}
+
+/// `apps.connections.open`: a connection URL on this server.
+async fn slack_connections_open(State(fake): State<FakeProviders>, headers: HeaderMap) -> Response {
+    fake.checked.lock().unwrap().push("slack-socket");
+    if !bearer(&headers).starts_with("xapp-") || bearer(&headers).contains("refused") {
+        return axum::Json(json!({ "ok": false, "error": "invalid_auth" })).into_response();
+    }
+    let url = format!("{}/slack/link", fake.base_url.replace("http://", "ws://"));
+    axum::Json(json!({ "ok": true, "url": url })).into_response()
+}
+
+async fn slack_link(
+    State(fake): State<FakeProviders>,
+    upgrade: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    upgrade.on_upgrade(move |socket| slack_connection(fake, socket))
+}
+
+/// One Socket Mode connection: `hello`, every envelope not yet
+/// acknowledged, then the events sent while it is the newest; until the
+/// client closes it or drops.
+async fn slack_connection(fake: FakeProviders, mut socket: axum::extract::ws::WebSocket) {
+    use axum::extract::ws::Message;
+    let (outgoing, mut to_send) = tokio::sync::mpsc::unbounded_channel();
+    let n = {
+        let mut sockets = fake.sockets.lock().unwrap();
+        sockets.opened += 1;
+        let n = sockets.opened;
+        let hello = json!({ "type": "hello", "num_connections": sockets.open.len() + 1 });
+        let _ = outgoing.send(hello.to_string());
+        for (_, envelope) in &sockets.unacknowledged {
+            let _ = outgoing.send(envelope.clone());
+        }
+        sockets.open.insert(n, outgoing);
+        n
+    };
+    loop {
+        tokio::select! {
+            Some(text) = to_send.recv() => {
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break;
+                }
+            }
+            received = socket.recv() => match received {
+                Some(Ok(Message::Text(text))) => {
+                    let ack: Value = serde_json::from_str(&text).unwrap_or_default();
+                    if let Some(id) = ack["envelope_id"].as_str() {
+                        let mut sockets = fake.sockets.lock().unwrap();
+                        sockets.unacknowledged.retain(|(pending, _)| pending != id);
+                        sockets.acknowledged.push(id.to_owned());
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    fake.sockets.lock().unwrap().open.remove(&n);
 }
 
 /// Telegram's `getMe`: the bot, or 401 Unauthorized for a bad token.

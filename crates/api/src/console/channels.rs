@@ -71,7 +71,7 @@ fn title(kind: ChannelKind) -> (&'static str, &'static str) {
         ),
         ChannelKind::Slack => (
             "Slack",
-            "A Slack app with the bot scopes chat:write, app_mentions:read and im:history. Afterwards, paste the webhook URL into Event Subscriptions → Request URL.",
+            "A Slack app with the bot scopes chat:write, app_mentions:read and im:history. With a signing secret, paste the webhook URL into Event Subscriptions → Request URL afterwards; with Socket Mode (no public address needed), give the mode socket and an app-level token instead.",
         ),
         ChannelKind::Telegram => (
             "Telegram",
@@ -109,7 +109,13 @@ fn hint(kind: ChannelKind, field: &str) -> &'static str {
         }
         (ChannelKind::Slack, "bot_token") => "OAuth & Permissions → Bot User OAuth Token (xoxb-…).",
         (ChannelKind::Slack, "signing_secret") => {
-            "Basic Information → App Credentials → Signing Secret."
+            "Basic Information → App Credentials → Signing Secret. Not needed in Socket Mode."
+        }
+        (ChannelKind::Slack, "mode") => {
+            "events (the default: Slack posts to Steward's webhook URL) or socket (Steward connects to Slack)."
+        }
+        (ChannelKind::Slack, "app_token") => {
+            "Socket Mode only: Basic Information → App-Level Tokens, with connections:write (xapp-…)."
         }
         (ChannelKind::Telegram, "bot_token") => "The token @BotFather gave you.",
         (ChannelKind::Telegram, "secret_token") => {

@@ -44,7 +44,8 @@ pub struct ChannelDto {
     kind: ChannelKind,
     name: String,
     /// Paste this into the provider's console. Absolute when `http.public_url`
-    /// is configured; none for email, whose mailbox Steward reads itself.
+    /// is configured; none for email, whose mailbox Steward reads itself, and
+    /// for Slack in Socket Mode, which Steward connects to itself.
     webhook_url: Option<String>,
     /// A web chat's page, for visitors (absolute when `http.public_url` is set).
     chat_url: Option<String>,
@@ -73,7 +74,7 @@ impl ChannelDto {
             Some(base) => format!("{base}{path}"),
             None => path,
         };
-        let webhook_url = steward_channels::webhook_path(channel.kind, channel.id).map(absolute);
+        let webhook_url = steward_channels::webhook_path(&channel).map(absolute);
         let is_web = channel.kind == ChannelKind::Web;
         let chat_url = is_web.then(|| absolute(format!("/chat/{}", channel.id)));
         let snippet = (is_web && public.is_some()).then(|| {

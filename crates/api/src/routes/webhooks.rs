@@ -18,7 +18,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use serde_json::json;
 use steward_channels::webhook::{self, Subscription};
-use steward_channels::{ChannelConfig, Inbound, Reacted, Received, Unauthorized};
+use steward_channels::{ChannelConfig, Inbound, Unauthorized};
 use steward_domain::{ChannelId, ChannelKind};
 use steward_store::Channel;
 
@@ -110,7 +110,7 @@ async fn receive(
     let parsed = webhook::parse(&config, &body)
         .map_err(|e| ApiError::bad_request("malformed_payload", e.to_string()))?;
 
-    let (messages, reactions) = match parsed {
+    let events = match parsed {
         Inbound::Challenge(challenge) => {
             return Ok(axum::Json(json!({ "challenge": challenge })).into_response());
         }
@@ -123,41 +123,21 @@ async fn receive(
             reactions,
         } => (messages, reactions),
     };
-    let mut rated = 0;
-    for reaction in reactions {
-        // A rating repeated (a provider's retry) replaces itself.
-        match steward_channels::react(state.store.as_ref(), &channel, reaction).await? {
-            Reacted::Rated(_) | Reacted::Withdrawn => rated += 1,
-            Reacted::Ignored => {}
-        }
-    }
-    let (mut stored, mut duplicates) = (0, 0);
-    for message in messages {
-        // A store failure answers 503, so the provider retries; what was
-        // stored before it is found as a duplicate then.
-        match steward_channels::receive(
-            state.store.as_ref(),
-            &channel,
-            message,
-            state.config.jobs.max_attempts,
-        )
-        .await?
-        {
-            Received::Stored(_) => stored += 1,
-            Received::Duplicate => duplicates += 1,
-            Received::Skipped(why) => {
-                tracing::info!(channel = %channel.id, why, "inbound message skipped")
-            }
-        }
-    }
-    if stored > 0 {
+    // A store failure answers 503, so the provider retries.
+    let max_attempts = state.config.jobs.max_attempts;
+    let taken =
+        steward_channels::take(state.store.as_ref(), &channel, events, max_attempts).await?;
+    if taken.stored > 0 {
         state.jobs_enqueued.notify_one();
     }
     Ok((
         StatusCode::OK,
-        axum::Json(
-            json!({ "ok": true, "stored": stored, "duplicates": duplicates, "feedback": rated }),
-        ),
+        axum::Json(json!({
+            "ok": true,
+            "stored": taken.stored,
+            "duplicates": taken.duplicates,
+            "feedback": taken.rated
+        })),
     )
         .into_response())
 }

@@ -12,6 +12,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 use steward_channels::slack::socket::{Ended, SocketMode};
 
@@ -301,4 +302,131 @@ async fn a_connection_that_answers_no_pings_is_taken_for_dead() {
         matches!(&ended, Ended::Dropped(reason) if reason.starts_with("nothing heard")),
         "{ended:?}"
     );
+}
+
+/// A `message` event from a person in a direct message, as Slack sends it.
+fn direct_message(event_id: &str, ts: &str, text: &str) -> Value {
+    json!({
+        "type": "event_callback",
+        "event_id": event_id,
+        "authorizations": [{ "user_id": "UBOT" }],
+        "event": { "type": "message", "user": "U1", "text": text, "channel": "D1",
+                   "channel_type": "im", "ts": ts }
+    })
+}
+
+/// Socket Mode channels run from an api process, until `stop`.
+fn holder(
+    harness: &crate::Harness,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let state = &harness.app.state;
+    let sockets = steward_channels::SocketChannels {
+        store: harness.app.store.clone(),
+        sealer: state.sealer.clone(),
+        sender: state.channels.clone(),
+        max_attempts: 3,
+        enqueued: state.jobs_enqueued.clone(),
+        settings: steward_channels::SocketSettings {
+            lease: Duration::from_millis(1500),
+            rescan: Duration::from_millis(100),
+            keepalive: Duration::from_secs(30),
+        },
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(sockets.run(async {
+        let _ = stopped.await;
+    }));
+    (stop, task)
+}
+
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Slack app of a channel in Socket Mode: no webhook; the events come
+/// over the connection one api process holds, are answered in Slack, stored
+/// once however often Slack sends them, and follow the connection to
+/// another process when its holder goes.
+#[tokio::test]
+async fn a_socket_mode_channel_is_answered_through_the_one_connection_its_holders_share() {
+    let harness = crate::Harness::start().await;
+    let slack = &harness.providers;
+    let config =
+        json!({ "bot_token": "xoxb-test-token", "mode": "socket", "app_token": APP_TOKEN });
+    let (channel, webhook) = harness.channel("slack", config).await;
+    assert_eq!(
+        slack.checks("slack-socket"),
+        1,
+        "the app token is checked when saved"
+    );
+    assert!(webhook.is_empty(), "no webhook URL to paste: {webhook}");
+    // Slack never posts to it; whoever does is refused.
+    let path = format!("/webhooks/slack/{channel}");
+    let posted = harness
+        .post_raw(
+            &path,
+            &[],
+            direct_message("Ev0", "1.0", "hi").to_string().into_bytes(),
+        )
+        .await;
+    assert_eq!(posted.status, StatusCode::UNAUTHORIZED);
+
+    let (first_stop, first) = holder(&harness);
+    until("a connection", || slack.slack_sockets() == (1, 1)).await;
+    let (second_stop, second) = holder(&harness);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        slack.slack_sockets(),
+        (1, 1),
+        "one connection between two holders"
+    );
+
+    let envelope = slack.slack_socket_event(direct_message("Ev1", "1.1", "What are your hours?"));
+    let sent = slack.wait_for("slack", 1).await;
+    assert_eq!(sent[0].body["channel"], "D1");
+    assert!(slack.slack_acknowledged().contains(&envelope));
+    // Slack sends the same event again (a retry): stored once, answered once.
+    slack.slack_socket_event(direct_message("Ev1", "1.1", "What are your hours?"));
+    until("the retry acknowledged", || {
+        slack.slack_acknowledged().len() == 2
+    })
+    .await;
+
+    // The holder stops without a word (its lease left to lapse): the other
+    // takes the channel over and the next event is answered through it.
+    first.abort();
+    drop(first_stop);
+    until("the connection taken over", || {
+        slack.slack_sockets() == (2, 1)
+    })
+    .await;
+    slack.slack_socket_event(direct_message("Ev2", "1.2", "And on Sundays?"));
+    slack.wait_for("slack", 2).await;
+    let users = harness.user_messages().await;
+    let texts: Vec<&str> = users.iter().map(|m| m.text.as_str()).collect();
+    assert_eq!(texts, ["What are your hours?", "And on Sundays?"]);
+    assert_eq!(slack.sent("slack").len(), 2, "each answered once");
+
+    // A deleted channel's connection is closed.
+    let deleted = harness
+        .app
+        .delete(
+            &format!("/api/v1/chatbots/{}/channels/{channel}", harness.bot),
+            &harness.owner.token,
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT, "{}", deleted.text);
+    until("the connection closed", || slack.slack_sockets().1 == 0).await;
+    second_stop.send(()).unwrap();
+    second.await.unwrap();
 }
