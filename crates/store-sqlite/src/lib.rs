@@ -12,6 +12,7 @@ mod rows;
 mod sql;
 mod store;
 mod vectors;
+mod words;
 
 use std::path::Path;
 use std::str::FromStr;

@@ -129,6 +129,10 @@ impl SqlBackend for SqliteStore {
         Ok(Conn(self.reader.acquire().await.map_err(map_err)?))
     }
 
+    async fn purge_deleted_words(&self) -> StoreResult<()> {
+        crate::words::purge_deleted(self).await
+    }
+
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
         tx.0.commit().await.map_err(map_err)
     }

@@ -3,7 +3,7 @@
 //! and survives VACUUM (which may renumber the messages table's rowids).
 
 use sqlx::{Connection, Row, SqliteConnection};
-use steward_store::Store;
+use steward_store::{ErasureStore, Store};
 use steward_store_sqlite::SqliteStore;
 
 async fn matches(db: &mut SqliteConnection, words: &str) -> i64 {
@@ -129,4 +129,111 @@ async fn messages_stored_before_the_index_existed_are_indexed_by_its_migration()
         .unwrap();
     assert_eq!(matches(&mut db, "parcel").await, 0);
     assert_eq!(matches(&mut db, "oldest").await, 1);
+}
+
+/// Index pages holding `word` (its bytes, which an index page stores whole
+/// when no term before it on the page shares its first letters).
+async fn pages_holding(db: &mut SqliteConnection, word: &str) -> i64 {
+    sqlx::query(
+        "SELECT COUNT(*) AS n FROM messages_fts_data WHERE instr(block, CAST(? AS BLOB)) > 0",
+    )
+    .bind(word)
+    .fetch_one(db)
+    .await
+    .unwrap()
+    .get("n")
+}
+
+/// Deleting a message only marks its entries in the index deleted; the
+/// erasure rewrites the index after, so the person's words are in none of
+/// its pages, while everyone else's are still found.
+#[tokio::test]
+async fn an_erased_persons_words_are_in_no_page_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("steward.db");
+    let store = SqliteStore::open_file(&path, 1).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut db = SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let (org, bot, person) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    let (theirs, others) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    sqlx::query(
+        "INSERT INTO organizations (id, name, tier, created_at) VALUES (?, 'Acme', 'free', 0)",
+    )
+    .bind(org)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO chatbots (id, org_id, name, system_prompt, temperature, status, created_at, updated_at)
+         VALUES (?, ?, 'Helper', '', 0.2, 'active', 0, 0)",
+    )
+    .bind(bot)
+    .bind(org)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO people (id, org_id, created_at) VALUES (?, ?, 0)")
+        .bind(person)
+        .bind(org)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    for (conversation, who) in [(theirs, Some(person)), (others, None)] {
+        sqlx::query(
+            "INSERT INTO conversations (id, org_id, chatbot_id, channel, person_id, created_at)
+             VALUES (?, ?, ?, 'api', ?, 0)",
+        )
+        .bind(conversation)
+        .bind(org)
+        .bind(bot)
+        .bind(who)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    // One message per transaction, as they come: many parts of the index,
+    // merged as FTS5 merges them.
+    for n in 0..600 {
+        let (conversation, who, text) = match n % 3 {
+            0 => (others, None, format!("hello there number {n}")),
+            _ => (theirs, Some(person), format!("my zebracorn parcel {n}")),
+        };
+        sqlx::query(
+            "INSERT INTO messages (id, org_id, chatbot_id, conversation_id, person_id, role, text, channel, created_at)
+             VALUES (?, ?, ?, ?, ?, 'user', ?, 'api', ?)",
+        )
+        .bind(uuid::Uuid::now_v7())
+        .bind(org)
+        .bind(bot)
+        .bind(conversation)
+        .bind(who)
+        .bind(text)
+        .bind(n)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    }
+    assert_eq!(matches(&mut db, "zebracorn").await, 400);
+    assert!(pages_holding(&mut db, "zebracorn").await > 0);
+
+    let scope = steward_store::TenantScope::for_operator(org.into());
+    let erased = store.erase_person(&scope, person.into()).await.unwrap();
+    assert_eq!(erased.messages, 400);
+    assert_eq!(matches(&mut db, "zebracorn").await, 0);
+    assert_eq!(
+        pages_holding(&mut db, "zebracorn").await,
+        0,
+        "no page keeps the word"
+    );
+    assert_eq!(
+        matches(&mut db, "hello").await,
+        200,
+        "everyone else's words are found"
+    );
 }

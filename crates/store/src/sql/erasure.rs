@@ -142,6 +142,7 @@ impl<B: SqlBackend> ErasureStore for B {
             person,
         )
         .await?;
+        self.purge_deleted_words().await?;
         let mut tx = self.begin().await?;
         erased.person = tx
             .execute(

@@ -336,6 +336,9 @@ impl<B: SqlBackend> MemoryStore for B {
             })
             .await?;
         }
+        if deleted > 0 {
+            self.purge_deleted_words().await?;
+        }
         Ok(deleted)
     }
 }

@@ -206,6 +206,13 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// A connection for reads (SQLite's readers never wait for the writer).
     fn read(&self) -> impl Future<Output = StoreResult<Self::Read>> + Send;
 
+    /// Rewrites the word index without the words of deleted messages, where
+    /// deleting a row leaves them in it (SQLite's FTS5 marks a deleted
+    /// message's entries deleted, and they stay in its pages until merged),
+    /// a short transaction at a time. After an erasure or a retention run,
+    /// so that what they deleted leaves no word behind.
+    fn purge_deleted_words(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Commits, nothing more: write transactions end with [`commit`].
     fn commit_only(tx: Self::Tx) -> impl Future<Output = StoreResult<()>> + Send;
 
