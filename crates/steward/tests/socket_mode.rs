@@ -61,7 +61,11 @@ async fn one_api_holds_the_connection_and_another_takes_it_over_when_it_is_kille
             .env("STEWARD_JOBS__POLL_INTERVAL_MS", "100")
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        command.spawn().unwrap()
+        // Killed when the test ends, however it ends.
+        Server {
+            child: command.spawn().unwrap(),
+            base: String::new(),
+        }
     };
     let migrated = run(steward(dir.path())
         .arg("migrate")
@@ -124,8 +128,8 @@ async fn one_api_holds_the_connection_and_another_takes_it_over_when_it_is_kille
     // storing it. Slack sends it again, on the next connection.
     slack.slack_socket_event(direct_message("Ev2", "1.2", "And on Sundays?"));
     tokio::time::sleep(Duration::from_millis(5)).await;
-    first.kill().unwrap();
-    first.wait().unwrap();
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
     let killed = Instant::now();
     wait_for(
         "the connection taken over",

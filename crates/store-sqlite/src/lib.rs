@@ -39,6 +39,9 @@ pub struct SqliteStore {
 /// How often the write-ahead log is copied into the database.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// The log's length (pages of 4 KiB) at which the writer copies it itself.
+const WRITER_CHECKPOINT_PAGES: u32 = 10_000;
+
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -66,7 +69,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(Duration::from_secs(5))
+            .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
@@ -101,13 +105,13 @@ impl SqliteStore {
 
 /// Copies the write-ahead log into the database file every
 /// `CHECKPOINT_EVERY`, from a connection of its own and without the write
-/// lock (a PASSIVE checkpoint). Otherwise SQLite does all of it inside the
-/// commit that takes the log past 1,000 pages, on the one writer
-/// connection: measured under an erasure, such a commit held every other
-/// write up for 80 to 200 ms (see docs/PERFORMANCE.md). The writer still
-/// checkpoints at 1,000 pages, which is what lets the log start over
-/// rather than grow under a steady stream of writes, but finds most of the
-/// work done.
+/// lock (a PASSIVE checkpoint), so that the one writer connection seldom
+/// does it inside a commit, where its copying and syncing kept every write
+/// behind it waiting (at SQLite's default of 1,000 pages, it was most of
+/// the slowest memory writes in docs/PERFORMANCE.md). The writer still
+/// checkpoints at `WRITER_CHECKPOINT_PAGES`: that is what lets the log
+/// start over rather than grow without end under a steady stream of
+/// writes, which a copy from elsewhere never wholly catches up with.
 async fn checkpoint_in_background(pool: SqlitePool) {
     let mut every = tokio::time::interval(CHECKPOINT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
