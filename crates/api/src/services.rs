@@ -64,6 +64,7 @@ impl Services {
                 whatsapp: config.channels.whatsapp_api_url.clone(),
                 slack: config.channels.slack_api_url.clone(),
                 telegram: config.channels.telegram_api_url.clone(),
+                teams_login: config.channels.teams_login_url.clone(),
             },
             guard,
         )

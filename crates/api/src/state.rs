@@ -27,6 +27,8 @@ pub struct AppState {
     pub visitor_limiter: crate::webchat::VisitorLimiter,
     pub login_limiter: LoginLimiter,
     pub webhook_limiter: WebhookLimiter,
+    /// Checks webhooks' signatures and tokens (keeps Teams' signing keys).
+    pub webhooks: steward_channels::webhook::Verifier,
     /// Opens and seals channel secrets (the master key).
     pub sealer: Arc<Sealer>,
     pub metrics: PrometheusHandle,
@@ -96,8 +98,15 @@ impl AppState {
             channels.webhook_burst,
             config.redis.url.as_ref().map(|u| u.expose()),
         )?;
+        let webhooks = steward_channels::webhook::Verifier {
+            teams: steward_channels::teams::auth::BotFrameworkKeys::new(
+                services.channels.provider_client(),
+                channels.teams_openid_url.clone(),
+            ),
+        };
         Ok(Arc::new(Self {
             webhook_limiter,
+            webhooks,
             blobs: services.blobs,
             fetcher: services.fetcher,
             retriever: services.retriever,

@@ -1,7 +1,8 @@
 //! Asking the provider, when a channel is saved, whether what the admin
 //! pasted works, where it offers a cheap way to ask: Slack `auth.test` (and
 //! `apps.connections.open` for a Socket Mode app token),
-//! Telegram `getMe`, the WhatsApp phone number's own record, and for email a
+//! Telegram `getMe`, the WhatsApp phone number's own record, a Teams bot's
+//! token from its tenant, and for email a
 //! sign-in to the mailbox. A refusal says what the provider said, never the
 //! secret; web chats and signed webhooks have nothing to ask.
 
@@ -59,6 +60,13 @@ impl Sender {
                     .map(drop)
                     .map_err(|e| said("WhatsApp", e))
             }
+            // Asking the tenant for a token proves the app id, secret and tenant.
+            ChannelConfig::Teams(c) => self
+                .teams
+                .get(self, c)
+                .await
+                .map(drop)
+                .map_err(|e| said("Microsoft Entra ID", e)),
             ChannelConfig::Email(c) => {
                 crate::email::mailbox::check_login(&self.guard, c, self.timeout).await
             }

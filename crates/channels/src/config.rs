@@ -12,7 +12,7 @@ use steward_auth::Sealer;
 use steward_domain::{ChannelId, ChannelKind, Email, ValidationError, WebUrl};
 use steward_store::Channel;
 
-use crate::{email, generic, slack, telegram, web, whatsapp};
+use crate::{email, generic, slack, teams, telegram, web, whatsapp};
 
 /// A token or password: redacted wherever it is printed.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,7 @@ pub enum ChannelConfig {
     Whatsapp(whatsapp::Config),
     Slack(slack::Config),
     Telegram(telegram::Config),
+    Teams(teams::Config),
     Email(email::Config),
     Generic(generic::Config),
     Web(web::Config),
@@ -71,6 +72,7 @@ impl ChannelConfig {
             ChannelKind::Whatsapp => whatsapp::FIELDS,
             ChannelKind::Slack => slack::FIELDS,
             ChannelKind::Telegram => telegram::FIELDS,
+            ChannelKind::Teams => teams::FIELDS,
             ChannelKind::Email => email::FIELDS,
             ChannelKind::Generic => generic::FIELDS,
             ChannelKind::Web => web::FIELDS,
@@ -85,6 +87,7 @@ impl ChannelConfig {
             ChannelKind::Whatsapp => &[whatsapp::FIELDS],
             ChannelKind::Slack => slack::SHAPES,
             ChannelKind::Telegram => &[telegram::FIELDS],
+            ChannelKind::Teams => &[teams::FIELDS],
             ChannelKind::Email => &[email::FIELDS],
             ChannelKind::Generic => &[generic::FIELDS],
             ChannelKind::Web => &[web::FIELDS],
@@ -102,6 +105,7 @@ impl ChannelConfig {
             Self::Whatsapp(_) => ChannelKind::Whatsapp,
             Self::Slack(_) => ChannelKind::Slack,
             Self::Telegram(_) => ChannelKind::Telegram,
+            Self::Teams(_) => ChannelKind::Teams,
             Self::Email(_) => ChannelKind::Email,
             Self::Generic(_) => ChannelKind::Generic,
             Self::Web(_) => ChannelKind::Web,
@@ -166,6 +170,7 @@ impl ChannelConfig {
             Self::Whatsapp(c) => serde_json::to_value(c),
             Self::Slack(c) => serde_json::to_value(c),
             Self::Telegram(c) => serde_json::to_value(c),
+            Self::Teams(c) => serde_json::to_value(c),
             Self::Email(c) => serde_json::to_value(c),
             Self::Generic(c) => serde_json::to_value(c),
             Self::Web(c) => serde_json::to_value(c),
@@ -222,6 +227,7 @@ impl ChannelConfig {
             ChannelKind::Whatsapp => Self::Whatsapp(typed(fields)?),
             ChannelKind::Slack => Self::Slack(typed(fields)?),
             ChannelKind::Telegram => Self::Telegram(typed(fields)?),
+            ChannelKind::Teams => Self::Teams(typed(fields)?),
             ChannelKind::Email => Self::Email(typed(fields)?),
             ChannelKind::Generic => Self::Generic(typed(fields)?),
             ChannelKind::Web => Self::Web(typed(fields)?),

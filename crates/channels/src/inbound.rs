@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use steward_domain::{ChannelKind, Rating};
 
-use crate::{email, generic, slack, telegram, web, whatsapp};
+use crate::{email, generic, slack, teams, telegram, web, whatsapp};
 
 /// One message from a person, as every channel looks after parsing.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,6 +38,7 @@ pub enum Route {
     Whatsapp(whatsapp::Route),
     Slack(slack::Route),
     Telegram(telegram::Route),
+    Teams(teams::Route),
     Email(email::Route),
     Generic(generic::Route),
     Web(web::Route),
@@ -55,6 +56,7 @@ impl Route {
             ChannelKind::Whatsapp => Self::Whatsapp(serde_json::from_value(meta)?),
             ChannelKind::Slack => Self::Slack(serde_json::from_value(meta)?),
             ChannelKind::Telegram => Self::Telegram(serde_json::from_value(meta)?),
+            ChannelKind::Teams => Self::Teams(serde_json::from_value(meta)?),
             ChannelKind::Email => Self::Email(serde_json::from_value(meta)?),
             ChannelKind::Generic => Self::Generic(serde_json::from_value(meta)?),
             ChannelKind::Web => Self::Web(serde_json::from_value(meta)?),

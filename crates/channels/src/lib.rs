@@ -1,5 +1,5 @@
 //! Channels: where a chatbot's people talk to it. One module per provider
-//! (`whatsapp`, `slack`, `telegram`, `email`, `generic`, `web`) owns that provider's
+//! (`whatsapp`, `slack`, `telegram`, `teams`, `email`, `generic`, `web`) owns that provider's
 //! configuration, webhook signature, payload, reply route and sending; the
 //! rest is shared: sealing configurations, the webhook entry point the API
 //! calls, storing what arrives, the `deliver` job, the `post` job (a tool
@@ -21,6 +21,7 @@ pub mod send;
 mod signature;
 pub mod slack;
 pub mod split;
+pub mod teams;
 pub mod telegram;
 mod tls;
 pub mod web;

@@ -11,7 +11,7 @@ use steward_outbound::Guard;
 
 use crate::config::ChannelConfig;
 use crate::inbound::Route;
-use crate::{email, generic, slack, telegram, whatsapp};
+use crate::{email, generic, slack, teams, telegram, whatsapp};
 
 /// The most characters one message may have on each channel.
 pub fn part_limit(kind: ChannelKind) -> usize {
@@ -19,6 +19,7 @@ pub fn part_limit(kind: ChannelKind) -> usize {
         ChannelKind::Whatsapp => whatsapp::PART_LIMIT,
         ChannelKind::Slack => slack::PART_LIMIT,
         ChannelKind::Telegram => telegram::PART_LIMIT,
+        ChannelKind::Teams => teams::PART_LIMIT,
         // One email, one reply; one POST, one reply; the web chat shows it whole.
         ChannelKind::Email | ChannelKind::Generic | ChannelKind::Web => usize::MAX,
     }
@@ -62,6 +63,8 @@ pub struct ProviderApis {
     pub whatsapp: String,
     pub slack: String,
     pub telegram: String,
+    /// Where a Teams bot gets its tokens: `{teams_login}/{tenant}/oauth2/v2.0/token`.
+    pub teams_login: String,
 }
 
 #[derive(Clone)]
@@ -74,6 +77,8 @@ pub struct Sender {
     pub(crate) apis: ProviderApis,
     /// For each call to a provider (the HTTP client's, and SMTP's).
     pub(crate) timeout: Duration,
+    /// Teams bots' tokens for the connector, until they expire.
+    pub(crate) teams: teams::Tokens,
 }
 
 impl Sender {
@@ -90,6 +95,21 @@ impl Sender {
             guard,
             apis,
             timeout,
+            teams: Default::default(),
+        }
+    }
+
+    /// The HTTP client for the providers' own APIs (the operator's addresses).
+    pub fn provider_client(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+
+    /// Shows the person that a reply is being written, where the provider
+    /// offers it for bots (Teams); nothing elsewhere.
+    pub async fn typing(&self, config: &ChannelConfig, route: &Route) -> Result<(), SendError> {
+        match (config, route) {
+            (ChannelConfig::Teams(c), Route::Teams(r)) => teams::typing(self, c, r).await,
+            _ => Ok(()),
         }
     }
 
@@ -108,6 +128,7 @@ impl Sender {
             (ChannelConfig::Telegram(c), Route::Telegram(r)) => {
                 telegram::send(self, c, r, part).await
             }
+            (ChannelConfig::Teams(c), Route::Teams(r)) => teams::send(self, c, r, part).await,
             (ChannelConfig::Email(c), Route::Email(r)) => email::send(self, c, r, part).await,
             (ChannelConfig::Generic(c), Route::Generic(r)) => generic::send(self, c, r, part).await,
             _ => Err(SendError::Permanent(format!(

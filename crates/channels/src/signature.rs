@@ -21,6 +21,13 @@ pub enum Unauthorized {
     Mismatch,
     #[error("the signed timestamp is outside the allowed window")]
     Stale,
+    /// A bearer token that is not the provider's, or not for this channel.
+    #[error("the token is refused: {0}")]
+    Token(String),
+    /// The provider's signing keys could not be fetched: not the caller's
+    /// fault, so it is asked to send again later.
+    #[error("the provider's signing keys are out of reach: {0}")]
+    Unverifiable(String),
 }
 
 /// A header's value, when it is there and readable.

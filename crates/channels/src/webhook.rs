@@ -12,7 +12,8 @@ use steward_domain::ChannelKind;
 use crate::config::ChannelConfig;
 use crate::inbound::{Inbound, Malformed};
 use crate::signature::Unauthorized;
-use crate::{generic, slack, telegram, whatsapp};
+use crate::teams::auth::BotFrameworkKeys;
+use crate::{generic, slack, teams, telegram, whatsapp};
 
 /// Whether channels of this kind receive webhooks (email is read by
 /// polling; the web chat's visitors post to Steward's own chat routes).
@@ -20,19 +21,30 @@ pub fn takes_webhooks(kind: ChannelKind) -> bool {
     !matches!(kind, ChannelKind::Email | ChannelKind::Web)
 }
 
-/// Checks a webhook's signature over its raw body, before anything of it is read.
-pub fn verify(
-    config: &ChannelConfig,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: DateTime<Utc>,
-) -> Result<(), Unauthorized> {
-    match config {
-        ChannelConfig::Whatsapp(c) => whatsapp::verify(c, headers, body),
-        ChannelConfig::Slack(c) => slack::verify(c, headers, body, now),
-        ChannelConfig::Telegram(c) => telegram::verify(c, headers),
-        ChannelConfig::Generic(c) => generic::verify(c, headers, body, now),
-        ChannelConfig::Email(_) | ChannelConfig::Web(_) => Err(Unauthorized::Missing),
+/// What checking webhooks needs beyond each channel's own secrets: the
+/// keys a provider signs tokens with, kept between webhooks (Teams).
+pub struct Verifier {
+    pub teams: BotFrameworkKeys,
+}
+
+impl Verifier {
+    /// Checks a webhook's signature over its raw body (or its bearer token,
+    /// against the body), before anything of it is read.
+    pub async fn verify(
+        &self,
+        config: &ChannelConfig,
+        headers: &HeaderMap,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<(), Unauthorized> {
+        match config {
+            ChannelConfig::Whatsapp(c) => whatsapp::verify(c, headers, body),
+            ChannelConfig::Slack(c) => slack::verify(c, headers, body, now),
+            ChannelConfig::Telegram(c) => telegram::verify(c, headers),
+            ChannelConfig::Teams(c) => self.teams.verify(c, headers, body).await,
+            ChannelConfig::Generic(c) => generic::verify(c, headers, body, now),
+            ChannelConfig::Email(_) | ChannelConfig::Web(_) => Err(Unauthorized::Missing),
+        }
     }
 }
 
@@ -42,6 +54,7 @@ pub fn parse(config: &ChannelConfig, body: &[u8]) -> Result<Inbound, Malformed> 
         ChannelConfig::Whatsapp(c) => whatsapp::parse(c, body),
         ChannelConfig::Slack(_) => slack::parse(body),
         ChannelConfig::Telegram(_) => telegram::parse(body),
+        ChannelConfig::Teams(c) => teams::parse(c, body),
         ChannelConfig::Generic(_) => generic::parse(body),
         ChannelConfig::Email(_) => Ok(Inbound::Ignored("email is read from its mailbox")),
         ChannelConfig::Web(_) => Ok(Inbound::Ignored("the web chat takes no webhooks")),

@@ -213,7 +213,7 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     k(
         "channels.check_on_save",
-        "Ask a channel's provider whether its configuration works before saving it (Slack auth.test, Telegram getMe, the WhatsApp phone number, an IMAP sign-in). Off where the API cannot reach the providers.",
+        "Ask a channel's provider whether its configuration works before saving it (Slack auth.test, Telegram getMe, the WhatsApp phone number, a Teams bot's token, an IMAP sign-in). Off where the API cannot reach the providers.",
     ),
     k(
         "channels.whatsapp_api_url",
@@ -221,6 +221,14 @@ pub const KEYS: &[KeyDoc] = &[
     ),
     k("channels.slack_api_url", "Slack Web API base."),
     k("channels.telegram_api_url", "Telegram Bot API base."),
+    k(
+        "channels.teams_openid_url",
+        "The Bot Framework's OpenID metadata, whose keys sign the tokens Teams sends with each activity.",
+    ),
+    k(
+        "channels.teams_login_url",
+        "Microsoft Entra ID's base: a Teams bot's tokens come from {this}/{tenant}/oauth2/v2.0/token.",
+    ),
     k(
         "outbound.allow_private_networks",
         "Let destinations a tenant sets (knowledge URLs, reply URLs, mail servers) reach loopback and private networks: tests and local development only, refused in production. Link-local and metadata addresses stay refused.",

@@ -102,6 +102,10 @@ pub struct ChannelsConfig {
     pub whatsapp_api_url: String,
     pub slack_api_url: String,
     pub telegram_api_url: String,
+    /// The Bot Framework's OpenID metadata: where Teams' signing keys are.
+    pub teams_openid_url: String,
+    /// Microsoft Entra ID, where a Teams bot gets its tokens.
+    pub teams_login_url: String,
 }
 
 /// Destinations a tenant sets (knowledge URLs, reply URLs, mail servers).
@@ -551,6 +555,9 @@ impl Default for Config {
                 whatsapp_api_url: "https://graph.facebook.com/v21.0".into(),
                 slack_api_url: "https://slack.com/api".into(),
                 telegram_api_url: "https://api.telegram.org".into(),
+                teams_openid_url:
+                    "https://login.botframework.com/v1/.well-known/openidconfiguration".into(),
+                teams_login_url: "https://login.microsoftonline.com".into(),
             },
             outbound: OutboundConfig::default(),
             mail: MailConfig::default(),
@@ -881,6 +888,8 @@ impl Config {
             ("channels.whatsapp_api_url", &self.channels.whatsapp_api_url),
             ("channels.slack_api_url", &self.channels.slack_api_url),
             ("channels.telegram_api_url", &self.channels.telegram_api_url),
+            ("channels.teams_openid_url", &self.channels.teams_openid_url),
+            ("channels.teams_login_url", &self.channels.teams_login_url),
         ] {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
                 return invalid(format!("{key} must be an http(s) URL"));

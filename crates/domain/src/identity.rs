@@ -110,6 +110,7 @@ impl Identity {
             ChannelKind::Whatsapp => IdentityKind::Whatsapp,
             ChannelKind::Slack => IdentityKind::Slack,
             ChannelKind::Telegram => IdentityKind::Telegram,
+            ChannelKind::Teams => IdentityKind::Teams,
             ChannelKind::Email => IdentityKind::Email,
             ChannelKind::Web => IdentityKind::Web,
             ChannelKind::Generic => IdentityKind::Generic,

@@ -133,6 +133,7 @@ named_enum!(
         Whatsapp = "whatsapp",
         Slack = "slack",
         Telegram = "telegram",
+        Teams = "teams",
         Email = "email",
         Generic = "generic",
         Web = "web",

@@ -8,6 +8,10 @@
 //! plays Slack's Socket Mode: `apps.connections.open`, and WebSocket
 //! connections that say `hello`, carry the events a test sends, and send
 //! every event not acknowledged again on the next connection, as Slack does.
+//! And the Bot Framework for Teams: OpenID metadata and signing keys (two
+//! keys made for the test process, one published at a time, so that a test
+//! can rotate them),
+//! tokens for a bot from its tenant, and the connector replies are posted to.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -53,7 +57,27 @@ pub struct FakeProviders {
     /// `http://127.0.0.1:PORT`.
     pub base_url: String,
     sockets: Arc<Mutex<Sockets>>,
+    /// The Bot Framework's key published now: 1 or 2.
+    teams_key: Arc<Mutex<u8>>,
 }
+
+/// The fake Bot Framework's two signing keys, made once per test process.
+static TEAMS_KEYS: std::sync::LazyLock<[jsonwebtoken::EncodingKey; 2]> =
+    std::sync::LazyLock::new(|| [rsa_key(), rsa_key()]);
+
+/// A new RSA key.
+fn rsa_key() -> jsonwebtoken::EncodingKey {
+    use aws_lc_rs::encoding::AsDer;
+    use base64::Engine;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("a key");
+    let der = key.as_der().expect("PKCS#8");
+    let text = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
+    let pem = format!("-----BEGIN PRIVATE KEY-----\n{text}\n-----END PRIVATE KEY-----\n");
+    jsonwebtoken::EncodingKey::from_rsa_pem(pem.as_bytes()).expect("an RSA key")
+}
+
+/// The issuer of the Bot Framework's tokens, as its metadata gives it.
+pub const TEAMS_ISSUER: &str = "https://api.botframework.com";
 
 /// Slack's side of Socket Mode.
 #[derive(Default)]
@@ -74,6 +98,7 @@ impl FakeProviders {
             .expect("bind port 0");
         let fake = FakeProviders {
             base_url: format!("http://{}", listener.local_addr().unwrap()),
+            teams_key: Arc::new(Mutex::new(1)),
             ..Default::default()
         };
         let app = Router::new()
@@ -87,6 +112,17 @@ impl FakeProviders {
                 post(slack_connections_open),
             )
             .route("/slack/link", get(slack_link))
+            .route("/teams/openid", get(teams_openid))
+            .route("/teams/keys", get(teams_keys))
+            .route("/teams/login/{tenant}/oauth2/v2.0/token", post(teams_login))
+            .route(
+                "/teams/connector/v3/conversations/{conversation}/activities/{activity}",
+                post(teams_reply),
+            )
+            .route(
+                "/teams/connector/v3/conversations/{conversation}/activities",
+                post(teams_activity),
+            )
             .route("/telegram/{method_path}/getMe", get(telegram_get_me))
             .route("/whatsapp/{version}/{phone}", get(whatsapp_phone_number))
             .with_state(fake.clone());
@@ -108,6 +144,44 @@ impl FakeProviders {
     pub fn generic_reply_url(&self) -> String {
         let port = self.base_url.rsplit(':').next().unwrap_or_default();
         format!("http://localhost:{port}/generic/reply")
+    }
+
+    /// `channels.teams_openid_url`.
+    pub fn teams_openid(&self) -> String {
+        format!("{}/teams/openid", self.base_url)
+    }
+    /// `channels.teams_login_url`.
+    pub fn teams_login(&self) -> String {
+        format!("{}/teams/login", self.base_url)
+    }
+    /// The `serviceUrl` of the activities the fake Teams sends.
+    pub fn teams_service_url(&self) -> String {
+        format!("{}/teams/connector/", self.base_url)
+    }
+
+    /// Publishes the other signing key instead of the one published now.
+    pub fn rotate_teams_keys(&self) {
+        let mut key = self.teams_key.lock().unwrap();
+        *key = 3 - *key;
+    }
+
+    /// The claims of a valid token for the bot `app_id`, for an activity
+    /// from this fake's connector; a test changes what it means to break.
+    pub fn teams_claims(&self, app_id: &str) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({
+            "iss": TEAMS_ISSUER, "aud": app_id, "exp": now + 3600, "nbf": now - 60,
+            "serviceurl": self.teams_service_url(),
+        })
+    }
+
+    /// `claims` signed as the Bot Framework signs: with test key `key` (1
+    /// or 2; published or not), named by its key id.
+    pub fn teams_token(&self, claims: &Value, key: u8) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some(format!("key-{key}"));
+        let signing = &TEAMS_KEYS[usize::from(key) - 1];
+        jsonwebtoken::encode(&header, claims, signing).expect("signed")
     }
 
     /// Sends a Slack event (the Events API's `event_callback` body) in an
@@ -378,6 +452,92 @@ async fn slack_connection(fake: FakeProviders, mut socket: axum::extract::ws::We
         }
     }
     fake.sockets.lock().unwrap().open.remove(&n);
+}
+
+/// The Bot Framework's OpenID metadata.
+async fn teams_openid(State(fake): State<FakeProviders>) -> Response {
+    axum::Json(json!({
+        "issuer": TEAMS_ISSUER,
+        "jwks_uri": format!("{}/teams/keys", fake.base_url),
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }))
+    .into_response()
+}
+
+/// The signing key published now, endorsed for Teams.
+async fn teams_keys(State(fake): State<FakeProviders>) -> Response {
+    let key = *fake.teams_key.lock().unwrap();
+    let signing = &TEAMS_KEYS[usize::from(key) - 1];
+    let mut jwk =
+        jsonwebtoken::jwk::Jwk::from_encoding_key(signing, jsonwebtoken::Algorithm::RS256)
+            .expect("a public key");
+    jwk.common.key_id = Some(format!("key-{key}"));
+    let mut published = serde_json::to_value(jwk).unwrap();
+    published["endorsements"] = json!(["msteams", "skype"]);
+    axum::Json(json!({ "keys": [published] })).into_response()
+}
+
+/// Microsoft Entra ID's token endpoint, for the client-credentials flow:
+/// a secret containing `refused` is refused as Entra ID refuses one.
+async fn teams_login(
+    State(fake): State<FakeProviders>,
+    Path(tenant): Path<String>,
+    form: axum::extract::Form<HashMap<String, String>>,
+) -> Response {
+    fake.checked.lock().unwrap().push("teams");
+    let secret = form.get("client_secret").map(String::as_str).unwrap_or("");
+    let right = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+        && form.get("scope").map(String::as_str) == Some("https://api.botframework.com/.default");
+    if secret.is_empty() || secret.contains("refused") || !right {
+        let refused = json!({ "error": "invalid_client",
+            "error_description": "AADSTS7000215: Invalid client secret provided." });
+        return (StatusCode::UNAUTHORIZED, axum::Json(refused)).into_response();
+    }
+    axum::Json(json!({
+        "token_type": "Bearer", "expires_in": 3599,
+        "access_token": format!("teams-token-{tenant}"),
+    }))
+    .into_response()
+}
+
+/// The connector's reply to an activity: 401 without a token from the login.
+async fn teams_reply(
+    State(fake): State<FakeProviders>,
+    Path((conversation, activity)): Path<(String, String)>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    if !bearer(&headers).starts_with("teams-token-") {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({ "message": "Authorization has been denied" })),
+        )
+            .into_response();
+    }
+    let path = format!("/v3/conversations/{conversation}/activities/{activity}");
+    if let Some(failure) = fake.record("teams", path, &headers, raw) {
+        return failure;
+    }
+    axum::Json(json!({ "id": format!("reply-{}", fake.count("teams")) })).into_response()
+}
+
+/// An activity the bot starts in a conversation (`typing`), recorded as
+/// `teams-activity`.
+async fn teams_activity(
+    State(fake): State<FakeProviders>,
+    Path(conversation): Path<String>,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    if !bearer(&headers).starts_with("teams-token-") {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let path = format!("/v3/conversations/{conversation}/activities");
+    if let Some(failure) = fake.record("teams-activity", path, &headers, raw) {
+        return failure;
+    }
+    axum::Json(json!({ "id": format!("activity-{}", fake.count("teams-activity")) }))
+        .into_response()
 }
 
 /// Telegram's `getMe`: the bot, or 401 Unauthorized for a bad token.

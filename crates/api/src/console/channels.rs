@@ -77,6 +77,10 @@ fn title(kind: ChannelKind) -> (&'static str, &'static str) {
             "Telegram",
             "A bot made with @BotFather. Steward's webhook URL is then set with setWebhook and your secret token.",
         ),
+        ChannelKind::Teams => (
+            "Microsoft Teams",
+            "An Azure Bot with the Teams channel, registered single-tenant in Microsoft Entra ID. Afterwards, paste the webhook URL into the bot's Configuration → Messaging endpoint.",
+        ),
         ChannelKind::Email => (
             "Email",
             "A mailbox Steward reads over IMAP and answers from over SMTP.",
@@ -121,6 +125,13 @@ fn hint(kind: ChannelKind, field: &str) -> &'static str {
         (ChannelKind::Telegram, "secret_token") => {
             "Letters, digits, _ and - you choose; Telegram sends it with every update."
         }
+        (ChannelKind::Teams, "app_id") => {
+            "The app registration's Application (client) ID, also the bot's Microsoft App ID."
+        }
+        (ChannelKind::Teams, "app_password") => {
+            "A client secret: the app registration's Certificates & secrets → New client secret (its Value)."
+        }
+        (ChannelKind::Teams, "tenant_id") => "The app registration's Directory (tenant) ID.",
         (ChannelKind::Email, "tls") => {
             "Encrypted connections (leave on unless the server is this machine)."
         }

@@ -55,6 +55,10 @@ fn open(state: &SharedState, channel: &Channel) -> ApiResult<ChannelConfig> {
 }
 
 fn refused(kind: ChannelKind, why: Unauthorized) -> ApiError {
+    if let Unauthorized::Unverifiable(detail) = why {
+        // Not the caller's fault: answered 503, so the provider sends it again.
+        return ApiError::Unavailable(detail);
+    }
     metrics::counter!("steward_webhook_rejected_total", "channel" => kind.as_str(), "reason" => "signature")
         .increment(1);
     tracing::info!(channel_kind = %kind, reason = %why, "webhook refused");
@@ -96,7 +100,10 @@ async fn receive(
         _ => ApiError::bad_request("unreadable_body", rejection.body_text()),
     })?;
     let config = open(&state, &channel)?;
-    webhook::verify(&config, &headers, &body, Utc::now())
+    state
+        .webhooks
+        .verify(&config, &headers, &body, Utc::now())
+        .await
         .map_err(|why| refused(channel.kind, why))?;
 
     if let Err(wait) = state.webhook_limiter.check(channel.id).await {
@@ -123,12 +130,22 @@ async fn receive(
             reactions,
         } => (messages, reactions),
     };
+    let answering = events.0.last().map(|m| m.route.clone());
     // A store failure answers 503, so the provider retries.
     let max_attempts = state.config.jobs.max_attempts;
     let taken =
         steward_channels::take(state.store.as_ref(), &channel, events, max_attempts).await?;
     if taken.stored > 0 {
         state.jobs_enqueued.notify_one();
+        if let Some(route) = answering {
+            // Best effort, after the answer: "typing…" where the provider has it.
+            let sender = state.channels.clone();
+            tokio::spawn(async move {
+                if let Err(e) = sender.typing(&config, &route).await {
+                    tracing::debug!(error = %e, "no typing indicator");
+                }
+            });
+        }
     }
     Ok((
         StatusCode::OK,

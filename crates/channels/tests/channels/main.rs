@@ -10,6 +10,7 @@ mod outbound;
 mod people;
 mod rotation;
 mod socket_mode;
+mod teams;
 mod webhooks;
 
 use std::collections::HashMap;
@@ -67,6 +68,8 @@ impl Harness {
             config.channels.whatsapp_api_url = providers.whatsapp_api();
             config.channels.slack_api_url = providers.slack_api();
             config.channels.telegram_api_url = providers.telegram_api();
+            config.channels.teams_openid_url = providers.teams_openid();
+            config.channels.teams_login_url = providers.teams_login();
             configure(config);
         })
         .await;
@@ -113,6 +116,7 @@ impl Harness {
                 whatsapp: self.providers.whatsapp_api(),
                 slack: self.providers.slack_api(),
                 telegram: self.providers.telegram_api(),
+                teams_login: self.providers.teams_login(),
             },
             // The fake providers and mail servers listen on loopback.
             Guard::new(true),

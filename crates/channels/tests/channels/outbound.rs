@@ -36,6 +36,7 @@ fn closed_sender() -> Sender {
             whatsapp: "https://graph.facebook.com/v21.0".into(),
             slack: "https://slack.com/api".into(),
             telegram: "https://api.telegram.org".into(),
+            teams_login: "https://login.microsoftonline.com".into(),
         },
         Guard::new(false),
     )
@@ -155,6 +156,7 @@ async fn a_failed_reply_shows_the_status_and_never_the_remote_body() {
             whatsapp: String::new(),
             slack: String::new(),
             telegram: String::new(),
+            teams_login: String::new(),
         },
         Guard::new(true),
     );
