@@ -667,18 +667,10 @@ async fn scheduler_and_worker_processes_share_one_database_through_a_leader_cras
             .env("STEWARD_SCHEDULER__LEASE_SECS", "2")
             // Short, so that the firings counted below are live ones, not a catch-up burst.
             .env("STEWARD_SCHEDULER__CATCH_UP_SECS", "10")
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Server {
-            child: command.spawn().unwrap(),
-            base: String::new(),
-        }
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50");
+        Server::spawn(command)
     };
-    let migrated = run(steward(dir.path())
-        .arg("migrate")
-        .env("STEWARD_DATABASE__URL", &database_url));
-    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    migrate(dir.path(), &database_url);
 
     let wait_for = |at_least: usize| {
         let url = database_url.clone();
@@ -765,10 +757,8 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
             .env("STEWARD_LLM__PRIMARY__BASE_URL", &fake.base_url)
             .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
             .env("STEWARD_JOBS__LEASE_SECS", "3")
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        command.spawn().unwrap()
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50");
+        Server::spawn(command)
     };
     let (_, password) = create_acme_with({
         let mut command = steward(dir.path());
@@ -777,18 +767,13 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
     });
 
     let port = free_port();
-    let api = Server {
-        child: role(&["api", "--listen", &format!("127.0.0.1:{port}")]),
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let mut api = role(&["api", "--listen", &format!("127.0.0.1:{port}")]);
+    api.base = format!("http://127.0.0.1:{port}");
     api.wait_until_healthy().await;
     let owner = Api::sign_in(&api.base, &password).await;
     let bot = owner.chatbot().await;
 
-    let mut first = Server {
-        child: role(&["worker"]),
-        base: String::new(),
-    };
+    let mut first = role(&["worker"]);
     let (status, _) = owner
         .post(
             &format!("/api/v1/chatbots/{bot}/messages"),
@@ -806,10 +791,7 @@ async fn a_worker_killed_mid_reply_is_replaced_and_the_reply_is_written_once() {
     }
     first.child.kill().unwrap(); // SIGKILL, mid-reply
     first.child.wait().unwrap();
-    let _second = Server {
-        child: role(&["worker"]),
-        base: String::new(),
-    };
+    let _second = role(&["worker"]);
 
     let replies = owner.first_reply(&bot, Duration::from_secs(60)).await;
     // Once the job is done nothing else can write: count again then.

@@ -176,13 +176,8 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
             .env("STEWARD_SCHEDULER__BACKUP_CRON", "")
             .env("STEWARD_SCHEDULER__LEASE_SECS", "2")
             .env("STEWARD_SCHEDULER__CATCH_UP_SECS", "10")
-            .env("STEWARD_HTTP__SHUTDOWN_GRACE_SECS", "10")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        Server {
-            child: command.spawn().unwrap(),
-            base: String::new(),
-        }
+            .env("STEWARD_HTTP__SHUTDOWN_GRACE_SECS", "10");
+        Server::spawn(command)
     };
     let api_on = |port: u16| {
         role(vec![
@@ -192,10 +187,7 @@ async fn two_of_each_role_behind_nginx_survive_kills_and_a_rolling_restart() {
         ])
     };
 
-    let migrated = run(steward(dir.path())
-        .arg("migrate")
-        .env("STEWARD_DATABASE__URL", &url));
-    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    migrate(dir.path(), &url);
     let (_, password) = create_acme_with({
         let mut command = steward(dir.path());
         command.env("STEWARD_DATABASE__URL", &url);

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use sqlx::Connection;
@@ -58,19 +57,10 @@ async fn one_api_holds_the_connection_and_another_takes_it_over_when_it_is_kille
             .env("STEWARD_LLM__PRIMARY__BASE_URL", &model.base_url)
             .env("STEWARD_LLM__PRIMARY__MODEL", "fake-model")
             .env("STEWARD_CHANNELS__SLACK_API_URL", slack.slack_api())
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "100")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // Killed when the test ends, however it ends.
-        Server {
-            child: command.spawn().unwrap(),
-            base: String::new(),
-        }
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "100");
+        Server::spawn(command)
     };
-    let migrated = run(steward(dir.path())
-        .arg("migrate")
-        .env("STEWARD_DATABASE__URL", &url));
-    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    migrate(dir.path(), &url);
     let (_, password) = create_acme_with({
         let mut command = steward(dir.path());
         command.env("STEWARD_DATABASE__URL", &url);

@@ -161,30 +161,22 @@ impl BotFrameworkKeys {
         found(&kept).ok_or_else(|| refused("signed by a key the Bot Framework does not publish"))
     }
 
+    /// The JSON document at `url` (`what` it is, for the error).
+    async fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        url: &str,
+    ) -> Result<T, Unauthorized> {
+        let unreachable =
+            |e: reqwest::Error| Unauthorized::Unverifiable(format!("{what}: {}", e.without_url()));
+        let response = self.http.get(url).send().await.map_err(unreachable)?;
+        let response = response.error_for_status().map_err(unreachable)?;
+        response.json().await.map_err(unreachable)
+    }
+
     async fn fetch(&self) -> Result<Kept, Unauthorized> {
-        let unreachable = |what: &str, e: reqwest::Error| {
-            Unauthorized::Unverifiable(format!("{what}: {}", e.without_url()))
-        };
-        let metadata: Metadata = self
-            .http
-            .get(&self.metadata_url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unreachable("the OpenID metadata", e))?
-            .json()
-            .await
-            .map_err(|e| unreachable("the OpenID metadata", e))?;
-        let published: KeySet = self
-            .http
-            .get(&metadata.jwks_uri)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .map_err(|e| unreachable("the signing keys", e))?
-            .json()
-            .await
-            .map_err(|e| unreachable("the signing keys", e))?;
+        let metadata: Metadata = self.get("the OpenID metadata", &self.metadata_url).await?;
+        let published: KeySet = self.get("the signing keys", &metadata.jwks_uri).await?;
         let keys = published
             .keys
             .into_iter()

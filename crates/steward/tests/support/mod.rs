@@ -27,6 +27,14 @@ pub fn run(command: &mut Command) -> Output {
     command.output().expect("steward runs")
 }
 
+/// `steward migrate` on the database at `url`.
+pub fn migrate(data_dir: &Path, url: &str) {
+    let migrated = run(steward(data_dir)
+        .arg("migrate")
+        .env("STEWARD_DATABASE__URL", url));
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -83,6 +91,20 @@ pub struct Server {
 impl Server {
     pub fn start(command: Command) -> Self {
         Self::start_on(command, free_port())
+    }
+
+    /// `command` as it is (a role with its arguments), its output
+    /// discarded; killed when the test ends, however it ends.
+    pub fn spawn(mut command: Command) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("steward starts");
+        Self {
+            child,
+            base: String::new(),
+        }
     }
 
     pub fn start_on(command: Command, port: u16) -> Self {
