@@ -105,6 +105,13 @@ pub enum Inbound {
     },
     /// Slack's `url_verification`: answer with this challenge.
     Challenge(String),
+    /// The bot was added to a conversation: greet it with `text` (the
+    /// channel's greeting), once per `key` (the provider's id for the event).
+    Greet {
+        key: String,
+        route: Route,
+        text: String,
+    },
     /// Acknowledged, and nothing stored.
     Ignored(&'static str),
 }

@@ -1,8 +1,9 @@
 //! The `post` job: a text one of Steward's own tools posts to the
 //! organization's people through one of its channels, outside any
 //! conversation with the assistant (a new lead, a conversation handed off).
-//! Slack channels post with their bot to a conversation id; no other kind
-//! posts.
+//! Slack channels post with their bot to a conversation id; Teams channels
+//! into a conversation by its route (a greeting when the bot is added); no
+//! other kind posts.
 //!
 //! As with a delivery, the one window left is the process dying after Slack
 //! accepted the post and before the job is marked done: the post is made
@@ -19,7 +20,7 @@ use steward_store::{ChannelEvent, Job, Store, StoreError, TenantScope};
 use crate::config::ChannelConfig;
 use crate::deliver::job_error;
 use crate::send::Sender;
-use crate::slack;
+use crate::{slack, teams};
 
 pub struct Post {
     pub store: Arc<dyn Store>,
@@ -46,13 +47,23 @@ impl JobHandler for Post {
         };
         let config = ChannelConfig::open(&channel, &self.sealer)
             .map_err(|e| JobError::Permanent(e.to_string()))?;
-        let ChannelConfig::Slack(slack) = &config else {
-            return Err(JobError::Permanent(format!(
-                "a {} channel does not post: only Slack channels do",
-                channel.kind
-            )));
+        let posted = match &config {
+            ChannelConfig::Slack(c) => {
+                slack::post_message(&self.sender, c, &post.to, None, &post.text).await
+            }
+            ChannelConfig::Teams(c) => {
+                let route: teams::Route = serde_json::from_str(&post.to)
+                    .map_err(|e| JobError::Permanent(format!("not a Teams route: {e}")))?;
+                teams::post(&self.sender, c, &route, &post.text).await
+            }
+            _ => {
+                return Err(JobError::Permanent(format!(
+                    "a {} channel does not post: only Slack and Teams channels do",
+                    channel.kind
+                )));
+            }
         };
-        match slack::post_message(&self.sender, slack, &post.to, None, &post.text).await {
+        match posted {
             Ok(_) => {
                 crate::count_message(channel.kind, "outbound");
                 let _ = self

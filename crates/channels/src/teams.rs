@@ -28,12 +28,16 @@ pub struct Config {
     pub app_password: SecretText,
     /// The Directory (tenant) ID the app is registered in: single-tenant.
     pub tenant_id: String,
+    /// Said when the bot is added to a conversation; none: nothing is said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
 }
 
 pub(crate) const FIELDS: &[Field] = &[
     Field::setting("app_id", FieldRule::Token(64), true),
     Field::secret("app_password", FieldRule::Text),
     Field::setting("tenant_id", FieldRule::Token(64), true),
+    Field::setting("greeting", FieldRule::Text, false),
 ];
 
 /// Teams takes about 28 KB per message; replies are split well before.
@@ -63,6 +67,9 @@ struct Activity {
     text: Option<String>,
     #[serde(default)]
     entities: Vec<Entity>,
+    /// Who joined the conversation (a `conversationUpdate`).
+    #[serde(default)]
+    members_added: Vec<Account>,
 }
 
 #[derive(Deserialize)]
@@ -95,9 +102,13 @@ struct Entity {
 /// `message` activities from people: every one in a personal chat; in a
 /// group chat or a channel, those that @mention the bot, the mention taken
 /// out of the text. One conversation per Teams conversation (a channel's
-/// thread is one of its own).
+/// thread is one of its own). And the `conversationUpdate` that adds the
+/// bot to a conversation, greeted when the channel has a greeting.
 pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
     let activity: Activity = inbound::json(body)?;
+    if activity.kind == "conversationUpdate" {
+        return Ok(added(c, activity));
+    }
     if activity.kind != "message" {
         return Ok(Inbound::Ignored("not a message activity"));
     }
@@ -154,6 +165,32 @@ pub(crate) fn parse(c: &Config, body: &[u8]) -> Result<Inbound, Malformed> {
             activity_id: id,
         }),
     }]))
+}
+
+/// A greeting for the conversation the bot was just added to, if the
+/// channel has one.
+fn added(c: &Config, activity: Activity) -> Inbound {
+    let (Some(text), Some(id), Some(service_url), Some(recipient), Some(conversation)) = (
+        c.greeting.clone(),
+        activity.id,
+        activity.service_url,
+        activity.recipient,
+        activity.conversation,
+    ) else {
+        return Inbound::Ignored("a conversation update with nothing to greet");
+    };
+    if !activity.members_added.iter().any(|m| m.id == recipient.id) {
+        return Inbound::Ignored("someone else joined the conversation");
+    }
+    Inbound::Greet {
+        key: id.clone(),
+        text,
+        route: inbound::Route::Teams(Route {
+            service_url,
+            conversation_id: conversation.id,
+            activity_id: id,
+        }),
+    }
 }
 
 // --- Sending ---
@@ -252,6 +289,21 @@ pub(crate) async fn send(
     }
 }
 
+/// `POST {serviceUrl}/v3/conversations/{id}/activities`: `text` said in
+/// the conversation, answering nothing (a greeting); the connector's id.
+pub(crate) async fn post(
+    sender: &Sender,
+    c: &Config,
+    route: &Route,
+    text: &str,
+) -> Result<Option<String>, SendError> {
+    let url = connector_url(route, None)?;
+    let token = sender.teams.get(sender, c).await?;
+    let request = sender.guarded.post(url).bearer_auth(token);
+    let answer = call(request.json(&json!({ "type": "message", "text": text }))).await?;
+    Ok(answer["id"].as_str().map(str::to_owned))
+}
+
 /// `POST {serviceUrl}/v3/conversations/{id}/activities`, a `typing`
 /// activity: Teams shows the bot typing until the reply comes, or for a few
 /// seconds.
@@ -296,6 +348,7 @@ mod tests {
             app_id: "11111111-2222-3333-4444-555555555555".into(),
             app_password: SecretText::from("app-secret"),
             tenant_id: "tenant-1".into(),
+            greeting: None,
         }
     }
 

@@ -202,7 +202,8 @@ pub struct PostArgs {
     /// What makes the post one of a kind: the tool call that caused it.
     pub key: String,
     pub channel_id: ChannelId,
-    /// Where in the provider it goes: a Slack conversation id.
+    /// Where in the provider it goes: a Slack conversation id, or a Teams
+    /// conversation's route (its JSON).
     pub to: String,
     pub text: String,
 }

@@ -132,6 +132,9 @@ fn hint(kind: ChannelKind, field: &str) -> &'static str {
             "A client secret: the app registration's Certificates & secrets → New client secret (its Value)."
         }
         (ChannelKind::Teams, "tenant_id") => "The app registration's Directory (tenant) ID.",
+        (ChannelKind::Teams, "greeting") => {
+            "Said when the bot is added to a chat or a team; empty: nothing is said."
+        }
         (ChannelKind::Email, "tls") => {
             "Encrypted connections (leave on unless the server is this machine)."
         }

@@ -19,8 +19,9 @@ use chrono::Utc;
 use serde_json::json;
 use steward_channels::webhook::{self, Subscription};
 use steward_channels::{ChannelConfig, Inbound, Unauthorized};
+use steward_domain::jobs::PostArgs;
 use steward_domain::{ChannelId, ChannelKind};
-use steward_store::Channel;
+use steward_store::{Channel, NewJob};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Path;
@@ -123,6 +124,19 @@ async fn receive(
         }
         Inbound::Ignored(why) => {
             return Ok(axum::Json(json!({ "ok": true, "ignored": why })).into_response());
+        }
+        Inbound::Greet { key, route, text } => {
+            // A job, once per event: the provider's retry finds it enqueued.
+            let post = PostArgs {
+                key: format!("greet:{}:{key}", channel.id),
+                channel_id: channel.id,
+                to: route.to_meta().to_string(),
+                text,
+            };
+            let job = NewJob::of(&post, state.config.jobs.max_attempts).for_org(channel.org_id);
+            state.store.enqueue(job).await?;
+            state.jobs_enqueued.notify_one();
+            return Ok(axum::Json(json!({ "ok": true, "greeting": true })).into_response());
         }
         Inbound::Messages(messages) => (messages, Vec::new()),
         Inbound::Events {

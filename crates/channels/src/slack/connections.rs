@@ -212,7 +212,9 @@ impl SocketChannels {
                             messages,
                             reactions,
                         }) => (messages, reactions),
-                        Ok(Inbound::Challenge(_) | Inbound::Ignored(_)) => return Ok(()),
+                        Ok(Inbound::Challenge(_) | Inbound::Ignored(_) | Inbound::Greet { .. }) => {
+                            return Ok(());
+                        }
                         // Sent again it would be as malformed: acknowledged.
                         Err(e) => {
                             tracing::warn!(channel = %channel.id, error = %e, "a Socket Mode event was not understood");

@@ -217,6 +217,7 @@ mod tests {
             app_id: "app".into(),
             app_password: crate::config::SecretText::from("secret"),
             tenant_id: "tenant".into(),
+            greeting: None,
         };
         let mut headers = HeaderMap::new();
         // {"alg":"RS256","kid":"k1"} . {} . a signature nobody checks

@@ -176,3 +176,48 @@ async fn tokens_not_signed_for_this_bot_and_this_activity_are_refused_and_store_
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["stored"], 1);
 }
+
+#[tokio::test]
+async fn a_bot_added_to_a_conversation_greets_it_once_when_it_has_a_greeting() {
+    let harness = Harness::start().await;
+    let config = json!({ "app_id": APP_ID, "app_password": "app-secret~1", "tenant_id": TENANT,
+                         "greeting": "Hello! Ask me about opening hours." });
+    let path = harness.channel("teams", config).await.1;
+    let fake = &harness.providers;
+    let added = json!({
+        "type": "conversationUpdate", "id": "f:added-1", "channelId": "msteams",
+        "serviceUrl": fake.teams_service_url(),
+        "from": { "id": "29:1ana", "aadObjectId": "8f1e-ana" },
+        "recipient": { "id": format!("28:{APP_ID}"), "name": "Steward" },
+        "conversation": { "id": "19:team-general@thread.tacv2", "conversationType": "channel", "tenantId": TENANT },
+        "membersAdded": [{ "id": format!("28:{APP_ID}") }]
+    });
+    for _ in 0..2 {
+        let token = fake.teams_token(&fake.teams_claims(APP_ID), 1);
+        let answer = post(&harness, &path, Some(token), &added).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.body["greeting"], true);
+    }
+    let said = fake.wait_for("teams-activity", 1).await;
+    assert_eq!(
+        said[0].path,
+        "/v3/conversations/19:team-general@thread.tacv2/activities"
+    );
+    assert_eq!(said[0].body["type"], "message");
+    assert_eq!(said[0].body["text"], "Hello! Ask me about opening hours.");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        fake.sent("teams-activity").len(),
+        1,
+        "greeted once, sent twice"
+    );
+
+    // Someone else joining is not greeted.
+    let mut joined = added.clone();
+    joined["id"] = json!("f:added-2");
+    joined["membersAdded"] = json!([{ "id": "29:1bruno" }]);
+    let token = fake.teams_token(&fake.teams_claims(APP_ID), 1);
+    let answer = post(&harness, &path, Some(token), &joined).await;
+    assert!(answer.body["ignored"].is_string(), "{}", answer.text);
+    assert!(harness.messages().await.is_empty());
+}
