@@ -32,6 +32,12 @@ pub enum ApiError {
     Unprocessable { code: &'static str, message: String },
     /// 429: slow down; retry after this many seconds.
     RateLimited { retry_after_secs: u64 },
+    /// 401: a sign-in through an identity provider failed (the message says why).
+    SignInFailed { code: &'static str, message: String },
+    /// 502: a server Steward depends on for this request (an identity
+    /// provider) could not be reached or answered nonsense; the message
+    /// says which, in Steward's words.
+    Upstream(String),
     /// 503: a dependency is down; worth retrying.
     Unavailable(String),
     /// 500: a bug. The detail is logged, never sent.
@@ -78,7 +84,8 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized { .. } | Self::SignInFailed { .. } => StatusCode::UNAUTHORIZED,
+            Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
@@ -95,7 +102,9 @@ impl ApiError {
         match self {
             Self::BadRequest { code, message }
             | Self::Conflict { code, message }
-            | Self::Unprocessable { code, message } => (code, message.clone()),
+            | Self::Unprocessable { code, message }
+            | Self::SignInFailed { code, message } => (code, message.clone()),
+            Self::Upstream(message) => ("upstream_unreachable", message.clone()),
             Self::Unauthorized { message } => ("unauthorized", (*message).to_owned()),
             Self::Forbidden { code, message } => (code, (*message).to_owned()),
             Self::NotFound => ("not_found", "no such resource".into()),
@@ -133,6 +142,7 @@ impl IntoResponse for ApiError {
         match &self {
             Self::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             Self::Unavailable(detail) => tracing::warn!(error = %detail, "dependency unavailable"),
+            Self::Upstream(detail) => tracing::warn!(error = %detail, "upstream unreachable"),
             _ => {}
         }
         let status = self.status();

@@ -10,6 +10,7 @@ pub mod error;
 mod extract;
 mod idempotency;
 mod live_hub;
+mod oidc;
 pub mod mcp;
 pub mod metrics;
 mod patterns;

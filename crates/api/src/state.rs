@@ -40,6 +40,8 @@ pub struct AppState {
     pub tools: steward_tools::Catalogue,
     /// Asks a channel's provider whether its configuration works.
     pub channels: steward_channels::Sender,
+    /// Single sign-on's providers, kept between sign-ins.
+    pub sso: crate::oidc::Sso,
     /// Requests being handled now: what a graceful shutdown waits for.
     in_flight: AtomicI64,
     /// Signalled after a request enqueues a job, so that a worker in this
@@ -105,6 +107,7 @@ impl AppState {
             ),
         };
         Ok(Arc::new(Self {
+            sso: crate::oidc::Sso::new(services.guard.clone()),
             webhook_limiter,
             webhooks,
             blobs: services.blobs,

@@ -21,6 +21,8 @@ mod patterns;
 mod people;
 #[path = "api/skills.rs"]
 mod skills;
+#[path = "api/sso.rs"]
+mod sso;
 #[path = "api/tenancy.rs"]
 mod tenancy;
 #[path = "api/tools.rs"]

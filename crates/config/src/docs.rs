@@ -99,6 +99,18 @@ pub const KEYS: &[KeyDoc] = &[
         "Password hashes computed at once; each holds argon2_memory_kib.",
     ),
     k(
+        "auth.sso_issuer",
+        "The platform's OpenID provider (its issuer URL), which organizations may use for single sign-on instead of their own. Unset: each brings its own.",
+    ),
+    k(
+        "auth.sso_client_id",
+        "Steward's client id at the platform's OpenID provider.",
+    ),
+    k(
+        "auth.sso_client_secret",
+        "Steward's client secret at the platform's OpenID provider.",
+    ),
+    k(
         "secrets.master_key",
         "Base64 of 32 bytes that encrypts stored secrets (openssl rand -base64 32). Unset outside production: generated.",
     ),

@@ -388,6 +388,12 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub hash_concurrency: usize,
+    /// The platform's OpenID provider, which organizations may sign in
+    /// through instead of their own: its issuer URL, and Steward's client
+    /// there. All three or none.
+    pub sso_issuer: Option<String>,
+    pub sso_client_id: Option<String>,
+    pub sso_client_secret: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -613,6 +619,9 @@ impl Default for Config {
                 argon2_memory_kib: 19 * 1024,
                 argon2_iterations: 2,
                 hash_concurrency: 2,
+                sso_issuer: None,
+                sso_client_id: None,
+                sso_client_secret: None,
             },
             secrets: SecretsConfig::default(),
             tiers: TiersConfig {
@@ -835,6 +844,23 @@ impl Config {
                 "outbound.allow_private_networks is for tests and local development: production refuses it"
                     .into(),
             );
+        }
+        let auth = &self.auth;
+        let platform_sso = [
+            auth.sso_issuer.is_some(),
+            auth.sso_client_id.is_some(),
+            auth.sso_client_secret.is_some(),
+        ];
+        if platform_sso.contains(&true) && platform_sso.contains(&false) {
+            return invalid(
+                "auth.sso_issuer, auth.sso_client_id and auth.sso_client_secret go together: set all three or none"
+                    .into(),
+            );
+        }
+        if let Some(issuer) = &auth.sso_issuer
+            && !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+        {
+            return invalid(format!("auth.sso_issuer: '{issuer}' is not an http(s) URL"));
         }
         let tools = &self.tools;
         if tools.max_steps == 0

@@ -1,6 +1,6 @@
 //! Errors every backend maps its driver errors into.
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, PartialEq, thiserror::Error)]
 pub enum StoreError {
     /// No such row in this tenant. Another tenant's row is also "not found".
     #[error("not found")]
@@ -45,6 +45,13 @@ pub enum Conflict {
     NotAReply,
     /// A person named who is not one of the organization's.
     UnknownPerson,
+    /// A single sign-on slug another organization has.
+    SlugTaken,
+    /// A single sign-on by someone who is a member of another organization.
+    OtherOrganization,
+    /// A single sign-on as a member who signs in as another identity of
+    /// the same provider.
+    OtherIdentity,
 }
 
 impl Conflict {
@@ -62,6 +69,9 @@ impl Conflict {
             Self::SamePerson => "same_person",
             Self::UnknownPerson => "unknown_person",
             Self::NotAReply => "not_a_reply",
+            Self::SlugTaken => "slug_taken",
+            Self::OtherOrganization => "member_of_another_organization",
+            Self::OtherIdentity => "other_identity",
         }
     }
 
@@ -83,6 +93,11 @@ impl Conflict {
             Self::SamePerson => "a person cannot be merged with themself",
             Self::NotAReply => "only the assistant's replies are rated",
             Self::UnknownPerson => "a person named is not one of the organization's",
+            Self::SlugTaken => "another organization signs in with this slug",
+            Self::OtherOrganization => "this address belongs to a member of another organization",
+            Self::OtherIdentity => {
+                "this member signs in as another identity of this provider"
+            }
         }
     }
 }

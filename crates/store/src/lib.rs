@@ -24,6 +24,7 @@ mod records;
 mod scope;
 mod skills;
 pub mod sql;
+mod sso;
 mod store;
 mod tools;
 
@@ -56,6 +57,7 @@ pub use ops::{
 };
 pub use patterns::{PatternCount, PatternStore, Span};
 pub use people::PeopleStore;
+pub use sso::{SsoAttempt, SsoIdentity, SsoMember, SsoProvider, SsoSettings, SsoStore};
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};

@@ -25,6 +25,7 @@ pub trait Store:
     + crate::ExportStore
     + crate::FeedbackStore
     + crate::SkillStore
+    + crate::SsoStore
     + crate::IdempotencyStore
     + JobQueue
     + crate::ChannelStore

@@ -113,6 +113,7 @@ impl FakeProviders {
             )
             .route("/slack/link", get(slack_link))
             .route("/teams/openid", get(teams_openid))
+            .route("/oidc/.well-known/openid-configuration", get(oidc_discovery))
             .route("/teams/keys", get(teams_keys))
             .route("/teams/login/{tenant}/oauth2/v2.0/token", post(teams_login))
             .route(
@@ -149,6 +150,11 @@ impl FakeProviders {
     /// `channels.teams_openid_url`.
     pub fn teams_openid(&self) -> String {
         format!("{}/teams/openid", self.base_url)
+    }
+
+    /// The issuer of a provider that publishes discovery and keys only.
+    pub fn oidc_issuer(&self) -> String {
+        format!("{}/oidc", self.base_url)
     }
     /// `channels.teams_login_url`.
     pub fn teams_login(&self) -> String {
@@ -452,6 +458,20 @@ async fn slack_connection(fake: FakeProviders, mut socket: axum::extract::ws::We
         }
     }
     fake.sockets.lock().unwrap().open.remove(&n);
+}
+
+/// An OpenID provider's discovery document, for routes that only need one
+/// to exist (its keys are the Teams issuer's); sign-ins are tested against
+/// a real provider (`scripts/oidc-provider`).
+async fn oidc_discovery(State(fake): State<FakeProviders>) -> Response {
+    let issuer = format!("{}/oidc", fake.base_url);
+    axum::Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/auth"),
+        "token_endpoint": format!("{issuer}/token"),
+        "jwks_uri": format!("{}/teams/keys", fake.base_url),
+    }))
+    .into_response()
 }
 
 /// The Bot Framework's OpenID metadata.

@@ -34,6 +34,11 @@ const SUITES: &[(&str, &str, &str)] = &[
         "eval \"$(scripts/embedder)\"",
     ),
     (
+        "STEWARD_TEST_OIDC_ISSUER",
+        "single sign-on against a real OpenID provider",
+        "eval \"$(scripts/oidc-provider)\"",
+    ),
+    (
         "STEWARD_TEST_MCP_SHOP",
         "tools against MCP servers others wrote",
         "eval \"$(scripts/mcp-servers)\"",

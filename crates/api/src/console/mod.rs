@@ -31,6 +31,7 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
     let pages = Router::new()
         .route("/", get(organization::overview))
         .route("/login", get(sign_in::form).post(sign_in::submit))
+        .route("/login/sso", get(sign_in::single_sign_on))
         .route("/logout", post(sign_in::sign_out))
         .route("/setup", get(setup::form).post(setup::submit))
         .route(
@@ -91,6 +92,14 @@ pub fn router(state: &SharedState, api: bridge::ApiRouter) -> Router<SharedState
         ))
         .layer(Extension(api));
     pages.route("/assets/{name}", get(assets::serve))
+}
+
+pub(crate) use sign_in::safe_next;
+
+/// A single sign-on that failed, as a page (the API's answer is JSON).
+pub(crate) fn sign_in_failed(failure: crate::error::ApiError) -> Response {
+    let (_, message) = failure.code_and_message();
+    view::problem(failure.status(), "Single sign-on failed", &message)
 }
 
 /// The console's "not found" page.

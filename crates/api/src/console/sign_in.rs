@@ -30,7 +30,7 @@ pub struct Next {
 }
 
 /// Where to go after signing in: a path of this console, never elsewhere.
-fn safe_next(next: Option<&str>) -> String {
+pub(crate) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(path)
             if path.starts_with('/')
@@ -64,6 +64,30 @@ pub async fn form(
         error: None,
     });
     token.set_on(&state, page)
+}
+
+#[derive(Deserialize)]
+pub struct SingleSignOn {
+    organization: String,
+    next: Option<String>,
+}
+
+/// From the sign-in page to the organization's single sign-on.
+pub async fn single_sign_on(Query(form): Query<SingleSignOn>) -> Response {
+    let slug = form.organization.trim().to_lowercase();
+    if slug.is_empty()
+        || slug.len() > 63
+        || !slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return view::problem(
+            StatusCode::BAD_REQUEST,
+            "Single sign-on",
+            "That is not an organization's sign-in name: lowercase letters, digits and dashes.",
+        );
+    }
+    let next = safe_next(form.next.as_deref());
+    let query = serde_urlencoded::to_string([("next", next.as_str())]).unwrap_or_default();
+    Redirect::to(&format!("/api/v1/auth/sso/{slug}?{query}")).into_response()
 }
 
 #[derive(Deserialize)]

@@ -52,7 +52,7 @@ pub struct LoginRequest {
 #[derive(Serialize, ToSchema)]
 pub struct SessionResponse {
     /// Send as `Authorization: Bearer <token>`.
-    token: String,
+    pub(crate) token: String,
     expires_at: DateTime<Utc>,
     user: UserDto,
     organization: OrganizationDto,
@@ -176,6 +176,7 @@ async fn register(
     responses(
         (status = 200, body = SessionResponse),
         (status = 401, description = "wrong email or password", body = ErrorBody),
+        (status = 403, description = "the organization requires single sign-on of everyone but owners (`sso_required`)", body = ErrorBody),
         (status = 429, description = "too many attempts; see Retry-After", body = ErrorBody),
     ))]
 async fn login(
@@ -201,11 +202,22 @@ async fn login(
         return Err(wrong);
     }
     let user = user.ok_or(wrong)?;
+    if user.role != Role::Owner && crate::routes::sso::required(&state, user.org_id).await? {
+        return Err(ApiError::Forbidden {
+            code: "sso_required",
+            message: "your organization signs in with single sign-on: use its sign-in link",
+        });
+    }
     session(&state, user).await
 }
 
 /// A new session for `user`: a token of their current session generation.
 async fn session(state: &SharedState, user: User) -> ApiResult<axum::Json<SessionResponse>> {
+    session_for(state, user).await.map(axum::Json)
+}
+
+/// [`session`], for a sign-in that answers in its own way.
+pub(crate) async fn session_for(state: &SharedState, user: User) -> ApiResult<SessionResponse> {
     let organization = state
         .store
         .organization(&steward_store::TenantScope::for_operator(user.org_id))
@@ -213,12 +225,12 @@ async fn session(state: &SharedState, user: User) -> ApiResult<axum::Json<Sessio
     let (token, expires_at) = state
         .tokens
         .issue(user.id, organization.id, user.session_generation);
-    Ok(axum::Json(SessionResponse {
+    Ok(SessionResponse {
         token,
         expires_at,
         user: user.into(),
         organization: organization.into(),
-    }))
+    })
 }
 
 #[derive(Serialize, ToSchema)]

@@ -2,7 +2,7 @@
 //! document, so the document covers exactly the routes that exist.
 
 mod api_keys;
-mod auth;
+pub(crate) mod auth;
 mod channels;
 mod chatbots;
 mod conversations;
@@ -16,6 +16,7 @@ pub mod ops;
 mod organizations;
 mod people;
 mod skills;
+pub(crate) mod sso;
 mod tools;
 pub mod webhooks;
 
@@ -30,6 +31,7 @@ pub fn api(state: &SharedState) -> OpenApiRouter<SharedState> {
         .merge(auth::router())
         .merge(api_keys::router())
         .merge(organizations::router())
+        .merge(sso::router())
         .merge(chatbots::router())
         .merge(channels::router())
         .merge(conversations::router())

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use steward_domain::ToolCallId;
 use steward_store::{NewLead, TenantScope};
-use steward_testkit::app::{Session, TestApp, spawn_app};
+use steward_testkit::app::{Session, TestApp, spawn_app_with};
+use steward_testkit::providers::FakeProviders;
 
 /// What org A owns, by the path parameter that names it.
 struct Owned {
@@ -53,6 +54,7 @@ async fn snapshot(app: &TestApp, a: &Session, owned: &Owned) -> Vec<Value> {
         format!("/api/v1/people/{}/memory", owned.person),
         format!("/api/v1/people/{}/exports/{}", owned.person, owned.export),
         "/api/v1/organizations/settings".into(),
+        "/api/v1/organizations/sso".into(),
         "/api/v1/insights/taxonomy".into(),
         "/api/v1/insights/patterns?level=2".into(),
         format!("/api/v1/jobs/{}", owned.job),
@@ -103,6 +105,10 @@ fn body_for(method: &Method, path: &str) -> Option<Value> {
         ("PUT", "/api/v1/organizations/billing") => Some(json!({"tier": "enterprise"})),
         // B's own memory off: A's stays on, with what it remembers.
         ("PUT", "/api/v1/organizations/settings") => Some(json!({"memory": false})),
+        // B's own single sign-on, through the platform's provider.
+        ("PUT", "/api/v1/organizations/sso") => {
+            Some(json!({"slug": "beta", "allowed_domains": ["beta.example.org"]}))
+        }
         // B's own taxonomy: A's stays the shipped one.
         ("PUT", "/api/v1/insights/taxonomy") => Some(
             json!({"categories": [{"name": "B only", "subcategories": [{"name": "B things"}]}]}),
@@ -148,7 +154,15 @@ fn generic_channel(name: &str) -> Value {
 
 #[tokio::test]
 async fn every_route_answers_another_organizations_ids_with_404_and_changes_nothing() {
-    let app = spawn_app().await;
+    // A provider for single sign-on to exist: the platform's, a fake.
+    let provider = FakeProviders::start().await;
+    let app = spawn_app_with(|c| {
+        c.http.public_url = Some("https://steward.example.org".into());
+        c.auth.sso_issuer = Some(provider.oidc_issuer());
+        c.auth.sso_client_id = Some("steward".into());
+        c.auth.sso_client_secret = Some(steward_config::Secret::new("secret"));
+    })
+    .await;
     let a = app.register("a@example.org", "Alpha").await;
     let mut b = app.register("b@example.org", "Beta").await;
     let mut b_password = "Correct-Horse-9";
@@ -290,6 +304,14 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
         .await;
     assert_eq!(export.status, StatusCode::ACCEPTED, "{}", export.text);
     let export = export.body["id"].as_str().unwrap().to_owned();
+    let sso = app
+        .put(
+            "/api/v1/organizations/sso",
+            &a.token,
+            json!({"slug": "alpha", "allowed_domains": ["alpha.example.org"]}),
+        )
+        .await;
+    assert_eq!(sso.status, StatusCode::OK, "{}", sso.text);
     let owned = Owned {
         export,
         fact,
@@ -376,6 +398,16 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
             let operator_only = operation["security"]
                 .as_array()
                 .is_some_and(|s| s.iter().any(|r| r.get("metrics_token").is_some()));
+            // A sign-in link and its callback belong to no caller: anyone
+            // may follow one (their tests are in sso.rs).
+            if path.starts_with("/api/v1/auth/sso/") {
+                continue;
+            }
+            // B has no single sign-on until it sets one up.
+            let b_has_none = matches!(
+                (method.as_str(), path.as_str()),
+                ("GET" | "DELETE", "/api/v1/organizations/sso")
+            );
             let concrete = concrete_of(path);
             assert!(
                 !concrete.contains('{'),
@@ -393,6 +425,8 @@ async fn every_route_answers_another_organizations_ids_with_404_and_changes_noth
                     reply.text
                 );
                 assert_eq!(reply.code(), "not_found");
+            } else if b_has_none && reply.status == StatusCode::NOT_FOUND {
+                // Its own absence, whichever order the walk takes.
             } else if operator_only {
                 // A tenant's token is not the operator's.
                 assert_eq!(reply.status, StatusCode::NOT_FOUND, "{method} {path}");

@@ -19,6 +19,7 @@ mod patterns;
 mod people;
 mod queue;
 mod skills;
+mod sso;
 mod tools;
 
 pub use accounts::*;
@@ -33,6 +34,7 @@ pub use patterns::*;
 pub use people::*;
 pub use queue::*;
 pub use skills::*;
+pub use sso::*;
 pub use tools::*;
 
 /// Generates one `#[tokio::test]` per scenario. `$factory` is an async fn
@@ -113,6 +115,9 @@ macro_rules! conformance_tests {
             conversations_past_their_retention_are_deleted_in_organizations_that_keep_them_for_a_time,
             patterns_are_counted_once_per_message_and_person_at_every_level,
             an_organization_keeps_its_own_taxonomy,
+            single_sign_on_is_set_per_organization_under_a_slug_of_its_own,
+            a_sign_in_state_is_taken_once,
+            a_provider_identity_finds_links_or_makes_a_member_of_its_own_organization,
         );
     };
     (@each $factory:path; $($name:ident),* $(,)?) => {$(

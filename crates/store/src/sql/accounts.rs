@@ -467,7 +467,7 @@ fn last_owner() -> StoreError {
     StoreError::Conflict(Conflict::LastOwner)
 }
 
-async fn insert_user(
+pub(crate) async fn insert_user(
     tx: &mut impl Db,
     org: OrgId,
     user: &NewUser,

@@ -34,7 +34,7 @@ macro_rules! select_message {
     };
 }
 
-mod accounts;
+pub(crate) mod accounts;
 mod channels;
 mod chatbots;
 mod erasure;
@@ -50,6 +50,7 @@ mod people;
 mod queue;
 pub mod rows;
 pub(crate) mod skills;
+mod sso;
 mod tools;
 
 pub use messages::{SCAN_WINDOW, WORD_INDEX_READ_LIMIT};
@@ -289,12 +290,12 @@ pub(crate) async fn delete_in_batches<B: SqlBackend>(
 /// left as it is); whether it did.
 pub(crate) async fn replace_sealed<B: SqlBackend>(
     store: &B,
-    (table, column): (&str, &str),
+    (table, key, column): (&str, &str, &str),
     id: Value<'static>,
     expected: &[u8],
     sealed: &[u8],
 ) -> StoreResult<bool> {
-    let statement = format!("UPDATE {table} SET {column} = $1 WHERE id = $2 AND {column} = $3");
+    let statement = format!("UPDATE {table} SET {column} = $1 WHERE {key} = $2 AND {column} = $3");
     let updated = store
         .write()
         .await?

@@ -285,7 +285,7 @@ impl<B: SqlBackend> ToolServerStore for B {
     ) -> StoreResult<bool> {
         crate::sql::replace_sealed(
             self,
-            ("tool_servers", "sealed_headers"),
+            ("tool_servers", "id", "sealed_headers"),
             id.into(),
             expected,
             sealed,
