@@ -10,9 +10,9 @@ pub mod error;
 mod extract;
 mod idempotency;
 mod live_hub;
-mod oidc;
 pub mod mcp;
 pub mod metrics;
+mod oidc;
 mod patterns;
 pub mod ratelimit;
 mod routes;
@@ -20,6 +20,8 @@ pub mod server;
 mod services;
 pub mod state;
 mod webchat;
+
+pub use routes::sso::reseal as reseal_sso_secrets;
 
 use std::future::Future;
 use std::sync::Arc;

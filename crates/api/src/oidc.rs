@@ -242,7 +242,10 @@ impl Providers {
     pub async fn metadata(&self, client: &Client) -> Result<Metadata, OidcError> {
         let slot = self.slot(&client.issuer).await;
         let mut kept = slot.lock().await;
-        if let Some(p) = kept.as_ref().filter(|p| p.fetched.elapsed() < REFRESH_EVERY) {
+        if let Some(p) = kept
+            .as_ref()
+            .filter(|p| p.fetched.elapsed() < REFRESH_EVERY)
+        {
             return Ok(p.metadata.clone());
         }
         let metadata = discover(client).await?;
@@ -395,7 +398,8 @@ impl Providers {
         let claims = self.verify(client, &metadata, &id_token, nonce).await?;
         let mut person = claims.person;
         if person.email.is_none()
-            && let (Some(endpoint), Some(access)) = (&metadata.userinfo_endpoint, &tokens.access_token)
+            && let (Some(endpoint), Some(access)) =
+                (&metadata.userinfo_endpoint, &tokens.access_token)
         {
             let info = userinfo(&client.http, endpoint, access).await?;
             if info.sub != claims.sub {
@@ -500,7 +504,10 @@ async fn discover(client: &Client) -> Result<Metadata, OidcError> {
     Ok(metadata)
 }
 
-async fn fetch_keys(client: &Client, metadata: &Metadata) -> Result<HashMap<String, Jwk>, OidcError> {
+async fn fetch_keys(
+    client: &Client,
+    metadata: &Metadata,
+) -> Result<HashMap<String, Jwk>, OidcError> {
     let set: KeySet = get_json(&client.http, "the issuer's keys", &metadata.jwks_uri).await?;
     // Keys Steward cannot use (encryption keys, unknown types) are skipped,
     // not fatal: providers publish several kinds.
@@ -515,12 +522,21 @@ async fn fetch_keys(client: &Client, metadata: &Metadata) -> Result<HashMap<Stri
             )
         })
         .enumerate()
-        .map(|(i, jwk)| (jwk.common.key_id.clone().unwrap_or_else(|| format!("#{i}")), jwk))
+        .map(|(i, jwk)| {
+            (
+                jwk.common.key_id.clone().unwrap_or_else(|| format!("#{i}")),
+                jwk,
+            )
+        })
         .collect();
     Ok(keys)
 }
 
-async fn userinfo(http: &reqwest::Client, url: &str, access_token: &str) -> Result<UserInfo, OidcError> {
+async fn userinfo(
+    http: &reqwest::Client,
+    url: &str,
+    access_token: &str,
+) -> Result<UserInfo, OidcError> {
     let response = http
         .get(url)
         .bearer_auth(access_token)
@@ -546,7 +562,11 @@ mod tests {
 
     #[test]
     fn email_verified_is_true_only_when_the_provider_says_so() {
-        let read = |json: &str| serde_json::from_str::<PersonClaims>(json).unwrap().email_verified;
+        let read = |json: &str| {
+            serde_json::from_str::<PersonClaims>(json)
+                .unwrap()
+                .email_verified
+        };
         assert!(read(r#"{"email_verified": true}"#));
         assert!(read(r#"{"email_verified": "true"}"#));
         assert!(!read(r#"{"email_verified": false}"#));

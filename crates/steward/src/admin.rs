@@ -61,7 +61,8 @@ pub async fn jobs(config: &Config, command: JobsCommand) -> Result<()> {
 }
 
 /// `steward secrets reseal`: every channel's secrets, every MCP server's
-/// headers and every person's key under the current master key.
+/// headers, every organization's single sign-on secret and every person's
+/// key under the current master key.
 pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     steward_config::ensure_secrets(&mut config)?;
     if config.secrets.previous_master_key.is_none() {
@@ -75,8 +76,9 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     let channels = steward_channels::reseal(store.as_ref(), &sealer).await;
     let servers = steward_tools::reseal(store.as_ref(), &sealer).await;
     let people = steward_tools::memory::reseal(store.as_ref(), &sealer).await;
+    let sso = steward_api::reseal_sso_secrets(store.as_ref(), &sealer).await;
     store.close().await;
-    let (channels, servers, people) = (channels?, servers?, people?);
+    let (channels, servers, people, sso) = (channels?, servers?, people?, sso?);
     println!(
         "channels: {} sealed again under the master key, {} already under it, {} reconfigured meanwhile (left as they are)",
         channels.resealed, channels.current, channels.changed
@@ -86,12 +88,17 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
         servers.resealed, servers.current, servers.changed
     );
     println!(
+        "single sign-on secrets: {} sealed again under the master key, {} already under it, {} changed meanwhile (left as they are)",
+        sso.resealed, sso.current, sso.changed
+    );
+    println!(
         "people's keys: {} sealed again under the master key, {} already under it",
         people.resealed, people.current
     );
     if channels.unreadable.is_empty()
         && servers.unreadable.is_empty()
         && people.unreadable.is_empty()
+        && sso.unreadable.is_empty()
     {
         return Ok(std::process::ExitCode::SUCCESS);
     }
@@ -100,6 +107,11 @@ pub async fn reseal(mut config: Config) -> Result<std::process::ExitCode> {
     }
     for id in &servers.unreadable {
         eprintln!("MCP server {id}: its headers open with neither key; connect it again");
+    }
+    for org in &sso.unreadable {
+        eprintln!(
+            "organization {org}: its single sign-on secret opens with neither key; set it again"
+        );
     }
     for id in &people.unreadable {
         eprintln!("person's key {id}: opens with neither key; the memory it seals is lost");

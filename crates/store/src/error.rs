@@ -95,9 +95,7 @@ impl Conflict {
             Self::UnknownPerson => "a person named is not one of the organization's",
             Self::SlugTaken => "another organization signs in with this slug",
             Self::OtherOrganization => "this address belongs to a member of another organization",
-            Self::OtherIdentity => {
-                "this member signs in as another identity of this provider"
-            }
+            Self::OtherIdentity => "this member signs in as another identity of this provider",
         }
     }
 }

@@ -57,11 +57,11 @@ pub use ops::{
 };
 pub use patterns::{PatternCount, PatternStore, Span};
 pub use people::PeopleStore;
-pub use sso::{SsoAttempt, SsoIdentity, SsoMember, SsoProvider, SsoSettings, SsoStore};
 pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
 pub use skills::{NewActivation, NewSkill, Skill, SkillAssignees, SkillStore, SkillUse};
+pub use sso::{SsoAttempt, SsoIdentity, SsoMember, SsoProvider, SsoSettings, SsoStore};
 pub use store::{Backend, Store};
 pub use tools::{
     HandOffStore, Lead, LeadStore, NewLead, NewToolCall, NewToolServer, ToolCallRecord,

@@ -113,7 +113,10 @@ impl FakeProviders {
             )
             .route("/slack/link", get(slack_link))
             .route("/teams/openid", get(teams_openid))
-            .route("/oidc/.well-known/openid-configuration", get(oidc_discovery))
+            .route(
+                "/oidc/.well-known/openid-configuration",
+                get(oidc_discovery),
+            )
             .route("/teams/keys", get(teams_keys))
             .route("/teams/login/{tenant}/oauth2/v2.0/token", post(teams_login))
             .route(

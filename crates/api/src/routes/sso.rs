@@ -121,9 +121,23 @@ fn sign_in_url(state: &AppState, slug: &str) -> String {
     format!("{}/api/v1/auth/sso/{slug}", base.trim_end_matches('/'))
 }
 
-/// What the secret is sealed to: one organization's settings.
+/// What the secret is sealed to: its organization (as other secrets are
+/// sealed to their row's id, which `steward secrets reseal` relies on).
 fn seal_context(org: OrgId) -> String {
-    format!("sso:{org}")
+    org.to_string()
+}
+
+/// The second half of a master-key rotation for organizations' own
+/// providers: every client secret sealed again under the current key.
+pub async fn reseal(
+    store: &dyn steward_store::Store,
+    sealer: &steward_auth::Sealer,
+) -> Result<steward_auth::Resealed<OrgId>, StoreError> {
+    let sealed = store.sealed_sso_secrets().await?;
+    steward_auth::Resealed::run(sealer, sealed, async |org, old, new| {
+        store.replace_sso_secret(org, old, new).await
+    })
+    .await
 }
 
 fn platform(state: &AppState) -> Option<(String, String, String)> {
@@ -153,7 +167,9 @@ fn client(state: &AppState, settings: &SsoSettings) -> ApiResult<oidc::Client> {
         }
         None => {
             let (issuer, client_id, client_secret) = platform(state).ok_or_else(|| {
-                ApiError::Unavailable("the platform's OpenID provider is no longer configured".into())
+                ApiError::Unavailable(
+                    "the platform's OpenID provider is no longer configured".into(),
+                )
             })?;
             Ok(oidc::Client {
                 issuer,
@@ -262,7 +278,10 @@ fn domain(value: &str) -> ApiResult<String> {
     if !shaped {
         return Err(ApiError::unprocessable(
             "invalid_domain",
-            format!("allowed_domains: '{}' is not a domain such as example.com", value.chars().take(100).collect::<String>()),
+            format!(
+                "allowed_domains: '{}' is not a domain such as example.com",
+                value.chars().take(100).collect::<String>()
+            ),
         ));
     }
     Ok(domain)
@@ -270,7 +289,11 @@ fn domain(value: &str) -> ApiResult<String> {
 
 fn text_field(field: &str, value: Option<String>) -> ApiResult<Option<String>> {
     match value.map(|v| v.trim().to_owned()) {
-        Some(v) if v.is_empty() || v.chars().count() > MAX_FIELD_CHARS || v.chars().any(char::is_control) => {
+        Some(v)
+            if v.is_empty()
+                || v.chars().count() > MAX_FIELD_CHARS
+                || v.chars().any(char::is_control) =>
+        {
             Err(ApiError::unprocessable(
                 "validation_failed",
                 format!("{field}: 1 to {MAX_FIELD_CHARS} characters, no control characters"),
@@ -391,7 +414,10 @@ async fn configure(
     // The provider must answer before anything is saved.
     let client = client(&state, &settings)?;
     if let Err(e) = state.sso.providers.metadata(&client).await {
-        return Err(ApiError::unprocessable("issuer_unusable", format!("issuer: {e}")));
+        return Err(ApiError::unprocessable(
+            "issuer_unusable",
+            format!("issuer: {e}"),
+        ));
     }
     let saved = state.store.set_sso_settings(&scope, settings).await?;
     Ok(axum::Json(dto(&state, saved)))
@@ -401,8 +427,13 @@ async fn configure(
 /// networks are open, for local development), no query or fragment, and
 /// not an address the outbound guard refuses.
 fn check_issuer(state: &AppState, issuer: &str) -> ApiResult<()> {
-    let unusable = |why: String| ApiError::unprocessable("issuer_unusable", format!("issuer: {why}"));
-    let url = state.sso.guard.check_url(issuer).map_err(|e| unusable(e.0))?;
+    let unusable =
+        |why: String| ApiError::unprocessable("issuer_unusable", format!("issuer: {why}"));
+    let url = state
+        .sso
+        .guard
+        .check_url(issuer)
+        .map_err(|e| unusable(e.0))?;
     if url.scheme() != "https" && !state.config.outbound.allow_private_networks {
         return Err(unusable("an https URL is required".into()));
     }
@@ -509,7 +540,12 @@ async fn start(
     let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        set_cookie(&state, BROWSER_COOKIE, &browser, ATTEMPT_MINUTES as u64 * 60),
+        set_cookie(
+            &state,
+            BROWSER_COOKIE,
+            &browser,
+            ATTEMPT_MINUTES as u64 * 60,
+        ),
     );
     Ok(response)
 }
@@ -538,7 +574,11 @@ async fn callback(
     let Some(state_param) = query.state.as_deref().filter(|s| s.len() <= 256) else {
         return ApiError::bad_request("invalid_query", "state: missing").into_response();
     };
-    let attempt = match state.store.take_sso_attempt(&oidc::digest(state_param)).await {
+    let attempt = match state
+        .store
+        .take_sso_attempt(&oidc::digest(state_param))
+        .await
+    {
         Ok(Some(a)) if a.expires_at > steward_store::now() => a,
         Ok(_) => {
             return ApiError::bad_request(
@@ -549,8 +589,8 @@ async fn callback(
         }
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let same_browser = cookie(&headers, BROWSER_COOKIE)
-        .is_some_and(|b| oidc::digest(b) == attempt.browser_hash);
+    let same_browser =
+        cookie(&headers, BROWSER_COOKIE).is_some_and(|b| oidc::digest(b) == attempt.browser_hash);
     let signed_in = if same_browser {
         finish(&state, &attempt, &query).await
     } else {
@@ -568,9 +608,17 @@ async fn callback(
             let cookies = response.headers_mut();
             cookies.append(
                 header::SET_COOKIE,
-                set_cookie(&state, crate::console::session::SESSION_COOKIE, &session.token, ttl),
+                set_cookie(
+                    &state,
+                    crate::console::session::SESSION_COOKIE,
+                    &session.token,
+                    ttl,
+                ),
             );
-            cookies.append(header::SET_COOKIE, set_cookie(&state, BROWSER_COOKIE, "", 0));
+            cookies.append(
+                header::SET_COOKIE,
+                set_cookie(&state, BROWSER_COOKIE, "", 0),
+            );
             response
         }
         Err(e) if attempt.wants_token => e.into_response(),
@@ -598,10 +646,14 @@ async fn finish(
         .filter(|c| !c.is_empty() && c.len() <= 2048)
         .ok_or_else(|| ApiError::bad_request("invalid_query", "code: missing"))?;
     let scope = TenantScope::for_operator(attempt.org_id);
-    let settings = state.store.sso_settings(&scope).await?.ok_or(ApiError::Conflict {
-        code: "sso_off",
-        message: "single sign-on was turned off for this organization".into(),
-    })?;
+    let settings = state
+        .store
+        .sso_settings(&scope)
+        .await?
+        .ok_or(ApiError::Conflict {
+            code: "sso_off",
+            message: "single sign-on was turned off for this organization".into(),
+        })?;
     let client = client(state, &settings)?;
     // A provider that names itself must be this sign-in's (mix-up attacks).
     if query.iss.as_ref().is_some_and(|iss| *iss != client.issuer) {
@@ -615,7 +667,13 @@ async fn finish(
     let person = state
         .sso
         .providers
-        .sign_in(&client, &redirect_uri, code, &attempt.code_verifier, &attempt.nonce)
+        .sign_in(
+            &client,
+            &redirect_uri,
+            code,
+            &attempt.code_verifier,
+            &attempt.nonce,
+        )
         .await
         .map_err(provider_failure)?;
     let refused = |code, message| ApiError::Forbidden { code, message };
@@ -629,8 +687,12 @@ async fn finish(
             "the identity provider has not verified your email address",
         ));
     }
-    let email = Email::parse("email", &address)
-        .map_err(|_| refused("no_email", "the identity provider's email address is not one"))?;
+    let email = Email::parse("email", &address).map_err(|_| {
+        refused(
+            "no_email",
+            "the identity provider's email address is not one",
+        )
+    })?;
     let at = email.as_str().rsplit('@').next().unwrap_or_default();
     let create = if settings.allowed_domains.iter().any(|d| d == at) {
         // A password no one knows: an admin may give one later.
@@ -639,7 +701,11 @@ async fn finish(
             email: email.clone(),
             name: person.name.and_then(|n| PersonName::parse("name", n).ok()),
             role: settings.default_role,
-            password_hash: state.hasher.hash(&password).await.map_err(ApiError::Internal)?,
+            password_hash: state
+                .hasher
+                .hash(&password)
+                .await
+                .map_err(ApiError::Internal)?,
             must_change_password: false,
         })
     } else {
@@ -650,7 +716,12 @@ async fn finish(
         subject: person.subject,
         email,
     };
-    let member = match state.store.sso_member(&scope, &identity, create).await {
+    let mut found = state.store.sso_member(&scope, &identity, create).await;
+    if let Err(StoreError::Conflict(Conflict::EmailTaken | Conflict::Duplicate)) = found {
+        // The same person's sign-in in another tab made them a moment ago.
+        found = state.store.sso_member(&scope, &identity, None).await;
+    }
+    let member = match found {
         Ok(member) => member,
         Err(StoreError::NotFound) => {
             return Err(refused(
@@ -696,7 +767,15 @@ mod tests {
         assert_eq!(slug_of("  Ünïcode & Co  "), "n-code-co");
         assert!(check_slug(&slug_of("Acme Ltd.")).is_ok());
         assert!(check_slug("callback").is_err(), "the callback's own path");
-        for bad in ["a", "-acme", "acme-", "Acme", "ac me", "acme/..", &"a".repeat(64)] {
+        for bad in [
+            "a",
+            "-acme",
+            "acme-",
+            "Acme",
+            "ac me",
+            "acme/..",
+            &"a".repeat(64),
+        ] {
             assert!(check_slug(bad).is_err(), "{bad}");
         }
     }
@@ -704,7 +783,14 @@ mod tests {
     #[test]
     fn domains_are_lowercased_and_must_be_names() {
         assert_eq!(domain("@Acme.Example").unwrap(), "acme.example");
-        for bad in ["acme", "acme..example", "-acme.example", "acme.example/x", "a b.example", ""] {
+        for bad in [
+            "acme",
+            "acme..example",
+            "-acme.example",
+            "acme.example/x",
+            "a b.example",
+            "",
+        ] {
             assert!(domain(bad).is_err(), "{bad}");
         }
     }

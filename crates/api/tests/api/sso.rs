@@ -15,9 +15,13 @@ const PUBLIC_URL: &str = "http://steward.test";
 /// The provider's issuer, or None (the test passes without running, and
 /// the `skipped` summary says so).
 fn issuer() -> Option<String> {
-    let issuer = std::env::var("STEWARD_TEST_OIDC_ISSUER").ok().filter(|v| !v.is_empty());
+    let issuer = std::env::var("STEWARD_TEST_OIDC_ISSUER")
+        .ok()
+        .filter(|v| !v.is_empty());
     if issuer.is_none() {
-        eprintln!("skipped: STEWARD_TEST_OIDC_ISSUER is not set (eval \"$(scripts/oidc-provider)\")");
+        eprintln!(
+            "skipped: STEWARD_TEST_OIDC_ISSUER is not set (eval \"$(scripts/oidc-provider)\")"
+        );
     }
     issuer
 }
@@ -132,7 +136,11 @@ impl Browser {
             let hop = self.get(&next).await;
             assert!(hop.status().is_redirection(), "{next}: {}", hop.status());
             // The provider's redirects may be relative to where it is.
-            next = url::Url::parse(&next).unwrap().join(location(&hop)).unwrap().to_string();
+            next = url::Url::parse(&next)
+                .unwrap()
+                .join(location(&hop))
+                .unwrap()
+                .to_string();
         }
         panic!("the provider did not send the browser back");
     }
@@ -169,7 +177,9 @@ async fn members_sign_in_and_people_of_allowed_domains_are_made_members() {
     let (app, owner) = app_with_sso(&issuer).await;
 
     // The owner, an existing member, by address.
-    let signed_in = Browser::default().sign_in(&app, "acme", "owner@acme.example").await;
+    let signed_in = Browser::default()
+        .sign_in(&app, "acme", "owner@acme.example")
+        .await;
     assert_eq!(signed_in.status, StatusCode::OK, "{}", signed_in.text);
     assert_eq!(signed_in.body["user"]["id"], owner.user_id.as_str());
     let me = app
@@ -178,19 +188,33 @@ async fn members_sign_in_and_people_of_allowed_domains_are_made_members() {
     assert_eq!(me.body["role"], "owner", "{}", me.text);
 
     // Someone new at an allowed domain: a member just in time, once.
-    let ada = Browser::default().sign_in(&app, "acme", "ada@acme.example").await;
+    let ada = Browser::default()
+        .sign_in(&app, "acme", "ada@acme.example")
+        .await;
     assert_eq!(ada.status, StatusCode::OK, "{}", ada.text);
     assert_eq!(ada.body["user"]["role"], "member");
-    let again = Browser::default().sign_in(&app, "acme", "ada@acme.example").await;
+    let again = Browser::default()
+        .sign_in(&app, "acme", "ada@acme.example")
+        .await;
     assert_eq!(again.body["user"]["id"], ada.body["user"]["id"]);
-    assert_eq!(members(&app, &owner).await, ["owner@acme.example", "ada@acme.example"]);
-    let audit = app.get("/api/v1/organizations/audit-log", &owner.token).await;
+    assert_eq!(
+        members(&app, &owner).await,
+        ["owner@acme.example", "ada@acme.example"]
+    );
+    let audit = app
+        .get("/api/v1/organizations/audit-log", &owner.token)
+        .await;
     assert!(audit.text.contains("\"via\":\"sso\""), "{}", audit.text);
 
     // The console: a session cookie, and on to the page asked for.
     let mut browser = Browser::default();
     let callback = browser
-        .to_callback(&app, "/api/v1/auth/sso/acme?next=/conversations", "ada@acme.example", |u| u)
+        .to_callback(
+            &app,
+            "/api/v1/auth/sso/acme?next=/conversations",
+            "ada@acme.example",
+            |u| u,
+        )
         .await;
     let landed = browser.get(&callback).await;
     assert_eq!(landed.status(), StatusCode::SEE_OTHER);
@@ -216,7 +240,11 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
             let pairs: Vec<(String, String)> = u
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k == "nonce" { "forged".into() } else { v.into_owned() };
+                    let v = if k == "nonce" {
+                        "forged".into()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -230,15 +258,26 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     assert!(forged.text.contains("nonce"), "{}", forged.text);
 
     // An ID token for another audience, signed by the provider's own key.
-    let other = Browser::default().sign_in(&app, "acme", "other-audience.eve@acme.example").await;
+    let other = Browser::default()
+        .sign_in(&app, "acme", "other-audience.eve@acme.example")
+        .await;
     assert_eq!(other.status, StatusCode::UNAUTHORIZED, "{}", other.text);
     assert!(other.text.contains("another client"), "{}", other.text);
 
     // An address the provider has not verified; a domain not allowed.
-    let unverified = Browser::default().sign_in(&app, "acme", "unverified.dan@acme.example").await;
-    assert_eq!(unverified.status, StatusCode::FORBIDDEN, "{}", unverified.text);
+    let unverified = Browser::default()
+        .sign_in(&app, "acme", "unverified.dan@acme.example")
+        .await;
+    assert_eq!(
+        unverified.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        unverified.text
+    );
     assert_eq!(unverified.code(), "email_unverified");
-    let outsider = Browser::default().sign_in(&app, "acme", "mallory@elsewhere.example").await;
+    let outsider = Browser::default()
+        .sign_in(&app, "acme", "mallory@elsewhere.example")
+        .await;
     assert_eq!(outsider.status, StatusCode::FORBIDDEN, "{}", outsider.text);
     assert_eq!(outsider.code(), "domain_not_allowed");
 
@@ -260,7 +299,12 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
         .await;
     assert_eq!(browser.finish(&callback).await.status, StatusCode::OK);
     let replayed = browser.finish(&callback).await;
-    assert_eq!(replayed.status, StatusCode::BAD_REQUEST, "{}", replayed.text);
+    assert_eq!(
+        replayed.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        replayed.text
+    );
     assert_eq!(replayed.code(), "unknown_state");
     let callback = browser
         .to_callback(&app, token_start, "owner@acme.example", |u| u)
@@ -281,7 +325,11 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     let bare = browser.finish(&app.url("/api/v1/auth/sso/callback")).await;
     assert_eq!(bare.status, StatusCode::BAD_REQUEST);
 
-    assert_eq!(members(&app, &owner).await, ["owner@acme.example"], "no one was made a member");
+    assert_eq!(
+        members(&app, &owner).await,
+        ["owner@acme.example"],
+        "no one was made a member"
+    );
 }
 
 #[tokio::test]
@@ -293,13 +341,28 @@ async fn owners_set_up_single_sign_on_and_may_require_it_of_everyone_else() {
 
     let shown = app.get("/api/v1/organizations/sso", &admin.token).await;
     assert_eq!(shown.status, StatusCode::OK, "{}", shown.text);
-    assert_eq!(shown.body["sign_in_url"], "http://steward.test/api/v1/auth/sso/acme");
-    assert_eq!(shown.body["redirect_uri"], "http://steward.test/api/v1/auth/sso/callback");
+    assert_eq!(
+        shown.body["sign_in_url"],
+        "http://steward.test/api/v1/auth/sso/acme"
+    );
+    assert_eq!(
+        shown.body["redirect_uri"],
+        "http://steward.test/api/v1/auth/sso/callback"
+    );
     assert_eq!(shown.body["provider"], "own");
     assert!(!shown.text.contains("client_secret"), "{}", shown.text);
-    assert_eq!(app.get("/api/v1/organizations/sso", &member.token).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/organizations/sso", &member.token)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
     let by_admin = app
-        .put("/api/v1/organizations/sso", &admin.token, json!({"allowed_domains": []}))
+        .put(
+            "/api/v1/organizations/sso",
+            &admin.token,
+            json!({"allowed_domains": []}),
+        )
         .await;
     assert_eq!(by_admin.status, StatusCode::FORBIDDEN);
 
@@ -309,18 +372,40 @@ async fn owners_set_up_single_sign_on_and_may_require_it_of_everyone_else() {
             "slug": "acme", "issuer": issuer, "client_id": shown.body["client_id"],
             "allowed_domains": ["acme.example"],
         });
-        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         body
     };
     for (extra, status, code) in [
         (json!({"default_role": "owner"}), 422, "invalid_role"),
         (json!({"slug": "Not A Slug"}), 422, "invalid_slug"),
         (json!({"slug": "callback"}), 422, "invalid_slug"),
-        (json!({"allowed_domains": ["not a domain"]}), 422, "invalid_domain"),
-        (json!({"issuer": "ftp://idp.example"}), 422, "issuer_unusable"),
-        (json!({"issuer": "http://127.0.0.1:1", "client_secret": "s"}), 422, "issuer_unusable"),
-        (json!({"client_id": "someone-else"}), 422, "validation_failed"),
-        (json!({"issuer": null, "client_id": null}), 409, "no_platform_provider"),
+        (
+            json!({"allowed_domains": ["not a domain"]}),
+            422,
+            "invalid_domain",
+        ),
+        (
+            json!({"issuer": "ftp://idp.example"}),
+            422,
+            "issuer_unusable",
+        ),
+        (
+            json!({"issuer": "http://127.0.0.1:1", "client_secret": "s"}),
+            422,
+            "issuer_unusable",
+        ),
+        (
+            json!({"client_id": "someone-else"}),
+            422,
+            "validation_failed",
+        ),
+        (
+            json!({"issuer": null, "client_id": null}),
+            409,
+            "no_platform_provider",
+        ),
         (json!({"unknown": 1}), 422, ""),
     ] {
         let reply = put(with(extra.clone())).await;
@@ -336,16 +421,32 @@ async fn owners_set_up_single_sign_on_and_may_require_it_of_everyone_else() {
 
     // Everyone but owners now signs in through the provider.
     let by_password = app.login("member@acme.example", "Correct-Horse-9").await;
-    assert_eq!(by_password.status, StatusCode::FORBIDDEN, "{}", by_password.text);
+    assert_eq!(
+        by_password.status,
+        StatusCode::FORBIDDEN,
+        "{}",
+        by_password.text
+    );
     assert_eq!(by_password.code(), "sso_required");
     let wrong = app.login("member@acme.example", "not-the-password").await;
-    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED, "told only after the password holds");
+    assert_eq!(
+        wrong.status,
+        StatusCode::UNAUTHORIZED,
+        "told only after the password holds"
+    );
     let owner_login = app.login("owner@acme.example", "Correct-Horse-9").await;
     assert_eq!(owner_login.status, StatusCode::OK, "{}", owner_login.text);
-    let through_sso = Browser::default().sign_in(&app, "acme", "member@acme.example").await;
+    let through_sso = Browser::default()
+        .sign_in(&app, "acme", "member@acme.example")
+        .await;
     assert_eq!(through_sso.status, StatusCode::OK, "{}", through_sso.text);
-    assert_eq!(through_sso.body["user"]["role"], "member", "their role stays theirs");
-    let new = Browser::default().sign_in(&app, "acme", "new@acme.example").await;
+    assert_eq!(
+        through_sso.body["user"]["role"], "member",
+        "their role stays theirs"
+    );
+    let new = Browser::default()
+        .sign_in(&app, "acme", "new@acme.example")
+        .await;
     assert_eq!(new.body["user"]["role"], "advisor", "the default role now");
 
     // Another organization cannot take the slug, nor sign in Acme's members.
@@ -368,18 +469,53 @@ async fn owners_set_up_single_sign_on_and_may_require_it_of_everyone_else() {
         )
         .await;
     assert_eq!(globex.status, StatusCode::OK, "{}", globex.text);
-    let poached = Browser::default().sign_in(&app, "globex", "ada.new@acme.example").await;
-    assert_eq!(poached.status, StatusCode::OK, "a new person may join whichever they are sent to");
-    let member_elsewhere = Browser::default().sign_in(&app, "globex", "member@acme.example").await;
-    assert_eq!(member_elsewhere.code(), "member_of_another_organization", "{}", member_elsewhere.text);
+    let poached = Browser::default()
+        .sign_in(&app, "globex", "ada.new@acme.example")
+        .await;
+    assert_eq!(
+        poached.status,
+        StatusCode::OK,
+        "a new person may join whichever they are sent to"
+    );
+    let member_elsewhere = Browser::default()
+        .sign_in(&app, "globex", "member@acme.example")
+        .await;
+    assert_eq!(
+        member_elsewhere.code(),
+        "member_of_another_organization",
+        "{}",
+        member_elsewhere.text
+    );
 
     // Turned off: the link is gone and passwords work again.
-    assert_eq!(app.delete("/api/v1/organizations/sso", &owner.token).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/api/v1/organizations/sso", &owner.token).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/v1/organizations/sso", &owner.token).await.status, StatusCode::NOT_FOUND);
-    let gone = Browser::default().get(&app.url("/api/v1/auth/sso/acme")).await;
+    assert_eq!(
+        app.delete("/api/v1/organizations/sso", &owner.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/api/v1/organizations/sso", &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/organizations/sso", &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let gone = Browser::default()
+        .get(&app.url("/api/v1/auth/sso/acme"))
+        .await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
-    assert_eq!(app.login("member@acme.example", "Correct-Horse-9").await.status, StatusCode::OK);
+    assert_eq!(
+        app.login("member@acme.example", "Correct-Horse-9")
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test]
@@ -405,7 +541,9 @@ async fn the_platform_provider_serves_organizations_without_their_own() {
     assert_eq!(set.body["provider"], "platform");
     assert_eq!(set.body["slug"], "initech-ltd", "made from the name");
     assert_eq!(set.body["issuer"], issuer.as_str());
-    let peter = Browser::default().sign_in(&app, "initech-ltd", "peter@initech.example").await;
+    let peter = Browser::default()
+        .sign_in(&app, "initech-ltd", "peter@initech.example")
+        .await;
     assert_eq!(peter.status, StatusCode::OK, "{}", peter.text);
 }
 
@@ -415,7 +553,9 @@ async fn single_sign_on_needs_a_public_url_and_refuses_private_issuers() {
     let app = spawn_app_with(|_| {}).await;
     let owner = app.register("owner@acme.example", "Acme").await;
     let body = json!({"issuer": "https://idp.example", "client_id": "a", "client_secret": "b"});
-    let refused = app.put("/api/v1/organizations/sso", &owner.token, body.clone()).await;
+    let refused = app
+        .put("/api/v1/organizations/sso", &owner.token, body.clone())
+        .await;
     assert_eq!(refused.code(), "public_url_missing", "{}", refused.text);
 
     let app = spawn_app_with(|c| c.http.public_url = Some(PUBLIC_URL.into())).await;
@@ -435,7 +575,12 @@ async fn single_sign_on_needs_a_public_url_and_refuses_private_issuers() {
                 json!({"issuer": issuer, "client_id": "a", "client_secret": "b"}),
             )
             .await;
-        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{issuer}: {}", reply.text);
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{issuer}: {}",
+            reply.text
+        );
         assert_eq!(reply.code(), "issuer_unusable", "{issuer}");
     }
     // A name that resolves to loopback is refused when it is looked up.
@@ -448,5 +593,35 @@ async fn single_sign_on_needs_a_public_url_and_refuses_private_issuers() {
         .await;
     assert_eq!(reply.code(), "issuer_unusable", "{}", reply.text);
     assert!(reply.text.contains("refused"), "{}", reply.text);
-    assert_eq!(app.get("/api/v1/organizations/sso", &owner.token).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get("/api/v1/organizations/sso", &owner.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn a_master_key_rotation_reseals_single_sign_on_secrets() {
+    let Some(issuer) = issuer() else { return };
+    let (app, _) = app_with_sso(&issuer).await;
+    // The test configuration's master key is 32 zero bytes.
+    let rotated = steward_auth::Sealer::new(&[9; 32]).with_previous(Some(&[0; 32]));
+    let done = steward_api::reseal_sso_secrets(app.store.as_ref(), &rotated)
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.resealed, done.current, done.unreadable.len()),
+        (1, 0, 0)
+    );
+    let again = steward_api::reseal_sso_secrets(app.store.as_ref(), &rotated)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.current), (0, 1));
+    // The old key alone no longer opens it, and says whose it is.
+    let stale = steward_auth::Sealer::new(&[0; 32]);
+    let stale = steward_api::reseal_sso_secrets(app.store.as_ref(), &stale)
+        .await
+        .unwrap();
+    assert_eq!(stale.unreadable.len(), 1);
 }

@@ -236,7 +236,14 @@ impl<B: SqlBackend> ChannelStore for B {
         expected: &[u8],
         sealed: &[u8],
     ) -> StoreResult<bool> {
-        crate::sql::replace_sealed(self, ("channels", "id", "secrets"), id.into(), expected, sealed).await
+        crate::sql::replace_sealed(
+            self,
+            ("channels", "id", "secrets"),
+            id.into(),
+            expected,
+            sealed,
+        )
+        .await
     }
 
     async fn set_channel_cursor(

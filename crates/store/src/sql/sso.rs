@@ -65,7 +65,8 @@ impl<B: SqlBackend> SsoStore for B {
         let mut tx = self.begin().await?;
         let written = tx
             .fetch_one(
-                sql("INSERT INTO sso_settings (org_id, slug, issuer, client_id, client_secret,
+                sql(
+                    "INSERT INTO sso_settings (org_id, slug, issuer, client_id, client_secret,
                                                allowed_domains, default_role, required, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                      ON CONFLICT (org_id) DO UPDATE SET
@@ -74,12 +75,15 @@ impl<B: SqlBackend> SsoStore for B {
                          allowed_domains = excluded.allowed_domains,
                          default_role = excluded.default_role, required = excluded.required,
                          updated_at = excluded.updated_at
-                     RETURNING *")
+                     RETURNING *",
+                )
                 .bind(scope.org_id())
                 .bind(new.slug.as_str())
                 .bind(provider.map(|p| p.issuer.as_str()))
                 .bind(provider.map(|p| p.client_id.as_str()))
-                .bind(Value::Bytes(provider.map(|p| p.sealed_secret.as_slice().into())))
+                .bind(Value::Bytes(
+                    provider.map(|p| p.sealed_secret.as_slice().into()),
+                ))
                 .bind(json!(new.allowed_domains))
                 .bind(new.default_role)
                 .bind(new.required)
@@ -141,10 +145,8 @@ impl<B: SqlBackend> SsoStore for B {
         let found = self
             .read()
             .await?
-            .fetch_all(sql(
-                "SELECT org_id, client_secret FROM sso_settings
-                 WHERE client_secret IS NOT NULL ORDER BY org_id",
-            ))
+            .fetch_all(sql("SELECT org_id, client_secret FROM sso_settings
+                 WHERE client_secret IS NOT NULL ORDER BY org_id"))
             .await?;
         found
             .iter()
@@ -173,9 +175,11 @@ impl<B: SqlBackend> SsoStore for B {
         tx.execute(sql("DELETE FROM sso_attempts WHERE expires_at < $1").bind(now()))
             .await?;
         tx.execute(
-            sql("INSERT INTO sso_attempts (state_hash, org_id, browser_hash, nonce, code_verifier,
+            sql(
+                "INSERT INTO sso_attempts (state_hash, org_id, browser_hash, nonce, code_verifier,
                                            wants_token, next, expires_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
             .bind(a.state_hash.as_str())
             .bind(a.org_id)
             .bind(a.browser_hash.as_str())
@@ -209,8 +213,10 @@ impl<B: SqlBackend> SsoStore for B {
         let mut tx = self.begin().await?;
         let known = tx
             .fetch_optional(
-                sql("SELECT u.* FROM sso_identities i JOIN users u ON u.id = i.user_id
-                     WHERE i.issuer = $1 AND i.subject = $2")
+                sql(
+                    "SELECT u.* FROM sso_identities i JOIN users u ON u.id = i.user_id
+                     WHERE i.issuer = $1 AND i.subject = $2",
+                )
                 .bind(identity.issuer.as_str())
                 .bind(identity.subject.as_str()),
             )
@@ -243,7 +249,8 @@ impl<B: SqlBackend> SsoStore for B {
                 if other.is_some() {
                     return Err(StoreError::Conflict(Conflict::OtherIdentity));
                 }
-                let themselves = Principal::verified(user.org_id, Actor::User(user.id), user.role).scope();
+                let themselves =
+                    Principal::verified(user.org_id, Actor::User(user.id), user.role).scope();
                 audit(
                     &mut tx,
                     &themselves,
@@ -259,7 +266,8 @@ impl<B: SqlBackend> SsoStore for B {
                     return Err(StoreError::NotFound);
                 };
                 let user = insert_user(&mut tx, scope.org_id(), &new, now()).await?;
-                let themselves = Principal::verified(user.org_id, Actor::User(user.id), user.role).scope();
+                let themselves =
+                    Principal::verified(user.org_id, Actor::User(user.id), user.role).scope();
                 audit(
                     &mut tx,
                     &themselves,
@@ -275,8 +283,10 @@ impl<B: SqlBackend> SsoStore for B {
             SsoMember::Known(u) | SsoMember::Linked(u) | SsoMember::Created(u) => u,
         };
         tx.execute(
-            sql("INSERT INTO sso_identities (issuer, subject, user_id, created_at)
-                 VALUES ($1, $2, $3, $4)")
+            sql(
+                "INSERT INTO sso_identities (issuer, subject, user_id, created_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
             .bind(identity.issuer.as_str())
             .bind(identity.subject.as_str())
             .bind(user.id)
