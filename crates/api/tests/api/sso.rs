@@ -117,7 +117,7 @@ impl Browser {
     /// From Steward's sign-in link to the provider's redirect back: the
     /// callback URL on the test app. `change` may alter the request sent
     /// to the provider, as an attacker in the browser could.
-    async fn to_callback(
+    async fn through_provider(
         &mut self,
         app: &TestApp,
         start: &str,
@@ -148,7 +148,7 @@ impl Browser {
     /// A whole sign-in ending in an API token (or why not).
     async fn sign_in(&mut self, app: &TestApp, slug: &str, account: &str) -> Reply {
         let start = format!("/api/v1/auth/sso/{slug}?format=token");
-        let callback = self.to_callback(app, &start, account, |u| u).await;
+        let callback = self.through_provider(app, &start, account, |u| u).await;
         self.finish(&callback).await
     }
 
@@ -209,7 +209,7 @@ async fn members_sign_in_and_people_of_allowed_domains_are_made_members() {
     // The console: a session cookie, and on to the page asked for.
     let mut browser = Browser::default();
     let callback = browser
-        .to_callback(
+        .through_provider(
             &app,
             "/api/v1/auth/sso/acme?next=/conversations",
             "ada@acme.example",
@@ -236,7 +236,7 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     // The provider is asked for another nonce than the one Steward keeps.
     let mut browser = Browser::default();
     let callback = browser
-        .to_callback(&app, token_start, "eve@acme.example", |mut u| {
+        .through_provider(&app, token_start, "eve@acme.example", |mut u| {
             let pairs: Vec<(String, String)> = u
                 .query_pairs()
                 .map(|(k, v)| {
@@ -284,7 +284,7 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     // A code that expired before it came back.
     let mut browser = Browser::default();
     let callback = browser
-        .to_callback(&app, token_start, "expiring.eve@acme.example", |u| u)
+        .through_provider(&app, token_start, "expiring.eve@acme.example", |u| u)
         .await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let expired = browser.finish(&callback).await;
@@ -295,7 +295,7 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     // A state used once already; a callback carried to another browser.
     let mut browser = Browser::default();
     let callback = browser
-        .to_callback(&app, token_start, "owner@acme.example", |u| u)
+        .through_provider(&app, token_start, "owner@acme.example", |u| u)
         .await;
     assert_eq!(browser.finish(&callback).await.status, StatusCode::OK);
     let replayed = browser.finish(&callback).await;
@@ -307,7 +307,7 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     );
     assert_eq!(replayed.code(), "unknown_state");
     let callback = browser
-        .to_callback(&app, token_start, "owner@acme.example", |u| u)
+        .through_provider(&app, token_start, "owner@acme.example", |u| u)
         .await;
     let elsewhere = Browser::default().finish(&callback).await;
     assert_eq!(elsewhere.code(), "other_browser", "{}", elsewhere.text);
