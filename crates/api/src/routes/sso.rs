@@ -87,17 +87,25 @@ pub struct SsoBody {
 #[into_params(parameter_in = Query)]
 pub struct StartQuery {
     /// `token`: end with an API token as JSON instead of a console session.
-    format: Option<String>,
+    format: Option<Format>,
     /// The console page to open afterwards.
     next: Option<String>,
     /// Passed to the provider to preselect an account.
+    #[param(min_length = 1, max_length = 512)]
     login_hint: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Token,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CallbackQuery {
-    state: Option<String>,
+    #[param(min_length = 1, max_length = 256)]
+    state: String,
     code: Option<String>,
     /// The provider's refusal, when it refused.
     error: Option<String>,
@@ -479,7 +487,7 @@ fn provider_failure(e: OidcError) -> ApiError {
     params(("slug" = String, Path), StartQuery),
     responses(
         (status = 303, description = "to the provider's sign-in page"),
-        (status = 400, body = ErrorBody),
+        (status = 400, description = "a query parameter out of its schema", body = ErrorBody),
         (status = 404, description = "no organization signs in with this slug", body = ErrorBody),
         (status = 429, body = ErrorBody),
         (status = 502, description = "the provider could not be reached", body = ErrorBody),
@@ -493,16 +501,7 @@ async fn start(
     Query(query): Query<StartQuery>,
 ) -> ApiResult<Response> {
     state.login_limiter.check(ip, None)?;
-    let wants_token = match query.format.as_deref() {
-        None => false,
-        Some("token") => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "format: token, or leave it out for a console session",
-            ));
-        }
-    };
+    let wants_token = matches!(query.format, Some(Format::Token));
     let login_hint = text_field("login_hint", query.login_hint)
         .map_err(|_| ApiError::bad_request("invalid_query", "login_hint: 1 to 512 characters"))?;
     let settings = state
@@ -559,8 +558,8 @@ async fn start(
     responses(
         (status = 200, description = "signed in (`format=token`)", body = crate::routes::auth::SessionResponse),
         (status = 303, description = "signed in: to the console"),
-        (status = 400, description = "no state, a state unknown, used or expired (`unknown_state`), or another browser's (`other_browser`)", body = ErrorBody),
-        (status = 401, description = "the provider refused (`sso_refused`), or its answer does not hold (`sso_invalid`: audience, issuer, nonce, signature, expiry)", body = ErrorBody),
+        (status = 400, description = "no state, or no code", body = ErrorBody),
+        (status = 401, description = "a state unknown, used or expired (`unknown_state`), or another browser's (`other_browser`); the provider refused (`sso_refused`), or its answer does not hold (`sso_invalid`: audience, issuer, nonce, signature, expiry)", body = ErrorBody),
         (status = 403, description = "`email_unverified`, `no_email`, `domain_not_allowed`, `member_of_another_organization`, `other_identity`", body = ErrorBody),
         (status = 409, description = "single sign-on was turned off meanwhile (`sso_off`)", body = ErrorBody),
         (status = 502, description = "the provider could not be reached", body = ErrorBody),
@@ -571,20 +570,21 @@ async fn callback(
     headers: HeaderMap,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    let Some(state_param) = query.state.as_deref().filter(|s| s.len() <= 256) else {
-        return ApiError::bad_request("invalid_query", "state: missing").into_response();
-    };
+    if query.state.is_empty() || query.state.len() > 256 {
+        return ApiError::bad_request("invalid_query", "state: 1 to 256 characters")
+            .into_response();
+    }
     let attempt = match state
         .store
-        .take_sso_attempt(&oidc::digest(state_param))
+        .take_sso_attempt(&oidc::digest(&query.state))
         .await
     {
         Ok(Some(a)) if a.expires_at > steward_store::now() => a,
         Ok(_) => {
-            return ApiError::bad_request(
-                "unknown_state",
-                "this sign-in was used already or has expired: start again",
-            )
+            return ApiError::SignInFailed {
+                code: "unknown_state",
+                message: "this sign-in was used already or has expired: start again".into(),
+            }
             .into_response();
         }
         Err(e) => return ApiError::from(e).into_response(),
@@ -594,10 +594,10 @@ async fn callback(
     let signed_in = if same_browser {
         finish(&state, &attempt, &query).await
     } else {
-        Err(ApiError::bad_request(
-            "other_browser",
-            "this sign-in was started in another browser: start again here",
-        ))
+        Err(ApiError::SignInFailed {
+            code: "other_browser",
+            message: "this sign-in was started in another browser: start again here".into(),
+        })
     };
     match signed_in {
         Ok(session) if attempt.wants_token => axum::Json(session).into_response(),

@@ -301,7 +301,7 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
     let replayed = browser.finish(&callback).await;
     assert_eq!(
         replayed.status,
-        StatusCode::BAD_REQUEST,
+        StatusCode::UNAUTHORIZED,
         "{}",
         replayed.text
     );
@@ -310,6 +310,12 @@ async fn a_sign_in_whose_answer_does_not_hold_is_refused_and_makes_no_one() {
         .through_provider(&app, token_start, "owner@acme.example", |u| u)
         .await;
     let elsewhere = Browser::default().finish(&callback).await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::UNAUTHORIZED,
+        "{}",
+        elsewhere.text
+    );
     assert_eq!(elsewhere.code(), "other_browser", "{}", elsewhere.text);
     assert_eq!(
         browser.finish(&callback).await.code(),
