@@ -521,6 +521,11 @@ async fn start(
         .map_err(provider_failure)?;
     // A browser with sign-ins under way in other tabs keeps its cookie.
     let browser = cookie(&headers, BROWSER_COOKIE)
+        .filter(|b| {
+            b.len() == 43
+                && b.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        })
         .map(str::to_owned)
         .unwrap_or_else(|| oidc::Secrets::new().state);
     state
