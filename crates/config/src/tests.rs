@@ -53,6 +53,9 @@ fn every_key_is_documented_and_every_documented_key_exists() {
     full.jobs.org_share = Some(4);
     full.jobs.reply_reserve = Some(2);
     full.mail.password = Some(Secret::new("smtp-secret"));
+    full.auth.sso_issuer = Some("https://login.example.org".into());
+    full.auth.sso_client_id = Some("steward".into());
+    full.auth.sso_client_secret = Some(Secret::new("sso-secret"));
     let provider = ProviderConfig {
         kind: ProviderKind::Openai,
         base_url: Some("http://localhost:11434/v1".into()),
