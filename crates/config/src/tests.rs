@@ -159,7 +159,10 @@ fn bad_configuration_is_refused_with_the_key_named() {
         assert!(plain.to_string().contains("mail"), "{plain}");
 
         // The platform's single sign-on provider is all three keys or none.
-        jail.create_file("sso.toml", "[auth]\nsso_issuer = \"https://login.example.org\"\n")?;
+        jail.create_file(
+            "sso.toml",
+            "[auth]\nsso_issuer = \"https://login.example.org\"\n",
+        )?;
         let half = Config::load(Some(Path::new("sso.toml")), &Overrides::default()).unwrap_err();
         assert!(half.to_string().contains("auth.sso_client_id"), "{half}");
 
