@@ -496,10 +496,10 @@ async fn discover(client: &Client) -> Result<Metadata, OidcError> {
     );
     let metadata: Metadata = get_json(&client.http, "the discovery document", &url).await?;
     if metadata.issuer != client.issuer {
-        return Err(OidcError::Unreachable(format!(
-            "the discovery document names another issuer ({})",
-            metadata.issuer
-        )));
+        // Not what it named: a tenant reads nothing a remote server sent.
+        return Err(OidcError::Unreachable(
+            "the discovery document names another issuer than the one given".into(),
+        ));
     }
     Ok(metadata)
 }
