@@ -111,6 +111,7 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
 impl SqlBackend for PostgresStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_SHARE: &'static str = " FOR SHARE";
+    const COUNTER_SHARDS: u64 = 16;
 
     // The stored `words` and their GIN index `messages_words` (migration 0013).
     const WORDS: WordIndex = WordIndex {

@@ -95,6 +95,7 @@ impl<C: DerefMut<Target = SqliteConnection> + Send> Db for Conn<C> {
 impl SqlBackend for SqliteStore {
     const FOR_UPDATE: &'static str = "";
     const FOR_SHARE: &'static str = "";
+    const COUNTER_SHARDS: u64 = 1;
 
     // FTS5's `messages_fts` (migration 0014): the organization's and the
     // conversation's own tokens in `scope` keep each search to its tenant.

@@ -181,7 +181,7 @@ impl<B: SqlBackend> AccountStore for B {
 
     async fn count_tokens(&self, scope: &TenantScope, tokens: i64) -> StoreResult<()> {
         let mut write = self.write().await?;
-        crate::sql::messages::count_usage(&mut write, scope.org_id(), now(), 0, tokens).await
+        crate::sql::messages::count_usage::<B>(&mut write, scope.org_id(), now(), 0, tokens).await
     }
 
     async fn usage(&self, scope: &TenantScope, period: &str) -> StoreResult<Usage> {
@@ -190,7 +190,9 @@ impl<B: SqlBackend> AccountStore for B {
             .await?
             .fetch_optional(
                 sql(
-                    "SELECT messages, tokens FROM usage_counters WHERE org_id = $1 AND period = $2",
+                    "SELECT CAST(SUM(messages) AS BIGINT) AS messages, CAST(SUM(tokens) AS BIGINT) AS tokens
+                     FROM usage_counters WHERE org_id = $1 AND period = $2
+                     GROUP BY org_id",
                 )
                 .bind(scope.org_id())
                 .bind(period),

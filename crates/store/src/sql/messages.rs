@@ -457,13 +457,13 @@ impl<B: SqlBackend> MessageStore for B {
         )
         .await?;
         if message.role == MessageRole::User {
-            count_channel_message(&mut tx, org, &message).await?;
+            count_channel_message::<B>(&mut tx, org, &message).await?;
         }
         for (span, number) in firsts {
-            count_people(&mut tx, org, span, number, 1).await?;
+            count_people::<B>(&mut tx, org, span, number, 1).await?;
         }
         if counted > 0 || new.tokens > 0 {
-            count_usage(&mut tx, org, at, counted, new.tokens).await?;
+            count_usage::<B>(&mut tx, org, at, counted, new.tokens).await?;
         }
         commit::<B>(tx).await?;
         self.live_committed(stored);
@@ -747,8 +747,9 @@ impl<B: SqlBackend> MessageStore for B {
         }
         for row in db
             .fetch_all(
-                sql("SELECT number, people FROM people_counts
-                     WHERE org_id = $1 AND span = 'day' AND number >= $2 AND people > 0")
+                sql("SELECT number, CAST(SUM(people) AS BIGINT) AS people FROM people_counts
+                     WHERE org_id = $1 AND span = 'day' AND number >= $2
+                     GROUP BY number HAVING SUM(people) > 0")
                 .bind(org)
                 .bind(first),
             )
@@ -767,9 +768,9 @@ impl<B: SqlBackend> MessageStore for B {
             .collect::<StoreResult<Vec<_>>>()?;
         let weeks = db
             .fetch_all(
-                sql("SELECT number, people FROM people_counts
-                     WHERE org_id = $1 AND span = 'week' AND number >= $2 AND people > 0
-                     ORDER BY number")
+                sql("SELECT number, CAST(SUM(people) AS BIGINT) AS people FROM people_counts
+                     WHERE org_id = $1 AND span = 'week' AND number >= $2
+                     GROUP BY number HAVING SUM(people) > 0 ORDER BY number")
                 .bind(org)
                 .bind(week_of(first)),
             )
@@ -909,13 +910,17 @@ async fn mark_active(
 }
 
 /// Counts a person's message in its day and channel, direct or forwarded.
-async fn count_channel_message(tx: &mut impl Db, org: OrgId, message: &Message) -> StoreResult<()> {
+async fn count_channel_message<B: SqlBackend>(
+    tx: &mut impl Db,
+    org: OrgId,
+    message: &Message,
+) -> StoreResult<()> {
     let forwarded = i64::from(message.forwarded);
     tx.execute(
         sql(
-            "INSERT INTO channel_days (org_id, day, channel, direct, forwarded)
-             VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (org_id, day, channel) DO UPDATE SET
+            "INSERT INTO channel_days (org_id, day, channel, direct, forwarded, shard)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (org_id, day, channel, shard) DO UPDATE SET
                 direct = channel_days.direct + excluded.direct,
                 forwarded = channel_days.forwarded + excluded.forwarded",
         )
@@ -923,7 +928,8 @@ async fn count_channel_message(tx: &mut impl Db, org: OrgId, message: &Message) 
         .bind(day_number(message.created_at.date_naive()))
         .bind(message.channel.as_str())
         .bind(1 - forwarded)
-        .bind(forwarded),
+        .bind(forwarded)
+        .bind(counter_shard::<B>()),
     )
     .await?;
     Ok(())
@@ -935,8 +941,17 @@ pub(crate) fn week_of(day: i64) -> i64 {
     (day + 3).div_euclid(7)
 }
 
+/// One of `B::COUNTER_SHARDS` rows of a shared counter, at random: concurrent
+/// writers add to different rows, and readers sum them.
+fn counter_shard<B: SqlBackend>() -> i64 {
+    use std::hash::BuildHasher;
+    // Every RandomState has keys of its own (a per-thread seed, counted up
+    // for each), so hashing anything with a new one is a cheap random number.
+    (std::hash::RandomState::new().hash_one(()) % B::COUNTER_SHARDS) as i64
+}
+
 /// Adds to the organization's usage of the month of `at` (what plans limit).
-pub(crate) async fn count_usage(
+pub(crate) async fn count_usage<B: SqlBackend>(
     db: &mut impl Db,
     org: OrgId,
     at: DateTime<Utc>,
@@ -945,22 +960,24 @@ pub(crate) async fn count_usage(
 ) -> StoreResult<()> {
     db.execute(
         sql(
-            "INSERT INTO usage_counters (org_id, period, messages, tokens) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (org_id, period) DO UPDATE SET
+            "INSERT INTO usage_counters (org_id, period, messages, tokens, shard)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (org_id, period, shard) DO UPDATE SET
                 messages = usage_counters.messages + excluded.messages,
                 tokens = usage_counters.tokens + excluded.tokens",
         )
         .bind(org)
         .bind(usage_period(at))
         .bind(messages)
-        .bind(tokens),
+        .bind(tokens)
+        .bind(counter_shard::<B>()),
     )
     .await?;
     Ok(())
 }
 
 /// Adds `by` to the people counted in a day or a week (`span`).
-pub(crate) async fn count_people(
+pub(crate) async fn count_people<B: SqlBackend>(
     tx: &mut impl Db,
     org: OrgId,
     span: &str,
@@ -969,14 +986,16 @@ pub(crate) async fn count_people(
 ) -> StoreResult<()> {
     tx.execute(
         sql(
-            "INSERT INTO people_counts (org_id, span, number, people) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (org_id, span, number) DO UPDATE SET
+            "INSERT INTO people_counts (org_id, span, number, people, shard)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (org_id, span, number, shard) DO UPDATE SET
                 people = people_counts.people + excluded.people",
         )
         .bind(org)
         .bind(span)
         .bind(number)
-        .bind(by),
+        .bind(by)
+        .bind(counter_shard::<B>()),
     )
     .await?;
     Ok(())
@@ -1006,9 +1025,9 @@ pub(crate) async fn count_activity<B: SqlBackend>(
     tx.execute(
         sql(
             "INSERT INTO activity_days (org_id, chatbot_id, day, received, replied, started,
-                                        rated_up, rated_down, with_skills)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (org_id, day, chatbot_id) DO UPDATE SET
+                                        rated_up, rated_down, with_skills, shard)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (org_id, day, chatbot_id, shard) DO UPDATE SET
                 received = activity_days.received + excluded.received,
                 replied = activity_days.replied + excluded.replied,
                 started = activity_days.started + excluded.started,
@@ -1024,7 +1043,8 @@ pub(crate) async fn count_activity<B: SqlBackend>(
         .bind(counts.started)
         .bind(counts.rated_up)
         .bind(counts.rated_down)
-        .bind(counts.with_skills),
+        .bind(counts.with_skills)
+        .bind(counter_shard::<B>()),
     )
     .await?;
     Ok(())

@@ -180,6 +180,13 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// (PostgreSQL's ` FOR SHARE`); empty on SQLite.
     const FOR_SHARE: &'static str;
 
+    /// How many rows each counter that many writers add to (an
+    /// organization's month of usage, a chatbot's day) is split into. A
+    /// PostgreSQL row updated by a transaction stays locked until it commits,
+    /// so one row would make an organization's messages commit one at a
+    /// time; SQLite has one writer anyway (1).
+    const COUNTER_SHARDS: u64;
+
     /// The word index of messages' text, which the conversation list's text
     /// filter reads.
     const WORDS: WordIndex;

@@ -23,10 +23,10 @@ const ACTIVITY: &str = "
         CAST(coalesce((SELECT sum(a.with_skills) FROM activity_days a
             WHERE a.org_id = o.id AND a.day > $3 - 7 AND a.day <= $3), 0) AS BIGINT)
             AS replies_with_skills,
-        coalesce((SELECT messages FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
-            AS month_messages,
-        coalesce((SELECT tokens FROM usage_counters c WHERE c.org_id = o.id AND c.period = $2), 0)
-            AS month_tokens,
+        CAST(coalesce((SELECT sum(messages) FROM usage_counters c
+            WHERE c.org_id = o.id AND c.period = $2), 0) AS BIGINT) AS month_messages,
+        CAST(coalesce((SELECT sum(tokens) FROM usage_counters c
+            WHERE c.org_id = o.id AND c.period = $2), 0) AS BIGINT) AS month_tokens,
         (SELECT count(*) FROM person_days p WHERE p.org_id = o.id AND p.day = $3) AS people_day,
         (SELECT count(DISTINCT p.person_id) FROM person_days p
             WHERE p.org_id = o.id AND p.day > $3 - 7 AND p.day <= $3) AS people_week,

@@ -221,7 +221,7 @@ async fn merge<B: SqlBackend>(
             )
             .await?;
         for row in shared {
-            crate::sql::messages::count_people(tx, org, span, row.get("number")?, -1).await?;
+            crate::sql::messages::count_people::<B>(tx, org, span, row.get("number")?, -1).await?;
         }
     }
     crate::sql::patterns::merge_people(tx, org, from, into).await?;
