@@ -108,6 +108,29 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
     }
 }
 
+/// A write transaction and what it announces once committed.
+pub struct PgTx {
+    conn: Conn<Transaction<'static, Postgres>>,
+    /// NOTIFY channels and payloads, sent after the commit: a NOTIFY inside
+    /// the transaction takes a lock for the whole database at commit and
+    /// holds it through the commit's flush to disk, so every transaction
+    /// that announces something would commit one at a time.
+    notices: Vec<(&'static str, String)>,
+    pool: sqlx::PgPool,
+}
+
+impl Db for PgTx {
+    type Row = Record<PgRow>;
+
+    async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
+        self.conn.execute(statement).await
+    }
+
+    async fn fetch_all(&mut self, statement: Statement<'_>) -> StoreResult<Vec<Self::Row>> {
+        self.conn.fetch_all(statement).await
+    }
+}
+
 impl SqlBackend for PostgresStore {
     const FOR_UPDATE: &'static str = " FOR UPDATE";
     const FOR_SHARE: &'static str = " FOR SHARE";
@@ -128,12 +151,16 @@ impl SqlBackend for PostgresStore {
         format!("{}{star}", words.join(" <-> "))
     }
 
-    type Tx = Conn<Transaction<'static, Postgres>>;
+    type Tx = PgTx;
     type Write = Conn<PoolConnection<Postgres>>;
     type Read = Conn<PoolConnection<Postgres>>;
 
     async fn begin(&self) -> StoreResult<Self::Tx> {
-        Ok(Conn(self.begin_write().await?))
+        Ok(PgTx {
+            conn: Conn(self.begin_write().await?),
+            notices: Vec::new(),
+            pool: self.pool.clone(),
+        })
     }
 
     async fn write(&self) -> StoreResult<Self::Write> {
@@ -151,7 +178,29 @@ impl SqlBackend for PostgresStore {
     }
 
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
-        tx.0.commit().await.map_err(map_err)
+        let PgTx {
+            conn,
+            notices,
+            pool,
+        } = tx;
+        conn.0.commit().await.map_err(map_err)?;
+        if notices.is_empty() {
+            return Ok(());
+        }
+        // Committed: a notice that fails to go is logged, not an error. A
+        // worker finds its jobs at its next poll, and a subscriber re-reads
+        // stored messages when it next connects.
+        let (channels, payloads): (Vec<&str>, Vec<String>) = notices.into_iter().unzip();
+        let sent =
+            sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)")
+                .bind(channels)
+                .bind(payloads)
+                .execute(&pool)
+                .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "committed, but its notices were not sent");
+        }
+        Ok(())
     }
 
     async fn insert_chunks(
@@ -161,7 +210,7 @@ impl SqlBackend for PostgresStore {
         document: DocumentId,
         chunks: &[NewChunk],
     ) -> StoreResult<()> {
-        crate::knowledge::insert_chunks(&mut tx.0, org, chatbot, document, chunks).await
+        crate::knowledge::insert_chunks(&mut tx.conn.0, org, chatbot, document, chunks).await
     }
 
     async fn claim_jobs(
@@ -175,24 +224,18 @@ impl SqlBackend for PostgresStore {
         crate::queue::claim(self, worker, kinds, limit, lease, except).await
     }
 
-    /// Delivered at commit to every process's listener (see `live.rs`).
-    fn live_notices(event: &LiveEvent) -> Vec<Statement<'static>> {
-        crate::live::payloads(event)
-            .into_iter()
-            .map(|payload| {
-                steward_store::sql::sql("SELECT pg_notify($1, $2)")
-                    .bind(crate::live::CHANNEL)
-                    .bind(payload)
-            })
-            .collect()
+    /// Delivered after the commit to every process's listener (see `live.rs`).
+    fn announce_live(tx: &mut Self::Tx, event: &LiveEvent) {
+        let payloads = crate::live::payloads(event);
+        tx.notices
+            .extend(payloads.into_iter().map(|p| (crate::live::CHANNEL, p)));
     }
 
-    /// Delivered at commit to every listening worker (see `watch_enqueued`).
-    fn enqueued_notice(kind: JobKind) -> Option<Statement<'static>> {
-        Some(
-            steward_store::sql::sql("SELECT pg_notify($1, $2)")
-                .bind(crate::queue::CHANNEL)
-                .bind(kind),
-        )
+    /// Delivered after the commit to every listening worker (see
+    /// `watch_enqueued`); PostgreSQL sends a transaction's identical
+    /// notices once.
+    fn announce_enqueued(tx: &mut Self::Tx, kind: JobKind) {
+        tx.notices
+            .push((crate::queue::CHANNEL, kind.as_str().to_owned()));
     }
 }

@@ -438,9 +438,7 @@ impl<B: SqlBackend> MessageStore for B {
                 message_id: message.id,
             },
         };
-        for notice in B::live_notices(&stored) {
-            tx.execute(notice).await?;
-        }
+        B::announce_live(&mut tx, &stored);
         let counted = i64::from(message.role == MessageRole::User);
         let started = matches!(new.conversation, ConversationChoice::Start(_));
         count_activity::<B>(
@@ -747,9 +745,11 @@ impl<B: SqlBackend> MessageStore for B {
         }
         for row in db
             .fetch_all(
-                sql("SELECT number, CAST(SUM(people) AS BIGINT) AS people FROM people_counts
+                sql(
+                    "SELECT number, CAST(SUM(people) AS BIGINT) AS people FROM people_counts
                      WHERE org_id = $1 AND span = 'day' AND number >= $2
-                     GROUP BY number HAVING SUM(people) > 0")
+                     GROUP BY number HAVING SUM(people) > 0",
+                )
                 .bind(org)
                 .bind(first),
             )
@@ -768,9 +768,11 @@ impl<B: SqlBackend> MessageStore for B {
             .collect::<StoreResult<Vec<_>>>()?;
         let weeks = db
             .fetch_all(
-                sql("SELECT number, CAST(SUM(people) AS BIGINT) AS people FROM people_counts
+                sql(
+                    "SELECT number, CAST(SUM(people) AS BIGINT) AS people FROM people_counts
                      WHERE org_id = $1 AND span = 'week' AND number >= $2
-                     GROUP BY number HAVING SUM(people) > 0 ORDER BY number")
+                     GROUP BY number HAVING SUM(people) > 0 ORDER BY number",
+                )
                 .bind(org)
                 .bind(week_of(first)),
             )

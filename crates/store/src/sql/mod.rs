@@ -248,12 +248,11 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// vector codes it keeps in memory).
     fn chunks_changed(&self) {}
 
-    /// Statements run in the transaction that stores a message, announcing
-    /// it to other processes at commit (PostgreSQL's NOTIFY); none where
-    /// every subscriber is in this process.
-    fn live_notices(event: &crate::LiveEvent) -> Vec<Statement<'static>> {
-        let _ = event;
-        Vec::new()
+    /// Announces a stored message to other processes once `tx` commits
+    /// (PostgreSQL's NOTIFY); nothing where every subscriber is in this
+    /// process.
+    fn announce_live(tx: &mut Self::Tx, event: &crate::LiveEvent) {
+        let _ = (tx, event);
     }
 
     /// Called once a stored message's transaction committed (SQLite
@@ -262,11 +261,10 @@ pub trait SqlBackend: Send + Sync + 'static {
         let _ = event;
     }
 
-    /// A statement run in an enqueue's transaction that tells workers in
-    /// other processes (PostgreSQL's NOTIFY); None where there are none.
-    fn enqueued_notice(kind: JobKind) -> Option<Statement<'static>> {
-        let _ = kind;
-        None
+    /// Tells workers in other processes of a job enqueued in `tx` once it
+    /// commits (PostgreSQL's NOTIFY); nothing where there are none.
+    fn announce_enqueued(tx: &mut Self::Tx, kind: JobKind) {
+        let _ = (tx, kind);
     }
 }
 

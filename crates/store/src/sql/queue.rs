@@ -256,7 +256,7 @@ impl<B: SqlBackend> JobQueue for B {
 
 /// Inserts a job in `tx`, the transaction of what caused it; None when its
 /// dedupe key was used before.
-pub async fn insert_job<B: SqlBackend>(tx: &mut impl Db, job: &NewJob) -> StoreResult<Option<Job>> {
+pub async fn insert_job<B: SqlBackend>(tx: &mut B::Tx, job: &NewJob) -> StoreResult<Option<Job>> {
     let at = now();
     let row = tx
         .fetch_optional(
@@ -278,8 +278,6 @@ pub async fn insert_job<B: SqlBackend>(tx: &mut impl Db, job: &NewJob) -> StoreR
         )
         .await?;
     let Some(row) = row else { return Ok(None) };
-    if let Some(notice) = B::enqueued_notice(job.kind) {
-        tx.execute(notice).await?;
-    }
+    B::announce_enqueued(tx, job.kind);
     rows::job(&row).map(Some)
 }

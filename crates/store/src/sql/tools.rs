@@ -397,7 +397,7 @@ impl<B: SqlBackend> HandOffStore for B {
 /// Enqueues the jobs that tell of an effect, in the effect's transaction, as
 /// the organization's.
 async fn announce_in<B: SqlBackend>(
-    tx: &mut impl Db,
+    tx: &mut B::Tx,
     scope: &TenantScope,
     announce: &[NewJob],
 ) -> StoreResult<()> {
