@@ -189,14 +189,19 @@ impl SqlBackend for PostgresStore {
         }
         // Committed: a notice that fails to go is logged, not an error. A
         // worker finds its jobs at its next poll, and a subscriber re-reads
-        // stored messages when it next connects.
+        // stored messages when it next connects. Sending takes the same
+        // global lock until its own commit, which therefore does not wait
+        // for the disk: it records nothing that must survive a crash.
         let (channels, payloads): (Vec<&str>, Vec<String>) = notices.into_iter().unzip();
-        let sent =
-            sqlx::query("SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS n(c, p)")
-                .bind(channels)
-                .bind(payloads)
-                .execute(&pool)
-                .await;
+        let sent = sqlx::query(
+            "SELECT pg_notify(c, p)
+             FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed,
+                  unnest($1::text[], $2::text[]) AS n(c, p)",
+        )
+        .bind(channels)
+        .bind(payloads)
+        .execute(&pool)
+        .await;
         if let Err(e) = sent {
             tracing::warn!(error = %e, "committed, but its notices were not sent");
         }
