@@ -5,6 +5,7 @@
 mod knowledge;
 mod leader;
 mod live;
+mod notices;
 mod ops;
 mod queue;
 mod rows;
@@ -25,6 +26,8 @@ pub struct PostgresStore {
     listening: std::sync::atomic::AtomicBool,
     /// Whether that listener is connected and listening right now.
     listener_ready: tokio::sync::watch::Sender<bool>,
+    /// Sends the NOTIFYs of committed transactions.
+    notifier: notices::Notifier,
 }
 
 impl PostgresStore {
@@ -57,6 +60,7 @@ impl PostgresStore {
     fn with_pool(pool: PgPool) -> Self {
         let (live, _) = tokio::sync::broadcast::channel(steward_store::LIVE_BUFFER);
         Self {
+            notifier: notices::Notifier::new(pool.clone()),
             pool,
             live,
             listening: std::sync::atomic::AtomicBool::new(false),

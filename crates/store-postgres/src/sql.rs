@@ -13,6 +13,7 @@ use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value, WordIndex};
 use steward_store::{Job, LiveEvent, NewChunk, StoreResult};
 
+use crate::notices::{Notices, Notifier};
 use crate::{PostgresStore, map_err};
 
 /// A row of PostgreSQL's (owned, or borrowed by code not yet on the shared statements).
@@ -108,15 +109,12 @@ impl<C: DerefMut<Target = PgConnection> + Send> Db for Conn<C> {
     }
 }
 
-/// A write transaction and what it announces once committed.
+/// A write transaction and what it announces once committed
+/// (`notices.rs`).
 pub struct PgTx {
     conn: Conn<Transaction<'static, Postgres>>,
-    /// NOTIFY channels and payloads, sent after the commit: a NOTIFY inside
-    /// the transaction takes a lock for the whole database at commit and
-    /// holds it through the commit's flush to disk, so every transaction
-    /// that announces something would commit one at a time.
-    notices: Vec<(&'static str, String)>,
-    pool: sqlx::PgPool,
+    notices: Notices,
+    notifier: Notifier,
 }
 
 impl Db for PgTx {
@@ -159,7 +157,7 @@ impl SqlBackend for PostgresStore {
         Ok(PgTx {
             conn: Conn(self.begin_write().await?),
             notices: Vec::new(),
-            pool: self.pool.clone(),
+            notifier: self.notifier.clone(),
         })
     }
 
@@ -178,32 +176,9 @@ impl SqlBackend for PostgresStore {
     }
 
     async fn commit_only(tx: Self::Tx) -> StoreResult<()> {
-        let PgTx {
-            conn,
-            notices,
-            pool,
-        } = tx;
-        conn.0.commit().await.map_err(map_err)?;
-        if notices.is_empty() {
-            return Ok(());
-        }
-        // Committed: a notice that fails to go is logged, not an error. A
-        // worker finds its jobs at its next poll, and a subscriber re-reads
-        // stored messages when it next connects. Sending takes the same
-        // global lock until its own commit, which therefore does not wait
-        // for the disk: it records nothing that must survive a crash.
-        let (channels, payloads): (Vec<&str>, Vec<String>) = notices.into_iter().unzip();
-        let sent = sqlx::query(
-            "SELECT pg_notify(c, p)
-             FROM (SELECT set_config('synchronous_commit', 'off', true)) AS unflushed,
-                  unnest($1::text[], $2::text[]) AS n(c, p)",
-        )
-        .bind(channels)
-        .bind(payloads)
-        .execute(&pool)
-        .await;
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "committed, but its notices were not sent");
+        tx.conn.0.commit().await.map_err(map_err)?;
+        if !tx.notices.is_empty() {
+            tx.notifier.send(tx.notices);
         }
         Ok(())
     }
