@@ -153,8 +153,12 @@ impl Scheduler {
                 // More are due than one tick enqueues: continue from here next tick.
                 reached = reached.min(*last);
             }
-            for fire_at in firings {
-                let job = NewJob {
+            let Some(first) = firings.first().copied() else {
+                continue;
+            };
+            let jobs = firings
+                .iter()
+                .map(|fire_at| NewJob {
                     dedupe_key: Some(format!(
                         "schedule:{}:{}",
                         schedule.name,
@@ -162,15 +166,18 @@ impl Scheduler {
                     )),
                     max_attempts: self.settings.max_attempts,
                     ..schedule.job.clone()
-                };
-                match self.store.enqueue(job).await {
-                    Ok(Some(_)) => tracing::debug!(schedule = %schedule.name, %fire_at, "enqueued"),
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::warn!(schedule = %schedule.name, %fire_at, error = %e, "could not enqueue a firing; will retry");
-                        reached = reached.min(fire_at - chrono::Duration::microseconds(1));
-                        break;
-                    }
+                })
+                .collect();
+            // All of a schedule's due firings in one transaction: after a
+            // long stop they are many, and none is stored unless all are.
+            match self.store.enqueue_many(jobs).await {
+                Ok(stored) if stored.is_empty() => {}
+                Ok(stored) => {
+                    tracing::debug!(schedule = %schedule.name, enqueued = stored.len(), "enqueued")
+                }
+                Err(e) => {
+                    tracing::warn!(schedule = %schedule.name, error = %e, "could not enqueue its firings; will retry");
+                    reached = reached.min(first - chrono::Duration::microseconds(1));
                 }
             }
         }

@@ -149,6 +149,12 @@ pub trait JobQueue: Send + Sync {
     /// transaction: that outbox comes with the reply pipeline.)
     async fn enqueue(&self, job: NewJob) -> StoreResult<Option<Job>>;
 
+    /// Adds many jobs in one transaction, hundreds of rows per statement: for
+    /// whatever makes many jobs at once. Returns those stored, in the order
+    /// given, leaving out any whose dedupe key was used before (or earlier
+    /// in `jobs`).
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>>;
+
     /// Hands up to `limit` runnable jobs of `kinds` to `worker`, each leased until
     /// now + `lease`, attempts counted, highest priority and earliest first.
     async fn claim(

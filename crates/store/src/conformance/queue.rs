@@ -144,6 +144,68 @@ pub async fn dedupe_keys_enqueue_a_job_once(store: S) {
     );
 }
 
+pub async fn many_jobs_enqueue_at_once_in_their_order_and_once_per_key(store: S) {
+    assert!(store.enqueue_many(Vec::new()).await.unwrap().is_empty());
+    let earlier = NewJob {
+        payload: json!({ "n": -3 }),
+        dedupe_key: Some("page-3".into()),
+        ..job(JobKind::Ingest)
+    };
+    assert!(store.enqueue(earlier).await.unwrap().is_some());
+    // More than one statement's worth (500 rows), numbered in their payloads;
+    // page 3's key was used before, and page 7's twice in this batch.
+    let jobs: Vec<NewJob> = (0..1_203)
+        .map(|n| NewJob {
+            payload: json!({ "n": n }),
+            dedupe_key: match n {
+                3 => Some("page-3".into()),
+                7 | 1_100 => Some("page-7".into()),
+                _ => None,
+            },
+            priority: i32::from(n == 1_202),
+            ..job(JobKind::Ingest)
+        })
+        .collect();
+    let stored = store.enqueue_many(jobs).await.unwrap();
+    let numbers: Vec<i64> = stored
+        .iter()
+        .map(|job| job.payload["n"].as_i64().unwrap())
+        .collect();
+    let expected: Vec<i64> = (0..1_203).filter(|n| *n != 3 && *n != 1_100).collect();
+    assert_eq!(
+        numbers, expected,
+        "stored in the order given, repeated keys left out"
+    );
+    assert!(
+        stored
+            .iter()
+            .all(|job| job.state == JobState::Queued && job.attempts == 0)
+    );
+    let first = store
+        .claim("w", &[JobKind::Ingest], 3, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        first
+            .iter()
+            .map(|job| job.payload["n"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [1_202, -3, 0],
+        "claimed by priority, then in the order enqueued"
+    );
+    let stats = store.queue_stats().await.unwrap();
+    let queued: i64 = stats
+        .iter()
+        .filter(|s| s.kind == JobKind::Ingest && s.state == JobState::Queued)
+        .map(|s| s.count)
+        .sum();
+    assert_eq!(
+        queued,
+        1 + 1_201 - 3,
+        "page 3's first job and the batch, less three claimed"
+    );
+}
+
 pub async fn failed_attempts_retry_with_backoff_then_die(store: S) {
     let queued = store
         .enqueue(NewJob {

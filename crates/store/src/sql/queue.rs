@@ -20,6 +20,19 @@ impl<B: SqlBackend> JobQueue for B {
         Ok(inserted)
     }
 
+    async fn enqueue_many(&self, jobs: Vec<NewJob>) -> StoreResult<Vec<Job>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let mut stored = Vec::with_capacity(jobs.len());
+        for some in jobs.chunks(JOBS_PER_INSERT) {
+            stored.extend(insert_jobs::<B>(&mut tx, some).await?);
+        }
+        commit::<B>(tx).await?;
+        Ok(stored)
+    }
+
     async fn claim_except(
         &self,
         worker: &str,
@@ -254,18 +267,51 @@ impl<B: SqlBackend> JobQueue for B {
     }
 }
 
+/// Rows in one INSERT of [`insert_jobs`]: 9 values each, well under
+/// SQLite's 32,766 and PostgreSQL's 65,535 placeholders.
+const JOBS_PER_INSERT: usize = 500;
+
 /// Inserts a job in `tx`, the transaction of what caused it; None when its
 /// dedupe key was used before.
 pub async fn insert_job<B: SqlBackend>(tx: &mut B::Tx, job: &NewJob) -> StoreResult<Option<Job>> {
+    Ok(insert_jobs::<B>(tx, std::slice::from_ref(job)).await?.pop())
+}
+
+/// Inserts up to [`JOBS_PER_INSERT`] jobs in `tx` in one statement; returns
+/// those stored, in the order given, leaving out any whose dedupe key was
+/// used before (or earlier in `jobs`).
+async fn insert_jobs<B: SqlBackend>(tx: &mut B::Tx, jobs: &[NewJob]) -> StoreResult<Vec<Job>> {
     let at = now();
-    let row = tx
-        .fetch_optional(
-            sql("INSERT INTO jobs (id, org_id, kind, payload, state, priority, run_at, max_attempts,
-                                   ordering_key, dedupe_key, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $10, $10)
-                 ON CONFLICT (dedupe_key) DO NOTHING
-                 RETURNING *")
-            .bind(JobId::new())
+    let rows = (0..jobs.len())
+        .map(|i| {
+            let n = 2 + 9 * i;
+            format!(
+                "(${}, ${}, ${}, ${}, 'queued', ${}, ${}, ${}, ${}, ${}, $1, $1)",
+                n,
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 6,
+                n + 7,
+                n + 8
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut statement = sql(format!(
+        "INSERT INTO jobs (id, org_id, kind, payload, state, priority, run_at, max_attempts,
+                           ordering_key, dedupe_key, created_at, updated_at)
+         VALUES {rows}
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING *"
+    ))
+    .bind(at);
+    let ids: Vec<JobId> = jobs.iter().map(|_| JobId::new()).collect();
+    for (job, id) in jobs.iter().zip(&ids) {
+        statement = statement
+            .bind(*id)
             .bind(job.org_id)
             .bind(job.kind)
             .bind(&job.payload)
@@ -273,11 +319,23 @@ pub async fn insert_job<B: SqlBackend>(tx: &mut B::Tx, job: &NewJob) -> StoreRes
             .bind(job.run_at.unwrap_or(at))
             .bind(job.max_attempts)
             .bind(job.ordering_key.as_deref())
-            .bind(job.dedupe_key.as_deref())
-            .bind(at),
-        )
-        .await?;
-    let Some(row) = row else { return Ok(None) };
-    B::announce_enqueued(tx, job.kind);
-    rows::job(&row).map(Some)
+            .bind(job.dedupe_key.as_deref());
+    }
+    let mut stored = tx
+        .fetch_all(statement)
+        .await?
+        .iter()
+        .map(rows::job)
+        .collect::<StoreResult<Vec<_>>>()?;
+    // RETURNING keeps no promised order.
+    let given: std::collections::HashMap<JobId, usize> =
+        ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+    stored.sort_by_key(|job| given.get(&job.id).copied());
+    let mut kinds: Vec<JobKind> = stored.iter().map(|job| job.kind).collect();
+    kinds.sort_by_key(|kind| kind.as_str());
+    kinds.dedup();
+    for kind in kinds {
+        B::announce_enqueued(tx, kind);
+    }
+    Ok(stored)
 }
