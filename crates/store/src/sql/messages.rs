@@ -325,28 +325,31 @@ impl<B: SqlBackend> MessageStore for B {
         let org = scope.org_id();
         let at = now();
         let mut tx = self.begin().await?;
-        let status: ChatbotStatus = tx
+        // The chatbot's status and whether a conversation named is its own:
+        // one statement, as each is a round trip on PostgreSQL.
+        let existing = match new.conversation {
+            ConversationChoice::Existing(id) => Some(id),
+            ConversationChoice::Start(_) => None,
+        };
+        let chatbot = tx
             .fetch_one(
-                sql("SELECT status FROM chatbots WHERE id = $1 AND org_id = $2")
-                    .bind(new.chatbot_id)
-                    .bind(org),
+                sql("SELECT status, EXISTS (SELECT 1 FROM conversations c
+                            WHERE c.id = $3 AND c.org_id = $2 AND c.chatbot_id = $1) AS known
+                     FROM chatbots WHERE id = $1 AND org_id = $2")
+                .bind(new.chatbot_id)
+                .bind(org)
+                .bind(existing),
             )
-            .await?
-            .get("status")?;
+            .await?;
+        let status: ChatbotStatus = chatbot.get("status")?;
         if new.role == MessageRole::User && status == ChatbotStatus::Paused {
             return Err(StoreError::Conflict(Conflict::ChatbotPaused));
         }
+        if existing.is_some() && !chatbot.get::<bool>("known")? {
+            return Err(StoreError::NotFound);
+        }
         let conversation_id = match new.conversation {
-            ConversationChoice::Existing(id) => {
-                tx.fetch_one(
-                    sql("SELECT 1 AS one FROM conversations WHERE id = $1 AND org_id = $2 AND chatbot_id = $3")
-                        .bind(id)
-                        .bind(org)
-                        .bind(new.chatbot_id),
-                )
-                .await?;
-                id
-            }
+            ConversationChoice::Existing(id) => id,
             ConversationChoice::Start(id) => {
                 tx.execute(
                     sql(
