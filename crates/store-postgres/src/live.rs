@@ -36,7 +36,9 @@ pub(crate) fn payloads(event: &LiveEvent) -> Vec<String> {
     parts
 }
 
-/// Announces `event` when `tx` commits.
+/// Announces `event` at once, in no transaction: a reply's pieces and other
+/// events that are not stored (stored messages are announced after their
+/// transaction commits: `notices.rs`).
 pub(crate) async fn notify(pool: &PgPool, event: &LiveEvent) -> StoreResult<()> {
     for payload in payloads(event) {
         sqlx::query("SELECT pg_notify($1, $2)")
