@@ -12,6 +12,12 @@
 //! takes); with STEWARD_BENCH_RATE=N they send N per second in all, on a fixed
 //! schedule, and a request's time counts from when it was due, so a stall
 //! shows in the figures instead of slowing the sender.
+//!
+//! With STEWARD_BENCH_PEER_URL=BASE the same webhooks, signed with the same
+//! secret, go to a peer instead (`benches/peers/webhook.mjs`): `BASE/webhook`
+//! takes them, `BASE/counts` answers `{"messages": n, "jobs": n}`, and
+//! STEWARD_BENCH_PEER_NAME names it in the table. With
+//! STEWARD_BENCH_RESULTS=FILE each row is also appended to FILE as a JSON line.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,9 +40,14 @@ async fn main() {
         env("STEWARD_BENCH_WEBHOOKS").map_or(20_000, |n| n.parse().expect("a count"));
     let rate: Option<f64> = env("STEWARD_BENCH_RATE").map(|n| n.parse().expect("a rate"));
     println!(
-        "| backend | offered/s | webhooks | distinct | acknowledged/s | p50 (ms) | p99 (ms) | max (ms) | messages stored | respond jobs |"
+        "| system | offered/s | webhooks | distinct | acknowledged/s | p50 (ms) | p99 (ms) | max (ms) | messages stored | respond jobs |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    if let Some(base) = env("STEWARD_BENCH_PEER_URL") {
+        let name = env("STEWARD_BENCH_PEER_NAME").unwrap_or_else(|| base.clone());
+        run_peer(&name, &base, total, rate).await;
+        return;
+    }
     if let Some(backend) = sqlite_store().await {
         run("SQLite", backend, total, rate).await;
     }
@@ -89,7 +100,53 @@ async fn run(
         )
         .await;
     let url = app.url(channel.body["webhook_url"].as_str().unwrap());
+    let sent = send(&url, total, rate).await;
 
+    let org: OrgId = owner.org_id.parse().unwrap();
+    let scope = TenantScope::for_operator(org);
+    let stored = app
+        .store
+        .usage(&scope, &usage_period(steward_store::now()))
+        .await
+        .unwrap()
+        .messages;
+    let jobs: i64 = app
+        .store
+        .queue_stats()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|s| s.kind == JobKind::Respond && s.state == JobState::Queued)
+        .map(|s| s.count)
+        .sum();
+    sent.report(&format!("Steward + {name}"), rate, stored, jobs);
+    app.stop().await;
+}
+
+/// The same webhooks to a peer, which counts what it stored.
+async fn run_peer(name: &str, base: &str, total: usize, rate: Option<f64>) {
+    let sent = send(&format!("{base}/webhook"), total, rate).await;
+    let counts: serde_json::Value = reqwest::get(format!("{base}/counts"))
+        .await
+        .expect("the peer answers")
+        .json()
+        .await
+        .expect("counts as JSON");
+    let count = |key: &str| counts[key].as_i64().expect("a count");
+    sent.report(name, rate, count("messages"), count("jobs"));
+}
+
+/// What one run sent and how long each acknowledgement took.
+struct Sent {
+    total: usize,
+    distinct: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// Sends `total` signed webhooks to `url`, every tenth a repeat of an earlier
+/// one, over [`CONNECTIONS`] connections; each must be answered 200.
+async fn send(url: &str, total: usize, rate: Option<f64>) -> Sent {
     // Signed before the clock starts; every tenth repeats an earlier one.
     let mut originals: Vec<(Vec<u8>, String)> = Vec::new();
     let requests: Vec<(Vec<u8>, String)> = (0..total)
@@ -113,8 +170,12 @@ async fn run(
     let started = Instant::now();
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let (client, url, requests, next) =
-                (client.clone(), url.clone(), requests.clone(), next.clone());
+            let (client, url, requests, next) = (
+                client.clone(),
+                url.to_owned(),
+                requests.clone(),
+                next.clone(),
+            );
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
@@ -157,35 +218,34 @@ async fn run(
     }
     let elapsed = started.elapsed();
     latencies.sort_unstable();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    Sent {
+        total,
+        distinct,
+        elapsed,
+        latencies,
+    }
+}
 
-    let org: OrgId = owner.org_id.parse().unwrap();
-    let scope = TenantScope::for_operator(org);
-    let stored = app
-        .store
-        .usage(&scope, &usage_period(steward_store::now()))
-        .await
-        .unwrap()
-        .messages;
-    let jobs: i64 = app
-        .store
-        .queue_stats()
-        .await
-        .unwrap()
-        .iter()
-        .filter(|s| s.kind == JobKind::Respond && s.state == JobState::Queued)
-        .map(|s| s.count)
-        .sum();
-    let offered = rate.map_or("as fast as answered".to_owned(), |r| format!("{r:.0}"));
-    println!(
-        "| {name} | {offered} | {total} | {distinct} | {:.0} | {:.2} | {:.2} | {:.2} | {stored} | {jobs} |",
-        total as f64 / elapsed.as_secs_f64(),
-        ms(at(0.50)),
-        ms(at(0.99)),
-        ms(*latencies.last().unwrap()),
-    );
-    assert_eq!(stored, distinct as i64, "one message per distinct id");
-    assert_eq!(jobs, distinct as i64, "one respond job per distinct id");
-    app.stop().await;
+impl Sent {
+    /// Prints the row (and records it), then insists on one message and one
+    /// job per distinct id.
+    fn report(&self, name: &str, rate: Option<f64>, stored: i64, jobs: i64) {
+        let latencies = &self.latencies;
+        let at =
+            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        let (total, distinct) = (self.total, self.distinct);
+        let acknowledged = total as f64 / self.elapsed.as_secs_f64();
+        let (p50, p99, max) = (ms(at(0.50)), ms(at(0.99)), ms(*latencies.last().unwrap()));
+        let offered = rate.map_or("as fast as answered".to_owned(), |r| format!("{r:.0}"));
+        println!(
+            "| {name} | {offered} | {total} | {distinct} | {acknowledged:.0} | {p50:.2} | {p99:.2} | {max:.2} | {stored} | {jobs} |"
+        );
+        steward_testkit::bench::record(json!({
+            "bench": "webhook", "system": name, "rate": rate, "webhooks": total, "distinct": distinct,
+            "acknowledged": acknowledged, "p50": p50, "p99": p99, "max": max, "stored": stored, "jobs": jobs,
+        }));
+        assert_eq!(stored, distinct as i64, "one message per distinct id");
+        assert_eq!(jobs, distinct as i64, "one job per distinct id");
+    }
 }

@@ -7,7 +7,9 @@
 //! time from the worker's start to the last completion. Latency: with the
 //! worker idle and polling every 10 ms, 500 jobs are enqueued 2 ms apart and the
 //! time from enqueue to the handler starting is recorded. Batch enqueue: the
-//! same number of jobs through `enqueue_many`, 1,000 per call.
+//! same number of jobs through `enqueue_many`, 1,000 per call. With
+//! STEWARD_BENCH_RESULTS=FILE the throughput figures are also appended to FILE
+//! as JSON lines (`benches/peers/run` sets them beside the peers').
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,9 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde_json::json;
 use steward_domain::JobKind;
 use steward_jobs::{JobError, JobHandler, Worker, WorkerSettings};
 use steward_store::{Job, NewJob, Store};
+use steward_testkit::bench::record;
 use steward_testkit::{DbGuard, postgres_store, sqlite_store};
 
 #[derive(Clone, Default)]
@@ -99,11 +103,7 @@ async fn main() {
             let enqueue_started = Instant::now();
             for n in 0..total {
                 store
-                    .enqueue(NewJob::raw(
-                        JobKind::Classify,
-                        serde_json::json!({ "n": n }),
-                        3,
-                    ))
+                    .enqueue(NewJob::raw(JobKind::Classify, json!({ "n": n }), 3))
                     .await
                     .unwrap();
             }
@@ -115,10 +115,12 @@ async fn main() {
             )
             .handle(JobKind::Classify, noop.clone());
             let took = run_until(worker, &noop, total).await;
-            println!(
-                "| {backend} | {concurrency} | {total} | {enqueue_rate:.0} | {:.0} |",
-                total as f64 / took.as_secs_f64()
-            );
+            let run_rate = total as f64 / took.as_secs_f64();
+            println!("| {backend} | {concurrency} | {total} | {enqueue_rate:.0} | {run_rate:.0} |");
+            record(json!({
+                "bench": "queue", "system": "Steward", "store": backend, "mode": "",
+                "concurrency": concurrency, "jobs": total, "enqueue": enqueue_rate, "run": run_rate,
+            }));
         }
     }
 
@@ -128,16 +130,17 @@ async fn main() {
     for backend in &backends {
         let (store, _db) = fresh(backend).await;
         let jobs: Vec<NewJob> = (0..total)
-            .map(|n| NewJob::raw(JobKind::Classify, serde_json::json!({ "n": n }), 3))
+            .map(|n| NewJob::raw(JobKind::Classify, json!({ "n": n }), 3))
             .collect();
         let started = Instant::now();
         for some in jobs.chunks(1000) {
             store.enqueue_many(some.to_vec()).await.unwrap();
         }
-        println!(
-            "| {backend} | {total} | {:.0} |",
-            total as f64 / started.elapsed().as_secs_f64()
-        );
+        let rate = total as f64 / started.elapsed().as_secs_f64();
+        println!("| {backend} | {total} | {rate:.0} |");
+        record(json!({
+            "bench": "batch-enqueue", "system": "Steward", "store": backend, "jobs": total, "rate": rate,
+        }));
     }
 
     println!();
@@ -156,11 +159,7 @@ async fn main() {
             let jobs = 500;
             for n in 0..jobs {
                 store
-                    .enqueue(NewJob::raw(
-                        JobKind::Classify,
-                        serde_json::json!({ "n": n }),
-                        3,
-                    ))
+                    .enqueue(NewJob::raw(JobKind::Classify, json!({ "n": n }), 3))
                     .await
                     .unwrap();
                 tokio::time::sleep(Duration::from_millis(2)).await;

@@ -6,6 +6,7 @@
 //! are skipped; when it is set and the server cannot be reached they fail.
 
 pub mod app;
+pub mod bench;
 pub mod digest;
 pub mod docx;
 pub mod embedder;
