@@ -1,6 +1,7 @@
 //! The worker loop. It claims only as many jobs as it has free slots (overall
 //! and per kind), runs each in a task of its own beside a heartbeat that keeps
-//! the lease, and records the outcome. It also sweeps expired leases, so a job
+//! the lease, and records the outcome: a failure at once, a success with the
+//! next claim (one statement marks every finished job done and claims more). It also sweeps expired leases, so a job
 //! whose worker died is taken over by another. On shutdown it stops claiming,
 //! lets running jobs finish within a grace period, and gives back the rest.
 //!
@@ -117,10 +118,9 @@ impl Slots {
         }
     }
 
-    fn finish(&mut self, task: tokio::task::Id) {
-        let Some((_, kind, org)) = self.by_task.remove(&task) else {
-            return;
-        };
+    /// Frees the task's slot; the job and kind it ran.
+    fn finish(&mut self, task: tokio::task::Id) -> Option<(JobId, JobKind)> {
+        let (job, kind, org) = self.by_task.remove(&task)?;
         *self.per_kind.entry(kind).or_default() -= 1;
         if let Some(org) = org
             && let Some(n) = self.per_org.get_mut(&org)
@@ -130,6 +130,7 @@ impl Slots {
                 self.per_org.remove(&org);
             }
         }
+        Some((job, kind))
     }
 
     /// Running jobs that are not replies.
@@ -175,8 +176,10 @@ impl Worker {
         tokio::pin!(shutdown);
         let lease = chrono::Duration::from_std(self.settings.lease)
             .unwrap_or(chrono::Duration::seconds(60));
-        let mut running: JoinSet<()> = JoinSet::new();
+        let mut running: JoinSet<bool> = JoinSet::new();
         let mut slots = Slots::default();
+        // Jobs whose handler succeeded, marked done with the next claim.
+        let mut done: Vec<(JobId, JobKind)> = Vec::new();
         let mut sweep = tokio::time::interval(self.settings.lease / 2);
         // Other processes' enqueues wake this worker too, where the store can tell.
         let store = self.store.clone();
@@ -185,19 +188,25 @@ impl Worker {
         tracing::info!(worker = %self.id, kinds = ?self.handlers.keys().collect::<Vec<_>>(), "worker started");
 
         loop {
-            self.claim_into(&mut running, &mut slots, lease).await;
+            self.claim_into(&mut running, &mut slots, lease, &mut done)
+                .await;
             tokio::select! {
                 () = &mut shutdown => break,
-                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                Some(first) = running.join_next_with_id(), if !running.is_empty() => {
                     // Gather every job that has finished too, so that under load one
-                    // claim fills several slots instead of one claim per job.
-                    let mut finished = vec![done];
+                    // claim fills several slots (and marks them all done) at once.
+                    let mut finished = vec![first];
                     while let Some(more) = running.try_join_next_with_id() {
                         finished.push(more);
                     }
-                    for done in finished {
-                        let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
-                        slots.finish(id);
+                    for finished in finished {
+                        let (task, succeeded) = match finished {
+                            Ok((task, succeeded)) => (task, succeeded),
+                            Err(e) => (e.id(), false),
+                        };
+                        if let Some(job) = slots.finish(task) && succeeded {
+                            done.push(job);
+                        }
                     }
                 }
                 _ = sweep.tick() => match self.store.requeue_expired().await {
@@ -213,15 +222,26 @@ impl Worker {
         watcher.abort();
         tracing::info!(worker = %self.id, running = running.len(), "worker stopping: no new jobs; finishing running ones");
         let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
-            while let Some(done) = running.join_next_with_id().await {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) => e.id(),
+            while let Some(finished) = running.join_next_with_id().await {
+                let (task, succeeded) = match finished {
+                    Ok((task, succeeded)) => (task, succeeded),
+                    Err(e) => (e.id(), false),
                 };
-                slots.finish(id);
+                if let Some(job) = slots.finish(task)
+                    && succeeded
+                {
+                    done.push(job);
+                }
             }
         })
         .await;
+        self.complete(&mut done, lease).await;
+        if !done.is_empty() {
+            tracing::warn!(
+                jobs = done.len(),
+                "could not mark finished jobs done; they may run again"
+            );
+        }
         if drained.is_err() {
             running.abort_all();
             for (job, _, _) in slots.by_task.values() {
@@ -240,72 +260,127 @@ impl Worker {
     }
 
     /// Claims jobs for the free slots, replies first, kind by kind, passing
-    /// over organizations at their share, and starts them.
+    /// over organizations at their share, and starts them. The jobs in `done`
+    /// are marked succeeded by the first claim (or on their own when no kind
+    /// has a free slot); on a store error they stay in `done` for the next try.
     async fn claim_into(
         &self,
-        running: &mut JoinSet<()>,
+        running: &mut JoinSet<bool>,
         slots: &mut Slots,
         lease: chrono::Duration,
+        done: &mut Vec<(JobId, JobKind)>,
     ) {
         let mut kinds: Vec<JobKind> = self.handlers.keys().copied().collect();
         kinds.sort_by_key(|kind| (!is_reply(*kind), kind.as_str()));
         let settings = &self.settings;
         for kind in kinds {
-            let mut free = settings.concurrency.saturating_sub(running.len());
-            if !is_reply(kind) {
-                let background_slots = settings.concurrency.saturating_sub(settings.reply_reserve);
-                free = free.min(background_slots.saturating_sub(slots.background()));
-            }
-            let kind_limit = settings
-                .kind_concurrency
-                .get(&kind)
-                .copied()
-                .unwrap_or(settings.concurrency);
-            free = free
-                .min(kind_limit.saturating_sub(slots.per_kind.get(&kind).copied().unwrap_or(0)));
-            if free == 0 {
-                continue;
-            }
-            let at_share: Vec<OrgId> = slots
-                .per_org
-                .iter()
-                .filter(|(_, n)| **n >= settings.org_share)
-                .map(|(org, _)| *org)
-                .collect();
-            let jobs = match self
-                .store
-                .claim_except(&self.id, &[kind], free as u32, lease, &at_share)
-                .await
-            {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, kind = %kind, "could not claim jobs");
-                    continue;
+            // A claim that marks jobs done cannot see a job queued behind one
+            // of them in its ordering key: when it came back short, claim again.
+            loop {
+                let free = self.free_slots(kind, running.len(), slots);
+                if free == 0 {
+                    break;
                 }
-            };
-            for job in jobs {
-                // One claim may bring more of an organization's jobs than its
-                // share leaves room for: those go back, no attempt counted.
-                if job.org_id.is_some() && slots.org_count(job.org_id) >= settings.org_share {
-                    if let Err(e) = self.store.release(job.id, &self.id).await {
-                        tracing::warn!(job_id = %job.id, error = %e, "could not give back a job over its organization's share; its lease will expire");
+                let at_share: Vec<OrgId> = slots
+                    .per_org
+                    .iter()
+                    .filter(|(_, n)| **n >= settings.org_share)
+                    .map(|(org, _)| *org)
+                    .collect();
+                let handed_back = std::mem::take(done);
+                let ids: Vec<JobId> = handed_back.iter().map(|(job, _)| *job).collect();
+                let claimed = match self
+                    .store
+                    .complete_and_claim(&self.id, &ids, &[kind], free as u32, lease, &at_share)
+                    .await
+                {
+                    Ok(claimed) => claimed,
+                    Err(e) => {
+                        tracing::warn!(error = %e, kind = %kind, "could not claim jobs");
+                        *done = handed_back;
+                        break;
                     }
-                    continue;
-                }
-                let task = Execution {
-                    store: self.store.clone(),
-                    worker: self.id.clone(),
-                    handler: self.handlers[&kind].clone(),
-                    lease: self.settings.lease,
-                    backoff_base: self.settings.backoff_base,
                 };
-                let org = job.org_id.map(|o| o.to_string()).unwrap_or_default();
-                let span = tracing::info_span!("job", job_id = %job.id, kind = %kind, org_id = %org, attempt = job.attempts);
-                let started = (job.id, job.kind, job.org_id);
-                let handle = running.spawn(task.run(job).instrument(span));
-                slots.start(handle.id(), started);
+                count_completions(&handed_back, &claimed.completed);
+                let again = !handed_back.is_empty() && claimed.jobs.len() < free;
+                for job in claimed.jobs {
+                    // One claim may bring more of an organization's jobs than its
+                    // share leaves room for: those go back, no attempt counted.
+                    if job.org_id.is_some() && slots.org_count(job.org_id) >= settings.org_share {
+                        if let Err(e) = self.store.release(job.id, &self.id).await {
+                            tracing::warn!(job_id = %job.id, error = %e, "could not give back a job over its organization's share; its lease will expire");
+                        }
+                        continue;
+                    }
+                    let task = Execution {
+                        store: self.store.clone(),
+                        worker: self.id.clone(),
+                        handler: self.handlers[&kind].clone(),
+                        lease: self.settings.lease,
+                        backoff_base: self.settings.backoff_base,
+                    };
+                    let org = job.org_id.map(|o| o.to_string()).unwrap_or_default();
+                    let span = tracing::info_span!("job", job_id = %job.id, kind = %kind, org_id = %org, attempt = job.attempts);
+                    let started = (job.id, job.kind, job.org_id);
+                    let handle = running.spawn(task.run(job).instrument(span));
+                    slots.start(handle.id(), started);
+                }
+                if !again {
+                    break;
+                }
             }
         }
+        self.complete(done, lease).await;
+    }
+
+    /// Slots a claim of `kind` may fill now: free ones, less those kept for
+    /// replies (for other kinds), within the kind's own limit.
+    fn free_slots(&self, kind: JobKind, running: usize, slots: &Slots) -> usize {
+        let settings = &self.settings;
+        let mut free = settings.concurrency.saturating_sub(running);
+        if !is_reply(kind) {
+            let background_slots = settings.concurrency.saturating_sub(settings.reply_reserve);
+            free = free.min(background_slots.saturating_sub(slots.background()));
+        }
+        let kind_limit = settings
+            .kind_concurrency
+            .get(&kind)
+            .copied()
+            .unwrap_or(settings.concurrency);
+        free.min(kind_limit.saturating_sub(slots.per_kind.get(&kind).copied().unwrap_or(0)))
+    }
+
+    /// Marks `done` succeeded, claiming nothing; on a store error they stay
+    /// in `done`.
+    async fn complete(&self, done: &mut Vec<(JobId, JobKind)>, lease: chrono::Duration) {
+        if done.is_empty() {
+            return;
+        }
+        let ids: Vec<JobId> = done.iter().map(|(job, _)| *job).collect();
+        match self
+            .store
+            .complete_and_claim(&self.id, &ids, &[], 0, lease, &[])
+            .await
+        {
+            Ok(claimed) => count_completions(&std::mem::take(done), &claimed.completed),
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = ids.len(), "could not mark jobs done; trying again")
+            }
+        }
+    }
+}
+
+/// Counts the outcome of jobs handed back as done: succeeded, or their lease
+/// had passed to another worker.
+fn count_completions(handed_back: &[(JobId, JobKind)], completed: &[JobId]) {
+    for (job, kind) in handed_back {
+        let outcome = if completed.contains(job) {
+            "succeeded"
+        } else {
+            "lease_lost"
+        };
+        metrics::counter!("steward_jobs_total", "kind" => kind.as_str(), "outcome" => outcome)
+            .increment(1);
     }
 }
 
@@ -319,25 +394,23 @@ struct Execution {
 }
 
 impl Execution {
-    async fn run(self, job: Job) {
+    /// True when the handler succeeded: the worker marks the job done with
+    /// its next claim (one statement for both).
+    async fn run(self, job: Job) -> bool {
         let started = Instant::now();
         let outcome = tokio::select! {
             result = self.handler.run(&job) => Some(result),
             () = self.keep_lease(&job) => None,
         };
+        let kind = job.kind.as_str();
+        metrics::histogram!("steward_job_duration_seconds", "kind" => kind)
+            .record(started.elapsed().as_secs_f64());
         let outcome_label = match outcome {
             None => {
                 tracing::warn!("lease lost: another worker may run this job; stopped");
                 "lease_lost"
             }
-            Some(Ok(())) => match self.store.complete(job.id, &self.worker).await {
-                Ok(true) => "succeeded",
-                Ok(false) => "lease_lost",
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not mark the job done; it may run again");
-                    "store_error"
-                }
-            },
+            Some(Ok(())) => return true,
             Some(Err(error)) => {
                 let retry_at = |at_least: Duration| {
                     let delay = retry_delay(self.backoff_base, job.attempts).max(at_least);
@@ -372,11 +445,9 @@ impl Execution {
                 }
             }
         };
-        let kind = job.kind.as_str();
         metrics::counter!("steward_jobs_total", "kind" => kind, "outcome" => outcome_label)
             .increment(1);
-        metrics::histogram!("steward_job_duration_seconds", "kind" => kind)
-            .record(started.elapsed().as_secs_f64());
+        false
     }
 
     /// Renews the lease every third of it; returns only when the lease is lost.

@@ -4,25 +4,34 @@
 //! each other's jobs.
 
 use chrono::Duration;
-use steward_domain::{JobKind, OrgId};
+use sqlx::Row;
+use steward_domain::{JobId, JobKind, OrgId};
 use steward_store::*;
 
 use crate::{PostgresStore, map_err, rows};
 
-/// Runnable jobs of `kinds`, claimed for `worker`.
-pub(crate) async fn claim(
+/// `done` marked succeeded, and runnable jobs of `kinds` claimed for
+/// `worker`, in one statement.
+pub(crate) async fn complete_and_claim(
     store: &PostgresStore,
     worker: &str,
+    done: &[JobId],
     kinds: &[JobKind],
     limit: u32,
     lease: Duration,
     except: &[OrgId],
-) -> StoreResult<Vec<Job>> {
+) -> StoreResult<Claimed> {
     let at = now();
-    // Runnable, of the kinds asked for, and first in line for its ordering key:
-    // no earlier unfinished job with the key, and none of them running.
-    let claimed = sqlx::query(
-        "WITH next AS (
+    // `next`: runnable, of the kinds asked for, and first in line for its
+    // ordering key (no earlier unfinished job with the key, and none of them
+    // running). The final join yields one row even when nothing is claimed,
+    // to carry what was completed.
+    let rows = sqlx::query(
+        "WITH done AS (
+            UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = $1
+            WHERE id = ANY($7) AND locked_by = $5 AND state = 'running'
+            RETURNING id),
+         next AS (
             SELECT j.id FROM jobs j
             WHERE j.state IN ('queued', 'failed') AND j.run_at <= $1
               AND j.kind = ANY($2)
@@ -34,10 +43,13 @@ pub(crate) async fn claim(
                            OR (o.state IN ('queued', 'failed') AND (o.created_at, o.id) < (j.created_at, j.id)))))
             ORDER BY j.priority DESC, j.run_at, j.created_at, j.id
             LIMIT $3
-            FOR UPDATE SKIP LOCKED)
-         UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $4, locked_by = $5, updated_at = $1
-         FROM next WHERE jobs.id = next.id
-         RETURNING jobs.*",
+            FOR UPDATE SKIP LOCKED),
+         claimed AS (
+            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $4, locked_by = $5, updated_at = $1
+            FROM next WHERE jobs.id = next.id
+            RETURNING jobs.*)
+         SELECT claimed.*, (SELECT array_agg(id) FROM done) AS completed
+         FROM (SELECT 1) AS one LEFT JOIN claimed ON true",
     )
     .bind(at)
     .bind(kinds.iter().map(|k| k.as_str().to_owned()).collect::<Vec<_>>())
@@ -45,10 +57,26 @@ pub(crate) async fn claim(
     .bind(at + lease)
     .bind(worker)
     .bind(except.iter().map(|o| o.as_uuid()).collect::<Vec<_>>())
+    .bind(done.iter().map(|j| j.as_uuid()).collect::<Vec<_>>())
     .fetch_all(&store.pool)
     .await
     .map_err(map_err)?;
-    claimed.iter().map(rows::job).collect()
+    let mut claimed = Claimed::default();
+    for row in &rows {
+        if claimed.completed.is_empty() {
+            let completed: Option<Vec<uuid::Uuid>> = row.try_get("completed").map_err(map_err)?;
+            claimed.completed = completed
+                .unwrap_or_default()
+                .into_iter()
+                .map(JobId::from)
+                .collect();
+        }
+        let id: Option<uuid::Uuid> = row.try_get("id").map_err(map_err)?;
+        if id.is_some() {
+            claimed.jobs.push(rows::job(row)?);
+        }
+    }
+    Ok(claimed)
 }
 
 /// The notification channel every enqueue signals on.

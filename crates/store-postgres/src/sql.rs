@@ -9,9 +9,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
-use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
+use steward_domain::{ChatbotId, DocumentId, JobId, JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value, WordIndex};
-use steward_store::{Job, LiveEvent, NewChunk, StoreResult};
+use steward_store::{Claimed, LiveEvent, NewChunk, StoreResult};
 
 use crate::notices::{Notices, Notifier};
 use crate::{PostgresStore, map_err};
@@ -196,12 +196,13 @@ impl SqlBackend for PostgresStore {
     async fn claim_jobs(
         &self,
         worker: &str,
+        done: &[JobId],
         kinds: &[JobKind],
         limit: u32,
         lease: chrono::Duration,
         except: &[OrgId],
-    ) -> StoreResult<Vec<Job>> {
-        crate::queue::claim(self, worker, kinds, limit, lease, except).await
+    ) -> StoreResult<Claimed> {
+        crate::queue::complete_and_claim(self, worker, done, kinds, limit, lease, except).await
     }
 
     /// Delivered after the commit to every process's listener (see `live.rs`).

@@ -4,7 +4,8 @@
 
 use chrono::Duration;
 use serde_json::Value;
-use steward_domain::{JobKind, OrgId};
+use sqlx::Row;
+use steward_domain::{JobId, JobKind, OrgId};
 use steward_store::*;
 
 use crate::{SqliteStore, map_err, rows, to_micros};
@@ -23,16 +24,41 @@ fn orgs_json(orgs: &[OrgId]) -> String {
     .to_string()
 }
 
-/// Runnable jobs of `kinds`, claimed for `worker`.
-pub(crate) async fn claim(
+/// `done` marked succeeded, and runnable jobs of `kinds` claimed for
+/// `worker`, in one transaction.
+pub(crate) async fn complete_and_claim(
     store: &SqliteStore,
     worker: &str,
+    done: &[JobId],
     kinds: &[JobKind],
     limit: u32,
     lease: Duration,
     except: &[OrgId],
-) -> StoreResult<Vec<Job>> {
+) -> StoreResult<Claimed> {
     let at = now();
+    let mut tx = store.begin_write().await?;
+    let mut completed = Vec::new();
+    if !done.is_empty() {
+        let ids = vec!["?"; done.len()].join(", ");
+        let statement = format!(
+            "UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = ?
+             WHERE id IN ({ids}) AND locked_by = ? AND state = 'running'
+             RETURNING id"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(to_micros(at));
+        for job in done {
+            query = query.bind(job.as_uuid());
+        }
+        for row in query
+            .bind(worker)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(map_err)?
+        {
+            let id: uuid::Uuid = row.try_get("id").map_err(map_err)?;
+            completed.push(JobId::from(id));
+        }
+    }
     // Runnable, of the kinds asked for, and first in line for its ordering key:
     // no earlier unfinished job with the key, and none of them running.
     let claimed = sqlx::query(
@@ -58,8 +84,10 @@ pub(crate) async fn claim(
     .bind(kinds_json(kinds))
     .bind(orgs_json(except))
     .bind(limit)
-    .fetch_all(&store.writer)
+    .fetch_all(&mut *tx)
     .await
     .map_err(map_err)?;
-    claimed.iter().map(rows::job).collect()
+    let jobs = claimed.iter().map(rows::job).collect::<StoreResult<_>>()?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(Claimed { completed, jobs })
 }

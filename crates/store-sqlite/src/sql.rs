@@ -8,9 +8,9 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use sqlx::{Row as _, Sqlite, SqliteConnection, Transaction};
-use steward_domain::{ChatbotId, DocumentId, JobKind, OrgId};
+use steward_domain::{ChatbotId, DocumentId, JobId, JobKind, OrgId};
 use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value, WordIndex};
-use steward_store::{Job, LiveEvent, NewChunk, StoreError, StoreResult};
+use steward_store::{Claimed, LiveEvent, NewChunk, StoreError, StoreResult};
 
 use crate::{SqliteStore, from_micros, map_err, to_micros};
 
@@ -155,12 +155,13 @@ impl SqlBackend for SqliteStore {
     async fn claim_jobs(
         &self,
         worker: &str,
+        done: &[JobId],
         kinds: &[JobKind],
         limit: u32,
         lease: chrono::Duration,
         except: &[OrgId],
-    ) -> StoreResult<Vec<Job>> {
-        crate::queue::claim(self, worker, kinds, limit, lease, except).await
+    ) -> StoreResult<Claimed> {
+        crate::queue::complete_and_claim(self, worker, done, kinds, limit, lease, except).await
     }
 
     /// Every subscriber of a SQLite store is in this process.

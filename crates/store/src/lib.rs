@@ -57,7 +57,7 @@ pub use ops::{
 };
 pub use patterns::{PatternCount, PatternStore, Span};
 pub use people::PeopleStore;
-pub use queue::{ArgsError, Job, JobFailure, JobQueue, NewJob, QueueStat};
+pub use queue::{ArgsError, Claimed, Job, JobFailure, JobQueue, NewJob, QueueStat};
 pub use records::*;
 pub use scope::{Actor, Principal, TenantScope};
 pub use skills::{NewActivation, NewSkill, Skill, SkillAssignees, SkillStore, SkillUse};

@@ -131,6 +131,16 @@ pub enum JobFailure {
     Permanent,
 }
 
+/// What [`JobQueue::complete_and_claim`] did.
+#[derive(Clone, Debug, Default)]
+pub struct Claimed {
+    /// Those of the jobs handed back as done that were still the worker's
+    /// (now succeeded); the others' leases had passed to another worker.
+    pub completed: Vec<JobId>,
+    /// The jobs now the worker's, highest priority and earliest first.
+    pub jobs: Vec<Job>,
+}
+
 /// Jobs of one kind in one state, for the queue metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueStat {
@@ -176,7 +186,27 @@ pub trait JobQueue: Send + Sync {
         limit: u32,
         lease: Duration,
         except: &[OrgId],
-    ) -> StoreResult<Vec<Job>>;
+    ) -> StoreResult<Vec<Job>> {
+        let claimed = self
+            .complete_and_claim(worker, &[], kinds, limit, lease, except)
+            .await?;
+        Ok(claimed.jobs)
+    }
+
+    /// Marks `done` (jobs `worker` ran to success) succeeded and claims as
+    /// [`Self::claim_except`] does, in one exchange with the database: a
+    /// worker's completions and its next claim cost one round trip and one
+    /// commit. A job this claim could take only once one of `done` is
+    /// finished (behind it in its ordering key) waits for the next claim.
+    async fn complete_and_claim(
+        &self,
+        worker: &str,
+        done: &[JobId],
+        kinds: &[JobKind],
+        limit: u32,
+        lease: Duration,
+        except: &[OrgId],
+    ) -> StoreResult<Claimed>;
 
     /// Extends a lease; false when the job is no longer this worker's.
     async fn heartbeat(&self, job: JobId, worker: &str, lease: Duration) -> StoreResult<bool>;

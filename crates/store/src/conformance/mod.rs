@@ -69,6 +69,7 @@ macro_rules! conformance_tests {
             claims_follow_priority_time_and_kind,
             dedupe_keys_enqueue_a_job_once,
             many_jobs_enqueue_at_once_in_their_order_and_once_per_key,
+            completions_ride_on_the_next_claim,
             failed_attempts_retry_with_backoff_then_die,
             jobs_sharing_an_ordering_key_run_one_at_a_time_in_order,
             expired_leases_are_requeued_and_the_old_worker_loses_the_job,

@@ -65,6 +65,80 @@ pub async fn jobs_are_claimed_leased_and_completed_once(store: S) {
     );
 }
 
+pub async fn completions_ride_on_the_next_claim(store: S) {
+    let first = store
+        .enqueue(job(JobKind::Classify))
+        .await
+        .unwrap()
+        .unwrap();
+    let second = store
+        .enqueue(job(JobKind::Classify))
+        .await
+        .unwrap()
+        .unwrap();
+    let third = store
+        .enqueue(job(JobKind::Classify))
+        .await
+        .unwrap()
+        .unwrap();
+    let claimed = store
+        .claim("w1", &[JobKind::Classify], 2, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![first.id, second.id]
+    );
+
+    // Another worker's job, and one never claimed, are not this worker's to
+    // complete; its own are, and the claim takes the next job.
+    let stranger = JobId::new();
+    let next = store
+        .complete_and_claim("w2", &[first.id], &[JobKind::Classify], 5, LEASE, &[])
+        .await
+        .unwrap();
+    assert!(next.completed.is_empty(), "w2 completes nothing of w1's");
+    assert_eq!(
+        next.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![third.id]
+    );
+    let next = store
+        .complete_and_claim(
+            "w1",
+            &[first.id, second.id, stranger],
+            &[JobKind::Classify],
+            5,
+            LEASE,
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut completed = next.completed.clone();
+    completed.sort();
+    let mut expected = vec![first.id, second.id];
+    expected.sort();
+    assert_eq!(completed, expected);
+    assert!(next.jobs.is_empty(), "the third is w2's");
+    for id in [first.id, second.id] {
+        assert!(
+            !store.complete(id, "w1").await.unwrap(),
+            "already succeeded"
+        );
+    }
+
+    // Completing alone: no kinds, nothing claimed.
+    let alone = store
+        .complete_and_claim("w2", &[third.id], &[], 0, LEASE, &[])
+        .await
+        .unwrap();
+    assert_eq!(alone.completed, vec![third.id]);
+    assert!(alone.jobs.is_empty());
+    assert!(
+        store.queue_stats().await.unwrap().is_empty(),
+        "nothing left queued, running or failed"
+    );
+}
+
 pub async fn claims_follow_priority_time_and_kind(store: S) {
     let low = store.enqueue(job(JobKind::Respond)).await.unwrap().unwrap();
     let high = store

@@ -224,16 +224,17 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// Commits, nothing more: write transactions end with [`commit`].
     fn commit_only(tx: Self::Tx) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Hands runnable jobs to `worker` (see [`crate::JobQueue::claim_except`]):
-    /// each dialect claims its own way.
+    /// Completes `done` and hands runnable jobs to `worker` (see
+    /// [`crate::JobQueue::complete_and_claim`]): each dialect claims its own way.
     fn claim_jobs(
         &self,
         worker: &str,
+        done: &[JobId],
         kinds: &[JobKind],
         limit: u32,
         lease: chrono::Duration,
         except: &[OrgId],
-    ) -> impl Future<Output = StoreResult<Vec<crate::Job>>> + Send;
+    ) -> impl Future<Output = StoreResult<crate::Claimed>> + Send;
 
     /// Stores a document's passages, in the transaction that replaces them.
     fn insert_chunks(

@@ -33,16 +33,19 @@ impl<B: SqlBackend> JobQueue for B {
         Ok(stored)
     }
 
-    async fn claim_except(
+    async fn complete_and_claim(
         &self,
         worker: &str,
+        done: &[JobId],
         kinds: &[JobKind],
         limit: u32,
         lease: Duration,
         except: &[OrgId],
-    ) -> StoreResult<Vec<Job>> {
-        let mut jobs = self.claim_jobs(worker, kinds, limit, lease, except).await?;
-        jobs.sort_by(|a, b| {
+    ) -> StoreResult<Claimed> {
+        let mut claimed = self
+            .claim_jobs(worker, done, kinds, limit, lease, except)
+            .await?;
+        claimed.jobs.sort_by(|a, b| {
             (b.priority, a.run_at, a.created_at, a.id).cmp(&(
                 a.priority,
                 b.run_at,
@@ -50,7 +53,7 @@ impl<B: SqlBackend> JobQueue for B {
                 b.id,
             ))
         });
-        Ok(jobs)
+        Ok(claimed)
     }
 
     async fn heartbeat(&self, job: JobId, worker: &str, lease: Duration) -> StoreResult<bool> {
