@@ -91,11 +91,13 @@ async function bullmq() {
     enqueueMany: (ns) => queue.addBulk(ns.map((n) => ({ name: 'noop', data: { n } }))),
     ready: async () => {},
     async work(concurrency, onJobs) {
-      const worker = new Worker(name, async () => onJobs(1), {
-        connection: new Redis(redisUrl, { maxRetriesPerRequest: null }),
-        concurrency,
-      });
-      return () => worker.close();
+      // BullMQ closes only the connections it made itself.
+      const blocking = new Redis(redisUrl, { maxRetriesPerRequest: null });
+      const worker = new Worker(name, async () => onJobs(1), { connection: blocking, concurrency });
+      return async () => {
+        await worker.close();
+        blocking.disconnect();
+      };
     },
     async close() {
       await queue.obliterate({ force: true });
