@@ -71,24 +71,23 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5))
             .pragma("wal_autocheckpoint", WRITER_CHECKPOINT_PAGES.to_string());
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
+        // A file does not drop a connection: no check (a round trip to the
+        // connection's thread) each time one is handed out.
+        let pool = |size: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(size)
+                .acquire_timeout(Duration::from_secs(10))
+                .test_before_acquire(false)
+        };
+        let writer = pool(1)
             .connect_with(options.clone())
             .await
             .map_err(map_err)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(readers.max(1))
-            .acquire_timeout(Duration::from_secs(10))
+        let reader = pool(readers.max(1))
             .connect_with(options.clone().read_only(true))
             .await
             .map_err(map_err)?;
-        let checkpointer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
+        let checkpointer = pool(1).connect_with(options).await.map_err(map_err)?;
         let (live, _) = tokio::sync::broadcast::channel(steward_store::LIVE_BUFFER);
         Ok(Self {
             writer,
