@@ -56,7 +56,7 @@ for (const jobs of unique(figures.filter((f) => f.bench === 'queue').map((f) => 
       return `${whole(theirs)}${peer ? ratio(ours(c), theirs) : ''}`;
     });
     const enqueue = med(where, 'enqueue');
-    const n = repeats({ ...where, concurrency: concurrencies[0] });
+    const n = Math.max(...concurrencies.map((c) => repeats({ ...where, concurrency: c })));
     console.log(`| ${stewardName({ system, store })} (${n}×) | ${cells.join(' | ')} | ${whole(enqueue)} |`);
   }
 }
@@ -76,17 +76,20 @@ for (const rate of unique(hooks.map((f) => f.rate ?? null))) {
   const at = rate === null ? 'as fast as answered (saturation)' : `offered at ${rate}/s`;
   const ours = med({ bench: 'webhook', system: 'Steward + PostgreSQL', rate }, 'acknowledged');
   console.log(`\nWebhook intake, signed WhatsApp webhooks (one in ten a repeat), 64 connections, ${at}; (×) is Steward + PostgreSQL ÷ that row`);
-  console.log('\n| system | acknowledged/s | p50 (ms) | p99 (ms) | idle RSS (MB) | one message and job per distinct id |');
-  console.log('|---|---:|---:|---:|---:|---|');
+  console.log('\n| system | acknowledged/s | p50 (ms) | p99 (ms) | idle RSS (MB) | of it private (MB) | one message and job per distinct id |');
+  console.log('|---|---:|---:|---:|---:|---:|---|');
   for (const system of unique(hooks.filter((f) => (f.rate ?? null) === rate).map((f) => f.system))) {
     const runs = hooks.filter((f) => f.system === system && (f.rate ?? null) === rate);
     const where = { bench: 'webhook', system, rate };
     const acknowledged = med(where, 'acknowledged');
-    const rss = med({ bench: 'idle', system }, 'rss_kb');
+    const mb = (field) => {
+      const kb = med({ bench: 'idle', system }, field);
+      return kb === undefined ? '—' : (kb / 1024).toFixed(0);
+    };
     const exact = runs.every((f) => f.stored === f.distinct && f.jobs === f.distinct) ? `yes, ${runs.length} of ${runs.length} runs` : 'NO';
     const peer = !system.startsWith('Steward');
     console.log(
-      `| ${system} | ${whole(acknowledged)}${peer && rate === null ? ratio(ours, acknowledged) : ''} | ${ms(med(where, 'p50'))} | ${ms(med(where, 'p99'))} | ${rss === undefined ? '—' : (rss / 1024).toFixed(0)} | ${exact} |`,
+      `| ${system} | ${whole(acknowledged)}${peer && rate === null ? ratio(ours, acknowledged) : ''} | ${ms(med(where, 'p50'))} | ${ms(med(where, 'p99'))} | ${mb('rss_kb')} | ${mb('anon_kb')} | ${exact} |`,
     );
   }
 }

@@ -2,9 +2,9 @@
 //! The single writer connection serializes claims, so a job is never handed
 //! to two workers.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 use steward_domain::{JobId, JobKind, OrgId};
 use steward_store::*;
 
@@ -25,7 +25,7 @@ fn orgs_json(orgs: &[OrgId]) -> String {
 }
 
 /// `done` marked succeeded, and runnable jobs of `kinds` claimed for
-/// `worker`, in one transaction.
+/// `worker`, in one transaction (a claim alone is one statement).
 pub(crate) async fn complete_and_claim(
     store: &SqliteStore,
     worker: &str,
@@ -36,29 +36,53 @@ pub(crate) async fn complete_and_claim(
     except: &[OrgId],
 ) -> StoreResult<Claimed> {
     let at = now();
-    let mut tx = store.begin_write().await?;
-    let mut completed = Vec::new();
-    if !done.is_empty() {
-        let ids = vec!["?"; done.len()].join(", ");
-        let statement = format!(
-            "UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = ?
-             WHERE id IN ({ids}) AND locked_by = ? AND state = 'running'
-             RETURNING id"
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(to_micros(at));
-        for job in done {
-            query = query.bind(job.as_uuid());
-        }
-        for row in query
-            .bind(worker)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?
-        {
-            let id: uuid::Uuid = row.try_get("id").map_err(map_err)?;
-            completed.push(JobId::from(id));
-        }
+    if done.is_empty() {
+        let mut writer = store.writer.acquire().await.map_err(map_err)?;
+        let jobs = claim(&mut writer, worker, kinds, limit, at, lease, except).await?;
+        return Ok(Claimed {
+            completed: Vec::new(),
+            jobs,
+        });
     }
+    let mut tx = store.begin_write().await?;
+    let ids = vec!["?"; done.len()].join(", ");
+    let statement = format!(
+        "UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = ?
+         WHERE id IN ({ids}) AND locked_by = ? AND state = 'running'
+         RETURNING id"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement)).bind(to_micros(at));
+    for job in done {
+        query = query.bind(job.as_uuid());
+    }
+    let rows = query
+        .bind(worker)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    let completed = rows
+        .iter()
+        .map(|row| {
+            Ok(JobId::from(
+                row.try_get::<uuid::Uuid, _>("id").map_err(map_err)?,
+            ))
+        })
+        .collect::<StoreResult<_>>()?;
+    let jobs = claim(&mut tx, worker, kinds, limit, at, lease, except).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(Claimed { completed, jobs })
+}
+
+/// Runnable jobs of `kinds`, claimed for `worker`.
+async fn claim(
+    writer: &mut SqliteConnection,
+    worker: &str,
+    kinds: &[JobKind],
+    limit: u32,
+    at: DateTime<Utc>,
+    lease: Duration,
+    except: &[OrgId],
+) -> StoreResult<Vec<Job>> {
     // Runnable, of the kinds asked for, and first in line for its ordering key:
     // no earlier unfinished job with the key, and none of them running.
     let claimed = sqlx::query(
@@ -84,10 +108,8 @@ pub(crate) async fn complete_and_claim(
     .bind(kinds_json(kinds))
     .bind(orgs_json(except))
     .bind(limit)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut *writer)
     .await
     .map_err(map_err)?;
-    let jobs = claimed.iter().map(rows::job).collect::<StoreResult<_>>()?;
-    tx.commit().await.map_err(map_err)?;
-    Ok(Claimed { completed, jobs })
+    claimed.iter().map(rows::job).collect()
 }
