@@ -326,6 +326,68 @@ async fn a_job_left_by_a_dead_worker_is_taken_over() {
     assert!(!store.complete(ghost[0].id, "ghost").await.unwrap());
 }
 
+/// Kills its worker as its handler succeeds: the worker task is aborted
+/// before it can send the claim that would mark the job done.
+struct KillsItsWorker {
+    recorder: Recorder,
+    worker: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
+}
+
+#[async_trait]
+impl JobHandler for KillsItsWorker {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        self.recorder.run(job).await?;
+        // An aborted task is dropped at its next poll, which this task's end
+        // would cause: the worker never runs again, as if its process died.
+        self.worker.lock().unwrap().take().unwrap().abort();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_success_and_its_next_claim_leaves_the_job_to_run_once_more() {
+    let (store, _db) = setup().await;
+    enqueue(&store, JobKind::Respond, 7, 3, None).await;
+    // Closed until the handler can reach its worker's handle.
+    let gate = Arc::new(Semaphore::new(0));
+    let recorder = Recorder {
+        gate: Some(gate.clone()),
+        ..Default::default()
+    };
+    let handler = KillsItsWorker {
+        recorder: recorder.clone(),
+        worker: Arc::default(),
+    };
+    let killed = handler.worker.clone();
+    let dying = tokio::spawn(
+        Worker::new(store.clone(), settings(2))
+            .handle(JobKind::Respond, handler)
+            .run(std::future::pending()),
+    );
+    *killed.lock().unwrap() = Some(dying.abort_handle());
+    // One pass for the dying worker's attempt, one for the survivor's.
+    gate.add_permits(2);
+    assert!(dying.await.unwrap_err().is_cancelled());
+    assert_eq!(*recorder.ran.lock().unwrap(), vec![(7, 1)]);
+    assert_eq!(
+        count(&store, JobState::Running).await,
+        1,
+        "the success was never recorded: the job is still leased to the dead worker"
+    );
+
+    // Another worker takes it over when the lease runs out (3 s), runs it
+    // once more, and records that.
+    let survivor =
+        start(Worker::new(store.clone(), settings(2)).handle(JobKind::Respond, recorder.clone()));
+    eventually_empty(&store).await;
+    survivor.stop().await;
+    assert_eq!(
+        *recorder.ran.lock().unwrap(),
+        vec![(7, 1), (7, 2)],
+        "at least once: run again after the lease, and no more"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_running_jobs_finish() {
     let (store, _db) = setup().await;
