@@ -22,40 +22,20 @@ pub(crate) async fn complete_and_claim(
     except: &[OrgId],
 ) -> StoreResult<Claimed> {
     let at = now();
-    // `next`: runnable, of the kinds asked for, and first in line for its
-    // ordering key (no earlier unfinished job with the key, and none of them
-    // running). The final join yields one row even when nothing is claimed,
-    // to carry what was completed. The limit is written into the statement,
-    // not bound: with `LIMIT $n` PostgreSQL's generic plan expects a tenth of
-    // the table and is slow, so it planned every execution anew (about half
-    // of the statement's time); with a number, each limit's prepared
-    // statement settles on its generic plan.
-    let statement = format!(
-        "WITH done AS (
+    // `claimable_jobs` (migration `claim_plan`) picks the jobs in the claim
+    // index's order whatever the statistics say. The final join yields one
+    // row even when nothing is claimed, to carry what was completed.
+    const STATEMENT: &str = "WITH done AS (
             UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = $1
             WHERE id = ANY($6) AND locked_by = $4 AND state = 'running'
             RETURNING id),
-         next AS (
-            SELECT j.id FROM jobs j
-            WHERE j.state IN ('queued', 'failed') AND j.run_at <= $1
-              AND j.kind = ANY($2)
-              AND (j.org_id IS NULL OR NOT (j.org_id = ANY($5)))
-              AND (j.ordering_key IS NULL OR NOT EXISTS (
-                    SELECT 1 FROM jobs o
-                    WHERE o.ordering_key = j.ordering_key AND o.id <> j.id
-                      AND (o.state = 'running'
-                           OR (o.state IN ('queued', 'failed') AND (o.created_at, o.id) < (j.created_at, j.id)))))
-            ORDER BY j.priority DESC, j.run_at, j.created_at, j.id
-            LIMIT {limit}
-            FOR UPDATE SKIP LOCKED),
          claimed AS (
             UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $3, locked_by = $4, updated_at = $1
-            FROM next WHERE jobs.id = next.id
+            FROM claimable_jobs($1, $2, $5, $7) AS next(id) WHERE jobs.id = next.id
             RETURNING jobs.*)
          SELECT claimed.*, (SELECT array_agg(id) FROM done) AS completed
-         FROM (SELECT 1) AS one LEFT JOIN claimed ON true"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(statement))
+         FROM (SELECT 1) AS one LEFT JOIN claimed ON true";
+    let rows = sqlx::query(STATEMENT)
         .bind(at)
         .bind(
             kinds
@@ -67,6 +47,7 @@ pub(crate) async fn complete_and_claim(
         .bind(worker)
         .bind(except.iter().map(|o| o.as_uuid()).collect::<Vec<_>>())
         .bind(done.iter().map(|j| j.as_uuid()).collect::<Vec<_>>())
+        .bind(i32::try_from(limit).unwrap_or(i32::MAX))
         .fetch_all(&store.pool)
         .await
         .map_err(map_err)?;
