@@ -29,6 +29,8 @@ pub struct AppState {
     pub webhook_limiter: WebhookLimiter,
     /// Checks webhooks' signatures and tokens (keeps Teams' signing keys).
     pub webhooks: steward_channels::webhook::Verifier,
+    /// Channels opened for webhooks, kept between requests.
+    pub(crate) open_channels: crate::routes::webhooks::OpenChannels,
     /// Opens and seals channel secrets (the master key).
     pub sealer: Arc<Sealer>,
     pub metrics: PrometheusHandle,
@@ -110,6 +112,7 @@ impl AppState {
             sso: crate::oidc::Sso::new(services.guard.clone()),
             webhook_limiter,
             webhooks,
+            open_channels: Default::default(),
             blobs: services.blobs,
             fetcher: services.fetcher,
             retriever: services.retriever,

@@ -105,6 +105,7 @@ async fn main() {
                     external_id: None,
                     answers: None,
                     channel_id: None,
+                    channel_secrets: None,
                     meta: None,
                     tokens: 25,
                     then: Vec::new(),

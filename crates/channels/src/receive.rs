@@ -2,11 +2,15 @@
 //! `respond` job in one transaction, unique per channel by the provider's id.
 //! And a reaction to a reply, as its author's feedback.
 
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
 use steward_domain::jobs::RespondArgs;
-use steward_domain::{Identity, MessageId, MessageRole, MessageText};
+use steward_domain::{ChannelId, Identity, MessageId, MessageRole, MessageText};
 use steward_store::{
     Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Rated, Sender, Store,
-    StoreError, StoreResult, TenantScope, now,
+    StoreError, StoreResult, TenantScope,
 };
 
 use crate::inbound::{InboundMessage, Reaction, ReactionChange};
@@ -105,6 +109,27 @@ pub async fn react(
     }
 }
 
+/// Whether this process recorded an inbound message on `channel` within the
+/// last second, noting that it does now when not. A second-old record is
+/// fresh enough, which spares the store (SQLite's single writer above all)
+/// one write per message under load. Kept here, not read from the channel,
+/// because one reading of a channel serves many messages (a webhook's kept
+/// channel, a Socket Mode connection's).
+fn recorded_lately(channel: ChannelId) -> bool {
+    static RECORDED: LazyLock<Mutex<HashMap<ChannelId, Instant>>> = LazyLock::new(Default::default);
+    let mut recorded = RECORDED
+        .lock()
+        .expect("the health records' lock is never poisoned");
+    let now = Instant::now();
+    match recorded.get(&channel) {
+        Some(at) if now.duration_since(*at) < Duration::from_secs(1) => true,
+        _ => {
+            recorded.insert(channel, now);
+            false
+        }
+    }
+}
+
 pub async fn receive(
     store: &dyn Store,
     channel: &Channel,
@@ -147,6 +172,9 @@ pub async fn receive(
         external_id: Some(message.external_id),
         answers: None,
         channel_id: Some(channel.id),
+        // Stored only if the channel still has the secrets it was read
+        // with, which a kept copy of it (a webhook's) may no longer have.
+        channel_secrets: Some(channel.sealed_secrets.clone()),
         meta: Some(message.route.to_meta()),
         tokens: 0,
         then: vec![
@@ -172,14 +200,9 @@ pub async fn receive(
         Err(e) => return Err(e),
     }
     crate::count_message(channel.kind, "inbound");
-    // Health is informative: a second-old time is fresh enough, which spares
-    // the single SQLite writer one write per webhook under load, and a failure
-    // to record it must not fail the webhook.
-    let fresh = channel
-        .health
-        .last_inbound_at
-        .is_some_and(|at| now() - at < chrono::Duration::seconds(1));
-    if !fresh
+    // Health is informative, and a failure to record it must not fail the
+    // message.
+    if !recorded_lately(channel.id)
         && let Err(e) = store
             .record_channel_event(channel.id, ChannelEvent::Inbound)
             .await

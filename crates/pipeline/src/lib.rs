@@ -163,6 +163,7 @@ impl Respond {
             external_id: None,
             answers: Some(to.id),
             channel_id: to.channel_id,
+            channel_secrets: None,
             meta,
             tokens,
             // A reply on a channel is sent by a `deliver` job, stored with it; a

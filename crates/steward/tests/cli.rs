@@ -210,6 +210,7 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
         external_id: None,
         answers: None,
         channel_id: None,
+        channel_secrets: None,
         meta: None,
         tokens: 0,
         then: Vec::new(),

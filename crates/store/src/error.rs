@@ -27,6 +27,9 @@ pub enum Conflict {
     DuplicateMessage,
     /// A person's message to a paused chatbot.
     ChatbotPaused,
+    /// A message checked with a channel's secrets that the channel no
+    /// longer has (replaced, or the channel deleted) since they were read.
+    ChannelChanged,
     /// A channel name the chatbot has already.
     ChannelNameTaken,
     /// A tool server name the organization has already.
@@ -60,6 +63,7 @@ impl Conflict {
             Self::Duplicate => "duplicate",
             Self::DuplicateMessage => "duplicate_message",
             Self::ChatbotPaused => "chatbot_paused",
+            Self::ChannelChanged => "channel_changed",
             Self::ChannelNameTaken => "channel_name_taken",
             Self::ToolServerNameTaken => "tool_server_name_taken",
             Self::LastOwner => "last_owner",
@@ -80,6 +84,7 @@ impl Conflict {
             Self::Duplicate => "this already exists",
             Self::DuplicateMessage => "this message was already received",
             Self::ChatbotPaused => "this chatbot is paused and takes no messages",
+            Self::ChannelChanged => "the channel changed while this message was being checked",
             Self::ChannelNameTaken => "this chatbot already has a channel with that name",
             Self::ToolServerNameTaken => {
                 "the organization already has a tool server with that name"

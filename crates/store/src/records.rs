@@ -185,6 +185,12 @@ pub struct NewMessage {
     /// For a reply: the last user message it answered.
     pub answers: Option<MessageId>,
     pub channel_id: Option<ChannelId>,
+    /// The sealed secrets of `channel_id` the message was checked with (a
+    /// webhook's signature): when set, it is stored only while the channel
+    /// still has them, so a copy of a channel kept in memory never lets in
+    /// a message after the channel's secrets were replaced or it was
+    /// deleted (`Conflict::ChannelChanged`).
+    pub channel_secrets: Option<Vec<u8>>,
     pub meta: Option<Value>,
     /// Model tokens this message cost (replies); added to the month's usage.
     pub tokens: i64,

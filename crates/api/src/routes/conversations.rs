@@ -258,6 +258,7 @@ async fn post_message(
         external_id: None,
         answers: None,
         channel_id: None,
+        channel_secrets: None,
         meta: None,
         tokens: 0,
         then: vec![

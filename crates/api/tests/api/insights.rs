@@ -71,6 +71,7 @@ fn message(
         external_id: None,
         answers: None,
         channel_id: None,
+        channel_secrets: None,
         meta: None,
         tokens: 0,
         then: Vec::new(),

@@ -252,6 +252,7 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
                 external_id: None,
                 answers: Some(asked.parse().unwrap()),
                 channel_id: None,
+                channel_secrets: None,
                 meta: None,
                 tokens: 1,
                 then: Vec::new(),

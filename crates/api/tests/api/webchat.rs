@@ -414,6 +414,7 @@ async fn a_visitor_rates_replies_in_their_own_conversation_only() {
                 external_id: None,
                 answers: Some(asked),
                 channel_id: question.channel_id,
+                channel_secrets: None,
                 meta: None,
                 tokens: 1,
                 then: Vec::new(),

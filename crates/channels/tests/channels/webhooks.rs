@@ -139,6 +139,72 @@ async fn a_webhook_sent_fifty_times_at_once_stores_one_message_one_job_one_reply
     assert_eq!(h.model.calls(), 1);
 }
 
+/// Replaces a channel's secrets in the store, as another process would
+/// (nothing tells this one): `app_secret` becomes `secret`.
+async fn replace_app_secret(h: &Harness, channel: steward_domain::ChannelId, secret: &str) {
+    let stored = h.app.store.find_channel(channel).await.unwrap().unwrap();
+    let sealer = &h.app.state.sealer;
+    let aad = channel.to_string();
+    let opened = sealer.open(&stored.sealed_secrets, aad.as_bytes()).unwrap();
+    let mut secrets: serde_json::Value = serde_json::from_slice(&opened).unwrap();
+    secrets["app_secret"] = json!(secret);
+    let sealed = sealer.seal(secrets.to_string().as_bytes(), aad.as_bytes());
+    assert!(
+        h.app
+            .store
+            .replace_channel_secrets(channel, &stored.sealed_secrets, &sealed)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_channel_kept_between_webhooks_lets_nothing_in_once_its_secret_changed_or_it_was_deleted()
+{
+    let h = Harness::start().await;
+    let path = h.whatsapp().await;
+    let channel = path.rsplit('/').next().unwrap().parse().unwrap();
+    let signed = |secret: &str, id: &str| {
+        let body = whatsapp_message(id, "16505551234", "hello");
+        let headers = vec![("x-hub-signature-256", whatsapp::signature(secret, &body))];
+        (headers, body)
+    };
+    // The first webhook reads the channel; the process keeps it.
+    let (headers, body) = signed(APP_SECRET, "wamid.1");
+    assert_eq!(
+        h.post_raw(&path, &headers, body).await.status,
+        StatusCode::OK
+    );
+
+    replace_app_secret(&h, channel, "rotated-app-secret").await;
+    let (headers, body) = signed(APP_SECRET, "wamid.2");
+    let old = h.post_raw(&path, &headers, body).await;
+    assert_eq!(old.status, StatusCode::UNAUTHORIZED, "{}", old.text);
+    let (headers, body) = signed("rotated-app-secret", "wamid.3");
+    let new = h.post_raw(&path, &headers, body).await;
+    assert_eq!(new.status, StatusCode::OK, "{}", new.text);
+
+    // Deleted by another process: the kept channel lets nothing in either.
+    let stored = h.app.store.find_channel(channel).await.unwrap().unwrap();
+    h.app
+        .store
+        .delete_channel(&h.scope(), stored.chatbot_id, channel)
+        .await
+        .unwrap();
+    let (headers, body) = signed("rotated-app-secret", "wamid.4");
+    let gone = h.post_raw(&path, &headers, body).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text);
+
+    let mut stored: Vec<_> = h
+        .user_messages()
+        .await
+        .into_iter()
+        .filter_map(|m| m.external_id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, ["wamid.1", "wamid.3"]);
+}
+
 #[tokio::test]
 async fn slack_retries_are_deduplicated_by_event_id_not_dropped() {
     let h = Harness::start().await;

@@ -139,6 +139,7 @@ async fn message_on_channel(
                 external_id: Some(format!("tg-{}", MessageId::new())),
                 answers: None,
                 channel_id: None,
+                channel_secrets: None,
                 meta: None,
                 tokens: 0,
                 then: vec![

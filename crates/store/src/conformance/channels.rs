@@ -372,3 +372,71 @@ pub async fn channel_secrets_are_replaced_only_if_unchanged(store: S) {
         [9, 9, 9]
     );
 }
+
+pub async fn a_message_checked_with_a_channels_secrets_is_stored_only_while_it_has_them(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let channel = new_channel(&store, &scope, bot.id, "Support").await;
+    let conversation = store
+        .channel_conversation(&scope, &channel, "user-1")
+        .await
+        .unwrap();
+    let checked_with = |secrets: &[u8], external: &str| {
+        let mut message = user_message(bot.id, Some(conversation), "hello");
+        message.channel_id = Some(channel.id);
+        message.external_id = Some(external.into());
+        message.channel_secrets = Some(secrets.to_vec());
+        message
+    };
+    store
+        .add_message(&scope, checked_with(&channel.sealed_secrets, "m1"))
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .add_message(&scope, checked_with(&[9, 9, 9], "m2"))
+            .await,
+        "channel_changed",
+    );
+
+    // Replaced (by any process): the secrets read before no longer let in.
+    assert!(
+        store
+            .replace_channel_secrets(channel.id, &channel.sealed_secrets, &[9, 9, 9])
+            .await
+            .unwrap()
+    );
+    assert_conflict(
+        store
+            .add_message(&scope, checked_with(&channel.sealed_secrets, "m3"))
+            .await,
+        "channel_changed",
+    );
+    store
+        .add_message(&scope, checked_with(&[9, 9, 9], "m4"))
+        .await
+        .unwrap();
+
+    // Deleted: nothing lets in.
+    store
+        .delete_channel(&scope, bot.id, channel.id)
+        .await
+        .unwrap();
+    assert_conflict(
+        store
+            .add_message(&scope, checked_with(&[9, 9, 9], "m5"))
+            .await,
+        "channel_changed",
+    );
+    let stored: Vec<_> = store
+        .conversation_messages(&scope, conversation, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| m.external_id)
+        .collect();
+    assert_eq!(stored, ["m1", "m4"]);
+}

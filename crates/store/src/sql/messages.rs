@@ -325,22 +325,31 @@ impl<B: SqlBackend> MessageStore for B {
         let org = scope.org_id();
         let at = now();
         let mut tx = self.begin().await?;
-        // The chatbot's status and whether a conversation named is its own:
-        // one statement, as each is a round trip on PostgreSQL.
+        // The chatbot's status, whether a conversation named is its own, and
+        // whether the channel still has the secrets the message was checked
+        // with: one statement, as each is a round trip on PostgreSQL.
         let existing = match new.conversation {
             ConversationChoice::Existing(id) => Some(id),
             ConversationChoice::Start(_) => None,
         };
         let chatbot = tx
             .fetch_one(
-                sql("SELECT status, EXISTS (SELECT 1 FROM conversations c
-                            WHERE c.id = $3 AND c.org_id = $2 AND c.chatbot_id = $1) AS known
+                sql("SELECT status,
+                        EXISTS (SELECT 1 FROM conversations c
+                                WHERE c.id = $3 AND c.org_id = $2 AND c.chatbot_id = $1) AS known,
+                        $5 IS NULL OR EXISTS (SELECT 1 FROM channels ch
+                                WHERE ch.id = $4 AND ch.org_id = $2 AND ch.secrets = $5) AS channel_as_checked
                      FROM chatbots WHERE id = $1 AND org_id = $2")
                 .bind(new.chatbot_id)
                 .bind(org)
-                .bind(existing),
+                .bind(existing)
+                .bind(new.channel_id)
+                .bind(new.channel_secrets.as_deref()),
             )
             .await?;
+        if !chatbot.get::<bool>("channel_as_checked")? {
+            return Err(StoreError::Conflict(Conflict::ChannelChanged));
+        }
         let status: ChatbotStatus = chatbot.get("status")?;
         if new.role == MessageRole::User && status == ChatbotStatus::Paused {
             return Err(StoreError::Conflict(Conflict::ChatbotPaused));

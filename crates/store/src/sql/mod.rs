@@ -501,6 +501,12 @@ impl<'a> From<&'a [u8]> for Value<'a> {
     }
 }
 
+impl<'a> From<Option<&'a [u8]>> for Value<'a> {
+    fn from(value: Option<&'a [u8]>) -> Self {
+        Value::Bytes(value.map(Cow::Borrowed))
+    }
+}
+
 /// Ids are stored as UUIDs.
 macro_rules! ids {
     ($($id:ty),*) => {$(
