@@ -143,7 +143,7 @@ if (batchEnqueue) {
   const run = jobs / ((await allDone) - started) * 1000;
   await stop();
   console.log(`| ${system} | ${concurrency} | ${jobs} | ${enqueue.toFixed(0)} | ${run.toFixed(0)} |`);
-  record({ bench: 'queue', system, store, concurrency, jobs, enqueue, run });
+  record({ bench: 'queue', system, store, batches: peer === 'pg-boss-batch', concurrency, jobs, enqueue, run });
 }
 await queue.close();
 await database?.drop();

@@ -31,33 +31,40 @@ function med(where, field) {
 const repeats = (where) =>
   figures.filter((f) => Object.entries(where).every(([k, v]) => f[k] === v)).length;
 
-const stewardName = (f) => (f.system === 'Steward' ? `Steward, ${f.store}` : f.system);
-/// The [system, store] pairs of a bench: Steward on PostgreSQL first, the peers
-/// in the order they ran, Steward on SQLite last.
+const stewardName = (f) =>
+  f.system === 'Steward' ? `Steward, ${f.store}${f.batches ? ', batches of jobs per handler call' : ''}` : f.system;
+/// The [system, store, batches] rows of a bench: Steward on PostgreSQL first,
+/// the peers in the order they ran, Steward on SQLite last.
 function queueSystems(bench) {
-  const pairs = unique(figures.filter((f) => f.bench === bench).map((f) => `${f.system}\u0000${f.store}`));
+  const rows = unique(
+    figures.filter((f) => f.bench === bench).map((f) => JSON.stringify([f.system, f.store, f.batches ?? false])),
+  );
   const rank = ([system, store]) => (system !== 'Steward' ? 1 : store === 'PostgreSQL' ? 0 : 2);
-  return pairs.map((pair) => pair.split('\u0000')).sort((a, b) => rank(a) - rank(b));
+  return rows.map((row) => JSON.parse(row)).sort((a, b) => rank(a) - rank(b));
 }
 
 for (const jobs of unique(figures.filter((f) => f.bench === 'queue').map((f) => f.jobs))) {
   const concurrencies = unique(figures.filter((f) => f.bench === 'queue').map((f) => f.concurrency)).sort(
     (a, b) => a - b,
   );
-  const ours = (c) => med({ bench: 'queue', system: 'Steward', store: 'PostgreSQL', jobs, concurrency: c }, 'run');
-  console.log(`\nRun jobs/s, ${whole(jobs)} no-op jobs queued, one worker process; (×) is Steward on PostgreSQL ÷ that row`);
+  // Handlers that take batches are compared with Steward's that do.
+  const ours = (c, batches) =>
+    med({ bench: 'queue', system: 'Steward', store: 'PostgreSQL', batches, jobs, concurrency: c }, 'run');
+  console.log(
+    `\nRun jobs/s, ${whole(jobs)} no-op jobs queued, one worker process; (×) is Steward on PostgreSQL, in the same mode (one job or batches per handler call), ÷ that row`,
+  );
   console.log(`\n| system | ${concurrencies.map((c) => `concurrency ${c}`).join(' | ')} | enqueue one at a time (jobs/s) |`);
   console.log(`|---|${concurrencies.map(() => '---:').join('|')}|---:|`);
-  for (const [system, store] of queueSystems('queue')) {
-    const where = { bench: 'queue', system, store, jobs };
+  for (const [system, store, batches] of queueSystems('queue')) {
+    const where = { bench: 'queue', system, store, batches, jobs };
     const cells = concurrencies.map((c) => {
       const theirs = med({ ...where, concurrency: c }, 'run');
       const peer = system !== 'Steward';
-      return `${whole(theirs)}${peer ? ratio(ours(c), theirs) : ''}`;
+      return `${whole(theirs)}${peer ? ratio(ours(c, batches), theirs) : ''}`;
     });
     const enqueue = med(where, 'enqueue');
     const n = Math.max(...concurrencies.map((c) => repeats({ ...where, concurrency: c })));
-    console.log(`| ${stewardName({ system, store })} (${n}×) | ${cells.join(' | ')} | ${whole(enqueue)} |`);
+    console.log(`| ${stewardName({ system, store, batches })} (${n}×) | ${cells.join(' | ')} | ${whole(enqueue)} |`);
   }
 }
 

@@ -3,7 +3,9 @@
 //!   STEWARD_TEST_POSTGRES_URL=$(scripts/postgres16) cargo bench -p steward-jobs --bench queue
 //!
 //! Throughput: STEWARD_BENCH_JOBS (default 3000) no-op jobs are enqueued, then
-//! one worker at concurrency 1, 8 and 32 runs them all; jobs/s is jobs over the
+//! one worker at concurrency 1, 8 and 32 runs them all, one job per handler
+//! call, and at 8 and 32 again with a handler that takes as many jobs per
+//! call as the concurrency (pg-boss's `batchSize`); jobs/s is jobs over the
 //! time from the worker's start to the last completion. Latency: with the
 //! worker idle and polling every 10 ms, 500 jobs are enqueued 2 ms apart and the
 //! time from enqueue to the handler starting is recorded. Batch enqueue: the
@@ -28,6 +30,8 @@ use steward_testkit::{DbGuard, postgres_store, sqlite_store};
 struct Noop {
     done: Arc<AtomicUsize>,
     waits: Arc<Mutex<Vec<f64>>>,
+    /// Jobs per handler call (0 or 1: one at a time).
+    batch: usize,
 }
 
 #[async_trait]
@@ -40,6 +44,10 @@ impl JobHandler for Noop {
             .push(waited.num_microseconds().unwrap_or(0) as f64 / 1000.0);
         self.done.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn batch_size(&self) -> usize {
+        self.batch.max(1)
     }
 }
 
@@ -95,10 +103,15 @@ async fn main() {
     if std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty()) {
         backends.push("PostgreSQL");
     }
-    println!("| backend | concurrency | jobs | enqueue (jobs/s, one at a time) | run (jobs/s) |");
-    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| backend | concurrency | jobs per handler call | jobs | enqueue (jobs/s, one at a time) | run (jobs/s) |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    // One job per handler call; then, as pg-boss's `batchSize`, as many as
+    // the concurrency (jobs in flight) to one call.
+    let modes = [(1, 1), (8, 1), (32, 1), (8, 8), (32, 32)];
     for backend in &backends {
-        for concurrency in [1, 8, 32] {
+        for (concurrency, batch) in modes {
             let (store, _db) = fresh(backend).await;
             let enqueue_started = Instant::now();
             for n in 0..total {
@@ -108,7 +121,10 @@ async fn main() {
                     .unwrap();
             }
             let enqueue_rate = total as f64 / enqueue_started.elapsed().as_secs_f64();
-            let noop = Noop::default();
+            let noop = Noop {
+                batch,
+                ..Noop::default()
+            };
             let worker = Worker::new(
                 store.clone(),
                 settings(concurrency, Duration::from_millis(10)),
@@ -116,9 +132,11 @@ async fn main() {
             .handle(JobKind::Classify, noop.clone());
             let took = run_until(worker, &noop, total).await;
             let run_rate = total as f64 / took.as_secs_f64();
-            println!("| {backend} | {concurrency} | {total} | {enqueue_rate:.0} | {run_rate:.0} |");
+            println!(
+                "| {backend} | {concurrency} | {batch} | {total} | {enqueue_rate:.0} | {run_rate:.0} |"
+            );
             record(json!({
-                "bench": "queue", "system": "Steward", "store": backend, "mode": "",
+                "bench": "queue", "system": "Steward", "store": backend, "batches": batch > 1,
                 "concurrency": concurrency, "jobs": total, "enqueue": enqueue_rate, "run": run_rate,
             }));
         }

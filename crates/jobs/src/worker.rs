@@ -1,6 +1,7 @@
 //! The worker loop. It claims only as many jobs as it has free slots (overall
-//! and per kind), runs each in a task of its own beside a heartbeat that keeps
-//! the lease, and records the outcome: a failure at once, a success with the
+//! and per kind; a job, alone or in a batch, holds one), runs each job in a
+//! task of its own (or each batch, for a handler that takes batches) beside a
+//! heartbeat that keeps the leases, and records the outcome: a failure at once, a success with the
 //! next claim (one statement marks every finished job done and claims more). It also sweeps expired leases, so a job
 //! whose worker died is taken over by another. On shutdown it stops claiming,
 //! lets running jobs finish within a grace period, and gives back the rest.
@@ -61,6 +62,23 @@ impl From<steward_store::ArgsError> for JobError {
 #[async_trait]
 pub trait JobHandler: Send + Sync + 'static {
     async fn run(&self, job: &Job) -> Result<(), JobError>;
+
+    /// Most jobs handed to one call of [`JobHandler::run_batch`]; above 1,
+    /// the worker gives the jobs of one claim to this handler in batches
+    /// (each job still holds a slot of its own).
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Runs several jobs of the kind at once: one outcome per job, in their
+    /// order. By default, one after another.
+    async fn run_batch(&self, jobs: &[Job]) -> Vec<Result<(), JobError>> {
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            outcomes.push(self.run(job).await);
+        }
+        outcomes
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -101,36 +119,64 @@ fn is_reply(kind: JobKind) -> bool {
 }
 
 /// What runs now: by task, and counted by kind and by organization.
+/// A job that holds a slot: its id, kind and organization.
+type Held = (JobId, JobKind, Option<OrgId>);
+
 #[derive(Default)]
 struct Slots {
-    by_task: HashMap<tokio::task::Id, (JobId, JobKind, Option<OrgId>)>,
+    /// The jobs each task runs (one, or a batch).
+    by_task: HashMap<tokio::task::Id, Vec<Held>>,
+    /// Jobs running, in all.
+    running: usize,
     per_kind: HashMap<JobKind, usize>,
     per_org: HashMap<OrgId, usize>,
 }
 
 impl Slots {
-    fn start(&mut self, task: tokio::task::Id, job: (JobId, JobKind, Option<OrgId>)) {
-        let (_, kind, org) = job;
-        self.by_task.insert(task, job);
-        *self.per_kind.entry(kind).or_default() += 1;
-        if let Some(org) = org {
-            *self.per_org.entry(org).or_default() += 1;
-        }
-    }
-
-    /// Frees the task's slot; the job and kind it ran.
-    fn finish(&mut self, task: tokio::task::Id) -> Option<(JobId, JobKind)> {
-        let (job, kind, org) = self.by_task.remove(&task)?;
-        *self.per_kind.entry(kind).or_default() -= 1;
-        if let Some(org) = org
-            && let Some(n) = self.per_org.get_mut(&org)
-        {
-            *n -= 1;
-            if *n == 0 {
-                self.per_org.remove(&org);
+    fn start(&mut self, task: tokio::task::Id, jobs: Vec<Held>) {
+        for &(_, kind, org) in &jobs {
+            self.running += 1;
+            *self.per_kind.entry(kind).or_default() += 1;
+            if let Some(org) = org {
+                *self.per_org.entry(org).or_default() += 1;
             }
         }
-        Some((job, kind))
+        self.by_task.insert(task, jobs);
+    }
+
+    /// Frees the task's slots; the jobs it ran, with their kinds.
+    fn finish(&mut self, task: tokio::task::Id) -> Vec<(JobId, JobKind)> {
+        let jobs = self.by_task.remove(&task).unwrap_or_default();
+        for &(_, kind, org) in &jobs {
+            self.running -= 1;
+            *self.per_kind.entry(kind).or_default() -= 1;
+            if let Some(org) = org
+                && let Some(n) = self.per_org.get_mut(&org)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_org.remove(&org);
+                }
+            }
+        }
+        jobs.into_iter().map(|(job, kind, _)| (job, kind)).collect()
+    }
+
+    /// Takes a finished task's outcome: its jobs that succeeded go to `done`.
+    fn finished(
+        &mut self,
+        outcome: Result<(tokio::task::Id, Vec<JobId>), tokio::task::JoinError>,
+        done: &mut Vec<(JobId, JobKind)>,
+    ) {
+        let (task, succeeded) = match outcome {
+            Ok((task, succeeded)) => (task, succeeded),
+            Err(e) => (e.id(), Vec::new()),
+        };
+        for (job, kind) in self.finish(task) {
+            if succeeded.contains(&job) {
+                done.push((job, kind));
+            }
+        }
     }
 
     /// Running jobs that are not replies.
@@ -176,7 +222,8 @@ impl Worker {
         tokio::pin!(shutdown);
         let lease = chrono::Duration::from_std(self.settings.lease)
             .unwrap_or(chrono::Duration::seconds(60));
-        let mut running: JoinSet<bool> = JoinSet::new();
+        // Each task answers the jobs of its slots that succeeded.
+        let mut running: JoinSet<Vec<JobId>> = JoinSet::new();
         let mut slots = Slots::default();
         // Jobs whose handler succeeded, marked done with the next claim.
         let mut done: Vec<(JobId, JobKind)> = Vec::new();
@@ -195,18 +242,9 @@ impl Worker {
                 Some(first) = running.join_next_with_id(), if !running.is_empty() => {
                     // Gather every job that has finished too, so that under load one
                     // claim fills several slots (and marks them all done) at once.
-                    let mut finished = vec![first];
+                    slots.finished(first, &mut done);
                     while let Some(more) = running.try_join_next_with_id() {
-                        finished.push(more);
-                    }
-                    for finished in finished {
-                        let (task, succeeded) = match finished {
-                            Ok((task, succeeded)) => (task, succeeded),
-                            Err(e) => (e.id(), false),
-                        };
-                        if let Some(job) = slots.finish(task) && succeeded {
-                            done.push(job);
-                        }
+                        slots.finished(more, &mut done);
                     }
                 }
                 _ = sweep.tick() => match self.store.requeue_expired().await {
@@ -220,18 +258,10 @@ impl Worker {
         }
 
         watcher.abort();
-        tracing::info!(worker = %self.id, running = running.len(), "worker stopping: no new jobs; finishing running ones");
+        tracing::info!(worker = %self.id, running = slots.running, "worker stopping: no new jobs; finishing running ones");
         let drained = tokio::time::timeout(self.settings.shutdown_grace, async {
             while let Some(finished) = running.join_next_with_id().await {
-                let (task, succeeded) = match finished {
-                    Ok((task, succeeded)) => (task, succeeded),
-                    Err(e) => (e.id(), false),
-                };
-                if let Some(job) = slots.finish(task)
-                    && succeeded
-                {
-                    done.push(job);
-                }
+                slots.finished(finished, &mut done);
             }
         })
         .await;
@@ -244,7 +274,7 @@ impl Worker {
         }
         if drained.is_err() {
             running.abort_all();
-            for (job, _, _) in slots.by_task.values() {
+            for (job, _, _) in slots.by_task.values().flatten() {
                 match self.store.release(*job, &self.id).await {
                     Ok(true) => {
                         tracing::warn!(job_id = %job, "gave back a job that did not finish in time")
@@ -265,7 +295,7 @@ impl Worker {
     /// has a free slot); on a store error they stay in `done` for the next try.
     async fn claim_into(
         &self,
-        running: &mut JoinSet<bool>,
+        running: &mut JoinSet<Vec<JobId>>,
         slots: &mut Slots,
         lease: chrono::Duration,
         done: &mut Vec<(JobId, JobKind)>,
@@ -277,7 +307,7 @@ impl Worker {
             // A claim that marks jobs done cannot see a job queued behind one
             // of them in its ordering key: when it came back short, claim again.
             loop {
-                let free = self.free_slots(kind, running.len(), slots);
+                let free = self.free_slots(kind, slots);
                 if free == 0 {
                     break;
                 }
@@ -303,27 +333,45 @@ impl Worker {
                 };
                 count_completions(&handed_back, &claimed.completed);
                 let again = !handed_back.is_empty() && claimed.jobs.len() < free;
+                let mut admitted = Vec::with_capacity(claimed.jobs.len());
+                let mut per_org: HashMap<OrgId, usize> = HashMap::new();
                 for job in claimed.jobs {
                     // One claim may bring more of an organization's jobs than its
                     // share leaves room for: those go back, no attempt counted.
-                    if job.org_id.is_some() && slots.org_count(job.org_id) >= settings.org_share {
-                        if let Err(e) = self.store.release(job.id, &self.id).await {
-                            tracing::warn!(job_id = %job.id, error = %e, "could not give back a job over its organization's share; its lease will expire");
+                    if let Some(org) = job.org_id {
+                        let taken = per_org.entry(org).or_default();
+                        if slots.org_count(Some(org)) + *taken >= settings.org_share {
+                            if let Err(e) = self.store.release(job.id, &self.id).await {
+                                tracing::warn!(job_id = %job.id, error = %e, "could not give back a job over its organization's share; its lease will expire");
+                            }
+                            continue;
                         }
-                        continue;
+                        *taken += 1;
                     }
+                    admitted.push(job);
+                }
+                let handler = &self.handlers[&kind];
+                let batch_size = handler.batch_size().max(1);
+                while !admitted.is_empty() {
+                    let rest = admitted.split_off(batch_size.min(admitted.len()));
+                    let jobs = std::mem::replace(&mut admitted, rest);
                     let task = Execution {
                         store: self.store.clone(),
                         worker: self.id.clone(),
-                        handler: self.handlers[&kind].clone(),
+                        handler: handler.clone(),
                         lease: self.settings.lease,
                         backoff_base: self.settings.backoff_base,
                     };
-                    let org = job.org_id.map(|o| o.to_string()).unwrap_or_default();
-                    let span = tracing::info_span!("job", job_id = %job.id, kind = %kind, org_id = %org, attempt = job.attempts);
-                    let started = (job.id, job.kind, job.org_id);
-                    let handle = running.spawn(task.run(job).instrument(span));
-                    slots.start(handle.id(), started);
+                    let held = jobs.iter().map(|j| (j.id, j.kind, j.org_id)).collect();
+                    let handle = if let [job] = jobs.as_slice() {
+                        let org = job.org_id.map(|o| o.to_string()).unwrap_or_default();
+                        let span = tracing::info_span!("job", job_id = %job.id, kind = %kind, org_id = %org, attempt = job.attempts);
+                        running.spawn(task.run(jobs).instrument(span))
+                    } else {
+                        let span = tracing::info_span!("jobs", kind = %kind, batch = jobs.len());
+                        running.spawn(task.run(jobs).instrument(span))
+                    };
+                    slots.start(handle.id(), held);
                 }
                 if !again {
                     break;
@@ -335,9 +383,9 @@ impl Worker {
 
     /// Slots a claim of `kind` may fill now: free ones, less those kept for
     /// replies (for other kinds), within the kind's own limit.
-    fn free_slots(&self, kind: JobKind, running: usize, slots: &Slots) -> usize {
+    fn free_slots(&self, kind: JobKind, slots: &Slots) -> usize {
         let settings = &self.settings;
-        let mut free = settings.concurrency.saturating_sub(running);
+        let mut free = settings.concurrency.saturating_sub(slots.running);
         if !is_reply(kind) {
             let background_slots = settings.concurrency.saturating_sub(settings.reply_reserve);
             free = free.min(background_slots.saturating_sub(slots.background()));
@@ -394,72 +442,104 @@ struct Execution {
 }
 
 impl Execution {
-    /// True when the handler succeeded: the worker marks the job done with
-    /// its next claim (one statement for both).
-    async fn run(self, job: Job) -> bool {
+    /// The jobs whose handler succeeded: the worker marks them done with its
+    /// next claim (one statement for both). Failures are recorded here.
+    async fn run(self, jobs: Vec<Job>) -> Vec<JobId> {
         let started = Instant::now();
-        let outcome = tokio::select! {
-            result = self.handler.run(&job) => Some(result),
-            () = self.keep_lease(&job) => None,
+        let outcomes = tokio::select! {
+            outcomes = self.call(&jobs) => Some(outcomes),
+            () = self.keep_leases(&jobs) => None,
         };
-        let kind = job.kind.as_str();
+        let kind = jobs.first().map_or("", |job| job.kind.as_str());
         metrics::histogram!("steward_job_duration_seconds", "kind" => kind)
             .record(started.elapsed().as_secs_f64());
-        let outcome_label = match outcome {
-            None => {
-                tracing::warn!("lease lost: another worker may run this job; stopped");
-                "lease_lost"
-            }
-            Some(Ok(())) => return true,
-            Some(Err(error)) => {
-                let retry_at = |at_least: Duration| {
-                    let delay = retry_delay(self.backoff_base, job.attempts).max(at_least);
-                    JobFailure::Retry {
-                        at: steward_store::now()
-                            + chrono::Duration::from_std(delay).unwrap_or_default(),
-                    }
-                };
-                let (message, failure) = match &error {
-                    JobError::Retryable(message) => (message, retry_at(Duration::ZERO)),
-                    JobError::RetryableAfter(message, hint) => (message, retry_at(*hint)),
-                    JobError::Permanent(message) => (message, JobFailure::Permanent),
-                };
-                match self
-                    .store
-                    .fail(job.id, &self.worker, message, failure)
-                    .await
-                {
-                    Ok(Some(JobState::Dead)) => {
-                        tracing::error!(error = %message, "job is dead: moved to the dead-letter list");
-                        "dead"
-                    }
-                    Ok(Some(_)) => {
-                        tracing::warn!(error = %message, "job failed; will retry");
-                        "retried"
-                    }
-                    Ok(None) => "lease_lost",
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not record the failure; the lease will expire");
-                        "store_error"
-                    }
+        let Some(outcomes) = outcomes else {
+            tracing::warn!(
+                jobs = jobs.len(),
+                "lease lost: another worker may run this; stopped"
+            );
+            metrics::counter!("steward_jobs_total", "kind" => kind, "outcome" => "lease_lost")
+                .increment(jobs.len() as u64);
+            return Vec::new();
+        };
+        let mut succeeded = Vec::with_capacity(jobs.len());
+        for (job, outcome) in jobs.iter().zip(outcomes) {
+            match outcome {
+                Ok(()) => succeeded.push(job.id),
+                Err(error) => {
+                    let outcome = self.record_failure(job, &error).await;
+                    metrics::counter!("steward_jobs_total", "kind" => kind, "outcome" => outcome)
+                        .increment(1);
                 }
             }
-        };
-        metrics::counter!("steward_jobs_total", "kind" => kind, "outcome" => outcome_label)
-            .increment(1);
-        false
+        }
+        succeeded
     }
 
-    /// Renews the lease every third of it; returns only when the lease is lost.
-    async fn keep_lease(&self, job: &Job) {
+    /// One outcome per job: one job to `run`, more to `run_batch`.
+    async fn call(&self, jobs: &[Job]) -> Vec<Result<(), JobError>> {
+        if let [job] = jobs {
+            return vec![self.handler.run(job).await];
+        }
+        let mut outcomes = self.handler.run_batch(jobs).await;
+        // A handler that answered for fewer jobs than it was given: the
+        // others are tried again.
+        outcomes.resize_with(jobs.len(), || {
+            Err(JobError::Retryable(
+                "the batch handler gave no outcome for this job".into(),
+            ))
+        });
+        outcomes.truncate(jobs.len());
+        outcomes
+    }
+
+    /// Records a failed attempt: retried later or dead. The outcome's label.
+    async fn record_failure(&self, job: &Job, error: &JobError) -> &'static str {
+        let retry_at = |at_least: Duration| {
+            let delay = retry_delay(self.backoff_base, job.attempts).max(at_least);
+            JobFailure::Retry {
+                at: steward_store::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            }
+        };
+        let (message, failure) = match error {
+            JobError::Retryable(message) => (message, retry_at(Duration::ZERO)),
+            JobError::RetryableAfter(message, hint) => (message, retry_at(*hint)),
+            JobError::Permanent(message) => (message, JobFailure::Permanent),
+        };
+        match self
+            .store
+            .fail(job.id, &self.worker, message, failure)
+            .await
+        {
+            Ok(Some(JobState::Dead)) => {
+                tracing::error!(job_id = %job.id, error = %message, "job is dead: moved to the dead-letter list");
+                "dead"
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(job_id = %job.id, error = %message, "job failed; will retry");
+                "retried"
+            }
+            Ok(None) => "lease_lost",
+            Err(e) => {
+                tracing::warn!(job_id = %job.id, error = %e, "could not record the failure; the lease will expire");
+                "store_error"
+            }
+        }
+    }
+
+    /// Renews every job's lease every third of it; returns only when one is
+    /// lost (the whole call stops: its jobs run again once their leases end).
+    async fn keep_leases(&self, jobs: &[Job]) {
         let lease = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(60));
         loop {
             tokio::time::sleep(self.lease / 3).await;
-            match self.store.heartbeat(job.id, &self.worker, lease).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                // A passing database error: keep working; the next beat may succeed.
-                Err(e) => tracing::warn!(job_id = %job.id, error = %e, "heartbeat failed"),
+            for job in jobs {
+                match self.store.heartbeat(job.id, &self.worker, lease).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // A passing database error: keep working; the next beat may succeed.
+                    Err(e) => tracing::warn!(job_id = %job.id, error = %e, "heartbeat failed"),
+                }
             }
         }
     }

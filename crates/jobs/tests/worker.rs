@@ -205,6 +205,69 @@ async fn concurrency_is_limited_per_kind() {
     assert_eq!(peak_concurrency(limits, JobKind::Ingest, 6, 2).await, 2);
 }
 
+/// Takes jobs in batches of up to four, recording each call's jobs; job 3
+/// fails its first attempt.
+#[derive(Clone, Default)]
+struct Batches {
+    calls: Arc<Mutex<Vec<Vec<(i64, i32)>>>>,
+}
+
+#[async_trait]
+impl JobHandler for Batches {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        self.run_batch(std::slice::from_ref(job)).await.remove(0)
+    }
+
+    fn batch_size(&self) -> usize {
+        4
+    }
+
+    async fn run_batch(&self, jobs: &[Job]) -> Vec<Result<(), JobError>> {
+        let ran = jobs
+            .iter()
+            .map(|job| (job.payload["n"].as_i64().unwrap(), job.attempts));
+        self.calls.lock().unwrap().push(ran.clone().collect());
+        ran.map(|(n, attempt)| match (n, attempt) {
+            (3, 1) => Err(JobError::Retryable("job 3 fails once".into())),
+            _ => Ok(()),
+        })
+        .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_handler_gets_a_claims_jobs_in_batches_and_each_job_succeeds_or_fails_alone() {
+    let (store, _db) = setup().await;
+    for n in 0..10 {
+        enqueue(&store, JobKind::Respond, n, 3, None).await;
+    }
+    let batches = Batches::default();
+    // Ten queued, eight slots: one claim of eight, two batches of four.
+    let worker =
+        start(Worker::new(store.clone(), settings(8)).handle(JobKind::Respond, batches.clone()));
+    eventually_empty(&store).await;
+    worker.stop().await;
+    let calls = batches.calls.lock().unwrap().clone();
+    assert!(
+        calls.iter().all(|call| (1..=4).contains(&call.len())),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls[..2].iter().map(Vec::len).collect::<Vec<_>>(),
+        [4, 4],
+        "{calls:?}"
+    );
+    let mut ran: Vec<(i64, i32)> = calls.into_iter().flatten().collect();
+    ran.sort();
+    let mut expected: Vec<(i64, i32)> = (0..10).map(|n| (n, 1)).collect();
+    expected.push((3, 2));
+    expected.sort();
+    assert_eq!(
+        ran, expected,
+        "each once, and job 3 again after its failure"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retryable_failures_are_retried_until_they_succeed() {
     let (store, _db) = setup().await;
