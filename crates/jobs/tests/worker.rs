@@ -207,9 +207,12 @@ async fn concurrency_is_limited_per_kind() {
 
 /// Takes jobs in batches of up to four, recording each call's jobs; job 3
 /// fails its first attempt.
+/// A job's number and attempt.
+type Ran = (i64, i32);
+
 #[derive(Clone, Default)]
 struct Batches {
-    calls: Arc<Mutex<Vec<Vec<(i64, i32)>>>>,
+    calls: Arc<Mutex<Vec<Vec<Ran>>>>,
 }
 
 #[async_trait]
@@ -257,9 +260,9 @@ async fn a_batch_handler_gets_a_claims_jobs_in_batches_and_each_job_succeeds_or_
         [4, 4],
         "{calls:?}"
     );
-    let mut ran: Vec<(i64, i32)> = calls.into_iter().flatten().collect();
+    let mut ran: Vec<Ran> = calls.into_iter().flatten().collect();
     ran.sort();
-    let mut expected: Vec<(i64, i32)> = (0..10).map(|n| (n, 1)).collect();
+    let mut expected: Vec<Ran> = (0..10).map(|n| (n, 1)).collect();
     expected.push((3, 2));
     expected.sort();
     assert_eq!(
