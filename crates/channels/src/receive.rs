@@ -7,7 +7,7 @@ use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use steward_domain::jobs::RespondArgs;
-use steward_domain::{ChannelId, Identity, MessageId, MessageRole, MessageText};
+use steward_domain::{ChannelId, ConversationId, Identity, MessageId, MessageRole, MessageText};
 use steward_store::{
     Channel, ChannelEvent, Conflict, ConversationChoice, NewJob, NewMessage, Rated, Sender, Store,
     StoreError, StoreResult, TenantScope,
@@ -130,6 +130,40 @@ fn recorded_lately(channel: ChannelId) -> bool {
     }
 }
 
+/// The conversation each sender's key on a channel was found in, kept by
+/// this process: looking it up is a round trip per message otherwise. A kept
+/// conversation deleted since (its person erased) is caught where the
+/// message is stored (`add_message` answers `NotFound`), then forgotten and
+/// looked up again. At most [`KEPT_CONVERSATIONS`]; past it, all are dropped.
+static CONVERSATIONS: LazyLock<Mutex<HashMap<(ChannelId, String), ConversationId>>> =
+    LazyLock::new(Default::default);
+
+const KEPT_CONVERSATIONS: usize = 10_000;
+
+fn kept_conversation(key: &(ChannelId, String)) -> Option<ConversationId> {
+    let kept = CONVERSATIONS
+        .lock()
+        .expect("the kept conversations' lock is never poisoned");
+    kept.get(key).copied()
+}
+
+fn keep_conversation(key: (ChannelId, String), conversation: ConversationId) {
+    let mut kept = CONVERSATIONS
+        .lock()
+        .expect("the kept conversations' lock is never poisoned");
+    if kept.len() >= KEPT_CONVERSATIONS && !kept.contains_key(&key) {
+        kept.clear();
+    }
+    kept.insert(key, conversation);
+}
+
+fn forget_conversation(key: &(ChannelId, String)) {
+    let mut kept = CONVERSATIONS
+        .lock()
+        .expect("the kept conversations' lock is never poisoned");
+    kept.remove(key);
+}
+
 pub async fn receive(
     store: &dyn Store,
     channel: &Channel,
@@ -147,9 +181,18 @@ pub async fn receive(
     let Ok(text) = MessageText::parse("text", text) else {
         return Ok(Received::Skipped("empty message"));
     };
-    let conversation = store
-        .channel_conversation(&scope, channel, &message.conversation_key)
-        .await?;
+    let key = (channel.id, message.conversation_key.clone());
+    let kept = kept_conversation(&key);
+    let mut conversation = match kept {
+        Some(conversation) => conversation,
+        None => {
+            let found = store
+                .channel_conversation(&scope, channel, &message.conversation_key)
+                .await?;
+            keep_conversation(key.clone(), found);
+            found
+        }
+    };
     // A handle the provider should never send (a WhatsApp sender that is no
     // number) still stores the message, without an author.
     let sender = match Identity::on_channel(channel.kind, channel.id, &message.sender) {
@@ -162,14 +205,15 @@ pub async fn receive(
             None
         }
     };
-    let new = NewMessage {
-        id: MessageId::new(),
+    let id = MessageId::new();
+    let new = |conversation| NewMessage {
+        id,
         chatbot_id: channel.chatbot_id,
         conversation: ConversationChoice::Existing(conversation),
         role: MessageRole::User,
-        text,
+        text: text.clone(),
         channel: channel.kind.as_str().into(),
-        external_id: Some(message.external_id),
+        external_id: Some(message.external_id.clone()),
         answers: None,
         channel_id: Some(channel.id),
         // Stored only if the channel still has the secrets it was read
@@ -187,11 +231,21 @@ pub async fn receive(
             )
             .for_org(channel.org_id),
         ],
-        sender,
+        sender: sender.clone(),
         forwarded: message.forwarded,
     };
-    let id = new.id;
-    match store.add_message(&scope, new).await {
+    let mut stored = store.add_message(&scope, new(conversation)).await;
+    if kept.is_some() && matches!(stored, Err(StoreError::NotFound)) {
+        // The kept conversation is gone (its person erased): find or start
+        // the sender's conversation anew.
+        forget_conversation(&key);
+        conversation = store
+            .channel_conversation(&scope, channel, &message.conversation_key)
+            .await?;
+        keep_conversation(key, conversation);
+        stored = store.add_message(&scope, new(conversation)).await;
+    }
+    match stored {
         Ok(_) => {}
         Err(StoreError::Conflict(Conflict::DuplicateMessage)) => return Ok(Received::Duplicate),
         Err(StoreError::Conflict(Conflict::ChatbotPaused)) => {

@@ -206,6 +206,32 @@ async fn a_channel_kept_between_webhooks_lets_nothing_in_once_its_secret_changed
 }
 
 #[tokio::test]
+async fn a_person_erased_who_writes_again_starts_a_new_conversation() {
+    let h = Harness::start().await;
+    let path = h.whatsapp().await;
+    let send = async |id: &str| {
+        let body = whatsapp_message(id, "16505551234", "hello");
+        h.post_raw(&path, &whatsapp_headers(&body), body).await
+    };
+    assert_eq!(send("wamid.1").await.status, StatusCode::OK);
+    let first = h.user_messages().await.remove(0);
+    // This process keeps the conversation the sender writes in; erasure
+    // deletes it.
+    h.app
+        .store
+        .erase_person(&h.scope(), first.person_id.unwrap())
+        .await
+        .unwrap();
+
+    let again = send("wamid.2").await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(again.body["stored"], 1);
+    let now = h.user_messages().await;
+    assert_eq!(now.len(), 1, "only the message after the erasure");
+    assert_ne!(now[0].conversation_id, first.conversation_id);
+}
+
+#[tokio::test]
 async fn slack_retries_are_deduplicated_by_event_id_not_dropped() {
     let h = Harness::start().await;
     let path = h.slack().await;
