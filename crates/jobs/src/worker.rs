@@ -1,10 +1,11 @@
 //! The worker loop. It claims only as many jobs as it has free slots (overall
 //! and per kind; a job, alone or in a batch, holds one), runs each job in a
 //! task of its own (or each batch, for a handler that takes batches) beside a
-//! heartbeat that keeps the leases, and records the outcome: a failure at once, a success with the
-//! next claim (one statement marks every finished job done and claims more). It also sweeps expired leases, so a job
-//! whose worker died is taken over by another. On shutdown it stops claiming,
-//! lets running jobs finish within a grace period, and gives back the rest.
+//! heartbeat that keeps the leases, and records the outcome: a failure at
+//! once, a success with the next claim (one statement marks every finished
+//! job done and claims more). It also sweeps expired leases, so a job whose
+//! worker died is taken over by another. On shutdown it stops claiming, lets
+//! running jobs finish within a grace period, and gives back the rest.
 //!
 //! Slots are shared fairly: replies (`respond`, `deliver`) are claimed first
 //! and have slots of their own that background work never takes, and no
