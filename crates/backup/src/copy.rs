@@ -31,8 +31,16 @@ use crate::BackupError;
 /// Records the copy's progress on the target; dropped when it is done.
 const PROGRESS: &str = "steward_db_copy";
 /// Tables of SQLite's own that PostgreSQL does without (leadership is an
-/// advisory lock there), and the migrations' bookkeeping, which differs.
-const NOT_COPIED: &[&str] = &["_sqlx_migrations", "leader_leases", PROGRESS];
+/// advisory lock there), PostgreSQL's own that its triggers fill as passages
+/// are copied (word counts for full-text ranking), and the migrations'
+/// bookkeeping, which differs.
+const NOT_COPIED: &[&str] = &[
+    "_sqlx_migrations",
+    "leader_leases",
+    "passage_scopes",
+    "passage_words",
+    PROGRESS,
+];
 /// Columns named differently: (table, PostgreSQL column, SQLite column).
 const RENAMED: &[(&str, &str, &str)] = &[("chunks", "id", "seq")];
 /// PostgreSQL takes at most 65,535 parameters in one statement.

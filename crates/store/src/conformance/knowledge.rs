@@ -237,6 +237,62 @@ pub async fn search_finds_stemmed_words_ranks_and_cites(store: S) {
     assert!(search(&store, &scope, bot.id, "zebra").await.is_empty());
 }
 
+pub async fn search_ranks_a_rare_word_above_a_common_one_among_many_passages(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let common = store
+        .add_document(&scope, upload(Some(bot.id), "orders.md"), 3)
+        .await
+        .unwrap();
+    let many: Vec<String> = (0..2_500)
+        .map(|i| format!("Order number {i} was shipped by parcel."))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    store
+        .finish_ingest(&scope, common.id, chunks(&many))
+        .await
+        .unwrap();
+    let rare = store
+        .add_document(&scope, upload(Some(bot.id), "customs.md"), 3)
+        .await
+        .unwrap();
+    store
+        .finish_ingest(
+            &scope,
+            rare.id,
+            chunks(&[
+                "Customs duties are charged on arrival.",
+                "A parcel held at customs is released once its duties are paid.",
+            ]),
+        )
+        .await
+        .unwrap();
+
+    // Shared with thousands of passages, "parcel" weighs little; "customs"
+    // decides, and both customs passages come before any order.
+    let hits = search(&store, &scope, bot.id, "parcel customs").await;
+    assert_eq!(hits.len(), 10, "{hits:?}");
+    assert!(
+        hits[..2].iter().all(|h| h.document_id == rare.id),
+        "{hits:?}"
+    );
+    assert!(hits[2..].iter().all(|h| h.document_id == common.id));
+    // A question of common words alone still finds passages.
+    assert_eq!(
+        search(&store, &scope, bot.id, "shipped parcel").await.len(),
+        10
+    );
+
+    // Once the orders are gone, "parcel" is rare too.
+    store.delete_document(&scope, common.id).await.unwrap();
+    let hits = search(&store, &scope, bot.id, "parcel").await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].document_id, rare.id);
+}
+
 pub async fn reingesting_replaces_chunks_atomically(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let bot = store

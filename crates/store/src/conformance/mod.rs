@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             documents_are_queued_ingested_listed_and_deleted,
             documents_added_together_are_all_stored_or_none,
             search_finds_stemmed_words_ranks_and_cites,
+            search_ranks_a_rare_word_above_a_common_one_among_many_passages,
             reingesting_replaces_chunks_atomically,
             knowledge_stays_within_its_org_and_chatbot,
             crawls_keep_their_progress_and_state_and_chain_their_steps,
