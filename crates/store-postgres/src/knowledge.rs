@@ -190,8 +190,8 @@ struct RankPlan {
     /// The passages ranked: those holding any of the rarest words, taken
     /// rarest first while they stay within [`RANKED_AT_MOST`] passages, or
     /// while they are fewer than the results asked for. A passage holding
-    /// only commoner words could not rank high, and ranking every passage
-    /// with a common word is what made a search cost hundreds of
+    /// only commoner words ranks low (they weigh little), and ranking every
+    /// passage with a common word is what made a search cost hundreds of
     /// milliseconds at 100,000 passages.
     candidates: String,
     /// Every word found in the passages, as a query of its own...
