@@ -180,19 +180,11 @@ impl SearchStore for PostgresStore {
     }
 }
 
-/// Passages ranked per question at most, unless fewer than the results
-/// asked for would be ranked.
-const RANKED_AT_MOST: i64 = 2_000;
-
 /// What one full-text search asks of PostgreSQL.
 #[derive(Debug, PartialEq)]
 struct RankPlan {
-    /// The passages ranked: those holding any of the rarest words, taken
-    /// rarest first while they stay within [`RANKED_AT_MOST`] passages, or
-    /// while they are fewer than the results asked for. A passage holding
-    /// only commoner words ranks low (they weigh little), and ranking every
-    /// passage with a common word is what made a search cost hundreds of
-    /// milliseconds at 100,000 passages.
+    /// The passages ranked: those holding any of the rarest words
+    /// ([`rarest_first`]).
     candidates: String,
     /// Every word found in the passages, as a query of its own...
     words: Vec<String>,
@@ -203,19 +195,9 @@ struct RankPlan {
 impl RankPlan {
     /// From each word and how many passages hold it, of `searched`, for
     /// `limit` results; None when no passage holds any word.
-    fn new(mut words: Vec<(String, i64)>, searched: i64, limit: u32) -> Option<Self> {
-        words.retain(|(_, holding)| *holding > 0);
-        words.sort_by(|(a, x), (b, y)| x.cmp(y).then_with(|| a.cmp(b)));
-        let mut candidates = Vec::new();
-        let mut ranked = 0;
-        for (lexeme, holding) in &words {
-            if ranked >= i64::from(limit) && ranked + holding > RANKED_AT_MOST {
-                break;
-            }
-            ranked += holding;
-            candidates.push(quoted(lexeme));
-        }
-        if candidates.is_empty() {
+    fn new(words: Vec<(String, i64)>, searched: i64, limit: u32) -> Option<Self> {
+        let (words, taken) = rarest_first(words, limit);
+        if taken == 0 {
             return None;
         }
         let n = searched as f64;
@@ -226,9 +208,10 @@ impl RankPlan {
                 (1.0 + (n - df + 0.5) / (df + 0.5)).ln()
             })
             .collect();
+        let words: Vec<String> = words.iter().map(|(lexeme, _)| quoted(lexeme)).collect();
         Some(Self {
-            candidates: candidates.join(" | "),
-            words: words.iter().map(|(lexeme, _)| quoted(lexeme)).collect(),
+            candidates: words[..taken].join(" | "),
+            words,
             weights,
         })
     }

@@ -99,18 +99,37 @@ impl SearchStore for SqliteStore {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
-        // Each term quoted (terms are letters and digits only), any may match,
-        // within this organization's passages for this chatbot or its context.
-        let terms = terms
-            .iter()
-            .map(|t| format!("\"{t}\""))
-            .collect::<Vec<_>>()
-            .join(" OR ");
-        let query = format!(
-            "scope : \"o{}\" AND (scope : \"b{}\" OR scope : \"context\") AND {{heading text}} : ({terms})",
+        // Each term quoted (terms are letters and digits only), within this
+        // organization's passages for this chatbot or its context.
+        let within = format!(
+            "scope : \"o{}\" AND (scope : \"b{}\" OR scope : \"context\") AND {{heading text}} : ",
             scope.org_id().as_uuid().simple(),
             chatbot.as_uuid().simple()
         );
+        // How many of those passages hold each word (the index counts them
+        // without reading a passage), so that only the rarest words'
+        // passages are ranked: any of those words may match.
+        let mut reader = self.reader.acquire().await.map_err(map_err)?;
+        let mut words = Vec::with_capacity(terms.len());
+        for term in terms {
+            let holding: i64 =
+                sqlx::query_scalar("SELECT count(*) FROM chunks_fts WHERE chunks_fts MATCH ?")
+                    .bind(format!("{within}\"{term}\""))
+                    .fetch_one(&mut *reader)
+                    .await
+                    .map_err(map_err)?;
+            words.push((term.clone(), holding));
+        }
+        let (words, taken) = rarest_first(words, limit);
+        if taken == 0 {
+            return Ok(Vec::new());
+        }
+        let rarest = words[..taken]
+            .iter()
+            .map(|(t, _)| format!("\"{t}\""))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let query = format!("{within}({rarest})");
         // The index finds and ranks; headings weigh twice as much as passages.
         // The org filter again after it is a second line of defence.
         let found = sqlx::query(
@@ -130,7 +149,7 @@ impl SearchStore for SqliteStore {
         .bind(i64::from(limit))
         .bind(scope.org_id().as_uuid())
         .bind(chatbot.as_uuid())
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *reader)
         .await
         .map_err(map_err)?;
         found.iter().map(rows::chunk_hit).collect()

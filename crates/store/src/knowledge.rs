@@ -278,6 +278,31 @@ pub fn vector_literal(vector: &[f32]) -> String {
     format!("[{}]", parts.join(","))
 }
 
+/// A full-text search ranks at most this many passages, unless fewer than
+/// the results asked for would be ranked (see [`rarest_first`]).
+pub const RANKED_AT_MOST: i64 = 2_000;
+
+/// A question's words with how many of the searched passages hold each,
+/// rarest first (words no passage holds dropped), and how many of them a
+/// search ranks the passages of: taken rarest first while at most
+/// [`RANKED_AT_MOST`] passages hold them in all, or while fewer than
+/// `limit` do. A passage holding none of them holds only commoner words,
+/// which weigh little; ranking every passage holding a common word is what
+/// made a search cost hundreds of milliseconds at 100,000 passages.
+pub fn rarest_first(mut words: Vec<(String, i64)>, limit: u32) -> (Vec<(String, i64)>, usize) {
+    words.retain(|(_, holding)| *holding > 0);
+    words.sort_by(|(a, x), (b, y)| x.cmp(y).then_with(|| a.cmp(b)));
+    let (mut taken, mut ranked) = (0, 0);
+    for (_, holding) in &words {
+        if ranked >= i64::from(limit) && ranked + holding > RANKED_AT_MOST {
+            break;
+        }
+        ranked += holding;
+        taken += 1;
+    }
+    (words, taken)
+}
+
 /// The words of a query, lowercased, each letters and digits only (so that
 /// no backend's query syntax can be reached through them), without repeats,
 /// at most [`MAX_SEARCH_TERMS`].

@@ -45,8 +45,8 @@ pub use idempotency::{
 };
 pub use knowledge::{
     ChunkHit, Crawl, CrawlProgress, Document, Ingested, KnowledgeStore, MAX_SEARCH_TERMS, NewChunk,
-    NewCrawl, NewDocument, SearchStore, cosine, search_terms, vector_bytes, vector_from_bytes,
-    vector_literal,
+    NewCrawl, NewDocument, RANKED_AT_MOST, SearchStore, cosine, rarest_first, search_terms,
+    vector_bytes, vector_from_bytes, vector_literal,
 };
 pub use leader::Leadership;
 pub use live::{LIVE_BUFFER, LiveEvent, LiveKind};
