@@ -3,7 +3,7 @@
 //! And a reaction to a reply, as its author's feedback.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use steward_domain::jobs::RespondArgs;
@@ -140,17 +140,18 @@ static CONVERSATIONS: LazyLock<Mutex<HashMap<(ChannelId, String), ConversationId
 
 const KEPT_CONVERSATIONS: usize = 10_000;
 
-fn kept_conversation(key: &(ChannelId, String)) -> Option<ConversationId> {
-    let kept = CONVERSATIONS
+fn conversations() -> MutexGuard<'static, HashMap<(ChannelId, String), ConversationId>> {
+    CONVERSATIONS
         .lock()
-        .expect("the kept conversations' lock is never poisoned");
-    kept.get(key).copied()
+        .expect("the kept conversations' lock is never poisoned")
+}
+
+fn kept_conversation(key: &(ChannelId, String)) -> Option<ConversationId> {
+    conversations().get(key).copied()
 }
 
 fn keep_conversation(key: (ChannelId, String), conversation: ConversationId) {
-    let mut kept = CONVERSATIONS
-        .lock()
-        .expect("the kept conversations' lock is never poisoned");
+    let mut kept = conversations();
     if kept.len() >= KEPT_CONVERSATIONS && !kept.contains_key(&key) {
         kept.clear();
     }
@@ -158,10 +159,7 @@ fn keep_conversation(key: (ChannelId, String), conversation: ConversationId) {
 }
 
 fn forget_conversation(key: &(ChannelId, String)) {
-    let mut kept = CONVERSATIONS
-        .lock()
-        .expect("the kept conversations' lock is never poisoned");
-    kept.remove(key);
+    conversations().remove(key);
 }
 
 pub async fn receive(

@@ -7,34 +7,14 @@
 use std::sync::Arc;
 
 use steward_domain::{
-    ChatbotId, ChatbotName, ChatbotStatus, DocumentId, DocumentSource, Email, OrganizationName,
-    Role, SystemPrompt, Temperature, Tier,
+    ChatbotId, ChatbotName, ChatbotStatus, DocumentId, DocumentSource, SystemPrompt, Temperature,
+    Tier,
 };
 use steward_store::{
-    Ingested, NewChatbot, NewChunk, NewDocument, NewOrganization, NewUser, Store, TenantScope,
-    search_terms,
+    Ingested, NewChatbot, NewChunk, NewDocument, Store, TenantScope, search_terms,
 };
 use steward_testkit::PostgresDatabase;
-
-async fn organization(store: &Arc<dyn Store>, name: &str) -> TenantScope {
-    let (organization, _) = store
-        .create_organization(
-            NewOrganization {
-                name: OrganizationName::parse("name", name).unwrap(),
-                tier: Tier::Free,
-            },
-            NewUser {
-                email: Email::parse("email", &format!("owner@{name}.example.org")).unwrap(),
-                name: None,
-                role: Role::Owner,
-                password_hash: "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA".into(),
-                must_change_password: false,
-            },
-        )
-        .await
-        .unwrap();
-    TenantScope::for_operator(organization.id)
-}
+use steward_testkit::seed::organization_with_chatbot;
 
 async fn chatbot(store: &Arc<dyn Store>, scope: &TenantScope, name: &str) -> ChatbotId {
     let chatbot = NewChatbot {
@@ -138,11 +118,10 @@ async fn word_counts_follow_passages_through_every_change() {
     let store: Arc<dyn Store> = Arc::new(postgres);
     let db = sqlx::PgPool::connect(&database.url).await.unwrap();
 
-    let acme = organization(&store, "acme").await;
-    let other = organization(&store, "other").await;
-    let desk = chatbot(&store, &acme, "Desk").await;
+    let (acme, desk) = organization_with_chatbot(&*store, "Acme", Tier::Free).await;
+    let (other, theirs) = organization_with_chatbot(&*store, "Other", Tier::Free).await;
+    let (desk, theirs) = (desk.id, theirs.id);
     let sales = chatbot(&store, &acme, "Sales").await;
-    let theirs = chatbot(&store, &other, "Desk").await;
     let shared = document(&store, &acme, None).await;
     ingest(&store, &acme, shared, &passages(1, 4)).await;
     let kept = document(&store, &acme, Some(desk)).await;

@@ -61,21 +61,21 @@ impl OpenChannels {
     /// read to open again).
     const MOST: usize = 10_000;
 
-    fn kept(&self, id: ChannelId, kind: ChannelKind) -> Option<Arc<OpenChannel>> {
-        let kept = self
-            .0
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, Arc<OpenChannel>>> {
+        self.0
             .lock()
-            .expect("the kept channels' lock is never poisoned");
-        kept.get(&id)
+            .expect("the kept channels' lock is never poisoned")
+    }
+
+    fn kept(&self, id: ChannelId, kind: ChannelKind) -> Option<Arc<OpenChannel>> {
+        self.map()
+            .get(&id)
             .filter(|open| open.channel.kind == kind)
             .cloned()
     }
 
     fn keep(&self, open: Arc<OpenChannel>) {
-        let mut kept = self
-            .0
-            .lock()
-            .expect("the kept channels' lock is never poisoned");
+        let mut kept = self.map();
         if kept.len() >= Self::MOST {
             kept.clear();
         }
@@ -83,11 +83,7 @@ impl OpenChannels {
     }
 
     fn forget(&self, id: ChannelId) {
-        let mut kept = self
-            .0
-            .lock()
-            .expect("the kept channels' lock is never poisoned");
-        kept.remove(&id);
+        self.map().remove(&id);
     }
 }
 
