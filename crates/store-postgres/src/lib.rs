@@ -5,6 +5,7 @@
 mod knowledge;
 mod leader;
 mod live;
+mod messages;
 mod notices;
 mod ops;
 mod queue;

@@ -9,8 +9,8 @@ use sqlx::AssertSqlSafe;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{Column as _, PgConnection, Postgres, Row as _, Transaction, TypeInfo as _};
-use steward_domain::{ChatbotId, DocumentId, JobId, JobKind, OrgId};
-use steward_store::sql::{Db, Kind, Row, SqlBackend, Statement, Value, WordIndex};
+use steward_domain::{ChatbotId, DocumentId, JobId, JobKind, OrgId, PersonId};
+use steward_store::sql::{Db, Kind, MessageWrite, Row, SqlBackend, Statement, Value, WordIndex};
 use steward_store::{Claimed, LiveEvent, NewChunk, StoreResult};
 
 use crate::notices::{Notices, Notifier};
@@ -181,6 +181,13 @@ impl SqlBackend for PostgresStore {
             tx.notifier.send(tx.notices);
         }
         Ok(())
+    }
+
+    async fn add_message_in_one_call(
+        &self,
+        write: &MessageWrite<'_>,
+    ) -> Option<StoreResult<Option<PersonId>>> {
+        Some(crate::messages::add_message(self, write).await)
     }
 
     async fn insert_chunks(

@@ -319,11 +319,94 @@ pub(crate) fn contains_pattern(text: &str) -> String {
     pattern
 }
 
+/// A message to store in one call of the backend's (see
+/// [`SqlBackend::add_message_in_one_call`]), with what the shared statements
+/// would work out on the way: both store the same rows.
+pub struct MessageWrite<'a> {
+    pub org: OrgId,
+    pub at: DateTime<Utc>,
+    pub new: &'a NewMessage,
+    /// The author's name, when not blank, for a person who has none.
+    pub sender_name: Option<&'a str>,
+    /// The id of the author's person if they have none yet.
+    pub new_person: PersonId,
+    /// The day and week of `at` as the activity counters number them.
+    pub day: i64,
+    pub week: i64,
+    /// The month of `at` usage is counted in.
+    pub period: String,
+    /// The row of each shared counter this message adds to.
+    pub shard: i64,
+    /// The claim of the keyed request whose effect the message is.
+    pub fence: Option<Fence>,
+}
+
+/// The message `new` stored at `at`, written by `person`.
+fn stored_message(
+    org: OrgId,
+    at: DateTime<Utc>,
+    new: NewMessage,
+    person: Option<PersonId>,
+) -> Message {
+    let conversation_id = match new.conversation {
+        ConversationChoice::Existing(id) | ConversationChoice::Start(id) => id,
+    };
+    Message {
+        id: new.id,
+        org_id: org,
+        chatbot_id: new.chatbot_id,
+        conversation_id,
+        role: new.role,
+        text: new.text.into_inner(),
+        channel: new.channel,
+        external_id: new.external_id,
+        answers: new.answers,
+        channel_id: new.channel_id,
+        meta: new.meta,
+        forwarded: new.forwarded && new.role == MessageRole::User,
+        person_id: person,
+        created_at: at,
+    }
+}
+
+/// What subscribers are told of a message stored in `conversation`.
+pub fn live_message(org: OrgId, conversation: ConversationId, message: MessageId) -> LiveEvent {
+    LiveEvent {
+        org_id: org,
+        conversation_id: conversation,
+        kind: LiveKind::Message {
+            message_id: message,
+        },
+    }
+}
+
 #[async_trait]
 impl<B: SqlBackend> MessageStore for B {
-    async fn add_message(&self, scope: &TenantScope, new: NewMessage) -> StoreResult<Message> {
+    async fn add_message(&self, scope: &TenantScope, mut new: NewMessage) -> StoreResult<Message> {
         let org = scope.org_id();
         let at = now();
+        let day = day_number(at.date_naive());
+        let write = MessageWrite {
+            org,
+            at,
+            new: &new,
+            sender_name: new
+                .sender
+                .as_ref()
+                .and_then(|s| s.name.as_deref())
+                .filter(|n| !n.trim().is_empty()),
+            new_person: PersonId::new(),
+            day,
+            week: week_of(day),
+            period: usage_period(at),
+            shard: counter_shard::<B>(),
+            fence: keyed_request_fence(&()),
+        };
+        if let Some(stored) = self.add_message_in_one_call(&write).await {
+            let message = stored_message(org, at, new, stored?);
+            self.live_committed(live_message(org, message.conversation_id, message.id));
+            return Ok(message);
+        }
         let mut tx = self.begin().await?;
         // The chatbot's status, whether a conversation named is its own, and
         // whether the channel still has the secrets the message was checked
@@ -381,22 +464,9 @@ impl<B: SqlBackend> MessageStore for B {
             }
             _ => None,
         };
-        let message = Message {
-            id: new.id,
-            org_id: org,
-            chatbot_id: new.chatbot_id,
-            conversation_id,
-            role: new.role,
-            text: new.text.into_inner(),
-            channel: new.channel,
-            external_id: new.external_id,
-            answers: new.answers,
-            channel_id: new.channel_id,
-            meta: new.meta,
-            forwarded: new.forwarded && new.role == MessageRole::User,
-            person_id: person,
-            created_at: at,
-        };
+        let started = matches!(new.conversation, ConversationChoice::Start(_));
+        let (then, tokens) = (std::mem::take(&mut new.then), new.tokens);
+        let message = stored_message(org, at, new, person);
         tx.execute(
             sql("INSERT INTO messages (id, org_id, chatbot_id, conversation_id, role, text, channel,
                                        external_id, answers, channel_id, meta, created_at, person_id,
@@ -440,19 +510,12 @@ impl<B: SqlBackend> MessageStore for B {
                 firsts = mark_active(&mut tx, org, at, person).await?;
             }
         }
-        for job in &new.then {
+        for job in &then {
             insert_job::<B>(&mut tx, job).await?;
         }
-        let stored = LiveEvent {
-            org_id: message.org_id,
-            conversation_id: message.conversation_id,
-            kind: LiveKind::Message {
-                message_id: message.id,
-            },
-        };
+        let stored = live_message(org, message.conversation_id, message.id);
         B::announce_live(&mut tx, &stored);
         let counted = i64::from(message.role == MessageRole::User);
-        let started = matches!(new.conversation, ConversationChoice::Start(_));
         count_activity::<B>(
             &mut tx,
             org,
@@ -472,8 +535,8 @@ impl<B: SqlBackend> MessageStore for B {
         for (span, number) in firsts {
             count_people::<B>(&mut tx, org, span, number, 1).await?;
         }
-        if counted > 0 || new.tokens > 0 {
-            count_usage::<B>(&mut tx, org, at, counted, new.tokens).await?;
+        if counted > 0 || tokens > 0 {
+            count_usage::<B>(&mut tx, org, at, counted, tokens).await?;
         }
         commit::<B>(tx).await?;
         self.live_committed(stored);

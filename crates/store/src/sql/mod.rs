@@ -53,7 +53,7 @@ pub(crate) mod skills;
 mod sso;
 mod tools;
 
-pub use messages::{SCAN_WINDOW, WORD_INDEX_READ_LIMIT};
+pub use messages::{MessageWrite, SCAN_WINDOW, WORD_INDEX_READ_LIMIT, live_message};
 pub use queue::insert_job;
 
 /// A value bound to a statement or read from a row; `None` is NULL of that type.
@@ -244,6 +244,20 @@ pub trait SqlBackend: Send + Sync + 'static {
         document: DocumentId,
         chunks: &[crate::NewChunk],
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Stores a message with everything its transaction writes in one call,
+    /// where the backend has one (PostgreSQL's `add_message` function: one
+    /// round trip instead of eleven), answering its author's person; None
+    /// where the shared statements of [`crate::MessageStore::add_message`]
+    /// do it (SQLite, in process, where a statement costs no round trip).
+    /// Announcing the message to other processes is the backend's part.
+    fn add_message_in_one_call(
+        &self,
+        write: &messages::MessageWrite<'_>,
+    ) -> impl Future<Output = Option<StoreResult<Option<PersonId>>>> + Send {
+        let _ = write;
+        async { None }
+    }
 
     /// Called once passages were replaced or deleted (SQLite drops the
     /// vector codes it keeps in memory).
