@@ -818,6 +818,52 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
         ["One", "Built"]
     );
 
+    // A message (PostgreSQL stores it in one call, fence and all) likewise:
+    // committed with the answer set before it, refused once taken over.
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Messages"))
+        .await
+        .unwrap();
+    let kept = idem("message", "h");
+    let token = started(store.idempotency_start(&kept, long_ago, ancient).await);
+    let sent = KeyedRequest::new(&kept, token)
+        .run(async {
+            answer_keyed_request(answer.clone());
+            store
+                .add_message(&scope, user_message(bot.id, None, "kept"))
+                .await
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .idempotency_start(&kept, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::Replay(answer.clone())
+    );
+    let lost = idem("message-taken-over", "h");
+    let stale = started(store.idempotency_start(&lost, long_ago, ancient).await);
+    started(store.idempotency_start(&lost, in_the_future, ancient).await);
+    let refused = KeyedRequest::new(&lost, stale)
+        .run(store.add_message(
+            &scope,
+            user_message(bot.id, Some(sent.conversation_id), "refused"),
+        ))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Conflict(Conflict::IdempotencyClaimLost))
+    ));
+    let texts: Vec<String> = store
+        .conversation_messages(&scope, sent.conversation_id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["kept"]);
+
     // An effect without its answer (the process stopped between them) is never
     // taken over, however stale; completing it later keeps the first answer.
     KeyedRequest::new(&key, new.clone())
