@@ -111,6 +111,7 @@ async fn main() {
                     then: Vec::new(),
                     sender: None,
                     forwarded: false,
+                    conversation_key: None,
                 },
             )
             .await

@@ -179,16 +179,16 @@ pub async fn receive(
     let Ok(text) = MessageText::parse("text", text) else {
         return Ok(Received::Skipped("empty message"));
     };
+    // The sender's conversation: kept by this process, or looked up (a
+    // read); a sender who has none has it started by the message itself.
     let key = (channel.id, message.conversation_key.clone());
     let kept = kept_conversation(&key);
-    let mut conversation = match kept {
-        Some(conversation) => conversation,
+    let conversation = match kept {
+        Some(conversation) => Some(conversation),
         None => {
-            let found = store
-                .channel_conversation(&scope, channel, &message.conversation_key)
-                .await?;
-            keep_conversation(key.clone(), found);
-            found
+            store
+                .find_channel_conversation(&scope, channel.id, &message.conversation_key)
+                .await?
         }
     };
     // A handle the provider should never send (a WhatsApp sender that is no
@@ -204,47 +204,64 @@ pub async fn receive(
         }
     };
     let id = MessageId::new();
-    let new = |conversation| NewMessage {
-        id,
-        chatbot_id: channel.chatbot_id,
-        conversation: ConversationChoice::Existing(conversation),
-        role: MessageRole::User,
-        text: text.clone(),
-        channel: channel.kind.as_str().into(),
-        external_id: Some(message.external_id.clone()),
-        answers: None,
-        channel_id: Some(channel.id),
-        // Stored only if the channel still has the secrets it was read
-        // with, which a kept copy of it (a webhook's) may no longer have.
-        channel_secrets: Some(channel.sealed_secrets.clone()),
-        meta: Some(message.route.to_meta()),
-        tokens: 0,
-        then: vec![
-            NewJob::of(
-                &RespondArgs {
-                    chatbot_id: channel.chatbot_id,
-                    conversation_id: conversation,
-                },
-                max_attempts,
-            )
-            .for_org(channel.org_id),
-        ],
-        sender: sender.clone(),
-        forwarded: message.forwarded,
+    let new = |conversation: Option<ConversationId>| {
+        let (choice, conversation_id) = match conversation {
+            Some(existing) => (ConversationChoice::Existing(existing), existing),
+            None => {
+                let started = ConversationId::new();
+                (ConversationChoice::Start(started), started)
+            }
+        };
+        NewMessage {
+            id,
+            chatbot_id: channel.chatbot_id,
+            conversation: choice,
+            conversation_key: conversation
+                .is_none()
+                .then(|| message.conversation_key.clone()),
+            role: MessageRole::User,
+            text: text.clone(),
+            channel: channel.kind.as_str().into(),
+            external_id: Some(message.external_id.clone()),
+            answers: None,
+            channel_id: Some(channel.id),
+            // Stored only if the channel still has the secrets it was read
+            // with, which a kept copy of it (a webhook's) may no longer have.
+            channel_secrets: Some(channel.sealed_secrets.clone()),
+            meta: Some(message.route.to_meta()),
+            tokens: 0,
+            then: vec![
+                NewJob::of(
+                    &RespondArgs {
+                        chatbot_id: channel.chatbot_id,
+                        conversation_id,
+                    },
+                    max_attempts,
+                )
+                .for_org(channel.org_id),
+            ],
+            sender: sender.clone(),
+            forwarded: message.forwarded,
+        }
     };
     let mut stored = store.add_message(&scope, new(conversation)).await;
-    if kept.is_some() && matches!(stored, Err(StoreError::NotFound)) {
-        // The kept conversation is gone (its person erased): find or start
-        // the sender's conversation anew.
+    // The kept conversation is gone (its person erased), or another message
+    // of the sender's started theirs first: look it up again.
+    let stale = matches!(stored, Err(StoreError::NotFound)) && kept.is_some();
+    if stale
+        || matches!(
+            stored,
+            Err(StoreError::Conflict(Conflict::ConversationStarted))
+        )
+    {
         forget_conversation(&key);
-        conversation = store
-            .channel_conversation(&scope, channel, &message.conversation_key)
+        let found = store
+            .find_channel_conversation(&scope, channel.id, &message.conversation_key)
             .await?;
-        keep_conversation(key, conversation);
-        stored = store.add_message(&scope, new(conversation)).await;
+        stored = store.add_message(&scope, new(found)).await;
     }
     match stored {
-        Ok(_) => {}
+        Ok(stored) => keep_conversation(key, stored.conversation_id),
         Err(StoreError::Conflict(Conflict::DuplicateMessage)) => return Ok(Received::Duplicate),
         Err(StoreError::Conflict(Conflict::ChatbotPaused)) => {
             return Ok(Received::Skipped("the chatbot is paused"));

@@ -191,6 +191,7 @@ impl Respond {
                 .collect(),
             sender: None,
             forwarded: false,
+            conversation_key: None,
         };
         self.store.add_message(scope, reply).await?;
         Ok(())

@@ -216,6 +216,7 @@ async fn users_import_links_channel_handles_so_one_person_writes_everywhere() {
         then: Vec::new(),
         sender: Some(Sender::new(identity)),
         forwarded: false,
+        conversation_key: None,
     };
     let slack = Identity::parse("slack", IdentityKind::Slack, "U0ANA").unwrap();
     let on_slack = store

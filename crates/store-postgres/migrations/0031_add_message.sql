@@ -8,9 +8,10 @@
 -- Answers 'stored' with the author's person and the kinds of the jobs
 -- enqueued, or, having written nothing, 'channel_changed', 'paused',
 -- 'not_found' or 'claim_lost'. A message already stored fails with the
--- unique violation of `messages_external`, undoing the call.
+-- unique violation of `messages_external`, a conversation started meanwhile
+-- with that of `conversations_external`, undoing the call.
 CREATE FUNCTION add_message(
-    _org uuid, _chatbot uuid, _conversation uuid, _start boolean,
+    _org uuid, _chatbot uuid, _conversation uuid, _start boolean, _conversation_key text,
     _id uuid, _role text, _text text, _channel text, _external_id text,
     _answers uuid, _channel_id uuid, _secrets bytea, _meta jsonb, _forwarded boolean,
     _tokens bigint, _at timestamptz,
@@ -34,21 +35,7 @@ DECLARE
     _first_day boolean := false;
     _first_week boolean := false;
     _kinds text[];
-    _rows bigint;
 BEGIN
-    IF _fence_caller IS NOT NULL THEN
-        UPDATE idempotency_keys
-        SET took_effect = true,
-            status = COALESCE(_answer_status, status),
-            content_type = CASE WHEN _answer_status IS NULL THEN content_type ELSE _answer_content_type END,
-            body = CASE WHEN _answer_status IS NULL THEN body ELSE _answer_body END
-        WHERE caller = _fence_caller AND key = _fence_key AND token = _fence_token;
-        IF NOT FOUND THEN
-            RETURN QUERY SELECT 'claim_lost', NULL::uuid, NULL::text[];
-            RETURN;
-        END IF;
-    END IF;
-
     SELECT c.status,
            EXISTS (SELECT 1 FROM conversations v
                    WHERE v.id = _conversation AND v.org_id = _org AND v.chatbot_id = _chatbot),
@@ -73,9 +60,28 @@ BEGIN
         RETURN;
     END IF;
 
+    -- The keyed request's claim: the first write, so that a claim taken
+    -- over leaves nothing written.
+    IF _fence_caller IS NOT NULL THEN
+        UPDATE idempotency_keys
+        SET took_effect = true,
+            status = COALESCE(_answer_status, status),
+            content_type = CASE WHEN _answer_status IS NULL THEN content_type ELSE _answer_content_type END,
+            body = CASE WHEN _answer_status IS NULL THEN body ELSE _answer_body END
+        WHERE caller = _fence_caller AND key = _fence_key AND token = _fence_token;
+        IF NOT FOUND THEN
+            RETURN QUERY SELECT 'claim_lost', NULL::uuid, NULL::text[];
+            RETURN;
+        END IF;
+    END IF;
+
+    -- With the sender's key on the channel, the conversation is theirs
+    -- there; one started meanwhile fails on `conversations_external`.
     IF _start THEN
-        INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at)
-        VALUES (_conversation, _org, _chatbot, _channel, _at);
+        INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at,
+                                   channel_id, external_key)
+        VALUES (_conversation, _org, _chatbot, _channel, _at,
+                CASE WHEN _conversation_key IS NOT NULL THEN _channel_id END, _conversation_key);
     END IF;
 
     -- The author, as `person_of`: a concurrent merge may delete the person

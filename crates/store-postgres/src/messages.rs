@@ -40,12 +40,14 @@ pub(crate) async fn add_message(
     let row: (String, Option<uuid::Uuid>, Option<Vec<String>>) = sqlx::query_as(
         "SELECT outcome, person_id, job_kinds FROM add_message(
             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22, $23, $24, $25::smallint, $26, $27, $28, $29, $30, $31)",
+            $17, $18, $19, $20, $21, $22, $23, $24, $25, $26::smallint, $27, $28, $29, $30,
+            $31, $32)",
     )
     .bind(write.org.as_uuid())
     .bind(new.chatbot_id.as_uuid())
     .bind(conversation.as_uuid())
     .bind(starts)
+    .bind(new.conversation_key.as_deref())
     .bind(new.id.as_uuid())
     .bind(new.role.as_str())
     .bind(new.text.as_str())
@@ -76,12 +78,13 @@ pub(crate) async fn add_message(
     .fetch_one(&store.pool)
     .await
     .map_err(|e| match &e {
-        sqlx::Error::Database(db)
-            if db.is_unique_violation()
-                && db.constraint().is_some_and(|c| c.starts_with("messages_")) =>
-        {
-            StoreError::Conflict(Conflict::DuplicateMessage)
-        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => match db.constraint() {
+            Some("conversations_external") => StoreError::Conflict(Conflict::ConversationStarted),
+            Some(c) if c.starts_with("messages_") => {
+                StoreError::Conflict(Conflict::DuplicateMessage)
+            }
+            _ => map_err(e),
+        },
         _ => map_err(e),
     })?;
     let (outcome, person, kinds) = row;
@@ -91,7 +94,11 @@ pub(crate) async fn add_message(
         "paused" => return Err(StoreError::Conflict(Conflict::ChatbotPaused)),
         "not_found" => return Err(StoreError::NotFound),
         "claim_lost" => return Err(claim_lost()),
-        other => return Err(StoreError::Internal(format!("add_message answered {other}"))),
+        other => {
+            return Err(StoreError::Internal(format!(
+                "add_message answered {other}"
+            )));
+        }
     }
     // Announced once committed, as every transaction's notices are.
     let stored = live_message(write.org, conversation, new.id);

@@ -30,6 +30,10 @@ pub enum Conflict {
     /// A message checked with a channel's secrets that the channel no
     /// longer has (replaced, or the channel deleted) since they were read.
     ChannelChanged,
+    /// A message that was to start its sender's conversation on a channel,
+    /// when another message of theirs started it first: it is found, not
+    /// started.
+    ConversationStarted,
     /// A channel name the chatbot has already.
     ChannelNameTaken,
     /// A tool server name the organization has already.
@@ -64,6 +68,7 @@ impl Conflict {
             Self::DuplicateMessage => "duplicate_message",
             Self::ChatbotPaused => "chatbot_paused",
             Self::ChannelChanged => "channel_changed",
+            Self::ConversationStarted => "conversation_started",
             Self::ChannelNameTaken => "channel_name_taken",
             Self::ToolServerNameTaken => "tool_server_name_taken",
             Self::LastOwner => "last_owner",
@@ -85,6 +90,9 @@ impl Conflict {
             Self::DuplicateMessage => "this message was already received",
             Self::ChatbotPaused => "this chatbot is paused and takes no messages",
             Self::ChannelChanged => "the channel changed while this message was being checked",
+            Self::ConversationStarted => {
+                "the sender's conversation on this channel was started already"
+            }
             Self::ChannelNameTaken => "this chatbot already has a channel with that name",
             Self::ToolServerNameTaken => {
                 "the organization already has a tool server with that name"

@@ -205,6 +205,11 @@ pub struct NewMessage {
     /// Forwarded to the assistant (an email forwarded, a Slack message
     /// shared, a WhatsApp message marked forwarded) rather than written to it.
     pub forwarded: bool,
+    /// With [`ConversationChoice::Start`]: the sender's key on `channel_id`,
+    /// kept with the conversation the message starts, which is then the
+    /// sender's on that channel. A conversation of theirs started meanwhile
+    /// is `Conflict::ConversationStarted`.
+    pub conversation_key: Option<String>,
 }
 
 /// The author of a message, as its channel or the API knows them.

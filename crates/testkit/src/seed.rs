@@ -83,6 +83,7 @@ pub async fn telegram_message(
             Identity::parse("sender", IdentityKind::Telegram, handle).unwrap(),
         )),
         forwarded: false,
+        conversation_key: None,
     };
     store.add_message(scope, message).await.unwrap()
 }
@@ -140,6 +141,7 @@ pub async fn seed(store: &dyn Store, blobs: &Blobs, more_messages: usize) {
                     then: Vec::new(),
                     sender: None,
                     forwarded: false,
+                    conversation_key: None,
                 },
             )
             .await

@@ -273,6 +273,7 @@ async fn post_message(
         ],
         sender: auth.0.member().map(Sender::member),
         forwarded: false,
+        conversation_key: None,
     };
     let response = idempotency::answer(
         StatusCode::CREATED,

@@ -77,6 +77,7 @@ fn message(
         then: Vec::new(),
         sender: None,
         forwarded: false,
+        conversation_key: None,
     }
 }
 

@@ -258,6 +258,7 @@ async fn a_person_rates_a_reply_once_and_another_organization_cannot() {
                 then: Vec::new(),
                 sender: None,
                 forwarded: false,
+                conversation_key: None,
             },
         )
         .await

@@ -420,6 +420,7 @@ async fn a_visitor_rates_replies_in_their_own_conversation_only() {
                 then: Vec::new(),
                 sender: None,
                 forwarded: false,
+                conversation_key: None,
             },
         )
         .await

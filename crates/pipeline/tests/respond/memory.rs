@@ -154,6 +154,7 @@ async fn message_on_channel(
                 ],
                 sender: Some(Sender::new(identity)),
                 forwarded: false,
+                conversation_key: None,
             },
         )
         .await

@@ -373,6 +373,69 @@ pub async fn channel_secrets_are_replaced_only_if_unchanged(store: S) {
     );
 }
 
+/// A sender's first message on a channel starts their conversation there
+/// (what a webhook does for a sender it has no conversation for); one
+/// started meanwhile by another of their messages is refused with nothing
+/// stored, for the caller to find it.
+pub async fn a_first_message_starts_its_senders_conversation_once(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let channel = new_channel(&store, &scope, bot.id, "Support").await;
+    let first = |sender: &str, external: &str| {
+        let mut message = user_message(bot.id, None, "hello");
+        message.channel_id = Some(channel.id);
+        message.external_id = Some(external.into());
+        message.conversation_key = Some(sender.into());
+        message
+    };
+
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let (store, message) = (store.clone(), first("user-1", &format!("m{i}")));
+        calls.spawn(async move { store.add_message(&scope, message).await });
+    }
+    let mut started = Vec::new();
+    for result in calls.join_all().await {
+        match result {
+            Ok(message) => started.push(message),
+            Err(e) => assert!(
+                matches!(e, StoreError::Conflict(Conflict::ConversationStarted)),
+                "{e:?}"
+            ),
+        }
+    }
+    assert_eq!(started.len(), 1, "one message starts the conversation");
+    let conversation = started[0].conversation_id;
+    assert_eq!(
+        store
+            .find_channel_conversation(&scope, channel.id, "user-1")
+            .await
+            .unwrap(),
+        Some(conversation)
+    );
+    let stored = store
+        .conversation_messages(&scope, conversation, 20)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1, "the refused messages stored nothing");
+
+    let theirs = store
+        .add_message(&scope, first("user-2", "m-other"))
+        .await
+        .unwrap();
+    assert_ne!(theirs.conversation_id, conversation);
+    assert_eq!(
+        store
+            .find_channel_conversation(&scope, channel.id, "user-2")
+            .await
+            .unwrap(),
+        Some(theirs.conversation_id)
+    );
+}
+
 pub async fn a_message_checked_with_a_channels_secrets_is_stored_only_while_it_has_them(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let bot = store

@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
             messages_after_a_position_and_live_events_reach_subscribers,
             channels_are_created_listed_found_and_deleted_within_their_org,
             each_external_user_has_one_conversation_per_channel,
+            a_first_message_starts_its_senders_conversation_once,
             channel_health_counts_errors_in_a_window,
             delivered_parts_are_recorded_once_per_org,
             channel_secrets_are_replaced_only_if_unchanged,
@@ -200,6 +201,7 @@ fn user_message(
         then: Vec::new(),
         sender: None,
         forwarded: false,
+        conversation_key: None,
     }
 }
 

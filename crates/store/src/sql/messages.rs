@@ -443,18 +443,30 @@ impl<B: SqlBackend> MessageStore for B {
         let conversation_id = match new.conversation {
             ConversationChoice::Existing(id) => id,
             ConversationChoice::Start(id) => {
+                // With the sender's key on the channel, the conversation is
+                // theirs there (unique `conversations_external`).
+                let key = new.conversation_key.as_deref();
                 tx.execute(
                     sql(
-                        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at)
-                         VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO conversations (id, org_id, chatbot_id, channel, created_at,
+                                                    channel_id, external_key)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(id)
                     .bind(org)
                     .bind(new.chatbot_id)
                     .bind(new.channel.as_str())
-                    .bind(at),
+                    .bind(at)
+                    .bind(key.and(new.channel_id))
+                    .bind(key),
                 )
-                .await?;
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(_) if key.is_some() => {
+                        StoreError::Conflict(Conflict::ConversationStarted)
+                    }
+                    other => other,
+                })?;
                 id
             }
         };
