@@ -863,6 +863,35 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
         .map(|m| m.text)
         .collect();
     assert_eq!(texts, ["kept"]);
+    // A message its checks refuse (a paused chatbot) leaves its claim as it
+    // was: without an effect, a retry may take it over.
+    store
+        .update_chatbot(
+            &scope,
+            bot.id,
+            ChatbotPatch {
+                status: Some(ChatbotStatus::Paused),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let refused_key = idem("message-refused", "h");
+    let token = started(store.idempotency_start(&refused_key, long_ago, ancient).await);
+    let refused = KeyedRequest::new(&refused_key, token)
+        .run(store.add_message(&scope, user_message(bot.id, None, "paused")))
+        .await;
+    assert!(matches!(
+        refused,
+        Err(StoreError::Conflict(Conflict::ChatbotPaused))
+    ));
+    assert!(matches!(
+        store
+            .idempotency_start(&refused_key, in_the_future, ancient)
+            .await
+            .unwrap(),
+        IdempotencyStart::Started(_)
+    ));
 
     // An effect without its answer (the process stopped between them) is never
     // taken over, however stale; completing it later keeps the first answer.
