@@ -877,7 +877,11 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
         .await
         .unwrap();
     let refused_key = idem("message-refused", "h");
-    let token = started(store.idempotency_start(&refused_key, long_ago, ancient).await);
+    let token = started(
+        store
+            .idempotency_start(&refused_key, long_ago, ancient)
+            .await,
+    );
     let refused = KeyedRequest::new(&refused_key, token)
         .run(store.add_message(&scope, user_message(bot.id, None, "paused")))
         .await;
