@@ -168,13 +168,9 @@ BEGIN
     END IF;
     IF _first_day THEN
         INSERT INTO people_counts (org_id, span, number, people, shard)
-        VALUES (_org, 'day', _day, 1, _shard)
-        ON CONFLICT (org_id, span, number, shard) DO UPDATE SET
-            people = people_counts.people + excluded.people;
-    END IF;
-    IF _first_week THEN
-        INSERT INTO people_counts (org_id, span, number, people, shard)
-        VALUES (_org, 'week', _week, 1, _shard)
+        SELECT _org, f.span, f.number, 1, _shard
+        FROM (VALUES ('day', _day, true), ('week', _week, _first_week)) AS f(span, number, first)
+        WHERE f.first
         ON CONFLICT (org_id, span, number, shard) DO UPDATE SET
             people = people_counts.people + excluded.people;
     END IF;

@@ -865,13 +865,12 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
     assert_eq!(texts, ["kept"]);
     // A message its checks refuse (a paused chatbot) leaves its claim as it
     // was: without an effect, a retry may take it over.
-    store
-        .update_chatbot(
+    let paused = store
+        .create_chatbot(
             &scope,
-            bot.id,
-            ChatbotPatch {
-                status: Some(ChatbotStatus::Paused),
-                ..Default::default()
+            NewChatbot {
+                status: ChatbotStatus::Paused,
+                ..new_chatbot("Paused")
             },
         )
         .await
@@ -883,7 +882,7 @@ pub async fn keyed_writes_are_fenced_by_their_claim(store: S) {
             .await,
     );
     let refused = KeyedRequest::new(&refused_key, token)
-        .run(store.add_message(&scope, user_message(bot.id, None, "paused")))
+        .run(store.add_message(&scope, user_message(paused.id, None, "paused")))
         .await;
     assert!(matches!(
         refused,
