@@ -310,11 +310,36 @@ pub async fn a_message_and_the_job_it_causes_are_stored_together(store: S) {
     assert_eq!(store.list_jobs(&scope, None, 10).await.unwrap().len(), 1);
 
     // A reply's tokens count toward the month; the reply does not count as a message.
+    // Its job keeps every field it was given (PostgreSQL passes them as JSON).
+    let later = now() + Duration::minutes(5);
+    let deliver = NewJob {
+        priority: 7,
+        dedupe_key: Some("deliver:ext-1".into()),
+        ..NewJob::raw(JobKind::Respond, json!({ "say": "héllo \"quoted\"" }), 4)
+            .for_org(scope.org_id())
+            .at(later)
+    };
     let mut reply = user_message(bot.id, Some(stored.conversation_id), "hi there");
     reply.role = MessageRole::Assistant;
     reply.tokens = 120;
     reply.answers = Some(stored.id);
+    reply.then = vec![deliver.clone()];
     let reply = store.add_message(&scope, reply).await.unwrap();
+    let queued = store.list_jobs(&scope, None, 10).await.unwrap();
+    let job = queued
+        .iter()
+        .find(|j| j.dedupe_key.as_deref() == Some("deliver:ext-1"))
+        .expect("the reply's job");
+    assert_eq!(
+        (
+            &job.payload,
+            job.priority,
+            job.run_at,
+            job.max_attempts,
+            job.org_id
+        ),
+        (&deliver.payload, 7, later, 4, Some(scope.org_id()))
+    );
     let (read_back, _) = store
         .message_thread(&scope, bot.id, reply.id, 0)
         .await
