@@ -11,7 +11,9 @@
 //! time from enqueue to the handler starting is recorded. Batch enqueue: the
 //! same number of jobs through `enqueue_many`, 1,000 per call. With
 //! STEWARD_BENCH_RESULTS=FILE the throughput figures are also appended to FILE
-//! as JSON lines (`benches/peers/run` sets them beside the peers').
+//! as JSON lines (`benches/peers/run` sets them beside the peers'). To measure
+//! less: STEWARD_BENCH_BACKENDS=sqlite or =postgres, and STEWARD_BENCH_MODES
+//! as concurrency x jobs per call, e.g. `8x1,32x32`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,8 +101,15 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let mut backends = vec!["SQLite"];
-    if std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty()) {
+    let chosen = std::env::var("STEWARD_BENCH_BACKENDS").unwrap_or_default();
+    let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|c| c.trim() == name);
+    let mut backends = Vec::new();
+    if wanted("sqlite") {
+        backends.push("SQLite");
+    }
+    if wanted("postgres")
+        && std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty())
+    {
         backends.push("PostgreSQL");
     }
     println!(
@@ -110,8 +119,15 @@ async fn main() {
     // One job per handler call; then, as pg-boss's `batchSize`, as many as
     // the concurrency (jobs in flight) to one call.
     let modes = [(1, 1), (8, 1), (32, 1), (8, 8), (32, 32)];
+    let chosen_modes = std::env::var("STEWARD_BENCH_MODES").unwrap_or_default();
+    let modes = modes.into_iter().filter(|(concurrency, batch)| {
+        chosen_modes.is_empty()
+            || chosen_modes
+                .split(',')
+                .any(|m| m.trim() == format!("{concurrency}x{batch}"))
+    });
     for backend in &backends {
-        for (concurrency, batch) in modes {
+        for (concurrency, batch) in modes.clone() {
             let (store, _db) = fresh(backend).await;
             let enqueue_started = Instant::now();
             for n in 0..total {

@@ -17,6 +17,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+pub use queue::VACUUM_AFTER_CLAIMS;
 use steward_store::{StoreError, StoreResult};
 
 pub struct PostgresStore {
@@ -29,6 +31,8 @@ pub struct PostgresStore {
     listener_ready: tokio::sync::watch::Sender<bool>,
     /// Sends the NOTIFYs of committed transactions.
     notifier: notices::Notifier,
+    /// Keeps the claim index free of claimed jobs' entries.
+    vacuum: queue::Vacuum,
 }
 
 /// A connection that sat idle is checked (a round trip) before it is handed
@@ -82,6 +86,7 @@ impl PostgresStore {
             live,
             listening: std::sync::atomic::AtomicBool::new(false),
             listener_ready: tokio::sync::watch::Sender::new(false),
+            vacuum: queue::Vacuum::default(),
         }
     }
 }
