@@ -74,9 +74,11 @@ pub(crate) async fn complete_and_claim(
 }
 
 /// Jobs claimed by this process after which it vacuums `jobs`. At 100,000
-/// queued jobs, every 2,000 ran the queue bench fastest of 2,000, 5,000 and
-/// 20,000 (docs/PERFORMANCE.md, *The claim index kept clean*).
-pub const VACUUM_AFTER_CLAIMS: u64 = 2_000;
+/// queued jobs, every 5,000 ran the queue bench as fast as every 2,000 did;
+/// every 2,000 also vacuumed a burst of 3,000 midway, and slowed it by a
+/// tenth at concurrency 1 (docs/PERFORMANCE.md, *The claim index kept
+/// clean*).
+pub const VACUUM_AFTER_CLAIMS: u64 = 5_000;
 
 /// Vacuums `jobs` after every `VACUUM_AFTER_CLAIMS` claimed jobs. A claim
 /// moves its jobs out of the claim index (`jobs_claim_order`, runnable jobs

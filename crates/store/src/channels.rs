@@ -127,17 +127,9 @@ pub trait ChannelStore: Send + Sync {
         sealed: &[u8],
     ) -> StoreResult<bool>;
 
-    /// The conversation of one external user or thread on a channel, opened
-    /// on first contact. Concurrent first messages agree on one.
-    async fn channel_conversation(
-        &self,
-        scope: &TenantScope,
-        channel: &Channel,
-        external_key: &str,
-    ) -> StoreResult<ConversationId>;
-
     /// The conversation of one external user or thread on a channel, if
-    /// they have written before (nothing is opened).
+    /// they have written before. Their first message starts it
+    /// (`NewMessage::conversation_key`).
     async fn find_channel_conversation(
         &self,
         scope: &TenantScope,

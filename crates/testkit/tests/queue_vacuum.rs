@@ -27,7 +27,7 @@ async fn claims_vacuum_the_queue_as_they_go() {
     let store = PostgresStore::connect(&database.url, 4).await.unwrap();
     store.migrate().await.unwrap();
     let db = sqlx::PgPool::connect(&database.url).await.unwrap();
-    let total = VACUUM_AFTER_CLAIMS as usize + 100;
+    let total = VACUUM_AFTER_CLAIMS as usize + 300;
     let jobs: Vec<NewJob> = (0..total)
         .map(|n| NewJob::raw(JobKind::Classify, json!({ "n": n }), 3))
         .collect();

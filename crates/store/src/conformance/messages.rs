@@ -760,23 +760,24 @@ pub async fn activity_counts_days_people_replies_and_chatbots(store: S) {
         vec![chatbot(bot.id, 3, 3, 1), chatbot(quiet.id, 0, 0, 0)]
     );
 
-    // Through a channel: one person writes twice (a retried webhook's
-    // duplicate counts nothing); another's conversation opens but they never
-    // write, which starts a conversation and adds no person.
+    // Through a channel: one person writes in two threads, each thread's
+    // first message starting its conversation (counted as started); a
+    // retried webhook's duplicate counts nothing.
     let channel = super::channels::new_channel(&store, &scope, quiet.id, "Desk").await;
-    let writes = store
-        .channel_conversation(&scope, &channel, "user-1")
-        .await
-        .unwrap();
-    store
-        .channel_conversation(&scope, &channel, "user-2")
-        .await
-        .unwrap();
     let phone = Sender::new(Identity::parse("phone", IdentityKind::Whatsapp, "+15550001").unwrap());
-    for (update, text) in [("u-1", "hello"), ("u-1", "hello"), ("u-2", "again")] {
-        let mut message = from(quiet.id, Some(writes), text, &phone);
+    for (update, text, thread) in [
+        ("u-1", "hello", "thread-1"),
+        ("u-1", "hello", "thread-1"),
+        ("u-2", "again", "thread-2"),
+    ] {
+        let known = store
+            .find_channel_conversation(&scope, channel.id, thread)
+            .await
+            .unwrap();
+        let mut message = from(quiet.id, known, text, &phone);
         message.external_id = Some(update.into());
         message.channel_id = Some(channel.id);
+        message.conversation_key = known.is_none().then(|| thread.to_owned());
         let _ = store.add_message(&scope, message).await;
     }
     let activity = store

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use serde_json::{Value as Json, json};
 use steward_domain::{ChannelId, ChannelKind, ChatbotId, ConversationId, MessageId};
 
-use crate::sql::messages::{DayCounts, count_activity};
 use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, rows, sql};
 use crate::*;
 
@@ -144,47 +143,6 @@ impl<B: SqlBackend> ChannelStore for B {
             )
             .await?;
         found.iter().map(rows::channel).collect()
-    }
-
-    async fn channel_conversation(
-        &self,
-        scope: &TenantScope,
-        channel: &Channel,
-        external_key: &str,
-    ) -> StoreResult<ConversationId> {
-        let lookup = || {
-            sql("SELECT id FROM conversations WHERE channel_id = $1 AND external_key = $2 AND org_id = $3")
-                .bind(channel.id)
-                .bind(external_key)
-                .bind(scope.org_id())
-        };
-        if let Some(row) = self.read().await?.fetch_optional(lookup()).await? {
-            return row.get("id");
-        }
-        let mut tx = self.begin().await?;
-        let at = now();
-        let started = tx
-            .execute(
-                sql("INSERT INTO conversations (id, org_id, chatbot_id, channel, channel_id, external_key, created_at)
-                 SELECT $1, org_id, chatbot_id, kind, id, $2, $3 FROM channels WHERE id = $4 AND org_id = $5
-                 ON CONFLICT DO NOTHING")
-                .bind(ConversationId::new())
-                .bind(external_key)
-                .bind(at)
-                .bind(channel.id)
-                .bind(scope.org_id()),
-            )
-            .await?;
-        if started > 0 {
-            let counts = DayCounts {
-                started: 1,
-                ..DayCounts::default()
-            };
-            count_activity::<B>(&mut tx, scope.org_id(), channel.chatbot_id, at, counts).await?;
-        }
-        let id = tx.fetch_optional(lookup()).await?;
-        commit::<B>(tx).await?;
-        id.ok_or(StoreError::NotFound)?.get("id")
     }
 
     async fn find_channel_conversation(
