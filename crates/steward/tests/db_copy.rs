@@ -204,7 +204,7 @@ async fn a_source_changed_between_runs_fails_the_checksums() {
     };
     let dir = tempfile::tempdir().unwrap();
     let from = source(dir.path(), 500).await;
-    let mut first = copy(&from, &target.url, 10)
+    let mut first = copy(&from, &target.url, 2)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
