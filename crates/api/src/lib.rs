@@ -212,13 +212,19 @@ async fn json_for_bare_errors(response: Response) -> Response {
     replaced.into_response()
 }
 
-/// Serves the application on `listener` until `shutdown` completes.
-pub async fn run(state: SharedState, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Serves the application on `listener` until `shutdown` completes. The
+/// router is built before this returns, not when the future is first
+/// polled, so that the caller knows start-up's work is done.
+pub fn run(
+    state: SharedState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> impl Future<Output = ()> {
     let options = ServeOptions {
         header_read_timeout: Duration::from_secs(state.config.http.header_read_timeout_secs),
         shutdown_grace: Duration::from_secs(state.config.http.shutdown_grace_secs),
     };
-    serve(listener, router(state), options, shutdown).await
+    serve(listener, router(state), options, shutdown)
 }
 
 /// Serves `steward mcp` (Steward's own tools over MCP, [`mcp::router`]) on

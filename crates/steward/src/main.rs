@@ -57,6 +57,21 @@ fn return_large_allocations_to_the_os() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_large_allocations_to_the_os() {}
 
+/// Start-up builds and drops far more than a server keeps (the API's
+/// contract, the migrations' statements), and glibc keeps the freed pages of
+/// its heap resident until told otherwise: handing them back took an idle
+/// server's private memory from 13 to 8 MB (docs/PERFORMANCE.md).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn hand_back_start_up_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn hand_back_start_up_memory() {}
+
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     if let Command::Config {
         command: ConfigCommand::Example,

@@ -101,6 +101,7 @@ pub async fn serve(mut config: Config, all_roles: bool) -> Result<()> {
     };
     let sockets = sockets.run(stopped(shutdown.clone()));
     let api = steward_api::run(state, listener, stopped(shutdown.clone()));
+    crate::hand_back_start_up_memory();
     match background {
         Some((worker, scheduler)) => {
             tokio::join!(
