@@ -58,7 +58,7 @@ fn return_large_allocations_to_the_os() {
 fn return_large_allocations_to_the_os() {}
 
 /// Start-up builds and drops far more than a server keeps (the API's
-/// contract, the migrations' statements), and glibc keeps the freed pages of
+/// contract, while the router is made), and glibc keeps the freed pages of
 /// its heap resident until told otherwise: handing them back took an idle
 /// server's private memory from 13 to 8 MB (docs/PERFORMANCE.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
