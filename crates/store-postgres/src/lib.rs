@@ -31,6 +31,8 @@ pub struct PostgresStore {
     listener_ready: tokio::sync::watch::Sender<bool>,
     /// Sends the NOTIFYs of committed transactions.
     notifier: notices::Notifier,
+    /// Stores messages that come at once together.
+    batches: messages::MessageBatches,
     /// Keeps the claim index free of claimed jobs' entries.
     vacuum: queue::Vacuum,
 }
@@ -82,6 +84,7 @@ impl PostgresStore {
         let (live, _) = tokio::sync::broadcast::channel(steward_store::LIVE_BUFFER);
         Self {
             notifier: notices::Notifier::new(pool.clone()),
+            batches: messages::MessageBatches::new(pool.clone()),
             pool,
             live,
             listening: std::sync::atomic::AtomicBool::new(false),

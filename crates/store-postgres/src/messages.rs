@@ -1,27 +1,76 @@
-//! A message in one call: the `add_message` function (migration
-//! `add_message`) does in one round trip what the shared statements do in
-//! eleven, which a webhook's intake waited on in turn.
+//! Messages stored together. The `add_messages` function (migration
+//! `add_messages`) stores a batch of messages in one transaction, each as the
+//! shared statements of `add_message` would, and adds to the shared counters
+//! once per batch. This process's messages are handed to one task, which
+//! sends whatever is waiting as one batch while fewer than [`IN_FLIGHT`]
+//! batches are being stored: a message that comes alone goes alone, at once;
+//! many at once share a transaction and its commit (ARCHITECTURE.md,
+//! *Messages stored together on PostgreSQL*).
 
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
 use steward_domain::{JobId, PersonId};
 use steward_store::sql::{MessageWrite, live_message};
 use steward_store::{Conflict, ConversationChoice, StoreError, StoreResult, claim_lost};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::SendError};
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::{PostgresStore, map_err};
+
+/// Most messages in one batch: beyond it, one batch's transaction holds the
+/// rows it wrote long enough for others to queue behind it (measured in
+/// docs/PERFORMANCE.md).
+const MOST_IN_A_BATCH: usize = 16;
+
+/// Most batches being stored at once by one process.
+const IN_FLIGHT: usize = 2;
 
 pub(crate) async fn add_message(
     store: &PostgresStore,
     write: &MessageWrite<'_>,
 ) -> StoreResult<Option<PersonId>> {
+    let message = message_write(write);
+    let together = store.batches.store(message.clone(), write.shard).await;
+    let outcome = match together.as_ref().and_then(Stored::outcome) {
+        Some(outcome) => outcome,
+        // Its batch failed, or it failed in its batch for a reason only its
+        // own error says: stored alone, the error is the caller's.
+        None => store_alone(&store.pool, message, write.shard)
+            .await?
+            .outcome()
+            .unwrap_or_else(|| Err(StoreError::Internal("add_messages failed alone".into()))),
+    };
+    let (person, kinds) = outcome?;
+    // Announced once committed, as every transaction's notices are.
+    let new = write.new;
+    let conversation = match new.conversation {
+        ConversationChoice::Existing(id) | ConversationChoice::Start(id) => id,
+    };
+    let stored = live_message(write.org, conversation, new.id);
+    let mut notices: Vec<(&'static str, String)> = crate::live::payloads(&stored)
+        .into_iter()
+        .map(|payload| (crate::live::CHANNEL, payload))
+        .collect();
+    notices.extend(kinds.into_iter().map(|kind| (crate::queue::CHANNEL, kind)));
+    store.notifier.send(notices);
+    Ok(person)
+}
+
+/// One message as `add_messages` reads it (the type `message_write`).
+fn message_write(write: &MessageWrite<'_>) -> Value {
     let new = write.new;
     let (conversation, starts) = match new.conversation {
         ConversationChoice::Existing(id) => (id, false),
         ConversationChoice::Start(id) => (id, true),
     };
-    let jobs: Vec<serde_json::Value> = new
+    let jobs: Vec<Value> = new
         .then
         .iter()
         .map(|job| {
-            serde_json::json!({
+            json!({
                 "id": JobId::new(),
                 "org_id": job.org_id,
                 "kind": job.kind.as_str(),
@@ -37,81 +86,235 @@ pub(crate) async fn add_message(
     let sender = new.sender.as_ref().map(|s| &s.identity);
     let fence = write.fence.as_ref();
     let answer = fence.and_then(|f| f.answer.as_ref());
-    let row: (String, Option<uuid::Uuid>, Option<Vec<String>>) = sqlx::query_as(
-        "SELECT outcome, person_id, job_kinds FROM add_message(
-            $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-            $17, $18, $19, $20, $21, $22, $23, $24, $25, $26::smallint, $27, $28, $29, $30,
-            $31, $32)",
-    )
-    .bind(write.org.as_uuid())
-    .bind(new.chatbot_id.as_uuid())
-    .bind(conversation.as_uuid())
-    .bind(starts)
-    .bind(new.conversation_key.as_deref())
-    .bind(new.id.as_uuid())
-    .bind(new.role.as_str())
-    .bind(new.text.as_str())
-    .bind(new.channel.as_str())
-    .bind(new.external_id.as_deref())
-    .bind(new.answers.map(|id| id.as_uuid()))
-    .bind(new.channel_id.map(|id| id.as_uuid()))
-    .bind(new.channel_secrets.as_deref())
-    .bind(new.meta.as_ref())
-    .bind(new.forwarded)
-    .bind(new.tokens)
-    .bind(write.at)
-    .bind(sender.map(|i| i.kind.as_str()))
-    .bind(sender.map(|i| i.handle.as_str()))
-    .bind(write.sender_name)
-    .bind(write.new_person.as_uuid())
-    .bind(serde_json::Value::Array(jobs))
-    .bind(write.day)
-    .bind(write.week)
-    .bind(write.period.as_str())
-    .bind(write.shard)
-    .bind(fence.map(|f| f.caller.as_str()))
-    .bind(fence.map(|f| f.key.as_str()))
-    .bind(fence.map(|f| f.token.as_str()))
-    .bind(answer.map(|a| i64::from(a.status)))
-    .bind(answer.and_then(|a| a.content_type.as_deref()))
-    .bind(answer.map(|a| a.body.as_slice()))
-    .fetch_one(&store.pool)
-    .await
-    .map_err(|e| match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => match db.constraint() {
-            Some("conversations_external") => StoreError::Conflict(Conflict::ConversationStarted),
-            Some(c) if c.starts_with("messages_") => {
-                StoreError::Conflict(Conflict::DuplicateMessage)
+    json!({
+        "org": write.org,
+        "chatbot": new.chatbot_id,
+        "conversation": conversation,
+        "start": starts,
+        "conversation_key": new.conversation_key,
+        "id": new.id,
+        "role": new.role.as_str(),
+        "text": new.text.as_str(),
+        "channel": new.channel,
+        "external_id": new.external_id,
+        "answers": new.answers,
+        "channel_id": new.channel_id,
+        "secrets": new.channel_secrets.as_deref().map(bytea),
+        "meta": new.meta,
+        "forwarded": new.forwarded,
+        "tokens": new.tokens,
+        "at": write.at,
+        "sender_kind": sender.map(|i| i.kind.as_str()),
+        "sender_handle": sender.map(|i| i.handle.as_str()),
+        "sender_name": write.sender_name,
+        "new_person": write.new_person,
+        "jobs": jobs,
+        "day": write.day,
+        "week": write.week,
+        "period": write.period,
+        "fence_caller": fence.map(|f| f.caller.as_str()),
+        "fence_key": fence.map(|f| f.key.as_str()),
+        "fence_token": fence.map(|f| f.token.as_str()),
+        "answer_status": answer.map(|a| a.status),
+        "answer_content_type": answer.and_then(|a| a.content_type.as_deref()),
+        "answer_body": answer.map(|a| bytea(&a.body)),
+    })
+}
+
+/// Bytes in PostgreSQL's hex form, as a JSON string becomes a `bytea`.
+fn bytea(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(2 + bytes.len() * 2);
+    hex.push_str("\\x");
+    for byte in bytes {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// What `add_messages` answered for one message.
+#[derive(sqlx::FromRow)]
+struct Stored {
+    place: i64,
+    outcome: String,
+    person: Option<uuid::Uuid>,
+    job_kinds: Option<Vec<String>>,
+    failed_state: Option<String>,
+    failed_constraint: Option<String>,
+}
+
+type Outcome = StoreResult<(Option<PersonId>, Vec<String>)>;
+
+impl Stored {
+    /// The message's author and its jobs' kinds, or why nothing was stored;
+    /// None for a failure only the message's own error explains.
+    fn outcome(&self) -> Option<Outcome> {
+        let refused = |e| Some(Err(e));
+        match self.outcome.as_str() {
+            "stored" => Some(Ok((
+                self.person.map(PersonId::from_uuid),
+                self.job_kinds.clone().unwrap_or_default(),
+            ))),
+            "channel_changed" => refused(StoreError::Conflict(Conflict::ChannelChanged)),
+            "paused" => refused(StoreError::Conflict(Conflict::ChatbotPaused)),
+            "not_found" => refused(StoreError::NotFound),
+            "claim_lost" => refused(claim_lost()),
+            "failed" if self.failed_state.as_deref() == Some(UNIQUE_VIOLATION) => {
+                conflict_on(self.failed_constraint.as_deref()?).map(Err)
             }
-            _ => map_err(e),
-        },
-        _ => map_err(e),
-    })?;
-    let (outcome, person, kinds) = row;
-    match outcome.as_str() {
-        "stored" => {}
-        "channel_changed" => return Err(StoreError::Conflict(Conflict::ChannelChanged)),
-        "paused" => return Err(StoreError::Conflict(Conflict::ChatbotPaused)),
-        "not_found" => return Err(StoreError::NotFound),
-        "claim_lost" => return Err(claim_lost()),
-        other => {
-            return Err(StoreError::Internal(format!(
-                "add_message answered {other}"
-            )));
+            "failed" => None,
+            other => refused(StoreError::Internal(format!(
+                "add_messages answered {other}"
+            ))),
         }
     }
-    // Announced once committed, as every transaction's notices are.
-    let stored = live_message(write.org, conversation, new.id);
-    let mut notices: Vec<(&'static str, String)> = crate::live::payloads(&stored)
+}
+
+const UNIQUE_VIOLATION: &str = "23505";
+
+/// The conflict a unique violation of `constraint` means for a message.
+fn conflict_on(constraint: &str) -> Option<StoreError> {
+    match constraint {
+        "conversations_external" => Some(StoreError::Conflict(Conflict::ConversationStarted)),
+        c if c.starts_with("messages_") => Some(StoreError::Conflict(Conflict::DuplicateMessage)),
+        _ => None,
+    }
+}
+
+/// Stores `batch` in one call. With `alone`, a message's error fails the
+/// call instead of answering 'failed'.
+async fn add_messages(
+    pool: &PgPool,
+    batch: Vec<Value>,
+    shard: i64,
+    alone: bool,
+) -> Result<Vec<Stored>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT place, outcome, person, job_kinds, failed_state, failed_constraint
+         FROM add_messages($1, $2::smallint, $3)",
+    )
+    .bind(Value::Array(batch))
+    .bind(shard)
+    .bind(alone)
+    .fetch_all(pool)
+    .await
+}
+
+/// Stores one message in a call of its own, its error the caller's.
+async fn store_alone(pool: &PgPool, message: Value, shard: i64) -> StoreResult<Stored> {
+    let answered = add_messages(pool, vec![message], shard, true)
+        .await
+        .map_err(|e| {
+            let conflict = match &e {
+                sqlx::Error::Database(db) if db.is_unique_violation() => {
+                    db.constraint().and_then(conflict_on)
+                }
+                _ => None,
+            };
+            conflict.unwrap_or_else(|| map_err(e))
+        })?;
+    answered
         .into_iter()
-        .map(|payload| (crate::live::CHANNEL, payload))
-        .collect();
-    notices.extend(
-        kinds
-            .unwrap_or_default()
-            .into_iter()
-            .map(|kind| (crate::queue::CHANNEL, kind)),
-    );
-    store.notifier.send(notices);
-    Ok(person.map(PersonId::from_uuid))
+        .next()
+        .ok_or_else(|| StoreError::Internal("add_messages answered nothing".into()))
+}
+
+/// Messages waiting for the storing task, which is started when none runs
+/// (at first, or when the runtime that ran it has ended).
+pub(crate) struct MessageBatches {
+    pool: PgPool,
+    queue: Arc<Mutex<Option<UnboundedSender<Waiting>>>>,
+}
+
+struct Waiting {
+    message: Value,
+    shard: i64,
+    answer: oneshot::Sender<Stored>,
+}
+
+impl MessageBatches {
+    pub(crate) fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            queue: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// What storing `message` in a batch did; None if its batch failed.
+    async fn store(&self, message: Value, shard: i64) -> Option<Stored> {
+        let (answer, answered) = oneshot::channel();
+        let waiting = Waiting {
+            message,
+            shard,
+            answer,
+        };
+        {
+            let mut queue = self
+                .queue
+                .lock()
+                .expect("the message batches' lock is never poisoned");
+            let waiting = match queue.as_ref() {
+                Some(task) => match task.send(waiting) {
+                    Ok(()) => None,
+                    Err(SendError(waiting)) => Some(waiting),
+                },
+                None => Some(waiting),
+            };
+            if let Some(waiting) = waiting {
+                let (task, queued) = tokio::sync::mpsc::unbounded_channel();
+                tokio::spawn(store_waiting(self.pool.clone(), queued));
+                let _ = task.send(waiting);
+                *queue = Some(task);
+            }
+        }
+        answered.await.ok()
+    }
+}
+
+/// Takes what is waiting, up to [`MOST_IN_A_BATCH`], as one batch whenever
+/// fewer than [`IN_FLIGHT`] are being stored.
+async fn store_waiting(pool: PgPool, mut queued: UnboundedReceiver<Waiting>) {
+    let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
+    while let Some(first) = queued.recv().await {
+        let Ok(turn) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MOST_IN_A_BATCH
+            && let Ok(more) = queued.try_recv()
+        {
+            batch.push(more);
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            store_batch(&pool, batch).await;
+            drop(turn);
+        });
+    }
+}
+
+/// Stores `batch` and answers each message. The batch's counters go to its
+/// first message's shard. If the call fails, nothing of it was stored, and
+/// each message's answer is dropped: its caller stores it alone.
+async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
+    let shard = batch[0].shard;
+    let (messages, answers): (Vec<Value>, Vec<oneshot::Sender<Stored>>) = batch
+        .into_iter()
+        .map(|waiting| (waiting.message, waiting.answer))
+        .unzip();
+    let mut answers: Vec<Option<_>> = answers.into_iter().map(Some).collect();
+    match add_messages(pool, messages, shard, false).await {
+        Ok(stored) => {
+            for stored in stored {
+                let answer = usize::try_from(stored.place - 1)
+                    .ok()
+                    .and_then(|place| answers.get_mut(place)?.take());
+                if let Some(answer) = answer {
+                    let _ = answer.send(stored);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, messages = answers.len(), "a batch of messages failed; each is stored alone");
+        }
+    }
 }

@@ -353,6 +353,141 @@ pub async fn a_message_and_the_job_it_causes_are_stored_together(store: S) {
     assert_eq!((usage.messages, usage.tokens), (2, 120));
 }
 
+/// Many messages at once, as concurrent webhooks bring them (PostgreSQL
+/// stores such messages together, in batches): each stored once; a repeat,
+/// a thread started twice and a paused chatbot's message refused without
+/// touching the others; every counter counting exactly what was stored.
+pub async fn messages_that_come_at_once_are_each_stored_and_counted_once(store: S) {
+    let (scope, _) = org(&store, "Acme").await;
+    let (elsewhere, _) = org(&store, "Globex").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Helper"))
+        .await
+        .unwrap();
+    let paused = store
+        .create_chatbot(
+            &scope,
+            NewChatbot {
+                status: ChatbotStatus::Paused,
+                ..new_chatbot("Paused")
+            },
+        )
+        .await
+        .unwrap();
+    let theirs = store
+        .create_chatbot(&elsewhere, new_chatbot("Theirs"))
+        .await
+        .unwrap();
+    let channel = super::channels::new_channel(&store, &scope, bot.id, "Desk").await;
+    let asked = store
+        .add_message(&scope, user_message(bot.id, None, "before"))
+        .await
+        .unwrap();
+    let respond = |scope: &TenantScope, key: String| NewJob {
+        org_id: Some(scope.org_id()),
+        ordering_key: Some(key),
+        ..NewJob::raw(JobKind::Respond, json!({}), 3)
+    };
+    // Thirty updates from ten phone numbers, each in a thread of its own;
+    // the first ten sent twice, each copy starting its thread.
+    let update = |n: usize| {
+        let mut message = user_message(bot.id, None, &format!("update {n}"));
+        let phone = format!("+15550001{:02}", n % 10);
+        message.sender = Some(Sender::new(
+            Identity::parse("phone", IdentityKind::Whatsapp, &phone).unwrap(),
+        ));
+        message.external_id = Some(format!("u-{n}"));
+        message.channel_id = Some(channel.id);
+        message.conversation_key = Some(format!("thread-{n}"));
+        message.then = vec![respond(&scope, format!("thread-{n}"))];
+        message
+    };
+    let mut sent: Vec<(&str, TenantScope, NewMessage)> = Vec::new();
+    sent.extend((0..30).map(|n| ("update", scope.clone(), update(n))));
+    sent.extend((0..10).map(|n| ("repeat", scope.clone(), update(n))));
+    sent.extend((0..3).map(|n| {
+        let message = user_message(paused.id, None, &format!("paused {n}"));
+        ("paused", scope.clone(), message)
+    }));
+    sent.extend((0..5).map(|n| {
+        let mut message = user_message(theirs.id, None, &format!("theirs {n}"));
+        message.then = vec![respond(&elsewhere, format!("theirs-{n}"))];
+        ("theirs", elsewhere.clone(), message)
+    }));
+    sent.extend((0..2).map(|n| {
+        let mut reply = user_message(bot.id, Some(asked.conversation_id), &format!("reply {n}"));
+        reply.role = MessageRole::Assistant;
+        reply.answers = Some(asked.id);
+        reply.tokens = 50;
+        ("reply", scope.clone(), reply)
+    }));
+    let calls: Vec<_> = sent
+        .into_iter()
+        .map(|(what, scope, message)| {
+            let store = store.clone();
+            let text = message.text.as_str().to_owned();
+            let call = tokio::spawn(async move { store.add_message(&scope, message).await });
+            (what, text, call)
+        })
+        .collect();
+    let mut stored: std::collections::HashMap<String, usize> = Default::default();
+    let mut count = std::collections::HashMap::<&str, usize>::new();
+    for (what, text, call) in calls {
+        match call.await.unwrap() {
+            Ok(_) => {
+                *stored.entry(text).or_default() += 1;
+                *count.entry(what).or_default() += 1;
+            }
+            Err(StoreError::Conflict(conflict)) => {
+                let expected: &[&str] = match what {
+                    "repeat" | "update" => &["duplicate_message", "conversation_started"],
+                    "paused" => &["chatbot_paused"],
+                    _ => &[],
+                };
+                assert!(expected.contains(&conflict.code()), "{what} {text}: {conflict:?}");
+            }
+            Err(e) => panic!("{what} {text}: {e:?}"),
+        }
+    }
+    // Each update is stored once, whichever of its two copies came first.
+    for n in 0..30 {
+        assert_eq!(stored.get(&format!("update {n}")), Some(&1), "update {n}");
+    }
+    assert_eq!(
+        (count.get("theirs"), count.get("reply"), count.get("paused")),
+        (Some(&5), Some(&2), None)
+    );
+
+    let usage = store.usage(&scope, &usage_period(now())).await.unwrap();
+    assert_eq!((usage.messages, usage.tokens), (31, 100));
+    let usage = store.usage(&elsewhere, &usage_period(now())).await.unwrap();
+    assert_eq!((usage.messages, usage.tokens), (5, 0));
+    assert_eq!(store.list_jobs(&scope, None, 100).await.unwrap().len(), 30);
+    assert_eq!(store.list_jobs(&elsewhere, None, 100).await.unwrap().len(), 5);
+    let now = chrono::Utc::now();
+    let activity = store
+        .activity(&scope, now.date_naive(), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        activity.days,
+        vec![DayActivity {
+            day: now.date_naive(),
+            received: 31,
+            replied: 2,
+            people: 10,
+            ..DayActivity::default()
+        }]
+    );
+    assert_eq!((activity.people_today, activity.people_week), (10, 10));
+    let received: Vec<_> = activity
+        .chatbots
+        .iter()
+        .map(|c| (c.chatbot_id, c.received, c.started))
+        .collect();
+    assert_eq!(received, vec![(bot.id, 31, 31), (paused.id, 0, 0)]);
+}
+
 pub async fn a_conversation_reads_back_its_latest_turns_in_order(store: S) {
     let (scope, _) = org(&store, "Acme").await;
     let (other, _) = org(&store, "Other").await;

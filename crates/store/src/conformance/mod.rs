@@ -79,6 +79,7 @@ macro_rules! conformance_tests {
             concurrent_claims_hand_each_job_to_one_worker,
             one_holder_leads_at_a_time_and_a_dead_leader_is_replaced,
             a_message_and_the_job_it_causes_are_stored_together,
+            messages_that_come_at_once_are_each_stored_and_counted_once,
             a_conversation_reads_back_its_latest_turns_in_order,
             messages_after_a_position_and_live_events_reach_subscribers,
             channels_are_created_listed_found_and_deleted_within_their_org,

@@ -335,7 +335,8 @@ pub struct MessageWrite<'a> {
     pub week: i64,
     /// The month of `at` usage is counted in.
     pub period: String,
-    /// The row of each shared counter this message adds to.
+    /// The row of each shared counter this message adds to (on PostgreSQL,
+    /// the first message's of its batch).
     pub shard: i64,
     /// The claim of the keyed request whose effect the message is.
     pub fence: Option<Fence>,

@@ -246,8 +246,9 @@ pub trait SqlBackend: Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Stores a message with everything its transaction writes in one call,
-    /// where the backend has one (PostgreSQL's `add_message` function: one
-    /// round trip instead of eleven), answering its author's person; None
+    /// where the backend has one (PostgreSQL's `add_messages` function: one
+    /// round trip instead of eleven, shared with the messages that come at
+    /// the same time), answering its author's person; None
     /// where the shared statements of [`crate::MessageStore::add_message`]
     /// do it (SQLite, in process, where a statement costs no round trip).
     /// Announcing the message to other processes is the backend's part.
