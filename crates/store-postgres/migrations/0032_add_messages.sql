@@ -154,15 +154,18 @@ END
 $$;
 
 -- Stores `_batch`, a JSON array of `message_write`s, in one transaction,
--- and answers one row per message, by its place in the array. Messages go
--- in conversation order, so that two batches lock their conversations in
--- the same order. Each is stored inside a block of its own, so that one
--- that fails (a repeat, say) undoes only itself: it answers 'failed' with
--- the error's SQLSTATE and constraint. With `_alone`, without that block:
--- an error fails the call, as its caller needs it. The jobs of what was
--- stored are added after, in one statement, and its counts last, in one
--- statement per counter, to the counters' shard `_shard`, in key order:
--- concurrent batches hold them briefly.
+-- and answers one row per message, by its place in the array.
+--
+-- So that two batches take what they lock in one order, the messages that
+-- start a conversation go first, in the order of the sender's key on the
+-- channel (what two starts of one sender's conversation contend for), then
+-- the others in conversation order. Each is stored inside a block of its
+-- own, so that one that fails (a repeat, say) undoes only itself: it
+-- answers 'failed' with the error's SQLSTATE and constraint. With
+-- `_alone`, without that block: an error fails the call, as its caller
+-- needs it. The jobs of what was stored are added after, in one statement,
+-- and its counts last, one statement per counter, to the counters' shard
+-- `_shard`, in key order: concurrent batches hold them briefly.
 CREATE FUNCTION add_messages(_batch jsonb, _shard smallint, _alone boolean)
 RETURNS TABLE (place bigint, outcome text, person uuid, job_kinds text[],
                failed_state text, failed_constraint text)
@@ -190,9 +193,13 @@ DECLARE
     _job_kinds text[];
 BEGIN
     FOR _r IN
-        SELECT jsonb_populate_record(NULL::message_write, e.message) AS m, e.place
-        FROM jsonb_array_elements(_batch) WITH ORDINALITY AS e(message, place)
-        ORDER BY (e.message->>'conversation')::uuid, e.place
+        SELECT m, e.place
+        FROM jsonb_array_elements(_batch) WITH ORDINALITY AS e(message, place),
+             jsonb_populate_record(NULL::message_write, e.message) AS m
+        ORDER BY m.start DESC,
+                 CASE WHEN m.start THEN m.channel_id END,
+                 CASE WHEN m.start THEN m.conversation_key END,
+                 m.conversation, e.place
     LOOP
         _m := _r.m;
         _place := _r.place;

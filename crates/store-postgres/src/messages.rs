@@ -37,11 +37,17 @@ pub(crate) async fn add_message(
     let outcome = match together.as_ref().and_then(Stored::outcome) {
         Some(outcome) => outcome,
         // Its batch failed, or it failed in its batch for a reason only its
-        // own error says: stored alone, the error is the caller's.
-        None => store_alone(&store.pool, message, write.shard)
-            .await?
-            .outcome()
-            .unwrap_or_else(|| Err(StoreError::Internal("add_messages failed alone".into()))),
+        // own error says (a deadlock with another batch, say): stored alone,
+        // the error is the caller's.
+        None => {
+            if let Some(failed) = &together {
+                tracing::debug!(state = ?failed.failed_state, "a message failed in its batch; storing it alone");
+            }
+            store_alone(&store.pool, message, write.shard)
+                .await?
+                .outcome()
+                .unwrap_or_else(|| Err(StoreError::Internal("add_messages failed alone".into())))
+        }
     };
     let (person, kinds) = outcome?;
     // Announced once committed, as every transaction's notices are.
