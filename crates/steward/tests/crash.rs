@@ -669,6 +669,219 @@ async fn web_chat_messages_are_stored_and_answered_once_while_steward_is_killed(
     assert_eq!(dead["jobs"], serde_json::json!([]), "{dead}");
 }
 
+const SENDERS: usize = 24;
+const WEBHOOKS_PER_SENDER: usize = 6;
+const WHATSAPP_SECRET: &str = "whatsapp-app-secret";
+
+/// Meta's text-message webhook for WhatsApp, signed as Meta signs it.
+fn whatsapp_webhook(id: &str, from: &str, text: &str) -> (Vec<u8>, String) {
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{ "id": "102290129340398", "changes": [{ "field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": { "display_phone_number": "15550783881", "phone_number_id": "15550001" },
+            "contacts": [{ "profile": { "name": "Sender" }, "wa_id": from }],
+            "messages": [{ "from": from, "id": id, "timestamp": "1749416383", "type": "text", "text": { "body": text } }],
+        }}]}],
+    })
+    .to_string()
+    .into_bytes();
+    let signature = steward_channels::whatsapp::signature(WHATSAPP_SECRET, &body);
+    (body, signature)
+}
+
+/// Signed WhatsApp webhooks from many senders at once (on PostgreSQL, their
+/// messages stored together in batches) while `steward serve` is killed with
+/// SIGKILL and started again. As Meta does, each webhook is sent again until
+/// it is acknowledged, and some are sent again after. At the end each
+/// message is stored once and counted once, none is answered twice, and
+/// every conversation is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_webhooks_are_stored_once_and_answered_while_steward_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_postgres, database_url) = database(dir.path()).await;
+    let whatsapp = steward_testkit::providers::FakeProviders::start().await;
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env(
+                "STEWARD_CHANNELS__WHATSAPP_API_URL",
+                whatsapp.whatsapp_api(),
+            )
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    let (status, channel) = owner
+        .post(
+            &format!("/api/v1/chatbots/{bot}/channels"),
+            serde_json::json!({"kind": "whatsapp", "name": "support", "config": {
+                "phone_number_id": "15550001", "access_token": "t",
+                "app_secret": WHATSAPP_SECRET, "verify_token": "v",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let url = format!(
+        "{}{}",
+        server.base,
+        channel["webhook_url"].as_str().unwrap()
+    );
+
+    let sending = Arc::new(AtomicUsize::new(SENDERS));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let (url, sending, retries) = (url.clone(), sending.clone(), retries.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let deadline = Instant::now() + Duration::from_secs(180);
+                for n in 0..WEBHOOKS_PER_SENDER {
+                    let (body, signature) = whatsapp_webhook(
+                        &format!("wamid.{sender}.{n}"),
+                        &format!("1650555{sender:04}"),
+                        &format!("sender {sender} message {n}"),
+                    );
+                    let times = if n % 3 == 0 { 2 } else { 1 };
+                    for _ in 0..times {
+                        loop {
+                            assert!(
+                                Instant::now() < deadline,
+                                "sender {sender}: never acknowledged"
+                            );
+                            let sent = http
+                                .post(&url)
+                                .header("content-type", "application/json")
+                                .header("x-hub-signature-256", &signature)
+                                .body(body.clone())
+                                .timeout(Duration::from_secs(10))
+                                .send()
+                                .await;
+                            if let Ok(response) = sent
+                                && response.status() == 200
+                            {
+                                break;
+                            }
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    let pause = rand::rng().random_range(0..300);
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+                sending.fetch_sub(1, Ordering::Relaxed);
+            })
+        })
+        .collect();
+
+    let mut kills_while_sending = 0;
+    for _ in 0..KILLS / 2 {
+        let pause = rand::rng().random_range(100..500);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        if sending.load(Ordering::Relaxed) > 0 {
+            kills_while_sending += 1;
+        }
+        server.child.kill().unwrap(); // SIGKILL
+        server.child.wait().unwrap();
+        server = Server::start_on(serve(), port);
+        server.wait_until_healthy().await;
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    assert!(
+        kills_while_sending > 0,
+        "every webhook was acknowledged before the first kill"
+    );
+
+    // A reply answers every message of its conversation waiting for one
+    // (and names the last): wait until each conversation's last is answered.
+    let expected = SENDERS * WEBHOOKS_PER_SENDER;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let history = loop {
+        let history = whole_history(&owner, &bot).await;
+        let answered: std::collections::HashSet<&str> = history
+            .iter()
+            .filter(|m| m["role"] == "assistant")
+            .map(|m| m["answers"].as_str().unwrap())
+            .collect();
+        let mut last: HashMap<&str, &serde_json::Value> = HashMap::new();
+        for message in history.iter().filter(|m| m["role"] == "user") {
+            let at = |m: &serde_json::Value| {
+                let created = m["created_at"].as_str().unwrap();
+                chrono::DateTime::parse_from_rfc3339(created).unwrap()
+            };
+            let conversation = message["conversation_id"].as_str().unwrap();
+            match last.get(conversation) {
+                Some(later) if at(later) >= at(message) => {}
+                _ => {
+                    last.insert(conversation, message);
+                }
+            }
+        }
+        let waiting = last
+            .values()
+            .filter(|m| !answered.contains(m["id"].as_str().unwrap()))
+            .count();
+        if last.len() == SENDERS && waiting == 0 {
+            break history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} of {} conversations wait for a reply",
+            last.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+    for message in history.iter().filter(|m| m["role"] == "user") {
+        stored
+            .entry(message["text"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(message["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(stored.len(), expected);
+    let mut replies_per_message: HashMap<&str, usize> = HashMap::new();
+    for reply in history.iter().filter(|m| m["role"] == "assistant") {
+        *replies_per_message
+            .entry(reply["answers"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    for (text, ids) in &stored {
+        assert_eq!(ids.len(), 1, "{text} is stored {} times", ids.len());
+        let replies = replies_per_message
+            .get(ids[0].as_str())
+            .copied()
+            .unwrap_or(0);
+        assert!(replies <= 1, "{text} has {replies} replies");
+    }
+    // Counted once each, whatever was killed: the messages, one person and
+    // one conversation per sender.
+    let usage = owner.get("/api/v1/insights/usage?days=2").await;
+    let messages: u64 = usage["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|day| day["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(messages as usize, expected, "{usage}");
+    assert_eq!(usage["active_people"]["week"], SENDERS, "{usage}");
+    assert_eq!(usage["chatbots"][0]["conversations"], SENDERS, "{usage}");
+    eprintln!(
+        "{expected} messages, {} kills while sending: {} webhooks sent again unacknowledged",
+        kills_while_sending,
+        retries.load(Ordering::Relaxed),
+    );
+}
+
 /// The page's id for message `n` of `visitor`: the same on every try.
 fn uuid_for(visitor: usize, n: usize) -> String {
     format!("00000000-0000-4000-8000-{:06}{:06}", visitor, n)

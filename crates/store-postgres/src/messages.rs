@@ -20,20 +20,18 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::{PostgresStore, map_err};
 
-/// Most messages in one batch: beyond it, one batch's transaction holds the
-/// rows it wrote long enough for others to queue behind it (measured in
-/// docs/PERFORMANCE.md).
+/// Most messages in one batch: batches of 32 were slower than batches of 16
+/// (docs/PERFORMANCE.md, *Webhooks: concurrent messages stored together*).
 const MOST_IN_A_BATCH: usize = 16;
 
-/// Most batches being stored at once by one process.
+/// Most batches being stored at once by one process: more were no faster.
 const IN_FLIGHT: usize = 2;
 
 pub(crate) async fn add_message(
     store: &PostgresStore,
     write: &MessageWrite<'_>,
 ) -> StoreResult<Option<PersonId>> {
-    let message = message_write(write);
-    let together = store.batches.store(message.clone(), write.shard).await;
+    let together = store.batches.store(message_write(write), write.shard).await;
     let outcome = match together.as_ref().and_then(Stored::outcome) {
         Some(outcome) => outcome,
         // Its batch failed, or it failed in its batch for a reason only its
@@ -43,7 +41,7 @@ pub(crate) async fn add_message(
             if let Some(failed) = &together {
                 tracing::debug!(state = ?failed.failed_state, "a message failed in its batch; storing it alone");
             }
-            store_alone(&store.pool, message, write.shard)
+            store_alone(&store.pool, message_write(write), write.shard)
                 .await?
                 .outcome()
                 .unwrap_or_else(|| Err(StoreError::Internal("add_messages failed alone".into())))
@@ -299,8 +297,10 @@ async fn store_waiting(pool: PgPool, mut queued: UnboundedReceiver<Waiting>) {
 }
 
 /// Stores `batch` and answers each message. The batch's counters go to its
-/// first message's shard. If the call fails, nothing of it was stored, and
-/// each message's answer is dropped: its caller stores it alone.
+/// first message's shard. If the call fails, its transaction was rolled
+/// back (or, the connection lost after its commit, a message it stored is
+/// refused as a repeat when sent again): each message's answer is dropped,
+/// and its caller stores it alone.
 async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
     let shard = batch[0].shard;
     let (messages, answers): (Vec<Value>, Vec<oneshot::Sender<Stored>>) = batch

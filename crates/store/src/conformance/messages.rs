@@ -403,23 +403,23 @@ pub async fn messages_that_come_at_once_are_each_stored_and_counted_once(store: 
         message
     };
     let mut sent: Vec<(&str, TenantScope, NewMessage)> = Vec::new();
-    sent.extend((0..30).map(|n| ("update", scope.clone(), update(n))));
-    sent.extend((0..10).map(|n| ("repeat", scope.clone(), update(n))));
+    sent.extend((0..30).map(|n| ("update", scope, update(n))));
+    sent.extend((0..10).map(|n| ("repeat", scope, update(n))));
     sent.extend((0..3).map(|n| {
         let message = user_message(paused.id, None, &format!("paused {n}"));
-        ("paused", scope.clone(), message)
+        ("paused", scope, message)
     }));
     sent.extend((0..5).map(|n| {
         let mut message = user_message(theirs.id, None, &format!("theirs {n}"));
         message.then = vec![respond(&elsewhere, format!("theirs-{n}"))];
-        ("theirs", elsewhere.clone(), message)
+        ("theirs", elsewhere, message)
     }));
     sent.extend((0..2).map(|n| {
         let mut reply = user_message(bot.id, Some(asked.conversation_id), &format!("reply {n}"));
         reply.role = MessageRole::Assistant;
         reply.answers = Some(asked.id);
         reply.tokens = 50;
-        ("reply", scope.clone(), reply)
+        ("reply", scope, reply)
     }));
     let calls: Vec<_> = sent
         .into_iter()
@@ -444,7 +444,10 @@ pub async fn messages_that_come_at_once_are_each_stored_and_counted_once(store: 
                     "paused" => &["chatbot_paused"],
                     _ => &[],
                 };
-                assert!(expected.contains(&conflict.code()), "{what} {text}: {conflict:?}");
+                assert!(
+                    expected.contains(&conflict.code()),
+                    "{what} {text}: {conflict:?}"
+                );
             }
             Err(e) => panic!("{what} {text}: {e:?}"),
         }
@@ -463,12 +466,12 @@ pub async fn messages_that_come_at_once_are_each_stored_and_counted_once(store: 
     let usage = store.usage(&elsewhere, &usage_period(now())).await.unwrap();
     assert_eq!((usage.messages, usage.tokens), (5, 0));
     assert_eq!(store.list_jobs(&scope, None, 100).await.unwrap().len(), 30);
-    assert_eq!(store.list_jobs(&elsewhere, None, 100).await.unwrap().len(), 5);
+    assert_eq!(
+        store.list_jobs(&elsewhere, None, 100).await.unwrap().len(),
+        5
+    );
     let now = chrono::Utc::now();
-    let activity = store
-        .activity(&scope, now.date_naive(), now)
-        .await
-        .unwrap();
+    let activity = store.activity(&scope, now.date_naive(), now).await.unwrap();
     assert_eq!(
         activity.days,
         vec![DayActivity {
