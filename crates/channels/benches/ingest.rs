@@ -6,7 +6,8 @@
 //!
 //!   cargo bench -p steward-channels --bench ingest
 //!
-//! SQLite always; PostgreSQL too when STEWARD_TEST_POSTGRES_URL is set.
+//! SQLite always; PostgreSQL too when STEWARD_TEST_POSTGRES_URL is set (to
+//! measure one, STEWARD_BENCH_BACKENDS=sqlite or =postgres).
 //! STEWARD_BENCH_WEBHOOKS (default 20000) sets how many are sent. By default
 //! the connections send as fast as they are answered (the most the machine
 //! takes); with STEWARD_BENCH_RATE=N they send N per second in all, on a fixed
@@ -26,8 +27,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use steward_domain::{JobKind, JobState, OrgId};
 use steward_store::{Store, TenantScope, usage_period};
+use steward_testkit::DbGuard;
 use steward_testkit::app::spawn_app_on;
-use steward_testkit::{DbGuard, postgres_store, sqlite_store};
+use steward_testkit::bench::Backend;
 
 const CONNECTIONS: usize = 64;
 const APP_SECRET: &str = "bench-app-secret";
@@ -48,11 +50,8 @@ async fn main() {
         run_peer(&name, &base, total, rate).await;
         return;
     }
-    if let Some(backend) = sqlite_store().await {
-        run("SQLite", backend, total, rate).await;
-    }
-    if let Some(backend) = postgres_store().await {
-        run("PostgreSQL", backend, total, rate).await;
+    for backend in Backend::available() {
+        run(backend.name(), backend.store().await, total, rate).await;
     }
 }
 

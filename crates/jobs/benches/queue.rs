@@ -24,9 +24,8 @@ use async_trait::async_trait;
 use serde_json::json;
 use steward_domain::JobKind;
 use steward_jobs::{JobError, JobHandler, Worker, WorkerSettings};
-use steward_store::{Job, NewJob, Store};
-use steward_testkit::bench::record;
-use steward_testkit::{DbGuard, postgres_store, sqlite_store};
+use steward_store::{Job, NewJob};
+use steward_testkit::bench::{Backend, record};
 
 #[derive(Clone, Default)]
 struct Noop {
@@ -67,15 +66,6 @@ fn settings(concurrency: usize, poll: Duration) -> WorkerSettings {
     }
 }
 
-async fn fresh(backend: &str) -> (Arc<dyn Store>, DbGuard) {
-    match backend {
-        "PostgreSQL" => postgres_store()
-            .await
-            .expect("STEWARD_TEST_POSTGRES_URL is set"),
-        _ => sqlite_store().await.unwrap(),
-    }
-}
-
 async fn run_until(worker: Worker, noop: &Noop, total: usize) -> Duration {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
@@ -101,17 +91,6 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let chosen = std::env::var("STEWARD_BENCH_BACKENDS").unwrap_or_default();
-    let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|c| c.trim() == name);
-    let mut backends = Vec::new();
-    if wanted("sqlite") {
-        backends.push("SQLite");
-    }
-    if wanted("postgres")
-        && std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty())
-    {
-        backends.push("PostgreSQL");
-    }
     println!(
         "| backend | concurrency | jobs per handler call | jobs | enqueue (jobs/s, one at a time) | run (jobs/s) |"
     );
@@ -126,9 +105,10 @@ async fn main() {
                 .split(',')
                 .any(|m| m.trim() == format!("{concurrency}x{batch}"))
     });
-    for backend in &backends {
+    for backend in Backend::available() {
+        let name = backend.name();
         for (concurrency, batch) in modes.clone() {
-            let (store, _db) = fresh(backend).await;
+            let (store, _db) = backend.store().await;
             let enqueue_started = Instant::now();
             for n in 0..total {
                 store
@@ -149,10 +129,10 @@ async fn main() {
             let took = run_until(worker, &noop, total).await;
             let run_rate = total as f64 / took.as_secs_f64();
             println!(
-                "| {backend} | {concurrency} | {batch} | {total} | {enqueue_rate:.0} | {run_rate:.0} |"
+                "| {name} | {concurrency} | {batch} | {total} | {enqueue_rate:.0} | {run_rate:.0} |"
             );
             record(json!({
-                "bench": "queue", "system": "Steward", "store": backend, "batches": batch > 1,
+                "bench": "queue", "system": "Steward", "store": name, "batches": batch > 1,
                 "concurrency": concurrency, "jobs": total, "enqueue": enqueue_rate, "run": run_rate,
             }));
         }
@@ -161,8 +141,9 @@ async fn main() {
     println!();
     println!("| backend | jobs | enqueue (jobs/s, 1,000 per `enqueue_many`) |");
     println!("|---|---:|---:|");
-    for backend in &backends {
-        let (store, _db) = fresh(backend).await;
+    for backend in Backend::available() {
+        let name = backend.name();
+        let (store, _db) = backend.store().await;
         let jobs: Vec<NewJob> = (0..total)
             .map(|n| NewJob::raw(JobKind::Classify, json!({ "n": n }), 3))
             .collect();
@@ -171,18 +152,19 @@ async fn main() {
             store.enqueue_many(some.to_vec()).await.unwrap();
         }
         let rate = total as f64 / started.elapsed().as_secs_f64();
-        println!("| {backend} | {total} | {rate:.0} |");
+        println!("| {name} | {total} | {rate:.0} |");
         record(json!({
-            "bench": "batch-enqueue", "system": "Steward", "store": backend, "jobs": total, "rate": rate,
+            "bench": "batch-enqueue", "system": "Steward", "store": name, "jobs": total, "rate": rate,
         }));
     }
 
     println!();
     println!("| backend | poll interval | jobs | enqueue-to-start p50 (ms) | p99 (ms) |");
     println!("|---|---:|---:|---:|---:|");
-    for backend in &backends {
+    for backend in Backend::available() {
+        let name = backend.name();
         for poll in [Duration::from_millis(10), Duration::from_millis(1000)] {
-            let (store, _db) = fresh(backend).await;
+            let (store, _db) = backend.store().await;
             let noop = Noop::default();
             let worker = Worker::new(store.clone(), settings(8, poll))
                 .handle(JobKind::Classify, noop.clone());
@@ -206,7 +188,7 @@ async fn main() {
             let mut waits = noop.waits.lock().unwrap().clone();
             waits.sort_by(f64::total_cmp);
             println!(
-                "| {backend} | {} ms | {jobs} | {:.1} | {:.1} |",
+                "| {name} | {} ms | {jobs} | {:.1} | {:.1} |",
                 poll.as_millis(),
                 percentile(&waits, 50),
                 percentile(&waits, 99)

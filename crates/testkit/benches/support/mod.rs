@@ -7,37 +7,7 @@ use std::time::{Duration, Instant};
 use steward_store::Store;
 use steward_testkit::{DbGuard, PostgresDatabase};
 
-#[derive(Clone, Copy)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    /// SQLite always; PostgreSQL when STEWARD_TEST_POSTGRES_URL is set. To
-    /// measure one, STEWARD_BENCH_BACKENDS=sqlite or =postgres.
-    pub fn available() -> Vec<Backend> {
-        let chosen = std::env::var("STEWARD_BENCH_BACKENDS").unwrap_or_default();
-        let wanted = |name: &str| chosen.is_empty() || chosen.split(',').any(|c| c.trim() == name);
-        let mut backends = Vec::new();
-        if wanted("sqlite") {
-            backends.push(Backend::Sqlite);
-        }
-        if wanted("postgres")
-            && std::env::var(steward_testkit::POSTGRES_URL_ENV).is_ok_and(|u| !u.is_empty())
-        {
-            backends.push(Backend::Postgres);
-        }
-        backends
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Sqlite => "SQLite",
-            Backend::Postgres => "PostgreSQL",
-        }
-    }
-}
+pub use steward_testkit::bench::Backend;
 
 /// Where a seed writes its rows directly.
 pub enum Seedable {
