@@ -31,6 +31,7 @@ const PEERS = {
 // work(concurrency, onJobs) → stop, close().
 async function graphileWorker(url) {
   const { makeWorkerUtils, run, Logger } = await import('graphile-worker');
+  const { default: pg } = await import('pg');
   const quiet = new Logger(() => () => {});
   const utils = await makeWorkerUtils({ connectionString: url, logger: quiet });
   await utils.migrate();
@@ -38,14 +39,24 @@ async function graphileWorker(url) {
     enqueue: (n) => utils.addJob('noop', { n }),
     enqueueMany: (ns) => utils.addJobs(ns.map((n) => ({ identifier: 'noop', payload: { n } }))),
     async work(concurrency, onJobs) {
+      // The runner's pool is ours (10 connections, as graphile-worker makes
+      // its own), so that it is ended before the database is dropped: a
+      // session the drop ends otherwise crashed the run with an unhandled
+      // pool error.
+      const pool = new pg.Pool({ connectionString: url, max: 10 });
+      pool.on('error', () => {});
+      pool.on('connect', (client) => client.on('error', () => {}));
       const runner = await run({
-        connectionString: url,
+        pgPool: pool,
         concurrency,
         noHandleSignals: true,
         logger: quiet,
         taskList: { noop: async () => onJobs(1) },
       });
-      return () => runner.stop();
+      return async () => {
+        await runner.stop();
+        await pool.end();
+      };
     },
     ready: async () => {},
     close: () => utils.release(),
