@@ -162,13 +162,7 @@ async fn keyed_messages_take_effect_once_while_steward_is_killed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
-    for message in history.iter().filter(|m| m["role"] == "user") {
-        stored
-            .entry(message["text"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(message["id"].as_str().unwrap().to_owned());
-    }
+    let stored = user_messages_by_text(&history);
     for (text, answer) in &answered {
         let ids = stored.get(text).cloned().unwrap_or_default();
         assert_eq!(ids.len(), 1, "{text} is stored {} times", ids.len());
@@ -177,12 +171,7 @@ async fn keyed_messages_take_effect_once_while_steward_is_killed() {
         }
     }
     assert_eq!(stored.len(), answered.len());
-    let mut replies_per_message: HashMap<&str, usize> = HashMap::new();
-    for reply in history.iter().filter(|m| m["role"] == "assistant") {
-        *replies_per_message
-            .entry(reply["answers"].as_str().unwrap())
-            .or_default() += 1;
-    }
+    let replies_per_message = replies_per_message(&history);
     for ids in stored.values() {
         assert_eq!(
             replies_per_message.get(ids[0].as_str()),
@@ -387,6 +376,29 @@ async fn whole_history(owner: &Api, bot: &str) -> Vec<serde_json::Value> {
             None => return messages,
         }
     }
+}
+
+/// The ids of the people's messages in `history`, by their text.
+fn user_messages_by_text(history: &[serde_json::Value]) -> HashMap<String, Vec<String>> {
+    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
+    for message in history.iter().filter(|m| m["role"] == "user") {
+        stored
+            .entry(message["text"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(message["id"].as_str().unwrap().to_owned());
+    }
+    stored
+}
+
+/// How many replies in `history` answer each message.
+fn replies_per_message(history: &[serde_json::Value]) -> HashMap<&str, usize> {
+    let mut replies: HashMap<&str, usize> = HashMap::new();
+    for reply in history.iter().filter(|m| m["role"] == "assistant") {
+        *replies
+            .entry(reply["answers"].as_str().unwrap())
+            .or_default() += 1;
+    }
+    replies
 }
 
 /// A worker killed after `lead-capture` recorded a lead and before the reply
@@ -642,20 +654,9 @@ async fn web_chat_messages_are_stored_and_answered_once_while_steward_is_killed(
     }
 
     let history = whole_history(&owner, &bot).await;
-    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
-    for message in history.iter().filter(|m| m["role"] == "user") {
-        stored
-            .entry(message["text"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(message["id"].as_str().unwrap().to_owned());
-    }
+    let stored = user_messages_by_text(&history);
     assert_eq!(stored.len(), VISITORS * MESSAGES_PER_VISITOR);
-    let mut replies_per_message: HashMap<&str, usize> = HashMap::new();
-    for reply in history.iter().filter(|m| m["role"] == "assistant") {
-        *replies_per_message
-            .entry(reply["answers"].as_str().unwrap())
-            .or_default() += 1;
-    }
+    let replies_per_message = replies_per_message(&history);
     for (text, ids) in &stored {
         assert_eq!(ids.len(), 1, "{text} is stored {} times", ids.len());
         assert_eq!(
@@ -841,20 +842,9 @@ async fn whatsapp_webhooks_are_stored_once_and_answered_while_steward_is_killed(
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let mut stored: HashMap<String, Vec<String>> = HashMap::new();
-    for message in history.iter().filter(|m| m["role"] == "user") {
-        stored
-            .entry(message["text"].as_str().unwrap().to_owned())
-            .or_default()
-            .push(message["id"].as_str().unwrap().to_owned());
-    }
+    let stored = user_messages_by_text(&history);
     assert_eq!(stored.len(), expected);
-    let mut replies_per_message: HashMap<&str, usize> = HashMap::new();
-    for reply in history.iter().filter(|m| m["role"] == "assistant") {
-        *replies_per_message
-            .entry(reply["answers"].as_str().unwrap())
-            .or_default() += 1;
-    }
+    let replies_per_message = replies_per_message(&history);
     for (text, ids) in &stored {
         assert_eq!(ids.len(), 1, "{text} is stored {} times", ids.len());
         let replies = replies_per_message
