@@ -12,6 +12,7 @@ mod queue;
 mod rows;
 mod sql;
 mod store;
+mod task_queue;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -8,16 +8,17 @@
 //! *Messages stored together on PostgreSQL*).
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use steward_domain::{JobId, PersonId};
 use steward_store::sql::{MessageWrite, live_message};
 use steward_store::{Conflict, ConversationChoice, StoreError, StoreResult, claim_lost};
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::SendError};
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{Semaphore, oneshot};
 
+use crate::task_queue::TaskQueue;
 use crate::{PostgresStore, map_err};
 
 /// Most messages in one batch: batches of 32 were slower than batches of 16
@@ -222,11 +223,10 @@ async fn store_alone(pool: &PgPool, message: Value, shard: i64) -> StoreResult<S
         .ok_or_else(|| StoreError::Internal("add_messages answered nothing".into()))
 }
 
-/// Messages waiting for the storing task, which is started when none runs
-/// (at first, or when the runtime that ran it has ended).
+/// Messages waiting for the storing task.
 pub(crate) struct MessageBatches {
     pool: PgPool,
-    queue: Arc<Mutex<Option<UnboundedSender<Waiting>>>>,
+    queue: TaskQueue<Waiting>,
 }
 
 struct Waiting {
@@ -239,7 +239,7 @@ impl MessageBatches {
     pub(crate) fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            queue: Arc::new(Mutex::new(None)),
+            queue: TaskQueue::new(),
         }
     }
 
@@ -251,25 +251,9 @@ impl MessageBatches {
             shard,
             answer,
         };
-        {
-            let mut queue = self
-                .queue
-                .lock()
-                .expect("the message batches' lock is never poisoned");
-            let waiting = match queue.as_ref() {
-                Some(task) => match task.send(waiting) {
-                    Ok(()) => None,
-                    Err(SendError(waiting)) => Some(waiting),
-                },
-                None => Some(waiting),
-            };
-            if let Some(waiting) = waiting {
-                let (task, queued) = tokio::sync::mpsc::unbounded_channel();
-                tokio::spawn(store_waiting(self.pool.clone(), queued));
-                let _ = task.send(waiting);
-                *queue = Some(task);
-            }
-        }
+        let pool = self.pool.clone();
+        self.queue
+            .send(waiting, |queued| store_waiting(pool, queued));
         answered.await.ok()
     }
 }

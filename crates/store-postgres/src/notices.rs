@@ -6,10 +6,10 @@
 //! whatever is waiting in one statement, so the writer does not wait for
 //! them and many commits' notices share one.
 
-use std::sync::{Arc, Mutex};
-
 use sqlx::PgPool;
-use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, error::SendError};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::task_queue::TaskQueue;
 
 /// NOTIFY channels and payloads.
 pub(crate) type Notices = Vec<(&'static str, String)>;
@@ -17,36 +17,22 @@ pub(crate) type Notices = Vec<(&'static str, String)>;
 #[derive(Clone)]
 pub(crate) struct Notifier {
     pool: PgPool,
-    /// To the sending task; None until one is started.
-    queue: Arc<Mutex<Option<UnboundedSender<Notices>>>>,
+    queue: TaskQueue<Notices>,
 }
 
 impl Notifier {
     pub(crate) fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            queue: Arc::new(Mutex::new(None)),
+            queue: TaskQueue::new(),
         }
     }
 
-    /// Hands committed `notices` to the sending task, starting one when none
-    /// runs (at first, or when the runtime that ran it has ended).
+    /// Hands committed `notices` to the sending task.
     pub(crate) fn send(&self, notices: Notices) {
-        let mut queue = self
-            .queue
-            .lock()
-            .expect("the notifier's lock is never poisoned");
-        let notices = match queue.as_ref() {
-            Some(task) => match task.send(notices) {
-                Ok(()) => return,
-                Err(SendError(notices)) => notices,
-            },
-            None => notices,
-        };
-        let (task, waiting) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(send_waiting(self.pool.clone(), waiting));
-        let _ = task.send(notices);
-        *queue = Some(task);
+        let pool = self.pool.clone();
+        self.queue
+            .send(notices, |waiting| send_waiting(pool, waiting));
     }
 }
 
