@@ -32,13 +32,15 @@ use crate::BackupError;
 const PROGRESS: &str = "steward_db_copy";
 /// Tables of SQLite's own that PostgreSQL does without (leadership is an
 /// advisory lock there), PostgreSQL's own that its triggers fill as passages
-/// are copied (word counts for full-text ranking), and the migrations'
-/// bookkeeping, which differs.
+/// are copied (word counts for full-text ranking) or that stay empty
+/// (vectors waiting for the index: copied passages carry theirs), and the
+/// migrations' bookkeeping, which differs.
 const NOT_COPIED: &[&str] = &[
     "_sqlx_migrations",
     "leader_leases",
     "passage_scopes",
     "passage_words",
+    "waiting_vectors",
     PROGRESS,
 ];
 /// Columns named differently: (table, PostgreSQL column, SQLite column).

@@ -137,6 +137,23 @@ impl JobArgs for IngestArgs {
     }
 }
 
+/// Put a document's passages' vectors into the vector index, after its
+/// passages were stored (PostgreSQL's HNSW index costs far more per passage
+/// than storing it; until then they are searched exactly). In line with the
+/// document's ingests, so it runs after the ingest that stored them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexVectorsArgs {
+    pub document_id: DocumentId,
+}
+
+impl JobArgs for IndexVectorsArgs {
+    const KIND: JobKind = JobKind::IndexVectors;
+
+    fn ordering_key(&self) -> Option<String> {
+        Some(format!("document:{}", self.document_id))
+    }
+}
+
 /// The next step of a crawl; one step of a crawl runs at a time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrawlArgs {

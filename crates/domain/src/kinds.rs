@@ -113,6 +113,7 @@ named_enum!(
         Respond = "respond",
         Deliver = "deliver",
         Ingest = "ingest",
+        IndexVectors = "index_vectors",
         Crawl = "crawl",
         Classify = "classify",
         Export = "export",

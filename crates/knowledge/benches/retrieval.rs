@@ -2,7 +2,11 @@
 //! fused (what every answer runs), on an organization whose chatbot holds
 //! N passages beside another organization holding as many again. Also
 //! measures how fast passages are written (chunks/s through finish_ingest,
-//! vectors included).
+//! vectors included; the first organization's N, then the other's N
+//! beside them) and, where vectors wait for an index (PostgreSQL's
+//! HNSW), how fast `index_vectors` puts both organizations' vectors into it,
+//! as the `index_vectors` job does, and how long a vector search takes while
+//! they all wait.
 //!
 //!   cargo bench -p steward-knowledge --bench retrieval
 //!
@@ -39,9 +43,9 @@ async fn main() {
         .collect();
     let queries: usize = env("STEWARD_BENCH_QUERIES").map_or(200, |n| n.parse().expect("a count"));
     println!(
-        "| backend | passages (this org) | write chunks/s | full text p50 / p95 (ms) | first vector search (ms) | vector p50 / p95 (ms) | fused p50 / p95 (ms) |"
+        "| backend | passages (this org) | write chunks/s (first N / next N) | vectors indexed/s | vector p50 / p95 while waiting (ms) | full text p50 / p95 (ms) | first vector search (ms) | vector p50 / p95 (ms) | fused p50 / p95 (ms) |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for size in sizes {
         if let Some(backend) = sqlite_store().await {
             run("SQLite", backend, size, queries).await;
@@ -96,8 +100,9 @@ async fn fill(
     chatbot: steward_domain::ChatbotId,
     size: usize,
     rng: &mut Rng,
-) -> Duration {
+) -> (Duration, Vec<DocumentId>) {
     let mut spent = Duration::ZERO;
+    let mut documents = Vec::new();
     for _ in 0..size.div_ceil(PER_DOCUMENT) {
         let id = DocumentId::new();
         let document = NewDocument {
@@ -129,8 +134,9 @@ async fn fill(
         let started = Instant::now();
         store.finish_ingest(scope, id, ingested).await.unwrap();
         spent += started.elapsed();
+        documents.push(id);
     }
-    spent
+    (spent, documents)
 }
 
 fn percentiles(mut times: Vec<Duration>) -> String {
@@ -177,13 +183,45 @@ async fn run(name: &str, (store, _guard): (Arc<dyn Store>, DbGuard), size: usize
         let chatbot = store.create_chatbot(&scope, chatbot).await.unwrap().id;
         scopes.push((scope, chatbot));
     }
-    let written = fill(&store, &scopes[0].0, scopes[0].1, size, &mut rng).await;
-    fill(&store, &scopes[1].0, scopes[1].1, size, &mut rng).await;
+    let (written, ours) = fill(&store, &scopes[0].0, scopes[0].1, size, &mut rng).await;
+    let (written_next, theirs) = fill(&store, &scopes[1].0, scopes[1].1, size, &mut rng).await;
     // As the maintenance job does (PostgreSQL's full-text ranking reads the
     // word statistics ANALYZE keeps).
     store.analyze().await.unwrap();
     let (scope, chatbot) = scopes[0];
     let questions: Vec<String> = (0..queries).map(|_| rng.sentence(8)).collect();
+    let mut waiting_times = Vec::new();
+    for question in questions.iter().take(20) {
+        let started = Instant::now();
+        store
+            .search_vector(&scope, chatbot, &embed(question), 20)
+            .await
+            .unwrap();
+        waiting_times.push(started.elapsed());
+    }
+    let started = Instant::now();
+    let mut indexed = 0;
+    for (documents, (scope, _)) in [ours, theirs].iter().zip(&scopes) {
+        for document in documents {
+            loop {
+                let moved = store.index_vectors(scope, *document, 100).await.unwrap();
+                if moved == 0 {
+                    break;
+                }
+                indexed += moved;
+            }
+        }
+    }
+    let indexing = started.elapsed();
+    let (index_rate, while_waiting) = if indexed == 0 {
+        ("–".to_owned(), "–".to_owned())
+    } else {
+        store.analyze().await.unwrap();
+        (
+            format!("{:.0}", indexed as f64 / indexing.as_secs_f64()),
+            percentiles(waiting_times),
+        )
+    };
     // The first vector search after passages change pays for what the store
     // prepares (SQLite builds its in-memory codes).
     let started = Instant::now();
@@ -221,8 +259,9 @@ async fn run(name: &str, (store, _guard): (Arc<dyn Store>, DbGuard), size: usize
         assert!(!text.is_empty() || !near.is_empty());
     }
     println!(
-        "| {name} | {size} | {:.0} | {} | {:.0} | {} | {} |",
+        "| {name} | {size} | {:.0} / {:.0} | {index_rate} | {while_waiting} | {} | {:.0} | {} | {} |",
         size as f64 / written.as_secs_f64(),
+        size as f64 / written_next.as_secs_f64(),
         percentiles(text_times),
         first_vector.as_secs_f64() * 1000.0,
         percentiles(vector_times),

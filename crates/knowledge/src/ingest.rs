@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use steward_config::KnowledgeConfig;
 use steward_domain::DocumentSource;
-use steward_domain::jobs::IngestArgs;
+use steward_domain::jobs::{IndexVectorsArgs, IngestArgs};
 use steward_jobs::{JobError, JobHandler};
 use steward_llm::Embeddings;
 use steward_store::{Ingested, Job, Store, StoreError, TenantScope};
@@ -171,6 +171,42 @@ impl JobHandler for Ingest {
             }
             Err(ReadError::Retry(why) | ReadError::Unreadable(why)) => fail(why).await,
         }
+    }
+}
+
+/// The `index_vectors` job: puts the vectors of a document's passages,
+/// stored by its ingest, into the vector index, a batch per transaction, so
+/// that a job stopped half way keeps what it did and its next attempt finds
+/// only what still waits.
+pub struct IndexVectors {
+    pub store: Arc<dyn Store>,
+}
+
+/// Vectors a transaction puts into the index: about a second's work for
+/// PostgreSQL's HNSW graph at 200,000 passages.
+const VECTORS_PER_BATCH: u32 = 100;
+
+#[async_trait]
+impl JobHandler for IndexVectors {
+    async fn run(&self, job: &Job) -> Result<(), JobError> {
+        let org = job.org_id.ok_or_else(|| {
+            JobError::Permanent("an index_vectors job names no organization".into())
+        })?;
+        let document = job.args::<IndexVectorsArgs>()?.document_id;
+        let scope = TenantScope::for_job(org);
+        let mut indexed = 0;
+        loop {
+            let moved = self
+                .store
+                .index_vectors(&scope, document, VECTORS_PER_BATCH)
+                .await?;
+            if moved == 0 {
+                break;
+            }
+            indexed += moved;
+        }
+        tracing::debug!(%document, indexed, "vectors indexed");
+        Ok(())
     }
 }
 

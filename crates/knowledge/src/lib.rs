@@ -21,6 +21,6 @@ pub use blobs::{BlobError, Blobs, EXPORTS_PREFIX};
 pub use crawl::CrawlStep;
 pub use documents::{AddError, Original, add_original, add_originals, add_url, label_from};
 pub use fetch::{FetchError, FetchPolicy, Fetcher};
-pub use ingest::Ingest;
+pub use ingest::{IndexVectors, Ingest};
 pub use pdf::{PdfLimits, PdfReader};
 pub use retrieve::{Passage, Retriever, Source, embedder_from_config};

@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 use steward_config::{Secret, StorageConfig};
 use steward_domain::JobKind;
 use steward_jobs::{Worker, WorkerSettings};
-use steward_knowledge::{Blobs, CrawlStep, FetchPolicy, Fetcher, Ingest, PdfLimits, PdfReader};
+use steward_knowledge::{
+    Blobs, CrawlStep, FetchPolicy, Fetcher, IndexVectors, Ingest, PdfLimits, PdfReader,
+};
 use steward_llm::OpenAiCompatible;
 use steward_outbound::Guard;
 use steward_pipeline::{Respond, Responder};
@@ -88,6 +90,12 @@ fn start_worker_fetching(app: &TestApp, responder: Responder, fetcher: Fetcher) 
     };
     let worker = Worker::new(app.store.clone(), settings)
         .handle(JobKind::Ingest, ingest)
+        .handle(
+            JobKind::IndexVectors,
+            IndexVectors {
+                store: app.store.clone(),
+            },
+        )
         .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Respond, respond);
     let (stop, stopped) = oneshot::channel::<()>();

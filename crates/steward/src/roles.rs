@@ -147,9 +147,12 @@ fn worker(
     // Extraction is CPU work: more of it at once than the cores but one
     // leaves replies waiting for a core (benches/fairness.rs).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    kind_concurrency
-        .entry(JobKind::Ingest)
-        .or_insert(cores.saturating_sub(1).max(1));
+    // Indexing vectors is the same for PostgreSQL's cores.
+    for kind in [JobKind::Ingest, JobKind::IndexVectors] {
+        kind_concurrency
+            .entry(kind)
+            .or_insert(cores.saturating_sub(1).max(1));
+    }
     let settings = steward_jobs::WorkerSettings {
         concurrency: jobs.concurrency,
         org_share: jobs.org_share.unwrap_or(org_share),
@@ -212,6 +215,9 @@ fn worker(
         .context("finding this executable, which reads PDFs")?,
         limits: config.knowledge.clone(),
     };
+    let index_vectors = steward_knowledge::IndexVectors {
+        store: store.clone(),
+    };
     let backups = Arc::new(steward_backup::Backups::from_config(config)?);
     let erase = steward_backup::EraseJob {
         store: store.clone(),
@@ -252,6 +258,7 @@ fn worker(
         .handle(JobKind::Maintenance, maintenance)
         .handle(JobKind::Respond, respond)
         .handle(JobKind::Ingest, ingest)
+        .handle(JobKind::IndexVectors, index_vectors)
         .handle(JobKind::Crawl, crawl)
         .handle(JobKind::Deliver, deliver)
         .handle(JobKind::Post, post)

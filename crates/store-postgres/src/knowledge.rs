@@ -9,14 +9,16 @@ use steward_store::*;
 
 use crate::{PostgresStore, map_err, rows};
 
-/// One statement for all of a document's passages, however many.
+/// One statement for all of a document's passages, however many; their
+/// vectors wait beside the index (`waiting_vectors`) for the
+/// `index_vectors` job. Answers whether any do.
 pub(crate) async fn insert_chunks(
     tx: &mut sqlx::PgConnection,
     org: OrgId,
     chatbot: Option<ChatbotId>,
     document: DocumentId,
     chunks: &[NewChunk],
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     let ordinals: Vec<i32> = (0..chunks.len() as i32).collect();
     let (headings, texts): (Vec<&str>, Vec<&str>) = chunks
         .iter()
@@ -26,10 +28,16 @@ pub(crate) async fn insert_chunks(
         .iter()
         .map(|c| c.embedding.as_deref().map(vector_literal))
         .collect();
-    sqlx::query(
-        "INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text, embedding)
-         SELECT $1, $2, $3, o, h, t, e::vector
-         FROM UNNEST($4::int[], $5::text[], $6::text[], $7::text[]) AS u (o, h, t, e)",
+    let waiting = sqlx::query(
+        "WITH stored AS (
+             INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text)
+             SELECT $1, $2, $3, o, h, t
+             FROM UNNEST($4::int[], $5::text[], $6::text[]) AS u (o, h, t)
+             RETURNING id, ordinal)
+         INSERT INTO waiting_vectors (chunk_id, org_id, chatbot_id, document_id, embedding)
+         SELECT s.id, $1, $2, $3, v.e::vector
+         FROM stored s JOIN UNNEST($4::int[], $7::text[]) AS v (o, e) ON v.o = s.ordinal
+         WHERE v.e IS NOT NULL",
     )
     .bind(org.as_uuid())
     .bind(chatbot.map(|c| c.as_uuid()))
@@ -40,8 +48,9 @@ pub(crate) async fn insert_chunks(
     .bind(&vectors)
     .execute(tx)
     .await
-    .map_err(map_err)?;
-    Ok(())
+    .map_err(map_err)?
+    .rows_affected();
+    Ok(waiting > 0)
 }
 
 #[async_trait]
@@ -60,6 +69,33 @@ impl SearchStore for PostgresStore {
         Ok(())
     }
 
+    async fn index_vectors(
+        &self,
+        scope: &TenantScope,
+        document: DocumentId,
+        most: u32,
+    ) -> StoreResult<u64> {
+        // Setting `embedding` puts the row into the HNSW index (its
+        // `embedding_dims` then matches the index's predicate).
+        let moved = sqlx::query(
+            "WITH moved AS (
+                 DELETE FROM waiting_vectors
+                 WHERE chunk_id IN (SELECT chunk_id FROM waiting_vectors
+                                    WHERE document_id = $1 AND org_id = $2
+                                    ORDER BY chunk_id LIMIT $3
+                                    FOR UPDATE SKIP LOCKED)
+                 RETURNING chunk_id, embedding)
+             UPDATE chunks c SET embedding = m.embedding FROM moved m WHERE c.id = m.chunk_id",
+        )
+        .bind(document.as_uuid())
+        .bind(scope.org_id().as_uuid())
+        .bind(i64::from(most))
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(moved.rows_affected())
+    }
+
     async fn search_vector(
         &self,
         scope: &TenantScope,
@@ -68,21 +104,37 @@ impl SearchStore for PostgresStore {
         limit: u32,
     ) -> StoreResult<Vec<ChunkHit>> {
         let dims = vector.len();
-        // The HNSW index finds the nearest vectors of every tenant and the
-        // filter keeps this one's; when that leaves too few (a small tenant
-        // among large ones), the same query runs exactly (`+ 0` keeps the
-        // planner off the index) over this tenant's rows.
+        // The HNSW index finds the nearest indexed vectors of every tenant
+        // and the filter keeps this one's; when that leaves too few (a small
+        // tenant among large ones), the same query runs exactly (`+ 0` keeps
+        // the planner off the index) over this tenant's rows. Vectors still
+        // waiting for the index are always compared exactly.
         // Only an integer and a constant are formatted into the statement.
         let query = |exact: bool| {
             sqlx::AssertSqlSafe(format!(
                 "SELECT d.id AS document_id, c.ordinal, d.label, d.url, c.heading, c.text,
-                        (1 - (c.embedding::vector({dims}) <=> $1::vector({dims})))::float8 AS score
-                 FROM chunks c JOIN documents d ON d.id = c.document_id
-                 WHERE c.embedding_dims = {dims} AND c.org_id = $2
-                   AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
-                 ORDER BY (c.embedding::vector({dims}) <=> $1::vector({dims})){}
+                        (1 - n.distance)::float8 AS score,
+                        count(*) FILTER (WHERE n.indexed) OVER () AS indexed
+                 FROM ((SELECT c.id, c.embedding::vector({dims}) <=> $1::vector({dims}) AS distance,
+                               true AS indexed
+                        FROM chunks c
+                        WHERE c.embedding_dims = {dims} AND c.org_id = $2
+                          AND (c.chatbot_id = $3 OR c.chatbot_id IS NULL)
+                        ORDER BY (c.embedding::vector({dims}) <=> $1::vector({dims})){exact}
+                        LIMIT $4)
+                       UNION ALL
+                       (SELECT w.chunk_id, w.embedding::vector({dims}) <=> $1::vector({dims}),
+                               false
+                        FROM waiting_vectors w
+                        WHERE w.org_id = $2 AND (w.chatbot_id = $3 OR w.chatbot_id IS NULL)
+                          AND vector_dims(w.embedding) = {dims}
+                        ORDER BY 2
+                        LIMIT $4)) n
+                 JOIN chunks c ON c.id = n.id
+                 JOIN documents d ON d.id = c.document_id
+                 ORDER BY n.distance
                  LIMIT $4",
-                if exact { " + 0" } else { "" }
+                exact = if exact { " + 0" } else { "" }
             ))
         };
         let literal = vector_literal(vector);
@@ -91,23 +143,19 @@ impl SearchStore for PostgresStore {
             .execute(&mut *tx)
             .await
             .map_err(map_err)?;
-        let mut found = sqlx::query(query(false))
-            .bind(&literal)
-            .bind(scope.org_id().as_uuid())
-            .bind(chatbot.as_uuid())
-            .bind(i64::from(limit))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if found.len() < limit as usize {
-            found = sqlx::query(query(true))
+        let search = |exact: bool| {
+            sqlx::query(query(exact))
                 .bind(&literal)
                 .bind(scope.org_id().as_uuid())
                 .bind(chatbot.as_uuid())
                 .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        };
+        let mut found = search(false).fetch_all(&mut *tx).await.map_err(map_err)?;
+        let indexed = found.first().map_or(0, |r| r.get::<i64, _>("indexed"));
+        // The index found fewer of this tenant's passages than asked for,
+        // whatever waiting ones add: it may have passed theirs by.
+        if indexed < i64::from(limit) {
+            found = search(true).fetch_all(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)?;
         found.iter().map(rows::chunk_hit).collect()

@@ -196,7 +196,7 @@ impl SqlBackend for PostgresStore {
         chatbot: Option<ChatbotId>,
         document: DocumentId,
         chunks: &[NewChunk],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         crate::knowledge::insert_chunks(&mut tx.conn.0, org, chatbot, document, chunks).await
     }
 

@@ -14,14 +14,15 @@ use crate::{SqliteStore, map_err, rows};
 /// Candidates re-scored exactly per passage wanted.
 const RESCORE: usize = 4;
 
-/// One statement per passage: SQLite runs them in its own process.
+/// One statement per passage: SQLite runs them in its own process. Their
+/// vectors wait for nothing (there is no index to put them in).
 pub(crate) async fn insert_chunks(
     tx: &mut impl Db,
     org: OrgId,
     chatbot: Option<ChatbotId>,
     document: DocumentId,
     chunks: &[NewChunk],
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     for (ordinal, chunk) in chunks.iter().enumerate() {
         tx.execute(
             sql("INSERT INTO chunks (org_id, chatbot_id, document_id, ordinal, heading, text, embedding)
@@ -36,13 +37,22 @@ pub(crate) async fn insert_chunks(
         )
         .await?;
     }
-    Ok(())
+    Ok(false)
 }
 
 #[async_trait]
 impl SearchStore for SqliteStore {
     async fn prepare_vectors(&self, _dimensions: usize) -> StoreResult<()> {
         Ok(())
+    }
+
+    async fn index_vectors(
+        &self,
+        _scope: &TenantScope,
+        _document: DocumentId,
+        _most: u32,
+    ) -> StoreResult<u64> {
+        Ok(0)
     }
 
     async fn search_vector(

@@ -144,7 +144,7 @@ impl SqlBackend for SqliteStore {
         chatbot: Option<ChatbotId>,
         document: DocumentId,
         chunks: &[NewChunk],
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         crate::knowledge::insert_chunks(tx, org, chatbot, document, chunks).await
     }
 

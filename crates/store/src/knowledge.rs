@@ -219,6 +219,20 @@ pub trait SearchStore: Send + Sync {
     /// index for them; SQLite searches exactly and needs nothing). Idempotent.
     async fn prepare_vectors(&self, dimensions: usize) -> StoreResult<()>;
 
+    /// Puts up to `most` of the document's vectors that wait for the index
+    /// into it, in one transaction; answers how many it put (0: none wait).
+    /// PostgreSQL stores a document's vectors beside the index and queues
+    /// an `index_vectors` job in [`KnowledgeStore::finish_ingest`], because
+    /// putting a vector into an HNSW graph costs many times storing its
+    /// passage; a waiting vector is searched exactly. SQLite has no index
+    /// to wait for.
+    async fn index_vectors(
+        &self,
+        scope: &TenantScope,
+        document: DocumentId,
+        most: u32,
+    ) -> StoreResult<u64>;
+
     /// Chunks of the chatbot's and the organization's context documents whose
     /// vectors are nearest to `vector` (cosine), best first; score = cosine
     /// similarity.

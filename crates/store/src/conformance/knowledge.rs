@@ -777,3 +777,118 @@ pub async fn vector_search_finds_the_nearest_passages_of_its_scope_only(store: S
     store.delete_document(&scope, doc.id).await.unwrap();
     assert_eq!(search([0.0, 0.0, -1.0]).await, ["sales east", "context up"]);
 }
+
+/// PostgreSQL stores vectors beside its HNSW index and puts them into it in
+/// batches (`index_vectors`, queued with the passages); a search finds the
+/// same passages in the same order before, during and after.
+pub async fn vectors_are_found_the_same_before_while_and_after_they_are_indexed(store: S) {
+    store.prepare_vectors(3).await.unwrap();
+    let (scope, _) = org(&store, "Acme").await;
+    let (other, _) = org(&store, "Other").await;
+    let bot = store
+        .create_chatbot(&scope, new_chatbot("Desk"))
+        .await
+        .unwrap();
+    let with_vectors = |items: &[(&str, Option<[f32; 3]>)]| Ingested {
+        chunks: items
+            .iter()
+            .map(|(text, embedding)| NewChunk {
+                heading: String::new(),
+                text: (*text).into(),
+                embedding: embedding.map(|e| e.to_vec()),
+            })
+            .collect(),
+        ..chunks(&[])
+    };
+    let doc = store
+        .add_document(&scope, upload(Some(bot.id), "v.txt"), 3)
+        .await
+        .unwrap();
+    let passages = [
+        ("east", Some([1.0, 0.0, 0.0])),
+        ("north", Some([0.0, 1.0, 0.0])),
+        ("north-east", Some([0.7, 0.7, 0.0])),
+        ("up", Some([0.0, 0.0, 1.0])),
+        ("no vector", None),
+    ];
+    store
+        .finish_ingest(&scope, doc.id, with_vectors(&passages))
+        .await
+        .unwrap();
+    let search = |limit: u32| {
+        let store = store.clone();
+        async move {
+            store
+                .search_vector(&scope, bot.id, &[0.9, 0.1, 0.0], limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.text)
+                .collect::<Vec<_>>()
+        }
+    };
+    let nearest = ["east", "north-east", "north", "up"];
+    assert_eq!(search(10).await, nearest);
+    assert_eq!(search(2).await, nearest[..2]);
+
+    // An index_vectors job is queued with the passages exactly when their
+    // vectors wait (PostgreSQL), in line with the document's ingests: it
+    // runs once the ingest job is done.
+    let lease = chrono::Duration::seconds(30);
+    let kinds = [JobKind::Ingest, JobKind::IndexVectors];
+    let ingest = store.claim("w", &kinds, 10, lease).await.unwrap();
+    assert_eq!(ingest.len(), 1, "{ingest:?}");
+    assert_eq!(ingest[0].kind, JobKind::Ingest);
+    assert!(store.complete(ingest[0].id, "w").await.unwrap());
+    let queued = store.claim("w", &kinds, 10, lease).await.unwrap();
+    let waits = !queued.is_empty();
+    if waits {
+        assert_eq!(queued.len(), 1, "{queued:?}");
+        assert_eq!(queued[0].org_id, Some(scope.org_id()));
+        assert_eq!(queued[0].payload["document_id"], doc.id.to_string());
+        assert_eq!(
+            queued[0].ordering_key.as_deref(),
+            Some(format!("document:{}", doc.id).as_str())
+        );
+    }
+
+    // Another organization cannot index this one's document.
+    assert_eq!(store.index_vectors(&other, doc.id, 10).await.unwrap(), 0);
+    // A batch at a time; a search in between sees every passage once.
+    assert_eq!(
+        store.index_vectors(&scope, doc.id, 1).await.unwrap(),
+        u64::from(waits)
+    );
+    assert_eq!(search(10).await, nearest);
+    assert_eq!(search(2).await, nearest[..2]);
+    assert_eq!(
+        store.index_vectors(&scope, doc.id, 10).await.unwrap(),
+        if waits { 3 } else { 0 }
+    );
+    assert_eq!(store.index_vectors(&scope, doc.id, 10).await.unwrap(), 0);
+    assert_eq!(search(10).await, nearest);
+    assert_eq!(search(2).await, nearest[..2]);
+
+    // Ingested again, the new vectors wait and the old ones are gone; a
+    // document deleted while its vectors wait leaves nothing to index.
+    store
+        .finish_ingest(
+            &scope,
+            doc.id,
+            with_vectors(&[
+                ("west", Some([-1.0, 0.0, 0.0])),
+                ("east again", Some([1.0, 0.0, 0.0])),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(search(10).await, ["east again", "west"]);
+    assert_eq!(
+        store.index_vectors(&scope, doc.id, 1).await.unwrap(),
+        u64::from(waits)
+    );
+    assert_eq!(search(10).await, ["east again", "west"]);
+    store.delete_document(&scope, doc.id).await.unwrap();
+    assert!(search(10).await.is_empty());
+    assert_eq!(store.index_vectors(&scope, doc.id, 10).await.unwrap(), 0);
+}

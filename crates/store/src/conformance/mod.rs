@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             knowledge_stays_within_its_org_and_chatbot,
             crawls_keep_their_progress_and_state_and_chain_their_steps,
             vector_search_finds_the_nearest_passages_of_its_scope_only,
+            vectors_are_found_the_same_before_while_and_after_they_are_indexed,
             backup_runs_report_the_latest_success_and_failure,
             expired_idempotency_keys_are_pruned,
             schema_version_table_sizes_and_whether_data_is_held,

@@ -4,11 +4,15 @@
 
 use async_trait::async_trait;
 use serde_json::{Value as Json, json};
-use steward_domain::jobs::{CrawlArgs, IngestArgs};
+use steward_domain::jobs::{CrawlArgs, IndexVectorsArgs, IngestArgs};
 use steward_domain::{ChatbotId, CrawlId, CrawlStatus, DocumentId, DocumentStatus};
 
 use crate::sql::{Db, Row, SqlBackend, audit, commit, commit_with, insert_job, rows, sql};
 use crate::*;
+
+/// Attempts of an `index_vectors` job: it fails only when the database
+/// does, and a run again finds only what is still waiting.
+const INDEX_VECTORS_ATTEMPTS: i32 = 10;
 
 /// Reasons are for people to read: long ones are cut.
 const MAX_REASON_CHARS: usize = 500;
@@ -224,7 +228,7 @@ impl<B: SqlBackend> KnowledgeStore for B {
         let document = document_in(&mut tx, scope, id).await?;
         tx.execute(sql("DELETE FROM chunks WHERE document_id = $1").bind(id))
             .await?;
-        B::insert_chunks(
+        let vectors_wait = B::insert_chunks(
             &mut tx,
             scope.org_id(),
             document.chatbot_id,
@@ -232,6 +236,13 @@ impl<B: SqlBackend> KnowledgeStore for B {
             &ingested.chunks,
         )
         .await?;
+        if vectors_wait {
+            let job = NewJob::of(
+                &IndexVectorsArgs { document_id: id },
+                INDEX_VECTORS_ATTEMPTS,
+            );
+            insert_job::<B>(&mut tx, &job.for_org(scope.org_id())).await?;
+        }
         tx.execute(
             sql("UPDATE documents SET status = 'ready', error = NULL, content_type = $1, content_hash = $2,
                      chunk_count = $3, updated_at = $4, bytes = $5

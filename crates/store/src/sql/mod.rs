@@ -236,14 +236,15 @@ pub trait SqlBackend: Send + Sync + 'static {
         except: &[OrgId],
     ) -> impl Future<Output = StoreResult<crate::Claimed>> + Send;
 
-    /// Stores a document's passages, in the transaction that replaces them.
+    /// Stores a document's passages, in the transaction that replaces them;
+    /// true when their vectors wait for [`crate::SearchStore::index_vectors`].
     fn insert_chunks(
         tx: &mut Self::Tx,
         org: OrgId,
         chatbot: Option<ChatbotId>,
         document: DocumentId,
         chunks: &[crate::NewChunk],
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Stores a message with everything its transaction writes in one call,
     /// where the backend has one (PostgreSQL's `add_messages` function: one
