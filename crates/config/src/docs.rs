@@ -145,7 +145,7 @@ pub const KEYS: &[KeyDoc] = &[
     k("jobs.concurrency", "Jobs one worker process runs at once."),
     k(
         "jobs.kind_concurrency",
-        "Per job kind, at most this many at once, e.g. { respond = 6, ingest = 2 }. Kinds: respond, deliver, ingest, crawl, classify, export, digest, backup, maintenance. Unset for ingest: one per CPU core but one (at least one), so extraction leaves replies a core.",
+        "Per job kind, at most this many at once, e.g. { respond = 6, ingest = 2 }. Kinds: respond, deliver, ingest, index_vectors, crawl, classify, export, digest, backup, maintenance, poll, notice, post, memory, erase. Unset for ingest and index_vectors: one per CPU core but one (at least one), so extraction and PostgreSQL's vector indexing leave replies a core.",
     ),
     k(
         "jobs.org_share",

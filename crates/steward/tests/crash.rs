@@ -1087,3 +1087,145 @@ async fn a_worker_killed_while_classifying_counts_each_message_once() {
     assert_eq!(fake.classifications(), 2, "nothing asked again");
     drop(server);
 }
+
+/// A document of `passages` paragraphs, each about one passage long and
+/// with words of its own.
+fn long_document(document: usize, passages: usize) -> Vec<u8> {
+    (0..passages)
+        .map(|p| {
+            (0..150)
+                .map(|w| format!("d{document}p{p}w{}", w % 37))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vectors_are_indexed_once_while_steward_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (postgres, database_url) = database(dir.path()).await;
+    if postgres.is_none() {
+        eprintln!("SQLite has no vector index to wait for: run with STEWARD_TEST_POSTGRES_URL");
+        return;
+    }
+    const DOCUMENTS: usize = 12;
+    const PASSAGES: usize = 150;
+    let embedder = steward_testkit::embedder::FakeEmbedder::start().await;
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &database_url)
+            .env("STEWARD_EMBEDDINGS__BASE_URL", &embedder.base_url)
+            .env(
+                "STEWARD_EMBEDDINGS__DIMENSIONS",
+                steward_testkit::embedder::DIMENSIONS.to_string(),
+            )
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    let files: Vec<(String, Vec<u8>)> = (0..DOCUMENTS)
+        .map(|d| (format!("manual-{d}.txt"), long_document(d, PASSAGES)))
+        .collect();
+    let files: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    let (content_type, body) = steward_testkit::app::multipart(&files);
+    let uploaded = owner
+        .client
+        .post(format!(
+            "{}/api/v1/chatbots/{bot}/knowledge/upload",
+            server.base
+        ))
+        .bearer_auth(&owner.token)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert!(uploaded.status().is_success(), "{}", uploaded.status());
+
+    // Killed while vectors are being put into the index: some are, some wait.
+    const INDEXED: &str = "SELECT COUNT(*) FROM chunks WHERE embedding IS NOT NULL";
+    const WAITING: &str = "SELECT COUNT(*) FROM waiting_vectors";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (indexed, waiting) = (
+            number(&database_url, INDEXED).await,
+            number(&database_url, WAITING).await,
+        );
+        if indexed > 0 && waiting > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never caught indexing half way: {indexed} indexed, {waiting} waiting"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    server.child.kill().unwrap(); // SIGKILL, mid-indexing
+    server.child.wait().unwrap();
+    let waited = number(&database_url, WAITING).await;
+    server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+
+    let passages = || number(&database_url, "SELECT COUNT(*) FROM chunks");
+    let jobs_left = "SELECT COUNT(*) FROM jobs WHERE kind IN ('ingest', 'index_vectors') AND state <> 'succeeded'";
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while number(&database_url, jobs_left).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the documents were never all indexed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stored = passages().await;
+    assert!(stored >= (DOCUMENTS * PASSAGES) as i64, "{stored} passages");
+    assert_eq!(number(&database_url, WAITING).await, 0, "none left waiting");
+    assert_eq!(
+        number(&database_url, INDEXED).await,
+        stored,
+        "every passage indexed, once ({waited} waited when killed)"
+    );
+
+    // Killed after a batch committed but before the job was marked done:
+    // the job runs again and finds nothing waiting.
+    let requeued = execute(
+        &database_url,
+        "UPDATE jobs SET state = 'queued', lease_until = NULL WHERE kind = 'index_vectors'",
+    )
+    .await;
+    assert!(
+        requeued >= DOCUMENTS as u64,
+        "one job per ingest: {requeued}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while number(&database_url, jobs_left).await > 0 {
+        assert!(Instant::now() < deadline, "the requeued jobs never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(number(&database_url, INDEXED).await, stored);
+    let found = owner
+        .get(&format!("/api/v1/chatbots/{bot}/knowledge/search?q=d3p7w5"))
+        .await;
+    assert_eq!(found["retrieval"], "hybrid", "{found}");
+    let passages = found["passages"].as_array().unwrap();
+    assert!(
+        passages
+            .iter()
+            .any(|p| p["text"].as_str().unwrap().contains("d3p7w5 ")),
+        "{found}"
+    );
+    drop(server);
+}
