@@ -204,19 +204,40 @@ async fn add_messages(
     .await
 }
 
+/// Calls a message alone makes before its error is the caller's: a message
+/// starting a conversation takes the conversation's key before its
+/// author's row, so one alone can deadlock with a batch holding that author
+/// and starting the same conversation later (one sender starting two
+/// threads at once, one of them sent twice). PostgreSQL then rolls one of
+/// them back whole, and that one is tried again.
+const TRIES_ALONE: usize = 3;
+
+/// A deadlock's victim, or a serialization failure: nothing was written.
+fn worth_another_try(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")))
+}
+
 /// Stores one message in a call of its own, its error the caller's.
 async fn store_alone(pool: &PgPool, message: Value, shard: i64) -> StoreResult<Stored> {
-    let answered = add_messages(pool, vec![message], shard, true)
-        .await
-        .map_err(|e| {
-            let conflict = match &e {
-                sqlx::Error::Database(db) if db.is_unique_violation() => {
-                    db.constraint().and_then(conflict_on)
-                }
-                _ => None,
-            };
-            conflict.unwrap_or_else(|| map_err(e))
-        })?;
+    let mut tries = 1;
+    let answered = loop {
+        match add_messages(pool, vec![message.clone()], shard, true).await {
+            Err(e) if tries < TRIES_ALONE && worth_another_try(&e) => {
+                tracing::debug!(error = %e, "a message stored alone was rolled back; trying again");
+                tries += 1;
+            }
+            answered => break answered,
+        }
+    }
+    .map_err(|e| {
+        let conflict = match &e {
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                db.constraint().and_then(conflict_on)
+            }
+            _ => None,
+        };
+        conflict.unwrap_or_else(|| map_err(e))
+    })?;
     answered
         .into_iter()
         .next()
