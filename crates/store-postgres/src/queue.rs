@@ -25,19 +25,12 @@ pub(crate) async fn complete_and_claim(
     except: &[OrgId],
 ) -> StoreResult<Claimed> {
     let at = now();
+    // The function (migration `claim_generic_plan`) keeps its plans, and
     // `claimable_jobs` (migration `claim_plan`) picks the jobs in the claim
-    // index's order whatever the statistics say. The final join yields one
-    // row even when nothing is claimed, to carry what was completed.
-    const STATEMENT: &str = "WITH done AS (
-            UPDATE jobs SET state = 'succeeded', lease_until = NULL, updated_at = $1
-            WHERE id = ANY($6) AND locked_by = $4 AND state = 'running'
-            RETURNING id),
-         claimed AS (
-            UPDATE jobs SET state = 'running', attempts = attempts + 1, lease_until = $3, locked_by = $4, updated_at = $1
-            FROM claimable_jobs($1, $2, $5, $7) AS next(id) WHERE jobs.id = next.id
-            RETURNING jobs.*)
-         SELECT claimed.*, (SELECT array_agg(id) FROM done) AS completed
-         FROM (SELECT 1) AS one LEFT JOIN claimed ON true";
+    // index's order whatever the statistics say. One row comes back even
+    // when nothing is claimed, to carry what was completed.
+    const STATEMENT: &str =
+        "SELECT completed, (job).* FROM complete_and_claim($1, $2, $3, $4, $5, $6, $7)";
     let rows = sqlx::query(STATEMENT)
         .bind(at)
         .bind(
