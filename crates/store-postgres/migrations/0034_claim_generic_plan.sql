@@ -3,10 +3,11 @@
 -- prepared statement again at every call once the table's statistics make a
 -- plan for the given values look cheaper than the kept one (here from about
 -- 10,000 queued jobs on), and that planning was a third of a claim: the queue
--- ran 1,200-1,370 jobs/s at concurrency 1 with 10,000 queued instead of
--- 1,800-1,960. The settings of `claim_plan` leave one plan for the claim (the
--- claim index read in its order), so keeping it loses nothing; the setting
--- holds for `claimable_jobs` too, called from here.
+-- ran 1,220-1,370 jobs/s at concurrency 1 with 10,000 queued, and 1,660-1,770
+-- with this function (docs/PERFORMANCE.md, "The claim's plan kept"). The
+-- settings of `claim_plan` leave one plan for the claim (the claim index read
+-- in its order), so keeping it loses nothing; the setting holds for
+-- `claimable_jobs` too, called from here.
 CREATE FUNCTION complete_and_claim(
     ready_at timestamptz, of_kinds text[], lease_end timestamptz, worker_id text,
     passed_over uuid[], done_ids uuid[], wanted integer)
