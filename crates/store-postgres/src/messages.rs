@@ -163,6 +163,7 @@ impl Stored {
             "paused" => refused(StoreError::Conflict(Conflict::ChatbotPaused)),
             "not_found" => refused(StoreError::NotFound),
             "claim_lost" => refused(claim_lost()),
+            "repeat" => refused(StoreError::Conflict(Conflict::DuplicateMessage)),
             "failed" if self.failed_state.as_deref() == Some(UNIQUE_VIOLATION) => {
                 conflict_on(self.failed_constraint.as_deref()?).map(Err)
             }
