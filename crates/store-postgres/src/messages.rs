@@ -1,7 +1,8 @@
-//! Messages stored together. The `add_messages` function (migration
-//! `add_messages`) stores a batch of messages in one transaction, each as the
-//! shared statements of `add_message` would, and adds to the shared counters
-//! once per batch. This process's messages are handed to one task, which
+//! Messages stored together. The `add_messages` function (migrations
+//! `add_messages`, `add_messages_looked_up`) stores a batch of messages in
+//! one transaction, each as the shared statements of `add_message` would:
+//! their refusals looked up in one statement and the rest written with one
+//! statement per step, and adds to the shared counters once per batch. This process's messages are handed to one task, which
 //! sends whatever is waiting as one batch while fewer than [`IN_FLIGHT`]
 //! batches are being stored: a message that comes alone goes alone, at once;
 //! many at once share a transaction and its commit (ARCHITECTURE.md,
