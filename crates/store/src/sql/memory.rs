@@ -326,6 +326,9 @@ impl<B: SqlBackend> MemoryStore for B {
             let org: OrgId = row.get("id")?;
             let days: i32 = row.get("retention_days")?;
             let before = at - chrono::Duration::days(i64::from(days));
+            // On PostgreSQL `last_active_at` is not indexed, so that each
+            // message's rewrite of it is a HOT update (migration 0036):
+            // this hourly sweep reads the organization's conversations.
             deleted += delete_in_batches(self, CONVERSATION_BATCH, || {
                 sql("DELETE FROM conversations WHERE id IN (
                         SELECT id FROM conversations
