@@ -872,6 +872,195 @@ async fn whatsapp_webhooks_are_stored_once_and_answered_while_steward_is_killed(
     );
 }
 
+/// A WhatsApp webhook whose message is committed, its answer never sent:
+/// `steward serve` is killed at that moment, on PostgreSQL, where the
+/// message's batch is one call (`add_messages`) that commits before it
+/// answers. Meta sends the webhook again to the server started after, which
+/// answers it as a repeat: one message, one job, one reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_killed_between_its_commit_and_its_answer_is_stored_and_answered_once() {
+    let Some(postgres) = steward_testkit::PostgresDatabase::create().await else {
+        eprintln!("skipped: backend not configured");
+        return;
+    };
+    const MARKER: &str = "killed between the commit and the answer";
+    let proxy = HoldingProxy::start(&postgres.url, MARKER).await;
+    let dir = tempfile::tempdir().unwrap();
+    let whatsapp = steward_testkit::providers::FakeProviders::start().await;
+    let serve = || {
+        let mut command = steward(dir.path());
+        command
+            .env("STEWARD_DATABASE__URL", &proxy.url)
+            // The killed server's worker may have taken the reply's job.
+            .env("STEWARD_JOBS__LEASE_SECS", "3")
+            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+            .env(
+                "STEWARD_CHANNELS__WHATSAPP_API_URL",
+                whatsapp.whatsapp_api(),
+            )
+            .env("RUST_LOG", "warn");
+        command
+    };
+    let (_, password) = create_acme_with(serve());
+    let port = free_port();
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    let (status, channel) = owner
+        .post(
+            &format!("/api/v1/chatbots/{bot}/channels"),
+            serde_json::json!({"kind": "whatsapp", "name": "support", "config": {
+                "phone_number_id": "15550001", "access_token": "t",
+                "app_secret": WHATSAPP_SECRET, "verify_token": "v",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let url = format!(
+        "{}{}",
+        server.base,
+        channel["webhook_url"].as_str().unwrap()
+    );
+    let (body, signature) = whatsapp_webhook("wamid.aimed", "16505550100", MARKER);
+    let send = || {
+        reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+            .timeout(Duration::from_secs(30))
+            .send()
+    };
+
+    // The answer of the call that stores it is held; the message commits.
+    let first = tokio::spawn(send());
+    let stored = "SELECT COUNT(*) FROM messages WHERE external_id = 'wamid.aimed'";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while number(&postgres.url, stored).await == 0 {
+        assert!(Instant::now() < deadline, "the message was never committed");
+        assert!(
+            !first.is_finished(),
+            "the webhook was answered: {:?}",
+            first.await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(proxy.held.load(Ordering::SeqCst) > 0, "no answer was held");
+    assert!(
+        !first.is_finished(),
+        "the webhook was answered before the kill"
+    );
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    let unanswered = first.await.unwrap();
+    assert!(
+        unanswered.is_err(),
+        "the killed server answered: {unanswered:?}"
+    );
+
+    // Meta sends it again until it is acknowledged.
+    proxy.armed.store(false, Ordering::SeqCst);
+    let mut server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), 200);
+    let replies = whatsapp.wait_for("whatsapp", 1).await;
+    // A second reply, had the message been stored or queued twice, would
+    // follow within the worker's next polls.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(whatsapp.sent("whatsapp").len(), 1, "{replies:?}");
+    assert_eq!(number(&postgres.url, stored).await, 1);
+    let jobs = "SELECT COUNT(*) FROM jobs WHERE kind = 'respond'";
+    assert_eq!(number(&postgres.url, jobs).await, 1);
+    let usage = owner.get("/api/v1/insights/usage?days=2").await;
+    let counted: u64 = usage["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|day| day["messages"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 1, "{usage}");
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+/// A TCP proxy in front of PostgreSQL that, while armed, holds every answer
+/// on a connection once the client has sent `marker` on it: the statement
+/// runs and commits, and the caller never hears so.
+struct HoldingProxy {
+    /// The database's URL through the proxy.
+    url: String,
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    /// Answers held, in reads.
+    held: Arc<AtomicUsize>,
+}
+
+impl HoldingProxy {
+    async fn start(database_url: &str, marker: &'static str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (scheme, rest) = database_url.split_once("://").unwrap();
+        let (user, rest) = rest.rsplit_once('@').map_or(("", rest), |(u, r)| (u, r));
+        let (upstream, database) = rest.split_once('/').unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let at = if user.is_empty() {
+            String::new()
+        } else {
+            format!("{user}@")
+        };
+        let proxy = Self {
+            url: format!("{scheme}://{at}127.0.0.1:{port}/{database}"),
+            armed: Arc::new(true.into()),
+            held: Arc::new(AtomicUsize::new(0)),
+        };
+        let (upstream, armed, held) =
+            (upstream.to_owned(), proxy.armed.clone(), proxy.held.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (armed, held) = (armed.clone(), held.clone());
+                tokio::spawn(async move {
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let marked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                    let seen = marked.clone();
+                    let up = async move {
+                        let (mut buf, mut tail) = (vec![0; 64 * 1024], Vec::new());
+                        while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                            tail.extend_from_slice(&buf[..n]);
+                            // Marked before it reaches the server: its answer is held.
+                            if armed.load(Ordering::SeqCst)
+                                && tail.windows(marker.len()).any(|w| w == marker.as_bytes())
+                            {
+                                seen.store(true, Ordering::SeqCst);
+                            }
+                            tail.drain(..tail.len().saturating_sub(marker.len()));
+                            if to_server.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    let down = async move {
+                        let mut buf = vec![0; 64 * 1024];
+                        while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                            if marked.load(Ordering::SeqCst) {
+                                held.fetch_add(1, Ordering::SeqCst);
+                            } else if to_client.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    };
+                    tokio::join!(up, down);
+                });
+            }
+        });
+        proxy
+    }
+}
+
 /// The page's id for message `n` of `visitor`: the same on every try.
 fn uuid_for(visitor: usize, n: usize) -> String {
     format!("00000000-0000-4000-8000-{:06}{:06}", visitor, n)
