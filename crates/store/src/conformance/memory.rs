@@ -470,6 +470,38 @@ pub async fn conversations_past_their_retention_are_deleted_in_organizations_tha
         0,
         "nothing twice"
     );
+    // A backlog longer than a sweep's batch, each expired conversation
+    // started between two kept ones (started as long ago, written in
+    // since): one sweep deletes all of it and nothing else.
+    let mut kept = Vec::new();
+    for n in 0..120 {
+        let old = format!("{}", 1000 + n);
+        as_of(
+            days_ago(40),
+            written(&store, &scope, bot, None, &old, "old"),
+        )
+        .await;
+        let handle = format!("{}", 2000 + n);
+        let first = as_of(
+            days_ago(40),
+            written(&store, &scope, bot, None, &handle, "kept"),
+        )
+        .await;
+        let to = Some(first.conversation_id);
+        as_of(
+            days_ago(1),
+            written(&store, &scope, bot, to, &handle, "again"),
+        )
+        .await;
+        kept.push(first.id);
+    }
+    assert_eq!(store.expire_conversations(now()).await.unwrap(), 120);
+    for id in kept {
+        assert!(
+            store.message(&scope, id).await.is_ok(),
+            "a kept one deleted"
+        );
+    }
     let log = store.list_audit(&scope, None, 10).await.unwrap();
     let changes = log
         .iter()

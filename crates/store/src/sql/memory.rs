@@ -328,16 +328,40 @@ impl<B: SqlBackend> MemoryStore for B {
             let before = at - chrono::Duration::days(i64::from(days));
             // On PostgreSQL `last_active_at` is not indexed, so that each
             // message's rewrite of it is a HOT update (migration 0036):
-            // this hourly sweep reads the organization's conversations.
-            deleted += delete_in_batches(self, CONVERSATION_BATCH, || {
-                sql("DELETE FROM conversations WHERE id IN (
-                        SELECT id FROM conversations
-                        WHERE org_id = $1 AND last_active_at < $2 LIMIT $3)")
-                .bind(org)
-                .bind(before)
-                .bind(CONVERSATION_BATCH as i64)
-            })
-            .await?;
+            // this hourly sweep walks the organization's conversations in
+            // creation order (`conversations_recent`), each batch going on
+            // from where the last stopped, so that a long backlog is read
+            // once, not once per batch.
+            let mut after = (
+                DateTime::<Utc>::UNIX_EPOCH,
+                ConversationId::from_uuid(uuid::Uuid::nil()),
+            );
+            loop {
+                let mut tx = self.begin().await?;
+                let gone = tx
+                    .fetch_all(
+                        sql("DELETE FROM conversations WHERE id IN (
+                                SELECT id FROM conversations
+                                WHERE org_id = $1 AND (created_at, id) > ($3, $4)
+                                  AND last_active_at < $2
+                                ORDER BY created_at, id LIMIT $5)
+                             RETURNING created_at, id")
+                        .bind(org)
+                        .bind(before)
+                        .bind(after.0)
+                        .bind(after.1)
+                        .bind(CONVERSATION_BATCH as i64),
+                    )
+                    .await?;
+                commit::<B>(tx).await?;
+                for row in &gone {
+                    after = after.max((row.get("created_at")?, row.get("id")?));
+                }
+                deleted += gone.len() as u64;
+                if (gone.len() as u64) < CONVERSATION_BATCH {
+                    break;
+                }
+            }
         }
         if deleted > 0 {
             self.purge_deleted_words().await?;
