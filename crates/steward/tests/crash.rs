@@ -674,6 +674,56 @@ const SENDERS: usize = 24;
 const WEBHOOKS_PER_SENDER: usize = 6;
 const WHATSAPP_SECRET: &str = "whatsapp-app-secret";
 
+/// `steward serve` on `database_url`, sending to `whatsapp`; leases are
+/// short, as a killed server's worker may have taken a reply's job.
+fn serving_whatsapp(
+    dir: &std::path::Path,
+    database_url: &str,
+    whatsapp: &steward_testkit::providers::FakeProviders,
+) -> std::process::Command {
+    let mut command = steward(dir);
+    command
+        .env("STEWARD_DATABASE__URL", database_url)
+        .env("STEWARD_JOBS__LEASE_SECS", "3")
+        .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
+        .env(
+            "STEWARD_CHANNELS__WHATSAPP_API_URL",
+            whatsapp.whatsapp_api(),
+        )
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// `steward serve` started on `port` for a new organization whose owner is
+/// signed in, with a chatbot and a WhatsApp channel: the server, the owner,
+/// the chatbot's id and the channel's webhook URL.
+async fn whatsapp_chatbot(
+    serve: impl Fn() -> std::process::Command,
+    port: u16,
+) -> (Server, Api, String, String) {
+    let (_, password) = create_acme_with(serve());
+    let server = Server::start_on(serve(), port);
+    server.wait_until_healthy().await;
+    let owner = Api::sign_in(&server.base, &password).await;
+    let bot = owner.chatbot().await;
+    let (status, channel) = owner
+        .post(
+            &format!("/api/v1/chatbots/{bot}/channels"),
+            serde_json::json!({"kind": "whatsapp", "name": "support", "config": {
+                "phone_number_id": "15550001", "access_token": "t",
+                "app_secret": WHATSAPP_SECRET, "verify_token": "v",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 201, "{channel}");
+    let url = format!(
+        "{}{}",
+        server.base,
+        channel["webhook_url"].as_str().unwrap()
+    );
+    (server, owner, bot, url)
+}
+
 /// Meta's text-message webhook for WhatsApp, signed as Meta signs it.
 fn whatsapp_webhook(id: &str, from: &str, text: &str) -> (Vec<u8>, String) {
     let body = serde_json::json!({
@@ -702,40 +752,9 @@ async fn whatsapp_webhooks_are_stored_once_and_answered_while_steward_is_killed(
     let dir = tempfile::tempdir().unwrap();
     let (_postgres, database_url) = database(dir.path()).await;
     let whatsapp = steward_testkit::providers::FakeProviders::start().await;
-    let serve = || {
-        let mut command = steward(dir.path());
-        command
-            .env("STEWARD_DATABASE__URL", &database_url)
-            .env("STEWARD_JOBS__LEASE_SECS", "3")
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
-            .env(
-                "STEWARD_CHANNELS__WHATSAPP_API_URL",
-                whatsapp.whatsapp_api(),
-            )
-            .env("RUST_LOG", "warn");
-        command
-    };
-    let (_, password) = create_acme_with(serve());
+    let serve = || serving_whatsapp(dir.path(), &database_url, &whatsapp);
     let port = free_port();
-    let mut server = Server::start_on(serve(), port);
-    server.wait_until_healthy().await;
-    let owner = Api::sign_in(&server.base, &password).await;
-    let bot = owner.chatbot().await;
-    let (status, channel) = owner
-        .post(
-            &format!("/api/v1/chatbots/{bot}/channels"),
-            serde_json::json!({"kind": "whatsapp", "name": "support", "config": {
-                "phone_number_id": "15550001", "access_token": "t",
-                "app_secret": WHATSAPP_SECRET, "verify_token": "v",
-            }}),
-        )
-        .await;
-    assert_eq!(status, 201, "{channel}");
-    let url = format!(
-        "{}{}",
-        server.base,
-        channel["webhook_url"].as_str().unwrap()
-    );
+    let (mut server, owner, bot, url) = whatsapp_chatbot(serve, port).await;
 
     let sending = Arc::new(AtomicUsize::new(SENDERS));
     let retries = Arc::new(AtomicUsize::new(0));
@@ -887,41 +906,9 @@ async fn a_webhook_killed_between_its_commit_and_its_answer_is_stored_and_answer
     let proxy = HoldingProxy::start(&postgres.url, MARKER).await;
     let dir = tempfile::tempdir().unwrap();
     let whatsapp = steward_testkit::providers::FakeProviders::start().await;
-    let serve = || {
-        let mut command = steward(dir.path());
-        command
-            .env("STEWARD_DATABASE__URL", &proxy.url)
-            // The killed server's worker may have taken the reply's job.
-            .env("STEWARD_JOBS__LEASE_SECS", "3")
-            .env("STEWARD_JOBS__POLL_INTERVAL_MS", "50")
-            .env(
-                "STEWARD_CHANNELS__WHATSAPP_API_URL",
-                whatsapp.whatsapp_api(),
-            )
-            .env("RUST_LOG", "warn");
-        command
-    };
-    let (_, password) = create_acme_with(serve());
+    let serve = || serving_whatsapp(dir.path(), &proxy.url, &whatsapp);
     let port = free_port();
-    let mut server = Server::start_on(serve(), port);
-    server.wait_until_healthy().await;
-    let owner = Api::sign_in(&server.base, &password).await;
-    let bot = owner.chatbot().await;
-    let (status, channel) = owner
-        .post(
-            &format!("/api/v1/chatbots/{bot}/channels"),
-            serde_json::json!({"kind": "whatsapp", "name": "support", "config": {
-                "phone_number_id": "15550001", "access_token": "t",
-                "app_secret": WHATSAPP_SECRET, "verify_token": "v",
-            }}),
-        )
-        .await;
-    assert_eq!(status, 201, "{channel}");
-    let url = format!(
-        "{}{}",
-        server.base,
-        channel["webhook_url"].as_str().unwrap()
-    );
+    let (mut server, owner, _, url) = whatsapp_chatbot(serve, port).await;
     let (body, signature) = whatsapp_webhook("wamid.aimed", "16505550100", MARKER);
     let send = || {
         reqwest::Client::new()
