@@ -954,8 +954,14 @@ async fn a_webhook_killed_between_its_commit_and_its_answer_is_stored_and_answer
     assert_eq!(again.status(), 200);
     let replies = whatsapp.wait_for("whatsapp", 1).await;
     // A second reply, had the message been stored or queued twice, would
-    // follow within the worker's next polls.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // come from a job still to finish: wait until none is left.
+    let unfinished = "SELECT COUNT(*) FROM jobs WHERE kind IN ('respond', 'deliver')
+                      AND state NOT IN ('succeeded', 'dead')";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while number(&postgres.url, unfinished).await > 0 {
+        assert!(Instant::now() < deadline, "the reply's jobs never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(whatsapp.sent("whatsapp").len(), 1, "{replies:?}");
     assert_eq!(number(&postgres.url, stored).await, 1);
     let jobs = "SELECT COUNT(*) FROM jobs WHERE kind = 'respond'";
