@@ -9,12 +9,13 @@ FROM rust:1.95-slim-trixie AS build
 # would stop building; the base image's tag pins the release.
 # hadolint ignore=DL3008
 RUN apt-get update \
- && apt-get install -y --no-install-recommends mold pkg-config \
+ && apt-get install -y --no-install-recommends pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates crates
-ENV RUSTFLAGS="-C link-arg=-fuse-ld=mold"
+# Linked by Rust's own linker, not mold: it lays start-up's functions out
+# together (crates/steward/build.rs), which keeps an idle server's memory low.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p steward \
