@@ -17,15 +17,15 @@ fn main() {
     let x86_64_linux = var("CARGO_CFG_TARGET_ARCH") == "x86_64"
         && var("CARGO_CFG_TARGET_OS") == "linux"
         && var("CARGO_CFG_TARGET_ENV") == "gnu";
+    if !release || !x86_64_linux {
+        return;
+    }
     // A linker chosen in RUSTFLAGS or the cargo configuration (mold here, to
     // build faster) instead of the default.
     let rustflags = var("CARGO_ENCODED_RUSTFLAGS");
     let other_linker = !var("RUSTC_LINKER").is_empty()
         || (rustflags.contains("-fuse-ld=") && !rustflags.contains("-fuse-ld=lld"))
         || rustflags.contains("linker=");
-    if !release || !x86_64_linux {
-        return;
-    }
     if other_linker {
         println!(
             "cargo:warning=start-up.order not applied: a linker other than rust-lld is chosen \

@@ -2,11 +2,13 @@
 //! `add_messages`, `add_messages_looked_up`) stores a batch of messages in
 //! one transaction, each as the shared statements of `add_message` would:
 //! their refusals looked up in one statement and the rest written with one
-//! statement per step, and adds to the shared counters once per batch. This process's messages are handed to one task, which
-//! sends whatever is waiting as one batch while fewer than [`IN_FLIGHT`]
-//! batches are being stored: a message that comes alone goes alone, at once;
-//! many at once share a transaction and its commit (ARCHITECTURE.md,
-//! *Messages stored together on PostgreSQL*).
+//! statement per step, and adds to the shared counters once per batch.
+//!
+//! This process's messages are handed to one task, which sends whatever is
+//! waiting as one batch while fewer than [`IN_FLIGHT`] batches are being
+//! stored: a message that comes alone goes alone, at once; many at once
+//! share a transaction and its commit (ARCHITECTURE.md, *Messages stored
+//! together on PostgreSQL*).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
