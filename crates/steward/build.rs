@@ -2,7 +2,7 @@
 //! (listed in `start-up.order` by `scripts/order-start-up`). The kernel maps
 //! the executable 64 KB around each page it first runs, so start-up code
 //! spread over the whole binary kept most of it resident: 33 MB idle against
-//! 19 MB laid out (docs/PERFORMANCE.md, "Start-up code laid out together").
+//! 20 MB laid out (docs/PERFORMANCE.md, "Start-up code laid out together").
 //!
 //! Only release builds for x86-64 Linux with Rust's own linker (rust-lld, the
 //! default there) take the order: mold and GNU ld do not read one. A name the
