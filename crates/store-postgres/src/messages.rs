@@ -10,12 +10,13 @@
 //! share a transaction and its commit (ARCHITECTURE.md, *Messages stored
 //! together on PostgreSQL*).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
 use sqlx::PgPool;
-use steward_domain::{JobId, PersonId};
+use steward_domain::{ChannelId, ChatbotId, ConversationId, JobId, MessageId, OrgId, PersonId};
 use steward_store::sql::{MessageWrite, live_message};
 use steward_store::{Conflict, ConversationChoice, StoreError, StoreResult, claim_lost};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -67,74 +68,128 @@ pub(crate) async fn add_message(
     Ok(person)
 }
 
-/// One message as `add_messages` reads it (the type `message_write`).
-fn message_write(write: &MessageWrite<'_>) -> Value {
+/// One message as `add_messages` reads it (the type `message_write`), as
+/// JSON text. Written straight from the message, without building a
+/// `serde_json::Value` first: that tree of maps and strings cost more than
+/// anything else the server does for a webhook (docs/PERFORMANCE.md,
+/// *Webhooks: a message written as JSON once*).
+fn message_write(write: &MessageWrite<'_>) -> String {
     let new = write.new;
-    let (conversation, starts) = match new.conversation {
+    let (conversation, start) = match new.conversation {
         ConversationChoice::Existing(id) => (id, false),
         ConversationChoice::Start(id) => (id, true),
     };
-    let jobs: Vec<Value> = new
-        .then
-        .iter()
-        .map(|job| {
-            json!({
-                "id": JobId::new(),
-                "org_id": job.org_id,
-                "kind": job.kind.as_str(),
-                "payload": job.payload,
-                "priority": job.priority,
-                "run_at": job.run_at,
-                "max_attempts": job.max_attempts,
-                "ordering_key": job.ordering_key,
-                "dedupe_key": job.dedupe_key,
-            })
-        })
-        .collect();
     let sender = new.sender.as_ref().map(|s| &s.identity);
     let fence = write.fence.as_ref();
     let answer = fence.and_then(|f| f.answer.as_ref());
-    json!({
-        "org": write.org,
-        "chatbot": new.chatbot_id,
-        "conversation": conversation,
-        "start": starts,
-        "conversation_key": new.conversation_key,
-        "id": new.id,
-        "role": new.role.as_str(),
-        "text": new.text.as_str(),
-        "channel": new.channel,
-        "external_id": new.external_id,
-        "answers": new.answers,
-        "channel_id": new.channel_id,
-        "secrets": new.channel_secrets.as_deref().map(bytea),
-        "meta": new.meta,
-        "forwarded": new.forwarded,
-        "tokens": new.tokens,
-        "at": write.at,
-        "sender_kind": sender.map(|i| i.kind.as_str()),
-        "sender_handle": sender.map(|i| i.handle.as_str()),
-        "sender_name": write.sender_name,
-        "new_person": write.new_person,
-        "jobs": jobs,
-        "day": write.day,
-        "week": write.week,
-        "period": write.period,
-        "fence_caller": fence.map(|f| f.caller.as_str()),
-        "fence_key": fence.map(|f| f.key.as_str()),
-        "fence_token": fence.map(|f| f.token.as_str()),
-        "answer_status": answer.map(|a| a.status),
-        "answer_content_type": answer.and_then(|a| a.content_type.as_deref()),
-        "answer_body": answer.map(|a| bytea(&a.body)),
-    })
+    let message = MessageJson {
+        org: write.org,
+        chatbot: new.chatbot_id,
+        conversation,
+        start,
+        conversation_key: new.conversation_key.as_deref(),
+        id: new.id,
+        role: new.role.as_str(),
+        text: new.text.as_str(),
+        channel: &new.channel,
+        external_id: new.external_id.as_deref(),
+        answers: new.answers,
+        channel_id: new.channel_id,
+        secrets: new.channel_secrets.as_deref().map(bytea),
+        meta: new.meta.as_ref(),
+        forwarded: new.forwarded,
+        tokens: new.tokens,
+        at: write.at,
+        sender_kind: sender.map(|i| i.kind.as_str()),
+        sender_handle: sender.map(|i| i.handle.as_str()),
+        sender_name: write.sender_name,
+        new_person: write.new_person,
+        jobs: new
+            .then
+            .iter()
+            .map(|job| JobJson {
+                id: JobId::new(),
+                org_id: job.org_id,
+                kind: job.kind.as_str(),
+                payload: &job.payload,
+                priority: job.priority,
+                run_at: job.run_at,
+                max_attempts: job.max_attempts,
+                ordering_key: job.ordering_key.as_deref(),
+                dedupe_key: job.dedupe_key.as_deref(),
+            })
+            .collect(),
+        day: write.day,
+        week: write.week,
+        period: &write.period,
+        fence_caller: fence.map(|f| f.caller.as_str()),
+        fence_key: fence.map(|f| f.key.as_str()),
+        fence_token: fence.map(|f| f.token.as_str()),
+        answer_status: answer.map(|a| a.status),
+        answer_content_type: answer.and_then(|a| a.content_type.as_deref()),
+        answer_body: answer.map(|a| bytea(&a.body)),
+    };
+    serde_json::to_string(&message).expect("a message serializes")
+}
+
+/// The fields of the type `message_write`, by name.
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    org: OrgId,
+    chatbot: ChatbotId,
+    conversation: ConversationId,
+    start: bool,
+    conversation_key: Option<&'a str>,
+    id: MessageId,
+    role: &'a str,
+    text: &'a str,
+    channel: &'a str,
+    external_id: Option<&'a str>,
+    answers: Option<MessageId>,
+    channel_id: Option<ChannelId>,
+    secrets: Option<String>,
+    meta: Option<&'a Value>,
+    forwarded: bool,
+    tokens: i64,
+    at: DateTime<Utc>,
+    sender_kind: Option<&'a str>,
+    sender_handle: Option<&'a str>,
+    sender_name: Option<&'a str>,
+    new_person: PersonId,
+    jobs: Vec<JobJson<'a>>,
+    day: i64,
+    week: i64,
+    period: &'a str,
+    fence_caller: Option<&'a str>,
+    fence_key: Option<&'a str>,
+    fence_token: Option<&'a str>,
+    answer_status: Option<u16>,
+    answer_content_type: Option<&'a str>,
+    answer_body: Option<String>,
+}
+
+/// A job of the message, as `add_messages` reads it from `jobs`.
+#[derive(Serialize)]
+struct JobJson<'a> {
+    id: JobId,
+    org_id: Option<OrgId>,
+    kind: &'a str,
+    payload: &'a Value,
+    priority: i32,
+    run_at: Option<DateTime<Utc>>,
+    max_attempts: i32,
+    ordering_key: Option<&'a str>,
+    dedupe_key: Option<&'a str>,
 }
 
 /// Bytes in PostgreSQL's hex form, as a JSON string becomes a `bytea`.
 fn bytea(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(2 + bytes.len() * 2);
     hex.push_str("\\x");
     for byte in bytes {
-        let _ = write!(hex, "{byte:02x}");
+        hex.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
     hex
 }
@@ -193,15 +248,24 @@ fn conflict_on(constraint: &str) -> Option<StoreError> {
 /// call instead of answering 'failed'.
 async fn add_messages(
     pool: &PgPool,
-    batch: Vec<Value>,
+    batch: &[String],
     shard: i64,
     alone: bool,
 ) -> Result<Vec<Stored>, sqlx::Error> {
+    let mut array = String::with_capacity(2 + batch.iter().map(|m| m.len() + 1).sum::<usize>());
+    array.push('[');
+    for (place, message) in batch.iter().enumerate() {
+        if place > 0 {
+            array.push(',');
+        }
+        array.push_str(message);
+    }
+    array.push(']');
     sqlx::query_as(
         "SELECT place, outcome, person, job_kinds, failed_state, failed_constraint
-         FROM add_messages($1, $2::smallint, $3)",
+         FROM add_messages($1::jsonb, $2::smallint, $3)",
     )
-    .bind(Value::Array(batch))
+    .bind(array)
     .bind(shard)
     .bind(alone)
     .fetch_all(pool)
@@ -222,10 +286,10 @@ fn worth_another_try(e: &sqlx::Error) -> bool {
 }
 
 /// Stores one message in a call of its own, its error the caller's.
-async fn store_alone(pool: &PgPool, message: Value, shard: i64) -> StoreResult<Stored> {
+async fn store_alone(pool: &PgPool, message: String, shard: i64) -> StoreResult<Stored> {
     let mut tries = 1;
     let answered = loop {
-        match add_messages(pool, vec![message.clone()], shard, true).await {
+        match add_messages(pool, std::slice::from_ref(&message), shard, true).await {
             Err(e) if tries < TRIES_ALONE && worth_another_try(&e) => {
                 tracing::debug!(error = %e, "a message stored alone was rolled back; trying again");
                 tries += 1;
@@ -255,7 +319,7 @@ pub(crate) struct MessageBatches {
 }
 
 struct Waiting {
-    message: Value,
+    message: String,
     shard: i64,
     answer: oneshot::Sender<Stored>,
 }
@@ -269,7 +333,7 @@ impl MessageBatches {
     }
 
     /// What storing `message` in a batch did; None if its batch failed.
-    async fn store(&self, message: Value, shard: i64) -> Option<Stored> {
+    async fn store(&self, message: String, shard: i64) -> Option<Stored> {
         let (answer, answered) = oneshot::channel();
         let waiting = Waiting {
             message,
@@ -312,12 +376,12 @@ async fn store_waiting(pool: PgPool, mut queued: UnboundedReceiver<Waiting>) {
 /// and its caller stores it alone.
 async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
     let shard = batch[0].shard;
-    let (messages, answers): (Vec<Value>, Vec<oneshot::Sender<Stored>>) = batch
+    let (messages, answers): (Vec<String>, Vec<oneshot::Sender<Stored>>) = batch
         .into_iter()
         .map(|waiting| (waiting.message, waiting.answer))
         .unzip();
     let mut answers: Vec<Option<_>> = answers.into_iter().map(Some).collect();
-    match add_messages(pool, messages, shard, false).await {
+    match add_messages(pool, &messages, shard, false).await {
         Ok(stored) => {
             for stored in stored {
                 let answer = usize::try_from(stored.place - 1)
@@ -331,5 +395,99 @@ async fn store_batch(pool: &PgPool, batch: Vec<Waiting>) {
         Err(e) => {
             tracing::debug!(error = %e, messages = answers.len(), "a batch of messages failed; each is stored alone");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use steward_domain::jobs::RespondArgs;
+    use steward_domain::{MessageRole, MessageText};
+    use steward_store::{NewJob, NewMessage};
+
+    use super::*;
+
+    /// The names of a composite type or column list in `sql`: the first
+    /// word of each comma-separated field after `opening`, comments left out.
+    fn fields(sql: &str, opening: &str) -> Vec<String> {
+        let start = sql.find(opening).expect("the definition") + opening.len();
+        let list = &sql[start..start + sql[start..].find(')').expect("its end")];
+        list.lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<String>()
+            .split(',')
+            .map(|field| field.split_whitespace().next().expect("a name").to_owned())
+            .collect()
+    }
+
+    fn keys(json: &Value) -> Vec<String> {
+        let mut keys: Vec<String> = json
+            .as_object()
+            .expect("an object")
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// `add_messages` reads each message with `jsonb_populate_record`, which
+    /// takes a misspelt or missing field for NULL without a word: the JSON
+    /// written must name exactly the type's fields, and each job exactly the
+    /// columns the function reads.
+    #[test]
+    fn a_message_is_written_with_exactly_the_fields_add_messages_reads() {
+        let conversation = ConversationId::new();
+        let new = NewMessage {
+            id: MessageId::new(),
+            chatbot_id: ChatbotId::new(),
+            conversation: ConversationChoice::Start(conversation),
+            role: MessageRole::User,
+            text: MessageText::parse("text", "Is the shop open on Sunday? \"Yes\" \\ no").unwrap(),
+            channel: "whatsapp".into(),
+            external_id: Some("wamid.1".into()),
+            answers: None,
+            channel_id: Some(ChannelId::new()),
+            channel_secrets: Some(vec![0x00, 0x7f, 0xab, 0xff]),
+            meta: Some(serde_json::json!({ "to": "16505551234" })),
+            tokens: 0,
+            then: vec![NewJob::of(
+                &RespondArgs {
+                    chatbot_id: ChatbotId::new(),
+                    conversation_id: conversation,
+                },
+                5,
+            )],
+            sender: None,
+            forwarded: false,
+            conversation_key: Some("16505551234".into()),
+        };
+        let write = MessageWrite {
+            org: OrgId::new(),
+            at: Utc::now(),
+            new: &new,
+            sender_name: Some("Ana"),
+            new_person: PersonId::new(),
+            day: 20_794,
+            week: 2_971,
+            period: "2026-12".into(),
+            shard: 3,
+            fence: None,
+        };
+        let json: Value = serde_json::from_str(&message_write(&write)).expect("JSON");
+
+        let migration = include_str!("../migrations/0032_add_messages.sql");
+        let mut expected = fields(migration, "CREATE TYPE message_write AS (");
+        expected.sort();
+        assert_eq!(keys(&json), expected);
+        let function = include_str!("../migrations/0035_add_messages_looked_up.sql");
+        let mut expected = fields(function, "jsonb_to_recordset(m.jobs) AS j(");
+        expected.sort();
+        assert_eq!(keys(&json["jobs"][0]), expected);
+
+        assert_eq!(json["text"], "Is the shop open on Sunday? \"Yes\" \\ no");
+        assert_eq!(json["secrets"], "\\x007fabff");
+        assert_eq!(json["start"], true);
+        assert_eq!(json["conversation"], conversation.to_string());
+        assert_eq!(json["jobs"][0]["kind"], "respond");
     }
 }
