@@ -483,6 +483,25 @@ pub async fn messages_that_come_at_once_are_each_stored_and_counted_once(store: 
         }]
     );
     assert_eq!((activity.people_today, activity.people_week), (10, 10));
+    // One person per phone number, however many batches its messages met
+    // in (a sender new to two of them at once is made by one), and none
+    // left without a handle.
+    let query = PeopleQuery {
+        text: None,
+        before: None,
+        limit: 100,
+    };
+    let people = store.people(&scope, &query).await.unwrap();
+    let phones = people
+        .iter()
+        .filter(|p| {
+            p.identities
+                .iter()
+                .any(|i| i.identity.kind == IdentityKind::Whatsapp)
+        })
+        .count();
+    assert_eq!(phones, 10);
+    assert!(people.iter().all(|p| !p.identities.is_empty()));
     let received: Vec<_> = activity
         .chatbots
         .iter()
