@@ -104,6 +104,12 @@ impl Sender {
         self.client.clone()
     }
 
+    /// Whether `typing` shows anything on `config`'s provider: only Teams
+    /// offers it to bots.
+    pub fn shows_typing(config: &ChannelConfig) -> bool {
+        matches!(config, ChannelConfig::Teams(_))
+    }
+
     /// Shows the person that a reply is being written, where the provider
     /// offers it for bots (Teams); nothing elsewhere.
     pub async fn typing(&self, config: &ChannelConfig, route: &Route) -> Result<(), SendError> {

@@ -277,8 +277,12 @@ impl Webhook<'_> {
             };
         if taken.stored > 0 {
             state.jobs_enqueued.notify_one();
-            if let Some(route) = answering {
-                // Best effort, after the answer: "typing…" where the provider has it.
+            // Best effort, after the answer: "typing…" where the provider has
+            // it. Elsewhere no task is spawned: one per webhook costs more
+            // than nothing.
+            if let Some(route) = answering
+                && steward_channels::Sender::shows_typing(&open.config)
+            {
                 let (sender, open) = (state.channels.clone(), open.clone());
                 tokio::spawn(async move {
                     if let Err(e) = sender.typing(&open.config, &route).await {
