@@ -1,20 +1,27 @@
 -- Messages stored together, in fewer statements: PostgreSQL's time per
--- batch, not the server's, sets the webhook pace, and much of it is the
--- start-up of each statement (docs/PERFORMANCE.md, "Webhooks: fewer
--- statements per batch"). Restated from `add_messages_looked_up`, with
--- three changes:
+-- batch sets the webhook pace, and a share of it is the start-up of each
+-- statement (docs/PERFORMANCE.md, "Webhooks: fewer statements per
+-- batch"). Restated from `add_messages_looked_up`, with these changes:
 --
 -- - Senders not known yet are made together: their people and handles in
 --   one statement for the batch, instead of three statements per message.
 --   Only a sender whose handle another transaction took meanwhile is taken
 --   one by one, as before (`author_of`).
+-- - A statement the batch has nothing for is skipped: the conversations'
+--   insert when no message starts one, the new senders' when all are
+--   known, the people counts when no message was its author's first of a
+--   day or week.
 -- - The batch is read with one `jsonb_populate_recordset`, not one
 --   `jsonb_populate_record` per message.
 -- - The jobs are read from their JSON once; the statement that added them
 --   joined its `RETURNING` back to every message's jobs, reading each
 --   message's JSON once per job added.
 
--- As `add_messages_looked_up`; only the authors not yet known differ.
+-- As `add_messages_looked_up`, but for the senders not yet known, and the
+-- conversations' insert skipped when no message starts one. What is
+-- locked, in this order: the conversations started, by the sender's key;
+-- the authors known, by id; the new senders' handles, by handle; the
+-- conversations written to, by id.
 CREATE OR REPLACE FUNCTION write_messages(_batch message_write[]) RETURNS message_stored[]
 LANGUAGE plpgsql VOLATILE
 SET enable_hashjoin = off
@@ -212,8 +219,9 @@ BEGIN
 END
 $$;
 
--- As `add_messages_looked_up`; only the reading of the batch and the jobs'
--- statement differ.
+-- As `add_messages_looked_up`, but for the reading of the batch, the jobs'
+-- statement, and the people counts skipped when no message was its
+-- author's first of a day or week.
 CREATE OR REPLACE FUNCTION add_messages(_batch jsonb, _shard smallint, _alone boolean)
 RETURNS TABLE (place bigint, outcome text, person uuid, job_kinds text[],
                failed_state text, failed_constraint text)
