@@ -7,13 +7,11 @@
 
 use std::time::{Duration, Instant};
 
-use steward_domain::{
-    ConversationId, Identity, IdentityKind, MessageId, MessageRole, MessageText, Tier,
-};
-use steward_store::{ConversationChoice, MessageStore, NewMessage, Sender, Store};
+use steward_domain::{Identity, IdentityKind, Tier};
+use steward_store::Store;
 use steward_store_postgres::PostgresStore;
 use steward_testkit::PostgresDatabase;
-use steward_testkit::seed::organization_with_chatbot;
+use steward_testkit::seed::{organization_with_chatbot, telegram_message};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,9 +25,11 @@ async fn a_sender_added_meanwhile_by_another_transaction_is_one_person() {
     let (scope, bot) = organization_with_chatbot(&store, "Acme", Tier::Free).await;
     let org = scope.org_id().as_uuid();
     let db = sqlx::PgPool::connect(&database.url).await.unwrap();
-    let phone = Identity::parse("phone", IdentityKind::Whatsapp, "+15550001").unwrap();
+    let handle = Identity::parse("sender", IdentityKind::Telegram, "4711")
+        .unwrap()
+        .handle;
 
-    // Another transaction makes the number's person, and holds on.
+    // Another transaction makes the sender's person, and holds on.
     let theirs = Uuid::now_v7();
     let mut other = db.begin().await.unwrap();
     sqlx::query("INSERT INTO people (id, org_id, created_at) VALUES ($1, $2, now())")
@@ -40,35 +40,19 @@ async fn a_sender_added_meanwhile_by_another_transaction_is_one_person() {
         .unwrap();
     sqlx::query(
         "INSERT INTO person_identities (org_id, kind, handle, person_id, created_at)
-         VALUES ($1, 'whatsapp', $2, $3, now())",
+         VALUES ($1, 'telegram', $2, $3, now())",
     )
     .bind(org)
-    .bind(&phone.handle)
+    .bind(&handle)
     .bind(theirs)
     .execute(&mut *other)
     .await
     .unwrap();
 
-    // A message from that number, which its batch does not find yet.
-    let message = NewMessage {
-        id: MessageId::new(),
-        chatbot_id: bot.id,
-        conversation: ConversationChoice::Start(ConversationId::new()),
-        role: MessageRole::User,
-        text: MessageText::parse("text", "Is the shop open on Sunday?").unwrap(),
-        channel: "api".into(),
-        external_id: None,
-        answers: None,
-        channel_id: None,
-        channel_secrets: None,
-        meta: None,
-        tokens: 0,
-        then: Vec::new(),
-        sender: Some(Sender::new(phone)),
-        forwarded: false,
-        conversation_key: None,
-    };
-    let adding = tokio::spawn(async move { store.add_message(&scope, message).await });
+    // A message of theirs, whose batch does not find them yet.
+    let adding = tokio::spawn(async move {
+        telegram_message(&store, &scope, bot.id, None, "4711", "Open on Sunday?").await
+    });
 
     // Once its batch waits on the handle, the other transaction commits.
     let started = Instant::now();
@@ -90,7 +74,7 @@ async fn a_sender_added_meanwhile_by_another_transaction_is_one_person() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     other.commit().await.unwrap();
-    let stored = adding.await.unwrap().unwrap();
+    let stored = adding.await.unwrap();
 
     let author: Option<Uuid> = sqlx::query_scalar("SELECT person_id FROM messages WHERE id = $1")
         .bind(stored.id.as_uuid())
