@@ -479,7 +479,7 @@ mod tests {
         let mut expected = fields(migration, "CREATE TYPE message_write AS (");
         expected.sort();
         assert_eq!(keys(&json), expected);
-        let function = include_str!("../migrations/0037_add_messages_fewer_statements.sql");
+        let function = include_str!("../migrations/0038_jobs_dedupe_partial.sql");
         let mut expected = fields(function, "jsonb_to_recordset(m.jobs) AS j(");
         expected.sort();
         assert_eq!(keys(&json["jobs"][0]), expected);

@@ -303,11 +303,14 @@ async fn insert_jobs<B: SqlBackend>(tx: &mut B::Tx, jobs: &[NewJob]) -> StoreRes
         })
         .collect::<Vec<_>>()
         .join(", ");
+    // The conflict target names PostgreSQL's index of keyed jobs by its
+    // predicate (migration `jobs_dedupe_partial`); SQLite's UNIQUE column
+    // matches it as well.
     let mut statement = sql(format!(
         "INSERT INTO jobs (id, org_id, kind, payload, state, priority, run_at, max_attempts,
                            ordering_key, dedupe_key, created_at, updated_at)
          VALUES {rows}
-         ON CONFLICT (dedupe_key) DO NOTHING
+         ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
          RETURNING *"
     ))
     .bind(at);
