@@ -3,7 +3,7 @@
 -- every change of state writes a new entry in each of its indexes (none of
 -- them is a HOT update: `state` is in the claim's and the leases' partial
 -- indexes). Few jobs have a dedupe key, so those entries were writes for
--- nothing: a claim of 32 jobs that completes 32 took 14% less CPU without
+-- nothing: a claim of 32 jobs that completes 32 took 13% less CPU without
 -- them (docs/PERFORMANCE.md, "The queue: no index entry for a job without a
 -- dedupe key").
 --
